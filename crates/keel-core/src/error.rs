@@ -1,0 +1,115 @@
+//! Errors that carry a stable code. Every failure a client can see maps to one
+//! [`ErrorCode`]: a snake_case string and an HTTP status, decided here once so
+//! that the server, the CLI and the SDK agree.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request is well-formed JSON but a field is missing, unknown or out of range.
+    InvalidRequest,
+    /// The body is not JSON at all.
+    InvalidJson,
+    /// A namespace or queue name breaks the naming rules.
+    InvalidName,
+    /// A batch holds more items than allowed.
+    BatchTooLarge,
+    NotFound,
+    JobNotFound,
+    /// The lease token is stale: the job was re-leased, expired, finished or cancelled.
+    LeaseLost,
+    /// The job is in a state the action does not apply to.
+    InvalidState,
+    /// A body or a payload is larger than the limit.
+    PayloadTooLarge,
+    /// The namespace holds as many unfinished jobs as it may.
+    NamespaceFull,
+    /// The disk is full; nothing was written.
+    StorageFull,
+    MethodNotAllowed,
+    /// The server is draining and takes no new work.
+    ShuttingDown,
+    /// A bug or an unexpected storage failure; the message says which.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::BatchTooLarge => "batch_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::JobNotFound => "job_not_found",
+            ErrorCode::LeaseLost => "lease_lost",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NamespaceFull => "namespace_full",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidJson
+            | ErrorCode::InvalidName
+            | ErrorCode::BatchTooLarge => 400,
+            ErrorCode::NotFound | ErrorCode::JobNotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::LeaseLost | ErrorCode::InvalidState => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::NamespaceFull => 429,
+            ErrorCode::ShuttingDown => 503,
+            ErrorCode::StorageFull => 507,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An error with its code and a lowercase message for humans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn job_not_found(id: impl fmt::Display) -> Self {
+        Error::new(ErrorCode::JobNotFound, format!("job {id} not found"))
+    }
+
+    pub fn lease_lost() -> Self {
+        Error::new(
+            ErrorCode::LeaseLost,
+            "the lease token is stale: the job was re-leased, expired or finished",
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

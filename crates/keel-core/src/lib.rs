@@ -1,0 +1,27 @@
+//! The pure domain of Keel: ids, names, time, limits, errors, retry backoff and
+//! the job state machine.
+//!
+//! Architecture invariant: this crate does no IO and never reads the clock
+//! (except [`clock::SystemClock`], the one sanctioned place). Every function that
+//! depends on time takes `now`; every random choice (jitter) is passed in. That
+//! keeps each state transition a deterministic function that tests can drive.
+
+pub mod backoff;
+pub mod clock;
+pub mod error;
+pub mod id;
+pub mod job;
+pub mod limits;
+pub mod name;
+pub mod policy;
+pub mod time;
+
+pub use backoff::Backoff;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorCode};
+pub use id::{JobId, JobIdGenerator, LeaseToken};
+pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
+pub use limits::Limits;
+pub use name::{Namespace, QueueName, QueueRef};
+pub use policy::QueuePolicy;
+pub use time::Timestamp;

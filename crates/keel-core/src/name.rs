@@ -1,0 +1,80 @@
+//! Namespace and queue names, checked once at the edge so that every layer below
+//! can trust them (they end up in SQL parameters, metric labels and log lines).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::{Error, ErrorCode};
+
+const MAX_NAME_LEN: usize = 128;
+
+fn check(kind: &str, name: &str) -> Result<(), Error> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(valid_char) {
+        return Err(Error::new(
+            ErrorCode::InvalidName,
+            format!(
+                "{kind} name {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z, A-Z, 0-9, '-', '_' or '.'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($ty:ident, $kind:literal) => {
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $ty(Arc<str>);
+
+        impl $ty {
+            pub fn new(name: &str) -> Result<Self, Error> {
+                check($kind, name)?;
+                Ok($ty(name.into()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(Namespace, "namespace");
+name_type!(QueueName, "queue");
+
+/// A queue in its namespace: the unit of leasing, policy and statistics.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueRef {
+    pub namespace: Namespace,
+    pub queue: QueueName,
+}
+
+impl fmt::Display for QueueRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_alphabet() {
+        assert!(QueueName::new("emails.v2-high_prio").is_ok());
+        assert!(Namespace::new(&"a".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn refuses_everything_else_with_invalid_name() {
+        for bad in ["", "a b", "a/b", "ü", &"a".repeat(129)] {
+            assert_eq!(QueueName::new(bad).unwrap_err().code, ErrorCode::InvalidName, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Queue policy: the defaults a queue gives its jobs and the bounds it keeps.
+//! A job's own fields win over its queue's policy, which wins over Keel's defaults.
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{MAX_LEASE_MS, MIN_LEASE_MS};
+use crate::{Backoff, Error};
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
+pub const DEFAULT_LEASE_MS: u64 = 30_000;
+pub const DEFAULT_RETENTION_MS: u64 = 24 * 3_600_000;
+pub const DEFAULT_DEAD_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+/// Attempts beyond this make no sense for a job and would only hide a bug.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+
+/// The body of `PUT /v1/namespaces/{ns}/queues/{queue}`; omitted fields fall back
+/// to Keel's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePolicy {
+    pub max_attempts: Option<u32>,
+    pub backoff: Option<Backoff>,
+    pub lease_ms: Option<u64>,
+    /// Most jobs leased at once from this queue; none means no bound.
+    pub max_concurrency: Option<u32>,
+    /// How long succeeded and cancelled jobs are kept before they are deleted.
+    pub retention_ms: Option<u64>,
+    /// How long dead jobs are kept, for inspection and redrive.
+    pub dead_retention_ms: Option<u64>,
+}
+
+impl QueuePolicy {
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(n) = self.max_attempts {
+            check_max_attempts(n)?;
+        }
+        if let Some(b) = &self.backoff {
+            b.validate()?;
+        }
+        if let Some(ms) = self.lease_ms {
+            check_lease_ms(ms)?;
+        }
+        if self.max_concurrency == Some(0) {
+            return Err(Error::invalid("max_concurrency must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS)
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        self.backoff.unwrap_or_default()
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms.unwrap_or(DEFAULT_LEASE_MS)
+    }
+
+    pub fn retention_ms(&self) -> u64 {
+        self.retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
+    }
+
+    pub fn dead_retention_ms(&self) -> u64 {
+        self.dead_retention_ms.unwrap_or(DEFAULT_DEAD_RETENTION_MS)
+    }
+}
+
+pub fn check_max_attempts(n: u32) -> Result<(), Error> {
+    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+        return Err(Error::invalid(format!(
+            "max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_lease_ms(ms: u64) -> Result<(), Error> {
+    if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&ms) {
+        return Err(Error::invalid(format!(
+            "lease_ms must be between {MIN_LEASE_MS} and {MAX_LEASE_MS}"
+        )));
+    }
+    Ok(())
+}
