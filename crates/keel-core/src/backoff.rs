@@ -33,7 +33,9 @@ impl Backoff {
             return Err(Error::invalid("backoff.factor must be between 1 and 100"));
         }
         if self.max_ms < self.base_ms {
-            return Err(Error::invalid("backoff.max_ms must be at least backoff.base_ms"));
+            return Err(Error::invalid(
+                "backoff.max_ms must be at least backoff.base_ms",
+            ));
         }
         if self.max_ms > 30 * 24 * 3_600_000 {
             return Err(Error::invalid("backoff.max_ms must be at most 30 days"));

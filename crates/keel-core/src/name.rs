@@ -74,7 +74,11 @@ mod tests {
     #[test]
     fn refuses_everything_else_with_invalid_name() {
         for bad in ["", "a b", "a/b", "ü", &"a".repeat(129)] {
-            assert_eq!(QueueName::new(bad).unwrap_err().code, ErrorCode::InvalidName, "{bad:?}");
+            assert_eq!(
+                QueueName::new(bad).unwrap_err().code,
+                ErrorCode::InvalidName,
+                "{bad:?}"
+            );
         }
     }
 }

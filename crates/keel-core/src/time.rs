@@ -88,7 +88,15 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(Timestamp::from_millis(i64::MAX - 1).plus_ms(u64::MAX).as_millis(), i64::MAX);
-        assert_eq!(Timestamp::from_millis(5).millis_since(Timestamp::from_millis(9)), 0);
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX - 1)
+                .plus_ms(u64::MAX)
+                .as_millis(),
+            i64::MAX
+        );
+        assert_eq!(
+            Timestamp::from_millis(5).millis_since(Timestamp::from_millis(9)),
+            0
+        );
     }
 }

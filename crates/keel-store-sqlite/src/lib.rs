@@ -1,1 +1,317 @@
-//! placeholder
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, no other
+//! process needed.
+//!
+//! Writes go to one writer thread that group-commits ([`writer`]); the hot
+//! index of unfinished jobs lives in memory beside it ([`hot`]). Reads of whole
+//! jobs run on a small pool of reader connections, which WAL lets proceed while
+//! the writer commits.
+
+mod hot;
+mod rows;
+mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use keel_core::{
+    Error, ErrorCode, Job, JobId, LeaseToken, Limits, Namespace, NewJob, QueuePolicy, QueueRef,
+    Timestamp,
+};
+use keel_store::{
+    Ack, Acked, Depth, Enqueued, JobFilter, JobPage, LeaseRequest, LeasedJob, MaintenanceReport,
+    QueueStats, ReadySignal, RedriveSelection, Store,
+};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::writer::{Command, Reply, SharedPolicies, Writer};
+
+const DB_FILE: &str = "keel.db";
+const READERS: usize = 2;
+/// Commands waiting for the writer; past this, callers wait (backpressure).
+const WRITER_QUEUE: usize = 16 * 1024;
+
+pub struct SqliteStore {
+    commands: mpsc::Sender<Command>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    policies: SharedPolicies,
+    signal: ReadySignal,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn storage_error(e: rusqlite::Error) -> Error {
+    Error::internal(format!("storage error: {e}"))
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: every commit fsyncs the WAL before it returns. Nothing less is durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.pragma_update(None, "cache_size", -64 * 1024)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, migrates it, and rebuilds
+    /// the hot index from what is on disk.
+    pub fn open(dir: &Path, limits: &Limits) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::internal(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(storage_error)?;
+        configure(&conn).map_err(storage_error)?;
+        schema::migrate(&mut conn).map_err(storage_error)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let reader = Connection::open_with_flags(&path, flags)?;
+                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                reader.set_prepared_statement_cache_capacity(32);
+                Ok(Mutex::new(reader))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(storage_error)?;
+        let signal = ReadySignal::default();
+        let policies: SharedPolicies = Arc::new(RwLock::new(HashMap::new()));
+        let writer = Writer::open(
+            conn,
+            limits.max_namespace_jobs,
+            signal.clone(),
+            policies.clone(),
+        )
+        .map_err(storage_error)?;
+        let (commands, rx) = mpsc::channel(WRITER_QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("keel-sqlite-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            commands,
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+            policies,
+            signal,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Sends a command to the writer and waits for its committed answer.
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(make(reply)).await.is_err() {
+            return Err(shutting_down());
+        }
+        answer.await.unwrap_or_else(|_| Err(shutting_down()))
+    }
+
+    /// Runs a read on one of the reader connections, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<Result<T, Error>> + Send + 'static,
+    ) -> Result<T, Error> {
+        let readers = self.readers.clone();
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers[n].lock().unwrap_or_else(PoisonError::into_inner);
+            query(&conn).map_err(storage_error)?
+        })
+        .await
+        .map_err(|e| Error::internal(format!("reader task failed: {e}")))?
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::new(ErrorCode::ShuttingDown, "the store is closed")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn jobs_enqueue(
+        &self,
+        queue: &QueueRef,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, Error> {
+        let queue = queue.clone();
+        self.call(|reply| Command::Enqueue {
+            queue,
+            jobs,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn jobs_lease(
+        &self,
+        req: &LeaseRequest,
+        now: Timestamp,
+    ) -> Result<Vec<LeasedJob>, Error> {
+        let req = req.clone();
+        self.call(|reply| Command::Lease { req, now, reply }).await
+    }
+
+    async fn jobs_ack(
+        &self,
+        namespace: &Namespace,
+        acks: Vec<Ack>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Acked, Error>>, Error> {
+        let namespace = namespace.clone();
+        self.call(|reply| Command::Ack {
+            namespace,
+            acks,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn job_heartbeat(
+        &self,
+        namespace: &Namespace,
+        token: LeaseToken,
+        lease_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Timestamp, Error> {
+        let namespace = namespace.clone();
+        self.call(|reply| Command::Heartbeat {
+            namespace,
+            token,
+            lease_ms,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn job_cancel(
+        &self,
+        namespace: &Namespace,
+        id: JobId,
+        now: Timestamp,
+    ) -> Result<Acked, Error> {
+        let namespace = namespace.clone();
+        self.call(|reply| Command::Cancel {
+            namespace,
+            id,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn job_get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error> {
+        let namespace = namespace.clone();
+        self.read(move |conn| {
+            Ok(rows::get_job(conn, &namespace, id)?.ok_or_else(|| Error::job_not_found(id)))
+        })
+        .await
+    }
+
+    async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {
+        let namespace = namespace.clone();
+        let filter = filter.clone();
+        self.read(move |conn| rows::list_jobs(conn, &namespace, &filter))
+            .await
+    }
+
+    async fn jobs_redrive(
+        &self,
+        queue: &QueueRef,
+        selection: RedriveSelection,
+        payload: Option<Box<RawValue>>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, Error> {
+        let queue = queue.clone();
+        self.call(|reply| Command::Redrive {
+            queue,
+            selection,
+            payload,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn queue_policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error> {
+        let policies = self.policies.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(policies.get(queue).cloned().unwrap_or_default())
+    }
+
+    async fn queue_policy_set(
+        &self,
+        queue: &QueueRef,
+        policy: QueuePolicy,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let queue = queue.clone();
+        self.call(|reply| Command::PolicySet {
+            queue,
+            policy,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn queue_pause(
+        &self,
+        queue: &QueueRef,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let queue = queue.clone();
+        self.call(|reply| Command::Pause {
+            queue,
+            paused,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
+        let queue = queue.clone();
+        self.call(|reply| Command::Stats { queue, reply }).await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<Depth>, Error> {
+        self.call(|reply| Command::Depths { reply }).await
+    }
+
+    async fn maintenance_run(&self, now: Timestamp) -> Result<MaintenanceReport, Error> {
+        self.call(|reply| Command::Maintenance { now, reply }).await
+    }
+
+    async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error> {
+        self.call(|reply| Command::Prune { now, reply }).await
+    }
+
+    fn ready_signal(&self) -> ReadySignal {
+        self.signal.clone()
+    }
+
+    async fn close(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}

@@ -1,1 +1,239 @@
-//! placeholder
+//! The store boundary: the only way Keel's state is read or written.
+//!
+//! Operations are noun-first (`jobs_enqueue`, `jobs_lease`, `job_heartbeat`,
+//! `queue_stats`, `maintenance_run`) and every backend implements all of them
+//! with the same meaning, which the [`conformance`] suite checks. Backends apply
+//! the transitions that `keel_core` decides, atomically, and answer only after
+//! the change is durable.
+//!
+//! Architecture invariant: no SQL, file or HTTP type appears here; the engine
+//! above talks to a `dyn Store` and cannot tell the backends apart.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod signal;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use keel_core::{
+    Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueuePolicy, QueueRef,
+    Retry, Timestamp,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+pub use signal::ReadySignal;
+
+/// Idempotency keys dedupe within this window (DESIGN.md: 24 h).
+pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;
+
+/// The answer for one enqueued job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    pub id: JobId,
+    pub state: JobState,
+    /// True when an idempotency key matched an earlier job, whose id this is.
+    pub deduplicated: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaseRequest {
+    pub queue: QueueRef,
+    pub worker_id: String,
+    pub max_jobs: u32,
+    /// Overrides each job's own lease time.
+    pub lease_ms: Option<u64>,
+}
+
+/// A job handed to a worker.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeasedJob {
+    pub id: JobId,
+    pub queue: String,
+    pub payload: Box<RawValue>,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    #[serde(serialize_with = "serialize_display")]
+    pub lease_token: LeaseToken,
+    pub lease_expires_at: Timestamp,
+    pub priority: i16,
+    pub tags: BTreeMap<String, String>,
+    pub ordering_key: Option<String>,
+    pub created_at: Timestamp,
+    /// When the job became leasable; `now - run_at` is its wait in the queue.
+    pub run_at: Timestamp,
+}
+
+fn serialize_display<S: serde::Serializer>(value: &LeaseToken, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// How a worker ends an attempt.
+#[derive(Clone, Debug)]
+pub enum AckOutcome {
+    Complete { result: Option<Box<RawValue>> },
+    Fail { message: String, retry: Retry },
+}
+
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub token: LeaseToken,
+    pub outcome: AckOutcome,
+}
+
+/// The state a job reached through an ack, cancel or redrive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Acked {
+    pub id: JobId,
+    #[serde(skip)]
+    pub queue: QueueName,
+    pub state: JobState,
+    /// When a retried job becomes leasable again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub queue: Option<QueueName>,
+    pub state: Option<JobState>,
+    pub tag: Option<(String, String)>,
+    pub limit: u32,
+    /// From a previous page's `next_cursor`: list jobs older than this one.
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum RedriveSelection {
+    Ids(Vec<JobId>),
+    All,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct QueueStats {
+    pub counts: BTreeMap<JobState, u64>,
+    /// When the longest-waiting leasable job became ready.
+    pub oldest_ready_at: Option<Timestamp>,
+    pub paused: bool,
+    pub policy: QueuePolicy,
+}
+
+/// What one maintenance pass did and when the next one is due.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Scheduled jobs whose time came.
+    pub promoted: u64,
+    /// Expired leases that went back to ready, per queue.
+    pub expired_to_ready: Vec<QueueRef>,
+    /// Expired leases that were the job's last attempt, per queue.
+    pub expired_to_dead: Vec<QueueRef>,
+    /// The earliest future `run_at` or lease expiry, if any.
+    pub next_due: Option<Timestamp>,
+}
+
+/// Queue depth for one state, for `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Depth {
+    pub queue: QueueRef,
+    pub state: JobState,
+    pub count: u64,
+}
+
+/// Everything Keel asks of a storage backend. Writes return only once durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Enqueues a batch atomically: all jobs or none (429 `namespace_full` when
+    /// the namespace would exceed its bound of unfinished jobs).
+    async fn jobs_enqueue(
+        &self,
+        queue: &QueueRef,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, Error>;
+
+    /// Leases up to `max_jobs` ready jobs: highest priority first, then oldest
+    /// `run_at`, then enqueue order; one job per ordering key at a time; none
+    /// from a paused queue or one at its concurrency bound.
+    async fn jobs_lease(&self, req: &LeaseRequest, now: Timestamp)
+    -> Result<Vec<LeasedJob>, Error>;
+
+    /// Completes or fails leased jobs; each item succeeds or fails on its own
+    /// (409 `lease_lost` for a stale token, 404 for an unknown job).
+    async fn jobs_ack(
+        &self,
+        namespace: &Namespace,
+        acks: Vec<Ack>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Acked, Error>>, Error>;
+
+    async fn job_heartbeat(
+        &self,
+        namespace: &Namespace,
+        token: LeaseToken,
+        lease_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Timestamp, Error>;
+
+    async fn job_cancel(
+        &self,
+        namespace: &Namespace,
+        id: JobId,
+        now: Timestamp,
+    ) -> Result<Acked, Error>;
+
+    async fn job_get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error>;
+
+    /// Newest first, cursor-paged.
+    async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error>;
+
+    /// Dead jobs back to ready with attempts reset, optionally with a new
+    /// payload. Returns the ids that moved; jobs that are not dead are skipped.
+    async fn jobs_redrive(
+        &self,
+        queue: &QueueRef,
+        selection: RedriveSelection,
+        payload: Option<Box<RawValue>>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, Error>;
+
+    async fn queue_policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error>;
+
+    async fn queue_policy_set(
+        &self,
+        queue: &QueueRef,
+        policy: QueuePolicy,
+        now: Timestamp,
+    ) -> Result<(), Error>;
+
+    async fn queue_pause(
+        &self,
+        queue: &QueueRef,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<(), Error>;
+
+    async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error>;
+
+    /// Unfinished jobs by queue and state, for gauges.
+    async fn queue_depths(&self) -> Result<Vec<Depth>, Error>;
+
+    /// Promotes due scheduled jobs and reclaims expired leases.
+    async fn maintenance_run(&self, now: Timestamp) -> Result<MaintenanceReport, Error>;
+
+    /// Deletes finished jobs past their queue's retention and expired
+    /// idempotency keys. Returns how many jobs went.
+    async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error>;
+
+    /// Fired whenever jobs become leasable in a queue.
+    fn ready_signal(&self) -> ReadySignal;
+
+    /// Finishes what is committing and stops; later calls fail.
+    async fn close(&self);
+}

@@ -37,7 +37,10 @@ fn validation_reports_each_bad_field() {
     let cases = [
         (r#"{"payload":1,"priority":101}"#, "priority"),
         (r#"{"payload":1,"priority":-101}"#, "priority"),
-        (r#"{"payload":1,"delay_ms":5,"run_at":"2026-01-01T00:00:00Z"}"#, "not both"),
+        (
+            r#"{"payload":1,"delay_ms":5,"run_at":"2026-01-01T00:00:00Z"}"#,
+            "not both",
+        ),
         (r#"{"payload":1,"run_at":"soon"}"#, "run_at"),
         (r#"{"payload":1,"max_attempts":0}"#, "max_attempts"),
         (r#"{"payload":1,"lease_ms":5}"#, "lease_ms"),
@@ -58,7 +61,9 @@ fn oversized_payload_is_payload_too_large() {
         ..Limits::default()
     };
     let req: JobRequest = serde_json::from_str(r#"{"payload":"0123456789"}"#).unwrap();
-    let err = req.validate(&QueuePolicy::default(), &limits, T0).unwrap_err();
+    let err = req
+        .validate(&QueuePolicy::default(), &limits, T0)
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::PayloadTooLarge);
 }
 
@@ -80,20 +85,44 @@ fn lease_complete_happy_path() {
     assert_eq!(life.attempt, 1);
     life.complete(1, T0.plus_ms(10)).unwrap();
     assert_eq!(life.state, JobState::Succeeded);
-    assert_eq!(life.complete(1, T0.plus_ms(11)).unwrap_err().code, ErrorCode::LeaseLost);
+    assert_eq!(
+        life.complete(1, T0.plus_ms(11)).unwrap_err().code,
+        ErrorCode::LeaseLost
+    );
 }
 
 #[test]
 fn failure_backs_off_then_dies_when_attempts_are_spent() {
     let mut life = ready_job(2);
     life.lease(T0, 1000).unwrap();
-    let t = life.fail(1, T0, Retry { retry: true, retry_after_ms: None }, &NO_JITTER, 0.5);
+    let t = life.fail(
+        1,
+        T0,
+        Retry {
+            retry: true,
+            retry_after_ms: None,
+        },
+        &NO_JITTER,
+        0.5,
+    );
     assert_eq!(t, Ok(Transition::Scheduled));
     assert_eq!(life.run_at, T0.plus_ms(100));
-    assert!(life.lease(T0, 1000).is_err(), "not leasable before its backoff");
+    assert!(
+        life.lease(T0, 1000).is_err(),
+        "not leasable before its backoff"
+    );
     assert!(life.promote(T0.plus_ms(100)));
     life.lease(T0.plus_ms(100), 1000).unwrap();
-    let t = life.fail(2, T0.plus_ms(100), Retry { retry: true, retry_after_ms: None }, &NO_JITTER, 0.5);
+    let t = life.fail(
+        2,
+        T0.plus_ms(100),
+        Retry {
+            retry: true,
+            retry_after_ms: None,
+        },
+        &NO_JITTER,
+        0.5,
+    );
     assert_eq!(t, Ok(Transition::Dead));
     assert_eq!(life.state, JobState::Dead);
 }
@@ -102,10 +131,28 @@ fn failure_backs_off_then_dies_when_attempts_are_spent() {
 fn retry_false_and_retry_after_are_honoured() {
     let mut life = ready_job(5);
     life.lease(T0, 1000).unwrap();
-    let t = life.fail(1, T0, Retry { retry: true, retry_after_ms: Some(0) }, &NO_JITTER, 0.0);
+    let t = life.fail(
+        1,
+        T0,
+        Retry {
+            retry: true,
+            retry_after_ms: Some(0),
+        },
+        &NO_JITTER,
+        0.0,
+    );
     assert_eq!(t, Ok(Transition::Ready), "a zero delay skips scheduled");
     life.lease(T0, 1000).unwrap();
-    let t = life.fail(2, T0, Retry { retry: false, retry_after_ms: None }, &NO_JITTER, 0.0);
+    let t = life.fail(
+        2,
+        T0,
+        Retry {
+            retry: false,
+            retry_after_ms: None,
+        },
+        &NO_JITTER,
+        0.0,
+    );
     assert_eq!(t, Ok(Transition::Dead));
 }
 
@@ -115,7 +162,10 @@ fn an_expired_lease_is_lost_even_before_it_is_reclaimed() {
     life.lease(T0, 1000).unwrap();
     assert!(life.heartbeat(1, T0.plus_ms(999), 1000).is_ok());
     assert_eq!(life.lease_expires_at, Some(T0.plus_ms(1999)));
-    assert_eq!(life.complete(1, T0.plus_ms(1999)).unwrap_err().code, ErrorCode::LeaseLost);
+    assert_eq!(
+        life.complete(1, T0.plus_ms(1999)).unwrap_err().code,
+        ErrorCode::LeaseLost
+    );
     assert_eq!(life.expire(T0.plus_ms(1998)), None);
     assert_eq!(life.expire(T0.plus_ms(1999)), Some(Transition::Ready));
     assert_eq!(life.attempt, 1, "the expired lease counted as an attempt");

@@ -1,0 +1,256 @@
+//! The hot index: the scheduling facts of every unfinished job, in memory.
+//!
+//! SQLite holds the truth; this index answers "what can be leased next", "what
+//! is due" and "which lease ran out" without touching disk. It is rebuilt from
+//! the `jobs` table at open (and after a failed transaction), and changed only by
+//! the writer thread, next to the SQL that makes the same change durable.
+//!
+//! Every change to a job goes through [`Hot::update`]: `unindex` takes the job
+//! out of every structure its old state put it in, the transition runs, `index`
+//! puts it back by its new state. One pair of functions keeps all structures in
+//! step.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use keel_core::{
+    Backoff, JobId, JobLifecycle, JobState, Namespace, QueuePolicy, QueueRef, Timestamp,
+};
+
+pub type QueueIdx = usize;
+
+/// What the index keeps of an unfinished job.
+#[derive(Clone, Debug)]
+pub struct LiveJob {
+    pub seq: i64,
+    pub queue: QueueIdx,
+    pub life: JobLifecycle,
+    pub priority: i16,
+    pub lease_ms: u64,
+    pub backoff: Backoff,
+    pub ordering_key: Option<Arc<str>>,
+}
+
+/// Lease order: highest priority, then oldest `run_at`, then enqueue order.
+type ReadyKey = (Reverse<i16>, Timestamp, i64, JobId);
+
+fn ready_key(id: JobId, job: &LiveJob) -> ReadyKey {
+    (Reverse(job.priority), job.life.run_at, job.seq, id)
+}
+
+#[derive(Debug)]
+pub struct QueueHot {
+    pub queue: QueueRef,
+    pub policy: QueuePolicy,
+    pub paused: bool,
+    /// Jobs that can be leased now (ready, and first of their ordering key).
+    pub ready: BTreeSet<ReadyKey>,
+    /// Jobs per state, finished states included.
+    pub counts: [u64; 6],
+    /// Unfinished jobs per ordering key, in enqueue order; only the first runs.
+    ordering: HashMap<Arc<str>, BTreeSet<(i64, JobId)>>,
+}
+
+impl QueueHot {
+    pub fn count(&self, state: JobState) -> u64 {
+        self.counts[state as usize]
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Hot {
+    pub jobs: HashMap<JobId, LiveJob>,
+    pub queues: Vec<QueueHot>,
+    queue_ids: HashMap<QueueRef, QueueIdx>,
+    pub scheduled: BTreeSet<(Timestamp, i64, JobId)>,
+    pub leases: BTreeSet<(Timestamp, JobId)>,
+    unfinished: HashMap<Namespace, u64>,
+    /// Queues that gained leasable jobs since the last [`Hot::take_woken`].
+    woken: HashSet<QueueIdx>,
+}
+
+impl Hot {
+    pub fn queue_idx(&self, queue: &QueueRef) -> Option<QueueIdx> {
+        self.queue_ids.get(queue).copied()
+    }
+
+    /// The queue's index entry, created with the default policy on first use.
+    pub fn queue_entry(&mut self, queue: &QueueRef) -> QueueIdx {
+        if let Some(idx) = self.queue_ids.get(queue) {
+            return *idx;
+        }
+        let idx = self.queues.len();
+        self.queues.push(QueueHot {
+            queue: queue.clone(),
+            policy: QueuePolicy::default(),
+            paused: false,
+            ready: BTreeSet::new(),
+            counts: [0; 6],
+            ordering: HashMap::new(),
+        });
+        self.queue_ids.insert(queue.clone(), idx);
+        idx
+    }
+
+    pub fn unfinished(&self, namespace: &Namespace) -> u64 {
+        self.unfinished.get(namespace).copied().unwrap_or(0)
+    }
+
+    /// Adds an unfinished job (enqueued, redriven, or loaded at open).
+    pub fn insert(&mut self, id: JobId, job: LiveJob) {
+        let namespace = &self.queues[job.queue].queue.namespace;
+        *self.unfinished.entry(namespace.clone()).or_default() += 1;
+        let queue = job.queue;
+        let key = job.ordering_key.clone();
+        let seq = job.seq;
+        self.jobs.insert(id, job);
+        match key {
+            None => self.index(id),
+            Some(key) => {
+                // The group's head may change (a redriven older job goes first):
+                // take the old head out, add the job, and index both again.
+                let old_head = self.queues[queue]
+                    .ordering
+                    .get(&key)
+                    .and_then(|g| g.first().map(|&(_, head)| head));
+                if let Some(head) = old_head {
+                    self.unindex(head);
+                }
+                self.queues[queue]
+                    .ordering
+                    .entry(key)
+                    .or_default()
+                    .insert((seq, id));
+                self.index(id);
+                if let Some(head) = old_head {
+                    self.index(head);
+                }
+            }
+        }
+    }
+
+    /// Runs a transition on a job, keeping every structure in step. `None` when
+    /// the job is not in the index (finished or unknown).
+    pub fn update<R>(
+        &mut self,
+        id: JobId,
+        transition: impl FnOnce(&mut LiveJob) -> R,
+    ) -> Option<R> {
+        if !self.jobs.contains_key(&id) {
+            return None;
+        }
+        self.unindex(id);
+        let result = self.jobs.get_mut(&id).map(transition);
+        self.index(id);
+        result
+    }
+
+    fn unindex(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let queue = &mut self.queues[job.queue];
+        queue.counts[job.life.state as usize] -= 1;
+        match job.life.state {
+            JobState::Scheduled => {
+                self.scheduled.remove(&(job.life.run_at, job.seq, id));
+            }
+            JobState::Ready => {
+                queue.ready.remove(&ready_key(id, job));
+            }
+            JobState::Leased => {
+                if let Some(expires_at) = job.life.lease_expires_at {
+                    self.leases.remove(&(expires_at, id));
+                }
+            }
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled => {}
+        }
+    }
+
+    fn index(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let queue_idx = job.queue;
+        let queue = &mut self.queues[queue_idx];
+        queue.counts[job.life.state as usize] += 1;
+        match job.life.state {
+            JobState::Scheduled => {
+                self.scheduled.insert((job.life.run_at, job.seq, id));
+            }
+            JobState::Ready => {
+                let first_of_key = job.ordering_key.as_ref().is_none_or(|key| {
+                    queue
+                        .ordering
+                        .get(key)
+                        .and_then(|g| g.first())
+                        .map(|&(_, head)| head)
+                        == Some(id)
+                });
+                if first_of_key {
+                    queue.ready.insert(ready_key(id, job));
+                    self.woken.insert(queue_idx);
+                }
+            }
+            JobState::Leased => {
+                if let Some(expires_at) = job.life.lease_expires_at {
+                    self.leases.insert((expires_at, id));
+                }
+            }
+            JobState::Succeeded | JobState::Dead | JobState::Cancelled => self.forget(id),
+        }
+    }
+
+    /// A job reached a final state: it leaves the index, and the next job of its
+    /// ordering key (if any) may become leasable.
+    fn forget(&mut self, id: JobId) {
+        let Some(job) = self.jobs.remove(&id) else {
+            return;
+        };
+        let queue = &mut self.queues[job.queue];
+        if let Some(n) = self.unfinished.get_mut(&queue.queue.namespace) {
+            *n -= 1;
+        }
+        let Some(key) = job.ordering_key else { return };
+        let Some(group) = queue.ordering.get_mut(&key) else {
+            return;
+        };
+        group.remove(&(job.seq, id));
+        match group.first() {
+            None => {
+                queue.ordering.remove(&key);
+            }
+            Some(&(_, next)) => {
+                // Re-index the new head: if it is ready, it becomes leasable now.
+                self.unindex(next);
+                self.index(next);
+            }
+        }
+    }
+
+    /// Counts a finished job that only exists on disk (at open) or leaves disk (prune).
+    pub fn count_finished(&mut self, queue: QueueIdx, state: JobState, delta: i64) {
+        let count = &mut self.queues[queue].counts[state as usize];
+        *count = count.saturating_add_signed(delta);
+    }
+
+    /// Pauses or resumes leasing; resuming wakes leasers if jobs wait.
+    pub fn set_paused(&mut self, queue: QueueIdx, paused: bool) {
+        self.queues[queue].paused = paused;
+        if !paused && !self.queues[queue].ready.is_empty() {
+            self.woken.insert(queue);
+        }
+    }
+
+    /// The earliest future `run_at` or lease expiry.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let scheduled = self.scheduled.first().map(|&(t, _, _)| t);
+        let lease = self.leases.first().map(|&(t, _)| t);
+        scheduled.into_iter().chain(lease).min()
+    }
+
+    pub fn take_woken(&mut self) -> Vec<QueueIdx> {
+        self.woken.drain().collect()
+    }
+}

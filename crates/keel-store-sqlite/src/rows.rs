@@ -1,0 +1,142 @@
+//! Mapping between SQL rows and domain types, and the read-only queries that
+//! run on reader connections (they see committed data only).
+
+use std::collections::BTreeMap;
+
+use keel_core::{AttemptError, Error, Job, JobId, JobState, Namespace, Timestamp};
+use keel_store::{JobFilter, JobPage};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use serde_json::value::RawValue;
+
+pub fn blob_id(bytes: &[u8]) -> JobId {
+    JobId::from_bytes(bytes.try_into().unwrap_or([0; 16]))
+}
+
+/// Stored JSON back to raw JSON; it was valid when written.
+pub fn raw_json(text: String) -> Box<RawValue> {
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+pub fn tags_to_sql(tags: &BTreeMap<String, String>) -> Option<String> {
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+}
+
+pub fn tags_from_sql(text: Option<String>) -> BTreeMap<String, String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+const JOB_COLUMNS: &str = "seq, id, queue, state, payload, priority, attempt, max_attempts, run_at, \
+     created_at, updated_at, lease_expires_at, lease_ms, backoff, idempotency_key, ordering_key, tags, result";
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Job)> {
+    let state: String = row.get(3)?;
+    Ok((
+        row.get(0)?,
+        Job {
+            id: blob_id(&row.get::<_, Vec<u8>>(1)?),
+            queue: row.get(2)?,
+            state: JobState::parse(&state).unwrap_or(JobState::Dead),
+            payload: raw_json(row.get(4)?),
+            priority: row.get(5)?,
+            attempt: row.get(6)?,
+            max_attempts: row.get(7)?,
+            run_at: Timestamp::from_millis(row.get(8)?),
+            created_at: Timestamp::from_millis(row.get(9)?),
+            updated_at: Timestamp::from_millis(row.get(10)?),
+            lease_expires_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
+            lease_ms: row.get::<_, i64>(12)? as u64,
+            backoff: serde_json::from_str(&row.get::<_, String>(13)?).unwrap_or_default(),
+            idempotency_key: row.get(14)?,
+            ordering_key: row.get(15)?,
+            tags: tags_from_sql(row.get(16)?),
+            result: row.get::<_, Option<String>>(17)?.map(raw_json),
+            errors: Vec::new(),
+        },
+    ))
+}
+
+fn attach_errors(conn: &Connection, seq: i64, job: &mut Job) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT attempt, message, at FROM job_errors WHERE job_seq = ?1 ORDER BY rowid",
+    )?;
+    job.errors = stmt
+        .query_map([seq], |r| {
+            Ok(AttemptError {
+                attempt: r.get(0)?,
+                message: r.get(1)?,
+                at: Timestamp::from_millis(r.get(2)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+pub fn get_job(
+    conn: &Connection,
+    namespace: &Namespace,
+    id: JobId,
+) -> rusqlite::Result<Option<Job>> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND namespace = ?2"
+        ))?
+        .query_row(params![id.as_bytes(), namespace.as_str()], job_from_row)
+        .optional()?;
+    let Some((seq, mut job)) = found else {
+        return Ok(None);
+    };
+    attach_errors(conn, seq, &mut job)?;
+    Ok(Some(job))
+}
+
+/// Newest first; the cursor is the `seq` of the last job of the previous page.
+pub fn list_jobs(
+    conn: &Connection,
+    namespace: &Namespace,
+    filter: &JobFilter,
+) -> rusqlite::Result<Result<JobPage, Error>> {
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE namespace = ?");
+    let mut args: Vec<Value> = vec![Value::Text(namespace.to_string())];
+    if let Some(queue) = &filter.queue {
+        sql.push_str(" AND queue = ?");
+        args.push(Value::Text(queue.to_string()));
+    }
+    if let Some(state) = filter.state {
+        sql.push_str(" AND state = ?");
+        args.push(Value::Text(state.as_str().into()));
+    }
+    if let Some((key, value)) = &filter.tag {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.key = ? AND json_each.value = ?)");
+        args.push(Value::Text(key.clone()));
+        args.push(Value::Text(value.clone()));
+    }
+    if let Some(cursor) = &filter.cursor {
+        let Ok(before) = cursor.parse::<i64>() else {
+            return Ok(Err(Error::invalid(
+                "cursor is not one this server gave out",
+            )));
+        };
+        sql.push_str(" AND seq < ?");
+        args.push(Value::Integer(before));
+    }
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    args.push(Value::Integer(i64::from(filter.limit) + 1));
+
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows: Vec<(i64, Job)> = stmt
+        .query_map(params_from_iter(args), job_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let more = rows.len() > filter.limit as usize;
+    rows.truncate(filter.limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|(seq, _)| seq.to_string()))
+        .flatten();
+    let mut jobs = Vec::with_capacity(rows.len());
+    for (seq, mut job) in rows {
+        attach_errors(conn, seq, &mut job)?;
+        jobs.push(job);
+    }
+    Ok(Ok(JobPage { jobs, next_cursor }))
+}

@@ -1,0 +1,16 @@
+//! Numbered migrations, applied in order at open and recorded in
+//! `PRAGMA user_version`, all in one transaction.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (n, sql) in (0i64..).zip(MIGRATIONS).skip(applied as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", n + 1)?;
+    }
+    tx.commit()
+}

@@ -1,0 +1,27 @@
+//! The store conformance suite on the embedded backend.
+
+use std::sync::Arc;
+
+use keel_core::Limits;
+use keel_store::Store;
+use keel_store::conformance::Harness;
+use keel_store_sqlite::SqliteStore;
+
+async fn open(limits: Limits) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, &limits).unwrap());
+    Harness {
+        store,
+        reopen: Box::new(move || {
+            let path = path.clone();
+            let limits = limits.clone();
+            Box::pin(async move {
+                Arc::new(SqliteStore::open(&path, &limits).unwrap()) as Arc<dyn Store>
+            })
+        }),
+        guard: Box::new(dir),
+    }
+}
+
+keel_store::store_conformance_suite!(open);
