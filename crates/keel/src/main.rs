@@ -1,1 +1,179 @@
-fn main() {}
+//! `keel`: the server, a dev server, and admin commands over HTTP.
+//!
+//! This file only assembles: it parses the command line, opens the store,
+//! builds the engine and hands it to `keel_server::run`.
+
+mod admin;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use keel_core::{Limits, SystemClock};
+use keel_server::{Engine, ShutdownTrigger};
+use keel_store_sqlite::SqliteStore;
+
+#[derive(Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "Durable jobs, events and workflows in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Keel server on the embedded store.
+    Server(ServerArgs),
+    /// Run a server for local development, with its data in ./.keel-dev.
+    Dev(DevArgs),
+    /// Enqueue one job.
+    Enqueue(admin::EnqueueArgs),
+    /// Inspect jobs.
+    Jobs(admin::JobsArgs),
+    /// Inspect queues.
+    Queues(admin::QueuesArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on; loopback unless you mean otherwise.
+    #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:5335")]
+    listen: SocketAddr,
+    /// Directory of the embedded store.
+    #[arg(long, env = "KEEL_DATA_DIR")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:5335")]
+    listen: SocketAddr,
+    #[arg(long, env = "KEEL_DATA_DIR", default_value = ".keel-dev")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    /// Largest job payload or result, in bytes.
+    #[arg(long, env = "KEEL_MAX_PAYLOAD_BYTES", default_value_t = Limits::default().max_payload_bytes)]
+    max_payload_bytes: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "KEEL_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Most unfinished jobs one namespace may hold.
+    #[arg(long, env = "KEEL_MAX_NAMESPACE_JOBS", default_value_t = Limits::default().max_namespace_jobs)]
+    max_namespace_jobs: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_payload_bytes: self.max_payload_bytes,
+            max_body_bytes: self.max_body_bytes,
+            max_namespace_jobs: self.max_namespace_jobs,
+            ..Limits::default()
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => {
+                serve(args.listen, args.data_dir, args.limits.limits(), false).await
+            }
+            Command::Dev(args) => serve(args.listen, args.data_dir, Limits::default(), true).await,
+            Command::Enqueue(args) => admin::enqueue(args).await,
+            Command::Jobs(args) => admin::jobs(args).await,
+            Command::Queues(args) => admin::queues(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    limits: Limits,
+    dev: bool,
+) -> anyhow::Result<()> {
+    init_logging();
+    keel_server::metrics::init();
+    let store = SqliteStore::open(&data_dir, &limits)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find the port (with --listen ...:0).
+    println!("keel listening on http://{addr}");
+    if dev {
+        println!("  data:    {}", data_dir.display());
+        println!("  health:  http://{addr}/healthz");
+        println!("  metrics: http://{addr}/metrics");
+        println!(
+            "  try:     curl -X POST http://{addr}/v1/namespaces/default/queues/demo/jobs -d '{{\"payload\":{{\"hello\":\"world\"}}}}'"
+        );
+    }
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let engine = Engine::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        limits,
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        tracing::info!("draining: no new requests; finishing what is in flight");
+        trigger.fire();
+    });
+    keel_server::run(engine, listener, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for stop signals");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,364 @@
+//! The HTTP client.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{status} {code}: {message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("bad server URL: {0}")]
+    Url(String),
+}
+
+impl ClientError {
+    /// The error code (`lease_lost`, `job_not_found`, …) when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A job to enqueue; every field but `payload` is optional.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct JobSpec {
+    pub payload: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl JobSpec {
+    pub fn new(payload: Value) -> Self {
+        JobSpec {
+            payload,
+            ..JobSpec::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Enqueued {
+    pub id: String,
+    pub state: String,
+    pub deduplicated: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct AttemptError {
+    pub attempt: u32,
+    pub message: String,
+    pub at: String,
+}
+
+/// A job as the server shows it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Job {
+    pub id: String,
+    pub queue: String,
+    pub state: String,
+    pub payload: Value,
+    pub priority: i64,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub run_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub result: Option<Value>,
+    pub errors: Vec<AttemptError>,
+    pub tags: BTreeMap<String, String>,
+    pub ordering_key: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub lease_expires_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+/// A job leased to this worker.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct LeasedJob {
+    pub id: String,
+    pub queue: String,
+    pub payload: Value,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub lease_token: String,
+    pub lease_expires_at: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub queue: Option<String>,
+    pub state: Option<String>,
+    pub tag: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// Path segments are names the server validates; this keeps a stray `/` or `?`
+/// from changing the route.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    /// A client for the server at `base_url` (e.g. `http://127.0.0.1:5335`).
+    pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(ClientError::Url(base));
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Client { http, base })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.json().await?);
+        }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let error = &body["error"];
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            code: error["code"].as_str().unwrap_or("unknown").to_owned(),
+            message: error["message"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.base)
+    }
+
+    pub async fn enqueue(
+        &self,
+        namespace: &str,
+        queue: &str,
+        job: &JobSpec,
+    ) -> Result<Enqueued, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}/jobs",
+            seg(namespace),
+            seg(queue)
+        ));
+        self.send(self.http.post(url).json(job)).await
+    }
+
+    pub async fn enqueue_many(
+        &self,
+        namespace: &str,
+        queue: &str,
+        jobs: &[JobSpec],
+    ) -> Result<Vec<Enqueued>, ClientError> {
+        #[derive(Deserialize)]
+        struct Batch {
+            jobs: Vec<Enqueued>,
+        }
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}/jobs",
+            seg(namespace),
+            seg(queue)
+        ));
+        let batch: Batch = self
+            .send(self.http.post(url).json(&json!({ "jobs": jobs })))
+            .await?;
+        Ok(batch.jobs)
+    }
+
+    pub async fn get_job(&self, namespace: &str, id: &str) -> Result<Job, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/jobs/{}", seg(namespace), seg(id)));
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn list_jobs(
+        &self,
+        namespace: &str,
+        query: &ListQuery,
+    ) -> Result<JobPage, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/jobs", seg(namespace)));
+        let mut params: Vec<(&str, String)> = Vec::new();
+        for (key, value) in [
+            ("queue", &query.queue),
+            ("state", &query.state),
+            ("tag", &query.tag),
+            ("cursor", &query.cursor),
+        ] {
+            if let Some(v) = value {
+                params.push((key, v.clone()));
+            }
+        }
+        if let Some(limit) = query.limit {
+            params.push(("limit", limit.to_string()));
+        }
+        self.send(self.http.get(url).query(&params)).await
+    }
+
+    /// Counts by state, oldest ready age, rates and policy, as the server sends them.
+    pub async fn queue_stats(&self, namespace: &str, queue: &str) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}",
+            seg(namespace),
+            seg(queue)
+        ));
+        self.send(self.http.get(url)).await
+    }
+
+    /// Leases up to `max_jobs`, waiting up to `wait_ms` for one to be ready.
+    pub async fn lease(
+        &self,
+        namespace: &str,
+        queue: &str,
+        worker_id: &str,
+        max_jobs: u32,
+        wait_ms: u64,
+        lease_ms: Option<u64>,
+    ) -> Result<Vec<LeasedJob>, ClientError> {
+        #[derive(Deserialize)]
+        struct Leased {
+            jobs: Vec<LeasedJob>,
+        }
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}/lease",
+            seg(namespace),
+            seg(queue)
+        ));
+        let mut body = json!({ "worker_id": worker_id, "max_jobs": max_jobs, "wait_ms": wait_ms });
+        if let Some(ms) = lease_ms {
+            body["lease_ms"] = json!(ms);
+        }
+        let leased: Leased = self.send(self.http.post(url).json(&body)).await?;
+        Ok(leased.jobs)
+    }
+
+    pub async fn complete(
+        &self,
+        namespace: &str,
+        job: &LeasedJob,
+        result: Value,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/jobs/{}/complete",
+            seg(namespace),
+            seg(&job.id)
+        ));
+        self.send(
+            self.http
+                .post(url)
+                .json(&json!({ "lease_token": job.lease_token, "result": result })),
+        )
+        .await
+    }
+
+    pub async fn fail(
+        &self,
+        namespace: &str,
+        job: &LeasedJob,
+        error: &str,
+        retry: bool,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/jobs/{}/fail",
+            seg(namespace),
+            seg(&job.id)
+        ));
+        self.send(
+            self.http
+                .post(url)
+                .json(&json!({ "lease_token": job.lease_token, "error": error, "retry": retry })),
+        )
+        .await
+    }
+
+    /// Extends a lease; returns the new expiry.
+    pub async fn heartbeat(
+        &self,
+        namespace: &str,
+        job: &LeasedJob,
+        lease_ms: Option<u64>,
+    ) -> Result<String, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/jobs/{}/heartbeat",
+            seg(namespace),
+            seg(&job.id)
+        ));
+        let mut body = json!({ "lease_token": job.lease_token });
+        if let Some(ms) = lease_ms {
+            body["lease_ms"] = json!(ms);
+        }
+        let answer: Value = self.send(self.http.post(url).json(&body)).await?;
+        Ok(answer["lease_expires_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// Batch acknowledgement: `{"complete":[...],"fail":[...]}` → per-item status.
+    pub async fn acks(
+        &self,
+        namespace: &str,
+        complete: Vec<Value>,
+        fail: Vec<Value>,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/acks", seg(namespace)));
+        self.send(
+            self.http
+                .post(url)
+                .json(&json!({ "complete": complete, "fail": fail })),
+        )
+        .await
+    }
+}

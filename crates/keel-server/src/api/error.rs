@@ -1,0 +1,54 @@
+//! The error body: `{"error":{"code","message"}}` with the status the code maps to.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_core::{Error, ErrorCode};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError(Error::new(code, message))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError(Error::invalid(message))
+    }
+}
+
+pub fn body(e: &Error) -> serde_json::Value {
+    json!({ "error": { "code": e.code.as_str(), "message": e.message } })
+}
+
+pub fn status(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.0.code == ErrorCode::Internal {
+            tracing::error!(error = %self.0, "internal error");
+        }
+        (status(self.0.code), Json(body(&self.0))).into_response()
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,143 @@
+//! Extractors that reject with coded errors: request bodies (read as a stream
+//! and cut off at the body limit, so an oversized body is refused with 413
+//! before it is read whole), JSON, query strings and path names.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use keel_core::{ErrorCode, JobId, Namespace, QueueName, QueueRef};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// The raw body, within the body limit.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "request body is over the size limit",
+                    )
+                } else {
+                    ApiError::invalid(format!(
+                        "cannot read the request body: {}",
+                        rejection.body_text()
+                    ))
+                }
+            })
+    }
+}
+
+/// Parses JSON, telling malformed JSON (`invalid_json`) from JSON of the wrong
+/// shape (`invalid_request`).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(json_error)
+}
+
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}"))
+        }
+        Category::Data => ApiError::invalid(e.to_string()),
+    }
+}
+
+/// A JSON body of type `T`; an empty body reads as `{}` when `T` allows it.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return parse(b"{}").map(JsonBody);
+        }
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+/// Query parameters of type `T`.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| ApiError::invalid(format!("bad query string: {}", e.body_text())))
+    }
+}
+
+async fn path_segments<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<Vec<(String, String)>, ApiError> {
+    Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+        .await
+        .map(|Path(p)| p)
+        .map_err(|e| ApiError::invalid(format!("bad path: {}", e.body_text())))
+}
+
+fn segment<'a>(segments: &'a [(String, String)], name: &str) -> &'a str {
+    segments
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// `{ns}` and `{queue}` from the path, validated.
+pub struct QueuePath(pub QueueRef);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(QueuePath(QueueRef {
+            namespace: Namespace::new(segment(&segments, "ns"))?,
+            queue: QueueName::new(segment(&segments, "queue"))?,
+        }))
+    }
+}
+
+/// `{ns}` from the path, validated.
+pub struct NamespacePath(pub Namespace);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(NamespacePath(Namespace::new(segment(&segments, "ns"))?))
+    }
+}
+
+/// `{ns}` and `{id}`; an id that does not parse names no job: 404.
+pub struct JobPath(pub Namespace, pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        let namespace = Namespace::new(segment(&segments, "ns"))?;
+        let id = segment(&segments, "id");
+        let id = id
+            .parse()
+            .map_err(|_| ApiError(keel_core::Error::job_not_found(id)))?;
+        Ok(JobPath(namespace, id))
+    }
+}

@@ -1,0 +1,574 @@
+//! Job endpoints: enqueue, lease (long-poll), complete, fail, heartbeat, batch
+//! acks, cancel, get, list and redrive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_core::job::JobRequest;
+use keel_core::limits::MAX_LEASE_MS;
+use keel_core::policy::check_lease_ms;
+use keel_core::{
+    Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, QueueRef, Retry, Timestamp,
+};
+use keel_store::{Ack, AckOutcome, Acked, JobFilter, LeaseRequest, LeasedJob, RedriveSelection};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::error::{body as error_body, status};
+use super::extract::{
+    Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, json_error, parse,
+};
+use crate::Engine;
+use crate::rates::Event;
+
+type Api<T> = Result<T, ApiError>;
+
+/// Tells a single job from a batch without parsing payloads twice.
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(borrow)]
+    jobs: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+pub async fn enqueue(
+    State(engine): State<Arc<Engine>>,
+    QueuePath(queue): QueuePath,
+    Body(bytes): Body,
+) -> Api<Response> {
+    let shape: Shape<'_> = serde_json::from_slice(&bytes).map_err(json_error)?;
+    let (requests, batch): (Vec<JobRequest>, bool) = match (shape.jobs, shape.payload) {
+        (Some(jobs), None) => {
+            let requests: Vec<JobRequest> = serde_json::from_str(jobs.get()).map_err(json_error)?;
+            (requests, true)
+        }
+        _ => (vec![parse(&bytes)?], false),
+    };
+    if requests.is_empty() {
+        return Err(ApiError::invalid("jobs must hold at least one job"));
+    }
+    if requests.len() > engine.limits.max_batch {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "a batch holds at most {} jobs; this one has {}",
+                engine.limits.max_batch,
+                requests.len()
+            ),
+        ));
+    }
+    let policy = engine.store.queue_policy(&queue).await?;
+    let now = engine.now();
+    let jobs = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, req)| {
+            req.validate(&policy, &engine.limits, now).map_err(|e| {
+                if batch {
+                    Error::new(e.code, format!("jobs[{i}]: {}", e.message))
+                } else {
+                    e
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let first_due = jobs.iter().map(|j| j.run_at).filter(|t| *t > now).min();
+    let enqueued = engine.store.jobs_enqueue(&queue, jobs, now).await?;
+    if let Some(due) = first_due {
+        engine.timer.wake_by(due);
+    }
+    let fresh = enqueued.iter().filter(|e| !e.deduplicated).count() as u64;
+    crate::metrics::job_enqueued(&queue, fresh);
+    engine.rates.record(&queue, Event::Enqueued, fresh, now);
+    let body = if batch {
+        json!({ "jobs": enqueued })
+    } else {
+        json!(enqueued[0])
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseBody {
+    #[serde(default)]
+    worker_id: Option<String>,
+    #[serde(default)]
+    max_jobs: Option<u32>,
+    #[serde(default)]
+    wait_ms: Option<u64>,
+    #[serde(default)]
+    lease_ms: Option<u64>,
+}
+
+pub async fn lease(
+    State(engine): State<Arc<Engine>>,
+    QueuePath(queue): QueuePath,
+    JsonBody(body): JsonBody<LeaseBody>,
+) -> Api<Json<Value>> {
+    let limits = &engine.limits;
+    let max_jobs = body.max_jobs.unwrap_or(1);
+    if !(1..=limits.max_lease_jobs).contains(&max_jobs) {
+        return Err(ApiError::invalid(format!(
+            "max_jobs must be between 1 and {}",
+            limits.max_lease_jobs
+        )));
+    }
+    let wait_ms = body.wait_ms.unwrap_or(0);
+    if wait_ms > limits.max_wait_ms {
+        return Err(ApiError::invalid(format!(
+            "wait_ms must be at most {}",
+            limits.max_wait_ms
+        )));
+    }
+    if let Some(ms) = body.lease_ms {
+        check_lease_ms(ms)?;
+    }
+    let worker_id = body.worker_id.unwrap_or_default();
+    if worker_id.len() > limits.max_key_len {
+        return Err(ApiError::invalid(format!(
+            "worker_id must be at most {} bytes",
+            limits.max_key_len
+        )));
+    }
+    let req = LeaseRequest {
+        queue,
+        worker_id,
+        max_jobs,
+        lease_ms: body.lease_ms,
+    };
+    let jobs = lease_or_wait(&engine, &req, Duration::from_millis(wait_ms)).await?;
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// Leases at once, or waits up to `wait` for the queue's ready signal.
+/// The listener is armed before each attempt, so an enqueue that lands between
+/// the attempt and the wait still wakes it.
+async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> Api<Vec<LeasedJob>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let listener = engine.store.ready_signal().listener(&req.queue);
+    loop {
+        let woken = listener.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let now = engine.now();
+        let jobs = engine.store.jobs_lease(req, now).await?;
+        if !jobs.is_empty() {
+            record_leases(engine, &req.queue, &jobs, now);
+            return Ok(jobs);
+        }
+        if engine.shutdown.is_fired() {
+            return Ok(jobs);
+        }
+        tokio::select! {
+            () = &mut woken => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(jobs),
+            () = engine.shutdown.clone().wait() => return Ok(jobs),
+        }
+    }
+}
+
+fn record_leases(engine: &Engine, queue: &QueueRef, jobs: &[LeasedJob], now: Timestamp) {
+    crate::metrics::job_leased(queue, jobs.len() as u64);
+    for job in jobs {
+        crate::metrics::job_wait(queue, now.millis_since(job.run_at) as f64 / 1000.0);
+    }
+    if let Some(first_expiry) = jobs.iter().map(|j| j.lease_expires_at).min() {
+        engine.timer.wake_by(first_expiry);
+    }
+}
+
+fn token_for(id: JobId, token: &str) -> Api<LeaseToken> {
+    let token: LeaseToken = token
+        .parse()
+        .map_err(|()| ApiError::invalid("lease_token is malformed"))?;
+    if token.job != id {
+        return Err(ApiError::invalid("lease_token belongs to another job"));
+    }
+    Ok(token)
+}
+
+fn check_result(engine: &Engine, result: Option<&RawValue>) -> Result<(), Error> {
+    match result {
+        Some(r) if r.get().len() > engine.limits.max_payload_bytes => Err(Error::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "result is over the limit of {} bytes",
+                engine.limits.max_payload_bytes
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn truncate(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut cut = max;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    lease_token: String,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailBody {
+    lease_token: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default = "yes")]
+    retry: bool,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn complete_outcome(engine: &Engine, body: CompleteBody) -> Result<AckOutcome, Error> {
+    check_result(engine, body.result.as_deref())?;
+    Ok(AckOutcome::Complete {
+        result: body.result,
+    })
+}
+
+fn fail_outcome(engine: &Engine, body: FailBody) -> Result<AckOutcome, Error> {
+    if body.retry_after_ms.is_some_and(|ms| ms > MAX_LEASE_MS * 30) {
+        return Err(Error::invalid("retry_after_ms must be at most 30 days"));
+    }
+    Ok(AckOutcome::Fail {
+        message: truncate(body.error.unwrap_or_default(), engine.limits.max_error_len),
+        retry: Retry {
+            retry: body.retry,
+            retry_after_ms: body.retry_after_ms,
+        },
+    })
+}
+
+/// Applies acks and counts their outcomes.
+async fn ack_many(
+    engine: &Engine,
+    namespace: &Namespace,
+    acks: Vec<Ack>,
+) -> Api<Vec<Result<Acked, Error>>> {
+    if acks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = engine.now();
+    let results = engine.store.jobs_ack(namespace, acks, now).await?;
+    for acked in results.iter().flatten() {
+        let queue = QueueRef {
+            namespace: namespace.clone(),
+            queue: acked.queue.clone(),
+        };
+        match acked.state {
+            JobState::Succeeded => {
+                crate::metrics::job_completed(&queue, 1);
+                engine.rates.record(&queue, Event::Completed, 1, now);
+            }
+            state => {
+                crate::metrics::job_failed(&queue, 1);
+                engine.rates.record(&queue, Event::Failed, 1, now);
+                if state == JobState::Dead {
+                    crate::metrics::job_dead(&queue, 1);
+                }
+                if let Some(run_at) = acked.run_at.filter(|_| state == JobState::Scheduled) {
+                    engine.timer.wake_by(run_at);
+                }
+            }
+        }
+    }
+    Ok(results)
+}
+
+async fn ack_one(
+    engine: &Engine,
+    namespace: &Namespace,
+    token: LeaseToken,
+    outcome: AckOutcome,
+) -> Api<Json<Acked>> {
+    let mut results = ack_many(engine, namespace, vec![Ack { token, outcome }]).await?;
+    let result = results
+        .pop()
+        .ok_or_else(|| ApiError(Error::internal("no answer for the ack")))?;
+    Ok(Json(result?))
+}
+
+pub async fn complete(
+    State(engine): State<Arc<Engine>>,
+    JobPath(ns, id): JobPath,
+    JsonBody(body): JsonBody<CompleteBody>,
+) -> Api<Json<Acked>> {
+    let token = token_for(id, &body.lease_token)?;
+    let outcome = complete_outcome(&engine, body)?;
+    ack_one(&engine, &ns, token, outcome).await
+}
+
+pub async fn fail(
+    State(engine): State<Arc<Engine>>,
+    JobPath(ns, id): JobPath,
+    JsonBody(body): JsonBody<FailBody>,
+) -> Api<Json<Acked>> {
+    let token = token_for(id, &body.lease_token)?;
+    let outcome = fail_outcome(&engine, body)?;
+    ack_one(&engine, &ns, token, outcome).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    lease_token: String,
+    #[serde(default)]
+    lease_ms: Option<u64>,
+}
+
+pub async fn heartbeat(
+    State(engine): State<Arc<Engine>>,
+    JobPath(ns, id): JobPath,
+    JsonBody(body): JsonBody<HeartbeatBody>,
+) -> Api<Json<Value>> {
+    let token = token_for(id, &body.lease_token)?;
+    if let Some(ms) = body.lease_ms {
+        check_lease_ms(ms)?;
+    }
+    let until = engine
+        .store
+        .job_heartbeat(&ns, token, body.lease_ms, engine.now())
+        .await?;
+    engine.timer.wake_by(until);
+    Ok(Json(json!({ "lease_expires_at": until })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcksBody {
+    #[serde(default)]
+    complete: Vec<Value>,
+    #[serde(default)]
+    fail: Vec<Value>,
+}
+
+/// One batch item: parsed and checked on its own, so one bad item fails alone.
+fn ack_item<T: serde::de::DeserializeOwned>(
+    engine: &Engine,
+    item: Value,
+    to_outcome: fn(&Engine, T) -> Result<AckOutcome, Error>,
+    token_of: fn(&T) -> &str,
+) -> Result<(JobId, Ack), (Option<String>, Error)> {
+    let id_text = item.get("id").and_then(Value::as_str).map(str::to_owned);
+    let bad = |e: Error| (id_text.clone(), e);
+    let mut fields = item;
+    if let Some(map) = fields.as_object_mut() {
+        map.remove("id");
+    }
+    let body: T = serde_json::from_value(fields).map_err(|e| bad(Error::invalid(e.to_string())))?;
+    let id_text = id_text
+        .clone()
+        .ok_or_else(|| bad(Error::invalid("missing field `id`")))?;
+    let id: JobId = id_text
+        .parse()
+        .map_err(|_| bad(Error::job_not_found(&id_text)))?;
+    let token = token_for(id, token_of(&body)).map_err(|e| bad(e.0))?;
+    let outcome = to_outcome(engine, body).map_err(bad)?;
+    Ok((id, Ack { token, outcome }))
+}
+
+fn item_status(id: Option<String>, result: Result<Acked, Error>) -> Value {
+    match result {
+        Ok(acked) => {
+            json!({ "id": acked.id, "status": 200, "state": acked.state, "run_at": acked.run_at })
+        }
+        Err(e) => {
+            let mut v = error_body(&e);
+            v["id"] = json!(id);
+            v["status"] = json!(status(e.code).as_u16());
+            v
+        }
+    }
+}
+
+type ParsedAck = Result<(JobId, Ack), (Option<String>, Error)>;
+
+/// Answers `{"complete":[...],"fail":[...]}` with one status per item, in the
+/// order sent: each item succeeds or fails on its own.
+pub async fn acks(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+    JsonBody(body): JsonBody<AcksBody>,
+) -> Api<Json<Value>> {
+    let total = body.complete.len() + body.fail.len();
+    if total > engine.limits.max_batch {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "a batch holds at most {} acks; this one has {total}",
+                engine.limits.max_batch
+            ),
+        ));
+    }
+    let complete: Vec<ParsedAck> = body
+        .complete
+        .into_iter()
+        .map(|item| ack_item::<CompleteBody>(&engine, item, complete_outcome, |b| &b.lease_token))
+        .collect();
+    let fail: Vec<ParsedAck> = body
+        .fail
+        .into_iter()
+        .map(|item| ack_item::<FailBody>(&engine, item, fail_outcome, |b| &b.lease_token))
+        .collect();
+    let valid: Vec<Ack> = complete
+        .iter()
+        .chain(&fail)
+        .filter_map(|p| p.as_ref().ok().map(|(_, ack)| ack.clone()))
+        .collect();
+    let mut applied = ack_many(&engine, &ns, valid).await?.into_iter();
+    let mut answer = |items: Vec<ParsedAck>| -> Vec<Value> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Ok((id, _)) => {
+                    let result = applied
+                        .next()
+                        .unwrap_or_else(|| Err(Error::internal("no answer for the ack")));
+                    item_status(Some(id.to_string()), result)
+                }
+                Err((id, e)) => item_status(id, Err(e)),
+            })
+            .collect()
+    };
+    let complete = answer(complete);
+    let fail = answer(fail);
+    Ok(Json(json!({ "complete": complete, "fail": fail })))
+}
+
+pub async fn cancel(
+    State(engine): State<Arc<Engine>>,
+    JobPath(ns, id): JobPath,
+) -> Api<Json<Acked>> {
+    let acked = engine.store.job_cancel(&ns, id, engine.now()).await?;
+    Ok(Json(acked))
+}
+
+pub async fn get(State(engine): State<Arc<Engine>>, JobPath(ns, id): JobPath) -> Api<Response> {
+    let job = engine.store.job_get(&ns, id).await?;
+    Ok(Json(job).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    queue: Option<String>,
+    state: Option<String>,
+    tag: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+const DEFAULT_LIST_LIMIT: u32 = 50;
+
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Api<Json<keel_store::JobPage>> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=engine.limits.max_batch as u32).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {}",
+            engine.limits.max_batch
+        )));
+    }
+    let state = params
+        .state
+        .map(|s| {
+            JobState::parse(&s).ok_or_else(|| ApiError::invalid(format!("unknown state {s:?}")))
+        })
+        .transpose()?;
+    let tag = params
+        .tag
+        .map(|t| {
+            t.split_once(':')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| ApiError::invalid("tag must be key:value"))
+        })
+        .transpose()?;
+    let queue = params
+        .queue
+        .map(|q| keel_core::QueueName::new(&q))
+        .transpose()?;
+    let filter = JobFilter {
+        queue,
+        state,
+        tag,
+        limit,
+        cursor: params.cursor,
+    };
+    Ok(Json(engine.store.jobs_list(&ns, &filter).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveBody {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    payload: Option<Box<RawValue>>,
+}
+
+pub async fn redrive(
+    State(engine): State<Arc<Engine>>,
+    QueuePath(queue): QueuePath,
+    JsonBody(body): JsonBody<RedriveBody>,
+) -> Api<Json<Value>> {
+    let selection = match (body.ids, body.all) {
+        (Some(_), true) | (None, false) => {
+            return Err(ApiError::invalid("give ids or all: true, one of them"));
+        }
+        (None, true) => RedriveSelection::All,
+        (Some(ids), false) => {
+            if ids.len() > engine.limits.max_batch {
+                return Err(ApiError::new(
+                    ErrorCode::BatchTooLarge,
+                    format!("at most {} ids", engine.limits.max_batch),
+                ));
+            }
+            // Ids that do not parse name no job, and no job is skipped silently
+            // for a typo: refuse the call.
+            let ids = ids
+                .iter()
+                .map(|id| {
+                    id.parse::<JobId>()
+                        .map_err(|_| ApiError(Error::job_not_found(id)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            RedriveSelection::Ids(ids)
+        }
+    };
+    check_result(&engine, body.payload.as_deref())
+        .map_err(|e| ApiError::new(e.code, "payload is over the size limit"))?;
+    let moved = engine
+        .store
+        .jobs_redrive(&queue, selection, body.payload, engine.now())
+        .await?;
+    Ok(Json(json!({ "redriven": moved.len(), "ids": moved })))
+}

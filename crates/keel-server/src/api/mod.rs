@@ -1,0 +1,57 @@
+//! HTTP API v1: routes, the error body, and extractors that turn every bad
+//! input into a coded 4xx (never a 500 or a panic).
+
+mod error;
+mod extract;
+mod health;
+mod jobs;
+mod queues;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::Engine;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    let body_limit = engine.limits.max_body_bytes;
+    let v1 = Router::new()
+        .route("/namespaces/{ns}/queues/{queue}/jobs", post(jobs::enqueue))
+        .route("/namespaces/{ns}/queues/{queue}/lease", post(jobs::lease))
+        .route(
+            "/namespaces/{ns}/queues/{queue}/redrive",
+            post(jobs::redrive),
+        )
+        .route(
+            "/namespaces/{ns}/queues/{queue}",
+            get(queues::stats).put(queues::set_policy),
+        )
+        .route("/namespaces/{ns}/queues/{queue}/pause", post(queues::pause))
+        .route(
+            "/namespaces/{ns}/queues/{queue}/resume",
+            post(queues::resume),
+        )
+        .route("/namespaces/{ns}/jobs", get(jobs::list))
+        .route("/namespaces/{ns}/jobs/{id}", get(jobs::get))
+        .route("/namespaces/{ns}/jobs/{id}/complete", post(jobs::complete))
+        .route("/namespaces/{ns}/jobs/{id}/fail", post(jobs::fail))
+        .route(
+            "/namespaces/{ns}/jobs/{id}/heartbeat",
+            post(jobs::heartbeat),
+        )
+        .route("/namespaces/{ns}/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/namespaces/{ns}/acks", post(jobs::acks));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(engine)
+}

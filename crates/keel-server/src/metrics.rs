@@ -1,0 +1,99 @@
+//! Prometheus metrics, all prefixed `keel_`. Counters are recorded where the
+//! outcome is known; queue depth gauges are read from the store at scrape time.
+
+use std::sync::OnceLock;
+
+use keel_core::QueueRef;
+use keel_store::Store;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// Installs the process-wide recorder once; later calls reuse it.
+fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("keel_store_commit_batch_size".into()),
+                        BATCH_BUCKETS,
+                    )
+                })
+                .map(|b| b.build_recorder());
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    metrics::set_global_recorder(recorder).ok().map(|()| handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics disabled");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Makes sure the recorder exists before the first event is counted.
+pub fn init() {
+    handle();
+}
+
+fn labels(queue: &QueueRef) -> [(&'static str, String); 2] {
+    [
+        ("namespace", queue.namespace.to_string()),
+        ("queue", queue.queue.to_string()),
+    ]
+}
+
+pub fn job_enqueued(queue: &QueueRef, n: u64) {
+    counter!("keel_jobs_enqueued_total", &labels(queue)).increment(n);
+}
+
+pub fn job_leased(queue: &QueueRef, n: u64) {
+    counter!("keel_jobs_leased_total", &labels(queue)).increment(n);
+}
+
+pub fn job_completed(queue: &QueueRef, n: u64) {
+    counter!("keel_jobs_completed_total", &labels(queue)).increment(n);
+}
+
+pub fn job_failed(queue: &QueueRef, n: u64) {
+    counter!("keel_jobs_failed_total", &labels(queue)).increment(n);
+}
+
+pub fn job_dead(queue: &QueueRef, n: u64) {
+    counter!("keel_jobs_dead_total", &labels(queue)).increment(n);
+}
+
+/// Time from when a job became leasable to its lease.
+pub fn job_wait(queue: &QueueRef, seconds: f64) {
+    histogram!("keel_job_wait_seconds", &labels(queue)).record(seconds);
+}
+
+/// The Prometheus text exposition, with queue depths fresh from the store.
+pub async fn render(store: &dyn Store) -> String {
+    if let Ok(depths) = store.queue_depths().await {
+        for d in depths {
+            gauge!(
+                "keel_queue_jobs",
+                "namespace" => d.queue.namespace.to_string(),
+                "queue" => d.queue.queue.to_string(),
+                "state" => d.state.as_str()
+            )
+            .set(d.count as f64);
+        }
+    }
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}

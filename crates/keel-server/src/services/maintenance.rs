@@ -1,0 +1,59 @@
+//! Promotes due jobs and reclaims expired leases, waking at the next deadline
+//! the store reports (or earlier, when a request creates an earlier one), so a
+//! due job is leasable and an expired lease reclaimed within milliseconds, and
+//! an idle server sleeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Engine, Shutdown};
+
+/// The longest sleep: a safety net, not the mechanism.
+const IDLE_WAKE_MS: u64 = 1000;
+/// Pause after a store error before trying again.
+const RETRY_AFTER_ERROR_MS: u64 = 500;
+
+pub struct Maintenance {
+    engine: Arc<Engine>,
+}
+
+impl Maintenance {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Maintenance { engine }
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        let engine = &self.engine;
+        loop {
+            if shutdown.is_fired() {
+                return;
+            }
+            let now = engine.now();
+            let next = match engine.store.maintenance_run(now).await {
+                Ok(report) => {
+                    for queue in &report.expired_to_ready {
+                        crate::metrics::job_failed(queue, 1);
+                    }
+                    for queue in &report.expired_to_dead {
+                        crate::metrics::job_failed(queue, 1);
+                        crate::metrics::job_dead(queue, 1);
+                    }
+                    report.next_due.map_or(now.plus_ms(IDLE_WAKE_MS), |due| {
+                        due.min(now.plus_ms(IDLE_WAKE_MS))
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "maintenance pass failed");
+                    now.plus_ms(RETRY_AFTER_ERROR_MS)
+                }
+            };
+            engine.timer.set_next(next);
+            let sleep = Duration::from_millis(next.millis_since(now));
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = engine.timer.woken() => {}
+                () = shutdown.clone().wait() => return,
+            }
+        }
+    }
+}

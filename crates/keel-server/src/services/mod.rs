@@ -1,0 +1,32 @@
+//! Background services. Each has the same shape: built from the engine, then
+//! `run(shutdown)` until the shutdown fires, finishing the pass it is in.
+
+mod maintenance;
+mod retention;
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+pub use maintenance::Maintenance;
+pub use retention::Retention;
+
+use crate::{Engine, Shutdown};
+
+/// The running services, to be joined at shutdown.
+pub struct Services(Vec<JoinHandle<()>>);
+
+pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
+    Services(vec![
+        tokio::spawn(Maintenance::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(Retention::new(engine).run(shutdown)),
+    ])
+}
+
+impl Services {
+    pub async fn join(self) {
+        for handle in self.0 {
+            let _ = handle.await;
+        }
+    }
+}

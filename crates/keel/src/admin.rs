@@ -1,0 +1,243 @@
+//! Admin commands: thin uses of `keel-client`, human-readable by default and
+//! JSON with `--json`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use keel_client::{Client, JobSpec, ListQuery};
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct Target {
+    /// Server to talk to.
+    #[arg(
+        long,
+        env = "KEEL_SERVER",
+        default_value = "http://127.0.0.1:5335",
+        global = true
+    )]
+    server: String,
+    #[arg(long, short, default_value = "default", global = true)]
+    namespace: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Target {
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.server)?)
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EnqueueArgs {
+    queue: String,
+    /// The payload, as JSON.
+    payload: String,
+    #[arg(long)]
+    priority: Option<i64>,
+    #[arg(long)]
+    delay_ms: Option<u64>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[arg(long)]
+    ordering_key: Option<String>,
+    /// A tag as key=value; repeat for more.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "a tag is key=value".to_owned())
+}
+
+pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
+    let payload: Value = serde_json::from_str(&args.payload).context("the payload is not JSON")?;
+    let job = JobSpec {
+        payload,
+        priority: args.priority,
+        delay_ms: args.delay_ms,
+        max_attempts: args.max_attempts,
+        idempotency_key: args.idempotency_key,
+        ordering_key: args.ordering_key,
+        tags: args.tags.into_iter().collect::<BTreeMap<_, _>>(),
+        ..JobSpec::default()
+    };
+    let enqueued = args
+        .target
+        .client()?
+        .enqueue(&args.target.namespace, &args.queue, &job)
+        .await?;
+    if args.target.json {
+        return print_json(&enqueued);
+    }
+    let dedup = if enqueued.deduplicated {
+        " (deduplicated: an earlier job has this key)"
+    } else {
+        ""
+    };
+    println!("{} {}{dedup}", enqueued.id, enqueued.state);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Show one job.
+    Get { id: String },
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        /// key:value
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+pub async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+    let client = args.target.client()?;
+    let ns = &args.target.namespace;
+    match args.command {
+        JobsCommand::Get { id } => {
+            let job = client.get_job(ns, &id).await?;
+            if args.target.json {
+                return print_json(&job);
+            }
+            println!("id:           {}", job.id);
+            println!("queue:        {}", job.queue);
+            println!("state:        {}", job.state);
+            println!("attempt:      {}/{}", job.attempt, job.max_attempts);
+            println!("priority:     {}", job.priority);
+            println!("run at:       {}", job.run_at);
+            println!("created:      {}", job.created_at);
+            println!("updated:      {}", job.updated_at);
+            if let Some(key) = &job.ordering_key {
+                println!("ordering key: {key}");
+            }
+            if !job.tags.is_empty() {
+                let tags: Vec<String> = job.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("tags:         {}", tags.join(" "));
+            }
+            println!("payload:      {}", job.payload);
+            if let Some(result) = &job.result {
+                println!("result:       {result}");
+            }
+            for e in &job.errors {
+                println!("error #{}:     {} ({})", e.attempt, e.message, e.at);
+            }
+        }
+        JobsCommand::List {
+            queue,
+            state,
+            tag,
+            limit,
+            cursor,
+        } => {
+            let page = client
+                .list_jobs(
+                    ns,
+                    &ListQuery {
+                        queue,
+                        state,
+                        tag,
+                        limit: Some(limit),
+                        cursor,
+                    },
+                )
+                .await?;
+            if args.target.json {
+                return print_json(&page);
+            }
+            println!(
+                "{:<36}  {:<9}  {:<20}  {:>7}  CREATED",
+                "ID", "STATE", "QUEUE", "ATTEMPT"
+            );
+            for job in &page.jobs {
+                let attempt = format!("{}/{}", job.attempt, job.max_attempts);
+                println!(
+                    "{:<36}  {:<9}  {:<20}  {:>7}  {}",
+                    job.id, job.state, job.queue, attempt, job.created_at
+                );
+            }
+            if let Some(cursor) = page.next_cursor {
+                println!("more: --cursor {cursor}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct QueuesArgs {
+    #[command(subcommand)]
+    command: QueuesCommand,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Subcommand)]
+enum QueuesCommand {
+    /// Counts by state, oldest ready age and recent rates.
+    Stats { queue: String },
+}
+
+pub async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
+    let client = args.target.client()?;
+    match args.command {
+        QueuesCommand::Stats { queue } => {
+            let stats = client.queue_stats(&args.target.namespace, &queue).await?;
+            if args.target.json {
+                return print_json(&stats);
+            }
+            let paused = if stats["paused"] == Value::Bool(true) {
+                " (paused)"
+            } else {
+                ""
+            };
+            println!("queue {}/{}{paused}", args.target.namespace, queue);
+            if let Some(counts) = stats["counts"].as_object() {
+                for (state, n) in counts {
+                    println!("  {state:<10} {n}");
+                }
+            }
+            if let Some(age) = stats["oldest_ready_age_ms"].as_u64() {
+                println!("  oldest ready job waits {age} ms");
+            }
+            let rates = &stats["rates"];
+            println!(
+                "  last minute: {:.1} enqueued/s, {:.1} completed/s, {:.1} failed/s",
+                rates["enqueued_per_s"].as_f64().unwrap_or(0.0),
+                rates["completed_per_s"].as_f64().unwrap_or(0.0),
+                rates["failed_per_s"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}
