@@ -62,7 +62,7 @@ impl Rates {
         };
         let mut sums = [0u64; 3];
         for (at, counts) in &window.buckets {
-            if second - at < WINDOW_S as i64 {
+            if *at > second - WINDOW_S as i64 {
                 for (sum, c) in sums.iter_mut().zip(counts) {
                     *sum += c;
                 }
@@ -97,5 +97,12 @@ mod tests {
         assert_eq!((now.enqueued_per_s, now.completed_per_s), (2.0, 1.0));
         let later = rates.recent(&q, t0.plus_ms(61_000));
         assert_eq!((later.enqueued_per_s, later.completed_per_s), (0.0, 1.0));
+        let unused = Rates::default();
+        unused.record(&q, Event::Failed, 1, t0);
+        assert_eq!(
+            unused.recent(&q, t0).failed_per_s,
+            1.0 / 60.0,
+            "empty buckets do not overflow"
+        );
     }
 }

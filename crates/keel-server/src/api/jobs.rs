@@ -15,7 +15,7 @@ use keel_core::{
     Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, QueueRef, Retry, Timestamp,
 };
 use keel_store::{Ack, AckOutcome, Acked, JobFilter, LeaseRequest, LeasedJob, RedriveSelection};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -112,7 +112,7 @@ pub async fn lease(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
     JsonBody(body): JsonBody<LeaseBody>,
-) -> Api<Json<Value>> {
+) -> Api<Json<Leased>> {
     let limits = &engine.limits;
     let max_jobs = body.max_jobs.unwrap_or(1);
     if !(1..=limits.max_lease_jobs).contains(&max_jobs) {
@@ -145,7 +145,14 @@ pub async fn lease(
         lease_ms: body.lease_ms,
     };
     let jobs = lease_or_wait(&engine, &req, Duration::from_millis(wait_ms)).await?;
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(Leased { jobs }))
+}
+
+/// Serialized directly, never through `serde_json::Value`: payloads are raw
+/// JSON kept verbatim, and some valid JSON (`1e999`) has no `Value` form.
+#[derive(Serialize)]
+pub struct Leased {
+    jobs: Vec<LeasedJob>,
 }
 
 /// Leases at once, or waits up to `wait` for the queue's ready signal.

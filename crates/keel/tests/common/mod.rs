@@ -1,0 +1,169 @@
+//! Starts the real `keel` binary on an ephemeral port and talks to it over
+//! HTTP. Each server gets its own data directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// A server on a fresh data directory that lives as long as `dir`.
+    pub async fn start(dir: &tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::start_in(dir.path(), extra).await
+    }
+
+    pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the keel binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next_line()
+            .await
+            .expect("stdout readable")
+            .expect("keel announces its address");
+        let url = line
+            .strip_prefix("keel listening on ")
+            .expect("the announce line")
+            .to_owned();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server runs")
+    }
+
+    /// SIGKILL: no drain, no flush, nothing but what is already on disk.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("kill -9");
+        self.child.wait().await.expect("the server exits");
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.child.wait().await.expect("the server exits")
+    }
+
+    pub fn v1(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.url)
+    }
+
+    /// Sends `body` (JSON or raw text) and returns the status and the JSON answer.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = if path.starts_with('/')
+            && !path.starts_with("/v1")
+            && !path.starts_with("/healthz")
+            && !path.starts_with("/readyz")
+            && !path.starts_with("/metrics")
+        {
+            self.v1(path)
+        } else {
+            format!("{}{path}", self.url)
+        };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut req = self.http.request(method, url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let resp = self
+            .http
+            .request(method, self.v1(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None).await
+    }
+
+    /// Enqueues one job and returns its id.
+    pub async fn enqueue(&self, queue: &str, job: Value) -> String {
+        let (status, body) = self
+            .post(&format!("/namespaces/default/queues/{queue}/jobs"), job)
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("an id").to_owned()
+    }
+
+    pub async fn lease(&self, queue: &str, body: Value) -> Vec<Value> {
+        let (status, answer) = self
+            .post(&format!("/namespaces/default/queues/{queue}/lease"), body)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["jobs"].as_array().expect("jobs").clone()
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let (status, job) = self.get(&format!("/namespaces/default/jobs/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+}
+
+/// Asserts an error answer: the status and the `error.code`, with a message.
+pub fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    assert_eq!(answer.1["error"]["code"], code, "{}", answer.1);
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        answer.1
+    );
+}
