@@ -1,5 +1,7 @@
 //! The store conformance suite on the embedded backend.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
 use std::sync::Arc;
 
 use keel_core::Limits;

@@ -5,6 +5,11 @@
 //!
 //! Time is passed explicitly: the suite moves a fake `now`, never sleeps.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test suite: a panic is a failed check"
+)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -84,6 +84,10 @@ impl LimitArgs {
     }
 }
 
+#[allow(
+    clippy::print_stderr,
+    reason = "the binary reports a fatal error to its user"
+)]
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

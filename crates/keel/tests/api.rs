@@ -1,6 +1,8 @@
 //! The job-core HTTP contract (DESIGN.md), endpoint by endpoint, against the
 //! real binary over a real socket.
 
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
 mod common;
 
 use std::time::{Duration, Instant};

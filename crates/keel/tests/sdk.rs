@@ -1,0 +1,198 @@
+//! The worker SDK and the example workers, against the real server.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::Server;
+use keel_client::{Client, JobFailure, JobSpec, LeasedJob, Worker, WorkerOptions};
+use serde_json::json;
+use tokio::sync::Notify;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_retries_heartbeats_and_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let mut jobs: Vec<JobSpec> = (0..100)
+        .map(|n| JobSpec::new(json!({"n": n, "flaky": n % 10 == 3})))
+        .collect();
+    jobs[0].payload = json!({"n": 0, "slow": true});
+    let enqueued = client.enqueue_many("default", "sdk", &jobs).await.unwrap();
+
+    let handled = Arc::new(AtomicUsize::new(0));
+    let all_handled = Arc::new(Notify::new());
+    let (count, done) = (handled.clone(), all_handled.clone());
+    let handler = move |job: LeasedJob| {
+        let (count, done) = (count.clone(), done.clone());
+        async move {
+            if job.payload["slow"] == true {
+                // Longer than the 300 ms lease: only heartbeats keep the job.
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+            }
+            let result = if job.payload["flaky"] == true && job.attempt == 1 {
+                Err(JobFailure {
+                    message: "flaky".into(),
+                    retry: true,
+                    retry_after_ms: Some(0),
+                })
+            } else {
+                Ok(json!({"n": job.payload["n"]}))
+            };
+            if count.fetch_add(1, Ordering::SeqCst) + 1 == 110 {
+                done.notify_one();
+            }
+            result
+        }
+    };
+    let mut options = WorkerOptions::new("default", "sdk");
+    options.concurrency = 8;
+    options.max_batch = 8;
+    options.lease_ms = 300;
+    options.wait_ms = 200;
+    Worker::new(client.clone(), options)
+        .run(handler, async move { all_handled.notified().await })
+        .await;
+
+    let stats = client.queue_stats("default", "sdk").await.unwrap();
+    assert_eq!(stats["counts"]["succeeded"], 100, "{stats}");
+    let slow = client.get_job("default", &enqueued[0].id).await.unwrap();
+    assert_eq!(slow.attempt, 1, "heartbeats kept the slow job's lease");
+    let flaky = client.get_job("default", &enqueued[3].id).await.unwrap();
+    assert_eq!((flaky.attempt, flaky.errors.len()), (2, 1));
+    assert_eq!(flaky.result, Some(json!({"n": 3})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_running_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let ids: Vec<String> = client
+        .enqueue_many(
+            "default",
+            "drain",
+            &(0..4).map(|n| JobSpec::new(json!(n))).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let started = Arc::new(AtomicUsize::new(0));
+    let all_started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let (s, a, r) = (started.clone(), all_started.clone(), release.clone());
+    let handler = move |_job: LeasedJob| {
+        let (s, a, r) = (s.clone(), a.clone(), r.clone());
+        async move {
+            if s.fetch_add(1, Ordering::SeqCst) + 1 == 4 {
+                a.notify_one();
+            }
+            r.notified().await;
+            Ok(json!("finished during the drain"))
+        }
+    };
+    let mut options = WorkerOptions::new("default", "drain");
+    options.concurrency = 4;
+    let shutdown = {
+        let release = release.clone();
+        async move {
+            all_started.notified().await;
+            // Shut down while all four handlers are mid-job, then let them finish.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                release.notify_waiters();
+            });
+        }
+    };
+    Worker::new(client.clone(), options)
+        .run(handler, shutdown)
+        .await;
+    for id in ids {
+        let job = client.get_job("default", &id).await.unwrap();
+        assert_eq!(
+            job.state, "succeeded",
+            "{id} was finished and acknowledged before run() returned"
+        );
+    }
+}
+
+#[tokio::test]
+async fn python_example_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let mut jobs: Vec<JobSpec> = (0..19).map(|n| JobSpec::new(json!({"n": n}))).collect();
+    jobs.push(JobSpec::new(json!({"fail": true})));
+    client.enqueue_many("default", "py", &jobs).await.unwrap();
+    let output = tokio::process::Command::new("python3")
+        .arg(repo_root().join("examples/python/worker.py"))
+        .args([&server.url, "py", "--max-jobs", "20"])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats = client.queue_stats("default", "py").await.unwrap();
+    assert_eq!(stats["counts"]["succeeded"], 19, "{stats}");
+    assert_eq!(stats["counts"]["dead"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn rust_example_worker() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = tokio::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "keel-client",
+            "--example",
+            "worker",
+            "--message-format",
+            "short",
+        ])
+        .current_dir(repo_root())
+        .status()
+        .await
+        .expect("cargo runs");
+    assert!(built.success());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let jobs: Vec<JobSpec> = (0..5)
+        .map(|n| JobSpec::new(json!({"to": format!("user{n}@example.com")})))
+        .collect();
+    client
+        .enqueue_many("default", "emails", &jobs)
+        .await
+        .unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    let output = tokio::process::Command::new(target.join("debug/examples/worker"))
+        .args([&server.url, "emails", "5"])
+        .output()
+        .await
+        .expect("the example runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stats = client.queue_stats("default", "emails").await.unwrap();
+    assert_eq!(stats["counts"]["succeeded"], 5, "{stats}");
+}

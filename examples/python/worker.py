@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""A Keel worker in Python with nothing but the standard library.
+
+It long-polls a queue for jobs, "handles" each one, and completes it (or fails
+it for good when the payload says {"fail": true}). The protocol needs no SDK:
+lease, then complete or fail with the lease token.
+
+Run with:  python3 examples/python/worker.py http://127.0.0.1:5335 emails
+Options:   --namespace NS   --max-jobs N (stop after N jobs; for tests)
+Stop with Ctrl-C or SIGTERM: the job in hand is finished first.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+
+
+def call(base, path, body):
+    """POSTs JSON and returns (status, answer)."""
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=70) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def handle(job):
+    """The work itself: return a result, or raise to fail the attempt."""
+    payload = job["payload"]
+    if isinstance(payload, dict) and payload.get("fail"):
+        raise ValueError("the payload asked to fail")
+    return {"handled_by": "python", "attempt": job["attempt"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("server")
+    parser.add_argument("queue")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--max-jobs", type=int, default=None)
+    args = parser.parse_args()
+
+    stopping = False
+
+    def stop(_signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    ns = f"/v1/namespaces/{args.namespace}"
+    handled = 0
+    while not stopping and (args.max_jobs is None or handled < args.max_jobs):
+        status, answer = call(
+            args.server,
+            f"{ns}/queues/{args.queue}/lease",
+            {"worker_id": f"python-{os.getpid()}", "max_jobs": 10, "wait_ms": 5000},
+        )
+        if status != 200:
+            print(f"lease failed: {status} {answer}", file=sys.stderr)
+            return 1
+        for job in answer["jobs"]:
+            try:
+                result = handle(job)
+                status, answer = call(
+                    args.server,
+                    f"{ns}/jobs/{job['id']}/complete",
+                    {"lease_token": job["lease_token"], "result": result},
+                )
+            except Exception as error:  # the handler's failure, reported to Keel
+                status, answer = call(
+                    args.server,
+                    f"{ns}/jobs/{job['id']}/fail",
+                    {"lease_token": job["lease_token"], "error": str(error), "retry": False},
+                )
+            if status == 409:
+                print(f"lease lost for {job['id']}; another worker has it", file=sys.stderr)
+            elif status != 200:
+                print(f"ack failed: {status} {answer}", file=sys.stderr)
+                return 1
+            handled += 1
+    print(f"python worker stopped after {handled} jobs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
