@@ -1,0 +1,114 @@
+//! The admin commands, run as a user would: the real binary against a real server.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+mod common;
+
+use common::Server;
+use serde_json::Value;
+
+async fn keel(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .args(["--server", &server.url])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn enqueue_inspect_and_list_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+
+    let (ok, out, err) = keel(
+        &server,
+        &[
+            "enqueue",
+            "emails",
+            r#"{"to":"ada@example.com"}"#,
+            "--priority",
+            "5",
+            "--tag",
+            "tenant=acme",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let enqueued: Value = serde_json::from_str(&out).unwrap();
+    let id = enqueued["id"].as_str().unwrap();
+    assert_eq!(enqueued["state"], "ready");
+
+    let (ok, out, _) = keel(
+        &server,
+        &["enqueue", "emails", r#"{"n":2}"#, "--delay-ms", "60000"],
+    )
+    .await;
+    assert!(ok);
+    assert!(
+        out.trim_end().ends_with("scheduled"),
+        "human output names the state: {out}"
+    );
+
+    let (ok, out, _) = keel(&server, &["jobs", "get", id]).await;
+    assert!(ok);
+    for needle in [
+        id,
+        "state:        ready",
+        "priority:     5",
+        "tags:         tenant=acme",
+        r#"payload:      {"to":"ada@example.com"}"#,
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    let (ok, out, _) = keel(&server, &["jobs", "get", id, "--json"]).await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["payload"]["to"],
+        "ada@example.com"
+    );
+
+    let (ok, out, _) = keel(
+        &server,
+        &["jobs", "list", "--queue", "emails", "--state", "ready"],
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), 2, "a header and one ready job:\n{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with(id));
+
+    let (ok, out, _) = keel(&server, &["queues", "stats", "emails"]).await;
+    assert!(ok);
+    assert!(
+        out.contains("ready      1") && out.contains("scheduled  1"),
+        "{out}"
+    );
+    let (ok, out, _) = keel(&server, &["queues", "stats", "emails", "--json"]).await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["counts"]["scheduled"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn errors_are_reported_with_their_code_and_a_failing_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let (ok, _, err) = keel(
+        &server,
+        &["jobs", "get", "0190b6a0-0000-7000-8000-000000000000"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("404 job_not_found"), "{err}");
+    let (ok, _, err) = keel(&server, &["enqueue", "q", "{not json"]).await;
+    assert!(!ok);
+    assert!(err.contains("not JSON"), "{err}");
+}
