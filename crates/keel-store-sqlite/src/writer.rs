@@ -360,11 +360,7 @@ impl Writer {
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let Some(queue) = queue_ref(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)
-            else {
-                continue;
-            };
-            let Some(state) = JobState::parse(&row.get::<_, String>(2)?) else {
+            let Some((queue, state)) = queue_and_state(row, 0)? else {
                 continue;
             };
             let idx = hot.queue_entry(&queue);
@@ -380,11 +376,7 @@ impl Writer {
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let Some(queue) = queue_ref(&row.get::<_, String>(2)?, &row.get::<_, String>(3)?)
-            else {
-                continue;
-            };
-            let Some(state) = JobState::parse(&row.get::<_, String>(4)?) else {
+            let Some((queue, state)) = queue_and_state(row, 2)? else {
                 continue;
             };
             let queue = hot.queue_entry(&queue);
@@ -645,7 +637,7 @@ impl Writer {
             let Some(Ok((grant, seq, attempt, max_attempts, priority, run_at, ordering_key))) =
                 granted
             else {
-                return Err(rusqlite::Error::InvalidQuery);
+                return Err(index_out_of_step());
             };
             let (payload, tags, created_at): (String, Option<String>, i64) = self
                 .conn
@@ -1010,7 +1002,7 @@ impl Writer {
                     .map(|t| (t, job.seq, job.queue, job.life.clone()))
             });
             let Some(Some((transition, seq, queue, life))) = expired else {
-                return Err(rusqlite::Error::InvalidQuery);
+                return Err(index_out_of_step());
             };
             self.record_failure(seq, &life, "lease expired", now)?;
             let queue = self.hot.queues[queue].queue.clone();
@@ -1067,11 +1059,36 @@ impl Writer {
     }
 }
 
+/// Reads `namespace, queue, state` from three columns starting at `first`.
+/// A row that does not parse (only a hand-edited database has one) is skipped
+/// with a warning rather than stopping the server from starting.
+fn queue_and_state(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<Option<(QueueRef, JobState)>> {
+    let (namespace, queue, state): (String, String, String) =
+        (row.get(first)?, row.get(first + 1)?, row.get(first + 2)?);
+    let parsed = queue_ref(&namespace, &queue).zip(JobState::parse(&state));
+    if parsed.is_none() {
+        tracing::warn!(%namespace, %queue, %state, "skipping a job row that does not parse");
+    }
+    Ok(parsed)
+}
+
 fn queue_ref(namespace: &str, queue: &str) -> Option<QueueRef> {
     Some(QueueRef {
         namespace: Namespace::new(namespace).ok()?,
         queue: keel_core::QueueName::new(queue).ok()?,
     })
+}
+
+/// A fault for "the hot index and the table disagree": a bug. The batch is
+/// rolled back and the index rebuilt from disk, which is the truth.
+fn index_out_of_step() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERNAL),
+        Some("the hot index is out of step with the jobs table".into()),
+    )
 }
 
 fn backoff_json(backoff: &Backoff) -> String {

@@ -36,8 +36,8 @@ async fn worker_retries_heartbeats_and_drains() {
         let (count, done) = (count.clone(), done.clone());
         async move {
             if job.payload["slow"] == true {
-                // Longer than the 300 ms lease: only heartbeats keep the job.
-                tokio::time::sleep(Duration::from_millis(1200)).await;
+                // Longer than the 1 s lease: only heartbeats keep the job.
+                tokio::time::sleep(Duration::from_millis(2500)).await;
             }
             let result = if job.payload["flaky"] == true && job.attempt == 1 {
                 Err(JobFailure {
@@ -57,7 +57,7 @@ async fn worker_retries_heartbeats_and_drains() {
     let mut options = WorkerOptions::new("default", "sdk");
     options.concurrency = 8;
     options.max_batch = 8;
-    options.lease_ms = 300;
+    options.lease_ms = 1000;
     options.wait_ms = 200;
     Worker::new(client.clone(), options)
         .run(handler, async move { all_handled.notified().await })

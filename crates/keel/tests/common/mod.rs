@@ -148,6 +148,31 @@ impl Server {
         answer["jobs"].as_array().expect("jobs").clone()
     }
 
+    /// Every job id of `queue`, newest first, following the cursor to the end.
+    pub async fn list_all(&self, queue: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = self
+                .get(&format!(
+                    "/namespaces/default/jobs?queue={queue}&limit=1000{cursor}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            ids.extend(
+                page["jobs"]
+                    .as_array()
+                    .expect("jobs")
+                    .iter()
+                    .map(|j| j["id"].as_str().expect("an id").to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return ids,
+            }
+        }
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         let (status, job) = self.get(&format!("/namespaces/default/jobs/{id}")).await;
         assert_eq!(status, 200, "{job}");
