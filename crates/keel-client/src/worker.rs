@@ -54,6 +54,8 @@ pub struct WorkerOptions {
     pub wait_ms: u64,
     /// Lease time asked for; a heartbeat goes out every third of it.
     pub lease_ms: u64,
+    /// Lease calls running at once.
+    pub leases_in_flight: usize,
 }
 
 impl WorkerOptions {
@@ -66,6 +68,7 @@ impl WorkerOptions {
             max_batch: 100,
             wait_ms: 5_000,
             lease_ms: 30_000,
+            leases_in_flight: 2,
         }
     }
 }
@@ -90,6 +93,12 @@ impl Worker {
 
     /// Runs `handler` on every job leased until `shutdown` resolves, then waits
     /// for the running handlers and sends their acknowledgements.
+    ///
+    /// Up to `leases_in_flight` lease calls run at once, each for the slots free
+    /// when it starts, so that a fresh batch is on its way while the last one
+    /// runs (the server commits concurrent leases together). At shutdown, lease
+    /// calls still waiting are dropped: anything they leased comes back after
+    /// its lease, as with any worker that goes away.
     pub async fn run<H, F>(self, handler: H, shutdown: impl Future<Output = ()>)
     where
         H: Fn(LeasedJob) -> F + Send + Sync + 'static,
@@ -98,16 +107,21 @@ impl Worker {
         let Worker { client, options } = self;
         let handler = Arc::new(handler);
         let slots = Arc::new(Semaphore::new(options.concurrency));
+        let lease_turns = Arc::new(Semaphore::new(options.leases_in_flight.max(1)));
         let (acks, ack_queue) = mpsc::unbounded_channel();
         let acker = tokio::spawn(send_acks(
             client.clone(),
             options.namespace.clone(),
             ack_queue,
         ));
-        let mut running = JoinSet::new();
+        let mut leases = JoinSet::new();
         tokio::pin!(shutdown);
 
         loop {
+            let turn = tokio::select! {
+                turn = lease_turns.clone().acquire_owned() => match turn { Ok(t) => t, Err(_) => break },
+                () = &mut shutdown => break,
+            };
             let first = tokio::select! {
                 permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
                 () = &mut shutdown => break,
@@ -119,45 +133,57 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let lease = client.lease(
-                &options.namespace,
-                &options.queue,
-                &options.worker_id,
-                permits.len() as u32,
-                options.wait_ms,
-                Some(options.lease_ms),
+            let (client, options, handler, acks) = (
+                client.clone(),
+                options.clone(),
+                handler.clone(),
+                acks.clone(),
             );
-            let jobs = tokio::select! {
-                jobs = lease => jobs,
-                () = &mut shutdown => break,
-            };
-            let jobs = match jobs {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease failed; retrying in a second");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        () = &mut shutdown => break,
+            leases.spawn(async move {
+                let leased = client
+                    .lease(
+                        &options.namespace,
+                        &options.queue,
+                        &options.worker_id,
+                        permits.len() as u32,
+                        options.wait_ms,
+                        Some(options.lease_ms),
+                    )
+                    .await;
+                match leased {
+                    // Unused permits go back as `permits` drops.
+                    Ok(jobs) => {
+                        for (job, permit) in jobs.into_iter().zip(permits) {
+                            let (client, options, handler, acks) = (
+                                client.clone(),
+                                options.clone(),
+                                handler.clone(),
+                                acks.clone(),
+                            );
+                            tokio::spawn(async move {
+                                if let Some(outcome) =
+                                    run_one(&client, &options, job, handler.as_ref()).await
+                                {
+                                    let _ = acks.send(outcome);
+                                }
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease failed; retrying in a second");
+                        drop(permits);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-            };
-            // Unused permits go back as `permits` drops.
-            for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
-                let handler = handler.clone();
-                let client = client.clone();
-                let acks = acks.clone();
-                let options = options.clone();
-                running.spawn(async move {
-                    let outcome = run_one(&client, &options, job, handler.as_ref()).await;
-                    if let Some(outcome) = outcome {
-                        let _ = acks.send(outcome);
-                    }
-                    drop(permit);
-                });
-            }
-            while running.try_join_next().is_some() {}
+                drop(turn);
+            });
+            while leases.try_join_next().is_some() {}
         }
-        while running.join_next().await.is_some() {}
+        leases.abort_all();
+        while leases.join_next().await.is_some() {}
+        // Every handler holds a slot until it has queued its outcome.
+        let _ = slots.acquire_many(options.concurrency as u32).await;
         drop(acks);
         let _ = acker.await;
     }

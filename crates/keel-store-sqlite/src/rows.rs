@@ -104,8 +104,9 @@ pub fn list_jobs(
         args.push(Value::Text(queue.to_string()));
     }
     if let Some(state) = filter.state {
-        sql.push_str(" AND state = ?");
-        args.push(Value::Text(state.as_str().into()));
+        // A literal, not a parameter, so that `state = 'dead'` can use the
+        // partial index; the text comes from a fixed enum.
+        sql.push_str(&format!(" AND state = '{}'", state.as_str()));
     }
     if let Some((key, value)) = &filter.tag {
         sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.key = ? AND json_each.value = ?)");

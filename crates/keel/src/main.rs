@@ -4,6 +4,7 @@
 //! builds the engine and hands it to `keel_server::run`.
 
 mod admin;
+mod bench;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
     Jobs(admin::JobsArgs),
     /// Inspect queues.
     Queues(admin::QueuesArgs),
+    /// Measure a Keel server it starts itself; prints JSON lines (see bench/).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +109,7 @@ fn main() -> std::process::ExitCode {
             Command::Enqueue(args) => admin::enqueue(args).await,
             Command::Jobs(args) => admin::jobs(args).await,
             Command::Queues(args) => admin::queues(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

