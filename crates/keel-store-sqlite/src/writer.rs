@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hot::{Hot, LiveJob};
 use crate::rows::{blob_id, raw_json, tags_from_sql, tags_to_sql};
+use crate::syncer::{Pending, Syncer};
 
 /// How many commands share one transaction at most.
 const MAX_COMMANDS_PER_COMMIT: usize = 1024;
@@ -112,11 +113,9 @@ pub enum Command {
     Shutdown {
         reply: Reply<()>,
     },
+    /// From the syncer: a sync finished; commit what gathered meanwhile.
+    SyncDone,
 }
-
-/// The answer to one command, held until its transaction commits; called with
-/// the batch's fault instead when the transaction failed.
-type Pending = Box<dyn FnOnce(Option<&Error>) + Send>;
 
 fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Pending {
     Box::new(move |fault| {
@@ -125,6 +124,24 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Pend
             Some(e) => Err(e.clone()),
         });
     })
+}
+
+/// A transaction being filled; its answers wait for its commit.
+struct OpenTx {
+    answers: Vec<Pending>,
+    started: Instant,
+    /// The first storage fault; the rest of the transaction is refused.
+    fault: Option<rusqlite::Error>,
+}
+
+impl OpenTx {
+    fn begin(conn: &Connection) -> Self {
+        OpenTx {
+            answers: Vec::new(),
+            started: Instant::now(),
+            fault: conn.execute_batch("BEGIN IMMEDIATE").err(),
+        }
+    }
 }
 
 /// A command's outcome: a storage fault (outer) or the answer for the caller.
@@ -137,11 +154,13 @@ pub struct Writer {
     max_namespace_jobs: u64,
     signal: ReadySignal,
     policies: SharedPolicies,
+    syncer: Syncer,
 }
 
 impl Writer {
     pub fn open(
         conn: Connection,
+        syncer: Syncer,
         max_namespace_jobs: u64,
         signal: ReadySignal,
         policies: SharedPolicies,
@@ -153,66 +172,93 @@ impl Writer {
             max_namespace_jobs,
             signal,
             policies,
+            syncer,
         };
         writer.rebuild()?;
         Ok(writer)
     }
 
-    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_COMMANDS_PER_COMMIT {
-                match rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
-                }
-            }
-            if self.run_batch(batch) {
-                break;
-            }
-        }
+    /// Applies commands until a shutdown, then lets the syncer answer what it holds.
+    pub fn run(self, rx: mpsc::Receiver<Command>) {
+        let syncer = self.apply_until_shutdown(rx);
+        syncer.finish();
     }
 
-    /// Applies and commits one batch; returns whether a shutdown was asked for.
-    fn run_batch(&mut self, batch: Vec<Command>) -> bool {
-        let started = Instant::now();
-        let size = batch.len();
-        let mut answers = Vec::with_capacity(size);
-        let mut fault = self.conn.execute_batch("BEGIN IMMEDIATE").err();
+    /// The loop of the writer. Commands are applied into an open transaction,
+    /// which is committed when the syncer is idle (or the transaction is full,
+    /// failed, or a shutdown came). While a sync is in flight, committing would
+    /// gain nothing: no answer can leave before the next sync starts. So the
+    /// transaction stays open and gathers what arrives, and the syncer's
+    /// `SyncDone` wakes the writer to commit it. Under load that is one commit
+    /// and one fsync per sync interval. When idle, the first command commits at
+    /// once.
+    fn apply_until_shutdown(mut self, mut rx: mpsc::Receiver<Command>) -> Syncer {
+        let mut open: Option<OpenTx> = None;
         let mut shutdown = false;
-        for cmd in batch {
-            shutdown |= matches!(cmd, Command::Shutdown { .. });
-            if fault.is_some() {
-                answers.push(self.refuse(cmd));
-                continue;
+        while !shutdown {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(cmd) = next.take() {
+                taken += 1;
+                shutdown |= matches!(cmd, Command::Shutdown { .. });
+                if !matches!(cmd, Command::SyncDone) {
+                    let tx = open.get_or_insert_with(|| OpenTx::begin(&self.conn));
+                    if tx.fault.is_some() {
+                        tx.answers.push(self.refuse(cmd));
+                    } else {
+                        let (answer, fault) = self.apply(cmd);
+                        tx.answers.push(answer);
+                        tx.fault = fault;
+                    }
+                }
+                if taken < MAX_COMMANDS_PER_COMMIT {
+                    next = rx.try_recv().ok();
+                }
             }
-            let (answer, failed) = self.apply(cmd);
-            answers.push(answer);
-            fault = failed;
+            let must_commit = open.as_ref().is_some_and(|tx| {
+                shutdown
+                    || tx.fault.is_some()
+                    || tx.answers.len() >= MAX_COMMANDS_PER_COMMIT
+                    || !self.syncer.is_syncing()
+            });
+            if must_commit && let Some(tx) = open.take() {
+                self.commit(tx);
+            }
         }
-        let fault = fault.or_else(|| self.conn.execute_batch("COMMIT").err());
+        if let Some(tx) = open.take() {
+            self.commit(tx);
+        }
+        self.syncer
+    }
+
+    /// Commits an open transaction and hands its answers to the syncer, or
+    /// rolls it back and answers every command in it with the fault.
+    fn commit(&mut self, tx: OpenTx) {
+        let fault = tx.fault.or_else(|| self.conn.execute_batch("COMMIT").err());
         match fault {
             None => {
                 metrics::histogram!("keel_store_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::histogram!("keel_store_commit_batch_size").record(size as f64);
+                    .record(tx.started.elapsed().as_secs_f64());
+                metrics::histogram!("keel_store_commit_batch_size").record(tx.answers.len() as f64);
                 // Wake leasers before answering, so that a caller who hears
-                // "done" can count on the wake-up having happened.
+                // "done" can count on the wake-up having happened. A woken
+                // leaser's own answer waits for a later sync, which covers
+                // this commit too.
                 for queue in self.hot.take_woken() {
                     self.signal.notify(&self.hot.queues[queue].queue);
                 }
-                for answer in answers {
-                    answer(None);
-                }
+                self.syncer.submit(tx.answers);
             }
             Some(fault) => {
                 let error = self.recover(&fault);
-                for answer in answers {
+                for answer in tx.answers {
                     answer(Some(&error));
                 }
             }
         }
-        shutdown
     }
 
     /// After a failed transaction: roll back and reload the hot index from disk,
@@ -327,6 +373,7 @@ impl Writer {
             Command::Maintenance { now, reply } => run!(reply, self.maintenance(now)),
             Command::Prune { now, reply } => run!(reply, self.prune(now)),
             Command::Shutdown { reply } => run!(reply, Ok(Ok(()))),
+            Command::SyncDone => (Box::new(|_| {}), None),
         }
     }
 

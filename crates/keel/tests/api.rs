@@ -834,3 +834,32 @@ async fn payloads_pass_through_verbatim() {
         "{body}"
     );
 }
+
+/// Regression: after a 413 for an oversized body the server closed the
+/// connection without saying so; a keep-alive client reused it and its next
+/// request failed with "incomplete message".
+#[tokio::test]
+async fn a_refused_oversized_body_does_not_break_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &["--max-body-bytes", "10000"]).await;
+    let http = reqwest::Client::new();
+    let url = s.v1("/namespaces/default/queues/big/jobs");
+    let oversized = format!("{{\"payload\":\"{}\"}}", "x".repeat(200_000));
+    for _ in 0..20 {
+        let refused = http
+            .post(&url)
+            .body(oversized.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 413);
+        assert_eq!(refused.headers()["connection"], "close");
+        let next = http
+            .post(&url)
+            .json(&json!({"payload": 1}))
+            .send()
+            .await
+            .expect("the next request on the same client");
+        assert_eq!(next.status(), 201);
+    }
+}

@@ -1,7 +1,7 @@
 //! The error body: `{"error":{"code","message"}}` with the status the code maps to.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keel_core::{Error, ErrorCode};
 use serde_json::json;
@@ -38,7 +38,16 @@ impl IntoResponse for ApiError {
         if self.0.code == ErrorCode::Internal {
             tracing::error!(error = %self.0, "internal error");
         }
-        (status(self.0.code), Json(body(&self.0))).into_response()
+        let mut response = (status(self.0.code), Json(body(&self.0))).into_response();
+        if self.0.code == ErrorCode::PayloadTooLarge {
+            // The rest of the body was never read, so the connection cannot
+            // carry another request: say so, or a keep-alive client reuses it
+            // and its next request fails.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

@@ -1,0 +1,91 @@
+//! The syncer: makes commits durable, then answers their callers.
+//!
+//! SQLite runs with `synchronous=NORMAL`: a commit writes its WAL frames but
+//! does not fsync them, and checkpoints still sync properly. After each commit
+//! the writer hands the batch's answers here and starts the next batch at
+//! once. This thread `fdatasync`s the WAL file (Linux syncs the whole file,
+//! whichever descriptor asks) and only then answers. One sync covers every
+//! commit written before it started, so while one sync runs the next batches
+//! pile up behind it: group commit without the writer ever waiting on the
+//! disk.
+//!
+//! The rule that keeps the guarantee: an answer is released only by a sync
+//! that started after its commit's frames were written. A sync error aborts
+//! the process, so nothing is acknowledged after one.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// An answer waiting for its commit to be durable; called with the batch's
+/// fault instead when its transaction failed.
+pub type Pending = Box<dyn FnOnce(Option<&keel_core::Error>) + Send>;
+
+pub struct Syncer {
+    batches: mpsc::Sender<Vec<Pending>>,
+    /// Batches submitted and not yet answered.
+    in_flight: Arc<AtomicUsize>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    /// `done` is called after every sync, to wake the writer.
+    pub fn start(wal: File, done: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let (batches, queue) = mpsc::channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let counter = in_flight.clone();
+        let thread = std::thread::Builder::new()
+            .name("keel-sqlite-sync".into())
+            .spawn(move || run(&wal, &queue, &counter, &done))?;
+        Ok(Syncer {
+            batches,
+            in_flight,
+            thread,
+        })
+    }
+
+    /// Answers `answers` once everything committed so far is on disk.
+    pub fn submit(&self, answers: Vec<Pending>) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::SendError(answers)) = self.batches.send(answers) {
+            // The thread only stops after a failed sync, which aborted.
+            drop(answers);
+        }
+    }
+
+    /// Whether submitted answers still wait for their sync.
+    pub fn is_syncing(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Syncs and answers what is queued, then stops.
+    pub fn finish(self) {
+        drop(self.batches);
+        let _ = self.thread.join();
+    }
+}
+
+fn run(wal: &File, queue: &mpsc::Receiver<Vec<Pending>>, in_flight: &AtomicUsize, done: &dyn Fn()) {
+    while let Ok(mut answers) = queue.recv() {
+        let mut batches = 1;
+        while let Ok(more) = queue.try_recv() {
+            answers.extend(more);
+            batches += 1;
+        }
+        let started = Instant::now();
+        if let Err(e) = wal.sync_data() {
+            tracing::error!(error = %e, "fsync of the WAL failed; stopping so that nothing unsynced is acknowledged");
+            std::process::abort();
+        }
+        metrics::histogram!("keel_store_fsync_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("keel_store_fsync_answers").record(answers.len() as f64);
+        for answer in answers {
+            answer(None);
+        }
+        in_flight.fetch_sub(batches, Ordering::AcqRel);
+        done();
+    }
+}
