@@ -12,7 +12,7 @@ import sys
 
 # What a 2xx / ack / confirm means on disk for each system, as configured here.
 DURABILITY = {
-    "keel": "fsync before every answer (SQLite WAL, synchronous=FULL, group commit)",
+    "keel": "fdatasync of the WAL before every answer (SQLite WAL, pipelined group commit)",
     "bullmq": "Redis AOF, appendfsync everysec: up to ~1 s of acknowledged jobs can be lost",
     "rabbit-classic": "persistent messages, publisher confirms (sent once on disk)",
     "rabbit-quorum": "quorum queue (Raft log, fsync), publisher confirms; one node",

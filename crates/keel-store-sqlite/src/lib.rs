@@ -1,4 +1,4 @@
-//! The embedded store: SQLite in WAL mode with `synchronous=FULL`, no other
+//! The embedded store: SQLite in WAL mode, the WAL fsynced before any answer, no other
 //! process needed.
 //!
 //! Writes go to one writer thread that group-commits ([`writer`]); the hot

@@ -24,8 +24,11 @@ use std::time::Instant;
 /// fault instead when its transaction failed.
 pub type Pending = Box<dyn FnOnce(Option<&keel_core::Error>) + Send>;
 
+/// A committed transaction's answers, and whether it wrote anything.
+type Batch = (Vec<Pending>, bool);
+
 pub struct Syncer {
-    batches: mpsc::Sender<Vec<Pending>>,
+    batches: mpsc::Sender<Batch>,
     /// Batches submitted and not yet answered.
     in_flight: Arc<AtomicUsize>,
     thread: JoinHandle<()>,
@@ -47,10 +50,12 @@ impl Syncer {
         })
     }
 
-    /// Answers `answers` once everything committed so far is on disk.
-    pub fn submit(&self, answers: Vec<Pending>) {
+    /// Answers `answers` once everything committed so far is on disk. A
+    /// transaction that `wrote` nothing needs no sync of its own: the batches
+    /// before it are synced first, in order.
+    pub fn submit(&self, answers: Vec<Pending>, wrote: bool) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::SendError(answers)) = self.batches.send(answers) {
+        if let Err(mpsc::SendError(answers)) = self.batches.send((answers, wrote)) {
             // The thread only stops after a failed sync, which aborted.
             drop(answers);
         }
@@ -68,20 +73,23 @@ impl Syncer {
     }
 }
 
-fn run(wal: &File, queue: &mpsc::Receiver<Vec<Pending>>, in_flight: &AtomicUsize, done: &dyn Fn()) {
-    while let Ok(mut answers) = queue.recv() {
+fn run(wal: &File, queue: &mpsc::Receiver<Batch>, in_flight: &AtomicUsize, done: &dyn Fn()) {
+    while let Ok((mut answers, mut wrote)) = queue.recv() {
         let mut batches = 1;
-        while let Ok(more) = queue.try_recv() {
+        while let Ok((more, more_wrote)) = queue.try_recv() {
             answers.extend(more);
+            wrote |= more_wrote;
             batches += 1;
         }
-        let started = Instant::now();
-        if let Err(e) = wal.sync_data() {
-            tracing::error!(error = %e, "fsync of the WAL failed; stopping so that nothing unsynced is acknowledged");
-            std::process::abort();
+        if wrote {
+            let started = Instant::now();
+            if let Err(e) = wal.sync_data() {
+                tracing::error!(error = %e, "fsync of the WAL failed; stopping so that nothing unsynced is acknowledged");
+                std::process::abort();
+            }
+            metrics::histogram!("keel_store_fsync_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("keel_store_fsync_answers").record(answers.len() as f64);
         }
-        metrics::histogram!("keel_store_fsync_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("keel_store_fsync_answers").record(answers.len() as f64);
         for answer in answers {
             answer(None);
         }

@@ -130,6 +130,8 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Pend
 struct OpenTx {
     answers: Vec<Pending>,
     started: Instant,
+    /// SQLite's count of changed rows at `BEGIN`: unchanged means nothing to sync.
+    changes_at_begin: u64,
     /// The first storage fault; the rest of the transaction is refused.
     fault: Option<rusqlite::Error>,
 }
@@ -139,6 +141,7 @@ impl OpenTx {
         OpenTx {
             answers: Vec::new(),
             started: Instant::now(),
+            changes_at_begin: conn.total_changes(),
             fault: conn.execute_batch("BEGIN IMMEDIATE").err(),
         }
     }
@@ -250,7 +253,8 @@ impl Writer {
                 for queue in self.hot.take_woken() {
                     self.signal.notify(&self.hot.queues[queue].queue);
                 }
-                self.syncer.submit(tx.answers);
+                let wrote = self.conn.total_changes() != tx.changes_at_begin;
+                self.syncer.submit(tx.answers, wrote);
             }
             Some(fault) => {
                 let error = self.recover(&fault);
