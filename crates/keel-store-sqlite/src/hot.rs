@@ -27,8 +27,11 @@ pub struct LiveJob {
     pub queue: QueueIdx,
     pub life: JobLifecycle,
     pub priority: i16,
-    pub lease_ms: u64,
-    pub backoff: Backoff,
+    /// At most 24 h, so 32 bits hold it.
+    pub lease_ms: u32,
+    /// Index into [`Hot::backoff`]: jobs share a handful of policies, and a
+    /// million queued jobs should not carry a million copies.
+    pub backoff: u32,
     pub ordering_key: Option<Arc<str>>,
 }
 
@@ -61,6 +64,8 @@ impl QueueHot {
 #[derive(Debug, Default)]
 pub struct Hot {
     pub jobs: HashMap<JobId, LiveJob>,
+    backoffs: Vec<Backoff>,
+    backoff_ids: HashMap<(u64, u64, u64, bool), u32>,
     pub queues: Vec<QueueHot>,
     queue_ids: HashMap<QueueRef, QueueIdx>,
     pub scheduled: BTreeSet<(Timestamp, i64, JobId)>,
@@ -91,6 +96,27 @@ impl Hot {
         });
         self.queue_ids.insert(queue.clone(), idx);
         idx
+    }
+
+    /// The shared index of a backoff policy, added on first use.
+    pub fn intern_backoff(&mut self, backoff: Backoff) -> u32 {
+        let key = (
+            backoff.base_ms,
+            backoff.max_ms,
+            backoff.factor.to_bits(),
+            backoff.jitter,
+        );
+        if let Some(id) = self.backoff_ids.get(&key) {
+            return *id;
+        }
+        let id = self.backoffs.len() as u32;
+        self.backoffs.push(backoff);
+        self.backoff_ids.insert(key, id);
+        id
+    }
+
+    pub fn backoff(&self, id: u32) -> Backoff {
+        self.backoffs.get(id as usize).copied().unwrap_or_default()
     }
 
     pub fn unfinished(&self, namespace: &Namespace) -> u64 {

@@ -443,8 +443,10 @@ impl Writer {
                     lease_expires_at: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
                 },
                 priority: row.get(5)?,
-                lease_ms: row.get::<_, i64>(11)? as u64,
-                backoff: serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
+                lease_ms: row.get::<_, i64>(11)? as u32,
+                backoff: hot.intern_backoff(
+                    serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
+                ),
                 ordering_key: row.get::<_, Option<String>>(13)?.map(Arc::from),
             };
             hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?), job);
@@ -602,6 +604,7 @@ impl Writer {
                         now.plus_ms(IDEMPOTENCY_WINDOW_MS).as_millis()
                     ])?;
             }
+            let backoff = self.hot.intern_backoff(job.backoff);
             self.hot.insert(
                 id,
                 LiveJob {
@@ -609,8 +612,8 @@ impl Writer {
                     queue: queue_idx,
                     life,
                     priority: job.priority,
-                    lease_ms: job.lease_ms,
-                    backoff: job.backoff,
+                    lease_ms: job.lease_ms as u32,
+                    backoff,
                     ordering_key: job.ordering_key.map(Arc::from),
                 },
             );
@@ -671,7 +674,7 @@ impl Writer {
                 break;
             };
             let granted = self.hot.update(id, |job| {
-                let lease_ms = req.lease_ms.unwrap_or(job.lease_ms);
+                let lease_ms = req.lease_ms.unwrap_or(u64::from(job.lease_ms));
                 let run_at = job.life.run_at;
                 job.life.lease(now, lease_ms).map(|grant| {
                     (
@@ -766,8 +769,13 @@ impl Writer {
             }
             AckOutcome::Fail { message, retry } => {
                 let unit = fastrand::f64();
+                let backoff = self
+                    .hot
+                    .jobs
+                    .get(&id)
+                    .map(|job| self.hot.backoff(job.backoff))
+                    .unwrap_or_default();
                 let failed = self.hot.update(id, |job| {
-                    let backoff = job.backoff;
                     job.life
                         .fail(lease_seq, now, retry, &backoff, unit)
                         .map(|t| (t, job.seq, job.life.clone()))
@@ -830,7 +838,7 @@ impl Writer {
             return Ok(Err(self.why_not_live(namespace, id, Error::lease_lost)?));
         }
         let extended = self.hot.update(id, |job| {
-            let lease_ms = lease_ms.unwrap_or(job.lease_ms);
+            let lease_ms = lease_ms.unwrap_or(u64::from(job.lease_ms));
             job.life
                 .heartbeat(token.lease_seq, now, lease_ms)
                 .map(|until| (until, job.seq))
@@ -952,6 +960,9 @@ impl Writer {
                     seq
                 ])?;
             self.hot.count_finished(queue_idx, JobState::Dead, -1);
+            let backoff = self
+                .hot
+                .intern_backoff(serde_json::from_str(&backoff).unwrap_or_default());
             self.hot.insert(
                 id,
                 LiveJob {
@@ -959,8 +970,8 @@ impl Writer {
                     queue: queue_idx,
                     life,
                     priority,
-                    lease_ms: lease_ms as u64,
-                    backoff: serde_json::from_str(&backoff).unwrap_or_default(),
+                    lease_ms: lease_ms as u32,
+                    backoff,
                     ordering_key: ordering_key.map(Arc::from),
                 },
             );
