@@ -44,13 +44,18 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("store").required(true).args(["data_dir", "database_url"])))]
 struct ServerArgs {
     /// Address to listen on; loopback unless you mean otherwise.
     #[arg(long, env = "KEEL_LISTEN", default_value = "127.0.0.1:5335")]
     listen: SocketAddr,
     /// Directory of the embedded store.
     #[arg(long, env = "KEEL_DATA_DIR")]
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the embedded store: postgres://user@host:port/db
+    /// (many Keel nodes may share one database).
+    #[arg(long, env = "KEEL_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -103,9 +108,17 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => {
-                serve(args.listen, args.data_dir, args.limits.limits(), false).await
+                let store = match (args.data_dir, args.database_url) {
+                    (_, Some(url)) => StoreChoice::Postgres(url),
+                    (Some(dir), None) => StoreChoice::Embedded(dir),
+                    (None, None) => anyhow::bail!("give --data-dir or --database-url"),
+                };
+                serve(args.listen, store, args.limits.limits(), false).await
             }
-            Command::Dev(args) => serve(args.listen, args.data_dir, Limits::default(), true).await,
+            Command::Dev(args) => {
+                let store = StoreChoice::Embedded(args.data_dir);
+                serve(args.listen, store, Limits::default(), true).await
+            }
             Command::Enqueue(args) => admin::enqueue(args).await,
             Command::Jobs(args) => admin::jobs(args).await,
             Command::Queues(args) => admin::queues(args).await,
@@ -130,23 +143,38 @@ fn init_logging() {
         .init();
 }
 
+/// Where the server keeps its state.
+enum StoreChoice {
+    Embedded(PathBuf),
+    Postgres(String),
+}
+
 async fn serve(
     listen: SocketAddr,
-    data_dir: PathBuf,
+    choice: StoreChoice,
     limits: Limits,
     dev: bool,
 ) -> anyhow::Result<()> {
     init_logging();
     keel_server::metrics::init();
-    let store = SqliteStore::open(&data_dir, &limits)
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let store: Arc<dyn keel_store::Store> = match &choice {
+        StoreChoice::Embedded(dir) => Arc::new(
+            SqliteStore::open(dir, &limits)
+                .with_context(|| format!("opening the store in {}", dir.display()))?,
+        ),
+        StoreChoice::Postgres(url) => Arc::new(
+            keel_store_postgres::PostgresStore::open(url, &limits)
+                .await
+                .context("opening the PostgreSQL store")?,
+        ),
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port (with --listen ...:0).
     println!("keel listening on http://{addr}");
-    if dev {
+    if dev && let StoreChoice::Embedded(data_dir) = &choice {
         println!("  data:    {}", data_dir.display());
         println!("  health:  http://{addr}/healthz");
         println!("  metrics: http://{addr}/metrics");
@@ -155,12 +183,7 @@ async fn serve(
         );
     }
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let engine = Engine::new(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        limits,
-        shutdown.clone(),
-    );
+    let engine = Engine::new(store, Arc::new(SystemClock), limits, shutdown.clone());
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!("draining: no new requests; finishing what is in flight");

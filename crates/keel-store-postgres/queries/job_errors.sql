@@ -1,0 +1,1 @@
+SELECT attempt, message, at FROM keel_job_errors WHERE job_id = $1 ORDER BY n

@@ -1,0 +1,999 @@
+//! The PostgreSQL store: many stateless Keel nodes on one database.
+//!
+//! Every operation is one transaction with `synchronous_commit` as the server
+//! has it (on by default), so a 2xx means committed. What must hold across
+//! nodes is enforced by the database, not by in-process maps:
+//! - leases are taken with `FOR UPDATE SKIP LOCKED`;
+//! - per-key order is the `NOT EXISTS` of an older unfinished job of the key,
+//!   plus a unique index on leased jobs per key;
+//! - idempotency keys are a primary key claimed with `ON CONFLICT`.
+//!
+//! Transitions of one job (ack, heartbeat, cancel, expiry, redrive) lock its
+//! row and let `keel_core` decide, as the embedded store does.
+//!
+//! Wake-ups cross nodes through `LISTEN/NOTIFY`, sent by one notifier task
+//! after commits, never inside an enqueue transaction ([`notify`]).
+
+mod notify;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use keel_core::{
+    AttemptError, Backoff, Error, ErrorCode, Job, JobId, JobIdGenerator, JobLifecycle, JobState,
+    LeaseToken, Limits, Namespace, NewJob, QueueName, QueuePolicy, QueueRef, Timestamp, Transition,
+};
+use keel_store::{
+    Ack, AckOutcome, Acked, Depth, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage,
+    LeaseRequest, LeasedJob, MaintenanceReport, QueueStats, ReadySignal, RedriveSelection, Store,
+};
+use serde_json::value::RawValue;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+/// How many jobs one maintenance pass moves at most; the next pass follows.
+const MAX_MAINTENANCE_MOVES: i64 = 10_000;
+const PRUNE_CHUNK: i64 = 10_000;
+
+pub struct PostgresStore {
+    pool: Pool,
+    ids: Mutex<JobIdGenerator>,
+    max_namespace_jobs: u64,
+    signal: ReadySignal,
+    notifier: notify::Notifier,
+}
+
+fn db(e: tokio_postgres::Error) -> Error {
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        return Error::new(
+            ErrorCode::StorageFull,
+            "the database is out of disk; nothing was written",
+        );
+    }
+    Error::internal(format!("database: {e}"))
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+    Error::new(
+        ErrorCode::ShuttingDown,
+        format!("no database connection: {e}"),
+    )
+}
+
+fn uuid(id: JobId) -> Uuid {
+    Uuid::from_bytes(*id.as_bytes())
+}
+
+fn job_id(id: Uuid) -> JobId {
+    JobId::from_bytes(*id.as_bytes())
+}
+
+fn raw(text: String) -> Box<RawValue> {
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+fn tags_json(tags: &BTreeMap<String, String>) -> Option<String> {
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+}
+
+fn tags_from(text: Option<String>) -> BTreeMap<String, String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn state_of(text: &str) -> JobState {
+    JobState::parse(text).unwrap_or(JobState::Dead)
+}
+
+/// A job row locked for a transition.
+struct Locked {
+    life: JobLifecycle,
+    lease_ms: u64,
+    backoff: Backoff,
+    queue: String,
+}
+
+impl PostgresStore {
+    /// Connects, migrates (under an advisory lock, so that nodes starting
+    /// together do not race) and starts the notifier and listener.
+    pub async fn open(url: &str, limits: &Limits) -> Result<Self, Error> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::invalid(format!("bad database URL: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|e| Error::internal(format!("database pool: {e}")))?;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        schema::migrate(&mut client).await.map_err(db)?;
+        let schema: String = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        drop(client);
+        let signal = ReadySignal::default();
+        let notifier = notify::Notifier::start(
+            pool.clone(),
+            config,
+            format!("keel_ready.{schema}"),
+            signal.clone(),
+        );
+        Ok(PostgresStore {
+            pool,
+            ids: Mutex::new(JobIdGenerator::default()),
+            max_namespace_jobs: limits.max_namespace_jobs,
+            signal,
+            notifier,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    fn next_id(&self, now: Timestamp) -> JobId {
+        self.ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next(now)
+    }
+
+    /// Wakes leasers here at once and on every other node through NOTIFY.
+    fn ready(&self, queue: &QueueRef) {
+        self.signal.notify(queue);
+        self.notifier.notify(queue.clone());
+    }
+
+    async fn lock_job(
+        tx: &impl GenericClient,
+        namespace: &Namespace,
+        id: JobId,
+    ) -> Result<Option<Locked>, Error> {
+        let stmt = tx
+            .prepare_cached(include_str!("../queries/job_for_update.sql"))
+            .await
+            .map_err(db)?;
+        let Some(row) = tx
+            .query_opt(&stmt, &[&uuid(id), &namespace.as_str()])
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Locked {
+            life: JobLifecycle {
+                state: state_of(row.get(0)),
+                attempt: row.get::<_, i32>(1) as u32,
+                max_attempts: row.get::<_, i32>(2) as u32,
+                run_at: Timestamp::from_millis(row.get(3)),
+                lease_seq: row.get::<_, i64>(4) as u64,
+                lease_expires_at: row.get::<_, Option<i64>>(5).map(Timestamp::from_millis),
+            },
+            lease_ms: row.get::<_, i64>(6) as u64,
+            backoff: serde_json::from_str(row.get(7)).unwrap_or_default(),
+            queue: row.get(8),
+        }))
+    }
+
+    async fn write_life(
+        tx: &impl GenericClient,
+        id: JobId,
+        life: &JobLifecycle,
+        now: Timestamp,
+        result: Option<&str>,
+    ) -> Result<(), Error> {
+        let stmt = tx
+            .prepare_cached(include_str!("../queries/apply_transition.sql"))
+            .await
+            .map_err(db)?;
+        let finished_at = life.state.is_final().then_some(now.as_millis());
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &uuid(id),
+            &life.state.as_str(),
+            &(life.attempt as i32),
+            &life.run_at.as_millis(),
+            &(life.lease_seq as i64),
+            &life.lease_expires_at.map(Timestamp::as_millis),
+            &now.as_millis(),
+            &finished_at,
+            &result,
+        ];
+        tx.execute(&stmt, &params).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn record_error(
+        tx: &impl GenericClient,
+        id: JobId,
+        attempt: u32,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let stmt = tx
+            .prepare_cached(include_str!("../queries/insert_error.sql"))
+            .await
+            .map_err(db)?;
+        tx.execute(
+            &stmt,
+            &[&uuid(id), &(attempt as i32), &message, &now.as_millis()],
+        )
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Why an action on a job that is not (or no longer) in the expected state
+    /// fails: a missing row is `job_not_found`.
+    fn missing(id: JobId) -> Error {
+        Error::job_not_found(id)
+    }
+
+    async fn ack_one(
+        tx: &impl GenericClient,
+        namespace: &Namespace,
+        ack: Ack,
+        now: Timestamp,
+    ) -> Result<Result<(Acked, bool), Error>, Error> {
+        let id = ack.token.job;
+        let Some(mut locked) = Self::lock_job(tx, namespace, id).await? else {
+            return Ok(Err(Self::missing(id)));
+        };
+        let queue = QueueName::new(&locked.queue)?;
+        let lease_seq = ack.token.lease_seq;
+        match ack.outcome {
+            AckOutcome::Complete { result } => {
+                if let Err(e) = locked.life.complete(lease_seq, now) {
+                    return Ok(Err(e));
+                }
+                Self::write_life(tx, id, &locked.life, now, result.as_ref().map(|r| r.get()))
+                    .await?;
+                Ok(Ok((
+                    Acked {
+                        id,
+                        queue,
+                        state: JobState::Succeeded,
+                        run_at: None,
+                    },
+                    false,
+                )))
+            }
+            AckOutcome::Fail { message, retry } => {
+                let transition =
+                    match locked
+                        .life
+                        .fail(lease_seq, now, retry, &locked.backoff, fastrand::f64())
+                    {
+                        Ok(t) => t,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                Self::write_life(tx, id, &locked.life, now, None).await?;
+                Self::record_error(tx, id, locked.life.attempt, &message, now).await?;
+                let run_at = (transition != Transition::Dead).then_some(locked.life.run_at);
+                let ready = transition == Transition::Ready;
+                Ok(Ok((
+                    Acked {
+                        id,
+                        queue,
+                        state: locked.life.state,
+                        run_at,
+                    },
+                    ready,
+                )))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn jobs_enqueue(
+        &self,
+        queue: &QueueRef,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, Error> {
+        let namespace = queue.namespace.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let insert = tx
+            .prepare_cached(include_str!("../queries/insert_job.sql"))
+            .await
+            .map_err(db)?;
+        let claim = tx
+            .prepare_cached(include_str!("../queries/claim_idempotency_key.sql"))
+            .await
+            .map_err(db)?;
+        let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
+        let mut fresh = 0u64;
+        for job in jobs {
+            let id = self.next_id(now);
+            let life = JobLifecycle::new(&job, now);
+            if let Some(key) = &job.idempotency_key {
+                let expires = now.plus_ms(IDEMPOTENCY_WINDOW_MS).as_millis();
+                let claimed = tx
+                    .query_opt(
+                        &claim,
+                        &[&namespace, key, &uuid(id), &expires, &now.as_millis()],
+                    )
+                    .await
+                    .map_err(db)?;
+                if claimed.is_none() {
+                    // An unexpired claim exists (perhaps from this very batch).
+                    let row = tx
+                        .query_one(
+                            "SELECT i.job_id, j.state FROM keel_idempotency i LEFT JOIN keel_jobs j ON j.id = i.job_id \
+                             WHERE i.namespace = $1 AND i.key = $2",
+                            &[&namespace, key],
+                        )
+                        .await
+                        .map_err(db)?;
+                    let earlier: Uuid = row.get(0);
+                    let state: Option<String> = row.get(1);
+                    let state = match state {
+                        Some(s) => state_of(&s),
+                        None => out
+                            .iter()
+                            .find(|e| uuid(e.id) == earlier)
+                            .map_or(JobState::Ready, |e| e.state),
+                    };
+                    out.push(Enqueued {
+                        id: job_id(earlier),
+                        state,
+                        deduplicated: true,
+                    });
+                    continue;
+                }
+            }
+            let params: [&(dyn ToSql + Sync); 14] = [
+                &uuid(id),
+                &namespace,
+                &queue.queue.as_str(),
+                &life.state.as_str(),
+                &job.payload.get(),
+                &job.priority,
+                &(job.max_attempts as i32),
+                &job.run_at.as_millis(),
+                &now.as_millis(),
+                &(job.lease_ms as i64),
+                &serde_json::to_string(&job.backoff).unwrap_or_default(),
+                &job.idempotency_key,
+                &job.ordering_key,
+                &tags_json(&job.tags),
+            ];
+            tx.execute(&insert, &params).await.map_err(db)?;
+            fresh += 1;
+            out.push(Enqueued {
+                id,
+                state: life.state,
+                deduplicated: false,
+            });
+        }
+        if fresh > 0 {
+            let row = tx
+                .query_one(
+                    "SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL",
+                    &[&namespace],
+                )
+                .await
+                .map_err(db)?;
+            let unfinished = row.get::<_, i64>(0) as u64;
+            if unfinished > self.max_namespace_jobs {
+                tx.rollback().await.map_err(db)?;
+                return Err(Error::new(
+                    ErrorCode::NamespaceFull,
+                    format!(
+                        "namespace {namespace} would hold {unfinished} unfinished jobs; the limit is {}",
+                        self.max_namespace_jobs
+                    ),
+                ));
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        if out
+            .iter()
+            .any(|e| e.state == JobState::Ready && !e.deduplicated)
+        {
+            self.ready(queue);
+        }
+        Ok(out)
+    }
+
+    async fn jobs_lease(
+        &self,
+        req: &LeaseRequest,
+        now: Timestamp,
+    ) -> Result<Vec<LeasedJob>, Error> {
+        let (namespace, queue) = (req.queue.namespace.as_str(), req.queue.queue.as_str());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let settings = tx
+            .query_opt(
+                "SELECT paused, policy::text FROM keel_queues WHERE namespace = $1 AND queue = $2",
+                &[&namespace, &queue],
+            )
+            .await
+            .map_err(db)?;
+        let mut room = i64::from(req.max_jobs);
+        if let Some(row) = settings {
+            if row.get::<_, bool>(0) {
+                return Ok(Vec::new());
+            }
+            let policy: QueuePolicy = serde_json::from_str(row.get(1)).unwrap_or_default();
+            if let Some(max) = policy.max_concurrency {
+                // Serialize leasers of this queue so that the bound holds across nodes.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&format!("{namespace}/{queue}")],
+                )
+                .await
+                .map_err(db)?;
+                let leased: i64 = tx
+                    .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'leased'", &[&namespace, &queue])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                room = room.min(i64::from(max) - leased).max(0);
+            }
+        }
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let stmt = tx
+            .prepare_cached(include_str!("../queries/lease.sql"))
+            .await
+            .map_err(db)?;
+        let lease_ms = req.lease_ms.map(|ms| ms as i64);
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &namespace,
+                    &queue,
+                    &room,
+                    &now.as_millis(),
+                    &lease_ms,
+                    &req.worker_id,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut leased: Vec<(i64, LeasedJob)> = rows
+            .into_iter()
+            .map(|row| {
+                let id = job_id(row.get(0));
+                (
+                    row.get::<_, i64>(11),
+                    LeasedJob {
+                        id,
+                        queue: queue.to_owned(),
+                        payload: raw(row.get(1)),
+                        attempt: row.get::<_, i32>(2) as u32,
+                        max_attempts: row.get::<_, i32>(3) as u32,
+                        lease_token: LeaseToken {
+                            job: id,
+                            lease_seq: row.get::<_, i64>(4) as u64,
+                        },
+                        lease_expires_at: Timestamp::from_millis(row.get(5)),
+                        priority: row.get(6),
+                        tags: tags_from(row.get(7)),
+                        ordering_key: row.get(8),
+                        created_at: Timestamp::from_millis(row.get(9)),
+                        run_at: Timestamp::from_millis(row.get(10)),
+                    },
+                )
+            })
+            .collect();
+        leased.sort_by(|(a_seq, a), (b_seq, b)| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a_seq.cmp(b_seq))
+        });
+        Ok(leased.into_iter().map(|(_, job)| job).collect())
+    }
+
+    async fn jobs_ack(
+        &self,
+        namespace: &Namespace,
+        acks: Vec<Ack>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Acked, Error>>, Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let mut out = Vec::with_capacity(acks.len());
+        let mut woken = Vec::new();
+        for ack in acks {
+            out.push(match Self::ack_one(&tx, namespace, ack, now).await? {
+                Ok((acked, ready)) => {
+                    if ready {
+                        woken.push(acked.queue.clone());
+                    }
+                    Ok(acked)
+                }
+                Err(e) => Err(e),
+            });
+        }
+        tx.commit().await.map_err(db)?;
+        for queue in woken {
+            self.ready(&QueueRef {
+                namespace: namespace.clone(),
+                queue,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn job_heartbeat(
+        &self,
+        namespace: &Namespace,
+        token: LeaseToken,
+        lease_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Timestamp, Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(mut locked) = Self::lock_job(&tx, namespace, token.job).await? else {
+            return Err(Self::missing(token.job));
+        };
+        let until =
+            locked
+                .life
+                .heartbeat(token.lease_seq, now, lease_ms.unwrap_or(locked.lease_ms))?;
+        Self::write_life(&tx, token.job, &locked.life, now, None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(until)
+    }
+
+    async fn job_cancel(
+        &self,
+        namespace: &Namespace,
+        id: JobId,
+        now: Timestamp,
+    ) -> Result<Acked, Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(mut locked) = Self::lock_job(&tx, namespace, id).await? else {
+            return Err(Self::missing(id));
+        };
+        locked.life.cancel()?;
+        Self::write_life(&tx, id, &locked.life, now, None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Acked {
+            id,
+            queue: QueueName::new(&locked.queue)?,
+            state: JobState::Cancelled,
+            run_at: None,
+        })
+    }
+
+    async fn job_get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {} FROM keel_jobs WHERE id = $1 AND namespace = $2",
+            include_str!("../queries/job_columns.sql").trim()
+        );
+        let row = client
+            .query_opt(&sql, &[&uuid(id), &namespace.as_str()])
+            .await
+            .map_err(db)?;
+        let Some(row) = row else {
+            return Err(Error::job_not_found(id));
+        };
+        let (_, mut job) = job_from_row(&row);
+        attach_errors(&client, &mut job).await?;
+        Ok(job)
+    }
+
+    async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {
+        let client = self.client().await?;
+        let mut sql = format!(
+            "SELECT {} FROM keel_jobs WHERE namespace = $1",
+            include_str!("../queries/job_columns.sql").trim()
+        );
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(namespace.to_string())];
+        if let Some(queue) = &filter.queue {
+            args.push(Box::new(queue.to_string()));
+            sql.push_str(&format!(" AND queue = ${}", args.len()));
+        }
+        if let Some(state) = filter.state {
+            // A literal so that `state = 'dead'` can use its partial index.
+            sql.push_str(&format!(" AND state = '{}'", state.as_str()));
+        }
+        if let Some((key, value)) = &filter.tag {
+            let mut tag = serde_json::Map::new();
+            tag.insert(key.clone(), serde_json::Value::String(value.clone()));
+            args.push(Box::new(serde_json::Value::Object(tag).to_string()));
+            sql.push_str(&format!(" AND tags @> ${}::text::jsonb", args.len()));
+        }
+        if let Some(cursor) = &filter.cursor {
+            let before: i64 = cursor
+                .parse()
+                .map_err(|_| Error::invalid("cursor is not one this server gave out"))?;
+            args.push(Box::new(before));
+            sql.push_str(&format!(" AND seq < ${}", args.len()));
+        }
+        args.push(Box::new(i64::from(filter.limit) + 1));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &params).await.map_err(db)?;
+        let mut jobs: Vec<(i64, Job)> = rows.iter().map(job_from_row).collect();
+        let more = jobs.len() > filter.limit as usize;
+        jobs.truncate(filter.limit as usize);
+        let next_cursor = more
+            .then(|| jobs.last().map(|(seq, _)| seq.to_string()))
+            .flatten();
+        let mut page = Vec::with_capacity(jobs.len());
+        for (_, mut job) in jobs {
+            attach_errors(&client, &mut job).await?;
+            page.push(job);
+        }
+        Ok(JobPage {
+            jobs: page,
+            next_cursor,
+        })
+    }
+
+    async fn jobs_redrive(
+        &self,
+        queue: &QueueRef,
+        selection: RedriveSelection,
+        payload: Option<Box<RawValue>>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, Error> {
+        let (namespace, queue_name) = (queue.namespace.as_str(), queue.queue.as_str());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let candidates: Vec<JobId> = match selection {
+            RedriveSelection::Ids(ids) => ids,
+            RedriveSelection::All => tx
+                .query(
+                    "SELECT id FROM keel_jobs WHERE namespace = $1 AND state = 'dead' AND queue = $2 ORDER BY seq",
+                    &[&namespace, &queue_name],
+                )
+                .await
+                .map_err(db)?
+                .into_iter()
+                .map(|row| job_id(row.get(0)))
+                .collect(),
+        };
+        let mut moved = Vec::new();
+        for id in candidates {
+            let Some(mut locked) = Self::lock_job(&tx, &queue.namespace, id).await? else {
+                continue;
+            };
+            if locked.queue != queue_name || locked.life.redrive(now).is_err() {
+                continue;
+            }
+            Self::write_life(&tx, id, &locked.life, now, None).await?;
+            if let Some(payload) = &payload {
+                tx.execute(
+                    "UPDATE keel_jobs SET payload = $2 WHERE id = $1",
+                    &[&uuid(id), &payload.get()],
+                )
+                .await
+                .map_err(db)?;
+            }
+            moved.push(id);
+        }
+        tx.commit().await.map_err(db)?;
+        if !moved.is_empty() {
+            self.ready(queue);
+        }
+        Ok(moved)
+    }
+
+    async fn queue_policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT policy::text FROM keel_queues WHERE namespace = $1 AND queue = $2",
+                &[&queue.namespace.as_str(), &queue.queue.as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row
+            .and_then(|r| serde_json::from_str(r.get(0)).ok())
+            .unwrap_or_default())
+    }
+
+    async fn queue_policy_set(
+        &self,
+        queue: &QueueRef,
+        policy: QueuePolicy,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let client = self.client().await?;
+        let json = serde_json::to_string(&policy).unwrap_or_default();
+        let stmt = client
+            .prepare_cached(include_str!("../queries/set_policy.sql"))
+            .await
+            .map_err(db)?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &queue.namespace.as_str(),
+                    &queue.queue.as_str(),
+                    &json,
+                    &now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn queue_pause(
+        &self,
+        queue: &QueueRef,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(include_str!("../queries/set_paused.sql"))
+            .await
+            .map_err(db)?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &queue.namespace.as_str(),
+                    &queue.queue.as_str(),
+                    &paused,
+                    &now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        if !paused {
+            self.ready(queue);
+        }
+        Ok(())
+    }
+
+    async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
+        let client = self.client().await?;
+        let (namespace, name) = (queue.namespace.as_str(), queue.queue.as_str());
+        let stmt = client
+            .prepare_cached(include_str!("../queries/queue_stats.sql"))
+            .await
+            .map_err(db)?;
+        let mut counts: BTreeMap<JobState, u64> =
+            JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for row in client
+            .query(&stmt, &[&namespace, &name])
+            .await
+            .map_err(db)?
+        {
+            counts.insert(state_of(row.get(0)), row.get::<_, i64>(1) as u64);
+        }
+        let oldest: Option<i64> = client
+            .query_one("SELECT min(run_at) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'ready'", &[&namespace, &name])
+            .await
+            .map_err(db)?
+            .get(0);
+        let settings = client
+            .query_opt(
+                "SELECT paused, policy::text FROM keel_queues WHERE namespace = $1 AND queue = $2",
+                &[&namespace, &name],
+            )
+            .await
+            .map_err(db)?;
+        let (paused, policy) = settings.map_or((false, QueuePolicy::default()), |row| {
+            (
+                row.get(0),
+                serde_json::from_str(row.get(1)).unwrap_or_default(),
+            )
+        });
+        Ok(QueueStats {
+            counts,
+            oldest_ready_at: oldest.map(Timestamp::from_millis),
+            paused,
+            policy,
+        })
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<Depth>, Error> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(include_str!("../queries/depths.sql"))
+            .await
+            .map_err(db)?;
+        let rows = client.query(&stmt, &[]).await.map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(Depth {
+                    queue: QueueRef {
+                        namespace: Namespace::new(row.get(0)).ok()?,
+                        queue: QueueName::new(row.get(1)).ok()?,
+                    },
+                    state: JobState::parse(row.get(2))?,
+                    count: row.get::<_, i64>(3) as u64,
+                })
+            })
+            .collect())
+    }
+
+    async fn maintenance_run(&self, now: Timestamp) -> Result<MaintenanceReport, Error> {
+        let mut report = MaintenanceReport::default();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let promote = tx
+            .prepare_cached(include_str!("../queries/promote_due.sql"))
+            .await
+            .map_err(db)?;
+        let mut woken: Vec<QueueRef> = Vec::new();
+        let promoted = tx
+            .query(&promote, &[&now.as_millis(), &MAX_MAINTENANCE_MOVES])
+            .await
+            .map_err(db)?;
+        report.promoted = promoted.len() as u64;
+        for row in &promoted {
+            if let (Ok(namespace), Ok(queue)) =
+                (Namespace::new(row.get(0)), QueueName::new(row.get(1)))
+            {
+                woken.push(QueueRef { namespace, queue });
+            }
+        }
+        let expired_stmt = tx
+            .prepare_cached(include_str!("../queries/expired_leases.sql"))
+            .await
+            .map_err(db)?;
+        let expired = tx
+            .query(&expired_stmt, &[&now.as_millis(), &MAX_MAINTENANCE_MOVES])
+            .await
+            .map_err(db)?;
+        for row in &expired {
+            let id = job_id(row.get(0));
+            let namespace = Namespace::new(row.get(1))?;
+            let Some(mut locked) = Self::lock_job(&tx, &namespace, id).await? else {
+                continue;
+            };
+            let Some(transition) = locked.life.expire(now) else {
+                continue;
+            };
+            Self::write_life(&tx, id, &locked.life, now, None).await?;
+            Self::record_error(&tx, id, locked.life.attempt, "lease expired", now).await?;
+            let queue = QueueRef {
+                namespace,
+                queue: QueueName::new(&locked.queue)?,
+            };
+            match transition {
+                Transition::Dead => report.expired_to_dead.push(queue),
+                Transition::Ready | Transition::Scheduled => {
+                    woken.push(queue.clone());
+                    report.expired_to_ready.push(queue);
+                }
+            }
+        }
+        let next: Option<i64> = tx
+            .query_one(include_str!("../queries/next_due.sql"), &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        tx.commit().await.map_err(db)?;
+        let full = promoted.len() as i64 == MAX_MAINTENANCE_MOVES
+            || expired.len() as i64 == MAX_MAINTENANCE_MOVES;
+        report.next_due = if full {
+            Some(now)
+        } else {
+            next.map(Timestamp::from_millis)
+        };
+        woken.sort();
+        woken.dedup();
+        for queue in &woken {
+            self.ready(queue);
+        }
+        Ok(report)
+    }
+
+    async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(include_str!("../queries/prune.sql"))
+            .await
+            .map_err(db)?;
+        let defaults = QueuePolicy::default();
+        let mut pruned = 0;
+        loop {
+            let row = client
+                .query_one(
+                    &stmt,
+                    &[
+                        &now.as_millis(),
+                        &(defaults.retention_ms() as i64),
+                        &(defaults.dead_retention_ms() as i64),
+                        &PRUNE_CHUNK,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            let n = row.get::<_, i64>(0);
+            pruned += n as u64;
+            if n < PRUNE_CHUNK {
+                break;
+            }
+        }
+        client
+            .execute(
+                "DELETE FROM keel_idempotency WHERE expires_at <= $1",
+                &[&now.as_millis()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(pruned)
+    }
+
+    fn ready_signal(&self) -> ReadySignal {
+        self.signal.clone()
+    }
+
+    async fn close(&self) {
+        self.notifier.stop();
+        self.pool.close();
+    }
+}
+
+fn job_from_row(row: &tokio_postgres::Row) -> (i64, Job) {
+    (
+        row.get(0),
+        Job {
+            id: job_id(row.get(1)),
+            queue: row.get(2),
+            state: state_of(row.get(3)),
+            payload: raw(row.get(4)),
+            priority: row.get(5),
+            attempt: row.get::<_, i32>(6) as u32,
+            max_attempts: row.get::<_, i32>(7) as u32,
+            run_at: Timestamp::from_millis(row.get(8)),
+            created_at: Timestamp::from_millis(row.get(9)),
+            updated_at: Timestamp::from_millis(row.get(10)),
+            lease_expires_at: row.get::<_, Option<i64>>(11).map(Timestamp::from_millis),
+            lease_ms: row.get::<_, i64>(12) as u64,
+            backoff: serde_json::from_str(row.get(13)).unwrap_or_default(),
+            idempotency_key: row.get(14),
+            ordering_key: row.get(15),
+            tags: tags_from(row.get(16)),
+            result: row.get::<_, Option<String>>(17).map(raw),
+            errors: Vec::new(),
+        },
+    )
+}
+
+async fn attach_errors(client: &impl GenericClient, job: &mut Job) -> Result<(), Error> {
+    let stmt = client
+        .prepare_cached(include_str!("../queries/job_errors.sql"))
+        .await
+        .map_err(db)?;
+    job.errors = client
+        .query(&stmt, &[&uuid(job.id)])
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|row| AttemptError {
+            attempt: row.get::<_, i32>(0) as u32,
+            message: row.get(1),
+            at: Timestamp::from_millis(row.get(2)),
+        })
+        .collect();
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Numbered migrations, applied at start under an advisory lock: nodes that
+//! start together take turns, and each applies only what is missing.
+
+use tokio_postgres::Client;
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+/// The advisory lock key that serializes migrations ("keel" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b65_656c;
+
+pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let applied = apply_missing(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    applied
+}
+
+async fn apply_missing(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS keel_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let done: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM keel_migrations", &[])
+        .await?
+        .get(0);
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(done as usize) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO keel_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
