@@ -42,6 +42,10 @@ const PRUNE_CHUNK: i64 = 10_000;
 
 pub struct PostgresStore {
     pool: Pool,
+    config: tokio_postgres::Config,
+    /// The connection that asks for, and once won holds, the maintenance
+    /// leader lock; and whether it holds it.
+    leader: tokio::sync::Mutex<Option<(tokio_postgres::Client, bool)>>,
     ids: Mutex<JobIdGenerator>,
     max_namespace_jobs: u64,
     signal: ReadySignal,
@@ -125,6 +129,7 @@ impl PostgresStore {
             .get(0);
         drop(client);
         let signal = ReadySignal::default();
+        let config_for_leader = config.clone();
         let notifier = notify::Notifier::start(
             pool.clone(),
             config,
@@ -133,6 +138,8 @@ impl PostgresStore {
         );
         Ok(PostgresStore {
             pool,
+            config: config_for_leader,
+            leader: tokio::sync::Mutex::new(None),
             ids: Mutex::new(JobIdGenerator::default()),
             max_namespace_jobs: limits.max_namespace_jobs,
             signal,
@@ -833,9 +840,44 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    /// The leader holds a session advisory lock on a connection of its own.
+    /// When the node dies, its connection and the lock go with it, and the
+    /// next node to ask becomes the leader. Asking costs a query; leading
+    /// costs none.
+    async fn maintenance_leader(&self) -> Result<bool, Error> {
+        let mut leader = self.leader.lock().await;
+        if leader.as_ref().is_none_or(|(client, _)| client.is_closed()) {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(db)?;
+            tokio::spawn(connection);
+            *leader = Some((client, false));
+        }
+        let Some((client, holds)) = leader.as_mut() else {
+            return Ok(false);
+        };
+        if !*holds {
+            // One query per call while another node leads; none once leading.
+            *holds = client
+                .query_one("SELECT pg_try_advisory_lock(hashtextextended('keel_maintenance.' || current_schema(), 0))", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+        }
+        Ok(*holds)
+    }
+
     async fn maintenance_run(&self, now: Timestamp) -> Result<MaintenanceReport, Error> {
         let mut report = MaintenanceReport::default();
         let mut client = self.client().await?;
+        // The idle case costs one query: nothing is due, say when something will be.
+        let next: Option<i64> = client
+            .query_one(include_str!("../queries/next_due.sql"), &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        if next.is_none_or(|due| due > now.as_millis()) {
+            report.next_due = next.map(Timestamp::from_millis);
+            return Ok(report);
+        }
         let tx = client.transaction().await.map_err(db)?;
         let promote = tx
             .prepare_cached(include_str!("../queries/promote_due.sql"))
@@ -949,6 +991,7 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.notifier.stop();
+        self.leader.lock().await.take();
         self.pool.close();
     }
 }

@@ -227,6 +227,12 @@ pub trait Store: Send + Sync + 'static {
     /// Promotes due scheduled jobs and reclaims expired leases.
     async fn maintenance_run(&self, now: Timestamp) -> Result<MaintenanceReport, Error>;
 
+    /// Whether this node should run maintenance now. A backend shared by
+    /// several nodes elects one; a store of its own is always its own leader.
+    async fn maintenance_leader(&self) -> Result<bool, Error> {
+        Ok(true)
+    }
+
     /// Deletes finished jobs past their queue's retention and expired
     /// idempotency keys. Returns how many jobs went.
     async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error>;

@@ -1,17 +1,21 @@
 //! Promotes due jobs and reclaims expired leases, waking at the next deadline
 //! the store reports (or earlier, when a request creates an earlier one), so a
 //! due job is leasable and an expired lease reclaimed within milliseconds, and
-//! an idle server sleeps.
+//! an idle server sleeps. On a shared store only the elected leader runs it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{Engine, Shutdown};
 
-/// The longest sleep: a safety net, not the mechanism.
-const IDLE_WAKE_MS: u64 = 1000;
+/// The longest sleep: a safety net, not the mechanism. On a shared database
+/// it is also how the leader learns of deadlines set through other nodes.
+const IDLE_WAKE_MS: u64 = 2000;
 /// Pause after a store error before trying again.
 const RETRY_AFTER_ERROR_MS: u64 = 500;
+/// How often a node that is not the maintenance leader asks to become it: a
+/// dead leader is replaced within this (plus the database noticing).
+const LEADER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Maintenance {
     engine: Arc<Engine>,
@@ -27,6 +31,24 @@ impl Maintenance {
         loop {
             if shutdown.is_fired() {
                 return;
+            }
+            let leader = engine.store.maintenance_leader().await;
+            metrics::gauge!("keel_maintenance_leader").set(if matches!(leader, Ok(true)) {
+                1.0
+            } else {
+                0.0
+            });
+            match leader {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(LEADER_RETRY) => continue,
+                        () = shutdown.clone().wait() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell whether this node leads maintenance")
+                }
             }
             let now = engine.now();
             let next = match engine.store.maintenance_run(now).await {

@@ -23,6 +23,10 @@ impl Retention {
                 () = tokio::time::sleep(EVERY) => {}
                 () = shutdown.clone().wait() => return,
             }
+            // On a shared database one node prunes for all: the maintenance leader.
+            if !matches!(self.engine.store.maintenance_leader().await, Ok(true)) {
+                continue;
+            }
             match self.engine.store.jobs_prune(self.engine.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "pruned finished jobs past retention"),

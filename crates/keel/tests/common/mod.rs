@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The embedded store's directory; empty for a PostgreSQL node.
     pub data_dir: PathBuf,
     http: reqwest::Client,
 }
@@ -24,10 +25,18 @@ impl Server {
     }
 
     pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--data-dir", data_dir.to_str().expect("a UTF-8 path")];
+        args.extend(extra);
+        let mut server = Server::start_with(&args).await;
+        server.data_dir = data_dir.to_owned();
+        server
+    }
+
+    /// A server with exactly these arguments after `server --listen 127.0.0.1:0`.
+    pub async fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -50,7 +59,7 @@ impl Server {
         Server {
             child,
             url,
-            data_dir: data_dir.to_owned(),
+            data_dir: PathBuf::new(),
             http: reqwest::Client::new(),
         }
     }
