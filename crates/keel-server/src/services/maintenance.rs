@@ -47,7 +47,7 @@ impl Maintenance {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot tell whether this node leads maintenance")
+                    tracing::warn!(error = %e, "cannot tell whether this node leads maintenance");
                 }
             }
             let now = engine.now();
