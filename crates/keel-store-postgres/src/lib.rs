@@ -36,6 +36,12 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+/// How long a namespace's count of unfinished jobs is trusted.
+const COUNT_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a queue policy read from the database is trusted; a change made
+/// on another node takes effect within this.
+const POLICY_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many jobs one maintenance pass moves at most; the next pass follows.
 const MAX_MAINTENANCE_MOVES: i64 = 10_000;
 const PRUNE_CHUNK: i64 = 10_000;
@@ -50,6 +56,8 @@ pub struct PostgresStore {
     max_namespace_jobs: u64,
     signal: ReadySignal,
     notifier: notify::Notifier,
+    namespace_counts: Mutex<std::collections::HashMap<Namespace, (u64, std::time::Instant)>>,
+    policies: Mutex<std::collections::HashMap<QueueRef, (QueuePolicy, std::time::Instant)>>,
 }
 
 fn db(e: tokio_postgres::Error) -> Error {
@@ -144,7 +152,53 @@ impl PostgresStore {
             max_namespace_jobs: limits.max_namespace_jobs,
             signal,
             notifier,
+            namespace_counts: Mutex::default(),
+            policies: Mutex::default(),
         })
+    }
+
+    /// Whether a namespace may be close enough to its bound to need an exact
+    /// count inside the enqueue transaction. Counting on every enqueue would
+    /// cost as much as the queue is deep, so the count is refreshed at most
+    /// once a second and trusted while far from the bound (under half of it).
+    async fn near_namespace_bound(
+        &self,
+        tx: &impl GenericClient,
+        namespace: &Namespace,
+        adding: u64,
+    ) -> Result<bool, Error> {
+        let cached = self
+            .namespace_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
+            .filter(|(_, at)| at.elapsed() < COUNT_REFRESH)
+            .map(|(count, _)| *count);
+        let count = match cached {
+            Some(count) => count,
+            None => {
+                let count = tx
+                    .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL", &[&namespace.as_str()])
+                    .await
+                    .map_err(db)?
+                    .get::<_, i64>(0) as u64;
+                self.namespace_counts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(namespace.clone(), (count, std::time::Instant::now()));
+                count
+            }
+        };
+        Ok(count + adding > self.max_namespace_jobs / 2)
+    }
+
+    /// A queue's policy, cached for a second: enqueues read it on every call.
+    async fn cached_policy(&self, queue: &QueueRef) -> Option<QueuePolicy> {
+        let policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        policies
+            .get(queue)
+            .filter(|(_, at)| at.elapsed() < POLICY_REFRESH)
+            .map(|(p, _)| p.clone())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
@@ -247,61 +301,6 @@ impl PostgresStore {
     fn missing(id: JobId) -> Error {
         Error::job_not_found(id)
     }
-
-    async fn ack_one(
-        tx: &impl GenericClient,
-        namespace: &Namespace,
-        ack: Ack,
-        now: Timestamp,
-    ) -> Result<Result<(Acked, bool), Error>, Error> {
-        let id = ack.token.job;
-        let Some(mut locked) = Self::lock_job(tx, namespace, id).await? else {
-            return Ok(Err(Self::missing(id)));
-        };
-        let queue = QueueName::new(&locked.queue)?;
-        let lease_seq = ack.token.lease_seq;
-        match ack.outcome {
-            AckOutcome::Complete { result } => {
-                if let Err(e) = locked.life.complete(lease_seq, now) {
-                    return Ok(Err(e));
-                }
-                Self::write_life(tx, id, &locked.life, now, result.as_ref().map(|r| r.get()))
-                    .await?;
-                Ok(Ok((
-                    Acked {
-                        id,
-                        queue,
-                        state: JobState::Succeeded,
-                        run_at: None,
-                    },
-                    false,
-                )))
-            }
-            AckOutcome::Fail { message, retry } => {
-                let transition =
-                    match locked
-                        .life
-                        .fail(lease_seq, now, retry, &locked.backoff, fastrand::f64())
-                    {
-                        Ok(t) => t,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                Self::write_life(tx, id, &locked.life, now, None).await?;
-                Self::record_error(tx, id, locked.life.attempt, &message, now).await?;
-                let run_at = (transition != Transition::Dead).then_some(locked.life.run_at);
-                let ready = transition == Transition::Ready;
-                Ok(Ok((
-                    Acked {
-                        id,
-                        queue,
-                        state: locked.life.state,
-                        run_at,
-                    },
-                    ready,
-                )))
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -388,7 +387,11 @@ impl Store for PostgresStore {
                 deduplicated: false,
             });
         }
-        if fresh > 0 {
+        if fresh > 0
+            && self
+                .near_namespace_bound(&tx, &queue.namespace, fresh)
+                .await?
+        {
             let row = tx
                 .query_one(
                     "SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL",
@@ -519,22 +522,135 @@ impl Store for PostgresStore {
         acks: Vec<Ack>,
         now: Timestamp,
     ) -> Result<Vec<Result<Acked, Error>>, Error> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
+        // Three statements for the whole batch: lock, decide in keel-core, write.
+        let ids: Vec<Uuid> = acks.iter().map(|a| uuid(a.token.job)).collect();
+        let lock = tx
+            .prepare_cached(include_str!("../queries/lock_jobs.sql"))
+            .await
+            .map_err(db)?;
+        let mut jobs: std::collections::HashMap<JobId, Locked> = tx
+            .query(&lock, &[&ids, &namespace.as_str()])
+            .await
+            .map_err(db)?
+            .into_iter()
+            .map(|row| {
+                let locked = Locked {
+                    life: JobLifecycle {
+                        state: state_of(row.get(1)),
+                        attempt: row.get::<_, i32>(2) as u32,
+                        max_attempts: row.get::<_, i32>(3) as u32,
+                        run_at: Timestamp::from_millis(row.get(4)),
+                        lease_seq: row.get::<_, i64>(5) as u64,
+                        lease_expires_at: row.get::<_, Option<i64>>(6).map(Timestamp::from_millis),
+                    },
+                    lease_ms: row.get::<_, i64>(7) as u64,
+                    backoff: serde_json::from_str(row.get(8)).unwrap_or_default(),
+                    queue: row.get(9),
+                };
+                (job_id(row.get(0)), locked)
+            })
+            .collect();
         let mut out = Vec::with_capacity(acks.len());
-        let mut woken = Vec::new();
+        let mut results: std::collections::HashMap<JobId, String> =
+            std::collections::HashMap::new();
+        let mut changed: Vec<JobId> = Vec::new();
+        let mut errors: (Vec<Uuid>, Vec<i32>, Vec<String>, Vec<i64>) = Default::default();
+        let mut woken: Vec<QueueName> = Vec::new();
         for ack in acks {
-            out.push(match Self::ack_one(&tx, namespace, ack, now).await? {
-                Ok((acked, ready)) => {
-                    if ready {
-                        woken.push(acked.queue.clone());
+            let id = ack.token.job;
+            let Some(locked) = jobs.get_mut(&id) else {
+                out.push(Err(Self::missing(id)));
+                continue;
+            };
+            let queue = QueueName::new(&locked.queue)?;
+            let lease_seq = ack.token.lease_seq;
+            let acked = match ack.outcome {
+                AckOutcome::Complete { result } => locked.life.complete(lease_seq, now).map(|()| {
+                    if let Some(result) = result {
+                        results.insert(id, result.get().to_owned());
                     }
-                    Ok(acked)
-                }
-                Err(e) => Err(e),
-            });
+                    Acked {
+                        id,
+                        queue,
+                        state: JobState::Succeeded,
+                        run_at: None,
+                    }
+                }),
+                AckOutcome::Fail { message, retry } => locked
+                    .life
+                    .fail(lease_seq, now, retry, &locked.backoff, fastrand::f64())
+                    .map(|transition| {
+                        errors.0.push(uuid(id));
+                        errors.1.push(locked.life.attempt as i32);
+                        errors.2.push(message);
+                        errors.3.push(now.as_millis());
+                        if transition == Transition::Ready {
+                            woken.push(queue.clone());
+                        }
+                        let run_at = (transition != Transition::Dead).then_some(locked.life.run_at);
+                        Acked {
+                            id,
+                            queue,
+                            state: locked.life.state,
+                            run_at,
+                        }
+                    }),
+            };
+            if acked.is_ok() && !changed.contains(&id) {
+                changed.push(id);
+            }
+            out.push(acked);
+        }
+        if !changed.is_empty() {
+            let mut cols: (
+                Vec<Uuid>,
+                Vec<&str>,
+                Vec<i32>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<Option<i64>>,
+                Vec<Option<i64>>,
+                Vec<Option<String>>,
+            ) = Default::default();
+            for id in &changed {
+                let life = &jobs[id].life;
+                cols.0.push(uuid(*id));
+                cols.1.push(life.state.as_str());
+                cols.2.push(life.attempt as i32);
+                cols.3.push(life.run_at.as_millis());
+                cols.4.push(life.lease_seq as i64);
+                cols.5.push(life.lease_expires_at.map(Timestamp::as_millis));
+                cols.6
+                    .push(life.state.is_final().then_some(now.as_millis()));
+                cols.7.push(results.remove(id));
+            }
+            let apply = tx
+                .prepare_cached(include_str!("../queries/apply_transitions.sql"))
+                .await
+                .map_err(db)?;
+            let now_ms = now.as_millis();
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &now_ms,
+            ];
+            tx.execute(&apply, &params).await.map_err(db)?;
+        }
+        if !errors.0.is_empty() {
+            let insert = tx
+                .prepare_cached(include_str!("../queries/insert_errors.sql"))
+                .await
+                .map_err(db)?;
+            tx.execute(&insert, &[&errors.0, &errors.1, &errors.2, &errors.3])
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
+        woken.sort();
+        woken.dedup();
         for queue in woken {
             self.ready(&QueueRef {
                 namespace: namespace.clone(),
@@ -707,6 +823,9 @@ impl Store for PostgresStore {
     }
 
     async fn queue_policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error> {
+        if let Some(policy) = self.cached_policy(queue).await {
+            return Ok(policy);
+        }
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -715,9 +834,14 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db)?;
-        Ok(row
+        let policy: QueuePolicy = row
             .and_then(|r| serde_json::from_str(r.get(0)).ok())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(queue.clone(), (policy.clone(), std::time::Instant::now()));
+        Ok(policy)
     }
 
     async fn queue_policy_set(
@@ -744,6 +868,10 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db)?;
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(queue);
         Ok(())
     }
 

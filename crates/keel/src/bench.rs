@@ -31,7 +31,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, mpsc};
 
-const SYSTEM: &str = "keel(sqlite,fsync before ack)";
+/// How the measured system is named in the output, e.g. `keel(postgres,3 nodes)`.
+static SYSTEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 const NS: &str = "default";
 /// The longest any phase may take before the run is declared stuck.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -65,6 +66,13 @@ pub struct BenchArgs {
     /// Seconds the idle server is watched.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
+    /// Measure on PostgreSQL (a fresh schema in this database, dropped after)
+    /// instead of the embedded store.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Keel nodes to start on the database; producers and workers spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Phases to run: any of enqueue_single, process, enqueue_bulk,
     /// process_after_bulk, latency, latency_fast, in_process, memory, idle.
     #[arg(long, value_delimiter = ',', default_value = "all")]
@@ -78,7 +86,8 @@ impl BenchArgs {
 }
 
 fn emit(phase: &str, fields: Value) {
-    let mut line = json!({ "system": SYSTEM, "phase": phase });
+    let system = SYSTEM.get().map_or("keel", String::as_str);
+    let mut line = json!({ "system": system, "phase": phase });
     if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
         line.extend(fields.clone());
     }
@@ -90,42 +99,80 @@ fn per_s(n: usize, elapsed: Duration) -> u64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let server = BenchServer::start().await?;
-    let client = Client::new(&server.url)?;
+    let (system, schema) = match &args.database_url {
+        None => ("keel(sqlite,fsync before ack)".to_owned(), None),
+        Some(url) => {
+            let nodes = if args.nodes == 1 {
+                "1 node".to_owned()
+            } else {
+                format!("{} nodes", args.nodes)
+            };
+            (
+                format!("keel(postgres,{nodes})"),
+                Some(BenchSchema::create(url).await?),
+            )
+        }
+    };
+    let _ = SYSTEM.set(system);
+    let mut servers = Vec::new();
+    for _ in 0..args.nodes.max(1) {
+        servers.push(BenchServer::start(schema.as_ref().map(BenchSchema::url)).await?);
+    }
+    let clients = servers
+        .iter()
+        .map(|s| Client::new(&s.url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let result = measure(&args, &servers, &clients).await;
+    for server in servers {
+        server.stop().await?;
+    }
+    if let Some(schema) = schema {
+        schema.drop().await?;
+    }
+    result
+}
+
+async fn measure(
+    args: &BenchArgs,
+    servers: &[BenchServer],
+    clients: &[Client],
+) -> anyhow::Result<()> {
+    let server = &servers[0];
+    let embedded = args.database_url.is_none();
     let origin = Instant::now();
     let n_single = args.n_single.unwrap_or(args.n);
 
     if args.wants("enqueue_single") {
-        let cpu = CpuMeter::start(&server)?;
-        let elapsed = enqueue_single(&client, "bench-single", n_single, args.conc).await?;
+        let cpu = CpuMeter::start(servers)?;
+        let elapsed = enqueue_single(clients, "bench-single", n_single, args.conc).await?;
         let fields = json!({ "n": n_single, "jobs_per_s": per_s(n_single, elapsed), "secs": elapsed.as_secs_f64() });
-        emit("enqueue_single", with(fields, cpu.report(&server)?));
+        emit("enqueue_single", with(fields, cpu.report(servers)?));
     }
     if args.wants("process") {
-        let cpu = CpuMeter::start(&server)?;
-        let elapsed = drain(&client, "bench-single", n_single, args.conc, origin).await?;
+        let cpu = CpuMeter::start(servers)?;
+        let elapsed = drain(clients, "bench-single", n_single, args.conc, origin).await?;
         let fields = json!({ "n": n_single, "jobs_per_s": per_s(n_single, elapsed), "secs": elapsed.as_secs_f64() });
-        emit("process", with(fields, cpu.report(&server)?));
+        emit("process", with(fields, cpu.report(servers)?));
     }
     if args.wants("enqueue_bulk") {
-        let cpu = CpuMeter::start(&server)?;
-        let elapsed = enqueue_bulk(&client, "bench-bulk", args.n, args.batch).await?;
+        let cpu = CpuMeter::start(servers)?;
+        let elapsed = enqueue_bulk(clients, "bench-bulk", args.n, args.batch).await?;
         let fields = json!({ "n": args.n, "batch": args.batch, "jobs_per_s": per_s(args.n, elapsed), "secs": elapsed.as_secs_f64() });
-        emit("enqueue_bulk", with(fields, cpu.report(&server)?));
+        emit("enqueue_bulk", with(fields, cpu.report(servers)?));
     }
     if args.wants("process_after_bulk") {
-        let cpu = CpuMeter::start(&server)?;
-        let elapsed = drain(&client, "bench-bulk", args.n, args.conc, origin).await?;
+        let cpu = CpuMeter::start(servers)?;
+        let elapsed = drain(clients, "bench-bulk", args.n, args.conc, origin).await?;
         let fields = json!({ "n": args.n, "jobs_per_s": per_s(args.n, elapsed), "secs": elapsed.as_secs_f64() });
-        emit("process_after_bulk", with(fields, cpu.report(&server)?));
+        emit("process_after_bulk", with(fields, cpu.report(servers)?));
     }
     for (phase, rate) in [("latency", args.rate), ("latency_fast", args.fast_rate)] {
         if args.wants(phase) {
-            let report = latency(&client, phase, rate, args.secs, args.conc, origin).await?;
+            let report = latency(clients, phase, rate, args.secs, args.conc, origin).await?;
             emit(phase, report);
         }
     }
-    if args.wants("in_process") {
+    if embedded && args.wants("in_process") {
         let (enqueue, drain) = in_process(args.n, args.conc, args.batch).await?;
         emit(
             "in_process(no http)",
@@ -134,9 +181,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }),
         );
     }
-    if args.wants("memory") {
+    if embedded && args.wants("memory") {
         let before = server.rss_mb()?;
-        let elapsed = enqueue_bulk(&client, "bench-memory", args.queued, args.batch).await?;
+        let elapsed = enqueue_bulk(clients, "bench-memory", args.queued, args.batch).await?;
         emit(
             "memory",
             json!({
@@ -145,7 +192,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }),
         );
     }
-    if args.wants("idle") {
+    if embedded && args.wants("idle") {
         let before = server.cpu_seconds()?;
         let started = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
@@ -159,7 +206,48 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }),
         );
     }
-    server.stop().await
+    Ok(())
+}
+
+/// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
+struct BenchSchema {
+    base: String,
+    name: String,
+}
+
+impl BenchSchema {
+    async fn create(base: &str) -> anyhow::Result<Self> {
+        let name = format!("keel_bench_{}", std::process::id());
+        let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            ))
+            .await?;
+        Ok(BenchSchema {
+            base: base.to_owned(),
+            name,
+        })
+    }
+
+    fn url(&self) -> String {
+        let separator = if self.base.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            self.base, self.name
+        )
+    }
+
+    async fn drop(self) -> anyhow::Result<()> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.base, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await?;
+        Ok(())
+    }
 }
 
 /// A `keel server` child process on a temporary data directory.
@@ -171,11 +259,16 @@ struct BenchServer {
 }
 
 impl BenchServer {
-    async fn start() -> anyhow::Result<Self> {
+    /// A server on a fresh temporary directory, or on `database_url`.
+    async fn start(database_url: Option<String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
+        let store_args: Vec<std::ffi::OsString> = match database_url {
+            Some(url) => vec!["--database-url".into(), url.into()],
+            None => vec!["--data-dir".into(), dir.path().into()],
+        };
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(store_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -261,19 +354,24 @@ struct CpuMeter {
     client: f64,
 }
 
+fn servers_cpu(servers: &[BenchServer]) -> anyhow::Result<f64> {
+    servers.iter().map(BenchServer::cpu_seconds).sum()
+}
+
 impl CpuMeter {
-    fn start(server: &BenchServer) -> anyhow::Result<Self> {
+    fn start(servers: &[BenchServer]) -> anyhow::Result<Self> {
         Ok(CpuMeter {
-            server: server.cpu_seconds()?,
+            server: servers_cpu(servers)?,
             client: cpu_seconds("self")?,
         })
     }
 
     /// `{"server_cpu_s","client_cpu_s"}` since `start`.
-    fn report(&self, server: &BenchServer) -> anyhow::Result<Value> {
+    /// `{"server_cpu_s","client_cpu_s"}` since `start`, all nodes together.
+    fn report(&self, servers: &[BenchServer]) -> anyhow::Result<Value> {
         let round = |s: f64| (s * 100.0).round() / 100.0;
         Ok(json!({
-            "server_cpu_s": round(server.cpu_seconds()? - self.server),
+            "server_cpu_s": round(servers_cpu(servers)? - self.server),
             "client_cpu_s": round(cpu_seconds("self")? - self.client),
         }))
     }
@@ -287,7 +385,7 @@ fn with(mut fields: Value, more: Value) -> Value {
 }
 
 async fn enqueue_single(
-    client: &Client,
+    clients: &[Client],
     queue: &str,
     n: usize,
     conc: usize,
@@ -295,8 +393,12 @@ async fn enqueue_single(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut producers = tokio::task::JoinSet::new();
-    for _ in 0..conc.min(n) {
-        let (client, next, queue) = (client.clone(), next.clone(), queue.to_owned());
+    for p in 0..conc.min(n) {
+        let (client, next, queue) = (
+            clients[p % clients.len()].clone(),
+            next.clone(),
+            queue.to_owned(),
+        );
         producers.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -316,17 +418,19 @@ async fn enqueue_single(
 }
 
 async fn enqueue_bulk(
-    client: &Client,
+    clients: &[Client],
     queue: &str,
     n: usize,
     batch: usize,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    for from in (0..n).step_by(batch.max(1)) {
+    for (k, from) in (0..n).step_by(batch.max(1)).enumerate() {
         let jobs: Vec<JobSpec> = (from..(from + batch).min(n))
             .map(|i| JobSpec::new(json!({ "i": i })))
             .collect();
-        client.enqueue_many(NS, queue, &jobs).await?;
+        clients[k % clients.len()]
+            .enqueue_many(NS, queue, &jobs)
+            .await?;
     }
     Ok(started.elapsed())
 }
@@ -336,43 +440,50 @@ async fn enqueue_bulk(
 struct CountingWorker {
     reached: Arc<Notify>,
     latencies: Arc<Mutex<Vec<f64>>>,
-    stop: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl CountingWorker {
-    fn start(client: &Client, queue: &str, conc: usize, target: usize, origin: Instant) -> Self {
-        let hits = AtomicUsize::new(0);
+    /// One worker per client (node), all counting into one total.
+    fn start(clients: &[Client], queue: &str, conc: usize, target: usize, origin: Instant) -> Self {
+        let hits = Arc::new(AtomicUsize::new(0));
         let reached = Arc::new(Notify::new());
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(target)));
-        let stop = Arc::new(Notify::new());
-        let (h, r, l) = (hits, reached.clone(), latencies.clone());
-        let handler = move |job: LeasedJob| {
-            if let Some(t0) = job.payload["t0"].as_f64() {
-                let ms = origin.elapsed().as_secs_f64() * 1000.0 - t0;
-                l.lock().unwrap_or_else(PoisonError::into_inner).push(ms);
-            }
-            if h.fetch_add(1, Ordering::SeqCst) + 1 == target {
-                r.notify_one();
-            }
-            async { Ok(Value::Null) }
-        };
-        let mut options = WorkerOptions::new(NS, queue);
-        options.concurrency = conc;
-        options.max_batch = conc as u32;
-        options.wait_ms = 1000;
-        let worker = Worker::new(client.clone(), options);
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            worker
-                .run(handler, async move { stopped.notified().await })
-                .await;
-        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = clients
+            .iter()
+            .map(|client| {
+                let (h, r, l) = (hits.clone(), reached.clone(), latencies.clone());
+                let handler = move |job: LeasedJob| {
+                    if let Some(t0) = job.payload["t0"].as_f64() {
+                        let ms = origin.elapsed().as_secs_f64() * 1000.0 - t0;
+                        l.lock().unwrap_or_else(PoisonError::into_inner).push(ms);
+                    }
+                    if h.fetch_add(1, Ordering::SeqCst) + 1 == target {
+                        r.notify_one();
+                    }
+                    async { Ok(Value::Null) }
+                };
+                let mut options = WorkerOptions::new(NS, queue);
+                options.concurrency = conc;
+                options.max_batch = conc as u32;
+                options.wait_ms = 1000;
+                let worker = Worker::new(client.clone(), options);
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    worker.run(handler, shutdown).await;
+                })
+            })
+            .collect();
         CountingWorker {
             reached,
             latencies,
             stop,
-            task,
+            tasks,
         }
     }
 
@@ -383,8 +494,10 @@ impl CountingWorker {
     }
 
     async fn shut_down(self) -> anyhow::Result<Vec<f64>> {
-        self.stop.notify_one();
-        self.task.await?;
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await?;
+        }
         Ok(std::mem::take(
             &mut *self
                 .latencies
@@ -395,14 +508,14 @@ impl CountingWorker {
 }
 
 async fn drain(
-    client: &Client,
+    clients: &[Client],
     queue: &str,
     n: usize,
     conc: usize,
     origin: Instant,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let worker = CountingWorker::start(client, queue, conc, n, origin);
+    let worker = CountingWorker::start(clients, queue, conc, n, origin);
     worker.wait().await?;
     let elapsed = started.elapsed();
     worker.shut_down().await?;
@@ -412,7 +525,7 @@ async fn drain(
 /// Open-loop: enqueues are fired on schedule whether or not earlier ones have
 /// returned, so a slow server shows up as latency, not as a slower producer.
 async fn latency(
-    client: &Client,
+    clients: &[Client],
     phase: &str,
     rate: u64,
     secs: u64,
@@ -421,7 +534,7 @@ async fn latency(
 ) -> anyhow::Result<Value> {
     let total = (rate * secs) as usize;
     let queue = format!("bench-{phase}");
-    let worker = CountingWorker::start(client, &queue, conc, total, origin);
+    let worker = CountingWorker::start(clients, &queue, conc, total, origin);
     let started = tokio::time::Instant::now();
     let mut producers = tokio::task::JoinSet::new();
     for i in 0..total {
@@ -429,7 +542,7 @@ async fn latency(
         if due > tokio::time::Instant::now() + Duration::from_millis(1) {
             tokio::time::sleep_until(due).await;
         }
-        let (client, queue) = (client.clone(), queue.clone());
+        let (client, queue) = (clients[i % clients.len()].clone(), queue.clone());
         producers.spawn(async move {
             let t0 = origin.elapsed().as_secs_f64() * 1000.0;
             client
