@@ -110,6 +110,27 @@ struct Locked {
     queue: String,
 }
 
+impl Locked {
+    /// From the columns `state, attempt, max_attempts, run_at, lease_seq,
+    /// lease_expires_at, lease_ms, backoff, queue`, starting at `first`.
+    fn from_row(row: &tokio_postgres::Row, first: usize) -> Self {
+        let at = |i: usize| first + i;
+        Locked {
+            life: JobLifecycle {
+                state: state_of(row.get(at(0))),
+                attempt: row.get::<_, i32>(at(1)) as u32,
+                max_attempts: row.get::<_, i32>(at(2)) as u32,
+                run_at: Timestamp::from_millis(row.get(at(3))),
+                lease_seq: row.get::<_, i64>(at(4)) as u64,
+                lease_expires_at: row.get::<_, Option<i64>>(at(5)).map(Timestamp::from_millis),
+            },
+            lease_ms: row.get::<_, i64>(at(6)) as u64,
+            backoff: serde_json::from_str(row.get(at(7))).unwrap_or_default(),
+            queue: row.get(at(8)),
+        }
+    }
+}
+
 impl PostgresStore {
     /// Connects, migrates (under an advisory lock, so that nodes starting
     /// together do not race) and starts the notifier and listener.
@@ -234,19 +255,7 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
-        Ok(Some(Locked {
-            life: JobLifecycle {
-                state: state_of(row.get(0)),
-                attempt: row.get::<_, i32>(1) as u32,
-                max_attempts: row.get::<_, i32>(2) as u32,
-                run_at: Timestamp::from_millis(row.get(3)),
-                lease_seq: row.get::<_, i64>(4) as u64,
-                lease_expires_at: row.get::<_, Option<i64>>(5).map(Timestamp::from_millis),
-            },
-            lease_ms: row.get::<_, i64>(6) as u64,
-            backoff: serde_json::from_str(row.get(7)).unwrap_or_default(),
-            queue: row.get(8),
-        }))
+        Ok(Some(Locked::from_row(&row, 0)))
     }
 
     async fn write_life(
@@ -538,22 +547,7 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?
             .into_iter()
-            .map(|row| {
-                let locked = Locked {
-                    life: JobLifecycle {
-                        state: state_of(row.get(1)),
-                        attempt: row.get::<_, i32>(2) as u32,
-                        max_attempts: row.get::<_, i32>(3) as u32,
-                        run_at: Timestamp::from_millis(row.get(4)),
-                        lease_seq: row.get::<_, i64>(5) as u64,
-                        lease_expires_at: row.get::<_, Option<i64>>(6).map(Timestamp::from_millis),
-                    },
-                    lease_ms: row.get::<_, i64>(7) as u64,
-                    backoff: serde_json::from_str(row.get(8)).unwrap_or_default(),
-                    queue: row.get(9),
-                };
-                (job_id(row.get(0)), locked)
-            })
+            .map(|row| (job_id(row.get(0)), Locked::from_row(&row, 1)))
             .collect();
         let mut out = Vec::with_capacity(acks.len());
         let mut results: std::collections::HashMap<JobId, String> =
