@@ -16,6 +16,8 @@
 
 mod notify;
 mod schema;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};

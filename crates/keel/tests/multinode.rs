@@ -1,6 +1,6 @@
 //! Several `keel server` processes on one PostgreSQL database, as users scale
-//! out. Each test has a schema of its own, dropped at the end. The server is
-//! `KEEL_TEST_DATABASE_URL` (default: the local one on 127.0.0.1:5432).
+//! out. Each test has a schema of its own, dropped at the end
+//! (`keel_store_postgres::testing`).
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -10,68 +10,24 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use keel_store_postgres::testing::TestSchema;
 use serde_json::{Value, json};
-use tokio_postgres::NoTls;
 
-fn base_url() -> String {
-    std::env::var("KEEL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A schema for one test; its nodes' connections are ended and it is dropped
-/// when the test ends.
+/// A schema for one test, and its nodes.
 struct Database {
-    schema: String,
+    schema: TestSchema,
 }
 
 impl Database {
     async fn new() -> Self {
-        let schema = format!("keel_nodes_{:016x}", rand_u64());
-        let (client, connection) = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .unwrap();
-        Database { schema }
-    }
-
-    fn url(&self) -> String {
-        let separator = if base_url().contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-c%20search_path%3D{s}&application_name={s}",
-            base_url(),
-            s = self.schema
-        )
+        Database {
+            schema: TestSchema::create("keel_nodes").await.unwrap(),
+        }
     }
 
     async fn node(&self) -> Server {
-        Server::start_with(&["--database-url", &self.url()]).await
+        Server::start_with(&["--database-url", &self.schema.url()]).await
     }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.schema.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&base_url(), NoTls).await.unwrap();
-                tokio::spawn(connection);
-                client
-                    .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", &[&name])
-                    .await
-                    .unwrap();
-                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await.unwrap();
-            });
-        })
-        .join();
-    }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::process::id())
 }
 
 async fn is_leader(node: &Server) -> bool {
