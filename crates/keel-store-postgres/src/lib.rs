@@ -235,6 +235,14 @@ impl PostgresStore {
             .next(now)
     }
 
+    /// Tells maintenance here, and the leader wherever it runs, of a deadline.
+    fn deadline(&self, at: Option<Timestamp>) {
+        if let Some(at) = at {
+            self.signal.deadline(at);
+            self.notifier.deadline(at);
+        }
+    }
+
     /// Wakes leasers here at once and on every other node through NOTIFY.
     fn ready(&self, queue: &QueueRef) {
         self.signal.notify(queue);
@@ -335,6 +343,7 @@ impl Store for PostgresStore {
             .map_err(db)?;
         let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
         let mut fresh = 0u64;
+        let mut first_due: Option<Timestamp> = None;
         for job in jobs {
             let id = self.next_id(now);
             let life = JobLifecycle::new(&job, now);
@@ -392,6 +401,10 @@ impl Store for PostgresStore {
             ];
             tx.execute(&insert, &params).await.map_err(db)?;
             fresh += 1;
+            if life.state == JobState::Scheduled {
+                first_due =
+                    Some(first_due.map_or(job.run_at, |due: Timestamp| due.min(job.run_at)));
+            }
             out.push(Enqueued {
                 id,
                 state: life.state,
@@ -423,6 +436,7 @@ impl Store for PostgresStore {
             }
         }
         tx.commit().await.map_err(db)?;
+        self.deadline(first_due);
         if out
             .iter()
             .any(|e| e.state == JobState::Ready && !e.deduplicated)
@@ -492,6 +506,11 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        self.deadline(
+            rows.iter()
+                .map(|row| Timestamp::from_millis(row.get(5)))
+                .min(),
+        );
         let mut leased: Vec<(i64, LeasedJob)> = rows
             .into_iter()
             .map(|row| {
@@ -645,6 +664,11 @@ impl Store for PostgresStore {
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
+        let retries = out
+            .iter()
+            .flatten()
+            .filter(|a| a.state == JobState::Scheduled);
+        self.deadline(retries.filter_map(|a| a.run_at).min());
         woken.sort();
         woken.dedup();
         for queue in woken {
@@ -674,6 +698,7 @@ impl Store for PostgresStore {
                 .heartbeat(token.lease_seq, now, lease_ms.unwrap_or(locked.lease_ms))?;
         Self::write_life(&tx, token.job, &locked.life, now, None).await?;
         tx.commit().await.map_err(db)?;
+        self.deadline(Some(until));
         Ok(until)
     }
 

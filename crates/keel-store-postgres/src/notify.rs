@@ -3,22 +3,32 @@
 //! every queue that piled up meanwhile, in one statement and outside any
 //! enqueue transaction. A NOTIFY inside each enqueue transaction serializes
 //! commits (measured on this machine: 6–9k inserts/s plain, 566/s with NOTIFY).
-//! A listener connection turns notifications from any node into local
-//! [`ReadySignal`] wake-ups, reconnecting when the connection drops.
+//! Deadlines (a delayed job, a lease, a retry) travel the same way, so the
+//! maintenance leader wakes for them whichever node set them. A listener
+//! connection turns notifications from any node into local [`ReadySignal`]
+//! wake-ups, reconnecting when the connection drops.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
-use keel_core::{Namespace, QueueName, QueueRef};
+use keel_core::{Namespace, QueueName, QueueRef, Timestamp};
 use keel_store::ReadySignal;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+/// What other nodes are told.
+enum Wake {
+    /// Jobs became leasable in this queue.
+    Ready(QueueRef),
+    /// A job or lease falls due then: the maintenance leader must know.
+    Deadline(Timestamp),
+}
+
 pub struct Notifier {
-    queues: mpsc::UnboundedSender<QueueRef>,
+    queues: mpsc::UnboundedSender<Wake>,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -39,7 +49,11 @@ impl Notifier {
     }
 
     pub fn notify(&self, queue: QueueRef) {
-        let _ = self.queues.send(queue);
+        let _ = self.queues.send(Wake::Ready(queue));
+    }
+
+    pub fn deadline(&self, at: Timestamp) {
+        let _ = self.queues.send(Wake::Deadline(at));
     }
 
     pub fn stop(&self) {
@@ -49,16 +63,27 @@ impl Notifier {
     }
 }
 
-async fn send(pool: Pool, channel: String, mut pending: mpsc::UnboundedReceiver<QueueRef>) {
+async fn send(pool: Pool, channel: String, mut pending: mpsc::UnboundedReceiver<Wake>) {
     while let Some(first) = pending.recv().await {
-        let mut queues = BTreeSet::from([first]);
+        let mut queues = BTreeSet::new();
+        let mut earliest: Option<Timestamp> = None;
+        let mut take = |wake: Wake| match wake {
+            Wake::Ready(queue) => {
+                queues.insert(queue);
+            }
+            Wake::Deadline(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+        };
+        take(first);
         while let Ok(more) = pending.try_recv() {
-            queues.insert(more);
+            take(more);
         }
-        let payloads: Vec<String> = queues
+        let mut payloads: Vec<String> = queues
             .iter()
             .map(|q| format!("{}/{}", q.namespace, q.queue))
             .collect();
+        // Only the earliest deadline matters: maintenance wakes for it and
+        // then finds every later one itself.
+        payloads.extend(earliest.map(|at| format!("@{}", at.as_millis())));
         let sent = match pool.get().await {
             Ok(client) => client
                 .execute(
@@ -99,7 +124,11 @@ async fn listen(config: tokio_postgres::Config, channel: String, signal: ReadySi
                         }
                         message = messages.next() => match message {
                             Some(Ok(AsyncMessage::Notification(n))) => {
-                                if let Some(queue) = parse(n.payload()) {
+                                if let Some(ms) = n.payload().strip_prefix('@') {
+                                    if let Ok(ms) = ms.parse() {
+                                        signal.deadline(Timestamp::from_millis(ms));
+                                    }
+                                } else if let Some(queue) = parse(n.payload()) {
                                     signal.notify(&queue);
                                 }
                             }

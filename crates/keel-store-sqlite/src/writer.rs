@@ -253,6 +253,9 @@ impl Writer {
                 for queue in self.hot.take_woken() {
                     self.signal.notify(&self.hot.queues[queue].queue);
                 }
+                if let Some(due) = self.hot.next_due() {
+                    self.signal.deadline(due);
+                }
                 let wrote = self.conn.total_changes() != tx.changes_at_begin;
                 self.syncer.submit(tx.answers, wrote);
             }

@@ -52,7 +52,8 @@ macro_rules! store_conformance_suite {
             policy_round_trips_and_bounds_concurrency, namespace_bound_refuses_whole_batch,
             enqueue_fires_the_ready_signal, maintenance_reports_the_next_deadline,
             prune_deletes_finished_jobs_past_retention, batch_ack_answers_each_item,
-            state_survives_reopen, unknown_jobs_are_not_found);
+            state_survives_reopen, unknown_jobs_are_not_found,
+            new_deadlines_wake_maintenance);
 
         /// Random interleavings of leases, acks, heartbeats, cancels and time.
         #[test]
@@ -971,6 +972,38 @@ pub async fn unknown_jobs_are_not_found(h: Harness) {
     assert_eq!(err.code, ErrorCode::JobNotFound);
 }
 
+pub async fn new_deadlines_wake_maintenance(h: Harness) {
+    let q = queue("work");
+    let signal = h.store.ready_signal();
+    signal.set_next_maintenance(at(60_000));
+    let mut later = job("1");
+    later.run_at = at(5000);
+    enqueue(&*h.store, &q, vec![later]).await;
+    let woken = signal.maintenance_woken();
+    tokio::pin!(woken);
+    assert!(
+        futures_ready(woken).await,
+        "a job due before the planned wake-up wakes maintenance"
+    );
+
+    signal.set_next_maintenance(at(4000));
+    enqueue(&*h.store, &q, vec![job("2")]).await;
+    let woken = signal.maintenance_woken();
+    tokio::pin!(woken);
+    let woken = assert_pending(woken).await;
+    let req = LeaseRequest {
+        queue: q.clone(),
+        worker_id: "w".into(),
+        max_jobs: 1,
+        lease_ms: Some(1000),
+    };
+    assert_eq!(h.store.jobs_lease(&req, T0).await.unwrap().len(), 1);
+    assert!(
+        futures_ready(woken).await,
+        "a lease expiring before the planned wake-up wakes maintenance"
+    );
+}
+
 /// Whether a notification was already delivered (polls the future once).
 async fn futures_ready<F: Future>(fut: Pin<&mut F>) -> bool {
     let mut fut = fut;
@@ -981,7 +1014,7 @@ async fn futures_ready<F: Future>(fut: Pin<&mut F>) -> bool {
 async fn assert_pending<F: Future>(mut fut: Pin<&mut F>) -> Pin<&mut F> {
     let ready =
         std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_ready())).await;
-    assert!(!ready, "a scheduled job must not wake leasers");
+    assert!(!ready, "woken too early");
     fut
 }
 

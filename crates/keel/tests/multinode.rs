@@ -222,3 +222,36 @@ async fn maintenance_moves_to_another_node_when_the_leader_dies() {
         started.elapsed()
     );
 }
+
+/// A delayed job enqueued through a node that does not lead maintenance is
+/// promoted on time: the deadline travels to the leader over NOTIFY, instead of
+/// waiting for the leader's idle wake-up (2 s). Three rounds, so that a lucky
+/// idle wake-up cannot pass for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deadlines_set_on_any_node_reach_the_leader() {
+    let db = Database::new().await;
+    let nodes = [db.node().await, db.node().await, db.node().await];
+    let lead = leader(&nodes.iter().collect::<Vec<_>>()).await;
+    let follower = &nodes[(lead + 1) % 3];
+    for round in 0..3 {
+        follower
+            .enqueue("delayed", json!({"payload": round, "delay_ms": 300}))
+            .await;
+        let enqueued = Instant::now();
+        let jobs = follower.lease("delayed", json!({"wait_ms": 10000})).await;
+        assert_eq!(jobs.len(), 1);
+        let waited = enqueued.elapsed();
+        assert!(
+            waited < Duration::from_millis(1200),
+            "round {round}: promoted after {waited:?}"
+        );
+        let token = &jobs[0]["lease_token"];
+        let id = jobs[0]["id"].as_str().unwrap();
+        follower
+            .post(
+                &format!("/namespaces/default/jobs/{id}/complete"),
+                json!({"lease_token": token}),
+            )
+            .await;
+    }
+}

@@ -79,11 +79,7 @@ pub async fn enqueue(
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let first_due = jobs.iter().map(|j| j.run_at).filter(|t| *t > now).min();
     let enqueued = engine.store.jobs_enqueue(&queue, jobs, now).await?;
-    if let Some(due) = first_due {
-        engine.timer.wake_by(due);
-    }
     let fresh = enqueued.iter().filter(|e| !e.deduplicated).count() as u64;
     crate::metrics::job_enqueued(&queue, fresh);
     engine.rates.record(&queue, Event::Enqueued, fresh, now);
@@ -168,7 +164,7 @@ async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> A
         let now = engine.now();
         let jobs = engine.store.jobs_lease(req, now).await?;
         if !jobs.is_empty() {
-            record_leases(engine, &req.queue, &jobs, now);
+            record_leases(&req.queue, &jobs, now);
             return Ok(jobs);
         }
         if engine.shutdown.is_fired() {
@@ -182,13 +178,10 @@ async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> A
     }
 }
 
-fn record_leases(engine: &Engine, queue: &QueueRef, jobs: &[LeasedJob], now: Timestamp) {
+fn record_leases(queue: &QueueRef, jobs: &[LeasedJob], now: Timestamp) {
     crate::metrics::job_leased(queue, jobs.len() as u64);
     for job in jobs {
         crate::metrics::job_wait(queue, now.millis_since(job.run_at) as f64 / 1000.0);
-    }
-    if let Some(first_expiry) = jobs.iter().map(|j| j.lease_expires_at).min() {
-        engine.timer.wake_by(first_expiry);
     }
 }
 
@@ -297,9 +290,6 @@ async fn ack_many(
                 if state == JobState::Dead {
                     crate::metrics::job_dead(&queue, 1);
                 }
-                if let Some(run_at) = acked.run_at.filter(|_| state == JobState::Scheduled) {
-                    engine.timer.wake_by(run_at);
-                }
             }
         }
     }
@@ -360,7 +350,6 @@ pub async fn heartbeat(
         .store
         .job_heartbeat(&ns, token, body.lease_ms, engine.now())
         .await?;
-    engine.timer.wake_by(until);
     Ok(Json(json!({ "lease_expires_at": until })))
 }
 

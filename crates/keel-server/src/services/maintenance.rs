@@ -1,5 +1,5 @@
 //! Promotes due jobs and reclaims expired leases, waking at the next deadline
-//! the store reports (or earlier, when a request creates an earlier one), so a
+//! the store reports (or earlier, when the store signals an earlier one), so a
 //! due job is leasable and an expired lease reclaimed within milliseconds, and
 //! an idle server sleeps. On a shared store only the elected leader runs it.
 
@@ -69,11 +69,12 @@ impl Maintenance {
                     now.plus_ms(RETRY_AFTER_ERROR_MS)
                 }
             };
-            engine.timer.set_next(next);
+            let signal = engine.store.ready_signal();
+            signal.set_next_maintenance(next);
             let sleep = Duration::from_millis(next.millis_since(now));
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
-                () = engine.timer.woken() => {}
+                () = signal.maintenance_woken() => {}
                 () = shutdown.clone().wait() => return,
             }
         }
