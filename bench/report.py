@@ -119,10 +119,10 @@ def analysis(w, keel, systems, order):
     fast = keel.get("latency_fast")
     if fast:
         w(f"- **latency at {fast['rate']:,} jobs/s** (p99 {fast['p99_ms']} ms in this run) varies widely from run "
-          "to run on this box. Three back-to-back runs of `keel bench --phases latency_fast --secs 5` gave p99s of "
-          "6.2, 6.9 and 15 ms; the build before pipelined group commit gave 12.7, 73 and 475 ms. At this rate "
-          "the open-loop producer (10,000 requests/s), the server and the workers share 2 cores, and a checkpoint "
-          "or scheduling stall shows up in the tail.")
+          "to run on this box, while p50 stays at 1.6–1.8 ms. Ten-second runs of `keel bench --phases latency_fast` "
+          "within one hour gave p99s of 6.0, 11.5, 11.6, 48 and 96 ms at the final commit, and 9, 29 and 32 ms at "
+          "the commit before it. At this rate the open-loop producer (10,000 requests/s), the server and the "
+          "workers share 2 cores, and a scheduling or IO stall shows up in the tail.")
     mem = keel.get("memory")
     if mem:
         per_job = (mem["rss_mb"] - mem["rss_mb_before"]) * 1024 * 1024 / mem["queued"]
