@@ -1,7 +1,6 @@
-//! The injected clock. Engine code asks a [`Clock`] for `now` so that tests can
-//! move time by hand ([`ManualClock`]) instead of sleeping.
-
-use std::sync::atomic::{AtomicI64, Ordering};
+//! The injected clock. Engine code asks a [`Clock`] for `now`; every state
+//! transition below it takes `now` as an argument, so tests pass the times
+//! they want instead of sleeping.
 
 use crate::Timestamp;
 
@@ -17,29 +16,5 @@ impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {
         Timestamp::from_millis(chrono::Utc::now().timestamp_millis())
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug)]
-pub struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> Self {
-        ManualClock(AtomicI64::new(start.as_millis()))
-    }
-
-    pub fn advance_ms(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    pub fn set(&self, at: Timestamp) {
-        self.0.store(at.as_millis(), Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
     }
 }

@@ -17,7 +17,7 @@ pub mod policy;
 pub mod time;
 
 pub use backoff::Backoff;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorCode};
 pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};

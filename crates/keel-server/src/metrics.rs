@@ -77,9 +77,13 @@ pub fn job_dead(queue: &QueueRef, n: u64) {
     counter!("keel_jobs_dead_total", &labels(queue)).increment(n);
 }
 
-/// Time from when a job became leasable to its lease.
-pub fn job_wait(queue: &QueueRef, seconds: f64) {
-    histogram!("keel_job_wait_seconds", &labels(queue)).record(seconds);
+/// Time from when each job became leasable to its lease; the labels are
+/// resolved once per lease batch, not once per job.
+pub fn job_waits(queue: &QueueRef, seconds: impl Iterator<Item = f64>) {
+    let histogram = histogram!("keel_job_wait_seconds", &labels(queue));
+    for s in seconds {
+        histogram.record(s);
+    }
 }
 
 /// The Prometheus text exposition, with queue depths fresh from the store.

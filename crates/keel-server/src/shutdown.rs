@@ -2,7 +2,7 @@
 
 use tokio::sync::watch;
 
-/// Fires the shutdown; dropping it fires it too.
+/// Fires the shutdown; dropping it also ends every wait.
 #[derive(Debug)]
 pub struct ShutdownTrigger(watch::Sender<bool>);
 
@@ -10,14 +10,10 @@ pub struct ShutdownTrigger(watch::Sender<bool>);
 #[derive(Clone, Debug)]
 pub struct Shutdown(watch::Receiver<bool>);
 
-pub fn channel() -> (ShutdownTrigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (ShutdownTrigger(tx), Shutdown(rx))
-}
-
 impl ShutdownTrigger {
     pub fn new() -> (ShutdownTrigger, Shutdown) {
-        channel()
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
     }
 
     pub fn fire(&self) {

@@ -1,6 +1,7 @@
 //! Job endpoints: enqueue, lease (long-poll), complete, fail, heartbeat, batch
 //! acks, cancel, get, list and redrive.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use keel_core::job::JobRequest;
 use keel_core::limits::MAX_LEASE_MS;
 use keel_core::policy::check_lease_ms;
 use keel_core::{
-    Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, QueueRef, Retry, Timestamp,
+    Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, QueueName, QueueRef, Retry, Timestamp,
 };
 use keel_store::{Ack, AckOutcome, Acked, JobFilter, LeaseRequest, LeasedJob, RedriveSelection};
 use serde::{Deserialize, Serialize};
@@ -180,9 +181,10 @@ async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> A
 
 fn record_leases(queue: &QueueRef, jobs: &[LeasedJob], now: Timestamp) {
     crate::metrics::job_leased(queue, jobs.len() as u64);
-    for job in jobs {
-        crate::metrics::job_wait(queue, now.millis_since(job.run_at) as f64 / 1000.0);
-    }
+    let waits = jobs
+        .iter()
+        .map(|job| now.millis_since(job.run_at) as f64 / 1000.0);
+    crate::metrics::job_waits(queue, waits);
 }
 
 fn token_for(id: JobId, token: &str) -> Api<LeaseToken> {
@@ -274,24 +276,32 @@ async fn ack_many(
     }
     let now = engine.now();
     let results = engine.store.jobs_ack(namespace, acks, now).await?;
+    // Count per queue, so that a batch of a thousand acks touches each
+    // metric once instead of a thousand times.
+    let mut tally: HashMap<&QueueName, (u64, u64, u64)> = HashMap::new();
     for acked in results.iter().flatten() {
+        let (completed, failed, dead) = tally.entry(&acked.queue).or_default();
+        match acked.state {
+            JobState::Succeeded => *completed += 1,
+            JobState::Dead => {
+                *failed += 1;
+                *dead += 1;
+            }
+            _ => *failed += 1,
+        }
+    }
+    for (queue, (completed, failed, dead)) in tally {
         let queue = QueueRef {
             namespace: namespace.clone(),
-            queue: acked.queue.clone(),
+            queue: queue.clone(),
         };
-        match acked.state {
-            JobState::Succeeded => {
-                crate::metrics::job_completed(&queue, 1);
-                engine.rates.record(&queue, Event::Completed, 1, now);
-            }
-            state => {
-                crate::metrics::job_failed(&queue, 1);
-                engine.rates.record(&queue, Event::Failed, 1, now);
-                if state == JobState::Dead {
-                    crate::metrics::job_dead(&queue, 1);
-                }
-            }
-        }
+        crate::metrics::job_completed(&queue, completed);
+        crate::metrics::job_failed(&queue, failed);
+        crate::metrics::job_dead(&queue, dead);
+        engine
+            .rates
+            .record(&queue, Event::Completed, completed, now);
+        engine.rates.record(&queue, Event::Failed, failed, now);
     }
     Ok(results)
 }
