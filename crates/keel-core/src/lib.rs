@@ -1,5 +1,5 @@
-//! The pure domain of Keel: ids, names, time, limits, errors, retry backoff and
-//! the job state machine.
+//! The pure domain of Keel: ids, names, time, limits, errors, retry backoff,
+//! the job state machine and the workflow scheduler.
 //!
 //! Architecture invariant: this crate does no IO and never reads the clock
 //! (except [`clock::SystemClock`], the one sanctioned place). Every function that
@@ -15,6 +15,7 @@ pub mod limits;
 pub mod name;
 pub mod policy;
 pub mod time;
+pub mod workflow;
 
 pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock};
