@@ -20,6 +20,10 @@ pub enum ErrorCode {
     LeaseLost,
     /// The job is in a state the action does not apply to.
     InvalidState,
+    /// Someone else changed the thing first (a run advanced by another node).
+    Conflict,
+    /// A workflow definition has problems; the message lists every one.
+    InvalidDefinition,
     /// A body or a payload is larger than the limit.
     PayloadTooLarge,
     /// The namespace holds as many unfinished jobs as it may.
@@ -44,6 +48,8 @@ impl ErrorCode {
             ErrorCode::JobNotFound => "job_not_found",
             ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::InvalidDefinition => "invalid_definition",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NamespaceFull => "namespace_full",
             ErrorCode::StorageFull => "storage_full",
@@ -58,10 +64,11 @@ impl ErrorCode {
             ErrorCode::InvalidRequest
             | ErrorCode::InvalidJson
             | ErrorCode::InvalidName
-            | ErrorCode::BatchTooLarge => 400,
+            | ErrorCode::BatchTooLarge
+            | ErrorCode::InvalidDefinition => 400,
             ErrorCode::NotFound | ErrorCode::JobNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::LeaseLost | ErrorCode::InvalidState => 409,
+            ErrorCode::LeaseLost | ErrorCode::InvalidState | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::NamespaceFull => 429,
             ErrorCode::ShuttingDown => 503,

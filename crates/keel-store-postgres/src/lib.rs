@@ -15,6 +15,7 @@
 //! after commits, never inside an enqueue transaction ([`notify`]).
 
 mod notify;
+mod runs;
 mod schema;
 #[doc(hidden)]
 pub mod testing;
@@ -24,13 +25,15 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use keel_core::workflow::{RunId, RunState};
 use keel_core::{
     AttemptError, Backoff, Error, ErrorCode, Job, JobId, JobIdGenerator, JobLifecycle, JobState,
     LeaseToken, Limits, Namespace, NewJob, QueueName, QueuePolicy, QueueRef, Timestamp, Transition,
 };
 use keel_store::{
     Ack, AckOutcome, Acked, Depth, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage,
-    LeaseRequest, LeasedJob, MaintenanceReport, QueueStats, ReadySignal, RedriveSelection, Store,
+    LeaseRequest, LeasedJob, MaintenanceReport, NewRun, QueueStats, ReadySignal, RedriveSelection,
+    RunFilter, RunPage, Store, StoredRun, WorkflowVersion,
 };
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
@@ -110,11 +113,13 @@ struct Locked {
     lease_ms: u64,
     backoff: Backoff,
     queue: String,
+    /// A workflow step's job: its run hears when it ends.
+    from_run: bool,
 }
 
 impl Locked {
     /// From the columns `state, attempt, max_attempts, run_at, lease_seq,
-    /// lease_expires_at, lease_ms, backoff, queue`, starting at `first`.
+    /// lease_expires_at, lease_ms, backoff, queue, from_run`, starting at `first`.
     fn from_row(row: &tokio_postgres::Row, first: usize) -> Self {
         let at = |i: usize| first + i;
         Locked {
@@ -129,6 +134,7 @@ impl Locked {
             lease_ms: row.get::<_, i64>(at(6)) as u64,
             backoff: serde_json::from_str(row.get(at(7))).unwrap_or_default(),
             queue: row.get(at(8)),
+            from_run: row.get::<_, Option<bool>>(at(9)).unwrap_or(false),
         }
     }
 }
@@ -583,6 +589,7 @@ impl Store for PostgresStore {
                 continue;
             };
             let queue = QueueName::new(&locked.queue)?;
+            let from_run = locked.from_run;
             let lease_seq = ack.token.lease_seq;
             let acked = match ack.outcome {
                 AckOutcome::Complete { result } => locked.life.complete(lease_seq, now).map(|()| {
@@ -594,6 +601,7 @@ impl Store for PostgresStore {
                         queue,
                         state: JobState::Succeeded,
                         run_at: None,
+                        from_run,
                     }
                 }),
                 AckOutcome::Fail { message, retry } => locked
@@ -613,6 +621,7 @@ impl Store for PostgresStore {
                             queue,
                             state: locked.life.state,
                             run_at,
+                            from_run,
                         }
                     }),
             };
@@ -721,6 +730,7 @@ impl Store for PostgresStore {
             queue: QueueName::new(&locked.queue)?,
             state: JobState::Cancelled,
             run_at: None,
+            from_run: locked.from_run,
         })
     }
 
@@ -1132,6 +1142,74 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         Ok(pruned)
+    }
+
+    async fn workflow_put(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        definition: &str,
+        now: Timestamp,
+    ) -> Result<(u32, bool), Error> {
+        let mut client = self.client().await?;
+        runs::workflow_put(&mut client, namespace, name, definition, now).await
+    }
+
+    async fn workflow_get(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<WorkflowVersion, Error> {
+        let client = self.client().await?;
+        let mut versions = runs::workflow_versions(&client, namespace, name, version).await?;
+        versions.pop().ok_or_else(|| Error::internal("no version"))
+    }
+
+    async fn workflow_versions(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Result<Vec<WorkflowVersion>, Error> {
+        let client = self.client().await?;
+        runs::workflow_versions(&client, namespace, name, None).await
+    }
+
+    async fn run_create(
+        &self,
+        namespace: &Namespace,
+        run: NewRun,
+        now: Timestamp,
+    ) -> Result<(StoredRun, bool), Error> {
+        let mut client = self.client().await?;
+        runs::run_create(&mut client, namespace, run, now).await
+    }
+
+    async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error> {
+        let client = self.client().await?;
+        runs::run_get(&client, namespace, id).await
+    }
+
+    async fn run_update(
+        &self,
+        namespace: &Namespace,
+        id: RunId,
+        rev: u64,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        let client = self.client().await?;
+        runs::run_update(&client, namespace, id, rev, state, now).await
+    }
+
+    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
+        let client = self.client().await?;
+        runs::runs_list(&client, namespace, filter).await
+    }
+
+    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
+        let client = self.client().await?;
+        runs::runs_active(&client, cursor, limit).await
     }
 
     fn ready_signal(&self) -> ReadySignal {

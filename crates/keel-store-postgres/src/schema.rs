@@ -3,7 +3,10 @@
 
 use tokio_postgres::Client;
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_jobs.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_jobs.sql"),
+    include_str!("../migrations/0002_workflows.sql"),
+];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;
 

@@ -33,6 +33,8 @@ pub struct LiveJob {
     /// million queued jobs should not carry a million copies.
     pub backoff: u32,
     pub ordering_key: Option<Arc<str>>,
+    /// A workflow step's job (tagged `keel.run`): its run hears when it ends.
+    pub from_run: bool,
 }
 
 /// Lease order: highest priority, then oldest `run_at`, then enqueue order.

@@ -9,6 +9,7 @@
 mod checkpointer;
 mod hot;
 mod rows;
+mod runs;
 mod schema;
 mod syncer;
 mod writer;
@@ -19,13 +20,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
+use keel_core::workflow::{RunId, RunState};
 use keel_core::{
     Error, ErrorCode, Job, JobId, LeaseToken, Limits, Namespace, NewJob, QueuePolicy, QueueRef,
     Timestamp,
 };
 use keel_store::{
     Ack, Acked, Depth, Enqueued, JobFilter, JobPage, LeaseRequest, LeasedJob, MaintenanceReport,
-    QueueStats, ReadySignal, RedriveSelection, Store,
+    NewRun, QueueStats, ReadySignal, RedriveSelection, RunFilter, RunPage, Store, StoredRun,
+    WorkflowVersion,
 };
 use rusqlite::{Connection, OpenFlags};
 use serde_json::value::RawValue;
@@ -152,6 +155,14 @@ impl SqliteStore {
             return Err(shutting_down());
         }
         answer.await.unwrap_or_else(|_| Err(shutting_down()))
+    }
+
+    /// Runs a write of [`runs`] inside the writer's open transaction.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> writer::Applied<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.call(|reply| writer::exec(reply, write)).await
     }
 
     /// Runs a read on one of the reader connections, off the async threads.
@@ -336,6 +347,85 @@ impl Store for SqliteStore {
 
     async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error> {
         self.call(|reply| Command::Prune { now, reply }).await
+    }
+
+    async fn workflow_put(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        definition: &str,
+        now: Timestamp,
+    ) -> Result<(u32, bool), Error> {
+        let (namespace, name, definition) =
+            (namespace.clone(), name.to_owned(), definition.to_owned());
+        self.write(move |conn| runs::workflow_put(conn, &namespace, &name, &definition, now))
+            .await
+    }
+
+    async fn workflow_get(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<WorkflowVersion, Error> {
+        let (namespace, name) = (namespace.clone(), name.to_owned());
+        self.read(move |conn| {
+            let found = runs::workflow_versions(conn, &namespace, &name, version)?;
+            Ok(found.and_then(|mut v| v.pop().ok_or_else(|| Error::internal("no version"))))
+        })
+        .await
+    }
+
+    async fn workflow_versions(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Result<Vec<WorkflowVersion>, Error> {
+        let (namespace, name) = (namespace.clone(), name.to_owned());
+        self.read(move |conn| runs::workflow_versions(conn, &namespace, &name, None))
+            .await
+    }
+
+    async fn run_create(
+        &self,
+        namespace: &Namespace,
+        run: NewRun,
+        now: Timestamp,
+    ) -> Result<(StoredRun, bool), Error> {
+        let namespace = namespace.clone();
+        self.write(move |conn| runs::run_create(conn, &namespace, run, now))
+            .await
+    }
+
+    async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error> {
+        let namespace = namespace.clone();
+        self.read(move |conn| runs::run_get(conn, &namespace, id))
+            .await
+    }
+
+    async fn run_update(
+        &self,
+        namespace: &Namespace,
+        id: RunId,
+        rev: u64,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        let (namespace, state) = (namespace.clone(), state.clone());
+        self.write(move |conn| runs::run_update(conn, &namespace, id, rev, &state, now))
+            .await
+    }
+
+    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
+        let (namespace, filter) = (namespace.clone(), filter.clone());
+        self.read(move |conn| runs::runs_page(conn, Some(&namespace), &filter))
+            .await
+    }
+
+    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
+        let filter = runs::active_filter(cursor, limit);
+        self.read(move |conn| runs::runs_page(conn, None, &filter))
+            .await
     }
 
     fn ready_signal(&self) -> ReadySignal {

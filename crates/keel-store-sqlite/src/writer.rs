@@ -22,7 +22,7 @@ use keel_core::{
 };
 use keel_store::{
     Ack, AckOutcome, Acked, Depth, Enqueued, IDEMPOTENCY_WINDOW_MS, LeaseRequest, LeasedJob,
-    MaintenanceReport, QueueStats, ReadySignal, RedriveSelection,
+    MaintenanceReport, QueueStats, RUN_TAG, ReadySignal, RedriveSelection,
 };
 use rusqlite::{Connection, ErrorCode as SqliteCode, OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -115,6 +115,36 @@ pub enum Command {
     },
     /// From the syncer: a sync finished; commit what gathered meanwhile.
     SyncDone,
+    /// A write outside the job index (workflows, runs); see [`exec`].
+    Exec(Box<dyn FnOnce(&Connection, bool) -> (Pending, Option<rusqlite::Error>) + Send>),
+}
+
+/// A write of another module, run inside the open transaction so that it is
+/// group-committed and fsynced like the job writes.
+pub fn exec<T: Send + 'static>(
+    reply: Reply<T>,
+    write: impl FnOnce(&Connection) -> Applied<T> + Send + 'static,
+) -> Command {
+    Command::Exec(Box::new(move |conn, skip| {
+        if skip {
+            finish(reply, Ok(Err(Error::internal("transaction failed"))))
+        } else {
+            finish(reply, write(conn))
+        }
+    }))
+}
+
+fn finish<T: Send + 'static>(
+    reply: Reply<T>,
+    applied: Applied<T>,
+) -> (Pending, Option<rusqlite::Error>) {
+    match applied {
+        Ok(result) => (pending(reply, result), None),
+        Err(fault) => (
+            pending(reply, Err(Error::internal("transaction failed"))),
+            Some(fault),
+        ),
+    }
 }
 
 fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Pending {
@@ -148,7 +178,7 @@ impl OpenTx {
 }
 
 /// A command's outcome: a storage fault (outer) or the answer for the caller.
-type Applied<T> = rusqlite::Result<Result<T, Error>>;
+pub type Applied<T> = rusqlite::Result<Result<T, Error>>;
 
 pub struct Writer {
     conn: Connection,
@@ -304,18 +334,6 @@ impl Writer {
     /// Runs `cmd` (or, with `skip`, only prepares its answer slot for a batch
     /// that already failed).
     fn dispatch(&mut self, cmd: Command, skip: bool) -> (Pending, Option<rusqlite::Error>) {
-        fn finish<T: Send + 'static>(
-            reply: Reply<T>,
-            applied: Applied<T>,
-        ) -> (Pending, Option<rusqlite::Error>) {
-            match applied {
-                Ok(result) => (pending(reply, result), None),
-                Err(fault) => (
-                    pending(reply, Err(Error::internal("transaction failed"))),
-                    Some(fault),
-                ),
-            }
-        }
         macro_rules! run {
             ($reply:expr, $body:expr) => {
                 if skip {
@@ -381,6 +399,7 @@ impl Writer {
             Command::Prune { now, reply } => run!(reply, self.prune(now)),
             Command::Shutdown { reply } => run!(reply, Ok(Ok(()))),
             Command::SyncDone => (Box::new(|_| {}), None),
+            Command::Exec(write) => write(&self.conn, skip),
         }
     }
 
@@ -425,7 +444,7 @@ impl Writer {
 
         let mut stmt = self.conn.prepare(
             "SELECT seq, id, namespace, queue, state, priority, attempt, max_attempts, run_at, \
-             lease_seq, lease_expires_at, lease_ms, backoff, ordering_key \
+             lease_seq, lease_expires_at, lease_ms, backoff, ordering_key, tags \
              FROM jobs WHERE finished_at IS NULL ORDER BY seq",
         )?;
         let mut rows = stmt.query([])?;
@@ -451,6 +470,7 @@ impl Writer {
                     serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
                 ),
                 ordering_key: row.get::<_, Option<String>>(13)?.map(Arc::from),
+                from_run: tags_from_sql(row.get(14)?).contains_key(RUN_TAG),
             };
             hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?), job);
         }
@@ -565,6 +585,7 @@ impl Writer {
             }
             let id = self.ids.next(now);
             let life = JobLifecycle::new(&job, now);
+            let from_run = job.tags.contains_key(RUN_TAG);
             self.conn
                 .prepare_cached(
                     "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
@@ -618,6 +639,7 @@ impl Writer {
                     lease_ms: job.lease_ms as u32,
                     backoff,
                     ordering_key: job.ordering_key.map(Arc::from),
+                    from_run,
                 },
             );
             out.push(enqueued);
@@ -746,6 +768,7 @@ impl Writer {
             return Ok(Err(self.why_not_live(namespace, id, Error::lease_lost)?));
         };
         let queue = self.hot.queues[job.queue].queue.queue.clone();
+        let from_run = job.from_run;
         let lease_seq = ack.token.lease_seq;
         match ack.outcome {
             AckOutcome::Complete { result } => {
@@ -768,6 +791,7 @@ impl Writer {
                     queue,
                     state: JobState::Succeeded,
                     run_at: None,
+                    from_run,
                 }))
             }
             AckOutcome::Fail { message, retry } => {
@@ -795,6 +819,7 @@ impl Writer {
                     queue,
                     state: life.state,
                     run_at,
+                    from_run,
                 }))
             }
         }
@@ -865,6 +890,7 @@ impl Writer {
             return Ok(Err(self.why_not_live(namespace, id, finished)?));
         };
         let queue = self.hot.queues[job.queue].queue.queue.clone();
+        let from_run = job.from_run;
         let cancelled = self
             .hot
             .update(id, |job| job.life.cancel().map(|()| job.seq));
@@ -884,6 +910,7 @@ impl Writer {
             queue,
             state: JobState::Cancelled,
             run_at: None,
+            from_run,
         }))
     }
 
@@ -976,6 +1003,8 @@ impl Writer {
                     lease_ms: lease_ms as u32,
                     backoff,
                     ordering_key: ordering_key.map(Arc::from),
+                    // A redriven job is on its own: its step already failed.
+                    from_run: false,
                 },
             );
             moved.push(id);

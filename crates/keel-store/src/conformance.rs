@@ -20,9 +20,11 @@ use keel_core::{
 };
 use serde_json::value::RawValue;
 
+use keel_core::workflow::{RunState, RunStatus, StepRecord};
+
 use crate::{
-    Ack, AckOutcome, IDEMPOTENCY_WINDOW_MS, JobFilter, LeaseRequest, LeasedJob, RedriveSelection,
-    Store,
+    Ack, AckOutcome, IDEMPOTENCY_WINDOW_MS, JobFilter, LeaseRequest, LeasedJob, NewRun, RUN_TAG,
+    RedriveSelection, RunFilter, Store,
 };
 
 type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send>> + Send + Sync>;
@@ -53,7 +55,10 @@ macro_rules! store_conformance_suite {
             enqueue_fires_the_ready_signal, maintenance_reports_the_next_deadline,
             prune_deletes_finished_jobs_past_retention, batch_ack_answers_each_item,
             state_survives_reopen, unknown_jobs_are_not_found,
-            new_deadlines_wake_maintenance);
+            new_deadlines_wake_maintenance, workflow_versions_change_only_with_content,
+            runs_are_created_once_per_idempotency_key, run_updates_are_compare_and_set,
+            runs_list_newest_first_filtered_and_paged, active_runs_span_namespaces,
+            runs_survive_reopen, acks_say_which_jobs_belong_to_runs);
 
         /// Random interleavings of leases, acks, heartbeats, cancels and time.
         #[test]
@@ -1119,4 +1124,321 @@ pub fn random_operation_sequences_lose_nothing(
             Ok(())
         })?;
     });
+}
+
+// ---- workflows and runs ----
+
+fn run_state(status: RunStatus) -> RunState {
+    RunState {
+        status,
+        generation: 0,
+        steps: [("a".to_owned(), StepRecord::pending())].into(),
+        signals: Default::default(),
+        completed: Vec::new(),
+        compensating: false,
+        compensations: Vec::new(),
+        output: None,
+        error: None,
+        deadline: None,
+        wake_at: None,
+        parent: None,
+    }
+}
+
+fn new_run(id: u8, workflow: &str, key: Option<&str>) -> NewRun {
+    NewRun {
+        id: JobId::from_bytes([id; 16]),
+        workflow: workflow.to_owned(),
+        version: 1,
+        input: r#"{"n":1}"#.to_owned(),
+        state: run_state(RunStatus::Running),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+pub async fn workflow_versions_change_only_with_content(h: Harness) {
+    let s = &*h.store;
+    let missing = s.workflow_get(&ns(), "flow", None).await.unwrap_err();
+    assert_eq!(missing.code, ErrorCode::NotFound);
+    assert_eq!(
+        s.workflow_put(&ns(), "flow", r#"{"v":1}"#, T0)
+            .await
+            .unwrap(),
+        (1, true)
+    );
+    assert_eq!(
+        s.workflow_put(&ns(), "flow", r#"{"v":1}"#, at(1))
+            .await
+            .unwrap(),
+        (1, false)
+    );
+    assert_eq!(
+        s.workflow_put(&ns(), "flow", r#"{"v":2}"#, at(2))
+            .await
+            .unwrap(),
+        (2, true)
+    );
+    // Going back to old content is a change too: a new version.
+    assert_eq!(
+        s.workflow_put(&ns(), "flow", r#"{"v":1}"#, at(3))
+            .await
+            .unwrap(),
+        (3, true)
+    );
+    let latest = s.workflow_get(&ns(), "flow", None).await.unwrap();
+    assert_eq!(
+        (latest.version, latest.definition.as_str()),
+        (3, r#"{"v":1}"#)
+    );
+    let second = s.workflow_get(&ns(), "flow", Some(2)).await.unwrap();
+    assert_eq!(
+        (second.definition.as_str(), second.created_at),
+        (r#"{"v":2}"#, at(2))
+    );
+    let versions = s.workflow_versions(&ns(), "flow").await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        s.workflow_get(&ns(), "flow", Some(9))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotFound
+    );
+    let other = Namespace::new("other").unwrap();
+    assert_eq!(
+        s.workflow_put(&other, "flow", r#"{"v":2}"#, T0)
+            .await
+            .unwrap(),
+        (1, true)
+    );
+}
+
+pub async fn runs_are_created_once_per_idempotency_key(h: Harness) {
+    let s = &*h.store;
+    let (first, dedup) = s
+        .run_create(&ns(), new_run(1, "flow", Some("k")), T0)
+        .await
+        .unwrap();
+    assert!(!dedup);
+    assert_eq!((first.rev, first.created_at), (1, T0));
+    let (again, dedup) = s
+        .run_create(&ns(), new_run(2, "flow", Some("k")), at(5))
+        .await
+        .unwrap();
+    assert!(dedup);
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.input, r#"{"n":1}"#);
+    let other = Namespace::new("other").unwrap();
+    let (elsewhere, dedup) = s
+        .run_create(&other, new_run(3, "flow", Some("k")), at(5))
+        .await
+        .unwrap();
+    assert!(!dedup && elsewhere.id != first.id, "keys are per namespace");
+    let late = at(IDEMPOTENCY_WINDOW_MS + 1);
+    let (fresh, dedup) = s
+        .run_create(&ns(), new_run(4, "flow", Some("k")), late)
+        .await
+        .unwrap();
+    assert!(!dedup && fresh.id != first.id, "the window ended");
+    let got = s.run_get(&ns(), first.id).await.unwrap();
+    assert_eq!(got.state, run_state(RunStatus::Running));
+    assert_eq!(
+        s.run_get(&other, first.id).await.unwrap_err().code,
+        ErrorCode::NotFound,
+        "a run is found only in its namespace"
+    );
+}
+
+pub async fn run_updates_are_compare_and_set(h: Harness) {
+    let s = &*h.store;
+    let (run, _) = s
+        .run_create(&ns(), new_run(1, "flow", None), T0)
+        .await
+        .unwrap();
+    let mut state = run.state.clone();
+    state.status = RunStatus::Succeeded;
+    state.output = Some(serde_json::json!({"ok": true}));
+    let rev = s
+        .run_update(&ns(), run.id, run.rev, &state, at(10))
+        .await
+        .unwrap();
+    assert_eq!(rev, run.rev + 1);
+    let stale = s
+        .run_update(&ns(), run.id, run.rev, &run.state, at(11))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code, ErrorCode::Conflict, "a stale revision loses");
+    let got = s.run_get(&ns(), run.id).await.unwrap();
+    assert_eq!((got.rev, got.updated_at, &got.state), (rev, at(10), &state));
+    let unknown = s
+        .run_update(&ns(), JobId::from_bytes([9; 16]), 1, &state, at(12))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code, ErrorCode::NotFound);
+}
+
+pub async fn runs_list_newest_first_filtered_and_paged(h: Harness) {
+    let s = &*h.store;
+    for (i, wf) in [(1u8, "a"), (2, "b"), (3, "a"), (4, "a")] {
+        s.run_create(&ns(), new_run(i, wf, None), at(u64::from(i)))
+            .await
+            .unwrap();
+    }
+    let (run, _) = s
+        .run_create(&ns(), new_run(5, "a", None), at(5))
+        .await
+        .unwrap();
+    let mut done = run.state.clone();
+    done.status = RunStatus::Failed;
+    s.run_update(&ns(), run.id, run.rev, &done, at(6))
+        .await
+        .unwrap();
+
+    let ids = |page: &crate::RunPage| {
+        page.runs
+            .iter()
+            .map(|r| r.id.as_bytes()[0])
+            .collect::<Vec<_>>()
+    };
+    let mut filter = RunFilter {
+        workflow: Some("a".into()),
+        limit: 2,
+        ..Default::default()
+    };
+    let first = s.runs_list(&ns(), &filter).await.unwrap();
+    assert_eq!(ids(&first), [5, 4]);
+    filter.cursor = first.next_cursor.clone();
+    let second = s.runs_list(&ns(), &filter).await.unwrap();
+    assert_eq!(ids(&second), [3, 1]);
+    assert_eq!(second.next_cursor, None);
+    let failed = RunFilter {
+        status: Some(RunStatus::Failed),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(ids(&s.runs_list(&ns(), &failed).await.unwrap()), [5]);
+    let bad = RunFilter {
+        cursor: Some("nonsense".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.runs_list(&ns(), &bad).await.unwrap_err().code,
+        ErrorCode::InvalidRequest
+    );
+}
+
+pub async fn active_runs_span_namespaces(h: Harness) {
+    let s = &*h.store;
+    let other = Namespace::new("other").unwrap();
+    s.run_create(&ns(), new_run(1, "a", None), T0)
+        .await
+        .unwrap();
+    s.run_create(&other, new_run(2, "a", None), T0)
+        .await
+        .unwrap();
+    let (done, _) = s
+        .run_create(&ns(), new_run(3, "a", None), T0)
+        .await
+        .unwrap();
+    s.run_create(&other, new_run(4, "a", None), T0)
+        .await
+        .unwrap();
+    s.run_update(
+        &ns(),
+        done.id,
+        done.rev,
+        &run_state(RunStatus::Cancelled),
+        T0,
+    )
+    .await
+    .unwrap();
+    let first = s.runs_active(None, 2).await.unwrap();
+    let second = s.runs_active(first.next_cursor.clone(), 2).await.unwrap();
+    let seen: Vec<(String, u8)> = first
+        .runs
+        .iter()
+        .chain(&second.runs)
+        .map(|r| (r.namespace.to_string(), r.id.as_bytes()[0]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("default".into(), 1),
+            ("other".into(), 2),
+            ("other".into(), 4)
+        ],
+        "oldest first, finished runs left out"
+    );
+    assert_eq!(second.next_cursor, None);
+}
+
+pub async fn runs_survive_reopen(h: Harness) {
+    h.store
+        .workflow_put(&ns(), "flow", r#"{"v":1}"#, T0)
+        .await
+        .unwrap();
+    let (run, _) = h
+        .store
+        .run_create(&ns(), new_run(1, "flow", Some("k")), T0)
+        .await
+        .unwrap();
+    let mut state = run.state.clone();
+    state.steps.get_mut("a").unwrap().attempts = 2;
+    h.store
+        .run_update(&ns(), run.id, run.rev, &state, at(1))
+        .await
+        .unwrap();
+    h.store.close().await;
+    let store = (h.reopen)().await;
+    assert_eq!(
+        store
+            .workflow_get(&ns(), "flow", None)
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    let got = store.run_get(&ns(), run.id).await.unwrap();
+    assert_eq!((got.rev, &got.state), (run.rev + 1, &state));
+    let (again, dedup) = store
+        .run_create(&ns(), new_run(2, "flow", Some("k")), at(2))
+        .await
+        .unwrap();
+    assert!(dedup && again.id == run.id);
+}
+
+pub async fn acks_say_which_jobs_belong_to_runs(h: Harness) {
+    let q = queue("steps");
+    let mut step = job(r#""step""#);
+    step.tags.insert(RUN_TAG.to_owned(), "r1".to_owned());
+    let ids = enqueue(&*h.store, &q, vec![step, job(r#""plain""#)]).await;
+    let leased = lease(&*h.store, &q, 2, T0).await;
+    let acks = leased
+        .iter()
+        .map(|l| Ack {
+            token: l.lease_token,
+            outcome: AckOutcome::Complete { result: None },
+        })
+        .collect();
+    let acked = h.store.jobs_ack(&ns(), acks, at(1)).await.unwrap();
+    let from_run: Vec<(JobId, bool)> = acked
+        .into_iter()
+        .map(|a| {
+            let a = a.unwrap();
+            (a.id, a.from_run)
+        })
+        .collect();
+    assert!(from_run.contains(&(ids[0], true)) && from_run.contains(&(ids[1], false)));
+
+    let mut step = job(r#""again""#);
+    step.tags.insert(RUN_TAG.to_owned(), "r2".to_owned());
+    let id = enqueue(&*h.store, &q, vec![step]).await[0];
+    h.store.close().await;
+    let store = (h.reopen)().await;
+    let cancelled = store.job_cancel(&ns(), id, at(2)).await.unwrap();
+    assert!(cancelled.from_run, "the link survives a restart");
 }

@@ -16,6 +16,7 @@ mod signal;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use keel_core::workflow::{RunId, RunState, RunStatus};
 use keel_core::{
     Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueuePolicy, QueueRef,
     Retry, Timestamp,
@@ -92,7 +93,16 @@ pub struct Acked {
     /// When a retried job becomes leasable again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<Timestamp>,
+    /// The job is a workflow step's (it carries the [`RUN_TAG`] tag): the
+    /// engine tells its run when it finishes.
+    #[serde(skip)]
+    pub from_run: bool,
 }
+
+/// The tag that links a job to the workflow run that made it.
+pub const RUN_TAG: &str = "keel.run";
+/// The tag that names the step of that run.
+pub const STEP_TAG: &str = "keel.step";
 
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
@@ -144,6 +154,59 @@ pub struct Depth {
     pub queue: QueueRef,
     pub state: JobState,
     pub count: u64,
+}
+
+/// One version of a workflow definition, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowVersion {
+    pub name: String,
+    pub version: u32,
+    /// Canonical JSON (see `keel_core::workflow::definition::canonical`).
+    pub definition: String,
+    pub created_at: Timestamp,
+}
+
+/// A run to create.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub id: RunId,
+    pub workflow: String,
+    pub version: u32,
+    /// JSON text.
+    pub input: String,
+    pub state: RunState,
+    pub idempotency_key: Option<String>,
+}
+
+/// A run as stored: its immutable facts and its journal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRun {
+    pub id: RunId,
+    pub namespace: Namespace,
+    pub workflow: String,
+    pub version: u32,
+    /// JSON text.
+    pub input: String,
+    pub state: RunState,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Bumped by every update; an update must name the revision it read.
+    pub rev: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: u32,
+    /// From a previous page's `next_cursor`: list runs older than this one.
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunPage {
+    pub runs: Vec<StoredRun>,
+    pub next_cursor: Option<String>,
 }
 
 /// Everything Keel asks of a storage backend. Writes return only once durable.
@@ -236,6 +299,60 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished jobs past their queue's retention and expired
     /// idempotency keys. Returns how many jobs went.
     async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error>;
+
+    /// Stores a workflow definition (canonical JSON) as a new version, unless
+    /// it is the same as the latest one. Returns the version and whether it is new.
+    async fn workflow_put(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        definition: &str,
+        now: Timestamp,
+    ) -> Result<(u32, bool), Error>;
+
+    /// One version of a workflow, the latest when `version` is `None` (404 when absent).
+    async fn workflow_get(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<WorkflowVersion, Error>;
+
+    /// Every version of a workflow, oldest first (404 when there is none).
+    async fn workflow_versions(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Result<Vec<WorkflowVersion>, Error>;
+
+    /// Creates a run; with an idempotency key seen within the window, returns
+    /// the earlier run instead and `true`.
+    async fn run_create(
+        &self,
+        namespace: &Namespace,
+        run: NewRun,
+        now: Timestamp,
+    ) -> Result<(StoredRun, bool), Error>;
+
+    async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error>;
+
+    /// Writes a run's journal if its revision is still `rev` (409 `conflict`
+    /// otherwise: someone else advanced it). Returns the new revision.
+    async fn run_update(
+        &self,
+        namespace: &Namespace,
+        id: RunId,
+        rev: u64,
+        state: &RunState,
+        now: Timestamp,
+    ) -> Result<u64, Error>;
+
+    /// Newest first, cursor-paged.
+    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error>;
+
+    /// Running runs of every namespace, oldest first, cursor-paged: what a
+    /// driver resumes after a restart.
+    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error>;
 
     /// Fired whenever jobs become leasable in a queue.
     fn ready_signal(&self) -> ReadySignal;
