@@ -116,8 +116,13 @@ pub enum Command {
     /// From the syncer: a sync finished; commit what gathered meanwhile.
     SyncDone,
     /// A write outside the job index (workflows, runs); see [`exec`].
-    Exec(Box<dyn FnOnce(&Connection, bool) -> (Pending, Option<rusqlite::Error>) + Send>),
+    Exec(ExecWrite),
 }
+
+/// A write for [`Command::Exec`]: given the connection and whether the batch
+/// already failed (then it only answers), it returns its answer slot and any fault.
+pub type ExecWrite =
+    Box<dyn FnOnce(&Connection, bool) -> (Pending, Option<rusqlite::Error>) + Send>;
 
 /// A write of another module, run inside the open transaction so that it is
 /// group-committed and fsynced like the job writes.
