@@ -143,6 +143,13 @@ fn seg(s: &str) -> String {
         .collect()
 }
 
+/// HTTPS uses rustls on ring (aws-lc's C build is too slow for these
+/// machines); reqwest needs the provider installed before any client is built.
+/// Installing twice is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Client {
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:5335`).
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
@@ -150,6 +157,7 @@ impl Client {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ClientError::Url(base));
         }
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -245,6 +253,103 @@ impl Client {
             params.push(("limit", limit.to_string()));
         }
         self.send(self.http.get(url).query(&params)).await
+    }
+
+    /// Stores a workflow definition (YAML or JSON text); answers `{"name","version"}`.
+    pub async fn put_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        source: &str,
+        yaml: bool,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/workflows/{}",
+            seg(namespace),
+            seg(name)
+        ));
+        let content_type = if yaml {
+            "application/yaml"
+        } else {
+            "application/json"
+        };
+        let req = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(source.to_owned());
+        self.send(req).await
+    }
+
+    /// A workflow's definition (the latest version, or `version`).
+    pub async fn get_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/workflows/{}",
+            seg(namespace),
+            seg(name)
+        ));
+        let mut req = self.http.get(url);
+        if let Some(v) = version {
+            req = req.query(&[("version", v)]);
+        }
+        self.send(req).await
+    }
+
+    /// Starts a run of the latest version of a workflow.
+    pub async fn start_run(
+        &self,
+        namespace: &str,
+        workflow: &str,
+        input: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/workflows/{}/runs",
+            seg(namespace),
+            seg(workflow)
+        ));
+        let body = json!({ "input": input, "idempotency_key": idempotency_key });
+        self.send(self.http.post(url).json(&body)).await
+    }
+
+    /// A run with every step; with `wait_ms`, the server waits up to that long
+    /// for the run to end.
+    pub async fn get_run(
+        &self,
+        namespace: &str,
+        id: &str,
+        wait_ms: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/runs/{}", seg(namespace), seg(id)));
+        let mut req = self.http.get(url);
+        if let Some(ms) = wait_ms {
+            req = req
+                .query(&[("wait_ms", ms)])
+                .timeout(Duration::from_millis(ms + 10_000));
+        }
+        self.send(req).await
+    }
+
+    /// Sends a signal to a run.
+    pub async fn signal_run(
+        &self,
+        namespace: &str,
+        id: &str,
+        signal: &str,
+        payload: &Value,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/runs/{}/signals/{}",
+            seg(namespace),
+            seg(id),
+            seg(signal)
+        ));
+        self.send(self.http.post(url).json(payload)).await
     }
 
     /// Counts by state, oldest ready age, rates and policy, as the server sends them.

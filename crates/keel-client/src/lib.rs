@@ -10,5 +10,8 @@
 mod client;
 mod worker;
 
-pub use client::{Client, ClientError, Enqueued, Job, JobPage, JobSpec, LeasedJob, ListQuery};
+pub use client::{
+    Client, ClientError, Enqueued, Job, JobPage, JobSpec, LeasedJob, ListQuery,
+    install_tls_provider,
+};
 pub use worker::{JobFailure, Worker, WorkerOptions};

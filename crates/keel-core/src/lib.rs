@@ -23,6 +23,6 @@ pub use error::{Error, ErrorCode};
 pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
-pub use name::{Namespace, QueueName, QueueRef};
+pub use name::{Namespace, QueueName, QueueRef, WorkflowName};
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

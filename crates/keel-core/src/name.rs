@@ -47,6 +47,7 @@ macro_rules! name_type {
 
 name_type!(Namespace, "namespace");
 name_type!(QueueName, "queue");
+name_type!(WorkflowName, "workflow");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,8 +10,9 @@ pub mod metrics;
 mod rates;
 pub mod services;
 mod shutdown;
+pub mod workflows;
 
-pub use engine::Engine;
+pub use engine::{Engine, EngineConfig};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 use std::sync::Arc;

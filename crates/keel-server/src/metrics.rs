@@ -77,6 +77,24 @@ pub fn job_dead(queue: &QueueRef, n: u64) {
     counter!("keel_jobs_dead_total", &labels(queue)).increment(n);
 }
 
+pub fn run_started(namespace: &keel_core::Namespace, workflow: &str) {
+    counter!(
+        "keel_workflow_runs_started_total",
+        "namespace" => namespace.to_string(),
+        "workflow" => workflow.to_owned()
+    )
+    .increment(1);
+}
+
+pub fn run_finished(namespace: &keel_core::Namespace, status: keel_core::workflow::RunStatus) {
+    counter!(
+        "keel_workflow_runs_finished_total",
+        "namespace" => namespace.to_string(),
+        "status" => status.as_str()
+    )
+    .increment(1);
+}
+
 /// Time from when each job became leasable to its lease; the labels are
 /// resolved once per lease batch, not once per job.
 pub fn job_waits(queue: &QueueRef, seconds: impl Iterator<Item = f64>) {

@@ -19,19 +19,19 @@ pub struct Target {
     )]
     server: String,
     #[arg(long, short, default_value = "default", global = true)]
-    namespace: String,
+    pub namespace: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub json: bool,
 }
 
 impl Target {
-    fn client(&self) -> anyhow::Result<Client> {
+    pub fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.server)?)
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod bench;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
-use keel_server::{Engine, ShutdownTrigger};
+use keel_server::{Engine, EngineConfig, ShutdownTrigger};
 use keel_store_sqlite::SqliteStore;
 
 #[derive(Parser)]
@@ -39,6 +40,10 @@ enum Command {
     Jobs(admin::JobsArgs),
     /// Inspect queues.
     Queues(admin::QueuesArgs),
+    /// Validate, apply and run workflow definitions.
+    Workflow(workflows::WorkflowArgs),
+    /// Inspect workflow runs.
+    Run(workflows::RunArgs),
     /// Measure a Keel server it starts itself; prints JSON lines (see bench/).
     Bench(bench::BenchArgs),
 }
@@ -56,6 +61,10 @@ struct ServerArgs {
     /// (many Keel nodes may share one database).
     #[arg(long, env = "KEEL_DATABASE_URL")]
     database_url: Option<String>,
+    /// Let workflow `http` steps call loopback, private and link-local
+    /// addresses (refused by default: server-side request forgery).
+    #[arg(long, env = "KEEL_ALLOW_PRIVATE_HTTP")]
+    allow_private_http: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -113,15 +122,24 @@ fn main() -> std::process::ExitCode {
                     (Some(dir), None) => StoreChoice::Embedded(dir),
                     (None, None) => anyhow::bail!("give --data-dir or --database-url"),
                 };
-                serve(args.listen, store, args.limits.limits(), false).await
+                let config = EngineConfig {
+                    allow_private_http: args.allow_private_http,
+                };
+                serve(args.listen, store, args.limits.limits(), config, false).await
             }
             Command::Dev(args) => {
                 let store = StoreChoice::Embedded(args.data_dir);
-                serve(args.listen, store, Limits::default(), true).await
+                // A dev server talks to services on the same machine.
+                let config = EngineConfig {
+                    allow_private_http: true,
+                };
+                serve(args.listen, store, Limits::default(), config, true).await
             }
             Command::Enqueue(args) => admin::enqueue(args).await,
             Command::Jobs(args) => admin::jobs(args).await,
             Command::Queues(args) => admin::queues(args).await,
+            Command::Workflow(args) => workflows::workflow(args).await,
+            Command::Run(args) => workflows::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });
@@ -153,6 +171,7 @@ async fn serve(
     listen: SocketAddr,
     choice: StoreChoice,
     limits: Limits,
+    config: EngineConfig,
     dev: bool,
 ) -> anyhow::Result<()> {
     init_logging();
@@ -183,7 +202,13 @@ async fn serve(
         );
     }
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let engine = Engine::new(store, Arc::new(SystemClock), limits, shutdown.clone());
+    let engine = Engine::new(
+        store,
+        Arc::new(SystemClock),
+        limits,
+        shutdown.clone(),
+        config,
+    );
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!("draining: no new requests; finishing what is in flight");

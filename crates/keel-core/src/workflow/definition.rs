@@ -276,9 +276,9 @@ impl Checker {
         );
         let name = self.required_string("", map, "name");
         if let Some(name) = &name
-            && let Err(e) = crate::Namespace::new(name)
+            && let Err(e) = crate::WorkflowName::new(name)
         {
-            self.problem("name", e.message.replace("namespace", "workflow"));
+            self.problem("name", e.message);
         }
         let description = self.string("", map, "description");
         let timeout_ms = self.uint("", map, "timeout_ms", MAX_TIMEOUT_MS);

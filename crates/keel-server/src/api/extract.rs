@@ -6,7 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use keel_core::{ErrorCode, JobId, Namespace, QueueName, QueueRef};
+use keel_core::workflow::RunId;
+use keel_core::{ErrorCode, JobId, Namespace, QueueName, QueueRef, WorkflowName};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -91,6 +92,17 @@ async fn path_segments<S: Send + Sync>(
         .map_err(|e| ApiError::invalid(format!("bad path: {}", e.body_text())))
 }
 
+/// A namespace from a path; Keel's own is not open to clients.
+pub fn user_namespace(name: &str) -> Result<Namespace, ApiError> {
+    if name == crate::workflows::SYSTEM_NAMESPACE {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!("namespace {name:?} is reserved for Keel"),
+        ));
+    }
+    Ok(Namespace::new(name)?)
+}
+
 fn segment<'a>(segments: &'a [(String, String)], name: &str) -> &'a str {
     segments
         .iter()
@@ -107,7 +119,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let segments = path_segments(parts, state).await?;
         Ok(QueuePath(QueueRef {
-            namespace: Namespace::new(segment(&segments, "ns"))?,
+            namespace: user_namespace(segment(&segments, "ns"))?,
             queue: QueueName::new(segment(&segments, "queue"))?,
         }))
     }
@@ -121,7 +133,7 @@ impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let segments = path_segments(parts, state).await?;
-        Ok(NamespacePath(Namespace::new(segment(&segments, "ns"))?))
+        Ok(NamespacePath(user_namespace(segment(&segments, "ns"))?))
     }
 }
 
@@ -133,11 +145,48 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let segments = path_segments(parts, state).await?;
-        let namespace = Namespace::new(segment(&segments, "ns"))?;
+        let namespace = user_namespace(segment(&segments, "ns"))?;
         let id = segment(&segments, "id");
         let id = id
             .parse()
             .map_err(|_| ApiError(keel_core::Error::job_not_found(id)))?;
         Ok(JobPath(namespace, id))
+    }
+}
+
+/// `{ns}` and `{name}` of a workflow, validated.
+pub struct WorkflowPath(pub Namespace, pub WorkflowName);
+
+impl<S: Send + Sync> FromRequestParts<S> for WorkflowPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(WorkflowPath(
+            user_namespace(segment(&segments, "ns"))?,
+            WorkflowName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}`, `{id}` of a run and, when the route has one, `{signal}`; an id
+/// that does not parse names no run: 404.
+pub struct RunPath(pub Namespace, pub RunId, pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RunPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        let namespace = user_namespace(segment(&segments, "ns"))?;
+        let id = segment(&segments, "id");
+        let id = id
+            .parse()
+            .map_err(|_| ApiError::new(ErrorCode::NotFound, format!("run {id} not found")))?;
+        let signal = segments
+            .iter()
+            .find(|(k, _)| k == "signal")
+            .map(|(_, v)| v.clone());
+        Ok(RunPath(namespace, id, signal))
     }
 }

@@ -276,6 +276,11 @@ async fn ack_many(
     }
     let now = engine.now();
     let results = engine.store.jobs_ack(namespace, acks, now).await?;
+    for acked in results.iter().flatten() {
+        if acked.from_run && acked.state.is_final() {
+            engine.workflows.job_finished(namespace.clone(), acked.id);
+        }
+    }
     // Count per queue, so that a batch of a thousand acks touches each
     // metric once instead of a thousand times.
     let mut tally: HashMap<&QueueName, (u64, u64, u64)> = HashMap::new();
@@ -470,6 +475,9 @@ pub async fn cancel(
     JobPath(ns, id): JobPath,
 ) -> Api<Json<Acked>> {
     let acked = engine.store.job_cancel(&ns, id, engine.now()).await?;
+    if acked.from_run {
+        engine.workflows.job_finished(ns, acked.id);
+    }
     Ok(Json(acked))
 }
 

@@ -6,6 +6,7 @@ mod extract;
 mod health;
 mod jobs;
 mod queues;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -44,7 +45,27 @@ pub fn router(engine: Arc<Engine>) -> Router {
             post(jobs::heartbeat),
         )
         .route("/namespaces/{ns}/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/namespaces/{ns}/acks", post(jobs::acks));
+        .route("/namespaces/{ns}/acks", post(jobs::acks))
+        .route(
+            "/namespaces/{ns}/workflows/{name}",
+            get(workflows::get).put(workflows::put),
+        )
+        .route(
+            "/namespaces/{ns}/workflows/{name}/versions",
+            get(workflows::versions),
+        )
+        .route(
+            "/namespaces/{ns}/workflows/{name}/runs",
+            post(workflows::start),
+        )
+        .route("/namespaces/{ns}/runs", get(workflows::list))
+        .route("/namespaces/{ns}/runs/{id}", get(workflows::run))
+        .route(
+            "/namespaces/{ns}/runs/{id}/signals/{signal}",
+            post(workflows::signal),
+        )
+        .route("/namespaces/{ns}/runs/{id}/cancel", post(workflows::cancel))
+        .route("/namespaces/{ns}/runs/{id}/retry", post(workflows::retry));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

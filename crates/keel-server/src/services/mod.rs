@@ -3,6 +3,7 @@
 
 mod maintenance;
 mod retention;
+mod steps;
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 
 pub use maintenance::Maintenance;
 pub use retention::Retention;
+pub use steps::{RunSweep, StepRunner};
 
 use crate::{Engine, Shutdown};
 
@@ -19,7 +21,9 @@ pub struct Services(Vec<JoinHandle<()>>);
 pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
     Services(vec![
         tokio::spawn(Maintenance::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(Retention::new(engine).run(shutdown)),
+        tokio::spawn(Retention::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(StepRunner::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(RunSweep::new(engine).run(shutdown)),
     ])
 }
 

@@ -34,6 +34,7 @@ impl Server {
 
     /// A server with exactly these arguments after `server --listen 127.0.0.1:0`.
     pub async fn start_with(args: &[&str]) -> Server {
+        keel_client::install_tls_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
             .args(["server", "--listen", "127.0.0.1:0"])
             .args(args)

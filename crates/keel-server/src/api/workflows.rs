@@ -1,0 +1,373 @@
+//! Workflow definitions and runs: `PUT/GET …/workflows/{name}`, versions,
+//! starting runs, reading and listing them, and signals, cancel and retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keel_core::ErrorCode;
+use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
+use keel_core::workflow::{Definition, Problem, RunStatus, StepRecord};
+use keel_store::{RunFilter, StoredRun};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::extract::{Body, NamespacePath, QueryParams, RunPath, WorkflowPath, parse};
+
+type Api<T> = Result<T, ApiError>;
+use crate::Engine;
+use crate::workflows::{Hint, Op};
+
+/// Largest definition source accepted.
+pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+const DEFAULT_LIST_LIMIT: u32 = 50;
+
+fn format_of(headers: &HeaderMap) -> Format {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.contains("yaml") {
+        Format::Yaml
+    } else {
+        Format::Json
+    }
+}
+
+/// 400 `invalid_definition`, with every problem and its path.
+fn invalid_definition(problems: &[Problem]) -> Response {
+    let message = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let body = json!({"error": {
+        "code": ErrorCode::InvalidDefinition.as_str(),
+        "message": format!("{} problem(s): {message}", problems.len()),
+        "problems": problems,
+    }});
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+pub async fn put(
+    State(engine): State<Arc<Engine>>,
+    WorkflowPath(ns, name): WorkflowPath,
+    headers: HeaderMap,
+    Body(bytes): Body,
+) -> Api<Response> {
+    if bytes.len() > MAX_DEFINITION_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("a definition may be at most {MAX_DEFINITION_BYTES} bytes"),
+        ));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::invalid("the definition is not UTF-8"))?;
+    let value = match parse_source(text, format_of(&headers)) {
+        Ok(v) => v,
+        Err(problems) => return Ok(invalid_definition(&problems)),
+    };
+    let mut problems = Definition::from_value(&value).err().unwrap_or_default();
+    if let Some(found) = value.get("name").and_then(Value::as_str)
+        && found != name.as_str()
+    {
+        problems.push(Problem {
+            path: "name".to_owned(),
+            message: format!("is {found:?} but the url names {:?}", name.as_str()),
+        });
+    }
+    if !problems.is_empty() {
+        return Ok(invalid_definition(&problems));
+    }
+    let (version, created) = engine
+        .store
+        .workflow_put(&ns, name.as_str(), &canonical(&value), engine.now())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({"name": name.as_str(), "version": version})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionParams {
+    version: Option<u32>,
+}
+
+pub async fn get(
+    State(engine): State<Arc<Engine>>,
+    WorkflowPath(ns, name): WorkflowPath,
+    QueryParams(params): QueryParams<VersionParams>,
+) -> Api<Json<Value>> {
+    let stored = engine
+        .store
+        .workflow_get(&ns, name.as_str(), params.version)
+        .await?;
+    let definition: Value = serde_json::from_str(&stored.definition).unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "name": stored.name,
+        "version": stored.version,
+        "created_at": stored.created_at,
+        "definition": definition,
+    })))
+}
+
+pub async fn versions(
+    State(engine): State<Arc<Engine>>,
+    WorkflowPath(ns, name): WorkflowPath,
+) -> Api<Json<Value>> {
+    let versions = engine.store.workflow_versions(&ns, name.as_str()).await?;
+    let list: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"version": v.version, "created_at": v.created_at}))
+        .collect();
+    Ok(Json(json!({"name": name.as_str(), "versions": list})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    #[serde(default)]
+    input: Value,
+    idempotency_key: Option<String>,
+    version: Option<u32>,
+}
+
+pub async fn start(
+    State(engine): State<Arc<Engine>>,
+    WorkflowPath(ns, name): WorkflowPath,
+    Body(bytes): Body,
+) -> Api<Response> {
+    let body: StartBody = if bytes.is_empty() {
+        parse(b"{}")?
+    } else {
+        parse(&bytes)?
+    };
+    let input_len = body.input.to_string().len();
+    if input_len > engine.limits.max_payload_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "input is {input_len} bytes, over the limit of {}",
+                engine.limits.max_payload_bytes
+            ),
+        ));
+    }
+    if let Some(key) = &body.idempotency_key
+        && (key.is_empty() || key.len() > engine.limits.max_key_len)
+    {
+        return Err(ApiError::invalid(format!(
+            "idempotency_key must be 1 to {} bytes",
+            engine.limits.max_key_len
+        )));
+    }
+    let (run, deduplicated) = engine
+        .workflows
+        .start(
+            &ns,
+            name.as_str(),
+            body.version,
+            body.input,
+            body.idempotency_key,
+        )
+        .await?;
+    let mut view = run_view(&run);
+    view["deduplicated"] = json!(deduplicated);
+    let status = if deduplicated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    wait_ms: Option<u64>,
+}
+
+/// One run; with `wait_ms`, waits (up to that long) for it to end.
+pub async fn run(
+    State(engine): State<Arc<Engine>>,
+    RunPath(ns, id, _): RunPath,
+    QueryParams(params): QueryParams<GetParams>,
+) -> Api<Json<Value>> {
+    let wait = params.wait_ms.unwrap_or(0);
+    if wait > engine.limits.max_wait_ms {
+        return Err(ApiError::invalid(format!(
+            "wait_ms must be at most {}",
+            engine.limits.max_wait_ms
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+    let mut finished = engine.workflows.finished();
+    loop {
+        finished.borrow_and_update();
+        let run = engine.store.run_get(&ns, id).await?;
+        if wait == 0 || run.state.status.is_final() || engine.shutdown.is_fired() {
+            return Ok(Json(run_view(&run)));
+        }
+        tokio::select! {
+            _ = finished.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                let run = engine.store.run_get(&ns, id).await?;
+                return Ok(Json(run_view(&run)));
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    workflow: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Api<Json<Value>> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=engine.limits.max_batch as u32).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {}",
+            engine.limits.max_batch
+        )));
+    }
+    let status = params
+        .status
+        .map(|s| {
+            RunStatus::parse(&s).ok_or_else(|| ApiError::invalid(format!("unknown status {s:?}")))
+        })
+        .transpose()?;
+    let filter = RunFilter {
+        workflow: params.workflow,
+        status,
+        limit,
+        cursor: params.cursor,
+    };
+    let page = engine.store.runs_list(&ns, &filter).await?;
+    let runs: Vec<Value> = page.runs.iter().map(run_view).collect();
+    Ok(Json(json!({"runs": runs, "next_cursor": page.next_cursor})))
+}
+
+pub async fn signal(
+    State(engine): State<Arc<Engine>>,
+    RunPath(ns, id, signal): RunPath,
+    Body(bytes): Body,
+) -> Api<Json<Value>> {
+    let signal = signal.unwrap_or_default();
+    if !valid_signal(&signal) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!(
+                "signal name {signal:?} must be 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' or '.'"
+            ),
+        ));
+    }
+    if bytes.len() > engine.limits.max_payload_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            "the signal's payload is over the payload limit",
+        ));
+    }
+    let payload: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        parse(&bytes)?
+    };
+    let run = engine
+        .workflows
+        .advance(&ns, id, Hint::Nothing, Op::Signal(signal, payload))
+        .await?;
+    Ok(Json(run_view(&run)))
+}
+
+pub async fn cancel(
+    State(engine): State<Arc<Engine>>,
+    RunPath(ns, id, _): RunPath,
+) -> Api<Json<Value>> {
+    let run = engine
+        .workflows
+        .advance(&ns, id, Hint::Nothing, Op::Cancel)
+        .await?;
+    Ok(Json(run_view(&run)))
+}
+
+pub async fn retry(
+    State(engine): State<Arc<Engine>>,
+    RunPath(ns, id, _): RunPath,
+) -> Api<Json<Value>> {
+    let run = engine
+        .workflows
+        .advance(&ns, id, Hint::Nothing, Op::Retry)
+        .await?;
+    Ok(Json(run_view(&run)))
+}
+
+fn step_view(rec: &StepRecord) -> Value {
+    let mut view = json!({
+        "state": rec.state,
+        "attempts": rec.attempts,
+        "output": rec.output,
+        "error": rec.error,
+        "started_at": rec.started_at,
+        "finished_at": rec.finished_at,
+    });
+    if !rec.items.is_empty() {
+        view["items"] = rec
+            .items
+            .iter()
+            .map(|it| {
+                json!({
+                    "state": it.state,
+                    "attempts": it.attempts,
+                    "output": it.output,
+                    "error": it.error,
+                })
+            })
+            .collect();
+    }
+    view
+}
+
+/// A run as the API shows it.
+pub fn run_view(run: &StoredRun) -> Value {
+    let state = &run.state;
+    let steps: serde_json::Map<String, Value> = state
+        .steps
+        .iter()
+        .map(|(name, rec)| (name.clone(), step_view(rec)))
+        .collect();
+    json!({
+        "id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "status": state.status,
+        "compensating": state.compensating,
+        "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
+        "output": state.output,
+        "error": state.error,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "parent": state.parent.as_ref().map(|p| p.run),
+        "steps": steps,
+    })
+}

@@ -1,0 +1,231 @@
+//! Runs the jobs on Keel's own queue: the HTTP calls of `http` steps and the
+//! timers of runs. It is a worker like any other (lease, do, ack), so its jobs
+//! get the job core's retries, backoff and lease expiry, and on PostgreSQL any
+//! node may take them. Also sweeps running runs after a start, and then now and
+//! then, to resume what a crash interrupted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::{Error, Namespace, Retry};
+use keel_store::{Ack, AckOutcome, LeaseRequest, LeasedJob};
+use tokio::sync::Semaphore;
+
+use crate::workflows::{Hint, Op, SystemJob, system_queue};
+use crate::{Engine, Shutdown};
+
+/// Calls and timers handled at once.
+const CONCURRENCY: usize = 64;
+/// The longest wait for the queue's ready signal before looking again.
+const IDLE_WAKE: Duration = Duration::from_secs(5);
+/// How often the maintenance leader looks for runs that no event will move.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const SWEEP_PAGE: u32 = 100;
+
+pub struct StepRunner {
+    engine: Arc<Engine>,
+}
+
+impl StepRunner {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        StepRunner { engine }
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        let engine = self.engine;
+        let queue = system_queue();
+        let listener = engine.store.ready_signal().listener(&queue);
+        let slots = Arc::new(Semaphore::new(CONCURRENCY));
+        loop {
+            if shutdown.is_fired() {
+                break;
+            }
+            let woken = listener.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let free = slots.available_permits().max(1) as u32;
+            let req = LeaseRequest {
+                queue: queue.clone(),
+                worker_id: "keel-steps".to_owned(),
+                max_jobs: free.min(32),
+                lease_ms: None,
+            };
+            let leased = match engine.store.jobs_lease(&req, engine.now()).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lease workflow jobs");
+                    Vec::new()
+                }
+            };
+            let idle = leased.is_empty();
+            for job in leased {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    handle(&engine, job).await;
+                    drop(slot);
+                });
+            }
+            if idle {
+                tokio::select! {
+                    () = &mut woken => {}
+                    () = tokio::time::sleep(IDLE_WAKE) => {}
+                    () = shutdown.clone().wait() => break,
+                }
+            }
+        }
+        // Let calls in flight finish and ack.
+        let _ = slots.acquire_many(CONCURRENCY as u32).await;
+    }
+}
+
+async fn handle(engine: &Arc<Engine>, job: LeasedJob) {
+    let driver = &engine.workflows;
+    let system: SystemJob = match serde_json::from_str(job.payload.get()) {
+        Ok(s) => s,
+        Err(e) => {
+            let fail = fail(format!("not a workflow job: {e}"), false, None);
+            ack(engine, &job, fail).await;
+            return;
+        }
+    };
+    match system {
+        SystemJob::Wake { namespace, run, at } => {
+            let now = engine.now();
+            if at > now {
+                // Promoted early (clocks of two nodes differ): wait the rest.
+                let wait = fail("not yet".to_owned(), true, Some(at.millis_since(now)));
+                ack(engine, &job, wait).await;
+                return;
+            }
+            let Ok(namespace) = Namespace::new(&namespace) else {
+                ack(engine, &job, fail("bad namespace".to_owned(), false, None)).await;
+                return;
+            };
+            let outcome = match driver
+                .advance(&namespace, run, Hint::Nothing, Op::Advance)
+                .await
+            {
+                Ok(_) => AckOutcome::Complete { result: None },
+                Err(e) if e.code == keel_core::ErrorCode::NotFound => {
+                    AckOutcome::Complete { result: None }
+                }
+                Err(e) => fail(e.to_string(), true, None),
+            };
+            ack(engine, &job, outcome).await;
+        }
+        SystemJob::Http {
+            namespace,
+            run,
+            request,
+        } => {
+            let outcome = match driver.http.call(&request).await {
+                Ok(body) => AckOutcome::Complete {
+                    result: serde_json::value::RawValue::from_string(body.to_string()).ok(),
+                },
+                Err(e) => fail(e.message, e.retry, None),
+            };
+            let finished = ack(engine, &job, outcome).await;
+            if finished && let Ok(namespace) = Namespace::new(&namespace) {
+                driver
+                    .advance_logged(&namespace, run, Hint::Job(job.id), Op::Advance)
+                    .await;
+            }
+        }
+    }
+}
+
+fn fail(message: String, retry: bool, retry_after_ms: Option<u64>) -> AckOutcome {
+    AckOutcome::Fail {
+        message,
+        retry: Retry {
+            retry,
+            retry_after_ms,
+        },
+    }
+}
+
+/// Acks a system job; true when the job reached a final state.
+async fn ack(engine: &Engine, job: &LeasedJob, outcome: AckOutcome) -> bool {
+    let queue = system_queue();
+    let acks = vec![Ack {
+        token: job.lease_token,
+        outcome,
+    }];
+    match engine
+        .store
+        .jobs_ack(&queue.namespace, acks, engine.now())
+        .await
+    {
+        Ok(mut results) => match results.pop() {
+            Some(Ok(acked)) => acked.state.is_final(),
+            Some(Err(e)) => {
+                log_lost(job, &e);
+                false
+            }
+            None => false,
+        },
+        Err(e) => {
+            log_lost(job, &e);
+            false
+        }
+    }
+}
+
+fn log_lost(job: &LeasedJob, e: &Error) {
+    tracing::warn!(job = %job.id, error = %e, "cannot ack a workflow job; its lease will expire and it runs again");
+}
+
+/// Resumes running runs: at start, then every [`SWEEP_EVERY`] on the
+/// maintenance leader. It catches what no event reports: a crash between a
+/// job's ack and its run's advance, a lease that expired on its last attempt.
+pub struct RunSweep {
+    engine: Arc<Engine>,
+}
+
+impl RunSweep {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        RunSweep { engine }
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        let engine = self.engine;
+        loop {
+            if matches!(engine.store.maintenance_leader().await, Ok(true)) {
+                sweep(&engine, &shutdown).await;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = shutdown.clone().wait() => return,
+            }
+        }
+    }
+}
+
+async fn sweep(engine: &Arc<Engine>, shutdown: &Shutdown) {
+    let mut cursor = None;
+    loop {
+        let page = match engine.store.runs_active(cursor, SWEEP_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list running runs");
+                return;
+            }
+        };
+        for run in page.runs {
+            if shutdown.is_fired() {
+                return;
+            }
+            engine
+                .workflows
+                .advance_logged(&run.namespace, run.id, Hint::All, Op::Advance)
+                .await;
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            return;
+        }
+    }
+}
