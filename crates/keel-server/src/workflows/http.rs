@@ -87,10 +87,9 @@ impl HttpCaller {
             builder = builder.json(body);
         }
         let response = builder.send().await.map_err(|e| {
-            let refused = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .is_some_and(|s| s.contains("refused by keel"));
-            CallError::new(describe(&e), !refused)
+            let message = describe(&e);
+            let refused = message.contains("refused by keel");
+            CallError::new(message, !refused)
         })?;
         let status = response.status();
         let bytes = response
