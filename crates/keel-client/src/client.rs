@@ -335,6 +335,27 @@ impl Client {
         self.send(req).await
     }
 
+    /// Runs of a workflow in one status, newest first, a page at a time.
+    pub async fn list_runs(
+        &self,
+        namespace: &str,
+        workflow: &str,
+        status: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/runs", seg(namespace)));
+        let mut params = vec![
+            ("workflow", workflow.to_owned()),
+            ("status", status.to_owned()),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(c) = cursor {
+            params.push(("cursor", c.to_owned()));
+        }
+        self.send(self.http.get(url).query(&params)).await
+    }
+
     /// Sends a signal to a run.
     pub async fn signal_run(
         &self,

@@ -66,6 +66,12 @@ pub struct BenchArgs {
     /// Seconds the idle server is watched.
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
+    /// Runs of the 3-step workflow phase.
+    #[arg(long, default_value_t = 2000)]
+    wf_n: usize,
+    /// Runs per second of the workflow latency phase.
+    #[arg(long, default_value_t = 100)]
+    wf_rate: u64,
     /// Measure on PostgreSQL (a fresh schema in this database, dropped after)
     /// instead of the embedded store.
     #[arg(long)]
@@ -74,7 +80,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     nodes: usize,
     /// Phases to run: any of enqueue_single, process, enqueue_bulk,
-    /// process_after_bulk, latency, latency_fast, in_process, memory, idle.
+    /// process_after_bulk, latency, latency_fast, workflow, workflow_latency,
+    /// in_process, memory, idle.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
 }
@@ -171,6 +178,24 @@ async fn measure(
             let report = latency(clients, phase, rate, args.secs, args.conc, origin).await?;
             emit(phase, report);
         }
+    }
+    if args.wants("workflow") {
+        let cpu = CpuMeter::start(servers)?;
+        let report = workflow_runs(clients, "bench-wf", args.wf_n, args.conc, None, origin).await?;
+        emit("workflow(3 task steps)", with(report, cpu.report(servers)?));
+    }
+    if args.wants("workflow_latency") {
+        let n = (args.wf_rate * args.secs) as usize;
+        let report = workflow_runs(
+            clients,
+            "bench-wf-lat",
+            n,
+            args.conc,
+            Some(args.wf_rate),
+            origin,
+        )
+        .await?;
+        emit("workflow_latency(start->finish)", report);
     }
     if embedded && args.wants("in_process") {
         let (enqueue, drain) = in_process(args.n, args.conc, args.batch).await?;
@@ -571,6 +596,122 @@ async fn latency(
         "rate": rate, "secs": secs, "n": lats.len(),
         "p50_ms": pct(50.0), "p90_ms": pct(90.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),
     }))
+}
+
+/// Runs of a 3-step workflow whose steps are task jobs for no-op workers:
+/// started `conc` at a time (or paced at `rate` per second), timed until the
+/// last run succeeded. Each run's start→finish time comes from the server's
+/// own `created_at` and `updated_at`.
+async fn workflow_runs(
+    clients: &[Client],
+    name: &str,
+    n: usize,
+    conc: usize,
+    rate: Option<u64>,
+    origin: Instant,
+) -> anyhow::Result<Value> {
+    let steps = ["a", "b", "c"];
+    let mut yaml = format!("name: {name}\nsteps:\n");
+    for (i, step) in steps.iter().enumerate() {
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!("needs: [{}], ", steps[i - 1])
+        };
+        yaml.push_str(&format!(
+            "  {step}: {{ {needs}task: {{ queue: {name}, input: {{ step: {i} }} }} }}\n"
+        ));
+    }
+    clients[0].put_workflow(NS, name, &yaml, true).await?;
+    let worker = CountingWorker::start(clients, name, conc, n * steps.len(), origin);
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut producers = tokio::task::JoinSet::new();
+    match rate {
+        None => {
+            for p in 0..conc.min(n) {
+                let (client, next, name) = (
+                    clients[p % clients.len()].clone(),
+                    next.clone(),
+                    name.to_owned(),
+                );
+                producers.spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < n {
+                        client.start_run(NS, &name, &json!({}), None).await?;
+                    }
+                    Ok::<_, keel_client::ClientError>(())
+                });
+            }
+        }
+        Some(rate) => {
+            let paced = tokio::time::Instant::now();
+            for i in 0..n {
+                let due = paced + Duration::from_secs_f64(i as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+                let (client, name) = (clients[i % clients.len()].clone(), name.to_owned());
+                producers.spawn(async move {
+                    client
+                        .start_run(NS, &name, &json!({}), None)
+                        .await
+                        .map(|_| ())
+                });
+                while producers.try_join_next().is_some() {}
+            }
+        }
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    worker.wait().await?;
+    let runs = tokio::time::timeout(PHASE_TIMEOUT, all_succeeded(&clients[0], name, n))
+        .await
+        .context("runs did not finish in time")??;
+    let elapsed = started.elapsed();
+    worker.shut_down().await?;
+    let mut lats: Vec<f64> = runs
+        .iter()
+        .filter_map(|run| {
+            let at = |k: &str| {
+                run[k]
+                    .as_str()
+                    .and_then(keel_core::Timestamp::parse_rfc3339)
+            };
+            Some(at("updated_at")?.millis_since(at("created_at")?) as f64)
+        })
+        .collect();
+    lats.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lats.get(((p / 100.0) * lats.len() as f64) as usize)
+            .or(lats.last())
+            .copied()
+    };
+    Ok(json!({
+        "runs": n, "steps_per_run": steps.len(), "rate": rate,
+        "runs_per_s": per_s(n, elapsed), "secs": elapsed.as_secs_f64(),
+        "p50_ms": pct(50.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),
+    }))
+}
+
+/// Waits until `n` runs of `workflow` succeeded; returns them.
+async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+    loop {
+        let mut runs = Vec::with_capacity(n);
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = client
+                .list_runs(NS, workflow, "succeeded", 1000, cursor.as_deref())
+                .await?;
+            runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        if runs.len() >= n {
+            return Ok(runs);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The same bulk enqueue and drain straight on the store: what HTTP costs.
