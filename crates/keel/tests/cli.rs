@@ -112,3 +112,31 @@ async fn errors_are_reported_with_their_code_and_a_failing_exit() {
     assert!(!ok);
     assert!(err.contains("not JSON"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_validate_apply_run_and_show_their_dag() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: w\nsteps:\n  a: { needs: [b], task: { queue: q } }\n  b: { needs: [a], sleep: { duration_ms: 1 } }\n  c: { needs: [a], sleep: {} }\n").unwrap();
+    let (ok, _, err) = keel(&server, &["workflow", "validate", bad.to_str().unwrap()]).await;
+    assert!(!ok);
+    assert!(err.contains("steps.c.sleep: give exactly one of duration_ms or until"), "{err}");
+    assert!(!err.contains("unknown step"), "{err}");
+    assert!(err.contains("cycle"), "{err}");
+
+    let good = dir.path().join("w.yaml");
+    std::fs::write(&good, "name: w\nsteps:\n  a: { sleep: { duration_ms: 1 } }\n  b: { needs: [a], sleep: { duration_ms: 1 } }\n").unwrap();
+    let (ok, out, _) = keel(&server, &["workflow", "validate", good.to_str().unwrap()]).await;
+    assert!(ok && out.contains("valid (2 steps)"), "{out}");
+    let (ok, out, err) = keel(&server, &["workflow", "apply", good.to_str().unwrap()]).await;
+    assert!(ok && out.contains("w: version 1"), "{out}{err}");
+    let (ok, out, err) = keel(&server, &["workflow", "run", "w", "--wait"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("succeeded") && out.contains("✓ b") && out.contains("← a"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (ok, out, _) = keel(&server, &["run", "get", &id, "--json"]).await;
+    assert!(ok);
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(run["steps"]["b"]["state"], "succeeded");
+}

@@ -18,28 +18,8 @@ use keel_client::{Client, JobFailure, LeasedJob, Worker, WorkerOptions};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-const PROVISION: &str = r#"
-name: provision-account
-timeout_ms: 86400000
-steps:
-  create_tenant:
-    task: { queue: tenants, input: { org: "${{ input.org_id }}" } }
-    retry: { max_attempts: 5, backoff: { base_ms: 500 } }
-    compensate: delete_tenant
-  charge:
-    needs: [create_tenant]
-    http: { method: POST, url: "${{ input.billing_url }}", body: { tenant: "${{ steps.create_tenant.output.id }}" } }
-    compensate: refund
-  welcome:
-    needs: [charge]
-    if: "steps.charge.output.status == 'paid'"
-    task: { queue: email, input: { to: "${{ input.email }}" } }
-  wait_activation:
-    needs: [welcome]
-    wait_for: { signal: activated, timeout_ms: 259200000 }
-  delete_tenant: { task: { queue: tenants, input: { id: "${{ steps.create_tenant.output.id }}" } }, compensation: true }
-  refund: { task: { queue: billing, input: { charge: "${{ steps.charge.output.id }}" } }, compensation: true }
-"#;
+/// The README's example, run as it is.
+const PROVISION: &str = include_str!("../../../examples/workflows/provision-account.yaml");
 
 /// Side effects done by the test's workers: (run, step) → times.
 #[derive(Clone, Default)]

@@ -317,7 +317,7 @@ impl Checker {
         if let Some(output) = &output {
             self.templates("output", output, &scope);
         }
-        self.links(&steps);
+        self.links(&steps, &names);
         Some(Definition {
             name: name?,
             description,
@@ -642,13 +642,15 @@ impl Checker {
 
     /// `needs` and `compensate` point at real steps of the right kind, and the
     /// DAG has no cycle.
-    fn links(&mut self, steps: &BTreeMap<String, Step>) {
+    fn links(&mut self, steps: &BTreeMap<String, Step>, names: &BTreeSet<&str>) {
         let mut compensated_by: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, step) in steps {
             let path = format!("steps.{name}");
             for (i, need) in step.needs.iter().enumerate() {
                 let need_path = format!("{path}.needs[{i}]");
                 match steps.get(need) {
+                    // A step with problems of its own was reported already.
+                    None if names.contains(need.as_str()) => {}
                     None => self.problem(&need_path, format!("unknown step {need:?}")),
                     Some(_) if need == name => {
                         self.problem(&need_path, "a step cannot need itself");
@@ -669,6 +671,7 @@ impl Checker {
             if let Some(target) = &step.compensate {
                 let cpath = join(&path, "compensate");
                 match steps.get(target) {
+                    None if names.contains(target.as_str()) => {}
                     None => self.problem(&cpath, format!("unknown step {target:?}")),
                     Some(t) if !t.compensation => self.problem(
                         &cpath,
