@@ -121,7 +121,10 @@ async fn workflows_validate_apply_run_and_show_their_dag() {
     std::fs::write(&bad, "name: w\nsteps:\n  a: { needs: [b], task: { queue: q } }\n  b: { needs: [a], sleep: { duration_ms: 1 } }\n  c: { needs: [a], sleep: {} }\n").unwrap();
     let (ok, _, err) = keel(&server, &["workflow", "validate", bad.to_str().unwrap()]).await;
     assert!(!ok);
-    assert!(err.contains("steps.c.sleep: give exactly one of duration_ms or until"), "{err}");
+    assert!(
+        err.contains("steps.c.sleep: give exactly one of duration_ms or until"),
+        "{err}"
+    );
     assert!(!err.contains("unknown step"), "{err}");
     assert!(err.contains("cycle"), "{err}");
 
@@ -133,7 +136,10 @@ async fn workflows_validate_apply_run_and_show_their_dag() {
     assert!(ok && out.contains("w: version 1"), "{out}{err}");
     let (ok, out, err) = keel(&server, &["workflow", "run", "w", "--wait"]).await;
     assert!(ok, "{out}{err}");
-    assert!(out.contains("succeeded") && out.contains("✓ b") && out.contains("← a"), "{out}");
+    assert!(
+        out.contains("succeeded") && out.contains("✓ b") && out.contains("← a"),
+        "{out}"
+    );
     let id = out.split_whitespace().nth(1).unwrap().to_owned();
     let (ok, out, _) = keel(&server, &["run", "get", &id, "--json"]).await;
     assert!(ok);

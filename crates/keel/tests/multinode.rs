@@ -255,3 +255,76 @@ async fn deadlines_set_on_any_node_reach_the_leader() {
             .await;
     }
 }
+
+/// A workflow on PostgreSQL: started through one node, its steps done by a
+/// worker on another, its signal sent through the third, its timer fired by
+/// whichever node leases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_workflow_run_crosses_nodes() {
+    let db = Database::new().await;
+    let (a, b, c) = (db.node().await, db.node().await, db.node().await);
+    let yaml = "name: w\nsteps:\n  first: { task: { queue: q, input: { n: 1 } } }\n  nap: { needs: [first], sleep: { duration_ms: 200 } }\n  wait: { needs: [nap], wait_for: { signal: go } }\n  last: { needs: [wait], task: { queue: q, input: { n: \"${{ steps.wait.output }}\" } } }\n";
+    let put = reqwest::Client::new()
+        .put(a.v1("/namespaces/default/workflows/w"))
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201);
+    let (status, run) = a
+        .post("/namespaces/default/workflows/w/runs", json!({"input": {}}))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    let first = b
+        .lease(
+            "q",
+            json!({"worker_id": "w", "max_jobs": 1, "wait_ms": 5000}),
+        )
+        .await;
+    assert_eq!(first[0]["tags"]["keel.step"], "first");
+    let token = first[0]["lease_token"].as_str().unwrap();
+    let path = format!(
+        "/namespaces/default/jobs/{}/complete",
+        first[0]["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        b.post(&path, json!({"lease_token": token, "result": 1}))
+            .await
+            .0,
+        200
+    );
+    for _ in 0..250 {
+        let (_, run) = c.get(&format!("/namespaces/default/runs/{id}")).await;
+        if run["steps"]["wait"]["state"] == "waiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = c
+        .post(
+            &format!("/namespaces/default/runs/{id}/signals/go"),
+            json!(41),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let last = a
+        .lease(
+            "q",
+            json!({"worker_id": "w", "max_jobs": 1, "wait_ms": 5000}),
+        )
+        .await;
+    assert_eq!(last[0]["payload"], json!({"n": 41}));
+    let token = last[0]["lease_token"].as_str().unwrap();
+    let path = format!(
+        "/namespaces/default/jobs/{}/complete",
+        last[0]["id"].as_str().unwrap()
+    );
+    assert_eq!(a.post(&path, json!({"lease_token": token})).await.0, 200);
+    let (_, run) = b
+        .get(&format!("/namespaces/default/runs/{id}?wait_ms=5000"))
+        .await;
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+}
