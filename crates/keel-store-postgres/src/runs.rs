@@ -5,22 +5,13 @@
 use deadpool_postgres::GenericClient;
 use keel_core::workflow::{RunId, RunState, RunStatus};
 use keel_core::{Error, ErrorCode, Namespace, Timestamp};
-use keel_store::{IDEMPOTENCY_WINDOW_MS, NewRun, RunFilter, RunPage, StoredRun, WorkflowVersion};
+use keel_store::{
+    IDEMPOTENCY_WINDOW_MS, NewRun, RunFilter, RunPage, StoredRun, WorkflowVersion, run_not_found,
+    workflow_not_found,
+};
 use tokio_postgres::Row;
 
 use crate::{db, job_id, uuid};
-
-pub fn run_not_found(id: RunId) -> Error {
-    Error::new(ErrorCode::NotFound, format!("run {id} not found"))
-}
-
-fn workflow_not_found(name: &str, version: Option<u32>) -> Error {
-    let what = match version {
-        Some(v) => format!("version {v} of workflow {name:?}"),
-        None => format!("workflow {name:?}"),
-    };
-    Error::new(ErrorCode::NotFound, format!("{what} not found"))
-}
 
 fn state_json(state: &RunState) -> String {
     serde_json::to_string(state).unwrap_or_default()

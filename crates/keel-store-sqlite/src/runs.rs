@@ -8,7 +8,10 @@
 
 use keel_core::workflow::{RunId, RunState, RunStatus};
 use keel_core::{Error, ErrorCode, Namespace, Timestamp};
-use keel_store::{IDEMPOTENCY_WINDOW_MS, NewRun, RunFilter, RunPage, StoredRun, WorkflowVersion};
+use keel_store::{
+    IDEMPOTENCY_WINDOW_MS, NewRun, RunFilter, RunPage, StoredRun, WorkflowVersion, run_not_found,
+    workflow_not_found,
+};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
@@ -44,18 +47,6 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Option<StoredRun>)> {
 
 fn corrupt(id: impl std::fmt::Display) -> Error {
     Error::internal(format!("run {id} has a journal this version cannot read"))
-}
-
-pub fn run_not_found(id: RunId) -> Error {
-    Error::new(ErrorCode::NotFound, format!("run {id} not found"))
-}
-
-fn workflow_not_found(name: &str, version: Option<u32>) -> Error {
-    let what = match version {
-        Some(v) => format!("version {v} of workflow {name:?}"),
-        None => format!("workflow {name:?}"),
-    };
-    Error::new(ErrorCode::NotFound, format!("{what} not found"))
 }
 
 fn state_json(state: &RunState) -> String {

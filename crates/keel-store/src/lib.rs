@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use keel_core::workflow::{RunId, RunState, RunStatus};
 use keel_core::{
-    Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueuePolicy, QueueRef,
-    Retry, Timestamp,
+    Error, ErrorCode, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueuePolicy,
+    QueueRef, Retry, Timestamp,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -207,6 +207,20 @@ pub struct RunFilter {
 pub struct RunPage {
     pub runs: Vec<StoredRun>,
     pub next_cursor: Option<String>,
+}
+
+/// 404 for a run, the same from every backend.
+pub fn run_not_found(id: RunId) -> Error {
+    Error::new(ErrorCode::NotFound, format!("run {id} not found"))
+}
+
+/// 404 for a workflow, or one version of it.
+pub fn workflow_not_found(name: &str, version: Option<u32>) -> Error {
+    let what = match version {
+        Some(v) => format!("version {v} of workflow {name:?}"),
+        None => format!("workflow {name:?}"),
+    };
+    Error::new(ErrorCode::NotFound, format!("{what} not found"))
 }
 
 /// Everything Keel asks of a storage backend. Writes return only once durable.
