@@ -164,20 +164,7 @@ pub async fn run_create(
         return Err(Error::internal("the run was not stored"));
     }
     tx.commit().await.map_err(db)?;
-    Ok((
-        StoredRun {
-            id: run.id,
-            namespace: namespace.clone(),
-            workflow: run.workflow,
-            version: run.version,
-            input: run.input,
-            state: run.state,
-            created_at: now,
-            updated_at: now,
-            rev: 1,
-        },
-        false,
-    ))
+    Ok((run.stored(namespace, now), false))
 }
 
 pub async fn run_get(

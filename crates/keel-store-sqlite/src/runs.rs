@@ -146,20 +146,7 @@ pub fn run_create(
         run.idempotency_key,
         now.as_millis(),
     ])?;
-    Ok(Ok((
-        StoredRun {
-            id: run.id,
-            namespace: namespace.clone(),
-            workflow: run.workflow,
-            version: run.version,
-            input: run.input,
-            state: run.state,
-            created_at: now,
-            updated_at: now,
-            rev: 1,
-        },
-        false,
-    )))
+    Ok(Ok((run.stored(namespace, now), false)))
 }
 
 fn get_by_seq(conn: &Connection, seq: i64) -> Applied<StoredRun> {

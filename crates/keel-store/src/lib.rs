@@ -178,6 +178,23 @@ pub struct NewRun {
     pub idempotency_key: Option<String>,
 }
 
+impl NewRun {
+    /// The run as a backend has just stored it: revision 1, created `now`.
+    pub fn stored(self, namespace: &Namespace, now: Timestamp) -> StoredRun {
+        StoredRun {
+            id: self.id,
+            namespace: namespace.clone(),
+            workflow: self.workflow,
+            version: self.version,
+            input: self.input,
+            state: self.state,
+            created_at: now,
+            updated_at: now,
+            rev: 1,
+        }
+    }
+}
+
 /// A run as stored: its immutable facts and its journal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRun {
