@@ -33,7 +33,7 @@ use keel_core::{
 use keel_store::{
     Ack, AckOutcome, Acked, Depth, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage,
     LeaseRequest, LeasedJob, MaintenanceReport, NewRun, QueueStats, ReadySignal, RedriveSelection,
-    RunFilter, RunPage, Store, StoredRun, WorkflowVersion,
+    RunFilter, RunJob, RunPage, Store, StoredRun, WorkflowVersion,
 };
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
@@ -108,18 +108,25 @@ fn state_of(text: &str) -> JobState {
 }
 
 /// A job row locked for a transition.
+/// Who to wake once a transaction that created jobs commits.
+#[derive(Default)]
+struct Woken {
+    ready: Vec<QueueRef>,
+    due: Option<Timestamp>,
+}
+
 struct Locked {
     life: JobLifecycle,
     lease_ms: u64,
     backoff: Backoff,
     queue: String,
-    /// A workflow step's job: its run hears when it ends.
-    from_run: bool,
+    /// The run whose step this job is: the run hears when the job ends.
+    run: Option<RunId>,
 }
 
 impl Locked {
     /// From the columns `state, attempt, max_attempts, run_at, lease_seq,
-    /// lease_expires_at, lease_ms, backoff, queue, from_run`, starting at `first`.
+    /// lease_expires_at, lease_ms, backoff, queue, run`, starting at `first`.
     fn from_row(row: &tokio_postgres::Row, first: usize) -> Self {
         let at = |i: usize| first + i;
         Locked {
@@ -134,7 +141,9 @@ impl Locked {
             lease_ms: row.get::<_, i64>(at(6)) as u64,
             backoff: serde_json::from_str(row.get(at(7))).unwrap_or_default(),
             queue: row.get(at(8)),
-            from_run: row.get::<_, Option<bool>>(at(9)).unwrap_or(false),
+            run: row
+                .get::<_, Option<&str>>(at(9))
+                .and_then(|r| r.parse().ok()),
         }
     }
 }
@@ -242,6 +251,114 @@ impl PostgresStore {
     }
 
     /// Tells maintenance here, and the leader wherever it runs, of a deadline.
+    /// Writes one new job (the caller has settled its idempotency key).
+    async fn insert_job(
+        tx: &impl GenericClient,
+        insert: &tokio_postgres::Statement,
+        queue: &QueueRef,
+        id: JobId,
+        job: &NewJob,
+        now: Timestamp,
+    ) -> Result<JobState, Error> {
+        let life = JobLifecycle::new(job, now);
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &uuid(id),
+            &queue.namespace.as_str(),
+            &queue.queue.as_str(),
+            &life.state.as_str(),
+            &job.payload.get(),
+            &job.priority,
+            &(job.max_attempts as i32),
+            &job.run_at.as_millis(),
+            &now.as_millis(),
+            &(job.lease_ms as i64),
+            &serde_json::to_string(&job.backoff).unwrap_or_default(),
+            &job.idempotency_key,
+            &job.ordering_key,
+            &tags_json(&job.tags),
+        ];
+        tx.execute(insert, &params).await.map_err(db)?;
+        Ok(life.state)
+    }
+
+    /// Refuses (the caller's transaction then rolls back) when `fresh` new
+    /// jobs took `namespace` over its bound.
+    async fn check_bound(
+        &self,
+        tx: &impl GenericClient,
+        namespace: &Namespace,
+        fresh: u64,
+    ) -> Result<(), Error> {
+        if fresh == 0 || !self.near_namespace_bound(tx, namespace, fresh).await? {
+            return Ok(());
+        }
+        let row = tx
+            .query_one(
+                "SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL",
+                &[&namespace.as_str()],
+            )
+            .await
+            .map_err(db)?;
+        let unfinished = row.get::<_, i64>(0) as u64;
+        if unfinished > self.max_namespace_jobs {
+            return Err(Error::new(
+                ErrorCode::NamespaceFull,
+                format!(
+                    "namespace {namespace} would hold {unfinished} unfinished jobs; the limit is {}",
+                    self.max_namespace_jobs
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the jobs of a run's journal write inside its transaction;
+    /// returns what to signal once it commits.
+    async fn insert_run_jobs(
+        &self,
+        tx: &impl GenericClient,
+        jobs: &[RunJob],
+        now: Timestamp,
+    ) -> Result<Woken, Error> {
+        let mut woken = Woken::default();
+        if jobs.is_empty() {
+            return Ok(woken);
+        }
+        let insert = tx
+            .prepare_cached(include_str!("../queries/insert_job.sql"))
+            .await
+            .map_err(db)?;
+        let mut fresh: Vec<(&Namespace, u64)> = Vec::new();
+        for RunJob { queue, id, job } in jobs {
+            match Self::insert_job(tx, &insert, queue, *id, job, now).await? {
+                JobState::Ready => {
+                    if !woken.ready.contains(queue) {
+                        woken.ready.push(queue.clone());
+                    }
+                }
+                _ => {
+                    let due = woken.due.map_or(job.run_at, |d| d.min(job.run_at));
+                    woken.due = Some(due);
+                }
+            }
+            match fresh.iter_mut().find(|(ns, _)| *ns == &queue.namespace) {
+                Some((_, n)) => *n += 1,
+                None => fresh.push((&queue.namespace, 1)),
+            }
+        }
+        for (namespace, n) in fresh {
+            self.check_bound(tx, namespace, n).await?;
+        }
+        Ok(woken)
+    }
+
+    fn wake(&self, woken: Woken) {
+        for queue in &woken.ready {
+            self.ready(queue);
+        }
+        self.deadline(woken.due);
+    }
+
     fn deadline(&self, at: Option<Timestamp>) {
         if let Some(at) = at {
             self.signal.deadline(at);
@@ -389,23 +506,7 @@ impl Store for PostgresStore {
                     continue;
                 }
             }
-            let params: [&(dyn ToSql + Sync); 14] = [
-                &uuid(id),
-                &namespace,
-                &queue.queue.as_str(),
-                &life.state.as_str(),
-                &job.payload.get(),
-                &job.priority,
-                &(job.max_attempts as i32),
-                &job.run_at.as_millis(),
-                &now.as_millis(),
-                &(job.lease_ms as i64),
-                &serde_json::to_string(&job.backoff).unwrap_or_default(),
-                &job.idempotency_key,
-                &job.ordering_key,
-                &tags_json(&job.tags),
-            ];
-            tx.execute(&insert, &params).await.map_err(db)?;
+            Self::insert_job(&tx, &insert, queue, id, &job, now).await?;
             fresh += 1;
             if life.state == JobState::Scheduled {
                 first_due =
@@ -417,30 +518,7 @@ impl Store for PostgresStore {
                 deduplicated: false,
             });
         }
-        if fresh > 0
-            && self
-                .near_namespace_bound(&tx, &queue.namespace, fresh)
-                .await?
-        {
-            let row = tx
-                .query_one(
-                    "SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL",
-                    &[&namespace],
-                )
-                .await
-                .map_err(db)?;
-            let unfinished = row.get::<_, i64>(0) as u64;
-            if unfinished > self.max_namespace_jobs {
-                tx.rollback().await.map_err(db)?;
-                return Err(Error::new(
-                    ErrorCode::NamespaceFull,
-                    format!(
-                        "namespace {namespace} would hold {unfinished} unfinished jobs; the limit is {}",
-                        self.max_namespace_jobs
-                    ),
-                ));
-            }
-        }
+        self.check_bound(&tx, &queue.namespace, fresh).await?;
         tx.commit().await.map_err(db)?;
         self.deadline(first_due);
         if out
@@ -589,7 +667,7 @@ impl Store for PostgresStore {
                 continue;
             };
             let queue = QueueName::new(&locked.queue)?;
-            let from_run = locked.from_run;
+            let run = locked.run;
             let lease_seq = ack.token.lease_seq;
             let acked = match ack.outcome {
                 AckOutcome::Complete { result } => locked.life.complete(lease_seq, now).map(|()| {
@@ -601,7 +679,8 @@ impl Store for PostgresStore {
                         queue,
                         state: JobState::Succeeded,
                         run_at: None,
-                        from_run,
+                        run,
+                        attempt: locked.life.attempt,
                     }
                 }),
                 AckOutcome::Fail { message, retry } => locked
@@ -621,7 +700,8 @@ impl Store for PostgresStore {
                             queue,
                             state: locked.life.state,
                             run_at,
-                            from_run,
+                            run,
+                            attempt: locked.life.attempt,
                         }
                     }),
             };
@@ -730,7 +810,8 @@ impl Store for PostgresStore {
             queue: QueueName::new(&locked.queue)?,
             state: JobState::Cancelled,
             run_at: None,
-            from_run: locked.from_run,
+            run: locked.run,
+            attempt: locked.life.attempt,
         })
     }
 
@@ -1179,10 +1260,20 @@ impl Store for PostgresStore {
         &self,
         namespace: &Namespace,
         run: NewRun,
+        jobs: Vec<RunJob>,
         now: Timestamp,
     ) -> Result<(StoredRun, bool), Error> {
         let mut client = self.client().await?;
-        runs::run_create(&mut client, namespace, run, now).await
+        let tx = client.transaction().await.map_err(db)?;
+        let (run, found) = runs::run_create(&tx, namespace, run, now).await?;
+        let woken = if found {
+            Woken::default()
+        } else {
+            self.insert_run_jobs(&tx, &jobs, now).await?
+        };
+        tx.commit().await.map_err(db)?;
+        self.wake(woken);
+        Ok((run, found))
     }
 
     async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error> {
@@ -1196,10 +1287,19 @@ impl Store for PostgresStore {
         id: RunId,
         rev: u64,
         state: &RunState,
+        jobs: Vec<RunJob>,
         now: Timestamp,
     ) -> Result<u64, Error> {
-        let client = self.client().await?;
-        runs::run_update(&client, namespace, id, rev, state, now).await
+        let mut client = self.client().await?;
+        if jobs.is_empty() {
+            return runs::run_update(&client, namespace, id, rev, state, now).await;
+        }
+        let tx = client.transaction().await.map_err(db)?;
+        let rev = runs::run_update(&tx, namespace, id, rev, state, now).await?;
+        let woken = self.insert_run_jobs(&tx, &jobs, now).await?;
+        tx.commit().await.map_err(db)?;
+        self.wake(woken);
+        Ok(rev)
     }
 
     async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {

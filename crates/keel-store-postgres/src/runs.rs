@@ -110,13 +110,14 @@ pub async fn workflow_versions(
         .collect())
 }
 
+/// Creates `run` inside `tx`, or finds the earlier run under its
+/// idempotency key (then `true`). The caller commits.
 pub async fn run_create(
-    client: &mut deadpool_postgres::Client,
+    tx: &impl GenericClient,
     namespace: &Namespace,
     run: NewRun,
     now: Timestamp,
 ) -> Result<(StoredRun, bool), Error> {
-    let tx = client.transaction().await.map_err(db)?;
     let insert = tx
         .prepare_cached(include_str!("../queries/run_insert.sql"))
         .await
@@ -148,8 +149,7 @@ pub async fn run_create(
         let created_at = Timestamp::from_millis(earlier.get(1));
         if now.millis_since(created_at) < IDEMPOTENCY_WINDOW_MS {
             let id = job_id(earlier.get(0));
-            let found = run_get(&tx, namespace, id).await?;
-            tx.commit().await.map_err(db)?;
+            let found = run_get(tx, namespace, id).await?;
             return Ok((found, true));
         }
         tx.execute(
@@ -163,7 +163,6 @@ pub async fn run_create(
     if inserted.is_none() {
         return Err(Error::internal("the run was not stored"));
     }
-    tx.commit().await.map_err(db)?;
     Ok((run.stored(namespace, now), false))
 }
 

@@ -1,7 +1,8 @@
 //! Workflow definitions and runs. Writes run on the writer thread inside its
 //! open transaction (so they are group-committed and fsynced like jobs); reads
-//! run on the reader connections. Nothing here is kept in memory: runs are
-//! few next to jobs, and each is read whole when it advances.
+//! run on the reader connections. The store keeps no run in memory (the
+//! workflow driver keeps the journals it wrote). A run's write and the jobs
+//! it starts are one command ([`crate::writer::run_write`]).
 //!
 //! Writes must not fault on constraints (a fault rolls back the whole group
 //! commit): every conflict is looked for first, which the single writer makes safe.
@@ -49,7 +50,7 @@ fn corrupt(id: impl std::fmt::Display) -> Error {
     Error::internal(format!("run {id} has a journal this version cannot read"))
 }
 
-fn state_json(state: &RunState) -> String {
+pub fn state_json(state: &RunState) -> String {
     serde_json::to_string(state).unwrap_or_default()
 }
 
@@ -82,38 +83,72 @@ pub fn workflow_put(
     Ok(Ok((version, true)))
 }
 
-pub fn workflow_versions(
+fn version_from_row(name: &str, r: &Row<'_>) -> rusqlite::Result<WorkflowVersion> {
+    Ok(WorkflowVersion {
+        name: name.to_owned(),
+        version: r.get(0)?,
+        definition: r.get(1)?,
+        created_at: Timestamp::from_millis(r.get(2)?),
+    })
+}
+
+/// One version, or the latest. Two fixed statements rather than one with
+/// `?3 IS NULL`: SQLite re-prepares a statement whose plan depends on a
+/// bound value every time that value is bound.
+pub fn workflow_get(
     conn: &Connection,
     namespace: &Namespace,
     name: &str,
     version: Option<u32>,
+) -> Applied<WorkflowVersion> {
+    const COLUMNS: &str = "SELECT version, definition, created_at FROM workflows \
+         WHERE namespace = ?1 AND name = ?2";
+    let found = match version {
+        Some(v) => conn
+            .prepare_cached(&format!("{COLUMNS} AND version = ?3"))?
+            .query_row(params![namespace.as_str(), name, v], |r| {
+                version_from_row(name, r)
+            }),
+        None => conn
+            .prepare_cached(&format!("{COLUMNS} ORDER BY version DESC LIMIT 1"))?
+            .query_row(params![namespace.as_str(), name], |r| {
+                version_from_row(name, r)
+            }),
+    }
+    .optional()?;
+    Ok(found.ok_or_else(|| workflow_not_found(name, version)))
+}
+
+pub fn workflow_versions(
+    conn: &Connection,
+    namespace: &Namespace,
+    name: &str,
 ) -> Applied<Vec<WorkflowVersion>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT version, definition, created_at FROM workflows \
-         WHERE namespace = ?1 AND name = ?2 AND (?3 IS NULL OR version = ?3) ORDER BY version",
-    )?;
-    let versions: Vec<WorkflowVersion> = stmt
-        .query_map(params![namespace.as_str(), name, version], |r| {
-            Ok(WorkflowVersion {
-                name: name.to_owned(),
-                version: r.get(0)?,
-                definition: r.get(1)?,
-                created_at: Timestamp::from_millis(r.get(2)?),
-            })
+    let versions: Vec<WorkflowVersion> = conn
+        .prepare_cached(
+            "SELECT version, definition, created_at FROM workflows \
+             WHERE namespace = ?1 AND name = ?2 ORDER BY version",
+        )?
+        .query_map(params![namespace.as_str(), name], |r| {
+            version_from_row(name, r)
         })?
         .collect::<rusqlite::Result<_>>()?;
     if versions.is_empty() {
-        return Ok(Err(workflow_not_found(name, version)));
+        return Ok(Err(workflow_not_found(name, None)));
     }
     Ok(Ok(versions))
 }
 
+/// Creates `run` (its journal already as JSON, made off the writer thread);
+/// the flag says whether it was created (its jobs are to be written too)
+/// rather than found under its idempotency key.
 pub fn run_create(
     conn: &Connection,
     namespace: &Namespace,
     run: NewRun,
+    state: &str,
     now: Timestamp,
-) -> Applied<(StoredRun, bool)> {
+) -> Applied<((StoredRun, bool), bool)> {
     if let Some(key) = &run.idempotency_key {
         let earlier: Option<(i64, i64)> = conn
             .prepare_cached(
@@ -125,7 +160,7 @@ pub fn run_create(
             .optional()?;
         if let Some((seq, created_at)) = earlier {
             if now.millis_since(Timestamp::from_millis(created_at)) < IDEMPOTENCY_WINDOW_MS {
-                return get_by_seq(conn, seq).map(|r| r.map(|run| (run, true)));
+                return get_by_seq(conn, seq).map(|r| r.map(|run| ((run, true), false)));
             }
             conn.prepare_cached("UPDATE runs SET idempotency_key = NULL WHERE seq = ?1")?
                 .execute([seq])?;
@@ -142,11 +177,11 @@ pub fn run_create(
         run.version,
         run.state.status.as_str(),
         run.input,
-        state_json(&run.state),
+        state,
         run.idempotency_key,
         now.as_millis(),
     ])?;
-    Ok(Ok((run.stored(namespace, now), false)))
+    Ok(Ok(((run.stored(namespace, now), false), true)))
 }
 
 fn get_by_seq(conn: &Connection, seq: i64) -> Applied<StoredRun> {
@@ -169,29 +204,31 @@ pub fn run_get(conn: &Connection, namespace: &Namespace, id: RunId) -> Applied<S
     })
 }
 
+/// Writes a journal (as JSON) if the run is still at `rev`; the flag says
+/// whether it was written (and so its jobs are to be written too).
 pub fn run_update(
     conn: &Connection,
     namespace: &Namespace,
     id: RunId,
     rev: u64,
-    state: &RunState,
+    (status, state): (RunStatus, &str),
     now: Timestamp,
-) -> Applied<u64> {
+) -> Applied<(u64, bool)> {
     let changed = conn
         .prepare_cached(
             "UPDATE runs SET status = ?1, state = ?2, updated_at = ?3, rev = rev + 1 \
              WHERE id = ?4 AND namespace = ?5 AND rev = ?6",
         )?
         .execute(params![
-            state.status.as_str(),
-            state_json(state),
+            status.as_str(),
+            state,
             now.as_millis(),
             id.as_bytes(),
             namespace.as_str(),
             rev as i64,
         ])?;
     if changed == 1 {
-        return Ok(Ok(rev + 1));
+        return Ok(Ok((rev + 1, true)));
     }
     let exists = conn
         .prepare_cached("SELECT 1 FROM runs WHERE id = ?1 AND namespace = ?2")?

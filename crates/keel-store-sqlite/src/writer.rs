@@ -16,19 +16,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
+use keel_core::workflow::RunId;
 use keel_core::{
     Backoff, Error, ErrorCode, JobId, JobIdGenerator, JobLifecycle, JobState, LeaseToken,
     Namespace, NewJob, QueuePolicy, QueueRef, Timestamp, Transition,
 };
 use keel_store::{
     Ack, AckOutcome, Acked, Depth, Enqueued, IDEMPOTENCY_WINDOW_MS, LeaseRequest, LeasedJob,
-    MaintenanceReport, QueueStats, RUN_TAG, ReadySignal, RedriveSelection,
+    MaintenanceReport, QueueStats, RUN_TAG, ReadySignal, RedriveSelection, RunJob,
 };
 use rusqlite::{Connection, ErrorCode as SqliteCode, OptionalExtension, params};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::hot::{Hot, LiveJob};
+use crate::hot::{Hot, LiveJob, QueueIdx};
 use crate::rows::{blob_id, raw_json, tags_from_sql, tags_to_sql};
 use crate::syncer::{Pending, Syncer};
 
@@ -117,6 +118,8 @@ pub enum Command {
     SyncDone,
     /// A write outside the job index (workflows, runs); see [`exec`].
     Exec(ExecWrite),
+    /// A run's journal write with the jobs it starts; see [`run_write`].
+    RunWrite(RunWrite),
 }
 
 /// A write for [`Command::Exec`]: given the connection and whether the batch
@@ -135,6 +138,28 @@ pub fn exec<T: Send + 'static>(
             finish(reply, Ok(Err(Error::internal("transaction failed"))))
         } else {
             finish(reply, write(conn))
+        }
+    }))
+}
+
+/// A write for [`Command::RunWrite`], like [`ExecWrite`] but with the writer
+/// itself, so that it can create jobs.
+pub type RunWrite = Box<dyn FnOnce(&mut Writer, bool) -> (Pending, Option<rusqlite::Error>) + Send>;
+
+/// A run's journal write and the jobs it starts, in one transaction: `write`
+/// answers its value and whether the jobs are to be created (not when the
+/// write was refused, or found an earlier run under the same key).
+pub fn run_write<T: Send + 'static>(
+    reply: Reply<T>,
+    jobs: Vec<RunJob>,
+    now: Timestamp,
+    write: impl FnOnce(&Connection) -> Applied<(T, bool)> + Send + 'static,
+) -> Command {
+    Command::RunWrite(Box::new(move |writer, skip| {
+        if skip {
+            finish(reply, Ok(Err(Error::internal("transaction failed"))))
+        } else {
+            finish(reply, writer.write_run(jobs, now, write))
         }
     }))
 }
@@ -405,6 +430,7 @@ impl Writer {
             Command::Shutdown { reply } => run!(reply, Ok(Ok(()))),
             Command::SyncDone => (Box::new(|_| {}), None),
             Command::Exec(write) => write(&self.conn, skip),
+            Command::RunWrite(write) => write(self, skip),
         }
     }
 
@@ -559,15 +585,8 @@ impl Writer {
             });
         }
         let new_jobs = plans.iter().filter(|p| matches!(p, Plan::New)).count() as u64;
-        let unfinished = self.hot.unfinished(namespace);
-        if unfinished + new_jobs > self.max_namespace_jobs {
-            return Ok(Err(Error::new(
-                ErrorCode::NamespaceFull,
-                format!(
-                    "namespace {namespace} holds {unfinished} unfinished jobs; the limit is {}",
-                    self.max_namespace_jobs
-                ),
-            )));
+        if let Err(e) = self.room(namespace, new_jobs) {
+            return Ok(Err(e));
         }
 
         let queue_idx = self.hot.queue_entry(queue);
@@ -589,67 +608,126 @@ impl Writer {
                 Plan::New => {}
             }
             let id = self.ids.next(now);
-            let life = JobLifecycle::new(&job, now);
-            let from_run = job.tags.contains_key(RUN_TAG);
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
-                     max_attempts, run_at, created_at, updated_at, lease_seq, lease_ms, backoff, \
-                     idempotency_key, ordering_key, tags) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14)",
-                )?
-                .execute(params![
-                    id.as_bytes(),
-                    namespace.as_str(),
-                    queue.queue.as_str(),
-                    life.state.as_str(),
-                    job.payload.get(),
-                    job.priority,
-                    job.max_attempts,
-                    job.run_at.as_millis(),
-                    now.as_millis(),
-                    job.lease_ms as i64,
-                    backoff_json(&job.backoff),
-                    job.idempotency_key,
-                    job.ordering_key,
-                    tags_to_sql(&job.tags),
-                ])?;
-            let seq = self.conn.last_insert_rowid();
-            let enqueued = Enqueued {
-                id,
-                state: life.state,
-                deduplicated: false,
-            };
-            if let Some(key) = &job.idempotency_key {
-                self.conn
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO idempotency_keys (namespace, key, job_id, expires_at) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![
-                        namespace.as_str(),
-                        key,
-                        id.as_bytes(),
-                        now.plus_ms(IDEMPOTENCY_WINDOW_MS).as_millis()
-                    ])?;
-            }
-            let backoff = self.hot.intern_backoff(job.backoff);
-            self.hot.insert(
-                id,
-                LiveJob {
-                    seq,
-                    queue: queue_idx,
-                    life,
-                    priority: job.priority,
-                    lease_ms: job.lease_ms as u32,
-                    backoff,
-                    ordering_key: job.ordering_key.map(Arc::from),
-                    from_run,
-                },
-            );
+            let enqueued = self.insert_job(queue, queue_idx, id, job, now)?;
             out.push(enqueued);
         }
         Ok(Ok(out))
+    }
+
+    /// Refuses `adding` jobs that would take `namespace` over its bound.
+    fn room(&self, namespace: &Namespace, adding: u64) -> Result<(), Error> {
+        let unfinished = self.hot.unfinished(namespace);
+        if unfinished + adding > self.max_namespace_jobs {
+            return Err(Error::new(
+                ErrorCode::NamespaceFull,
+                format!(
+                    "namespace {namespace} holds {unfinished} unfinished jobs; the limit is {}",
+                    self.max_namespace_jobs
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes one new job and puts it in the hot index.
+    fn insert_job(
+        &mut self,
+        queue: &QueueRef,
+        queue_idx: QueueIdx,
+        id: JobId,
+        job: NewJob,
+        now: Timestamp,
+    ) -> rusqlite::Result<Enqueued> {
+        let namespace = &queue.namespace;
+        let life = JobLifecycle::new(&job, now);
+        let from_run = job.tags.contains_key(RUN_TAG);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
+                 max_attempts, run_at, created_at, updated_at, lease_seq, lease_ms, backoff, \
+                 idempotency_key, ordering_key, tags) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                id.as_bytes(),
+                namespace.as_str(),
+                queue.queue.as_str(),
+                life.state.as_str(),
+                job.payload.get(),
+                job.priority,
+                job.max_attempts,
+                job.run_at.as_millis(),
+                now.as_millis(),
+                job.lease_ms as i64,
+                backoff_json(&job.backoff),
+                job.idempotency_key,
+                job.ordering_key,
+                tags_to_sql(&job.tags),
+            ])?;
+        let seq = self.conn.last_insert_rowid();
+        let enqueued = Enqueued {
+            id,
+            state: life.state,
+            deduplicated: false,
+        };
+        if let Some(key) = &job.idempotency_key {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency_keys (namespace, key, job_id, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    namespace.as_str(),
+                    key,
+                    id.as_bytes(),
+                    now.plus_ms(IDEMPOTENCY_WINDOW_MS).as_millis()
+                ])?;
+        }
+        let backoff = self.hot.intern_backoff(job.backoff);
+        self.hot.insert(
+            id,
+            LiveJob {
+                seq,
+                queue: queue_idx,
+                life,
+                priority: job.priority,
+                lease_ms: job.lease_ms as u32,
+                backoff,
+                ordering_key: job.ordering_key.map(Arc::from),
+                from_run,
+            },
+        );
+        Ok(enqueued)
+    }
+
+    /// See [`run_write`]. Refusals come before anything is written: a write
+    /// cannot be taken back without failing the whole group commit.
+    fn write_run<T>(
+        &mut self,
+        jobs: Vec<RunJob>,
+        now: Timestamp,
+        write: impl FnOnce(&Connection) -> Applied<(T, bool)>,
+    ) -> Applied<T> {
+        let mut adding: HashMap<&Namespace, u64> = HashMap::new();
+        for job in &jobs {
+            *adding.entry(&job.queue.namespace).or_default() += 1;
+        }
+        for (namespace, n) in adding {
+            if let Err(e) = self.room(namespace, n) {
+                return Ok(Err(e));
+            }
+        }
+        let (value, start) = match write(&self.conn)? {
+            Ok(written) => written,
+            Err(e) => return Ok(Err(e)),
+        };
+        if start {
+            for RunJob { queue, id, job } in jobs {
+                let queue_idx = self.hot.queue_entry(&queue);
+                self.insert_job(&queue, queue_idx, id, job, now)?;
+            }
+        }
+        Ok(Ok(value))
     }
 
     /// The job an unexpired idempotency key points to, if that job still exists.
@@ -774,6 +852,7 @@ impl Writer {
         };
         let queue = self.hot.queues[job.queue].queue.queue.clone();
         let from_run = job.from_run;
+        let life_attempt = job.life.attempt;
         let lease_seq = ack.token.lease_seq;
         match ack.outcome {
             AckOutcome::Complete { result } => {
@@ -796,7 +875,8 @@ impl Writer {
                     queue,
                     state: JobState::Succeeded,
                     run_at: None,
-                    from_run,
+                    run: self.run_of(from_run, seq)?,
+                    attempt: life_attempt,
                 }))
             }
             AckOutcome::Fail { message, retry } => {
@@ -824,7 +904,8 @@ impl Writer {
                     queue,
                     state: life.state,
                     run_at,
-                    from_run,
+                    run: self.run_of(from_run, seq)?,
+                    attempt: life.attempt,
                 }))
             }
         }
@@ -857,6 +938,20 @@ impl Writer {
             )?
             .execute(params![seq, life.attempt, message, now.as_millis()])?;
         Ok(())
+    }
+
+    /// The run a workflow step's job belongs to, read from its tag.
+    fn run_of(&self, from_run: bool, seq: i64) -> rusqlite::Result<Option<RunId>> {
+        if !from_run {
+            return Ok(None);
+        }
+        let tag: Option<String> = self
+            .conn
+            .prepare_cached("SELECT json_extract(tags, '$.\"keel.run\"') FROM jobs WHERE seq = ?1")?
+            .query_row([seq], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(tag.and_then(|t| t.parse().ok()))
     }
 
     fn heartbeat(
@@ -895,7 +990,7 @@ impl Writer {
             return Ok(Err(self.why_not_live(namespace, id, finished)?));
         };
         let queue = self.hot.queues[job.queue].queue.queue.clone();
-        let from_run = job.from_run;
+        let (from_run, attempt) = (job.from_run, job.life.attempt);
         let cancelled = self
             .hot
             .update(id, |job| job.life.cancel().map(|()| job.seq));
@@ -915,7 +1010,8 @@ impl Writer {
             queue,
             state: JobState::Cancelled,
             run_at: None,
-            from_run,
+            run: self.run_of(from_run, seq)?,
+            attempt,
         }))
     }
 

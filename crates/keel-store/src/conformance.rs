@@ -20,11 +20,11 @@ use keel_core::{
 };
 use serde_json::value::RawValue;
 
-use keel_core::workflow::{RunState, RunStatus, StepRecord};
+use keel_core::workflow::{RunId, RunState, RunStatus, StepRecord};
 
 use crate::{
     Ack, AckOutcome, IDEMPOTENCY_WINDOW_MS, JobFilter, LeaseRequest, LeasedJob, NewRun, RUN_TAG,
-    RedriveSelection, RunFilter, Store,
+    RedriveSelection, RunFilter, RunJob, Store,
 };
 
 type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send>> + Send + Sync>;
@@ -58,7 +58,8 @@ macro_rules! store_conformance_suite {
             new_deadlines_wake_maintenance, workflow_versions_change_only_with_content,
             runs_are_created_once_per_idempotency_key, run_updates_are_compare_and_set,
             runs_list_newest_first_filtered_and_paged, active_runs_span_namespaces,
-            runs_survive_reopen, acks_say_which_jobs_belong_to_runs);
+            runs_survive_reopen, acks_say_which_jobs_belong_to_runs,
+            run_writes_create_their_jobs_or_nothing);
 
         /// Random interleavings of leases, acks, heartbeats, cancels and time.
         #[test]
@@ -1219,13 +1220,13 @@ pub async fn workflow_versions_change_only_with_content(h: Harness) {
 pub async fn runs_are_created_once_per_idempotency_key(h: Harness) {
     let s = &*h.store;
     let (first, dedup) = s
-        .run_create(&ns(), new_run(1, "flow", Some("k")), T0)
+        .run_create(&ns(), new_run(1, "flow", Some("k")), Vec::new(), T0)
         .await
         .unwrap();
     assert!(!dedup);
     assert_eq!((first.rev, first.created_at), (1, T0));
     let (again, dedup) = s
-        .run_create(&ns(), new_run(2, "flow", Some("k")), at(5))
+        .run_create(&ns(), new_run(2, "flow", Some("k")), Vec::new(), at(5))
         .await
         .unwrap();
     assert!(dedup);
@@ -1233,13 +1234,13 @@ pub async fn runs_are_created_once_per_idempotency_key(h: Harness) {
     assert_eq!(again.input, r#"{"n":1}"#);
     let other = Namespace::new("other").unwrap();
     let (elsewhere, dedup) = s
-        .run_create(&other, new_run(3, "flow", Some("k")), at(5))
+        .run_create(&other, new_run(3, "flow", Some("k")), Vec::new(), at(5))
         .await
         .unwrap();
     assert!(!dedup && elsewhere.id != first.id, "keys are per namespace");
     let late = at(IDEMPOTENCY_WINDOW_MS + 1);
     let (fresh, dedup) = s
-        .run_create(&ns(), new_run(4, "flow", Some("k")), late)
+        .run_create(&ns(), new_run(4, "flow", Some("k")), Vec::new(), late)
         .await
         .unwrap();
     assert!(!dedup && fresh.id != first.id, "the window ended");
@@ -1255,26 +1256,33 @@ pub async fn runs_are_created_once_per_idempotency_key(h: Harness) {
 pub async fn run_updates_are_compare_and_set(h: Harness) {
     let s = &*h.store;
     let (run, _) = s
-        .run_create(&ns(), new_run(1, "flow", None), T0)
+        .run_create(&ns(), new_run(1, "flow", None), Vec::new(), T0)
         .await
         .unwrap();
     let mut state = run.state.clone();
     state.status = RunStatus::Succeeded;
     state.output = Some(serde_json::json!({"ok": true}));
     let rev = s
-        .run_update(&ns(), run.id, run.rev, &state, at(10))
+        .run_update(&ns(), run.id, run.rev, &state, Vec::new(), at(10))
         .await
         .unwrap();
     assert_eq!(rev, run.rev + 1);
     let stale = s
-        .run_update(&ns(), run.id, run.rev, &run.state, at(11))
+        .run_update(&ns(), run.id, run.rev, &run.state, Vec::new(), at(11))
         .await
         .unwrap_err();
     assert_eq!(stale.code, ErrorCode::Conflict, "a stale revision loses");
     let got = s.run_get(&ns(), run.id).await.unwrap();
     assert_eq!((got.rev, got.updated_at, &got.state), (rev, at(10), &state));
     let unknown = s
-        .run_update(&ns(), JobId::from_bytes([9; 16]), 1, &state, at(12))
+        .run_update(
+            &ns(),
+            JobId::from_bytes([9; 16]),
+            1,
+            &state,
+            Vec::new(),
+            at(12),
+        )
         .await
         .unwrap_err();
     assert_eq!(unknown.code, ErrorCode::NotFound);
@@ -1283,17 +1291,17 @@ pub async fn run_updates_are_compare_and_set(h: Harness) {
 pub async fn runs_list_newest_first_filtered_and_paged(h: Harness) {
     let s = &*h.store;
     for (i, wf) in [(1u8, "a"), (2, "b"), (3, "a"), (4, "a")] {
-        s.run_create(&ns(), new_run(i, wf, None), at(u64::from(i)))
+        s.run_create(&ns(), new_run(i, wf, None), Vec::new(), at(u64::from(i)))
             .await
             .unwrap();
     }
     let (run, _) = s
-        .run_create(&ns(), new_run(5, "a", None), at(5))
+        .run_create(&ns(), new_run(5, "a", None), Vec::new(), at(5))
         .await
         .unwrap();
     let mut done = run.state.clone();
     done.status = RunStatus::Failed;
-    s.run_update(&ns(), run.id, run.rev, &done, at(6))
+    s.run_update(&ns(), run.id, run.rev, &done, Vec::new(), at(6))
         .await
         .unwrap();
 
@@ -1334,17 +1342,17 @@ pub async fn runs_list_newest_first_filtered_and_paged(h: Harness) {
 pub async fn active_runs_span_namespaces(h: Harness) {
     let s = &*h.store;
     let other = Namespace::new("other").unwrap();
-    s.run_create(&ns(), new_run(1, "a", None), T0)
+    s.run_create(&ns(), new_run(1, "a", None), Vec::new(), T0)
         .await
         .unwrap();
-    s.run_create(&other, new_run(2, "a", None), T0)
+    s.run_create(&other, new_run(2, "a", None), Vec::new(), T0)
         .await
         .unwrap();
     let (done, _) = s
-        .run_create(&ns(), new_run(3, "a", None), T0)
+        .run_create(&ns(), new_run(3, "a", None), Vec::new(), T0)
         .await
         .unwrap();
-    s.run_create(&other, new_run(4, "a", None), T0)
+    s.run_create(&other, new_run(4, "a", None), Vec::new(), T0)
         .await
         .unwrap();
     s.run_update(
@@ -1352,6 +1360,7 @@ pub async fn active_runs_span_namespaces(h: Harness) {
         done.id,
         done.rev,
         &run_state(RunStatus::Cancelled),
+        Vec::new(),
         T0,
     )
     .await
@@ -1383,13 +1392,13 @@ pub async fn runs_survive_reopen(h: Harness) {
         .unwrap();
     let (run, _) = h
         .store
-        .run_create(&ns(), new_run(1, "flow", Some("k")), T0)
+        .run_create(&ns(), new_run(1, "flow", Some("k")), Vec::new(), T0)
         .await
         .unwrap();
     let mut state = run.state.clone();
     state.steps.get_mut("a").unwrap().attempts = 2;
     h.store
-        .run_update(&ns(), run.id, run.rev, &state, at(1))
+        .run_update(&ns(), run.id, run.rev, &state, Vec::new(), at(1))
         .await
         .unwrap();
     h.store.close().await;
@@ -1405,7 +1414,7 @@ pub async fn runs_survive_reopen(h: Harness) {
     let got = store.run_get(&ns(), run.id).await.unwrap();
     assert_eq!((got.rev, &got.state), (run.rev + 1, &state));
     let (again, dedup) = store
-        .run_create(&ns(), new_run(2, "flow", Some("k")), at(2))
+        .run_create(&ns(), new_run(2, "flow", Some("k")), Vec::new(), at(2))
         .await
         .unwrap();
     assert!(dedup && again.id == run.id);
@@ -1413,8 +1422,9 @@ pub async fn runs_survive_reopen(h: Harness) {
 
 pub async fn acks_say_which_jobs_belong_to_runs(h: Harness) {
     let q = queue("steps");
+    let (r1, r2) = (RunId::from_bytes([1; 16]), RunId::from_bytes([2; 16]));
     let mut step = job(r#""step""#);
-    step.tags.insert(RUN_TAG.to_owned(), "r1".to_owned());
+    step.tags.insert(RUN_TAG.to_owned(), r1.to_string());
     let ids = enqueue(&*h.store, &q, vec![step, job(r#""plain""#)]).await;
     let leased = lease(&*h.store, &q, 2, T0).await;
     let acks = leased
@@ -1425,20 +1435,108 @@ pub async fn acks_say_which_jobs_belong_to_runs(h: Harness) {
         })
         .collect();
     let acked = h.store.jobs_ack(&ns(), acks, at(1)).await.unwrap();
-    let from_run: Vec<(JobId, bool)> = acked
+    let runs: Vec<(JobId, Option<RunId>, u32)> = acked
         .into_iter()
         .map(|a| {
             let a = a.unwrap();
-            (a.id, a.from_run)
+            (a.id, a.run, a.attempt)
         })
         .collect();
-    assert!(from_run.contains(&(ids[0], true)) && from_run.contains(&(ids[1], false)));
+    assert!(runs.contains(&(ids[0], Some(r1), 1)) && runs.contains(&(ids[1], None, 1)));
 
     let mut step = job(r#""again""#);
-    step.tags.insert(RUN_TAG.to_owned(), "r2".to_owned());
+    step.tags.insert(RUN_TAG.to_owned(), r2.to_string());
     let id = enqueue(&*h.store, &q, vec![step]).await[0];
     h.store.close().await;
     let store = (h.reopen)().await;
     let cancelled = store.job_cancel(&ns(), id, at(2)).await.unwrap();
-    assert!(cancelled.from_run, "the link survives a restart");
+    assert_eq!(cancelled.run, Some(r2), "the link survives a restart");
+}
+
+/// A step's job of run `run`, under a chosen id.
+fn run_job(q: &QueueRef, id: u8, run: JobId) -> RunJob {
+    let mut job = job(&format!("{id}"));
+    job.tags.insert(RUN_TAG.to_owned(), run.to_string());
+    RunJob {
+        queue: q.clone(),
+        id: JobId::from_bytes([id; 16]),
+        job,
+    }
+}
+
+pub async fn run_writes_create_their_jobs_or_nothing(h: Harness) {
+    let s = &*h.store;
+    let q = queue("steps");
+    let leased_ids = |jobs: Vec<LeasedJob>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+
+    // Created with the run, under the ids the journal names; ready at once.
+    let created = new_run(1, "flow", Some("k"));
+    let run_id = created.id;
+    let (run, _) = s
+        .run_create(&ns(), created, vec![run_job(&q, 11, run_id)], T0)
+        .await
+        .unwrap();
+    let got = s.job_get(&ns(), JobId::from_bytes([11; 16])).await.unwrap();
+    assert_eq!(got.tags[RUN_TAG], run_id.to_string());
+    assert_eq!(
+        leased_ids(lease(s, &q, 10, T0).await),
+        vec![JobId::from_bytes([11; 16])]
+    );
+
+    // A second start under the same key finds the run and creates nothing.
+    let (again, found) = s
+        .run_create(
+            &ns(),
+            new_run(2, "flow", Some("k")),
+            vec![run_job(&q, 12, run_id)],
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert!(found && again.id == run_id);
+    assert_eq!(
+        s.job_get(&ns(), JobId::from_bytes([12; 16]))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::JobNotFound
+    );
+
+    // An update writes its jobs with the journal...
+    let rev = s
+        .run_update(
+            &ns(),
+            run_id,
+            run.rev,
+            &run.state,
+            vec![run_job(&q, 13, run_id)],
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        leased_ids(lease(s, &q, 10, at(2)).await),
+        vec![JobId::from_bytes([13; 16])]
+    );
+    // ...and a stale one writes neither.
+    let stale = s
+        .run_update(
+            &ns(),
+            run_id,
+            run.rev,
+            &run.state,
+            vec![run_job(&q, 14, run_id)],
+            at(3),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code, ErrorCode::Conflict);
+    assert_eq!(
+        s.job_get(&ns(), JobId::from_bytes([14; 16]))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::JobNotFound
+    );
+    assert_eq!(s.run_get(&ns(), run_id).await.unwrap().rev, rev);
 }

@@ -93,10 +93,13 @@ pub struct Acked {
     /// When a retried job becomes leasable again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<Timestamp>,
-    /// The job is a workflow step's (it carries the [`RUN_TAG`] tag): the
-    /// engine tells its run when it finishes.
+    /// The run whose step this job is (its [`RUN_TAG`] tag): the engine
+    /// tells the run when the job finishes, without reading the job again.
     #[serde(skip)]
-    pub from_run: bool,
+    pub run: Option<RunId>,
+    /// Attempts the job has made so far.
+    #[serde(skip)]
+    pub attempt: u32,
 }
 
 /// The tag that links a job to the workflow run that made it.
@@ -193,6 +196,17 @@ impl NewRun {
             rev: 1,
         }
     }
+}
+
+/// A job that a run's journal write creates with it, under the id the
+/// journal already names. It is written in the same transaction as the
+/// journal, so it exists exactly when the journal that started it does; an
+/// idempotency key on it is recorded but not consulted.
+#[derive(Clone, Debug)]
+pub struct RunJob {
+    pub queue: QueueRef,
+    pub id: JobId,
+    pub job: NewJob,
 }
 
 /// A run as stored: its immutable facts and its journal.
@@ -356,27 +370,37 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> Result<Vec<WorkflowVersion>, Error>;
 
-    /// Creates a run; with an idempotency key seen within the window, returns
-    /// the earlier run instead and `true`.
+    /// Creates a run and, in the same transaction, the jobs its first steps
+    /// start; with an idempotency key seen within the window, returns the
+    /// earlier run instead and `true`, and creates nothing.
     async fn run_create(
         &self,
         namespace: &Namespace,
         run: NewRun,
+        jobs: Vec<RunJob>,
         now: Timestamp,
     ) -> Result<(StoredRun, bool), Error>;
 
     async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error>;
 
-    /// Writes a run's journal if its revision is still `rev` (409 `conflict`
-    /// otherwise: someone else advanced it). Returns the new revision.
+    /// Writes a run's journal, and creates the jobs its steps start, if its
+    /// revision is still `rev`; otherwise (409 `conflict`: someone else
+    /// advanced it) writes nothing at all. Returns the new revision.
     async fn run_update(
         &self,
         namespace: &Namespace,
         id: RunId,
         rev: u64,
         state: &RunState,
+        jobs: Vec<RunJob>,
         now: Timestamp,
     ) -> Result<u64, Error>;
+
+    /// True when this process is the only writer of the store (embedded):
+    /// what it last wrote is still what is stored, so it may keep a copy.
+    fn sole_writer(&self) -> bool {
+        false
+    }
 
     /// Newest first, cursor-paged.
     async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error>;

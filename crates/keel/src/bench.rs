@@ -180,19 +180,19 @@ async fn measure(
         }
     }
     if args.wants("workflow") {
-        let cpu = CpuMeter::start(servers)?;
-        let report = workflow_runs(clients, "bench-wf", args.wf_n, args.conc, None, origin).await?;
-        emit("workflow(3 task steps)", with(report, cpu.report(servers)?));
+        let report =
+            workflow_runs(servers, clients, "bench-wf", args.wf_n, args.conc, None).await?;
+        emit("workflow(3 task steps)", report);
     }
     if args.wants("workflow_latency") {
         let n = (args.wf_rate * args.secs) as usize;
         let report = workflow_runs(
+            servers,
             clients,
             "bench-wf-lat",
             n,
             args.conc,
             Some(args.wf_rate),
-            origin,
         )
         .await?;
         emit("workflow_latency(start->finish)", report);
@@ -599,16 +599,16 @@ async fn latency(
 }
 
 /// Runs of a 3-step workflow whose steps are task jobs for no-op workers:
-/// started `conc` at a time (or paced at `rate` per second), timed until the
-/// last run succeeded. Each run's start→finish time comes from the server's
-/// own `created_at` and `updated_at`.
+/// started `conc` at a time (or paced at `rate` per second), timed (and the
+/// servers' CPU counted) until no run is running. Each run's start→finish
+/// time comes from the server's own `created_at` and `updated_at`.
 async fn workflow_runs(
+    servers: &[BenchServer],
     clients: &[Client],
     name: &str,
     n: usize,
     conc: usize,
     rate: Option<u64>,
-    origin: Instant,
 ) -> anyhow::Result<Value> {
     let steps = ["a", "b", "c"];
     let mut yaml = format!("name: {name}\nsteps:\n");
@@ -623,7 +623,8 @@ async fn workflow_runs(
         ));
     }
     clients[0].put_workflow(NS, name, &yaml, true).await?;
-    let worker = CountingWorker::start(clients, name, conc, n * steps.len(), origin);
+    let cpu = CpuMeter::start(servers)?;
+    let worker = CountingWorker::start(clients, name, conc, n * steps.len(), Instant::now());
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut producers = tokio::task::JoinSet::new();
@@ -663,10 +664,12 @@ async fn workflow_runs(
         done??;
     }
     worker.wait().await?;
-    let runs = tokio::time::timeout(PHASE_TIMEOUT, all_succeeded(&clients[0], name, n))
+    tokio::time::timeout(PHASE_TIMEOUT, none_running(&clients[0], name))
         .await
         .context("runs did not finish in time")??;
     let elapsed = started.elapsed();
+    let cpu = cpu.report(servers)?;
+    let runs = all_succeeded(&clients[0], name, n).await?;
     worker.shut_down().await?;
     let mut lats: Vec<f64> = runs
         .iter()
@@ -685,33 +688,49 @@ async fn workflow_runs(
             .or(lats.last())
             .copied()
     };
-    Ok(json!({
+    let report = json!({
         "runs": n, "steps_per_run": steps.len(), "rate": rate,
         "runs_per_s": per_s(n, elapsed), "secs": elapsed.as_secs_f64(),
         "p50_ms": pct(50.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),
-    }))
+    });
+    Ok(if rate.is_none() {
+        with(report, cpu)
+    } else {
+        report
+    })
 }
 
-/// Waits until `n` runs of `workflow` succeeded; returns them.
-async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+/// Waits until no run of `workflow` is running (a cheap question, asked often).
+async fn none_running(client: &Client, workflow: &str) -> anyhow::Result<()> {
     loop {
-        let mut runs = Vec::with_capacity(n);
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = client
-                .list_runs(NS, workflow, "succeeded", 1000, cursor.as_deref())
-                .await?;
-            runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
-            cursor = page["next_cursor"].as_str().map(str::to_owned);
-            if cursor.is_none() {
-                break;
-            }
+        let running = client.list_runs(NS, workflow, "running", 1, None).await?;
+        if running["runs"].as_array().is_none_or(Vec::is_empty) {
+            return Ok(());
         }
-        if runs.len() >= n {
-            return Ok(runs);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The `n` succeeded runs of `workflow`, once none is running.
+async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+    let mut runs = Vec::with_capacity(n);
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = client
+            .list_runs(NS, workflow, "succeeded", 1000, cursor.as_deref())
+            .await?;
+        runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    anyhow::ensure!(
+        runs.len() == n,
+        "{} of {n} runs of {workflow} succeeded",
+        runs.len()
+    );
+    Ok(runs)
 }
 
 /// The same bulk enqueue and drain straight on the store: what HTTP costs.

@@ -474,3 +474,61 @@ async fn fan_out_collects_outputs_in_order_and_child_runs_report_back() {
         h.await.unwrap();
     }
 }
+
+const FORK: &str = r#"
+name: fork
+steps:
+  a: { task: { queue: work, input: {} }, compensate: undo }
+  b: { needs: [a], task: { queue: work, input: {} } }
+  c: { needs: [a], task: { queue: work, input: {} } }
+  undo: { task: { queue: work, input: {} }, compensation: true }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_namespace_refuses_a_start_and_fails_the_steps_it_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--max-namespace-jobs", "2"]).await;
+    assert_eq!(put_yaml(&server, "fork", FORK).await.0, 201);
+    // One job parked where no worker looks: room for one more.
+    let parked = server
+        .post(
+            "/namespaces/default/queues/parked/jobs",
+            json!({"payload": {}}),
+        )
+        .await;
+    assert_eq!(parked.0, 201, "{}", parked.1);
+    let id = start(&server, "fork", json!({})).await;
+    // The namespace is full now: a second run has no room for its first
+    // step, so it is refused whole and nothing of it is stored.
+    let refused = server
+        .post(
+            "/namespaces/default/workflows/fork/runs",
+            json!({"input": {}}),
+        )
+        .await;
+    assert_error(&refused, 429, "namespace_full");
+    let (_, listed) = server.get("/namespaces/default/runs?workflow=fork").await;
+    assert_eq!(listed["runs"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Once `a` is done, `b` and `c` need two places and there is one: both
+    // fail with the store's reason, and `a` is undone (its compensation fits).
+    let effects = Effects::default();
+    let stop = Arc::new(Notify::new());
+    let handles = workers(&server, &["work"], &effects, &stop);
+    let run = finished(&server, &id).await;
+    assert_eq!(run["status"], "compensated", "{run:#}");
+    for step in ["b", "c"] {
+        assert_eq!(run["steps"][step]["state"], "failed", "{run:#}");
+        let error = run["steps"][step]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("unfinished jobs"), "{run:#}");
+    }
+    assert_eq!(run["steps"]["undo"]["state"], "succeeded", "{run:#}");
+    assert_eq!(
+        (effects.count(&id, "a"), effects.count(&id, "undo")),
+        (1, 1)
+    );
+    stop.notify_waiters();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+}

@@ -70,6 +70,9 @@ pub struct Step {
     pub compensate: Option<String>,
     /// Runs only as another step's compensation, never as part of the DAG.
     pub compensation: bool,
+    /// It has an `if` or a `${{ }}` somewhere: only then do its expressions
+    /// need the run's context built.
+    pub templated: bool,
     pub action: Action,
 }
 
@@ -376,6 +379,8 @@ impl Checker {
             }
         };
         let present: Vec<&str> = KINDS.into_iter().filter(|k| map.contains_key(*k)).collect();
+        let templated =
+            condition.is_some() || present.iter().any(|kind| mentions_template(&map[*kind]));
         let action = match present.as_slice() {
             [kind] => self.action(&join(path, kind), kind, &map[*kind], scope),
             [] => {
@@ -398,6 +403,7 @@ impl Checker {
             timeout_ms,
             compensate,
             compensation,
+            templated,
             action: action?,
         })
     }
@@ -785,6 +791,18 @@ fn find_cycle(steps: &BTreeMap<String, Step>) -> Option<Vec<String>> {
         }
     }
     None
+}
+
+/// Whether a `${{` appears in any string or key of `value`.
+fn mentions_template(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("${{"),
+        Value::Array(items) => items.iter().any(mentions_template),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains("${{") || mentions_template(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

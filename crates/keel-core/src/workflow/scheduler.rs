@@ -487,7 +487,7 @@ impl<'a> Machine<'a> {
             .collect();
         for i in &to_start {
             let value = self.state.steps[name].items[*i].value.clone();
-            let ctx = self.context(Some((&value, *i)));
+            let ctx = self.context_for(name, Some((&value, *i)));
             let work = self.work_for(name, step, &ctx);
             let key = self.key(name, Some(*i), 1);
             let it = &mut self.state.steps.get_mut(name).expect("step exists").items[*i];
@@ -514,7 +514,7 @@ impl<'a> Machine<'a> {
     /// Decides a pending step: skip it, or start it.
     fn start(&mut self, name: &str, now: Timestamp) {
         let step = &self.def.steps[name];
-        let ctx = self.context(None);
+        let ctx = self.context_for(name, None);
         let needs_skipped = step
             .needs
             .iter()
@@ -632,7 +632,7 @@ impl<'a> Machine<'a> {
             (action, _) => action,
         };
         let value = item.map(|i| self.state.steps[name].items[i].value.clone());
-        let ctx = self.context(value.as_ref().zip(item));
+        let ctx = self.context_for(name, value.as_ref().zip(item));
         let rec = &self.state.steps[name];
         let attempts = match item {
             Some(i) => rec.items[i].attempts,
@@ -835,9 +835,8 @@ impl<'a> Machine<'a> {
     }
 
     fn succeed_run(&mut self, _now: Timestamp) {
-        let ctx = self.context(None);
         let output = match &self.def.output {
-            Some(template) => expr::render(template, &ctx),
+            Some(template) => expr::render(template, &self.context(None)),
             None => Ok(Value::Object(
                 self.def
                     .main_steps()
@@ -866,6 +865,15 @@ impl<'a> Machine<'a> {
         self.state.compensations.clear();
         self.state.wake_at = None;
         self.commands.push(Command::Finished);
+    }
+
+    /// What the expressions of step `name` see; nothing when it has none.
+    fn context_for(&self, name: &str, item: Option<(&Value, usize)>) -> Value {
+        if self.def.steps[name].templated {
+            self.context(item)
+        } else {
+            Value::Null
+        }
     }
 
     /// What expressions see.

@@ -275,10 +275,15 @@ async fn ack_many(
         return Ok(Vec::new());
     }
     let now = engine.now();
+    // Kept so that a workflow step's run hears its outcome without reading
+    // the job back.
+    let outcomes: Vec<AckOutcome> = acks.iter().map(|a| a.outcome.clone()).collect();
     let results = engine.store.jobs_ack(namespace, acks, now).await?;
-    for acked in results.iter().flatten() {
-        if acked.from_run && acked.state.is_final() {
-            engine.workflows.job_finished(namespace.clone(), acked.id);
+    for (acked, outcome) in results.iter().zip(&outcomes) {
+        if let Ok(acked) = acked {
+            engine
+                .workflows
+                .job_finished(namespace, acked, Some(outcome));
         }
     }
     // Count per queue, so that a batch of a thousand acks touches each
@@ -475,9 +480,7 @@ pub async fn cancel(
     JobPath(ns, id): JobPath,
 ) -> Api<Json<Acked>> {
     let acked = engine.store.job_cancel(&ns, id, engine.now()).await?;
-    if acked.from_run {
-        engine.workflows.job_finished(ns, acked.id);
-    }
+    engine.workflows.job_finished(&ns, &acked, None);
     Ok(Json(acked))
 }
 

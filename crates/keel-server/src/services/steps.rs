@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::{Error, Namespace, Retry};
-use keel_store::{Ack, AckOutcome, LeaseRequest, LeasedJob};
+use keel_store::{Ack, AckOutcome, Acked, LeaseRequest, LeasedJob};
 use tokio::sync::Semaphore;
 
-use crate::workflows::{Hint, Op, SystemJob, system_queue};
+use crate::workflows::{Hint, Op, SystemJob, job_outcome, system_queue};
 use crate::{Engine, Shutdown};
 
 /// Calls and timers handled at once.
@@ -127,10 +127,13 @@ async fn handle(engine: &Arc<Engine>, job: LeasedJob) {
                 },
                 Err(e) => fail(e.message, e.retry, None),
             };
-            let finished = ack(engine, &job, outcome).await;
-            if finished && let Ok(namespace) = Namespace::new(&namespace) {
+            let acked = ack(engine, &job, outcome.clone()).await;
+            if let Some(acked) = acked.filter(|a| a.state.is_final())
+                && let Ok(namespace) = Namespace::new(&namespace)
+            {
+                let hint = Hint::Job(job.id, job_outcome(&acked, Some(&outcome)));
                 driver
-                    .advance_logged(&namespace, run, Hint::Job(job.id), Op::Advance)
+                    .advance_logged(&namespace, run, hint, Op::Advance)
                     .await;
             }
         }
@@ -147,8 +150,8 @@ fn fail(message: String, retry: bool, retry_after_ms: Option<u64>) -> AckOutcome
     }
 }
 
-/// Acks a system job; true when the job reached a final state.
-async fn ack(engine: &Engine, job: &LeasedJob, outcome: AckOutcome) -> bool {
+/// Acks a system job; what became of it, unless the ack was refused.
+async fn ack(engine: &Engine, job: &LeasedJob, outcome: AckOutcome) -> Option<Acked> {
     let queue = system_queue();
     let acks = vec![Ack {
         token: job.lease_token,
@@ -160,16 +163,16 @@ async fn ack(engine: &Engine, job: &LeasedJob, outcome: AckOutcome) -> bool {
         .await
     {
         Ok(mut results) => match results.pop() {
-            Some(Ok(acked)) => acked.state.is_final(),
+            Some(Ok(acked)) => Some(acked),
             Some(Err(e)) => {
                 log_lost(job, &e);
-                false
+                None
             }
-            None => false,
+            None => None,
         },
         Err(e) => {
             log_lost(job, &e);
-            false
+            None
         }
     }
 }

@@ -4,15 +4,21 @@
 //! queue, tagged with its run and step; an `http` call and every timer (sleep,
 //! wait timeout, run deadline) is a job on Keel's own queue
 //! ([`SYSTEM_NAMESPACE`]/[`SYSTEM_QUEUE`]), run by the step runner service.
-//! Work is created under keys derived from the run, so creating it again after
-//! a crash, or from a second node, finds the first one.
 //!
-//! Advancing a run is: read the journal, look at the work in flight, let the
-//! scheduler decide, create the work it asks for, and write the journal back
-//! with a compare-and-set on its revision. Losing the race (another node
-//! advanced it) means reading it again. A run is advanced when its work
-//! finishes (acks of its jobs), when a timer job fires, when a signal, cancel
-//! or retry arrives, and by the sweep that resumes runs after a restart.
+//! Advancing a run is: take the journal, look at the work in flight, let the
+//! scheduler decide, and write the journal back with a compare-and-set on its
+//! revision, together with the jobs of the steps it starts: one transaction,
+//! so a step's job exists exactly when the journal that started it does, and
+//! losing the race (another node advanced it) leaves nothing behind but a
+//! second try. Starting a run is one write too: the run with its first jobs.
+//! Timers and child runs are made outside that write, under keys derived from
+//! the run, so making them again finds the first.
+//!
+//! A run is advanced when its jobs are acked (the ack says how the job ended,
+//! so the job is not read back), when a timer job fires, when a signal,
+//! cancel or retry arrives, and by the sweep that resumes runs after a
+//! restart. On a store with no other writer (embedded) the journal this node
+//! last wrote is kept in memory, so advancing reads nothing.
 
 pub mod http;
 
@@ -29,7 +35,7 @@ use keel_core::{
     Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, NewJob,
     QueueName, QueueRef, Timestamp,
 };
-use keel_store::{NewRun, RUN_TAG, STEP_TAG, Store, StoredRun};
+use keel_store::{AckOutcome, Acked, NewRun, RUN_TAG, RunJob, STEP_TAG, Store, StoredRun};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -55,6 +61,8 @@ const MAX_CONFLICTS: usize = 50;
 const LOCK_SHARDS: usize = 64;
 /// Definitions kept parsed; they never change, so the cache is only bounded.
 const CACHED_DEFINITIONS: usize = 1024;
+/// Journals of running runs kept in memory (see [`Driver::recall`]).
+const CACHED_JOURNALS: usize = 10_000;
 
 pub fn system_queue() -> QueueRef {
     QueueRef {
@@ -80,25 +88,41 @@ pub enum SystemJob {
 }
 
 /// What finished, so that only that piece of work is looked at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Hint {
     /// Look at all work in flight (after a restart).
     All,
-    Job(JobId),
+    /// A job ended, and this is how: no need to read it back.
+    Job(JobId, Outcome),
     Run(RunId),
     /// Only time moved, or a request arrived.
     Nothing,
 }
 
 impl Hint {
-    fn covers(self, handle: Handle) -> bool {
+    fn covers(&self, handle: Handle) -> bool {
         match (self, handle) {
             (Hint::All, _) => true,
-            (Hint::Job(a), Handle::Job { id, .. }) => a == id,
-            (Hint::Run(a), Handle::Run { id }) => a == id,
+            (Hint::Job(a, _), Handle::Job { id, .. }) => *a == id,
+            (Hint::Run(a), Handle::Run { id }) => *a == id,
             _ => false,
         }
     }
+}
+
+/// How a step's job ended, from its ack (or `None` for a cancel).
+pub fn job_outcome(acked: &Acked, ack: Option<&AckOutcome>) -> Outcome {
+    let attempts = acked.attempt;
+    let result = match (acked.state, ack) {
+        (JobState::Succeeded, Some(AckOutcome::Complete { result })) => Ok(result
+            .as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null)),
+        (JobState::Dead, Some(AckOutcome::Fail { message, .. })) => Err(message.clone()),
+        (JobState::Cancelled, _) => Err("the step's job was cancelled".to_owned()),
+        _ => return Outcome::Progress { attempts },
+    };
+    Outcome::Done { attempts, result }
 }
 
 /// A request to change a run, applied before it advances.
@@ -115,6 +139,9 @@ pub struct Driver {
     clock: Arc<dyn Clock>,
     ids: Mutex<JobIdGenerator>,
     definitions: Mutex<HashMap<(Namespace, String, u32), Arc<Definition>>>,
+    /// The last journal stored for each running run, when the store has no
+    /// other writer: advancing a run then reads nothing.
+    journals: Mutex<HashMap<RunId, Arc<StoredRun>>>,
     locks: Vec<tokio::sync::Mutex<()>>,
     /// Bumped whenever a run of this node ends, for waiting readers.
     finished: watch::Sender<u64>,
@@ -132,6 +159,7 @@ impl Driver {
             clock,
             ids: Mutex::new(JobIdGenerator::default()),
             definitions: Mutex::new(HashMap::new()),
+            journals: Mutex::new(HashMap::new()),
             locks: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -203,7 +231,8 @@ impl Driver {
     }
 
     /// Starts a run of the latest version (or `version`); with an idempotency
-    /// key seen before, returns that run and `true`.
+    /// key seen before, returns that run and `true`. The run and the jobs of
+    /// its first steps are stored in one write.
     pub async fn start(
         self: &Arc<Self>,
         namespace: &Namespace,
@@ -212,28 +241,63 @@ impl Driver {
         input: Value,
         idempotency_key: Option<String>,
     ) -> Result<(StoredRun, bool), Error> {
-        let (run, deduplicated) = self
-            .create(namespace, workflow, version, input, idempotency_key, None)
+        let (version, def) = self.definition(namespace, workflow, version).await?;
+        let now = self.clock.now();
+        let id = self.next_id(now);
+        let meta = RunMeta {
+            id,
+            workflow,
+            version,
+            input: &input,
+        };
+        let mut machine = Machine::new(&def, meta, new_run(&def, now, None));
+        // A first step that starts a child run would make the child before
+        // its parent exists: that run is stored first and advanced after.
+        let decided = self
+            .decide(namespace, id, &mut machine, now, &[], false)
             .await?;
+        let (state, jobs, later, advance_after) = match decided {
+            Some((jobs, later)) => (machine.into_state(), jobs, later, false),
+            None => (new_run(&def, now, None), Vec::new(), Vec::new(), true),
+        };
+        let run = NewRun {
+            id,
+            workflow: workflow.to_owned(),
+            version,
+            input: input.to_string(),
+            state,
+            idempotency_key,
+        };
+        let queues: Vec<QueueRef> = jobs.iter().map(|j| j.queue.clone()).collect();
+        let (run, deduplicated) = self.store.run_create(namespace, run, jobs, now).await?;
         if deduplicated {
             return Ok((run, true));
         }
+        count_enqueued(&queues);
         crate::metrics::run_started(namespace, workflow);
-        let run = self
-            .advance(namespace, run.id, Hint::Nothing, Op::Advance)
-            .await?;
-        Ok((run, false))
+        let run = Arc::new(run);
+        self.remember(&run);
+        if advance_after {
+            let run = self
+                .advance(namespace, run.id, Hint::Nothing, Op::Advance)
+                .await?;
+            return Ok((Arc::unwrap_or_clone(run), false));
+        }
+        self.carry_out(namespace, run.id, &run.state, later, now)
+            .await;
+        Ok((Arc::unwrap_or_clone(run), false))
     }
 
-    async fn create(
+    /// Creates a child run, as it starts (it advances on its own after).
+    async fn create_child(
         &self,
         namespace: &Namespace,
         workflow: &str,
         version: Option<u32>,
         input: Value,
-        idempotency_key: Option<String>,
-        parent: Option<ParentRef>,
-    ) -> Result<(StoredRun, bool), Error> {
+        idempotency_key: String,
+        parent: ParentRef,
+    ) -> Result<StoredRun, Error> {
         let (version, def) = self.definition(namespace, workflow, version).await?;
         let now = self.clock.now();
         let run = NewRun {
@@ -241,26 +305,29 @@ impl Driver {
             workflow: workflow.to_owned(),
             version,
             input: input.to_string(),
-            state: new_run(&def, now, parent),
-            idempotency_key,
+            state: new_run(&def, now, Some(parent)),
+            idempotency_key: Some(idempotency_key),
         };
-        self.store.run_create(namespace, run, now).await
+        let (run, _) = self
+            .store
+            .run_create(namespace, run, Vec::new(), now)
+            .await?;
+        Ok(run)
     }
-
-    /// A job of a run finished (acked, cancelled): advance its run, in the background.
-    pub fn job_finished(self: &Arc<Self>, namespace: Namespace, job: JobId) {
-        let driver = self.clone();
-        tokio::spawn(async move {
-            let found = driver.store.job_get(&namespace, job).await;
-            let run = found
-                .ok()
-                .and_then(|j| j.tags.get(RUN_TAG).and_then(|r| r.parse::<RunId>().ok()));
-            if let Some(run) = run {
-                driver
-                    .advance_logged(&namespace, run, Hint::Job(job), Op::Advance)
-                    .await;
-            }
-        });
+    /// A job was acked or cancelled: if it is a run's step and it ended,
+    /// advance the run, in the background.
+    pub fn job_finished(
+        self: &Arc<Self>,
+        namespace: &Namespace,
+        acked: &Acked,
+        ack: Option<&AckOutcome>,
+    ) {
+        if let Some(run) = acked.run
+            && acked.state.is_final()
+        {
+            let hint = Hint::Job(acked.id, job_outcome(acked, ack));
+            self.spawn_advance(namespace.clone(), run, hint, Op::Advance);
+        }
     }
 
     /// Advances in the background, logging a failure (the sweep retries later).
@@ -287,17 +354,25 @@ impl Driver {
         &self.locks[(h.finish() as usize) % LOCK_SHARDS]
     }
 
-    /// Applies `op`, moves the run as far as it goes, and stores the journal.
+    /// Applies `op`, moves the run as far as it goes, and stores the journal
+    /// together with the jobs of the steps it starts.
     pub async fn advance(
         self: &Arc<Self>,
         namespace: &Namespace,
         id: RunId,
         hint: Hint,
         op: Op,
-    ) -> Result<StoredRun, Error> {
+    ) -> Result<Arc<StoredRun>, Error> {
         let _guard = self.lock(id).lock().await;
+        // Why the store refused, for good (a full namespace), the jobs of
+        // each round of starts: the steps of those rounds fail with it.
+        let mut refused: Vec<String> = Vec::new();
+        let mut use_copy = true;
         for _ in 0..MAX_CONFLICTS {
-            let run = self.store.run_get(namespace, id).await?;
+            let (run, from_copy) = match self.recall(id).filter(|_| use_copy) {
+                Some(run) => (run, true),
+                None => (Arc::new(self.store.run_get(namespace, id).await?), false),
+            };
             if run.state.status.is_final() && matches!(op, Op::Advance) {
                 return Ok(run);
             }
@@ -325,72 +400,198 @@ impl Driver {
                 Op::Retry => machine.retry(now)?,
             }
             for (step, item, handle) in machine.open_work() {
-                if hint.covers(handle)
-                    && let Some(outcome) = self.observe(namespace, handle).await?
-                {
+                if !hint.covers(handle) {
+                    continue;
+                }
+                let outcome = match &hint {
+                    Hint::Job(_, outcome) => Some(outcome.clone()),
+                    _ => self.observe(namespace, handle).await?,
+                };
+                if let Some(outcome) = outcome {
                     machine.observe(&step, item, outcome, now);
                 }
             }
-            let mut later = Vec::new();
-            let mut commands = machine.advance(now);
-            while !commands.is_empty() {
-                let mut refused = false;
-                for command in commands {
-                    match command {
-                        Command::Start {
-                            step,
-                            item,
-                            key,
-                            work,
-                        } => match self
-                            .start_work(namespace, id, &step, item, &key, *work, now)
-                            .await
-                        {
-                            Ok(handle) => machine.started(&step, item, handle),
-                            Err(e) if transient(&e) => return Err(e),
-                            Err(e) => {
-                                machine.start_failed(&step, item, e.message, now);
-                                refused = true;
-                            }
-                        },
-                        other => later.push(other),
-                    }
-                }
-                commands = if refused {
-                    machine.advance(now)
-                } else {
-                    Vec::new()
-                };
-            }
+            let decided = self
+                .decide(namespace, id, &mut machine, now, &refused, !from_copy)
+                .await?;
+            let Some((jobs, later)) = decided else {
+                // Work outside the journal is only made from a journal just read.
+                use_copy = false;
+                continue;
+            };
             let state = machine.into_state();
-            if state == run.state {
+            if state == run.state && jobs.is_empty() {
                 // Nothing to store, but a sweep may have re-asked for a
                 // wake-up that a crash lost.
                 self.carry_out(namespace, id, &state, later, now).await;
                 return Ok(run);
             }
+            let queues: Vec<QueueRef> = jobs.iter().map(|j| j.queue.clone()).collect();
             match self
                 .store
-                .run_update(namespace, id, run.rev, &state, now)
+                .run_update(namespace, id, run.rev, &state, jobs, now)
                 .await
             {
                 Ok(rev) => {
-                    self.carry_out(namespace, id, &state, later, now).await;
-                    return Ok(StoredRun {
+                    count_enqueued(&queues);
+                    let run = Arc::new(StoredRun {
+                        id,
+                        namespace: run.namespace.clone(),
+                        workflow: run.workflow.clone(),
+                        version: run.version,
+                        input: run.input.clone(),
                         state,
-                        rev,
+                        created_at: run.created_at,
                         updated_at: now,
-                        ..run
+                        rev,
                     });
+                    self.remember(&run);
+                    self.carry_out(namespace, id, &run.state, later, now).await;
+                    return Ok(run);
                 }
-                Err(e) if e.code == ErrorCode::Conflict => continue,
-                Err(e) => return Err(e),
+                Err(e) if e.code == ErrorCode::Conflict => {
+                    self.forget(id);
+                    use_copy = false;
+                }
+                Err(e) if !queues.is_empty() && !transient(&e) => refused.push(e.message),
+                Err(e) => {
+                    self.forget(id);
+                    return Err(e);
+                }
             }
         }
         Err(Error::new(
             ErrorCode::Conflict,
             format!("run {id} kept changing; try again"),
         ))
+    }
+
+    /// Carries out what the scheduler decides until it waits: each job it
+    /// starts gets its id here and is returned, to be stored with the
+    /// journal; a child run is created at once, unless `outside` forbids
+    /// work outside the journal (then `None`). The jobs of round `i` of
+    /// starts (a round follows steps that could not start) fail with
+    /// `refused[i]` when there is one. Returns the jobs and the commands for
+    /// after the journal is stored.
+    async fn decide(
+        self: &Arc<Self>,
+        namespace: &Namespace,
+        run: RunId,
+        machine: &mut Machine<'_>,
+        now: Timestamp,
+        refused: &[String],
+        outside: bool,
+    ) -> Result<Option<(Vec<RunJob>, Vec<Command>)>, Error> {
+        let mut jobs = Vec::new();
+        let mut later = Vec::new();
+        let mut commands = machine.advance(now);
+        let mut round = 0;
+        while !commands.is_empty() {
+            let refused = refused.get(round);
+            round += 1;
+            let mut failed = false;
+            for command in commands {
+                let Command::Start {
+                    step,
+                    item,
+                    key,
+                    work,
+                } = command
+                else {
+                    later.push(command);
+                    continue;
+                };
+                let started = match (*work, refused) {
+                    (Work::Child { .. }, _) if !outside => return Ok(None),
+                    (
+                        Work::Child {
+                            workflow,
+                            version,
+                            input,
+                        },
+                        _,
+                    ) => {
+                        let parent = ParentRef {
+                            run,
+                            step: step.clone(),
+                            item,
+                        };
+                        self.create_child(namespace, &workflow, version, input, key, parent)
+                            .await
+                            .map(|child| {
+                                self.spawn_advance(
+                                    namespace.clone(),
+                                    child.id,
+                                    Hint::Nothing,
+                                    Op::Advance,
+                                );
+                                Handle::Run { id: child.id }
+                            })
+                    }
+                    (_, Some(why)) => Err(Error::invalid(why)),
+                    (work, None) => {
+                        self.step_job(namespace, run, &step, item, work, now)
+                            .map(|job| {
+                                let handle = Handle::Job {
+                                    id: job.id,
+                                    system: job.queue.namespace.as_str() == SYSTEM_NAMESPACE,
+                                };
+                                jobs.push(job);
+                                handle
+                            })
+                    }
+                };
+                match started {
+                    Ok(handle) => machine.started(&step, item, handle),
+                    Err(e) if transient(&e) => return Err(e),
+                    Err(e) => {
+                        machine.start_failed(&step, item, e.message, now);
+                        failed = true;
+                    }
+                }
+            }
+            commands = if failed {
+                machine.advance(now)
+            } else {
+                Vec::new()
+            };
+        }
+        Ok(Some((jobs, later)))
+    }
+
+    /// The last journal this node stored for `run`, when the store has no
+    /// other writer (so it is still what is stored).
+    fn recall(&self, run: RunId) -> Option<Arc<StoredRun>> {
+        if !self.store.sole_writer() {
+            return None;
+        }
+        self.journals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&run)
+            .cloned()
+    }
+
+    fn remember(&self, run: &Arc<StoredRun>) {
+        if !self.store.sole_writer() {
+            return;
+        }
+        let mut journals = self.journals.lock().unwrap_or_else(PoisonError::into_inner);
+        if run.state.status.is_final() {
+            journals.remove(&run.id);
+            return;
+        }
+        if journals.len() >= CACHED_JOURNALS {
+            journals.clear();
+        }
+        journals.insert(run.id, run.clone());
+    }
+
+    fn forget(&self, run: RunId) {
+        self.journals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run);
     }
 
     /// What became of a piece of work, if it ended or progressed.
@@ -471,18 +672,17 @@ impl Driver {
         }
     }
 
-    /// Creates a step's work under its key; a second call finds the first's.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_work(
-        self: &Arc<Self>,
+    /// The job that does a task or HTTP step, under a fresh id.
+    fn step_job(
+        &self,
         namespace: &Namespace,
         run: RunId,
         step: &str,
         item: Option<usize>,
-        key: &str,
         work: Work,
         now: Timestamp,
-    ) -> Result<Handle, Error> {
+    ) -> Result<RunJob, Error> {
+        let id = self.next_id(now);
         match work {
             Work::Task {
                 queue,
@@ -509,7 +709,7 @@ impl Driver {
                         keel_core::limits::MIN_LEASE_MS,
                         keel_core::limits::MAX_LEASE_MS,
                     ),
-                    idempotency_key: Some(key.to_owned()),
+                    idempotency_key: None,
                     ordering_key: None,
                     tags,
                 };
@@ -517,8 +717,7 @@ impl Driver {
                     namespace: namespace.clone(),
                     queue,
                 };
-                let id = self.enqueue(&queue, job, now).await?;
-                Ok(Handle::Job { id, system: false })
+                Ok(RunJob { queue, id, job })
             }
             Work::Http {
                 request,
@@ -527,85 +726,20 @@ impl Driver {
             } => {
                 let lease_ms =
                     request.timeout_ms.unwrap_or(http::DEFAULT_TIMEOUT_MS) + SYSTEM_LEASE_MS;
-                let job = SystemJob::Http {
+                let payload = SystemJob::Http {
                     namespace: namespace.to_string(),
                     run,
                     request,
                 };
-                let id = self
-                    .enqueue_system(
-                        &job,
-                        &format!("{namespace}/{key}"),
-                        now,
-                        max_attempts,
-                        backoff,
-                        lease_ms,
-                        run,
-                    )
-                    .await?;
-                Ok(Handle::Job { id, system: true })
+                let job = system_job(&payload, None, now, max_attempts, backoff, lease_ms, run)?;
+                Ok(RunJob {
+                    queue: system_queue(),
+                    id,
+                    job,
+                })
             }
-            Work::Child {
-                workflow,
-                version,
-                input,
-            } => {
-                let parent = ParentRef {
-                    run,
-                    step: step.to_owned(),
-                    item,
-                };
-                let (child, _) = self
-                    .create(
-                        namespace,
-                        &workflow,
-                        version,
-                        input,
-                        Some(key.to_owned()),
-                        Some(parent),
-                    )
-                    .await?;
-                self.spawn_advance(namespace.clone(), child.id, Hint::Nothing, Op::Advance);
-                Ok(Handle::Run { id: child.id })
-            }
+            Work::Child { .. } => Err(Error::internal("a child run is not a job")),
         }
-    }
-
-    async fn enqueue(&self, queue: &QueueRef, job: NewJob, now: Timestamp) -> Result<JobId, Error> {
-        let mut done = self.store.jobs_enqueue(queue, vec![job], now).await?;
-        let enqueued = done
-            .pop()
-            .ok_or_else(|| Error::internal("no answer for the enqueue"))?;
-        if !enqueued.deduplicated {
-            crate::metrics::job_enqueued(queue, 1);
-        }
-        Ok(enqueued.id)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn enqueue_system(
-        &self,
-        job: &SystemJob,
-        key: &str,
-        run_at: Timestamp,
-        max_attempts: u32,
-        backoff: Backoff,
-        lease_ms: u64,
-        run: RunId,
-    ) -> Result<JobId, Error> {
-        let payload = serde_json::to_value(job).map_err(|e| Error::internal(e.to_string()))?;
-        let new = NewJob {
-            payload: raw(&payload)?,
-            priority: 0,
-            run_at,
-            max_attempts,
-            backoff,
-            lease_ms: lease_ms.min(keel_core::limits::MAX_LEASE_MS),
-            idempotency_key: Some(key.to_owned()),
-            ordering_key: None,
-            tags: BTreeMap::from([(RUN_TAG.to_owned(), run.to_string())]),
-        };
-        self.enqueue(&system_queue(), new, self.clock.now()).await
     }
 
     /// Commands that follow a stored decision: cancellations, wake-ups, and
@@ -645,18 +779,21 @@ impl Driver {
                         factor: 2.0,
                         jitter: true,
                     };
-                    if let Err(e) = self
-                        .enqueue_system(
-                            &job,
-                            &key,
-                            at,
-                            TIMER_ATTEMPTS,
-                            backoff,
-                            SYSTEM_LEASE_MS,
-                            id,
-                        )
-                        .await
-                    {
+                    let job = system_job(
+                        &job,
+                        Some(key),
+                        at,
+                        TIMER_ATTEMPTS,
+                        backoff,
+                        SYSTEM_LEASE_MS,
+                        id,
+                    );
+                    let queue = system_queue();
+                    let set = match job {
+                        Ok(job) => self.store.jobs_enqueue(&queue, vec![job], now).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = set {
                         tracing::warn!(run = %id, error = %e, "cannot set the run's timer; the sweep will");
                     }
                 }
@@ -676,6 +813,36 @@ impl Driver {
             }
         }
     }
+}
+
+fn count_enqueued(queues: &[QueueRef]) {
+    for queue in queues {
+        crate::metrics::job_enqueued(queue, 1);
+    }
+}
+
+/// A job on Keel's own queue, for `run`.
+fn system_job(
+    job: &SystemJob,
+    idempotency_key: Option<String>,
+    run_at: Timestamp,
+    max_attempts: u32,
+    backoff: Backoff,
+    lease_ms: u64,
+    run: RunId,
+) -> Result<NewJob, Error> {
+    let payload = serde_json::to_value(job).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(NewJob {
+        payload: raw(&payload)?,
+        priority: 0,
+        run_at,
+        max_attempts,
+        backoff,
+        lease_ms: lease_ms.min(keel_core::limits::MAX_LEASE_MS),
+        idempotency_key,
+        ordering_key: None,
+        tags: BTreeMap::from([(RUN_TAG.to_owned(), run.to_string())]),
+    })
 }
 
 fn raw(value: &Value) -> Result<Box<RawValue>, Error> {
