@@ -1160,7 +1160,20 @@ impl Store for PostgresStore {
                 queue: QueueName::new(&locked.queue)?,
             };
             match transition {
-                Transition::Dead => report.expired_to_dead.push(queue),
+                Transition::Dead => {
+                    if locked.run.is_some() {
+                        let acked = Acked {
+                            id,
+                            queue: queue.queue.clone(),
+                            state: locked.life.state,
+                            run_at: None,
+                            run: locked.run,
+                            attempt: locked.life.attempt,
+                        };
+                        report.dead_steps.push((queue.namespace.clone(), acked));
+                    }
+                    report.expired_to_dead.push(queue);
+                }
                 Transition::Ready | Transition::Scheduled => {
                     woken.push(queue.clone());
                     report.expired_to_ready.push(queue);

@@ -1194,15 +1194,28 @@ impl Writer {
             let expired = self.hot.update(id, |job| {
                 job.life
                     .expire(now)
-                    .map(|t| (t, job.seq, job.queue, job.life.clone()))
+                    .map(|t| (t, job.seq, job.queue, job.life.clone(), job.from_run))
             });
-            let Some(Some((transition, seq, queue, life))) = expired else {
+            let Some(Some((transition, seq, queue, life, from_run))) = expired else {
                 return Err(index_out_of_step());
             };
             self.record_failure(seq, &life, "lease expired", now)?;
             let queue = self.hot.queues[queue].queue.clone();
             match transition {
-                Transition::Dead => report.expired_to_dead.push(queue),
+                Transition::Dead => {
+                    if let Some(run) = self.run_of(from_run, seq)? {
+                        let acked = Acked {
+                            id,
+                            queue: queue.queue.clone(),
+                            state: life.state,
+                            run_at: None,
+                            run: Some(run),
+                            attempt: life.attempt,
+                        };
+                        report.dead_steps.push((queue.namespace.clone(), acked));
+                    }
+                    report.expired_to_dead.push(queue);
+                }
                 Transition::Ready | Transition::Scheduled => report.expired_to_ready.push(queue),
             }
             moves += 1;

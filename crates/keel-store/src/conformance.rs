@@ -1451,6 +1451,25 @@ pub async fn acks_say_which_jobs_belong_to_runs(h: Harness) {
     let store = (h.reopen)().await;
     let cancelled = store.job_cancel(&ns(), id, at(2)).await.unwrap();
     assert_eq!(cancelled.run, Some(r2), "the link survives a restart");
+
+    // A step whose lease expires on its last attempt is reported with its run.
+    let r3 = RunId::from_bytes([3; 16]);
+    let mut last = job(r#""last""#);
+    last.max_attempts = 1;
+    last.tags.insert(RUN_TAG.to_owned(), r3.to_string());
+    let id = store.jobs_enqueue(&q, vec![last], at(3)).await.unwrap()[0].id;
+    let leased = lease(&*store, &q, 1, at(3)).await;
+    assert_eq!(leased[0].id, id);
+    let report = store.maintenance_run(at(3 + 30_000)).await.unwrap();
+    let dead: Vec<(JobId, Option<RunId>, u32, JobState)> = report
+        .dead_steps
+        .iter()
+        .map(|(namespace, a)| {
+            assert_eq!(namespace, &ns());
+            (a.id, a.run, a.attempt, a.state)
+        })
+        .collect();
+    assert_eq!(dead, vec![(id, Some(r3), 1, JobState::Dead)]);
 }
 
 /// A step's job of run `run`, under a chosen id.

@@ -147,6 +147,9 @@ pub struct MaintenanceReport {
     pub expired_to_ready: Vec<QueueRef>,
     /// Expired leases that were the job's last attempt, per queue.
     pub expired_to_dead: Vec<QueueRef>,
+    /// Of those, the jobs of workflow steps (their [`Acked::run`] set), so
+    /// that their runs hear it now rather than at the next sweep.
+    pub dead_steps: Vec<(Namespace, Acked)>,
     /// The earliest future `run_at` or lease expiry, if any.
     pub next_due: Option<Timestamp>,
 }

@@ -532,3 +532,34 @@ async fn a_full_namespace_refuses_a_start_and_fails_the_steps_it_cannot_hold() {
         handle.await.unwrap();
     }
 }
+
+const ABANDONED: &str = r#"
+name: abandoned
+steps:
+  only: { task: { queue: lost, input: {} }, timeout_ms: 1000, retry: { max_attempts: 1 } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_worker_vanishes_on_its_last_attempt_fails_when_its_lease_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    assert_eq!(put_yaml(&server, "abandoned", ABANDONED).await.0, 201);
+    let id = start(&server, "abandoned", json!({})).await;
+    // A worker takes the job and is never heard from again.
+    let (status, leased) = server
+        .post(
+            "/namespaces/default/queues/lost/lease",
+            json!({"max_jobs": 1, "wait_ms": 1000}),
+        )
+        .await;
+    assert_eq!(status, 200, "{leased}");
+    assert_eq!(leased["jobs"].as_array().map(Vec::len), Some(1), "{leased}");
+    let leased_at = std::time::Instant::now();
+    // The run hears of it when the lease expires (1 s), not at the next
+    // sweep of running runs (a minute away).
+    let run = finished(&server, &id).await;
+    assert!(leased_at.elapsed() < Duration::from_secs(20));
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let error = run["steps"]["only"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("lease expired"), "{run:#}");
+}

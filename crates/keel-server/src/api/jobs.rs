@@ -422,6 +422,8 @@ fn item_status(id: Option<String>, result: Result<Acked, Error>) -> Value {
 }
 
 type ParsedAck = Result<(JobId, Ack), (Option<String>, Error)>;
+/// An item's place in the answer: the job it acks, or why it was refused.
+type Slot = Result<JobId, (Option<String>, Error)>;
 
 /// Answers `{"complete":[...],"fail":[...]}` with one status per item, in the
 /// order sent: each item succeeds or fails on its own.
@@ -440,27 +442,42 @@ pub async fn acks(
             ),
         ));
     }
-    let complete: Vec<ParsedAck> = body
+    // Valid items go to the store in order; each answer slot remembers
+    // whether its item went.
+    let mut valid: Vec<Ack> = Vec::with_capacity(total);
+    let mut keep = |parsed: ParsedAck| {
+        parsed.map(|(id, ack)| {
+            valid.push(ack);
+            id
+        })
+    };
+    let complete: Vec<Slot> = body
         .complete
         .into_iter()
-        .map(|item| ack_item::<CompleteBody>(&engine, item, complete_outcome, |b| &b.lease_token))
+        .map(|item| {
+            keep(ack_item::<CompleteBody>(
+                &engine,
+                item,
+                complete_outcome,
+                |b| &b.lease_token,
+            ))
+        })
         .collect();
-    let fail: Vec<ParsedAck> = body
+    let fail: Vec<Slot> = body
         .fail
         .into_iter()
-        .map(|item| ack_item::<FailBody>(&engine, item, fail_outcome, |b| &b.lease_token))
-        .collect();
-    let valid: Vec<Ack> = complete
-        .iter()
-        .chain(&fail)
-        .filter_map(|p| p.as_ref().ok().map(|(_, ack)| ack.clone()))
+        .map(|item| {
+            keep(ack_item::<FailBody>(&engine, item, fail_outcome, |b| {
+                &b.lease_token
+            }))
+        })
         .collect();
     let mut applied = ack_many(&engine, &ns, valid).await?.into_iter();
-    let mut answer = |items: Vec<ParsedAck>| -> Vec<Value> {
-        items
+    let mut answer = |slots: Vec<Slot>| -> Value {
+        slots
             .into_iter()
-            .map(|item| match item {
-                Ok((id, _)) => {
+            .map(|slot| match slot {
+                Ok(id) => {
                     let result = applied
                         .next()
                         .unwrap_or_else(|| Err(Error::internal("no answer for the ack")));
@@ -472,7 +489,10 @@ pub async fn acks(
     };
     let complete = answer(complete);
     let fail = answer(fail);
-    Ok(Json(json!({ "complete": complete, "fail": fail })))
+    Ok(Json(Value::Object(serde_json::Map::from_iter([
+        ("complete".to_owned(), complete),
+        ("fail".to_owned(), fail),
+    ]))))
 }
 
 pub async fn cancel(

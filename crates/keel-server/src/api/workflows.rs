@@ -85,8 +85,8 @@ pub async fn put(
         return Ok(invalid_definition(&problems));
     }
     let (version, created) = engine
-        .store
-        .workflow_put(&ns, name.as_str(), &canonical(&value), engine.now())
+        .workflows
+        .put_definition(&ns, name.as_str(), &canonical(&value))
         .await?;
     let status = if created {
         StatusCode::CREATED

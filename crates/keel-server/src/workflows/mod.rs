@@ -22,7 +22,7 @@
 
 pub mod http;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -62,7 +62,7 @@ const LOCK_SHARDS: usize = 64;
 /// Definitions kept parsed; they never change, so the cache is only bounded.
 const CACHED_DEFINITIONS: usize = 1024;
 /// Journals of running runs kept in memory (see [`Driver::recall`]).
-const CACHED_JOURNALS: usize = 10_000;
+const CACHED_JOURNALS: usize = 50_000;
 
 pub fn system_queue() -> QueueRef {
     QueueRef {
@@ -110,7 +110,8 @@ impl Hint {
     }
 }
 
-/// How a step's job ended, from its ack (or `None` for a cancel).
+/// How a step's job ended, from its ack (`None`: cancelled, or its lease
+/// expired on the last attempt).
 pub fn job_outcome(acked: &Acked, ack: Option<&AckOutcome>) -> Outcome {
     let attempts = acked.attempt;
     let result = match (acked.state, ack) {
@@ -119,6 +120,7 @@ pub fn job_outcome(acked: &Acked, ack: Option<&AckOutcome>) -> Outcome {
             .and_then(|r| serde_json::from_str(r.get()).ok())
             .unwrap_or(Value::Null)),
         (JobState::Dead, Some(AckOutcome::Fail { message, .. })) => Err(message.clone()),
+        (JobState::Dead, _) => Err("its lease expired on its last attempt".to_owned()),
         (JobState::Cancelled, _) => Err("the step's job was cancelled".to_owned()),
         _ => return Outcome::Progress { attempts },
     };
@@ -139,9 +141,11 @@ pub struct Driver {
     clock: Arc<dyn Clock>,
     ids: Mutex<JobIdGenerator>,
     definitions: Mutex<HashMap<(Namespace, String, u32), Arc<Definition>>>,
+    /// Latest version of each workflow, kept only on a sole-writer store.
+    latest: Mutex<HashMap<(Namespace, String), u32>>,
     /// The last journal stored for each running run, when the store has no
     /// other writer: advancing a run then reads nothing.
-    journals: Mutex<HashMap<RunId, Arc<StoredRun>>>,
+    journals: Mutex<Journals>,
     locks: Vec<tokio::sync::Mutex<()>>,
     /// Bumped whenever a run of this node ends, for waiting readers.
     finished: watch::Sender<u64>,
@@ -159,7 +163,8 @@ impl Driver {
             clock,
             ids: Mutex::new(JobIdGenerator::default()),
             definitions: Mutex::new(HashMap::new()),
-            journals: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
+            journals: Mutex::new(Journals::default()),
             locks: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -180,12 +185,14 @@ impl Driver {
         name: &str,
         version: Option<u32>,
     ) -> Result<(u32, Arc<Definition>), Error> {
+        let version = version.or_else(|| self.latest_known(namespace, name));
         if let Some(v) = version
             && let Some(def) = self.cached(namespace, name, v)
         {
             return Ok((v, def));
         }
         let stored = self.store.workflow_get(namespace, name, version).await?;
+        self.saw_version(namespace, name, stored.version);
         if let Some(def) = self.cached(namespace, name, stored.version) {
             return Ok((stored.version, def));
         }
@@ -213,6 +220,48 @@ impl Driver {
             def.clone(),
         );
         Ok((stored.version, def))
+    }
+
+    /// Stores a definition (canonical JSON); `true` when it is a new version.
+    pub async fn put_definition(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        definition: &str,
+    ) -> Result<(u32, bool), Error> {
+        let (version, created) = self
+            .store
+            .workflow_put(namespace, name, definition, self.clock.now())
+            .await?;
+        self.saw_version(namespace, name, version);
+        Ok((version, created))
+    }
+
+    /// The latest version of a workflow, when this node knows it for sure:
+    /// on a store with no other writer, every version goes through here.
+    fn latest_known(&self, namespace: &Namespace, name: &str) -> Option<u32> {
+        if !self.store.sole_writer() {
+            return None;
+        }
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(namespace.clone(), name.to_owned()))
+            .copied()
+    }
+
+    fn saw_version(&self, namespace: &Namespace, name: &str, version: u32) {
+        if !self.store.sole_writer() {
+            return;
+        }
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if latest.len() >= CACHED_DEFINITIONS {
+            latest.clear();
+        }
+        let known = latest
+            .entry((namespace.clone(), name.to_owned()))
+            .or_default();
+        *known = (*known).max(version);
     }
 
     fn cached(&self, namespace: &Namespace, name: &str, version: u32) -> Option<Arc<Definition>> {
@@ -568,8 +617,9 @@ impl Driver {
         self.journals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .runs
             .get(&run)
-            .cloned()
+            .map(|(run, _)| run.clone())
     }
 
     fn remember(&self, run: &Arc<StoredRun>) {
@@ -578,19 +628,17 @@ impl Driver {
         }
         let mut journals = self.journals.lock().unwrap_or_else(PoisonError::into_inner);
         if run.state.status.is_final() {
-            journals.remove(&run.id);
-            return;
+            journals.runs.remove(&run.id);
+        } else {
+            journals.keep(run.clone());
         }
-        if journals.len() >= CACHED_JOURNALS {
-            journals.clear();
-        }
-        journals.insert(run.id, run.clone());
     }
 
     fn forget(&self, run: RunId) {
         self.journals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .runs
             .remove(&run);
     }
 
@@ -818,6 +866,32 @@ impl Driver {
 fn count_enqueued(queues: &[QueueRef]) {
     for queue in queues {
         crate::metrics::job_enqueued(queue, 1);
+    }
+}
+
+/// The journals kept in memory, the least recently stored dropped first.
+#[derive(Default)]
+struct Journals {
+    /// Each with the number of the write that stored it.
+    runs: HashMap<RunId, (Arc<StoredRun>, u64)>,
+    /// Writes in order; an entry whose number is no longer its run's is stale.
+    order: VecDeque<(RunId, u64)>,
+    writes: u64,
+}
+
+impl Journals {
+    fn keep(&mut self, run: Arc<StoredRun>) {
+        self.writes += 1;
+        self.order.push_back((run.id, self.writes));
+        self.runs.insert(run.id, (run, self.writes));
+        while self.runs.len() > CACHED_JOURNALS || self.order.len() > 2 * CACHED_JOURNALS {
+            let Some((id, write)) = self.order.pop_front() else {
+                break;
+            };
+            if self.runs.get(&id).is_some_and(|(_, w)| *w == write) {
+                self.runs.remove(&id);
+            }
+        }
     }
 }
 
