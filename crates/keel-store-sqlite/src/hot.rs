@@ -14,6 +14,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use keel_core::workflow::RunId;
 use keel_core::{
     Backoff, JobId, JobLifecycle, JobState, Namespace, QueuePolicy, QueueRef, Timestamp,
 };
@@ -33,8 +34,10 @@ pub struct LiveJob {
     /// million queued jobs should not carry a million copies.
     pub backoff: u32,
     pub ordering_key: Option<Arc<str>>,
-    /// A workflow step's job (tagged `keel.run`): its run hears when it ends.
-    pub from_run: bool,
+    /// The run of a workflow step's job (its `keel.run` tag): the run hears
+    /// when the job ends. Boxed: most jobs have none, and a million queued
+    /// jobs should not each carry room for one.
+    pub run: Option<Box<RunId>>,
 }
 
 /// Lease order: highest priority, then oldest `run_at`, then enqueue order.

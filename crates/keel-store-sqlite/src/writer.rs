@@ -501,7 +501,7 @@ impl Writer {
                     serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
                 ),
                 ordering_key: row.get::<_, Option<String>>(13)?.map(Arc::from),
-                from_run: tags_from_sql(row.get(14)?).contains_key(RUN_TAG),
+                run: run_of(&tags_from_sql(row.get(14)?)),
             };
             hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?), job);
         }
@@ -640,7 +640,7 @@ impl Writer {
     ) -> rusqlite::Result<Enqueued> {
         let namespace = &queue.namespace;
         let life = JobLifecycle::new(&job, now);
-        let from_run = job.tags.contains_key(RUN_TAG);
+        let run = run_of(&job.tags);
         self.conn
             .prepare_cached(
                 "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
@@ -694,7 +694,7 @@ impl Writer {
                 lease_ms: job.lease_ms as u32,
                 backoff,
                 ordering_key: job.ordering_key.map(Arc::from),
-                from_run,
+                run,
             },
         );
         Ok(enqueued)
@@ -851,7 +851,7 @@ impl Writer {
             return Ok(Err(self.why_not_live(namespace, id, Error::lease_lost)?));
         };
         let queue = self.hot.queues[job.queue].queue.queue.clone();
-        let from_run = job.from_run;
+        let run = job.run.as_deref().copied();
         let life_attempt = job.life.attempt;
         let lease_seq = ack.token.lease_seq;
         match ack.outcome {
@@ -875,7 +875,7 @@ impl Writer {
                     queue,
                     state: JobState::Succeeded,
                     run_at: None,
-                    run: self.run_of(from_run, seq)?,
+                    run,
                     attempt: life_attempt,
                 }))
             }
@@ -904,7 +904,7 @@ impl Writer {
                     queue,
                     state: life.state,
                     run_at,
-                    run: self.run_of(from_run, seq)?,
+                    run,
                     attempt: life.attempt,
                 }))
             }
@@ -938,20 +938,6 @@ impl Writer {
             )?
             .execute(params![seq, life.attempt, message, now.as_millis()])?;
         Ok(())
-    }
-
-    /// The run a workflow step's job belongs to, read from its tag.
-    fn run_of(&self, from_run: bool, seq: i64) -> rusqlite::Result<Option<RunId>> {
-        if !from_run {
-            return Ok(None);
-        }
-        let tag: Option<String> = self
-            .conn
-            .prepare_cached("SELECT json_extract(tags, '$.\"keel.run\"') FROM jobs WHERE seq = ?1")?
-            .query_row([seq], |r| r.get(0))
-            .optional()?
-            .flatten();
-        Ok(tag.and_then(|t| t.parse().ok()))
     }
 
     fn heartbeat(
@@ -990,7 +976,7 @@ impl Writer {
             return Ok(Err(self.why_not_live(namespace, id, finished)?));
         };
         let queue = self.hot.queues[job.queue].queue.queue.clone();
-        let (from_run, attempt) = (job.from_run, job.life.attempt);
+        let (run, attempt) = (job.run.as_deref().copied(), job.life.attempt);
         let cancelled = self
             .hot
             .update(id, |job| job.life.cancel().map(|()| job.seq));
@@ -1010,7 +996,7 @@ impl Writer {
             queue,
             state: JobState::Cancelled,
             run_at: None,
-            run: self.run_of(from_run, seq)?,
+            run,
             attempt,
         }))
     }
@@ -1105,7 +1091,7 @@ impl Writer {
                     backoff,
                     ordering_key: ordering_key.map(Arc::from),
                     // A redriven job is on its own: its step already failed.
-                    from_run: false,
+                    run: None,
                 },
             );
             moved.push(id);
@@ -1194,16 +1180,16 @@ impl Writer {
             let expired = self.hot.update(id, |job| {
                 job.life
                     .expire(now)
-                    .map(|t| (t, job.seq, job.queue, job.life.clone(), job.from_run))
+                    .map(|t| (t, job.seq, job.queue, job.life.clone(), job.run.clone()))
             });
-            let Some(Some((transition, seq, queue, life, from_run))) = expired else {
+            let Some(Some((transition, seq, queue, life, run))) = expired else {
                 return Err(index_out_of_step());
             };
             self.record_failure(seq, &life, "lease expired", now)?;
             let queue = self.hot.queues[queue].queue.clone();
             match transition {
                 Transition::Dead => {
-                    if let Some(run) = self.run_of(from_run, seq)? {
+                    if let Some(run) = run.as_deref().copied() {
                         let acked = Acked {
                             id,
                             queue: queue.queue.clone(),
@@ -1301,4 +1287,11 @@ fn index_out_of_step() -> rusqlite::Error {
 
 fn backoff_json(backoff: &Backoff) -> String {
     serde_json::to_string(backoff).unwrap_or_default()
+}
+
+/// The run a job's `keel.run` tag names, if any.
+fn run_of(tags: &BTreeMap<String, String>) -> Option<Box<RunId>> {
+    tags.get(RUN_TAG)
+        .and_then(|run| run.parse().ok())
+        .map(Box::new)
 }
