@@ -549,6 +549,9 @@ async fn drain(
 
 /// Open-loop: enqueues are fired on schedule whether or not earlier ones have
 /// returned, so a slow server shows up as latency, not as a slower producer.
+/// Enqueue requests in flight at most in a paced phase.
+const MAX_PACED_IN_FLIGHT: usize = 512;
+
 async fn latency(
     clients: &[Client],
     phase: &str,
@@ -562,17 +565,28 @@ async fn latency(
     let worker = CountingWorker::start(clients, &queue, conc, total, origin);
     let started = tokio::time::Instant::now();
     let mut producers = tokio::task::JoinSet::new();
+    // Requests in flight are bounded (an overloaded server must not make the
+    // client run out of sockets); a job's time counts from when it was due,
+    // so waiting for a slot shows in its latency.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_PACED_IN_FLIGHT));
     for i in 0..total {
         let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
         if due > tokio::time::Instant::now() + Duration::from_millis(1) {
             tokio::time::sleep_until(due).await;
         }
+        let t0 = due
+            .into_std()
+            .saturating_duration_since(origin)
+            .as_secs_f64()
+            * 1000.0;
+        let slot = in_flight.clone().acquire_owned().await?;
         let (client, queue) = (clients[i % clients.len()].clone(), queue.clone());
         producers.spawn(async move {
-            let t0 = origin.elapsed().as_secs_f64() * 1000.0;
-            client
+            let sent = client
                 .enqueue(NS, &queue, &JobSpec::new(json!({ "t0": t0 })))
-                .await
+                .await;
+            drop(slot);
+            sent
         });
         while producers.try_join_next().is_some() {}
     }
