@@ -21,7 +21,7 @@ mod schema;
 pub mod testing;
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -61,7 +61,7 @@ pub struct PostgresStore {
     max_namespace_jobs: u64,
     signal: ReadySignal,
     notifier: notify::Notifier,
-    namespace_counts: Mutex<std::collections::HashMap<Namespace, (u64, std::time::Instant)>>,
+    namespace_counts: Arc<Mutex<std::collections::HashMap<Namespace, NamespaceCount>>>,
     policies: Mutex<std::collections::HashMap<QueueRef, (QueuePolicy, std::time::Instant)>>,
 }
 
@@ -108,6 +108,38 @@ fn state_of(text: &str) -> JobState {
 }
 
 /// A job row locked for a transition.
+/// A namespace's unfinished jobs, as last counted.
+struct NamespaceCount {
+    count: u64,
+    at: std::time::Instant,
+    /// A recount is on its way.
+    refreshing: bool,
+}
+
+impl NamespaceCount {
+    fn new(count: u64) -> Self {
+        NamespaceCount {
+            count,
+            at: std::time::Instant::now(),
+            refreshing: false,
+        }
+    }
+}
+
+async fn count_unfinished(
+    client: &impl GenericClient,
+    namespace: &Namespace,
+) -> Result<u64, Error> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL",
+            &[&namespace.as_str()],
+        )
+        .await
+        .map_err(db)?
+        .get::<_, i64>(0) as u64)
+}
+
 /// Who to wake once a transaction that created jobs commits.
 #[derive(Default)]
 struct Woken {
@@ -190,44 +222,77 @@ impl PostgresStore {
             max_namespace_jobs: limits.max_namespace_jobs,
             signal,
             notifier,
-            namespace_counts: Mutex::default(),
+            namespace_counts: Arc::default(),
             policies: Mutex::default(),
         })
     }
 
     /// Whether a namespace may be close enough to its bound to need an exact
     /// count inside the enqueue transaction. Counting on every enqueue would
-    /// cost as much as the queue is deep, so the count is refreshed at most
-    /// once a second and trusted while far from the bound (under half of it).
+    /// cost as much as the queue is deep, so the count is trusted while far
+    /// from the bound (under half of it) and refreshed in the background at
+    /// most once a second, off the enqueue's path; only a namespace never
+    /// counted yet is counted inline.
     async fn near_namespace_bound(
         &self,
         tx: &impl GenericClient,
         namespace: &Namespace,
         adding: u64,
     ) -> Result<bool, Error> {
-        let cached = self
+        let known = self
             .namespace_counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(namespace)
-            .filter(|(_, at)| at.elapsed() < COUNT_REFRESH)
-            .map(|(count, _)| *count);
-        let count = match cached {
-            Some(count) => count,
+            .map(|c| (c.count, c.at.elapsed() >= COUNT_REFRESH && !c.refreshing));
+        let count = match known {
+            Some((count, stale)) => {
+                if stale {
+                    self.refresh_count(namespace);
+                }
+                count
+            }
             None => {
-                let count = tx
-                    .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL", &[&namespace.as_str()])
-                    .await
-                    .map_err(db)?
-                    .get::<_, i64>(0) as u64;
+                let count = count_unfinished(tx, namespace).await?;
                 self.namespace_counts
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(namespace.clone(), (count, std::time::Instant::now()));
+                    .insert(namespace.clone(), NamespaceCount::new(count));
                 count
             }
         };
         Ok(count + adding > self.max_namespace_jobs / 2)
+    }
+
+    /// Recounts a namespace's unfinished jobs on a connection of its own.
+    fn refresh_count(&self, namespace: &Namespace) {
+        let counts = self.namespace_counts.clone();
+        if let Some(c) = counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(namespace)
+        {
+            c.refreshing = true;
+        }
+        let (pool, namespace) = (self.pool.clone(), namespace.clone());
+        tokio::spawn(async move {
+            let counted = match pool.get().await {
+                Ok(client) => count_unfinished(&client, &namespace).await.ok(),
+                Err(_) => None,
+            };
+            let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
+            match counted {
+                Some(count) => {
+                    counts.insert(namespace, NamespaceCount::new(count));
+                }
+                // Counted again at the next enqueue after a second.
+                None => {
+                    if let Some(c) = counts.get_mut(&namespace) {
+                        c.refreshing = false;
+                    }
+                }
+            }
+        });
     }
 
     /// A queue's policy, cached for a second: enqueues read it on every call.
