@@ -255,9 +255,9 @@ def main():
           f"(over HTTP: {fmt(keel.get('process_after_bulk', {}).get('jobs_per_s'))}) |")
         w(f"| bulk enqueue on the store, no HTTP | {fmt(inproc['enqueue_bulk_jobs_per_s'])} jobs/s |")
     if mem:
-        w(f"| resident memory with {mem['queued']:,} jobs queued | {mem['rss_mb']} MB (before the phase: {mem['rss_mb_before']} MB) |")
+        w(f"| resident memory with {mem['queued']:,} jobs queued | {mem['rss_mb']} MB (a fresh server; empty: {mem['rss_mb_before']} MB) |")
     if idle:
-        w(f"| CPU of an idle server over {idle['secs']} s | {idle['cpu_percent_of_one_core']} % of one core |")
+        w(f"| CPU of an idle server over {idle['secs']} s (holding those jobs) | {idle['cpu_percent_of_one_core']} % of one core |")
     for p in THROUGHPUT:
         row = keel.get(p)
         if row and "server_cpu_s" in row:

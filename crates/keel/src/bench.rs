@@ -2,8 +2,9 @@
 //! starts itself, printed as the same JSON lines, so that Keel and its peers
 //! can be compared from one run. Workers use the Rust SDK over HTTP, the path
 //! users take. Keel-only phases add what the kit cannot measure for peers:
-//! latency at 10,000 jobs/s, resident memory with a million queued jobs, the
-//! CPU an idle server uses, and the same drain without HTTP.
+//! latency at 10,000 jobs/s, resident memory with a million queued jobs and
+//! the CPU of an idle server holding them (both on a fresh server), and the
+//! same drain without HTTP.
 //!
 //! Phases, as in the kit (bench/peers/common.mjs):
 //! - `enqueue_single`: one job per request, `conc` in flight;
@@ -144,7 +145,6 @@ async fn measure(
     servers: &[BenchServer],
     clients: &[Client],
 ) -> anyhow::Result<()> {
-    let server = &servers[0];
     let embedded = args.database_url.is_none();
     let origin = Instant::now();
     let n_single = args.n_single.unwrap_or(args.n);
@@ -206,30 +206,37 @@ async fn measure(
             }),
         );
     }
-    if embedded && args.wants("memory") {
-        let before = server.rss_mb()?;
-        let elapsed = enqueue_bulk(clients, "bench-memory", args.queued, args.batch).await?;
-        emit(
-            "memory",
-            json!({
-                "queued": args.queued, "rss_mb_before": before, "rss_mb": server.rss_mb()?,
-                "enqueue_bulk_jobs_per_s": per_s(args.queued, elapsed),
-            }),
-        );
-    }
-    if embedded && args.wants("idle") {
-        let before = server.cpu_seconds()?;
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
-        let used = server.cpu_seconds()? - before;
-        emit(
-            "idle_cpu",
-            json!({
-                "secs": args.idle_secs,
-                "cpu_percent_of_one_core": (used / started.elapsed().as_secs_f64() * 1000.0).round() / 10.0,
-                "rss_mb": server.rss_mb()?,
-            }),
-        );
+    if embedded && (args.wants("memory") || args.wants("idle")) {
+        // A server of their own: what earlier phases left in the first
+        // server's allocator would count as memory otherwise.
+        let fresh = BenchServer::start(None).await?;
+        let clients = [Client::new(&fresh.url)?];
+        if args.wants("memory") {
+            let before = fresh.rss_mb()?;
+            let elapsed = enqueue_bulk(&clients, "bench-memory", args.queued, args.batch).await?;
+            emit(
+                "memory",
+                json!({
+                    "queued": args.queued, "rss_mb_before": before, "rss_mb": fresh.rss_mb()?,
+                    "enqueue_bulk_jobs_per_s": per_s(args.queued, elapsed),
+                }),
+            );
+        }
+        if args.wants("idle") {
+            let before = fresh.cpu_seconds()?;
+            let started = Instant::now();
+            tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+            let used = fresh.cpu_seconds()? - before;
+            emit(
+                "idle_cpu",
+                json!({
+                    "secs": args.idle_secs,
+                    "cpu_percent_of_one_core": (used / started.elapsed().as_secs_f64() * 1000.0).round() / 10.0,
+                    "rss_mb": fresh.rss_mb()?,
+                }),
+            );
+        }
+        fresh.stop().await?;
     }
     Ok(())
 }
