@@ -73,6 +73,15 @@ fn attach_errors(conn: &Connection, seq: i64, job: &mut Job) -> rusqlite::Result
     Ok(())
 }
 
+/// Cuts rows read with `LIMIT limit + 1` down to a page; the cursor of the
+/// next page (the `seq` of this page's last row) when there is one.
+pub fn cut_page<T>(rows: &mut Vec<(i64, T)>, limit: u32) -> Option<String> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    more.then(|| rows.last().map(|(seq, _)| seq.to_string()))
+        .flatten()
+}
+
 pub fn get_job(
     conn: &Connection,
     namespace: &Namespace,
@@ -129,11 +138,7 @@ pub fn list_jobs(
     let mut rows: Vec<(i64, Job)> = stmt
         .query_map(params_from_iter(args), job_from_row)?
         .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() > filter.limit as usize;
-    rows.truncate(filter.limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|(seq, _)| seq.to_string()))
-        .flatten();
+    let next_cursor = cut_page(&mut rows, filter.limit);
     let mut jobs = Vec::with_capacity(rows.len());
     for (seq, mut job) in rows {
         attach_errors(conn, seq, &mut job)?;

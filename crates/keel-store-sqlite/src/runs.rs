@@ -16,7 +16,7 @@ use keel_store::{
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use crate::rows::blob_id;
+use crate::rows::{blob_id, cut_page};
 
 type Applied<T> = rusqlite::Result<Result<T, Error>>;
 
@@ -293,11 +293,7 @@ pub fn runs_page(
         .prepare_cached(&sql)?
         .query_map(params_from_iter(args), run_from_row)?
         .collect::<rusqlite::Result<_>>()?;
-    let more = rows.len() > filter.limit as usize;
-    rows.truncate(filter.limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|(seq, _)| seq.to_string()))
-        .flatten();
+    let next_cursor = cut_page(&mut rows, filter.limit);
     Ok(Ok(RunPage {
         runs: rows.into_iter().filter_map(|(_, r)| r).collect(),
         next_cursor,
