@@ -59,11 +59,12 @@ if wants keel; then
 fi
 
 # Keel on the machine's PostgreSQL (a schema of its own per run), with one and
-# with three nodes sharing the database.
+# with three nodes sharing the database. Workers lease 500 jobs ahead of their
+# 50 handlers, as graphile-worker's local queue of 500 does below.
 for nodes in 1 3; do
     if wants "keel-pg-$nodes"; then
         run "keel-pg-$nodes" "$ROOT/target/release/keel" bench --database-url postgres://postgres@127.0.0.1:5432/postgres \
-            --nodes "$nodes" --n 20000 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency,workflow,workflow_latency
+            --nodes "$nodes" --n 20000 --prefetch 500 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency,workflow,workflow_latency
     fi
 done
 

@@ -48,6 +48,11 @@ pub struct WorkerOptions {
     pub worker_id: String,
     /// Handlers running at once.
     pub concurrency: usize,
+    /// Jobs leased ahead of a free handler, waiting here for one (as
+    /// RabbitMQ's prefetch or graphile-worker's local queue). Their leases
+    /// run while they wait, and their heartbeats start when they are leased.
+    /// 0 leases only for free handlers.
+    pub prefetch: usize,
     /// Most jobs asked for in one lease call.
     pub max_batch: u32,
     /// Long-poll time of one lease call.
@@ -65,6 +70,7 @@ impl WorkerOptions {
             queue: queue.to_owned(),
             worker_id: format!("rust-{}", std::process::id()),
             concurrency: 10,
+            prefetch: 0,
             max_batch: 100,
             wait_ms: 5_000,
             lease_ms: 30_000,
@@ -94,11 +100,12 @@ impl Worker {
     /// Runs `handler` on every job leased until `shutdown` resolves, then waits
     /// for the running handlers and sends their acknowledgements.
     ///
-    /// Up to `leases_in_flight` lease calls run at once, each for the slots free
-    /// when it starts, so that a fresh batch is on its way while the last one
-    /// runs (the server commits concurrent leases together). At shutdown, lease
-    /// calls still waiting are dropped: anything they leased comes back after
-    /// its lease, as with any worker that goes away.
+    /// Up to `leases_in_flight` lease calls run at once, each for the room
+    /// free when it starts (handlers and prefetch together), so that a fresh
+    /// batch is on its way while the last one runs (the server commits
+    /// concurrent leases together). At shutdown, lease calls still waiting are
+    /// dropped: anything they leased comes back after its lease, as with any
+    /// worker that goes away. Jobs already leased still run.
     pub async fn run<H, F>(self, handler: H, shutdown: impl Future<Output = ()>)
     where
         H: Fn(LeasedJob) -> F + Send + Sync + 'static,
@@ -106,7 +113,12 @@ impl Worker {
     {
         let Worker { client, options } = self;
         let handler = Arc::new(handler);
-        let slots = Arc::new(Semaphore::new(options.concurrency));
+        let concurrency = options.concurrency.max(1);
+        // `held` bounds the jobs leased and not yet acknowledged; `slots` the
+        // handlers among them.
+        let room = concurrency + options.prefetch;
+        let held = Arc::new(Semaphore::new(room));
+        let slots = Arc::new(Semaphore::new(concurrency));
         let lease_turns = Arc::new(Semaphore::new(options.leases_in_flight.max(1)));
         let (acks, ack_queue) = mpsc::unbounded_channel();
         let acker = tokio::spawn(send_acks(
@@ -123,21 +135,22 @@ impl Worker {
                 () = &mut shutdown => break,
             };
             let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+                permit = held.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
                 () = &mut shutdown => break,
             };
             let mut permits = vec![first];
             while permits.len() < options.max_batch as usize {
-                match slots.clone().try_acquire_owned() {
+                match held.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
                 }
             }
-            let (client, options, handler, acks) = (
+            let (client, options, handler, acks, slots) = (
                 client.clone(),
                 options.clone(),
                 handler.clone(),
                 acks.clone(),
+                slots.clone(),
             );
             leases.spawn(async move {
                 let leased = client
@@ -150,20 +163,28 @@ impl Worker {
                         Some(options.lease_ms),
                     )
                     .await;
+                let leased_at = tokio::time::Instant::now();
                 match leased {
                     // Unused permits go back as `permits` drops.
                     Ok(jobs) => {
                         for (job, permit) in jobs.into_iter().zip(permits) {
-                            let (client, options, handler, acks) = (
+                            let (client, options, handler, acks, slots) = (
                                 client.clone(),
                                 options.clone(),
                                 handler.clone(),
                                 acks.clone(),
+                                slots.clone(),
                             );
                             tokio::spawn(async move {
-                                if let Some(outcome) =
-                                    run_one(&client, &options, job, handler.as_ref()).await
-                                {
+                                let run = run_one(
+                                    &client,
+                                    &options,
+                                    job,
+                                    leased_at,
+                                    &slots,
+                                    handler.as_ref(),
+                                );
+                                if let Some(outcome) = run.await {
                                     let _ = acks.send(outcome);
                                 }
                                 drop(permit);
@@ -182,19 +203,22 @@ impl Worker {
         }
         leases.abort_all();
         while leases.join_next().await.is_some() {}
-        // Every handler holds a slot until it has queued its outcome.
-        let _ = slots.acquire_many(options.concurrency as u32).await;
+        // Every leased job holds its room until it has queued its outcome.
+        let _ = held.acquire_many(room as u32).await;
         drop(acks);
         let _ = acker.await;
     }
 }
 
-/// Runs one handler with heartbeats; `None` when the lease was lost (the
-/// outcome would be refused, and another worker may own the job now).
+/// Waits for a handler slot and runs one handler, with heartbeats from the
+/// lease on (the wait included); `None` when the lease was lost (the outcome
+/// would be refused, and another worker may own the job now).
 async fn run_one<H, F>(
     client: &Client,
     options: &WorkerOptions,
     job: LeasedJob,
+    leased_at: tokio::time::Instant,
+    slots: &Semaphore,
     handler: &H,
 ) -> Option<Outcome>
 where
@@ -203,10 +227,15 @@ where
 {
     let id = job.id.clone();
     let token = job.lease_token.clone();
-    let work = handler(job.clone());
+    let work = async {
+        // The semaphore is never closed.
+        let _slot = slots.acquire().await;
+        handler(job.clone()).await
+    };
     tokio::pin!(work);
     let every = Duration::from_millis((options.lease_ms / 3).max(50));
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut beat = tokio::time::interval_at(leased_at + every, every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         tokio::select! {
             result = &mut work => break result,

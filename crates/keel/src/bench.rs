@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Producer requests in flight, and worker concurrency.
     #[arg(long, default_value_t = 50)]
     conc: usize,
+    /// Jobs a worker leases ahead of its free handlers (`WorkerOptions::prefetch`).
+    #[arg(long, default_value_t = 0)]
+    prefetch: usize,
     /// Jobs per bulk enqueue.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -91,6 +94,20 @@ impl BenchArgs {
     fn wants(&self, phase: &str) -> bool {
         self.phases.iter().any(|p| p == "all" || p == phase)
     }
+
+    fn handlers(&self) -> Handlers {
+        Handlers {
+            conc: self.conc,
+            prefetch: self.prefetch,
+        }
+    }
+}
+
+/// How each node's worker is sized: handlers, and jobs leased ahead of them.
+#[derive(Clone, Copy)]
+struct Handlers {
+    conc: usize,
+    prefetch: usize,
 }
 
 fn emit(phase: &str, fields: Value) {
@@ -107,8 +124,12 @@ fn per_s(n: usize, elapsed: Duration) -> u64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let prefetch = match args.prefetch {
+        0 => String::new(),
+        n => format!(",prefetch={n}"),
+    };
     let (system, schema) = match &args.database_url {
-        None => ("keel(sqlite,fsync before ack)".to_owned(), None),
+        None => (format!("keel(sqlite,fsync before ack{prefetch})"), None),
         Some(url) => {
             let nodes = if args.nodes == 1 {
                 "1 node".to_owned()
@@ -116,7 +137,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 format!("{} nodes", args.nodes)
             };
             (
-                format!("keel(postgres,{nodes})"),
+                format!("keel(postgres,{nodes}{prefetch})"),
                 Some(BenchSchema::create(url).await?),
             )
         }
@@ -157,7 +178,7 @@ async fn measure(
     }
     if args.wants("process") {
         let cpu = CpuMeter::start(servers)?;
-        let elapsed = drain(clients, "bench-single", n_single, args.conc, origin).await?;
+        let elapsed = drain(clients, "bench-single", n_single, args.handlers(), origin).await?;
         let fields = json!({ "n": n_single, "jobs_per_s": per_s(n_single, elapsed), "secs": elapsed.as_secs_f64() });
         emit("process", with(fields, cpu.report(servers)?));
     }
@@ -169,19 +190,26 @@ async fn measure(
     }
     if args.wants("process_after_bulk") {
         let cpu = CpuMeter::start(servers)?;
-        let elapsed = drain(clients, "bench-bulk", args.n, args.conc, origin).await?;
+        let elapsed = drain(clients, "bench-bulk", args.n, args.handlers(), origin).await?;
         let fields = json!({ "n": args.n, "jobs_per_s": per_s(args.n, elapsed), "secs": elapsed.as_secs_f64() });
         emit("process_after_bulk", with(fields, cpu.report(servers)?));
     }
     for (phase, rate) in [("latency", args.rate), ("latency_fast", args.fast_rate)] {
         if args.wants(phase) {
-            let report = latency(clients, phase, rate, args.secs, args.conc, origin).await?;
+            let report = latency(clients, phase, rate, args.secs, args.handlers(), origin).await?;
             emit(phase, report);
         }
     }
     if args.wants("workflow") {
-        let report =
-            workflow_runs(servers, clients, "bench-wf", args.wf_n, args.conc, None).await?;
+        let report = workflow_runs(
+            servers,
+            clients,
+            "bench-wf",
+            args.wf_n,
+            args.handlers(),
+            None,
+        )
+        .await?;
         emit("workflow(3 task steps)", report);
     }
     if args.wants("workflow_latency") {
@@ -191,7 +219,7 @@ async fn measure(
             clients,
             "bench-wf-lat",
             n,
-            args.conc,
+            args.handlers(),
             Some(args.wf_rate),
         )
         .await?;
@@ -478,7 +506,13 @@ struct CountingWorker {
 
 impl CountingWorker {
     /// One worker per client (node), all counting into one total.
-    fn start(clients: &[Client], queue: &str, conc: usize, target: usize, origin: Instant) -> Self {
+    fn start(
+        clients: &[Client],
+        queue: &str,
+        handlers: Handlers,
+        target: usize,
+        origin: Instant,
+    ) -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
         let reached = Arc::new(Notify::new());
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(target)));
@@ -498,8 +532,10 @@ impl CountingWorker {
                     async { Ok(Value::Null) }
                 };
                 let mut options = WorkerOptions::new(NS, queue);
-                options.concurrency = conc;
-                options.max_batch = conc as u32;
+                options.concurrency = handlers.conc;
+                options.prefetch = handlers.prefetch;
+                let room = (handlers.conc + handlers.prefetch) as u32;
+                options.max_batch = room.min(Limits::default().max_lease_jobs);
                 options.wait_ms = 1000;
                 let worker = Worker::new(client.clone(), options);
                 let mut stopped = stopped.clone();
@@ -543,11 +579,11 @@ async fn drain(
     clients: &[Client],
     queue: &str,
     n: usize,
-    conc: usize,
+    handlers: Handlers,
     origin: Instant,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let worker = CountingWorker::start(clients, queue, conc, n, origin);
+    let worker = CountingWorker::start(clients, queue, handlers, n, origin);
     worker.wait().await?;
     let elapsed = started.elapsed();
     worker.shut_down().await?;
@@ -564,12 +600,12 @@ async fn latency(
     phase: &str,
     rate: u64,
     secs: u64,
-    conc: usize,
+    handlers: Handlers,
     origin: Instant,
 ) -> anyhow::Result<Value> {
     let total = (rate * secs) as usize;
     let queue = format!("bench-{phase}");
-    let worker = CountingWorker::start(clients, &queue, conc, total, origin);
+    let worker = CountingWorker::start(clients, &queue, handlers, total, origin);
     let started = tokio::time::Instant::now();
     let mut producers = tokio::task::JoinSet::new();
     // Requests in flight are bounded (an overloaded server must not make the
@@ -628,9 +664,10 @@ async fn workflow_runs(
     clients: &[Client],
     name: &str,
     n: usize,
-    conc: usize,
+    handlers: Handlers,
     rate: Option<u64>,
 ) -> anyhow::Result<Value> {
+    let conc = handlers.conc;
     let steps = ["a", "b", "c"];
     let mut yaml = format!("name: {name}\nsteps:\n");
     for (i, step) in steps.iter().enumerate() {
@@ -645,7 +682,7 @@ async fn workflow_runs(
     }
     clients[0].put_workflow(NS, name, &yaml, true).await?;
     let cpu = CpuMeter::start(servers)?;
-    let worker = CountingWorker::start(clients, name, conc, n * steps.len(), Instant::now());
+    let worker = CountingWorker::start(clients, name, handlers, n * steps.len(), Instant::now());
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut producers = tokio::task::JoinSet::new();

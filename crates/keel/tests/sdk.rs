@@ -73,6 +73,80 @@ async fn worker_retries_heartbeats_and_drains() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_jobs_keep_their_leases_while_they_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let jobs: Vec<JobSpec> = (0..6).map(|n| JobSpec::new(json!(n))).collect();
+    let ids: Vec<String> = client
+        .enqueue_many("default", "prefetch", &jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let leased_at_first_start = Arc::new(AtomicUsize::new(0));
+    let all_handled = Arc::new(Notify::new());
+    let (count, leased, done, stats_client) = (
+        handled.clone(),
+        leased_at_first_start.clone(),
+        all_handled.clone(),
+        client.clone(),
+    );
+    let handler = move |_job: LeasedJob| {
+        let (count, leased, done, client) = (
+            count.clone(),
+            leased.clone(),
+            done.clone(),
+            stats_client.clone(),
+        );
+        async move {
+            if count.load(Ordering::SeqCst) == 0 {
+                let stats = client.queue_stats("default", "prefetch").await.unwrap();
+                let n = stats["counts"]["leased"].as_u64().unwrap_or(0);
+                leased.store(n as usize, Ordering::SeqCst);
+            }
+            // One handler at a time: the last job waits about 2.5 s for it,
+            // far past its 600 ms lease.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            if count.fetch_add(1, Ordering::SeqCst) + 1 == 6 {
+                done.notify_one();
+            }
+            Ok(json!("done"))
+        }
+    };
+    let mut options = WorkerOptions::new("default", "prefetch");
+    options.concurrency = 1;
+    options.prefetch = 5;
+    options.max_batch = 6;
+    options.lease_ms = 600;
+    options.wait_ms = 200;
+    let worker = Worker::new(client.clone(), options)
+        .run(handler, async move { all_handled.notified().await });
+    // Jobs that lost their leases while waiting would be leased and run
+    // again and again.
+    tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .expect("the worker drained the six jobs");
+
+    assert_eq!(
+        leased_at_first_start.load(Ordering::SeqCst),
+        6,
+        "all six jobs were leased before the first one ran"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 6, "no job ran twice");
+    for id in ids {
+        let job = client.get_job("default", &id).await.unwrap();
+        assert_eq!(
+            (job.state.as_str(), job.attempt),
+            ("succeeded", 1),
+            "{id}: heartbeats kept its lease while it waited for the handler"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_running_handlers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]).await;
