@@ -408,14 +408,33 @@ fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     Ok((ticks(11) + ticks(12)) / 100.0)
 }
 
-/// CPU seconds the server and this benchmark process spent during a phase.
+/// CPU seconds the server, this benchmark process and the whole machine (the
+/// database and anything else included) spent during a phase.
 struct CpuMeter {
     server: f64,
     client: f64,
+    machine: f64,
 }
 
 fn servers_cpu(servers: &[BenchServer]) -> anyhow::Result<f64> {
     servers.iter().map(BenchServer::cpu_seconds).sum()
+}
+
+/// Busy CPU seconds of the whole machine since boot: every CPU's time in
+/// `/proc/stat` but idle and iowait (guest time is already inside user).
+fn machine_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .context("/proc/stat")?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    Ok((ticks.iter().sum::<f64>() - idle) / 100.0)
 }
 
 impl CpuMeter {
@@ -423,16 +442,18 @@ impl CpuMeter {
         Ok(CpuMeter {
             server: servers_cpu(servers)?,
             client: cpu_seconds("self")?,
+            machine: machine_cpu_seconds()?,
         })
     }
 
-    /// `{"server_cpu_s","client_cpu_s"}` since `start`.
-    /// `{"server_cpu_s","client_cpu_s"}` since `start`, all nodes together.
+    /// `{"server_cpu_s","client_cpu_s","machine_cpu_s"}` since `start`, all
+    /// nodes together.
     fn report(&self, servers: &[BenchServer]) -> anyhow::Result<Value> {
         let round = |s: f64| (s * 100.0).round() / 100.0;
         Ok(json!({
             "server_cpu_s": round(servers_cpu(servers)? - self.server),
             "client_cpu_s": round(cpu_seconds("self")? - self.client),
+            "machine_cpu_s": round(machine_cpu_seconds()? - self.machine),
         }))
     }
 }
