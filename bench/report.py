@@ -323,13 +323,19 @@ def main():
         if proc and "machine_cpu_s" in proc:
             wall = proc["secs"]
             rest = proc["machine_cpu_s"] - proc["server_cpu_s"] - proc["client_cpu_s"]
+            busy = proc["machine_cpu_s"] / wall
             w(f"Where it saturates: during process_after_bulk on one node, {cpu_line(proc)}; the machine as a "
-              f"whole was busy {proc['machine_cpu_s']} core-s ({proc['machine_cpu_s'] / wall:.2f} of its 2 cores). "
-              f"What is neither Keel nor the benchmark, PostgreSQL above all, took {rest:.2f} core-s "
-              f"({rest / wall:.2f} of a core, {rest / proc['n'] * 1e6:.0f} µs per job). The database on these "
-              "same 2 cores is the limit already with one node: three nodes on this one box add processes but "
-              "no cores, so they cannot go faster here. Scaling out needs nodes on other machines than the "
-              "database, which this workplace does not have.")
+              f"whole was busy {proc['machine_cpu_s']} core-s ({busy:.2f} of its 2 cores). What is neither Keel "
+              f"nor the benchmark, PostgreSQL above all, took {rest:.2f} core-s ({rest / wall:.2f} of a core, "
+              f"{rest / proc['n'] * 1e6:.0f} µs per job).")
+            if busy >= 1.8:
+                w("The machine is saturated with one node, and by the database more than by Keel: three nodes "
+                  "on this one box add processes but no cores, so they cannot go faster here.")
+            else:
+                w("The machine is not saturated, so the rest is waiting: each lease and each ack batch is a "
+                  "transaction whose commit waits for a WAL flush. Three nodes on this one box share the same "
+                  "database and the same 2 cores; they add concurrency, not capacity.")
+            w("Scaling out needs nodes on other machines than the database, which this workplace does not have.")
             w("")
         if lat:
             w("The p99 follows the database's commit tail. A job crosses two synchronous commits before its "

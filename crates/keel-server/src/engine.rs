@@ -16,14 +16,30 @@ pub struct Engine {
     pub shutdown: Shutdown,
     pub workflows: Arc<Driver>,
     pub(crate) rates: Rates,
+    pub run_retention_ms: u64,
 }
 
-/// How the engine treats the outside world.
-#[derive(Clone, Debug, Default)]
+/// How the engine treats the outside world, and how long it keeps history.
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Let `http` steps call loopback, private and link-local addresses.
     pub allow_private_http: bool,
+    /// How long a finished run stays readable before retention deletes it.
+    pub run_retention_ms: u64,
 }
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allow_private_http: false,
+            run_retention_ms: DEFAULT_RUN_RETENTION_MS,
+        }
+    }
+}
+
+/// Finished runs are kept a week by default: long enough to look into a
+/// failure after a weekend.
+pub const DEFAULT_RUN_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
 
 impl Engine {
     pub fn new(
@@ -41,6 +57,7 @@ impl Engine {
             shutdown,
             workflows,
             rates: Rates::default(),
+            run_retention_ms: config.run_retention_ms,
         })
     }
 

@@ -12,7 +12,7 @@ pub mod services;
 mod shutdown;
 pub mod workflows;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 use std::sync::Arc;

@@ -1452,6 +1452,11 @@ impl Store for PostgresStore {
         runs::runs_list(&client, namespace, filter).await
     }
 
+    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
+        let client = self.client().await?;
+        runs::runs_prune(&client, finished_before, limit).await
+    }
+
     async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
         let client = self.client().await?;
         runs::runs_active(&client, cursor, limit).await

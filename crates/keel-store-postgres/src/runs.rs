@@ -290,3 +290,18 @@ pub async fn runs_active(
         .map_err(db)?;
     page(rows, limit)
 }
+
+pub async fn runs_prune(
+    client: &impl GenericClient,
+    finished_before: Timestamp,
+    limit: u32,
+) -> Result<u64, Error> {
+    let row = client
+        .query_one(
+            include_str!("../queries/runs_prune.sql"),
+            &[&finished_before.as_millis(), &i64::from(limit)],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}

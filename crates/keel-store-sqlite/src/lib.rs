@@ -446,6 +446,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
+        self.write(move |conn| runs::runs_prune(conn, finished_before, limit))
+            .await
+    }
+
     async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
         let filter = runs::active_filter(cursor, limit);
         self.read(move |conn| runs::runs_page(conn, None, &filter))

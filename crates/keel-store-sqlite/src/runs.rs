@@ -301,6 +301,16 @@ pub fn runs_page(
 }
 
 /// The filter of [`runs_page`] for a driver's sweep.
+pub fn runs_prune(conn: &Connection, finished_before: Timestamp, limit: u32) -> Applied<u64> {
+    let pruned = conn
+        .prepare_cached(
+            "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE status <> 'running' \
+             AND updated_at <= ?1 ORDER BY updated_at LIMIT ?2)",
+        )?
+        .execute(params![finished_before.as_millis(), limit])?;
+    Ok(Ok(pruned as u64))
+}
+
 pub fn active_filter(cursor: Option<String>, limit: u32) -> RunFilter {
     RunFilter {
         workflow: None,

@@ -59,7 +59,7 @@ macro_rules! store_conformance_suite {
             runs_are_created_once_per_idempotency_key, run_updates_are_compare_and_set,
             runs_list_newest_first_filtered_and_paged, active_runs_span_namespaces,
             runs_survive_reopen, acks_say_which_jobs_belong_to_runs,
-            run_writes_create_their_jobs_or_nothing);
+            run_writes_create_their_jobs_or_nothing, finished_runs_are_pruned_past_retention);
 
         /// Random interleavings of leases, acks, heartbeats, cancels and time.
         #[test]
@@ -1558,4 +1558,57 @@ pub async fn run_writes_create_their_jobs_or_nothing(h: Harness) {
         ErrorCode::JobNotFound
     );
     assert_eq!(s.run_get(&ns(), run_id).await.unwrap().rev, rev);
+}
+
+pub async fn finished_runs_are_pruned_past_retention(h: Harness) {
+    let s = &*h.store;
+    // Run 1 keeps running; 2 and 4 finish at 10, 3 at 20.
+    let mut runs = Vec::new();
+    for (i, key) in [(1u8, None), (2, Some("k")), (3, None), (4, None)] {
+        let (run, _) = s
+            .run_create(&ns(), new_run(i, "flow", key), Vec::new(), at(1))
+            .await
+            .unwrap();
+        runs.push(run);
+    }
+    for (run, status, when) in [
+        (&runs[1], RunStatus::Succeeded, 10),
+        (&runs[2], RunStatus::Compensated, 20),
+        (&runs[3], RunStatus::Failed, 10),
+    ] {
+        let mut done = run.state.clone();
+        done.status = status;
+        s.run_update(&ns(), run.id, run.rev, &done, Vec::new(), at(when))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(
+        s.runs_prune(at(10), 1).await.unwrap(),
+        1,
+        "at most the limit"
+    );
+    assert_eq!(s.runs_prune(at(10), 10).await.unwrap(), 1);
+    assert_eq!(s.runs_prune(at(10), 10).await.unwrap(), 0);
+    for (run, kept) in runs.iter().zip([true, false, true, false]) {
+        let got = s.run_get(&ns(), run.id).await;
+        if kept {
+            assert_eq!(got.unwrap().id, run.id);
+        } else {
+            assert_eq!(got.unwrap_err().code, ErrorCode::NotFound);
+        }
+    }
+    let (again, dedup) = s
+        .run_create(&ns(), new_run(5, "flow", Some("k")), Vec::new(), at(30))
+        .await
+        .unwrap();
+    assert!(
+        !dedup && again.id != runs[1].id,
+        "a pruned run frees its key"
+    );
+    assert_eq!(
+        s.runs_prune(at(1_000), 10).await.unwrap(),
+        1,
+        "running runs are never pruned, however old"
+    );
 }

@@ -408,6 +408,11 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first, cursor-paged.
     async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error>;
 
+    /// Deletes up to `limit` finished runs (any status but `running`) last
+    /// written at or before `finished_before`, oldest first; returns how many.
+    /// Their step jobs follow their own queues' retention.
+    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error>;
+
     /// Running runs of every namespace, oldest first, cursor-paged: what a
     /// driver resumes after a restart.
     async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error>;

@@ -177,10 +177,17 @@ async fn measure(
         emit("enqueue_single", with(fields, cpu.report(servers)?));
     }
     if args.wants("process") {
-        let cpu = CpuMeter::start(servers)?;
-        let elapsed = drain(clients, "bench-single", n_single, args.handlers(), origin).await?;
+        let (elapsed, cpu) = drain(
+            servers,
+            clients,
+            "bench-single",
+            n_single,
+            args.handlers(),
+            origin,
+        )
+        .await?;
         let fields = json!({ "n": n_single, "jobs_per_s": per_s(n_single, elapsed), "secs": elapsed.as_secs_f64() });
-        emit("process", with(fields, cpu.report(servers)?));
+        emit("process", with(fields, cpu));
     }
     if args.wants("enqueue_bulk") {
         let cpu = CpuMeter::start(servers)?;
@@ -189,10 +196,17 @@ async fn measure(
         emit("enqueue_bulk", with(fields, cpu.report(servers)?));
     }
     if args.wants("process_after_bulk") {
-        let cpu = CpuMeter::start(servers)?;
-        let elapsed = drain(clients, "bench-bulk", args.n, args.handlers(), origin).await?;
+        let (elapsed, cpu) = drain(
+            servers,
+            clients,
+            "bench-bulk",
+            args.n,
+            args.handlers(),
+            origin,
+        )
+        .await?;
         let fields = json!({ "n": args.n, "jobs_per_s": per_s(args.n, elapsed), "secs": elapsed.as_secs_f64() });
-        emit("process_after_bulk", with(fields, cpu.report(servers)?));
+        emit("process_after_bulk", with(fields, cpu));
     }
     for (phase, rate) in [("latency", args.rate), ("latency_fast", args.fast_rate)] {
         if args.wants(phase) {
@@ -596,19 +610,24 @@ impl CountingWorker {
     }
 }
 
+/// Drains `n` jobs; returns the time and the CPU spent until the last one
+/// started (not counting the worker's shutdown).
 async fn drain(
+    servers: &[BenchServer],
     clients: &[Client],
     queue: &str,
     n: usize,
     handlers: Handlers,
     origin: Instant,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Value)> {
+    let cpu = CpuMeter::start(servers)?;
     let started = Instant::now();
     let worker = CountingWorker::start(clients, queue, handlers, n, origin);
     worker.wait().await?;
     let elapsed = started.elapsed();
+    let cpu = cpu.report(servers)?;
     worker.shut_down().await?;
-    Ok(elapsed)
+    Ok((elapsed, cpu))
 }
 
 /// Open-loop: enqueues are fired on schedule whether or not earlier ones have

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
-use keel_server::{Engine, EngineConfig, ShutdownTrigger};
+use keel_server::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger};
 use keel_store_sqlite::SqliteStore;
 
 #[derive(Parser)]
@@ -65,6 +65,9 @@ struct ServerArgs {
     /// addresses (refused by default: server-side request forgery).
     #[arg(long, env = "KEEL_ALLOW_PRIVATE_HTTP")]
     allow_private_http: bool,
+    /// How long a finished workflow run stays readable, in ms (default: 7 days).
+    #[arg(long, env = "KEEL_RUN_RETENTION_MS", default_value_t = DEFAULT_RUN_RETENTION_MS)]
+    run_retention_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -124,6 +127,7 @@ fn main() -> std::process::ExitCode {
                 };
                 let config = EngineConfig {
                     allow_private_http: args.allow_private_http,
+                    run_retention_ms: args.run_retention_ms,
                 };
                 serve(args.listen, store, args.limits.limits(), config, false).await
             }
@@ -132,6 +136,7 @@ fn main() -> std::process::ExitCode {
                 // A dev server talks to services on the same machine.
                 let config = EngineConfig {
                     allow_private_http: true,
+                    ..EngineConfig::default()
                 };
                 serve(args.listen, store, Limits::default(), config, true).await
             }

@@ -1,12 +1,17 @@
-//! Deletes finished jobs past their queue's retention, and expired idempotency
-//! keys, once a minute.
+//! Deletes finished jobs past their queue's retention, expired idempotency
+//! keys and finished runs past the run retention, once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_core::Timestamp;
+
 use crate::{Engine, Shutdown};
 
 const EVERY: Duration = Duration::from_secs(60);
+/// Runs deleted per statement: a pass deletes in chunks, so that no single
+/// write holds the store for long.
+const RUNS_CHUNK: u32 = 1000;
 
 pub struct Retention {
     engine: Arc<Engine>,
@@ -32,6 +37,35 @@ impl Retention {
                 Ok(n) => tracing::info!(jobs = n, "pruned finished jobs past retention"),
                 Err(e) => tracing::warn!(error = %e, "retention pass failed"),
             }
+            self.prune_runs().await;
+        }
+    }
+
+    async fn prune_runs(&self) {
+        let engine = &self.engine;
+        let before = Timestamp::from_millis(
+            engine
+                .now()
+                .as_millis()
+                .saturating_sub(engine.run_retention_ms as i64),
+        );
+        let mut pruned = 0;
+        loop {
+            match engine.store.runs_prune(before, RUNS_CHUNK).await {
+                Ok(n) => {
+                    pruned += n;
+                    if n < u64::from(RUNS_CHUNK) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "run retention pass failed");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(runs = pruned, "pruned finished runs past retention");
         }
     }
 }
