@@ -1138,6 +1138,7 @@ fn run_state(status: RunStatus) -> RunState {
         completed: Vec::new(),
         compensating: false,
         compensations: Vec::new(),
+        cancelling: false,
         output: None,
         error: None,
         deadline: None,

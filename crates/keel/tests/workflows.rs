@@ -242,6 +242,37 @@ async fn provisioning_waits_for_its_signal_and_compensates_a_declined_charge() {
     assert_eq!(effects.count(&declined, "delete_tenant"), 1);
     assert_eq!(effects.count(&declined, "welcome"), 0);
 
+    // Cancelled with compensation while it waits: its completed steps are
+    // undone, newest first, each once, and the run ends cancelled.
+    let regret = start(
+        &server,
+        "provision-account",
+        json!({"org_id": "oops", "billing_url": billing_url, "email": "c@oops"}),
+    )
+    .await;
+    step_reaches(&server, &regret, "wait_activation", "waiting").await;
+    let cancel = format!("/namespaces/default/runs/{regret}/cancel");
+    assert_error(
+        &server.post(&cancel, json!({"compensate": "yes"})).await,
+        400,
+        "invalid_request",
+    );
+    let (status, answered) = server.post(&cancel, json!({"compensate": true})).await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered["compensating"], true, "{answered:#}");
+    let run = finished(&server, &regret).await;
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+    assert_eq!(run["steps"]["wait_activation"]["state"], "cancelled");
+    for step in ["refund", "delete_tenant"] {
+        assert_eq!(run["steps"][step]["state"], "succeeded", "{run:#}");
+        assert_eq!(effects.count(&regret, step), 1, "{step}");
+    }
+    assert!(
+        run["steps"]["refund"]["finished_at"].as_str()
+            <= run["steps"]["delete_tenant"]["started_at"].as_str(),
+        "refund (charge completed last) before delete_tenant: {run:#}"
+    );
+
     // A finished run takes no more signals; unknown runs are 404.
     let late = server
         .post(

@@ -167,6 +167,10 @@ pub struct RunState {
     /// Compensation steps still to run, next first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compensations: Vec<String>,
+    /// Set by a cancel that compensates: once its compensations are done the
+    /// run ends `cancelled`, not `compensated`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelling: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

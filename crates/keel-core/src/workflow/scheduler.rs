@@ -106,6 +106,7 @@ pub fn new_run(def: &Definition, now: Timestamp, parent: Option<ParentRef>) -> R
         completed: Vec::new(),
         compensating: false,
         compensations: Vec::new(),
+        cancelling: false,
         output: None,
         error: None,
         deadline: def.timeout_ms.map(|ms| now.plus_ms(ms)),
@@ -269,17 +270,34 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
-    /// Stops the run: work in flight is cancelled, nothing is compensated.
-    pub fn cancel(&mut self, now: Timestamp) -> Result<(), Error> {
+    /// Stops the run: work in flight is cancelled. With `compensate`, the
+    /// completed steps are then undone as after a failure, newest first, and
+    /// the run ends `cancelled` once they are (`failed` if one fails);
+    /// without, nothing is compensated and the run ends at once.
+    pub fn cancel(&mut self, now: Timestamp, compensate: bool) -> Result<(), Error> {
         if self.state.status.is_final() {
             return Err(final_error(self.state.status, "cancel"));
+        }
+        if compensate && self.state.compensating {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "the run is already compensating; cancel without compensate to stop it",
+            ));
         }
         let names: Vec<String> = self.state.steps.keys().cloned().collect();
         for name in names {
             self.stop_step(&name, StepStatus::Cancelled, "the run was cancelled", now);
         }
-        self.state.status = RunStatus::Cancelled;
         self.state.error = Some("cancelled".to_owned());
+        if compensate {
+            self.state.compensations = self.compensations_due();
+            if !self.state.compensations.is_empty() {
+                self.state.compensating = true;
+                self.state.cancelling = true;
+                return Ok(());
+            }
+        }
+        self.state.status = RunStatus::Cancelled;
         self.commands.push(Command::Finished);
         Ok(())
     }
@@ -314,6 +332,7 @@ impl<'a> Machine<'a> {
         }
         self.state.status = RunStatus::Running;
         self.state.compensating = false;
+        self.state.cancelling = false;
         self.state.compensations.clear();
         self.state.error = None;
         self.state.wake_at = None;
@@ -785,13 +804,17 @@ impl<'a> Machine<'a> {
         }
         self.state.error = Some(error);
         self.state.compensating = true;
-        self.state.compensations = self
-            .state
+        self.state.compensations = self.compensations_due();
+    }
+
+    /// The compensations of the completed steps, newest completion first.
+    fn compensations_due(&self) -> Vec<String> {
+        self.state
             .completed
             .iter()
             .rev()
             .filter_map(|n| self.def.steps.get(n).and_then(|s| s.compensate.clone()))
-            .collect();
+            .collect()
     }
 
     fn compensate(&mut self, now: Timestamp) -> bool {
@@ -822,7 +845,9 @@ impl<'a> Machine<'a> {
         }
         if self.state.compensations.is_empty() {
             let any_done = comp_records().any(|(_, r)| r.state == StepStatus::Succeeded);
-            self.end(if any_done {
+            self.end(if self.state.cancelling {
+                RunStatus::Cancelled
+            } else if any_done {
                 RunStatus::Compensated
             } else {
                 RunStatus::Failed

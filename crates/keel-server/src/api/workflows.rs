@@ -300,13 +300,28 @@ pub async fn signal(
     Ok(Json(run_view(&run)))
 }
 
+/// The optional body of a cancel.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    /// Undo the completed steps (their compensations) before ending.
+    #[serde(default)]
+    compensate: bool,
+}
+
 pub async fn cancel(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
+    Body(bytes): Body,
 ) -> Api<Json<Value>> {
+    let body: CancelBody = if bytes.is_empty() {
+        CancelBody::default()
+    } else {
+        parse(&bytes)?
+    };
     let run = engine
         .workflows
-        .advance(&ns, id, Hint::Nothing, Op::Cancel)
+        .advance(&ns, id, Hint::Nothing, Op::Cancel(body.compensate))
         .await?;
     Ok(Json(run_view(&run)))
 }

@@ -132,7 +132,8 @@ pub fn job_outcome(acked: &Acked, ack: Option<&AckOutcome>) -> Outcome {
 pub enum Op {
     Advance,
     Signal(String, Value),
-    Cancel,
+    /// Cancel the run; `true` compensates its completed steps first.
+    Cancel(bool),
     Retry,
 }
 
@@ -445,7 +446,7 @@ impl Driver {
             match &op {
                 Op::Advance => {}
                 Op::Signal(name, payload) => machine.signal(name, payload.clone())?,
-                Op::Cancel => machine.cancel(now)?,
+                Op::Cancel(compensate) => machine.cancel(now, *compensate)?,
                 Op::Retry => machine.retry(now)?,
             }
             for (step, item, handle) in machine.open_work() {
@@ -812,7 +813,9 @@ impl Driver {
                     let _ = self.store.job_cancel(&ns, job, now).await;
                 }
                 Command::Cancel(Handle::Run { id: child }) => {
-                    self.spawn_advance(namespace.clone(), child, Hint::Nothing, Op::Cancel);
+                    // A child of a run cancelled with compensation compensates too.
+                    let op = Op::Cancel(state.cancelling);
+                    self.spawn_advance(namespace.clone(), child, Hint::Nothing, op);
                 }
                 Command::WakeAt(at) => {
                     let job = SystemJob::Wake {

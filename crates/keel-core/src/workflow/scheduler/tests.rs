@@ -417,17 +417,58 @@ steps:
 fn cancel_stops_work_and_ends_the_run() {
     let mut sim = provision();
     let now = sim.now;
-    sim.with(|m| m.cancel(now).expect("running"));
+    sim.with(|m| m.cancel(now, false).expect("running"));
     assert_eq!(sim.status(), RunStatus::Cancelled);
     assert_eq!(sim.cancelled.len(), 1);
     assert_eq!(sim.step("create_tenant").state, StepStatus::Cancelled);
     sim.with(|m| {
-        assert_eq!(m.cancel(now).unwrap_err().code, ErrorCode::InvalidState);
+        assert_eq!(
+            m.cancel(now, true).unwrap_err().code,
+            ErrorCode::InvalidState
+        );
         assert_eq!(
             m.signal("x", json!(1)).unwrap_err().code,
             ErrorCode::InvalidState
         );
     });
+}
+
+#[test]
+fn cancel_with_compensate_undoes_completed_steps_then_ends_cancelled() {
+    let mut sim = provision();
+    sim.finish("create_tenant", None, Ok(json!({"id": "t1"})));
+    sim.finish("charge", None, Ok(json!({"status": "paid", "id": "c1"})));
+    assert_eq!(sim.open_steps(), ["welcome"]);
+    let now = sim.now;
+    sim.with(|m| m.cancel(now, true).expect("running"));
+    assert_eq!(sim.step("welcome").state, StepStatus::Cancelled);
+    assert_eq!(sim.cancelled.len(), 1, "welcome's job was cancelled");
+    assert_eq!(sim.status(), RunStatus::Running, "compensating first");
+    assert_eq!(sim.open_steps(), ["refund"]);
+    sim.finish("refund", None, Ok(json!(null)));
+    assert_eq!(sim.open_steps(), ["delete_tenant"]);
+    sim.with(|m| {
+        assert_eq!(
+            m.cancel(now, true).unwrap_err().code,
+            ErrorCode::InvalidState,
+            "a compensating run is not compensated twice"
+        );
+    });
+    sim.finish("delete_tenant", None, Ok(json!(null)));
+    assert_eq!(sim.status(), RunStatus::Cancelled);
+    assert_eq!(sim.state.error.as_deref(), Some("cancelled"));
+    assert_eq!(sim.step("wait_activation").state, StepStatus::Pending);
+    assert_eq!(sim.finished, 1);
+}
+
+#[test]
+fn cancel_with_compensate_and_nothing_completed_ends_at_once() {
+    let mut sim = provision();
+    let now = sim.now;
+    sim.with(|m| m.cancel(now, true).expect("running"));
+    assert_eq!(sim.status(), RunStatus::Cancelled);
+    assert_eq!(sim.step("create_tenant").state, StepStatus::Cancelled);
+    assert_eq!(sim.finished, 1);
 }
 
 #[test]
