@@ -335,6 +335,13 @@ def main():
                 w("The machine is not saturated, so the rest is waiting: each lease and each ack batch is a "
                   "transaction whose commit waits for a WAL flush. Three nodes on this one box share the same "
                   "database and the same 2 cores; they add concurrency, not capacity.")
+            proc3 = pg3["phases"].get("process_after_bulk") if pg3 and not pg3["error"] else None
+            if proc3 and "machine_cpu_s" in proc3:
+                busy3 = proc3["machine_cpu_s"] / proc3["secs"]
+                rest3 = proc3["machine_cpu_s"] - proc3["server_cpu_s"] - proc3["client_cpu_s"]
+                w(f"With three nodes the same phase ran at {fmt(proc3['jobs_per_s'])} jobs/s with the machine "
+                  f"busy {busy3:.2f} of its 2 cores, {rest3 / proc3['secs']:.2f} of a core outside Keel and the "
+                  f"benchmark: {'this is where it saturates' if busy3 >= 1.8 else 'still short of saturation'}.")
             w("Scaling out needs nodes on other machines than the database, which this workplace does not have.")
             w("")
         if lat:

@@ -32,8 +32,8 @@ use keel_core::{
 };
 use keel_store::{
     Ack, AckOutcome, Acked, Depth, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage,
-    LeaseRequest, LeasedJob, MaintenanceReport, NewRun, QueueStats, ReadySignal, RedriveSelection,
-    RunFilter, RunJob, RunPage, Store, StoredRun, WorkflowVersion,
+    LeaseRequest, LeasedJob, MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, NewRun, QueueStats,
+    ReadySignal, RedriveSelection, RunFilter, RunJob, RunPage, Store, StoredRun, WorkflowVersion,
 };
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
@@ -361,7 +361,6 @@ impl PostgresStore {
             .next(now)
     }
 
-    /// Tells maintenance here, and the leader wherever it runs, of a deadline.
     /// Writes new jobs in one statement (the callers have settled their
     /// idempotency keys). A single job takes a statement of its own, which
     /// PostgreSQL plans and runs faster than an `unnest` of one.
@@ -488,17 +487,22 @@ impl PostgresStore {
         Ok(woken)
     }
 
-    fn wake(&self, woken: Woken) {
+    fn wake(&self, woken: Woken, now: Timestamp) {
         for queue in &woken.ready {
             self.ready(queue);
         }
-        self.deadline(woken.due);
+        self.deadline(woken.due, now);
     }
 
-    fn deadline(&self, at: Option<Timestamp>) {
+    /// Tells maintenance here of a deadline, and the leader wherever it runs
+    /// if the deadline is nearer than the leader's next pass: a lease that
+    /// expires in 30 s needs no NOTIFY.
+    fn deadline(&self, at: Option<Timestamp>, now: Timestamp) {
         if let Some(at) = at {
             self.signal.deadline(at);
-            self.notifier.deadline(at);
+            if at.millis_since(now) < MAINTENANCE_MAX_SLEEP_MS {
+                self.notifier.deadline(at);
+            }
         }
     }
 
@@ -652,7 +656,7 @@ impl Store for PostgresStore {
         self.check_bound(&tx, &queue.namespace, rows.id.len() as u64)
             .await?;
         tx.commit().await.map_err(db)?;
-        self.deadline(first_due);
+        self.deadline(first_due, now);
         if out
             .iter()
             .any(|e| e.state == JobState::Ready && !e.deduplicated)
@@ -726,6 +730,7 @@ impl Store for PostgresStore {
             rows.iter()
                 .map(|row| Timestamp::from_millis(row.get(5)))
                 .min(),
+            now,
         );
         let mut leased: Vec<(i64, LeasedJob)> = rows
             .into_iter()
@@ -889,7 +894,7 @@ impl Store for PostgresStore {
             .iter()
             .flatten()
             .filter(|a| a.state == JobState::Scheduled);
-        self.deadline(retries.filter_map(|a| a.run_at).min());
+        self.deadline(retries.filter_map(|a| a.run_at).min(), now);
         woken.sort();
         woken.dedup();
         for queue in woken {
@@ -919,7 +924,7 @@ impl Store for PostgresStore {
                 .heartbeat(token.lease_seq, now, lease_ms.unwrap_or(locked.lease_ms))?;
         Self::write_life(&tx, token.job, &locked.life, now, None).await?;
         tx.commit().await.map_err(db)?;
-        self.deadline(Some(until));
+        self.deadline(Some(until), now);
         Ok(until)
     }
 
@@ -1417,7 +1422,7 @@ impl Store for PostgresStore {
             self.insert_run_jobs(&tx, &jobs, now).await?
         };
         tx.commit().await.map_err(db)?;
-        self.wake(woken);
+        self.wake(woken, now);
         Ok((run, found))
     }
 
@@ -1443,7 +1448,7 @@ impl Store for PostgresStore {
         let rev = runs::run_update(&tx, namespace, id, rev, state, now).await?;
         let woken = self.insert_run_jobs(&tx, &jobs, now).await?;
         tx.commit().await.map_err(db)?;
-        self.wake(woken);
+        self.wake(woken, now);
         Ok(rev)
     }
 

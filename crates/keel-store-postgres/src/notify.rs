@@ -5,8 +5,10 @@
 //! commits (measured on this machine: 6–9k inserts/s plain, 566/s with NOTIFY).
 //! Deadlines (a delayed job, a lease, a retry) travel the same way, so the
 //! maintenance leader wakes for them whichever node set them. A listener
-//! connection turns notifications from any node into local [`ReadySignal`]
-//! wake-ups, reconnecting when the connection drops.
+//! connection turns notifications from other nodes into local [`ReadySignal`]
+//! wake-ups, reconnecting when the connection drops. Each payload starts with
+//! the sending node's tag, so that a node does not wake its own leasers a
+//! second time for what it already signalled in-process.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -40,8 +42,9 @@ impl Notifier {
         signal: ReadySignal,
     ) -> Self {
         let (queues, pending) = mpsc::unbounded_channel();
-        let sender = tokio::spawn(send(pool, channel.clone(), pending));
-        let listener = tokio::spawn(listen(config, channel, signal));
+        let node = format!("{:016x}", fastrand::u64(..));
+        let sender = tokio::spawn(send(pool, channel.clone(), node.clone(), pending));
+        let listener = tokio::spawn(listen(config, channel, node, signal));
         Notifier {
             queues,
             tasks: [sender, listener],
@@ -63,7 +66,12 @@ impl Notifier {
     }
 }
 
-async fn send(pool: Pool, channel: String, mut pending: mpsc::UnboundedReceiver<Wake>) {
+async fn send(
+    pool: Pool,
+    channel: String,
+    node: String,
+    mut pending: mpsc::UnboundedReceiver<Wake>,
+) {
     while let Some(first) = pending.recv().await {
         let mut queues = BTreeSet::new();
         let mut earliest: Option<Timestamp> = None;
@@ -79,11 +87,11 @@ async fn send(pool: Pool, channel: String, mut pending: mpsc::UnboundedReceiver<
         }
         let mut payloads: Vec<String> = queues
             .iter()
-            .map(|q| format!("{}/{}", q.namespace, q.queue))
+            .map(|q| format!("{node}:{}/{}", q.namespace, q.queue))
             .collect();
         // Only the earliest deadline matters: maintenance wakes for it and
         // then finds every later one itself.
-        payloads.extend(earliest.map(|at| format!("@{}", at.as_millis())));
+        payloads.extend(earliest.map(|at| format!("{node}:@{}", at.as_millis())));
         let sent = match pool.get().await {
             Ok(client) => client
                 .execute(
@@ -102,7 +110,12 @@ async fn send(pool: Pool, channel: String, mut pending: mpsc::UnboundedReceiver<
     }
 }
 
-async fn listen(config: tokio_postgres::Config, channel: String, signal: ReadySignal) {
+async fn listen(
+    config: tokio_postgres::Config,
+    channel: String,
+    node: String,
+    signal: ReadySignal,
+) {
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
@@ -124,12 +137,18 @@ async fn listen(config: tokio_postgres::Config, channel: String, signal: ReadySi
                         }
                         message = messages.next() => match message {
                             Some(Ok(AsyncMessage::Notification(n))) => {
-                                if let Some(ms) = n.payload().strip_prefix('@') {
-                                    if let Ok(ms) = ms.parse() {
-                                        signal.deadline(Timestamp::from_millis(ms));
+                                match n.payload().split_once(':') {
+                                    Some((from, _)) if from == node => {}
+                                    Some((_, wake)) => {
+                                        if let Some(ms) = wake.strip_prefix('@') {
+                                            if let Ok(ms) = ms.parse() {
+                                                signal.deadline(Timestamp::from_millis(ms));
+                                            }
+                                        } else if let Some(queue) = parse(wake) {
+                                            signal.notify(&queue);
+                                        }
                                     }
-                                } else if let Some(queue) = parse(n.payload()) {
-                                    signal.notify(&queue);
+                                    None => {}
                                 }
                             }
                             Some(Ok(_)) => {}

@@ -104,6 +104,10 @@ pub struct Acked {
 
 /// The tag that links a job to the workflow run that made it.
 pub const RUN_TAG: &str = "keel.run";
+/// The longest the maintenance service sleeps between passes, whatever the
+/// deadlines. On a shared database the leader finds deadlines set through
+/// other nodes at its next pass, so a node need only tell it of nearer ones.
+pub const MAINTENANCE_MAX_SLEEP_MS: u64 = 2000;
 /// The tag that names the step of that run.
 pub const STEP_TAG: &str = "keel.step";
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 use crate::{Engine, Shutdown};
 
 /// The longest sleep: a safety net, not the mechanism. On a shared database
-/// it is also how the leader learns of deadlines set through other nodes.
-const IDLE_WAKE_MS: u64 = 2000;
+/// it is also how the leader learns of distant deadlines set through other
+/// nodes (nearer ones arrive by NOTIFY).
+const IDLE_WAKE_MS: u64 = keel_store::MAINTENANCE_MAX_SLEEP_MS;
 /// Pause after a store error before trying again.
 const RETRY_AFTER_ERROR_MS: u64 = 500;
 /// How often a node that is not the maintenance leader asks to become it: a
