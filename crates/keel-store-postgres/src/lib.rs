@@ -785,10 +785,11 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         let mut jobs: std::collections::HashMap<JobId, Locked> = tx
-            .query(&lock, &[&ids, &namespace.as_str()])
+            .query(&lock, &[&ids])
             .await
             .map_err(db)?
             .into_iter()
+            .filter(|row| row.get::<_, &str>(11) == namespace.as_str())
             .map(|row| (job_id(row.get(0)), Locked::from_row(&row, 1)))
             .collect();
         let mut out = Vec::with_capacity(acks.len());

@@ -259,7 +259,18 @@ pub async fn lease_is_scoped_to_its_queue(h: Harness) {
     enqueue(&*h.store, &queue("other"), vec![job("1")]).await;
     enqueue(&*h.store, &other_ns, vec![job("2")]).await;
     assert!(lease(&*h.store, &queue("work"), 10, T0).await.is_empty());
-    assert_eq!(lease(&*h.store, &other_ns, 10, T0).await.len(), 1);
+    let theirs = lease(&*h.store, &other_ns, 10, T0).await;
+    assert_eq!(theirs.len(), 1);
+    let acks = vec![Ack {
+        token: theirs[0].lease_token,
+        outcome: AckOutcome::Complete { result: None },
+    }];
+    let answers = h.store.jobs_ack(&ns(), acks, T0).await.unwrap();
+    assert_eq!(
+        answers[0].as_ref().unwrap_err().code,
+        ErrorCode::JobNotFound,
+        "an ack through another namespace does not reach the job"
+    );
     let id = enqueue(&*h.store, &queue("other"), vec![job("3")]).await[0];
     let err = h
         .store
