@@ -345,14 +345,13 @@ def main():
             w("Scaling out needs nodes on other machines than the database, which this workplace does not have.")
             w("")
         if lat:
-            w("The p99 depends on what the database is doing besides. A job crosses two synchronous commits "
-              "before its handler starts (the enqueue, then the lease). Measured apart from this run on the same "
-              "machine (2026-11-22, AMD EPYC VM): `pgbench -n -c 1 -R 500 -T 8 --latency-limit=10` on a one-row "
-              "insert averaged 0.32 ms with none of 3,988 commits over 10 ms; the latency phase alone on a fresh "
-              "schema gave p99 5.8–6.8 ms in three runs, and 10.2 ms in two runs right after the bulk phases, "
-              "when 70,000 jobs had just been written and finished (PostgreSQL then checkpoints for WAL volume "
-              "and vacuums the jobs table). On the earlier Intel VM the commit tail itself was the cause: 0.44 % "
-              "of one-row commits took over 10 ms.")
+            w("A job crosses two synchronous commits before its handler starts (the enqueue, then the lease). "
+              "Measured apart from this run on the same machine (2026-11-22, AMD EPYC VM): `pgbench -n -c 1 -R 500 "
+              "-T 8 --latency-limit=10` on a one-row insert averaged 0.32 ms with none of 3,988 commits over 10 ms. "
+              "Before 195168d this phase gave p99 10.2 ms after the bulk phases (6 ms on a fresh schema): each ack "
+              "locked its jobs through a generic plan that read the namespace's whole index once the table had "
+              "outgrown its statistics (performance.md). On the earlier Intel VM the commit tail itself was the "
+              "limit: 0.44 % of one-row commits took over 10 ms.")
             w("")
     workflow_section(w, systems)
     w("## What limits Keel here")
