@@ -143,7 +143,8 @@ async fn count_unfinished(
 /// Who to wake once a transaction that created jobs commits.
 #[derive(Default)]
 struct Woken {
-    ready: Vec<QueueRef>,
+    /// Queues that gained ready jobs, with how many.
+    ready: BTreeMap<QueueRef, usize>,
     due: Option<Timestamp>,
 }
 
@@ -465,11 +466,7 @@ impl PostgresStore {
         let mut fresh: Vec<(&Namespace, u64)> = Vec::new();
         for RunJob { queue, id, job } in jobs {
             match rows.push(queue, *id, job, now) {
-                JobState::Ready => {
-                    if !woken.ready.contains(queue) {
-                        woken.ready.push(queue.clone());
-                    }
-                }
+                JobState::Ready => *woken.ready.entry(queue.clone()).or_default() += 1,
                 _ => {
                     let due = woken.due.map_or(job.run_at, |d| d.min(job.run_at));
                     woken.due = Some(due);
@@ -488,8 +485,8 @@ impl PostgresStore {
     }
 
     fn wake(&self, woken: Woken, now: Timestamp) {
-        for queue in &woken.ready {
-            self.ready(queue);
+        for (queue, jobs) in &woken.ready {
+            self.ready(queue, *jobs);
         }
         self.deadline(woken.due, now);
     }
@@ -506,10 +503,11 @@ impl PostgresStore {
         }
     }
 
-    /// Wakes leasers here at once and on every other node through NOTIFY.
-    fn ready(&self, queue: &QueueRef) {
-        self.signal.notify(queue);
-        self.notifier.notify(queue.clone());
+    /// Wakes leasers for `jobs` new ready jobs, here at once and on every
+    /// other node through NOTIFY.
+    fn ready(&self, queue: &QueueRef, jobs: usize) {
+        self.signal.notify(queue, jobs);
+        self.notifier.notify(queue.clone(), jobs);
     }
 
     async fn lock_job(
@@ -657,11 +655,12 @@ impl Store for PostgresStore {
             .await?;
         tx.commit().await.map_err(db)?;
         self.deadline(first_due, now);
-        if out
+        let ready = out
             .iter()
-            .any(|e| e.state == JobState::Ready && !e.deduplicated)
-        {
-            self.ready(queue);
+            .filter(|e| e.state == JobState::Ready && !e.deduplicated)
+            .count();
+        if ready > 0 {
+            self.ready(queue, ready);
         }
         Ok(out)
     }
@@ -896,13 +895,16 @@ impl Store for PostgresStore {
             .flatten()
             .filter(|a| a.state == JobState::Scheduled);
         self.deadline(retries.filter_map(|a| a.run_at).min(), now);
-        woken.sort();
-        woken.dedup();
+        let mut ready: BTreeMap<QueueName, usize> = BTreeMap::new();
         for queue in woken {
-            self.ready(&QueueRef {
+            *ready.entry(queue).or_default() += 1;
+        }
+        for (queue, jobs) in ready {
+            let queue = QueueRef {
                 namespace: namespace.clone(),
                 queue,
-            });
+            };
+            self.ready(&queue, jobs);
         }
         Ok(out)
     }
@@ -1067,7 +1069,7 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(db)?;
         if !moved.is_empty() {
-            self.ready(queue);
+            self.ready(queue, moved.len());
         }
         Ok(moved)
     }
@@ -1149,7 +1151,8 @@ impl Store for PostgresStore {
             .await
             .map_err(db)?;
         if !paused {
-            self.ready(queue);
+            // As many as may wait: the count is not known here.
+            self.ready(queue, keel_store::MAX_WOKEN);
         }
         Ok(())
     }
@@ -1331,10 +1334,12 @@ impl Store for PostgresStore {
         } else {
             next.map(Timestamp::from_millis)
         };
-        woken.sort();
-        woken.dedup();
-        for queue in &woken {
-            self.ready(queue);
+        let mut ready: BTreeMap<QueueRef, usize> = BTreeMap::new();
+        for queue in woken {
+            *ready.entry(queue).or_default() += 1;
+        }
+        for (queue, jobs) in &ready {
+            self.ready(queue, *jobs);
         }
         Ok(report)
     }

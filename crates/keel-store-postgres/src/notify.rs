@@ -10,7 +10,7 @@
 //! the sending node's tag, so that a node does not wake its own leasers a
 //! second time for what it already signalled in-process.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -23,8 +23,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 /// What other nodes are told.
 enum Wake {
-    /// Jobs became leasable in this queue.
-    Ready(QueueRef),
+    /// This many jobs became leasable in this queue.
+    Ready(QueueRef, usize),
     /// A job or lease falls due then: the maintenance leader must know.
     Deadline(Timestamp),
 }
@@ -51,8 +51,8 @@ impl Notifier {
         }
     }
 
-    pub fn notify(&self, queue: QueueRef) {
-        let _ = self.queues.send(Wake::Ready(queue));
+    pub fn notify(&self, queue: QueueRef, jobs: usize) {
+        let _ = self.queues.send(Wake::Ready(queue, jobs));
     }
 
     pub fn deadline(&self, at: Timestamp) {
@@ -73,11 +73,11 @@ async fn send(
     mut pending: mpsc::UnboundedReceiver<Wake>,
 ) {
     while let Some(first) = pending.recv().await {
-        let mut queues = BTreeSet::new();
+        let mut queues: BTreeMap<QueueRef, usize> = BTreeMap::new();
         let mut earliest: Option<Timestamp> = None;
         let mut take = |wake: Wake| match wake {
-            Wake::Ready(queue) => {
-                queues.insert(queue);
+            Wake::Ready(queue, jobs) => {
+                *queues.entry(queue).or_default() += jobs;
             }
             Wake::Deadline(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
         };
@@ -87,7 +87,7 @@ async fn send(
         }
         let mut payloads: Vec<String> = queues
             .iter()
-            .map(|q| format!("{node}:{}/{}", q.namespace, q.queue))
+            .map(|(q, jobs)| format!("{node}:{jobs}:{}/{}", q.namespace, q.queue))
             .collect();
         // Only the earliest deadline matters: maintenance wakes for it and
         // then finds every later one itself.
@@ -144,8 +144,8 @@ async fn listen(
                                             if let Ok(ms) = ms.parse() {
                                                 signal.deadline(Timestamp::from_millis(ms));
                                             }
-                                        } else if let Some(queue) = parse(wake) {
-                                            signal.notify(&queue);
+                                        } else if let Some((jobs, queue)) = parse(wake) {
+                                            signal.notify(&queue, jobs);
                                         }
                                     }
                                     None => {}
@@ -167,10 +167,13 @@ async fn listen(
     }
 }
 
-fn parse(payload: &str) -> Option<QueueRef> {
-    let (namespace, queue) = payload.split_once('/')?;
-    Some(QueueRef {
+/// `<jobs>:<namespace>/<queue>`.
+fn parse(payload: &str) -> Option<(usize, QueueRef)> {
+    let (jobs, queue) = payload.split_once(':')?;
+    let (namespace, queue) = queue.split_once('/')?;
+    let queue = QueueRef {
         namespace: Namespace::new(namespace).ok()?,
         queue: QueueName::new(queue).ok()?,
-    })
+    };
+    Some((jobs.parse().ok()?, queue))
 }

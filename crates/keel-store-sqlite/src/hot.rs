@@ -11,7 +11,7 @@
 //! step.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use keel_core::workflow::RunId;
@@ -76,8 +76,9 @@ pub struct Hot {
     pub scheduled: BTreeSet<(Timestamp, i64, JobId)>,
     pub leases: BTreeSet<(Timestamp, JobId)>,
     unfinished: HashMap<Namespace, u64>,
-    /// Queues that gained leasable jobs since the last [`Hot::take_woken`].
-    woken: HashSet<QueueIdx>,
+    /// Queues that gained leasable jobs since the last [`Hot::take_woken`],
+    /// with how many.
+    woken: HashMap<QueueIdx, usize>,
 }
 
 impl Hot {
@@ -221,7 +222,7 @@ impl Hot {
                 });
                 if first_of_key {
                     queue.ready.insert(ready_key(id, job));
-                    self.woken.insert(queue_idx);
+                    *self.woken.entry(queue_idx).or_default() += 1;
                 }
             }
             JobState::Leased => {
@@ -269,8 +270,9 @@ impl Hot {
     /// Pauses or resumes leasing; resuming wakes leasers if jobs wait.
     pub fn set_paused(&mut self, queue: QueueIdx, paused: bool) {
         self.queues[queue].paused = paused;
-        if !paused && !self.queues[queue].ready.is_empty() {
-            self.woken.insert(queue);
+        let ready = self.queues[queue].ready.len();
+        if !paused && ready > 0 {
+            self.woken.insert(queue, ready);
         }
     }
 
@@ -281,7 +283,7 @@ impl Hot {
         scheduled.into_iter().chain(lease).min()
     }
 
-    pub fn take_woken(&mut self) -> Vec<QueueIdx> {
+    pub fn take_woken(&mut self) -> Vec<(QueueIdx, usize)> {
         self.woken.drain().collect()
     }
 }

@@ -310,8 +310,8 @@ impl Writer {
                 // "done" can count on the wake-up having happened. A woken
                 // leaser's own answer waits for a later sync, which covers
                 // this commit too.
-                for queue in self.hot.take_woken() {
-                    self.signal.notify(&self.hot.queues[queue].queue);
+                for (queue, jobs) in self.hot.take_woken() {
+                    self.signal.notify(&self.hot.queues[queue].queue, jobs);
                 }
                 if let Some(due) = self.hot.next_due() {
                     self.signal.deadline(due);

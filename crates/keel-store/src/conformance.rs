@@ -52,7 +52,8 @@ macro_rules! store_conformance_suite {
             redrive_resets_dead_jobs, list_is_newest_first_filtered_and_paged,
             stats_count_by_state, pause_stops_leasing_until_resume,
             policy_round_trips_and_bounds_concurrency, namespace_bound_refuses_whole_batch,
-            enqueue_fires_the_ready_signal, maintenance_reports_the_next_deadline,
+            enqueue_fires_the_ready_signal, each_ready_job_wakes_one_waiting_leaser,
+            maintenance_reports_the_next_deadline,
             prune_deletes_finished_jobs_past_retention, batch_ack_answers_each_item,
             state_survives_reopen, unknown_jobs_are_not_found,
             new_deadlines_wake_maintenance, workflow_versions_change_only_with_content,
@@ -777,6 +778,28 @@ pub async fn enqueue_fires_the_ready_signal(h: Harness) {
     let woken = assert_pending(woken).await;
     enqueue(&*h.store, &q, vec![job("2")]).await;
     assert!(futures_ready(woken).await);
+}
+
+/// Leasers parked on a queue wake one per new job, not all for any job: a
+/// single enqueue must not send every parked worker to the store.
+pub async fn each_ready_job_wakes_one_waiting_leaser(h: Harness) {
+    let q = queue("work");
+    let listener = h.store.ready_signal().listener(&q);
+    let mut parked: Vec<_> = (0..3).map(|_| Box::pin(listener.notified())).collect();
+    for leaser in &mut parked {
+        leaser.as_mut().enable();
+    }
+    let mut woken = Vec::new();
+    enqueue(&*h.store, &q, vec![job("1")]).await;
+    for leaser in &mut parked {
+        woken.push(futures_ready(leaser.as_mut()).await);
+    }
+    assert_eq!(woken.iter().filter(|w| **w).count(), 1, "{woken:?}");
+    enqueue(&*h.store, &q, vec![job("2"), job("3")]).await;
+    for (leaser, woken) in parked.iter_mut().zip(&mut woken) {
+        *woken = *woken || futures_ready(leaser.as_mut()).await;
+    }
+    assert_eq!(woken, [true; 3], "two more jobs wake the other two");
 }
 
 pub async fn maintenance_reports_the_next_deadline(h: Harness) {

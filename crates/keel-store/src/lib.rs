@@ -24,7 +24,7 @@ use keel_core::{
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-pub use signal::ReadySignal;
+pub use signal::{MAX_WOKEN, ReadySignal};
 
 /// Idempotency keys dedupe within this window (DESIGN.md: 24 h).
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;

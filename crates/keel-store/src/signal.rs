@@ -1,8 +1,9 @@
 //! Wake-ups, so that nothing polls.
 //!
 //! - A backend fires [`ReadySignal::notify`] whenever jobs become leasable in
-//!   a queue (enqueue, promotion, expiry, retry, redrive, resume). Leasers wait
-//!   on [`ReadySignal::listener`].
+//!   a queue (enqueue, promotion, expiry, retry, redrive, resume), saying how
+//!   many. Leasers wait on [`ReadySignal::listener`]; as many wake as there
+//!   are jobs, and a leaser whose batch came back full wakes the next.
 //! - A backend fires [`ReadySignal::deadline`] whenever it creates a deadline:
 //!   a job's `run_at` or a lease's expiry. The maintenance service sleeps until
 //!   its next wake-up and is woken early by an earlier deadline. A shared
@@ -38,12 +39,23 @@ impl Default for MaintenanceWake {
     }
 }
 
+/// The most leasers one notification wakes. A leaser that comes back with a
+/// full batch wakes one more, so a larger batch still reaches every leaser.
+pub const MAX_WOKEN: usize = 64;
+
 impl ReadySignal {
-    /// Wakes every leaser waiting on `queue`; costs a map look-up when none waits.
-    pub fn notify(&self, queue: &QueueRef) {
+    /// `jobs` became leasable in `queue`: wakes that many of the leasers
+    /// waiting on it (at most [`MAX_WOKEN`]), not all of them, so one job does
+    /// not send every parked leaser to the store. When none waits, the next
+    /// leaser to wait finds the wake-up at once. Costs a map look-up when no
+    /// leaser ever waited on the queue.
+    pub fn notify(&self, queue: &QueueRef, jobs: usize) {
         let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(notify) = queues.get(queue) {
-            notify.notify_waiters();
+            // `notify_one` keeps at most one permit, so extra calls wake no one.
+            for _ in 0..jobs.clamp(1, MAX_WOKEN) {
+                notify.notify_one();
+            }
         }
     }
 

@@ -155,16 +155,31 @@ pub struct Leased {
 /// Leases at once, or waits up to `wait` for the queue's ready signal.
 /// The listener is armed before each attempt, so an enqueue that lands between
 /// the attempt and the wait still wakes it.
+///
+/// A ready signal wakes one waiting leaser per new job, not all of them, so
+/// each leaser passes the wake-up on when it cannot take it all: a full batch
+/// may have left jobs behind, and a request dropped after its wake-up (its
+/// client went away) must not swallow it.
 async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> Api<Vec<LeasedJob>> {
     let deadline = tokio::time::Instant::now() + wait;
-    let listener = engine.store.ready_signal().listener(&req.queue);
+    let signal = engine.store.ready_signal();
+    let listener = signal.listener(&req.queue);
+    let mut owed = PassOn {
+        signal: &signal,
+        queue: &req.queue,
+        armed: false,
+    };
     loop {
         let woken = listener.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let now = engine.now();
         let jobs = engine.store.jobs_lease(req, now).await?;
+        owed.armed = false;
         if !jobs.is_empty() {
+            if jobs.len() == req.max_jobs as usize {
+                signal.notify(&req.queue, 1);
+            }
             record_leases(&req.queue, &jobs, now);
             return Ok(jobs);
         }
@@ -172,9 +187,25 @@ async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> A
             return Ok(jobs);
         }
         tokio::select! {
-            () = &mut woken => {}
+            () = &mut woken => owed.armed = true,
             () = tokio::time::sleep_until(deadline) => return Ok(jobs),
             () = engine.shutdown.clone().wait() => return Ok(jobs),
+        }
+    }
+}
+
+/// A wake-up this leaser took and has not yet acted on: passed to the next
+/// leaser if the request is dropped (or fails) before its lease attempt ends.
+struct PassOn<'a> {
+    signal: &'a keel_store::ReadySignal,
+    queue: &'a QueueRef,
+    armed: bool,
+}
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal.notify(self.queue, 1);
         }
     }
 }
