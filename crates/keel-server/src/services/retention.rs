@@ -43,12 +43,9 @@ impl Retention {
 
     async fn prune_runs(&self) {
         let engine = &self.engine;
-        let before = Timestamp::from_millis(
-            engine
-                .now()
-                .as_millis()
-                .saturating_sub(engine.run_retention_ms as i64),
-        );
+        // A retention past i64 (a huge flag value) keeps every run.
+        let retention = i64::try_from(engine.run_retention_ms).unwrap_or(i64::MAX);
+        let before = Timestamp::from_millis(engine.now().as_millis().saturating_sub(retention));
         let mut pruned = 0;
         loop {
             match engine.store.runs_prune(before, RUNS_CHUNK).await {
