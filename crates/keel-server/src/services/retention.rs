@@ -43,9 +43,7 @@ impl Retention {
 
     async fn prune_runs(&self) {
         let engine = &self.engine;
-        // A retention past i64 (a huge flag value) keeps every run.
-        let retention = i64::try_from(engine.run_retention_ms).unwrap_or(i64::MAX);
-        let before = Timestamp::from_millis(engine.now().as_millis().saturating_sub(retention));
+        let before = finished_before(engine.now(), engine.run_retention_ms);
         let mut pruned = 0;
         loop {
             match engine.store.runs_prune(before, RUNS_CHUNK).await {
@@ -64,5 +62,25 @@ impl Retention {
         if pruned > 0 {
             tracing::info!(runs = pruned, "pruned finished runs past retention");
         }
+    }
+}
+
+/// Runs finished at or before this are past a retention of `retention_ms`.
+/// A retention past what a timestamp holds (a huge flag value) keeps every run.
+fn finished_before(now: Timestamp, retention_ms: u64) -> Timestamp {
+    let retention = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+    Timestamp::from_millis(now.as_millis().saturating_sub(retention))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cutoff_lies_one_retention_back_and_never_ahead() {
+        let now = Timestamp::from_millis(10_000);
+        assert_eq!(finished_before(now, 4_000), Timestamp::from_millis(6_000));
+        assert!(finished_before(now, u64::MAX) < Timestamp::from_millis(0));
+        assert_eq!(finished_before(now, 0), now);
     }
 }
