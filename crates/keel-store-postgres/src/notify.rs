@@ -77,7 +77,8 @@ async fn send(
         let mut earliest: Option<Timestamp> = None;
         let mut take = |wake: Wake| match wake {
             Wake::Ready(queue, jobs) => {
-                *queues.entry(queue).or_default() += jobs;
+                let n = queues.entry(queue).or_default();
+                *n = n.saturating_add(jobs);
             }
             Wake::Deadline(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
         };
