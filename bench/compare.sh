@@ -64,7 +64,7 @@ fi
 for nodes in 1 3; do
     if wants "keel-pg-$nodes"; then
         run "keel-pg-$nodes" "$ROOT/target/release/keel" bench --database-url postgres://postgres@127.0.0.1:5432/postgres \
-            --nodes "$nodes" --n 50000 --n-single 20000 --prefetch 500 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency,workflow,workflow_latency
+            --nodes "$nodes" --n 50000 --n-single 20000 --prefetch 500 --wf-n 5000 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency,workflow,workflow_latency
     fi
 done
 

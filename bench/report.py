@@ -147,13 +147,22 @@ def workflow_section(w, systems):
       "Rust SDK workers over HTTP; in Restate a handler with three journaled `ctx.run` steps; in Temporal "
       "a workflow running three activities in order (bench/peers/bench-*-wf.mjs). `runs/s`: runs started "
       "with 50 in flight, until the last finished. Latency: runs started at a fixed rate, start → finish "
-      "(Keel: the run's own `created_at` → `updated_at`; peers: the client's send → the third step).")
+      "(Keel: the run's own `created_at` → `updated_at`; peers: the client's send → the third step). "
+      "`steps in hand`: how many step executions a worker may hold at once. Keel's worker has 50 handlers "
+      "and leases jobs ahead of them; Restate pushes every invocation to its endpoint with no cap; "
+      "Temporal's worker runs 50 activities and 50 workflow tasks at a time.")
     w("")
-    w("| system | runs | runs/s | latency rate | p50 ms | p99 ms |")
-    w("|---|---|---|---|---|---|")
+    w("| system | steps in hand | runs | runs/s | latency rate | p50 ms | p99 ms |")
+    w("|---|---|---|---|---|---|---|")
     for label, s in rows:
         run, lat = s["phases"]["workflow"], s["phases"].get("workflow_latency", {})
-        w(f"| {label} | {run.get('runs', '')} | {fmt(run.get('runs_per_s'))} | {lat.get('rate', '')}/s | "
+        if "handlers" in run:
+            hand = f"{run['handlers']} handlers + {run.get('prefetch', 0)} leased ahead"
+        elif label.startswith("restate"):
+            hand = "no cap"
+        else:
+            hand = "50 activities"
+        w(f"| {label} | {hand} | {run.get('runs', '')} | {fmt(run.get('runs_per_s'))} | {lat.get('rate', '')}/s | "
           f"{lat.get('p50_ms', '')} | {lat.get('p99_ms', '')} |")
     w("")
     keel = systems.get("keel", {}).get("phases", {}).get("workflow", {}).get("runs_per_s")

@@ -71,8 +71,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
     /// Runs of the 3-step workflow phase.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 20_000)]
     wf_n: usize,
+    /// Jobs the workflow phases' workers lease ahead of their handlers. Peers
+    /// do not cap this: Restate pushes every invocation to its endpoint at
+    /// once, and Temporal's worker polls ahead of its slots.
+    #[arg(long, default_value_t = 500)]
+    wf_prefetch: usize,
     /// Runs per second of the workflow latency phase.
     #[arg(long, default_value_t = 100)]
     wf_rate: u64,
@@ -99,6 +104,13 @@ impl BenchArgs {
         Handlers {
             conc: self.conc,
             prefetch: self.prefetch,
+        }
+    }
+
+    fn workflow_handlers(&self) -> Handlers {
+        Handlers {
+            conc: self.conc,
+            prefetch: self.wf_prefetch,
         }
     }
 }
@@ -220,7 +232,7 @@ async fn measure(
             clients,
             "bench-wf",
             args.wf_n,
-            args.handlers(),
+            args.workflow_handlers(),
             None,
         )
         .await?;
@@ -233,7 +245,7 @@ async fn measure(
             clients,
             "bench-wf-lat",
             n,
-            args.handlers(),
+            args.workflow_handlers(),
             Some(args.wf_rate),
         )
         .await?;
@@ -788,6 +800,7 @@ async fn workflow_runs(
     };
     let report = json!({
         "runs": n, "steps_per_run": steps.len(), "rate": rate,
+        "handlers": handlers.conc, "prefetch": handlers.prefetch,
         "runs_per_s": per_s(n, elapsed), "secs": elapsed.as_secs_f64(),
         "p50_ms": pct(50.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),
     });

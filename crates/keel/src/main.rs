@@ -17,6 +17,12 @@ use keel_core::{Limits, SystemClock};
 use keel_server::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger};
 use keel_store_sqlite::SqliteStore;
 
+/// A server allocates and frees many small, short-lived buffers on several
+/// threads (requests, journals, SQLite rows); glibc's allocator spent a
+/// tenth of the server's CPU on it (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keel",

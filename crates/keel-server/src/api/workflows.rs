@@ -1,6 +1,7 @@
 //! Workflow definitions and runs: `PUT/GET …/workflows/{name}`, versions,
 //! starting runs, reading and listing them, and signals, cancel and retry.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,11 +9,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keel_core::ErrorCode;
 use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
-use keel_core::workflow::{Definition, Problem, RunStatus, StepRecord};
+use keel_core::workflow::{Definition, Problem, RunId, RunStatus, StepRecord, StepStatus};
+use keel_core::{ErrorCode, Timestamp};
 use keel_store::{RunFilter, StoredRun};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::ApiError;
@@ -183,8 +185,10 @@ pub async fn start(
             body.idempotency_key,
         )
         .await?;
-    let mut view = run_view(&run);
-    view["deduplicated"] = json!(deduplicated);
+    let view = RunView {
+        run,
+        deduplicated: Some(deduplicated),
+    };
     let status = if deduplicated {
         StatusCode::OK
     } else {
@@ -204,7 +208,7 @@ pub async fn run(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
     QueryParams(params): QueryParams<GetParams>,
-) -> Api<Json<Value>> {
+) -> Api<Json<RunView>> {
     let wait = params.wait_ms.unwrap_or(0);
     if wait > engine.limits.max_wait_ms {
         return Err(ApiError::invalid(format!(
@@ -218,13 +222,13 @@ pub async fn run(
         finished.borrow_and_update();
         let run = engine.store.run_get(&ns, id).await?;
         if wait == 0 || run.state.status.is_final() || engine.shutdown.is_fired() {
-            return Ok(Json(run_view(&run)));
+            return Ok(Json(run_view(run)));
         }
         tokio::select! {
             _ = finished.changed() => {}
             () = tokio::time::sleep_until(deadline) => {
                 let run = engine.store.run_get(&ns, id).await?;
-                return Ok(Json(run_view(&run)));
+                return Ok(Json(run_view(run)));
             }
         }
     }
@@ -243,7 +247,7 @@ pub async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
-) -> Api<Json<Value>> {
+) -> Api<Json<RunList>> {
     let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=engine.limits.max_batch as u32).contains(&limit) {
         return Err(ApiError::invalid(format!(
@@ -264,15 +268,17 @@ pub async fn list(
         cursor: params.cursor,
     };
     let page = engine.store.runs_list(&ns, &filter).await?;
-    let runs: Vec<Value> = page.runs.iter().map(run_view).collect();
-    Ok(Json(json!({"runs": runs, "next_cursor": page.next_cursor})))
+    Ok(Json(RunList {
+        runs: page.runs.into_iter().map(run_view).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub async fn signal(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, signal): RunPath,
     Body(bytes): Body,
-) -> Api<Json<Value>> {
+) -> Api<Json<RunView>> {
     let signal = signal.unwrap_or_default();
     if !valid_signal(&signal) {
         return Err(ApiError::new(
@@ -297,7 +303,7 @@ pub async fn signal(
         .workflows
         .advance(&ns, id, Hint::Nothing, Op::Signal(signal, payload))
         .await?;
-    Ok(Json(run_view(&run)))
+    Ok(Json(run_view(run)))
 }
 
 /// The optional body of a cancel.
@@ -313,7 +319,7 @@ pub async fn cancel(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
     Body(bytes): Body,
-) -> Api<Json<Value>> {
+) -> Api<Json<RunView>> {
     let body: CancelBody = if bytes.is_empty() {
         CancelBody::default()
     } else {
@@ -323,66 +329,124 @@ pub async fn cancel(
         .workflows
         .advance(&ns, id, Hint::Nothing, Op::Cancel(body.compensate))
         .await?;
-    Ok(Json(run_view(&run)))
+    Ok(Json(run_view(run)))
 }
 
 pub async fn retry(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
-) -> Api<Json<Value>> {
+) -> Api<Json<RunView>> {
     let run = engine
         .workflows
         .advance(&ns, id, Hint::Nothing, Op::Retry)
         .await?;
-    Ok(Json(run_view(&run)))
+    Ok(Json(run_view(run)))
 }
 
-fn step_view(rec: &StepRecord) -> Value {
-    let mut view = json!({
-        "state": rec.state,
-        "attempts": rec.attempts,
-        "output": rec.output,
-        "error": rec.error,
-        "started_at": rec.started_at,
-        "finished_at": rec.finished_at,
-    });
-    if !rec.items.is_empty() {
-        view["items"] = rec
-            .items
-            .iter()
-            .map(|it| {
-                json!({
-                    "state": it.state,
-                    "attempts": it.attempts,
-                    "output": it.output,
-                    "error": it.error,
-                })
-            })
-            .collect();
+/// A run as the API shows it, serialized straight from its journal (no
+/// intermediate JSON tree: every start answers with one).
+pub struct RunView {
+    run: Arc<StoredRun>,
+    /// Only in the answer to a start.
+    deduplicated: Option<bool>,
+}
+
+pub fn run_view(run: impl Into<Arc<StoredRun>>) -> RunView {
+    RunView {
+        run: run.into(),
+        deduplicated: None,
     }
-    view
 }
 
-/// A run as the API shows it.
-pub fn run_view(run: &StoredRun) -> Value {
-    let state = &run.state;
-    let steps: serde_json::Map<String, Value> = state
-        .steps
-        .iter()
-        .map(|(name, rec)| (name.clone(), step_view(rec)))
-        .collect();
-    json!({
-        "id": run.id,
-        "workflow": run.workflow,
-        "version": run.version,
-        "status": state.status,
-        "compensating": state.compensating,
-        "input": serde_json::from_str::<Value>(&run.input).unwrap_or(Value::Null),
-        "output": state.output,
-        "error": state.error,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "parent": state.parent.as_ref().map(|p| p.run),
-        "steps": steps,
-    })
+impl Serialize for RunView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            id: RunId,
+            workflow: &'a str,
+            version: u32,
+            status: RunStatus,
+            compensating: bool,
+            input: Option<&'a RawValue>,
+            output: &'a Option<Value>,
+            error: &'a Option<String>,
+            created_at: Timestamp,
+            updated_at: Timestamp,
+            parent: Option<RunId>,
+            steps: Steps<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            deduplicated: Option<bool>,
+        }
+        let (run, state) = (&self.run, &self.run.state);
+        View {
+            id: run.id,
+            workflow: &run.workflow,
+            version: run.version,
+            status: state.status,
+            compensating: state.compensating,
+            input: serde_json::from_str(&run.input).ok(),
+            output: &state.output,
+            error: &state.error,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+            parent: state.parent.as_ref().map(|p| p.run),
+            steps: Steps(&state.steps),
+            deduplicated: self.deduplicated,
+        }
+        .serialize(s)
+    }
+}
+
+struct Steps<'a>(&'a BTreeMap<String, StepRecord>);
+
+impl Serialize for Steps<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Step<'a> {
+            state: StepStatus,
+            attempts: u32,
+            output: &'a Option<Value>,
+            error: &'a Option<String>,
+            started_at: Option<Timestamp>,
+            finished_at: Option<Timestamp>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            items: Vec<Item<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Item<'a> {
+            state: StepStatus,
+            attempts: u32,
+            output: &'a Option<Value>,
+            error: &'a Option<String>,
+        }
+        s.collect_map(self.0.iter().map(|(name, rec)| {
+            let items = rec
+                .items
+                .iter()
+                .map(|it| Item {
+                    state: it.state,
+                    attempts: it.attempts,
+                    output: &it.output,
+                    error: &it.error,
+                })
+                .collect();
+            let step = Step {
+                state: rec.state,
+                attempts: rec.attempts,
+                output: &rec.output,
+                error: &rec.error,
+                started_at: rec.started_at,
+                finished_at: rec.finished_at,
+                items,
+            };
+            (name, step)
+        }))
+    }
+}
+
+/// A page of runs.
+#[derive(Serialize)]
+pub struct RunList {
+    runs: Vec<RunView>,
+    next_cursor: Option<String>,
 }

@@ -58,7 +58,7 @@ const DEFAULT_TASK_LEASE_MS: u64 = 30_000;
 /// Tries to write a journal that others keep changing, before giving up.
 const MAX_CONFLICTS: usize = 50;
 /// Runs are advanced one at a time per shard on this node.
-const LOCK_SHARDS: usize = 64;
+const LOCK_SHARDS: usize = 1024;
 /// Definitions kept parsed; they never change, so the cache is only bounded.
 const CACHED_DEFINITIONS: usize = 1024;
 /// Journals of running runs kept in memory (see [`Driver::recall`]).
@@ -290,7 +290,7 @@ impl Driver {
         version: Option<u32>,
         input: Value,
         idempotency_key: Option<String>,
-    ) -> Result<(StoredRun, bool), Error> {
+    ) -> Result<(Arc<StoredRun>, bool), Error> {
         let (version, def) = self.definition(namespace, workflow, version).await?;
         let now = self.clock.now();
         let id = self.next_id(now);
@@ -321,7 +321,7 @@ impl Driver {
         let queues: Vec<QueueRef> = jobs.iter().map(|j| j.queue.clone()).collect();
         let (run, deduplicated) = self.store.run_create(namespace, run, jobs, now).await?;
         if deduplicated {
-            return Ok((run, true));
+            return Ok((Arc::new(run), true));
         }
         count_enqueued(&queues);
         crate::metrics::run_started(namespace, workflow);
@@ -331,11 +331,11 @@ impl Driver {
             let run = self
                 .advance(namespace, run.id, Hint::Nothing, Op::Advance)
                 .await?;
-            return Ok((Arc::unwrap_or_clone(run), false));
+            return Ok((run, false));
         }
         self.carry_out(namespace, run.id, &run.state, later, now)
             .await;
-        Ok((Arc::unwrap_or_clone(run), false))
+        Ok((run, false))
     }
 
     /// Creates a child run, as it starts (it advances on its own after).
@@ -866,9 +866,14 @@ impl Driver {
     }
 }
 
+/// One counter update per queue: a metric lookup costs more than the count.
 fn count_enqueued(queues: &[QueueRef]) {
-    for queue in queues {
-        crate::metrics::job_enqueued(queue, 1);
+    for (i, queue) in queues.iter().enumerate() {
+        if queues[..i].contains(queue) {
+            continue;
+        }
+        let n = queues[i..].iter().filter(|q| *q == queue).count();
+        crate::metrics::job_enqueued(queue, n as u64);
     }
 }
 
