@@ -72,7 +72,12 @@ fn db(e: tokio_postgres::Error) -> Error {
             "the database is out of disk; nothing was written",
         );
     }
-    Error::internal(format!("database: {e}"))
+    // The server's message says what went wrong ("db error" alone does not);
+    // its detail, which can quote row values, is left out.
+    match e.as_db_error() {
+        Some(d) => Error::internal(format!("database: {} ({})", d.message(), d.code().code())),
+        None => Error::internal(format!("database: {e}")),
+    }
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> Error {
@@ -191,6 +196,57 @@ impl<'a> NewRows<'a> {
         self.ordering_key.push(job.ordering_key.as_deref());
         self.tags.push(tags_json(&job.tags));
         state
+    }
+
+    /// The parameters $1–$14 of insert_jobs.sql (and of the statements that
+    /// embed it), with `now` as $13.
+    fn params<'b>(&'b self, now: &'b i64) -> Vec<&'b (dyn ToSql + Sync)> {
+        vec![
+            &self.id,
+            &self.namespace,
+            &self.queue,
+            &self.state,
+            &self.payload,
+            &self.priority,
+            &self.max_attempts,
+            &self.run_at,
+            &self.lease_ms,
+            &self.backoff,
+            &self.idempotency_key,
+            &self.ordering_key,
+            now,
+            &self.tags,
+        ]
+    }
+}
+
+/// The rows of the jobs a journal write starts, what to signal once they
+/// commit, and how many new jobs each namespace gets.
+struct RunRows<'a> {
+    rows: NewRows<'a>,
+    woken: Woken,
+    fresh: Vec<(&'a Namespace, u64)>,
+}
+
+impl<'a> RunRows<'a> {
+    fn new(jobs: &'a [RunJob], now: Timestamp) -> Self {
+        let mut woken = Woken::default();
+        let mut rows = NewRows::default();
+        let mut fresh: Vec<(&Namespace, u64)> = Vec::new();
+        for RunJob { queue, id, job } in jobs {
+            match rows.push(queue, *id, job, now) {
+                JobState::Ready => *woken.ready.entry(queue.clone()).or_default() += 1,
+                _ => {
+                    let due = woken.due.map_or(job.run_at, |d| d.min(job.run_at));
+                    woken.due = Some(due);
+                }
+            }
+            match fresh.iter_mut().find(|(ns, _)| *ns == &queue.namespace) {
+                Some((_, n)) => *n += 1,
+                None => fresh.push((&queue.namespace, 1)),
+            }
+        }
+        RunRows { rows, woken, fresh }
     }
 }
 
@@ -402,23 +458,7 @@ impl PostgresStore {
             .prepare_cached(include_str!("../queries/insert_jobs.sql"))
             .await
             .map_err(db)?;
-        let params: [&(dyn ToSql + Sync); 14] = [
-            &jobs.id,
-            &jobs.namespace,
-            &jobs.queue,
-            &jobs.state,
-            &jobs.payload,
-            &jobs.priority,
-            &jobs.max_attempts,
-            &jobs.run_at,
-            &jobs.lease_ms,
-            &jobs.backoff,
-            &jobs.idempotency_key,
-            &jobs.ordering_key,
-            &now,
-            &jobs.tags,
-        ];
-        tx.execute(&insert, &params).await.map_err(db)?;
+        tx.execute(&insert, &jobs.params(&now)).await.map_err(db)?;
         Ok(())
     }
 
@@ -461,27 +501,101 @@ impl PostgresStore {
         jobs: &[RunJob],
         now: Timestamp,
     ) -> Result<Woken, Error> {
-        let mut woken = Woken::default();
-        let mut rows = NewRows::default();
-        let mut fresh: Vec<(&Namespace, u64)> = Vec::new();
-        for RunJob { queue, id, job } in jobs {
-            match rows.push(queue, *id, job, now) {
-                JobState::Ready => *woken.ready.entry(queue.clone()).or_default() += 1,
-                _ => {
-                    let due = woken.due.map_or(job.run_at, |d| d.min(job.run_at));
-                    woken.due = Some(due);
-                }
-            }
-            match fresh.iter_mut().find(|(ns, _)| *ns == &queue.namespace) {
-                Some((_, n)) => *n += 1,
-                None => fresh.push((&queue.namespace, 1)),
-            }
-        }
+        let RunRows { rows, woken, fresh } = RunRows::new(jobs, now);
         Self::insert_jobs(tx, &rows, now).await?;
         for (namespace, n) in fresh {
             self.check_bound(tx, namespace, n).await?;
         }
         Ok(woken)
+    }
+
+    /// Whether a namespace that `jobs` go to is near its bound (by the
+    /// estimate), where only a transaction can count exactly and roll back.
+    async fn near_a_bound(
+        &self,
+        client: &impl GenericClient,
+        jobs: &RunRows<'_>,
+    ) -> Result<bool, Error> {
+        for (namespace, n) in &jobs.fresh {
+            if self.near_namespace_bound(client, namespace, *n).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A new run without an idempotency key and the jobs of its first steps
+    /// in one statement, unless a namespace is near its bound (`false`: take
+    /// the transaction).
+    async fn run_create_in_one(
+        &self,
+        client: &impl GenericClient,
+        namespace: &Namespace,
+        run: &NewRun,
+        jobs: &RunRows<'_>,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        if run.idempotency_key.is_some() || self.near_a_bound(client, jobs).await? {
+            return Ok(false);
+        }
+        let stmt = client
+            .prepare_cached(include_str!("../queries/run_insert_with_jobs.sql"))
+            .await
+            .map_err(db)?;
+        let (now_ms, id, ns, version, status, state) = (
+            now.as_millis(),
+            uuid(run.id),
+            namespace.as_str(),
+            run.version as i32,
+            run.state.status.as_str(),
+            runs::state_json(&run.state),
+        );
+        let mut params = jobs.rows.params(&now_ms);
+        params.extend([
+            &id as &(dyn ToSql + Sync),
+            &ns,
+            &run.workflow,
+            &version,
+            &status,
+            &run.input,
+            &state,
+        ]);
+        client.query_one(&stmt, &params).await.map_err(db)?;
+        Ok(true)
+    }
+
+    /// A run's journal and the jobs it starts in one statement, when no
+    /// namespace they go to is near its bound (near it, only a transaction
+    /// can count exactly and still roll back). `None`: take the transaction.
+    async fn run_update_in_one(
+        &self,
+        client: &impl GenericClient,
+        (namespace, id, rev): (&Namespace, RunId, u64),
+        state: &RunState,
+        jobs: &RunRows<'_>,
+        now: Timestamp,
+    ) -> Result<Option<u64>, Error> {
+        if self.near_a_bound(client, jobs).await? {
+            return Ok(None);
+        }
+        let stmt = client
+            .prepare_cached(include_str!("../queries/run_update_with_jobs.sql"))
+            .await
+            .map_err(db)?;
+        let (status, state, now_ms, run, ns, rev_at) = (
+            state.status.as_str(),
+            runs::state_json(state),
+            now.as_millis(),
+            uuid(id),
+            namespace.as_str(),
+            rev as i64,
+        );
+        let mut params = jobs.rows.params(&now_ms);
+        params.extend([&status as &(dyn ToSql + Sync), &state, &run, &ns, &rev_at]);
+        match client.query_opt(&stmt, &params).await.map_err(db)? {
+            Some(row) => Ok(Some(row.get::<_, i64>(0) as u64)),
+            None => Err(runs::cas_refused(client, namespace, id, rev).await),
+        }
     }
 
     fn wake(&self, woken: Woken, now: Timestamp) {
@@ -961,8 +1075,9 @@ impl Store for PostgresStore {
             "SELECT {} FROM keel_jobs WHERE id = $1 AND namespace = $2",
             include_str!("../queries/job_columns.sql").trim()
         );
+        let stmt = client.prepare_cached(&sql).await.map_err(db)?;
         let row = client
-            .query_opt(&sql, &[&uuid(id), &namespace.as_str()])
+            .query_opt(&stmt, &[&uuid(id), &namespace.as_str()])
             .await
             .map_err(db)?;
         let Some(row) = row else {
@@ -1420,6 +1535,14 @@ impl Store for PostgresStore {
         now: Timestamp,
     ) -> Result<(StoredRun, bool), Error> {
         let mut client = self.client().await?;
+        let rows = RunRows::new(&jobs, now);
+        if self
+            .run_create_in_one(&client, namespace, &run, &rows, now)
+            .await?
+        {
+            self.wake(rows.woken, now);
+            return Ok((run.stored(namespace, now), false));
+        }
         let tx = client.transaction().await.map_err(db)?;
         let (run, found) = runs::run_create(&tx, namespace, run, now).await?;
         let woken = if found {
@@ -1449,6 +1572,15 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         if jobs.is_empty() {
             return runs::run_update(&client, namespace, id, rev, state, now).await;
+        }
+        let rows = RunRows::new(&jobs, now);
+        let run = (namespace, id, rev);
+        if let Some(rev) = self
+            .run_update_in_one(&client, run, state, &rows, now)
+            .await?
+        {
+            self.wake(rows.woken, now);
+            return Ok(rev);
         }
         let tx = client.transaction().await.map_err(db)?;
         let rev = runs::run_update(&tx, namespace, id, rev, state, now).await?;

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 
 use crate::{db, job_id, uuid};
 
-fn state_json(state: &RunState) -> String {
+pub fn state_json(state: &RunState) -> String {
     serde_json::to_string(state).unwrap_or_default()
 }
 
@@ -175,8 +175,11 @@ pub async fn run_get(
         "SELECT {} FROM keel_runs WHERE id = $1 AND namespace = $2",
         include_str!("../queries/run_columns.sql").trim()
     );
+    // Prepared once per connection: every advance of a run on a shared
+    // database reads it first.
+    let stmt = client.prepare_cached(&sql).await.map_err(db)?;
     let row = client
-        .query_opt(&sql, &[&uuid(id), &namespace.as_str()])
+        .query_opt(&stmt, &[&uuid(id), &namespace.as_str()])
         .await
         .map_err(db)?
         .ok_or_else(|| run_not_found(id))?;
@@ -209,25 +212,34 @@ pub async fn run_update(
         )
         .await
         .map_err(db)?;
-    if let Some(row) = updated {
-        return Ok(row.get::<_, i64>(0) as u64);
+    match updated {
+        Some(row) => Ok(row.get::<_, i64>(0) as u64),
+        None => Err(cas_refused(client, namespace, id, rev).await),
     }
+}
+
+/// Why a compare and set of a run's journal matched no row: the run changed
+/// since `rev`, or it is gone.
+pub async fn cas_refused(
+    client: &impl GenericClient,
+    namespace: &Namespace,
+    id: RunId,
+    rev: u64,
+) -> Error {
     let exists = client
         .query_opt(
             "SELECT 1 FROM keel_runs WHERE id = $1 AND namespace = $2",
             &[&uuid(id), &namespace.as_str()],
         )
-        .await
-        .map_err(db)?
-        .is_some();
-    Err(if exists {
-        Error::new(
+        .await;
+    match exists {
+        Ok(Some(_)) => Error::new(
             ErrorCode::Conflict,
             format!("run {id} changed since revision {rev}"),
-        )
-    } else {
-        run_not_found(id)
-    })
+        ),
+        Ok(None) => run_not_found(id),
+        Err(e) => db(e),
+    }
 }
 
 fn page(rows: Vec<Row>, limit: u32) -> Result<RunPage, Error> {

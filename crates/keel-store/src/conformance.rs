@@ -60,7 +60,8 @@ macro_rules! store_conformance_suite {
             runs_are_created_once_per_idempotency_key, run_updates_are_compare_and_set,
             runs_list_newest_first_filtered_and_paged, active_runs_span_namespaces,
             runs_survive_reopen, acks_say_which_jobs_belong_to_runs,
-            run_writes_create_their_jobs_or_nothing, finished_runs_are_pruned_past_retention);
+            run_writes_create_their_jobs_or_nothing, run_writes_respect_the_namespace_bound,
+            finished_runs_are_pruned_past_retention);
 
         /// Random interleavings of leases, acks, heartbeats, cancels and time.
         #[test]
@@ -1593,6 +1594,78 @@ pub async fn run_writes_create_their_jobs_or_nothing(h: Harness) {
         ErrorCode::JobNotFound
     );
     assert_eq!(s.run_get(&ns(), run_id).await.unwrap().rev, rev);
+
+    // A run started without a key gets its jobs the same way...
+    let keyless = new_run(3, "flow", None);
+    let keyless_id = keyless.id;
+    s.run_create(&ns(), keyless, vec![run_job(&q, 15, keyless_id)], at(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        leased_ids(lease(s, &q, 10, at(4)).await),
+        vec![JobId::from_bytes([15; 16])]
+    );
+    // ...and an update of a run that does not exist writes no job.
+    let unknown = s
+        .run_update(
+            &ns(),
+            JobId::from_bytes([9; 16]),
+            1,
+            &run.state,
+            vec![run_job(&q, 16, run_id)],
+            at(5),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code, ErrorCode::NotFound);
+    assert_eq!(
+        s.job_get(&ns(), JobId::from_bytes([16; 16]))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::JobNotFound
+    );
+}
+
+pub async fn run_writes_respect_the_namespace_bound(h: Harness) {
+    let s = &*h.store;
+    let q = queue("steps");
+    let bound = limits().max_namespace_jobs;
+    enqueue(s, &q, (1..bound).map(|i| job(&i.to_string())).collect()).await;
+    let (run, _) = s
+        .run_create(&ns(), new_run(1, "flow", None), Vec::new(), T0)
+        .await
+        .unwrap();
+
+    let created = new_run(2, "flow", None);
+    let id = created.id;
+    let two = |a: u8, b: u8, run: JobId| vec![run_job(&q, a, run), run_job(&q, b, run)];
+    let err = s
+        .run_create(&ns(), created, two(11, 12, id), T0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NamespaceFull);
+    let gone = s.run_get(&ns(), id).await.unwrap_err();
+    assert_eq!(gone.code, ErrorCode::NotFound, "no run without its jobs");
+
+    let err = s
+        .run_update(
+            &ns(),
+            run.id,
+            run.rev,
+            &run.state,
+            two(13, 14, run.id),
+            at(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NamespaceFull);
+    let kept = s.run_get(&ns(), run.id).await.unwrap();
+    assert_eq!(kept.rev, run.rev, "no journal without its jobs");
+    for id in [11, 12, 13, 14] {
+        let missing = s.job_get(&ns(), JobId::from_bytes([id; 16])).await;
+        assert_eq!(missing.unwrap_err().code, ErrorCode::JobNotFound);
+    }
 }
 
 pub async fn finished_runs_are_pruned_past_retention(h: Harness) {
@@ -1646,4 +1719,22 @@ pub async fn finished_runs_are_pruned_past_retention(h: Harness) {
         1,
         "running runs are never pruned, however old"
     );
+
+    // A failed run that is retried runs again, so it is not pruned either.
+    let (retried, _) = s
+        .run_create(&ns(), new_run(6, "flow", None), Vec::new(), at(40))
+        .await
+        .unwrap();
+    let mut failed = retried.state.clone();
+    failed.status = RunStatus::Failed;
+    let rev = s
+        .run_update(&ns(), retried.id, retried.rev, &failed, Vec::new(), at(41))
+        .await
+        .unwrap();
+    s.run_update(&ns(), retried.id, rev, &retried.state, Vec::new(), at(42))
+        .await
+        .unwrap();
+    assert_eq!(s.runs_prune(at(1_000), 10).await.unwrap(), 0);
+    let got = s.run_get(&ns(), retried.id).await.unwrap();
+    assert_eq!(got.state.status, RunStatus::Running);
 }
