@@ -594,3 +594,67 @@ async fn a_step_whose_worker_vanishes_on_its_last_attempt_fails_when_its_lease_e
     let error = run["steps"]["only"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("lease expired"), "{run:#}");
 }
+
+const PARENT_HOLD: &str = r#"
+name: parent-hold
+steps:
+  book: { task: { queue: mail, input: { order: "p" } }, compensate: unbook }
+  child: { needs: [book], workflow: { name: child-hold, input: { order: "c" } } }
+  unbook: { task: { queue: mail, input: { order: "undo-p" } }, compensation: true }
+"#;
+
+const CHILD_HOLD: &str = r#"
+name: child-hold
+steps:
+  reserve: { task: { queue: stock, input: { order: "${{ input.order }}" } }, compensate: release }
+  hold: { needs: [reserve], wait_for: { signal: never, timeout_ms: 600000 } }
+  release: { task: { queue: stock, input: { order: "undo-${{ input.order }}" } }, compensation: true }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_cancelled_with_compensation_compensates_its_running_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    assert_eq!(put_yaml(&server, "parent-hold", PARENT_HOLD).await.0, 201);
+    assert_eq!(put_yaml(&server, "child-hold", CHILD_HOLD).await.0, 201);
+    let effects = Effects::default();
+    let stop = Arc::new(Notify::new());
+    let handles = workers(&server, &["mail", "stock"], &effects, &stop);
+    let parent = start(&server, "parent-hold", json!({})).await;
+    step_reaches(&server, &parent, "child", "running").await;
+    let child = loop {
+        let (_, page) = server
+            .get("/namespaces/default/runs?workflow=child-hold")
+            .await;
+        if let Some(id) = page["runs"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    step_reaches(&server, &child, "hold", "waiting").await;
+
+    let (status, cancelled) = server
+        .post(
+            &format!("/namespaces/default/runs/{parent}/cancel"),
+            json!({"compensate": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let parent_run = finished(&server, &parent).await;
+    let child_run = finished(&server, &child).await;
+    assert_eq!(parent_run["status"], "cancelled", "{parent_run:#}");
+    assert_eq!(child_run["status"], "cancelled", "{child_run:#}");
+    assert_eq!(child_run["steps"]["release"]["state"], "succeeded");
+    assert_eq!(
+        (
+            effects.count(&parent, "unbook"),
+            effects.count(&child, "release")
+        ),
+        (1, 1),
+        "each run undid its own completed step, once"
+    );
+    stop.notify_waiters();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
