@@ -498,10 +498,10 @@ impl PostgresStore {
     async fn insert_run_jobs(
         &self,
         tx: &impl GenericClient,
-        jobs: &[RunJob],
+        jobs: RunRows<'_>,
         now: Timestamp,
     ) -> Result<Woken, Error> {
-        let RunRows { rows, woken, fresh } = RunRows::new(jobs, now);
+        let RunRows { rows, woken, fresh } = jobs;
         Self::insert_jobs(tx, &rows, now).await?;
         for (namespace, n) in fresh {
             self.check_bound(tx, namespace, n).await?;
@@ -1548,7 +1548,7 @@ impl Store for PostgresStore {
         let woken = if found {
             Woken::default()
         } else {
-            self.insert_run_jobs(&tx, &jobs, now).await?
+            self.insert_run_jobs(&tx, rows, now).await?
         };
         tx.commit().await.map_err(db)?;
         self.wake(woken, now);
@@ -1584,7 +1584,7 @@ impl Store for PostgresStore {
         }
         let tx = client.transaction().await.map_err(db)?;
         let rev = runs::run_update(&tx, namespace, id, rev, state, now).await?;
-        let woken = self.insert_run_jobs(&tx, &jobs, now).await?;
+        let woken = self.insert_run_jobs(&tx, rows, now).await?;
         tx.commit().await.map_err(db)?;
         self.wake(woken, now);
         Ok(rev)
