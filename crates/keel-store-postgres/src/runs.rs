@@ -1,19 +1,179 @@
-//! Workflow definitions and runs on PostgreSQL. Every node may advance any
-//! run: `run_update` is a compare-and-set on the run's revision, so the
-//! database, not a node, decides who wins.
+//! Runs on PostgreSQL. Every node may advance any run: `run_update` is a
+//! compare-and-set on the run's revision, so the database, not a node,
+//! decides who wins. A journal write and the jobs it starts are one
+//! statement when they can be, one transaction otherwise.
 
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use keel_core::workflow::{RunId, RunState, RunStatus};
 use keel_core::{Error, ErrorCode, Namespace, Timestamp};
 use keel_store::{
-    IDEMPOTENCY_WINDOW_MS, NewRun, RunFilter, RunPage, StoredRun, WorkflowVersion, run_not_found,
-    workflow_not_found,
+    IDEMPOTENCY_WINDOW_MS, NewRun, OwnedJob, RunFilter, RunPage, RunStore, StoredRun, run_not_found,
 };
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
-use crate::{db, job_id, uuid};
+use crate::owner::OwnedRows;
+use crate::{PostgresStore, Woken, db, job_id, uuid};
 
-pub fn state_json(state: &RunState) -> String {
+#[async_trait]
+impl RunStore for PostgresStore {
+    async fn run_create(
+        &self,
+        namespace: &Namespace,
+        run: NewRun,
+        jobs: Vec<OwnedJob>,
+        now: Timestamp,
+    ) -> Result<(StoredRun, bool), Error> {
+        let mut client = self.client().await?;
+        let rows = OwnedRows::new(&jobs, now);
+        if self
+            .run_create_in_one(&client, namespace, &run, &rows, now)
+            .await?
+        {
+            self.wake(rows.woken, now);
+            return Ok((run.stored(namespace, now), false));
+        }
+        let tx = client.transaction().await.map_err(db)?;
+        let (run, found) = run_create(&tx, namespace, run, now).await?;
+        let woken = if found {
+            Woken::default()
+        } else {
+            self.insert_owned(&tx, rows, now).await?
+        };
+        tx.commit().await.map_err(db)?;
+        self.wake(woken, now);
+        Ok((run, found))
+    }
+
+    async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error> {
+        let client = self.client().await?;
+        run_get(&client, namespace, id).await
+    }
+
+    async fn run_update(
+        &self,
+        namespace: &Namespace,
+        id: RunId,
+        rev: u64,
+        state: &RunState,
+        jobs: Vec<OwnedJob>,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        let mut client = self.client().await?;
+        if jobs.is_empty() {
+            return run_update(&client, namespace, id, rev, state, now).await;
+        }
+        let rows = OwnedRows::new(&jobs, now);
+        let run = (namespace, id, rev);
+        if let Some(rev) = self
+            .run_update_in_one(&client, run, state, &rows, now)
+            .await?
+        {
+            self.wake(rows.woken, now);
+            return Ok(rev);
+        }
+        let tx = client.transaction().await.map_err(db)?;
+        let rev = run_update(&tx, namespace, id, rev, state, now).await?;
+        let woken = self.insert_owned(&tx, rows, now).await?;
+        tx.commit().await.map_err(db)?;
+        self.wake(woken, now);
+        Ok(rev)
+    }
+
+    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
+        let client = self.client().await?;
+        runs_list(&client, namespace, filter).await
+    }
+
+    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
+        let client = self.client().await?;
+        runs_prune(&client, finished_before, limit).await
+    }
+
+    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
+        let client = self.client().await?;
+        runs_active(&client, cursor, limit).await
+    }
+}
+
+impl PostgresStore {
+    /// A new run without an idempotency key and the jobs of its first steps
+    /// in one statement, unless a namespace is near its bound (`false`: take
+    /// the transaction).
+    async fn run_create_in_one(
+        &self,
+        client: &impl GenericClient,
+        namespace: &Namespace,
+        run: &NewRun,
+        jobs: &OwnedRows<'_>,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        if run.idempotency_key.is_some() || self.near_a_bound(client, jobs).await? {
+            return Ok(false);
+        }
+        let stmt = client
+            .prepare_cached(include_str!("../queries/runs/run_insert_with_jobs.sql"))
+            .await
+            .map_err(db)?;
+        let (now_ms, id, ns, version, status, state) = (
+            now.as_millis(),
+            uuid(run.id),
+            namespace.as_str(),
+            run.version as i32,
+            run.state.status.as_str(),
+            state_json(&run.state),
+        );
+        let mut params = jobs.rows.params(&now_ms);
+        params.extend([
+            &id as &(dyn ToSql + Sync),
+            &ns,
+            &run.workflow,
+            &version,
+            &status,
+            &run.input,
+            &state,
+        ]);
+        client.query_one(&stmt, &params).await.map_err(db)?;
+        Ok(true)
+    }
+
+    /// A run's journal and the jobs it starts in one statement, when no
+    /// namespace they go to is near its bound (near it, only a transaction
+    /// can count exactly and still roll back). `None`: take the transaction.
+    async fn run_update_in_one(
+        &self,
+        client: &impl GenericClient,
+        (namespace, id, rev): (&Namespace, RunId, u64),
+        state: &RunState,
+        jobs: &OwnedRows<'_>,
+        now: Timestamp,
+    ) -> Result<Option<u64>, Error> {
+        if self.near_a_bound(client, jobs).await? {
+            return Ok(None);
+        }
+        let stmt = client
+            .prepare_cached(include_str!("../queries/runs/run_update_with_jobs.sql"))
+            .await
+            .map_err(db)?;
+        let (status, state, now_ms, run, ns, rev_at) = (
+            state.status.as_str(),
+            state_json(state),
+            now.as_millis(),
+            uuid(id),
+            namespace.as_str(),
+            rev as i64,
+        );
+        let mut params = jobs.rows.params(&now_ms);
+        params.extend([&status as &(dyn ToSql + Sync), &state, &run, &ns, &rev_at]);
+        match client.query_opt(&stmt, &params).await.map_err(db)? {
+            Some(row) => Ok(Some(row.get::<_, i64>(0) as u64)),
+            None => Err(cas_refused(client, namespace, id, rev).await),
+        }
+    }
+}
+
+fn state_json(state: &RunState) -> String {
     serde_json::to_string(state).unwrap_or_default()
 }
 
@@ -39,87 +199,16 @@ fn run_from_row(row: &Row) -> Result<(i64, StoredRun), Error> {
     ))
 }
 
-pub async fn workflow_put(
-    client: &mut deadpool_postgres::Client,
-    namespace: &Namespace,
-    name: &str,
-    definition: &str,
-    now: Timestamp,
-) -> Result<(u32, bool), Error> {
-    let tx = client.transaction().await.map_err(db)?;
-    tx.execute(
-        include_str!("../queries/workflow_lock.sql"),
-        &[&namespace.as_str(), &name],
-    )
-    .await
-    .map_err(db)?;
-    let latest = tx
-        .query_opt(
-            include_str!("../queries/workflow_latest.sql"),
-            &[&namespace.as_str(), &name],
-        )
-        .await
-        .map_err(db)?;
-    if let Some(row) = &latest
-        && row.get::<_, &str>(1) == definition
-    {
-        return Ok((row.get::<_, i32>(0) as u32, false));
-    }
-    let version = latest.map_or(1, |row| row.get::<_, i32>(0) + 1);
-    tx.execute(
-        include_str!("../queries/workflow_insert.sql"),
-        &[
-            &namespace.as_str(),
-            &name,
-            &version,
-            &definition,
-            &now.as_millis(),
-        ],
-    )
-    .await
-    .map_err(db)?;
-    tx.commit().await.map_err(db)?;
-    Ok((version as u32, true))
-}
-
-pub async fn workflow_versions(
-    client: &impl GenericClient,
-    namespace: &Namespace,
-    name: &str,
-    version: Option<u32>,
-) -> Result<Vec<WorkflowVersion>, Error> {
-    let version = version.map(|v| v as i32);
-    let rows = client
-        .query(
-            include_str!("../queries/workflow_versions.sql"),
-            &[&namespace.as_str(), &name, &version],
-        )
-        .await
-        .map_err(db)?;
-    if rows.is_empty() {
-        return Err(workflow_not_found(name, version.map(|v| v as u32)));
-    }
-    Ok(rows
-        .iter()
-        .map(|r| WorkflowVersion {
-            name: name.to_owned(),
-            version: r.get::<_, i32>(0) as u32,
-            definition: r.get(1),
-            created_at: Timestamp::from_millis(r.get(2)),
-        })
-        .collect())
-}
-
 /// Creates `run` inside `tx`, or finds the earlier run under its
 /// idempotency key (then `true`). The caller commits.
-pub async fn run_create(
+async fn run_create(
     tx: &impl GenericClient,
     namespace: &Namespace,
     run: NewRun,
     now: Timestamp,
 ) -> Result<(StoredRun, bool), Error> {
     let insert = tx
-        .prepare_cached(include_str!("../queries/run_insert.sql"))
+        .prepare_cached(include_str!("../queries/runs/run_insert.sql"))
         .await
         .map_err(db)?;
     let state = state_json(&run.state);
@@ -141,7 +230,7 @@ pub async fn run_create(
     {
         let earlier = tx
             .query_one(
-                include_str!("../queries/run_by_key.sql"),
+                include_str!("../queries/runs/run_by_key.sql"),
                 &[&namespace.as_str(), key],
             )
             .await
@@ -153,7 +242,7 @@ pub async fn run_create(
             return Ok((found, true));
         }
         tx.execute(
-            include_str!("../queries/run_release_key.sql"),
+            include_str!("../queries/runs/run_release_key.sql"),
             &[&earlier.get::<_, uuid::Uuid>(0)],
         )
         .await
@@ -166,14 +255,14 @@ pub async fn run_create(
     Ok((run.stored(namespace, now), false))
 }
 
-pub async fn run_get(
+async fn run_get(
     client: &impl GenericClient,
     namespace: &Namespace,
     id: RunId,
 ) -> Result<StoredRun, Error> {
     let sql = format!(
         "SELECT {} FROM keel_runs WHERE id = $1 AND namespace = $2",
-        include_str!("../queries/run_columns.sql").trim()
+        include_str!("../queries/runs/run_columns.sql").trim()
     );
     // Prepared once per connection: every advance of a run on a shared
     // database reads it first.
@@ -186,7 +275,7 @@ pub async fn run_get(
     run_from_row(&row).map(|(_, run)| run)
 }
 
-pub async fn run_update(
+async fn run_update(
     client: &impl GenericClient,
     namespace: &Namespace,
     id: RunId,
@@ -195,7 +284,7 @@ pub async fn run_update(
     now: Timestamp,
 ) -> Result<u64, Error> {
     let stmt = client
-        .prepare_cached(include_str!("../queries/run_update.sql"))
+        .prepare_cached(include_str!("../queries/runs/run_update.sql"))
         .await
         .map_err(db)?;
     let updated = client
@@ -220,7 +309,7 @@ pub async fn run_update(
 
 /// Why a compare and set of a run's journal matched no row: the run changed
 /// since `rev`, or it is gone.
-pub async fn cas_refused(
+async fn cas_refused(
     client: &impl GenericClient,
     namespace: &Namespace,
     id: RunId,
@@ -266,7 +355,7 @@ fn cursor_seq(cursor: Option<&String>) -> Result<Option<i64>, Error> {
         .transpose()
 }
 
-pub async fn runs_list(
+async fn runs_list(
     client: &impl GenericClient,
     namespace: &Namespace,
     filter: &RunFilter,
@@ -274,7 +363,7 @@ pub async fn runs_list(
     let status = filter.status.map(RunStatus::as_str);
     let rows = client
         .query(
-            include_str!("../queries/runs_list.sql"),
+            include_str!("../queries/runs/runs_list.sql"),
             &[
                 &namespace.as_str(),
                 &filter.workflow,
@@ -288,14 +377,14 @@ pub async fn runs_list(
     page(rows, filter.limit)
 }
 
-pub async fn runs_active(
+async fn runs_active(
     client: &impl GenericClient,
     cursor: Option<String>,
     limit: u32,
 ) -> Result<RunPage, Error> {
     let rows = client
         .query(
-            include_str!("../queries/runs_active.sql"),
+            include_str!("../queries/runs/runs_active.sql"),
             &[&cursor_seq(cursor.as_ref())?, &(i64::from(limit) + 1)],
         )
         .await
@@ -303,14 +392,14 @@ pub async fn runs_active(
     page(rows, limit)
 }
 
-pub async fn runs_prune(
+async fn runs_prune(
     client: &impl GenericClient,
     finished_before: Timestamp,
     limit: u32,
 ) -> Result<u64, Error> {
     let row = client
         .query_one(
-            include_str!("../queries/runs_prune.sql"),
+            include_str!("../queries/runs/runs_prune.sql"),
             &[&finished_before.as_millis(), &i64::from(limit)],
         )
         .await

@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_unfinished_jobs.sql"),
     include_str!("../migrations/0004_finished_runs.sql"),
     include_str!("../migrations/0005_hot_run_updates.sql"),
+    include_str!("../migrations/0006_job_owner.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -55,7 +55,7 @@ async fn acks_lock_their_jobs_through_the_primary_key_alone() {
         .unwrap();
     let plan = generic_plan(
         &client,
-        include_str!("../queries/lock_jobs.sql"),
+        include_str!("../queries/jobs/lock_jobs.sql"),
         "uuid[]",
         "ARRAY[gen_random_uuid()]",
     )

@@ -14,10 +14,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use keel_core::workflow::RunId;
 use keel_core::{
     Backoff, JobId, JobLifecycle, JobState, Namespace, QueuePolicy, QueueRef, Timestamp,
 };
+use keel_store::JobOwner;
 
 pub type QueueIdx = usize;
 
@@ -34,10 +34,10 @@ pub struct LiveJob {
     /// million queued jobs should not carry a million copies.
     pub backoff: u32,
     pub ordering_key: Option<Arc<str>>,
-    /// The run of a workflow step's job (its `keel.run` tag): the run hears
-    /// when the job ends. Boxed: most jobs have none, and a million queued
-    /// jobs should not each carry room for one.
-    pub run: Option<Box<RunId>>,
+    /// What the job works for (a run's step, ...): its owner hears when the
+    /// job ends. Boxed: most jobs have none, and a million queued jobs should
+    /// not each carry room for one.
+    pub owner: Option<Box<JobOwner>>,
 }
 
 /// Lease order: highest priority, then oldest `run_at`, then enqueue order.

@@ -8,10 +8,15 @@
 
 mod checkpointer;
 mod hot;
+mod jobs;
+mod maintenance;
+mod owner;
+mod queues;
 mod rows;
 mod runs;
 mod schema;
 mod syncer;
+mod workflows;
 mod writer;
 
 use std::collections::HashMap;
@@ -20,19 +25,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
-use keel_core::workflow::{RunId, RunState};
-use keel_core::{
-    Error, ErrorCode, Job, JobId, LeaseToken, Limits, Namespace, NewJob, QueuePolicy, QueueRef,
-    Timestamp,
-};
-use keel_store::{
-    Ack, Acked, Depth, Enqueued, JobFilter, JobPage, LeaseRequest, LeasedJob, MaintenanceReport,
-    NewRun, QueueStats, ReadySignal, RedriveSelection, RunFilter, RunJob, RunPage, Store,
-    StoredRun, WorkflowVersion,
-};
+use keel_core::{Error, ErrorCode, Limits};
+use keel_store::{ReadySignal, Store};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::Checkpointer;
@@ -168,12 +164,13 @@ impl SqliteStore {
         answer.await.unwrap_or_else(|_| Err(shutting_down()))
     }
 
-    /// Runs a write of [`runs`] inside the writer's open transaction.
+    /// Runs `op` on the writer thread inside its open transaction, and waits
+    /// for the answer, which leaves only after the commit's fsync.
     async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&Connection) -> writer::Applied<T> + Send + 'static,
+        op: impl FnOnce(&mut Writer) -> writer::Applied<T> + Send + 'static,
     ) -> Result<T, Error> {
-        self.call(|reply| writer::exec(reply, write)).await
+        self.call(|reply| writer::write(reply, op)).await
     }
 
     /// Runs a read on one of the reader connections, off the async threads.
@@ -198,263 +195,8 @@ fn shutting_down() -> Error {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn jobs_enqueue(
-        &self,
-        queue: &QueueRef,
-        jobs: Vec<NewJob>,
-        now: Timestamp,
-    ) -> Result<Vec<Enqueued>, Error> {
-        let queue = queue.clone();
-        self.call(|reply| Command::Enqueue {
-            queue,
-            jobs,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn jobs_lease(
-        &self,
-        req: &LeaseRequest,
-        now: Timestamp,
-    ) -> Result<Vec<LeasedJob>, Error> {
-        let req = req.clone();
-        self.call(|reply| Command::Lease { req, now, reply }).await
-    }
-
-    async fn jobs_ack(
-        &self,
-        namespace: &Namespace,
-        acks: Vec<Ack>,
-        now: Timestamp,
-    ) -> Result<Vec<Result<Acked, Error>>, Error> {
-        let namespace = namespace.clone();
-        self.call(|reply| Command::Ack {
-            namespace,
-            acks,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn job_heartbeat(
-        &self,
-        namespace: &Namespace,
-        token: LeaseToken,
-        lease_ms: Option<u64>,
-        now: Timestamp,
-    ) -> Result<Timestamp, Error> {
-        let namespace = namespace.clone();
-        self.call(|reply| Command::Heartbeat {
-            namespace,
-            token,
-            lease_ms,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn job_cancel(
-        &self,
-        namespace: &Namespace,
-        id: JobId,
-        now: Timestamp,
-    ) -> Result<Acked, Error> {
-        let namespace = namespace.clone();
-        self.call(|reply| Command::Cancel {
-            namespace,
-            id,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn job_get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error> {
-        let namespace = namespace.clone();
-        self.read(move |conn| {
-            Ok(rows::get_job(conn, &namespace, id)?.ok_or_else(|| Error::job_not_found(id)))
-        })
-        .await
-    }
-
-    async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {
-        let namespace = namespace.clone();
-        let filter = filter.clone();
-        self.read(move |conn| rows::list_jobs(conn, &namespace, &filter))
-            .await
-    }
-
-    async fn jobs_redrive(
-        &self,
-        queue: &QueueRef,
-        selection: RedriveSelection,
-        payload: Option<Box<RawValue>>,
-        now: Timestamp,
-    ) -> Result<Vec<JobId>, Error> {
-        let queue = queue.clone();
-        self.call(|reply| Command::Redrive {
-            queue,
-            selection,
-            payload,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn queue_policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error> {
-        let policies = self.policies.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(policies.get(queue).cloned().unwrap_or_default())
-    }
-
-    async fn queue_policy_set(
-        &self,
-        queue: &QueueRef,
-        policy: QueuePolicy,
-        now: Timestamp,
-    ) -> Result<(), Error> {
-        let queue = queue.clone();
-        self.call(|reply| Command::PolicySet {
-            queue,
-            policy,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn queue_pause(
-        &self,
-        queue: &QueueRef,
-        paused: bool,
-        now: Timestamp,
-    ) -> Result<(), Error> {
-        let queue = queue.clone();
-        self.call(|reply| Command::Pause {
-            queue,
-            paused,
-            now,
-            reply,
-        })
-        .await
-    }
-
-    async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
-        let queue = queue.clone();
-        self.call(|reply| Command::Stats { queue, reply }).await
-    }
-
-    async fn queue_depths(&self) -> Result<Vec<Depth>, Error> {
-        self.call(|reply| Command::Depths { reply }).await
-    }
-
-    async fn maintenance_run(&self, now: Timestamp) -> Result<MaintenanceReport, Error> {
-        self.call(|reply| Command::Maintenance { now, reply }).await
-    }
-
-    async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error> {
-        self.call(|reply| Command::Prune { now, reply }).await
-    }
-
-    async fn workflow_put(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        definition: &str,
-        now: Timestamp,
-    ) -> Result<(u32, bool), Error> {
-        let (namespace, name, definition) =
-            (namespace.clone(), name.to_owned(), definition.to_owned());
-        self.write(move |conn| runs::workflow_put(conn, &namespace, &name, &definition, now))
-            .await
-    }
-
-    async fn workflow_get(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        version: Option<u32>,
-    ) -> Result<WorkflowVersion, Error> {
-        let (namespace, name) = (namespace.clone(), name.to_owned());
-        self.read(move |conn| runs::workflow_get(conn, &namespace, &name, version))
-            .await
-    }
-
-    async fn workflow_versions(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-    ) -> Result<Vec<WorkflowVersion>, Error> {
-        let (namespace, name) = (namespace.clone(), name.to_owned());
-        self.read(move |conn| runs::workflow_versions(conn, &namespace, &name))
-            .await
-    }
-
-    async fn run_create(
-        &self,
-        namespace: &Namespace,
-        run: NewRun,
-        jobs: Vec<RunJob>,
-        now: Timestamp,
-    ) -> Result<(StoredRun, bool), Error> {
-        let namespace = namespace.clone();
-        let state = runs::state_json(&run.state);
-        self.call(|reply| {
-            writer::run_write(reply, jobs, now, move |conn| {
-                runs::run_create(conn, &namespace, run, &state, now)
-            })
-        })
-        .await
-    }
-
-    async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error> {
-        let namespace = namespace.clone();
-        self.read(move |conn| runs::run_get(conn, &namespace, id))
-            .await
-    }
-
-    async fn run_update(
-        &self,
-        namespace: &Namespace,
-        id: RunId,
-        rev: u64,
-        state: &RunState,
-        jobs: Vec<RunJob>,
-        now: Timestamp,
-    ) -> Result<u64, Error> {
-        let namespace = namespace.clone();
-        let (status, json) = (state.status, runs::state_json(state));
-        self.call(|reply| {
-            writer::run_write(reply, jobs, now, move |conn| {
-                runs::run_update(conn, &namespace, id, rev, (status, &json), now)
-            })
-        })
-        .await
-    }
-
     fn sole_writer(&self) -> bool {
         true
-    }
-
-    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
-        let (namespace, filter) = (namespace.clone(), filter.clone());
-        self.read(move |conn| runs::runs_page(conn, Some(&namespace), &filter))
-            .await
-    }
-
-    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
-        self.write(move |conn| runs::runs_prune(conn, finished_before, limit))
-            .await
-    }
-
-    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
-        let filter = runs::active_filter(cursor, limit);
-        self.read(move |conn| runs::runs_page(conn, None, &filter))
-            .await
     }
 
     fn ready_signal(&self) -> ReadySignal {
@@ -462,7 +204,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+        let _ = self.call(Command::Shutdown).await;
         let handle = self
             .writer
             .lock()

@@ -1,24 +1,84 @@
-//! Workflow definitions and runs. Writes run on the writer thread inside its
+//! Runs on the embedded store. Writes run on the writer thread inside its
 //! open transaction (so they are group-committed and fsynced like jobs); reads
 //! run on the reader connections. The store keeps no run in memory (the
 //! workflow driver keeps the journals it wrote). A run's write and the jobs
-//! it starts are one command ([`crate::writer::run_write`]).
+//! it starts are one write ([`Writer::write_owned`]).
 //!
 //! Writes must not fault on constraints (a fault rolls back the whole group
 //! commit): every conflict is looked for first, which the single writer makes safe.
 
+use async_trait::async_trait;
 use keel_core::workflow::{RunId, RunState, RunStatus};
 use keel_core::{Error, ErrorCode, Namespace, Timestamp};
 use keel_store::{
-    IDEMPOTENCY_WINDOW_MS, NewRun, RunFilter, RunPage, StoredRun, WorkflowVersion, run_not_found,
-    workflow_not_found,
+    IDEMPOTENCY_WINDOW_MS, NewRun, OwnedJob, RunFilter, RunPage, RunStore, StoredRun, run_not_found,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
+use crate::SqliteStore;
 use crate::rows::{blob_id, cut_page};
+use crate::writer::{Applied, Writer};
 
-type Applied<T> = rusqlite::Result<Result<T, Error>>;
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn run_create(
+        &self,
+        namespace: &Namespace,
+        run: NewRun,
+        jobs: Vec<OwnedJob>,
+        now: Timestamp,
+    ) -> Result<(StoredRun, bool), Error> {
+        let namespace = namespace.clone();
+        let state = state_json(&run.state);
+        self.write(move |w: &mut Writer| {
+            w.write_owned(jobs, now, |conn| {
+                run_create(conn, &namespace, run, &state, now)
+            })
+        })
+        .await
+    }
+
+    async fn run_get(&self, namespace: &Namespace, id: RunId) -> Result<StoredRun, Error> {
+        let namespace = namespace.clone();
+        self.read(move |conn| run_get(conn, &namespace, id)).await
+    }
+
+    async fn run_update(
+        &self,
+        namespace: &Namespace,
+        id: RunId,
+        rev: u64,
+        state: &RunState,
+        jobs: Vec<OwnedJob>,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        let namespace = namespace.clone();
+        let (status, json) = (state.status, state_json(state));
+        self.write(move |w: &mut Writer| {
+            w.write_owned(jobs, now, |conn| {
+                run_update(conn, &namespace, id, rev, (status, &json), now)
+            })
+        })
+        .await
+    }
+
+    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
+        let (namespace, filter) = (namespace.clone(), filter.clone());
+        self.read(move |conn| runs_page(conn, Some(&namespace), &filter))
+            .await
+    }
+
+    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
+        self.write(move |w: &mut Writer| runs_prune(&w.conn, finished_before, limit))
+            .await
+    }
+
+    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
+        let filter = active_filter(cursor, limit);
+        self.read(move |conn| runs_page(conn, None, &filter)).await
+    }
+}
 
 const RUN_COLUMNS: &str =
     "seq, id, namespace, workflow, version, input, state, created_at, updated_at, rev";
@@ -50,99 +110,14 @@ fn corrupt(id: impl std::fmt::Display) -> Error {
     Error::internal(format!("run {id} has a journal this version cannot read"))
 }
 
-pub fn state_json(state: &RunState) -> String {
+fn state_json(state: &RunState) -> String {
     serde_json::to_string(state).unwrap_or_default()
-}
-
-pub fn workflow_put(
-    conn: &Connection,
-    namespace: &Namespace,
-    name: &str,
-    definition: &str,
-    now: Timestamp,
-) -> Applied<(u32, bool)> {
-    let latest: Option<(u32, String)> = conn
-        .prepare_cached(
-            "SELECT version, definition FROM workflows WHERE namespace = ?1 AND name = ?2 \
-             ORDER BY version DESC LIMIT 1",
-        )?
-        .query_row(params![namespace.as_str(), name], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    if let Some((version, text)) = &latest
-        && text == definition
-    {
-        return Ok(Ok((*version, false)));
-    }
-    let version = latest.map_or(1, |(v, _)| v + 1);
-    conn.prepare_cached(
-        "INSERT INTO workflows (namespace, name, version, definition, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![namespace.as_str(), name, version, definition, now.as_millis()])?;
-    Ok(Ok((version, true)))
-}
-
-fn version_from_row(name: &str, r: &Row<'_>) -> rusqlite::Result<WorkflowVersion> {
-    Ok(WorkflowVersion {
-        name: name.to_owned(),
-        version: r.get(0)?,
-        definition: r.get(1)?,
-        created_at: Timestamp::from_millis(r.get(2)?),
-    })
-}
-
-/// One version, or the latest. Two fixed statements rather than one with
-/// `?3 IS NULL`: SQLite re-prepares a statement whose plan depends on a
-/// bound value every time that value is bound.
-pub fn workflow_get(
-    conn: &Connection,
-    namespace: &Namespace,
-    name: &str,
-    version: Option<u32>,
-) -> Applied<WorkflowVersion> {
-    const COLUMNS: &str = "SELECT version, definition, created_at FROM workflows \
-         WHERE namespace = ?1 AND name = ?2";
-    let found = match version {
-        Some(v) => conn
-            .prepare_cached(&format!("{COLUMNS} AND version = ?3"))?
-            .query_row(params![namespace.as_str(), name, v], |r| {
-                version_from_row(name, r)
-            }),
-        None => conn
-            .prepare_cached(&format!("{COLUMNS} ORDER BY version DESC LIMIT 1"))?
-            .query_row(params![namespace.as_str(), name], |r| {
-                version_from_row(name, r)
-            }),
-    }
-    .optional()?;
-    Ok(found.ok_or_else(|| workflow_not_found(name, version)))
-}
-
-pub fn workflow_versions(
-    conn: &Connection,
-    namespace: &Namespace,
-    name: &str,
-) -> Applied<Vec<WorkflowVersion>> {
-    let versions: Vec<WorkflowVersion> = conn
-        .prepare_cached(
-            "SELECT version, definition, created_at FROM workflows \
-             WHERE namespace = ?1 AND name = ?2 ORDER BY version",
-        )?
-        .query_map(params![namespace.as_str(), name], |r| {
-            version_from_row(name, r)
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    if versions.is_empty() {
-        return Ok(Err(workflow_not_found(name, None)));
-    }
-    Ok(Ok(versions))
 }
 
 /// Creates `run` (its journal already as JSON, made off the writer thread);
 /// the flag says whether it was created (its jobs are to be written too)
 /// rather than found under its idempotency key.
-pub fn run_create(
+fn run_create(
     conn: &Connection,
     namespace: &Namespace,
     run: NewRun,
@@ -191,7 +166,7 @@ fn get_by_seq(conn: &Connection, seq: i64) -> Applied<StoredRun> {
     Ok(run.ok_or_else(|| corrupt(seq)))
 }
 
-pub fn run_get(conn: &Connection, namespace: &Namespace, id: RunId) -> Applied<StoredRun> {
+fn run_get(conn: &Connection, namespace: &Namespace, id: RunId) -> Applied<StoredRun> {
     let found = conn
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1 AND namespace = ?2"
@@ -206,7 +181,7 @@ pub fn run_get(conn: &Connection, namespace: &Namespace, id: RunId) -> Applied<S
 
 /// Writes a journal (as JSON) if the run is still at `rev`; the flag says
 /// whether it was written (and so its jobs are to be written too).
-pub fn run_update(
+fn run_update(
     conn: &Connection,
     namespace: &Namespace,
     id: RunId,
@@ -247,7 +222,7 @@ pub fn run_update(
 
 /// Newest first for one namespace, or (with `namespace` `None`) running runs
 /// of every namespace oldest first.
-pub fn runs_page(
+fn runs_page(
     conn: &Connection,
     namespace: Option<&Namespace>,
     filter: &RunFilter,
@@ -301,7 +276,7 @@ pub fn runs_page(
 }
 
 /// The filter of [`runs_page`] for a driver's sweep.
-pub fn runs_prune(conn: &Connection, finished_before: Timestamp, limit: u32) -> Applied<u64> {
+fn runs_prune(conn: &Connection, finished_before: Timestamp, limit: u32) -> Applied<u64> {
     let pruned = conn
         .prepare_cached(
             "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE status <> 'running' \
@@ -311,7 +286,7 @@ pub fn runs_prune(conn: &Connection, finished_before: Timestamp, limit: u32) -> 
     Ok(Ok(pruned as u64))
 }
 
-pub fn active_filter(cursor: Option<String>, limit: u32) -> RunFilter {
+fn active_filter(cursor: Option<String>, limit: u32) -> RunFilter {
     RunFilter {
         workflow: None,
         status: Some(RunStatus::Running),

@@ -7,6 +7,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_jobs.sql"),
     include_str!("../migrations/0002_workflows.sql"),
     include_str!("../migrations/0003_finished_runs.sql"),
+    include_str!("../migrations/0004_job_owner.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -26,4 +26,6 @@ async fn open(limits: Limits) -> Harness {
     }
 }
 
-keel_store::store_conformance_suite!(open);
+fn main() {
+    keel_store::conformance::run(open)
+}

@@ -61,7 +61,7 @@ impl Maintenance {
                         crate::metrics::job_failed(queue, 1);
                         crate::metrics::job_dead(queue, 1);
                     }
-                    for (namespace, acked) in &report.dead_steps {
+                    for (namespace, acked) in &report.dead_owned {
                         engine.workflows.job_finished(namespace, acked, None);
                     }
                     report.next_due.map_or(now.plus_ms(IDLE_WAKE_MS), |due| {

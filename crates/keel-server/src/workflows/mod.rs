@@ -35,7 +35,7 @@ use keel_core::{
     Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, NewJob,
     QueueName, QueueRef, Timestamp,
 };
-use keel_store::{AckOutcome, Acked, NewRun, RUN_TAG, RunJob, STEP_TAG, Store, StoredRun};
+use keel_store::{AckOutcome, Acked, JobOwner, NewRun, OwnedJob, Store, StoredRun};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -47,6 +47,11 @@ use self::http::HttpCaller;
 /// API refuses it.
 pub const SYSTEM_NAMESPACE: &str = "_keel";
 pub const SYSTEM_QUEUE: &str = "workflow";
+/// The tags that tell a worker which run, step and fan-out item a task job is
+/// for. Keel itself reads the job's owner instead ([`JobOwner::Run`]).
+pub const RUN_TAG: &str = "keel.run";
+pub const STEP_TAG: &str = "keel.step";
+pub const ITEM_TAG: &str = "keel.item";
 
 /// Attempts for a timer job: it only fails when its run cannot be advanced.
 const TIMER_ATTEMPTS: u32 = 100;
@@ -372,7 +377,7 @@ impl Driver {
         acked: &Acked,
         ack: Option<&AckOutcome>,
     ) {
-        if let Some(run) = acked.run
+        if let Some(run) = acked.owner.as_ref().and_then(JobOwner::run)
             && acked.state.is_final()
         {
             let hint = Hint::Job(acked.id, job_outcome(acked, ack));
@@ -531,7 +536,7 @@ impl Driver {
         now: Timestamp,
         refused: &[String],
         outside: bool,
-    ) -> Result<Option<(Vec<RunJob>, Vec<Command>)>, Error> {
+    ) -> Result<Option<(Vec<OwnedJob>, Vec<Command>)>, Error> {
         let mut jobs = Vec::new();
         let mut later = Vec::new();
         let mut commands = machine.advance(now);
@@ -730,7 +735,7 @@ impl Driver {
         item: Option<usize>,
         work: Work,
         now: Timestamp,
-    ) -> Result<RunJob, Error> {
+    ) -> Result<OwnedJob, Error> {
         let id = self.next_id(now);
         match work {
             Work::Task {
@@ -746,7 +751,7 @@ impl Driver {
                     (STEP_TAG.to_owned(), step.to_owned()),
                 ]);
                 if let Some(i) = item {
-                    tags.insert("keel.item".to_owned(), i.to_string());
+                    tags.insert(ITEM_TAG.to_owned(), i.to_string());
                 }
                 let job = NewJob {
                     payload: raw(&payload)?,
@@ -766,7 +771,17 @@ impl Driver {
                     namespace: namespace.clone(),
                     queue,
                 };
-                Ok(RunJob { queue, id, job })
+                let owner = JobOwner::Run {
+                    run,
+                    step: step.to_owned(),
+                    item: item.map(|i| i as u32),
+                };
+                Ok(OwnedJob {
+                    queue,
+                    id,
+                    job,
+                    owner: Some(owner),
+                })
             }
             Work::Http {
                 request,
@@ -781,10 +796,12 @@ impl Driver {
                     request,
                 };
                 let job = system_job(&payload, None, now, max_attempts, backoff, lease_ms, run)?;
-                Ok(RunJob {
+                // The step runner makes the call and advances the run itself.
+                Ok(OwnedJob {
                     queue: system_queue(),
                     id,
                     job,
+                    owner: None,
                 })
             }
             Work::Child { .. } => Err(Error::internal("a child run is not a job")),

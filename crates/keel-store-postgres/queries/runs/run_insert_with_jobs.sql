@@ -1,21 +1,21 @@
 -- A new run without an idempotency key together with the jobs of its first
--- steps, as one statement: one round trip that commits on its own. $1–$14
+-- steps, as one statement: one round trip that commits on its own. $1–$15
 -- are insert_jobs.sql's.
 WITH run AS (
     INSERT INTO keel_runs (id, namespace, workflow, version, status, input, state, idempotency_key,
                            created_at, updated_at, rev)
-    VALUES ($15, $16, $17, $18, $19, $20, $21, NULL, $13, $13, 1)
+    VALUES ($16, $17, $18, $19, $20, $21, $22, NULL, $13, $13, 1)
     RETURNING seq
 ), jobs AS (
     INSERT INTO keel_jobs (id, namespace, queue, state, payload, priority, attempt, max_attempts,
                            run_at, created_at, updated_at, lease_seq, lease_ms, backoff,
-                           idempotency_key, ordering_key, tags)
+                           idempotency_key, ordering_key, tags, owner)
     SELECT u.id, u.namespace, u.queue, u.state, u.payload, u.priority, 0, u.max_attempts,
-           u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb
+           u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb, u.owner
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::int[],
-                $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[])
+                $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[], $15::text[])
          WITH ORDINALITY AS u(id, namespace, queue, state, payload, priority, max_attempts,
-                              run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, n)
+                              run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, owner, n)
     ORDER BY u.n
 )
 SELECT seq FROM run

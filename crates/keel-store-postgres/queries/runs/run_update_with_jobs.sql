@@ -1,24 +1,24 @@
 -- Compare and set of a run's journal together with the jobs it starts, as one
 -- statement: one round trip that commits on its own, where a transaction
 -- took four (BEGIN, UPDATE, INSERT, COMMIT). The jobs are written only if the
--- revision matched. $1–$14 are insert_jobs.sql's; returns the new revision,
+-- revision matched. $1–$15 are insert_jobs.sql's; returns the new revision,
 -- or no row when the run changed or is gone.
 WITH run AS (
     UPDATE keel_runs
-    SET status = $15, state = $16, updated_at = $13, rev = rev + 1,
-        finished_at = CASE WHEN $15::text = 'running' THEN NULL ELSE $13::bigint END
-    WHERE id = $17 AND namespace = $18 AND rev = $19
+    SET status = $16, state = $17, updated_at = $13, rev = rev + 1,
+        finished_at = CASE WHEN $16::text = 'running' THEN NULL ELSE $13::bigint END
+    WHERE id = $18 AND namespace = $19 AND rev = $20
     RETURNING rev
 ), jobs AS (
     INSERT INTO keel_jobs (id, namespace, queue, state, payload, priority, attempt, max_attempts,
                            run_at, created_at, updated_at, lease_seq, lease_ms, backoff,
-                           idempotency_key, ordering_key, tags)
+                           idempotency_key, ordering_key, tags, owner)
     SELECT u.id, u.namespace, u.queue, u.state, u.payload, u.priority, 0, u.max_attempts,
-           u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb
+           u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb, u.owner
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::int[],
-                $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[])
+                $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[], $15::text[])
          WITH ORDINALITY AS u(id, namespace, queue, state, payload, priority, max_attempts,
-                              run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, n)
+                              run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, owner, n)
     WHERE EXISTS (SELECT 1 FROM run)
     ORDER BY u.n
 )

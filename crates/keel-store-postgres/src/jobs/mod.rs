@@ -1,0 +1,556 @@
+//! Jobs on PostgreSQL: the [`JobStore`] operations. Each is one transaction;
+//! transitions of existing jobs lock their rows and let `keel_core` decide.
+
+pub(crate) mod rows;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use keel_core::{
+    Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueuePolicy, QueueRef,
+    Timestamp, Transition,
+};
+use keel_store::{
+    Ack, AckOutcome, Acked, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage, JobStore,
+    LeaseRequest, LeasedJob, RedriveSelection,
+};
+use serde_json::value::RawValue;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use self::rows::{Locked, NewRows, attach_errors, job_from_row, raw, state_of, tags_from};
+use crate::{PostgresStore, db, job_id, uuid};
+
+/// Finished jobs deleted per statement of a prune.
+const PRUNE_CHUNK: i64 = 10_000;
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn jobs_enqueue(
+        &self,
+        queue: &QueueRef,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> Result<Vec<Enqueued>, Error> {
+        let namespace = queue.namespace.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let claim = tx
+            .prepare_cached(include_str!("../../queries/jobs/claim_idempotency_key.sql"))
+            .await
+            .map_err(db)?;
+        let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
+        let mut rows = NewRows::default();
+        let mut first_due: Option<Timestamp> = None;
+        for job in &jobs {
+            let id = self.next_id(now);
+            if let Some(key) = &job.idempotency_key {
+                let expires = now.plus_ms(IDEMPOTENCY_WINDOW_MS).as_millis();
+                let claimed = tx
+                    .query_opt(
+                        &claim,
+                        &[&namespace, key, &uuid(id), &expires, &now.as_millis()],
+                    )
+                    .await
+                    .map_err(db)?;
+                if claimed.is_none() {
+                    // An unexpired claim exists (perhaps from this very batch).
+                    let row = tx
+                        .query_one(
+                            "SELECT i.job_id, j.state FROM keel_idempotency i LEFT JOIN keel_jobs j ON j.id = i.job_id \
+                             WHERE i.namespace = $1 AND i.key = $2",
+                            &[&namespace, key],
+                        )
+                        .await
+                        .map_err(db)?;
+                    let earlier: Uuid = row.get(0);
+                    let state: Option<String> = row.get(1);
+                    let state = match state {
+                        Some(s) => state_of(&s),
+                        None => out
+                            .iter()
+                            .find(|e| uuid(e.id) == earlier)
+                            .map_or(JobState::Ready, |e| e.state),
+                    };
+                    out.push(Enqueued {
+                        id: job_id(earlier),
+                        state,
+                        deduplicated: true,
+                    });
+                    continue;
+                }
+            }
+            let state = rows.push(queue, id, job, None, now);
+            if state == JobState::Scheduled {
+                first_due =
+                    Some(first_due.map_or(job.run_at, |due: Timestamp| due.min(job.run_at)));
+            }
+            out.push(Enqueued {
+                id,
+                state,
+                deduplicated: false,
+            });
+        }
+        Self::insert_jobs(&tx, &rows, now).await?;
+        self.check_bound(&tx, &queue.namespace, rows.id.len() as u64)
+            .await?;
+        tx.commit().await.map_err(db)?;
+        self.deadline(first_due, now);
+        let ready = out
+            .iter()
+            .filter(|e| e.state == JobState::Ready && !e.deduplicated)
+            .count();
+        if ready > 0 {
+            self.ready(queue, ready);
+        }
+        Ok(out)
+    }
+
+    async fn jobs_lease(
+        &self,
+        req: &LeaseRequest,
+        now: Timestamp,
+    ) -> Result<Vec<LeasedJob>, Error> {
+        let (namespace, queue) = (req.queue.namespace.as_str(), req.queue.queue.as_str());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let settings = tx
+            .query_opt(
+                "SELECT paused, policy::text FROM keel_queues WHERE namespace = $1 AND queue = $2",
+                &[&namespace, &queue],
+            )
+            .await
+            .map_err(db)?;
+        let mut room = i64::from(req.max_jobs);
+        if let Some(row) = settings {
+            if row.get::<_, bool>(0) {
+                return Ok(Vec::new());
+            }
+            let policy: QueuePolicy = serde_json::from_str(row.get(1)).unwrap_or_default();
+            if let Some(max) = policy.max_concurrency {
+                // Serialize leasers of this queue so that the bound holds across nodes.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&format!("{namespace}/{queue}")],
+                )
+                .await
+                .map_err(db)?;
+                let leased: i64 = tx
+                    .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'leased'", &[&namespace, &queue])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                room = room.min(i64::from(max) - leased).max(0);
+            }
+        }
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let stmt = tx
+            .prepare_cached(include_str!("../../queries/jobs/lease.sql"))
+            .await
+            .map_err(db)?;
+        let lease_ms = req.lease_ms.map(|ms| ms as i64);
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &namespace,
+                    &queue,
+                    &room,
+                    &now.as_millis(),
+                    &lease_ms,
+                    &req.worker_id,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.deadline(
+            rows.iter()
+                .map(|row| Timestamp::from_millis(row.get(5)))
+                .min(),
+            now,
+        );
+        let mut leased: Vec<(i64, LeasedJob)> = rows
+            .into_iter()
+            .map(|row| {
+                let id = job_id(row.get(0));
+                (
+                    row.get::<_, i64>(11),
+                    LeasedJob {
+                        id,
+                        queue: queue.to_owned(),
+                        payload: raw(row.get(1)),
+                        attempt: row.get::<_, i32>(2) as u32,
+                        max_attempts: row.get::<_, i32>(3) as u32,
+                        lease_token: LeaseToken {
+                            job: id,
+                            lease_seq: row.get::<_, i64>(4) as u64,
+                        },
+                        lease_expires_at: Timestamp::from_millis(row.get(5)),
+                        priority: row.get(6),
+                        tags: tags_from(row.get(7)),
+                        ordering_key: row.get(8),
+                        created_at: Timestamp::from_millis(row.get(9)),
+                        run_at: Timestamp::from_millis(row.get(10)),
+                    },
+                )
+            })
+            .collect();
+        leased.sort_by(|(a_seq, a), (b_seq, b)| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a_seq.cmp(b_seq))
+        });
+        Ok(leased.into_iter().map(|(_, job)| job).collect())
+    }
+
+    async fn jobs_ack(
+        &self,
+        namespace: &Namespace,
+        acks: Vec<Ack>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Acked, Error>>, Error> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        // Three statements for the whole batch: lock, decide in keel-core, write.
+        let ids: Vec<Uuid> = acks.iter().map(|a| uuid(a.token.job)).collect();
+        let lock = tx
+            .prepare_cached(include_str!("../../queries/jobs/lock_jobs.sql"))
+            .await
+            .map_err(db)?;
+        let mut jobs: std::collections::HashMap<JobId, Locked> = tx
+            .query(&lock, &[&ids])
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|row| row.get::<_, &str>(11) == namespace.as_str())
+            .map(|row| Ok((job_id(row.get(0)), Locked::from_row(&row, 1)?)))
+            .collect::<Result<_, Error>>()?;
+        let mut out = Vec::with_capacity(acks.len());
+        let mut results: std::collections::HashMap<JobId, String> =
+            std::collections::HashMap::new();
+        let mut changed: Vec<JobId> = Vec::new();
+        let mut errors: (Vec<Uuid>, Vec<i32>, Vec<String>, Vec<i64>) = Default::default();
+        let mut woken: Vec<QueueName> = Vec::new();
+        for ack in acks {
+            let id = ack.token.job;
+            let Some(locked) = jobs.get_mut(&id) else {
+                out.push(Err(Self::missing(id)));
+                continue;
+            };
+            let queue = QueueName::new(&locked.queue)?;
+            let owner = &locked.owner;
+            let lease_seq = ack.token.lease_seq;
+            let acked = match ack.outcome {
+                AckOutcome::Complete { result } => locked.life.complete(lease_seq, now).map(|()| {
+                    if let Some(result) = result {
+                        results.insert(id, result.get().to_owned());
+                    }
+                    Acked {
+                        id,
+                        queue,
+                        state: JobState::Succeeded,
+                        run_at: None,
+                        owner: owner.clone(),
+                        attempt: locked.life.attempt,
+                    }
+                }),
+                AckOutcome::Fail { message, retry } => locked
+                    .life
+                    .fail(lease_seq, now, retry, &locked.backoff, fastrand::f64())
+                    .map(|transition| {
+                        errors.0.push(uuid(id));
+                        errors.1.push(locked.life.attempt as i32);
+                        errors.2.push(message);
+                        errors.3.push(now.as_millis());
+                        if transition == Transition::Ready {
+                            woken.push(queue.clone());
+                        }
+                        let run_at = (transition != Transition::Dead).then_some(locked.life.run_at);
+                        Acked {
+                            id,
+                            queue,
+                            state: locked.life.state,
+                            run_at,
+                            owner: owner.clone(),
+                            attempt: locked.life.attempt,
+                        }
+                    }),
+            };
+            if acked.is_ok() && !changed.contains(&id) {
+                changed.push(id);
+            }
+            out.push(acked);
+        }
+        if !changed.is_empty() {
+            let mut cols: (
+                Vec<Uuid>,
+                Vec<&str>,
+                Vec<i32>,
+                Vec<i64>,
+                Vec<i64>,
+                Vec<Option<i64>>,
+                Vec<Option<i64>>,
+                Vec<Option<String>>,
+            ) = Default::default();
+            for id in &changed {
+                let life = &jobs[id].life;
+                cols.0.push(uuid(*id));
+                cols.1.push(life.state.as_str());
+                cols.2.push(life.attempt as i32);
+                cols.3.push(life.run_at.as_millis());
+                cols.4.push(life.lease_seq as i64);
+                cols.5.push(life.lease_expires_at.map(Timestamp::as_millis));
+                cols.6
+                    .push(life.state.is_final().then_some(now.as_millis()));
+                cols.7.push(results.remove(id));
+            }
+            let apply = tx
+                .prepare_cached(include_str!("../../queries/jobs/apply_transitions.sql"))
+                .await
+                .map_err(db)?;
+            let now_ms = now.as_millis();
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7, &now_ms,
+            ];
+            tx.execute(&apply, &params).await.map_err(db)?;
+        }
+        if !errors.0.is_empty() {
+            let insert = tx
+                .prepare_cached(include_str!("../../queries/jobs/insert_errors.sql"))
+                .await
+                .map_err(db)?;
+            tx.execute(&insert, &[&errors.0, &errors.1, &errors.2, &errors.3])
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        let retries = out
+            .iter()
+            .flatten()
+            .filter(|a| a.state == JobState::Scheduled);
+        self.deadline(retries.filter_map(|a| a.run_at).min(), now);
+        let mut ready: BTreeMap<QueueName, usize> = BTreeMap::new();
+        for queue in woken {
+            *ready.entry(queue).or_default() += 1;
+        }
+        for (queue, jobs) in ready {
+            let queue = QueueRef {
+                namespace: namespace.clone(),
+                queue,
+            };
+            self.ready(&queue, jobs);
+        }
+        Ok(out)
+    }
+
+    async fn job_heartbeat(
+        &self,
+        namespace: &Namespace,
+        token: LeaseToken,
+        lease_ms: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Timestamp, Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(mut locked) = Self::lock_job(&tx, namespace, token.job).await? else {
+            return Err(Self::missing(token.job));
+        };
+        let until =
+            locked
+                .life
+                .heartbeat(token.lease_seq, now, lease_ms.unwrap_or(locked.lease_ms))?;
+        Self::write_life(&tx, token.job, &locked.life, now, None).await?;
+        tx.commit().await.map_err(db)?;
+        self.deadline(Some(until), now);
+        Ok(until)
+    }
+
+    async fn job_cancel(
+        &self,
+        namespace: &Namespace,
+        id: JobId,
+        now: Timestamp,
+    ) -> Result<Acked, Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(mut locked) = Self::lock_job(&tx, namespace, id).await? else {
+            return Err(Self::missing(id));
+        };
+        locked.life.cancel()?;
+        Self::write_life(&tx, id, &locked.life, now, None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Acked {
+            id,
+            queue: QueueName::new(&locked.queue)?,
+            state: JobState::Cancelled,
+            run_at: None,
+            owner: locked.owner,
+            attempt: locked.life.attempt,
+        })
+    }
+
+    async fn job_get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {} FROM keel_jobs WHERE id = $1 AND namespace = $2",
+            include_str!("../../queries/jobs/job_columns.sql").trim()
+        );
+        let stmt = client.prepare_cached(&sql).await.map_err(db)?;
+        let row = client
+            .query_opt(&stmt, &[&uuid(id), &namespace.as_str()])
+            .await
+            .map_err(db)?;
+        let Some(row) = row else {
+            return Err(Error::job_not_found(id));
+        };
+        let (_, mut job) = job_from_row(&row);
+        attach_errors(&client, &mut job).await?;
+        Ok(job)
+    }
+
+    async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {
+        let client = self.client().await?;
+        let mut sql = format!(
+            "SELECT {} FROM keel_jobs WHERE namespace = $1",
+            include_str!("../../queries/jobs/job_columns.sql").trim()
+        );
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(namespace.to_string())];
+        if let Some(queue) = &filter.queue {
+            args.push(Box::new(queue.to_string()));
+            sql.push_str(&format!(" AND queue = ${}", args.len()));
+        }
+        if let Some(state) = filter.state {
+            // A literal so that `state = 'dead'` can use its partial index.
+            sql.push_str(&format!(" AND state = '{}'", state.as_str()));
+        }
+        if let Some((key, value)) = &filter.tag {
+            let mut tag = serde_json::Map::new();
+            tag.insert(key.clone(), serde_json::Value::String(value.clone()));
+            args.push(Box::new(serde_json::Value::Object(tag).to_string()));
+            sql.push_str(&format!(" AND tags @> ${}::text::jsonb", args.len()));
+        }
+        if let Some(cursor) = &filter.cursor {
+            let before: i64 = cursor
+                .parse()
+                .map_err(|_| Error::invalid("cursor is not one this server gave out"))?;
+            args.push(Box::new(before));
+            sql.push_str(&format!(" AND seq < ${}", args.len()));
+        }
+        args.push(Box::new(i64::from(filter.limit) + 1));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", args.len()));
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &params).await.map_err(db)?;
+        let mut jobs: Vec<(i64, Job)> = rows.iter().map(job_from_row).collect();
+        let more = jobs.len() > filter.limit as usize;
+        jobs.truncate(filter.limit as usize);
+        let next_cursor = more
+            .then(|| jobs.last().map(|(seq, _)| seq.to_string()))
+            .flatten();
+        let mut page = Vec::with_capacity(jobs.len());
+        for (_, mut job) in jobs {
+            attach_errors(&client, &mut job).await?;
+            page.push(job);
+        }
+        Ok(JobPage {
+            jobs: page,
+            next_cursor,
+        })
+    }
+
+    async fn jobs_redrive(
+        &self,
+        queue: &QueueRef,
+        selection: RedriveSelection,
+        payload: Option<Box<RawValue>>,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, Error> {
+        let (namespace, queue_name) = (queue.namespace.as_str(), queue.queue.as_str());
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let candidates: Vec<JobId> = match selection {
+            RedriveSelection::Ids(ids) => ids,
+            RedriveSelection::All => tx
+                .query(
+                    "SELECT id FROM keel_jobs WHERE namespace = $1 AND state = 'dead' AND queue = $2 ORDER BY seq",
+                    &[&namespace, &queue_name],
+                )
+                .await
+                .map_err(db)?
+                .into_iter()
+                .map(|row| job_id(row.get(0)))
+                .collect(),
+        };
+        let mut moved = Vec::new();
+        for id in candidates {
+            let Some(mut locked) = Self::lock_job(&tx, &queue.namespace, id).await? else {
+                continue;
+            };
+            if locked.queue != queue_name || locked.life.redrive(now).is_err() {
+                continue;
+            }
+            Self::write_life(&tx, id, &locked.life, now, None).await?;
+            if let Some(payload) = &payload {
+                tx.execute(
+                    "UPDATE keel_jobs SET payload = $2 WHERE id = $1",
+                    &[&uuid(id), &payload.get()],
+                )
+                .await
+                .map_err(db)?;
+            }
+            moved.push(id);
+        }
+        tx.commit().await.map_err(db)?;
+        if !moved.is_empty() {
+            self.ready(queue, moved.len());
+        }
+        Ok(moved)
+    }
+
+    async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(include_str!("../../queries/jobs/prune.sql"))
+            .await
+            .map_err(db)?;
+        let defaults = QueuePolicy::default();
+        let mut pruned = 0;
+        loop {
+            let row = client
+                .query_one(
+                    &stmt,
+                    &[
+                        &now.as_millis(),
+                        &(defaults.retention_ms() as i64),
+                        &(defaults.dead_retention_ms() as i64),
+                        &PRUNE_CHUNK,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            let n = row.get::<_, i64>(0);
+            pruned += n as u64;
+            if n < PRUNE_CHUNK {
+                break;
+            }
+        }
+        client
+            .execute(
+                "DELETE FROM keel_idempotency WHERE expires_at <= $1",
+                &[&now.as_millis()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(pruned)
+    }
+}

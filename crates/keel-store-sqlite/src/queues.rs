@@ -1,0 +1,118 @@
+//! Queues on the embedded store: policies and pause switches are rows of
+//! `queues` mirrored in the hot index (and in [`crate::writer::SharedPolicies`]
+//! for reads without the writer); counts come from the hot index.
+
+use std::collections::BTreeMap;
+use std::sync::PoisonError;
+
+use async_trait::async_trait;
+use keel_core::{Error, JobState, QueuePolicy, QueueRef, Timestamp};
+use keel_store::{Depth, QueueStats, QueueStore};
+use rusqlite::params;
+
+use crate::SqliteStore;
+use crate::writer::{Applied, Writer};
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn queue_policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error> {
+        let policies = self.policies.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(policies.get(queue).cloned().unwrap_or_default())
+    }
+
+    async fn queue_policy_set(
+        &self,
+        queue: &QueueRef,
+        policy: QueuePolicy,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let queue = queue.clone();
+        self.write(move |w| w.policy_set(&queue, policy, now)).await
+    }
+
+    async fn queue_pause(
+        &self,
+        queue: &QueueRef,
+        paused: bool,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let queue = queue.clone();
+        self.write(move |w| w.pause(&queue, paused, now)).await
+    }
+
+    async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
+        let queue = queue.clone();
+        self.write(move |w| Ok(Ok(w.stats(&queue)))).await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<Depth>, Error> {
+        self.write(|w| Ok(Ok(w.depths()))).await
+    }
+}
+
+impl Writer {
+    pub(crate) fn policy_set(
+        &mut self,
+        queue: &QueueRef,
+        policy: QueuePolicy,
+        now: Timestamp,
+    ) -> Applied<()> {
+        let json = serde_json::to_string(&policy).unwrap_or_default();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO queues (namespace, queue, policy, paused, updated_at) VALUES (?1, ?2, ?3, 0, ?4) \
+                 ON CONFLICT (namespace, queue) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+            )?
+            .execute(params![queue.namespace.as_str(), queue.queue.as_str(), json, now.as_millis()])?;
+        let idx = self.hot.queue_entry(queue);
+        self.hot.queues[idx].policy = policy.clone();
+        self.policies
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(queue.clone(), policy);
+        Ok(Ok(()))
+    }
+
+    pub(crate) fn pause(&mut self, queue: &QueueRef, paused: bool, now: Timestamp) -> Applied<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO queues (namespace, queue, policy, paused, updated_at) VALUES (?1, ?2, '{}', ?3, ?4) \
+                 ON CONFLICT (namespace, queue) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+            )?
+            .execute(params![queue.namespace.as_str(), queue.queue.as_str(), paused, now.as_millis()])?;
+        let idx = self.hot.queue_entry(queue);
+        self.hot.set_paused(idx, paused);
+        Ok(Ok(()))
+    }
+
+    pub(crate) fn stats(&self, queue: &QueueRef) -> QueueStats {
+        let Some(idx) = self.hot.queue_idx(queue) else {
+            return QueueStats::default();
+        };
+        let q = &self.hot.queues[idx];
+        QueueStats {
+            counts: JobState::ALL
+                .into_iter()
+                .map(|s| (s, q.count(s)))
+                .collect::<BTreeMap<_, _>>(),
+            oldest_ready_at: q.ready.iter().map(|&(_, run_at, _, _)| run_at).min(),
+            paused: q.paused,
+            policy: q.policy.clone(),
+        }
+    }
+
+    pub(crate) fn depths(&self) -> Vec<Depth> {
+        let unfinished = [JobState::Scheduled, JobState::Ready, JobState::Leased];
+        self.hot
+            .queues
+            .iter()
+            .flat_map(|q| {
+                unfinished.into_iter().map(|state| Depth {
+                    queue: q.queue.clone(),
+                    state,
+                    count: q.count(state),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,82 @@
+//! Queues: policies, pausing, counts.
+
+use super::*;
+
+cases![
+    stats_count_by_state,
+    pause_stops_leasing_until_resume,
+    policy_round_trips_and_bounds_concurrency,
+];
+
+async fn stats_count_by_state(h: Harness) {
+    let q = queue("work");
+    let mut later = job("1");
+    later.run_at = at(60_000);
+    let old = Timestamp::from_millis(T0.as_millis() - 5000);
+    let mut waiting = job("0");
+    waiting.run_at = old;
+    enqueue(&*h.store, &q, vec![waiting, later, job("2"), job("3")]).await;
+    let leased = lease(&*h.store, &q, 2, T0).await;
+    ack(&*h.store, leased[0].lease_token, complete(), at(1))
+        .await
+        .unwrap();
+    let stats = h.store.queue_stats(&q).await.unwrap();
+    let count = |s| stats.counts.get(&s).copied().unwrap_or(0);
+    assert_eq!(count(JobState::Scheduled), 1);
+    assert_eq!(count(JobState::Ready), 1);
+    assert_eq!(count(JobState::Leased), 1);
+    assert_eq!(count(JobState::Succeeded), 1);
+    assert_eq!(stats.oldest_ready_at, Some(T0));
+    assert!(!stats.paused);
+    let depths = h.store.queue_depths().await.unwrap();
+    assert!(
+        depths
+            .iter()
+            .any(|d| d.queue == q && d.state == JobState::Leased && d.count == 1)
+    );
+    assert!(
+        depths.iter().all(|d| !d.state.is_final()),
+        "depth is about unfinished jobs"
+    );
+}
+
+async fn pause_stops_leasing_until_resume(h: Harness) {
+    let q = queue("work");
+    h.store.queue_pause(&q, true, T0).await.unwrap();
+    enqueue(&*h.store, &q, vec![job("1")]).await;
+    assert!(lease(&*h.store, &q, 10, T0).await.is_empty());
+    assert!(h.store.queue_stats(&q).await.unwrap().paused);
+    let listener = h.store.ready_signal().listener(&q);
+    let woken = listener.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    h.store.queue_pause(&q, false, T0).await.unwrap();
+    assert!(futures_ready(woken).await, "resume wakes leasers");
+    assert_eq!(lease(&*h.store, &q, 10, T0).await.len(), 1);
+}
+
+async fn policy_round_trips_and_bounds_concurrency(h: Harness) {
+    let q = queue("work");
+    assert_eq!(
+        h.store.queue_policy(&q).await.unwrap(),
+        QueuePolicy::default()
+    );
+    let policy = QueuePolicy {
+        max_concurrency: Some(2),
+        max_attempts: Some(9),
+        ..Default::default()
+    };
+    h.store
+        .queue_policy_set(&q, policy.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(h.store.queue_policy(&q).await.unwrap(), policy);
+    enqueue(&*h.store, &q, (0..5).map(|i| job(&i.to_string())).collect()).await;
+    let leased = lease(&*h.store, &q, 10, T0).await;
+    assert_eq!(leased.len(), 2);
+    assert!(lease(&*h.store, &q, 10, T0).await.is_empty());
+    ack(&*h.store, leased[0].lease_token, complete(), at(1))
+        .await
+        .unwrap();
+    assert_eq!(lease(&*h.store, &q, 10, at(1)).await.len(), 1);
+}
