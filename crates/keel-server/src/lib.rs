@@ -1,19 +1,13 @@
-//! The engine services and the HTTP API: everything between a socket and the
-//! store.
+//! The HTTP API: routes per domain, input validation at the edge, and the
+//! answers' shapes. Handlers parse, call the engine's services, and
+//! serialize; the side effects live in `keel-engine`.
 //!
-//! Architecture invariant: this is the only crate that knows HTTP. It never
-//! writes SQL; every state change is a call on `dyn Store`.
+//! Architecture invariant: this is the only crate that serves HTTP (the
+//! engine makes outbound calls for `http` steps). It never writes SQL.
 
 pub mod api;
-mod engine;
-pub mod metrics;
-mod rates;
-pub mod services;
-mod shutdown;
-pub mod workflows;
 
-pub use engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};
-pub use shutdown::{Shutdown, ShutdownTrigger};
+use keel_engine::{Engine, Shutdown, services};
 
 use std::sync::Arc;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
-use keel_server::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger};
+use keel_engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger};
 use keel_store_sqlite::SqliteStore;
 
 /// A server allocates and frees many small, short-lived buffers on several
@@ -186,7 +186,7 @@ async fn serve(
     dev: bool,
 ) -> anyhow::Result<()> {
     init_logging();
-    keel_server::metrics::init();
+    keel_engine::metrics::init();
     let store: Arc<dyn keel_store::Store> = match &choice {
         StoreChoice::Embedded(dir) => Arc::new(
             SqliteStore::open(dir, &limits)

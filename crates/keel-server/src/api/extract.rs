@@ -94,7 +94,7 @@ async fn path_segments<S: Send + Sync>(
 
 /// A namespace from a path; Keel's own is not open to clients.
 pub fn user_namespace(name: &str) -> Result<Namespace, ApiError> {
-    if name == crate::workflows::SYSTEM_NAMESPACE {
+    if name == keel_engine::workflows::SYSTEM_NAMESPACE {
         return Err(ApiError::new(
             ErrorCode::InvalidName,
             format!("namespace {name:?} is reserved for Keel"),

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use keel_core::{Namespace, QueueName, QueueRef};
 use serde_json::json;
 
-use crate::Engine;
+use keel_engine::Engine;
 
 /// The process serves HTTP.
 pub async fn healthz() -> impl IntoResponse {
@@ -38,6 +38,6 @@ pub async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
-    let text = crate::metrics::render(engine.store.as_ref()).await;
+    let text = keel_engine::metrics::render(engine.store.as_ref()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

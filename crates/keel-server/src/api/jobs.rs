@@ -1,7 +1,6 @@
 //! Job endpoints: enqueue, lease (long-poll), complete, fail, heartbeat, batch
 //! acks, cancel, get, list and redrive.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +11,7 @@ use axum::response::{IntoResponse, Response};
 use keel_core::job::JobRequest;
 use keel_core::limits::MAX_LEASE_MS;
 use keel_core::policy::check_lease_ms;
-use keel_core::{
-    Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, QueueName, QueueRef, Retry, Timestamp,
-};
+use keel_core::{Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, Retry};
 use keel_store::{Ack, AckOutcome, Acked, JobFilter, LeaseRequest, LeasedJob, RedriveSelection};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -25,8 +22,7 @@ use super::error::{body as error_body, status};
 use super::extract::{
     Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, json_error, parse,
 };
-use crate::Engine;
-use crate::rates::Event;
+use keel_engine::Engine;
 
 type Api<T> = Result<T, ApiError>;
 
@@ -80,10 +76,7 @@ pub async fn enqueue(
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let enqueued = engine.store.jobs_enqueue(&queue, jobs, now).await?;
-    let fresh = enqueued.iter().filter(|e| !e.deduplicated).count() as u64;
-    crate::metrics::job_enqueued(&queue, fresh);
-    engine.rates.record(&queue, Event::Enqueued, fresh, now);
+    let enqueued = engine.jobs.enqueue(&queue, jobs).await?;
     let body = if batch {
         json!({ "jobs": enqueued })
     } else {
@@ -141,7 +134,10 @@ pub async fn lease(
         max_jobs,
         lease_ms: body.lease_ms,
     };
-    let jobs = lease_or_wait(&engine, &req, Duration::from_millis(wait_ms)).await?;
+    let jobs = engine
+        .jobs
+        .lease(&req, Duration::from_millis(wait_ms))
+        .await?;
     Ok(Json(Leased { jobs }))
 }
 
@@ -150,72 +146,6 @@ pub async fn lease(
 #[derive(Serialize)]
 pub struct Leased {
     jobs: Vec<LeasedJob>,
-}
-
-/// Leases at once, or waits up to `wait` for the queue's ready signal.
-/// The listener is armed before each attempt, so an enqueue that lands between
-/// the attempt and the wait still wakes it.
-///
-/// A ready signal wakes one waiting leaser per new job, not all of them, so
-/// each leaser passes the wake-up on when it cannot take it all: a full batch
-/// may have left jobs behind, and a request dropped after its wake-up (its
-/// client went away) must not swallow it.
-async fn lease_or_wait(engine: &Engine, req: &LeaseRequest, wait: Duration) -> Api<Vec<LeasedJob>> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let signal = engine.store.ready_signal();
-    let listener = signal.listener(&req.queue);
-    let mut owed = PassOn {
-        signal: &signal,
-        queue: &req.queue,
-        armed: false,
-    };
-    loop {
-        let woken = listener.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let now = engine.now();
-        let jobs = engine.store.jobs_lease(req, now).await?;
-        owed.armed = false;
-        if !jobs.is_empty() {
-            if jobs.len() == req.max_jobs as usize {
-                signal.notify(&req.queue, 1);
-            }
-            record_leases(&req.queue, &jobs, now);
-            return Ok(jobs);
-        }
-        if engine.shutdown.is_fired() {
-            return Ok(jobs);
-        }
-        tokio::select! {
-            () = &mut woken => owed.armed = true,
-            () = tokio::time::sleep_until(deadline) => return Ok(jobs),
-            () = engine.shutdown.clone().wait() => return Ok(jobs),
-        }
-    }
-}
-
-/// A wake-up this leaser took and has not yet acted on: passed to the next
-/// leaser if the request is dropped (or fails) before its lease attempt ends.
-struct PassOn<'a> {
-    signal: &'a keel_store::ReadySignal,
-    queue: &'a QueueRef,
-    armed: bool,
-}
-
-impl Drop for PassOn<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.signal.notify(self.queue, 1);
-        }
-    }
-}
-
-fn record_leases(queue: &QueueRef, jobs: &[LeasedJob], now: Timestamp) {
-    crate::metrics::job_leased(queue, jobs.len() as u64);
-    let waits = jobs
-        .iter()
-        .map(|job| now.millis_since(job.run_at) as f64 / 1000.0);
-    crate::metrics::job_waits(queue, waits);
 }
 
 fn token_for(id: JobId, token: &str) -> Api<LeaseToken> {
@@ -296,64 +226,16 @@ fn fail_outcome(engine: &Engine, body: FailBody) -> Result<AckOutcome, Error> {
     })
 }
 
-/// Applies acks and counts their outcomes.
-async fn ack_many(
-    engine: &Engine,
-    namespace: &Namespace,
-    acks: Vec<Ack>,
-) -> Api<Vec<Result<Acked, Error>>> {
-    if acks.is_empty() {
-        return Ok(Vec::new());
-    }
-    let now = engine.now();
-    // Kept so that a workflow step's run hears its outcome without reading
-    // the job back.
-    let outcomes: Vec<AckOutcome> = acks.iter().map(|a| a.outcome.clone()).collect();
-    let results = engine.store.jobs_ack(namespace, acks, now).await?;
-    for (acked, outcome) in results.iter().zip(&outcomes) {
-        if let Ok(acked) = acked {
-            engine
-                .workflows
-                .job_finished(namespace, acked, Some(outcome));
-        }
-    }
-    // Count per queue, so that a batch of a thousand acks touches each
-    // metric once instead of a thousand times.
-    let mut tally: HashMap<&QueueName, (u64, u64, u64)> = HashMap::new();
-    for acked in results.iter().flatten() {
-        let (completed, failed, dead) = tally.entry(&acked.queue).or_default();
-        match acked.state {
-            JobState::Succeeded => *completed += 1,
-            JobState::Dead => {
-                *failed += 1;
-                *dead += 1;
-            }
-            _ => *failed += 1,
-        }
-    }
-    for (queue, (completed, failed, dead)) in tally {
-        let queue = QueueRef {
-            namespace: namespace.clone(),
-            queue: queue.clone(),
-        };
-        crate::metrics::job_completed(&queue, completed);
-        crate::metrics::job_failed(&queue, failed);
-        crate::metrics::job_dead(&queue, dead);
-        engine
-            .rates
-            .record(&queue, Event::Completed, completed, now);
-        engine.rates.record(&queue, Event::Failed, failed, now);
-    }
-    Ok(results)
-}
-
 async fn ack_one(
     engine: &Engine,
     namespace: &Namespace,
     token: LeaseToken,
     outcome: AckOutcome,
 ) -> Api<Json<Acked>> {
-    let mut results = ack_many(engine, namespace, vec![Ack { token, outcome }]).await?;
+    let mut results = engine
+        .jobs
+        .ack(namespace, vec![Ack { token, outcome }])
+        .await?;
     let result = results
         .pop()
         .ok_or_else(|| ApiError(Error::internal("no answer for the ack")))?;
@@ -397,10 +279,7 @@ pub async fn heartbeat(
     if let Some(ms) = body.lease_ms {
         check_lease_ms(ms)?;
     }
-    let until = engine
-        .store
-        .job_heartbeat(&ns, token, body.lease_ms, engine.now())
-        .await?;
+    let until = engine.jobs.heartbeat(&ns, token, body.lease_ms).await?;
     Ok(Json(json!({ "lease_expires_at": until })))
 }
 
@@ -503,7 +382,7 @@ pub async fn acks(
             }))
         })
         .collect();
-    let mut applied = ack_many(&engine, &ns, valid).await?.into_iter();
+    let mut applied = engine.jobs.ack(&ns, valid).await?.into_iter();
     let mut answer = |slots: Vec<Slot>| -> Value {
         slots
             .into_iter()
@@ -530,9 +409,7 @@ pub async fn cancel(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
 ) -> Api<Json<Acked>> {
-    let acked = engine.store.job_cancel(&ns, id, engine.now()).await?;
-    engine.workflows.job_finished(&ns, &acked, None);
-    Ok(Json(acked))
+    Ok(Json(engine.jobs.cancel(&ns, id).await?))
 }
 
 pub async fn get(State(engine): State<Arc<Engine>>, JobPath(ns, id): JobPath) -> Api<Response> {
@@ -634,9 +511,6 @@ pub async fn redrive(
     };
     check_result(&engine, body.payload.as_deref())
         .map_err(|e| ApiError::new(e.code, "payload is over the size limit"))?;
-    let moved = engine
-        .store
-        .jobs_redrive(&queue, selection, body.payload, engine.now())
-        .await?;
+    let moved = engine.jobs.redrive(&queue, selection, body.payload).await?;
     Ok(Json(json!({ "redriven": moved.len(), "ids": moved })))
 }

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 
-use crate::Engine;
+use keel_engine::Engine;
 
 pub fn router(engine: Arc<Engine>) -> Router {
     let body_limit = engine.limits.max_body_bytes;

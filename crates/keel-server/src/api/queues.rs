@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::extract::{JsonBody, QueuePath};
-use crate::Engine;
+use keel_engine::Engine;
 
 pub async fn stats(
     State(engine): State<Arc<Engine>>,
@@ -34,7 +34,7 @@ pub async fn stats(
         "oldest_ready_age_ms": stats.oldest_ready_at.map(|t| now.millis_since(t)),
         "paused": stats.paused,
         "policy": stats.policy,
-        "rates": engine.rates.recent(&queue, now),
+        "rates": engine.jobs.rates(&queue),
     })))
 }
 

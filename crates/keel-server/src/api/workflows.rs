@@ -21,8 +21,8 @@ use super::ApiError;
 use super::extract::{Body, NamespacePath, QueryParams, RunPath, WorkflowPath, parse};
 
 type Api<T> = Result<T, ApiError>;
-use crate::Engine;
-use crate::workflows::{Hint, Op};
+use keel_engine::Engine;
+use keel_engine::workflows::{Hint, Op};
 
 /// Largest definition source accepted.
 pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;

@@ -1,4 +1,5 @@
-//! The engine: what every request handler and service shares.
+//! The engine: what every request handler and service shares, and the
+//! services built once at start.
 
 use std::sync::Arc;
 
@@ -6,7 +7,8 @@ use keel_core::{Clock, Limits, Timestamp};
 use keel_store::Store;
 
 use crate::Shutdown;
-use crate::rates::Rates;
+use crate::jobs::JobService;
+use crate::owners::Owners;
 use crate::workflows::Driver;
 
 pub struct Engine {
@@ -14,8 +16,8 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
     pub shutdown: Shutdown,
+    pub jobs: JobService,
     pub workflows: Arc<Driver>,
-    pub(crate) rates: Rates,
     pub run_retention_ms: u64,
 }
 
@@ -50,13 +52,15 @@ impl Engine {
         config: EngineConfig,
     ) -> Arc<Self> {
         let workflows = Driver::new(store.clone(), clock.clone(), config.allow_private_http);
+        let owners = Owners::new(workflows.clone());
+        let jobs = JobService::new(store.clone(), clock.clone(), shutdown.clone(), owners);
         Arc::new(Engine {
             store,
             clock,
             limits,
             shutdown,
+            jobs,
             workflows,
-            rates: Rates::default(),
             run_retention_ms: config.run_retention_ms,
         })
     }

@@ -52,22 +52,10 @@ impl Maintenance {
                 }
             }
             let now = engine.now();
-            let next = match engine.store.maintenance_run(now).await {
-                Ok(report) => {
-                    for queue in &report.expired_to_ready {
-                        crate::metrics::job_failed(queue, 1);
-                    }
-                    for queue in &report.expired_to_dead {
-                        crate::metrics::job_failed(queue, 1);
-                        crate::metrics::job_dead(queue, 1);
-                    }
-                    for (namespace, acked) in &report.dead_owned {
-                        engine.workflows.job_finished(namespace, acked, None);
-                    }
-                    report.next_due.map_or(now.plus_ms(IDLE_WAKE_MS), |due| {
-                        due.min(now.plus_ms(IDLE_WAKE_MS))
-                    })
-                }
+            let next = match engine.jobs.maintain().await {
+                Ok(report) => report.next_due.map_or(now.plus_ms(IDLE_WAKE_MS), |due| {
+                    due.min(now.plus_ms(IDLE_WAKE_MS))
+                }),
                 Err(e) => {
                     tracing::warn!(error = %e, "maintenance pass failed");
                     now.plus_ms(RETRY_AFTER_ERROR_MS)

@@ -369,20 +369,17 @@ impl Driver {
             .await?;
         Ok(run)
     }
-    /// A job was acked or cancelled: if it is a run's step and it ended,
-    /// advance the run, in the background.
-    pub fn job_finished(
+    /// A step's job ended (acked, cancelled, or its lease expired on the
+    /// last attempt): advance its run, in the background.
+    pub fn step_job_ended(
         self: &Arc<Self>,
         namespace: &Namespace,
+        run: RunId,
         acked: &Acked,
         ack: Option<&AckOutcome>,
     ) {
-        if let Some(run) = acked.owner.as_ref().and_then(JobOwner::run)
-            && acked.state.is_final()
-        {
-            let hint = Hint::Job(acked.id, job_outcome(acked, ack));
-            self.spawn_advance(namespace.clone(), run, hint, Op::Advance);
-        }
+        let hint = Hint::Job(acked.id, job_outcome(acked, ack));
+        self.spawn_advance(namespace.clone(), run, hint, Op::Advance);
     }
 
     /// Advances in the background, logging a failure (the sweep retries later).

@@ -18,6 +18,8 @@ use crate::{Engine, Shutdown};
 const CONCURRENCY: usize = 64;
 /// The longest wait for the queue's ready signal before looking again.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
+/// Pause after a store error before leasing again.
+const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// How often the maintenance leader looks for runs that no event will move.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_PAGE: u32 = 100;
@@ -34,15 +36,8 @@ impl StepRunner {
     pub async fn run(self, shutdown: Shutdown) {
         let engine = self.engine;
         let queue = system_queue();
-        let listener = engine.store.ready_signal().listener(&queue);
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
-        loop {
-            if shutdown.is_fired() {
-                break;
-            }
-            let woken = listener.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
+        while !shutdown.is_fired() {
             let free = slots.available_permits().max(1) as u32;
             let req = LeaseRequest {
                 queue: queue.clone(),
@@ -50,14 +45,16 @@ impl StepRunner {
                 max_jobs: free.min(32),
                 lease_ms: None,
             };
-            let leased = match engine.store.jobs_lease(&req, engine.now()).await {
+            let leased = match engine.jobs.lease(&req, IDLE_WAKE).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot lease workflow jobs");
-                    Vec::new()
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_AFTER_ERROR) => continue,
+                        () = shutdown.clone().wait() => break,
+                    }
                 }
             };
-            let idle = leased.is_empty();
             for job in leased {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
@@ -67,13 +64,6 @@ impl StepRunner {
                     handle(&engine, job).await;
                     drop(slot);
                 });
-            }
-            if idle {
-                tokio::select! {
-                    () = &mut woken => {}
-                    () = tokio::time::sleep(IDLE_WAKE) => {}
-                    () = shutdown.clone().wait() => break,
-                }
             }
         }
         // Let calls in flight finish and ack.
@@ -157,11 +147,7 @@ async fn ack(engine: &Engine, job: &LeasedJob, outcome: AckOutcome) -> Option<Ac
         token: job.lease_token,
         outcome,
     }];
-    match engine
-        .store
-        .jobs_ack(&queue.namespace, acks, engine.now())
-        .await
-    {
+    match engine.jobs.ack(&queue.namespace, acks).await {
         Ok(mut results) => match results.pop() {
             Some(Ok(acked)) => Some(acked),
             Some(Err(e)) => {

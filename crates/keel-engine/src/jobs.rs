@@ -1,0 +1,227 @@
+//! The job service: every change to jobs goes through here, whoever asks (the
+//! HTTP API, the step runner, the maintenance service), so that each one
+//! counts the same metrics and rates and tells the same owner when a job ends.
+//! Reads (`job_get`, `jobs_list`) have no side effects and go to the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::{
+    Clock, Error, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueueRef,
+};
+use keel_store::{
+    Ack, AckOutcome, Acked, Enqueued, LeaseRequest, LeasedJob, MaintenanceReport, ReadySignal,
+    RedriveSelection, Store,
+};
+use serde_json::value::RawValue;
+
+use crate::Shutdown;
+use crate::owners::Owners;
+use crate::rates::{Event, Rates, RecentRates};
+
+pub struct JobService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+    owners: Owners,
+    rates: Rates,
+}
+
+impl JobService {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        shutdown: Shutdown,
+        owners: Owners,
+    ) -> Self {
+        JobService {
+            store,
+            clock,
+            shutdown,
+            owners,
+            rates: Rates::default(),
+        }
+    }
+
+    /// Enqueues a batch atomically (the jobs already validated).
+    pub async fn enqueue(
+        &self,
+        queue: &QueueRef,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, Error> {
+        let now = self.clock.now();
+        let enqueued = self.store.jobs_enqueue(queue, jobs, now).await?;
+        let fresh = enqueued.iter().filter(|e| !e.deduplicated).count() as u64;
+        crate::metrics::job_enqueued(queue, fresh);
+        self.rates.record(queue, Event::Enqueued, fresh, now);
+        Ok(enqueued)
+    }
+
+    /// Leases at once, or waits up to `wait` for the queue's ready signal
+    /// (an empty answer when nothing came, or the server is shutting down).
+    /// The listener is armed before each attempt, so an enqueue that lands
+    /// between the attempt and the wait still wakes it.
+    ///
+    /// A ready signal wakes one waiting leaser per new job, not all of them,
+    /// so each leaser passes the wake-up on when it cannot take it all: a full
+    /// batch may have left jobs behind, and a call dropped after its wake-up
+    /// (its client went away) must not swallow it.
+    pub async fn lease(&self, req: &LeaseRequest, wait: Duration) -> Result<Vec<LeasedJob>, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let signal = self.store.ready_signal();
+        let listener = signal.listener(&req.queue);
+        let mut owed = PassOn {
+            signal: &signal,
+            queue: &req.queue,
+            armed: false,
+        };
+        loop {
+            let woken = listener.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let now = self.clock.now();
+            let jobs = self.store.jobs_lease(req, now).await?;
+            owed.armed = false;
+            if !jobs.is_empty() {
+                if jobs.len() == req.max_jobs as usize {
+                    signal.notify(&req.queue, 1);
+                }
+                crate::metrics::job_leased(&req.queue, jobs.len() as u64);
+                let waits = jobs
+                    .iter()
+                    .map(|job| now.millis_since(job.run_at) as f64 / 1000.0);
+                crate::metrics::job_waits(&req.queue, waits);
+                return Ok(jobs);
+            }
+            if self.shutdown.is_fired() {
+                return Ok(jobs);
+            }
+            tokio::select! {
+                () = &mut woken => owed.armed = true,
+                () = tokio::time::sleep_until(deadline) => return Ok(jobs),
+                () = self.shutdown.clone().wait() => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Completes or fails leased jobs, each on its own; counts the outcomes
+    /// and tells the owners of the jobs that ended.
+    pub async fn ack(
+        &self,
+        namespace: &Namespace,
+        acks: Vec<Ack>,
+    ) -> Result<Vec<Result<Acked, Error>>, Error> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        // Kept so that an owned job's owner hears the outcome without reading
+        // the job back.
+        let outcomes: Vec<AckOutcome> = acks.iter().map(|a| a.outcome.clone()).collect();
+        let results = self.store.jobs_ack(namespace, acks, now).await?;
+        for (acked, outcome) in results.iter().zip(&outcomes) {
+            if let Ok(acked) = acked {
+                self.owners.job_ended(namespace, acked, Some(outcome));
+            }
+        }
+        // Count per queue, so that a batch of a thousand acks touches each
+        // metric once instead of a thousand times.
+        let mut tally: HashMap<&QueueName, (u64, u64, u64)> = HashMap::new();
+        for acked in results.iter().flatten() {
+            let (completed, failed, dead) = tally.entry(&acked.queue).or_default();
+            match acked.state {
+                JobState::Succeeded => *completed += 1,
+                JobState::Dead => {
+                    *failed += 1;
+                    *dead += 1;
+                }
+                _ => *failed += 1,
+            }
+        }
+        for (queue, (completed, failed, dead)) in tally {
+            let queue = QueueRef {
+                namespace: namespace.clone(),
+                queue: queue.clone(),
+            };
+            crate::metrics::job_completed(&queue, completed);
+            crate::metrics::job_failed(&queue, failed);
+            crate::metrics::job_dead(&queue, dead);
+            self.rates.record(&queue, Event::Completed, completed, now);
+            self.rates.record(&queue, Event::Failed, failed, now);
+        }
+        Ok(results)
+    }
+
+    /// Extends a lease; refused (409) for a stale token.
+    pub async fn heartbeat(
+        &self,
+        namespace: &Namespace,
+        token: LeaseToken,
+        lease_ms: Option<u64>,
+    ) -> Result<keel_core::Timestamp, Error> {
+        self.store
+            .job_heartbeat(namespace, token, lease_ms, self.clock.now())
+            .await
+    }
+
+    /// Cancels an unfinished job and tells its owner.
+    pub async fn cancel(&self, namespace: &Namespace, id: JobId) -> Result<Acked, Error> {
+        let acked = self
+            .store
+            .job_cancel(namespace, id, self.clock.now())
+            .await?;
+        self.owners.job_ended(namespace, &acked, None);
+        Ok(acked)
+    }
+
+    /// Dead jobs back to ready, attempts reset.
+    pub async fn redrive(
+        &self,
+        queue: &QueueRef,
+        selection: RedriveSelection,
+        payload: Option<Box<RawValue>>,
+    ) -> Result<Vec<JobId>, Error> {
+        self.store
+            .jobs_redrive(queue, selection, payload, self.clock.now())
+            .await
+    }
+
+    /// One maintenance pass: promotes due jobs, reclaims expired leases,
+    /// counts them as failed attempts and tells the owners of jobs that died.
+    pub async fn maintain(&self) -> Result<MaintenanceReport, Error> {
+        let report = self.store.maintenance_run(self.clock.now()).await?;
+        for queue in &report.expired_to_ready {
+            crate::metrics::job_failed(queue, 1);
+        }
+        for queue in &report.expired_to_dead {
+            crate::metrics::job_failed(queue, 1);
+            crate::metrics::job_dead(queue, 1);
+        }
+        for (namespace, acked) in &report.dead_owned {
+            self.owners.job_ended(namespace, acked, None);
+        }
+        Ok(report)
+    }
+
+    /// Events per second on a queue over the last minute.
+    pub fn rates(&self, queue: &QueueRef) -> RecentRates {
+        self.rates.recent(queue, self.clock.now())
+    }
+}
+
+/// A wake-up this leaser took and has not yet acted on: passed to the next
+/// leaser if the call is dropped (or fails) before its lease attempt ends.
+struct PassOn<'a> {
+    signal: &'a ReadySignal,
+    queue: &'a QueueRef,
+    armed: bool,
+}
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal.notify(self.queue, 1);
+        }
+    }
+}

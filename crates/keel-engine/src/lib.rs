@@ -1,0 +1,27 @@
+//! The engine: the services that decide Keel's side effects, with no HTTP in
+//! them. Every caller (the HTTP API, the background services) goes through
+//! [`Engine`]'s services, so an ack counts the same metrics and tells the same
+//! owner whether it came from a worker, the step runner or a lease expiry.
+//!
+//! - [`jobs::JobService`]: every change to jobs, with metrics, rates and owner
+//!   hooks (`owners.rs`).
+//! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
+//! - [`services`]: the background services (maintenance, retention, the step
+//!   runner, the run sweep), each `new(engine)` then `run(shutdown)`.
+//! - [`metrics`]: the Prometheus recorder and every `keel_` metric.
+//!
+//! Architecture invariant: no axum, no routes, no SQL here; state is read and
+//! written through `dyn Store` only.
+
+mod engine;
+pub mod jobs;
+pub mod metrics;
+mod owners;
+mod rates;
+pub mod services;
+mod shutdown;
+pub mod workflows;
+
+pub use engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};
+pub use rates::RecentRates;
+pub use shutdown::{Shutdown, ShutdownTrigger};

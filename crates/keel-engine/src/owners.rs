@@ -1,0 +1,35 @@
+//! Owner hooks: when an owned job ends, its owner hears how. One place maps
+//! each kind of [`JobOwner`] to the service that owns it, so a new domain
+//! (deliveries, schedules, notifications) adds one arm here and nothing in
+//! the job path.
+
+use std::sync::Arc;
+
+use keel_core::Namespace;
+use keel_store::{AckOutcome, Acked, JobOwner};
+
+use crate::workflows::Driver;
+
+pub(crate) struct Owners {
+    workflows: Arc<Driver>,
+}
+
+impl Owners {
+    pub(crate) fn new(workflows: Arc<Driver>) -> Self {
+        Owners { workflows }
+    }
+
+    /// `acked` is how a job ended (`ack`: the worker's outcome, `None` for a
+    /// cancel or an expiry); its owner, if any, hears it in the background.
+    pub(crate) fn job_ended(&self, namespace: &Namespace, acked: &Acked, ack: Option<&AckOutcome>) {
+        if !acked.state.is_final() {
+            return;
+        }
+        match &acked.owner {
+            Some(JobOwner::Run { run, .. }) => {
+                self.workflows.step_job_ended(namespace, *run, acked, ack);
+            }
+            None => {}
+        }
+    }
+}
