@@ -108,6 +108,17 @@ impl Error {
         )
     }
 
+    /// 429: a write would take `namespace` to `would_hold` unfinished jobs,
+    /// over its `limit`. One wording, whichever store refuses.
+    pub fn namespace_full(namespace: impl fmt::Display, would_hold: u64, limit: u64) -> Self {
+        Error::new(
+            ErrorCode::NamespaceFull,
+            format!(
+                "namespace {namespace} would hold {would_hold} unfinished jobs; the limit is {limit}"
+            ),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(ErrorCode::Internal, message)
     }

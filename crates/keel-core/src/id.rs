@@ -1,4 +1,4 @@
-//! Job ids and lease tokens.
+//! Ids (of jobs and of runs) and lease tokens.
 //!
 //! Ids are UUIDv7: time-ordered, so the indexes they key stay append-mostly.
 //! A lease token names one lease of one job: the job id and the job's lease
@@ -14,44 +14,61 @@ use uuid::{ContextV7, Uuid};
 
 use crate::Timestamp;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobId(Uuid);
+/// Defines a time-ordered id type: a UUIDv7 that prints hyphenated, parses
+/// from that text and serializes as it. Each kind of id is a type of its own,
+/// so a run id can never be passed where a job id is meant.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Uuid);
 
-impl JobId {
-    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
-        JobId(Uuid::from_bytes(bytes))
-    }
+        impl $name {
+            pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+                $name(Uuid::from_bytes(bytes))
+            }
 
-    pub const fn as_bytes(&self) -> &[u8; 16] {
-        self.0.as_bytes()
-    }
+            pub const fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl FromStr for JobId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(JobId)
-    }
-}
-
-impl Serialize for JobId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for JobId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+uuid_id!(
+    /// A job's id.
+    JobId
+);
+uuid_id!(
+    /// A workflow run's id.
+    RunId
+);
 
 /// Makes ids that sort in the order they were made, even within one millisecond.
 /// Not thread-safe by design: one generator lives with the one writer that assigns ids.
@@ -60,9 +77,18 @@ pub struct JobIdGenerator(ContextV7);
 
 impl JobIdGenerator {
     pub fn next(&self, now: Timestamp) -> JobId {
+        JobId(self.uuid(now))
+    }
+
+    /// A run id from the same sequence: runs and jobs made together sort together.
+    pub fn next_run(&self, now: Timestamp) -> RunId {
+        RunId(self.uuid(now))
+    }
+
+    fn uuid(&self, now: Timestamp) -> Uuid {
         let ms = now.as_millis().max(0) as u64;
         let ts = uuid::Timestamp::from_unix(&self.0, ms / 1000, (ms % 1000) as u32 * 1_000_000);
-        JobId(Uuid::new_v7(ts))
+        Uuid::new_v7(ts)
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::PoisonError;
 
 use deadpool_postgres::GenericClient;
-use keel_core::{Error, ErrorCode, Namespace};
+use keel_core::{Error, Namespace};
 
 use crate::{PostgresStore, db};
 
@@ -135,12 +135,10 @@ impl PostgresStore {
             .map_err(db)?;
         let unfinished = row.get::<_, i64>(0) as u64;
         if unfinished > self.max_namespace_jobs {
-            return Err(Error::new(
-                ErrorCode::NamespaceFull,
-                format!(
-                    "namespace {namespace} would hold {unfinished} unfinished jobs; the limit is {}",
-                    self.max_namespace_jobs
-                ),
+            return Err(Error::namespace_full(
+                namespace,
+                unfinished,
+                self.max_namespace_jobs,
             ));
         }
         Ok(())

@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use keel_core::{Error, JobState, Namespace, QueueName, QueuePolicy, QueueRef, Timestamp};
 use keel_store::{Depth, QueueStats, QueueStore};
 
-use crate::jobs::rows::state_of;
+use crate::jobs::rows::{from_json, state_of};
 use crate::{PostgresStore, db};
 
 /// How long a queue policy read from the database is trusted; a change made
@@ -42,7 +42,8 @@ impl QueueStore for PostgresStore {
             .await
             .map_err(db)?;
         let policy: QueuePolicy = row
-            .and_then(|r| serde_json::from_str(r.get(0)).ok())
+            .map(|r| from_json(r.get(0)))
+            .transpose()?
             .unwrap_or_default();
         self.policies
             .lock()
@@ -126,7 +127,7 @@ impl QueueStore for PostgresStore {
             .await
             .map_err(db)?
         {
-            counts.insert(state_of(row.get(0)), row.get::<_, i64>(1) as u64);
+            counts.insert(state_of(row.get(0))?, row.get::<_, i64>(1) as u64);
         }
         let oldest: Option<i64> = client
             .query_one("SELECT min(run_at) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'ready'", &[&namespace, &name])
@@ -140,12 +141,10 @@ impl QueueStore for PostgresStore {
             )
             .await
             .map_err(db)?;
-        let (paused, policy) = settings.map_or((false, QueuePolicy::default()), |row| {
-            (
-                row.get(0),
-                serde_json::from_str(row.get(1)).unwrap_or_default(),
-            )
-        });
+        let (paused, policy) = match settings {
+            Some(row) => (row.get(0), from_json(row.get(1))?),
+            None => (false, QueuePolicy::default()),
+        };
         Ok(QueueStats {
             counts,
             oldest_ready_at: oldest.map(Timestamp::from_millis),

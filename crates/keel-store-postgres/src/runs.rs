@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::owner::OwnedRows;
-use crate::{PostgresStore, Woken, db, job_id, uuid};
+use crate::{PostgresStore, Woken, db};
 
 #[async_trait]
 impl RunStore for PostgresStore {
@@ -118,7 +118,7 @@ impl PostgresStore {
             .map_err(db)?;
         let (now_ms, id, ns, version, status, state) = (
             now.as_millis(),
-            uuid(run.id),
+            run_uuid(run.id),
             namespace.as_str(),
             run.version as i32,
             run.state.status.as_str(),
@@ -160,7 +160,7 @@ impl PostgresStore {
             state.status.as_str(),
             state_json(state),
             now.as_millis(),
-            uuid(id),
+            run_uuid(id),
             namespace.as_str(),
             rev as i64,
         );
@@ -179,7 +179,7 @@ fn state_json(state: &RunState) -> String {
 
 /// From the columns of `queries/run_columns.sql`.
 fn run_from_row(row: &Row) -> Result<(i64, StoredRun), Error> {
-    let id = job_id(row.get(1));
+    let id = run_id(row.get(1));
     let state: &str = row.get(6);
     let state = serde_json::from_str(state)
         .map_err(|_| Error::internal(format!("run {id} has a journal this version cannot read")))?;
@@ -214,7 +214,7 @@ async fn run_create(
     let state = state_json(&run.state);
     let version = run.version as i32;
     let params = [
-        &uuid(run.id) as &(dyn tokio_postgres::types::ToSql + Sync),
+        &run_uuid(run.id) as &(dyn tokio_postgres::types::ToSql + Sync),
         &namespace.as_str(),
         &run.workflow,
         &version,
@@ -237,7 +237,7 @@ async fn run_create(
             .map_err(db)?;
         let created_at = Timestamp::from_millis(earlier.get(1));
         if now.millis_since(created_at) < IDEMPOTENCY_WINDOW_MS {
-            let id = job_id(earlier.get(0));
+            let id = run_id(earlier.get(0));
             let found = run_get(tx, namespace, id).await?;
             return Ok((found, true));
         }
@@ -268,7 +268,7 @@ async fn run_get(
     // database reads it first.
     let stmt = client.prepare_cached(&sql).await.map_err(db)?;
     let row = client
-        .query_opt(&stmt, &[&uuid(id), &namespace.as_str()])
+        .query_opt(&stmt, &[&run_uuid(id), &namespace.as_str()])
         .await
         .map_err(db)?
         .ok_or_else(|| run_not_found(id))?;
@@ -294,7 +294,7 @@ async fn run_update(
                 &state.status.as_str(),
                 &state_json(state),
                 &now.as_millis(),
-                &uuid(id),
+                &run_uuid(id),
                 &namespace.as_str(),
                 &(rev as i64),
             ],
@@ -318,7 +318,7 @@ async fn cas_refused(
     let exists = client
         .query_opt(
             "SELECT 1 FROM keel_runs WHERE id = $1 AND namespace = $2",
-            &[&uuid(id), &namespace.as_str()],
+            &[&run_uuid(id), &namespace.as_str()],
         )
         .await;
     match exists {
@@ -405,4 +405,12 @@ async fn runs_prune(
         .await
         .map_err(db)?;
     Ok(row.get::<_, i64>(0) as u64)
+}
+
+fn run_uuid(id: RunId) -> uuid::Uuid {
+    uuid::Uuid::from_bytes(*id.as_bytes())
+}
+
+fn run_id(id: uuid::Uuid) -> RunId {
+    RunId::from_bytes(*id.as_bytes())
 }

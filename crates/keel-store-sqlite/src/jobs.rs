@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use crate::SqliteStore;
 use crate::hot::{LiveJob, QueueIdx};
 use crate::owner::owner_from_sql;
-use crate::rows::{self, blob_id, raw_json, tags_from_sql, tags_to_sql};
+use crate::rows::{self, blob_id, from_json, raw_json, tags_from_sql, tags_to_sql};
 use crate::writer::{Applied, Writer, index_out_of_step};
 
 /// Finished jobs deleted per queue and per pass.
@@ -270,7 +270,7 @@ impl Writer {
         if expires_at <= now.as_millis() {
             return Ok(None);
         }
-        let id = blob_id(&id);
+        let id = blob_id(&id)?;
         let state = match self.live(namespace, id) {
             Some(job) => Some(job.life.state),
             None => self.state_on_disk(namespace, id)?,
@@ -332,7 +332,7 @@ impl Writer {
             leased.push(LeasedJob {
                 id,
                 queue: req.queue.queue.to_string(),
-                payload: raw_json(payload),
+                payload: raw_json(payload)?,
                 attempt,
                 max_attempts,
                 lease_token: LeaseToken {
@@ -341,7 +341,7 @@ impl Writer {
                 },
                 lease_expires_at: grant.expires_at,
                 priority,
-                tags: tags_from_sql(tags),
+                tags: tags_from_sql(tags)?,
                 ordering_key: ordering_key.map(|k| k.to_string()),
                 created_at: Timestamp::from_millis(created_at),
                 run_at,
@@ -596,7 +596,7 @@ impl Writer {
             dead
         {
             let owner = owner_from_sql(owner)?;
-            let id = blob_id(&id);
+            let id = blob_id(&id)?;
             let mut life = JobLifecycle {
                 state: JobState::Dead,
                 attempt: 0,
@@ -619,9 +619,7 @@ impl Writer {
                     seq
                 ])?;
             self.hot.count_finished(queue_idx, JobState::Dead, -1);
-            let backoff = self
-                .hot
-                .intern_backoff(serde_json::from_str(&backoff).unwrap_or_default());
+            let backoff = self.hot.intern_backoff(from_json(&backoff)?);
             self.hot.insert(
                 id,
                 LiveJob {

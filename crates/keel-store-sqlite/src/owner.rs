@@ -8,19 +8,16 @@ use keel_core::{Namespace, Timestamp};
 use keel_store::{JobOwner, OwnedJob};
 use rusqlite::Connection;
 
+use crate::rows::corrupt;
 use crate::writer::{Applied, Writer};
 
 /// A stored owner back to its type; a value that does not parse is a corrupt
 /// row, and an error, never "no owner".
 pub fn owner_from_sql(text: Option<String>) -> rusqlite::Result<Option<Box<JobOwner>>> {
     text.map(|text| {
-        JobOwner::decode(&text).map(Box::new).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                e.message.into(),
-            )
-        })
+        JobOwner::decode(&text)
+            .map(Box::new)
+            .map_err(|e| corrupt(e.message))
     })
     .transpose()
 }

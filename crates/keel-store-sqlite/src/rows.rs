@@ -9,22 +9,46 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::value::RawValue;
 
-pub fn blob_id(bytes: &[u8]) -> JobId {
-    JobId::from_bytes(bytes.try_into().unwrap_or([0; 16]))
+/// The 16 bytes of a stored id; any other length is a corrupt row, and an
+/// error, never a made-up id.
+pub fn id_bytes(bytes: &[u8]) -> rusqlite::Result<[u8; 16]> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(format!("an id of {} bytes", bytes.len())))
+}
+
+pub fn blob_id(bytes: &[u8]) -> rusqlite::Result<JobId> {
+    id_bytes(bytes).map(JobId::from_bytes)
+}
+
+/// A stored value this version cannot read, as the error a read returns.
+pub fn corrupt(what: impl Into<String>) -> rusqlite::Error {
+    let what: String = what.into();
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, what.into())
 }
 
 /// Stored JSON back to raw JSON; it was valid when written.
-pub fn raw_json(text: String) -> Box<RawValue> {
-    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+pub fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(text)
+        .map_err(|e| corrupt(format!("stored JSON that does not parse: {e}")))
+}
+
+/// A stored JSON value back to its type.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("stored JSON that does not fit: {e}")))
+}
+
+/// A stored job state.
+pub fn job_state(text: &str) -> rusqlite::Result<JobState> {
+    JobState::parse(text).ok_or_else(|| corrupt(format!("unknown job state {text:?}")))
 }
 
 pub fn tags_to_sql(tags: &BTreeMap<String, String>) -> Option<String> {
     (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
 }
 
-pub fn tags_from_sql(text: Option<String>) -> BTreeMap<String, String> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+pub fn tags_from_sql(text: Option<String>) -> rusqlite::Result<BTreeMap<String, String>> {
+    text.map_or_else(|| Ok(BTreeMap::new()), |t| from_json(&t))
 }
 
 const JOB_COLUMNS: &str = "seq, id, queue, state, payload, priority, attempt, max_attempts, run_at, \
@@ -35,10 +59,10 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Job)> {
     Ok((
         row.get(0)?,
         Job {
-            id: blob_id(&row.get::<_, Vec<u8>>(1)?),
+            id: blob_id(&row.get::<_, Vec<u8>>(1)?)?,
             queue: row.get(2)?,
-            state: JobState::parse(&state).unwrap_or(JobState::Dead),
-            payload: raw_json(row.get(4)?),
+            state: job_state(&state)?,
+            payload: raw_json(row.get(4)?)?,
             priority: row.get(5)?,
             attempt: row.get(6)?,
             max_attempts: row.get(7)?,
@@ -47,11 +71,14 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Job)> {
             updated_at: Timestamp::from_millis(row.get(10)?),
             lease_expires_at: row.get::<_, Option<i64>>(11)?.map(Timestamp::from_millis),
             lease_ms: row.get::<_, i64>(12)? as u64,
-            backoff: serde_json::from_str(&row.get::<_, String>(13)?).unwrap_or_default(),
+            backoff: from_json(&row.get::<_, String>(13)?)?,
             idempotency_key: row.get(14)?,
             ordering_key: row.get(15)?,
-            tags: tags_from_sql(row.get(16)?),
-            result: row.get::<_, Option<String>>(17)?.map(raw_json),
+            tags: tags_from_sql(row.get(16)?)?,
+            result: row
+                .get::<_, Option<String>>(17)?
+                .map(raw_json)
+                .transpose()?,
             errors: Vec::new(),
         },
     ))

@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::SqliteStore;
-use crate::rows::{blob_id, cut_page};
+use crate::rows::{cut_page, id_bytes};
 use crate::writer::{Applied, Writer};
 
 #[async_trait]
@@ -91,7 +91,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Option<StoredRun>)> {
         serde_json::from_str::<RunState>(&state),
     ) {
         (Ok(namespace), Ok(state)) => Some(StoredRun {
-            id: blob_id(&row.get::<_, Vec<u8>>(1)?),
+            id: RunId::from_bytes(id_bytes(&row.get::<_, Vec<u8>>(1)?)?),
             namespace,
             workflow: row.get(3)?,
             version: row.get(4)?,

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hot::{Hot, LiveJob};
 use crate::owner::owner_from_sql;
-use crate::rows::blob_id;
+use crate::rows::{blob_id, corrupt, from_json, job_state};
 use crate::syncer::{Pending, Syncer};
 
 /// How many writes share one transaction at most.
@@ -284,12 +284,8 @@ impl Writer {
             .prepare("SELECT namespace, queue, policy, paused FROM queues")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let Some(queue) = queue_ref(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)
-            else {
-                continue;
-            };
-            let policy: QueuePolicy =
-                serde_json::from_str(&row.get::<_, String>(2)?).unwrap_or_default();
+            let queue = queue_ref(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)?;
+            let policy: QueuePolicy = from_json(&row.get::<_, String>(2)?)?;
             let idx = hot.queue_entry(&queue);
             hot.queues[idx].policy = policy.clone();
             hot.queues[idx].paused = row.get(3)?;
@@ -304,9 +300,7 @@ impl Writer {
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let Some((queue, state)) = queue_and_state(row, 0)? else {
-                continue;
-            };
+            let (queue, state) = queue_and_state(row, 0)?;
             let idx = hot.queue_entry(&queue);
             hot.count_finished(idx, state, row.get(3)?);
         }
@@ -320,9 +314,7 @@ impl Writer {
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let Some((queue, state)) = queue_and_state(row, 2)? else {
-                continue;
-            };
+            let (queue, state) = queue_and_state(row, 2)?;
             let queue = hot.queue_entry(&queue);
             let job = LiveJob {
                 seq: row.get(0)?,
@@ -337,13 +329,11 @@ impl Writer {
                 },
                 priority: row.get(5)?,
                 lease_ms: row.get::<_, i64>(11)? as u32,
-                backoff: hot.intern_backoff(
-                    serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default(),
-                ),
+                backoff: hot.intern_backoff(from_json(&row.get::<_, String>(12)?)?),
                 ordering_key: row.get::<_, Option<String>>(13)?.map(Arc::from),
                 owner: owner_from_sql(row.get(14)?)?,
             };
-            hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?), job);
+            hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?)?, job);
         }
         drop(rows);
         drop(stmt);
@@ -367,7 +357,7 @@ impl Writer {
             .prepare_cached("SELECT state FROM jobs WHERE id = ?1 AND namespace = ?2")?
             .query_row(params![id.as_bytes(), namespace.as_str()], |r| r.get(0))
             .optional()?;
-        Ok(state.and_then(|s| JobState::parse(&s)))
+        state.map(|s| job_state(&s)).transpose()
     }
 
     /// The hot job `id` if it is in `namespace`.
@@ -395,12 +385,10 @@ impl Writer {
     pub(crate) fn room(&self, namespace: &Namespace, adding: u64) -> Result<(), Error> {
         let unfinished = self.hot.unfinished(namespace);
         if unfinished + adding > self.max_namespace_jobs {
-            return Err(Error::new(
-                ErrorCode::NamespaceFull,
-                format!(
-                    "namespace {namespace} holds {unfinished} unfinished jobs; the limit is {}",
-                    self.max_namespace_jobs
-                ),
+            return Err(Error::namespace_full(
+                namespace,
+                unfinished + adding,
+                self.max_namespace_jobs,
             ));
         }
         Ok(())
@@ -408,25 +396,22 @@ impl Writer {
 }
 
 /// Reads `namespace, queue, state` from three columns starting at `first`.
-/// A row that does not parse (only a hand-edited database has one) is skipped
-/// with a warning rather than stopping the server from starting.
 fn queue_and_state(
     row: &rusqlite::Row<'_>,
     first: usize,
-) -> rusqlite::Result<Option<(QueueRef, JobState)>> {
+) -> rusqlite::Result<(QueueRef, JobState)> {
     let (namespace, queue, state): (String, String, String) =
         (row.get(first)?, row.get(first + 1)?, row.get(first + 2)?);
-    let parsed = queue_ref(&namespace, &queue).zip(JobState::parse(&state));
-    if parsed.is_none() {
-        tracing::warn!(%namespace, %queue, %state, "skipping a job row that does not parse");
-    }
-    Ok(parsed)
+    Ok((queue_ref(&namespace, &queue)?, job_state(&state)?))
 }
 
-pub(crate) fn queue_ref(namespace: &str, queue: &str) -> Option<QueueRef> {
-    Some(QueueRef {
-        namespace: Namespace::new(namespace).ok()?,
-        queue: keel_core::QueueName::new(queue).ok()?,
+/// A stored queue's name; one that does not parse (only a hand-edited
+/// database has one) is a corrupt row, and the store refuses to open rather
+/// than lose its jobs from the index.
+pub(crate) fn queue_ref(namespace: &str, queue: &str) -> rusqlite::Result<QueueRef> {
+    Ok(QueueRef {
+        namespace: Namespace::new(namespace).map_err(|e| corrupt(e.message))?,
+        queue: keel_core::QueueName::new(queue).map_err(|e| corrupt(e.message))?,
     })
 }
 

@@ -1,4 +1,4 @@
-//! The job-core HTTP contract (DESIGN.md), endpoint by endpoint, against the
+//! The job-core HTTP contract (docs/api.md), endpoint by endpoint, against the
 //! real binary over a real socket.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]

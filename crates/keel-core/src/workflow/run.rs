@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{JobId, Timestamp};
 
 /// Runs share the job id scheme: UUIDv7, time-ordered.
-pub type RunId = JobId;
+pub use crate::id::RunId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

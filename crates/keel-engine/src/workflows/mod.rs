@@ -278,7 +278,14 @@ impl Driver {
             .cloned()
     }
 
-    fn next_id(&self, now: Timestamp) -> RunId {
+    fn next_run_id(&self, now: Timestamp) -> RunId {
+        self.ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_run(now)
+    }
+
+    fn next_job_id(&self, now: Timestamp) -> JobId {
         self.ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -298,7 +305,7 @@ impl Driver {
     ) -> Result<(Arc<StoredRun>, bool), Error> {
         let (version, def) = self.definition(namespace, workflow, version).await?;
         let now = self.clock.now();
-        let id = self.next_id(now);
+        let id = self.next_run_id(now);
         let meta = RunMeta {
             id,
             workflow,
@@ -356,7 +363,7 @@ impl Driver {
         let (version, def) = self.definition(namespace, workflow, version).await?;
         let now = self.clock.now();
         let run = NewRun {
-            id: self.next_id(now),
+            id: self.next_run_id(now),
             workflow: workflow.to_owned(),
             version,
             input: input.to_string(),
@@ -733,7 +740,7 @@ impl Driver {
         work: Work,
         now: Timestamp,
     ) -> Result<OwnedJob, Error> {
-        let id = self.next_id(now);
+        let id = self.next_job_id(now);
         match work {
             Work::Task {
                 queue,

@@ -19,7 +19,9 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use self::rows::{Locked, NewRows, attach_errors, job_from_row, raw, state_of, tags_from};
+use self::rows::{
+    Locked, NewRows, attach_errors, from_json, job_from_row, raw, state_of, tags_from,
+};
 use crate::{PostgresStore, db, job_id, uuid};
 
 /// Finished jobs deleted per statement of a prune.
@@ -67,7 +69,7 @@ impl JobStore for PostgresStore {
                     let earlier: Uuid = row.get(0);
                     let state: Option<String> = row.get(1);
                     let state = match state {
-                        Some(s) => state_of(&s),
+                        Some(s) => state_of(&s)?,
                         None => out
                             .iter()
                             .find(|e| uuid(e.id) == earlier)
@@ -127,7 +129,7 @@ impl JobStore for PostgresStore {
             if row.get::<_, bool>(0) {
                 return Ok(Vec::new());
             }
-            let policy: QueuePolicy = serde_json::from_str(row.get(1)).unwrap_or_default();
+            let policy: QueuePolicy = from_json(row.get(1))?;
             if let Some(max) = policy.max_concurrency {
                 // Serialize leasers of this queue so that the bound holds across nodes.
                 tx.execute(
@@ -177,12 +179,12 @@ impl JobStore for PostgresStore {
             .into_iter()
             .map(|row| {
                 let id = job_id(row.get(0));
-                (
+                Ok((
                     row.get::<_, i64>(11),
                     LeasedJob {
                         id,
                         queue: queue.to_owned(),
-                        payload: raw(row.get(1)),
+                        payload: raw(row.get(1))?,
                         attempt: row.get::<_, i32>(2) as u32,
                         max_attempts: row.get::<_, i32>(3) as u32,
                         lease_token: LeaseToken {
@@ -191,14 +193,14 @@ impl JobStore for PostgresStore {
                         },
                         lease_expires_at: Timestamp::from_millis(row.get(5)),
                         priority: row.get(6),
-                        tags: tags_from(row.get(7)),
+                        tags: tags_from(row.get(7))?,
                         ordering_key: row.get(8),
                         created_at: Timestamp::from_millis(row.get(9)),
                         run_at: Timestamp::from_millis(row.get(10)),
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         leased.sort_by(|(a_seq, a), (b_seq, b)| {
             b.priority
                 .cmp(&a.priority)
@@ -411,7 +413,7 @@ impl JobStore for PostgresStore {
         let Some(row) = row else {
             return Err(Error::job_not_found(id));
         };
-        let (_, mut job) = job_from_row(&row);
+        let (_, mut job) = job_from_row(&row)?;
         attach_errors(&client, &mut job).await?;
         Ok(job)
     }
@@ -451,7 +453,7 @@ impl JobStore for PostgresStore {
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let rows = client.query(&sql, &params).await.map_err(db)?;
-        let mut jobs: Vec<(i64, Job)> = rows.iter().map(job_from_row).collect();
+        let mut jobs: Vec<(i64, Job)> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
         let more = jobs.len() > filter.limit as usize;
         jobs.truncate(filter.limit as usize);
         let next_cursor = more

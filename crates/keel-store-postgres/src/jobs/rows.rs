@@ -16,21 +16,32 @@ use uuid::Uuid;
 
 use crate::{PostgresStore, db, job_id, uuid};
 
-pub(crate) fn raw(text: String) -> Box<RawValue> {
-    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
+/// Stored JSON back to raw JSON; it was valid when written.
+pub(crate) fn raw(text: String) -> Result<Box<RawValue>, Error> {
+    RawValue::from_string(text)
+        .map_err(|e| corrupt(format!("stored JSON that does not parse: {e}")))
+}
+
+/// A stored JSON value back to its type.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("stored JSON that does not fit: {e}")))
+}
+
+/// A row this version cannot read: an error, never a made-up default.
+pub(crate) fn corrupt(what: String) -> Error {
+    Error::internal(format!("corrupt row: {what}"))
 }
 
 pub(crate) fn tags_json(tags: &BTreeMap<String, String>) -> Option<String> {
     (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
 }
 
-pub(crate) fn tags_from(text: Option<String>) -> BTreeMap<String, String> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+pub(crate) fn tags_from(text: Option<String>) -> Result<BTreeMap<String, String>, Error> {
+    text.map_or_else(|| Ok(BTreeMap::new()), |t| from_json(&t))
 }
 
-pub(crate) fn state_of(text: &str) -> JobState {
-    JobState::parse(text).unwrap_or(JobState::Dead)
+pub(crate) fn state_of(text: &str) -> Result<JobState, Error> {
+    JobState::parse(text).ok_or_else(|| corrupt(format!("unknown job state {text:?}")))
 }
 
 /// New jobs as the columns of one insert.
@@ -121,7 +132,7 @@ impl Locked {
         let at = |i: usize| first + i;
         Ok(Locked {
             life: JobLifecycle {
-                state: state_of(row.get(at(0))),
+                state: state_of(row.get(at(0)))?,
                 attempt: row.get::<_, i32>(at(1)) as u32,
                 max_attempts: row.get::<_, i32>(at(2)) as u32,
                 run_at: Timestamp::from_millis(row.get(at(3))),
@@ -129,7 +140,7 @@ impl Locked {
                 lease_expires_at: row.get::<_, Option<i64>>(at(5)).map(Timestamp::from_millis),
             },
             lease_ms: row.get::<_, i64>(at(6)) as u64,
-            backoff: serde_json::from_str(row.get(at(7))).unwrap_or_default(),
+            backoff: from_json(row.get(at(7)))?,
             queue: row.get(at(8)),
             owner: row
                 .get::<_, Option<&str>>(at(9))
@@ -258,14 +269,14 @@ impl PostgresStore {
     }
 }
 
-pub(crate) fn job_from_row(row: &tokio_postgres::Row) -> (i64, Job) {
-    (
+pub(crate) fn job_from_row(row: &tokio_postgres::Row) -> Result<(i64, Job), Error> {
+    Ok((
         row.get(0),
         Job {
             id: job_id(row.get(1)),
             queue: row.get(2),
-            state: state_of(row.get(3)),
-            payload: raw(row.get(4)),
+            state: state_of(row.get(3))?,
+            payload: raw(row.get(4))?,
             priority: row.get(5),
             attempt: row.get::<_, i32>(6) as u32,
             max_attempts: row.get::<_, i32>(7) as u32,
@@ -274,14 +285,14 @@ pub(crate) fn job_from_row(row: &tokio_postgres::Row) -> (i64, Job) {
             updated_at: Timestamp::from_millis(row.get(10)),
             lease_expires_at: row.get::<_, Option<i64>>(11).map(Timestamp::from_millis),
             lease_ms: row.get::<_, i64>(12) as u64,
-            backoff: serde_json::from_str(row.get(13)).unwrap_or_default(),
+            backoff: from_json(row.get(13))?,
             idempotency_key: row.get(14),
             ordering_key: row.get(15),
-            tags: tags_from(row.get(16)),
-            result: row.get::<_, Option<String>>(17).map(raw),
+            tags: tags_from(row.get(16))?,
+            result: row.get::<_, Option<String>>(17).map(raw).transpose()?,
             errors: Vec::new(),
         },
-    )
+    ))
 }
 
 pub(crate) async fn attach_errors(client: &impl GenericClient, job: &mut Job) -> Result<(), Error> {

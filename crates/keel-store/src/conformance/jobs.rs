@@ -484,7 +484,11 @@ async fn namespace_bound_refuses_whole_batch(h: Harness) {
         .jobs_enqueue(&q, vec![job(r#""a""#), job(r#""b""#)], T0)
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::NamespaceFull);
+    assert_eq!(
+        err,
+        keel_core::Error::namespace_full("default", bound + 1, bound),
+        "one wording on every backend"
+    );
     let stats = h.store.queue_stats(&q).await.unwrap();
     assert_eq!(
         stats.counts.get(&JobState::Ready).copied(),

@@ -33,7 +33,7 @@ pub(super) fn run_state(status: RunStatus) -> RunState {
 
 pub(super) fn new_run(id: u8, workflow: &str, key: Option<&str>) -> NewRun {
     NewRun {
-        id: JobId::from_bytes([id; 16]),
+        id: RunId::from_bytes([id; 16]),
         workflow: workflow.to_owned(),
         version: 1,
         input: r#"{"n":1}"#.to_owned(),
@@ -102,7 +102,7 @@ async fn run_updates_are_compare_and_set(h: Harness) {
     let unknown = s
         .run_update(
             &ns(),
-            JobId::from_bytes([9; 16]),
+            RunId::from_bytes([9; 16]),
             1,
             &state,
             Vec::new(),
@@ -335,7 +335,7 @@ async fn run_writes_create_their_jobs_or_nothing(h: Harness) {
     let unknown = s
         .run_update(
             &ns(),
-            JobId::from_bytes([9; 16]),
+            RunId::from_bytes([9; 16]),
             1,
             &run.state,
             vec![owned_job(&q, 16, run_id)],
@@ -365,7 +365,7 @@ async fn run_writes_respect_the_namespace_bound(h: Harness) {
 
     let created = new_run(2, "flow", None);
     let id = created.id;
-    let two = |a: u8, b: u8, run: JobId| vec![owned_job(&q, a, run), owned_job(&q, b, run)];
+    let two = |a: u8, b: u8, run: RunId| vec![owned_job(&q, a, run), owned_job(&q, b, run)];
     let err = s
         .run_create(&ns(), created, two(11, 12, id), T0)
         .await

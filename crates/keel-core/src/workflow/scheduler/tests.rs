@@ -59,7 +59,7 @@ impl Sim {
         let mut sim = Sim {
             def,
             input,
-            id: JobId::from_bytes([7; 16]),
+            id: RunId::from_bytes([7; 16]),
             state,
             now,
             next_job: 0,

@@ -1,0 +1,52 @@
+//! A stored row this version cannot read is an error, never a made-up
+//! default: a job whose backoff or state was damaged must not come back
+//! with the default backoff or as `dead`.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+use keel_core::{Backoff, ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_store::{JobStore, Store};
+use keel_store_postgres::PostgresStore;
+use keel_store_postgres::testing::TestSchema;
+use serde_json::value::RawValue;
+use tokio_postgres::NoTls;
+
+#[tokio::test]
+async fn a_damaged_job_row_is_an_error_on_read() {
+    let schema = TestSchema::create("keel_corrupt").await.unwrap();
+    let store = PostgresStore::open(&schema.url(), &Limits::default())
+        .await
+        .unwrap();
+    let queue = QueueRef {
+        namespace: Namespace::new("default").unwrap(),
+        queue: QueueName::new("q").unwrap(),
+    };
+    let job = NewJob {
+        payload: RawValue::from_string("{}".to_owned()).unwrap(),
+        priority: 0,
+        run_at: Timestamp::from_millis(1_000),
+        max_attempts: 3,
+        backoff: Backoff::default(),
+        lease_ms: 30_000,
+        idempotency_key: None,
+        ordering_key: None,
+        tags: Default::default(),
+    };
+    let id = store
+        .jobs_enqueue(&queue, vec![job], Timestamp::from_millis(1_000))
+        .await
+        .unwrap()[0]
+        .id;
+    let (client, connection) = tokio_postgres::connect(&schema.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    for damage in [
+        "UPDATE keel_jobs SET backoff = '{\"base_ms\":\"soon\"}'",
+        "UPDATE keel_jobs SET backoff = '{}', state = 'lost'",
+    ] {
+        client.batch_execute(damage).await.unwrap();
+        let e = store.job_get(&queue.namespace, id).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal, "{damage}");
+        assert!(e.message.contains("corrupt row"), "{damage}: {}", e.message);
+    }
+    store.close().await;
+}
