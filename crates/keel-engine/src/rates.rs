@@ -10,7 +10,7 @@ use serde::Serialize;
 const WINDOW_S: usize = 60;
 
 #[derive(Clone, Copy, Debug)]
-pub enum Event {
+pub(crate) enum Event {
     Enqueued = 0,
     Completed = 1,
     Failed = 2,
@@ -23,7 +23,7 @@ struct Window {
 }
 
 #[derive(Default)]
-pub struct Rates(Mutex<HashMap<QueueRef, Window>>);
+pub(crate) struct Rates(Mutex<HashMap<QueueRef, Window>>);
 
 /// Events per second, averaged over the last minute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -34,7 +34,7 @@ pub struct RecentRates {
 }
 
 impl Rates {
-    pub fn record(&self, queue: &QueueRef, event: Event, n: u64, now: Timestamp) {
+    pub(crate) fn record(&self, queue: &QueueRef, event: Event, n: u64, now: Timestamp) {
         if n == 0 {
             return;
         }
@@ -54,7 +54,7 @@ impl Rates {
         slot.1[event as usize] += n;
     }
 
-    pub fn recent(&self, queue: &QueueRef, now: Timestamp) -> RecentRates {
+    pub(crate) fn recent(&self, queue: &QueueRef, now: Timestamp) -> RecentRates {
         let second = now.as_millis().div_euclid(1000);
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(window) = map.get(queue) else {

@@ -22,7 +22,7 @@ mod owner;
 mod queues;
 mod runs;
 mod schema;
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod testing;
 mod workflows;
 

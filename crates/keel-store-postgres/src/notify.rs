@@ -29,13 +29,13 @@ enum Wake {
     Deadline(Timestamp),
 }
 
-pub struct Notifier {
+pub(crate) struct Notifier {
     queues: mpsc::UnboundedSender<Wake>,
     tasks: [JoinHandle<()>; 2],
 }
 
 impl Notifier {
-    pub fn start(
+    pub(crate) fn start(
         pool: Pool,
         config: tokio_postgres::Config,
         channel: String,
@@ -51,15 +51,15 @@ impl Notifier {
         }
     }
 
-    pub fn notify(&self, queue: QueueRef, jobs: usize) {
+    pub(crate) fn notify(&self, queue: QueueRef, jobs: usize) {
         let _ = self.queues.send(Wake::Ready(queue, jobs));
     }
 
-    pub fn deadline(&self, at: Timestamp) {
+    pub(crate) fn deadline(&self, at: Timestamp) {
         let _ = self.queues.send(Wake::Deadline(at));
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for task in &self.tasks {
             task.abort();
         }

@@ -14,7 +14,7 @@ const MIGRATIONS: &[&str] = &[
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;
 
-pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;

@@ -18,13 +18,13 @@ use rusqlite::Connection;
 /// How often the WAL is checkpointed when it has grown.
 const EVERY: Duration = Duration::from_millis(500);
 
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     stop: mpsc::Sender<()>,
     thread: JoinHandle<()>,
 }
 
 impl Checkpointer {
-    pub fn start(conn: Connection) -> std::io::Result<Self> {
+    pub(crate) fn start(conn: Connection) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("keel-sqlite-ckpt".into())
@@ -32,7 +32,7 @@ impl Checkpointer {
         Ok(Checkpointer { stop, thread })
     }
 
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         drop(self.stop);
         let _ = self.thread.join();
     }

@@ -19,11 +19,11 @@ use keel_core::{
 };
 use keel_store::JobOwner;
 
-pub type QueueIdx = usize;
+pub(crate) type QueueIdx = usize;
 
 /// What the index keeps of an unfinished job.
 #[derive(Clone, Debug)]
-pub struct LiveJob {
+pub(crate) struct LiveJob {
     pub seq: i64,
     pub queue: QueueIdx,
     pub life: JobLifecycle,
@@ -48,7 +48,7 @@ fn ready_key(id: JobId, job: &LiveJob) -> ReadyKey {
 }
 
 #[derive(Debug)]
-pub struct QueueHot {
+pub(crate) struct QueueHot {
     pub queue: QueueRef,
     pub policy: QueuePolicy,
     pub paused: bool,
@@ -61,13 +61,13 @@ pub struct QueueHot {
 }
 
 impl QueueHot {
-    pub fn count(&self, state: JobState) -> u64 {
+    pub(crate) fn count(&self, state: JobState) -> u64 {
         self.counts[state as usize]
     }
 }
 
 #[derive(Debug, Default)]
-pub struct Hot {
+pub(crate) struct Hot {
     pub jobs: HashMap<JobId, LiveJob>,
     backoffs: Vec<Backoff>,
     backoff_ids: HashMap<(u64, u64, u64, bool), u32>,
@@ -82,12 +82,12 @@ pub struct Hot {
 }
 
 impl Hot {
-    pub fn queue_idx(&self, queue: &QueueRef) -> Option<QueueIdx> {
+    pub(crate) fn queue_idx(&self, queue: &QueueRef) -> Option<QueueIdx> {
         self.queue_ids.get(queue).copied()
     }
 
     /// The queue's index entry, created with the default policy on first use.
-    pub fn queue_entry(&mut self, queue: &QueueRef) -> QueueIdx {
+    pub(crate) fn queue_entry(&mut self, queue: &QueueRef) -> QueueIdx {
         if let Some(idx) = self.queue_ids.get(queue) {
             return *idx;
         }
@@ -105,7 +105,7 @@ impl Hot {
     }
 
     /// The shared index of a backoff policy, added on first use.
-    pub fn intern_backoff(&mut self, backoff: Backoff) -> u32 {
+    pub(crate) fn intern_backoff(&mut self, backoff: Backoff) -> u32 {
         let key = (
             backoff.base_ms,
             backoff.max_ms,
@@ -121,16 +121,16 @@ impl Hot {
         id
     }
 
-    pub fn backoff(&self, id: u32) -> Backoff {
+    pub(crate) fn backoff(&self, id: u32) -> Backoff {
         self.backoffs.get(id as usize).copied().unwrap_or_default()
     }
 
-    pub fn unfinished(&self, namespace: &Namespace) -> u64 {
+    pub(crate) fn unfinished(&self, namespace: &Namespace) -> u64 {
         self.unfinished.get(namespace).copied().unwrap_or(0)
     }
 
     /// Adds an unfinished job (enqueued, redriven, or loaded at open).
-    pub fn insert(&mut self, id: JobId, job: LiveJob) {
+    pub(crate) fn insert(&mut self, id: JobId, job: LiveJob) {
         let namespace = &self.queues[job.queue].queue.namespace;
         *self.unfinished.entry(namespace.clone()).or_default() += 1;
         let queue = job.queue;
@@ -164,7 +164,7 @@ impl Hot {
 
     /// Runs a transition on a job, keeping every structure in step. `None` when
     /// the job is not in the index (finished or unknown).
-    pub fn update<R>(
+    pub(crate) fn update<R>(
         &mut self,
         id: JobId,
         transition: impl FnOnce(&mut LiveJob) -> R,
@@ -262,13 +262,13 @@ impl Hot {
     }
 
     /// Counts a finished job that only exists on disk (at open) or leaves disk (prune).
-    pub fn count_finished(&mut self, queue: QueueIdx, state: JobState, delta: i64) {
+    pub(crate) fn count_finished(&mut self, queue: QueueIdx, state: JobState, delta: i64) {
         let count = &mut self.queues[queue].counts[state as usize];
         *count = count.saturating_add_signed(delta);
     }
 
     /// Pauses or resumes leasing; resuming wakes leasers if jobs wait.
-    pub fn set_paused(&mut self, queue: QueueIdx, paused: bool) {
+    pub(crate) fn set_paused(&mut self, queue: QueueIdx, paused: bool) {
         self.queues[queue].paused = paused;
         let ready = self.queues[queue].ready.len();
         if !paused && ready > 0 {
@@ -277,13 +277,13 @@ impl Hot {
     }
 
     /// The earliest future `run_at` or lease expiry.
-    pub fn next_due(&self) -> Option<Timestamp> {
+    pub(crate) fn next_due(&self) -> Option<Timestamp> {
         let scheduled = self.scheduled.first().map(|&(t, _, _)| t);
         let lease = self.leases.first().map(|&(t, _)| t);
         scheduled.into_iter().chain(lease).min()
     }
 
-    pub fn take_woken(&mut self) -> Vec<(QueueIdx, usize)> {
+    pub(crate) fn take_woken(&mut self) -> Vec<(QueueIdx, usize)> {
         self.woken.drain().collect()
     }
 }

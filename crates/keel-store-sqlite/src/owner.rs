@@ -13,7 +13,7 @@ use crate::writer::{Applied, Writer};
 
 /// A stored owner back to its type; a value that does not parse is a corrupt
 /// row, and an error, never "no owner".
-pub fn owner_from_sql(text: Option<String>) -> rusqlite::Result<Option<Box<JobOwner>>> {
+pub(crate) fn owner_from_sql(text: Option<String>) -> rusqlite::Result<Option<Box<JobOwner>>> {
     text.map(|text| {
         JobOwner::decode(&text)
             .map(Box::new)

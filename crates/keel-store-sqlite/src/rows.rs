@@ -11,43 +11,43 @@ use serde_json::value::RawValue;
 
 /// The 16 bytes of a stored id; any other length is a corrupt row, and an
 /// error, never a made-up id.
-pub fn id_bytes(bytes: &[u8]) -> rusqlite::Result<[u8; 16]> {
+pub(crate) fn id_bytes(bytes: &[u8]) -> rusqlite::Result<[u8; 16]> {
     bytes
         .try_into()
         .map_err(|_| corrupt(format!("an id of {} bytes", bytes.len())))
 }
 
-pub fn blob_id(bytes: &[u8]) -> rusqlite::Result<JobId> {
+pub(crate) fn blob_id(bytes: &[u8]) -> rusqlite::Result<JobId> {
     id_bytes(bytes).map(JobId::from_bytes)
 }
 
 /// A stored value this version cannot read, as the error a read returns.
-pub fn corrupt(what: impl Into<String>) -> rusqlite::Error {
+pub(crate) fn corrupt(what: impl Into<String>) -> rusqlite::Error {
     let what: String = what.into();
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, what.into())
 }
 
 /// Stored JSON back to raw JSON; it was valid when written.
-pub fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
+pub(crate) fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
     RawValue::from_string(text)
         .map_err(|e| corrupt(format!("stored JSON that does not parse: {e}")))
 }
 
 /// A stored JSON value back to its type.
-pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text).map_err(|e| corrupt(format!("stored JSON that does not fit: {e}")))
 }
 
 /// A stored job state.
-pub fn job_state(text: &str) -> rusqlite::Result<JobState> {
+pub(crate) fn job_state(text: &str) -> rusqlite::Result<JobState> {
     JobState::parse(text).ok_or_else(|| corrupt(format!("unknown job state {text:?}")))
 }
 
-pub fn tags_to_sql(tags: &BTreeMap<String, String>) -> Option<String> {
+pub(crate) fn tags_to_sql(tags: &BTreeMap<String, String>) -> Option<String> {
     (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
 }
 
-pub fn tags_from_sql(text: Option<String>) -> rusqlite::Result<BTreeMap<String, String>> {
+pub(crate) fn tags_from_sql(text: Option<String>) -> rusqlite::Result<BTreeMap<String, String>> {
     text.map_or_else(|| Ok(BTreeMap::new()), |t| from_json(&t))
 }
 
@@ -102,14 +102,14 @@ fn attach_errors(conn: &Connection, seq: i64, job: &mut Job) -> rusqlite::Result
 
 /// Cuts rows read with `LIMIT limit + 1` down to a page; the cursor of the
 /// next page (the `seq` of this page's last row) when there is one.
-pub fn cut_page<T>(rows: &mut Vec<(i64, T)>, limit: u32) -> Option<String> {
+pub(crate) fn cut_page<T>(rows: &mut Vec<(i64, T)>, limit: u32) -> Option<String> {
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     more.then(|| rows.last().map(|(seq, _)| seq.to_string()))
         .flatten()
 }
 
-pub fn get_job(
+pub(crate) fn get_job(
     conn: &Connection,
     namespace: &Namespace,
     id: JobId,
@@ -128,7 +128,7 @@ pub fn get_job(
 }
 
 /// Newest first; the cursor is the `seq` of the last job of the previous page.
-pub fn list_jobs(
+pub(crate) fn list_jobs(
     conn: &Connection,
     namespace: &Namespace,
     filter: &JobFilter,

@@ -10,7 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_job_owner.sql"),
 ];
 
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
     let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (n, sql) in (0i64..).zip(MIGRATIONS).skip(applied as usize) {

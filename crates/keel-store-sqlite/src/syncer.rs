@@ -22,12 +22,12 @@ use std::time::Instant;
 
 /// An answer waiting for its commit to be durable; called with the batch's
 /// fault instead when its transaction failed.
-pub type Pending = Box<dyn FnOnce(Option<&keel_core::Error>) + Send>;
+pub(crate) type Pending = Box<dyn FnOnce(Option<&keel_core::Error>) + Send>;
 
 /// A committed transaction's answers, and whether it wrote anything.
 type Batch = (Vec<Pending>, bool);
 
-pub struct Syncer {
+pub(crate) struct Syncer {
     batches: mpsc::Sender<Batch>,
     /// Batches submitted and not yet answered.
     in_flight: Arc<AtomicUsize>,
@@ -36,7 +36,7 @@ pub struct Syncer {
 
 impl Syncer {
     /// `done` is called after every sync, to wake the writer.
-    pub fn start(wal: File, done: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+    pub(crate) fn start(wal: File, done: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (batches, queue) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
@@ -53,7 +53,7 @@ impl Syncer {
     /// Answers `answers` once everything committed so far is on disk. A
     /// transaction that `wrote` nothing needs no sync of its own: the batches
     /// before it are synced first, in order.
-    pub fn submit(&self, answers: Vec<Pending>, wrote: bool) {
+    pub(crate) fn submit(&self, answers: Vec<Pending>, wrote: bool) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::SendError(answers)) = self.batches.send((answers, wrote)) {
             // The thread only stops after a failed sync, which aborted.
@@ -62,12 +62,12 @@ impl Syncer {
     }
 
     /// Whether submitted answers still wait for their sync.
-    pub fn is_syncing(&self) -> bool {
+    pub(crate) fn is_syncing(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
     }
 
     /// Syncs and answers what is queued, then stops.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         drop(self.batches);
         let _ = self.thread.join();
     }

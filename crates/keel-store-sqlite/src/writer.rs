@@ -35,19 +35,19 @@ use crate::syncer::{Pending, Syncer};
 /// How many writes share one transaction at most.
 const MAX_COMMANDS_PER_COMMIT: usize = 1024;
 
-pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// Policies readable without a round trip to the writer.
-pub type SharedPolicies = Arc<RwLock<HashMap<QueueRef, QueuePolicy>>>;
+pub(crate) type SharedPolicies = Arc<RwLock<HashMap<QueueRef, QueuePolicy>>>;
 
 /// A write's outcome: a storage fault (outer) or the answer for the caller.
-pub type Applied<T> = rusqlite::Result<Result<T, Error>>;
+pub(crate) type Applied<T> = rusqlite::Result<Result<T, Error>>;
 
 /// A write, given the writer and whether the batch already failed (then it
 /// only answers), returns its answer slot and any fault.
 type Write = Box<dyn FnOnce(&mut Writer, bool) -> (Pending, Option<rusqlite::Error>) + Send>;
 
-pub enum Command {
+pub(crate) enum Command {
     Write(Write),
     /// Commit what is open, answer, and stop.
     Shutdown(Reply<()>),
@@ -57,7 +57,7 @@ pub enum Command {
 
 /// A write for the writer thread, run inside the open transaction so that it
 /// is group-committed and fsynced with the others.
-pub fn write<T: Send + 'static>(
+pub(crate) fn write<T: Send + 'static>(
     reply: Reply<T>,
     op: impl FnOnce(&mut Writer) -> Applied<T> + Send + 'static,
 ) -> Command {
@@ -113,7 +113,7 @@ impl OpenTx {
     }
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) hot: Hot,
     pub(crate) ids: JobIdGenerator,
@@ -124,7 +124,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn open(
+    pub(crate) fn open(
         conn: Connection,
         syncer: Syncer,
         max_namespace_jobs: u64,
@@ -145,7 +145,7 @@ impl Writer {
     }
 
     /// Applies commands until a shutdown, then lets the syncer answer what it holds.
-    pub fn run(self, rx: mpsc::Receiver<Command>) {
+    pub(crate) fn run(self, rx: mpsc::Receiver<Command>) {
         let syncer = self.apply_until_shutdown(rx);
         syncer.finish();
     }

@@ -9,7 +9,7 @@ use keel_client::{Client, JobSpec, ListQuery};
 use serde_json::Value;
 
 #[derive(Args)]
-pub struct Target {
+pub(crate) struct Target {
     /// Server to talk to.
     #[arg(
         long,
@@ -26,18 +26,18 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.server)?)
     }
 }
 
-pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 #[derive(Args)]
-pub struct EnqueueArgs {
+pub(crate) struct EnqueueArgs {
     queue: String,
     /// The payload, as JSON.
     payload: String,
@@ -64,7 +64,7 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "a tag is key=value".to_owned())
 }
 
-pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
+pub(crate) async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
     let payload: Value = serde_json::from_str(&args.payload).context("the payload is not JSON")?;
     let job = JobSpec {
         payload,
@@ -94,7 +94,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct JobsArgs {
+pub(crate) struct JobsArgs {
     #[command(subcommand)]
     command: JobsCommand,
     #[command(flatten)]
@@ -121,7 +121,7 @@ enum JobsCommand {
     },
 }
 
-pub async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
+pub(crate) async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
     let client = args.target.client()?;
     let ns = &args.target.namespace;
     match args.command {
@@ -195,7 +195,7 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct QueuesArgs {
+pub(crate) struct QueuesArgs {
     #[command(subcommand)]
     command: QueuesCommand,
     #[command(flatten)]
@@ -208,7 +208,7 @@ enum QueuesCommand {
     Stats { queue: String },
 }
 
-pub async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
+pub(crate) async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
     let client = args.target.client()?;
     match args.command {
         QueuesCommand::Stats { queue } => {

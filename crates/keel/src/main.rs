@@ -4,7 +4,6 @@
 //! builds the engine and hands it to `keel_server::run`.
 
 mod admin;
-mod bench;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -50,8 +49,6 @@ enum Command {
     Workflow(workflows::WorkflowArgs),
     /// Inspect workflow runs.
     Run(workflows::RunArgs),
-    /// Measure a Keel server it starts itself; prints JSON lines (see bench/).
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -151,7 +148,6 @@ fn main() -> std::process::ExitCode {
             Command::Queues(args) => admin::queues(args).await,
             Command::Workflow(args) => workflows::workflow(args).await,
             Command::Run(args) => workflows::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

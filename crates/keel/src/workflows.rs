@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::admin::Target;
 
 #[derive(Args)]
-pub struct WorkflowArgs {
+pub(crate) struct WorkflowArgs {
     #[command(subcommand)]
     command: WorkflowCommand,
     #[command(flatten)]
@@ -41,7 +41,7 @@ enum WorkflowCommand {
 }
 
 #[derive(Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(subcommand)]
     command: RunCommand,
     #[command(flatten)]
@@ -74,7 +74,7 @@ fn problems_error(file: &Path, problems: &[Problem]) -> anyhow::Error {
     )
 }
 
-pub async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
+pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
     let target = &args.target;
     match args.command {
         WorkflowCommand::Validate { file } => {
@@ -130,7 +130,7 @@ pub async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
     }
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     let RunCommand::Get { id } = args.command;
     let run = args
         .target

@@ -509,7 +509,14 @@ impl<'a> Machine<'a> {
             let ctx = self.context_for(name, Some((&value, *i)));
             let work = self.work_for(name, step, &ctx);
             let key = self.key(name, Some(*i), 1);
-            let it = &mut self.state.steps.get_mut(name).expect("step exists").items[*i];
+            let Some(it) = self
+                .state
+                .steps
+                .get_mut(name)
+                .and_then(|rec| rec.items.get_mut(*i))
+            else {
+                continue;
+            };
             match work {
                 Ok(work) => {
                     it.state = StepStatus::Running;

@@ -69,6 +69,10 @@ const CACHED_DEFINITIONS: usize = 1024;
 /// Journals of running runs kept in memory (see [`Driver::recall`]).
 const CACHED_JOURNALS: usize = 50_000;
 
+#[allow(
+    clippy::expect_used,
+    reason = "constant names; `system_queue_names_are_valid` checks them"
+)]
 pub fn system_queue() -> QueueRef {
     QueueRef {
         namespace: Namespace::new(SYSTEM_NAMESPACE).expect("valid name"),
@@ -961,4 +965,15 @@ fn transient(e: &Error) -> bool {
             | ErrorCode::ShuttingDown
             | ErrorCode::Conflict
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_queue_names_are_valid() {
+        assert!(Namespace::new(SYSTEM_NAMESPACE).is_ok());
+        assert!(QueueName::new(SYSTEM_QUEUE).is_ok());
+    }
 }

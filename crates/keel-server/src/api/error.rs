@@ -25,11 +25,11 @@ impl ApiError {
     }
 }
 
-pub fn body(e: &Error) -> serde_json::Value {
+pub(super) fn body(e: &Error) -> serde_json::Value {
     json!({ "error": { "code": e.code.as_str(), "message": e.message } })
 }
 
-pub fn status(code: ErrorCode) -> StatusCode {
+pub(super) fn status(code: ErrorCode) -> StatusCode {
     StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
@@ -51,11 +51,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         "method not allowed on this route",

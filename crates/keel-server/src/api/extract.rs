@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 
 /// The raw body, within the body limit.
-pub struct Body(pub Bytes);
+pub(super) struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
@@ -40,11 +40,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
 /// Parses JSON, telling malformed JSON (`invalid_json`) from JSON of the wrong
 /// shape (`invalid_request`).
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(json_error)
 }
 
-pub fn json_error(e: serde_json::Error) -> ApiError {
+pub(super) fn json_error(e: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
@@ -55,7 +55,7 @@ pub fn json_error(e: serde_json::Error) -> ApiError {
 }
 
 /// A JSON body of type `T`; an empty body reads as `{}` when `T` allows it.
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -70,7 +70,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// Query parameters of type `T`.
-pub struct QueryParams<T>(pub T);
+pub(super) struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
@@ -93,7 +93,7 @@ async fn path_segments<S: Send + Sync>(
 }
 
 /// A namespace from a path; Keel's own is not open to clients.
-pub fn user_namespace(name: &str) -> Result<Namespace, ApiError> {
+pub(super) fn user_namespace(name: &str) -> Result<Namespace, ApiError> {
     if name == keel_engine::workflows::SYSTEM_NAMESPACE {
         return Err(ApiError::new(
             ErrorCode::InvalidName,
@@ -111,7 +111,7 @@ fn segment<'a>(segments: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// `{ns}` and `{queue}` from the path, validated.
-pub struct QueuePath(pub QueueRef);
+pub(super) struct QueuePath(pub QueueRef);
 
 impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
     type Rejection = ApiError;
@@ -126,7 +126,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
 }
 
 /// `{ns}` from the path, validated.
-pub struct NamespacePath(pub Namespace);
+pub(super) struct NamespacePath(pub Namespace);
 
 impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
     type Rejection = ApiError;
@@ -138,7 +138,7 @@ impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
 }
 
 /// `{ns}` and `{id}`; an id that does not parse names no job: 404.
-pub struct JobPath(pub Namespace, pub JobId);
+pub(super) struct JobPath(pub Namespace, pub JobId);
 
 impl<S: Send + Sync> FromRequestParts<S> for JobPath {
     type Rejection = ApiError;
@@ -155,7 +155,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
 }
 
 /// `{ns}` and `{name}` of a workflow, validated.
-pub struct WorkflowPath(pub Namespace, pub WorkflowName);
+pub(super) struct WorkflowPath(pub Namespace, pub WorkflowName);
 
 impl<S: Send + Sync> FromRequestParts<S> for WorkflowPath {
     type Rejection = ApiError;
@@ -171,7 +171,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WorkflowPath {
 
 /// `{ns}`, `{id}` of a run and, when the route has one, `{signal}`; an id
 /// that does not parse names no run: 404.
-pub struct RunPath(pub Namespace, pub RunId, pub Option<String>);
+pub(super) struct RunPath(pub Namespace, pub RunId, pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for RunPath {
     type Rejection = ApiError;

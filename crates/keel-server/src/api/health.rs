@@ -12,12 +12,12 @@ use serde_json::json;
 use keel_engine::Engine;
 
 /// The process serves HTTP.
-pub async fn healthz() -> impl IntoResponse {
+pub(super) async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
 /// The store answers and the server is not draining.
-pub async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
+pub(super) async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     if engine.shutdown.is_fired() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -37,7 +37,7 @@ pub async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     }
 }
 
-pub async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
+pub(super) async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     let text = keel_engine::metrics::render(engine.store.as_ref()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -35,7 +35,7 @@ struct Shape<'a> {
     payload: Option<&'a RawValue>,
 }
 
-pub async fn enqueue(
+pub(super) async fn enqueue(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
     Body(bytes): Body,
@@ -87,7 +87,7 @@ pub async fn enqueue(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LeaseBody {
+pub(super) struct LeaseBody {
     #[serde(default)]
     worker_id: Option<String>,
     #[serde(default)]
@@ -98,7 +98,7 @@ pub struct LeaseBody {
     lease_ms: Option<u64>,
 }
 
-pub async fn lease(
+pub(super) async fn lease(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
     JsonBody(body): JsonBody<LeaseBody>,
@@ -144,7 +144,7 @@ pub async fn lease(
 /// Serialized directly, never through `serde_json::Value`: payloads are raw
 /// JSON kept verbatim, and some valid JSON (`1e999`) has no `Value` form.
 #[derive(Serialize)]
-pub struct Leased {
+pub(super) struct Leased {
     jobs: Vec<LeasedJob>,
 }
 
@@ -184,7 +184,7 @@ fn truncate(mut message: String, max: usize) -> String {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CompleteBody {
+pub(super) struct CompleteBody {
     lease_token: String,
     #[serde(default)]
     result: Option<Box<RawValue>>,
@@ -192,7 +192,7 @@ pub struct CompleteBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FailBody {
+pub(super) struct FailBody {
     lease_token: String,
     #[serde(default)]
     error: Option<String>,
@@ -242,7 +242,7 @@ async fn ack_one(
     Ok(Json(result?))
 }
 
-pub async fn complete(
+pub(super) async fn complete(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
     JsonBody(body): JsonBody<CompleteBody>,
@@ -252,7 +252,7 @@ pub async fn complete(
     ack_one(&engine, &ns, token, outcome).await
 }
 
-pub async fn fail(
+pub(super) async fn fail(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
     JsonBody(body): JsonBody<FailBody>,
@@ -264,13 +264,13 @@ pub async fn fail(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HeartbeatBody {
+pub(super) struct HeartbeatBody {
     lease_token: String,
     #[serde(default)]
     lease_ms: Option<u64>,
 }
 
-pub async fn heartbeat(
+pub(super) async fn heartbeat(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
     JsonBody(body): JsonBody<HeartbeatBody>,
@@ -285,7 +285,7 @@ pub async fn heartbeat(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AcksBody {
+pub(super) struct AcksBody {
     #[serde(default)]
     complete: Vec<Value>,
     #[serde(default)]
@@ -337,7 +337,7 @@ type Slot = Result<JobId, (Option<String>, Error)>;
 
 /// Answers `{"complete":[...],"fail":[...]}` with one status per item, in the
 /// order sent: each item succeeds or fails on its own.
-pub async fn acks(
+pub(super) async fn acks(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
     JsonBody(body): JsonBody<AcksBody>,
@@ -405,21 +405,24 @@ pub async fn acks(
     ]))))
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
 ) -> Api<Json<Acked>> {
     Ok(Json(engine.jobs.cancel(&ns, id).await?))
 }
 
-pub async fn get(State(engine): State<Arc<Engine>>, JobPath(ns, id): JobPath) -> Api<Response> {
+pub(super) async fn get(
+    State(engine): State<Arc<Engine>>,
+    JobPath(ns, id): JobPath,
+) -> Api<Response> {
     let job = engine.store.job_get(&ns, id).await?;
     Ok(Json(job).into_response())
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
+pub(super) struct ListParams {
     queue: Option<String>,
     state: Option<String>,
     tag: Option<String>,
@@ -429,7 +432,7 @@ pub struct ListParams {
 
 const DEFAULT_LIST_LIMIT: u32 = 50;
 
-pub async fn list(
+pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
@@ -471,7 +474,7 @@ pub async fn list(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedriveBody {
+pub(super) struct RedriveBody {
     #[serde(default)]
     ids: Option<Vec<String>>,
     #[serde(default)]
@@ -480,7 +483,7 @@ pub struct RedriveBody {
     payload: Option<Box<RawValue>>,
 }
 
-pub async fn redrive(
+pub(super) async fn redrive(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
     JsonBody(body): JsonBody<RedriveBody>,

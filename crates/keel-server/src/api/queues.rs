@@ -11,7 +11,7 @@ use super::ApiError;
 use super::extract::{JsonBody, QueuePath};
 use keel_engine::Engine;
 
-pub async fn stats(
+pub(super) async fn stats(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
 ) -> Result<Json<Value>, ApiError> {
@@ -38,7 +38,7 @@ pub async fn stats(
     })))
 }
 
-pub async fn set_policy(
+pub(super) async fn set_policy(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
     JsonBody(policy): JsonBody<QueuePolicy>,
@@ -65,14 +65,14 @@ async fn set_paused(
     ))
 }
 
-pub async fn pause(
+pub(super) async fn pause(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
 ) -> Result<Json<Value>, ApiError> {
     set_paused(&engine, &queue, true).await
 }
 
-pub async fn resume(
+pub(super) async fn resume(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
 ) -> Result<Json<Value>, ApiError> {

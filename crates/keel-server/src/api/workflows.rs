@@ -25,7 +25,7 @@ use keel_engine::Engine;
 use keel_engine::workflows::{Hint, Op};
 
 /// Largest definition source accepted.
-pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+pub(super) const MAX_DEFINITION_BYTES: usize = 256 * 1024;
 const DEFAULT_LIST_LIMIT: u32 = 50;
 
 fn format_of(headers: &HeaderMap) -> Format {
@@ -56,7 +56,7 @@ fn invalid_definition(problems: &[Problem]) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-pub async fn put(
+pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
     headers: HeaderMap,
@@ -104,11 +104,11 @@ pub async fn put(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VersionParams {
+pub(super) struct VersionParams {
     version: Option<u32>,
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
     QueryParams(params): QueryParams<VersionParams>,
@@ -126,7 +126,7 @@ pub async fn get(
     })))
 }
 
-pub async fn versions(
+pub(super) async fn versions(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
 ) -> Api<Json<Value>> {
@@ -140,14 +140,14 @@ pub async fn versions(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StartBody {
+pub(super) struct StartBody {
     #[serde(default)]
     input: Value,
     idempotency_key: Option<String>,
     version: Option<u32>,
 }
 
-pub async fn start(
+pub(super) async fn start(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
     Body(bytes): Body,
@@ -199,12 +199,12 @@ pub async fn start(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GetParams {
+pub(super) struct GetParams {
     wait_ms: Option<u64>,
 }
 
 /// One run; with `wait_ms`, waits (up to that long) for it to end.
-pub async fn run(
+pub(super) async fn run(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
     QueryParams(params): QueryParams<GetParams>,
@@ -236,14 +236,14 @@ pub async fn run(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListParams {
+pub(super) struct ListParams {
     workflow: Option<String>,
     status: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
@@ -274,7 +274,7 @@ pub async fn list(
     }))
 }
 
-pub async fn signal(
+pub(super) async fn signal(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, signal): RunPath,
     Body(bytes): Body,
@@ -315,7 +315,7 @@ struct CancelBody {
     compensate: bool,
 }
 
-pub async fn cancel(
+pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
     Body(bytes): Body,
@@ -332,7 +332,7 @@ pub async fn cancel(
     Ok(Json(run_view(run)))
 }
 
-pub async fn retry(
+pub(super) async fn retry(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
 ) -> Api<Json<RunView>> {
@@ -345,13 +345,13 @@ pub async fn retry(
 
 /// A run as the API shows it, serialized straight from its journal (no
 /// intermediate JSON tree: every start answers with one).
-pub struct RunView {
+pub(super) struct RunView {
     run: Arc<StoredRun>,
     /// Only in the answer to a start.
     deduplicated: Option<bool>,
 }
 
-pub fn run_view(run: impl Into<Arc<StoredRun>>) -> RunView {
+pub(super) fn run_view(run: impl Into<Arc<StoredRun>>) -> RunView {
     RunView {
         run: run.into(),
         deduplicated: None,
@@ -446,7 +446,7 @@ impl Serialize for Steps<'_> {
 
 /// A page of runs.
 #[derive(Serialize)]
-pub struct RunList {
+pub(super) struct RunList {
     runs: Vec<RunView>,
     next_cursor: Option<String>,
 }

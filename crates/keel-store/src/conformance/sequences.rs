@@ -29,7 +29,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
 /// Whatever workers and time do: every job is in exactly one state (none is
 /// lost), a job is completed at most once, only with the newest token, and no
 /// token is handed out twice.
-pub fn random_operation_sequences_lose_nothing(
+pub(super) fn random_operation_sequences_lose_nothing(
     open: impl Fn() -> Pin<Box<dyn Future<Output = Harness>>>,
 ) {
     use proptest::prelude::*;

@@ -1,7 +1,11 @@
 //! Starts the real `keel` binary on an ephemeral port and talks to it over
 //! HTTP. Each server gets its own data directory.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::expect_used,
+    reason = "test helpers: each test binary uses some of them, and a panic is a failed check"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,7 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub url: String,
     /// The embedded store's directory; empty for a PostgreSQL node.
@@ -20,11 +24,11 @@ pub struct Server {
 
 impl Server {
     /// A server on a fresh data directory that lives as long as `dir`.
-    pub async fn start(dir: &tempfile::TempDir, extra: &[&str]) -> Server {
+    pub(crate) async fn start(dir: &tempfile::TempDir, extra: &[&str]) -> Server {
         Server::start_in(dir.path(), extra).await
     }
 
-    pub async fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) async fn start_in(data_dir: &Path, extra: &[&str]) -> Server {
         let mut args = vec!["--data-dir", data_dir.to_str().expect("a UTF-8 path")];
         args.extend(extra);
         let mut server = Server::start_with(&args).await;
@@ -33,7 +37,7 @@ impl Server {
     }
 
     /// A server with exactly these arguments after `server --listen 127.0.0.1:0`.
-    pub async fn start_with(args: &[&str]) -> Server {
+    pub(crate) async fn start_with(args: &[&str]) -> Server {
         keel_client::install_tls_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
             .args(["server", "--listen", "127.0.0.1:0"])
@@ -65,18 +69,18 @@ impl Server {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id().expect("the server runs")
     }
 
     /// SIGKILL: no drain, no flush, nothing but what is already on disk.
-    pub async fn kill9(&mut self) {
+    pub(crate) async fn kill9(&mut self) {
         self.child.start_kill().expect("kill -9");
         self.child.wait().await.expect("the server exits");
     }
 
     /// SIGTERM, then waits for the exit status.
-    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn terminate(&mut self) -> std::process::ExitStatus {
         let status = std::process::Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
@@ -85,12 +89,12 @@ impl Server {
         self.child.wait().await.expect("the server exits")
     }
 
-    pub fn v1(&self, path: &str) -> String {
+    pub(crate) fn v1(&self, path: &str) -> String {
         format!("{}/v1{path}", self.url)
     }
 
     /// Sends `body` (JSON or raw text) and returns the status and the JSON answer.
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = if path.starts_with('/')
             && !path.starts_with("/v1")
             && !path.starts_with("/healthz")
@@ -115,7 +119,7 @@ impl Server {
         )
     }
 
-    pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    pub(crate) async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let resp = self
             .http
@@ -133,16 +137,16 @@ impl Server {
         )
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("POST", path, Some(body)).await
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, None).await
     }
 
     /// Enqueues one job and returns its id.
-    pub async fn enqueue(&self, queue: &str, job: Value) -> String {
+    pub(crate) async fn enqueue(&self, queue: &str, job: Value) -> String {
         let (status, body) = self
             .post(&format!("/namespaces/default/queues/{queue}/jobs"), job)
             .await;
@@ -150,7 +154,7 @@ impl Server {
         body["id"].as_str().expect("an id").to_owned()
     }
 
-    pub async fn lease(&self, queue: &str, body: Value) -> Vec<Value> {
+    pub(crate) async fn lease(&self, queue: &str, body: Value) -> Vec<Value> {
         let (status, answer) = self
             .post(&format!("/namespaces/default/queues/{queue}/lease"), body)
             .await;
@@ -159,7 +163,7 @@ impl Server {
     }
 
     /// Every job id of `queue`, newest first, following the cursor to the end.
-    pub async fn list_all(&self, queue: &str) -> Vec<String> {
+    pub(crate) async fn list_all(&self, queue: &str) -> Vec<String> {
         let mut ids = Vec::new();
         let mut cursor = String::new();
         loop {
@@ -183,7 +187,7 @@ impl Server {
         }
     }
 
-    pub async fn job(&self, id: &str) -> Value {
+    pub(crate) async fn job(&self, id: &str) -> Value {
         let (status, job) = self.get(&format!("/namespaces/default/jobs/{id}")).await;
         assert_eq!(status, 200, "{job}");
         job
@@ -191,7 +195,7 @@ impl Server {
 }
 
 /// Asserts an error answer: the status and the `error.code`, with a message.
-pub fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
+pub(crate) fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
     assert_eq!(answer.0, status, "{}", answer.1);
     assert_eq!(answer.1["error"]["code"], code, "{}", answer.1);
     assert!(

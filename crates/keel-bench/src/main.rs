@@ -1,4 +1,4 @@
-//! `keel bench`: the peer kit's phases (bench/peers) against a Keel server it
+//! `keel-bench`: the peer kit's phases (bench/peers) against a Keel server it
 //! starts itself, printed as the same JSON lines, so that Keel and its peers
 //! can be compared from one run. Workers use the Rust SDK over HTTP, the path
 //! users take. Keel-only phases add what the kit cannot measure for peers:
@@ -14,14 +14,14 @@
 //! - `latency`: open-loop paced enqueues; handler start minus the time just
 //!   before the enqueue call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Parser};
 use keel_client::{Client, JobSpec, LeasedJob, Worker, WorkerOptions};
 use keel_core::{
     Backoff, Clock, LeaseToken, Limits, Namespace, NewJob, QueueName, QueueRef, SystemClock,
@@ -32,6 +32,43 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, mpsc};
 
+/// The same allocator as the server, so that the in-process phase measures
+/// what the server would do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "keel-bench",
+    about = "Measure a Keel server it starts itself; prints JSON lines (see bench/)"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "the binary reports a fatal error to its user"
+)]
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// How the measured system is named in the output, e.g. `keel(postgres,3 nodes)`.
 static SYSTEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 const NS: &str = "default";
@@ -39,7 +76,11 @@ const NS: &str = "default";
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Args)]
-pub struct BenchArgs {
+struct BenchArgs {
+    /// The `keel` binary to measure (default: the one beside this program,
+    /// as `cargo build --release -p keel -p keel-bench` leaves it).
+    #[arg(long)]
+    keel: Option<PathBuf>,
     /// Jobs per throughput phase.
     #[arg(long, default_value_t = 50_000)]
     n: usize,
@@ -96,6 +137,20 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The server binary to start: `--keel`, or `keel` beside this program.
+    fn keel_binary(&self) -> anyhow::Result<PathBuf> {
+        let keel = match &self.keel {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("keel"),
+        };
+        if !keel.is_file() {
+            bail!(
+                "no keel binary at {}: build it with `cargo build --release -p keel`, or name it with --keel",
+                keel.display()
+            );
+        }
+        Ok(keel)
+    }
     fn wants(&self, phase: &str) -> bool {
         self.phases.iter().any(|p| p == "all" || p == phase)
     }
@@ -135,7 +190,8 @@ fn per_s(n: usize, elapsed: Duration) -> u64 {
     (n as f64 / elapsed.as_secs_f64()).round() as u64
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let keel = args.keel_binary()?;
     let prefetch = match args.prefetch {
         0 => String::new(),
         n => format!(",prefetch={n}"),
@@ -157,7 +213,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _ = SYSTEM.set(system);
     let mut servers = Vec::new();
     for _ in 0..args.nodes.max(1) {
-        servers.push(BenchServer::start(schema.as_ref().map(BenchSchema::url)).await?);
+        servers.push(BenchServer::start(&keel, schema.as_ref().map(BenchSchema::url)).await?);
     }
     let clients = servers
         .iter()
@@ -263,7 +319,7 @@ async fn measure(
     if embedded && (args.wants("memory") || args.wants("idle")) {
         // A server of their own: what earlier phases left in the first
         // server's allocator would count as memory otherwise.
-        let fresh = BenchServer::start(None).await?;
+        let fresh = BenchServer::start(&args.keel_binary()?, None).await?;
         let clients = [Client::new(&fresh.url)?];
         if args.wants("memory") {
             let before = fresh.rss_mb()?;
@@ -346,13 +402,13 @@ struct BenchServer {
 
 impl BenchServer {
     /// A server on a fresh temporary directory, or on `database_url`.
-    async fn start(database_url: Option<String>) -> anyhow::Result<Self> {
+    async fn start(keel: &Path, database_url: Option<String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
         let store_args: Vec<std::ffi::OsString> = match database_url {
             Some(url) => vec!["--database-url".into(), url.into()],
             None => vec!["--data-dir".into(), dir.path().into()],
         };
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        let mut child = tokio::process::Command::new(keel)
             .args(["server", "--listen", "127.0.0.1:0"])
             .args(store_args)
             .env("RUST_LOG", "warn")
