@@ -870,7 +870,9 @@ async fn workflow_runs(
 /// Waits until no run of `workflow` is running (a cheap question, asked often).
 async fn none_running(client: &Client, workflow: &str) -> anyhow::Result<()> {
     loop {
-        let running = client.list_runs(NS, workflow, "running", 1, None).await?;
+        let running = client
+            .list_runs(NS, Some(workflow), Some("running"), 1, None)
+            .await?;
         if running["runs"].as_array().is_none_or(Vec::is_empty) {
             return Ok(());
         }
@@ -884,7 +886,13 @@ async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Res
     let mut cursor: Option<String> = None;
     loop {
         let page = client
-            .list_runs(NS, workflow, "succeeded", 1000, cursor.as_deref())
+            .list_runs(
+                NS,
+                Some(workflow),
+                Some("succeeded"),
+                1000,
+                cursor.as_deref(),
+            )
             .await?;
         runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
         cursor = page["next_cursor"].as_str().map(str::to_owned);

@@ -335,21 +335,24 @@ impl Client {
         self.send(req).await
     }
 
-    /// Runs of a workflow in one status, newest first, a page at a time.
+    /// Runs, newest first, a page at a time; optionally of one workflow, in
+    /// one status.
     pub async fn list_runs(
         &self,
         namespace: &str,
-        workflow: &str,
-        status: &str,
+        workflow: Option<&str>,
+        status: Option<&str>,
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Value, ClientError> {
         let url = self.url(&format!("/namespaces/{}/runs", seg(namespace)));
-        let mut params = vec![
-            ("workflow", workflow.to_owned()),
-            ("status", status.to_owned()),
-            ("limit", limit.to_string()),
-        ];
+        let mut params = vec![("limit", limit.to_string())];
+        if let Some(w) = workflow {
+            params.push(("workflow", w.to_owned()));
+        }
+        if let Some(s) = status {
+            params.push(("status", s.to_owned()));
+        }
         if let Some(c) = cursor {
             params.push(("cursor", c.to_owned()));
         }

@@ -26,6 +26,10 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    pub(crate) fn server(&self) -> &str {
+        self.server.trim_end_matches('/')
+    }
+
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(&self.server)?)
     }

@@ -1,8 +1,10 @@
-//! `keel workflow validate|apply|run` and `keel run get`: definitions checked
-//! offline with the server's own validator, and runs shown as their DAG.
+//! `keel workflow validate|apply|run` and `keel run get|list`: definitions
+//! checked offline with the server's own validator, and runs shown as their
+//! DAG, with what a running run is waiting on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -35,8 +37,13 @@ enum WorkflowCommand {
         #[arg(long)]
         idempotency_key: Option<String>,
         /// Wait for the run to end and show it; exit 1 unless it succeeded.
+        /// While it runs, say what it is waiting on.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up after this many seconds (exit 1, saying what
+        /// the run still waits on).
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
     },
 }
 
@@ -52,6 +59,17 @@ pub(crate) struct RunArgs {
 enum RunCommand {
     /// Show a run: its status and every step of its DAG.
     Get { id: String },
+    /// List runs, newest first.
+    List {
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs in this status (running, succeeded, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 fn read_definition(file: &Path) -> anyhow::Result<(String, Value, bool)> {
@@ -101,6 +119,7 @@ pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
             input,
             idempotency_key,
             wait,
+            timeout,
         } => {
             let input: Value = serde_json::from_str(&input).context("--input is not JSON")?;
             let client = target.client()?;
@@ -115,12 +134,7 @@ pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
                 println!("{id}");
                 return Ok(());
             }
-            let run = loop {
-                let run = client.get_run(&target.namespace, &id, Some(30_000)).await?;
-                if run["status"] != "running" {
-                    break run;
-                }
-            };
+            let run = wait_for_end(target, &id, timeout.map(Duration::from_secs)).await?;
             show_run(target, &run).await?;
             if run["status"] != "succeeded" {
                 anyhow::bail!("run {id} ended {}", run["status"].as_str().unwrap_or("?"));
@@ -131,13 +145,148 @@ pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let RunCommand::Get { id } = args.command;
-    let run = args
-        .target
-        .client()?
-        .get_run(&args.target.namespace, &id, None)
-        .await?;
-    show_run(&args.target, &run).await
+    let target = &args.target;
+    match args.command {
+        RunCommand::Get { id } => {
+            let run = target
+                .client()?
+                .get_run(&target.namespace, &id, None)
+                .await?;
+            show_run(target, &run).await
+        }
+        RunCommand::List {
+            workflow,
+            status,
+            limit,
+        } => {
+            let page = target
+                .client()?
+                .list_runs(
+                    &target.namespace,
+                    workflow.as_deref(),
+                    status.as_deref(),
+                    limit,
+                    None,
+                )
+                .await?;
+            if target.json {
+                return crate::admin::print_json(&page);
+            }
+            let runs = page["runs"].as_array().cloned().unwrap_or_default();
+            if runs.is_empty() {
+                println!("no runs");
+            }
+            for run in runs {
+                println!(
+                    "{}  {} v{}  {}  {}",
+                    run["id"].as_str().unwrap_or_default(),
+                    run["workflow"].as_str().unwrap_or_default(),
+                    run["version"],
+                    run["status"].as_str().unwrap_or_default(),
+                    run["created_at"].as_str().unwrap_or_default(),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Waits for run `id` to end, saying on stderr what it waits on whenever
+/// that changes; with `timeout`, gives up after it with what it still waits on.
+async fn wait_for_end(
+    target: &Target,
+    id: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Value> {
+    const POLL: Duration = Duration::from_secs(5);
+    let client = target.client()?;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut told = Vec::new();
+    loop {
+        let left = deadline.map_or(POLL, |d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
+                .min(POLL)
+        });
+        let run = client
+            .get_run(&target.namespace, id, Some(left.as_millis() as u64))
+            .await?;
+        if run["status"] != "running" {
+            return Ok(run);
+        }
+        let waits = waiting_on(target, &run).await?;
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            anyhow::bail!(
+                "run {id} is still running after {}s; waiting on:\n{}",
+                timeout.map_or(0, |t| t.as_secs()),
+                waits.join("\n")
+            );
+        }
+        if waits != told {
+            eprintln_waits(&waits);
+            told = waits;
+        }
+    }
+}
+
+#[allow(
+    clippy::print_stderr,
+    reason = "progress of a command the user is waiting on"
+)]
+fn eprintln_waits(waits: &[String]) {
+    eprintln!("waiting on:");
+    for wait in waits {
+        eprintln!("{wait}");
+    }
+}
+
+/// What a running run waits on, one line per step in flight: a task no
+/// worker has leased (and on which queue), a signal (and how to send it), a
+/// sleep, a call, a child run.
+async fn waiting_on(target: &Target, run: &Value) -> anyhow::Result<Vec<String>> {
+    let client = target.client()?;
+    let workflow = run["workflow"].as_str().unwrap_or_default();
+    let version = run["version"].as_u64().unwrap_or_default() as u32;
+    let definition = client
+        .get_workflow(&target.namespace, workflow, Some(version))
+        .await?["definition"]
+        .clone();
+    let id = run["id"].as_str().unwrap_or_default();
+    let mut waits = Vec::new();
+    let steps = run["steps"].as_object().cloned().unwrap_or_default();
+    for (name, step) in &steps {
+        if step["state"] != "running" && step["state"] != "waiting" {
+            continue;
+        }
+        let def = &definition["steps"][name];
+        let line = if let Some(queue) = def["task"]["queue"].as_str() {
+            let stats = client.queue_stats(&target.namespace, queue).await?;
+            if stats["counts"]["leased"].as_u64().unwrap_or(0) == 0 {
+                format!(
+                    "  {name}: a job on queue {queue:?} that no worker has leased (is a worker running on {queue:?}?)"
+                )
+            } else {
+                format!("  {name}: a job on queue {queue:?}, in a worker's hands")
+            }
+        } else if let Some(signal) = def["wait_for"]["signal"].as_str() {
+            format!(
+                "  {name}: signal {signal:?}; send it with\n      curl -X POST {}/v1/namespaces/{}/runs/{id}/signals/{signal} -d '{{}}'",
+                target.server(),
+                target.namespace
+            )
+        } else if def["wait_for"].is_object() {
+            format!("  {name}: an event")
+        } else if def["sleep"].is_object() {
+            format!("  {name}: a sleep")
+        } else if let Some(url) = def["http"]["url"].as_str() {
+            format!("  {name}: an HTTP call to {url}")
+        } else if def["workflow"].is_object() {
+            format!("  {name}: a child run")
+        } else {
+            format!("  {name}: {}", step["state"].as_str().unwrap_or_default())
+        };
+        waits.push(line);
+    }
+    Ok(waits)
 }
 
 /// The run's steps in DAG order (each after its needs), with states.
@@ -230,6 +379,12 @@ async fn show_run(target: &Target, run: &Value) -> anyhow::Result<()> {
     }
     if run["status"] == "succeeded" {
         println!("output: {}", run["output"]);
+    }
+    if run["status"] == "running" {
+        println!("waiting on:");
+        for wait in waiting_on(target, run).await? {
+            println!("{wait}");
+        }
     }
     Ok(())
 }
