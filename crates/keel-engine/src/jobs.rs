@@ -97,6 +97,7 @@ impl JobService {
             if self.shutdown.is_fired() {
                 return Ok(jobs);
             }
+            let _parked = crate::metrics::lease_waiter(&req.queue);
             tokio::select! {
                 () = &mut woken => owed.armed = true,
                 () = tokio::time::sleep_until(deadline) => return Ok(jobs),

@@ -95,6 +95,30 @@ pub fn run_finished(namespace: &keel_core::Namespace, status: keel_core::workflo
     .increment(1);
 }
 
+/// A call parked waiting, counted in a gauge while it waits: lease calls per
+/// queue (`keel_lease_waiters`), run reads waiting for a finish
+/// (`keel_run_waiters`). Tests wait on these, not on sleeps, to know a call is
+/// parked.
+pub struct Parked(metrics::Gauge);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+pub fn lease_waiter(queue: &QueueRef) -> Parked {
+    let gauge = gauge!("keel_lease_waiters", &labels(queue));
+    gauge.increment(1.0);
+    Parked(gauge)
+}
+
+pub fn run_waiter() -> Parked {
+    let gauge = gauge!("keel_run_waiters");
+    gauge.increment(1.0);
+    Parked(gauge)
+}
+
 /// Time from when each job became leasable to its lease; the labels are
 /// resolved once per lease batch, not once per job.
 pub fn job_waits(queue: &QueueRef, seconds: impl Iterator<Item = f64>) {

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use keel_core::workflow::RunId;
 use keel_core::{
     Error, ErrorCode, JobId, JobIdGenerator, Limits, Namespace, QueuePolicy, QueueRef, Timestamp,
 };
@@ -168,6 +169,13 @@ impl PostgresStore {
                 self.notifier.deadline(at);
             }
         }
+    }
+
+    /// Wakes the readers waiting for `run` to finish, here at once and on
+    /// every other node through NOTIFY.
+    pub(crate) fn run_finished(&self, run: RunId) {
+        self.signal.run_finished(run);
+        self.notifier.run_finished(run);
     }
 
     /// Wakes leasers for `jobs` new ready jobs, here at once and on every

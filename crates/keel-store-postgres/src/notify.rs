@@ -4,7 +4,9 @@
 //! enqueue transaction. A NOTIFY inside each enqueue transaction serializes
 //! commits (measured on this machine: 6–9k inserts/s plain, 566/s with NOTIFY).
 //! Deadlines (a delayed job, a lease, a retry) travel the same way, so the
-//! maintenance leader wakes for them whichever node set them. A listener
+//! maintenance leader wakes for them whichever node set them, and so do
+//! finished runs, so a reader waiting on one node hears a run finish on
+//! another. A listener
 //! connection turns notifications from other nodes into local [`ReadySignal`]
 //! wake-ups, reconnecting when the connection drops. Each payload starts with
 //! the sending node's tag, so that a node does not wake its own leasers a
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
+use keel_core::workflow::RunId;
 use keel_core::{Namespace, QueueName, QueueRef, Timestamp};
 use keel_store::ReadySignal;
 use tokio::sync::mpsc;
@@ -27,6 +30,8 @@ enum Wake {
     Ready(QueueRef, usize),
     /// A job or lease falls due then: the maintenance leader must know.
     Deadline(Timestamp),
+    /// This run reached a final status: its waiting readers must know.
+    RunFinished(RunId),
 }
 
 pub(crate) struct Notifier {
@@ -59,6 +64,10 @@ impl Notifier {
         let _ = self.queues.send(Wake::Deadline(at));
     }
 
+    pub(crate) fn run_finished(&self, run: RunId) {
+        let _ = self.queues.send(Wake::RunFinished(run));
+    }
+
     pub(crate) fn stop(&self) {
         for task in &self.tasks {
             task.abort();
@@ -75,7 +84,9 @@ async fn send(
     while let Some(first) = pending.recv().await {
         let mut queues: BTreeMap<QueueRef, usize> = BTreeMap::new();
         let mut earliest: Option<Timestamp> = None;
+        let mut finished: Vec<RunId> = Vec::new();
         let mut take = |wake: Wake| match wake {
+            Wake::RunFinished(run) => finished.push(run),
             Wake::Ready(queue, jobs) => {
                 let n = queues.entry(queue).or_default();
                 *n = n.saturating_add(jobs);
@@ -93,6 +104,7 @@ async fn send(
         // Only the earliest deadline matters: maintenance wakes for it and
         // then finds every later one itself.
         payloads.extend(earliest.map(|at| format!("{node}:@{}", at.as_millis())));
+        payloads.extend(finished.iter().map(|run| format!("{node}:!{run}")));
         let sent = match pool.get().await {
             Ok(client) => client
                 .execute(
@@ -144,6 +156,10 @@ async fn listen(
                                         if let Some(ms) = wake.strip_prefix('@') {
                                             if let Ok(ms) = ms.parse() {
                                                 signal.deadline(Timestamp::from_millis(ms));
+                                            }
+                                        } else if let Some(run) = wake.strip_prefix('!') {
+                                            if let Ok(run) = run.parse() {
+                                                signal.run_finished(run);
                                             }
                                         } else if let Some((jobs, queue)) = parse(wake) {
                                             signal.notify(&queue, jobs);

@@ -60,6 +60,43 @@ impl RunStore for PostgresStore {
         jobs: Vec<OwnedJob>,
         now: Timestamp,
     ) -> Result<u64, Error> {
+        let rev = self
+            .write_journal(namespace, id, rev, state, jobs, now)
+            .await?;
+        if state.status.is_final() {
+            self.run_finished(id);
+        }
+        Ok(rev)
+    }
+
+    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
+        let client = self.client().await?;
+        runs_list(&client, namespace, filter).await
+    }
+
+    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
+        let client = self.client().await?;
+        runs_prune(&client, finished_before, limit).await
+    }
+
+    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
+        let client = self.client().await?;
+        runs_active(&client, cursor, limit).await
+    }
+}
+
+impl PostgresStore {
+    /// A journal write and the jobs it starts: one statement when it can
+    /// be, a transaction otherwise.
+    async fn write_journal(
+        &self,
+        namespace: &Namespace,
+        id: RunId,
+        rev: u64,
+        state: &RunState,
+        jobs: Vec<OwnedJob>,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
         let mut client = self.client().await?;
         if jobs.is_empty() {
             return run_update(&client, namespace, id, rev, state, now).await;
@@ -81,23 +118,6 @@ impl RunStore for PostgresStore {
         Ok(rev)
     }
 
-    async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {
-        let client = self.client().await?;
-        runs_list(&client, namespace, filter).await
-    }
-
-    async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
-        let client = self.client().await?;
-        runs_prune(&client, finished_before, limit).await
-    }
-
-    async fn runs_active(&self, cursor: Option<String>, limit: u32) -> Result<RunPage, Error> {
-        let client = self.client().await?;
-        runs_active(&client, cursor, limit).await
-    }
-}
-
-impl PostgresStore {
     /// A new run without an idempotency key and the jobs of its first steps
     /// in one statement, unless a namespace is near its bound (`false`: take
     /// the transaction).

@@ -55,12 +55,17 @@ impl RunStore for SqliteStore {
     ) -> Result<u64, Error> {
         let namespace = namespace.clone();
         let (status, json) = (state.status, state_json(state));
-        self.write(move |w: &mut Writer| {
-            w.write_owned(jobs, now, |conn| {
-                run_update(conn, &namespace, id, rev, (status, &json), now)
+        let rev = self
+            .write(move |w: &mut Writer| {
+                w.write_owned(jobs, now, |conn| {
+                    run_update(conn, &namespace, id, rev, (status, &json), now)
+                })
             })
-        })
-        .await
+            .await?;
+        if status.is_final() {
+            self.signal.run_finished(id);
+        }
+        Ok(rev)
     }
 
     async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error> {

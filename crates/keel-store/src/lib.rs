@@ -32,7 +32,7 @@ pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceSt
 pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
-pub use signal::{MAX_WOKEN, ReadySignal};
+pub use signal::{MAX_WOKEN, ReadySignal, RunWatch};
 pub use workflows::{WorkflowStore, WorkflowVersion, workflow_not_found};
 
 /// Everything Keel asks of a storage backend: every domain's store, and the

@@ -9,18 +9,58 @@
 //!   its next wake-up and is woken early by an earlier deadline. A shared
 //!   backend carries deadlines to the other nodes too, so the maintenance
 //!   leader hears of them whichever node set them.
+//! - A backend fires [`ReadySignal::run_finished`] once a run's write to a
+//!   final status is durable. Readers waiting for that run (and only them)
+//!   wake; a shared backend carries it to the other nodes, so a reader on one
+//!   node hears a run finish on another.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use keel_core::workflow::RunId;
 use keel_core::{QueueRef, Timestamp};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 #[derive(Clone, Debug, Default)]
 pub struct ReadySignal {
     queues: Arc<Mutex<HashMap<QueueRef, Arc<Notify>>>>,
     maintenance: Arc<MaintenanceWake>,
+    /// Readers waiting for a run to finish, by run: an entry lives only
+    /// while someone waits (see [`RunWatch`]).
+    runs: Arc<Mutex<HashMap<RunId, watch::Sender<()>>>>,
+}
+
+/// A reader's wait for one run to finish. Create it, then read the run, then
+/// await [`RunWatch::finished`]: a finish between the read and the wait still
+/// wakes it. Dropping the last watch of a run forgets the run.
+#[derive(Debug)]
+pub struct RunWatch {
+    runs: Arc<Mutex<HashMap<RunId, watch::Sender<()>>>>,
+    run: RunId,
+    finished: watch::Receiver<()>,
+}
+
+impl RunWatch {
+    /// Resolves when the run's finish is signalled after this watch was made
+    /// (or after the last time this resolved).
+    pub async fn finished(&mut self) {
+        // The sender lives in the map as long as this watch does.
+        let _ = self.finished.changed().await;
+    }
+}
+
+impl Drop for RunWatch {
+    fn drop(&mut self) {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        // This watch's receiver is the last one: no one else waits for the run.
+        if runs
+            .get(&self.run)
+            .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            runs.remove(&self.run);
+        }
+    }
 }
 
 /// When maintenance next wakes (ms since the epoch), and how to wake it early.
@@ -77,6 +117,30 @@ impl ReadySignal {
     /// Resolves when a deadline earlier than the planned wake-up appears.
     pub async fn maintenance_woken(&self) {
         self.maintenance.notify.notified().await;
+    }
+
+    /// Starts waiting for `run` to finish.
+    pub fn watch_run(&self, run: RunId) -> RunWatch {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let finished = runs
+            .entry(run)
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
+        RunWatch {
+            runs: self.runs.clone(),
+            run,
+            finished,
+        }
+    }
+
+    /// `run` reached a final status (durably): wakes every watch of it, and
+    /// costs a map look-up when no one watches.
+    pub fn run_finished(&self, run: RunId) {
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = runs.get(&run) {
+            // Marks every watch's receiver changed, waiting or not yet.
+            sender.send_replace(());
+        }
     }
 
     /// The [`Notify`] to wait on for `queue`. Create the `notified()` future and

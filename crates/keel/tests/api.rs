@@ -220,8 +220,8 @@ async fn long_poll_wakes_on_enqueue() {
                 .unwrap()
         })
     };
-    // Make sure the poll is parked before enqueueing: it must be woken, not find the job.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The poll is parked before the enqueue: it must be woken, not find the job.
+    s.wait_for_gauge("keel_lease_waiters", 1.0).await;
     s.enqueue("wake", json!({"payload": "hi"})).await;
     let answer = waiting.await.unwrap();
     assert_eq!(answer["jobs"][0]["payload"], "hi");
@@ -792,7 +792,7 @@ async fn sigterm_drains_and_exits_zero() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.wait_for_gauge("keel_lease_waiters", 1.0).await;
     let started = Instant::now();
     let status = s.terminate().await;
     assert!(status.success(), "{status:?}");

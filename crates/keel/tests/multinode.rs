@@ -114,7 +114,7 @@ async fn jobs_move_between_nodes_and_wake_them() {
             (answer, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.wait_for_gauge("keel_lease_waiters", 1.0).await;
     a.enqueue("wake", json!({"payload": "from A"})).await;
     let (answer, waited) = waiting.await.unwrap();
     assert_eq!(answer["jobs"][0]["payload"], "from A");
@@ -296,13 +296,7 @@ async fn a_workflow_run_crosses_nodes() {
             .0,
         200
     );
-    for _ in 0..250 {
-        let (_, run) = c.get(&format!("/namespaces/default/runs/{id}")).await;
-        if run["steps"]["wait"]["state"] == "waiting" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A signal sent before the run waits for it is kept until it does.
     let (status, _) = c
         .post(
             &format!("/namespaces/default/runs/{id}/signals/go"),
@@ -317,14 +311,28 @@ async fn a_workflow_run_crosses_nodes() {
         )
         .await;
     assert_eq!(last[0]["payload"], json!({"n": 41}));
+
+    // A reader parked on B hears the run finish on A (the finish crosses
+    // nodes by NOTIFY), long before its wait runs out.
+    let reader = {
+        let url = b.v1(&format!("/namespaces/default/runs/{id}?wait_ms=30000"));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let run: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            (run, started.elapsed())
+        })
+    };
+    b.wait_for_gauge("keel_run_waiters", 1.0).await;
     let token = last[0]["lease_token"].as_str().unwrap();
     let path = format!(
         "/namespaces/default/jobs/{}/complete",
         last[0]["id"].as_str().unwrap()
     );
     assert_eq!(a.post(&path, json!({"lease_token": token})).await.0, 200);
-    let (_, run) = b
-        .get(&format!("/namespaces/default/runs/{id}?wait_ms=5000"))
-        .await;
+    let (run, waited) = reader.await.unwrap();
     assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "woken by the finish on another node, not the timeout: {waited:?}"
+    );
 }

@@ -39,7 +39,6 @@ use keel_store::{AckOutcome, Acked, JobOwner, NewRun, OwnedJob, Store, StoredRun
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::watch;
 
 use self::http::HttpCaller;
 
@@ -157,8 +156,6 @@ pub struct Driver {
     /// other writer: advancing a run then reads nothing.
     journals: Mutex<Journals>,
     locks: Vec<tokio::sync::Mutex<()>>,
-    /// Bumped whenever a run of this node ends, for waiting readers.
-    finished: watch::Sender<u64>,
     pub http: HttpCaller,
 }
 
@@ -178,14 +175,8 @@ impl Driver {
             locks: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            finished: watch::channel(0).0,
             http: HttpCaller::new(allow_private_http),
         })
-    }
-
-    /// Fires when any run this node advances reaches a final status.
-    pub fn finished(&self) -> watch::Receiver<u64> {
-        self.finished.subscribe()
     }
 
     /// A version of a workflow, parsed (latest when `version` is `None`).
@@ -875,7 +866,6 @@ impl Driver {
                 }
                 Command::Finished => {
                     crate::metrics::run_finished(namespace, state.status);
-                    self.finished.send_modify(|n| *n += 1);
                     if let Some(parent) = &state.parent {
                         self.spawn_advance(
                             namespace.clone(),

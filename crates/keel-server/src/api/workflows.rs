@@ -217,15 +217,18 @@ pub(super) async fn run(
         )));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
-    let mut finished = engine.workflows.finished();
+    // Watched before the read: a finish between the two still wakes it. The
+    // store signals this run's finish only, from whichever node wrote it.
+    let mut watch = engine.store.ready_signal().watch_run(id);
     loop {
-        finished.borrow_and_update();
         let run = engine.store.run_get(&ns, id).await?;
         if wait == 0 || run.state.status.is_final() || engine.shutdown.is_fired() {
             return Ok(Json(run_view(run)));
         }
+        let _parked = keel_engine::metrics::run_waiter();
         tokio::select! {
-            _ = finished.changed() => {}
+            () = watch.finished() => {}
+            () = engine.shutdown.clone().wait() => {}
             () = tokio::time::sleep_until(deadline) => {
                 let run = engine.store.run_get(&ns, id).await?;
                 return Ok(Json(run_view(run)));

@@ -11,6 +11,7 @@ cases![
     run_writes_create_their_jobs_or_nothing,
     run_writes_respect_the_namespace_bound,
     finished_runs_are_pruned_past_retention,
+    a_finished_run_wakes_only_its_watchers,
 ];
 
 pub(super) fn run_state(status: RunStatus) -> RunState {
@@ -463,4 +464,41 @@ async fn finished_runs_are_pruned_past_retention(h: Harness) {
     assert_eq!(s.runs_prune(at(1_000), 10).await.unwrap(), 0);
     let got = s.run_get(&ns(), retried.id).await.unwrap();
     assert_eq!(got.state.status, RunStatus::Running);
+}
+
+/// Readers waiting for a run wake when it is written with a final status, and
+/// readers of other runs, or of a run that only moved on, do not.
+async fn a_finished_run_wakes_only_its_watchers(h: Harness) {
+    let s = &*h.store;
+    let signal = s.ready_signal();
+    let (one, _) = s
+        .run_create(&ns(), new_run(1, "flow", None), Vec::new(), T0)
+        .await
+        .unwrap();
+    let (two, _) = s
+        .run_create(&ns(), new_run(2, "flow", None), Vec::new(), T0)
+        .await
+        .unwrap();
+    let (mut watch_one, mut watch_two) = (signal.watch_run(one.id), signal.watch_run(two.id));
+
+    let mut moved = two.state.clone();
+    moved.generation += 1;
+    s.run_update(&ns(), two.id, two.rev, &moved, Vec::new(), at(1))
+        .await
+        .unwrap();
+    let mut done = one.state.clone();
+    done.status = RunStatus::Succeeded;
+    s.run_update(&ns(), one.id, one.rev, &done, Vec::new(), at(2))
+        .await
+        .unwrap();
+
+    let woken = watch_one.finished();
+    tokio::pin!(woken);
+    assert!(
+        futures_ready(woken).await,
+        "the finished run's reader wakes"
+    );
+    let not_woken = watch_two.finished();
+    tokio::pin!(not_woken);
+    assert_pending(not_woken).await;
 }

@@ -89,6 +89,35 @@ impl Server {
         self.child.wait().await.expect("the server exits")
     }
 
+    /// Waits until the gauge `name` (summed over its label sets) reaches
+    /// `min`: how a test knows a call is parked before it acts, instead of
+    /// sleeping and hoping.
+    pub(crate) async fn wait_for_gauge(&self, name: &str, min: f64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = reqwest::get(format!("{}/metrics", self.url))
+                .await
+                .expect("metrics answer")
+                .text()
+                .await
+                .expect("metrics text");
+            let value: f64 = text
+                .lines()
+                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if value >= min {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} stayed at {value}, below {min}"
+            );
+            // Paced, so that the scrapes do not starve the server being watched.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     pub(crate) fn v1(&self, path: &str) -> String {
         format!("{}/v1{path}", self.url)
     }
