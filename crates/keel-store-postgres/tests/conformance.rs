@@ -24,6 +24,9 @@ async fn open(limits: Limits) -> Harness {
             })
         }),
         guard: Box::new(schema),
+        // A full disk cannot be made in a test here; the mapping of
+        // PostgreSQL's disk_full to 507 is in `db()`.
+        fill_storage: None,
     }
 }
 

@@ -173,6 +173,20 @@ impl SqliteStore {
         self.call(|reply| writer::write(reply, op)).await
     }
 
+    /// Caps the database at its current size plus `room` pages (`None`:
+    /// no cap), so that a test can run out of disk: SQLite then refuses the
+    /// writes that need more pages, as on a full disk.
+    #[cfg(feature = "testing")]
+    pub async fn limit_pages(&self, room: Option<u32>) -> Result<(), Error> {
+        self.write(move |w| {
+            let pages: i64 = w.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let cap = room.map_or(i64::from(u32::MAX - 1), |room| pages + i64::from(room));
+            w.conn.pragma_update(None, "max_page_count", cap)?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
     /// Runs a read on one of the reader connections, off the async threads.
     async fn read<T: Send + 'static>(
         &self,

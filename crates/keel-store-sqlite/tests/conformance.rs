@@ -12,7 +12,8 @@ use keel_store_sqlite::SqliteStore;
 async fn open(limits: Limits) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, &limits).unwrap());
+    let sqlite = Arc::new(SqliteStore::open(&path, &limits).unwrap());
+    let store: Arc<dyn Store> = sqlite.clone();
     Harness {
         store,
         reopen: Box::new(move || {
@@ -23,6 +24,12 @@ async fn open(limits: Limits) -> Harness {
             })
         }),
         guard: Box::new(dir),
+        fill_storage: Some(Box::new(move |full| {
+            let sqlite = sqlite.clone();
+            Box::pin(async move {
+                sqlite.limit_pages(full.then_some(4)).await.unwrap();
+            })
+        })),
     }
 }
 

@@ -18,20 +18,6 @@ fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn keel(server: &Server, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .args(["--server", &server.url])
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
 /// Reads the stand-ins' output until a line starts with `prefix`.
 async fn line_starting(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String {
     loop {
@@ -61,19 +47,16 @@ async fn the_provisioning_example_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &["--allow-private-http"]).await;
     let definition = root().join("examples/workflows/provision-account.yaml");
-    let (ok, _, err) = keel(
-        &server,
-        &["workflow", "apply", definition.to_str().unwrap()],
-    )
-    .await;
+    let (ok, _, err) = server
+        .cli(&["workflow", "apply", definition.to_str().unwrap()])
+        .await;
     assert!(ok, "{err}");
 
     // No worker yet: the wait gives up and names the queue nobody serves.
     let input =
         json!({"org_id": "early", "billing_url": "http://127.0.0.1:1/charge", "email": "e@early"});
-    let (ok, _, err) = keel(
-        &server,
-        &[
+    let (ok, _, err) = server
+        .cli(&[
             "workflow",
             "run",
             "provision-account",
@@ -82,9 +65,8 @@ async fn the_provisioning_example_runs_end_to_end() {
             "--wait",
             "--timeout",
             "1",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(!ok);
     assert!(
         err.contains(r#"create_tenant: a job on queue "tenants" that no worker has leased"#),
@@ -159,18 +141,16 @@ async fn the_provisioning_example_runs_end_to_end() {
     assert_eq!(run["steps"]["charge"]["output"]["status"], "paid");
     assert_eq!(run["steps"]["welcome"]["output"]["sent_to"], "a@acme");
 
-    let (ok, out, err) = keel(
-        &server,
-        &[
+    let (ok, out, err) = server
+        .cli(&[
             "run",
             "list",
             "--workflow",
             "provision-account",
             "--status",
             "succeeded",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert!(ok, "{err}");
     let listed: Vec<&str> = out.lines().collect();
     assert_eq!(listed.len(), 1, "{out}");
@@ -178,7 +158,7 @@ async fn the_provisioning_example_runs_end_to_end() {
         listed[0].starts_with(&id) && listed[0].contains("succeeded"),
         "{out}"
     );
-    let (ok, out, _) = keel(&server, &["run", "list", "--json"]).await;
+    let (ok, out, _) = server.cli(&["run", "list", "--json"]).await;
     assert!(ok);
     let page: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(

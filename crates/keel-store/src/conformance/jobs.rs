@@ -21,6 +21,7 @@ cases![
     batch_ack_answers_each_item,
     state_survives_reopen,
     unknown_jobs_are_not_found,
+    a_full_disk_refuses_writes_with_507_and_loses_nothing,
 ];
 
 async fn enqueue_then_get(h: Harness) {
@@ -718,4 +719,43 @@ async fn unknown_jobs_are_not_found(h: Harness) {
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::JobNotFound);
+}
+
+/// Storage that runs out refuses the write that does not fit with 507
+/// `storage_full`, whole (no part of a batch lands), keeps everything it
+/// acknowledged before, and takes writes again once there is room.
+async fn a_full_disk_refuses_writes_with_507_and_loses_nothing(h: Harness) {
+    let Some(fill) = &h.fill_storage else {
+        return;
+    };
+    let q = queue("disk");
+    let kept = enqueue(&*h.store, &q, vec![job("1"), job("2")]).await;
+    fill(true).await;
+    let big = format!("\"{}\"", "x".repeat(64 * 1024));
+    let mut refused = None;
+    for _ in 0..64 {
+        let batch = (0..8).map(|_| job(&big)).collect();
+        if let Err(e) = h.store.jobs_enqueue(&q, batch, T0).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("a full disk refuses a write");
+    assert_eq!(refused.code, ErrorCode::StorageFull, "{refused:?}");
+    assert_eq!(refused.code.http_status(), 507);
+    let stats = h.store.queue_stats(&q).await.unwrap();
+    let ready = stats.counts.get(&JobState::Ready).copied().unwrap_or(0);
+    assert_eq!(
+        ready % 8,
+        2,
+        "whole batches only, and the first two kept: {ready}"
+    );
+    for id in &kept {
+        assert_eq!(
+            h.store.job_get(&ns(), *id).await.unwrap().state,
+            JobState::Ready
+        );
+    }
+    fill(false).await;
+    enqueue(&*h.store, &q, vec![job(r#""after""#)]).await;
 }

@@ -9,6 +9,7 @@
 
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     reason = "a test suite: a panic is a failed check"
 )]
 
@@ -45,7 +46,14 @@ pub struct Harness {
     pub reopen: Reopen,
     /// Keeps temporary directories or schemas alive for the test's duration.
     pub guard: Box<dyn std::any::Any + Send + Sync>,
+    /// Makes the store's storage full (`true`: no room for more than a few
+    /// pages beyond what it holds) or gives it room again (`false`), where the
+    /// backend can do that in a test; `None` skips the storage-full cases.
+    pub fill_storage: Option<FillStorage>,
 }
+
+/// See [`Harness::fill_storage`].
+pub type FillStorage = Box<dyn Fn(bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Makes a fresh store for one case.
 pub type Opener = Arc<dyn Fn(Limits) -> Pin<Box<dyn Future<Output = Harness>>> + Send + Sync>;

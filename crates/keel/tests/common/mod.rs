@@ -118,6 +118,21 @@ impl Server {
         }
     }
 
+    /// Runs the `keel` CLI against this server: success, stdout, stderr.
+    pub(crate) async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .args(["--server", &self.url])
+            .output()
+            .await
+            .expect("the keel binary runs");
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).expect("utf-8 output"),
+            String::from_utf8(out.stderr).expect("utf-8 output"),
+        )
+    }
+
     pub(crate) fn v1(&self, path: &str) -> String {
         format!("{}/v1{path}", self.url)
     }
