@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::{
-    Clock, Error, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueueRef,
+    Clock, Error, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueueRef, Timestamp,
 };
 use keel_store::{
     Ack, AckOutcome, Acked, Enqueued, LeaseRequest, LeasedJob, MaintenanceReport, ReadySignal,
@@ -67,6 +67,10 @@ impl JobService {
     /// so each leaser passes the wake-up on when it cannot take it all: a full
     /// batch may have left jobs behind, and a call dropped after its wake-up
     /// (its client went away) must not swallow it.
+    ///
+    /// A worker is never handed a job whose lease has run out: a lease that
+    /// the store took long to grant counts from when the answer leaves (see
+    /// [`JobService::hand_out`]).
     pub async fn lease(&self, req: &LeaseRequest, wait: Duration) -> Result<Vec<LeasedJob>, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         let signal = self.store.ready_signal();
@@ -82,6 +86,9 @@ impl JobService {
             woken.as_mut().enable();
             let now = self.clock.now();
             let jobs = self.store.jobs_lease(req, now).await?;
+            let jobs = self
+                .hand_out(&req.queue.namespace, req.lease_ms, now, jobs)
+                .await;
             owed.armed = false;
             if !jobs.is_empty() {
                 if jobs.len() == req.max_jobs as usize {
@@ -160,7 +167,7 @@ impl JobService {
         namespace: &Namespace,
         token: LeaseToken,
         lease_ms: Option<u64>,
-    ) -> Result<keel_core::Timestamp, Error> {
+    ) -> Result<Timestamp, Error> {
         self.store
             .job_heartbeat(namespace, token, lease_ms, self.clock.now())
             .await
@@ -211,6 +218,48 @@ impl JobService {
     }
 }
 
+impl JobService {
+    /// Leases granted at `granted`, as they may leave now. One with less than
+    /// half its time left (the store was slow: a busy database, a long lock
+    /// wait) is extended to a full lease from now, by a heartbeat; one that
+    /// already ran out is not handed out at all: its token is refused, and
+    /// maintenance returns the job to its queue (an attempt, as when a worker
+    /// dies). So a worker never receives a lease that is lost before it starts.
+    async fn hand_out(
+        &self,
+        namespace: &Namespace,
+        lease_ms: Option<u64>,
+        granted: Timestamp,
+        jobs: Vec<LeasedJob>,
+    ) -> Vec<LeasedJob> {
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            let full = job.lease_expires_at.millis_since(granted);
+            if job.lease_expires_at.millis_since(now) * 2 >= full {
+                out.push(job);
+                continue;
+            }
+            match self
+                .store
+                .job_heartbeat(namespace, job.lease_token, lease_ms, now)
+                .await
+            {
+                Ok(until) => {
+                    job.lease_expires_at = until;
+                    out.push(job);
+                }
+                Err(e) => tracing::warn!(
+                    job = %job.id,
+                    error = %e,
+                    "a lease ran out before its answer left; the job goes back to its queue"
+                ),
+            }
+        }
+        out
+    }
+}
+
 /// A wake-up this leaser took and has not yet acted on: passed to the next
 /// leaser if the call is dropped (or fails) before its lease attempt ends.
 struct PassOn<'a> {
@@ -224,5 +273,94 @@ impl Drop for PassOn<'_> {
         if self.armed {
             self.signal.notify(self.queue, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use keel_core::{Backoff, Limits};
+    use keel_store_sqlite::SqliteStore;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::ShutdownTrigger;
+    use crate::workflows::Driver;
+
+    /// A clock that moves `step` ms each time it is read: a store call
+    /// between two reads takes that long.
+    struct Slow {
+        now: AtomicI64,
+        step: i64,
+    }
+
+    impl Clock for Slow {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_millis(self.now.fetch_add(self.step, Ordering::SeqCst))
+        }
+    }
+
+    /// Leases one job of a 1 s lease while the clock moves `step` ms per
+    /// read; what the worker is handed.
+    async fn lease_with_a_store_taking(step: i64) -> (Vec<LeasedJob>, Timestamp) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
+        let queue = QueueRef {
+            namespace: Namespace::new("default").unwrap(),
+            queue: QueueName::new("slow").unwrap(),
+        };
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        let job = NewJob {
+            payload: RawValue::from_string("1".to_owned()).unwrap(),
+            priority: 0,
+            run_at: t0,
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            lease_ms: 1_000,
+            idempotency_key: None,
+            ordering_key: None,
+            tags: Default::default(),
+        };
+        store.jobs_enqueue(&queue, vec![job], t0).await.unwrap();
+        let clock = Arc::new(Slow {
+            now: AtomicI64::new(t0.as_millis()),
+            step,
+        });
+        let (_trigger, shutdown) = ShutdownTrigger::new();
+        let driver = Driver::new(store.clone(), clock.clone(), false);
+        let jobs = JobService::new(store.clone(), clock, shutdown, Owners::new(driver));
+        let req = LeaseRequest {
+            queue,
+            worker_id: "w".into(),
+            max_jobs: 1,
+            lease_ms: None,
+        };
+        let leased = jobs.lease(&req, Duration::ZERO).await.unwrap();
+        store.close().await;
+        (leased, t0)
+    }
+
+    #[tokio::test]
+    async fn a_quick_lease_leaves_as_granted() {
+        let (leased, t0) = lease_with_a_store_taking(10).await;
+        assert_eq!(leased[0].lease_expires_at, t0.plus_ms(1_000));
+    }
+
+    #[tokio::test]
+    async fn a_slow_lease_counts_from_when_the_answer_leaves() {
+        // Granted at t0 until t0+1000; the answer is ready at t0+600.
+        let (leased, t0) = lease_with_a_store_taking(600).await;
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].lease_expires_at, t0.plus_ms(600 + 1_000));
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_ran_out_before_the_answer_is_not_handed_out() {
+        let (leased, _) = lease_with_a_store_taking(1_500).await;
+        assert!(leased.is_empty(), "{leased:?}");
     }
 }

@@ -16,6 +16,7 @@
 
 mod bound;
 mod jobs;
+mod keys;
 mod maintenance;
 mod notify;
 mod owner;

@@ -8,6 +8,7 @@ use keel_core::{Error, Namespace, QueueName, QueueRef, Timestamp, Transition};
 use keel_store::{Acked, MaintenanceReport, MaintenanceStore};
 use tokio_postgres::NoTls;
 
+use crate::keys::Freed;
 use crate::{PostgresStore, db, job_id};
 
 /// How many jobs one maintenance pass moves at most; the next pass follows.
@@ -79,6 +80,7 @@ impl MaintenanceStore for PostgresStore {
             .query(&expired_stmt, &[&now.as_millis(), &MAX_MAINTENANCE_MOVES])
             .await
             .map_err(db)?;
+        let mut freed: Vec<Freed> = Vec::new();
         for row in &expired {
             let id = job_id(row.get(0));
             let namespace = Namespace::new(row.get(1))?;
@@ -90,6 +92,7 @@ impl MaintenanceStore for PostgresStore {
             };
             Self::write_life(&tx, id, &locked.life, now, None).await?;
             Self::record_error(&tx, id, locked.life.attempt, "lease expired", now).await?;
+            freed.extend(locked.freed(&namespace));
             let queue = QueueRef {
                 namespace,
                 queue: QueueName::new(&locked.queue)?,
@@ -115,6 +118,8 @@ impl MaintenanceStore for PostgresStore {
                 }
             }
         }
+        // Keys whose jobs died pass to their next jobs, all locked together.
+        let handed_on = Self::free_keys(&tx, &freed).await?;
         let next: Option<i64> = tx
             .query_one(include_str!("../queries/maintenance/next_due.sql"), &[])
             .await
@@ -128,7 +133,7 @@ impl MaintenanceStore for PostgresStore {
         } else {
             next.map(Timestamp::from_millis)
         };
-        let mut ready: BTreeMap<QueueRef, usize> = BTreeMap::new();
+        let mut ready: BTreeMap<QueueRef, usize> = handed_on;
         for queue in woken {
             *ready.entry(queue).or_default() += 1;
         }

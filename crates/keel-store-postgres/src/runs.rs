@@ -129,7 +129,7 @@ impl PostgresStore {
         jobs: &OwnedRows<'_>,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        if run.idempotency_key.is_some() || self.near_a_bound(client, jobs).await? {
+        if run.idempotency_key.is_some() || self.needs_transaction(client, jobs).await? {
             return Ok(false);
         }
         let stmt = client
@@ -169,7 +169,7 @@ impl PostgresStore {
         jobs: &OwnedRows<'_>,
         now: Timestamp,
     ) -> Result<Option<u64>, Error> {
-        if self.near_a_bound(client, jobs).await? {
+        if self.needs_transaction(client, jobs).await? {
             return Ok(None);
         }
         let stmt = client

@@ -1,16 +1,13 @@
 -- Leases up to $3 ready jobs of one queue: highest priority, then oldest run_at,
--- then enqueue order; only the oldest unfinished job of an ordering key; rows
--- another node is leasing right now are skipped, not waited for.
+-- then enqueue order; of an ordering key only the job that holds it
+-- (`runnable`, see migration 0007), so the index hands out candidates and
+-- nothing is filtered; rows another node is leasing right now are skipped,
+-- not waited for.
 -- $1 namespace, $2 queue, $3 limit, $4 now, $5 lease_ms override, $6 worker.
 WITH picked AS (
     SELECT j.id
     FROM keel_jobs j
-    WHERE j.namespace = $1 AND j.queue = $2 AND j.state = 'ready'
-      AND (j.ordering_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM keel_jobs o
-          WHERE o.namespace = j.namespace AND o.queue = j.queue
-            AND o.ordering_key = j.ordering_key
-            AND o.finished_at IS NULL AND o.seq < j.seq))
+    WHERE j.namespace = $1 AND j.queue = $2 AND j.state = 'ready' AND j.runnable
     ORDER BY j.priority DESC, j.run_at, j.seq
     LIMIT $3
     FOR UPDATE SKIP LOCKED

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use self::rows::{
     Locked, NewRows, attach_errors, from_json, job_from_row, raw, state_of, tags_from,
 };
+use crate::keys::{Freed, lock_name};
 use crate::{PostgresStore, db, job_id, uuid};
 
 /// Finished jobs deleted per statement of a prune.
@@ -42,6 +43,12 @@ impl JobStore for PostgresStore {
             .prepare_cached(include_str!("../../queries/jobs/claim_idempotency_key.sql"))
             .await
             .map_err(db)?;
+        let keys: Vec<String> = jobs
+            .iter()
+            .filter_map(|j| j.ordering_key.as_deref())
+            .map(|key| lock_name(namespace, queue.queue.as_str(), key))
+            .collect();
+        Self::lock_keys(&tx, &keys).await?;
         let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
         let mut rows = NewRows::default();
         let mut first_due: Option<Timestamp> = None;
@@ -232,7 +239,7 @@ impl JobStore for PostgresStore {
             .await
             .map_err(db)?
             .into_iter()
-            .filter(|row| row.get::<_, &str>(11) == namespace.as_str())
+            .filter(|row| row.get::<_, &str>(12) == namespace.as_str())
             .map(|row| Ok((job_id(row.get(0)), Locked::from_row(&row, 1)?)))
             .collect::<Result<_, Error>>()?;
         let mut out = Vec::with_capacity(acks.len());
@@ -333,7 +340,15 @@ impl JobStore for PostgresStore {
                 .await
                 .map_err(db)?;
         }
+        let freed: Vec<Freed> = changed
+            .iter()
+            .filter_map(|id| jobs[id].freed(namespace))
+            .collect();
+        let handed_on = Self::free_keys(&tx, &freed).await?;
         tx.commit().await.map_err(db)?;
+        for (queue, jobs) in &handed_on {
+            self.ready(queue, *jobs);
+        }
         let retries = out
             .iter()
             .flatten()
@@ -388,7 +403,12 @@ impl JobStore for PostgresStore {
         };
         locked.life.cancel()?;
         Self::write_life(&tx, id, &locked.life, now, None).await?;
+        let freed: Vec<Freed> = locked.freed(namespace).into_iter().collect();
+        let handed_on = Self::free_keys(&tx, &freed).await?;
         tx.commit().await.map_err(db)?;
+        for (queue, jobs) in &handed_on {
+            self.ready(queue, *jobs);
+        }
         Ok(Acked {
             id,
             queue: QueueName::new(&locked.queue)?,
@@ -493,13 +513,32 @@ impl JobStore for PostgresStore {
                 .map(|row| job_id(row.get(0)))
                 .collect(),
         };
-        let mut moved = Vec::new();
+        let mut redriven = Vec::new();
         for id in candidates {
             let Some(mut locked) = Self::lock_job(&tx, &queue.namespace, id).await? else {
                 continue;
             };
             if locked.queue != queue_name || locked.life.redrive(now).is_err() {
                 continue;
+            }
+            redriven.push((id, locked));
+        }
+        // A redriven keyed job holds its key only if no other job does.
+        let keys: Vec<String> = redriven
+            .iter()
+            .filter_map(|(_, l)| l.ordering_key.as_deref())
+            .map(|key| lock_name(namespace, queue_name, key))
+            .collect();
+        Self::lock_keys(&tx, &keys).await?;
+        let mut moved = Vec::new();
+        for (id, locked) in redriven {
+            if locked.ordering_key.is_some() {
+                tx.execute(
+                    include_str!("../../queries/jobs/redrive_runnable.sql"),
+                    &[&uuid(id)],
+                )
+                .await
+                .map_err(db)?;
             }
             Self::write_life(&tx, id, &locked.life, now, None).await?;
             if let Some(payload) = &payload {

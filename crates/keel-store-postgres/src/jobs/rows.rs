@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::keys::Freed;
 use crate::{PostgresStore, db, job_id, uuid};
 
 /// Stored JSON back to raw JSON; it was valid when written.
@@ -122,11 +123,12 @@ pub(crate) struct Locked {
     pub(crate) queue: String,
     /// What the job works for: its owner hears when the job ends.
     pub(crate) owner: Option<JobOwner>,
+    pub(crate) ordering_key: Option<String>,
 }
 
 impl Locked {
     /// From the columns `state, attempt, max_attempts, run_at, lease_seq,
-    /// lease_expires_at, lease_ms, backoff, queue, owner`, starting at
+    /// lease_expires_at, lease_ms, backoff, queue, owner, ordering_key`, starting at
     /// `first`. A corrupt owner is an error, never "no owner".
     pub(crate) fn from_row(row: &tokio_postgres::Row, first: usize) -> Result<Self, Error> {
         let at = |i: usize| first + i;
@@ -146,6 +148,19 @@ impl Locked {
                 .get::<_, Option<&str>>(at(9))
                 .map(JobOwner::decode)
                 .transpose()?,
+            ordering_key: row.get(at(10)),
+        })
+    }
+}
+
+impl Locked {
+    /// The key this job held, if it just finished holding one.
+    pub(crate) fn freed(&self, namespace: &Namespace) -> Option<Freed> {
+        let key = self.ordering_key.clone()?;
+        self.life.state.is_final().then(|| Freed {
+            namespace: namespace.to_string(),
+            queue: self.queue.clone(),
+            key,
         })
     }
 }

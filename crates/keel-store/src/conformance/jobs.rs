@@ -22,6 +22,7 @@ cases![
     state_survives_reopen,
     unknown_jobs_are_not_found,
     a_full_disk_refuses_writes_with_507_and_loses_nothing,
+    a_lease_finds_free_keys_behind_a_keyed_backlog,
 ];
 
 async fn enqueue_then_get(h: Harness) {
@@ -758,4 +759,56 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing(h: Harness) {
     }
     fill(false).await;
     enqueue(&*h.store, &q, vec![job(r#""after""#)]).await;
+}
+
+/// With the jobs holding most ordering keys leased, one lease call still finds
+/// the jobs holding the others, whatever waits behind them; a key passes to
+/// its next job when its holder completes or dies, not when a job waiting
+/// behind it is cancelled.
+async fn a_lease_finds_free_keys_behind_a_keyed_backlog(h: Harness) {
+    let q = queue("keyed");
+    let mut jobs = Vec::new();
+    for k in 0..6 {
+        for i in 0..3 {
+            let mut j = job(&format!("\"{k}-{i}\""));
+            j.ordering_key = Some(format!("k{k}"));
+            jobs.push(j);
+        }
+    }
+    let ids = enqueue(&*h.store, &q, jobs).await;
+    let first = lease(&*h.store, &q, 5, T0).await;
+    assert_eq!(
+        payloads(&first),
+        [r#""0-0""#, r#""1-0""#, r#""2-0""#, r#""3-0""#, r#""4-0""#]
+    );
+    let rest = lease(&*h.store, &q, 5, T0).await;
+    assert_eq!(
+        payloads(&rest),
+        [r#""5-0""#],
+        "the one free key, in one call"
+    );
+
+    assert_eq!(
+        ack(&*h.store, first[0].lease_token, complete(), at(1)).await,
+        Ok(JobState::Succeeded)
+    );
+    assert_eq!(
+        payloads(&lease(&*h.store, &q, 5, at(1)).await),
+        [r#""0-1""#]
+    );
+
+    h.store.job_cancel(&ns(), ids[5], at(2)).await.unwrap();
+    assert!(
+        lease(&*h.store, &q, 5, at(2)).await.is_empty(),
+        "cancelling a waiting job frees no key"
+    );
+    assert_eq!(
+        ack(&*h.store, first[1].lease_token, fail(false), at(3)).await,
+        Ok(JobState::Dead)
+    );
+    assert_eq!(
+        payloads(&lease(&*h.store, &q, 5, at(3)).await),
+        [r#""1-1""#],
+        "a dead holder passes its key on"
+    );
 }
