@@ -15,11 +15,9 @@ WITH run AS (
                            idempotency_key, ordering_key, tags, owner, runnable)
     SELECT u.id, u.namespace, u.queue, u.state, u.payload, u.priority, 0, u.max_attempts,
            u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb, u.owner,
-           u.ordering_key IS NULL OR (
-               row_number() OVER (PARTITION BY u.namespace, u.queue, u.ordering_key ORDER BY u.n) = 1
-               AND NOT EXISTS (SELECT 1 FROM keel_jobs o
-                               WHERE o.namespace = u.namespace AND o.queue = u.queue
-                                 AND o.ordering_key = u.ordering_key AND o.finished_at IS NULL))
+           -- Jobs with ordering keys take the transaction path (their keys
+           -- must be locked), so every job here is runnable.
+           true
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::int[],
                 $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[], $15::text[])
          WITH ORDINALITY AS u(id, namespace, queue, state, payload, priority, max_attempts,
