@@ -21,15 +21,29 @@ use tokio::sync::Notify;
 /// The README's example, run as it is.
 const PROVISION: &str = include_str!("../../../examples/workflows/provision-account.yaml");
 
-/// Side effects done by the test's workers: (run, step) → times.
+/// Side effects done by the test's workers: (run, step) → times, and a
+/// signal for each one.
 #[derive(Clone, Default)]
-struct Effects(Arc<Mutex<HashMap<(String, String), usize>>>);
+struct Effects(
+    Arc<Mutex<HashMap<(String, String), usize>>>,
+    Arc<tokio::sync::watch::Sender<usize>>,
+);
 
 impl Effects {
     fn record(&self, job: &LeasedJob) {
         let run = job.tags.get("keel.run").cloned().unwrap_or_default();
         let step = job.tags.get("keel.step").cloned().unwrap_or_default();
         *self.0.lock().unwrap().entry((run, step)).or_default() += 1;
+        self.1.send_modify(|n| *n += 1);
+    }
+
+    /// Waits until the workers have done `n` side effects in all.
+    async fn reach(&self, n: usize) {
+        let mut done = self.1.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), done.wait_for(|d| *d >= n))
+            .await
+            .unwrap_or_else(|_| panic!("the workers did not reach {n} side effects"))
+            .unwrap();
     }
 
     fn count(&self, run: &str, step: &str) -> usize {
@@ -39,10 +53,6 @@ impl Effects {
             .get(&(run.to_owned(), step.to_owned()))
             .copied()
             .unwrap_or(0)
-    }
-
-    fn total(&self) -> usize {
-        self.0.lock().unwrap().values().sum()
     }
 }
 
@@ -319,12 +329,7 @@ async fn kill9_mid_run_finishes_every_run_with_each_step_done_once() {
     let effects = Effects::default();
     let stop = Arc::new(Notify::new());
     let stock = workers(&server, &["stock"], &effects, &stop);
-    for _ in 0..500 {
-        if effects.total() >= RUNS {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    effects.reach(RUNS).await;
     stop.notify_waiters();
     for h in stock {
         h.await.unwrap();
