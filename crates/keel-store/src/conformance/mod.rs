@@ -14,6 +14,7 @@
 )]
 
 mod jobs;
+mod keys;
 mod maintenance;
 mod owner;
 mod queues;
@@ -85,6 +86,7 @@ where
     let open: Opener = Arc::new(move |limits| Box::pin(open(limits)));
     let domains = [
         ("jobs", jobs::CASES),
+        ("keys", keys::CASES),
         ("queues", queues::CASES),
         ("maintenance", maintenance::CASES),
         ("owner", owner::CASES),
