@@ -56,8 +56,18 @@ pub(crate) struct QueueHot {
     pub ready: BTreeSet<ReadyKey>,
     /// Jobs per state, finished states included.
     pub counts: [u64; 6],
-    /// Unfinished jobs per ordering key, in enqueue order; only the first runs.
-    ordering: HashMap<Arc<str>, BTreeSet<(i64, JobId)>>,
+    /// Unfinished jobs per ordering key: the one that holds the key (only it
+    /// runs) and the others in enqueue order.
+    ordering: HashMap<Arc<str>, KeyGroup>,
+}
+
+/// An ordering key's unfinished jobs. The holder keeps the key until it
+/// finishes; then the oldest waiting job takes it. A job redriven while the
+/// key is held waits, though it is older: one job of a key at a time.
+#[derive(Debug)]
+struct KeyGroup {
+    holder: JobId,
+    waiting: BTreeSet<(i64, JobId)>,
 }
 
 impl QueueHot {
@@ -140,23 +150,37 @@ impl Hot {
         match key {
             None => self.index(id),
             Some(key) => {
-                // The group's head may change (a redriven older job goes first):
-                // take the old head out, add the job, and index both again.
-                let old_head = self.queues[queue]
-                    .ordering
-                    .get(&key)
-                    .and_then(|g| g.first().map(|&(_, head)| head));
-                if let Some(head) = old_head {
-                    self.unindex(head);
-                }
-                self.queues[queue]
-                    .ordering
-                    .entry(key)
-                    .or_default()
-                    .insert((seq, id));
-                self.index(id);
-                if let Some(head) = old_head {
-                    self.index(head);
+                let leased = self.jobs.get(&id).map(|j| j.life.state) == Some(JobState::Leased);
+                let holder = self.queues[queue].ordering.get(&key).map(|g| g.holder);
+                match holder {
+                    None => {
+                        let group = KeyGroup {
+                            holder: id,
+                            waiting: BTreeSet::new(),
+                        };
+                        self.queues[queue].ordering.insert(key, group);
+                        self.index(id);
+                    }
+                    // Loading at open, in enqueue order: a leased job holds
+                    // its key even if an older (redriven) job waits.
+                    Some(holder) if leased => {
+                        let held = self.jobs.get(&holder).map(|j| j.seq);
+                        self.unindex(holder);
+                        if let (Some(group), Some(held)) =
+                            (self.queues[queue].ordering.get_mut(&key), held)
+                        {
+                            group.holder = id;
+                            group.waiting.insert((held, holder));
+                        }
+                        self.index(holder);
+                        self.index(id);
+                    }
+                    Some(_) => {
+                        if let Some(group) = self.queues[queue].ordering.get_mut(&key) {
+                            group.waiting.insert((seq, id));
+                        }
+                        self.index(id);
+                    }
                 }
             }
         }
@@ -212,14 +236,10 @@ impl Hot {
                 self.scheduled.insert((job.life.run_at, job.seq, id));
             }
             JobState::Ready => {
-                let first_of_key = job.ordering_key.as_ref().is_none_or(|key| {
-                    queue
-                        .ordering
-                        .get(key)
-                        .and_then(|g| g.first())
-                        .map(|&(_, head)| head)
-                        == Some(id)
-                });
+                let first_of_key = job
+                    .ordering_key
+                    .as_ref()
+                    .is_none_or(|key| queue.ordering.get(key).map(|g| g.holder) == Some(id));
                 if first_of_key {
                     queue.ready.insert(ready_key(id, job));
                     *self.woken.entry(queue_idx).or_default() += 1;
@@ -248,13 +268,18 @@ impl Hot {
         let Some(group) = queue.ordering.get_mut(&key) else {
             return;
         };
-        group.remove(&(job.seq, id));
-        match group.first() {
+        if group.holder != id {
+            group.waiting.remove(&(job.seq, id));
+            return;
+        }
+        match group.waiting.pop_first() {
             None => {
                 queue.ordering.remove(&key);
             }
-            Some(&(_, next)) => {
-                // Re-index the new head: if it is ready, it becomes leasable now.
+            Some((_, next)) => {
+                // The oldest waiting job takes the key: if it is ready, it
+                // becomes leasable now.
+                group.holder = next;
                 self.unindex(next);
                 self.index(next);
             }

@@ -6,6 +6,7 @@ use super::*;
 cases![
     ordering_keys_run_one_at_a_time_in_order,
     a_lease_finds_free_keys_behind_a_keyed_backlog,
+    a_redriven_job_waits_behind_its_keys_holder,
 ];
 
 async fn ordering_keys_run_one_at_a_time_in_order(h: Harness) {
@@ -102,4 +103,45 @@ async fn a_lease_finds_free_keys_behind_a_keyed_backlog(h: Harness) {
         [r#""1-1""#],
         "a dead holder passes its key on"
     );
+}
+
+/// A dead job redriven while a newer job of its key is leased waits for it,
+/// though it is older (one job of a key at a time), across a restart too;
+/// it runs once the holder is done.
+async fn a_redriven_job_waits_behind_its_keys_holder(h: Harness) {
+    let q = queue("redrive-keyed");
+    let mut a = job(r#""a""#);
+    a.ordering_key = Some("k".into());
+    let mut b = job(r#""b""#);
+    b.ordering_key = Some("k".into());
+    let ids = enqueue(&*h.store, &q, vec![a, b]).await;
+    let first = lease(&*h.store, &q, 5, T0).await;
+    assert_eq!(payloads(&first), [r#""a""#]);
+    assert_eq!(
+        ack(&*h.store, first[0].lease_token, fail(false), at(1)).await,
+        Ok(JobState::Dead)
+    );
+    let holder = lease(&*h.store, &q, 5, at(1)).await;
+    assert_eq!(payloads(&holder), [r#""b""#]);
+    let moved = h
+        .store
+        .jobs_redrive(&q, RedriveSelection::Ids(vec![ids[0]]), None, at(2))
+        .await
+        .unwrap();
+    assert_eq!(moved, vec![ids[0]]);
+    assert!(
+        lease(&*h.store, &q, 5, at(2)).await.is_empty(),
+        "the redriven job waits while the key is held"
+    );
+    h.store.close().await;
+    let store = (h.reopen)().await;
+    assert!(
+        lease(&*store, &q, 5, at(3)).await.is_empty(),
+        "and still after a restart"
+    );
+    assert_eq!(
+        ack(&*store, holder[0].lease_token, complete(), at(4)).await,
+        Ok(JobState::Succeeded)
+    );
+    assert_eq!(payloads(&lease(&*store, &q, 5, at(4)).await), [r#""a""#]);
 }
