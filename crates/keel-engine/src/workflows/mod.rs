@@ -20,80 +20,38 @@
 //! restart. On a store with no other writer (embedded) the journal this node
 //! last wrote is kept in memory, so advancing reads nothing.
 
+mod cache;
 pub mod http;
+mod jobs;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+pub use self::jobs::{
+    ITEM_TAG, RUN_TAG, STEP_TAG, SYSTEM_NAMESPACE, SYSTEM_QUEUE, SystemJob, job_outcome,
+    system_queue,
+};
+
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use keel_core::workflow::scheduler::new_run;
 use keel_core::workflow::{
-    Command, Definition, Handle, HttpRequest, Machine, Outcome, ParentRef, RunId, RunMeta,
-    RunState, Work,
+    Command, Definition, Handle, Machine, Outcome, ParentRef, RunId, RunMeta, RunState, Work,
 };
 use keel_core::{
-    Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, NewJob,
-    QueueName, QueueRef, Timestamp,
+    Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, QueueRef,
+    Timestamp,
 };
-use keel_store::{AckOutcome, Acked, JobOwner, NewRun, OwnedJob, Store, StoredRun};
-use serde::{Deserialize, Serialize};
+use keel_store::{AckOutcome, Acked, NewRun, OwnedJob, Store, StoredRun};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
+use self::cache::Journals;
 use self::http::HttpCaller;
+use self::jobs::{SYSTEM_LEASE_MS, TIMER_ATTEMPTS, count_enqueued, system_job};
 
-/// Keel's own namespace: HTTP calls and timers of workflow runs. Reserved: the
-/// API refuses it.
-pub const SYSTEM_NAMESPACE: &str = "_keel";
-pub const SYSTEM_QUEUE: &str = "workflow";
-/// The tags that tell a worker which run, step and fan-out item a task job is
-/// for. Keel itself reads the job's owner instead ([`JobOwner::Run`]).
-pub const RUN_TAG: &str = "keel.run";
-pub const STEP_TAG: &str = "keel.step";
-pub const ITEM_TAG: &str = "keel.item";
-
-/// Attempts for a timer job: it only fails when its run cannot be advanced.
-const TIMER_ATTEMPTS: u32 = 100;
-/// Lease of a timer job, and the margin of an HTTP call's lease over the
-/// call's own timeout: a node that dies holding one delays it by this much.
-const SYSTEM_LEASE_MS: u64 = 5_000;
-/// A task step's lease when the step gives no `timeout_ms`.
-const DEFAULT_TASK_LEASE_MS: u64 = 30_000;
 /// Tries to write a journal that others keep changing, before giving up.
 const MAX_CONFLICTS: usize = 50;
 /// Runs are advanced one at a time per shard on this node.
 const LOCK_SHARDS: usize = 1024;
-/// Definitions kept parsed; they never change, so the cache is only bounded.
-const CACHED_DEFINITIONS: usize = 1024;
-/// Journals of running runs kept in memory (see [`Driver::recall`]).
-const CACHED_JOURNALS: usize = 50_000;
-
-#[allow(
-    clippy::expect_used,
-    reason = "constant names; `system_queue_names_are_valid` checks them"
-)]
-pub fn system_queue() -> QueueRef {
-    QueueRef {
-        namespace: Namespace::new(SYSTEM_NAMESPACE).expect("valid name"),
-        queue: QueueName::new(SYSTEM_QUEUE).expect("valid name"),
-    }
-}
-
-/// A job on Keel's own queue.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SystemJob {
-    Http {
-        namespace: String,
-        run: RunId,
-        request: HttpRequest,
-    },
-    Wake {
-        namespace: String,
-        run: RunId,
-        at: Timestamp,
-    },
-}
 
 /// What finished, so that only that piece of work is looked at.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,23 +74,6 @@ impl Hint {
             _ => false,
         }
     }
-}
-
-/// How a step's job ended, from its ack (`None`: cancelled, or its lease
-/// expired on the last attempt).
-pub fn job_outcome(acked: &Acked, ack: Option<&AckOutcome>) -> Outcome {
-    let attempts = acked.attempt;
-    let result = match (acked.state, ack) {
-        (JobState::Succeeded, Some(AckOutcome::Complete { result })) => Ok(result
-            .as_ref()
-            .and_then(|r| serde_json::from_str(r.get()).ok())
-            .unwrap_or(Value::Null)),
-        (JobState::Dead, Some(AckOutcome::Fail { message, .. })) => Err(message.clone()),
-        (JobState::Dead, _) => Err("its lease expired on its last attempt".to_owned()),
-        (JobState::Cancelled, _) => Err("the step's job was cancelled".to_owned()),
-        _ => return Outcome::Progress { attempts },
-    };
-    Outcome::Done { attempts, result }
 }
 
 /// A request to change a run, applied before it advances.
@@ -177,100 +118,6 @@ impl Driver {
                 .collect(),
             http: HttpCaller::new(allow_private_http),
         })
-    }
-
-    /// A version of a workflow, parsed (latest when `version` is `None`).
-    pub async fn definition(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        version: Option<u32>,
-    ) -> Result<(u32, Arc<Definition>), Error> {
-        let version = version.or_else(|| self.latest_known(namespace, name));
-        if let Some(v) = version
-            && let Some(def) = self.cached(namespace, name, v)
-        {
-            return Ok((v, def));
-        }
-        let stored = self.store.workflow_get(namespace, name, version).await?;
-        self.saw_version(namespace, name, stored.version);
-        if let Some(def) = self.cached(namespace, name, stored.version) {
-            return Ok((stored.version, def));
-        }
-        let value: Value = serde_json::from_str(&stored.definition)
-            .map_err(|e| Error::internal(format!("stored definition is not JSON: {e}")))?;
-        let def = Arc::new(Definition::from_value(&value).map_err(|problems| {
-            Error::internal(format!(
-                "stored definition of {name:?} v{} no longer validates: {}",
-                stored.version,
-                problems
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            ))
-        })?);
-        let mut cache = self
-            .definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHED_DEFINITIONS {
-            cache.clear();
-        }
-        cache.insert(
-            (namespace.clone(), name.to_owned(), stored.version),
-            def.clone(),
-        );
-        Ok((stored.version, def))
-    }
-
-    /// Stores a definition (canonical JSON); `true` when it is a new version.
-    pub async fn put_definition(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        definition: &str,
-    ) -> Result<(u32, bool), Error> {
-        let (version, created) = self
-            .store
-            .workflow_put(namespace, name, definition, self.clock.now())
-            .await?;
-        self.saw_version(namespace, name, version);
-        Ok((version, created))
-    }
-
-    /// The latest version of a workflow, when this node knows it for sure:
-    /// on a store with no other writer, every version goes through here.
-    fn latest_known(&self, namespace: &Namespace, name: &str) -> Option<u32> {
-        if !self.store.sole_writer() {
-            return None;
-        }
-        self.latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(namespace.clone(), name.to_owned()))
-            .copied()
-    }
-
-    fn saw_version(&self, namespace: &Namespace, name: &str, version: u32) {
-        if !self.store.sole_writer() {
-            return;
-        }
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        if latest.len() >= CACHED_DEFINITIONS {
-            latest.clear();
-        }
-        let known = latest
-            .entry((namespace.clone(), name.to_owned()))
-            .or_default();
-        *known = (*known).max(version);
-    }
-
-    fn cached(&self, namespace: &Namespace, name: &str, version: u32) -> Option<Arc<Definition>> {
-        self.definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(namespace.clone(), name.to_owned(), version))
-            .cloned()
     }
 
     fn next_run_id(&self, now: Timestamp) -> RunId {
@@ -613,40 +460,6 @@ impl Driver {
         Ok(Some((jobs, later)))
     }
 
-    /// The last journal this node stored for `run`, when the store has no
-    /// other writer (so it is still what is stored).
-    fn recall(&self, run: RunId) -> Option<Arc<StoredRun>> {
-        if !self.store.sole_writer() {
-            return None;
-        }
-        self.journals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .runs
-            .get(&run)
-            .map(|(run, _)| run.clone())
-    }
-
-    fn remember(&self, run: &Arc<StoredRun>) {
-        if !self.store.sole_writer() {
-            return;
-        }
-        let mut journals = self.journals.lock().unwrap_or_else(PoisonError::into_inner);
-        if run.state.status.is_final() {
-            journals.runs.remove(&run.id);
-        } else {
-            journals.keep(run.clone());
-        }
-    }
-
-    fn forget(&self, run: RunId) {
-        self.journals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .runs
-            .remove(&run);
-    }
-
     /// What became of a piece of work, if it ended or progressed.
     async fn observe(
         &self,
@@ -725,88 +538,6 @@ impl Driver {
         }
     }
 
-    /// The job that does a task or HTTP step, under a fresh id.
-    fn step_job(
-        &self,
-        namespace: &Namespace,
-        run: RunId,
-        step: &str,
-        item: Option<usize>,
-        work: Work,
-        now: Timestamp,
-    ) -> Result<OwnedJob, Error> {
-        let id = self.next_job_id(now);
-        match work {
-            Work::Task {
-                queue,
-                payload,
-                priority,
-                max_attempts,
-                backoff,
-                lease_ms,
-            } => {
-                let mut tags = BTreeMap::from([
-                    (RUN_TAG.to_owned(), run.to_string()),
-                    (STEP_TAG.to_owned(), step.to_owned()),
-                ]);
-                if let Some(i) = item {
-                    tags.insert(ITEM_TAG.to_owned(), i.to_string());
-                }
-                let job = NewJob {
-                    payload: raw(&payload)?,
-                    priority,
-                    run_at: now,
-                    max_attempts,
-                    backoff,
-                    lease_ms: lease_ms.unwrap_or(DEFAULT_TASK_LEASE_MS).clamp(
-                        keel_core::limits::MIN_LEASE_MS,
-                        keel_core::limits::MAX_LEASE_MS,
-                    ),
-                    idempotency_key: None,
-                    ordering_key: None,
-                    tags,
-                };
-                let queue = QueueRef {
-                    namespace: namespace.clone(),
-                    queue,
-                };
-                let owner = JobOwner::Run {
-                    run,
-                    step: step.to_owned(),
-                    item: item.map(|i| i as u32),
-                };
-                Ok(OwnedJob {
-                    queue,
-                    id,
-                    job,
-                    owner: Some(owner),
-                })
-            }
-            Work::Http {
-                request,
-                max_attempts,
-                backoff,
-            } => {
-                let lease_ms =
-                    request.timeout_ms.unwrap_or(http::DEFAULT_TIMEOUT_MS) + SYSTEM_LEASE_MS;
-                let payload = SystemJob::Http {
-                    namespace: namespace.to_string(),
-                    run,
-                    request,
-                };
-                let job = system_job(&payload, None, now, max_attempts, backoff, lease_ms, run)?;
-                // The step runner makes the call and advances the run itself.
-                Ok(OwnedJob {
-                    queue: system_queue(),
-                    id,
-                    job,
-                    owner: None,
-                })
-            }
-            Work::Child { .. } => Err(Error::internal("a child run is not a job")),
-        }
-    }
-
     /// Commands that follow a stored decision: cancellations, wake-ups, and
     /// news for a parent run.
     async fn carry_out(
@@ -881,71 +612,6 @@ impl Driver {
     }
 }
 
-/// One counter update per queue: a metric lookup costs more than the count.
-fn count_enqueued(queues: &[QueueRef]) {
-    for (i, queue) in queues.iter().enumerate() {
-        if queues[..i].contains(queue) {
-            continue;
-        }
-        let n = queues[i..].iter().filter(|q| *q == queue).count();
-        crate::metrics::job_enqueued(queue, n as u64);
-    }
-}
-
-/// The journals kept in memory, the least recently stored dropped first.
-#[derive(Default)]
-struct Journals {
-    /// Each with the number of the write that stored it.
-    runs: HashMap<RunId, (Arc<StoredRun>, u64)>,
-    /// Writes in order; an entry whose number is no longer its run's is stale.
-    order: VecDeque<(RunId, u64)>,
-    writes: u64,
-}
-
-impl Journals {
-    fn keep(&mut self, run: Arc<StoredRun>) {
-        self.writes += 1;
-        self.order.push_back((run.id, self.writes));
-        self.runs.insert(run.id, (run, self.writes));
-        while self.runs.len() > CACHED_JOURNALS || self.order.len() > 2 * CACHED_JOURNALS {
-            let Some((id, write)) = self.order.pop_front() else {
-                break;
-            };
-            if self.runs.get(&id).is_some_and(|(_, w)| *w == write) {
-                self.runs.remove(&id);
-            }
-        }
-    }
-}
-
-/// A job on Keel's own queue, for `run`.
-fn system_job(
-    job: &SystemJob,
-    idempotency_key: Option<String>,
-    run_at: Timestamp,
-    max_attempts: u32,
-    backoff: Backoff,
-    lease_ms: u64,
-    run: RunId,
-) -> Result<NewJob, Error> {
-    let payload = serde_json::to_value(job).map_err(|e| Error::internal(e.to_string()))?;
-    Ok(NewJob {
-        payload: raw(&payload)?,
-        priority: 0,
-        run_at,
-        max_attempts,
-        backoff,
-        lease_ms: lease_ms.min(keel_core::limits::MAX_LEASE_MS),
-        idempotency_key,
-        ordering_key: None,
-        tags: BTreeMap::from([(RUN_TAG.to_owned(), run.to_string())]),
-    })
-}
-
-fn raw(value: &Value) -> Result<Box<RawValue>, Error> {
-    RawValue::from_string(value.to_string()).map_err(|e| Error::internal(e.to_string()))
-}
-
 /// Errors worth trying again later rather than failing the step for.
 fn transient(e: &Error) -> bool {
     matches!(
@@ -955,15 +621,4 @@ fn transient(e: &Error) -> bool {
             | ErrorCode::ShuttingDown
             | ErrorCode::Conflict
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn system_queue_names_are_valid() {
-        assert!(Namespace::new(SYSTEM_NAMESPACE).is_ok());
-        assert!(QueueName::new(SYSTEM_QUEUE).is_ok());
-    }
 }
