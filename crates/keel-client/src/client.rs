@@ -3,7 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use keel_api::jobs::{
+    AckAnswer, AcksAnswer, AcksRequest, CompleteRequest, Enqueued, EnqueuedBatch, FailRequest,
+    HeartbeatAnswer, HeartbeatRequest, LeaseRequest, Leased,
+};
+use keel_api::{ErrorBody, ErrorDetail};
+use keel_core::Timestamp;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +25,9 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     #[error("bad server URL: {0}")]
     Url(String),
+    /// A value to send that is not JSON (a map with non-string keys, …).
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 impl ClientError {
@@ -62,60 +71,12 @@ impl JobSpec {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Enqueued {
-    pub id: String,
-    pub state: String,
-    pub deduplicated: bool,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct AttemptError {
-    pub attempt: u32,
-    pub message: String,
-    pub at: String,
-}
-
-/// A job as the server shows it.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct Job {
-    pub id: String,
-    pub queue: String,
-    pub state: String,
-    pub payload: Value,
-    pub priority: i64,
-    pub attempt: u32,
-    pub max_attempts: u32,
-    pub run_at: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub result: Option<Value>,
-    pub errors: Vec<AttemptError>,
-    pub tags: BTreeMap<String, String>,
-    pub ordering_key: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub lease_expires_at: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct JobPage {
-    pub jobs: Vec<Job>,
-    pub next_cursor: Option<String>,
-}
-
-/// A job leased to this worker.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct LeasedJob {
-    pub id: String,
-    pub queue: String,
-    pub payload: Value,
-    pub attempt: u32,
-    pub max_attempts: u32,
-    pub lease_token: String,
-    pub lease_expires_at: String,
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-}
+/// A job as the server shows it, with its payload and result as JSON values.
+pub type Job = keel_api::jobs::Job<Value>;
+/// A page of jobs, newest first.
+pub type JobPage = keel_api::jobs::JobPage<Value>;
+/// A job leased to this worker, with its payload as a JSON value.
+pub type LeasedJob = keel_api::jobs::LeasedJob<Value>;
 
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
@@ -179,12 +140,17 @@ impl Client {
         if status.is_success() {
             return Ok(resp.json().await?);
         }
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let error = &body["error"];
+        let error = resp.json::<ErrorBody>().await.map_or_else(
+            |_| ErrorDetail {
+                code: "unknown".to_owned(),
+                message: String::new(),
+            },
+            |body| body.error,
+        );
         Err(ClientError::Api {
             status: status.as_u16(),
-            code: error["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: error["message"].as_str().unwrap_or_default().to_owned(),
+            code: error.code,
+            message: error.message,
         })
     }
 
@@ -212,16 +178,12 @@ impl Client {
         queue: &str,
         jobs: &[JobSpec],
     ) -> Result<Vec<Enqueued>, ClientError> {
-        #[derive(Deserialize)]
-        struct Batch {
-            jobs: Vec<Enqueued>,
-        }
         let url = self.url(&format!(
             "/namespaces/{}/queues/{}/jobs",
             seg(namespace),
             seg(queue)
         ));
-        let batch: Batch = self
+        let batch: EnqueuedBatch = self
             .send(self.http.post(url).json(&json!({ "jobs": jobs })))
             .await?;
         Ok(batch.jobs)
@@ -396,20 +358,18 @@ impl Client {
         wait_ms: u64,
         lease_ms: Option<u64>,
     ) -> Result<Vec<LeasedJob>, ClientError> {
-        #[derive(Deserialize)]
-        struct Leased {
-            jobs: Vec<LeasedJob>,
-        }
         let url = self.url(&format!(
             "/namespaces/{}/queues/{}/lease",
             seg(namespace),
             seg(queue)
         ));
-        let mut body = json!({ "worker_id": worker_id, "max_jobs": max_jobs, "wait_ms": wait_ms });
-        if let Some(ms) = lease_ms {
-            body["lease_ms"] = json!(ms);
-        }
-        let leased: Leased = self.send(self.http.post(url).json(&body)).await?;
+        let body = LeaseRequest {
+            worker_id: Some(worker_id.to_owned()),
+            max_jobs: Some(max_jobs),
+            wait_ms: Some(wait_ms),
+            lease_ms,
+        };
+        let leased: Leased<Value> = self.send(self.http.post(url).json(&body)).await?;
         Ok(leased.jobs)
     }
 
@@ -418,18 +378,17 @@ impl Client {
         namespace: &str,
         job: &LeasedJob,
         result: Value,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<AckAnswer, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/jobs/{}/complete",
             seg(namespace),
-            seg(&job.id)
+            job.id
         ));
-        self.send(
-            self.http
-                .post(url)
-                .json(&json!({ "lease_token": job.lease_token, "result": result })),
-        )
-        .await
+        let body = CompleteRequest {
+            lease_token: job.lease_token.clone(),
+            result: Some(serde_json::value::to_raw_value(&result)?),
+        };
+        self.send(self.http.post(url).json(&body)).await
     }
 
     pub async fn fail(
@@ -438,18 +397,19 @@ impl Client {
         job: &LeasedJob,
         error: &str,
         retry: bool,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<AckAnswer, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/jobs/{}/fail",
             seg(namespace),
-            seg(&job.id)
+            job.id
         ));
-        self.send(
-            self.http
-                .post(url)
-                .json(&json!({ "lease_token": job.lease_token, "error": error, "retry": retry })),
-        )
-        .await
+        let body = FailRequest {
+            lease_token: job.lease_token.clone(),
+            error: Some(error.to_owned()),
+            retry,
+            retry_after_ms: None,
+        };
+        self.send(self.http.post(url).json(&body)).await
     }
 
     /// Extends a lease; returns the new expiry.
@@ -458,21 +418,18 @@ impl Client {
         namespace: &str,
         job: &LeasedJob,
         lease_ms: Option<u64>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Timestamp, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/jobs/{}/heartbeat",
             seg(namespace),
-            seg(&job.id)
+            job.id
         ));
-        let mut body = json!({ "lease_token": job.lease_token });
-        if let Some(ms) = lease_ms {
-            body["lease_ms"] = json!(ms);
-        }
-        let answer: Value = self.send(self.http.post(url).json(&body)).await?;
-        Ok(answer["lease_expires_at"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
+        let body = HeartbeatRequest {
+            lease_token: job.lease_token.clone(),
+            lease_ms,
+        };
+        let answer: HeartbeatAnswer = self.send(self.http.post(url).json(&body)).await?;
+        Ok(answer.lease_expires_at)
     }
 
     /// Batch acknowledgement: `{"complete":[...],"fail":[...]}` → per-item status.
@@ -481,13 +438,9 @@ impl Client {
         namespace: &str,
         complete: Vec<Value>,
         fail: Vec<Value>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<AcksAnswer, ClientError> {
         let url = self.url(&format!("/namespaces/{}/acks", seg(namespace)));
-        self.send(
-            self.http
-                .post(url)
-                .json(&json!({ "complete": complete, "fail": fail })),
-        )
-        .await
+        let body = AcksRequest { complete, fail };
+        self.send(self.http.post(url).json(&body)).await
     }
 }

@@ -4,14 +4,15 @@
 //! leased job with bounded concurrency, batch leasing (long-poll), automatic
 //! heartbeats, batched acknowledgements and a graceful drain.
 //!
-//! The SDK speaks only the public HTTP contract and shares no code with the
-//! server: what it does, any HTTP client can do.
+//! The SDK speaks only the public HTTP contract: it shares with the server
+//! the contract's types (`keel-api`) and nothing else, so what it does, any
+//! HTTP client can do.
 
 mod client;
 mod worker;
 
 pub use client::{
-    Client, ClientError, Enqueued, Job, JobPage, JobSpec, LeasedJob, ListQuery,
-    install_tls_provider,
+    Client, ClientError, Job, JobPage, JobSpec, LeasedJob, ListQuery, install_tls_provider,
 };
+pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use worker::{JobFailure, Worker, WorkerOptions};

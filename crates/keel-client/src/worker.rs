@@ -225,7 +225,7 @@ where
     H: Fn(LeasedJob) -> F,
     F: Future<Output = Result<Value, JobFailure>>,
 {
-    let id = job.id.clone();
+    let id = job.id;
     let token = job.lease_token.clone();
     let work = async {
         // The semaphore is never closed.

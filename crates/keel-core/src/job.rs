@@ -31,6 +31,12 @@ pub enum JobState {
     Cancelled,
 }
 
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl JobState {
     pub const ALL: [JobState; 6] = [
         JobState::Scheduled,
@@ -387,8 +393,9 @@ pub struct AttemptError {
     pub at: Timestamp,
 }
 
-/// A job as `GET /v1/namespaces/{ns}/jobs/{id}` shows it.
-#[derive(Clone, Debug, Serialize)]
+/// A job as stored, everything about it (the API shows it as
+/// `keel_api::jobs::Job`).
+#[derive(Clone, Debug)]
 pub struct Job {
     pub id: JobId,
     pub queue: String,

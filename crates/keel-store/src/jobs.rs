@@ -9,7 +9,6 @@ use keel_core::{
     Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueueRef, Retry,
     Timestamp,
 };
-use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::owner::JobOwner;
@@ -18,7 +17,7 @@ use crate::owner::JobOwner;
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;
 
 /// The answer for one enqueued job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Enqueued {
     pub id: JobId,
     pub state: JobState,
@@ -36,14 +35,13 @@ pub struct LeaseRequest {
 }
 
 /// A job handed to a worker.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct LeasedJob {
     pub id: JobId,
     pub queue: String,
     pub payload: Box<RawValue>,
     pub attempt: u32,
     pub max_attempts: u32,
-    #[serde(serialize_with = "serialize_display")]
     pub lease_token: LeaseToken,
     pub lease_expires_at: Timestamp,
     pub priority: i16,
@@ -52,10 +50,6 @@ pub struct LeasedJob {
     pub created_at: Timestamp,
     /// When the job became leasable; `now - run_at` is its wait in the queue.
     pub run_at: Timestamp,
-}
-
-fn serialize_display<S: serde::Serializer>(value: &LeaseToken, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(value)
 }
 
 /// How a worker ends an attempt.
@@ -72,21 +66,17 @@ pub struct Ack {
 }
 
 /// The state a job reached through an ack, cancel or lease expiry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acked {
     pub id: JobId,
-    #[serde(skip)]
     pub queue: QueueName,
     pub state: JobState,
     /// When a retried job becomes leasable again.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<Timestamp>,
     /// The domain object the job works for, stored with it: the engine tells
     /// the owner when the job ends, without reading the job again.
-    #[serde(skip)]
     pub owner: Option<JobOwner>,
     /// Attempts the job has made so far.
-    #[serde(skip)]
     pub attempt: u32,
 }
 
@@ -100,7 +90,7 @@ pub struct JobFilter {
     pub cursor: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct JobPage {
     pub jobs: Vec<Job>,
     pub next_cursor: Option<String>,

@@ -36,8 +36,8 @@ async fn worker_retries_heartbeats_and_drains() {
         let (count, done) = (count.clone(), done.clone());
         async move {
             if job.payload["slow"] == true {
-                // Longer than the 1 s lease: only heartbeats keep the job.
-                tokio::time::sleep(Duration::from_millis(2500)).await;
+                // Over twice the 2 s lease: only heartbeats keep the job.
+                tokio::time::sleep(Duration::from_millis(4500)).await;
             }
             let result = if job.payload["flaky"] == true && job.attempt == 1 {
                 Err(JobFailure {
@@ -57,7 +57,9 @@ async fn worker_retries_heartbeats_and_drains() {
     let mut options = WorkerOptions::new("default", "sdk");
     options.concurrency = 8;
     options.max_batch = 8;
-    options.lease_ms = 1000;
+    // Long enough that a loaded machine (the whole suite at once) does not
+    // let leases run out on their way to the worker.
+    options.lease_ms = 2000;
     options.wait_ms = 200;
     Worker::new(client.clone(), options)
         .run(handler, async move { all_handled.notified().await })
@@ -65,9 +67,15 @@ async fn worker_retries_heartbeats_and_drains() {
 
     let stats = client.queue_stats("default", "sdk").await.unwrap();
     assert_eq!(stats["counts"]["succeeded"], 100, "{stats}");
-    let slow = client.get_job("default", &enqueued[0].id).await.unwrap();
+    let slow = client
+        .get_job("default", &enqueued[0].id.to_string())
+        .await
+        .unwrap();
     assert_eq!(slow.attempt, 1, "heartbeats kept the slow job's lease");
-    let flaky = client.get_job("default", &enqueued[3].id).await.unwrap();
+    let flaky = client
+        .get_job("default", &enqueued[3].id.to_string())
+        .await
+        .unwrap();
     assert_eq!((flaky.attempt, flaky.errors.len()), (2, 1));
     assert_eq!(flaky.result, Some(json!({"n": 3})));
 }
@@ -83,7 +91,7 @@ async fn prefetched_jobs_keep_their_leases_while_they_wait() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.id.to_string())
         .collect();
     let handled = Arc::new(AtomicUsize::new(0));
     let leased_at_first_start = Arc::new(AtomicUsize::new(0));
@@ -160,7 +168,7 @@ async fn shutdown_waits_for_running_handlers() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.id.to_string())
         .collect();
     let started = Arc::new(AtomicUsize::new(0));
     let all_started = Arc::new(Notify::new());
@@ -195,7 +203,8 @@ async fn shutdown_waits_for_running_handlers() {
     for id in ids {
         let job = client.get_job("default", &id).await.unwrap();
         assert_eq!(
-            job.state, "succeeded",
+            job.state.as_str(),
+            "succeeded",
             "{id} was finished and acknowledged before run() returned"
         );
     }

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::{Error, ErrorCode};
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -25,8 +25,10 @@ impl ApiError {
     }
 }
 
-pub(super) fn body(e: &Error) -> serde_json::Value {
-    json!({ "error": { "code": e.code.as_str(), "message": e.message } })
+pub(super) fn body(e: &Error) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail::from(e),
+    }
 }
 
 pub(super) fn status(code: ErrorCode) -> StatusCode {

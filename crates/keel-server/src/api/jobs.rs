@@ -8,17 +8,23 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use keel_api::ErrorDetail;
+use keel_api::jobs::{
+    self as api, AckAnswer, AckItem, AcksAnswer, AcksRequest, CompleteRequest, EnqueuedBatch,
+    FailRequest, HeartbeatAnswer, HeartbeatRequest, Job, JobPage, Leased, LeasedJob, RedriveAnswer,
+    RedriveRequest,
+};
 use keel_core::job::JobRequest;
 use keel_core::limits::MAX_LEASE_MS;
 use keel_core::policy::check_lease_ms;
 use keel_core::{Error, ErrorCode, JobId, JobState, LeaseToken, Namespace, Retry};
-use keel_store::{Ack, AckOutcome, Acked, JobFilter, LeaseRequest, LeasedJob, RedriveSelection};
-use serde::{Deserialize, Serialize};
+use keel_store::{Ack, AckOutcome, Acked, JobFilter, LeaseRequest, RedriveSelection};
+use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::ApiError;
-use super::error::{body as error_body, status};
+use super::error::status;
 use super::extract::{
     Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, json_error, parse,
 };
@@ -77,31 +83,21 @@ pub(super) async fn enqueue(
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let enqueued = engine.jobs.enqueue(&queue, jobs).await?;
-    let body = if batch {
-        json!({ "jobs": enqueued })
+    let mut enqueued: Vec<api::Enqueued> = enqueued.into_iter().map(wire_enqueued).collect();
+    Ok(if batch {
+        (StatusCode::CREATED, Json(EnqueuedBatch { jobs: enqueued })).into_response()
     } else {
-        json!(enqueued[0])
-    };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LeaseBody {
-    #[serde(default)]
-    worker_id: Option<String>,
-    #[serde(default)]
-    max_jobs: Option<u32>,
-    #[serde(default)]
-    wait_ms: Option<u64>,
-    #[serde(default)]
-    lease_ms: Option<u64>,
+        let one = enqueued
+            .pop()
+            .ok_or_else(|| ApiError(Error::internal("no answer for the enqueue")))?;
+        (StatusCode::CREATED, Json(one)).into_response()
+    })
 }
 
 pub(super) async fn lease(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
-    JsonBody(body): JsonBody<LeaseBody>,
+    JsonBody(body): JsonBody<api::LeaseRequest>,
 ) -> Api<Json<Leased>> {
     let limits = &engine.limits;
     let max_jobs = body.max_jobs.unwrap_or(1);
@@ -138,14 +134,9 @@ pub(super) async fn lease(
         .jobs
         .lease(&req, Duration::from_millis(wait_ms))
         .await?;
-    Ok(Json(Leased { jobs }))
-}
-
-/// Serialized directly, never through `serde_json::Value`: payloads are raw
-/// JSON kept verbatim, and some valid JSON (`1e999`) has no `Value` form.
-#[derive(Serialize)]
-pub(super) struct Leased {
-    jobs: Vec<LeasedJob>,
+    Ok(Json(Leased {
+        jobs: jobs.into_iter().map(wire_leased).collect(),
+    }))
 }
 
 fn token_for(id: JobId, token: &str) -> Api<LeaseToken> {
@@ -182,38 +173,14 @@ fn truncate(mut message: String, max: usize) -> String {
     message
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CompleteBody {
-    lease_token: String,
-    #[serde(default)]
-    result: Option<Box<RawValue>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FailBody {
-    lease_token: String,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default = "yes")]
-    retry: bool,
-    #[serde(default)]
-    retry_after_ms: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn complete_outcome(engine: &Engine, body: CompleteBody) -> Result<AckOutcome, Error> {
+fn complete_outcome(engine: &Engine, body: CompleteRequest) -> Result<AckOutcome, Error> {
     check_result(engine, body.result.as_deref())?;
     Ok(AckOutcome::Complete {
         result: body.result,
     })
 }
 
-fn fail_outcome(engine: &Engine, body: FailBody) -> Result<AckOutcome, Error> {
+fn fail_outcome(engine: &Engine, body: FailRequest) -> Result<AckOutcome, Error> {
     if body.retry_after_ms.is_some_and(|ms| ms > MAX_LEASE_MS * 30) {
         return Err(Error::invalid("retry_after_ms must be at most 30 days"));
     }
@@ -231,7 +198,7 @@ async fn ack_one(
     namespace: &Namespace,
     token: LeaseToken,
     outcome: AckOutcome,
-) -> Api<Json<Acked>> {
+) -> Api<Json<AckAnswer>> {
     let mut results = engine
         .jobs
         .ack(namespace, vec![Ack { token, outcome }])
@@ -239,14 +206,14 @@ async fn ack_one(
     let result = results
         .pop()
         .ok_or_else(|| ApiError(Error::internal("no answer for the ack")))?;
-    Ok(Json(result?))
+    Ok(Json(wire_acked(&result?)))
 }
 
 pub(super) async fn complete(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
-    JsonBody(body): JsonBody<CompleteBody>,
-) -> Api<Json<Acked>> {
+    JsonBody(body): JsonBody<CompleteRequest>,
+) -> Api<Json<AckAnswer>> {
     let token = token_for(id, &body.lease_token)?;
     let outcome = complete_outcome(&engine, body)?;
     ack_one(&engine, &ns, token, outcome).await
@@ -255,41 +222,26 @@ pub(super) async fn complete(
 pub(super) async fn fail(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
-    JsonBody(body): JsonBody<FailBody>,
-) -> Api<Json<Acked>> {
+    JsonBody(body): JsonBody<FailRequest>,
+) -> Api<Json<AckAnswer>> {
     let token = token_for(id, &body.lease_token)?;
     let outcome = fail_outcome(&engine, body)?;
     ack_one(&engine, &ns, token, outcome).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct HeartbeatBody {
-    lease_token: String,
-    #[serde(default)]
-    lease_ms: Option<u64>,
-}
-
 pub(super) async fn heartbeat(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
-    JsonBody(body): JsonBody<HeartbeatBody>,
-) -> Api<Json<Value>> {
+    JsonBody(body): JsonBody<HeartbeatRequest>,
+) -> Api<Json<HeartbeatAnswer>> {
     let token = token_for(id, &body.lease_token)?;
     if let Some(ms) = body.lease_ms {
         check_lease_ms(ms)?;
     }
     let until = engine.jobs.heartbeat(&ns, token, body.lease_ms).await?;
-    Ok(Json(json!({ "lease_expires_at": until })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AcksBody {
-    #[serde(default)]
-    complete: Vec<Value>,
-    #[serde(default)]
-    fail: Vec<Value>,
+    Ok(Json(HeartbeatAnswer {
+        lease_expires_at: until,
+    }))
 }
 
 /// One batch item: parsed and checked on its own, so one bad item fails alone.
@@ -317,17 +269,19 @@ fn ack_item<T: serde::de::DeserializeOwned>(
     Ok((id, Ack { token, outcome }))
 }
 
-fn item_status(id: Option<String>, result: Result<Acked, Error>) -> Value {
+fn item_status(id: Option<String>, result: Result<Acked, Error>) -> AckItem {
     match result {
-        Ok(acked) => {
-            json!({ "id": acked.id, "status": 200, "state": acked.state, "run_at": acked.run_at })
-        }
-        Err(e) => {
-            let mut v = error_body(&e);
-            v["id"] = json!(id);
-            v["status"] = json!(status(e.code).as_u16());
-            v
-        }
+        Ok(acked) => AckItem::Done {
+            id: acked.id,
+            status: 200,
+            state: acked.state,
+            run_at: acked.run_at,
+        },
+        Err(e) => AckItem::Refused {
+            id,
+            status: status(e.code).as_u16(),
+            error: ErrorDetail::from(&e),
+        },
     }
 }
 
@@ -340,8 +294,8 @@ type Slot = Result<JobId, (Option<String>, Error)>;
 pub(super) async fn acks(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
-    JsonBody(body): JsonBody<AcksBody>,
-) -> Api<Json<Value>> {
+    JsonBody(body): JsonBody<AcksRequest>,
+) -> Api<Json<AcksAnswer>> {
     let total = body.complete.len() + body.fail.len();
     if total > engine.limits.max_batch {
         return Err(ApiError::new(
@@ -365,7 +319,7 @@ pub(super) async fn acks(
         .complete
         .into_iter()
         .map(|item| {
-            keep(ack_item::<CompleteBody>(
+            keep(ack_item::<CompleteRequest>(
                 &engine,
                 item,
                 complete_outcome,
@@ -377,13 +331,13 @@ pub(super) async fn acks(
         .fail
         .into_iter()
         .map(|item| {
-            keep(ack_item::<FailBody>(&engine, item, fail_outcome, |b| {
+            keep(ack_item::<FailRequest>(&engine, item, fail_outcome, |b| {
                 &b.lease_token
             }))
         })
         .collect();
     let mut applied = engine.jobs.ack(&ns, valid).await?.into_iter();
-    let mut answer = |slots: Vec<Slot>| -> Value {
+    let mut answer = |slots: Vec<Slot>| -> Vec<AckItem> {
         slots
             .into_iter()
             .map(|slot| match slot {
@@ -399,17 +353,14 @@ pub(super) async fn acks(
     };
     let complete = answer(complete);
     let fail = answer(fail);
-    Ok(Json(Value::Object(serde_json::Map::from_iter([
-        ("complete".to_owned(), complete),
-        ("fail".to_owned(), fail),
-    ]))))
+    Ok(Json(AcksAnswer { complete, fail }))
 }
 
 pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
-) -> Api<Json<Acked>> {
-    Ok(Json(engine.jobs.cancel(&ns, id).await?))
+) -> Api<Json<AckAnswer>> {
+    Ok(Json(wire_acked(&engine.jobs.cancel(&ns, id).await?)))
 }
 
 pub(super) async fn get(
@@ -417,7 +368,7 @@ pub(super) async fn get(
     JobPath(ns, id): JobPath,
 ) -> Api<Response> {
     let job = engine.store.job_get(&ns, id).await?;
-    Ok(Json(job).into_response())
+    Ok(Json(wire_job(job)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -436,7 +387,7 @@ pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
-) -> Api<Json<keel_store::JobPage>> {
+) -> Api<Json<JobPage>> {
     let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=engine.limits.max_batch as u32).contains(&limit) {
         return Err(ApiError::invalid(format!(
@@ -469,25 +420,18 @@ pub(super) async fn list(
         limit,
         cursor: params.cursor,
     };
-    Ok(Json(engine.store.jobs_list(&ns, &filter).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RedriveBody {
-    #[serde(default)]
-    ids: Option<Vec<String>>,
-    #[serde(default)]
-    all: bool,
-    #[serde(default)]
-    payload: Option<Box<RawValue>>,
+    let page = engine.store.jobs_list(&ns, &filter).await?;
+    Ok(Json(JobPage {
+        jobs: page.jobs.into_iter().map(wire_job).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub(super) async fn redrive(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
-    JsonBody(body): JsonBody<RedriveBody>,
-) -> Api<Json<Value>> {
+    JsonBody(body): JsonBody<RedriveRequest>,
+) -> Api<Json<RedriveAnswer>> {
     let selection = match (body.ids, body.all) {
         (Some(_), true) | (None, false) => {
             return Err(ApiError::invalid("give ids or all: true, one of them"));
@@ -515,5 +459,67 @@ pub(super) async fn redrive(
     check_result(&engine, body.payload.as_deref())
         .map_err(|e| ApiError::new(e.code, "payload is over the size limit"))?;
     let moved = engine.jobs.redrive(&queue, selection, body.payload).await?;
-    Ok(Json(json!({ "redriven": moved.len(), "ids": moved })))
+    Ok(Json(RedriveAnswer {
+        redriven: moved.len(),
+        ids: moved,
+    }))
+}
+
+// The store's answers in the wire contract's shape (keel-api): the store's
+// types carry no serialization of their own.
+
+fn wire_enqueued(e: keel_store::Enqueued) -> api::Enqueued {
+    api::Enqueued {
+        id: e.id,
+        state: e.state,
+        deduplicated: e.deduplicated,
+    }
+}
+
+fn wire_leased(j: keel_store::LeasedJob) -> LeasedJob {
+    LeasedJob {
+        id: j.id,
+        queue: j.queue,
+        payload: j.payload,
+        attempt: j.attempt,
+        max_attempts: j.max_attempts,
+        lease_token: j.lease_token.to_string(),
+        lease_expires_at: j.lease_expires_at,
+        priority: j.priority,
+        tags: j.tags,
+        ordering_key: j.ordering_key,
+        created_at: j.created_at,
+        run_at: j.run_at,
+    }
+}
+
+fn wire_acked(a: &Acked) -> AckAnswer {
+    AckAnswer {
+        id: a.id,
+        state: a.state,
+        run_at: a.run_at,
+    }
+}
+
+fn wire_job(j: keel_core::Job) -> Job {
+    Job {
+        id: j.id,
+        queue: j.queue,
+        state: j.state,
+        payload: j.payload,
+        priority: j.priority,
+        attempt: j.attempt,
+        max_attempts: j.max_attempts,
+        run_at: j.run_at,
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+        result: j.result,
+        errors: j.errors,
+        tags: j.tags,
+        ordering_key: j.ordering_key,
+        idempotency_key: j.idempotency_key,
+        lease_expires_at: j.lease_expires_at,
+        lease_ms: j.lease_ms,
+        backoff: j.backoff,
+    }
 }

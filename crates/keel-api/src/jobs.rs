@@ -1,0 +1,204 @@
+//! The jobs domain: enqueue, lease, complete, fail, heartbeat, batch acks,
+//! cancel, read, list and redrive (docs/api.md).
+
+use std::collections::BTreeMap;
+
+use keel_core::{AttemptError, Backoff, JobId, JobState, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::ErrorDetail;
+
+/// The answer for one enqueued job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enqueued {
+    pub id: JobId,
+    pub state: JobState,
+    /// True when an idempotency key matched an earlier job, whose id this is.
+    pub deduplicated: bool,
+}
+
+/// The answer for a batch, in the batch's order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnqueuedBatch {
+    pub jobs: Vec<Enqueued>,
+}
+
+/// `POST .../queues/{queue}/lease`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+/// The answer to a lease. Serialized straight from its jobs, never through
+/// `serde_json::Value`: payloads are raw JSON kept verbatim, and some valid
+/// JSON (`1e999`) has no `Value` form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Leased<P = Box<RawValue>> {
+    pub jobs: Vec<LeasedJob<P>>,
+}
+
+/// A job handed to a worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeasedJob<P = Box<RawValue>> {
+    pub id: JobId,
+    pub queue: String,
+    pub payload: P,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// `"{job id}.{lease sequence}"`: what completes, fails or extends this lease.
+    pub lease_token: String,
+    pub lease_expires_at: Timestamp,
+    pub priority: i16,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub ordering_key: Option<String>,
+    pub created_at: Timestamp,
+    /// When the job became leasable.
+    pub run_at: Timestamp,
+}
+
+/// `POST .../jobs/{id}/complete`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub lease_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Box<RawValue>>,
+}
+
+/// `POST .../jobs/{id}/fail`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub lease_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// False sends the job to `dead` at once.
+    #[serde(default = "yes")]
+    pub retry: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST .../jobs/{id}/heartbeat`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub lease_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAnswer {
+    pub lease_expires_at: Timestamp,
+}
+
+/// The state a job reached through a complete, fail or cancel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckAnswer {
+    pub id: JobId,
+    pub state: JobState,
+    /// When a retried job becomes leasable again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+}
+
+/// `POST .../acks`: items are checked one by one (a bad item fails alone),
+/// so they are taken as JSON and parsed as [`CompleteRequest`] or
+/// [`FailRequest`] plus an `id` each.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcksRequest {
+    #[serde(default)]
+    pub complete: Vec<Value>,
+    #[serde(default)]
+    pub fail: Vec<Value>,
+}
+
+/// One status per item, in the order sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AcksAnswer {
+    pub complete: Vec<AckItem>,
+    pub fail: Vec<AckItem>,
+}
+
+/// How one item of a batch ack went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AckItem {
+    Done {
+        id: JobId,
+        /// 200.
+        status: u16,
+        state: JobState,
+        run_at: Option<Timestamp>,
+    },
+    Refused {
+        id: Option<String>,
+        status: u16,
+        error: ErrorDetail,
+    },
+}
+
+/// A job as `GET .../jobs/{id}` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job<P = Box<RawValue>> {
+    pub id: JobId,
+    pub queue: String,
+    pub state: JobState,
+    pub payload: P,
+    pub priority: i16,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub run_at: Timestamp,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub result: Option<P>,
+    pub errors: Vec<AttemptError>,
+    pub tags: BTreeMap<String, String>,
+    pub ordering_key: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub lease_ms: u64,
+    pub backoff: Backoff,
+}
+
+/// A page of jobs, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobPage<P = Box<RawValue>> {
+    pub jobs: Vec<Job<P>>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST .../queues/{queue}/redrive`: `ids` or `all`, one of them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveAnswer {
+    pub redriven: usize,
+    pub ids: Vec<JobId>,
+}
