@@ -2,8 +2,8 @@
 //! domain, shared by the server (`keel-server`) and the Rust client
 //! (`keel-client`), so that the two cannot drift apart, and ready for an
 //! OpenAPI generator. One module per domain, as everywhere in Keel; the jobs
-//! domain is here, the others (queues, workflows, runs) still answer with
-//! types of the server's own and move here next.
+//! and queues domains are here, workflows and runs still answer with types
+//! of the server's own and move here next.
 //!
 //! Types that carry payloads are generic over the payload's type: the server
 //! passes payloads through untouched (`Box<RawValue>`, the default), a client
@@ -13,5 +13,6 @@
 
 pub mod error;
 pub mod jobs;
+pub mod queues;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -7,6 +7,7 @@ use keel_api::jobs::{
     AckAnswer, AcksAnswer, AcksRequest, CompleteRequest, Enqueued, EnqueuedBatch, FailRequest,
     HeartbeatAnswer, HeartbeatRequest, LeaseRequest, Leased,
 };
+use keel_api::queues::QueueAnswer;
 use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::Timestamp;
 use serde::Serialize;
@@ -339,7 +340,11 @@ impl Client {
     }
 
     /// Counts by state, oldest ready age, rates and policy, as the server sends them.
-    pub async fn queue_stats(&self, namespace: &str, queue: &str) -> Result<Value, ClientError> {
+    pub async fn queue_stats(
+        &self,
+        namespace: &str,
+        queue: &str,
+    ) -> Result<QueueAnswer, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/queues/{}",
             seg(namespace),

@@ -15,4 +15,7 @@ pub use client::{
     Client, ClientError, Job, JobPage, JobSpec, LeasedJob, ListQuery, install_tls_provider,
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
+pub use keel_api::queues::{QueueAnswer, QueueRates};
+/// The types the answers are made of.
+pub use keel_core::{JobId, JobState, Timestamp};
 pub use worker::{JobFailure, Worker, WorkerOptions};

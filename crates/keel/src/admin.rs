@@ -220,26 +220,18 @@ pub(crate) async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
             if args.target.json {
                 return print_json(&stats);
             }
-            let paused = if stats["paused"] == Value::Bool(true) {
-                " (paused)"
-            } else {
-                ""
-            };
+            let paused = if stats.paused { " (paused)" } else { "" };
             println!("queue {}/{}{paused}", args.target.namespace, queue);
-            if let Some(counts) = stats["counts"].as_object() {
-                for (state, n) in counts {
-                    println!("  {state:<10} {n}");
-                }
+            for (state, n) in &stats.counts {
+                println!("  {:<10} {n}", state.as_str());
             }
-            if let Some(age) = stats["oldest_ready_age_ms"].as_u64() {
+            if let Some(age) = stats.oldest_ready_age_ms {
                 println!("  oldest ready job waits {age} ms");
             }
-            let rates = &stats["rates"];
+            let rates = &stats.rates;
             println!(
                 "  last minute: {:.1} enqueued/s, {:.1} completed/s, {:.1} failed/s",
-                rates["enqueued_per_s"].as_f64().unwrap_or(0.0),
-                rates["completed_per_s"].as_f64().unwrap_or(0.0),
-                rates["failed_per_s"].as_f64().unwrap_or(0.0)
+                rates.enqueued_per_s, rates.completed_per_s, rates.failed_per_s
             );
         }
     }

@@ -260,7 +260,7 @@ async fn waiting_on(target: &Target, run: &Value) -> anyhow::Result<Vec<String>>
         let def = &definition["steps"][name];
         let line = if let Some(queue) = def["task"]["queue"].as_str() {
             let stats = client.queue_stats(&target.namespace, queue).await?;
-            if stats["counts"]["leased"].as_u64().unwrap_or(0) == 0 {
+            if stats.count(keel_core::JobState::Leased) == 0 {
                 format!(
                     "  {name}: a job on queue {queue:?} that no worker has leased (is a worker running on {queue:?}?)"
                 )

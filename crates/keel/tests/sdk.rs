@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::Server;
-use keel_client::{Client, JobFailure, JobSpec, LeasedJob, Worker, WorkerOptions};
+use keel_client::{Client, JobFailure, JobSpec, JobState, LeasedJob, Worker, WorkerOptions};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -66,7 +66,7 @@ async fn worker_retries_heartbeats_and_drains() {
         .await;
 
     let stats = client.queue_stats("default", "sdk").await.unwrap();
-    assert_eq!(stats["counts"]["succeeded"], 100, "{stats}");
+    assert_eq!(stats.count(JobState::Succeeded), 100, "{stats:?}");
     let slow = client
         .get_job("default", &enqueued[0].id.to_string())
         .await
@@ -112,7 +112,7 @@ async fn prefetched_jobs_keep_their_leases_while_they_wait() {
         async move {
             if count.load(Ordering::SeqCst) == 0 {
                 let stats = client.queue_stats("default", "prefetch").await.unwrap();
-                let n = stats["counts"]["leased"].as_u64().unwrap_or(0);
+                let n = stats.count(JobState::Leased);
                 leased.store(n as usize, Ordering::SeqCst);
             }
             // One handler at a time: the last job waits about 2.5 s for it,
@@ -230,8 +230,8 @@ async fn python_example_worker() {
         String::from_utf8_lossy(&output.stderr)
     );
     let stats = client.queue_stats("default", "py").await.unwrap();
-    assert_eq!(stats["counts"]["succeeded"], 19, "{stats}");
-    assert_eq!(stats["counts"]["dead"], 1, "{stats}");
+    assert_eq!(stats.count(JobState::Succeeded), 19, "{stats:?}");
+    assert_eq!(stats.count(JobState::Dead), 1, "{stats:?}");
 }
 
 #[tokio::test]
@@ -277,5 +277,5 @@ async fn rust_example_worker() {
         String::from_utf8_lossy(&output.stderr)
     );
     let stats = client.queue_stats("default", "emails").await.unwrap();
-    assert_eq!(stats["counts"]["succeeded"], 5, "{stats}");
+    assert_eq!(stats.count(JobState::Succeeded), 5, "{stats:?}");
 }
