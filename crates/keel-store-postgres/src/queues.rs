@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use keel_core::{Error, JobState, Namespace, QueueName, QueuePolicy, QueueRef, Timestamp};
 use keel_store::{Depth, QueueStats, QueueStore};
+use tokio_postgres::types::ToSql;
 
 use crate::jobs::rows::{from_json, state_of};
 use crate::{PostgresStore, db};
@@ -17,6 +18,27 @@ use crate::{PostgresStore, db};
 pub(crate) const POLICY_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl PostgresStore {
+    /// Writes one setting of a queue's row (`sql` takes namespace, queue,
+    /// the value and now), creating the row if needed.
+    async fn queue_row_set(
+        &self,
+        sql: &str,
+        queue: &QueueRef,
+        value: &(dyn ToSql + Sync),
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db)?;
+        let params: [&(dyn ToSql + Sync); 4] = [
+            &queue.namespace.as_str(),
+            &queue.queue.as_str(),
+            value,
+            &now.as_millis(),
+        ];
+        client.execute(&stmt, &params).await.map_err(db)?;
+        Ok(())
+    }
+
     /// A queue's policy, cached for a second: enqueues read it on every call.
     pub(crate) async fn cached_policy(&self, queue: &QueueRef) -> Option<QueuePolicy> {
         let policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
@@ -58,24 +80,14 @@ impl QueueStore for PostgresStore {
         policy: QueuePolicy,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let client = self.client().await?;
         let json = serde_json::to_string(&policy).unwrap_or_default();
-        let stmt = client
-            .prepare_cached(include_str!("../queries/queues/set_policy.sql"))
-            .await
-            .map_err(db)?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &queue.namespace.as_str(),
-                    &queue.queue.as_str(),
-                    &json,
-                    &now.as_millis(),
-                ],
-            )
-            .await
-            .map_err(db)?;
+        self.queue_row_set(
+            include_str!("../queries/queues/set_policy.sql"),
+            queue,
+            &json,
+            now,
+        )
+        .await?;
         self.policies
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -89,23 +101,13 @@ impl QueueStore for PostgresStore {
         paused: bool,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(include_str!("../queries/queues/set_paused.sql"))
-            .await
-            .map_err(db)?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &queue.namespace.as_str(),
-                    &queue.queue.as_str(),
-                    &paused,
-                    &now.as_millis(),
-                ],
-            )
-            .await
-            .map_err(db)?;
+        self.queue_row_set(
+            include_str!("../queries/queues/set_paused.sql"),
+            queue,
+            &paused,
+            now,
+        )
+        .await?;
         if !paused {
             // As many as may wait: the count is not known here.
             self.ready(queue, keel_store::MAX_WOKEN);
