@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser};
-use keel_client::{Client, JobSpec, LeasedJob, Worker, WorkerOptions};
+use keel_client::{Client, JobSpec, LeasedJob, Run, Worker, WorkerOptions};
 use keel_core::{
     Backoff, Clock, LeaseToken, Limits, Namespace, NewJob, QueueName, QueueRef, SystemClock,
 };
@@ -852,14 +852,7 @@ async fn workflow_runs(
     worker.shut_down().await?;
     let mut lats: Vec<f64> = runs
         .iter()
-        .filter_map(|run| {
-            let at = |k: &str| {
-                run[k]
-                    .as_str()
-                    .and_then(keel_core::Timestamp::parse_rfc3339)
-            };
-            Some(at("updated_at")?.millis_since(at("created_at")?) as f64)
-        })
+        .map(|run| run.updated_at.millis_since(run.created_at) as f64)
         .collect();
     lats.sort_by(f64::total_cmp);
     let pct = |p: f64| {
@@ -886,7 +879,7 @@ async fn none_running(client: &Client, workflow: &str) -> anyhow::Result<()> {
         let running = client
             .list_runs(NS, Some(workflow), Some("running"), 1, None)
             .await?;
-        if running["runs"].as_array().is_none_or(Vec::is_empty) {
+        if running.runs.is_empty() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -894,7 +887,7 @@ async fn none_running(client: &Client, workflow: &str) -> anyhow::Result<()> {
 }
 
 /// The `n` succeeded runs of `workflow`, once none is running.
-async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::with_capacity(n);
     let mut cursor: Option<String> = None;
     loop {
@@ -907,8 +900,8 @@ async fn all_succeeded(client: &Client, workflow: &str, n: usize) -> anyhow::Res
                 cursor.as_deref(),
             )
             .await?;
-        runs.extend(page["runs"].as_array().cloned().unwrap_or_default());
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        runs.extend(page.runs);
+        cursor = page.next_cursor;
         if cursor.is_none() {
             break;
         }

@@ -8,6 +8,8 @@ use keel_api::jobs::{
     HeartbeatAnswer, HeartbeatRequest, LeaseRequest, Leased,
 };
 use keel_api::queues::QueueAnswer;
+use keel_api::runs::{Run, RunPage};
+use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, StartRequest};
 use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::Timestamp;
 use serde::Serialize;
@@ -218,14 +220,14 @@ impl Client {
         self.send(self.http.get(url).query(&params)).await
     }
 
-    /// Stores a workflow definition (YAML or JSON text); answers `{"name","version"}`.
+    /// Stores a workflow definition (YAML or JSON text); answers with its version.
     pub async fn put_workflow(
         &self,
         namespace: &str,
         name: &str,
         source: &str,
         yaml: bool,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<DefinitionSaved, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/workflows/{}",
             seg(namespace),
@@ -250,7 +252,7 @@ impl Client {
         namespace: &str,
         name: &str,
         version: Option<u32>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<DefinitionAnswer, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/workflows/{}",
             seg(namespace),
@@ -270,13 +272,17 @@ impl Client {
         workflow: &str,
         input: &Value,
         idempotency_key: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Run, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/workflows/{}/runs",
             seg(namespace),
             seg(workflow)
         ));
-        let body = json!({ "input": input, "idempotency_key": idempotency_key });
+        let body = StartRequest {
+            input: input.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            version: None,
+        };
         self.send(self.http.post(url).json(&body)).await
     }
 
@@ -287,7 +293,7 @@ impl Client {
         namespace: &str,
         id: &str,
         wait_ms: Option<u64>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Run, ClientError> {
         let url = self.url(&format!("/namespaces/{}/runs/{}", seg(namespace), seg(id)));
         let mut req = self.http.get(url);
         if let Some(ms) = wait_ms {
@@ -307,7 +313,7 @@ impl Client {
         status: Option<&str>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<RunPage, ClientError> {
         let url = self.url(&format!("/namespaces/{}/runs", seg(namespace)));
         let mut params = vec![("limit", limit.to_string())];
         if let Some(w) = workflow {
@@ -329,7 +335,7 @@ impl Client {
         id: &str,
         signal: &str,
         payload: &Value,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Run, ClientError> {
         let url = self.url(&format!(
             "/namespaces/{}/runs/{}/signals/{}",
             seg(namespace),

@@ -16,6 +16,9 @@ pub use client::{
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
+pub use keel_api::runs::{Item, Run, RunPage, Step};
+pub use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, VersionEntry};
 /// The types the answers are made of.
+pub use keel_core::workflow::{RunId, RunStatus, StepStatus};
 pub use keel_core::{JobId, JobState, Timestamp};
 pub use worker::{JobFailure, Worker, WorkerOptions};

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use keel_client::Run;
 use keel_core::workflow::definition::{Format, parse_source};
-use keel_core::workflow::{Definition, Problem};
+use keel_core::workflow::{Definition, Problem, RunStatus, StepStatus};
 use serde_json::Value;
 
 use crate::admin::Target;
@@ -111,7 +112,7 @@ pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
             if target.json {
                 return crate::admin::print_json(&stored);
             }
-            println!("{name}: version {}", stored["version"]);
+            println!("{name}: version {}", stored.version);
             Ok(())
         }
         WorkflowCommand::Run {
@@ -126,7 +127,7 @@ pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
             let run = client
                 .start_run(&target.namespace, &name, &input, idempotency_key.as_deref())
                 .await?;
-            let id = run["id"].as_str().unwrap_or_default().to_owned();
+            let id = run.id.to_string();
             if !wait {
                 if target.json {
                     return crate::admin::print_json(&run);
@@ -136,8 +137,8 @@ pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
             }
             let run = wait_for_end(target, &id, timeout.map(Duration::from_secs)).await?;
             show_run(target, &run).await?;
-            if run["status"] != "succeeded" {
-                anyhow::bail!("run {id} ended {}", run["status"].as_str().unwrap_or("?"));
+            if run.status != RunStatus::Succeeded {
+                anyhow::bail!("run {id} ended {}", run.status);
             }
             Ok(())
         }
@@ -172,18 +173,17 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             if target.json {
                 return crate::admin::print_json(&page);
             }
-            let runs = page["runs"].as_array().cloned().unwrap_or_default();
-            if runs.is_empty() {
+            if page.runs.is_empty() {
                 println!("no runs");
             }
-            for run in runs {
+            for run in page.runs {
                 println!(
                     "{}  {} v{}  {}  {}",
-                    run["id"].as_str().unwrap_or_default(),
-                    run["workflow"].as_str().unwrap_or_default(),
-                    run["version"],
-                    run["status"].as_str().unwrap_or_default(),
-                    run["created_at"].as_str().unwrap_or_default(),
+                    run.id,
+                    run.workflow,
+                    run.version,
+                    run.status,
+                    run.created_at.to_rfc3339(),
                 );
             }
             Ok(())
@@ -193,11 +193,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// Waits for run `id` to end, saying on stderr what it waits on whenever
 /// that changes; with `timeout`, gives up after it with what it still waits on.
-async fn wait_for_end(
-    target: &Target,
-    id: &str,
-    timeout: Option<Duration>,
-) -> anyhow::Result<Value> {
+async fn wait_for_end(target: &Target, id: &str, timeout: Option<Duration>) -> anyhow::Result<Run> {
     const POLL: Duration = Duration::from_secs(5);
     let client = target.client()?;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -210,7 +206,7 @@ async fn wait_for_end(
         let run = client
             .get_run(&target.namespace, id, Some(left.as_millis() as u64))
             .await?;
-        if run["status"] != "running" {
+        if run.status.is_final() {
             return Ok(run);
         }
         let waits = waiting_on(target, &run).await?;
@@ -242,19 +238,16 @@ fn eprintln_waits(waits: &[String]) {
 /// What a running run waits on, one line per step in flight: a task no
 /// worker has leased (and on which queue), a signal (and how to send it), a
 /// sleep, a call, a child run.
-async fn waiting_on(target: &Target, run: &Value) -> anyhow::Result<Vec<String>> {
+async fn waiting_on(target: &Target, run: &Run) -> anyhow::Result<Vec<String>> {
     let client = target.client()?;
-    let workflow = run["workflow"].as_str().unwrap_or_default();
-    let version = run["version"].as_u64().unwrap_or_default() as u32;
     let definition = client
-        .get_workflow(&target.namespace, workflow, Some(version))
-        .await?["definition"]
-        .clone();
-    let id = run["id"].as_str().unwrap_or_default();
+        .get_workflow(&target.namespace, &run.workflow, Some(run.version))
+        .await?
+        .definition;
+    let id = run.id;
     let mut waits = Vec::new();
-    let steps = run["steps"].as_object().cloned().unwrap_or_default();
-    for (name, step) in &steps {
-        if step["state"] != "running" && step["state"] != "waiting" {
+    for (name, step) in &run.steps {
+        if !step.state.is_active() {
             continue;
         }
         let def = &definition["steps"][name];
@@ -282,7 +275,7 @@ async fn waiting_on(target: &Target, run: &Value) -> anyhow::Result<Vec<String>>
         } else if def["workflow"].is_object() {
             format!("  {name}: a child run")
         } else {
-            format!("  {name}: {}", step["state"].as_str().unwrap_or_default())
+            format!("  {name}: {}", step.state)
         };
         waits.push(line);
     }
@@ -290,32 +283,32 @@ async fn waiting_on(target: &Target, run: &Value) -> anyhow::Result<Vec<String>>
 }
 
 /// The run's steps in DAG order (each after its needs), with states.
-async fn show_run(target: &Target, run: &Value) -> anyhow::Result<()> {
+async fn show_run(target: &Target, run: &Run) -> anyhow::Result<()> {
     if target.json {
         return crate::admin::print_json(run);
     }
-    let workflow = run["workflow"].as_str().unwrap_or_default();
-    let version = run["version"].as_u64().unwrap_or_default();
     let definition = target
         .client()?
-        .get_workflow(&target.namespace, workflow, Some(version as u32))
+        .get_workflow(&target.namespace, &run.workflow, Some(run.version))
         .await
-        .map(|w| w["definition"].clone())
+        .map(|w| w.definition)
         .unwrap_or(Value::Null);
     println!(
-        "run {} · {workflow} v{version} · {}{}",
-        run["id"].as_str().unwrap_or_default(),
-        run["status"].as_str().unwrap_or_default(),
-        if run["compensating"] == true {
+        "run {} · {} v{} · {}{}",
+        run.id,
+        run.workflow,
+        run.version,
+        run.status,
+        if run.compensating {
             " (compensating)"
         } else {
             ""
         }
     );
-    if let Some(error) = run["error"].as_str() {
+    if let Some(error) = &run.error {
         println!("error: {error}");
     }
-    let steps = run["steps"].as_object().cloned().unwrap_or_default();
+    let steps = &run.steps;
     let needs = |name: &str| -> Vec<String> {
         definition["steps"][name]["needs"]
             .as_array()
@@ -353,14 +346,14 @@ async fn show_run(target: &Target, run: &Value) -> anyhow::Result<()> {
             in_compensations = true;
         }
         let step = &steps[name];
-        let state = step["state"].as_str().unwrap_or_default();
+        let state = step.state;
         let mark = match state {
-            "succeeded" => "✓",
-            "failed" => "✗",
-            "running" | "waiting" => "▶",
-            "skipped" => "–",
-            "cancelled" => "⊘",
-            _ => "·",
+            StepStatus::Succeeded => "✓",
+            StepStatus::Failed => "✗",
+            StepStatus::Running | StepStatus::Waiting => "▶",
+            StepStatus::Skipped => "–",
+            StepStatus::Cancelled => "⊘",
+            StepStatus::Pending => "·",
         };
         let indent = "  ".repeat(1 + depth.get(name).copied().unwrap_or(0));
         let after = needs(name);
@@ -371,16 +364,16 @@ async fn show_run(target: &Target, run: &Value) -> anyhow::Result<()> {
         };
         println!(
             "{indent}{mark} {name}  {state}  attempts {}{after}",
-            step["attempts"]
+            step.attempts
         );
-        if let Some(error) = step["error"].as_str() {
+        if let Some(error) = &step.error {
             println!("{indent}    error: {error}");
         }
     }
-    if run["status"] == "succeeded" {
-        println!("output: {}", run["output"]);
+    if run.status == RunStatus::Succeeded {
+        println!("output: {}", run.output.as_ref().unwrap_or(&Value::Null));
     }
-    if run["status"] == "running" {
+    if run.status == RunStatus::Running {
         println!("waiting on:");
         for wait in waiting_on(target, run).await? {
             println!("{wait}");

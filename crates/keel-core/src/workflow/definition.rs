@@ -29,7 +29,7 @@ const KINDS: [&str; 6] = ["task", "http", "sleep", "wait_for", "workflow", "for_
 const FAN_OUT_KINDS: [&str; 3] = ["task", "http", "workflow"];
 
 /// One thing wrong with a definition, at a path like `steps.charge.needs[0]`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     pub path: String,
     pub message: String,

@@ -6,14 +6,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use keel_api::health::{Health, HealthStatus};
 use keel_core::{Namespace, QueueName, QueueRef};
-use serde_json::json;
 
 use keel_engine::Engine;
 
 /// The process serves HTTP.
 pub(super) async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+    Json(Health::is(HealthStatus::Ok))
 }
 
 /// The store answers and the server is not draining.
@@ -21,7 +21,7 @@ pub(super) async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoRespon
     if engine.shutdown.is_fired() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "draining" })),
+            Json(Health::is(HealthStatus::Draining)),
         );
     }
     let probe = QueueRef {
@@ -29,10 +29,13 @@ pub(super) async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoRespon
         queue: QueueName::new("readyz").unwrap_or_else(|_| unreachable!("a valid name")),
     };
     match engine.store.queue_stats(&probe).await {
-        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(_) => (StatusCode::OK, Json(Health::is(HealthStatus::Ready))),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "error": e.message })),
+            Json(Health {
+                status: HealthStatus::Unavailable,
+                error: Some(e.message),
+            }),
         ),
     }
 }

@@ -1,7 +1,6 @@
 //! Workflow definitions and runs: `PUT/GET …/workflows/{name}`, versions,
 //! starting runs, reading and listing them, and signals, cancel and retry.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +8,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keel_api::runs::{CancelRequest, Item, Run, RunPage, Step};
+use keel_api::workflows::{
+    DefinitionAnswer, DefinitionSaved, InvalidDefinition, InvalidDefinitionDetail, StartRequest,
+    VersionEntry, VersionsAnswer,
+};
+use keel_core::ErrorCode;
 use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
-use keel_core::workflow::{Definition, Problem, RunId, RunStatus, StepRecord, StepStatus};
-use keel_core::{ErrorCode, Timestamp};
+use keel_core::workflow::{Definition, Problem, RunStatus};
 use keel_store::{RunFilter, StoredRun};
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::ApiError;
 use super::extract::{Body, NamespacePath, QueryParams, RunPath, WorkflowPath, parse};
@@ -42,17 +45,19 @@ fn format_of(headers: &HeaderMap) -> Format {
 }
 
 /// 400 `invalid_definition`, with every problem and its path.
-fn invalid_definition(problems: &[Problem]) -> Response {
+fn invalid_definition(problems: Vec<Problem>) -> Response {
     let message = problems
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    let body = json!({"error": {
-        "code": ErrorCode::InvalidDefinition.as_str(),
-        "message": format!("{} problem(s): {message}", problems.len()),
-        "problems": problems,
-    }});
+    let body = InvalidDefinition {
+        error: InvalidDefinitionDetail {
+            code: ErrorCode::InvalidDefinition.as_str().to_owned(),
+            message: format!("{} problem(s): {message}", problems.len()),
+            problems,
+        },
+    };
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
@@ -72,7 +77,7 @@ pub(super) async fn put(
         .map_err(|_| ApiError::invalid("the definition is not UTF-8"))?;
     let value = match parse_source(text, format_of(&headers)) {
         Ok(v) => v,
-        Err(problems) => return Ok(invalid_definition(&problems)),
+        Err(problems) => return Ok(invalid_definition(problems)),
     };
     let mut problems = Definition::from_value(&value).err().unwrap_or_default();
     if let Some(found) = value.get("name").and_then(Value::as_str)
@@ -84,7 +89,7 @@ pub(super) async fn put(
         });
     }
     if !problems.is_empty() {
-        return Ok(invalid_definition(&problems));
+        return Ok(invalid_definition(problems));
     }
     let (version, created) = engine
         .workflows
@@ -97,7 +102,10 @@ pub(super) async fn put(
     };
     Ok((
         status,
-        Json(json!({"name": name.as_str(), "version": version})),
+        Json(DefinitionSaved {
+            name: name.as_str().to_owned(),
+            version,
+        }),
     )
         .into_response())
 }
@@ -112,39 +120,36 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
     QueryParams(params): QueryParams<VersionParams>,
-) -> Api<Json<Value>> {
+) -> Api<Json<DefinitionAnswer>> {
     let stored = engine
         .store
         .workflow_get(&ns, name.as_str(), params.version)
         .await?;
     let definition: Value = serde_json::from_str(&stored.definition).unwrap_or(Value::Null);
-    Ok(Json(json!({
-        "name": stored.name,
-        "version": stored.version,
-        "created_at": stored.created_at,
-        "definition": definition,
-    })))
+    Ok(Json(DefinitionAnswer {
+        name: stored.name,
+        version: stored.version,
+        created_at: stored.created_at,
+        definition,
+    }))
 }
 
 pub(super) async fn versions(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
-) -> Api<Json<Value>> {
+) -> Api<Json<VersionsAnswer>> {
     let versions = engine.store.workflow_versions(&ns, name.as_str()).await?;
-    let list: Vec<Value> = versions
+    let versions = versions
         .iter()
-        .map(|v| json!({"version": v.version, "created_at": v.created_at}))
+        .map(|v| VersionEntry {
+            version: v.version,
+            created_at: v.created_at,
+        })
         .collect();
-    Ok(Json(json!({"name": name.as_str(), "versions": list})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct StartBody {
-    #[serde(default)]
-    input: Value,
-    idempotency_key: Option<String>,
-    version: Option<u32>,
+    Ok(Json(VersionsAnswer {
+        name: name.as_str().to_owned(),
+        versions,
+    }))
 }
 
 pub(super) async fn start(
@@ -152,7 +157,7 @@ pub(super) async fn start(
     WorkflowPath(ns, name): WorkflowPath,
     Body(bytes): Body,
 ) -> Api<Response> {
-    let body: StartBody = if bytes.is_empty() {
+    let body: StartRequest = if bytes.is_empty() {
         parse(b"{}")?
     } else {
         parse(&bytes)?
@@ -185,16 +190,12 @@ pub(super) async fn start(
             body.idempotency_key,
         )
         .await?;
-    let view = RunView {
-        run,
-        deduplicated: Some(deduplicated),
-    };
     let status = if deduplicated {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(view)).into_response())
+    Ok((status, Json(run_answer(&run, Some(deduplicated)))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -208,7 +209,7 @@ pub(super) async fn run(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
     QueryParams(params): QueryParams<GetParams>,
-) -> Api<Json<RunView>> {
+) -> Api<Json<Run>> {
     let wait = params.wait_ms.unwrap_or(0);
     if wait > engine.limits.max_wait_ms {
         return Err(ApiError::invalid(format!(
@@ -223,7 +224,7 @@ pub(super) async fn run(
     loop {
         let run = engine.store.run_get(&ns, id).await?;
         if wait == 0 || run.state.status.is_final() || engine.shutdown.is_fired() {
-            return Ok(Json(run_view(run)));
+            return Ok(Json(run_answer(&run, None)));
         }
         let _parked = keel_engine::metrics::run_waiter();
         tokio::select! {
@@ -231,7 +232,7 @@ pub(super) async fn run(
             () = engine.shutdown.clone().wait() => {}
             () = tokio::time::sleep_until(deadline) => {
                 let run = engine.store.run_get(&ns, id).await?;
-                return Ok(Json(run_view(run)));
+                return Ok(Json(run_answer(&run, None)));
             }
         }
     }
@@ -250,7 +251,7 @@ pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
-) -> Api<Json<RunList>> {
+) -> Api<Json<RunPage>> {
     let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=engine.limits.max_batch as u32).contains(&limit) {
         return Err(ApiError::invalid(format!(
@@ -271,8 +272,8 @@ pub(super) async fn list(
         cursor: params.cursor,
     };
     let page = engine.store.runs_list(&ns, &filter).await?;
-    Ok(Json(RunList {
-        runs: page.runs.into_iter().map(run_view).collect(),
+    Ok(Json(RunPage {
+        runs: page.runs.iter().map(|run| run_answer(run, None)).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -281,7 +282,7 @@ pub(super) async fn signal(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, signal): RunPath,
     Body(bytes): Body,
-) -> Api<Json<RunView>> {
+) -> Api<Json<Run>> {
     let signal = signal.unwrap_or_default();
     if !valid_signal(&signal) {
         return Err(ApiError::new(
@@ -306,25 +307,16 @@ pub(super) async fn signal(
         .workflows
         .advance(&ns, id, Hint::Nothing, Op::Signal(signal, payload))
         .await?;
-    Ok(Json(run_view(run)))
-}
-
-/// The optional body of a cancel.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CancelBody {
-    /// Undo the completed steps (their compensations) before ending.
-    #[serde(default)]
-    compensate: bool,
+    Ok(Json(run_answer(&run, None)))
 }
 
 pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
     Body(bytes): Body,
-) -> Api<Json<RunView>> {
-    let body: CancelBody = if bytes.is_empty() {
-        CancelBody::default()
+) -> Api<Json<Run>> {
+    let body: CancelRequest = if bytes.is_empty() {
+        CancelRequest::default()
     } else {
         parse(&bytes)?
     };
@@ -332,124 +324,62 @@ pub(super) async fn cancel(
         .workflows
         .advance(&ns, id, Hint::Nothing, Op::Cancel(body.compensate))
         .await?;
-    Ok(Json(run_view(run)))
+    Ok(Json(run_answer(&run, None)))
 }
 
 pub(super) async fn retry(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
-) -> Api<Json<RunView>> {
+) -> Api<Json<Run>> {
     let run = engine
         .workflows
         .advance(&ns, id, Hint::Nothing, Op::Retry)
         .await?;
-    Ok(Json(run_view(run)))
+    Ok(Json(run_answer(&run, None)))
 }
 
-/// A run as the API shows it, serialized straight from its journal (no
-/// intermediate JSON tree: every start answers with one).
-pub(super) struct RunView {
-    run: Arc<StoredRun>,
-    /// Only in the answer to a start.
-    deduplicated: Option<bool>,
-}
-
-pub(super) fn run_view(run: impl Into<Arc<StoredRun>>) -> RunView {
-    RunView {
-        run: run.into(),
-        deduplicated: None,
-    }
-}
-
-impl Serialize for RunView {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct View<'a> {
-            id: RunId,
-            workflow: &'a str,
-            version: u32,
-            status: RunStatus,
-            compensating: bool,
-            input: Option<&'a RawValue>,
-            output: &'a Option<Value>,
-            error: &'a Option<String>,
-            created_at: Timestamp,
-            updated_at: Timestamp,
-            parent: Option<RunId>,
-            steps: Steps<'a>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            deduplicated: Option<bool>,
-        }
-        let (run, state) = (&self.run, &self.run.state);
-        View {
-            id: run.id,
-            workflow: &run.workflow,
-            version: run.version,
-            status: state.status,
-            compensating: state.compensating,
-            input: serde_json::from_str(&run.input).ok(),
-            output: &state.output,
-            error: &state.error,
-            created_at: run.created_at,
-            updated_at: run.updated_at,
-            parent: state.parent.as_ref().map(|p| p.run),
-            steps: Steps(&state.steps),
-            deduplicated: self.deduplicated,
-        }
-        .serialize(s)
-    }
-}
-
-struct Steps<'a>(&'a BTreeMap<String, StepRecord>);
-
-impl Serialize for Steps<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Step<'a> {
-            state: StepStatus,
-            attempts: u32,
-            output: &'a Option<Value>,
-            error: &'a Option<String>,
-            started_at: Option<Timestamp>,
-            finished_at: Option<Timestamp>,
-            #[serde(skip_serializing_if = "Vec::is_empty")]
-            items: Vec<Item<'a>>,
-        }
-        #[derive(Serialize)]
-        struct Item<'a> {
-            state: StepStatus,
-            attempts: u32,
-            output: &'a Option<Value>,
-            error: &'a Option<String>,
-        }
-        s.collect_map(self.0.iter().map(|(name, rec)| {
+/// A run as the API answers it.
+fn run_answer(run: &StoredRun, deduplicated: Option<bool>) -> Run {
+    let state = &run.state;
+    let steps = state
+        .steps
+        .iter()
+        .map(|(name, rec)| {
             let items = rec
                 .items
                 .iter()
                 .map(|it| Item {
                     state: it.state,
                     attempts: it.attempts,
-                    output: &it.output,
-                    error: &it.error,
+                    output: it.output.clone(),
+                    error: it.error.clone(),
                 })
                 .collect();
             let step = Step {
                 state: rec.state,
                 attempts: rec.attempts,
-                output: &rec.output,
-                error: &rec.error,
+                output: rec.output.clone(),
+                error: rec.error.clone(),
                 started_at: rec.started_at,
                 finished_at: rec.finished_at,
                 items,
             };
-            (name, step)
-        }))
+            (name.clone(), step)
+        })
+        .collect();
+    Run {
+        id: run.id,
+        workflow: run.workflow.clone(),
+        version: run.version,
+        status: state.status,
+        compensating: state.compensating,
+        input: serde_json::from_str(&run.input).unwrap_or(Value::Null),
+        output: state.output.clone(),
+        error: state.error.clone(),
+        created_at: run.created_at,
+        updated_at: run.updated_at,
+        parent: state.parent.as_ref().map(|p| p.run),
+        steps,
+        deduplicated,
     }
-}
-
-/// A page of runs.
-#[derive(Serialize)]
-pub(super) struct RunList {
-    runs: Vec<RunView>,
-    next_cursor: Option<String>,
 }
