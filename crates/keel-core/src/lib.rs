@@ -1,5 +1,5 @@
 //! The pure domain of Keel: ids, names, time, limits, errors, retry backoff,
-//! the job state machine and the workflow scheduler.
+//! the job state machine, events and the workflow scheduler.
 //!
 //! Architecture invariant: this crate does no IO and never reads the clock
 //! (except [`clock::SystemClock`], the one sanctioned place). Every function that
@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod error;
+pub mod event;
 pub mod id;
 pub mod job;
 pub mod limits;
@@ -20,9 +21,10 @@ pub mod workflow;
 pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorCode};
+pub use event::{Event, NewEvent, TopicPolicy};
 pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
-pub use name::{Namespace, QueueName, QueueRef, WorkflowName};
+pub use name::{Namespace, QueueName, QueueRef, TopicName, WorkflowName};
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

@@ -1,4 +1,4 @@
-//! Namespace and queue names, checked once at the edge so that every layer below
+//! Namespace, queue, workflow and topic names, checked once at the edge so that every layer below
 //! can trust them (they end up in SQL parameters, metric labels and log lines).
 
 use std::fmt;
@@ -48,6 +48,7 @@ macro_rules! name_type {
 name_type!(Namespace, "namespace");
 name_type!(QueueName, "queue");
 name_type!(WorkflowName, "workflow");
+name_type!(TopicName, "topic");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -25,6 +25,7 @@ mod runs;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod topics;
 mod workflows;
 
 use std::collections::BTreeMap;

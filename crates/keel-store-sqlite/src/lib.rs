@@ -16,6 +16,7 @@ mod rows;
 mod runs;
 mod schema;
 mod syncer;
+mod topics;
 mod workflows;
 mod writer;
 

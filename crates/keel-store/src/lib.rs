@@ -1,7 +1,7 @@
 //! The store boundary: the only way Keel's state is read or written.
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
-//! [`WorkflowStore`], [`RunStore`]), each in a module of its own with its
+//! [`WorkflowStore`], [`RunStore`], [`TopicStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -20,6 +20,7 @@ mod owner;
 mod queues;
 mod runs;
 mod signal;
+mod topics;
 mod workflows;
 
 use async_trait::async_trait;
@@ -33,13 +34,14 @@ pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
 pub use signal::{MAX_WOKEN, ReadySignal, RunWatch};
+pub use topics::{EventQuery, Published, Topic, TopicStore, event_not_found, topic_not_found};
 pub use workflows::{WorkflowStore, WorkflowVersion, workflow_not_found};
 
 /// Everything Keel asks of a storage backend: every domain's store, and the
 /// backend's own lifecycle. Writes return only once durable.
 #[async_trait]
 pub trait Store:
-    JobStore + QueueStore + MaintenanceStore + WorkflowStore + RunStore + 'static
+    JobStore + QueueStore + MaintenanceStore + WorkflowStore + RunStore + TopicStore + 'static
 {
     /// True when this process is the only writer of the store (embedded):
     /// what it last wrote is still what is stored, so it may keep a copy.

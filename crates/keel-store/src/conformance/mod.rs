@@ -20,6 +20,7 @@ mod owner;
 mod queues;
 mod runs;
 mod sequences;
+mod topics;
 mod workflows;
 
 use std::future::Future;
@@ -35,7 +36,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Ack, AckOutcome, IDEMPOTENCY_WINDOW_MS, JobFilter, JobOwner, LeaseRequest, LeasedJob, NewRun,
-    OwnedJob, RedriveSelection, RunFilter, Store,
+    OwnedJob, Published, RedriveSelection, RunFilter, Store,
 };
 
 type Reopen = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send>> + Send + Sync>;
@@ -92,6 +93,7 @@ where
         ("owner", owner::CASES),
         ("workflows", workflows::CASES),
         ("runs", runs::CASES),
+        ("topics", topics::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

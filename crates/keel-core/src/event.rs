@@ -1,0 +1,193 @@
+//! Events: what a topic holds, and the bounds a topic's policy may set.
+//!
+//! A topic is an append-only log; each event gets a `seq`, strictly
+//! increasing within its topic in the order the events became durable, so a
+//! reader that has seen seq N has seen every event before it.
+
+use std::collections::BTreeMap;
+
+use crate::{Error, ErrorCode, Timestamp};
+
+/// Longest event id, type, source, key, header name or value.
+pub const MAX_EVENT_FIELD: usize = 256;
+/// Most headers on one event.
+pub const MAX_HEADERS: usize = 32;
+/// Longest retention or dedup window: ten years.
+pub const MAX_WINDOW_MS: u64 = 10 * 365 * 24 * 3_600_000;
+
+/// A topic's policy; every field has a default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicPolicy {
+    /// Events older than this (by publish time) are removed.
+    pub retention_ms: u64,
+    /// An id published again within this window is a duplicate.
+    pub dedup_window_ms: u64,
+    /// Largest event (its data, in bytes).
+    pub max_event_bytes: u64,
+}
+
+impl Default for TopicPolicy {
+    fn default() -> Self {
+        TopicPolicy {
+            retention_ms: 7 * 24 * 3_600_000,
+            dedup_window_ms: 24 * 3_600_000,
+            max_event_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl TopicPolicy {
+    /// Checks the bounds: windows of at least a second and at most ten years,
+    /// events of 1 byte to `max_payload_bytes`.
+    pub fn check(&self, max_payload_bytes: u64) -> Result<(), Error> {
+        let window = |name: &str, ms: u64| {
+            if (1000..=MAX_WINDOW_MS).contains(&ms) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorCode::InvalidRequest,
+                    format!("{name} must be between 1000 and {MAX_WINDOW_MS}"),
+                ))
+            }
+        };
+        window("retention_ms", self.retention_ms)?;
+        window("dedup_window_ms", self.dedup_window_ms)?;
+        if !(1..=max_payload_bytes).contains(&self.max_event_bytes) {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                format!("max_event_bytes must be between 1 and {max_payload_bytes}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An event to publish, checked at the edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unique within the topic's dedup window.
+    pub id: String,
+    /// The CloudEvents `type` (`""` when absent).
+    pub kind: String,
+    pub source: String,
+    /// The partition key (CloudEvents `subject`): per-key order.
+    pub key: Option<String>,
+    /// When it happened, as the publisher says.
+    pub time: Timestamp,
+    /// JSON text.
+    pub data: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl NewEvent {
+    /// Checks lengths and counts; `data` is JSON already.
+    pub fn check(&self, policy: &TopicPolicy) -> Result<(), Error> {
+        let invalid = |m: String| Err(Error::new(ErrorCode::InvalidRequest, m));
+        if self.id.is_empty() || self.id.len() > MAX_EVENT_FIELD {
+            return invalid(format!("id must be 1 to {MAX_EVENT_FIELD} bytes"));
+        }
+        for (name, value) in [("type", &self.kind), ("source", &self.source)] {
+            if value.len() > MAX_EVENT_FIELD {
+                return invalid(format!("{name} must be at most {MAX_EVENT_FIELD} bytes"));
+            }
+        }
+        if let Some(key) = &self.key
+            && (key.is_empty() || key.len() > MAX_EVENT_FIELD)
+        {
+            return invalid(format!("key must be 1 to {MAX_EVENT_FIELD} bytes"));
+        }
+        if self.headers.len() > MAX_HEADERS {
+            return invalid(format!("an event may have at most {MAX_HEADERS} headers"));
+        }
+        if self
+            .headers
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > MAX_EVENT_FIELD || v.len() > MAX_EVENT_FIELD)
+        {
+            return invalid(format!(
+                "header names must be 1 to {MAX_EVENT_FIELD} bytes, values at most {MAX_EVENT_FIELD}"
+            ));
+        }
+        if self.data.len() as u64 > policy.max_event_bytes {
+            return Err(Error::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "event {:?} has {} bytes of data, over the topic's max_event_bytes of {}",
+                    self.id,
+                    self.data.len(),
+                    policy.max_event_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub event: NewEvent,
+    /// When it became durable; retention counts from here.
+    pub published_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> NewEvent {
+        NewEvent {
+            id: "e1".into(),
+            kind: "order.created".into(),
+            source: String::new(),
+            key: Some("k".into()),
+            time: Timestamp::from_millis(0),
+            data: "{}".into(),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn policy_bounds_are_checked() {
+        assert!(TopicPolicy::default().check(1024 * 1024).is_ok());
+        let short = TopicPolicy {
+            retention_ms: 10,
+            ..TopicPolicy::default()
+        };
+        assert_eq!(
+            short.check(1024).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        let big = TopicPolicy {
+            max_event_bytes: 2048,
+            ..TopicPolicy::default()
+        };
+        assert!(big.check(1024).is_err());
+    }
+
+    #[test]
+    fn events_over_the_topics_size_are_too_large() {
+        let policy = TopicPolicy {
+            max_event_bytes: 2,
+            ..TopicPolicy::default()
+        };
+        assert!(event().check(&policy).is_ok());
+        let e = NewEvent {
+            data: "[1,2]".into(),
+            ..event()
+        };
+        assert_eq!(
+            e.check(&policy).unwrap_err().code,
+            ErrorCode::PayloadTooLarge
+        );
+        let e = NewEvent {
+            key: Some(String::new()),
+            ..event()
+        };
+        assert_eq!(
+            e.check(&policy).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+    }
+}

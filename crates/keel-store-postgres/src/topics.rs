@@ -1,0 +1,348 @@
+//! Topics and events on PostgreSQL.
+//!
+//! A sequence would not do for `seq`: PostgreSQL hands sequence values out
+//! at insert, not at commit, so seq 41 could become visible after 42 and a
+//! reader that moved past 42 would miss it. Instead a publisher locks its
+//! topic's row, takes the next seqs from `head_seq`, and holds the lock until
+//! it commits: publishers of one topic commit in seq order, and a reader that
+//! sees seq N sees every event below it. Publishers of different topics do
+//! not wait for each other.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use keel_core::{Error, Event, Namespace, NewEvent, Timestamp, TopicName, TopicPolicy};
+use keel_store::{EventQuery, Published, Topic, TopicStore, event_not_found, topic_not_found};
+use tokio_postgres::Row;
+
+use crate::{PostgresStore, db};
+
+#[async_trait]
+impl TopicStore for PostgresStore {
+    async fn topic_put(
+        &self,
+        namespace: &Namespace,
+        topic: &TopicName,
+        policy: &TopicPolicy,
+        now: Timestamp,
+    ) -> Result<(Topic, bool), Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let created = create(&tx, namespace, topic, policy, now).await?;
+        if !created {
+            tx.execute(
+                include_str!("../queries/topics/topic_set_policy.sql"),
+                &[
+                    &namespace.as_str(),
+                    &topic.as_str(),
+                    &(policy.retention_ms as i64),
+                    &(policy.dedup_window_ms as i64),
+                    &(policy.max_event_bytes as i64),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        }
+        let stored = get(&tx, namespace, topic).await?;
+        tx.commit().await.map_err(db)?;
+        Ok((stored, created))
+    }
+
+    async fn topic_get(&self, namespace: &Namespace, topic: &TopicName) -> Result<Topic, Error> {
+        get(&self.client().await?, namespace, topic).await
+    }
+
+    async fn topics_list(&self, namespace: &Namespace) -> Result<Vec<Topic>, Error> {
+        let client = self.client().await?;
+        client
+            .query(
+                include_str!("../queries/topics/topics_list.sql"),
+                &[&namespace.as_str()],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(topic_from_row)
+            .collect()
+    }
+
+    async fn topic_delete(&self, namespace: &Namespace, topic: &TopicName) -> Result<(), Error> {
+        let client = self.client().await?;
+        let gone: i64 = client
+            .query_one(
+                include_str!("../queries/topics/topic_delete.sql"),
+                &[&namespace.as_str(), &topic.as_str()],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if gone == 0 {
+            return Err(topic_not_found(topic));
+        }
+        Ok(())
+    }
+
+    async fn events_publish(
+        &self,
+        namespace: &Namespace,
+        topic: &TopicName,
+        events: Vec<NewEvent>,
+        now: Timestamp,
+    ) -> Result<Vec<Published>, Error> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        create(&tx, namespace, topic, &TopicPolicy::default(), now).await?;
+        let row = tx
+            .query_one(
+                include_str!("../queries/topics/topic_lock.sql"),
+                &[&namespace.as_str(), &topic.as_str()],
+            )
+            .await
+            .map_err(db)?;
+        let policy = TopicPolicy {
+            retention_ms: row.get::<_, i64>(0) as u64,
+            dedup_window_ms: row.get::<_, i64>(1) as u64,
+            max_event_bytes: row.get::<_, i64>(2) as u64,
+        };
+        let mut head: i64 = row.get(3);
+        for event in &events {
+            event.check(&policy)?;
+        }
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let since = now
+            .as_millis()
+            .saturating_sub(policy.dedup_window_ms as i64);
+        let mut seen: HashMap<String, i64> = tx
+            .query(
+                include_str!("../queries/topics/earlier_ids.sql"),
+                &[&namespace.as_str(), &topic.as_str(), &ids, &since],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect();
+        let mut new = NewColumns::default();
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(&seq) = seen.get(&event.id) {
+                answers.push(Published {
+                    id: event.id,
+                    seq: seq as u64,
+                    duplicate: true,
+                });
+                continue;
+            }
+            head += 1;
+            seen.insert(event.id.clone(), head);
+            answers.push(Published {
+                id: event.id.clone(),
+                seq: head as u64,
+                duplicate: false,
+            });
+            new.push(head, event);
+        }
+        if !new.seq.is_empty() {
+            tx.execute(
+                include_str!("../queries/topics/insert_events.sql"),
+                &[
+                    &namespace.as_str(),
+                    &topic.as_str(),
+                    &new.seq,
+                    &new.id,
+                    &new.kind,
+                    &new.source,
+                    &new.key,
+                    &new.time,
+                    &new.data,
+                    &new.headers,
+                    &now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute(
+                include_str!("../queries/topics/topic_advance.sql"),
+                &[
+                    &namespace.as_str(),
+                    &topic.as_str(),
+                    &head,
+                    &(new.seq.len() as i64),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(answers)
+    }
+
+    async fn events_read(
+        &self,
+        namespace: &Namespace,
+        topic: &TopicName,
+        query: &EventQuery,
+    ) -> Result<Vec<Event>, Error> {
+        let client = self.client().await?;
+        get(&client, namespace, topic).await?;
+        client
+            .query(
+                include_str!("../queries/topics/events_read.sql"),
+                &[
+                    &namespace.as_str(),
+                    &topic.as_str(),
+                    &(query.after as i64),
+                    &query.key,
+                    &query.kind,
+                    &i64::from(query.limit),
+                ],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    async fn event_get(
+        &self,
+        namespace: &Namespace,
+        topic: &TopicName,
+        id: &str,
+    ) -> Result<Event, Error> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                include_str!("../queries/topics/event_by_id.sql"),
+                &[&namespace.as_str(), &topic.as_str(), &id],
+            )
+            .await
+            .map_err(db)?;
+        row.as_ref()
+            .map(event_from_row)
+            .unwrap_or_else(|| Err(event_not_found(topic, id)))
+    }
+
+    async fn events_prune(&self, now: Timestamp, limit: u32) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let removed: i64 = client
+            .query_one(
+                include_str!("../queries/topics/events_prune.sql"),
+                &[&now.as_millis(), &i64::from(limit)],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        Ok(removed as u64)
+    }
+}
+
+/// Creates the topic unless it exists; true when it was made.
+async fn create(
+    client: &impl GenericClient,
+    namespace: &Namespace,
+    topic: &TopicName,
+    policy: &TopicPolicy,
+    now: Timestamp,
+) -> Result<bool, Error> {
+    let made = client
+        .execute(
+            include_str!("../queries/topics/topic_create.sql"),
+            &[
+                &namespace.as_str(),
+                &topic.as_str(),
+                &(policy.retention_ms as i64),
+                &(policy.dedup_window_ms as i64),
+                &(policy.max_event_bytes as i64),
+                &now.as_millis(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    Ok(made == 1)
+}
+
+async fn get(
+    client: &impl GenericClient,
+    namespace: &Namespace,
+    topic: &TopicName,
+) -> Result<Topic, Error> {
+    let row = client
+        .query_opt(
+            include_str!("../queries/topics/topic_get.sql"),
+            &[&namespace.as_str(), &topic.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    row.as_ref()
+        .map(topic_from_row)
+        .unwrap_or_else(|| Err(topic_not_found(topic)))
+}
+
+fn topic_from_row(r: &Row) -> Result<Topic, Error> {
+    let name: &str = r.get(0);
+    Ok(Topic {
+        name: TopicName::new(name)
+            .map_err(|e| Error::internal(format!("corrupt topic name: {}", e.message)))?,
+        policy: TopicPolicy {
+            retention_ms: r.get::<_, i64>(1) as u64,
+            dedup_window_ms: r.get::<_, i64>(2) as u64,
+            max_event_bytes: r.get::<_, i64>(3) as u64,
+        },
+        head_seq: r.get::<_, i64>(4) as u64,
+        events: r.get::<_, i64>(5) as u64,
+        created_at: Timestamp::from_millis(r.get(6)),
+    })
+}
+
+fn event_from_row(r: &Row) -> Result<Event, Error> {
+    let headers: Option<&str> = r.get(7);
+    let headers: BTreeMap<String, String> = match headers {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::internal(format!("corrupt event headers {text:?}: {e}")))?,
+        None => BTreeMap::new(),
+    };
+    Ok(Event {
+        seq: r.get::<_, i64>(0) as u64,
+        event: NewEvent {
+            id: r.get(1),
+            kind: r.get(2),
+            source: r.get(3),
+            key: r.get(4),
+            time: Timestamp::from_millis(r.get(5)),
+            data: r.get(6),
+            headers,
+        },
+        published_at: Timestamp::from_millis(r.get(8)),
+    })
+}
+
+/// A batch of new events as the columns `insert_events.sql` unnests.
+#[derive(Default)]
+struct NewColumns {
+    seq: Vec<i64>,
+    id: Vec<String>,
+    kind: Vec<String>,
+    source: Vec<String>,
+    key: Vec<Option<String>>,
+    time: Vec<i64>,
+    data: Vec<String>,
+    headers: Vec<Option<String>>,
+}
+
+impl NewColumns {
+    fn push(&mut self, seq: i64, event: NewEvent) {
+        self.seq.push(seq);
+        self.id.push(event.id);
+        self.kind.push(event.kind);
+        self.source.push(event.source);
+        self.key.push(event.key);
+        self.time.push(event.time.as_millis());
+        self.data.push(event.data);
+        self.headers.push(
+            (!event.headers.is_empty())
+                .then(|| serde_json::to_string(&event.headers).unwrap_or_default()),
+        );
+    }
+}
