@@ -85,6 +85,11 @@ impl JobIdGenerator {
         RunId(self.uuid(now))
     }
 
+    /// An event id for an event published without one: a UUIDv7, as text.
+    pub fn next_event(&self, now: Timestamp) -> String {
+        self.uuid(now).to_string()
+    }
+
     fn uuid(&self, now: Timestamp) -> Uuid {
         let ms = now.as_millis().max(0) as u64;
         let ts = uuid::Timestamp::from_unix(&self.0, ms / 1000, (ms % 1000) as u32 * 1_000_000);

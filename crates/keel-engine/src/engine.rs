@@ -7,6 +7,7 @@ use keel_core::{Clock, Limits, Timestamp};
 use keel_store::Store;
 
 use crate::Shutdown;
+use crate::events::EventService;
 use crate::jobs::JobService;
 use crate::owners::Owners;
 use crate::workflows::Driver;
@@ -17,6 +18,7 @@ pub struct Engine {
     pub limits: Limits,
     pub shutdown: Shutdown,
     pub jobs: JobService,
+    pub events: EventService,
     pub workflows: Arc<Driver>,
     pub run_retention_ms: u64,
 }
@@ -54,12 +56,14 @@ impl Engine {
         let workflows = Driver::new(store.clone(), clock.clone(), config.allow_private_http);
         let owners = Owners::new(workflows.clone());
         let jobs = JobService::new(store.clone(), clock.clone(), shutdown.clone(), owners);
+        let events = EventService::new(store.clone(), clock.clone(), shutdown.clone());
         Arc::new(Engine {
             store,
             clock,
             limits,
             shutdown,
             jobs,
+            events,
             workflows,
             run_retention_ms: config.run_retention_ms,
         })

@@ -5,6 +5,7 @@
 //!
 //! - [`jobs::JobService`]: every change to jobs, with metrics, rates and owner
 //!   hooks (`owners.rs`).
+//! - [`events::EventService`]: publishing and reading events, with metrics.
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
 //! - [`services`]: the background services (maintenance, retention, the step
 //!   runner, the run sweep), each `new(engine)` then `run(shutdown)`.
@@ -14,6 +15,7 @@
 //! written through `dyn Store` only.
 
 mod engine;
+pub mod events;
 pub mod jobs;
 pub mod metrics;
 mod owners;

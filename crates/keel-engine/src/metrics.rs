@@ -107,8 +107,25 @@ impl Drop for Parked {
     }
 }
 
+pub fn events_published(namespace: &keel_core::Namespace, topic: &keel_core::TopicName, n: u64) {
+    counter!(
+        "keel_events_published_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("topic", topic.to_string())
+        ]
+    )
+    .increment(n);
+}
+
 pub fn lease_waiter(queue: &QueueRef) -> Parked {
     let gauge = gauge!("keel_lease_waiters", &labels(queue));
+    gauge.increment(1.0);
+    Parked(gauge)
+}
+
+pub fn event_waiter() -> Parked {
+    let gauge = gauge!("keel_event_waiters");
     gauge.increment(1.0);
     Parked(gauge)
 }

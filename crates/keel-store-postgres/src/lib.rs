@@ -175,6 +175,11 @@ impl PostgresStore {
 
     /// Wakes the readers waiting for `run` to finish, here at once and on
     /// every other node through NOTIFY.
+    pub(crate) fn appended(&self, namespace: &Namespace, topic: &keel_core::TopicName) {
+        self.signal.appended(namespace, topic);
+        self.notifier.appended(namespace.clone(), topic.clone());
+    }
+
     pub(crate) fn run_finished(&self, run: RunId) {
         self.signal.run_finished(run);
         self.notifier.run_finished(run);

@@ -6,7 +6,7 @@
 //! Deadlines (a delayed job, a lease, a retry) travel the same way, so the
 //! maintenance leader wakes for them whichever node set them, and so do
 //! finished runs, so a reader waiting on one node hears a run finish on
-//! another. A listener
+//! another, and appends to topics. A listener
 //! connection turns notifications from other nodes into local [`ReadySignal`]
 //! wake-ups, reconnecting when the connection drops. Each payload starts with
 //! the sending node's tag, so that a node does not wake its own leasers a
@@ -18,7 +18,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use keel_core::workflow::RunId;
-use keel_core::{Namespace, QueueName, QueueRef, Timestamp};
+use keel_core::{Namespace, QueueName, QueueRef, Timestamp, TopicName};
 use keel_store::ReadySignal;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -32,6 +32,8 @@ enum Wake {
     Deadline(Timestamp),
     /// This run reached a final status: its waiting readers must know.
     RunFinished(RunId),
+    /// Events became durable in this topic: its readers must know.
+    Appended(Namespace, TopicName),
 }
 
 pub(crate) struct Notifier {
@@ -68,6 +70,10 @@ impl Notifier {
         let _ = self.queues.send(Wake::RunFinished(run));
     }
 
+    pub(crate) fn appended(&self, namespace: Namespace, topic: TopicName) {
+        let _ = self.queues.send(Wake::Appended(namespace, topic));
+    }
+
     pub(crate) fn stop(&self) {
         for task in &self.tasks {
             task.abort();
@@ -85,8 +91,12 @@ async fn send(
         let mut queues: BTreeMap<QueueRef, usize> = BTreeMap::new();
         let mut earliest: Option<Timestamp> = None;
         let mut finished: Vec<RunId> = Vec::new();
+        let mut appended: std::collections::BTreeSet<(Namespace, TopicName)> = Default::default();
         let mut take = |wake: Wake| match wake {
             Wake::RunFinished(run) => finished.push(run),
+            Wake::Appended(namespace, topic) => {
+                appended.insert((namespace, topic));
+            }
             Wake::Ready(queue, jobs) => {
                 let n = queues.entry(queue).or_default();
                 *n = n.saturating_add(jobs);
@@ -105,6 +115,11 @@ async fn send(
         // then finds every later one itself.
         payloads.extend(earliest.map(|at| format!("{node}:@{}", at.as_millis())));
         payloads.extend(finished.iter().map(|run| format!("{node}:!{run}")));
+        payloads.extend(
+            appended
+                .iter()
+                .map(|(ns, topic)| format!("{node}:#{ns}/{topic}")),
+        );
         let sent = match pool.get().await {
             Ok(client) => client
                 .execute(
@@ -161,6 +176,10 @@ async fn listen(
                                             if let Ok(run) = run.parse() {
                                                 signal.run_finished(run);
                                             }
+                                        } else if let Some(topic) = wake.strip_prefix('#') {
+                                            if let Some((ns, topic)) = parse_topic(topic) {
+                                                signal.appended(&ns, &topic);
+                                            }
                                         } else if let Some((jobs, queue)) = parse(wake) {
                                             signal.notify(&queue, jobs);
                                         }
@@ -182,6 +201,12 @@ async fn listen(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// `<namespace>/<topic>`.
+fn parse_topic(payload: &str) -> Option<(Namespace, TopicName)> {
+    let (namespace, topic) = payload.split_once('/')?;
+    Some((Namespace::new(namespace).ok()?, TopicName::new(topic).ok()?))
 }
 
 /// `<jobs>:<namespace>/<queue>`.

@@ -175,6 +175,9 @@ impl TopicStore for PostgresStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
+        if answers.iter().any(|p| !p.duplicate) {
+            self.appended(namespace, topic);
+        }
         Ok(answers)
     }
 

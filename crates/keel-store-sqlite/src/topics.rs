@@ -94,9 +94,14 @@ impl TopicStore for SqliteStore {
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> Result<Vec<Published>, Error> {
-        let (namespace, topic) = (namespace.clone(), topic.clone());
-        self.write(move |w: &mut Writer| publish(&w.conn, &namespace, &topic, events, now))
-            .await
+        let (ns, t) = (namespace.clone(), topic.clone());
+        let answers = self
+            .write(move |w: &mut Writer| publish(&w.conn, &ns, &t, events, now))
+            .await?;
+        if answers.iter().any(|p| !p.duplicate) {
+            self.signal.appended(namespace, topic);
+        }
+        Ok(answers)
     }
 
     async fn events_read(

@@ -13,14 +13,20 @@
 //!   final status is durable. Readers waiting for that run (and only them)
 //!   wake; a shared backend carries it to the other nodes, so a reader on one
 //!   node hears a run finish on another.
+//! - A backend fires [`ReadySignal::appended`] once events are durable in a
+//!   topic. Everyone waiting on the topic (tails, fetches, deliveries) wakes;
+//!   a shared backend carries it to the other nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use keel_core::workflow::RunId;
-use keel_core::{QueueRef, Timestamp};
+use keel_core::{Namespace, QueueRef, Timestamp, TopicName};
 use tokio::sync::{Notify, watch};
+
+/// A topic in its namespace.
+type TopicKey = (Namespace, TopicName);
 
 #[derive(Clone, Debug, Default)]
 pub struct ReadySignal {
@@ -29,6 +35,7 @@ pub struct ReadySignal {
     /// Readers waiting for a run to finish, by run: an entry lives only
     /// while someone waits (see [`RunWatch`]).
     runs: Arc<Mutex<HashMap<RunId, watch::Sender<()>>>>,
+    topics: Arc<Mutex<HashMap<TopicKey, Arc<Notify>>>>,
 }
 
 /// A reader's wait for one run to finish. Create it, then read the run, then
@@ -141,6 +148,25 @@ impl ReadySignal {
             // Marks every watch's receiver changed, waiting or not yet.
             sender.send_replace(());
         }
+    }
+
+    /// Events became durable in `topic`: wakes everyone waiting on it.
+    pub fn appended(&self, namespace: &Namespace, topic: &TopicName) {
+        let topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(notify) = topics.get(&(namespace.clone(), topic.clone())) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// The [`Notify`] to wait on for new events in `topic`. Create the
+    /// `notified()` future and `enable()` it before reading, so that no
+    /// append is missed.
+    pub fn topic_listener(&self, namespace: &Namespace, topic: &TopicName) -> Arc<Notify> {
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        topics
+            .entry((namespace.clone(), topic.clone()))
+            .or_default()
+            .clone()
     }
 
     /// The [`Notify`] to wait on for `queue`. Create the `notified()` future and

@@ -336,3 +336,77 @@ async fn a_workflow_run_crosses_nodes() {
         "woken by the finish on another node, not the timeout: {waited:?}"
     );
 }
+
+/// PostgreSQL hands out sequence values before commit, so a naive log would
+/// let a reader pass seq 42 before 41 commits and never see 41. Publishers on
+/// three nodes race on one topic while a follower on each node reads on from
+/// the last seq it saw: every follower must see every seq, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_on_three_nodes_never_hide_a_seq() {
+    const PER_PUBLISHER: usize = 40;
+    const PUBLISHERS_PER_NODE: usize = 3;
+    let db = Database::new().await;
+    let nodes = [db.node().await, db.node().await, db.node().await];
+    let total = (PER_PUBLISHER * PUBLISHERS_PER_NODE * nodes.len()) as u64;
+    let events = "/namespaces/default/topics/race/events";
+    let (status, _) = nodes[0]
+        .call("PUT", "/namespaces/default/topics/race", Some(json!({})))
+        .await;
+    assert_eq!(status, 201);
+    let mut followers = tokio::task::JoinSet::new();
+    for node in &nodes {
+        let base = node.v1(events);
+        followers.spawn(async move {
+            let http = reqwest::Client::new();
+            let mut seen: Vec<u64> = Vec::new();
+            while (seen.len() as u64) < total {
+                let after = seen.last().copied().unwrap_or(0);
+                let page: Value = http
+                    .get(format!("{base}?after={after}&limit=1000&wait_ms=5000"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let list = page["events"].as_array().unwrap();
+                seen.extend(list.iter().map(|e| e["seq"].as_u64().unwrap()));
+            }
+            seen
+        });
+    }
+    let mut publishers = tokio::task::JoinSet::new();
+    for node in &nodes {
+        for p in 0..PUBLISHERS_PER_NODE {
+            let url = node.v1(events);
+            publishers.spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0..PER_PUBLISHER {
+                    let answer = http
+                        .post(&url)
+                        .json(&json!({"data": [p, i]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(answer.status(), 201);
+                }
+            });
+        }
+    }
+    while let Some(done) = publishers.join_next().await {
+        done.unwrap();
+    }
+    let every: Vec<u64> = (1..=total).collect();
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut all = Vec::new();
+        while let Some(seen) = followers.join_next().await {
+            all.push(seen.unwrap());
+        }
+        all
+    })
+    .await
+    .expect("the followers saw every event");
+    for seen in finished {
+        assert_eq!(seen, every, "a follower missed or reordered a seq");
+    }
+}

@@ -1,5 +1,6 @@
 //! Deletes finished jobs past their queue's retention, expired idempotency
-//! keys and finished runs past the run retention, once a minute.
+//! keys, finished runs past the run retention and events past their topic's
+//! retention, once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,9 @@ use keel_core::Timestamp;
 use crate::{Engine, Shutdown};
 
 const EVERY: Duration = Duration::from_secs(60);
-/// Runs deleted per statement: a pass deletes in chunks, so that no single
-/// write holds the store for long.
-const RUNS_CHUNK: u32 = 1000;
+/// Runs or events deleted per statement: a pass deletes in chunks, so that
+/// no single write holds the store for long.
+const CHUNK: u32 = 1000;
 
 pub struct Retention {
     engine: Arc<Engine>,
@@ -38,6 +39,33 @@ impl Retention {
                 Err(e) => tracing::warn!(error = %e, "retention pass failed"),
             }
             self.prune_runs().await;
+            self.prune_events().await;
+        }
+    }
+
+    async fn prune_events(&self) {
+        let mut pruned = 0;
+        loop {
+            match self
+                .engine
+                .store
+                .events_prune(self.engine.now(), CHUNK)
+                .await
+            {
+                Ok(n) => {
+                    pruned += n;
+                    if n < u64::from(CHUNK) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event retention pass failed");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(events = pruned, "pruned events past retention");
         }
     }
 
@@ -46,10 +74,10 @@ impl Retention {
         let before = finished_before(engine.now(), engine.run_retention_ms);
         let mut pruned = 0;
         loop {
-            match engine.store.runs_prune(before, RUNS_CHUNK).await {
+            match engine.store.runs_prune(before, CHUNK).await {
                 Ok(n) => {
                     pruned += n;
-                    if n < u64::from(RUNS_CHUNK) {
+                    if n < u64::from(CHUNK) {
                         break;
                     }
                 }

@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keel_core::workflow::RunId;
-use keel_core::{ErrorCode, JobId, Namespace, QueueName, QueueRef, WorkflowName};
+use keel_core::{ErrorCode, JobId, Namespace, QueueName, QueueRef, TopicName, WorkflowName};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -188,5 +188,25 @@ impl<S: Send + Sync> FromRequestParts<S> for RunPath {
             .find(|(k, _)| k == "signal")
             .map(|(_, v)| v.clone());
         Ok(RunPath(namespace, id, signal))
+    }
+}
+
+/// `{ns}` and `{topic}`, validated, and `{id}` of an event when the route has one.
+pub(super) struct TopicPath(pub Namespace, pub TopicName, pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for TopicPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        let id = segments
+            .iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v.clone());
+        Ok(TopicPath(
+            user_namespace(segment(&segments, "ns"))?,
+            TopicName::new(segment(&segments, "topic"))?,
+            id,
+        ))
     }
 }

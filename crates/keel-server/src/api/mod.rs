@@ -1,11 +1,13 @@
 //! HTTP API v1: routes, the error body, and extractors that turn every bad
 //! input into a coded 4xx (never a 500 or a panic).
 
+mod cloudevents;
 mod error;
 mod extract;
 mod health;
 mod jobs;
 mod queues;
+mod topics;
 mod workflows;
 
 use std::sync::Arc;
@@ -46,6 +48,19 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/namespaces/{ns}/jobs/{id}/cancel", post(jobs::cancel))
         .route("/namespaces/{ns}/acks", post(jobs::acks))
+        .route("/namespaces/{ns}/topics", get(topics::list))
+        .route(
+            "/namespaces/{ns}/topics/{topic}",
+            get(topics::get).put(topics::put).delete(topics::delete),
+        )
+        .route(
+            "/namespaces/{ns}/topics/{topic}/events",
+            get(topics::events).post(topics::publish),
+        )
+        .route(
+            "/namespaces/{ns}/topics/{topic}/events/{id}",
+            get(topics::event),
+        )
         .route(
             "/namespaces/{ns}/workflows/{name}",
             get(workflows::get).put(workflows::put),

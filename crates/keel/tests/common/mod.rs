@@ -164,15 +164,24 @@ impl Server {
     }
 
     pub(crate) async fn raw(&self, method: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-        let resp = self
-            .http
-            .request(method, self.v1(path))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
+        self.send(method, path, &[("content-type", "application/json")], body)
             .await
-            .expect("the server answers");
+    }
+
+    /// Sends `body` as it is, with `headers`.
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut req = self.http.request(method, self.v1(path)).body(body);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send().await.expect("the server answers");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("a body");
         (

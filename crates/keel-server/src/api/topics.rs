@@ -1,0 +1,247 @@
+//! Topic endpoints: policy, publishing (Keel's own form and CloudEvents),
+//! reading history and following it (`wait_ms`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keel_api::topics::{
+    EventAnswer, EventPage, EventRequest, PublishedAnswer, PublishedBatch, TopicAnswer, TopicList,
+    TopicRequest,
+};
+use keel_core::{Error, ErrorCode, Event, NewEvent, TopicPolicy};
+use keel_engine::Engine;
+use keel_store::{EventQuery, Topic};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::ApiError;
+use super::cloudevents::{self, Mode};
+use super::extract::{Body, JsonBody, NamespacePath, QueryParams, TopicPath, json_error, parse};
+
+type Api<T> = Result<T, ApiError>;
+
+const DEFAULT_PAGE: u32 = 100;
+
+fn topic_answer(topic: Topic) -> TopicAnswer {
+    TopicAnswer {
+        name: topic.name.to_string(),
+        retention_ms: topic.policy.retention_ms,
+        dedup_window_ms: topic.policy.dedup_window_ms,
+        max_event_bytes: topic.policy.max_event_bytes,
+        head_seq: topic.head_seq,
+        events: topic.events,
+        created_at: topic.created_at,
+    }
+}
+
+fn event_answer(event: Event) -> Api<EventAnswer> {
+    let e = event.event;
+    let data = RawValue::from_string(e.data)
+        .map_err(|err| Error::internal(format!("stored event data does not parse: {err}")))?;
+    Ok(EventAnswer {
+        id: e.id,
+        seq: event.seq,
+        kind: e.kind,
+        source: e.source,
+        key: e.key,
+        time: e.time,
+        data,
+        headers: e.headers,
+    })
+}
+
+pub(super) async fn put(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, _): TopicPath,
+    JsonBody(body): JsonBody<TopicRequest>,
+) -> Api<Response> {
+    let defaults = TopicPolicy::default();
+    let policy = TopicPolicy {
+        retention_ms: body.retention_ms.unwrap_or(defaults.retention_ms),
+        dedup_window_ms: body.dedup_window_ms.unwrap_or(defaults.dedup_window_ms),
+        max_event_bytes: body.max_event_bytes.unwrap_or(defaults.max_event_bytes),
+    };
+    policy.check(engine.limits.max_payload_bytes as u64)?;
+    let (stored, created) = engine
+        .store
+        .topic_put(&ns, &topic, &policy, engine.now())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(topic_answer(stored))).into_response())
+}
+
+pub(super) async fn get(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, _): TopicPath,
+) -> Api<Json<TopicAnswer>> {
+    Ok(Json(topic_answer(
+        engine.store.topic_get(&ns, &topic).await?,
+    )))
+}
+
+pub(super) async fn list(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+) -> Api<Json<TopicList>> {
+    let topics = engine.store.topics_list(&ns).await?;
+    Ok(Json(TopicList {
+        topics: topics.into_iter().map(topic_answer).collect(),
+    }))
+}
+
+pub(super) async fn delete(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, _): TopicPath,
+) -> Api<StatusCode> {
+    engine.store.topic_delete(&ns, &topic).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells one event from a batch: a native batch is `{"events":[...]}`.
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(borrow)]
+    events: Option<&'a RawValue>,
+}
+
+pub(super) async fn publish(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, _): TopicPath,
+    headers: HeaderMap,
+    Body(bytes): Body,
+) -> Api<Response> {
+    let (requests, batch) = match cloudevents::mode(&headers) {
+        Mode::Structured => (cloudevents::structured(&bytes, false)?, false),
+        Mode::StructuredBatch => (cloudevents::structured(&bytes, true)?, true),
+        Mode::Binary => (vec![cloudevents::binary(&headers, &bytes)?], false),
+        Mode::Native => {
+            let shape: Shape<'_> = serde_json::from_slice(&bytes).map_err(json_error)?;
+            match shape.events {
+                Some(events) => (
+                    serde_json::from_str::<Vec<EventRequest>>(events.get()).map_err(json_error)?,
+                    true,
+                ),
+                None => (vec![parse(&bytes)?], false),
+            }
+        }
+    };
+    if requests.is_empty() {
+        return Err(ApiError::invalid("events must hold at least one event"));
+    }
+    if requests.len() > engine.limits.max_batch {
+        return Err(ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "a batch holds at most {} events; this one has {}",
+                engine.limits.max_batch,
+                requests.len()
+            ),
+        ));
+    }
+    let now = engine.now();
+    let events = requests
+        .into_iter()
+        .map(|r| NewEvent {
+            id: r.id.unwrap_or_else(|| engine.events.new_id()),
+            kind: r.kind.unwrap_or_default(),
+            source: r.source.unwrap_or_default(),
+            key: r.key,
+            time: r.time.unwrap_or(now),
+            data: r
+                .data
+                .map_or_else(|| "null".to_owned(), |d| d.get().to_owned()),
+            headers: r.headers,
+        })
+        .collect();
+    let published = engine.events.publish(&ns, &topic, events).await?;
+    let mut answers: Vec<PublishedAnswer> = published
+        .into_iter()
+        .map(|p| PublishedAnswer {
+            id: p.id,
+            seq: p.seq,
+            duplicate: p.duplicate,
+        })
+        .collect();
+    Ok(if batch {
+        (
+            StatusCode::CREATED,
+            Json(PublishedBatch { events: answers }),
+        )
+            .into_response()
+    } else {
+        let one = answers
+            .pop()
+            .ok_or_else(|| ApiError(Error::internal("no answer for the publish")))?;
+        (StatusCode::CREATED, Json(one)).into_response()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadParams {
+    after: Option<u64>,
+    key: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    limit: Option<u32>,
+    /// Waits up to this long for the first event when there is none yet.
+    wait_ms: Option<u64>,
+}
+
+pub(super) async fn events(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, _): TopicPath,
+    QueryParams(params): QueryParams<ReadParams>,
+) -> Api<Json<EventPage>> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=engine.limits.max_batch as u32).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {}",
+            engine.limits.max_batch
+        )));
+    }
+    let wait = params.wait_ms.unwrap_or(0);
+    if wait > engine.limits.max_wait_ms {
+        return Err(ApiError::invalid(format!(
+            "wait_ms must be at most {}",
+            engine.limits.max_wait_ms
+        )));
+    }
+    let query = EventQuery {
+        after: params.after.unwrap_or(0),
+        key: params.key,
+        kind: params.kind,
+        limit,
+    };
+    let events = engine
+        .events
+        .read(&ns, &topic, &query, Duration::from_millis(wait))
+        .await?;
+    let full = events.len() == limit as usize;
+    let next_after = events.last().map(|e| e.seq).filter(|_| full);
+    Ok(Json(EventPage {
+        events: events
+            .into_iter()
+            .map(event_answer)
+            .collect::<Api<Vec<_>>>()?,
+        next_after,
+    }))
+}
+
+pub(super) async fn event(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, id): TopicPath,
+) -> Api<Json<EventAnswer>> {
+    let id = id.unwrap_or_default();
+    Ok(Json(event_answer(
+        engine.store.event_get(&ns, &topic, &id).await?,
+    )?))
+}
