@@ -22,6 +22,10 @@ pub enum ErrorCode {
     InvalidState,
     /// Someone else changed the thing first (a run advanced by another node).
     Conflict,
+    /// Fetch or commit on a subscription that delivers to a target.
+    HasTarget,
+    /// A commit whose events were handed to another consumer meanwhile.
+    CursorStale,
     /// A workflow definition has problems; the message lists every one.
     InvalidDefinition,
     /// A body or a payload is larger than the limit.
@@ -49,6 +53,8 @@ impl ErrorCode {
             ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::HasTarget => "has_target",
+            ErrorCode::CursorStale => "cursor_stale",
             ErrorCode::InvalidDefinition => "invalid_definition",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NamespaceFull => "namespace_full",
@@ -68,7 +74,11 @@ impl ErrorCode {
             | ErrorCode::InvalidDefinition => 400,
             ErrorCode::NotFound | ErrorCode::JobNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::LeaseLost | ErrorCode::InvalidState | ErrorCode::Conflict => 409,
+            ErrorCode::LeaseLost
+            | ErrorCode::InvalidState
+            | ErrorCode::Conflict
+            | ErrorCode::HasTarget
+            | ErrorCode::CursorStale => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::NamespaceFull => 429,
             ErrorCode::ShuttingDown => 503,

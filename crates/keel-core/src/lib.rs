@@ -15,6 +15,7 @@ pub mod job;
 pub mod limits;
 pub mod name;
 pub mod policy;
+pub mod subscription;
 pub mod time;
 pub mod workflow;
 

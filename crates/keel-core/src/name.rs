@@ -42,6 +42,21 @@ macro_rules! name_type {
                 f.write_str(&self.0)
             }
         }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        /// Checked like any name at the edge: a stored or sent name that
+        /// breaks the rules does not deserialize.
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                $ty::new(&text).map_err(|e| serde::de::Error::custom(e.message))
+            }
+        }
     };
 }
 

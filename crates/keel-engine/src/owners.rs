@@ -29,7 +29,9 @@ impl Owners {
             Some(JobOwner::Run { run, .. }) => {
                 self.workflows.step_job_ended(namespace, *run, acked, ack);
             }
-            None => {}
+            // A delivery is done with once handed off: its retries and dead
+            // letter are the job core's, and the subscription has moved on.
+            Some(JobOwner::Subscription { .. }) | None => {}
         }
     }
 }

@@ -23,6 +23,7 @@ mod owner;
 mod queues;
 mod runs;
 mod schema;
+mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topics;

@@ -299,7 +299,7 @@ fn topic_from_row(r: &Row) -> Result<Topic, Error> {
     })
 }
 
-fn event_from_row(r: &Row) -> Result<Event, Error> {
+pub(crate) fn event_from_row(r: &Row) -> Result<Event, Error> {
     let headers: Option<&str> = r.get(7);
     let headers: BTreeMap<String, String> = match headers {
         Some(text) => serde_json::from_str(text)

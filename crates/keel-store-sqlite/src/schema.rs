@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_finished_runs.sql"),
     include_str!("../migrations/0004_job_owner.sql"),
     include_str!("../migrations/0005_topics.sql"),
+    include_str!("../migrations/0006_subscriptions.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

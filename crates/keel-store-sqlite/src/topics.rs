@@ -82,7 +82,7 @@ impl TopicStore for SqliteStore {
             w.conn
                 .prepare_cached("DELETE FROM events WHERE namespace = ?1 AND topic = ?2")?
                 .execute(params![namespace.as_str(), topic.as_str()])?;
-            Ok(Ok(()))
+            crate::subscriptions::drop_topic_subscriptions(&w.conn, &namespace, &topic)
         })
         .await
     }
@@ -191,7 +191,7 @@ fn topic_from_row(r: &Row<'_>) -> rusqlite::Result<Topic> {
     })
 }
 
-fn topic_row(
+pub(crate) fn topic_row(
     conn: &Connection,
     namespace: &Namespace,
     topic: &TopicName,
@@ -226,14 +226,15 @@ fn insert_topic(
 }
 
 /// A column stored as an integer that is never negative.
-fn unsigned(r: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
+pub(crate) fn unsigned(r: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
     let n: i64 = r.get(i)?;
     u64::try_from(n).map_err(|_| corrupt(format!("a negative count {n}")))
 }
 
-const EVENT_COLUMNS: &str = "seq, id, type, source, key, time, data, headers, published_at";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, id, type, source, key, time, data, headers, published_at";
 
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: unsigned(r, 0)?,
         event: NewEvent {

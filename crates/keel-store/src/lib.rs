@@ -1,7 +1,7 @@
 //! The store boundary: the only way Keel's state is read or written.
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
-//! [`WorkflowStore`], [`RunStore`], [`TopicStore`]), each in a module of its own with its
+//! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -20,6 +20,7 @@ mod owner;
 mod queues;
 mod runs;
 mod signal;
+mod subscriptions;
 mod topics;
 mod workflows;
 
@@ -34,6 +35,10 @@ pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
 pub use signal::{MAX_WOKEN, ReadySignal, RunWatch};
+pub use subscriptions::{
+    Fetched, Subscription, SubscriptionStore, cursor_stale, has_target, subscription_not_found,
+    topic_changed,
+};
 pub use topics::{EventQuery, Published, Topic, TopicStore, event_not_found, topic_not_found};
 pub use workflows::{WorkflowStore, WorkflowVersion, workflow_not_found};
 
@@ -41,7 +46,14 @@ pub use workflows::{WorkflowStore, WorkflowVersion, workflow_not_found};
 /// backend's own lifecycle. Writes return only once durable.
 #[async_trait]
 pub trait Store:
-    JobStore + QueueStore + MaintenanceStore + WorkflowStore + RunStore + TopicStore + 'static
+    JobStore
+    + QueueStore
+    + MaintenanceStore
+    + WorkflowStore
+    + RunStore
+    + TopicStore
+    + SubscriptionStore
+    + 'static
 {
     /// True when this process is the only writer of the store (embedded):
     /// what it last wrote is still what is stored, so it may keep a copy.

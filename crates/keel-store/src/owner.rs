@@ -23,6 +23,8 @@ pub enum JobOwner {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         item: Option<u32>,
     },
+    /// A subscription's delivery of one event (by seq) to its target queue.
+    Subscription { subscription: String, seq: u64 },
 }
 
 impl JobOwner {
@@ -41,6 +43,7 @@ impl JobOwner {
     pub fn run(&self) -> Option<RunId> {
         match self {
             JobOwner::Run { run, .. } => Some(*run),
+            JobOwner::Subscription { .. } => None,
         }
     }
 }

@@ -20,6 +20,7 @@ mod owner;
 mod queues;
 mod runs;
 mod sequences;
+mod subscriptions;
 mod topics;
 mod workflows;
 
@@ -94,6 +95,7 @@ where
         ("workflows", workflows::CASES),
         ("runs", runs::CASES),
         ("topics", topics::CASES),
+        ("subscriptions", subscriptions::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

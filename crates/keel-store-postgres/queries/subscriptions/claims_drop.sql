@@ -1,0 +1,1 @@
+DELETE FROM keel_claims WHERE namespace = $1 AND subscription = $2

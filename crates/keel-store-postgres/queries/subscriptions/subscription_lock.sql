@@ -1,0 +1,8 @@
+-- The subscription, locked until the transaction ends: its fetches,
+-- commits, seeks and hand-offs happen one at a time, whichever node.
+SELECT s.namespace, s.name, s.id, s.topic, s.filter, s.target, s.consumer_timeout_ms, s.paused,
+       s.position, s.delivered, s.skipped, s.created_at, coalesce(t.head_seq, 0)
+FROM keel_subscriptions s
+LEFT JOIN keel_topics t ON t.namespace = s.namespace AND t.name = s.topic
+WHERE s.namespace = $1 AND s.name = $2
+FOR UPDATE OF s
