@@ -26,6 +26,6 @@ pub use event::{Event, NewEvent, TopicPolicy};
 pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
-pub use name::{Namespace, QueueName, QueueRef, TopicName, WorkflowName};
+pub use name::{Namespace, QueueName, QueueRef, SubscriptionName, TopicName, WorkflowName};
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

@@ -64,6 +64,7 @@ name_type!(Namespace, "namespace");
 name_type!(QueueName, "queue");
 name_type!(WorkflowName, "workflow");
 name_type!(TopicName, "topic");
+name_type!(SubscriptionName, "subscription");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,6 +10,7 @@ use crate::Shutdown;
 use crate::events::EventService;
 use crate::jobs::JobService;
 use crate::owners::Owners;
+use crate::subscriptions::SubscriptionService;
 use crate::workflows::Driver;
 
 pub struct Engine {
@@ -19,6 +20,7 @@ pub struct Engine {
     pub shutdown: Shutdown,
     pub jobs: JobService,
     pub events: EventService,
+    pub subscriptions: SubscriptionService,
     pub workflows: Arc<Driver>,
     pub run_retention_ms: u64,
 }
@@ -57,6 +59,13 @@ impl Engine {
         let owners = Owners::new(workflows.clone());
         let jobs = JobService::new(store.clone(), clock.clone(), shutdown.clone(), owners);
         let events = EventService::new(store.clone(), clock.clone(), shutdown.clone());
+        let subscriptions = SubscriptionService::new(
+            store.clone(),
+            clock.clone(),
+            limits.clone(),
+            shutdown.clone(),
+            workflows.clone(),
+        );
         Arc::new(Engine {
             store,
             clock,
@@ -64,6 +73,7 @@ impl Engine {
             shutdown,
             jobs,
             events,
+            subscriptions,
             workflows,
             run_retention_ms: config.run_retention_ms,
         })

@@ -6,6 +6,8 @@
 //! - [`jobs::JobService`]: every change to jobs, with metrics, rates and owner
 //!   hooks (`owners.rs`).
 //! - [`events::EventService`]: publishing and reading events, with metrics.
+//! - [`subscriptions::SubscriptionService`]: subscriptions, pulled fetches
+//!   and commits, and hand-offs to targets.
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
 //! - [`services`]: the background services (maintenance, retention, the step
 //!   runner, the run sweep), each `new(engine)` then `run(shutdown)`.
@@ -22,6 +24,7 @@ mod owners;
 mod rates;
 pub mod services;
 mod shutdown;
+pub mod subscriptions;
 pub mod workflows;
 
 pub use engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};

@@ -124,6 +124,25 @@ pub fn lease_waiter(queue: &QueueRef) -> Parked {
     Parked(gauge)
 }
 
+/// Events a subscription handed off or had committed, and how long after
+/// their publish each was handed to its target or consumer.
+pub fn events_delivered(
+    namespace: &keel_core::Namespace,
+    subscription: &str,
+    n: u64,
+    ages: impl Iterator<Item = f64>,
+) {
+    let labels = [
+        ("namespace", namespace.to_string()),
+        ("subscription", subscription.to_owned()),
+    ];
+    counter!("keel_events_delivered_total", &labels).increment(n);
+    let histogram = histogram!("keel_event_delivery_seconds", &labels);
+    for age in ages {
+        histogram.record(age);
+    }
+}
+
 pub fn event_waiter() -> Parked {
     let gauge = gauge!("keel_event_waiters");
     gauge.increment(1.0);
@@ -145,7 +164,8 @@ pub fn job_waits(queue: &QueueRef, seconds: impl Iterator<Item = f64>) {
     }
 }
 
-/// The Prometheus text exposition, with queue depths fresh from the store.
+/// The Prometheus text exposition, with queue depths and subscription lags
+/// fresh from the store.
 pub async fn render(store: &dyn Store) -> String {
     if let Ok(depths) = store.queue_depths().await {
         for d in depths {
@@ -156,6 +176,16 @@ pub async fn render(store: &dyn Store) -> String {
                 "state" => d.state.as_str()
             )
             .set(d.count as f64);
+        }
+    }
+    if let Ok(subscriptions) = store.subscriptions_list(None, None).await {
+        for s in subscriptions {
+            gauge!(
+                "keel_subscription_lag_events",
+                "namespace" => s.namespace.to_string(),
+                "subscription" => s.name.clone()
+            )
+            .set(s.lag() as f64);
         }
     }
     handle().map(PrometheusHandle::render).unwrap_or_default()

@@ -36,6 +36,8 @@ pub struct ReadySignal {
     /// while someone waits (see [`RunWatch`]).
     runs: Arc<Mutex<HashMap<RunId, watch::Sender<()>>>>,
     topics: Arc<Mutex<HashMap<TopicKey, Arc<Notify>>>>,
+    /// Woken by an append to any topic: what deliveries wait on.
+    any_topic: Arc<Notify>,
 }
 
 /// A reader's wait for one run to finish. Create it, then read the run, then
@@ -156,6 +158,12 @@ impl ReadySignal {
         if let Some(notify) = topics.get(&(namespace.clone(), topic.clone())) {
             notify.notify_waiters();
         }
+        self.any_topic.notify_waiters();
+    }
+
+    /// The [`Notify`] an append to any topic wakes (arm it before reading).
+    pub fn any_topic_listener(&self) -> Arc<Notify> {
+        self.any_topic.clone()
     }
 
     /// The [`Notify`] to wait on for new events in `topic`. Create the

@@ -1,6 +1,7 @@
 //! Background services. Each has the same shape: built from the engine, then
 //! `run(shutdown)` until the shutdown fires, finishing the pass it is in.
 
+mod deliveries;
 mod maintenance;
 mod retention;
 mod steps;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+pub use deliveries::Deliveries;
 pub use maintenance::Maintenance;
 pub use retention::Retention;
 pub use steps::{RunSweep, StepRunner};
@@ -23,6 +25,7 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
         tokio::spawn(Maintenance::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(Retention::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(StepRunner::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(Deliveries::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(RunSweep::new(engine).run(shutdown)),
     ])
 }

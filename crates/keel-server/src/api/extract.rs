@@ -7,7 +7,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keel_core::workflow::RunId;
-use keel_core::{ErrorCode, JobId, Namespace, QueueName, QueueRef, TopicName, WorkflowName};
+use keel_core::{
+    ErrorCode, JobId, Namespace, QueueName, QueueRef, SubscriptionName, TopicName, WorkflowName,
+};
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -207,6 +209,21 @@ impl<S: Send + Sync> FromRequestParts<S> for TopicPath {
             user_namespace(segment(&segments, "ns"))?,
             TopicName::new(segment(&segments, "topic"))?,
             id,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of a subscription, validated.
+pub(super) struct SubscriptionPath(pub Namespace, pub SubscriptionName);
+
+impl<S: Send + Sync> FromRequestParts<S> for SubscriptionPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(SubscriptionPath(
+            user_namespace(segment(&segments, "ns"))?,
+            SubscriptionName::new(segment(&segments, "name"))?,
         ))
     }
 }

@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod jobs;
 mod queues;
+mod subscriptions;
 mod topics;
 mod workflows;
 
@@ -60,6 +61,37 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(
             "/namespaces/{ns}/topics/{topic}/events/{id}",
             get(topics::event),
+        )
+        .route(
+            "/namespaces/{ns}/topics/{topic}/match",
+            post(subscriptions::matches),
+        )
+        .route("/namespaces/{ns}/subscriptions", get(subscriptions::list))
+        .route(
+            "/namespaces/{ns}/subscriptions/{name}",
+            get(subscriptions::get)
+                .put(subscriptions::put)
+                .delete(subscriptions::delete),
+        )
+        .route(
+            "/namespaces/{ns}/subscriptions/{name}/pause",
+            post(subscriptions::pause),
+        )
+        .route(
+            "/namespaces/{ns}/subscriptions/{name}/resume",
+            post(subscriptions::resume),
+        )
+        .route(
+            "/namespaces/{ns}/subscriptions/{name}/seek",
+            post(subscriptions::seek),
+        )
+        .route(
+            "/namespaces/{ns}/subscriptions/{name}/fetch",
+            post(subscriptions::fetch),
+        )
+        .route(
+            "/namespaces/{ns}/subscriptions/{name}/commit",
+            post(subscriptions::commit),
         )
         .route(
             "/namespaces/{ns}/workflows/{name}",

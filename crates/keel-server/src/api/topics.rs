@@ -38,7 +38,7 @@ fn topic_answer(topic: Topic) -> TopicAnswer {
     }
 }
 
-fn event_answer(event: Event) -> Api<EventAnswer> {
+pub(super) fn event_answer(event: Event) -> Api<EventAnswer> {
     let e = event.event;
     let data = RawValue::from_string(e.data)
         .map_err(|err| Error::internal(format!("stored event data does not parse: {err}")))?;

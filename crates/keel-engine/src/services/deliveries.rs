@@ -1,0 +1,90 @@
+//! Hands events to subscription targets: one pass over every active
+//! subscription with a target, again while there is work, then asleep until
+//! a publish (on any node) or a change to a subscription here. Every node
+//! runs it; hand-offs are compare-and-set, so two nodes never hand the same
+//! events off twice. A failing hand-off (a workflow not defined yet, a full
+//! namespace) stays where it is and is tried again after a pause: nothing is
+//! skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Engine, Shutdown};
+
+/// How long a subscription whose hand-off failed waits before the next try.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+pub struct Deliveries {
+    engine: Arc<Engine>,
+}
+
+impl Deliveries {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Deliveries { engine }
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        let engine = &self.engine;
+        let appended = engine.store.ready_signal().any_topic_listener();
+        loop {
+            let published = appended.notified();
+            let changed = engine.subscriptions.changed.notified();
+            tokio::pin!(published, changed);
+            published.as_mut().enable();
+            changed.as_mut().enable();
+            let (busy, failed) = self.pass().await;
+            if shutdown.is_fired() {
+                return;
+            }
+            if busy {
+                continue;
+            }
+            let retry = async {
+                if failed {
+                    tokio::time::sleep(RETRY_AFTER).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = published => {}
+                () = changed => {}
+                () = retry => {}
+                () = shutdown.clone().wait() => return,
+            }
+        }
+    }
+
+    /// One hand-off per active target subscription: whether any moved, and
+    /// whether any failed.
+    async fn pass(&self) -> (bool, bool) {
+        let engine = &self.engine;
+        let subscriptions = match engine.store.subscriptions_list(None, None).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list subscriptions");
+                return (false, true);
+            }
+        };
+        let (mut busy, mut failed) = (false, false);
+        for sub in subscriptions
+            .iter()
+            .filter(|s| s.spec.target.is_some() && !s.paused)
+        {
+            match engine.subscriptions.deliver(sub).await {
+                Ok(0) => {}
+                Ok(_) => busy = true,
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(
+                        namespace = %sub.namespace,
+                        subscription = %sub.name,
+                        error = %e,
+                        "hand-off failed; it is tried again"
+                    );
+                }
+            }
+        }
+        (busy, failed)
+    }
+}

@@ -1,0 +1,249 @@
+//! Subscription endpoints: put, get, list, delete, pause, resume, seek;
+//! pulled fetch and commit; and a dry run of a filter over a topic's history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_api::subscriptions::{
+    CommitRequest, Committed, FetchAnswer, FetchRequest, MatchAnswer, MatchRequest, StartAt,
+    SubscriptionAnswer, SubscriptionList, SubscriptionRequest, SubscriptionStatus,
+};
+use keel_core::TopicName;
+use keel_core::subscription::{DEFAULT_CONSUMER_TIMEOUT_MS, Start, SubscriptionSpec};
+use keel_engine::Engine;
+use keel_store::{EventQuery, Subscription};
+use serde::Deserialize;
+
+use super::ApiError;
+use super::extract::{JsonBody, NamespacePath, QueryParams, SubscriptionPath, TopicPath};
+use super::topics::event_answer;
+
+type Api<T> = Result<T, ApiError>;
+
+const DEFAULT_FETCH: u32 = 100;
+/// Most events one match request looks at.
+const MAX_MATCH_SCAN: u32 = 10_000;
+const MATCH_SAMPLE: usize = 10;
+
+fn answer(sub: Subscription) -> SubscriptionAnswer {
+    let lag = sub.lag();
+    SubscriptionAnswer {
+        name: sub.name,
+        topic: sub.spec.topic.to_string(),
+        filter: sub.spec.filter,
+        target: sub.spec.target,
+        consumer_timeout_ms: sub.spec.consumer_timeout_ms,
+        status: if sub.paused {
+            SubscriptionStatus::Paused
+        } else {
+            SubscriptionStatus::Active
+        },
+        position: sub.position,
+        lag,
+        delivered: sub.delivered,
+        skipped: sub.skipped,
+        created_at: sub.created_at,
+    }
+}
+
+pub(super) async fn put(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+    JsonBody(body): JsonBody<SubscriptionRequest>,
+) -> Api<Response> {
+    let spec = SubscriptionSpec {
+        topic: TopicName::new(&body.topic)?,
+        filter: body.filter.unwrap_or_default(),
+        target: body.target,
+        consumer_timeout_ms: body
+            .consumer_timeout_ms
+            .unwrap_or(DEFAULT_CONSUMER_TIMEOUT_MS),
+    };
+    let start = body.start.map_or(Start::Latest, Start::from);
+    let (sub, created) = engine
+        .subscriptions
+        .put(&ns, name.as_str(), &spec, start)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(answer(sub))).into_response())
+}
+
+pub(super) async fn get(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+) -> Api<Json<SubscriptionAnswer>> {
+    let sub = engine.store.subscription_get(&ns, name.as_str()).await?;
+    Ok(Json(answer(sub)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    topic: Option<String>,
+}
+
+pub(super) async fn list(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Api<Json<SubscriptionList>> {
+    let topic = params.topic.as_deref().map(TopicName::new).transpose()?;
+    let subs = engine
+        .store
+        .subscriptions_list(Some(&ns), topic.as_ref())
+        .await?;
+    Ok(Json(SubscriptionList {
+        subscriptions: subs.into_iter().map(answer).collect(),
+    }))
+}
+
+pub(super) async fn delete(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+) -> Api<StatusCode> {
+    engine.store.subscription_delete(&ns, name.as_str()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn pause(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+) -> Api<Json<SubscriptionAnswer>> {
+    let sub = engine.subscriptions.pause(&ns, name.as_str(), true).await?;
+    Ok(Json(answer(sub)))
+}
+
+pub(super) async fn resume(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+) -> Api<Json<SubscriptionAnswer>> {
+    let sub = engine
+        .subscriptions
+        .pause(&ns, name.as_str(), false)
+        .await?;
+    Ok(Json(answer(sub)))
+}
+
+pub(super) async fn seek(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+    JsonBody(start): JsonBody<StartAt>,
+) -> Api<Json<SubscriptionAnswer>> {
+    let sub = engine
+        .subscriptions
+        .seek(&ns, name.as_str(), start.into())
+        .await?;
+    Ok(Json(answer(sub)))
+}
+
+fn check_consumer(consumer: &str) -> Api<()> {
+    if consumer.is_empty() || consumer.len() > 128 {
+        return Err(ApiError::invalid("consumer must be 1 to 128 bytes"));
+    }
+    Ok(())
+}
+
+pub(super) async fn fetch(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+    JsonBody(body): JsonBody<FetchRequest>,
+) -> Api<Json<FetchAnswer>> {
+    check_consumer(&body.consumer)?;
+    let max = body.max_events.unwrap_or(DEFAULT_FETCH);
+    if !(1..=engine.limits.max_batch as u32).contains(&max) {
+        return Err(ApiError::invalid(format!(
+            "max_events must be between 1 and {}",
+            engine.limits.max_batch
+        )));
+    }
+    let wait = body.wait_ms.unwrap_or(0);
+    if wait > engine.limits.max_wait_ms {
+        return Err(ApiError::invalid(format!(
+            "wait_ms must be at most {}",
+            engine.limits.max_wait_ms
+        )));
+    }
+    let fetched = engine
+        .subscriptions
+        .fetch(
+            &ns,
+            name.as_str(),
+            &body.consumer,
+            max,
+            Duration::from_millis(wait),
+        )
+        .await?;
+    Ok(Json(FetchAnswer {
+        events: fetched
+            .events
+            .into_iter()
+            .map(event_answer)
+            .collect::<Api<Vec<_>>>()?,
+        cursor: fetched.cursor,
+    }))
+}
+
+pub(super) async fn commit(
+    State(engine): State<Arc<Engine>>,
+    SubscriptionPath(ns, name): SubscriptionPath,
+    JsonBody(body): JsonBody<CommitRequest>,
+) -> Api<Json<Committed>> {
+    check_consumer(&body.consumer)?;
+    engine
+        .subscriptions
+        .commit(&ns, name.as_str(), &body.consumer, &body.cursor)
+        .await?;
+    Ok(Json(Committed { committed: true }))
+}
+
+/// A filter tried on up to `limit` events after `after`.
+pub(super) async fn matches(
+    State(engine): State<Arc<Engine>>,
+    TopicPath(ns, topic, _): TopicPath,
+    JsonBody(body): JsonBody<MatchRequest>,
+) -> Api<Json<MatchAnswer>> {
+    body.filter.check()?;
+    let limit = body.limit.unwrap_or(1000);
+    if !(1..=MAX_MATCH_SCAN).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_MATCH_SCAN}"
+        )));
+    }
+    let (mut after, mut scanned, mut matched, mut sample) = (body.after, 0u64, 0u64, Vec::new());
+    while scanned < u64::from(limit) {
+        let page = (u64::from(limit) - scanned).min(engine.limits.max_batch as u64) as u32;
+        let query = EventQuery {
+            after,
+            key: None,
+            kind: None,
+            limit: page,
+        };
+        let events = engine.store.events_read(&ns, &topic, &query).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            break;
+        };
+        scanned += events.len() as u64;
+        after = last;
+        for event in events {
+            if body.filter.matches(&event) {
+                matched += 1;
+                if sample.len() < MATCH_SAMPLE {
+                    sample.push(event_answer(event)?);
+                }
+            }
+        }
+    }
+    Ok(Json(MatchAnswer {
+        matched,
+        scanned,
+        sample,
+    }))
+}
