@@ -1,6 +1,7 @@
 //! The Rust client and worker SDK for Keel's HTTP API.
 //!
-//! [`Client`] enqueues and inspects jobs; [`Worker`] runs an async handler per
+//! [`Client`] enqueues and inspects jobs, publishes and reads events and
+//! consumes subscriptions; [`Worker`] runs an async handler per
 //! leased job with bounded concurrency, batch leasing (long-poll), automatic
 //! heartbeats, batched acknowledgements and a graceful drain.
 //!
@@ -9,14 +10,21 @@
 //! HTTP client can do.
 
 mod client;
+mod events;
 mod worker;
 
 pub use client::{
     Client, ClientError, Job, JobPage, JobSpec, LeasedJob, ListQuery, install_tls_provider,
 };
+pub use events::{Event, NewEvent};
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};
+pub use keel_api::subscriptions::Named as StartNamed;
+pub use keel_api::subscriptions::{
+    StartAt, SubscriptionAnswer, SubscriptionList, SubscriptionRequest, SubscriptionStatus,
+};
+pub use keel_api::topics::{PublishedAnswer, TopicAnswer, TopicList, TopicRequest};
 pub use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, VersionEntry};
 /// The types the answers are made of.
 pub use keel_core::workflow::{RunId, RunStatus, StepStatus};

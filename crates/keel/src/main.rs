@@ -4,6 +4,7 @@
 //! builds the engine and hands it to `keel_server::run`.
 
 mod admin;
+mod events;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -49,6 +50,14 @@ enum Command {
     Workflow(workflows::WorkflowArgs),
     /// Inspect workflow runs.
     Run(workflows::RunArgs),
+    /// List, inspect and configure topics.
+    Topic(events::TopicArgs),
+    /// Publish one event to a topic.
+    Publish(events::PublishArgs),
+    /// Follow a topic's events as they are published.
+    Tail(events::TailArgs),
+    /// Configure and inspect subscriptions.
+    Subscription(events::SubscriptionArgs),
 }
 
 #[derive(Args)]
@@ -148,6 +157,10 @@ fn main() -> std::process::ExitCode {
             Command::Queues(args) => admin::queues(args).await,
             Command::Workflow(args) => workflows::workflow(args).await,
             Command::Run(args) => workflows::run(args).await,
+            Command::Topic(args) => events::topic(args).await,
+            Command::Publish(args) => events::publish(args).await,
+            Command::Tail(args) => events::tail(args).await,
+            Command::Subscription(args) => events::subscription(args).await,
         }
     });
     match result {

@@ -130,3 +130,93 @@ async fn workflows_validate_apply_run_and_show_their_dag() {
     let run: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(run["steps"]["b"]["state"], "succeeded");
 }
+
+#[tokio::test]
+async fn topics_publish_tail_and_subscriptions_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let (ok, out, err) = server
+        .cli(&["topic", "put", "orders", "--retention-ms", "3600000"])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("orders  head 0"), "{out}");
+    let (ok, out, err) = server
+        .cli(&[
+            "publish",
+            "orders",
+            r#"{"total":120}"#,
+            "--key",
+            "c1",
+            "--type",
+            "order.created",
+            "--id",
+            "o1",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "o1 seq 1");
+    let (_, out, _) = server.cli(&["publish", "orders", "2", "--id", "o1"]).await;
+    assert!(out.contains("duplicate"), "{out}");
+
+    // `tail` follows: it prints what is there, then what is published next.
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "tail",
+            "orders",
+            "--from",
+            "earliest",
+            "--json",
+            "--server",
+            &server.url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tail.stdout.take().unwrap()));
+    let first: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (first["seq"].as_u64(), first["key"].as_str()),
+        (Some(1), Some("c1"))
+    );
+    server.cli(&["publish", "orders", r#""next""#]).await;
+    let next: Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (next["seq"].as_u64(), next["data"].as_str()),
+        (Some(2), Some("next"))
+    );
+    tail.kill().await.unwrap();
+
+    let file = dir.path().join("billing.yaml");
+    std::fs::write(
+        &file,
+        "name: billing\ntopic: orders\nstart: earliest\nfilter: { if: 'event.data.total > 100' }\n",
+    )
+    .unwrap();
+    let (ok, out, err) = server
+        .cli(&["subscription", "put", file.to_str().unwrap()])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("billing  topic orders"), "{out}");
+    let (ok, out, _) = server
+        .cli(&["subscription", "get", "billing", "--json"])
+        .await;
+    assert!(ok);
+    let got: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got[0]["lag"], 2);
+    let (ok, out, _) = server
+        .cli(&["subscription", "seek", "billing", "latest", "--json"])
+        .await;
+    assert!(ok);
+    let moved: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(moved[0]["position"], 2);
+    let (ok, out, _) = server.cli(&["subscription", "pause", "billing"]).await;
+    assert!(ok && out.contains("Paused"), "{out}");
+    let (ok, out, _) = server
+        .cli(&["subscription", "list", "--topic", "orders"])
+        .await;
+    assert!(ok && out.contains("billing"), "{out}");
+    let (ok, _, err) = server.cli(&["topic", "get", "nope"]).await;
+    assert!(!ok && err.contains("not_found"), "{err}");
+}
