@@ -14,6 +14,7 @@
 //! - `latency`: open-loop paced enqueues; handler start minus the time just
 //!   before the enqueue call.
 
+mod events;
 mod jobs;
 mod keyed;
 mod server;
@@ -130,10 +131,20 @@ struct BenchArgs {
     nodes: usize,
     /// Phases to run: any of enqueue_single, process, enqueue_bulk,
     /// process_after_bulk, latency, latency_fast, workflow, workflow_latency,
-    /// in_process, memory, idle; and, only when named (it is long),
-    /// keyed_backlog.
+    /// publish_single, publish_batch, drain_pulled, keyed_target,
+    /// event_latency, in_process, memory, idle; and, only when named (they
+    /// are long), keyed_backlog and events_10m_per_hour.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
+    /// Events per event phase (default: n).
+    #[arg(long)]
+    events_n: Option<usize>,
+    /// Events per second of the event latency phase.
+    #[arg(long, default_value_t = 1000)]
+    events_rate: u64,
+    /// Seconds of the 10-million-an-hour phase.
+    #[arg(long, default_value_t = 300)]
+    hour_secs: u64,
     /// Ready jobs of each keyed_backlog variant (none, 10 and 10,000 keys).
     #[arg(long, default_value_t = 100_000)]
     keyed_n: usize,
@@ -309,6 +320,57 @@ async fn measure(
         )
         .await?;
         emit("workflow_latency(start->finish)", report);
+    }
+    let events_n = args.events_n.unwrap_or(args.n);
+    if args.wants("publish_single") {
+        let cpu = CpuMeter::start(servers)?;
+        let elapsed = events::publish_single(clients, "bench-events", events_n, args.conc).await?;
+        let fields = json!({ "n": events_n, "conc": args.conc, "events_per_s": per_s(events_n, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("publish_single", with(fields, cpu.report(servers)?));
+    }
+    if args.wants("drain_pulled") {
+        let (elapsed, cpu) =
+            events::drain_pulled(servers, clients, "bench-events", events_n, args.conc.min(8))
+                .await?;
+        let fields = json!({ "n": events_n, "events_per_s": per_s(events_n, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("drain_pulled", with(fields, cpu));
+    }
+    if args.wants("publish_batch") {
+        let cpu = CpuMeter::start(servers)?;
+        let elapsed =
+            events::publish_batches(clients, "bench-keyed", events_n, args.batch, 1000).await?;
+        let fields = json!({ "n": events_n, "batch": args.batch, "events_per_s": per_s(events_n, elapsed), "secs": elapsed.as_secs_f64() });
+        emit("publish_batch", with(fields, cpu.report(servers)?));
+    }
+    if args.wants("keyed_target") {
+        let report =
+            events::keyed_target(servers, clients, "bench-keyed", events_n, args.handlers())
+                .await?;
+        emit("keyed_target(1000 keys)", report);
+    }
+    if args.wants("event_latency") {
+        let report = events::paced(
+            servers,
+            clients,
+            "bench-event-latency",
+            args.events_rate,
+            args.secs,
+            args.handlers(),
+        )
+        .await?;
+        emit("event_latency(publish->handler)", report);
+    }
+    if args.phases.iter().any(|p| p == "events_10m_per_hour") {
+        let report = events::paced(
+            servers,
+            clients,
+            "bench-10m-hour",
+            2778,
+            args.hour_secs,
+            args.handlers(),
+        )
+        .await?;
+        emit("events_10m_per_hour", report);
     }
     if args.phases.iter().any(|p| p == "keyed_backlog") {
         for keys in [0, 10, 10_000] {

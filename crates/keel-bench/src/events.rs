@@ -1,0 +1,386 @@
+//! The event phases: publish one event per request and in batches, drain a
+//! pulled subscription, drain a queue-target subscription over 1,000 keys
+//! with SDK workers (order checked per key), publish→handler latency, and
+//! the workload users quote: 10 million events an hour through a keyed
+//! subscription, with the CPU it used.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use keel_client::{
+    Client, LeasedJob, NewEvent, StartAt, StartNamed, SubscriptionRequest, Worker, WorkerOptions,
+};
+use keel_core::subscription::Target;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::server::{BenchServer, CpuMeter};
+use crate::{Handlers, NS, PHASE_TIMEOUT, per_s, with};
+
+fn event(data: Value, key: Option<String>) -> NewEvent {
+    NewEvent {
+        id: None,
+        kind: None,
+        source: None,
+        key,
+        time: None,
+        data: Some(data),
+        headers: Default::default(),
+    }
+}
+
+/// `n` events, one per request, `conc` in flight.
+pub(crate) async fn publish_single(
+    clients: &[Client],
+    topic: &str,
+    n: usize,
+    conc: usize,
+) -> anyhow::Result<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for p in 0..conc.min(n) {
+        let (client, next, topic) = (
+            clients[p % clients.len()].clone(),
+            next.clone(),
+            topic.to_owned(),
+        );
+        producers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, keel_client::ClientError>(());
+                }
+                client
+                    .publish(NS, &topic, &event(json!({ "i": i }), None))
+                    .await?;
+            }
+        });
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+/// `n` events in batches of `batch`, four batches in flight, keyed over
+/// `keys` keys (none when 0).
+pub(crate) async fn publish_batches(
+    clients: &[Client],
+    topic: &str,
+    n: usize,
+    batch: usize,
+    keys: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for (k, from) in (0..n).step_by(batch.max(1)).enumerate() {
+        let events: Vec<NewEvent> = (from..(from + batch).min(n))
+            .map(|i| {
+                let key = (keys > 0).then(|| format!("k{}", i % keys));
+                event(json!({ "i": i, "k": key }), key)
+            })
+            .collect();
+        let (client, topic) = (clients[k % clients.len()].clone(), topic.to_owned());
+        producers.spawn(async move { client.publish_batch(NS, &topic, events).await });
+        if producers.len() >= 4
+            && let Some(done) = producers.join_next().await
+        {
+            done??;
+        }
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn subscribe(
+    client: &Client,
+    name: &str,
+    topic: &str,
+    target: Option<Target>,
+) -> anyhow::Result<()> {
+    let request = SubscriptionRequest {
+        topic: topic.to_owned(),
+        filter: None,
+        start: Some(StartAt::Named(StartNamed::Earliest)),
+        target,
+        consumer_timeout_ms: None,
+    };
+    client.put_subscription(NS, name, &request).await?;
+    Ok(())
+}
+
+/// `conc` consumers fetch (up to 1000) and commit until `n` events of a
+/// pulled subscription from the start of `topic` are committed.
+pub(crate) async fn drain_pulled(
+    servers: &[BenchServer],
+    clients: &[Client],
+    topic: &str,
+    n: usize,
+    conc: usize,
+) -> anyhow::Result<(Duration, Value)> {
+    let name = format!("{topic}-pulled");
+    subscribe(&clients[0], &name, topic, None).await?;
+    let cpu = CpuMeter::start(servers)?;
+    let started = Instant::now();
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut consumers = tokio::task::JoinSet::new();
+    for c in 0..conc {
+        let (client, name, done) = (
+            clients[c % clients.len()].clone(),
+            name.clone(),
+            done.clone(),
+        );
+        consumers.spawn(async move {
+            let consumer = format!("c{c}");
+            while done.load(Ordering::Relaxed) < n {
+                let fetched = client.fetch(NS, &name, &consumer, 1000, 200).await?;
+                if let Some(cursor) = &fetched.cursor {
+                    client.commit(NS, &name, &consumer, cursor).await?;
+                    done.fetch_add(fetched.events.len(), Ordering::Relaxed);
+                }
+            }
+            Ok::<_, keel_client::ClientError>(())
+        });
+    }
+    tokio::time::timeout(PHASE_TIMEOUT, async {
+        while let Some(finished) = consumers.join_next().await {
+            finished??;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .context("the pulled drain did not finish in time")??;
+    let elapsed = started.elapsed();
+    ensure!(
+        done.load(Ordering::Relaxed) >= n,
+        "fewer events than published"
+    );
+    Ok((elapsed, cpu.report(servers)?))
+}
+
+/// Workers on a queue fed by a subscription: counts handler starts, checks
+/// that each key's events arrive in order, and records publish→handler
+/// latencies of events carrying a `t0`.
+struct OrderedWorker {
+    reached: Arc<Notify>,
+    out_of_order: Arc<AtomicUsize>,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl OrderedWorker {
+    fn start(
+        clients: &[Client],
+        queue: &str,
+        handlers: Handlers,
+        target: usize,
+        origin: Instant,
+    ) -> Self {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let reached = Arc::new(Notify::new());
+        let out_of_order = Arc::new(AtomicUsize::new(0));
+        let last: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+        let latencies = Arc::new(Mutex::new(Vec::with_capacity(target)));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let tasks = clients
+            .iter()
+            .map(|client| {
+                let (h, r, o, l, lat) = (
+                    hits.clone(),
+                    reached.clone(),
+                    out_of_order.clone(),
+                    last.clone(),
+                    latencies.clone(),
+                );
+                let handler = move |job: LeasedJob| {
+                    if let (Some(key), Some(i)) =
+                        (job.payload["k"].as_str(), job.payload["i"].as_i64())
+                    {
+                        let mut last = l.lock().unwrap_or_else(PoisonError::into_inner);
+                        let previous = last.insert(key.to_owned(), i);
+                        if previous.is_some_and(|p| p >= i) {
+                            o.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if let Some(t0) = job.payload["t0"].as_f64() {
+                        let ms = origin.elapsed().as_secs_f64() * 1000.0 - t0;
+                        lat.lock().unwrap_or_else(PoisonError::into_inner).push(ms);
+                    }
+                    if h.fetch_add(1, Ordering::SeqCst) + 1 == target {
+                        r.notify_one();
+                    }
+                    async { Ok(Value::Null) }
+                };
+                let mut options = WorkerOptions::new(NS, queue);
+                options.concurrency = handlers.conc;
+                options.prefetch = handlers.prefetch;
+                options.max_batch = ((handlers.conc + handlers.prefetch) as u32).min(1000);
+                options.wait_ms = 1000;
+                let worker = Worker::new(client.clone(), options);
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    worker.run(handler, shutdown).await;
+                })
+            })
+            .collect();
+        OrderedWorker {
+            reached,
+            out_of_order,
+            latencies,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn wait(&self) -> anyhow::Result<()> {
+        tokio::time::timeout(PHASE_TIMEOUT, self.reached.notified())
+            .await
+            .context("the subscription's jobs did not all run in time")
+    }
+
+    /// Stops the workers; the out-of-order count and the latencies, sorted.
+    async fn shut_down(self) -> anyhow::Result<(usize, Vec<f64>)> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.await?;
+        }
+        let mut lats = std::mem::take(
+            &mut *self
+                .latencies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        lats.sort_by(f64::total_cmp);
+        Ok((self.out_of_order.load(Ordering::Relaxed), lats))
+    }
+}
+
+fn queue_target(queue: &str) -> anyhow::Result<Target> {
+    Ok(serde_json::from_value(
+        json!({"queue": queue, "payload": "${{ event.data }}"}),
+    )?)
+}
+
+/// `n` events over `keys` keys, already published, handed by a queue-target
+/// subscription to SDK workers: timed from the subscription's creation to
+/// the last handler start.
+pub(crate) async fn keyed_target(
+    servers: &[BenchServer],
+    clients: &[Client],
+    topic: &str,
+    n: usize,
+    handlers: Handlers,
+) -> anyhow::Result<Value> {
+    let queue = format!("{topic}-jobs");
+    let cpu = CpuMeter::start(servers)?;
+    let started = Instant::now();
+    let worker = OrderedWorker::start(clients, &queue, handlers, n, started);
+    subscribe(
+        &clients[0],
+        &format!("{topic}-target"),
+        topic,
+        Some(queue_target(&queue)?),
+    )
+    .await?;
+    worker.wait().await?;
+    let elapsed = started.elapsed();
+    let cpu = cpu.report(servers)?;
+    let (out_of_order, _) = worker.shut_down().await?;
+    ensure!(
+        out_of_order == 0,
+        "{out_of_order} events ran before an earlier one of their key"
+    );
+    Ok(with(
+        json!({ "n": n, "keys": 1000, "events_per_s": per_s(n, elapsed), "secs": elapsed.as_secs_f64(), "order_violations": out_of_order }),
+        cpu,
+    ))
+}
+
+/// Events published one per request at `rate` for `secs` (open loop, keyed
+/// over 1,000 keys) through a queue-target subscription to SDK workers:
+/// publish→handler latency, and the servers' CPU.
+pub(crate) async fn paced(
+    servers: &[BenchServer],
+    clients: &[Client],
+    topic: &str,
+    rate: u64,
+    secs: u64,
+    handlers: Handlers,
+) -> anyhow::Result<Value> {
+    let total = (rate * secs) as usize;
+    let queue = format!("{topic}-jobs");
+    let origin = Instant::now();
+    let worker = OrderedWorker::start(clients, &queue, handlers, total, origin);
+    subscribe(
+        &clients[0],
+        &format!("{topic}-target"),
+        topic,
+        Some(queue_target(&queue)?),
+    )
+    .await?;
+    let cpu = CpuMeter::start(servers)?;
+    let started = tokio::time::Instant::now();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        crate::jobs::MAX_PACED_IN_FLIGHT,
+    ));
+    let mut producers = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        if due > tokio::time::Instant::now() + Duration::from_millis(1) {
+            tokio::time::sleep_until(due).await;
+        }
+        let t0 = due
+            .into_std()
+            .saturating_duration_since(origin)
+            .as_secs_f64()
+            * 1000.0;
+        let slot = in_flight.clone().acquire_owned().await?;
+        let key = format!("k{}", i % 1000);
+        let (client, topic) = (clients[i % clients.len()].clone(), topic.to_owned());
+        producers.spawn(async move {
+            let sent = client
+                .publish(
+                    NS,
+                    &topic,
+                    &event(json!({ "t0": t0, "i": i, "k": key }), Some(key)),
+                )
+                .await;
+            drop(slot);
+            sent
+        });
+        while producers.try_join_next().is_some() {}
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    worker.wait().await?;
+    let cpu = cpu.report(servers)?;
+    let (out_of_order, lats) = worker.shut_down().await?;
+    let pct = |p: f64| {
+        let i = ((p / 100.0) * lats.len() as f64) as usize;
+        (lats
+            .get(i.min(lats.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+            * 100.0)
+            .round()
+            / 100.0
+    };
+    Ok(with(
+        json!({
+            "rate": rate, "secs": secs, "n": lats.len(), "order_violations": out_of_order,
+            "p50_ms": pct(50.0), "p90_ms": pct(90.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),
+        }),
+        cpu,
+    ))
+}
