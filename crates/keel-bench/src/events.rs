@@ -265,9 +265,14 @@ impl OrderedWorker {
     }
 }
 
+/// Each job carries its event's seq and key (order is per key, in seq
+/// order: concurrent batches may commit in another order than sent) and the
+/// publisher's `t0`.
 fn queue_target(queue: &str) -> anyhow::Result<Target> {
+    let payload =
+        json!({"i": "${{ event.seq }}", "k": "${{ event.key }}", "t0": "${{ event.data.t0 }}"});
     Ok(serde_json::from_value(
-        json!({"queue": queue, "payload": "${{ event.data }}"}),
+        json!({"queue": queue, "payload": payload}),
     )?)
 }
 

@@ -154,8 +154,8 @@ impl TopicStore for SqliteStore {
         self.read(move |conn| {
             let found = conn
                 .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events \
-                     WHERE namespace = ?1 AND topic = ?2 AND id = ?3 ORDER BY seq DESC LIMIT 1"
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE namespace = ?1 AND topic = ?2 AND seq = \
+                     (SELECT max(seq) FROM events WHERE namespace = ?1 AND topic = ?2 AND id = ?3)"
                 ))?
                 .query_row(
                     params![namespace.as_str(), topic.as_str(), id],
@@ -275,9 +275,11 @@ fn publish(
         .saturating_sub(policy.dedup_window_ms as i64);
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut answers = Vec::with_capacity(events.len());
+    // The latest event with the id, through the id index (a plain `ORDER BY
+    // seq DESC LIMIT 1` walked the whole topic by its primary key).
     let mut find = conn.prepare_cached(
-        "SELECT seq FROM events WHERE namespace = ?1 AND topic = ?2 AND id = ?3 \
-         AND published_at >= ?4 ORDER BY seq DESC LIMIT 1",
+        "SELECT seq FROM events WHERE namespace = ?1 AND topic = ?2 AND published_at >= ?4 \
+         AND seq = (SELECT max(seq) FROM events WHERE namespace = ?1 AND topic = ?2 AND id = ?3)",
     )?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (namespace, topic, seq, id, type, source, key, time, data, headers, \
@@ -351,9 +353,12 @@ fn prune(conn: &Connection, now: Timestamp, limit: u32) -> Applied<u64> {
         let cutoff = now.as_millis().saturating_sub(retention_ms as i64);
         let gone = conn
             .prepare_cached(
+                // The first `left` events only: the expired ones are a prefix,
+                // and a filter on `published_at` alone would walk the whole
+                // topic when none has expired.
                 "DELETE FROM events WHERE namespace = ?1 AND topic = ?2 AND seq IN \
-                 (SELECT seq FROM events WHERE namespace = ?1 AND topic = ?2 AND published_at < ?3 \
-                  ORDER BY seq LIMIT ?4)",
+                 (SELECT seq FROM (SELECT seq, published_at FROM events \
+                  WHERE namespace = ?1 AND topic = ?2 ORDER BY seq LIMIT ?4) WHERE published_at < ?3)",
             )?
             .execute(params![namespace, topic, cutoff, left as i64])? as u64;
         if gone > 0 {
