@@ -20,6 +20,7 @@ mod keys;
 mod maintenance;
 mod notify;
 mod owner;
+mod publisher;
 mod queues;
 mod runs;
 mod schema;
@@ -57,6 +58,7 @@ pub struct PostgresStore {
     notifier: notify::Notifier,
     namespace_counts: Arc<Mutex<std::collections::HashMap<Namespace, NamespaceCount>>>,
     policies: Mutex<std::collections::HashMap<QueueRef, (QueuePolicy, std::time::Instant)>>,
+    publishers: publisher::Publishers,
 }
 
 fn db(e: tokio_postgres::Error) -> Error {
@@ -141,6 +143,7 @@ impl PostgresStore {
             notifier,
             namespace_counts: Arc::default(),
             policies: Mutex::default(),
+            publishers: publisher::Publishers::default(),
         })
     }
 
@@ -201,6 +204,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.publishers.stop();
         self.notifier.stop();
         self.leader.lock().await.take();
         self.pool.close();

@@ -6,9 +6,11 @@
 //! topic's row, takes the next seqs from `head_seq`, and holds the lock until
 //! it commits: publishers of one topic commit in seq order, and a reader that
 //! sees seq N sees every event below it. Publishers of different topics do
-//! not wait for each other.
+//! not wait for each other. The lock makes one topic's publishes one at a
+//! time, so each node gathers the publishes that arrive meanwhile into one
+//! transaction ([`crate::publisher`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -90,91 +92,10 @@ impl TopicStore for PostgresStore {
         events: Vec<NewEvent>,
         now: Timestamp,
     ) -> Result<Vec<Published>, Error> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        create(&tx, namespace, topic, &TopicPolicy::default(), now).await?;
-        let row = tx
-            .query_one(
-                include_str!("../queries/topics/topic_lock.sql"),
-                &[&namespace.as_str(), &topic.as_str()],
-            )
-            .await
-            .map_err(db)?;
-        let policy = TopicPolicy {
-            retention_ms: row.get::<_, i64>(0) as u64,
-            dedup_window_ms: row.get::<_, i64>(1) as u64,
-            max_event_bytes: row.get::<_, i64>(2) as u64,
-        };
-        let mut head: i64 = row.get(3);
-        for event in &events {
-            event.check(&policy)?;
-        }
-        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        let since = now
-            .as_millis()
-            .saturating_sub(policy.dedup_window_ms as i64);
-        let mut seen: HashMap<String, i64> = tx
-            .query(
-                include_str!("../queries/topics/earlier_ids.sql"),
-                &[&namespace.as_str(), &topic.as_str(), &ids, &since],
-            )
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .collect();
-        let mut new = NewColumns::default();
-        let mut answers = Vec::with_capacity(events.len());
-        for event in events {
-            if let Some(&seq) = seen.get(&event.id) {
-                answers.push(Published {
-                    id: event.id,
-                    seq: seq as u64,
-                    duplicate: true,
-                });
-                continue;
-            }
-            head += 1;
-            seen.insert(event.id.clone(), head);
-            answers.push(Published {
-                id: event.id.clone(),
-                seq: head as u64,
-                duplicate: false,
-            });
-            new.push(head, event);
-        }
-        if !new.seq.is_empty() {
-            tx.execute(
-                include_str!("../queries/topics/insert_events.sql"),
-                &[
-                    &namespace.as_str(),
-                    &topic.as_str(),
-                    &new.seq,
-                    &new.id,
-                    &new.kind,
-                    &new.source,
-                    &new.key,
-                    &new.time,
-                    &new.data,
-                    &new.headers,
-                    &now.as_millis(),
-                ],
-            )
-            .await
-            .map_err(db)?;
-            tx.execute(
-                include_str!("../queries/topics/topic_advance.sql"),
-                &[
-                    &namespace.as_str(),
-                    &topic.as_str(),
-                    &head,
-                    &(new.seq.len() as i64),
-                ],
-            )
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
+        let answers = self
+            .publishers
+            .publish(&self.pool, namespace, topic, events, now)
+            .await?;
         if answers.iter().any(|p| !p.duplicate) {
             self.appended(namespace, topic);
         }
@@ -242,7 +163,7 @@ impl TopicStore for PostgresStore {
 }
 
 /// Creates the topic unless it exists; true when it was made.
-async fn create(
+pub(crate) async fn create(
     client: &impl GenericClient,
     namespace: &Namespace,
     topic: &TopicName,
@@ -323,19 +244,19 @@ pub(crate) fn event_from_row(r: &Row) -> Result<Event, Error> {
 
 /// A batch of new events as the columns `insert_events.sql` unnests.
 #[derive(Default)]
-struct NewColumns {
-    seq: Vec<i64>,
-    id: Vec<String>,
-    kind: Vec<String>,
-    source: Vec<String>,
-    key: Vec<Option<String>>,
-    time: Vec<i64>,
-    data: Vec<String>,
-    headers: Vec<Option<String>>,
+pub(crate) struct NewColumns {
+    pub(crate) seq: Vec<i64>,
+    pub(crate) id: Vec<String>,
+    pub(crate) kind: Vec<String>,
+    pub(crate) source: Vec<String>,
+    pub(crate) key: Vec<Option<String>>,
+    pub(crate) time: Vec<i64>,
+    pub(crate) data: Vec<String>,
+    pub(crate) headers: Vec<Option<String>>,
 }
 
 impl NewColumns {
-    fn push(&mut self, seq: i64, event: NewEvent) {
+    pub(crate) fn push(&mut self, seq: i64, event: NewEvent) {
         self.seq.push(seq);
         self.id.push(event.id);
         self.kind.push(event.kind);
