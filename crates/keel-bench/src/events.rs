@@ -371,16 +371,7 @@ pub(crate) async fn paced(
     worker.wait().await?;
     let cpu = cpu.report(servers)?;
     let (out_of_order, lats) = worker.shut_down().await?;
-    let pct = |p: f64| {
-        let i = ((p / 100.0) * lats.len() as f64) as usize;
-        (lats
-            .get(i.min(lats.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-            * 100.0)
-            .round()
-            / 100.0
-    };
+    let pct = |p: f64| crate::percentile(&lats, p);
     Ok(with(
         json!({
             "rate": rate, "secs": secs, "n": lats.len(), "order_violations": out_of_order,

@@ -218,16 +218,7 @@ pub(crate) async fn latency(
     worker.wait().await?;
     let mut lats = worker.shut_down().await?;
     lats.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        let i = ((p / 100.0) * lats.len() as f64) as usize;
-        (lats
-            .get(i.min(lats.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-            * 100.0)
-            .round()
-            / 100.0
-    };
+    let pct = |p: f64| crate::percentile(&lats, p);
     Ok(json!({
         "rate": rate, "secs": secs, "n": lats.len(),
         "p50_ms": pct(50.0), "p90_ms": pct(90.0), "p99_ms": pct(99.0), "max_ms": pct(100.0),

@@ -200,6 +200,17 @@ fn emit(phase: &str, fields: Value) {
     println!("{line}");
 }
 
+/// The `p`th percentile of sorted latencies, in ms to two decimals (NaN
+/// when there are none).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((p / 100.0) * sorted.len() as f64) as usize;
+    let value = sorted
+        .get(i.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN);
+    (value * 100.0).round() / 100.0
+}
+
 fn per_s(n: usize, elapsed: Duration) -> u64 {
     (n as f64 / elapsed.as_secs_f64()).round() as u64
 }

@@ -44,52 +44,47 @@ impl Retention {
     }
 
     async fn prune_events(&self) {
-        let mut pruned = 0;
-        loop {
-            match self
-                .engine
-                .store
-                .events_prune(self.engine.now(), CHUNK)
-                .await
-            {
-                Ok(n) => {
-                    pruned += n;
-                    if n < u64::from(CHUNK) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "event retention pass failed");
-                    break;
-                }
-            }
-        }
-        if pruned > 0 {
-            tracing::info!(events = pruned, "pruned events past retention");
-        }
+        let now = self.engine.now();
+        let store = &self.engine.store;
+        let pruned = in_chunks(|chunk| store.events_prune(now, chunk)).await;
+        report(pruned, "events");
     }
 
     async fn prune_runs(&self) {
         let engine = &self.engine;
         let before = finished_before(engine.now(), engine.run_retention_ms);
-        let mut pruned = 0;
-        loop {
-            match engine.store.runs_prune(before, CHUNK).await {
-                Ok(n) => {
-                    pruned += n;
-                    if n < u64::from(CHUNK) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "run retention pass failed");
-                    break;
+        let pruned = in_chunks(|chunk| engine.store.runs_prune(before, chunk)).await;
+        report(pruned, "finished runs");
+    }
+}
+
+/// Calls `prune` with a chunk size until a call removes less than a chunk;
+/// the total removed, and the error that stopped it, if one did.
+async fn in_chunks<F, Fut>(mut prune: F) -> (u64, Option<keel_core::Error>)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, keel_core::Error>>,
+{
+    let mut pruned = 0;
+    loop {
+        match prune(CHUNK).await {
+            Ok(n) => {
+                pruned += n;
+                if n < u64::from(CHUNK) {
+                    return (pruned, None);
                 }
             }
+            Err(e) => return (pruned, Some(e)),
         }
-        if pruned > 0 {
-            tracing::info!(runs = pruned, "pruned finished runs past retention");
-        }
+    }
+}
+
+fn report((pruned, failed): (u64, Option<keel_core::Error>), what: &str) {
+    if let Some(e) = failed {
+        tracing::warn!(error = %e, what, "retention pass failed");
+    }
+    if pruned > 0 {
+        tracing::info!(pruned, what, "pruned past retention");
     }
 }
 

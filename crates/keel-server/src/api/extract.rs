@@ -227,3 +227,31 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionPath {
         ))
     }
 }
+
+/// A `wait_ms` (0 when absent) within `--max-wait-ms`; 400 otherwise.
+pub(super) fn wait_ms(limits: &keel_core::Limits, wait_ms: Option<u64>) -> Result<u64, ApiError> {
+    let wait = wait_ms.unwrap_or(0);
+    if wait > limits.max_wait_ms {
+        return Err(ApiError::invalid(format!(
+            "wait_ms must be at most {}",
+            limits.max_wait_ms
+        )));
+    }
+    Ok(wait)
+}
+
+/// A count `name` (`default` when absent) from 1 to `max`; 400 otherwise.
+pub(super) fn count(
+    name: &str,
+    value: Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
+    let n = value.unwrap_or(default);
+    if !(1..=max).contains(&n) {
+        return Err(ApiError::invalid(format!(
+            "{name} must be between 1 and {max}"
+        )));
+    }
+    Ok(n)
+}

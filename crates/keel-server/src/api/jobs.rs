@@ -26,7 +26,8 @@ use serde_json::value::RawValue;
 use super::ApiError;
 use super::error::status;
 use super::extract::{
-    Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, json_error, parse,
+    Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, count, json_error, parse,
+    wait_ms,
 };
 use keel_engine::Engine;
 
@@ -100,20 +101,8 @@ pub(super) async fn lease(
     JsonBody(body): JsonBody<api::LeaseRequest>,
 ) -> Api<Json<Leased>> {
     let limits = &engine.limits;
-    let max_jobs = body.max_jobs.unwrap_or(1);
-    if !(1..=limits.max_lease_jobs).contains(&max_jobs) {
-        return Err(ApiError::invalid(format!(
-            "max_jobs must be between 1 and {}",
-            limits.max_lease_jobs
-        )));
-    }
-    let wait_ms = body.wait_ms.unwrap_or(0);
-    if wait_ms > limits.max_wait_ms {
-        return Err(ApiError::invalid(format!(
-            "wait_ms must be at most {}",
-            limits.max_wait_ms
-        )));
-    }
+    let max_jobs = count("max_jobs", body.max_jobs, 1, limits.max_lease_jobs)?;
+    let wait_ms = wait_ms(limits, body.wait_ms)?;
     if let Some(ms) = body.lease_ms {
         check_lease_ms(ms)?;
     }
@@ -388,13 +377,12 @@ pub(super) async fn list(
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Api<Json<JobPage>> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-    if !(1..=engine.limits.max_batch as u32).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {}",
-            engine.limits.max_batch
-        )));
-    }
+    let limit = count(
+        "limit",
+        params.limit,
+        DEFAULT_LIST_LIMIT,
+        engine.limits.max_batch as u32,
+    )?;
     let state = params
         .state
         .map(|s| {

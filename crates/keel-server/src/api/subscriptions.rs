@@ -19,7 +19,9 @@ use keel_store::{EventQuery, Subscription};
 use serde::Deserialize;
 
 use super::ApiError;
-use super::extract::{JsonBody, NamespacePath, QueryParams, SubscriptionPath, TopicPath};
+use super::extract::{
+    JsonBody, NamespacePath, QueryParams, SubscriptionPath, TopicPath, count, wait_ms,
+};
 use super::topics::event_answer;
 
 type Api<T> = Result<T, ApiError>;
@@ -157,20 +159,13 @@ pub(super) async fn fetch(
     JsonBody(body): JsonBody<FetchRequest>,
 ) -> Api<Json<FetchAnswer>> {
     check_consumer(&body.consumer)?;
-    let max = body.max_events.unwrap_or(DEFAULT_FETCH);
-    if !(1..=engine.limits.max_batch as u32).contains(&max) {
-        return Err(ApiError::invalid(format!(
-            "max_events must be between 1 and {}",
-            engine.limits.max_batch
-        )));
-    }
-    let wait = body.wait_ms.unwrap_or(0);
-    if wait > engine.limits.max_wait_ms {
-        return Err(ApiError::invalid(format!(
-            "wait_ms must be at most {}",
-            engine.limits.max_wait_ms
-        )));
-    }
+    let max = count(
+        "max_events",
+        body.max_events,
+        DEFAULT_FETCH,
+        engine.limits.max_batch as u32,
+    )?;
+    let wait = wait_ms(&engine.limits, body.wait_ms)?;
     let fetched = engine
         .subscriptions
         .fetch(
@@ -211,12 +206,7 @@ pub(super) async fn matches(
     JsonBody(body): JsonBody<MatchRequest>,
 ) -> Api<Json<MatchAnswer>> {
     body.filter.check()?;
-    let limit = body.limit.unwrap_or(1000);
-    if !(1..=MAX_MATCH_SCAN).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_MATCH_SCAN}"
-        )));
-    }
+    let limit = count("limit", body.limit, 1000, MAX_MATCH_SCAN)?;
     let (mut after, mut scanned, mut matched, mut sample) = (body.after, 0u64, 0u64, Vec::new());
     while scanned < u64::from(limit) {
         let page = (u64::from(limit) - scanned).min(engine.limits.max_batch as u64) as u32;

@@ -20,7 +20,9 @@ use serde_json::value::RawValue;
 
 use super::ApiError;
 use super::cloudevents::{self, Mode};
-use super::extract::{Body, JsonBody, NamespacePath, QueryParams, TopicPath, json_error, parse};
+use super::extract::{
+    Body, JsonBody, NamespacePath, QueryParams, TopicPath, count, json_error, parse, wait_ms,
+};
 
 type Api<T> = Result<T, ApiError>;
 
@@ -201,20 +203,13 @@ pub(super) async fn events(
     TopicPath(ns, topic, _): TopicPath,
     QueryParams(params): QueryParams<ReadParams>,
 ) -> Api<Json<EventPage>> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=engine.limits.max_batch as u32).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {}",
-            engine.limits.max_batch
-        )));
-    }
-    let wait = params.wait_ms.unwrap_or(0);
-    if wait > engine.limits.max_wait_ms {
-        return Err(ApiError::invalid(format!(
-            "wait_ms must be at most {}",
-            engine.limits.max_wait_ms
-        )));
-    }
+    let limit = count(
+        "limit",
+        params.limit,
+        DEFAULT_PAGE,
+        engine.limits.max_batch as u32,
+    )?;
+    let wait = wait_ms(&engine.limits, params.wait_ms)?;
     let query = EventQuery {
         after: params.after.unwrap_or(0),
         key: params.key,

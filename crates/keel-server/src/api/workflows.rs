@@ -21,7 +21,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ApiError;
-use super::extract::{Body, NamespacePath, QueryParams, RunPath, WorkflowPath, parse};
+use super::extract::{
+    Body, NamespacePath, QueryParams, RunPath, WorkflowPath, count, parse, wait_ms,
+};
 
 type Api<T> = Result<T, ApiError>;
 use keel_engine::Engine;
@@ -210,13 +212,7 @@ pub(super) async fn run(
     RunPath(ns, id, _): RunPath,
     QueryParams(params): QueryParams<GetParams>,
 ) -> Api<Json<Run>> {
-    let wait = params.wait_ms.unwrap_or(0);
-    if wait > engine.limits.max_wait_ms {
-        return Err(ApiError::invalid(format!(
-            "wait_ms must be at most {}",
-            engine.limits.max_wait_ms
-        )));
-    }
+    let wait = wait_ms(&engine.limits, params.wait_ms)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
     // Watched before the read: a finish between the two still wakes it. The
     // store signals this run's finish only, from whichever node wrote it.
@@ -252,13 +248,12 @@ pub(super) async fn list(
     NamespacePath(ns): NamespacePath,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Api<Json<RunPage>> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
-    if !(1..=engine.limits.max_batch as u32).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {}",
-            engine.limits.max_batch
-        )));
-    }
+    let limit = count(
+        "limit",
+        params.limit,
+        DEFAULT_LIST_LIMIT,
+        engine.limits.max_batch as u32,
+    )?;
     let status = params
         .status
         .map(|s| {
