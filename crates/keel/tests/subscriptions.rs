@@ -373,3 +373,56 @@ async fn hand_offs_survive_kill_9_exactly_once() {
     );
     assert_eq!(server.list_all("copies").await.len(), 500);
 }
+
+#[tokio::test]
+async fn a_workflow_waits_for_the_first_matching_event_published_after_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let definition = "name: settle\nsteps:\n  paid:\n    wait_for: { event: { topic: payments, if: 'event.data.order == input.order' }, timeout_ms: 60000 }\noutput: '${{ steps.paid.output }}'\n";
+    let (status, answer) = server
+        .send(
+            "PUT",
+            "/namespaces/default/workflows/settle",
+            &[("content-type", "application/yaml")],
+            definition.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let payments = "/namespaces/default/topics/payments/events";
+    // Published before the run started: it does not count.
+    server.post(payments, json!({"data": {"order": 7}})).await;
+    let (status, run) = server
+        .post(
+            "/namespaces/default/workflows/settle/runs",
+            json!({"input": {"order": 7}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["steps"]["paid"]["state"], "waiting");
+    let id = run["id"].as_str().unwrap().to_owned();
+    server.post(payments, json!({"data": {"order": 3}})).await;
+    server
+        .post(payments, json!({"type": "paid", "data": {"order": 7}}))
+        .await;
+    let (_, done) = server
+        .get(&format!("/namespaces/default/runs/{id}?wait_ms=10000"))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"]["seq"], 3, "{done}");
+    assert_eq!(done["output"]["type"], "paid");
+
+    let bad =
+        "name: bad\nsteps:\n  w: { wait_for: { event: { topic: payments, if: 'nope.x' } } }\n";
+    let (status, answer) = server
+        .send(
+            "PUT",
+            "/namespaces/default/workflows/bad",
+            &[("content-type", "application/yaml")],
+            bad.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_definition"))
+    );
+}

@@ -74,6 +74,14 @@ pub struct Step {
     pub action: Action,
 }
 
+/// A `wait_for` on events: the topic, and a condition over `event` (and the
+/// run's `input`, `steps`, `run`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventWait {
+    pub topic: String,
+    pub condition: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Task {
@@ -83,8 +91,11 @@ pub enum Action {
     },
     Http(HttpSpec),
     Sleep(Sleep),
+    /// Waits for a signal, or for the first matching event published to a
+    /// topic after the step started.
     WaitFor {
-        signal: String,
+        signal: Option<String>,
+        event: Option<EventWait>,
         timeout_ms: Option<u64>,
     },
     Workflow {
@@ -152,6 +163,19 @@ impl Definition {
         }
     }
 
+    /// The topics its `wait_for` steps wait on events of.
+    pub fn event_topics(&self) -> std::collections::BTreeSet<&str> {
+        self.steps
+            .values()
+            .filter_map(|step| match &step.action {
+                Action::WaitFor {
+                    event: Some(wait), ..
+                } => Some(wait.topic.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Steps of the DAG, not compensations.
     pub fn main_steps(&self) -> impl Iterator<Item = (&String, &Step)> {
         self.steps.iter().filter(|(_, s)| !s.compensation)
@@ -204,7 +228,7 @@ steps:
             "steps.a.task.input: expression \"steps.nobody.output\" refers to unknown step \"nobody\"",
             "steps.f.task.queue: queue name",
             "steps.d.if: expression \"input.x ==\" does not parse",
-            "steps.d.wait_for.signal: is required",
+            "steps.d.wait_for: give exactly one of signal or event",
             "steps.e: a step has exactly one kind, not task and http",
             "steps.a.needs[0]: unknown step \"ghost\"",
             "steps.a.compensate: \"b\" must be marked `compensation: true`",

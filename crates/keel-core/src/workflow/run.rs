@@ -132,6 +132,10 @@ pub struct StepRecord {
     /// A fan-out's items, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<ItemRecord>,
+    /// A `wait_for` event: only events after this seq of its topic count
+    /// (the topic's head when the step started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_after: Option<u64>,
 }
 
 impl StepRecord {
@@ -146,6 +150,7 @@ impl StepRecord {
             handle: None,
             wake_at: None,
             items: Vec::new(),
+            event_after: None,
         }
     }
 }

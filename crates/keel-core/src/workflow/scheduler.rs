@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::definition::{Action, Definition};
+use super::expr;
 use super::run::{Handle, ParentRef, RunId, RunState, RunStatus, StepRecord, StepStatus};
 use crate::{Backoff, Error, ErrorCode, QueueName, Timestamp};
 
@@ -117,6 +118,9 @@ pub struct Machine<'a> {
     meta: RunMeta<'a>,
     state: RunState,
     commands: Vec<Command>,
+    /// The head seq of each topic a `wait_for` event may start waiting on,
+    /// read by the driver before this decision (0 when unknown).
+    event_heads: BTreeMap<String, u64>,
 }
 
 impl<'a> Machine<'a> {
@@ -126,7 +130,52 @@ impl<'a> Machine<'a> {
             meta,
             state,
             commands: Vec::new(),
+            event_heads: BTreeMap::new(),
         }
+    }
+
+    /// Where the topics stand now: a `wait_for` event that starts in this
+    /// decision counts only events after its topic's head.
+    pub fn with_event_heads(mut self, heads: BTreeMap<String, u64>) -> Self {
+        self.event_heads = heads;
+        self
+    }
+
+    /// An event `seq` of `topic` (the event as expressions see it): each
+    /// step waiting for such an event, started before it was published,
+    /// whose condition holds, succeeds with it. True when one did.
+    pub fn event(&mut self, topic: &str, seq: u64, event: &Value, now: Timestamp) -> bool {
+        let waiting: Vec<(String, Option<String>)> = self
+            .def
+            .steps
+            .iter()
+            .filter_map(|(name, step)| match &step.action {
+                Action::WaitFor {
+                    event: Some(wait), ..
+                } if wait.topic == topic => Some((name.clone(), wait.condition.clone())),
+                _ => None,
+            })
+            .filter(|(name, _)| {
+                self.state.steps.get(name).is_some_and(|rec| {
+                    rec.state == StepStatus::Waiting && rec.event_after.is_some_and(|a| seq > a)
+                })
+            })
+            .collect();
+        let mut matched = false;
+        for (name, condition) in waiting {
+            let holds = condition.as_deref().is_none_or(|source| {
+                let mut ctx = self.context(None);
+                if let Value::Object(map) = &mut ctx {
+                    map.insert("event".to_owned(), event.clone());
+                }
+                expr::eval_condition(expr::condition_source(source), &ctx).unwrap_or(false)
+            });
+            if holds {
+                self.finish_step(&name, Ok(event.clone()), now);
+                matched = true;
+            }
+        }
+        matched
     }
 
     pub fn state(&self) -> &RunState {
@@ -430,7 +479,17 @@ impl<'a> Machine<'a> {
                 self.finish_step(name, Ok(Value::Null), now);
                 true
             }
-            Action::WaitFor { signal, .. } => {
+            Action::WaitFor {
+                event: Some(wait), ..
+            } if due => {
+                let error = format!("timed out waiting for an event on topic {:?}", wait.topic);
+                self.finish_step(name, Err(error), now);
+                true
+            }
+            Action::WaitFor {
+                signal: Some(signal),
+                ..
+            } => {
                 if let Some(payload) = self.state.signals.get(signal).cloned() {
                     self.finish_step(name, Ok(payload), now);
                     true

@@ -1,6 +1,8 @@
-//! Hands events to subscription targets: one pass over every active
-//! subscription with a target, again while there is work, then asleep until
-//! a publish (on any node) or a change to a subscription here. Every node
+//! Hands events to subscription targets, and to workflow steps waiting for
+//! them (`wait_for` event): one pass over every active subscription with a
+//! target and every topic runs wait on, again while there is work, then
+//! asleep until a publish (on any node), a change to a subscription here or
+//! a run that starts waiting. Every node
 //! runs it; hand-offs are compare-and-set, so two nodes never hand the same
 //! events off twice. A failing hand-off (a workflow not defined yet, a full
 //! namespace) stays where it is and is tried again after a pause: nothing is
@@ -29,10 +31,13 @@ impl Deliveries {
         loop {
             let published = appended.notified();
             let changed = engine.subscriptions.changed.notified();
-            tokio::pin!(published, changed);
+            let waiting = engine.workflows.waits.noted.notified();
+            tokio::pin!(published, changed, waiting);
             published.as_mut().enable();
             changed.as_mut().enable();
+            waiting.as_mut().enable();
             let (busy, failed) = self.pass().await;
+            let busy = engine.workflows.deliver_events().await || busy;
             if shutdown.is_fired() {
                 return;
             }
@@ -49,6 +54,7 @@ impl Deliveries {
             tokio::select! {
                 () = published => {}
                 () = changed => {}
+                () = waiting => {}
                 () = retry => {}
                 () = shutdown.clone().wait() => return,
             }

@@ -21,6 +21,7 @@
 //! last wrote is kept in memory, so advancing reads nothing.
 
 mod cache;
+mod events;
 pub mod http;
 mod jobs;
 
@@ -45,6 +46,7 @@ use keel_store::{AckOutcome, Acked, NewRun, OwnedJob, Store, StoredRun};
 use serde_json::Value;
 
 use self::cache::Journals;
+use self::events::EventWaits;
 use self::http::HttpCaller;
 use self::jobs::{SYSTEM_LEASE_MS, TIMER_ATTEMPTS, count_enqueued, system_job};
 
@@ -81,6 +83,9 @@ impl Hint {
 pub enum Op {
     Advance,
     Signal(String, Value),
+    /// Events of a topic, by seq, as expressions see them: the steps
+    /// waiting for one that matches take it.
+    Events(String, Vec<(u64, Value)>),
     /// Cancel the run; `true` compensates its completed steps first.
     Cancel(bool),
     Retry,
@@ -98,6 +103,8 @@ pub struct Driver {
     journals: Mutex<Journals>,
     locks: Vec<tokio::sync::Mutex<()>>,
     pub http: HttpCaller,
+    /// Runs waiting for events, by topic (`events.rs`).
+    pub(crate) waits: EventWaits,
 }
 
 impl Driver {
@@ -117,6 +124,7 @@ impl Driver {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             http: HttpCaller::new(allow_private_http),
+            waits: EventWaits::default(),
         })
     }
 
@@ -154,7 +162,9 @@ impl Driver {
             version,
             input: &input,
         };
-        let mut machine = Machine::new(&def, meta, new_run(&def, now, None));
+        let heads = self.event_heads(namespace, &def).await?;
+        let mut machine =
+            Machine::new(&def, meta, new_run(&def, now, None)).with_event_heads(heads);
         // A first step that starts a child run would make the child before
         // its parent exists: that run is stored first and advanced after.
         let decided = self
@@ -181,6 +191,7 @@ impl Driver {
         crate::metrics::run_started(namespace, workflow);
         let run = Arc::new(run);
         self.remember(&run);
+        self.waits.note(&run, &def);
         if advance_after {
             let run = self
                 .advance(namespace, run.id, Hint::Nothing, Op::Advance)
@@ -292,11 +303,17 @@ impl Driver {
                 // The wake-up asked for before a crash may never have been made.
                 state.wake_at = None;
             }
-            let mut machine = Machine::new(&def, meta, state);
+            let heads = self.event_heads(namespace, &def).await?;
+            let mut machine = Machine::new(&def, meta, state).with_event_heads(heads);
             let now = self.clock.now();
             match &op {
                 Op::Advance => {}
                 Op::Signal(name, payload) => machine.signal(name, payload.clone())?,
+                Op::Events(topic, events) => {
+                    for (seq, event) in events {
+                        machine.event(topic, *seq, event, now);
+                    }
+                }
                 Op::Cancel(compensate) => machine.cancel(now, *compensate)?,
                 Op::Retry => machine.retry(now)?,
             }
@@ -325,6 +342,7 @@ impl Driver {
                 // Nothing to store, but a sweep may have re-asked for a
                 // wake-up that a crash lost.
                 self.carry_out(namespace, id, &state, later, now).await;
+                self.waits.note(&run, &def);
                 return Ok(run);
             }
             let queues: Vec<QueueRef> = jobs.iter().map(|j| j.queue.clone()).collect();
@@ -347,6 +365,7 @@ impl Driver {
                         rev,
                     });
                     self.remember(&run);
+                    self.waits.note(&run, &def);
                     self.carry_out(namespace, id, &run.state, later, now).await;
                     return Ok(run);
                 }

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::{
-    Action, DEFAULT_MAX_PARALLEL, DEFAULT_STEP_ATTEMPTS, Definition, HttpSpec, MAX_FAN_OUT,
-    MAX_STEP_NAME, MAX_STEPS, MAX_TIMEOUT_MS, Problem, Sleep, Step, valid_signal,
+    Action, DEFAULT_MAX_PARALLEL, DEFAULT_STEP_ATTEMPTS, Definition, EventWait, HttpSpec,
+    MAX_FAN_OUT, MAX_STEP_NAME, MAX_STEPS, MAX_TIMEOUT_MS, Problem, Sleep, Step, valid_signal,
 };
 use crate::workflow::expr;
-use crate::{Backoff, QueueName};
+use crate::{Backoff, QueueName, TopicName};
 
 const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 const KINDS: [&str; 6] = ["task", "http", "sleep", "wait_for", "workflow", "for_each"];
@@ -94,7 +94,8 @@ impl Checker {
             Ok(refs) => {
                 for root in &refs.roots {
                     let allowed = expr::ROOTS.contains(&root.as_str())
-                        || (scope.in_fan_out && expr::ITEM_ROOTS.contains(&root.as_str()));
+                        || (scope.in_fan_out && expr::ITEM_ROOTS.contains(&root.as_str()))
+                        || (scope.in_event_wait && root == "event");
                     if !allowed {
                         self.problem(
                             path,
@@ -155,6 +156,7 @@ impl Checker {
         }
         let names: BTreeSet<&str> = steps_map.keys().map(String::as_str).collect();
         let scope = Scope {
+            in_event_wait: false,
             steps: &names,
             in_fan_out: false,
         };
@@ -262,6 +264,32 @@ impl Checker {
             compensation,
             templated,
             action: action?,
+        })
+    }
+
+    /// `{topic, if}`: the topic is a valid name; the condition sees `event`
+    /// besides what every expression sees.
+    fn event_wait(&mut self, path: &str, value: &Value, scope: &Scope<'_>) -> Option<EventWait> {
+        let map = self.object(path, value)?;
+        self.unknown_keys(path, map, &["topic", "if"]);
+        let topic = self.required_string(path, map, "topic");
+        if let Some(t) = &topic
+            && let Err(e) = TopicName::new(t)
+        {
+            self.problem(&join(path, "topic"), e.message);
+        }
+        let condition = self.string(path, map, "if");
+        if let Some(source) = &condition {
+            let scope = Scope {
+                steps: scope.steps,
+                in_fan_out: scope.in_fan_out,
+                in_event_wait: true,
+            };
+            self.expression(&join(path, "if"), expr::condition_source(source), &scope);
+        }
+        Some(EventWait {
+            topic: topic?,
+            condition,
         })
     }
 
@@ -408,16 +436,27 @@ impl Checker {
                 }
             }
             "wait_for" => {
-                self.unknown_keys(path, map, &["signal", "timeout_ms"]);
-                let signal = self.required_string(path, map, "signal");
+                self.unknown_keys(path, map, &["signal", "event", "timeout_ms"]);
+                let signal = self.string(path, map, "signal");
                 if let Some(s) = &signal
                     && !valid_signal(s)
                 {
                     self.problem(&join(path, "signal"), SIGNAL_RULE);
                 }
+                let event = map
+                    .get("event")
+                    .and_then(|v| self.event_wait(&join(path, "event"), v, scope));
+                if signal.is_some() == map.contains_key("event") {
+                    self.problem(path, "give exactly one of signal or event");
+                    return None;
+                }
                 let timeout_ms = self.uint(path, map, "timeout_ms", MAX_TIMEOUT_MS);
+                if signal.is_none() && event.is_none() {
+                    return None;
+                }
                 Some(Action::WaitFor {
-                    signal: signal?,
+                    signal,
+                    event,
                     timeout_ms,
                 })
             }
@@ -460,6 +499,7 @@ impl Checker {
                 let step_path = join(path, "step");
                 let inner = map.get("step").and_then(|v| self.object(&step_path, v));
                 let inner_scope = Scope {
+                    in_event_wait: false,
                     steps: scope.steps,
                     in_fan_out: true,
                 };
@@ -569,6 +609,8 @@ impl Checker {
 struct Scope<'a> {
     steps: &'a BTreeSet<&'a str>,
     in_fan_out: bool,
+    /// In a `wait_for` event condition, which also sees `event`.
+    in_event_wait: bool,
 }
 
 const SIGNAL_RULE: &str = "signal names are 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' or '.'";

@@ -133,10 +133,16 @@ impl Machine<'_> {
                     Err(e) => self.finish_step(name, Err(e), now),
                 }
             }
-            Action::WaitFor { timeout_ms, .. } => {
+            Action::WaitFor {
+                timeout_ms, event, ..
+            } => {
+                let after = event
+                    .as_ref()
+                    .map(|wait| self.event_heads.get(&wait.topic).copied().unwrap_or(0));
                 let rec = self.record(name);
                 rec.state = StepStatus::Waiting;
                 rec.wake_at = timeout_ms.map(|ms| now.plus_ms(ms));
+                rec.event_after = after;
             }
             Action::ForEach { items, .. } => match expr::render(items, &ctx) {
                 Ok(Value::Array(values)) if values.len() <= MAX_FAN_OUT => {

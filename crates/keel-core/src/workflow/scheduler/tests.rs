@@ -589,3 +589,72 @@ fn progress_updates_attempts_without_finishing() {
     assert_eq!(sim.step("create_tenant").attempts, 3);
     assert_eq!(sim.step("create_tenant").state, StepStatus::Running);
 }
+
+#[test]
+fn a_wait_for_event_takes_the_first_matching_event_published_after_it_started() {
+    let yaml = r#"
+name: w
+steps:
+  paid:
+    wait_for: { event: { topic: orders, if: "event.data.order == input.order" }, timeout_ms: 60000 }
+"#;
+    let mut sim = Sim::new(yaml, json!({"order": 7}));
+    assert_eq!(sim.step("paid").state, StepStatus::Waiting);
+    assert_eq!(sim.step("paid").event_after, Some(0));
+    let event = |seq: u64, order: i64| json!({"seq": seq, "data": {"order": order}});
+    let now = sim.now;
+    assert!(!sim.with(|m| m.event("orders", 1, &event(1, 3), now)));
+    assert!(!sim.with(|m| m.event("invoices", 2, &event(2, 7), now)));
+    assert_eq!(sim.status(), RunStatus::Running);
+    assert!(sim.with(|m| m.event("orders", 3, &event(3, 7), now)));
+    assert_eq!(sim.step("paid").output, Some(event(3, 7)));
+    assert_eq!(sim.status(), RunStatus::Succeeded);
+
+    // Events at or below the head when the step started do not count, and
+    // the wait times out like a signal's.
+    let def = def(yaml);
+    let input = json!({"order": 7});
+    let meta = RunMeta {
+        id: RunId::from_bytes([9; 16]),
+        workflow: "w",
+        version: 1,
+        input: &input,
+    };
+    let start = Timestamp::from_millis(1_000_000);
+    let heads = std::collections::BTreeMap::from([("orders".to_owned(), 10)]);
+    let mut m = Machine::new(&def, meta, new_run(&def, start, None)).with_event_heads(heads);
+    m.advance(start);
+    assert_eq!(m.state().steps["paid"].event_after, Some(10));
+    assert!(!m.event("orders", 10, &event(10, 7), start));
+    m.advance(start.plus_ms(60_000));
+    let rec = &m.state().steps["paid"];
+    assert_eq!(rec.state, StepStatus::Failed);
+    assert!(
+        rec.error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out waiting for an event"))
+    );
+}
+
+#[test]
+fn a_wait_for_names_a_signal_or_an_event_but_not_both() {
+    let bad = |yaml: &str| {
+        let value = parse_source(yaml, Format::Yaml).expect("parses");
+        Definition::from_value(&value).unwrap_err()
+    };
+    let both = bad("name: w\nsteps:\n  s: { wait_for: { signal: go, event: { topic: t } } }\n");
+    assert!(
+        both.iter().any(|p| p.message.contains("exactly one")),
+        "{both:?}"
+    );
+    let topic = bad("name: w\nsteps:\n  s: { wait_for: { event: { topic: 'a b' } } }\n");
+    assert!(
+        topic.iter().any(|p| p.path.ends_with("event.topic")),
+        "{topic:?}"
+    );
+    let root = bad("name: w\nsteps:\n  s: { wait_for: { event: { topic: t, if: 'nope.x' } } }\n");
+    assert!(
+        root.iter().any(|p| p.message.contains("unknown name")),
+        "{root:?}"
+    );
+}
