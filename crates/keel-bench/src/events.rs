@@ -39,31 +39,17 @@ pub(crate) async fn publish_single(
     n: usize,
     conc: usize,
 ) -> anyhow::Result<Duration> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut producers = tokio::task::JoinSet::new();
-    for p in 0..conc.min(n) {
-        let (client, next, topic) = (
-            clients[p % clients.len()].clone(),
-            next.clone(),
-            topic.to_owned(),
-        );
-        producers.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, keel_client::ClientError>(());
-                }
-                client
-                    .publish(NS, &topic, &event(json!({ "i": i }), None))
-                    .await?;
-            }
-        });
-    }
-    while let Some(done) = producers.join_next().await {
-        done??;
-    }
-    Ok(started.elapsed())
+    let topic = topic.to_owned();
+    crate::one_by_one(clients, n, conc, move |client, i| {
+        let topic = topic.clone();
+        async move {
+            client
+                .publish(NS, &topic, &event(json!({ "i": i }), None))
+                .await
+                .map(drop)
+        }
+    })
+    .await
 }
 
 /// `n` events in batches of `batch`, four batches in flight, keyed over

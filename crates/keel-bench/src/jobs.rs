@@ -24,31 +24,17 @@ pub(crate) async fn enqueue_single(
     n: usize,
     conc: usize,
 ) -> anyhow::Result<Duration> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut producers = tokio::task::JoinSet::new();
-    for p in 0..conc.min(n) {
-        let (client, next, queue) = (
-            clients[p % clients.len()].clone(),
-            next.clone(),
-            queue.to_owned(),
-        );
-        producers.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, keel_client::ClientError>(());
-                }
-                client
-                    .enqueue(NS, &queue, &JobSpec::new(json!({ "i": i })))
-                    .await?;
-            }
-        });
-    }
-    while let Some(done) = producers.join_next().await {
-        done??;
-    }
-    Ok(started.elapsed())
+    let queue = queue.to_owned();
+    crate::one_by_one(clients, n, conc, move |client, i| {
+        let queue = queue.clone();
+        async move {
+            client
+                .enqueue(NS, &queue, &JobSpec::new(json!({ "i": i })))
+                .await
+                .map(drop)
+        }
+    })
+    .await
 }
 
 pub(crate) async fn enqueue_bulk(

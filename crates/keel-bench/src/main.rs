@@ -25,6 +25,8 @@ use crate::server::{BenchSchema, BenchServer, CpuMeter};
 use crate::workflows::workflow_runs;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -209,6 +211,43 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         .copied()
         .unwrap_or(f64::NAN);
     (value * 100.0).round() / 100.0
+}
+
+/// Calls `call(client, i)` for every `i` below `n`, `conc` calls in flight,
+/// spread over the clients: the shape of every one-per-request phase.
+async fn one_by_one<F, Fut>(
+    clients: &[Client],
+    n: usize,
+    conc: usize,
+    call: F,
+) -> anyhow::Result<Duration>
+where
+    F: Fn(Client, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), keel_client::ClientError>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for p in 0..conc.min(n) {
+        let (client, next, call) = (
+            clients[p % clients.len()].clone(),
+            next.clone(),
+            call.clone(),
+        );
+        producers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, keel_client::ClientError>(());
+                }
+                call(client.clone(), i).await?;
+            }
+        });
+    }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
 }
 
 fn per_s(n: usize, elapsed: Duration) -> u64 {

@@ -23,6 +23,18 @@ async fn put(server: &Server, name: &str, body: Value) -> Value {
     answer
 }
 
+/// Stores a workflow definition written in YAML; the status and answer.
+async fn put_workflow(server: &Server, name: &str, yaml: &str) -> (u16, Value) {
+    server
+        .send(
+            "PUT",
+            &format!("/namespaces/default/workflows/{name}"),
+            &[("content-type", "application/yaml")],
+            yaml.as_bytes().to_vec(),
+        )
+        .await
+}
+
 /// Leases every job on `queue` that arrives within a few long-polls, in
 /// the order they are handed out, completing each.
 async fn drain(server: &Server, queue: &str, expected: usize) -> Vec<Value> {
@@ -124,14 +136,7 @@ async fn an_event_starts_a_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir, &[]).await;
     let definition = "name: greet\nsteps:\n  pause: { sleep: { duration_ms: 1 } }\noutput: '${{ input.data.who }}'\n";
-    let (status, _) = server
-        .send(
-            "PUT",
-            "/namespaces/default/workflows/greet",
-            &[("content-type", "application/yaml")],
-            definition.as_bytes().to_vec(),
-        )
-        .await;
+    let (status, _) = put_workflow(&server, "greet", definition).await;
     assert_eq!(status, 201);
     put(
         &server,
@@ -379,14 +384,7 @@ async fn a_workflow_waits_for_the_first_matching_event_published_after_it_starte
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]).await;
     let definition = "name: settle\nsteps:\n  paid:\n    wait_for: { event: { topic: payments, if: 'event.data.order == input.order' }, timeout_ms: 60000 }\noutput: '${{ steps.paid.output }}'\n";
-    let (status, answer) = server
-        .send(
-            "PUT",
-            "/namespaces/default/workflows/settle",
-            &[("content-type", "application/yaml")],
-            definition.as_bytes().to_vec(),
-        )
-        .await;
+    let (status, answer) = put_workflow(&server, "settle", definition).await;
     assert_eq!(status, 201, "{answer}");
     let payments = "/namespaces/default/topics/payments/events";
     // Published before the run started: it does not count.
@@ -413,14 +411,7 @@ async fn a_workflow_waits_for_the_first_matching_event_published_after_it_starte
 
     let bad =
         "name: bad\nsteps:\n  w: { wait_for: { event: { topic: payments, if: 'nope.x' } } }\n";
-    let (status, answer) = server
-        .send(
-            "PUT",
-            "/namespaces/default/workflows/bad",
-            &[("content-type", "application/yaml")],
-            bad.as_bytes().to_vec(),
-        )
-        .await;
+    let (status, answer) = put_workflow(&server, "bad", bad).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (400, Some("invalid_definition"))
