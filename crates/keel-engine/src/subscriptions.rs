@@ -159,9 +159,12 @@ impl SubscriptionService {
         consumer: &str,
         cursor: &str,
     ) -> Result<(), Error> {
-        self.store
+        let committed = self
+            .store
             .subscription_commit(namespace, name, consumer, cursor, self.clock.now())
-            .await
+            .await?;
+        metrics::events_delivered(namespace, name, committed, std::iter::empty());
+        Ok(())
     }
 
     /// Hands the next events of `sub` to its target; the number handed off

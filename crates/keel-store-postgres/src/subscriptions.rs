@@ -267,7 +267,7 @@ impl SubscriptionStore for PostgresStore {
         consumer: &str,
         cursor: &str,
         _now: Timestamp,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let sub = pulled(&tx, namespace, name).await?;
@@ -291,7 +291,7 @@ impl SubscriptionStore for PostgresStore {
                 .get(0);
             let passed = cursor_last(cursor).is_some_and(|last| last <= sub.position);
             return if held > 0 || passed {
-                Ok(())
+                Ok(0)
             } else {
                 Err(cursor_stale())
             };
@@ -299,7 +299,7 @@ impl SubscriptionStore for PostgresStore {
         move_to(&tx, &sub, sub.position, committed, 0).await?;
         settle(&tx, &sub, 0).await?;
         tx.commit().await.map_err(db)?;
-        Ok(())
+        Ok(committed)
     }
 }
 

@@ -268,7 +268,7 @@ impl SubscriptionStore for SqliteStore {
         consumer: &str,
         cursor: &str,
         _now: Timestamp,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         let (namespace, name, consumer, cursor) = (
             namespace.clone(),
             name.to_owned(),
@@ -298,7 +298,7 @@ impl SubscriptionStore for SqliteStore {
                     })?;
                 let passed = cursor_last(&cursor).is_some_and(|last| last <= sub.position);
                 return Ok(if held > 0 || passed {
-                    Ok(())
+                    Ok(0)
                 } else {
                     Err(cursor_stale())
                 });
@@ -308,7 +308,7 @@ impl SubscriptionStore for SqliteStore {
             )?
             .execute(params![namespace.as_str(), name, committed as i64])?;
             settle(conn, &sub, 0)?;
-            Ok(Ok(()))
+            Ok(Ok(committed as u64))
         })
         .await
     }

@@ -162,9 +162,9 @@ pub trait SubscriptionStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Fetched, Error>;
 
-    /// Commits the events of `cursor`; 409 `cursor_stale` when they were
-    /// released and handed to another consumer meanwhile. Committing twice
-    /// is harmless.
+    /// Commits the events of `cursor`; how many this call committed (0 when
+    /// they were already). 409 `cursor_stale` when they were released and
+    /// handed to another consumer meanwhile. Committing twice is harmless.
     async fn subscription_commit(
         &self,
         namespace: &Namespace,
@@ -172,5 +172,5 @@ pub trait SubscriptionStore: Send + Sync {
         consumer: &str,
         cursor: &str,
         now: Timestamp,
-    ) -> Result<(), Error>;
+    ) -> Result<u64, Error>;
 }

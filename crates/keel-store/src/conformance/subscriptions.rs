@@ -205,13 +205,17 @@ async fn pulled_fetches_keep_each_key_in_order_across_consumers(h: Harness) {
         .unwrap();
     assert_eq!(ids(&third.events), ["a2"]);
     let second_cursor = second.cursor.unwrap();
-    s.subscription_commit(&ns(), "pull", "c2", &second_cursor, at(3))
+    let committed = s
+        .subscription_commit(&ns(), "pull", "c2", &second_cursor, at(3))
         .await
         .unwrap();
-    // Committing again is harmless.
-    s.subscription_commit(&ns(), "pull", "c2", &second_cursor, at(3))
+    assert_eq!(committed, 2);
+    // Committing again is harmless, and commits nothing more.
+    let again = s
+        .subscription_commit(&ns(), "pull", "c2", &second_cursor, at(3))
         .await
         .unwrap();
+    assert_eq!(again, 0);
     assert_eq!(s.subscription_get(&ns(), "pull").await.unwrap().position, 2);
     s.subscription_commit(&ns(), "pull", "c3", &third.cursor.unwrap(), at(4))
         .await
