@@ -4,19 +4,16 @@
 //! the workload users quote: 10 million events an hour through a keyed
 //! subscription, with the CPU it used.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use keel_client::{
-    Client, LeasedJob, NewEvent, StartAt, StartNamed, SubscriptionRequest, Worker, WorkerOptions,
-};
+use keel_client::{Client, NewEvent, StartAt, StartNamed, SubscriptionRequest};
 use keel_core::subscription::Target;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
+use crate::jobs::CountingWorker;
 use crate::server::{BenchServer, CpuMeter};
 use crate::{Handlers, NS, PHASE_TIMEOUT, per_s, with};
 
@@ -150,107 +147,6 @@ pub(crate) async fn drain_pulled(
     Ok((elapsed, cpu.report(servers)?))
 }
 
-/// Workers on a queue fed by a subscription: counts handler starts, checks
-/// that each key's events arrive in order, and records publish→handler
-/// latencies of events carrying a `t0`.
-struct OrderedWorker {
-    reached: Arc<Notify>,
-    out_of_order: Arc<AtomicUsize>,
-    latencies: Arc<Mutex<Vec<f64>>>,
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl OrderedWorker {
-    fn start(
-        clients: &[Client],
-        queue: &str,
-        handlers: Handlers,
-        target: usize,
-        origin: Instant,
-    ) -> Self {
-        let hits = Arc::new(AtomicUsize::new(0));
-        let reached = Arc::new(Notify::new());
-        let out_of_order = Arc::new(AtomicUsize::new(0));
-        let last: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
-        let latencies = Arc::new(Mutex::new(Vec::with_capacity(target)));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let tasks = clients
-            .iter()
-            .map(|client| {
-                let (h, r, o, l, lat) = (
-                    hits.clone(),
-                    reached.clone(),
-                    out_of_order.clone(),
-                    last.clone(),
-                    latencies.clone(),
-                );
-                let handler = move |job: LeasedJob| {
-                    if let (Some(key), Some(i)) =
-                        (job.payload["k"].as_str(), job.payload["i"].as_i64())
-                    {
-                        let mut last = l.lock().unwrap_or_else(PoisonError::into_inner);
-                        let previous = last.insert(key.to_owned(), i);
-                        if previous.is_some_and(|p| p >= i) {
-                            o.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    if let Some(t0) = job.payload["t0"].as_f64() {
-                        let ms = origin.elapsed().as_secs_f64() * 1000.0 - t0;
-                        lat.lock().unwrap_or_else(PoisonError::into_inner).push(ms);
-                    }
-                    if h.fetch_add(1, Ordering::SeqCst) + 1 == target {
-                        r.notify_one();
-                    }
-                    async { Ok(Value::Null) }
-                };
-                let mut options = WorkerOptions::new(NS, queue);
-                options.concurrency = handlers.conc;
-                options.prefetch = handlers.prefetch;
-                options.max_batch = ((handlers.conc + handlers.prefetch) as u32).min(1000);
-                options.wait_ms = 1000;
-                let worker = Worker::new(client.clone(), options);
-                let mut stopped = stopped.clone();
-                tokio::spawn(async move {
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    };
-                    worker.run(handler, shutdown).await;
-                })
-            })
-            .collect();
-        OrderedWorker {
-            reached,
-            out_of_order,
-            latencies,
-            stop,
-            tasks,
-        }
-    }
-
-    async fn wait(&self) -> anyhow::Result<()> {
-        tokio::time::timeout(PHASE_TIMEOUT, self.reached.notified())
-            .await
-            .context("the subscription's jobs did not all run in time")
-    }
-
-    /// Stops the workers; the out-of-order count and the latencies, sorted.
-    async fn shut_down(self) -> anyhow::Result<(usize, Vec<f64>)> {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            task.await?;
-        }
-        let mut lats = std::mem::take(
-            &mut *self
-                .latencies
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        lats.sort_by(f64::total_cmp);
-        Ok((self.out_of_order.load(Ordering::Relaxed), lats))
-    }
-}
-
 /// Each job carries its event's seq and key (order is per key, in seq
 /// order: concurrent batches may commit in another order than sent) and the
 /// publisher's `t0`.
@@ -275,7 +171,7 @@ pub(crate) async fn keyed_target(
     let queue = format!("{topic}-jobs");
     let cpu = CpuMeter::start(servers)?;
     let started = Instant::now();
-    let worker = OrderedWorker::start(clients, &queue, handlers, n, started);
+    let worker = CountingWorker::start(clients, &queue, handlers, n, started);
     subscribe(
         &clients[0],
         &format!("{topic}-target"),
@@ -286,7 +182,8 @@ pub(crate) async fn keyed_target(
     worker.wait().await?;
     let elapsed = started.elapsed();
     let cpu = cpu.report(servers)?;
-    let (out_of_order, _) = worker.shut_down().await?;
+    let out_of_order = worker.out_of_order();
+    worker.shut_down().await?;
     ensure!(
         out_of_order == 0,
         "{out_of_order} events ran before an earlier one of their key"
@@ -311,7 +208,7 @@ pub(crate) async fn paced(
     let total = (rate * secs) as usize;
     let queue = format!("{topic}-jobs");
     let origin = Instant::now();
-    let worker = OrderedWorker::start(clients, &queue, handlers, total, origin);
+    let worker = CountingWorker::start(clients, &queue, handlers, total, origin);
     subscribe(
         &clients[0],
         &format!("{topic}-target"),
@@ -356,7 +253,9 @@ pub(crate) async fn paced(
     }
     worker.wait().await?;
     let cpu = cpu.report(servers)?;
-    let (out_of_order, lats) = worker.shut_down().await?;
+    let out_of_order = worker.out_of_order();
+    let mut lats = worker.shut_down().await?;
+    lats.sort_by(f64::total_cmp);
     let pct = |p: f64| crate::percentile(&lats, p);
     Ok(with(
         json!({

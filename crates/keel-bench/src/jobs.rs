@@ -1,6 +1,7 @@
 //! The job phases: enqueue one at a time and in batches, drain with a
 //! worker, paced latency, and the same drain in process (no HTTP).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -55,11 +56,13 @@ pub(crate) async fn enqueue_bulk(
     Ok(started.elapsed())
 }
 
-/// A worker whose no-op handler counts its starts and, for jobs carrying a
-/// `t0`, records start minus `t0` in ms.
+/// A worker whose no-op handler counts its starts; for jobs carrying a
+/// `t0`, records start minus `t0` in ms; and for jobs carrying a key `k` and
+/// a rank `i`, counts those that start before an earlier one of their key.
 pub(crate) struct CountingWorker {
     reached: Arc<Notify>,
     latencies: Arc<Mutex<Vec<f64>>>,
+    out_of_order: Arc<AtomicUsize>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -76,12 +79,23 @@ impl CountingWorker {
         let hits = Arc::new(AtomicUsize::new(0));
         let reached = Arc::new(Notify::new());
         let latencies = Arc::new(Mutex::new(Vec::with_capacity(target)));
+        let out_of_order = Arc::new(AtomicUsize::new(0));
+        let last: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let tasks = clients
             .iter()
             .map(|client| {
                 let (h, r, l) = (hits.clone(), reached.clone(), latencies.clone());
+                let (o, last) = (out_of_order.clone(), last.clone());
                 let handler = move |job: LeasedJob| {
+                    if let (Some(key), Some(i)) =
+                        (job.payload["k"].as_str(), job.payload["i"].as_i64())
+                    {
+                        let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
+                        if last.insert(key.to_owned(), i).is_some_and(|p| p >= i) {
+                            o.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     if let Some(t0) = job.payload["t0"].as_f64() {
                         let ms = origin.elapsed().as_secs_f64() * 1000.0 - t0;
                         l.lock().unwrap_or_else(PoisonError::into_inner).push(ms);
@@ -110,6 +124,7 @@ impl CountingWorker {
         CountingWorker {
             reached,
             latencies,
+            out_of_order,
             stop,
             tasks,
         }
@@ -119,6 +134,11 @@ impl CountingWorker {
         tokio::time::timeout(PHASE_TIMEOUT, self.reached.notified())
             .await
             .context("the worker did not drain in time")
+    }
+
+    /// Jobs that started before an earlier one of their key, so far.
+    pub(crate) fn out_of_order(&self) -> usize {
+        self.out_of_order.load(Ordering::Relaxed)
     }
 
     pub(crate) async fn shut_down(self) -> anyhow::Result<Vec<f64>> {
