@@ -39,6 +39,10 @@ pub(crate) struct EventWaits {
 impl EventWaits {
     /// Notes which topics `run` waits on now (and forgets the others).
     pub(crate) fn note(&self, run: &StoredRun, def: &Definition) {
+        // Most workflows never wait for events: no lock on their hot path.
+        if def.event_topics().is_empty() {
+            return;
+        }
         let mut waiting: BTreeMap<&str, u64> = BTreeMap::new();
         if !run.state.status.is_final() {
             for (name, step) in &def.steps {
