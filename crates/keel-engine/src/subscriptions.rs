@@ -24,7 +24,7 @@ use crate::workflows::Driver;
 use crate::{Shutdown, metrics};
 
 /// Most events one hand-off takes.
-const HANDOFF_BATCH: u32 = 500;
+pub(crate) const HANDOFF_BATCH: u32 = 500;
 
 pub struct SubscriptionService {
     store: Arc<dyn Store>,

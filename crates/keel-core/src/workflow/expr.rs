@@ -64,6 +64,9 @@ pub fn check(expr: &str) -> Result<References, String> {
 
 /// Evaluates an expression against a context (a JSON object of roots).
 pub fn eval(expr: &str, context: &Value) -> Result<Value, String> {
+    if let Some(value) = plain_path(expr, context) {
+        return Ok(value);
+    }
     let compiled = env().compile_expression(expr).map_err(|e| describe(&e))?;
     let value = compiled
         .eval(JinjaValue::from(Serde(context)))
@@ -78,6 +81,33 @@ pub fn eval_condition(expr: &str, context: &Value) -> Result<bool, String> {
         .eval(JinjaValue::from(Serde(context)))
         .map_err(|e| describe(&e))?;
     Ok(value.is_true())
+}
+
+/// Words that minijinja reads as literals or operators, never as names.
+const KEYWORDS: [&str; 13] = [
+    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
+    "else",
+];
+
+/// The value of a plain path (`event.data.t0`, `steps.a.output`) read
+/// straight from the context, as minijinja would answer it (a missing key,
+/// or a key of something that is not an object, is undefined: null), without
+/// compiling the expression: most templates hold nothing else, and a
+/// subscription renders one per event. `None` for anything else.
+fn plain_path(expr: &str, context: &Value) -> Option<Value> {
+    let mut value = Some(context);
+    for name in expr.split('.') {
+        let mut chars = name.chars();
+        let identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier || KEYWORDS.contains(&name) {
+            return None;
+        }
+        value = value.and_then(Value::as_object).and_then(|o| o.get(name));
+    }
+    Some(value.cloned().unwrap_or(Value::Null))
 }
 
 fn to_json(value: &JinjaValue) -> Result<Value, String> {
@@ -261,6 +291,30 @@ mod tests {
             render_str("${{ steps.charge.output.nope.deeper }}", &ctx()),
             Ok(Value::Null)
         );
+    }
+
+    #[test]
+    fn plain_paths_answer_as_minijinja_does() {
+        let c = ctx();
+        let by_minijinja = |e: &str| {
+            let compiled = env().compile_expression(e).unwrap();
+            to_json(&compiled.eval(JinjaValue::from(Serde(&c))).unwrap())
+        };
+        for e in [
+            "input",
+            "input.n",
+            "input.users",
+            "steps.charge.output",
+            "steps.charge.output.id",
+            "input.missing.deeper",
+            "input.org.length",
+            "nothing",
+        ] {
+            assert_eq!(plain_path(e, &c).as_ref(), by_minijinja(e).as_ref().ok(), "{e}");
+        }
+        for e in ["true", "input.n > 1", "input.users[0]", "input .n", "1", "input.0"] {
+            assert_eq!(plain_path(e, &c), None, "{e} is not a plain path");
+        }
     }
 
     #[test]

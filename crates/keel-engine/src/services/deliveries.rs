@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::subscriptions::HANDOFF_BATCH;
 use crate::{Engine, Shutdown};
 
 /// How long a subscription whose hand-off failed waits before the next try.
@@ -61,8 +62,9 @@ impl Deliveries {
         }
     }
 
-    /// One hand-off per active target subscription: whether any moved, and
-    /// whether any failed.
+    /// One hand-off per active target subscription: whether any took a full
+    /// batch (more may be waiting: pass again at once; anything published
+    /// during the pass wakes the next one anyway), and whether any failed.
     async fn pass(&self) -> (bool, bool) {
         let engine = &self.engine;
         let subscriptions = match engine.store.subscriptions_list(None, None).await {
@@ -78,8 +80,7 @@ impl Deliveries {
             .filter(|s| s.spec.target.is_some() && !s.paused)
         {
             match engine.subscriptions.deliver(sub).await {
-                Ok(0) => {}
-                Ok(_) => busy = true,
+                Ok(moved) => busy |= moved >= u64::from(HANDOFF_BATCH),
                 Err(e) => {
                     failed = true;
                     tracing::warn!(
