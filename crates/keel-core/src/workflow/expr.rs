@@ -85,8 +85,7 @@ pub fn eval_condition(expr: &str, context: &Value) -> Result<bool, String> {
 
 /// Words that minijinja reads as literals or operators, never as names.
 const KEYWORDS: [&str; 13] = [
-    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
-    "else",
+    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else",
 ];
 
 /// The value of a plain path (`event.data.t0`, `steps.a.output`) read
@@ -310,9 +309,20 @@ mod tests {
             "input.org.length",
             "nothing",
         ] {
-            assert_eq!(plain_path(e, &c).as_ref(), by_minijinja(e).as_ref().ok(), "{e}");
+            assert_eq!(
+                plain_path(e, &c).as_ref(),
+                by_minijinja(e).as_ref().ok(),
+                "{e}"
+            );
         }
-        for e in ["true", "input.n > 1", "input.users[0]", "input .n", "1", "input.0"] {
+        for e in [
+            "true",
+            "input.n > 1",
+            "input.users[0]",
+            "input .n",
+            "1",
+            "input.0",
+        ] {
             assert_eq!(plain_path(e, &c), None, "{e} is not a plain path");
         }
     }
