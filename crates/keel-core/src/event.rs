@@ -67,6 +67,10 @@ impl TopicPolicy {
 pub struct NewEvent {
     /// Unique within the topic's dedup window.
     pub id: String,
+    /// Keel made `id` (a fresh UUIDv7 that no earlier event holds), so
+    /// publishing skips the dedup lookup; false for an id the publisher
+    /// chose, and for events read back.
+    pub generated_id: bool,
     /// The CloudEvents `type` (`""` when absent).
     pub kind: String,
     pub source: String,
@@ -139,6 +143,7 @@ mod tests {
     fn event() -> NewEvent {
         NewEvent {
             id: "e1".into(),
+            generated_id: false,
             kind: "order.created".into(),
             source: String::new(),
             key: Some("k".into()),

@@ -333,6 +333,7 @@ mod tests {
             seq,
             event: NewEvent {
                 id: format!("e{seq}"),
+                generated_id: false,
                 kind: kind.into(),
                 source: String::new(),
                 key: key.map(str::to_owned),

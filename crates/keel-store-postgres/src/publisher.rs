@@ -152,6 +152,7 @@ async fn write(
         .iter()
         .filter_map(|r| r.as_ref().ok())
         .flatten()
+        .filter(|e| !e.generated_id)
         .map(|e| e.id.as_str())
         .collect();
     let since = now
@@ -185,7 +186,9 @@ async fn write(
                 continue;
             }
             head += 1;
-            seen.insert(event.id.clone(), head);
+            if !event.generated_id {
+                seen.insert(event.id.clone(), head);
+            }
             published.push(Published {
                 id: event.id.clone(),
                 seq: head as u64,

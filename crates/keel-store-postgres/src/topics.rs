@@ -231,6 +231,7 @@ pub(crate) fn event_from_row(r: &Row) -> Result<Event, Error> {
         seq: r.get::<_, i64>(0) as u64,
         event: NewEvent {
             id: r.get(1),
+            generated_id: false,
             kind: r.get(2),
             source: r.get(3),
             key: r.get(4),

@@ -3,6 +3,7 @@
 //! so seq order is commit order: a reader never sees seq N before N - 1.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use keel_core::{Error, Event, Namespace, NewEvent, Timestamp, TopicName, TopicPolicy};
@@ -239,6 +240,7 @@ pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
         seq: unsigned(r, 0)?,
         event: NewEvent {
             id: r.get(1)?,
+            generated_id: false,
             kind: r.get(2)?,
             source: r.get(3)?,
             key: r.get(4)?,
@@ -275,56 +277,44 @@ fn publish(
         .saturating_sub(policy.dedup_window_ms as i64);
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut answers = Vec::with_capacity(events.len());
+    let mut fresh = Vec::with_capacity(events.len());
     // The latest event with the id, through the id index (a plain `ORDER BY
     // seq DESC LIMIT 1` walked the whole topic by its primary key).
     let mut find = conn.prepare_cached(
         "SELECT seq FROM events WHERE namespace = ?1 AND topic = ?2 AND published_at >= ?4 \
          AND seq = (SELECT max(seq) FROM events WHERE namespace = ?1 AND topic = ?2 AND id = ?3)",
     )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (namespace, topic, seq, id, type, source, key, time, data, headers, \
-         published_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
     for event in events {
-        let earlier = match seen.get(&event.id) {
-            Some(seq) => Some(*seq),
-            None => find
-                .query_row(
-                    params![namespace.as_str(), topic.as_str(), event.id, since],
-                    |r| unsigned(r, 0),
-                )
-                .optional()?,
-        };
-        if let Some(seq) = earlier {
-            answers.push(Published {
-                id: event.id,
-                seq,
-                duplicate: true,
-            });
-            continue;
+        if !event.generated_id {
+            let earlier = match seen.get(&event.id) {
+                Some(seq) => Some(*seq),
+                None => find
+                    .query_row(
+                        params![namespace.as_str(), topic.as_str(), event.id, since],
+                        |r| unsigned(r, 0),
+                    )
+                    .optional()?,
+            };
+            if let Some(seq) = earlier {
+                answers.push(Published {
+                    id: event.id,
+                    seq,
+                    duplicate: true,
+                });
+                continue;
+            }
+            seen.insert(event.id.clone(), head + 1);
         }
         head += 1;
-        insert.execute(params![
-            namespace.as_str(),
-            topic.as_str(),
-            head as i64,
-            event.id,
-            event.kind,
-            event.source,
-            event.key,
-            event.time.as_millis(),
-            event.data,
-            tags_to_sql(&event.headers),
-            now.as_millis()
-        ])?;
-        seen.insert(event.id.clone(), head);
         answers.push(Published {
-            id: event.id,
+            id: event.id.clone(),
             seq: head,
             duplicate: false,
         });
+        fresh.push((head, event));
     }
-    let added = seen.len() as i64;
+    insert_events(conn, namespace, topic, &fresh, now)?;
+    let added = fresh.len() as i64;
     conn.prepare_cached(
         "UPDATE topics SET head_seq = ?3, events = events + ?4 WHERE namespace = ?1 AND name = ?2",
     )?
@@ -335,6 +325,60 @@ fn publish(
         added
     ])?;
     Ok(Ok(answers))
+}
+
+/// Events one INSERT statement appends: fewer statements for a batch, with
+/// its parameters (11 a row) far below SQLite's limit.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Appends `fresh` (seq, event) rows, `ROWS_PER_INSERT` a statement, the
+/// rest one by one.
+fn insert_events(
+    conn: &Connection,
+    namespace: &Namespace,
+    topic: &TopicName,
+    fresh: &[(u64, NewEvent)],
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    const COLUMNS: &str = "INSERT INTO events (namespace, topic, seq, id, type, source, key, \
+                           time, data, headers, published_at) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    static ONE: LazyLock<String> = LazyLock::new(|| format!("{COLUMNS}{ROW}"));
+    static MANY: LazyLock<String> =
+        LazyLock::new(|| format!("{COLUMNS}{}", [ROW; ROWS_PER_INSERT].join(", ")));
+    let (ns, t, at) = (namespace.as_str(), topic.as_str(), now.as_millis());
+    let rows: Vec<_> = fresh
+        .iter()
+        .map(|(seq, e)| (*seq as i64, e, tags_to_sql(&e.headers), e.time.as_millis()))
+        .collect();
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    let mut many = conn.prepare_cached(&MANY)?;
+    for chunk in chunks.by_ref() {
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(11 * ROWS_PER_INSERT);
+        for (seq, e, headers, time) in chunk {
+            values.extend([
+                &ns as &dyn rusqlite::ToSql,
+                &t,
+                seq,
+                &e.id,
+                &e.kind,
+                &e.source,
+                &e.key,
+                time,
+                &e.data,
+                headers,
+                &at,
+            ]);
+        }
+        many.execute(values.as_slice())?;
+    }
+    let mut one = conn.prepare_cached(&ONE)?;
+    for (seq, e, headers, time) in chunks.remainder() {
+        one.execute(params![
+            ns, t, seq, e.id, e.kind, e.source, e.key, time, e.data, headers, at
+        ])?;
+    }
+    Ok(())
 }
 
 /// Removes, topic by topic, the oldest events past retention (publish times

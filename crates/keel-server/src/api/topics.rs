@@ -152,6 +152,7 @@ pub(super) async fn publish(
     let events = requests
         .into_iter()
         .map(|r| NewEvent {
+            generated_id: r.id.is_none(),
             id: r.id.unwrap_or_else(|| engine.events.new_id()),
             kind: r.kind.unwrap_or_default(),
             source: r.source.unwrap_or_default(),

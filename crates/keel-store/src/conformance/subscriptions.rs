@@ -35,6 +35,7 @@ fn spec(topic_name: &str) -> SubscriptionSpec {
 fn event(id: &str, key: Option<&str>) -> NewEvent {
     NewEvent {
         id: id.to_owned(),
+        generated_id: false,
         kind: "t".to_owned(),
         source: String::new(),
         key: key.map(str::to_owned),

@@ -12,6 +12,7 @@ cases![
     topics_exist_once_put_or_published,
     publishing_gives_increasing_seqs_and_survives_reopen,
     duplicate_ids_within_the_window_store_nothing,
+    large_batches_keep_every_field_and_generated_ids_stay_findable,
     one_bad_event_refuses_the_batch,
     events_are_read_after_a_seq_filtered_and_paged,
     retention_removes_old_events_only,
@@ -25,6 +26,7 @@ fn topic(name: &str) -> TopicName {
 fn event(id: &str, key: Option<&str>, data: &str) -> NewEvent {
     NewEvent {
         id: id.to_owned(),
+        generated_id: false,
         kind: "order.created".to_owned(),
         source: "/shop".to_owned(),
         key: key.map(str::to_owned),
@@ -173,6 +175,49 @@ async fn duplicate_ids_within_the_window_store_nothing(h: Harness) {
         s.event_get(&ns(), &orders, "a").await.unwrap().event.data,
         "late"
     );
+}
+
+/// 70 events: more than one multi-row statement and a remainder, with ids
+/// Keel generated (published without a dedup lookup) among them.
+async fn large_batches_keep_every_field_and_generated_ids_stay_findable(h: Harness) {
+    let s = &*h.store;
+    let orders = topic("orders");
+    let batch: Vec<NewEvent> = (0..70)
+        .map(|i| NewEvent {
+            generated_id: i % 2 == 0,
+            key: (i % 3 == 0).then(|| format!("k{i}")),
+            headers: if i % 5 == 0 {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([("n".to_owned(), i.to_string())])
+            },
+            ..event(&format!("e{i}"), None, &i.to_string())
+        })
+        .collect();
+    let published = s
+        .events_publish(&ns(), &orders, batch.clone(), T0)
+        .await
+        .unwrap();
+    let seqs: Vec<(u64, bool)> = published.iter().map(|p| (p.seq, p.duplicate)).collect();
+    assert_eq!(seqs, (1..=70).map(|seq| (seq, false)).collect::<Vec<_>>());
+    let stored = s.events_read(&ns(), &orders, &after(0, 100)).await.unwrap();
+    assert_eq!(stored.len(), 70);
+    for (seq, (got, sent)) in (1..).zip(stored.iter().zip(&batch)) {
+        assert_eq!(got.seq, seq);
+        let sent = NewEvent {
+            generated_id: false,
+            ..sent.clone()
+        };
+        assert_eq!(got.event, sent);
+    }
+    // A generated id is found by id, and sent again by a publisher it is a
+    // duplicate.
+    assert_eq!(s.event_get(&ns(), &orders, "e4").await.unwrap().seq, 5);
+    let again = s
+        .events_publish(&ns(), &orders, vec![event("e4", None, "again")], at(1))
+        .await
+        .unwrap();
+    assert_eq!((again[0].seq, again[0].duplicate), (5, true));
 }
 
 async fn one_bad_event_refuses_the_batch(h: Harness) {
