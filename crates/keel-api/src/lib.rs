@@ -16,6 +16,7 @@ pub mod health;
 pub mod jobs;
 pub mod queues;
 pub mod runs;
+pub mod sources;
 pub mod subscriptions;
 pub mod topics;
 pub mod workflows;

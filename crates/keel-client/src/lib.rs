@@ -1,7 +1,7 @@
 //! The Rust client and worker SDK for Keel's HTTP API.
 //!
-//! [`Client`] enqueues and inspects jobs, publishes and reads events and
-//! consumes subscriptions; [`Worker`] runs an async handler per
+//! [`Client`] enqueues and inspects jobs, publishes and reads events,
+//! consumes subscriptions and configures webhook sources; [`Worker`] runs an async handler per
 //! leased job with bounded concurrency, batch leasing (long-poll), automatic
 //! heartbeats, batched acknowledgements and a graceful drain.
 //!
@@ -11,6 +11,7 @@
 
 mod client;
 mod events;
+mod sources;
 mod worker;
 
 pub use client::{
@@ -20,6 +21,7 @@ pub use events::{Event, NewEvent};
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};
+pub use keel_api::sources::{SourceAnswer, SourceList, SourceRequest};
 pub use keel_api::subscriptions::Named as StartNamed;
 pub use keel_api::subscriptions::{
     StartAt, SubscriptionAnswer, SubscriptionList, SubscriptionRequest, SubscriptionStatus,

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     CursorStale,
     /// A workflow definition has problems; the message lists every one.
     InvalidDefinition,
+    /// A webhook whose signature or timestamp does not check out.
+    Unauthenticated,
     /// A body or a payload is larger than the limit.
     PayloadTooLarge,
     /// The namespace holds as many unfinished jobs as it may.
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::HasTarget => "has_target",
             ErrorCode::CursorStale => "cursor_stale",
             ErrorCode::InvalidDefinition => "invalid_definition",
+            ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NamespaceFull => "namespace_full",
             ErrorCode::StorageFull => "storage_full",
@@ -72,6 +75,7 @@ impl ErrorCode {
             | ErrorCode::InvalidName
             | ErrorCode::BatchTooLarge
             | ErrorCode::InvalidDefinition => 400,
+            ErrorCode::Unauthenticated => 401,
             ErrorCode::NotFound | ErrorCode::JobNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::LeaseLost

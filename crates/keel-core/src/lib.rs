@@ -15,6 +15,7 @@ pub mod job;
 pub mod limits;
 pub mod name;
 pub mod policy;
+pub mod source;
 pub mod subscription;
 pub mod time;
 pub mod workflow;
@@ -26,6 +27,8 @@ pub use event::{Event, NewEvent, TopicPolicy};
 pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
-pub use name::{Namespace, QueueName, QueueRef, SubscriptionName, TopicName, WorkflowName};
+pub use name::{
+    Namespace, QueueName, QueueRef, SourceName, SubscriptionName, TopicName, WorkflowName,
+};
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

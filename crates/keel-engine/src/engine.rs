@@ -10,6 +10,7 @@ use crate::Shutdown;
 use crate::events::EventService;
 use crate::jobs::JobService;
 use crate::owners::Owners;
+use crate::sources::SourceService;
 use crate::subscriptions::SubscriptionService;
 use crate::workflows::Driver;
 
@@ -21,6 +22,7 @@ pub struct Engine {
     pub jobs: JobService,
     pub events: EventService,
     pub subscriptions: SubscriptionService,
+    pub sources: SourceService,
     pub workflows: Arc<Driver>,
     pub run_retention_ms: u64,
 }
@@ -66,6 +68,7 @@ impl Engine {
             shutdown.clone(),
             workflows.clone(),
         );
+        let sources = SourceService::new(store.clone(), clock.clone());
         Arc::new(Engine {
             store,
             clock,
@@ -74,6 +77,7 @@ impl Engine {
             jobs,
             events,
             subscriptions,
+            sources,
             workflows,
             run_retention_ms: config.run_retention_ms,
         })

@@ -8,6 +8,7 @@
 //! - [`events::EventService`]: publishing and reading events, with metrics.
 //! - [`subscriptions::SubscriptionService`]: subscriptions, pulled fetches
 //!   and commits, and hand-offs to targets.
+//! - [`sources::SourceService`]: webhooks verified and published as events.
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
 //! - [`services`]: the background services (maintenance, retention, the step
 //!   runner, the run sweep), each `new(engine)` then `run(shutdown)`.
@@ -24,6 +25,7 @@ mod owners;
 mod rates;
 pub mod services;
 mod shutdown;
+pub mod sources;
 pub mod subscriptions;
 pub mod workflows;
 

@@ -118,6 +118,20 @@ pub fn events_published(namespace: &keel_core::Namespace, topic: &keel_core::Top
     .increment(n);
 }
 
+/// A webhook a source received, by outcome: `accepted`, `duplicate`,
+/// `rejected` (signature or timestamp), `invalid`, `challenge`.
+pub fn webhook_received(namespace: &keel_core::Namespace, source: &str, outcome: &'static str) {
+    counter!(
+        "keel_webhooks_received_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("source", source.to_owned()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
 pub fn lease_waiter(queue: &QueueRef) -> Parked {
     let gauge = gauge!("keel_lease_waiters", &labels(queue));
     gauge.increment(1.0);

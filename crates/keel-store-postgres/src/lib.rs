@@ -24,6 +24,7 @@ mod publisher;
 mod queues;
 mod runs;
 mod schema;
+mod sources;
 mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_topics.sql"),
     include_str!("../migrations/0009_subscriptions.sql"),
     include_str!("../migrations/0010_outbox.sql"),
+    include_str!("../migrations/0011_sources.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -15,6 +15,7 @@ mod queues;
 mod rows;
 mod runs;
 mod schema;
+mod sources;
 mod subscriptions;
 mod syncer;
 mod topics;

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_job_owner.sql"),
     include_str!("../migrations/0005_topics.sql"),
     include_str!("../migrations/0006_subscriptions.sql"),
+    include_str!("../migrations/0007_sources.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,7 +1,8 @@
 //! The store boundary: the only way Keel's state is read or written.
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
-//! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`]), each in a module of its own with its
+//! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
+//! [`SourceStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -20,6 +21,7 @@ mod owner;
 mod queues;
 mod runs;
 mod signal;
+mod sources;
 mod subscriptions;
 mod topics;
 mod workflows;
@@ -35,6 +37,7 @@ pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
 pub use signal::{MAX_WOKEN, ReadySignal, RunWatch};
+pub use sources::{Source, SourceStore, source_not_found};
 pub use subscriptions::{
     Fetched, Subscription, SubscriptionStore, cursor_stale, has_target, subscription_not_found,
     topic_changed,
@@ -53,6 +56,7 @@ pub trait Store:
     + RunStore
     + TopicStore
     + SubscriptionStore
+    + SourceStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

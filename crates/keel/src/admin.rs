@@ -40,6 +40,35 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A YAML or JSON file that names a resource (`name:`) beside the fields of
+/// its `PUT` body, read as the name and the body of type `T` (`what` names
+/// the resource in errors).
+pub(crate) fn named_spec<T: serde::de::DeserializeOwned>(
+    file: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<(String, T)> {
+    use keel_core::workflow::definition::{Format, parse_source};
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let format = if file.extension().is_some_and(|e| e == "json") {
+        Format::Json
+    } else {
+        Format::Yaml
+    };
+    let mut value = parse_source(&text, format).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}: {}", file.display(), list.join("; "))
+    })?;
+    let name = value
+        .as_object_mut()
+        .and_then(|o| o.remove("name"))
+        .and_then(|n| n.as_str().map(str::to_owned))
+        .with_context(|| format!("the file must name the {what} (`name:`)"))?;
+    let spec = serde_json::from_value(value)
+        .with_context(|| format!("{} is not a {what}", file.display()))?;
+    Ok((name, spec))
+}
+
 #[derive(Args)]
 pub(crate) struct EnqueueArgs {
     queue: String,

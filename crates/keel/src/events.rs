@@ -9,10 +9,9 @@ use keel_client::{
     NewEvent, StartAt, StartNamed, SubscriptionAnswer, SubscriptionRequest, TopicRequest,
 };
 use keel_core::Timestamp;
-use keel_core::workflow::definition::{Format, parse_source};
 use serde_json::Value;
 
-use crate::admin::{Target, print_json};
+use crate::admin::{Target, named_spec, print_json};
 
 #[derive(Args)]
 pub(crate) struct TopicArgs {
@@ -237,24 +236,7 @@ pub(crate) async fn subscription(args: SubscriptionArgs) -> anyhow::Result<()> {
     let ns = &target.namespace;
     let subs = match args.command {
         SubscriptionCommand::Put { file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let format = if file.extension().is_some_and(|e| e == "json") {
-                Format::Json
-            } else {
-                Format::Yaml
-            };
-            let mut value = parse_source(&text, format).map_err(|problems| {
-                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                anyhow::anyhow!("{}: {}", file.display(), list.join("; "))
-            })?;
-            let name = value
-                .as_object_mut()
-                .and_then(|o| o.remove("name"))
-                .and_then(|n| n.as_str().map(str::to_owned))
-                .context("the file must name the subscription (`name:`)")?;
-            let request: SubscriptionRequest = serde_json::from_value(value)
-                .with_context(|| format!("{} is not a subscription", file.display()))?;
+            let (name, request): (String, SubscriptionRequest) = named_spec(&file, "subscription")?;
             vec![client.put_subscription(ns, &name, &request).await?]
         }
         SubscriptionCommand::List { topic } => {

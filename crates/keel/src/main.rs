@@ -5,6 +5,7 @@
 
 mod admin;
 mod events;
+mod sources;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ enum Command {
     Tail(events::TailArgs),
     /// Configure and inspect subscriptions.
     Subscription(events::SubscriptionArgs),
+    /// Configure and inspect webhook sources.
+    Source(sources::SourceArgs),
 }
 
 #[derive(Args)]
@@ -161,6 +164,7 @@ fn main() -> std::process::ExitCode {
             Command::Publish(args) => events::publish(args).await,
             Command::Tail(args) => events::tail(args).await,
             Command::Subscription(args) => events::subscription(args).await,
+            Command::Source(args) => sources::source(args).await,
         }
     });
     match result {

@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keel_core::workflow::RunId;
 use keel_core::{
-    ErrorCode, JobId, Namespace, QueueName, QueueRef, SubscriptionName, TopicName, WorkflowName,
+    ErrorCode, JobId, Namespace, QueueName, QueueRef, SourceName, SubscriptionName, TopicName,
+    WorkflowName,
 };
 use serde::de::DeserializeOwned;
 
@@ -224,6 +225,21 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionPath {
         Ok(SubscriptionPath(
             user_namespace(segment(&segments, "ns"))?,
             SubscriptionName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of a webhook source, validated.
+pub(super) struct SourcePath(pub Namespace, pub SourceName);
+
+impl<S: Send + Sync> FromRequestParts<S> for SourcePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(SourcePath(
+            user_namespace(segment(&segments, "ns"))?,
+            SourceName::new(segment(&segments, "name"))?,
         ))
     }
 }

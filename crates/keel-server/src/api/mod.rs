@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod jobs;
 mod queues;
+mod sources;
 mod subscriptions;
 mod topics;
 mod workflows;
@@ -112,7 +113,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
             post(workflows::signal),
         )
         .route("/namespaces/{ns}/runs/{id}/cancel", post(workflows::cancel))
-        .route("/namespaces/{ns}/runs/{id}/retry", post(workflows::retry));
+        .route("/namespaces/{ns}/runs/{id}/retry", post(workflows::retry))
+        .route("/namespaces/{ns}/sources", get(sources::list))
+        .route(
+            "/namespaces/{ns}/sources/{name}",
+            get(sources::get).put(sources::put).delete(sources::delete),
+        )
+        .route("/hooks/{ns}/{name}", post(sources::ingest));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

@@ -20,6 +20,7 @@ mod owner;
 mod queues;
 mod runs;
 mod sequences;
+mod sources;
 mod subscriptions;
 mod topics;
 mod workflows;
@@ -96,6 +97,7 @@ where
         ("runs", runs::CASES),
         ("topics", topics::CASES),
         ("subscriptions", subscriptions::CASES),
+        ("sources", sources::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

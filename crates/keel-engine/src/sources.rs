@@ -1,0 +1,270 @@
+//! Webhook ingestion: a provider's signed request checked against its
+//! source's recipe (`keel_core::source`) by the one HMAC verifier here, then
+//! published as an event once durable. A request that fails the check
+//! stores nothing; the provider's delivery id becomes the event id, so its
+//! retries are duplicates within the topic's dedup window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use keel_core::source::{Encoding, Layout, Part, Recipe, Scheme, SourceSpec, TimestampAt};
+use keel_core::workflow::expr;
+use keel_core::{Clock, Error, ErrorCode, Namespace, NewEvent, Timestamp};
+use keel_store::{Published, Store};
+use ring::hmac;
+use serde_json::{Value, json};
+
+use crate::events::EventService;
+use crate::metrics;
+
+/// What a verified request came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ingested {
+    Published(Published),
+    /// Slack's `url_verification`: answer the challenge, store nothing.
+    Challenge(String),
+}
+
+/// A request as the verifier sees it: header names in lower case.
+pub struct HookRequest {
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+pub struct SourceService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SourceService {
+    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        SourceService { store, clock }
+    }
+
+    /// Verifies `request` for source `name` and publishes it to the
+    /// source's topic; answers once the event is durable.
+    pub async fn ingest(
+        &self,
+        events: &EventService,
+        namespace: &Namespace,
+        name: &str,
+        request: HookRequest,
+    ) -> Result<Ingested, Error> {
+        let source = self.store.source_get(namespace, name).await?;
+        let now = self.clock.now();
+        let origin = format!("/v1/hooks/{namespace}/{name}");
+        let outcome = accept(events, &origin, &source.spec, &request, now);
+        let event = match outcome {
+            Ok(Accepted::Event(event)) => event,
+            Ok(Accepted::Challenge(challenge)) => {
+                metrics::webhook_received(namespace, name, "challenge");
+                return Ok(Ingested::Challenge(challenge));
+            }
+            Err(e) => {
+                let label = if e.code == ErrorCode::Unauthenticated {
+                    "rejected"
+                } else {
+                    "invalid"
+                };
+                metrics::webhook_received(namespace, name, label);
+                return Err(e);
+            }
+        };
+        let published = events
+            .publish(namespace, &source.spec.topic, vec![*event])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("a publish of one event answered none"))?;
+        let label = if published.duplicate {
+            "duplicate"
+        } else {
+            "accepted"
+        };
+        metrics::webhook_received(namespace, name, label);
+        Ok(Ingested::Published(published))
+    }
+}
+
+/// The event a request makes (or Slack's challenge), once its signature is
+/// checked; `origin` is its CloudEvents `source`.
+fn accept(
+    events: &EventService,
+    origin: &str,
+    spec: &SourceSpec,
+    request: &HookRequest,
+    now: Timestamp,
+) -> Result<Accepted, Error> {
+    let recipe = spec.verify.recipe();
+    check_signature(spec, &recipe, request, now)?;
+    let body: Value = serde_json::from_slice(&request.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&request.body).into_owned()));
+    if spec.verify.scheme == Scheme::Slack && body["type"] == "url_verification" {
+        let challenge = body["challenge"].as_str().unwrap_or_default().to_owned();
+        return Ok(Accepted::Challenge(challenge));
+    }
+    let context = json!({"request": {"headers": request.headers, "body": body}});
+    let pick = |field: &str, own: &Option<String>, default: Option<&str>| {
+        let Some(source) = own.as_deref().or(default) else {
+            return Ok(None);
+        };
+        let value = expr::eval(source, &context)
+            .map_err(|e| Error::invalid(format!("the source's {field} expression failed: {e}")))?;
+        Ok::<_, Error>(match value {
+            Value::Null => None,
+            Value::String(s) if s.is_empty() => None,
+            Value::String(s) => Some(s),
+            other => Some(other.to_string()),
+        })
+    };
+    let id = pick("id", &spec.id, recipe.id)?;
+    let kind = pick("type", &spec.kind, recipe.kind)?;
+    let key = pick("key", &spec.key, None)?;
+    let data = match body {
+        Value::String(text) => Value::String(text).to_string(),
+        _ => String::from_utf8_lossy(&request.body).into_owned(),
+    };
+    Ok(Accepted::Event(Box::new(NewEvent {
+        generated_id: id.is_none(),
+        id: id.unwrap_or_else(|| events.new_id()),
+        kind: kind.unwrap_or_default(),
+        source: origin.to_owned(),
+        key,
+        time: now,
+        data,
+        headers: BTreeMap::new(),
+    })))
+}
+
+enum Accepted {
+    Event(Box<NewEvent>),
+    Challenge(String),
+}
+
+fn unauthenticated(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::Unauthenticated, message)
+}
+
+/// Checks the request's signatures against the recipe: at least one must be
+/// the HMAC-SHA256 of the signed parts under the secret (constant-time), and
+/// the timestamp, where the scheme has one, within the tolerance.
+fn check_signature(
+    spec: &SourceSpec,
+    recipe: &Recipe,
+    request: &HookRequest,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let header = request
+        .headers
+        .get(&recipe.header)
+        .ok_or_else(|| unauthenticated(format!("no {} header", recipe.header)))?;
+    let (signatures, pair_timestamp) = split(&recipe.layout, header);
+    let timestamp = match recipe.timestamp {
+        None => None,
+        Some(at) => {
+            let text = match at {
+                TimestampAt::Header(name) => request.headers.get(name).map(String::as_str),
+                TimestampAt::Pair => pair_timestamp,
+            }
+            .ok_or_else(|| unauthenticated("the signed timestamp is missing"))?;
+            let seconds: i64 = text
+                .trim()
+                .parse()
+                .map_err(|_| unauthenticated("the signed timestamp is not a number"))?;
+            let skew = (now.as_millis() - seconds.saturating_mul(1000)).unsigned_abs();
+            if skew > spec.verify.tolerance_ms {
+                return Err(unauthenticated(format!(
+                    "the signed timestamp is {} s from now, more than the source's tolerance",
+                    skew / 1000
+                )));
+            }
+            Some(text.trim())
+        }
+    };
+    let secret = keel_core::source::secret_bytes(&spec.verify)
+        .ok_or_else(|| Error::internal("the source's secret does not decode"))?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+    let mut signed = Vec::with_capacity(request.body.len() + 64);
+    for part in recipe.signed {
+        match part {
+            Part::Text(text) => signed.extend_from_slice(text.as_bytes()),
+            Part::Header(name) => {
+                let value = request
+                    .headers
+                    .get(*name)
+                    .ok_or_else(|| unauthenticated(format!("no {name} header")))?;
+                signed.extend_from_slice(value.as_bytes());
+            }
+            Part::Timestamp => signed.extend_from_slice(timestamp.unwrap_or_default().as_bytes()),
+            Part::Body => signed.extend_from_slice(&request.body),
+        }
+    }
+    let valid = signatures.iter().any(|sig| {
+        decode(recipe.encoding, sig)
+            .is_some_and(|digest| hmac::verify(&key, &signed, &digest).is_ok())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(unauthenticated(
+            "the signature does not match the body and the source's secret",
+        ))
+    }
+}
+
+/// The digests a signature header holds, and the timestamp among its pairs.
+fn split<'a>(layout: &Layout, header: &'a str) -> (Vec<&'a str>, Option<&'a str>) {
+    match layout {
+        Layout::Single { prefix } => (
+            header
+                .trim()
+                .strip_prefix(prefix.as_str())
+                .into_iter()
+                .collect(),
+            None,
+        ),
+        Layout::Versioned { version } => (
+            header
+                .split_whitespace()
+                .filter_map(|item| item.split_once(','))
+                .filter(|(v, _)| v == version)
+                .map(|(_, sig)| sig)
+                .collect(),
+            None,
+        ),
+        Layout::Pairs {
+            timestamp,
+            signature,
+        } => {
+            let pairs: Vec<(&str, &str)> = header
+                .split(',')
+                .filter_map(|pair| pair.trim().split_once('='))
+                .collect();
+            let stamp = pairs.iter().find(|(k, _)| k == timestamp).map(|(_, v)| *v);
+            let sigs = pairs
+                .iter()
+                .filter(|(k, _)| k == signature)
+                .map(|(_, v)| *v)
+                .collect();
+            (sigs, stamp)
+        }
+    }
+}
+
+fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
+    match encoding {
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(text).ok(),
+        Encoding::Hex => {
+            let text = text.as_bytes();
+            if !text.len().is_multiple_of(2) {
+                return None;
+            }
+            text.chunks(2)
+                .map(|pair| {
+                    let digit = |c: u8| (c as char).to_digit(16);
+                    Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+                })
+                .collect()
+        }
+    }
+}
