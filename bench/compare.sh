@@ -178,7 +178,7 @@ if wants rabbit-streams; then
     ( export WORK; source "$WORK/rabbit/env.sh"; exec /usr/lib/rabbitmq/bin/rabbitmq-server ) >"$WORK/logs/rabbit-streams.log" 2>&1 &
     started+=($!)
     wait_port 127.0.0.1:5673 rabbit-streams
-    run rabbit-streams env RABBIT_PORT=5673 SERVER_PIDS="$(pgrep -f 'beam.smp.*keelbench@localhost')" node events/rabbit-stream.mjs
+    run rabbit-streams env RABBIT_PORT=5673 SERVER_PIDS="$(pgrep -f "beam.smp.*-home $WORK/rabbit")" node events/rabbit-stream.mjs
     ( export WORK; source "$WORK/rabbit/env.sh"; /usr/lib/rabbitmq/bin/rabbitmqctl stop >/dev/null 2>&1 ) || true
 fi
 

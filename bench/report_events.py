@@ -49,8 +49,8 @@ def section(w, path):
       "every system one after another on this machine. Keel runs `keel-bench` (Rust SDK over HTTP); peers run "
       "`bench/peers/events/phases.mjs` through a driver each, with their own Node.js clients. Phases: "
       "publish one event per request with 50 in flight; publish in batches of 1,000 (four batches in flight, "
-      "keyed over 1,000 keys); drain a pulled subscription from its start (Keel: 8 consumers fetching up to "
-      "1,000 and committing each batch; peers: their consumer, acking); drain the keyed events through 50 "
+      "keyed over 1,000 keys); drain a pulled subscription from its start (Keel: one consumer fetching up to "
+      "1,000 and committing each batch while it fetches the next; peers: one consumer, acking as it receives); drain the keyed events through 50 "
       "handlers, checking per-key order (Keel: a queue-target subscription, so every event becomes a job with "
       "retries and a dead letter; peers: a consumer with 50 unacked); publish→handler latency at 1,000 "
       "events/s; 10 million events an hour (2,778/s) through the keyed path, with the CPU it took.")

@@ -24,13 +24,15 @@ function serverCpu() {
     return sum + (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in ticks of 10 ms
   }, 0);
 }
+// Without SERVER_PIDS there is no server figure, rather than a zero.
 function cpuMeter() {
-  const server = serverCpu(), client = process.cpuUsage(), t = now();
+  const known = Boolean(process.env.SERVER_PIDS?.trim());
+  const server = known ? serverCpu() : 0, client = process.cpuUsage(), t = now();
   return () => {
     const c = process.cpuUsage(client);
     return {
       secs: (now() - t) / 1000,
-      server_cpu_s: +(serverCpu() - server).toFixed(2),
+      ...(known ? { server_cpu_s: +(serverCpu() - server).toFixed(2) } : {}),
       client_cpu_s: +((c.user + c.system) / 1e6).toFixed(2),
     };
   };

@@ -380,8 +380,7 @@ async fn measure(
     }
     if args.wants("drain_pulled") {
         let (elapsed, cpu) =
-            events::drain_pulled(servers, clients, "bench-events", events_n, args.conc.min(8))
-                .await?;
+            events::drain_pulled(servers, &clients[0], "bench-events", events_n).await?;
         let fields = json!({ "n": events_n, "events_per_s": per_s(events_n, elapsed), "secs": elapsed.as_secs_f64() });
         emit("drain_pulled", with(fields, cpu));
     }
