@@ -151,6 +151,27 @@ fn queue_target(queue: &str) -> anyhow::Result<Target> {
     )?)
 }
 
+/// SDK workers counting `n` jobs (times from `origin`) on `{topic}-jobs`,
+/// which a queue-target subscription from the start of `topic` feeds.
+async fn fed_workers(
+    clients: &[Client],
+    topic: &str,
+    handlers: Handlers,
+    n: usize,
+    origin: Instant,
+) -> anyhow::Result<CountingWorker> {
+    let queue = format!("{topic}-jobs");
+    let worker = CountingWorker::start(clients, &queue, handlers, n, origin);
+    subscribe(
+        &clients[0],
+        &format!("{topic}-target"),
+        topic,
+        Some(queue_target(&queue)?),
+    )
+    .await?;
+    Ok(worker)
+}
+
 /// `n` events over `keys` keys, already published, handed by a queue-target
 /// subscription to SDK workers: timed from the subscription's creation to
 /// the last handler start.
@@ -161,17 +182,9 @@ pub(crate) async fn keyed_target(
     n: usize,
     handlers: Handlers,
 ) -> anyhow::Result<Value> {
-    let queue = format!("{topic}-jobs");
     let cpu = CpuMeter::start(servers)?;
     let started = Instant::now();
-    let worker = CountingWorker::start(clients, &queue, handlers, n, started);
-    subscribe(
-        &clients[0],
-        &format!("{topic}-target"),
-        topic,
-        Some(queue_target(&queue)?),
-    )
-    .await?;
+    let worker = fed_workers(clients, topic, handlers, n, started).await?;
     worker.wait().await?;
     let elapsed = started.elapsed();
     let cpu = cpu.report(servers)?;
@@ -199,16 +212,8 @@ pub(crate) async fn paced(
     handlers: Handlers,
 ) -> anyhow::Result<Value> {
     let total = (rate * secs) as usize;
-    let queue = format!("{topic}-jobs");
     let origin = Instant::now();
-    let worker = CountingWorker::start(clients, &queue, handlers, total, origin);
-    subscribe(
-        &clients[0],
-        &format!("{topic}-target"),
-        topic,
-        Some(queue_target(&queue)?),
-    )
-    .await?;
+    let worker = fed_workers(clients, topic, handlers, total, origin).await?;
     let cpu = CpuMeter::start(servers)?;
     let started = tokio::time::Instant::now();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(
