@@ -109,25 +109,25 @@ def section(w, path):
     limits(w, systems)
 
 
+def versus(systems, peer, key, factor, target):
+    """A target row: Keel's events/s in phase `key` against `peer`'s, met at `factor` times."""
+    ours, theirs = per_s(systems, "keel-events", key), per_s(systems, peer, key)
+    measured = f"{fmt(ours)} vs {systems[peer]['name']} {fmt(theirs)}: {ratio(ours, theirs)}"
+    return (target, measured, ours and ours >= factor * theirs)
+
+
 def targets(w, systems, peers):
     keel = "keel-events"
     rows = []
-    single = per_s(systems, keel, "publish_single")
     bar = best(systems, [p for p in peers if p in SYNCING], "publish_single")
     if bar:
-        theirs = per_s(systems, bar, "publish_single")
-        rows.append(("publish one by one ≥ 1.5x the best peer that syncs before acknowledging",
-                     f"{fmt(single)} vs {systems[bar]['name']} {fmt(theirs)}: {ratio(single, theirs)}",
-                     single and single >= 1.5 * theirs))
+        rows.append(versus(systems, bar, "publish_single", 1.5,
+                           "publish one by one ≥ 1.5x the best peer that syncs before acknowledging"))
     batch = per_s(systems, keel, "publish_batch")
     rows.append(("batched publish ≥ 300,000 events/s", fmt(batch), batch and batch >= 300000))
-    drain = per_s(systems, keel, "drain_pulled")
     nats = best(systems, ["nats-always", "nats-default"], "drain_pulled")
     if nats:
-        theirs = per_s(systems, nats, "drain_pulled")
-        rows.append(("pulled drain ≥ 2x NATS (any durability)",
-                     f"{fmt(drain)} vs {systems[nats]['name']} {fmt(theirs)}: {ratio(drain, theirs)}",
-                     drain and drain >= 2 * theirs))
+        rows.append(versus(systems, nats, "drain_pulled", 2, "pulled drain ≥ 2x NATS (any durability)"))
     lat = phase(systems, keel, "event_latency")
     if lat:
         rows.append((f"publish→handler p99 ≤ 5 ms at {lat['rate']:,}/s", f"{lat['p99_ms']} ms", lat["p99_ms"] <= 5))
