@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod id;
@@ -28,7 +29,8 @@ pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    Namespace, QueueName, QueueRef, SourceName, SubscriptionName, TopicName, WorkflowName,
+    EndpointName, Namespace, QueueName, QueueRef, SourceName, SubscriptionName, TopicName,
+    WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

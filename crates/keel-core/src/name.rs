@@ -1,4 +1,4 @@
-//! Namespace, queue, workflow, topic, subscription and source names, checked once at the edge so that every layer below
+//! Namespace, queue, workflow, topic, subscription, source and endpoint names, checked once at the edge so that every layer below
 //! can trust them (they end up in SQL parameters, metric labels and log lines).
 
 use std::fmt;
@@ -66,6 +66,7 @@ name_type!(WorkflowName, "workflow");
 name_type!(TopicName, "topic");
 name_type!(SubscriptionName, "subscription");
 name_type!(SourceName, "source");
+name_type!(EndpointName, "endpoint");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{MAX_LEASE_MS, MIN_LEASE_MS};
-use crate::{Backoff, Error};
+use crate::{Backoff, EndpointName, Error};
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
 pub const DEFAULT_LEASE_MS: u64 = 30_000;
@@ -27,6 +27,29 @@ pub struct QueuePolicy {
     pub retention_ms: Option<u64>,
     /// How long dead jobs are kept, for inspection and redrive.
     pub dead_retention_ms: Option<u64>,
+    /// Keel delivers this queue's jobs to an endpoint instead of waiting
+    /// for pull workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<Push>,
+}
+
+/// A push queue's endpoint and how many of its jobs are delivered at once
+/// on each node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Push {
+    pub endpoint: EndpointName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+impl Push {
+    /// Deliveries in flight when the policy names none.
+    pub const DEFAULT_CONCURRENCY: u32 = 16;
+
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency.unwrap_or(Self::DEFAULT_CONCURRENCY)
+    }
 }
 
 impl QueuePolicy {
@@ -42,6 +65,14 @@ impl QueuePolicy {
         }
         if self.max_concurrency == Some(0) {
             return Err(Error::invalid("max_concurrency must be at least 1"));
+        }
+        if let Some(push) = &self.push
+            && !(1..=crate::endpoint::MAX_IN_FLIGHT).contains(&push.concurrency())
+        {
+            return Err(Error::invalid(format!(
+                "push.concurrency must be between 1 and {}",
+                crate::endpoint::MAX_IN_FLIGHT
+            )));
         }
         Ok(())
     }

@@ -150,14 +150,7 @@ impl SourceSpec {
 /// Standard Webhooks secret is malformed.
 pub fn secret_bytes(verify: &Verify) -> Option<Vec<u8>> {
     match verify.scheme {
-        Scheme::StandardWebhooks => {
-            use base64::Engine as _;
-            let encoded = verify.secret.strip_prefix("whsec_")?;
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()
-                .filter(|key| !key.is_empty())
-        }
+        Scheme::StandardWebhooks => crate::endpoint::whsec_key(&verify.secret),
         _ => Some(verify.secret.as_bytes().to_vec()),
     }
 }

@@ -15,6 +15,7 @@
 //! after commits, never inside an enqueue transaction ([`notify`]).
 
 mod bound;
+mod endpoints;
 mod jobs;
 mod keys;
 mod maintenance;

@@ -115,6 +115,26 @@ impl QueueStore for PostgresStore {
         Ok(())
     }
 
+    async fn queue_policies(&self) -> Result<Vec<(QueueRef, QueuePolicy)>, Error> {
+        let rows = self
+            .client()
+            .await?
+            .query(include_str!("../queries/queues/policies.sql"), &[])
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let corrupt =
+                    |e: Error| Error::internal(format!("corrupt queue row: {}", e.message));
+                let queue = QueueRef {
+                    namespace: Namespace::new(r.get(0)).map_err(corrupt)?,
+                    queue: QueueName::new(r.get(1)).map_err(corrupt)?,
+                };
+                Ok((queue, from_json(r.get(2))?))
+            })
+            .collect()
+    }
+
     async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
         let client = self.client().await?;
         let (namespace, name) = (queue.namespace.as_str(), queue.queue.as_str());

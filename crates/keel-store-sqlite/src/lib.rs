@@ -7,6 +7,7 @@
 //! the writer commits.
 
 mod checkpointer;
+mod endpoints;
 mod hot;
 mod jobs;
 mod maintenance;

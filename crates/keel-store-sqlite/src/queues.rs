@@ -40,6 +40,14 @@ impl QueueStore for SqliteStore {
         self.write(move |w| w.pause(&queue, paused, now)).await
     }
 
+    async fn queue_policies(&self) -> Result<Vec<(QueueRef, QueuePolicy)>, Error> {
+        let policies = self.policies.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(policies
+            .iter()
+            .map(|(queue, policy)| (queue.clone(), policy.clone()))
+            .collect())
+    }
+
     async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
         let queue = queue.clone();
         self.write(move |w| Ok(Ok(w.stats(&queue)))).await

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_topics.sql"),
     include_str!("../migrations/0006_subscriptions.sql"),
     include_str!("../migrations/0007_sources.sql"),
+    include_str!("../migrations/0008_endpoints.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -15,6 +15,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod endpoints;
 mod jobs;
 mod maintenance;
 mod owner;
@@ -28,6 +29,9 @@ mod workflows;
 
 use async_trait::async_trait;
 
+pub use endpoints::{
+    Attempt, AttemptQuery, Endpoint, EndpointStore, NewAttempt, SecretChoice, endpoint_not_found,
+};
 pub use jobs::{
     Ack, AckOutcome, Acked, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage, JobStore,
     LeaseRequest, LeasedJob, RedriveSelection,
@@ -57,6 +61,7 @@ pub trait Store:
     + TopicStore
     + SubscriptionStore
     + SourceStore
+    + EndpointStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

@@ -42,6 +42,10 @@ pub trait QueueStore: Send + Sync {
         now: Timestamp,
     ) -> Result<(), Error>;
 
+    /// Every queue with a stored policy, with it (push queues are found
+    /// this way).
+    async fn queue_policies(&self) -> Result<Vec<(QueueRef, QueuePolicy)>, Error>;
+
     async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error>;
 
     /// Unfinished jobs by queue and state, for gauges.

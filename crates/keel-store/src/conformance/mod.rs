@@ -13,6 +13,7 @@
     reason = "a test suite: a panic is a failed check"
 )]
 
+mod endpoints;
 mod jobs;
 mod keys;
 mod maintenance;
@@ -98,6 +99,7 @@ where
         ("topics", topics::CASES),
         ("subscriptions", subscriptions::CASES),
         ("sources", sources::CASES),
+        ("endpoints", endpoints::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {
