@@ -75,12 +75,7 @@ pub struct EndpointSpec {
 
 impl EndpointSpec {
     pub fn check(&self, name: &EndpointName) -> Result<(), Error> {
-        if QueueName::new(&format!("{QUEUE_PREFIX}{name}")).is_err() {
-            return Err(Error::invalid(format!(
-                "endpoint name {name:?} is too long: at most {} characters",
-                128 - QUEUE_PREFIX.len()
-            )));
-        }
+        endpoint_queue(&Namespace::new("n")?, name)?;
         let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
         if !scheme_ok || self.url.len() > MAX_URL {
             return Err(Error::invalid(format!(
@@ -161,13 +156,19 @@ impl EndpointSpec {
     }
 }
 
-/// The queue an endpoint's deliveries wait on.
-pub fn endpoint_queue(namespace: &Namespace, name: &EndpointName) -> QueueRef {
-    QueueRef {
+/// The queue an endpoint's deliveries wait on (an error for a name too long
+/// to have one, which `EndpointSpec::check` refuses).
+pub fn endpoint_queue(namespace: &Namespace, name: &EndpointName) -> Result<QueueRef, Error> {
+    let queue = QueueName::new(&format!("{QUEUE_PREFIX}{name}")).map_err(|_| {
+        Error::invalid(format!(
+            "endpoint name {name:?} is too long: at most {} characters",
+            128 - QUEUE_PREFIX.len()
+        ))
+    })?;
+    Ok(QueueRef {
         namespace: namespace.clone(),
-        queue: QueueName::new(&format!("{QUEUE_PREFIX}{name}"))
-            .expect("checked by EndpointSpec::check"),
-    }
+        queue,
+    })
 }
 
 /// The endpoint whose deliveries wait on `queue`, if it is one.
@@ -363,7 +364,7 @@ mod tests {
     fn queues_name_their_endpoint() {
         let ns = Namespace::new("acme").unwrap();
         let name = EndpointName::new("crm").unwrap();
-        let queue = endpoint_queue(&ns, &name);
+        let queue = endpoint_queue(&ns, &name).unwrap();
         assert_eq!(queue.queue.as_str(), "keel.push.crm");
         assert_eq!(queue_endpoint(&queue.queue), Some(name));
         assert_eq!(queue_endpoint(&QueueName::new("emails").unwrap()), None);
