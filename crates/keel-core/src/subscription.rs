@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::workflow::expr;
-use crate::{Backoff, Error, Event, QueueName, Timestamp, WorkflowName};
+use crate::{Backoff, EndpointName, Error, Event, QueueName, Timestamp, WorkflowName};
 
 /// Most type patterns in one filter.
 pub const MAX_TYPES: usize = 32;
@@ -193,12 +193,19 @@ pub enum Target {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         input: Option<Value>,
     },
+    /// A signed POST per event to `endpoint`; `payload` is a template over
+    /// `event` (default: the whole event).
+    Endpoint {
+        endpoint: EndpointName,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<Value>,
+    },
 }
 
 impl Target {
     pub fn check(&self) -> Result<(), Error> {
         let template = match self {
-            Target::Queue { payload, .. } => payload,
+            Target::Queue { payload, .. } | Target::Endpoint { payload, .. } => payload,
             Target::Workflow { input, .. } => input,
         };
         let mut found = Vec::new();
@@ -221,7 +228,7 @@ impl Target {
     /// The job payload or run input for `event`.
     pub fn render(&self, event: &Event) -> Result<Value, Error> {
         let template = match self {
-            Target::Queue { payload, .. } => payload,
+            Target::Queue { payload, .. } | Target::Endpoint { payload, .. } => payload,
             Target::Workflow { input, .. } => input,
         };
         let context = event_context(event);

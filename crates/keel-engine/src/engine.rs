@@ -7,6 +7,7 @@ use keel_core::{Clock, Limits, Timestamp};
 use keel_store::Store;
 
 use crate::Shutdown;
+use crate::endpoints::EndpointService;
 use crate::events::EventService;
 use crate::jobs::JobService;
 use crate::owners::Owners;
@@ -23,17 +24,22 @@ pub struct Engine {
     pub events: EventService,
     pub subscriptions: SubscriptionService,
     pub sources: SourceService,
+    pub endpoints: EndpointService,
     pub workflows: Arc<Driver>,
     pub run_retention_ms: u64,
+    pub attempt_retention_ms: u64,
 }
 
 /// How the engine treats the outside world, and how long it keeps history.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Let `http` steps call loopback, private and link-local addresses.
+    /// Let `http` steps and endpoints call loopback, private and link-local
+    /// addresses.
     pub allow_private_http: bool,
     /// How long a finished run stays readable before retention deletes it.
     pub run_retention_ms: u64,
+    /// How long endpoints' delivery attempts are kept in their log.
+    pub attempt_retention_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +47,7 @@ impl Default for EngineConfig {
         EngineConfig {
             allow_private_http: false,
             run_retention_ms: DEFAULT_RUN_RETENTION_MS,
+            attempt_retention_ms: DEFAULT_ATTEMPT_RETENTION_MS,
         }
     }
 }
@@ -48,6 +55,8 @@ impl Default for EngineConfig {
 /// Finished runs are kept a week by default: long enough to look into a
 /// failure after a weekend.
 pub const DEFAULT_RUN_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+/// Delivery attempts are kept a week by default, like runs.
+pub const DEFAULT_ATTEMPT_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
 
 impl Engine {
     pub fn new(
@@ -69,6 +78,10 @@ impl Engine {
             workflows.clone(),
         );
         let sources = SourceService::new(store.clone(), clock.clone());
+        let guard = crate::outbound::Guard {
+            allow_private: config.allow_private_http,
+        };
+        let endpoints = EndpointService::new(store.clone(), clock.clone(), guard);
         Arc::new(Engine {
             store,
             clock,
@@ -78,8 +91,10 @@ impl Engine {
             events,
             subscriptions,
             sources,
+            endpoints,
             workflows,
             run_retention_ms: config.run_retention_ms,
+            attempt_retention_ms: config.attempt_retention_ms,
         })
     }
 

@@ -9,18 +9,22 @@
 //! - [`subscriptions::SubscriptionService`]: subscriptions, pulled fetches
 //!   and commits, and hand-offs to targets.
 //! - [`sources::SourceService`]: webhooks verified and published as events.
+//! - [`endpoints::EndpointService`]: endpoints Keel pushes to, their
+//!   secrets, health and attempts log (the pushing is `services/pusher.rs`).
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
 //! - [`services`]: the background services (maintenance, retention, the step
-//!   runner, the run sweep), each `new(engine)` then `run(shutdown)`.
+//!   runner, the run sweep, the hand-off of events, the pusher), each `new(engine)` then `run(shutdown)`.
 //! - [`metrics`]: the Prometheus recorder and every `keel_` metric.
 //!
 //! Architecture invariant: no axum, no routes, no SQL here; state is read and
 //! written through `dyn Store` only.
 
+pub mod endpoints;
 mod engine;
 pub mod events;
 pub mod jobs;
 pub mod metrics;
+pub mod outbound;
 mod owners;
 mod rates;
 pub mod services;
@@ -29,6 +33,6 @@ pub mod sources;
 pub mod subscriptions;
 pub mod workflows;
 
-pub use engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};
+pub use engine::{DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};
 pub use rates::RecentRates;
 pub use shutdown::{Shutdown, ShutdownTrigger};

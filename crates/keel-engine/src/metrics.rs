@@ -132,6 +132,24 @@ pub fn webhook_received(namespace: &keel_core::Namespace, source: &str, outcome:
     .increment(1);
 }
 
+/// One push to an endpoint, by outcome (`succeeded`, `failed`).
+pub fn endpoint_attempt(
+    namespace: &keel_core::Namespace,
+    endpoint: &keel_core::EndpointName,
+    succeeded: bool,
+) {
+    let outcome = if succeeded { "succeeded" } else { "failed" };
+    counter!(
+        "keel_endpoint_attempts_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("endpoint", endpoint.to_string()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
 pub fn lease_waiter(queue: &QueueRef) -> Parked {
     let gauge = gauge!("keel_lease_waiters", &labels(queue));
     gauge.increment(1.0);

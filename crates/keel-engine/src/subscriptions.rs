@@ -13,8 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_core::endpoint::endpoint_queue;
 use keel_core::job::JobRequest;
-use keel_core::subscription::{Start, SubscriptionSpec, Target};
+use keel_core::subscription::{JobFields, Start, SubscriptionSpec, Target};
 use keel_core::{Clock, Error, Event, JobIdGenerator, Limits, Namespace, QueueRef, Timestamp};
 use keel_store::{Fetched, JobOwner, OwnedJob, Store, Subscription};
 use serde_json::value::to_raw_value;
@@ -75,6 +76,9 @@ impl SubscriptionService {
             job_request(job.as_ref(), serde_json::Value::Null, None)?
                 .validate(&policy, &self.limits, self.clock.now())
                 .map_err(|e| Error::new(e.code, format!("target.job: {}", e.message)))?;
+        }
+        if let Some(Target::Endpoint { endpoint, .. }) = &spec.target {
+            self.store.endpoint_get(namespace, endpoint).await?;
         }
         let answer = self
             .store
@@ -206,32 +210,31 @@ impl SubscriptionService {
                     namespace: sub.namespace.clone(),
                     queue: queue.clone(),
                 };
-                let policy = self.store.queue_policy(&queue).await?;
-                let mut jobs = Vec::with_capacity(wanted.len());
-                for event in &wanted {
-                    let payload = target.render(event)?;
-                    let request = job_request(job.as_ref(), payload, Some((sub, event)))?;
-                    let job = request.validate(&policy, &self.limits, now).map_err(|e| {
-                        Error::new(e.code, format!("event seq {}: {}", event.seq, e.message))
-                    })?;
-                    let id = {
-                        let ids = self
-                            .ids
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        ids.next(now)
-                    };
-                    jobs.push(OwnedJob {
-                        queue: queue.clone(),
-                        id,
-                        job,
-                        owner: Some(JobOwner::Subscription {
-                            subscription: sub.name.clone(),
-                            seq: event.seq,
-                        }),
-                    });
-                }
-                jobs
+                self.owned_jobs(sub, target, &queue, job.as_ref(), true, &wanted, now)
+                    .await?
+            }
+            Target::Endpoint { endpoint, .. } => {
+                let spec = self
+                    .store
+                    .endpoint_get(&sub.namespace, endpoint)
+                    .await?
+                    .spec;
+                let queue = endpoint_queue(&sub.namespace, endpoint)?;
+                let first = spec.retry_schedule().first().copied().filter(|&ms| ms > 0);
+                let fields = JobFields {
+                    delay_ms: first,
+                    ..JobFields::default()
+                };
+                self.owned_jobs(
+                    sub,
+                    target,
+                    &queue,
+                    Some(&fields),
+                    spec.ordered,
+                    &wanted,
+                    now,
+                )
+                .await?
             }
             Target::Workflow { workflow, .. } => {
                 for event in &wanted {
@@ -265,6 +268,53 @@ impl SubscriptionService {
         metrics::events_delivered(&sub.namespace, &sub.name, delivered, ages);
         Ok(to - sub.position)
     }
+
+    /// A job per event on `queue`, owned by the subscription; `ordered`
+    /// gives each the event's key as its ordering key.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "what a hand-off already holds, passed as it is"
+    )]
+    async fn owned_jobs(
+        &self,
+        sub: &Subscription,
+        target: &Target,
+        queue: &QueueRef,
+        fields: Option<&JobFields>,
+        ordered: bool,
+        events: &[&Event],
+        now: Timestamp,
+    ) -> Result<Vec<OwnedJob>, Error> {
+        let policy = self.store.queue_policy(queue).await?;
+        let mut jobs = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = target.render(event)?;
+            let mut request = job_request(fields, payload, Some((sub, event)))?;
+            if !ordered {
+                request.ordering_key = None;
+            }
+            let job = request.validate(&policy, &self.limits, now).map_err(|e| {
+                Error::new(e.code, format!("event seq {}: {}", event.seq, e.message))
+            })?;
+            let id = {
+                let ids = self
+                    .ids
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                ids.next(now)
+            };
+            jobs.push(OwnedJob {
+                queue: queue.clone(),
+                id,
+                job,
+                owner: Some(JobOwner::Subscription {
+                    subscription: sub.name.clone(),
+                    seq: event.seq,
+                }),
+            });
+        }
+        Ok(jobs)
+    }
 }
 
 /// Seconds from an event's publish to `now`.
@@ -275,7 +325,7 @@ fn age(event: &Event, now: Timestamp) -> f64 {
 /// A queue target's job for one event (`delivery`: the subscription and
 /// the event, whose key orders the job and whose ids tag it).
 fn job_request(
-    fields: Option<&keel_core::subscription::JobFields>,
+    fields: Option<&JobFields>,
     payload: serde_json::Value,
     delivery: Option<(&Subscription, &Event)>,
 ) -> Result<JobRequest, Error> {

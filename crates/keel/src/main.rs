@@ -15,7 +15,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
-use keel_engine::{DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger};
+use keel_engine::{
+    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger,
+};
 use keel_store_sqlite::SqliteStore;
 
 /// A server allocates and frees many small, short-lived buffers on several
@@ -76,13 +78,18 @@ struct ServerArgs {
     /// (many Keel nodes may share one database).
     #[arg(long, env = "KEEL_DATABASE_URL")]
     database_url: Option<String>,
-    /// Let workflow `http` steps call loopback, private and link-local
-    /// addresses (refused by default: server-side request forgery).
+    /// Let workflow `http` steps and endpoints call loopback, private and
+    /// link-local addresses (refused by default: server-side request
+    /// forgery; cloud metadata addresses stay refused).
     #[arg(long, env = "KEEL_ALLOW_PRIVATE_HTTP")]
     allow_private_http: bool,
     /// How long a finished workflow run stays readable, in ms (default: 7 days).
     #[arg(long, env = "KEEL_RUN_RETENTION_MS", default_value_t = DEFAULT_RUN_RETENTION_MS)]
     run_retention_ms: u64,
+    /// How long endpoints' delivery attempts stay in their log, in ms
+    /// (default: 7 days).
+    #[arg(long, env = "KEEL_ATTEMPT_RETENTION_MS", default_value_t = DEFAULT_ATTEMPT_RETENTION_MS)]
+    attempt_retention_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -143,6 +150,7 @@ fn main() -> std::process::ExitCode {
                 let config = EngineConfig {
                     allow_private_http: args.allow_private_http,
                     run_retention_ms: args.run_retention_ms,
+                    attempt_retention_ms: args.attempt_retention_ms,
                 };
                 serve(args.listen, store, args.limits.limits(), config, false).await
             }

@@ -3,6 +3,7 @@
 
 mod deliveries;
 mod maintenance;
+mod pusher;
 mod retention;
 mod steps;
 
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 
 pub use deliveries::Deliveries;
 pub use maintenance::Maintenance;
+pub use pusher::Pusher;
 pub use retention::Retention;
 pub use steps::{RunSweep, StepRunner};
 
@@ -26,6 +28,7 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
         tokio::spawn(Retention::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(StepRunner::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(Deliveries::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(Pusher::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(RunSweep::new(engine).run(shutdown)),
     ])
 }

@@ -1,6 +1,6 @@
 //! Deletes finished jobs past their queue's retention, expired idempotency
 //! keys, finished runs past the run retention and events past their topic's
-//! retention, once a minute.
+//! retention and endpoints' delivery attempts past theirs, once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,7 @@ impl Retention {
             }
             self.prune_runs().await;
             self.prune_events().await;
+            self.prune_attempts().await;
         }
     }
 
@@ -48,6 +49,13 @@ impl Retention {
         let store = &self.engine.store;
         let pruned = in_chunks(|chunk| store.events_prune(now, chunk)).await;
         report(pruned, "events");
+    }
+
+    async fn prune_attempts(&self) {
+        let engine = &self.engine;
+        let before = finished_before(engine.now(), engine.attempt_retention_ms);
+        let pruned = in_chunks(|chunk| engine.store.attempts_prune(before, chunk)).await;
+        report(pruned, "delivery attempts");
     }
 
     async fn prune_runs(&self) {

@@ -1,17 +1,12 @@
-//! Outbound calls of `http` steps, behind an SSRF guard: loopback, private,
-//! link-local (cloud metadata included), shared and unspecified addresses are
-//! refused unless the server allows them. The guard sits in the DNS resolver,
-//! so the address checked is the address connected to (no rebinding between
-//! check and use); literal IPs are checked before the call; redirects are not
-//! followed (a 3xx is not a success).
+//! Outbound calls of `http` steps, through the SSRF guard of
+//! [`crate::outbound`]; redirects are not followed (a 3xx is not a success).
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::workflow::HttpRequest;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
+
+use crate::outbound::{Guard, REFUSED, describe, read_bounded};
 
 /// A call's timeout when the step gives none.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
@@ -21,7 +16,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct HttpCaller {
     client: reqwest::Client,
-    allow_private: bool,
+    guard: Guard,
 }
 
 /// Why a call did not succeed; `retry` is false when trying again cannot help.
@@ -41,18 +36,10 @@ impl CallError {
 }
 
 impl HttpCaller {
-    pub fn new(allow_private: bool) -> Self {
-        // reqwest is built without a default crypto provider (ring, not aws-lc).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-            .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+    pub fn new(guard: Guard) -> Self {
         HttpCaller {
-            client,
-            allow_private,
+            client: guard.client(false),
+            guard,
         }
     }
 
@@ -61,21 +48,9 @@ impl HttpCaller {
     pub async fn call(&self, request: &HttpRequest) -> Result<Value, CallError> {
         let url = reqwest::Url::parse(&request.url)
             .map_err(|e| CallError::new(format!("invalid url {:?}: {e}", request.url), false))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(CallError::new(
-                "only http and https urls are allowed",
-                false,
-            ));
-        }
-        if let Some(host) = url.host_str() {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if let Ok(ip) = bare.parse::<IpAddr>()
-                && !self.allow_private
-                && !is_public(ip)
-            {
-                return Err(CallError::new(refused(ip), false));
-            }
-        }
+        self.guard
+            .check_url(&url)
+            .map_err(|refusal| CallError::new(refusal, false))?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| CallError::new(format!("invalid method {:?}", request.method), false))?;
         let timeout = Duration::from_millis(request.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
@@ -88,12 +63,11 @@ impl HttpCaller {
         }
         let response = builder.send().await.map_err(|e| {
             let message = describe(&e);
-            let refused = message.contains("refused by keel");
+            let refused = message.contains(REFUSED);
             CallError::new(message, !refused)
         })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
+        let (bytes, cut) = read_bounded(response, MAX_RESPONSE_BYTES)
             .await
             .map_err(|e| CallError::new(describe(&e), true))?;
         if !status.is_success() {
@@ -103,12 +77,9 @@ impl HttpCaller {
                 status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
             return Err(CallError::new(format!("{status}: {text}"), retry));
         }
-        if bytes.len() > MAX_RESPONSE_BYTES {
+        if cut {
             return Err(CallError::new(
-                format!(
-                    "response of {} bytes is over the limit of {MAX_RESPONSE_BYTES}",
-                    bytes.len()
-                ),
+                format!("response is over the limit of {MAX_RESPONSE_BYTES} bytes"),
                 false,
             ));
         }
@@ -120,105 +91,15 @@ impl HttpCaller {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn refused(ip: IpAddr) -> String {
-    format!("refused by keel: {ip} is not a public address (see --allow-private-http)")
-}
-
-/// Whether an address is on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                // 100.64.0.0/10: carrier-grade NAT, often internal.
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link-local.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
-    }
-}
-
-struct GuardedResolver {
-    allow_private: bool,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs
-                .iter()
-                .copied()
-                .filter(|a| allow_private || is_public(a.ip()))
-                .collect();
-            match (allowed.is_empty(), addrs.first()) {
-                (true, Some(first)) => Err(refused(first.ip()).into()),
-                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn internal_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "::1",
-            "fe80::1",
-            "fd00::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
     #[tokio::test]
     async fn literal_and_resolved_internal_hosts_are_refused() {
-        let caller = HttpCaller::new(false);
+        let caller = HttpCaller::new(Guard {
+            allow_private: false,
+        });
         for url in [
             "http://127.0.0.1:9/x",
             "http://[::1]:9/",
@@ -232,11 +113,7 @@ mod tests {
                 timeout_ms: Some(2000),
             };
             let err = caller.call(&request).await.unwrap_err();
-            assert!(
-                err.message.contains("refused by keel"),
-                "{url}: {}",
-                err.message
-            );
+            assert!(err.message.contains(REFUSED), "{url}: {}", err.message);
             assert!(!err.retry, "{url}");
         }
     }

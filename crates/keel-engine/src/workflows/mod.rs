@@ -123,7 +123,9 @@ impl Driver {
             locks: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            http: HttpCaller::new(allow_private_http),
+            http: HttpCaller::new(crate::outbound::Guard {
+                allow_private: allow_private_http,
+            }),
             waits: EventWaits::default(),
         })
     }

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keel_core::workflow::RunId;
 use keel_core::{
-    ErrorCode, JobId, Namespace, QueueName, QueueRef, SourceName, SubscriptionName, TopicName,
-    WorkflowName,
+    EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, SourceName, SubscriptionName,
+    TopicName, WorkflowName,
 };
 use serde::de::DeserializeOwned;
 
@@ -240,6 +240,21 @@ impl<S: Send + Sync> FromRequestParts<S> for SourcePath {
         Ok(SourcePath(
             user_namespace(segment(&segments, "ns"))?,
             SourceName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of an endpoint, validated.
+pub(super) struct EndpointPath(pub Namespace, pub EndpointName);
+
+impl<S: Send + Sync> FromRequestParts<S> for EndpointPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(EndpointPath(
+            user_namespace(segment(&segments, "ns"))?,
+            EndpointName::new(segment(&segments, "name"))?,
         ))
     }
 }

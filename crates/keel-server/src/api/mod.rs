@@ -2,6 +2,7 @@
 //! input into a coded 4xx (never a 500 or a panic).
 
 mod cloudevents;
+mod endpoints;
 mod error;
 mod extract;
 mod health;
@@ -119,7 +120,30 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/namespaces/{ns}/sources/{name}",
             get(sources::get).put(sources::put).delete(sources::delete),
         )
-        .route("/hooks/{ns}/{name}", post(sources::ingest));
+        .route("/hooks/{ns}/{name}", post(sources::ingest))
+        .route("/namespaces/{ns}/endpoints", get(endpoints::list))
+        .route(
+            "/namespaces/{ns}/endpoints/{name}",
+            get(endpoints::get)
+                .put(endpoints::put)
+                .delete(endpoints::delete),
+        )
+        .route(
+            "/namespaces/{ns}/endpoints/{name}/rotate-secret",
+            post(endpoints::rotate),
+        )
+        .route(
+            "/namespaces/{ns}/endpoints/{name}/enable",
+            post(endpoints::enable),
+        )
+        .route(
+            "/namespaces/{ns}/endpoints/{name}/attempts",
+            get(endpoints::attempts),
+        )
+        .route(
+            "/namespaces/{ns}/endpoints/{name}/recover",
+            post(endpoints::recover),
+        );
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

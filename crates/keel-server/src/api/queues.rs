@@ -43,10 +43,17 @@ pub(super) async fn set_policy(
     JsonBody(policy): JsonBody<QueuePolicy>,
 ) -> Result<Json<QueuePolicy>, ApiError> {
     policy.validate()?;
+    if let Some(push) = &policy.push {
+        engine
+            .store
+            .endpoint_get(&queue.namespace, &push.endpoint)
+            .await?;
+    }
     engine
         .store
         .queue_policy_set(&queue, policy.clone(), engine.now())
         .await?;
+    engine.endpoints.queue_policy_changed();
     Ok(Json(policy))
 }
 
