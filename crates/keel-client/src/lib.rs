@@ -1,7 +1,7 @@
 //! The Rust client and worker SDK for Keel's HTTP API.
 //!
 //! [`Client`] enqueues and inspects jobs, publishes and reads events,
-//! consumes subscriptions and configures webhook sources; [`Worker`] runs an async handler per
+//! consumes subscriptions, configures webhook sources and endpoints; [`Worker`] runs an async handler per
 //! leased job with bounded concurrency, batch leasing (long-poll), automatic
 //! heartbeats, batched acknowledgements and a graceful drain.
 //!
@@ -10,6 +10,7 @@
 //! HTTP client can do.
 
 mod client;
+mod endpoints;
 mod events;
 mod sources;
 mod worker;
@@ -18,6 +19,10 @@ pub use client::{
     Client, ClientError, Job, JobPage, JobSpec, LeasedJob, ListQuery, install_tls_provider,
 };
 pub use events::{Event, NewEvent};
+pub use keel_api::endpoints::{
+    AttemptAnswer, AttemptList, EndpointAnswer, EndpointList, EndpointRequest, RecoverAnswer,
+    RotatedAnswer,
+};
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};

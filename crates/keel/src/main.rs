@@ -4,6 +4,7 @@
 //! builds the engine and hands it to `keel_server::run`.
 
 mod admin;
+mod endpoints;
 mod events;
 mod sources;
 mod workflows;
@@ -63,6 +64,8 @@ enum Command {
     Subscription(events::SubscriptionArgs),
     /// Configure and inspect webhook sources.
     Source(sources::SourceArgs),
+    /// Configure endpoints Keel pushes to; read their attempts.
+    Endpoint(endpoints::EndpointArgs),
 }
 
 #[derive(Args)]
@@ -173,6 +176,7 @@ fn main() -> std::process::ExitCode {
             Command::Tail(args) => events::tail(args).await,
             Command::Subscription(args) => events::subscription(args).await,
             Command::Source(args) => sources::source(args).await,
+            Command::Endpoint(args) => endpoints::endpoint(args).await,
         }
     });
     match result {

@@ -656,3 +656,33 @@ async fn kill_9_during_delivery_loses_nothing() {
         "only attempts in flight repeat: {duplicates}"
     );
 }
+
+#[tokio::test]
+async fn the_cli_puts_lists_rotates_and_reads_attempts() {
+    let (server, dir) = server().await;
+    let file = dir.path().join("crm.yaml");
+    std::fs::write(
+        &file,
+        "name: crm\nurl: https://crm.example.com/hooks\nordered: true\n",
+    )
+    .unwrap();
+    let (ok, out, err) = server
+        .cli(&["endpoint", "put", file.to_str().unwrap()])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("secret (shown once): whsec_"), "{out}");
+    let (ok, out, _) = server.cli(&["endpoint", "list"]).await;
+    assert!(
+        ok && out.starts_with("crm  https://crm.example.com/hooks  ok"),
+        "{out}"
+    );
+    assert!(!out.contains("whsec_"), "a list never shows a secret");
+    let (ok, out, _) = server.cli(&["endpoint", "rotate-secret", "crm"]).await;
+    assert!(ok && out.trim().starts_with("whsec_"), "{out}");
+    let (ok, out, _) = server.cli(&["endpoint", "attempts", "crm", "--json"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["attempts"],
+        json!([])
+    );
+}
