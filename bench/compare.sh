@@ -6,6 +6,8 @@
 #   bench/compare.sh                  # jobs and workflows (about 10 minutes)
 #   SUITE=events bench/compare.sh     # events (about 35 minutes: 5 of them
 #                                     # per system at 10 million an hour)
+#   SUITE=hooks bench/compare.sh      # webhooks: push, push queues, ingestion
+#                                     # (about 2 minutes; no peer runs)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -20,7 +22,9 @@ case $SUITE in
           RESULTS=docs/benchmarks.jsonl ;;
     events) ONLY=${ONLY:-"keel-events keel-pg-events nats-always nats-default redis-streams rabbit-streams"}
           RESULTS=docs/benchmarks-events.jsonl ;;
-    *) echo "SUITE is jobs or events" >&2; exit 2 ;;
+    hooks) ONLY=${ONLY:-"keel-hooks keel-pg-hooks"}
+          RESULTS=docs/benchmarks-hooks.jsonl ;;
+    *) echo "SUITE is jobs, events or hooks" >&2; exit 2 ;;
 esac
 OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
@@ -147,6 +151,15 @@ if wants keel-pg-events; then
         --prefetch 500 --events-n 20000 --phases publish_single,drain_pulled,publish_batch,keyed_target,event_latency
 fi
 
+HOOKS=push,push_failing,push_queue,ingest
+if wants keel-hooks; then
+    run keel-hooks "$ROOT/target/release/keel-bench" --hooks-n 50000 --phases "$HOOKS"
+fi
+if wants keel-pg-hooks; then
+    run keel-pg-hooks "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --hooks-n 20000 --phases "$HOOKS"
+fi
+
 # The event peers: each phase of bench/peers/events/phases.mjs through a
 # driver; SERVER_PIDS lets a phase report the server's CPU. NATS runs twice
 # (a current server from PyPI): fsync before every PubAck, and its default
@@ -183,5 +196,6 @@ if wants rabbit-streams; then
 fi
 
 cp "$OUT" "$ROOT/$RESULTS"
-python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" >"$ROOT/docs/benchmarks.md"
+python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
+    "$ROOT/docs/benchmarks-hooks.jsonl" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Writes docs/benchmarks.md from the JSON lines of bench/compare.sh: one run
 of the jobs suite and, when given, one run of the events suite
-(report_events.py writes that section).
+(report_events.py writes that section) and one of the webhooks suite
+(report_hooks.py).
 
-Usage: python3 bench/report.py jobs.jsonl [events.jsonl] > docs/benchmarks.md
+Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl]] > docs/benchmarks.md
 
 Only the standard library. Every number in the output comes from the input
 file; the prose around them is fixed.
@@ -13,6 +14,7 @@ import os
 import sys
 
 import report_events
+import report_hooks
 from reportkit import cpu_line, fmt, load, ratio
 
 # What a 2xx / ack / confirm means on disk for each system, as configured here.
@@ -324,8 +326,11 @@ def main():
     events = sys.argv[2] if len(sys.argv) > 2 and os.path.exists(sys.argv[2]) else None
     if events:
         report_events.section(w, events)
+    hooks = sys.argv[3] if len(sys.argv) > 3 and os.path.exists(sys.argv[3]) else None
+    if hooks:
+        report_hooks.section(w, hooks)
     w("## Raw results")
-    for path in [sys.argv[1]] + ([events] if events else []):
+    for path in [sys.argv[1]] + [p for p in (events, hooks) if p]:
         w("")
         w(f"`{os.path.basename(path)}`:")
         w("")

@@ -80,7 +80,7 @@ pub(crate) async fn publish_batches(
     Ok(started.elapsed())
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     client: &Client,
     name: &str,
     topic: &str,

@@ -15,6 +15,7 @@
 //!   before the enqueue call.
 
 mod events;
+mod hooks;
 mod jobs;
 mod keyed;
 mod server;
@@ -134,7 +135,8 @@ struct BenchArgs {
     /// Phases to run: any of enqueue_single, process, enqueue_bulk,
     /// process_after_bulk, latency, latency_fast, workflow, workflow_latency,
     /// publish_single, publish_batch, drain_pulled, keyed_target,
-    /// event_latency, in_process, memory, idle; and, only when named (they
+    /// event_latency, push, push_failing, push_queue, ingest, in_process,
+    /// memory, idle; and, only when named (they
     /// are long), keyed_backlog and events_10m_per_hour.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
@@ -144,6 +146,9 @@ struct BenchArgs {
     /// Events per second of the event latency phase.
     #[arg(long, default_value_t = 1000)]
     events_rate: u64,
+    /// Messages per webhook phase (default: n).
+    #[arg(long)]
+    hooks_n: Option<usize>,
     /// Seconds of the 10-million-an-hour phase.
     #[arg(long, default_value_t = 300)]
     hour_secs: u64,
@@ -408,6 +413,26 @@ async fn measure(
         )
         .await?;
         emit("event_latency(publish->handler)", report);
+    }
+    let hooks_n = args.hooks_n.unwrap_or(args.n);
+    for (phase, fail_every) in [("push", 0), ("push_failing", 10)] {
+        if args.wants(phase) {
+            let report = hooks::push(servers, &clients[0], hooks_n, fail_every).await?;
+            let name = if fail_every == 0 {
+                "push(deliveries to a local receiver)"
+            } else {
+                "push(1 answer in 10 a 500)"
+            };
+            emit(name, report);
+        }
+    }
+    if args.wants("push_queue") {
+        let report = hooks::push_queue(servers, &clients[0], hooks_n, args.batch).await?;
+        emit("push_queue", report);
+    }
+    if args.wants("ingest") {
+        let report = hooks::ingest(servers, &clients[0], &servers[0].url, hooks_n).await?;
+        emit("ingest(signed webhooks)", report);
     }
     if args.phases.iter().any(|p| p == "events_10m_per_hour") {
         let report = events::paced(

@@ -66,7 +66,8 @@ impl BenchServer {
             None => vec!["--data-dir".into(), dir.path().into()],
         };
         let mut child = tokio::process::Command::new(keel)
-            .args(["server", "--listen", "127.0.0.1:0"])
+            // The webhook phases push to a receiver on loopback.
+            .args(["server", "--listen", "127.0.0.1:0", "--allow-private-http"])
             .args(store_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -359,6 +359,21 @@ impl Client {
         self.send(self.http.get(url)).await
     }
 
+    /// Sets a queue's policy (retries, leases, concurrency, retention, push).
+    pub async fn put_queue_policy(
+        &self,
+        namespace: &str,
+        queue: &str,
+        policy: &keel_core::QueuePolicy,
+    ) -> Result<keel_core::QueuePolicy, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}",
+            seg(namespace),
+            seg(queue)
+        ));
+        self.send(self.http.put(url).json(policy)).await
+    }
+
     /// Leases up to `max_jobs`, waiting up to `wait_ms` for one to be ready.
     pub async fn lease(
         &self,
