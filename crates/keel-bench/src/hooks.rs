@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use keel_client::{Client, EndpointRequest, SourceRequest};
 use keel_core::subscription::Target;
-use keel_core::{EndpointName, QueuePolicy};
+use keel_core::{Clock as _, EndpointName, QueuePolicy};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -182,10 +182,7 @@ pub(crate) async fn ingest(
                 }
                 let id = format!("msg_{i}");
                 let body = json!({"type": "invoice.paid", "data": {"i": i}}).to_string();
-                let ts = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)?
-                    .as_secs()
-                    .to_string();
+                let ts = (keel_core::SystemClock.now().as_millis() / 1000).to_string();
                 let signed = format!("{id}.{ts}.{body}");
                 let tag = ring::hmac::sign(&key, signed.as_bytes());
                 let signature = format!(
