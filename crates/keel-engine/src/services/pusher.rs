@@ -3,9 +3,9 @@
 //! policy names an endpoint). One task per such queue leases like any
 //! worker, up to the endpoint's `max_in_flight` (or the push queue's
 //! `concurrency`), paced by its rate limit, and acks each job with what the
-//! endpoint answered. Every attempt goes to the attempts log through one
-//! recorder, which writes them in batches and disables endpoints that fail
-//! for too long. The set of queues is read again when something changes
+//! endpoint answered (acks written in batches, as they come). Every attempt
+//! goes to the attempts log through one recorder, which writes them in
+//! batches and disables endpoints that fail for too long. The set of queues is read again when something changes
 //! here, and every few seconds for changes made on other nodes.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use keel_core::endpoint::endpoint_queue;
 use keel_core::{EndpointName, Namespace, QueueRef, Retry};
 use keel_store::{Ack, AckOutcome, Endpoint, LeaseRequest, LeasedJob, NewAttempt};
 use serde_json::value::RawValue;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::endpoints::send::{self, Answer};
 use crate::{Engine, Shutdown, metrics};
@@ -29,6 +29,8 @@ const IDLE_WAKE: Duration = Duration::from_secs(5);
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// Jobs leased at once by one queue's task.
 const LEASE_BATCH: u32 = 64;
+/// Acks written per store call.
+const ACK_BATCH: usize = 256;
 /// Attempts written per store call.
 const RECORD_BATCH: usize = 1000;
 
@@ -176,6 +178,9 @@ struct Task {
 
 impl Task {
     async fn run(self, mut config: watch::Receiver<Option<Arc<Endpoint>>>, capacity: u32) {
+        let (acks, pending) = mpsc::channel(2 * capacity as usize);
+        let namespace = self.queue.namespace.clone();
+        let flusher = tokio::spawn(flush_acks(self.engine.clone(), namespace, pending));
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(capacity as usize));
         let mut pace = Pace::default();
@@ -220,18 +225,21 @@ impl Task {
                 if let Some(rate) = endpoint.spec.rate_limit {
                     pace.wait(rate.per_second).await;
                 }
-                let (this, endpoint) = (this.clone(), endpoint.clone());
+                let (this, endpoint, acks) = (this.clone(), endpoint.clone(), acks.clone());
                 tokio::spawn(async move {
-                    this.deliver(&endpoint, job).await;
-                    drop(slot);
+                    let ack = this.deliver(&endpoint, job).await;
+                    let _ = acks.send((ack, slot)).await;
                 });
             }
         }
-        // Let deliveries in flight finish and ack.
+        // Let deliveries in flight finish, and their acks be written.
+        drop(acks);
         let _ = slots.acquire_many(capacity).await;
+        let _ = flusher.await;
     }
 
-    async fn deliver(&self, endpoint: &Endpoint, job: LeasedJob) {
+    /// Pushes one job; how to ack it.
+    async fn deliver(&self, endpoint: &Endpoint, job: LeasedJob) -> Ack {
         let engine = &self.engine;
         let message_id = job
             .tags
@@ -258,21 +266,10 @@ impl Task {
         {
             tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot disable an endpoint");
         }
-        let outcome = self.outcome(endpoint, &job, &answer);
-        let acks = vec![Ack {
+        let ack = Ack {
             token: job.lease_token,
-            outcome,
-        }];
-        match engine.jobs.ack(&self.queue.namespace, acks).await {
-            Ok(results) => {
-                if let Some(Err(e)) = results.first() {
-                    tracing::debug!(job = %job.id, error = %e, "a delivery's ack was refused");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e, "cannot ack a delivery; it is sent again");
-            }
-        }
+            outcome: self.outcome(endpoint, &job, &answer),
+        };
         let attempt = NewAttempt {
             namespace: endpoint.namespace.clone(),
             endpoint: endpoint.name.clone(),
@@ -286,6 +283,7 @@ impl Task {
             error: (!succeeded).then(|| answer.describe()),
         };
         let _ = self.attempts.send(attempt).await;
+        ack
     }
 
     /// How the job ends this attempt.
@@ -316,6 +314,33 @@ impl Task {
         AckOutcome::Fail {
             message: answer.describe(),
             retry,
+        }
+    }
+}
+
+/// Writes a queue's acks in batches, as they come: one store write for
+/// every ack that finished while the previous write was going on. A
+/// delivery's slot is freed only once its ack is written, so a task never
+/// holds more leases than its slots.
+async fn flush_acks(
+    engine: Arc<Engine>,
+    namespace: Namespace,
+    mut pending: mpsc::Receiver<(Ack, OwnedSemaphorePermit)>,
+) {
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    while pending.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        let (acks, slots): (Vec<Ack>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
+        let written = engine.jobs.ack(&namespace, acks).await;
+        drop(slots);
+        match written {
+            Ok(results) => {
+                for e in results.iter().filter_map(|r| r.as_ref().err()) {
+                    tracing::debug!(error = %e, "a delivery's ack was refused");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ack deliveries; their leases expire and they go again");
+            }
         }
     }
 }
