@@ -213,6 +213,11 @@ impl Task {
                     continue;
                 }
             };
+            // The lease may have waited through a change (a rotated secret, a
+            // new url): what was leased goes out as the endpoint is now.
+            // (Leased while it was enabled, it goes out even if it was
+            // disabled meanwhile.)
+            let endpoint = config.borrow().clone().unwrap_or(endpoint);
             let mut first = Some(first);
             for job in jobs {
                 let slot = match first.take() {
@@ -367,11 +372,17 @@ struct Pace {
 
 impl Pace {
     async fn wait(&mut self, per_second: u32) {
+        let at = self.slot(tokio::time::Instant::now(), per_second);
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// When the next delivery may start, asked at `now`: at once after a
+    /// pause, else one gap after the one before.
+    fn slot(&mut self, now: tokio::time::Instant, per_second: u32) -> tokio::time::Instant {
         let gap = Duration::from_secs(1) / per_second.max(1);
-        let now = tokio::time::Instant::now();
         let at = self.next.map_or(now, |n| n.max(now));
         self.next = Some(at + gap);
-        tokio::time::sleep_until(at).await;
+        at
     }
 }
 
@@ -411,6 +422,21 @@ async fn record(engine: Arc<Engine>, mut log: mpsc::Receiver<NewAttempt>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pace_spaces_starts_and_does_not_bank_idle_time() {
+        let mut pace = Pace::default();
+        let t0 = tokio::time::Instant::now();
+        let starts: Vec<Duration> = (0..3).map(|_| pace.slot(t0, 10) - t0).collect();
+        assert_eq!(starts, [0, 100, 200].map(Duration::from_millis));
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(
+            pace.slot(later, 10),
+            later,
+            "an idle pause is not saved up as a burst"
+        );
+        assert_eq!(pace.slot(later, 10) - later, Duration::from_millis(100));
+    }
 
     #[test]
     fn a_push_result_is_the_json_answer_or_its_text() {
