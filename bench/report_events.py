@@ -2,7 +2,7 @@
 of one `SUITE=events bench/compare.sh` run. Imported by report.py; only the
 standard library; every number comes from the input file."""
 
-from reportkit import cpu_line, fmt, load, ratio
+from reportkit import cpu_line, fmt, load, ratio, targets_table
 
 DURABILITY = {
     "keel-events": "fdatasync of the WAL before every answer",
@@ -136,13 +136,7 @@ def targets(w, systems, peers):
         cores = hour["server_cpu_s"] / hour["secs"]
         rows.append(("10 M/h under a quarter of one core", f"{cores:.2f} of a core (server, over {hour['secs']} s)",
                      cores < 0.25))
-    w("### Targets")
-    w("")
-    w("| target | measured | met |")
-    w("|---|---|---|")
-    for target, measured, met in rows:
-        w(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
-    w("")
+    targets_table(w, rows)
 
 
 def limits(w, systems):

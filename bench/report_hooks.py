@@ -2,7 +2,7 @@
 of one `SUITE=hooks bench/compare.sh` run. Imported by report.py; only the
 standard library; every number comes from the input file."""
 
-from reportkit import cpu_line, fmt, load
+from reportkit import cpu_line, fmt, load, targets_table
 
 PHASES = [
     ("push", "deliveries_per_s", "subscription → endpoint, every answer 200"),
@@ -49,13 +49,7 @@ def section(w, path):
                                ("ingest", "webhooks_per_s", "ingestion ≥ 10,000 verified webhooks/s")]:
         _, value = rate(systems, keel, key, field)
         rows.append((target, fmt(value), value and value >= 10000))
-    w("### Targets")
-    w("")
-    w("| target | measured | met |")
-    w("|---|---|---|")
-    for target, measured, met in rows:
-        w(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
-    w("")
+    targets_table(w, rows)
     for key, field, _ in PHASES:
         row, _ = rate(systems, keel, key, field)
         if row and "server_cpu_s" in row:

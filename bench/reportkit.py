@@ -57,3 +57,14 @@ def cpu_line(row):
     wall = row["secs"]
     return (f"server {row['server_cpu_s']} core-s ({row['server_cpu_s'] / wall:.2f} of a core), "
             f"client {row['client_cpu_s']} core-s ({row['client_cpu_s'] / wall:.2f} of a core), over {wall:.2f} s")
+
+
+def targets_table(w, rows):
+    """A '### Targets' table from (target, measured, met) rows."""
+    w("### Targets")
+    w("")
+    w("| target | measured | met |")
+    w("|---|---|---|")
+    for target, measured, met in rows:
+        w(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
+    w("")

@@ -421,7 +421,7 @@ async fn measure(
             let name = if fail_every == 0 {
                 "push(deliveries to a local receiver)"
             } else {
-                "push(1 answer in 10 a 500)"
+                "push_failing(1 answer in 10 a 500)"
             };
             emit(name, report);
         }
