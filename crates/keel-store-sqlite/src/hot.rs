@@ -219,6 +219,14 @@ impl Hot {
                 if let Some(expires_at) = job.life.lease_expires_at {
                     self.leases.remove(&(expires_at, id));
                 }
+                // A lease ending under a full concurrency bound makes room:
+                // a parked leaser may take the next ready job now.
+                let was_full = queue.policy.max_concurrency.is_some_and(|max| {
+                    queue.counts[JobState::Leased as usize] + 1 == u64::from(max)
+                });
+                if was_full && !queue.ready.is_empty() {
+                    *self.woken.entry(job.queue).or_default() += 1;
+                }
             }
             JobState::Succeeded | JobState::Dead | JobState::Cancelled => {}
         }

@@ -135,19 +135,12 @@ impl EndpointService {
 
     /// Disables an endpoint for `reason`; the node whose call disabled it
     /// publishes `keel.endpoint.disabled` on the namespace's
-    /// [`EVENTS_TOPIC`], so a subscription can alert someone.
+    /// [`EVENTS_TOPIC`], so a subscription can alert someone. (Two writes:
+    /// a crash between them leaves the endpoint disabled and unreported.)
     pub async fn disable(&self, endpoint: &Endpoint, reason: String) -> Result<(), Error> {
         let now = self.clock.now();
         let (namespace, name) = (&endpoint.namespace, &endpoint.name);
-        if !self
-            .store
-            .endpoint_disable(namespace, name, Some(reason.clone()), now)
-            .await?
-        {
-            return Ok(());
-        }
-        tracing::warn!(%namespace, endpoint = %name, reason, "endpoint disabled");
-        self.changed.notify_waiters();
+        // The topic first: whoever sees the endpoint disabled can wait on it.
         let topic = TopicName::new(EVENTS_TOPIC)?;
         if let Err(e) = self.store.topic_get(namespace, &topic).await {
             if e.code != keel_core::ErrorCode::NotFound {
@@ -157,6 +150,15 @@ impl EndpointService {
                 .topic_put(namespace, &topic, &TopicPolicy::default(), now)
                 .await?;
         }
+        if !self
+            .store
+            .endpoint_disable(namespace, name, Some(reason.clone()), now)
+            .await?
+        {
+            return Ok(());
+        }
+        tracing::warn!(%namespace, endpoint = %name, reason, "endpoint disabled");
+        self.changed.notify_waiters();
         let data = serde_json::json!({
             "endpoint": name,
             "url": endpoint.spec.url,

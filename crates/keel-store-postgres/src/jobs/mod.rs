@@ -358,6 +358,25 @@ impl JobStore for PostgresStore {
         for queue in woken {
             *ready.entry(queue).or_default() += 1;
         }
+        // Leases that ended make room under a concurrency bound: leasers
+        // parked on it (on any node) may take the next jobs now.
+        let mut ended: BTreeMap<QueueName, usize> = BTreeMap::new();
+        for acked in out.iter().flatten() {
+            *ended.entry(acked.queue.clone()).or_default() += 1;
+        }
+        for (queue, n) in ended {
+            let queue = QueueRef {
+                namespace: namespace.clone(),
+                queue,
+            };
+            if keel_store::QueueStore::queue_policy(self, &queue)
+                .await?
+                .max_concurrency
+                .is_some()
+            {
+                *ready.entry(queue.queue).or_default() += n;
+            }
+        }
         for (queue, jobs) in ready {
             let queue = QueueRef {
                 namespace: namespace.clone(),

@@ -6,6 +6,7 @@ cases![
     stats_count_by_state,
     pause_stops_leasing_until_resume,
     policy_round_trips_and_bounds_concurrency,
+    an_ack_under_a_full_concurrency_bound_wakes_a_leaser,
 ];
 
 async fn stats_count_by_state(h: Harness) {
@@ -78,5 +79,36 @@ async fn policy_round_trips_and_bounds_concurrency(h: Harness) {
     ack(&*h.store, leased[0].lease_token, complete(), at(1))
         .await
         .unwrap();
+    assert_eq!(lease(&*h.store, &q, 10, at(1)).await.len(), 1);
+}
+
+/// A leaser parked on a queue held back by `max_concurrency` wakes when an
+/// ack makes room, not when its own wait runs out.
+async fn an_ack_under_a_full_concurrency_bound_wakes_a_leaser(h: Harness) {
+    let q = queue("work");
+    let policy = QueuePolicy {
+        max_concurrency: Some(1),
+        ..Default::default()
+    };
+    h.store.queue_policy_set(&q, policy, T0).await.unwrap();
+    enqueue(&*h.store, &q, vec![job("1"), job("2")]).await;
+    let leased = lease(&*h.store, &q, 10, T0).await;
+    assert_eq!(leased.len(), 1);
+    let listener = h.store.ready_signal().listener(&q);
+    let woken = listener.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    assert!(
+        lease(&*h.store, &q, 10, T0).await.is_empty(),
+        "the bound holds"
+    );
+    let woken = assert_pending(woken).await;
+    ack(&*h.store, leased[0].lease_token, complete(), at(1))
+        .await
+        .unwrap();
+    assert!(
+        futures_ready(woken).await,
+        "the ack made room: a leaser wakes"
+    );
     assert_eq!(lease(&*h.store, &q, 10, at(1)).await.len(), 1);
 }
