@@ -2,16 +2,19 @@
 //! source's recipe (`keel_core::source`) by the one HMAC verifier here, then
 //! published as an event once durable. A request that fails the check
 //! stores nothing; the provider's delivery id becomes the event id, so its
-//! retries are duplicates within the topic's dedup window.
+//! retries are duplicates within the topic's dedup window. Sources are
+//! kept in memory for a second after they are read (changes made through
+//! this node apply at once, on other nodes within that second).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use keel_core::source::{Encoding, Layout, Part, Recipe, Scheme, SourceSpec, TimestampAt};
 use keel_core::workflow::expr;
 use keel_core::{Clock, Error, ErrorCode, Namespace, NewEvent, Timestamp};
-use keel_store::{Published, Store};
+use keel_store::{Published, Source, Store};
 use ring::hmac;
 use serde_json::{Value, json};
 
@@ -32,14 +35,68 @@ pub struct HookRequest {
     pub body: Vec<u8>,
 }
 
+/// How long a source read from the store is trusted.
+const SOURCE_REFRESH: Duration = Duration::from_secs(1);
+
+type SourceCache = HashMap<(Namespace, String), (Arc<Source>, Instant)>;
+
 pub struct SourceService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    cache: Mutex<SourceCache>,
 }
 
 impl SourceService {
     pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        SourceService { store, clock }
+        SourceService {
+            store,
+            clock,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Creates or replaces a source; true when new.
+    pub async fn put(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        spec: &SourceSpec,
+    ) -> Result<(Source, bool), Error> {
+        spec.check()?;
+        let answer = self
+            .store
+            .source_put(namespace, name, spec, self.clock.now())
+            .await;
+        self.forget(namespace, name);
+        answer
+    }
+
+    pub async fn delete(&self, namespace: &Namespace, name: &str) -> Result<(), Error> {
+        let answer = self.store.source_delete(namespace, name).await;
+        self.forget(namespace, name);
+        answer
+    }
+
+    fn forget(&self, namespace: &Namespace, name: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.remove(&(namespace.clone(), name.to_owned()));
+    }
+
+    /// The source, from memory when read less than [`SOURCE_REFRESH`] ago.
+    async fn source(&self, namespace: &Namespace, name: &str) -> Result<Arc<Source>, Error> {
+        let key = (namespace.clone(), name.to_owned());
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((source, at)) = cache.get(&key)
+                && at.elapsed() < SOURCE_REFRESH
+            {
+                return Ok(source.clone());
+            }
+        }
+        let source = Arc::new(self.store.source_get(namespace, name).await?);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.insert(key, (source.clone(), Instant::now()));
+        Ok(source)
     }
 
     /// Verifies `request` for source `name` and publishes it to the
@@ -51,7 +108,7 @@ impl SourceService {
         name: &str,
         request: HookRequest,
     ) -> Result<Ingested, Error> {
-        let source = self.store.source_get(namespace, name).await?;
+        let source = self.source(namespace, name).await?;
         let now = self.clock.now();
         let origin = format!("/v1/hooks/{namespace}/{name}");
         let outcome = accept(events, &origin, &source.spec, &request, now);

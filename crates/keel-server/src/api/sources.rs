@@ -48,11 +48,7 @@ pub(super) async fn put(
     SourcePath(ns, name): SourcePath,
     JsonBody(spec): JsonBody<SourceRequest>,
 ) -> Api<Response> {
-    spec.check()?;
-    let (source, created) = engine
-        .store
-        .source_put(&ns, name.as_str(), &spec, engine.now())
-        .await?;
+    let (source, created) = engine.sources.put(&ns, name.as_str(), &spec).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -84,7 +80,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SourcePath(ns, name): SourcePath,
 ) -> Api<StatusCode> {
-    engine.store.source_delete(&ns, name.as_str()).await?;
+    engine.sources.delete(&ns, name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
