@@ -176,6 +176,10 @@ pub struct Job<P = Box<RawValue>> {
     pub lease_expires_at: Option<Timestamp>,
     pub lease_ms: u64,
     pub backoff: Backoff,
+    /// For a scheduled or ready job read by id: every gate that holds it
+    /// (empty: the next lease call takes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Vec<keel_core::gate::Gate>>,
 }
 
 /// A page of jobs, newest first.

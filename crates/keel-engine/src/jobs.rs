@@ -4,11 +4,13 @@
 //! Reads (`job_get`, `jobs_list`) have no side effects and go to the store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use keel_core::gate::{self, Gate};
 use keel_core::{
-    Clock, Error, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueueRef, Timestamp,
+    Clock, Error, ErrorCode, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName,
+    QueueRef, Timestamp,
 };
 use keel_store::{
     Ack, AckOutcome, Acked, Enqueued, LeaseRequest, LeasedJob, MaintenanceReport, ReadySignal,
@@ -26,6 +28,8 @@ pub struct JobService {
     shutdown: Shutdown,
     owners: Owners,
     rates: Rates,
+    /// When a worker last asked this node for each queue's jobs.
+    lease_calls: Mutex<HashMap<QueueRef, Timestamp>>,
 }
 
 impl JobService {
@@ -41,6 +45,7 @@ impl JobService {
             shutdown,
             owners,
             rates: Rates::default(),
+            lease_calls: Mutex::default(),
         }
     }
 
@@ -72,6 +77,52 @@ impl JobService {
     /// the store took long to grant counts from when the answer leaves (see
     /// [`JobService::hand_out`]).
     pub async fn lease(&self, req: &LeaseRequest, wait: Duration) -> Result<Vec<LeasedJob>, Error> {
+        self.lease_called(&req.queue);
+        let leased = self.lease_waiting(req, wait).await;
+        self.lease_called(&req.queue);
+        leased
+    }
+
+    fn lease_called(&self, queue: &QueueRef) {
+        let mut calls = self
+            .lease_calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        calls.insert(queue.clone(), self.clock.now());
+    }
+
+    /// Why a scheduled or ready job is not running: every gate that holds
+    /// it (`keel_core::gate`). A worker counts as present when it asked
+    /// this node for the queue's jobs in the last minute.
+    pub async fn waiting(&self, namespace: &Namespace, job: &Job) -> Result<Vec<Gate>, Error> {
+        if !matches!(job.state, JobState::Scheduled | JobState::Ready) {
+            return Ok(Vec::new());
+        }
+        let facts = match self.store.job_waiting(namespace, job.id).await {
+            Ok(facts) => facts,
+            // It finished meanwhile: nothing holds it.
+            Err(e) if e.code == ErrorCode::JobNotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let queue = QueueRef {
+            namespace: namespace.clone(),
+            queue: QueueName::new(&job.queue)?,
+        };
+        let last = {
+            let calls = self
+                .lease_calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            calls.get(&queue).copied()
+        };
+        Ok(gate::gates(&facts, last, self.clock.now()))
+    }
+
+    async fn lease_waiting(
+        &self,
+        req: &LeaseRequest,
+        wait: Duration,
+    ) -> Result<Vec<LeasedJob>, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         let signal = self.store.ready_signal();
         let listener = signal.listener(&req.queue);

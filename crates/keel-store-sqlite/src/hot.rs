@@ -96,6 +96,11 @@ impl Hot {
         self.queue_ids.get(queue).copied()
     }
 
+    /// The job that holds `key` in a queue (runs or runs next).
+    pub(crate) fn key_holder(&self, queue: QueueIdx, key: &str) -> Option<JobId> {
+        self.queues[queue].ordering.get(key).map(|g| g.holder)
+    }
+
     /// The queue's index entry, created with the default policy on first use.
     pub(crate) fn queue_entry(&mut self, queue: &QueueRef) -> QueueIdx {
         if let Some(idx) = self.queue_ids.get(queue) {

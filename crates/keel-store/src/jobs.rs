@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use keel_core::gate::WaitFacts;
 use keel_core::{
     Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueueRef, Retry,
     Timestamp,
@@ -145,6 +146,12 @@ pub trait JobStore: Send + Sync {
     ) -> Result<Acked, Error>;
 
     async fn job_get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error>;
+
+    /// What could hold an unfinished job back (`keel_core::gate`): its
+    /// state, its queue's pause switch and leased count against
+    /// `max_concurrency`, and the job that holds its ordering key when that
+    /// is another. 404 for a job unknown in the namespace.
+    async fn job_waiting(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error>;
 
     /// Newest first, cursor-paged.
     async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error>;

@@ -185,6 +185,15 @@ pub(crate) async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
             for e in &job.errors {
                 println!("error #{}:     {} ({})", e.attempt, e.message, e.at);
             }
+            match job.waiting.as_deref() {
+                Some([]) => println!("waiting on:   nothing (the next lease call takes it)"),
+                Some(gates) => {
+                    for gate in gates {
+                        println!("waiting on:   {}", gate.describe());
+                    }
+                }
+                None => {}
+            }
         }
         JobsCommand::List {
             queue,

@@ -357,7 +357,15 @@ pub(super) async fn get(
     JobPath(ns, id): JobPath,
 ) -> Api<Response> {
     let job = engine.store.job_get(&ns, id).await?;
-    Ok(Json(wire_job(job)).into_response())
+    let waiting = match job.state {
+        JobState::Scheduled | JobState::Ready => Some(engine.jobs.waiting(&ns, &job).await?),
+        _ => None,
+    };
+    Ok(Json(Job {
+        waiting,
+        ..wire_job(job)
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -509,5 +517,6 @@ fn wire_job(j: keel_core::Job) -> Job {
         lease_expires_at: j.lease_expires_at,
         lease_ms: j.lease_ms,
         backoff: j.backoff,
+        waiting: None,
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
+use keel_core::gate::WaitFacts;
 use keel_core::{
     Error, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName, QueuePolicy, QueueRef,
     Timestamp, Transition,
@@ -455,6 +456,30 @@ impl JobStore for PostgresStore {
         let (_, mut job) = job_from_row(&row)?;
         attach_errors(&client, &mut job).await?;
         Ok(job)
+    }
+
+    async fn job_waiting(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(include_str!("../../queries/jobs/job_waiting.sql"))
+            .await
+            .map_err(db)?;
+        let row = client
+            .query_opt(&stmt, &[&uuid(id), &namespace.as_str()])
+            .await
+            .map_err(db)?
+            .ok_or_else(|| Error::job_not_found(id))?;
+        Ok(WaitFacts {
+            state: state_of(row.get(0))?,
+            run_at: Timestamp::from_millis(row.get(1)),
+            ordering_key: row.get(2),
+            paused: row.get(3),
+            max_concurrency: row
+                .get::<_, Option<i64>>(4)
+                .and_then(|n| u32::try_from(n).ok()),
+            leased: u64::try_from(row.get::<_, i64>(5)).unwrap_or(0),
+            key_holder: row.get::<_, Option<Uuid>>(6).map(job_id),
+        })
     }
 
     async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {

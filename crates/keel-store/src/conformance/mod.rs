@@ -24,6 +24,7 @@ mod sequences;
 mod sources;
 mod subscriptions;
 mod topics;
+mod waiting;
 mod workflows;
 
 use std::future::Future;
@@ -100,6 +101,7 @@ where
         ("subscriptions", subscriptions::CASES),
         ("sources", sources::CASES),
         ("endpoints", endpoints::CASES),
+        ("waiting", waiting::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

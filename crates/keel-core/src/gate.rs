@@ -1,0 +1,197 @@
+//! Why a job is not running: the gates that hold a scheduled or ready job
+//! back, decided from what the store knows of it and its queue (and when a
+//! worker last asked for work), so `GET .../jobs/{id}` can answer "why is
+//! this waiting?" the same way on every store.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{JobId, JobState, Timestamp};
+
+/// A worker that has not asked for work for this long counts as absent.
+pub const NO_WORKER_AFTER_MS: u64 = 60_000;
+
+/// Which gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    /// Not due yet (a delay, a retry's backoff): `eligible_at`.
+    Scheduled,
+    /// Its queue is paused.
+    Paused,
+    /// Its queue has `limit` jobs leased already (`used`).
+    Concurrency,
+    /// An earlier job of its ordering key (`key`) runs or waits first:
+    /// `blocking_job`.
+    OrderingKey,
+    /// No worker has asked this node for the queue's jobs in the last minute.
+    NoWorker,
+}
+
+/// One gate, with what it is waiting on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    pub gate: GateKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking_job: Option<JobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible_at: Option<Timestamp>,
+}
+
+impl Gate {
+    fn new(gate: GateKind) -> Self {
+        Gate {
+            gate,
+            key: None,
+            used: None,
+            limit: None,
+            blocking_job: None,
+            eligible_at: None,
+        }
+    }
+
+    /// The gate in words, for the CLI.
+    pub fn describe(&self) -> String {
+        match self.gate {
+            GateKind::Scheduled => format!(
+                "scheduled: due at {}",
+                self.eligible_at.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            GateKind::Paused => "the queue is paused".to_owned(),
+            GateKind::Concurrency => format!(
+                "concurrency: {}/{} leased",
+                self.used.unwrap_or(0),
+                self.limit.unwrap_or(0)
+            ),
+            GateKind::OrderingKey => format!(
+                "ordering key {}: job {} goes first",
+                self.key.as_deref().unwrap_or_default(),
+                self.blocking_job.map(|j| j.to_string()).unwrap_or_default()
+            ),
+            GateKind::NoWorker => {
+                "no worker asked for this queue's jobs in the last minute".to_owned()
+            }
+        }
+    }
+}
+
+/// What the store knows of an unfinished job and its queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitFacts {
+    pub state: JobState,
+    pub run_at: Timestamp,
+    pub paused: bool,
+    /// Jobs of the queue leased now.
+    pub leased: u64,
+    pub max_concurrency: Option<u32>,
+    pub ordering_key: Option<String>,
+    /// The job that holds the ordering key, when it is another.
+    pub key_holder: Option<JobId>,
+}
+
+/// The gates holding the job back at `now`; `last_lease` is when a worker
+/// last asked for the queue's jobs. Empty for a job that is not waiting or
+/// that the next lease call takes.
+pub fn gates(facts: &WaitFacts, last_lease: Option<Timestamp>, now: Timestamp) -> Vec<Gate> {
+    let mut gates = Vec::new();
+    match facts.state {
+        JobState::Scheduled => gates.push(Gate {
+            eligible_at: Some(facts.run_at),
+            ..Gate::new(GateKind::Scheduled)
+        }),
+        JobState::Ready => {}
+        _ => return gates,
+    }
+    if facts.paused {
+        gates.push(Gate::new(GateKind::Paused));
+    }
+    if let Some(limit) = facts.max_concurrency
+        && facts.leased >= u64::from(limit)
+    {
+        gates.push(Gate {
+            used: Some(facts.leased),
+            limit: Some(u64::from(limit)),
+            ..Gate::new(GateKind::Concurrency)
+        });
+    }
+    if let Some(holder) = facts.key_holder {
+        gates.push(Gate {
+            key: facts.ordering_key.clone(),
+            blocking_job: Some(holder),
+            ..Gate::new(GateKind::OrderingKey)
+        });
+    }
+    if last_lease.is_none_or(|at| now.millis_since(at) >= NO_WORKER_AFTER_MS) {
+        gates.push(Gate::new(GateKind::NoWorker));
+    }
+    gates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(state: JobState) -> WaitFacts {
+        WaitFacts {
+            state,
+            run_at: Timestamp::from_millis(5_000),
+            paused: false,
+            leased: 0,
+            max_concurrency: None,
+            ordering_key: None,
+            key_holder: None,
+        }
+    }
+
+    fn kinds(gates: &[Gate]) -> Vec<GateKind> {
+        gates.iter().map(|g| g.gate).collect()
+    }
+
+    #[test]
+    fn a_ready_job_with_a_worker_waits_on_nothing() {
+        let now = Timestamp::from_millis(100_000);
+        assert!(gates(&facts(JobState::Ready), Some(now), now).is_empty());
+        assert!(gates(&facts(JobState::Leased), None, now).is_empty());
+    }
+
+    #[test]
+    fn every_gate_that_holds_is_listed() {
+        let now = Timestamp::from_millis(100_000);
+        let holder = JobId::from_bytes([7; 16]);
+        let held = WaitFacts {
+            paused: true,
+            leased: 3,
+            max_concurrency: Some(3),
+            ordering_key: Some("acme".into()),
+            key_holder: Some(holder),
+            ..facts(JobState::Scheduled)
+        };
+        let all = gates(&held, Some(Timestamp::from_millis(40_000)), now);
+        assert_eq!(
+            kinds(&all),
+            [
+                GateKind::Scheduled,
+                GateKind::Paused,
+                GateKind::Concurrency,
+                GateKind::OrderingKey,
+                GateKind::NoWorker
+            ]
+        );
+        assert_eq!(all[0].eligible_at, Some(Timestamp::from_millis(5_000)));
+        assert_eq!((all[2].used, all[2].limit), (Some(3), Some(3)));
+        assert_eq!(all[3].blocking_job, Some(holder));
+        assert_eq!(
+            all[3].describe(),
+            format!("ordering key acme: job {holder} goes first")
+        );
+        let room = WaitFacts { leased: 2, ..held };
+        let recent = Some(Timestamp::from_millis(41_000));
+        assert!(!kinds(&gates(&room, recent, now)).contains(&GateKind::Concurrency));
+        assert!(!kinds(&gates(&room, recent, now)).contains(&GateKind::NoWorker));
+    }
+}

@@ -1,0 +1,15 @@
+-- What could hold an unfinished job back: its state and due time, its
+-- queue's pause switch and concurrency bound with the jobs leased now, and,
+-- when it does not hold its ordering key, the job that does.
+SELECT j.state, j.run_at, j.ordering_key,
+       coalesce(q.paused, false),
+       (q.policy->>'max_concurrency')::bigint,
+       (SELECT count(*) FROM keel_jobs l
+        WHERE l.namespace = j.namespace AND l.queue = j.queue AND l.state = 'leased'),
+       (SELECT h.id FROM keel_jobs h
+        WHERE NOT j.runnable AND h.namespace = j.namespace AND h.queue = j.queue
+          AND h.ordering_key = j.ordering_key AND h.finished_at IS NULL AND h.runnable
+        LIMIT 1)
+FROM keel_jobs j
+LEFT JOIN keel_queues q ON q.namespace = j.namespace AND q.queue = j.queue
+WHERE j.id = $1 AND j.namespace = $2

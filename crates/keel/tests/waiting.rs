@@ -1,0 +1,96 @@
+//! "Why is this waiting?": `GET .../jobs/{id}` of a scheduled or ready job
+//! lists every gate that holds it — not due yet, paused queue, the queue's
+//! concurrency bound, an earlier job of its ordering key, no worker — and
+//! the CLI says it in words.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+
+fn gates(job: &Value) -> Vec<&str> {
+    job["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["gate"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_waiting_job_says_what_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/namespaces/default/queues/work",
+            Some(json!({"max_concurrency": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let later = server
+        .enqueue("work", json!({"payload": 1, "delay_ms": 600_000}))
+        .await;
+    let first = server
+        .enqueue("work", json!({"payload": 2, "ordering_key": "acme"}))
+        .await;
+    let second = server
+        .enqueue("work", json!({"payload": 3, "ordering_key": "acme"}))
+        .await;
+    let free = server.enqueue("work", json!({"payload": 4})).await;
+
+    let job = server.job(&later).await;
+    assert_eq!(gates(&job), ["scheduled", "no_worker"], "{job}");
+    assert!(job["waiting"][0]["eligible_at"].is_string());
+
+    let leased = server
+        .lease("work", json!({"worker_id": "w", "max_jobs": 10}))
+        .await;
+    assert_eq!(leased.len(), 1, "the bound lets one out");
+    assert_eq!(leased[0]["id"], first);
+    let job = server.job(&second).await;
+    assert_eq!(gates(&job), ["concurrency", "ordering_key"], "{job}");
+    assert_eq!(job["waiting"][1]["blocking_job"], first);
+    assert_eq!(job["waiting"][1]["key"], "acme");
+    assert_eq!(
+        (
+            job["waiting"][0]["used"].as_u64(),
+            job["waiting"][0]["limit"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert!(
+        server.job(&first).await.get("waiting").is_none(),
+        "a leased job waits on nothing"
+    );
+
+    let (status, _) = server
+        .post("/namespaces/default/queues/work/pause", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(gates(&server.job(&free).await), ["paused", "concurrency"]);
+    let (ok, out, err) = server.cli(&["jobs", "get", &free]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("waiting on:   the queue is paused"), "{out}");
+    assert!(
+        out.contains("waiting on:   concurrency: 1/1 leased"),
+        "{out}"
+    );
+
+    let (status, _) = server
+        .post("/namespaces/default/queues/work/resume", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .post(
+            &format!("/namespaces/default/jobs/{first}/complete"),
+            json!({"lease_token": leased[0]["lease_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let job = server.job(&free).await;
+    assert_eq!(job["waiting"], json!([]), "nothing holds it now: {job}");
+}
