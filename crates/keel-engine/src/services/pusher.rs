@@ -386,42 +386,131 @@ impl Pace {
     }
 }
 
-/// Writes attempts to the log in batches, and disables the endpoints that
-/// have failed without a success for longer than they allow.
+/// Writes attempts to the log in batches, as they come.
 async fn record(engine: Arc<Engine>, mut log: mpsc::Receiver<NewAttempt>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while log.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let attempts = std::mem::take(&mut batch);
-        let touched = match engine.store.attempts_record(attempts).await {
-            Ok(touched) => touched,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot write delivery attempts to the log");
-                continue;
-            }
-        };
-        let now = engine.now();
-        for endpoint in touched {
-            if !endpoint
-                .health
-                .failing_too_long(endpoint.spec.disable_after_ms(), now)
-            {
-                continue;
-            }
-            let since = endpoint.health.failing_since.unwrap_or(now);
-            let reason = format!(
-                "no success since {since} ({} failures in a row)",
-                endpoint.health.failure_streak
-            );
-            if let Err(e) = engine.endpoints.disable(&endpoint, reason).await {
-                tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot disable an endpoint");
-            }
+        record_batch(&engine, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Writes attempts, then disables the endpoints among them that have
+/// failed without a success for longer than they allow.
+async fn record_batch(engine: &Engine, attempts: Vec<NewAttempt>) {
+    let touched = match engine.store.attempts_record(attempts).await {
+        Ok(touched) => touched,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write delivery attempts to the log");
+            return;
+        }
+    };
+    let now = engine.now();
+    for endpoint in touched {
+        if !endpoint
+            .health
+            .failing_too_long(endpoint.spec.disable_after_ms(), now)
+        {
+            continue;
+        }
+        let since = endpoint.health.failing_since.unwrap_or(now);
+        let reason = format!(
+            "no success since {since} ({} failures in a row)",
+            endpoint.health.failure_streak
+        );
+        if let Err(e) = engine.endpoints.disable(&endpoint, reason).await {
+            tracing::warn!(endpoint = %endpoint.name, error = %e, "cannot disable an endpoint");
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use keel_core::{Clock, JobId, Limits, Timestamp, TopicName};
+    use keel_store::{EventQuery, Store};
+    use keel_store_sqlite::SqliteStore;
+
     use super::*;
+    use crate::{EngineConfig, ShutdownTrigger};
+
+    struct Manual(AtomicI64);
+
+    impl Clock for Manual {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    fn failed(name: &EndpointName, at: Timestamp) -> NewAttempt {
+        NewAttempt {
+            namespace: Namespace::new("default").unwrap(),
+            endpoint: name.clone(),
+            message_id: format!("m{}", at.as_millis()),
+            job_id: JobId::from_bytes([1; 16]),
+            at,
+            succeeded: false,
+            http_status: Some(500),
+            latency_ms: 1,
+            response_excerpt: None,
+            error: Some("HTTP 500".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_failing_past_its_bound_is_disabled_once_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
+        let t0 = Timestamp::from_millis(1_800_000_000_000);
+        let clock = Arc::new(Manual(AtomicI64::new(t0.as_millis())));
+        let (_trigger, shutdown) = ShutdownTrigger::new();
+        let config = EngineConfig::default();
+        let engine = Engine::new(
+            store.clone(),
+            clock.clone(),
+            Limits::default(),
+            shutdown,
+            config,
+        );
+        let ns = Namespace::new("default").unwrap();
+        let name = EndpointName::new("flaky").unwrap();
+        let spec = serde_json::from_value(serde_json::json!({
+            "url": "https://example.com/hooks", "disable_after_ms": 60_000,
+        }))
+        .unwrap();
+        engine.endpoints.put(&ns, &name, &spec, None).await.unwrap();
+        let at = |ms: u64| t0.plus_ms(ms);
+
+        clock.0.store(at(30_000).as_millis(), Ordering::SeqCst);
+        record_batch(&engine, vec![failed(&name, t0), failed(&name, at(30_000))]).await;
+        let health = store.endpoint_get(&ns, &name).await.unwrap().health;
+        assert_eq!((health.failure_streak, health.disabled_at), (2, None));
+
+        clock.0.store(at(61_000).as_millis(), Ordering::SeqCst);
+        record_batch(&engine, vec![failed(&name, at(61_000))]).await;
+        record_batch(&engine, vec![failed(&name, at(61_000))]).await;
+        let health = store.endpoint_get(&ns, &name).await.unwrap().health;
+        assert_eq!(health.disabled_at, Some(at(61_000)));
+        assert!(
+            health
+                .disabled_reason
+                .unwrap()
+                .contains("3 failures in a row")
+        );
+        let topic = TopicName::new(crate::endpoints::EVENTS_TOPIC).unwrap();
+        let query = EventQuery {
+            after: 0,
+            key: None,
+            kind: None,
+            limit: 10,
+        };
+        let events = store.events_read(&ns, &topic, &query).await.unwrap();
+        assert_eq!(events.len(), 1, "reported once");
+        assert_eq!(events[0].event.kind, "keel.endpoint.disabled");
+        assert_eq!(events[0].event.key.as_deref(), Some("flaky"));
+        store.close().await;
+    }
 
     #[test]
     fn pace_spaces_starts_and_does_not_bank_idle_time() {
