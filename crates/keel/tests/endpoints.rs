@@ -14,119 +14,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use base64::Engine as _;
+use common::receiver::{Receiver, reply, signed_by};
 use common::{Server, assert_error};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const NS: &str = "/namespaces/default";
-
-/// What a receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-impl Received {
-    fn id(&self) -> &str {
-        &self.headers["webhook-id"]
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// How a receiver answers one request.
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-}
-
-fn reply(status: u16) -> Reply {
-    Reply {
-        status,
-        headers: Vec::new(),
-        body: format!("{{\"status\":{status}}}"),
-        delay: Duration::ZERO,
-    }
-}
-
-/// An HTTP receiver on loopback: answers from its script (200 when it is
-/// empty) and reports every request on a channel, so tests await arrivals
-/// instead of sleeping.
-struct Receiver {
-    url: String,
-    got: mpsc::UnboundedReceiver<Received>,
-    script: Arc<Mutex<VecDeque<Reply>>>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let (tx, got) = mpsc::unbounded_channel();
-        let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
-        let answers = script.clone();
-        let app = axum::Router::new()
-            .route(
-                "/moved",
-                axum::routing::post(|| async {
-                    (
-                        StatusCode::TEMPORARY_REDIRECT,
-                        [("location", "http://169.254.169.254/latest/meta-data")],
-                    )
-                }),
-            )
-            .fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let (tx, answers) = (tx.clone(), answers.clone());
-                async move {
-                    let headers = headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
-                        .collect();
-                    let at = Instant::now();
-                    let _ = tx.send(Received {
-                        headers,
-                        body: body.to_vec(),
-                        at,
-                    });
-                    let r = answers.lock().unwrap().pop_front().unwrap_or(reply(200));
-                    tokio::time::sleep(r.delay).await;
-                    let mut response =
-                        (StatusCode::from_u16(r.status).unwrap(), r.body).into_response();
-                    for (k, v) in r.headers {
-                        response.headers_mut().insert(k, v.parse().unwrap());
-                    }
-                    response
-                }
-            });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { url, got, script }
-    }
-
-    fn then(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.script.lock().unwrap().extend(replies);
-    }
-
-    async fn next(&mut self) -> Received {
-        tokio::time::timeout(Duration::from_secs(30), self.got.recv())
-            .await
-            .expect("a delivery within 30 s")
-            .unwrap()
-    }
-}
 
 async fn server() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -172,32 +67,6 @@ async fn publish(server: &Server, topic: &str, events: Vec<Value>) -> Vec<String
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// The Standard Webhooks signatures a message carries that `secret` made.
-fn signed_by(r: &Received, secret: &str) -> bool {
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let signed = [
-        r.id().as_bytes(),
-        b".",
-        r.headers["webhook-timestamp"].as_bytes(),
-        b".",
-        &r.body,
-    ]
-    .concat();
-    let tag = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
-        &signed,
-    );
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
-    );
-    r.headers["webhook-signature"]
-        .split(' ')
-        .any(|s| s == expected)
 }
 
 /// Polls `check` until it holds; for states no signal reports to a test

@@ -410,3 +410,72 @@ async fn concurrent_publishers_on_three_nodes_never_hide_a_seq() {
         assert_eq!(seen, every, "a follower missed or reordered a seq");
     }
 }
+
+/// Three nodes push one endpoint's messages; one is killed mid-delivery.
+/// Every message arrives, the endpoint's `max_in_flight` holds over all the
+/// nodes together (the receiver never has more requests in hand at once),
+/// and only deliveries in flight at the kill repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_push_an_endpoint_and_survive_a_kill() {
+    use common::receiver::{Receiver, reply};
+    let db = Database::new().await;
+    let url = db.schema.url();
+    let args = ["--database-url", url.as_str(), "--allow-private-http"];
+    let (mut a, b, c) = (
+        Server::start_with(&args).await,
+        Server::start_with(&args).await,
+        Server::start_with(&args).await,
+    );
+    let mut rx = Receiver::start().await;
+    rx.then((0..300).map(|_| {
+        let mut r = reply(200);
+        r.delay = Duration::from_millis(20);
+        r
+    }));
+    let spec = json!({"url": rx.url, "timeout_ms": 1000, "max_in_flight": 4});
+    let (status, body) = b
+        .call("PUT", "/namespaces/default/endpoints/crm", Some(spec))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = b
+        .call(
+            "PUT",
+            "/namespaces/default/subscriptions/to-crm",
+            Some(json!({"topic": "t", "target": {"endpoint": "crm"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let events: Vec<Value> = (0..120).map(|i| json!({"data": i})).collect();
+    let (status, body) = c
+        .post(
+            "/namespaces/default/topics/t/events",
+            json!({"events": events}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let wanted: HashSet<String> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < 15 {
+        got.push(rx.next().await.id().to_owned());
+    }
+    a.kill9().await;
+    let mut unique: HashSet<String> = got.iter().cloned().collect();
+    while unique.len() < wanted.len() {
+        let id = rx.next().await.id().to_owned();
+        got.push(id.clone());
+        unique.insert(id);
+    }
+    assert_eq!(unique, wanted, "every message arrived");
+    let repeats = got.len() - unique.len();
+    assert!(repeats <= 4, "only deliveries in flight repeat: {repeats}");
+    let (_, status) = b.get("/namespaces/default/endpoints/crm").await;
+    assert!(
+        status["status"]["in_flight"].as_u64().unwrap() <= 4,
+        "{status}"
+    );
+}

@@ -7,6 +7,8 @@
     reason = "test helpers: each test binary uses some of them, and a panic is a failed check"
 )]
 
+pub(crate) mod receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
