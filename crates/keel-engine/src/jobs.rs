@@ -28,8 +28,9 @@ pub struct JobService {
     shutdown: Shutdown,
     owners: Owners,
     rates: Rates,
-    /// When a worker last asked this node for each queue's jobs.
-    lease_calls: Mutex<HashMap<QueueRef, Timestamp>>,
+    /// When a worker last asked this node for each queue's jobs (a
+    /// liveness hint, on this node's monotonic clock).
+    lease_calls: Mutex<HashMap<QueueRef, std::time::Instant>>,
 }
 
 impl JobService {
@@ -88,7 +89,7 @@ impl JobService {
             .lease_calls
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        calls.insert(queue.clone(), self.clock.now());
+        calls.insert(queue.clone(), std::time::Instant::now());
     }
 
     /// Why a scheduled or ready job is not running: every gate that holds
@@ -108,14 +109,14 @@ impl JobService {
             namespace: namespace.clone(),
             queue: QueueName::new(&job.queue)?,
         };
-        let last = {
+        let since = {
             let calls = self
                 .lease_calls
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            calls.get(&queue).copied()
+            calls.get(&queue).map(|at| at.elapsed().as_millis() as u64)
         };
-        Ok(gate::gates(&facts, last, self.clock.now()))
+        Ok(gate::gates(&facts, since))
     }
 
     async fn lease_waiting(

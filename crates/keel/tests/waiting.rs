@@ -1,7 +1,8 @@
 //! "Why is this waiting?": `GET .../jobs/{id}` of a scheduled or ready job
 //! lists every gate that holds it — not due yet, paused queue, the queue's
 //! concurrency bound, an earlier job of its ordering key, no worker — and
-//! the CLI says it in words.
+//! the CLI says it in words. A typo in a queue policy is refused, not
+//! ignored (it would leave the queue unlimited).
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
