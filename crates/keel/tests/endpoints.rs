@@ -505,25 +505,12 @@ async fn kill_9_during_delivery_loses_nothing() {
     .await;
     subscribe(&server, "t", "k").await;
     let ids = publish(&server, "t", (0..100).map(|i| json!({"data": i})).collect()).await;
-    let mut got: Vec<String> = Vec::new();
-    while got.len() < 10 {
-        got.push(rx.next().await.id().to_owned());
-    }
+    let mut got = rx.ids(10).await;
     server.kill9().await;
     let _server = Server::start(&dir, &["--allow-private-http"]).await;
     let wanted: HashSet<String> = ids.into_iter().collect();
-    let mut unique: HashSet<String> = got.iter().cloned().collect();
-    while unique.len() < wanted.len() {
-        let id = rx.next().await.id().to_owned();
-        got.push(id.clone());
-        unique.insert(id);
-    }
-    assert_eq!(unique, wanted, "every message arrived");
-    let duplicates = got.len() - unique.len();
-    assert!(
-        duplicates <= 4,
-        "only attempts in flight repeat: {duplicates}"
-    );
+    let repeats = rx.until_all(&wanted, &mut got).await;
+    assert!(repeats <= 4, "only attempts in flight repeat: {repeats}");
 }
 
 #[tokio::test]

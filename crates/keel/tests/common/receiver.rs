@@ -2,7 +2,7 @@
 //! script and reports every request on a channel, so tests await arrivals
 //! instead of sleeping; and the Standard Webhooks check a receiver makes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -131,6 +131,32 @@ impl Receiver {
             script,
             most_in_hand,
         }
+    }
+
+    /// Receives `n` requests; their `webhook-id`s.
+    pub(crate) async fn ids(&mut self, n: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        while ids.len() < n {
+            ids.push(self.next().await.id().to_owned());
+        }
+        ids
+    }
+
+    /// Receives until every id of `wanted` came, adding each to `got`;
+    /// how many came more than once.
+    pub(crate) async fn until_all(
+        &mut self,
+        wanted: &HashSet<String>,
+        got: &mut Vec<String>,
+    ) -> usize {
+        let mut unique: HashSet<String> = got.iter().cloned().collect();
+        while !wanted.is_subset(&unique) {
+            let id = self.next().await.id().to_owned();
+            got.push(id.clone());
+            unique.insert(id);
+        }
+        assert_eq!(&unique, wanted, "every message arrived, and nothing else");
+        got.len() - unique.len()
     }
 
     /// The most requests it was answering at once so far.
