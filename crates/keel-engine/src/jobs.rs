@@ -22,15 +22,50 @@ use crate::Shutdown;
 use crate::owners::Owners;
 use crate::rates::{Event, Rates, RecentRates};
 
+/// Lease calls of one queue on this node: in progress, and when the last ended.
+struct LeaseCalls {
+    open: u32,
+    last: std::time::Instant,
+}
+
+/// A lease call in progress; it ends when dropped, however it ends (a
+/// client that goes away drops its call mid-wait).
+struct OpenCall<'a> {
+    calls: &'a Mutex<HashMap<QueueRef, LeaseCalls>>,
+    queue: &'a QueueRef,
+}
+
+impl<'a> OpenCall<'a> {
+    fn new(calls: &'a Mutex<HashMap<QueueRef, LeaseCalls>>, queue: &'a QueueRef) -> Self {
+        let mut map = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(queue.clone()).or_insert_with(|| LeaseCalls {
+            open: 0,
+            last: std::time::Instant::now(),
+        });
+        entry.open += 1;
+        OpenCall { calls, queue }
+    }
+}
+
+impl Drop for OpenCall<'_> {
+    fn drop(&mut self) {
+        let mut map = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = map.get_mut(self.queue) {
+            entry.open = entry.open.saturating_sub(1);
+            entry.last = std::time::Instant::now();
+        }
+    }
+}
+
 pub struct JobService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
     owners: Owners,
     rates: Rates,
-    /// When a worker last asked this node for each queue's jobs (a
-    /// liveness hint, on this node's monotonic clock).
-    lease_calls: Mutex<HashMap<QueueRef, std::time::Instant>>,
+    /// Workers asking this node for each queue's jobs (a liveness hint, on
+    /// this node's monotonic clock).
+    lease_calls: Mutex<HashMap<QueueRef, LeaseCalls>>,
 }
 
 impl JobService {
@@ -78,18 +113,8 @@ impl JobService {
     /// the store took long to grant counts from when the answer leaves (see
     /// [`JobService::hand_out`]).
     pub async fn lease(&self, req: &LeaseRequest, wait: Duration) -> Result<Vec<LeasedJob>, Error> {
-        self.lease_called(&req.queue);
-        let leased = self.lease_waiting(req, wait).await;
-        self.lease_called(&req.queue);
-        leased
-    }
-
-    fn lease_called(&self, queue: &QueueRef) {
-        let mut calls = self
-            .lease_calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        calls.insert(queue.clone(), std::time::Instant::now());
+        let _open = OpenCall::new(&self.lease_calls, &req.queue);
+        self.lease_waiting(req, wait).await
     }
 
     /// Why a scheduled or ready job is not running: every gate that holds
@@ -114,7 +139,11 @@ impl JobService {
                 .lease_calls
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            calls.get(&queue).map(|at| at.elapsed().as_millis() as u64)
+            // A call parked in its long-poll is a worker asking right now.
+            calls.get(&queue).map(|c| match c.open {
+                0 => c.last.elapsed().as_millis() as u64,
+                _ => 0,
+            })
         };
         Ok(gate::gates(&facts, since))
     }

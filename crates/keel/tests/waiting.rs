@@ -47,6 +47,23 @@ async fn a_waiting_job_says_what_holds_it() {
     assert_eq!(gates(&job), ["scheduled", "no_worker"], "{job}");
     assert!(job["waiting"][0]["eligible_at"].is_string());
 
+    // A worker parked in its long-poll is a worker.
+    let parked = server.v1("/namespaces/default/queues/idle/lease");
+    let poll = tokio::spawn(
+        reqwest::Client::new()
+            .post(parked)
+            .json(&json!({"max_jobs": 1, "wait_ms": 10_000}))
+            .send(),
+    );
+    let idle = server
+        .enqueue("idle", json!({"payload": 0, "delay_ms": 600_000}))
+        .await;
+    server
+        .wait_for_gauge_where("keel_lease_waiters", "queue=\"idle\"", 1.0)
+        .await;
+    assert_eq!(gates(&server.job(&idle).await), ["scheduled"]);
+    poll.abort();
+
     let leased = server
         .lease("work", json!({"worker_id": "w", "max_jobs": 10}))
         .await;

@@ -95,6 +95,12 @@ impl Server {
     /// `min`: how a test knows a call is parked before it acts, instead of
     /// sleeping and hoping.
     pub(crate) async fn wait_for_gauge(&self, name: &str, min: f64) {
+        self.wait_for_gauge_where(name, "", min).await;
+    }
+
+    /// [`Server::wait_for_gauge`] over the label sets that contain `labels`
+    /// (`queue="idle"`): the server's own services park leasers too.
+    pub(crate) async fn wait_for_gauge_where(&self, name: &str, labels: &str, min: f64) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let text = reqwest::get(format!("{}/metrics", self.url))
@@ -106,6 +112,7 @@ impl Server {
             let value: f64 = text
                 .lines()
                 .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+                .filter(|l| l.contains(labels))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum();
             if value >= min {
