@@ -42,6 +42,10 @@ pub struct Step {
     /// A fan-out step's items, in input order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<Item>,
+    /// In `GET .../runs/{id}`, for a step whose task job is scheduled or
+    /// ready: every gate that holds the job (as `GET .../jobs/{id}` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Vec<keel_core::gate::Gate>>,
 }
 
 /// One item of a fan-out step.

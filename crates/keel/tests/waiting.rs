@@ -112,3 +112,24 @@ async fn a_waiting_job_says_what_holds_it() {
     let job = server.job(&free).await;
     assert_eq!(job["waiting"], json!([]), "nothing holds it now: {job}");
 }
+
+/// A run's step whose task has not started says what holds its job.
+#[tokio::test]
+async fn a_run_shows_the_gates_of_its_waiting_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let definition = json!({"name": "w", "steps": {"work": {"task": {"queue": "nobody"}}}});
+    let (status, body) = server
+        .call("PUT", "/namespaces/default/workflows/w", Some(definition))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, run) = server
+        .post("/namespaces/default/workflows/w/runs", json!({"input": {}}))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let (_, run) = server.get(&format!("/namespaces/default/runs/{id}")).await;
+    let step = &run["steps"]["work"];
+    assert_eq!(step["state"], "running", "{run}");
+    assert_eq!(step["waiting"], json!([{"gate": "no_worker"}]), "{run}");
+}

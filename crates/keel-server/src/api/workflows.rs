@@ -13,9 +13,9 @@ use keel_api::workflows::{
     DefinitionAnswer, DefinitionSaved, InvalidDefinition, InvalidDefinitionDetail, StartRequest,
     VersionEntry, VersionsAnswer,
 };
-use keel_core::ErrorCode;
 use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
-use keel_core::workflow::{Definition, Problem, RunStatus};
+use keel_core::workflow::{Definition, Handle, Problem, RunStatus, StepStatus};
+use keel_core::{Error, ErrorCode, JobState, Namespace};
 use keel_store::{RunFilter, StoredRun};
 use serde::Deserialize;
 use serde_json::Value;
@@ -220,7 +220,7 @@ pub(super) async fn run(
     loop {
         let run = engine.store.run_get(&ns, id).await?;
         if wait == 0 || run.state.status.is_final() || engine.shutdown.is_fired() {
-            return Ok(Json(run_answer(&run, None)));
+            return Ok(Json(with_waiting(&engine, &ns, &run).await?));
         }
         let _parked = keel_engine::metrics::run_waiter();
         tokio::select! {
@@ -228,7 +228,7 @@ pub(super) async fn run(
             () = engine.shutdown.clone().wait() => {}
             () = tokio::time::sleep_until(deadline) => {
                 let run = engine.store.run_get(&ns, id).await?;
-                return Ok(Json(run_answer(&run, None)));
+                return Ok(Json(with_waiting(&engine, &ns, &run).await?));
             }
         }
     }
@@ -333,6 +333,30 @@ pub(super) async fn retry(
     Ok(Json(run_answer(&run, None)))
 }
 
+/// A run with, for each running step whose task job has not started yet,
+/// the gates that hold the job.
+async fn with_waiting(engine: &Engine, ns: &Namespace, run: &StoredRun) -> Result<Run, Error> {
+    let mut answer = run_answer(run, None);
+    for (name, rec) in &run.state.steps {
+        let (StepStatus::Running, Some(Handle::Job { id, system: false })) =
+            (rec.state, rec.handle)
+        else {
+            continue;
+        };
+        let job = match engine.store.job_get(ns, id).await {
+            Ok(job) => job,
+            Err(e) if e.code == ErrorCode::JobNotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if matches!(job.state, JobState::Scheduled | JobState::Ready)
+            && let Some(step) = answer.steps.get_mut(name)
+        {
+            step.waiting = Some(engine.jobs.waiting(ns, &job).await?);
+        }
+    }
+    Ok(answer)
+}
+
 /// A run as the API answers it.
 fn run_answer(run: &StoredRun, deduplicated: Option<bool>) -> Run {
     let state = &run.state;
@@ -358,6 +382,7 @@ fn run_answer(run: &StoredRun, deduplicated: Option<bool>) -> Run {
                 started_at: rec.started_at,
                 finished_at: rec.finished_at,
                 items,
+                waiting: None,
             };
             (name.clone(), step)
         })
