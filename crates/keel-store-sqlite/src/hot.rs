@@ -14,8 +14,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use keel_core::gate::WaitFacts;
 use keel_core::{
-    Backoff, JobId, JobLifecycle, JobState, Namespace, QueuePolicy, QueueRef, Timestamp,
+    Backoff, Error, JobId, JobLifecycle, JobState, Namespace, QueuePolicy, QueueRef, Timestamp,
 };
 use keel_store::JobOwner;
 
@@ -96,9 +97,29 @@ impl Hot {
         self.queue_ids.get(queue).copied()
     }
 
-    /// The job that holds `key` in a queue (runs or runs next).
-    pub(crate) fn key_holder(&self, queue: QueueIdx, key: &str) -> Option<JobId> {
-        self.queues[queue].ordering.get(key).map(|g| g.holder)
+    /// What could hold an unfinished job back (`keel_core::gate`); 404 for
+    /// a job not indexed (finished, or unknown) or of another namespace.
+    pub(crate) fn wait_facts(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error> {
+        let job = self.jobs.get(&id).ok_or_else(|| Error::job_not_found(id))?;
+        let queue = &self.queues[job.queue];
+        if &queue.queue.namespace != namespace {
+            return Err(Error::job_not_found(id));
+        }
+        let key_holder = job
+            .ordering_key
+            .as_deref()
+            .and_then(|key| queue.ordering.get(key))
+            .map(|group| group.holder)
+            .filter(|holder| *holder != id);
+        Ok(WaitFacts {
+            state: job.life.state,
+            run_at: job.life.run_at,
+            paused: queue.paused,
+            leased: queue.count(JobState::Leased),
+            max_concurrency: queue.policy.max_concurrency,
+            ordering_key: job.ordering_key.as_deref().map(str::to_owned),
+            key_holder,
+        })
     }
 
     /// The queue's index entry, created with the default policy on first use.

@@ -91,7 +91,8 @@ impl JobStore for SqliteStore {
 
     async fn job_waiting(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error> {
         let namespace = namespace.clone();
-        self.write(move |w| Ok(w.waiting(&namespace, id))).await
+        self.write(move |w| Ok(w.hot.wait_facts(&namespace, id)))
+            .await
     }
 
     async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {
@@ -115,34 +116,6 @@ impl JobStore for SqliteStore {
 
     async fn jobs_prune(&self, now: Timestamp) -> Result<u64, Error> {
         self.write(move |w| w.prune(now)).await
-    }
-}
-
-impl Writer {
-    /// What holds an unfinished job back, from the hot index; a finished
-    /// job (no longer indexed) waits on nothing.
-    pub(crate) fn waiting(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error> {
-        let Some(job) = self.hot.jobs.get(&id) else {
-            return Err(Error::job_not_found(id));
-        };
-        let queue = &self.hot.queues[job.queue];
-        if &queue.queue.namespace != namespace {
-            return Err(Error::job_not_found(id));
-        }
-        let key_holder = job
-            .ordering_key
-            .as_deref()
-            .and_then(|key| self.hot.key_holder(job.queue, key))
-            .filter(|holder| *holder != id);
-        Ok(WaitFacts {
-            state: job.life.state,
-            run_at: job.life.run_at,
-            paused: queue.paused,
-            leased: queue.count(JobState::Leased),
-            max_concurrency: queue.policy.max_concurrency,
-            ordering_key: job.ordering_key.as_deref().map(str::to_owned),
-            key_holder,
-        })
     }
 }
 
