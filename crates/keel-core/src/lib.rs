@@ -17,6 +17,7 @@ pub mod job;
 pub mod limits;
 pub mod name;
 pub mod policy;
+pub mod schedule;
 pub mod source;
 pub mod subscription;
 pub mod time;

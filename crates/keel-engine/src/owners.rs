@@ -31,7 +31,9 @@ impl Owners {
             }
             // A delivery is done with once handed off: its retries and dead
             // letter are the job core's, and the subscription has moved on.
-            Some(JobOwner::Subscription { .. }) | None => {}
+            // A schedule looks at its last fire's job when its next slot or
+            // a buffered slot comes due, and needs no word here.
+            Some(JobOwner::Subscription { .. } | JobOwner::Schedule { .. }) | None => {}
         }
     }
 }

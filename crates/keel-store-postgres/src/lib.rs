@@ -24,6 +24,7 @@ mod owner;
 mod publisher;
 mod queues;
 mod runs;
+mod schedules;
 mod schema;
 mod sources;
 mod subscriptions;
@@ -184,6 +185,15 @@ impl PostgresStore {
     pub(crate) fn appended(&self, namespace: &Namespace, topic: &keel_core::TopicName) {
         self.signal.appended(namespace, topic);
         self.notifier.appended(namespace.clone(), topic.clone());
+    }
+
+    /// Wakes the schedule timer here, and on the leader wherever it runs if
+    /// the schedule falls due before the leader would look anyway.
+    pub(crate) fn schedule_due(&self, at: Timestamp, now: Timestamp) {
+        self.signal.schedule_due(at);
+        if at.millis_since(now) < MAINTENANCE_MAX_SLEEP_MS {
+            self.notifier.schedule_due(at);
+        }
     }
 
     pub(crate) fn run_finished(&self, run: RunId) {

@@ -3,8 +3,8 @@
 //! every queue that piled up meanwhile, in one statement and outside any
 //! enqueue transaction. A NOTIFY inside each enqueue transaction serializes
 //! commits (measured on this machine: 6–9k inserts/s plain, 566/s with NOTIFY).
-//! Deadlines (a delayed job, a lease, a retry) travel the same way, so the
-//! maintenance leader wakes for them whichever node set them, and so do
+//! Deadlines (a delayed job, a lease, a retry) and schedules' due times
+//! travel the same way, so the leader wakes for them whichever node set them, and so do
 //! finished runs, so a reader waiting on one node hears a run finish on
 //! another, and appends to topics. A listener
 //! connection turns notifications from other nodes into local [`ReadySignal`]
@@ -30,6 +30,8 @@ enum Wake {
     Ready(QueueRef, usize),
     /// A job or lease falls due then: the maintenance leader must know.
     Deadline(Timestamp),
+    /// A schedule falls due then: the timer on the leader must know.
+    ScheduleDue(Timestamp),
     /// This run reached a final status: its waiting readers must know.
     RunFinished(RunId),
     /// Events became durable in this topic: its readers must know.
@@ -66,6 +68,10 @@ impl Notifier {
         let _ = self.queues.send(Wake::Deadline(at));
     }
 
+    pub(crate) fn schedule_due(&self, at: Timestamp) {
+        let _ = self.queues.send(Wake::ScheduleDue(at));
+    }
+
     pub(crate) fn run_finished(&self, run: RunId) {
         let _ = self.queues.send(Wake::RunFinished(run));
     }
@@ -90,6 +96,7 @@ async fn send(
     while let Some(first) = pending.recv().await {
         let mut queues: BTreeMap<QueueRef, usize> = BTreeMap::new();
         let mut earliest: Option<Timestamp> = None;
+        let mut schedule: Option<Timestamp> = None;
         let mut finished: Vec<RunId> = Vec::new();
         let mut appended: std::collections::BTreeSet<(Namespace, TopicName)> = Default::default();
         let mut take = |wake: Wake| match wake {
@@ -102,6 +109,7 @@ async fn send(
                 *n = n.saturating_add(jobs);
             }
             Wake::Deadline(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+            Wake::ScheduleDue(at) => schedule = Some(schedule.map_or(at, |e| e.min(at))),
         };
         take(first);
         while let Ok(more) = pending.try_recv() {
@@ -114,6 +122,7 @@ async fn send(
         // Only the earliest deadline matters: maintenance wakes for it and
         // then finds every later one itself.
         payloads.extend(earliest.map(|at| format!("{node}:@{}", at.as_millis())));
+        payloads.extend(schedule.map(|at| format!("{node}:%{}", at.as_millis())));
         payloads.extend(finished.iter().map(|run| format!("{node}:!{run}")));
         payloads.extend(
             appended
@@ -171,6 +180,10 @@ async fn listen(
                                         if let Some(ms) = wake.strip_prefix('@') {
                                             if let Ok(ms) = ms.parse() {
                                                 signal.deadline(Timestamp::from_millis(ms));
+                                            }
+                                        } else if let Some(ms) = wake.strip_prefix('%') {
+                                            if let Ok(ms) = ms.parse() {
+                                                signal.schedule_due(Timestamp::from_millis(ms));
                                             }
                                         } else if let Some(run) = wake.strip_prefix('!') {
                                             if let Ok(run) = run.parse() {

@@ -15,6 +15,7 @@ mod owner;
 mod queues;
 mod rows;
 mod runs;
+mod schedules;
 mod schema;
 mod sources;
 mod subscriptions;

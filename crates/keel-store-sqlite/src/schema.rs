@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_subscriptions.sql"),
     include_str!("../migrations/0007_sources.sql"),
     include_str!("../migrations/0008_endpoints.sql"),
+    include_str!("../migrations/0009_schedules.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -21,6 +21,7 @@ mod maintenance;
 mod owner;
 mod queues;
 mod runs;
+mod schedules;
 mod signal;
 mod sources;
 mod subscriptions;
@@ -40,6 +41,9 @@ pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceSt
 pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
+pub use schedules::{
+    LedgerEntry, Schedule, ScheduleStore, ScheduleWrite, schedule_moved, schedule_not_found,
+};
 pub use signal::{MAX_WOKEN, ReadySignal, RunWatch};
 pub use sources::{Source, SourceStore, source_not_found};
 pub use subscriptions::{
@@ -62,6 +66,7 @@ pub trait Store:
     + SubscriptionStore
     + SourceStore
     + EndpointStore
+    + ScheduleStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

@@ -1,7 +1,7 @@
 //! Owned jobs: how any domain runs its work as jobs and hears when they end.
 //!
-//! Jobs are Keel's one unit of execution. A workflow step, and tomorrow a
-//! subscription's delivery, a schedule's fire or a notification, is a job with
+//! Jobs are Keel's one unit of execution. A workflow step, a subscription's
+//! delivery, a schedule's fire, and tomorrow a notification, is a job with
 //! an owner. The owner is stored with the job (a column of its own, never a
 //! user-visible tag), the write that creates owned jobs is one transaction with
 //! the owner's own state ([`OwnedJob`]), and every way a job ends (an ack, a
@@ -9,7 +9,7 @@
 //! [`crate::Acked::owner`], so that the engine can tell it.
 
 use keel_core::workflow::RunId;
-use keel_core::{JobId, NewJob, QueueRef};
+use keel_core::{JobId, NewJob, QueueRef, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The domain object a job works for.
@@ -25,6 +25,11 @@ pub enum JobOwner {
     },
     /// A subscription's delivery of one event (by seq) to its target queue.
     Subscription { subscription: String, seq: u64 },
+    /// A schedule's fire of one slot (its nominal time).
+    Schedule {
+        schedule: String,
+        nominal: Timestamp,
+    },
 }
 
 impl JobOwner {
@@ -43,7 +48,7 @@ impl JobOwner {
     pub fn run(&self) -> Option<RunId> {
         match self {
             JobOwner::Run { run, .. } => Some(*run),
-            JobOwner::Subscription { .. } => None,
+            JobOwner::Subscription { .. } | JobOwner::Schedule { .. } => None,
         }
     }
 }

@@ -9,6 +9,9 @@
 //!   its next wake-up and is woken early by an earlier deadline. A shared
 //!   backend carries deadlines to the other nodes too, so the maintenance
 //!   leader hears of them whichever node set them.
+//! - A backend fires [`ReadySignal::schedule_due`] whenever a schedule write
+//!   sets a due time; the timer sleeps until its next one and is woken early
+//!   by an earlier one, from whichever node (as with deadlines).
 //! - A backend fires [`ReadySignal::run_finished`] once a run's write to a
 //!   final status is durable. Readers waiting for that run (and only them)
 //!   wake; a shared backend carries it to the other nodes, so a reader on one
@@ -31,7 +34,8 @@ type TopicKey = (Namespace, TopicName);
 #[derive(Clone, Debug, Default)]
 pub struct ReadySignal {
     queues: Arc<Mutex<HashMap<QueueRef, Arc<Notify>>>>,
-    maintenance: Arc<MaintenanceWake>,
+    maintenance: Arc<TimerWake>,
+    schedules: Arc<TimerWake>,
     /// Readers waiting for a run to finish, by run: an entry lives only
     /// while someone waits (see [`RunWatch`]).
     runs: Arc<Mutex<HashMap<RunId, watch::Sender<()>>>>,
@@ -72,19 +76,32 @@ impl Drop for RunWatch {
     }
 }
 
-/// When maintenance next wakes (ms since the epoch), and how to wake it early.
+/// When a timer (maintenance, schedules) next wakes (ms since the epoch),
+/// and how to wake it early.
 #[derive(Debug)]
-struct MaintenanceWake {
+struct TimerWake {
     next_ms: AtomicI64,
     notify: Notify,
 }
 
-impl Default for MaintenanceWake {
+impl Default for TimerWake {
     fn default() -> Self {
-        MaintenanceWake {
+        TimerWake {
             next_ms: AtomicI64::new(i64::MAX),
             notify: Notify::new(),
         }
+    }
+}
+
+impl TimerWake {
+    fn earlier(&self, at: Timestamp) {
+        if at.as_millis() < self.next_ms.fetch_min(at.as_millis(), Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    fn plan(&self, at: Timestamp) {
+        self.next_ms.store(at.as_millis(), Ordering::Release);
     }
 }
 
@@ -110,22 +127,32 @@ impl ReadySignal {
 
     /// A deadline exists at `at`: wakes maintenance if it sleeps past it.
     pub fn deadline(&self, at: Timestamp) {
-        let wake = &self.maintenance;
-        if at.as_millis() < wake.next_ms.fetch_min(at.as_millis(), Ordering::AcqRel) {
-            wake.notify.notify_one();
-        }
+        self.maintenance.earlier(at);
     }
 
     /// Maintenance plans to wake at `at` (earlier deadlines still wake it).
     pub fn set_next_maintenance(&self, at: Timestamp) {
-        self.maintenance
-            .next_ms
-            .store(at.as_millis(), Ordering::Release);
+        self.maintenance.plan(at);
     }
 
     /// Resolves when a deadline earlier than the planned wake-up appears.
     pub async fn maintenance_woken(&self) {
         self.maintenance.notify.notified().await;
+    }
+
+    /// A schedule falls due at `at`: wakes the timer if it sleeps past it.
+    pub fn schedule_due(&self, at: Timestamp) {
+        self.schedules.earlier(at);
+    }
+
+    /// The schedule timer plans to wake at `at`.
+    pub fn set_next_schedule(&self, at: Timestamp) {
+        self.schedules.plan(at);
+    }
+
+    /// Resolves when a schedule falls due before the planned wake-up.
+    pub async fn schedule_woken(&self) {
+        self.schedules.notify.notified().await;
     }
 
     /// Starts waiting for `run` to finish.

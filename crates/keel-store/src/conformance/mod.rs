@@ -20,6 +20,7 @@ mod maintenance;
 mod owner;
 mod queues;
 mod runs;
+mod schedules;
 mod sequences;
 mod sources;
 mod subscriptions;
@@ -100,6 +101,7 @@ where
         ("topics", topics::CASES),
         ("subscriptions", subscriptions::CASES),
         ("sources", sources::CASES),
+        ("schedules", schedules::CASES),
         ("endpoints", endpoints::CASES),
         ("waiting", waiting::CASES),
     ];

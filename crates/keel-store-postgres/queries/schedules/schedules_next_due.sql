@@ -1,0 +1,1 @@
+SELECT min(due_at) FROM keel_schedules WHERE due_at IS NOT NULL
