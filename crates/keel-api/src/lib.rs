@@ -17,6 +17,7 @@ pub mod health;
 pub mod jobs;
 pub mod queues;
 pub mod runs;
+pub mod schedules;
 pub mod sources;
 pub mod subscriptions;
 pub mod topics;

@@ -12,6 +12,7 @@
 mod client;
 mod endpoints;
 mod events;
+mod schedules;
 mod sources;
 mod worker;
 
@@ -26,6 +27,9 @@ pub use keel_api::endpoints::{
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};
+pub use keel_api::schedules::{
+    BackfillAnswer, FireTime, ScheduleAnswer, ScheduleList, ScheduleRequest, SlotAnswer,
+};
 pub use keel_api::sources::{SourceAnswer, SourceList, SourceRequest};
 pub use keel_api::subscriptions::Named as StartNamed;
 pub use keel_api::subscriptions::{

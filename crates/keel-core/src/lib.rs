@@ -31,8 +31,8 @@ pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    EndpointName, Namespace, QueueName, QueueRef, SourceName, SubscriptionName, TopicName,
-    WorkflowName,
+    EndpointName, Namespace, QueueName, QueueRef, ScheduleName, SourceName, SubscriptionName,
+    TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

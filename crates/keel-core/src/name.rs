@@ -67,6 +67,7 @@ name_type!(TopicName, "topic");
 name_type!(SubscriptionName, "subscription");
 name_type!(SourceName, "source");
 name_type!(EndpointName, "endpoint");
+name_type!(ScheduleName, "schedule");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

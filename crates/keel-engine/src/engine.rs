@@ -11,6 +11,7 @@ use crate::endpoints::EndpointService;
 use crate::events::EventService;
 use crate::jobs::JobService;
 use crate::owners::Owners;
+use crate::schedules::{ScheduleIds, Schedules};
 use crate::sources::SourceService;
 use crate::subscriptions::SubscriptionService;
 use crate::workflows::Driver;
@@ -26,6 +27,7 @@ pub struct Engine {
     pub sources: SourceService,
     pub endpoints: EndpointService,
     pub workflows: Arc<Driver>,
+    pub(crate) schedule_ids: ScheduleIds,
     pub run_retention_ms: u64,
     pub attempt_retention_ms: u64,
 }
@@ -93,9 +95,15 @@ impl Engine {
             sources,
             endpoints,
             workflows,
+            schedule_ids: ScheduleIds::default(),
             run_retention_ms: config.run_retention_ms,
             attempt_retention_ms: config.attempt_retention_ms,
         })
+    }
+
+    /// Schedules: put, pause, trigger, backfill, and the timer's passes.
+    pub fn schedules(&self) -> Schedules<'_> {
+        Schedules { engine: self }
     }
 
     pub fn now(&self) -> Timestamp {

@@ -11,6 +11,8 @@
 //! - [`sources::SourceService`]: webhooks verified and published as events.
 //! - [`endpoints::EndpointService`]: endpoints Keel pushes to, their
 //!   secrets, health and attempts log (the pushing is `services/pusher.rs`).
+//! - [`schedules::Schedules`]: schedules and the firing of their slots (the
+//!   timer is `services/timer.rs`).
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
 //! - [`services`]: the background services (maintenance, retention, the step
 //!   runner, the run sweep, the hand-off of events, the pusher), each `new(engine)` then `run(shutdown)`.
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod outbound;
 mod owners;
 mod rates;
+pub mod schedules;
 pub mod services;
 mod shutdown;
 pub mod sources;

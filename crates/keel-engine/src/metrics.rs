@@ -118,6 +118,22 @@ pub fn events_published(namespace: &keel_core::Namespace, topic: &keel_core::Top
     .increment(n);
 }
 
+/// A schedule's slots fired, each `late_ms` after its due time.
+pub fn schedule_fired(namespace: &keel_core::Namespace, late_ms: &[u64]) {
+    if late_ms.is_empty() {
+        return;
+    }
+    counter!(
+        "keel_schedule_fires_total",
+        &[("namespace", namespace.to_string())]
+    )
+    .increment(late_ms.len() as u64);
+    let histogram = histogram!("keel_schedule_fire_lateness_seconds");
+    for &ms in late_ms {
+        histogram.record(ms as f64 / 1000.0);
+    }
+}
+
 /// A webhook a source received, by outcome: `accepted`, `duplicate`,
 /// `rejected` (signature or timestamp), `invalid`, `challenge`.
 pub fn webhook_received(namespace: &keel_core::Namespace, source: &str, outcome: &'static str) {

@@ -156,7 +156,8 @@ fn apply(
         .execute(params![ns, write.name, spec, state, due, now.as_millis()])?
     } else {
         conn.prepare_cached(
-            "UPDATE schedules SET spec = ?3, state = ?4, due_at = ?5, rev = rev + 1, updated_at = ?7 \
+            "UPDATE schedules SET state = ?4, due_at = ?5, rev = rev + 1, \
+             updated_at = CASE WHEN spec = ?3 THEN updated_at ELSE ?7 END, spec = ?3 \
              WHERE namespace = ?1 AND name = ?2 AND rev = ?6",
         )?
         .execute(params![

@@ -21,6 +21,7 @@ pub struct Schedule {
     /// Bumped by every write.
     pub rev: u64,
     pub created_at: Timestamp,
+    /// When the spec last changed (fires do not count).
     pub updated_at: Timestamp,
 }
 

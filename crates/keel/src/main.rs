@@ -6,6 +6,7 @@
 mod admin;
 mod endpoints;
 mod events;
+mod schedules;
 mod sources;
 mod workflows;
 
@@ -66,6 +67,8 @@ enum Command {
     Source(sources::SourceArgs),
     /// Configure endpoints Keel pushes to; read their attempts.
     Endpoint(endpoints::EndpointArgs),
+    /// Configure schedules; read their next slots and ledger; fire by hand.
+    Schedule(schedules::ScheduleArgs),
 }
 
 #[derive(Args)]
@@ -177,6 +180,7 @@ fn main() -> std::process::ExitCode {
             Command::Subscription(args) => events::subscription(args).await,
             Command::Source(args) => sources::source(args).await,
             Command::Endpoint(args) => endpoints::endpoint(args).await,
+            Command::Schedule(args) => schedules::schedule(args).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@ mod maintenance;
 mod pusher;
 mod retention;
 mod steps;
+mod timer;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ pub use maintenance::Maintenance;
 pub use pusher::Pusher;
 pub use retention::Retention;
 pub use steps::{RunSweep, StepRunner};
+pub use timer::Timer;
 
 use crate::{Engine, Shutdown};
 
@@ -29,6 +31,7 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
         tokio::spawn(StepRunner::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(Deliveries::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(Pusher::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(Timer::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(RunSweep::new(engine).run(shutdown)),
     ])
 }

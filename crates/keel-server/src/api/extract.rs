@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keel_core::workflow::RunId;
 use keel_core::{
-    EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, SourceName, SubscriptionName,
-    TopicName, WorkflowName,
+    EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
+    SubscriptionName, TopicName, WorkflowName,
 };
 use serde::de::DeserializeOwned;
 
@@ -255,6 +255,21 @@ impl<S: Send + Sync> FromRequestParts<S> for EndpointPath {
         Ok(EndpointPath(
             user_namespace(segment(&segments, "ns"))?,
             EndpointName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of a schedule, validated.
+pub(super) struct SchedulePath(pub Namespace, pub ScheduleName);
+
+impl<S: Send + Sync> FromRequestParts<S> for SchedulePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(SchedulePath(
+            user_namespace(segment(&segments, "ns"))?,
+            ScheduleName::new(segment(&segments, "name"))?,
         ))
     }
 }

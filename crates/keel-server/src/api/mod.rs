@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod jobs;
 mod queues;
+mod schedules;
 mod sources;
 mod subscriptions;
 mod topics;
@@ -143,6 +144,29 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(
             "/namespaces/{ns}/endpoints/{name}/recover",
             post(endpoints::recover),
+        )
+        .route("/namespaces/{ns}/schedules", get(schedules::list))
+        .route(
+            "/namespaces/{ns}/schedules/{name}",
+            get(schedules::get)
+                .put(schedules::put)
+                .delete(schedules::delete),
+        )
+        .route(
+            "/namespaces/{ns}/schedules/{name}/pause",
+            post(schedules::pause),
+        )
+        .route(
+            "/namespaces/{ns}/schedules/{name}/resume",
+            post(schedules::resume),
+        )
+        .route(
+            "/namespaces/{ns}/schedules/{name}/trigger",
+            post(schedules::trigger),
+        )
+        .route(
+            "/namespaces/{ns}/schedules/{name}/backfill",
+            post(schedules::backfill),
         );
     Router::new()
         .nest("/v1", v1)

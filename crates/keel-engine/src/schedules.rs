@@ -1,0 +1,553 @@
+//! Schedules: configuring them, and firing their slots. The planner in
+//! `keel_core::schedule` decides what each due slot does; this module
+//! creates what a fire creates and writes the schedule under the revision it
+//! read, so a slot fires once whatever crashes, restarts or second nodes
+//! come between:
+//!
+//! - a job target's job is created in the schedule's own write;
+//! - an event target's event carries the slot's id, and a run target's run
+//!   the slot's idempotency key, both created just before the write: a
+//!   write that does not happen (a crash, a lost compare) leaves the slot
+//!   due, and its second fire finds the same event or run.
+//!
+//! The timer that calls [`Schedules::pass`] is `services/timer.rs`.
+
+use std::sync::{Mutex, PoisonError};
+
+use keel_core::job::JobRequest;
+use keel_core::schedule::{
+    self, Cadence, FireTarget, LEDGER_KEEP, Outcome, Plan, ScheduleSpec, ScheduleState,
+    ScheduleTarget, slot_key,
+};
+use keel_core::{
+    Error, ErrorCode, JobId, JobIdGenerator, Namespace, NewEvent, QueueRef, Timestamp,
+};
+use keel_store::{JobOwner, LedgerEntry, OwnedJob, Schedule, ScheduleWrite};
+use serde_json::Value;
+
+use crate::Engine;
+
+/// How often a schedule with slots waiting behind an unfinished fire looks
+/// whether that fire has ended.
+pub const BUFFER_RECHECK_MS: u64 = 1000;
+/// Schedules one timer pass reads and writes at once.
+pub const PASS_BATCH: u32 = 500;
+/// Tries of a trigger, backfill or put against concurrent fires.
+const TRIES: usize = 5;
+
+/// The schedule service's own state: ids for the jobs fires create.
+#[derive(Default)]
+pub struct ScheduleIds(Mutex<JobIdGenerator>);
+
+impl ScheduleIds {
+    fn next(&self, now: Timestamp) -> JobId {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next(now)
+    }
+}
+
+/// The schedule operations, borrowed from the engine they create through.
+pub struct Schedules<'a> {
+    pub(crate) engine: &'a Engine,
+}
+
+/// A put's answer: the schedule and whether it was new.
+pub struct Put {
+    pub schedule: Schedule,
+    pub created: bool,
+}
+
+impl Schedules<'_> {
+    /// Creates or updates a schedule. Identical content changes nothing; a
+    /// change of its timing plans the next slot from now, one that keeps the
+    /// timing keeps the planned slot.
+    pub async fn put(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        spec: ScheduleSpec,
+    ) -> Result<Put, Error> {
+        let cadence = spec.check()?;
+        self.target_exists(namespace, &spec).await?;
+        for _ in 0..TRIES {
+            let now = self.engine.now();
+            let existing = match self.engine.store.schedule_get(namespace, name).await {
+                Ok(s) => Some(s),
+                Err(e) if e.code == ErrorCode::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            let (rev, state) = match &existing {
+                Some(old) if old.spec == spec => {
+                    return Ok(Put {
+                        schedule: old.clone(),
+                        created: false,
+                    });
+                }
+                Some(old) if same_timing(&old.spec, &spec) => (old.rev, old.state.clone()),
+                Some(old) => {
+                    let mut state = old.state.clone();
+                    state.next = cadence.next_after(now);
+                    (old.rev, state)
+                }
+                None => (0, ScheduleState::start(&cadence, now)),
+            };
+            let due_at = state.due_at(name, &spec, now.plus_ms(BUFFER_RECHECK_MS));
+            let write = ScheduleWrite {
+                namespace: namespace.clone(),
+                name: name.to_owned(),
+                rev,
+                spec: spec.clone(),
+                state,
+                due_at,
+                ledger: Vec::new(),
+                jobs: Vec::new(),
+            };
+            match self.write_one(write, now).await {
+                Ok(schedule) => {
+                    return Ok(Put {
+                        schedule,
+                        created: rev == 0,
+                    });
+                }
+                Err(e) if e.code == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy(name))
+    }
+
+    /// Pauses (slots pass as `paused` in the ledger) or resumes.
+    pub async fn pause(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        paused: bool,
+    ) -> Result<Schedule, Error> {
+        for _ in 0..TRIES {
+            let mut schedule = self.engine.store.schedule_get(namespace, name).await?;
+            if schedule.spec.paused == paused {
+                return Ok(schedule);
+            }
+            schedule.spec.paused = paused;
+            let spec = schedule.spec.clone();
+            match self.put(namespace, name, spec).await {
+                Ok(put) => return Ok(put.schedule),
+                Err(e) if e.code == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy(name))
+    }
+
+    /// Fires now, outside the cron (whatever the overlap policy and pause:
+    /// someone asked for it). The ledger row's nominal time is now.
+    pub async fn trigger(&self, namespace: &Namespace, name: &str) -> Result<LedgerEntry, Error> {
+        let nominal = self.engine.now();
+        for _ in 0..TRIES {
+            let schedule = self.engine.store.schedule_get(namespace, name).await?;
+            let mut state = schedule.state.clone();
+            state.fired += 1;
+            let plan = Plan {
+                fire: vec![nominal],
+                decided: vec![schedule::Decided {
+                    nominal,
+                    outcome: Outcome::Fired,
+                }],
+                cancel_previous: false,
+            };
+            let now = self.engine.now();
+            let write = self.effects(&schedule, state, plan, now).await?;
+            let entry = write.ledger.last().cloned();
+            match self.write_one(write, now).await {
+                Ok(_) => {
+                    return entry.ok_or_else(|| Error::internal("a trigger wrote no ledger row"));
+                }
+                Err(e) if e.code == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy(name))
+    }
+
+    /// Fires every slot of `from..=to` (in the past) under the overlap
+    /// policy, oldest first; a slot the ledger shows fired is not fired again.
+    pub async fn backfill(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<LedgerEntry>, Error> {
+        if to < from {
+            return Err(Error::invalid("backfill: `to` is before `from`"));
+        }
+        if to > self.engine.now() {
+            return Err(Error::invalid(
+                "backfill: `to` is in the future; slots to come fire on their own",
+            ));
+        }
+        for _ in 0..TRIES {
+            let schedule = self.engine.store.schedule_get(namespace, name).await?;
+            let cadence = schedule.spec.check()?;
+            let fired: Vec<Timestamp> = self
+                .engine
+                .store
+                .schedule_ledger(namespace, name, LEDGER_KEEP as u32)
+                .await?
+                .into_iter()
+                .filter(|e| e.outcome == Outcome::Fired)
+                .map(|e| e.nominal_time)
+                .collect();
+            let slots: Vec<Timestamp> = schedule::slots_between(&cadence, from, to)?
+                .into_iter()
+                .filter(|s| !fired.contains(s))
+                .collect();
+            let mut state = schedule.state.clone();
+            let busy_now = self.busy(namespace, &schedule.spec, &state).await?;
+            let plan = schedule::plan_backfill(&schedule.spec, &mut state, &slots, busy_now);
+            let now = self.engine.now();
+            let write = self.effects(&schedule, state, plan, now).await?;
+            let entries = write.ledger.clone();
+            match self.write_one(write, now).await {
+                Ok(_) => return Ok(entries),
+                Err(e) if e.code == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy(name))
+    }
+
+    /// Fires what is due by `now` in up to [`PASS_BATCH`] schedules; true
+    /// when the batch was full (more may be due).
+    pub async fn pass(&self, now: Timestamp) -> Result<bool, Error> {
+        let due = self.engine.store.schedules_due(now, PASS_BATCH).await?;
+        let full = due.len() == PASS_BATCH as usize;
+        let mut writes = Vec::with_capacity(due.len());
+        for schedule in &due {
+            match self.decide(schedule, now).await {
+                Ok(write) => writes.push(write),
+                Err(e) => {
+                    tracing::warn!(namespace = %schedule.namespace, schedule = %schedule.name, error = %e, "cannot fire a schedule; it tries again in a second");
+                    let mut write = self.bare(schedule, schedule.state.clone());
+                    write.due_at = Some(now.plus_ms(BUFFER_RECHECK_MS));
+                    writes.push(write);
+                }
+            }
+        }
+        let fires: Vec<(Namespace, Vec<u64>)> = writes
+            .iter()
+            .map(|w| (w.namespace.clone(), fire_lateness(w, now)))
+            .collect();
+        let answers = self.engine.store.schedules_write(writes, now).await?;
+        for (answer, (namespace, late)) in answers.iter().zip(fires) {
+            match answer {
+                Ok(_) => crate::metrics::schedule_fired(&namespace, &late),
+                // Another writer moved it (a put, a trigger): it is read
+                // again at the next pass.
+                Err(e) if e.code == ErrorCode::Conflict => {}
+                Err(e) => tracing::warn!(%namespace, error = %e, "cannot write a schedule's fire"),
+            }
+        }
+        Ok(full)
+    }
+
+    /// The write that fires one due schedule's slots.
+    async fn decide(&self, schedule: &Schedule, now: Timestamp) -> Result<ScheduleWrite, Error> {
+        let cadence = Cadence::new(&schedule.spec)?;
+        let mut state = schedule.state.clone();
+        let busy_now = self
+            .busy(&schedule.namespace, &schedule.spec, &state)
+            .await?;
+        let plan = schedule::plan(
+            &schedule.name,
+            &schedule.spec,
+            &cadence,
+            &mut state,
+            busy_now,
+            now,
+        );
+        self.effects(schedule, state, plan, now).await
+    }
+
+    /// Carries out a plan: cancels the previous fire when it says so,
+    /// creates each fire's target, and writes every slot to the ledger.
+    async fn effects(
+        &self,
+        schedule: &Schedule,
+        mut state: ScheduleState,
+        plan: Plan,
+        now: Timestamp,
+    ) -> Result<ScheduleWrite, Error> {
+        if plan.cancel_previous {
+            self.cancel_last(&schedule.namespace, state.last.as_ref())
+                .await;
+        }
+        let mut ledger = Vec::with_capacity(plan.decided.len());
+        let mut jobs = Vec::new();
+        for decided in plan.decided {
+            let mut entry = LedgerEntry {
+                nominal_time: decided.nominal,
+                fired_at: None,
+                outcome: decided.outcome,
+                target_id: None,
+                seq: 0,
+            };
+            if decided.outcome == Outcome::Fired {
+                match self.create(schedule, decided.nominal, now, &mut jobs).await {
+                    Ok(target) => {
+                        entry.fired_at = Some(now);
+                        entry.target_id = Some(target.id().to_owned());
+                        state.last = Some(target);
+                    }
+                    Err(e) => {
+                        // The slot is not lost silently: the ledger says
+                        // missed and the log says why.
+                        tracing::warn!(namespace = %schedule.namespace, schedule = %schedule.name, nominal = %decided.nominal, error = %e, "a schedule's fire could not create its target");
+                        entry.outcome = Outcome::Missed;
+                        state.fired = state.fired.saturating_sub(1);
+                        state.missed += 1;
+                    }
+                }
+            }
+            state.ledger_seq += 1;
+            entry.seq = state.ledger_seq;
+            ledger.push(entry);
+        }
+        // Rows older than the kept ones would be trimmed in the same write.
+        let keep = ledger.len().saturating_sub(LEDGER_KEEP as usize);
+        ledger.drain(..keep);
+        let mut write = self.bare(schedule, state);
+        write.due_at = write.state.due_at(
+            &schedule.name,
+            &schedule.spec,
+            now.plus_ms(BUFFER_RECHECK_MS),
+        );
+        write.ledger = ledger;
+        write.jobs = jobs;
+        Ok(write)
+    }
+
+    fn bare(&self, schedule: &Schedule, state: ScheduleState) -> ScheduleWrite {
+        ScheduleWrite {
+            namespace: schedule.namespace.clone(),
+            name: schedule.name.clone(),
+            rev: schedule.rev,
+            spec: schedule.spec.clone(),
+            due_at: state.due_at(&schedule.name, &schedule.spec, self.engine.now()),
+            state,
+            ledger: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Creates one fire's target: a job (added to `jobs`, written with the
+    /// schedule), an event or a run (created now, under the slot's key).
+    async fn create(
+        &self,
+        schedule: &Schedule,
+        nominal: Timestamp,
+        now: Timestamp,
+        jobs: &mut Vec<OwnedJob>,
+    ) -> Result<FireTarget, Error> {
+        let ns = &schedule.namespace;
+        let rendered = schedule.spec.render(&schedule.name, nominal, now)?;
+        match &schedule.spec.target {
+            ScheduleTarget::Job { queue, .. } => {
+                let queue = QueueRef {
+                    namespace: ns.clone(),
+                    queue: queue.clone(),
+                };
+                let mut request: JobRequest = serde_json::from_value(rendered)
+                    .map_err(|e| Error::invalid(format!("target.job: {e}")))?;
+                let tags = request.tags.get_or_insert_default();
+                tags.insert("keel.schedule".into(), schedule.name.clone());
+                tags.insert("keel.nominal_time".into(), nominal.to_rfc3339());
+                let policy = self.engine.store.queue_policy(&queue).await?;
+                let job = request.validate(&policy, &self.engine.limits, now)?;
+                let id = self.engine.schedule_ids.next(now);
+                jobs.push(OwnedJob {
+                    queue,
+                    id,
+                    job,
+                    owner: Some(JobOwner::Schedule {
+                        schedule: schedule.name.clone(),
+                        nominal,
+                    }),
+                });
+                Ok(FireTarget::Job(id.to_string()))
+            }
+            ScheduleTarget::Event { topic, .. } => {
+                let field = |name: &str| {
+                    rendered
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                };
+                let headers = match rendered.get("headers") {
+                    Some(h) => serde_json::from_value(h.clone())
+                        .map_err(|e| Error::invalid(format!("target.event.headers: {e}")))?,
+                    None => Default::default(),
+                };
+                let event = NewEvent {
+                    id: slot_key(&schedule.name, nominal),
+                    generated_id: false,
+                    kind: field("type").unwrap_or_default(),
+                    source: field("source")
+                        .unwrap_or_else(|| format!("keel/schedules/{}", schedule.name)),
+                    key: field("key"),
+                    time: nominal,
+                    data: rendered
+                        .get("data")
+                        .map_or_else(|| "null".into(), Value::to_string),
+                    headers,
+                };
+                let published = self.engine.events.publish(ns, topic, vec![event]).await?;
+                let id = published
+                    .first()
+                    .map(|p| p.id.clone())
+                    .unwrap_or_else(|| slot_key(&schedule.name, nominal));
+                Ok(FireTarget::Event(id))
+            }
+            ScheduleTarget::Run { workflow, .. } => {
+                let (run, _) = self
+                    .engine
+                    .workflows
+                    .start(
+                        ns,
+                        workflow.as_str(),
+                        None,
+                        rendered,
+                        Some(slot_key(&schedule.name, nominal)),
+                    )
+                    .await?;
+                Ok(FireTarget::Run(run.id.to_string()))
+            }
+        }
+    }
+
+    /// Whether the last fire's job or run is unfinished (never for events,
+    /// nor under `allow`, where it does not matter).
+    async fn busy(
+        &self,
+        namespace: &Namespace,
+        spec: &ScheduleSpec,
+        state: &ScheduleState,
+    ) -> Result<bool, Error> {
+        if spec.overlap == schedule::Overlap::Allow {
+            return Ok(false);
+        }
+        let store = &self.engine.store;
+        match &state.last {
+            Some(FireTarget::Job(id)) => {
+                let Ok(id) = id.parse() else { return Ok(false) };
+                match store.job_get(namespace, id).await {
+                    Ok(job) => Ok(!job.state.is_final()),
+                    Err(e) if e.code == ErrorCode::JobNotFound => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(FireTarget::Run(id)) => {
+                let Ok(id) = id.parse() else { return Ok(false) };
+                match store.run_get(namespace, id).await {
+                    Ok(run) => Ok(!run.state.status.is_final()),
+                    Err(e) if e.code == ErrorCode::NotFound => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Some(FireTarget::Event(_)) | None => Ok(false),
+        }
+    }
+
+    /// `cancel_other`: the previous fire's job or run is cancelled (without
+    /// compensation); one that ended meanwhile is left as it is.
+    async fn cancel_last(&self, namespace: &Namespace, last: Option<&FireTarget>) {
+        let cancelled = match last {
+            Some(FireTarget::Job(id)) => match id.parse() {
+                Ok(id) => self.engine.jobs.cancel(namespace, id).await.map(|_| ()),
+                Err(_) => Ok(()),
+            },
+            Some(FireTarget::Run(id)) => match id.parse() {
+                Ok(id) => self
+                    .engine
+                    .workflows
+                    .advance(
+                        namespace,
+                        id,
+                        crate::workflows::Hint::Nothing,
+                        crate::workflows::Op::Cancel(false),
+                    )
+                    .await
+                    .map(|_| ()),
+                Err(_) => Ok(()),
+            },
+            Some(FireTarget::Event(_)) | None => Ok(()),
+        };
+        if let Err(e) = cancelled
+            && e.code != ErrorCode::Conflict
+        {
+            tracing::info!(error = %e, "cancel_other: the previous fire was not cancelled");
+        }
+    }
+
+    /// A run target's workflow must exist when the schedule is put (a queue
+    /// or a topic is created by its first job or event).
+    async fn target_exists(&self, namespace: &Namespace, spec: &ScheduleSpec) -> Result<(), Error> {
+        if let ScheduleTarget::Run { workflow, .. } = &spec.target {
+            self.engine
+                .store
+                .workflow_get(namespace, workflow.as_str(), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_one(&self, write: ScheduleWrite, now: Timestamp) -> Result<Schedule, Error> {
+        let namespace = write.namespace.clone();
+        let late = fire_lateness(&write, now);
+        let answer = self
+            .engine
+            .store
+            .schedules_write(vec![write], now)
+            .await?
+            .pop()
+            .unwrap_or_else(|| {
+                Err(Error::internal(
+                    "a schedule write came back without an answer",
+                ))
+            })?;
+        crate::metrics::schedule_fired(&namespace, &late);
+        Ok(answer)
+    }
+}
+
+/// How late each fire of a write is (ms), from its slot's due time.
+fn fire_lateness(write: &ScheduleWrite, now: Timestamp) -> Vec<u64> {
+    write
+        .ledger
+        .iter()
+        .filter(|e| e.outcome == Outcome::Fired)
+        .map(|e| {
+            let due = e.nominal_time.plus_ms(schedule::jitter(
+                &write.name,
+                e.nominal_time,
+                write.spec.jitter_ms,
+            ));
+            now.millis_since(due)
+        })
+        .collect()
+}
+
+/// Whether two specs have the same slots (so the planned one stands).
+fn same_timing(a: &ScheduleSpec, b: &ScheduleSpec) -> bool {
+    (&a.cron, a.every_ms, &a.timezone, a.start_at, a.end_at)
+        == (&b.cron, b.every_ms, &b.timezone, b.start_at, b.end_at)
+}
+
+fn busy(name: &str) -> Error {
+    Error::new(
+        ErrorCode::Conflict,
+        format!("schedule {name:?} kept changing; try again"),
+    )
+}

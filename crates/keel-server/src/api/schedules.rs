@@ -1,0 +1,150 @@
+//! Schedules: put, get (with the next slots and the ledger), list, delete,
+//! pause, resume, trigger and backfill.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_api::schedules::{
+    BackfillAnswer, BackfillRequest, FireTime, ScheduleAnswer, ScheduleList, ScheduleRequest,
+    SlotAnswer,
+};
+use keel_core::schedule::Cadence;
+use keel_engine::Engine;
+use keel_store::{LedgerEntry, Schedule};
+
+use super::ApiError;
+use super::extract::{JsonBody, NamespacePath, SchedulePath};
+
+type Api<T> = Result<T, ApiError>;
+
+/// Slots shown ahead.
+const NEXT_SLOTS: usize = 5;
+/// Ledger rows shown by `GET` of one schedule.
+const RECENT: u32 = 20;
+
+fn slot(entry: LedgerEntry) -> SlotAnswer {
+    SlotAnswer {
+        nominal_time: entry.nominal_time,
+        fired_at: entry.fired_at,
+        outcome: entry.outcome,
+        target_id: entry.target_id,
+    }
+}
+
+fn answer(schedule: Schedule, recent: Vec<LedgerEntry>) -> ScheduleAnswer {
+    let mut next_fire_times = Vec::new();
+    if let Ok(cadence) = Cadence::new(&schedule.spec) {
+        let mut next = schedule.state.next;
+        while let Some(at) = next.filter(|_| next_fire_times.len() < NEXT_SLOTS) {
+            next_fire_times.push(FireTime {
+                utc: at,
+                local: cadence.local(at),
+            });
+            next = cadence.next_after(at);
+        }
+    }
+    ScheduleAnswer {
+        name: schedule.name,
+        next_fire_times,
+        recent: recent.into_iter().map(slot).collect(),
+        fired: schedule.state.fired,
+        skipped: schedule.state.skipped,
+        missed: schedule.state.missed,
+        buffered: schedule.state.buffered.len(),
+        spec: schedule.spec,
+        created_at: schedule.created_at,
+        updated_at: schedule.updated_at,
+    }
+}
+
+async fn full(engine: &Engine, schedule: Schedule) -> Api<ScheduleAnswer> {
+    let recent = engine
+        .store
+        .schedule_ledger(&schedule.namespace, &schedule.name, RECENT)
+        .await?;
+    Ok(answer(schedule, recent))
+}
+
+pub(super) async fn put(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+    JsonBody(spec): JsonBody<ScheduleRequest>,
+) -> Api<Response> {
+    let put = engine.schedules().put(&ns, name.as_str(), spec).await?;
+    let status = if put.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(full(&engine, put.schedule).await?)).into_response())
+}
+
+pub(super) async fn get(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+) -> Api<Json<ScheduleAnswer>> {
+    let schedule = engine.store.schedule_get(&ns, name.as_str()).await?;
+    Ok(Json(full(&engine, schedule).await?))
+}
+
+pub(super) async fn list(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+) -> Api<Json<ScheduleList>> {
+    let schedules = engine.store.schedules_list(&ns).await?;
+    Ok(Json(ScheduleList {
+        schedules: schedules
+            .into_iter()
+            .map(|s| answer(s, Vec::new()))
+            .collect(),
+    }))
+}
+
+pub(super) async fn delete(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+) -> Api<StatusCode> {
+    engine.store.schedule_delete(&ns, name.as_str()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn pause(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+) -> Api<Json<ScheduleAnswer>> {
+    let schedule = engine.schedules().pause(&ns, name.as_str(), true).await?;
+    Ok(Json(full(&engine, schedule).await?))
+}
+
+pub(super) async fn resume(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+) -> Api<Json<ScheduleAnswer>> {
+    let schedule = engine.schedules().pause(&ns, name.as_str(), false).await?;
+    Ok(Json(full(&engine, schedule).await?))
+}
+
+pub(super) async fn trigger(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+) -> Api<Json<SlotAnswer>> {
+    let entry = engine.schedules().trigger(&ns, name.as_str()).await?;
+    Ok(Json(slot(entry)))
+}
+
+pub(super) async fn backfill(
+    State(engine): State<Arc<Engine>>,
+    SchedulePath(ns, name): SchedulePath,
+    JsonBody(range): JsonBody<BackfillRequest>,
+) -> Api<Json<BackfillAnswer>> {
+    let entries = engine
+        .schedules()
+        .backfill(&ns, name.as_str(), range.from, range.to)
+        .await?;
+    Ok(Json(BackfillAnswer {
+        slots: entries.into_iter().map(slot).collect(),
+    }))
+}
