@@ -470,3 +470,68 @@ async fn three_nodes_push_an_endpoint_and_survive_a_kill() {
     );
     assert!(most >= 2, "deliveries did go in parallel: {most}");
 }
+
+/// A schedule put through a node that does not lead fires on time from the
+/// leader (its due time travels by NOTIFY); the leader is killed with -9
+/// mid-way, another takes over, and every slot from the first to the last
+/// fired exactly once across the three nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_fire_each_schedule_slot_exactly_once_across_a_kill() {
+    let db = Database::new().await;
+    let mut nodes = vec![db.node().await, db.node().await, db.node().await];
+    let first = leader(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut dead = nodes.remove(first);
+    let (put, worker) = (&nodes[0], &nodes[1]);
+    let (status, body) = put
+        .call(
+            "PUT",
+            "/namespaces/default/schedules/tick",
+            Some(
+                json!({"every_ms": 1000, "overlap": "allow", "target": {"queue": "ticks",
+                "job": {"payload": {"nominal": "${{ schedule.nominal_time }}"}}}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let nominal = |job: &Value| {
+        keel_core::Timestamp::parse_rfc3339(job["payload"]["nominal"].as_str().unwrap())
+            .unwrap()
+            .as_millis()
+    };
+    let mut seen = 0;
+    while seen < 3 {
+        for job in worker
+            .lease("ticks", json!({"max_jobs": 10, "wait_ms": 5000}))
+            .await
+        {
+            let created = keel_core::Timestamp::parse_rfc3339(job["created_at"].as_str().unwrap())
+                .unwrap()
+                .as_millis();
+            let late = created - nominal(&job);
+            assert!((0..1000).contains(&late), "fired {late} ms after its slot");
+            seen += 1;
+        }
+    }
+    dead.kill9().await;
+    leader(&nodes.iter().collect::<Vec<_>>()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "slots stopped after the kill: {seen}"
+        );
+        seen += worker
+            .lease("ticks", json!({"max_jobs": 10, "wait_ms": 5000}))
+            .await
+            .len();
+    }
+    let mut slots = Vec::new();
+    for id in worker.list_all("ticks").await {
+        slots.push(nominal(&worker.job(&id).await));
+    }
+    slots.sort_unstable();
+    let distinct: HashSet<i64> = slots.iter().copied().collect();
+    assert_eq!(distinct.len(), slots.len(), "a slot fired twice: {slots:?}");
+    let span = (slots.last().unwrap() - slots[0]) / 1000 + 1;
+    assert_eq!(slots.len() as i64, span, "a slot was lost: {slots:?}");
+}
