@@ -18,6 +18,7 @@ mod events;
 mod hooks;
 mod jobs;
 mod keyed;
+mod schedules;
 mod server;
 mod workflows;
 
@@ -137,7 +138,7 @@ struct BenchArgs {
     /// publish_single, publish_batch, drain_pulled, keyed_target,
     /// event_latency, push, push_failing, push_queue, ingest, in_process,
     /// memory, idle; and, only when named (they
-    /// are long), keyed_backlog and events_10m_per_hour.
+    /// are long), keyed_backlog, events_10m_per_hour and schedules.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
     /// Events per event phase (default: n).
@@ -155,6 +156,12 @@ struct BenchArgs {
     /// Ready jobs of each keyed_backlog variant (none, 10 and 10,000 keys).
     #[arg(long, default_value_t = 100_000)]
     keyed_n: usize,
+    /// Schedules of the `schedules` phase, each firing once a minute.
+    #[arg(long, default_value_t = 100_000)]
+    schedules_n: usize,
+    /// Seconds the `schedules` phase measures (whole minutes are best).
+    #[arg(long, default_value_t = 180)]
+    schedules_secs: u64,
 }
 
 impl BenchArgs {
@@ -445,6 +452,17 @@ async fn measure(
         )
         .await?;
         emit("events_10m_per_hour", report);
+    }
+    if args.phases.iter().any(|p| p == "schedules") {
+        let report = schedules::schedules(
+            servers,
+            &clients[0],
+            args.schedules_n,
+            args.schedules_secs,
+            args.conc,
+        )
+        .await?;
+        emit("schedules(each fires once a minute)", report);
     }
     if args.phases.iter().any(|p| p == "keyed_backlog") {
         for keys in [0, 10, 10_000] {

@@ -18,6 +18,9 @@ pub enum GateKind {
     Scheduled,
     /// Its queue is paused.
     Paused,
+    /// Its queue's rate limit lets the next job go at `eligible_at`
+    /// (`limit` per period).
+    RateLimit,
     /// Its queue has `limit` jobs leased already (`used`).
     Concurrency,
     /// An earlier job of its ordering key (`key`) runs or waits first:
@@ -63,6 +66,11 @@ impl Gate {
                 self.eligible_at.map(|t| t.to_string()).unwrap_or_default()
             ),
             GateKind::Paused => "the queue is paused".to_owned(),
+            GateKind::RateLimit => format!(
+                "rate limit: {} per period, next slot at {}",
+                self.limit.unwrap_or(0),
+                self.eligible_at.map(|t| t.to_string()).unwrap_or_default()
+            ),
             GateKind::Concurrency => format!(
                 "concurrency: {}/{} leased",
                 self.used.unwrap_or(0),
@@ -89,15 +97,18 @@ pub struct WaitFacts {
     /// Jobs of the queue leased now.
     pub leased: u64,
     pub max_concurrency: Option<u32>,
+    /// The queue's rate limit and its state (the GCRA's TAT, µs).
+    pub rate_limit: Option<crate::flow::Rate>,
+    pub rate_tat_us: i64,
     pub ordering_key: Option<String>,
     /// The job that holds the ordering key, when it is another.
     pub key_holder: Option<JobId>,
 }
 
-/// The gates holding the job back; `since_lease_ms` is how long ago a
-/// worker last asked for the queue's jobs (none: never). Empty for a job
-/// that is not waiting or that the next lease call takes.
-pub fn gates(facts: &WaitFacts, since_lease_ms: Option<u64>) -> Vec<Gate> {
+/// The gates holding the job back at `now`; `since_lease_ms` is how long
+/// ago a worker last asked for the queue's jobs (none: never). Empty for a
+/// job that is not waiting or that the next lease call takes.
+pub fn gates(facts: &WaitFacts, since_lease_ms: Option<u64>, now: Timestamp) -> Vec<Gate> {
     let mut gates = Vec::new();
     match facts.state {
         JobState::Scheduled => gates.push(Gate {
@@ -109,6 +120,15 @@ pub fn gates(facts: &WaitFacts, since_lease_ms: Option<u64>) -> Vec<Gate> {
     }
     if facts.paused {
         gates.push(Gate::new(GateKind::Paused));
+    }
+    if let Some(rate) = facts.rate_limit
+        && let Some(next) = rate.allowed(facts.rate_tat_us, now, 1).next_at
+    {
+        gates.push(Gate {
+            limit: Some(u64::from(rate.limit)),
+            eligible_at: Some(next),
+            ..Gate::new(GateKind::RateLimit)
+        });
     }
     if let Some(limit) = facts.max_concurrency
         && facts.leased >= u64::from(limit)
@@ -136,6 +156,8 @@ pub fn gates(facts: &WaitFacts, since_lease_ms: Option<u64>) -> Vec<Gate> {
 mod tests {
     use super::*;
 
+    const NOW: Timestamp = Timestamp::from_millis(1_000_000);
+
     fn facts(state: JobState) -> WaitFacts {
         WaitFacts {
             state,
@@ -143,6 +165,8 @@ mod tests {
             paused: false,
             leased: 0,
             max_concurrency: None,
+            rate_limit: None,
+            rate_tat_us: 0,
             ordering_key: None,
             key_holder: None,
         }
@@ -154,8 +178,8 @@ mod tests {
 
     #[test]
     fn a_ready_job_with_a_worker_waits_on_nothing() {
-        assert!(gates(&facts(JobState::Ready), Some(0)).is_empty());
-        assert!(gates(&facts(JobState::Leased), None).is_empty());
+        assert!(gates(&facts(JobState::Ready), Some(0), NOW).is_empty());
+        assert!(gates(&facts(JobState::Leased), None, NOW).is_empty());
     }
 
     #[test]
@@ -165,31 +189,41 @@ mod tests {
             paused: true,
             leased: 3,
             max_concurrency: Some(3),
+            rate_limit: Some(crate::flow::Rate {
+                limit: 10,
+                period_ms: 1000,
+                burst: None,
+            }),
+            rate_tat_us: NOW.plus_ms(100).as_millis() * 1000,
             ordering_key: Some("acme".into()),
             key_holder: Some(holder),
             ..facts(JobState::Scheduled)
         };
-        let all = gates(&held, Some(60_000));
+        let all = gates(&held, Some(60_000), NOW);
         assert_eq!(
             kinds(&all),
             [
                 GateKind::Scheduled,
                 GateKind::Paused,
+                GateKind::RateLimit,
                 GateKind::Concurrency,
                 GateKind::OrderingKey,
                 GateKind::NoWorker
             ]
         );
         assert_eq!(all[0].eligible_at, Some(Timestamp::from_millis(5_000)));
-        assert_eq!((all[2].used, all[2].limit), (Some(3), Some(3)));
-        assert_eq!(all[3].blocking_job, Some(holder));
+        assert_eq!(all[2].eligible_at, Some(NOW.plus_ms(100)));
+        assert_eq!((all[3].used, all[3].limit), (Some(3), Some(3)));
+        assert_eq!(all[4].blocking_job, Some(holder));
         assert_eq!(
-            all[3].describe(),
+            all[4].describe(),
             format!("ordering key acme: job {holder} goes first")
         );
         let room = WaitFacts { leased: 2, ..held };
         let recent = Some(59_999);
-        assert!(!kinds(&gates(&room, recent)).contains(&GateKind::Concurrency));
-        assert!(!kinds(&gates(&room, recent)).contains(&GateKind::NoWorker));
+        let later = NOW.plus_ms(100);
+        assert!(!kinds(&gates(&room, recent, later)).contains(&GateKind::Concurrency));
+        assert!(!kinds(&gates(&room, recent, later)).contains(&GateKind::NoWorker));
+        assert!(!kinds(&gates(&room, recent, later)).contains(&GateKind::RateLimit));
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod flow;
 pub mod gate;
 pub mod id;
 pub mod job;

@@ -23,6 +23,10 @@ pub struct QueuePolicy {
     pub lease_ms: Option<u64>,
     /// Most jobs leased at once from this queue; none means no bound.
     pub max_concurrency: Option<u32>,
+    /// Most jobs leased per period (a GCRA over the whole queue, across
+    /// nodes); none means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::flow::Rate>,
     /// How long succeeded and cancelled jobs are kept before they are deleted.
     pub retention_ms: Option<u64>,
     /// How long dead jobs are kept, for inspection and redrive.
@@ -65,6 +69,9 @@ impl QueuePolicy {
         }
         if self.max_concurrency == Some(0) {
             return Err(Error::invalid("max_concurrency must be at least 1"));
+        }
+        if let Some(rate) = &self.rate_limit {
+            rate.check()?;
         }
         if let Some(push) = &self.push
             && !(1..=crate::endpoint::MAX_IN_FLIGHT).contains(&push.concurrency())

@@ -145,7 +145,7 @@ impl JobService {
                 _ => 0,
             })
         };
-        Ok(gate::gates(&facts, since))
+        Ok(gate::gates(&facts, since, self.clock.now()))
     }
 
     async fn lease_waiting(
@@ -186,8 +186,17 @@ impl JobService {
                 return Ok(jobs);
             }
             let _parked = crate::metrics::lease_waiter(&req.queue);
+            // Ready jobs held back by the queue's rate limit: no enqueue
+            // will wake us for them, their slot will.
+            let slot = signal
+                .rate_next(&req.queue)
+                .filter(|at| *at > now)
+                .map(|at| {
+                    tokio::time::Instant::now() + Duration::from_millis(at.millis_since(now))
+                });
             tokio::select! {
                 () = &mut woken => owed.armed = true,
+                () = sleep_until_some(slot), if slot.is_some_and(|s| s < deadline) => {}
                 () = tokio::time::sleep_until(deadline) => return Ok(jobs),
                 () = self.shutdown.clone().wait() => return Ok(jobs),
             }
@@ -354,6 +363,14 @@ impl Drop for PassOn<'_> {
         if self.armed {
             self.signal.notify(self.queue, 1);
         }
+    }
+}
+
+/// Sleeps until `at` (forever when `None`; guard the branch instead).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -57,6 +57,9 @@ pub(crate) struct QueueHot {
     pub ready: BTreeSet<ReadyKey>,
     /// Jobs per state, finished states included.
     pub counts: [u64; 6],
+    /// The rate limit's theoretical arrival time, in µs (in memory: a
+    /// restart allows one burst).
+    pub rate_tat_us: i64,
     /// Unfinished jobs per ordering key: the one that holds the key (only it
     /// runs) and the others in enqueue order.
     ordering: HashMap<Arc<str>, KeyGroup>,
@@ -117,6 +120,8 @@ impl Hot {
             paused: queue.paused,
             leased: queue.count(JobState::Leased),
             max_concurrency: queue.policy.max_concurrency,
+            rate_limit: queue.policy.rate_limit,
+            rate_tat_us: queue.rate_tat_us,
             ordering_key: job.ordering_key.as_deref().map(str::to_owned),
             key_holder,
         })
@@ -134,6 +139,7 @@ impl Hot {
             paused: false,
             ready: BTreeSet::new(),
             counts: [0; 6],
+            rate_tat_us: 0,
             ordering: HashMap::new(),
         });
         self.queue_ids.insert(queue.clone(), idx);

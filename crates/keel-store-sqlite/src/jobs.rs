@@ -301,6 +301,18 @@ impl Writer {
         if let Some(max) = queue.policy.max_concurrency {
             room = room.min(u64::from(max).saturating_sub(queue.count(JobState::Leased)));
         }
+        let rate = queue.policy.rate_limit;
+        if let Some(rate) = rate {
+            let take = rate.allowed(
+                queue.rate_tat_us,
+                now,
+                u32::try_from(room).unwrap_or(u32::MAX),
+            );
+            room = u64::from(take.granted);
+            if let Some(at) = take.next_at.filter(|_| !queue.ready.is_empty()) {
+                self.signal.rate_limited(&req.queue, at);
+            }
+        }
         let mut leased = Vec::new();
         for _ in 0..room {
             let Some(&(_, _, _, id)) = self.hot.queues[queue_idx].ready.first() else {
@@ -353,6 +365,11 @@ impl Writer {
                 created_at: Timestamp::from_millis(created_at),
                 run_at,
             });
+        }
+        if let Some(rate) = rate {
+            let queue = &mut self.hot.queues[queue_idx];
+            let n = u32::try_from(leased.len()).unwrap_or(u32::MAX);
+            queue.rate_tat_us = rate.after(queue.rate_tat_us, now, n);
         }
         Ok(Ok(leased))
     }

@@ -12,6 +12,9 @@
 //! - A backend fires [`ReadySignal::schedule_due`] whenever a schedule write
 //!   sets a due time; the timer sleeps until its next one and is woken early
 //!   by an earlier one, from whichever node (as with deadlines).
+//! - A backend records [`ReadySignal::rate_limited`] when a lease leaves
+//!   ready jobs behind for the queue's rate limit: a leaser that found
+//!   nothing sleeps until then, as no new job will wake it.
 //! - A backend fires [`ReadySignal::run_finished`] once a run's write to a
 //!   final status is durable. Readers waiting for that run (and only them)
 //!   wake; a shared backend carries it to the other nodes, so a reader on one
@@ -42,6 +45,9 @@ pub struct ReadySignal {
     topics: Arc<Mutex<HashMap<TopicKey, Arc<Notify>>>>,
     /// Woken by an append to any topic: what deliveries wait on.
     any_topic: Arc<Notify>,
+    /// When a rate-limited queue next lets a job be leased, as its last
+    /// lease call found it (see [`ReadySignal::rate_limited`]).
+    rated: Arc<Mutex<HashMap<QueueRef, Timestamp>>>,
 }
 
 /// A reader's wait for one run to finish. Create it, then read the run, then
@@ -123,6 +129,21 @@ impl ReadySignal {
                 notify.notify_one();
             }
         }
+    }
+
+    /// A lease of `queue` left ready jobs behind for its rate limit; the
+    /// next may be leased at `at`. Leasers that found nothing look here to
+    /// know when to try again (no job becoming ready will wake them).
+    pub fn rate_limited(&self, queue: &QueueRef, at: Timestamp) {
+        let mut rated = self.rated.lock().unwrap_or_else(PoisonError::into_inner);
+        rated.insert(queue.clone(), at);
+    }
+
+    /// When `queue`'s rate limit next lets a job through, if a lease found
+    /// it limited (the time may be past: then it no longer holds).
+    pub fn rate_next(&self, queue: &QueueRef) -> Option<Timestamp> {
+        let rated = self.rated.lock().unwrap_or_else(PoisonError::into_inner);
+        rated.get(queue).copied()
     }
 
     /// A deadline exists at `at`: wakes maintenance if it sleeps past it.

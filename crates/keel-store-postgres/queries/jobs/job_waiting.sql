@@ -1,6 +1,7 @@
 -- What could hold an unfinished job back: its state and due time, its
--- queue's pause switch and concurrency bound with the jobs leased now, and,
--- when it does not hold its ordering key, the job that does.
+-- queue's pause switch, concurrency bound with the jobs leased now and rate
+-- limit with its state, and, when it does not hold its ordering key, the
+-- job that does.
 SELECT j.state, j.run_at, j.ordering_key,
        coalesce(q.paused, false),
        (q.policy->>'max_concurrency')::bigint,
@@ -9,7 +10,9 @@ SELECT j.state, j.run_at, j.ordering_key,
        (SELECT h.id FROM keel_jobs h
         WHERE NOT j.runnable AND h.namespace = j.namespace AND h.queue = j.queue
           AND h.ordering_key = j.ordering_key AND h.finished_at IS NULL AND h.runnable
-        LIMIT 1)
+        LIMIT 1),
+       (q.policy->'rate_limit')::text,
+       coalesce(q.rate_tat, 0)
 FROM keel_jobs j
 LEFT JOIN keel_queues q ON q.namespace = j.namespace AND q.queue = j.queue
 WHERE j.id = $1 AND j.namespace = $2

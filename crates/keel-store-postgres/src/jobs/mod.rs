@@ -132,25 +132,46 @@ impl JobStore for PostgresStore {
             .await
             .map_err(db)?;
         let mut room = i64::from(req.max_jobs);
+        let mut rated = None;
         if let Some(row) = settings {
             if row.get::<_, bool>(0) {
                 return Ok(Vec::new());
             }
             let policy: QueuePolicy = from_json(row.get(1))?;
-            if let Some(max) = policy.max_concurrency {
-                // Serialize leasers of this queue so that the bound holds across nodes.
+            if policy.max_concurrency.is_some() || policy.rate_limit.is_some() {
+                // Serialize leasers of this queue so that the bound and the
+                // rate hold across nodes.
                 tx.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     &[&format!("{namespace}/{queue}")],
                 )
                 .await
                 .map_err(db)?;
+            }
+            if let Some(max) = policy.max_concurrency {
                 let leased: i64 = tx
                     .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'leased'", &[&namespace, &queue])
                     .await
                     .map_err(db)?
                     .get(0);
                 room = room.min(i64::from(max) - leased).max(0);
+            }
+            if let Some(rate) = policy.rate_limit {
+                // Read under the lock: the TAT another node wrote last.
+                let tat: i64 = tx
+                    .query_one(
+                        "SELECT rate_tat FROM keel_queues WHERE namespace = $1 AND queue = $2",
+                        &[&namespace, &queue],
+                    )
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                let take = rate.allowed(tat, now, u32::try_from(room).unwrap_or(u32::MAX));
+                room = i64::from(take.granted);
+                if let Some(at) = take.next_at {
+                    self.signal.rate_limited(&req.queue, at);
+                }
+                rated = Some((rate, tat));
             }
         }
         if room == 0 {
@@ -175,6 +196,15 @@ impl JobStore for PostgresStore {
             )
             .await
             .map_err(db)?;
+        if let Some((rate, tat)) = rated {
+            let n = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+            tx.execute(
+                "UPDATE keel_queues SET rate_tat = $3 WHERE namespace = $1 AND queue = $2",
+                &[&namespace, &queue, &rate.after(tat, now, n)],
+            )
+            .await
+            .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         self.deadline(
             rows.iter()

@@ -9,6 +9,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::rows::{attach_errors, job_from_row, state_of};
+use crate::jobs::from_json;
 use crate::{PostgresStore, db, job_id, uuid};
 
 impl PostgresStore {
@@ -56,6 +57,12 @@ impl PostgresStore {
                 .and_then(|n| u32::try_from(n).ok()),
             leased: u64::try_from(row.get::<_, i64>(5)).unwrap_or(0),
             key_holder: row.get::<_, Option<Uuid>>(6).map(job_id),
+            rate_limit: row
+                .get::<_, Option<&str>>(7)
+                .filter(|text| *text != "null")
+                .map(from_json)
+                .transpose()?,
+            rate_tat_us: row.get(8),
         })
     }
 

@@ -7,6 +7,7 @@ cases![
     pause_stops_leasing_until_resume,
     policy_round_trips_and_bounds_concurrency,
     an_ack_under_a_full_concurrency_bound_wakes_a_leaser,
+    a_rate_limit_spaces_leases_and_says_when_the_next_may_go,
 ];
 
 async fn stats_count_by_state(h: Harness) {
@@ -111,4 +112,40 @@ async fn an_ack_under_a_full_concurrency_bound_wakes_a_leaser(h: Harness) {
         "the ack made room: a leaser wakes"
     );
     assert_eq!(lease(&*h.store, &q, 10, at(1)).await.len(), 1);
+}
+
+/// `rate_limit` (a GCRA over the queue): a burst at once, then one job per
+/// interval whoever asks, and the ready signal says when the next may go.
+async fn a_rate_limit_spaces_leases_and_says_when_the_next_may_go(h: Harness) {
+    let q = queue("paced");
+    let policy = QueuePolicy {
+        rate_limit: Some(keel_core::flow::Rate {
+            limit: 10,
+            period_ms: 1000,
+            burst: Some(3),
+        }),
+        ..Default::default()
+    };
+    h.store
+        .queue_policy_set(&q, policy.clone(), T0)
+        .await
+        .unwrap();
+    assert_eq!(h.store.queue_policy(&q).await.unwrap(), policy);
+    enqueue(
+        &*h.store,
+        &q,
+        (0..20).map(|i| job(&i.to_string())).collect(),
+    )
+    .await;
+    assert_eq!(lease(&*h.store, &q, 10, T0).await.len(), 3, "the burst");
+    assert!(lease(&*h.store, &q, 10, at(50)).await.is_empty());
+    let next = h.store.ready_signal().rate_next(&q);
+    assert_eq!(next, Some(at(100)), "one interval after the burst's first");
+    assert_eq!(lease(&*h.store, &q, 10, at(100)).await.len(), 1);
+    // Over a second of asking every 10 ms: ten more, never a second burst.
+    let mut got = 0;
+    for step in 11..=110 {
+        got += lease(&*h.store, &q, 10, at(step * 10)).await.len();
+    }
+    assert_eq!(got, 10, "the rate over one period");
 }

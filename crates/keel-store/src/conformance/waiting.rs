@@ -6,7 +6,10 @@ use keel_core::ErrorCode;
 
 use super::*;
 
-cases![waiting_reports_due_time_pause_concurrency_and_key_holder,];
+cases![
+    waiting_reports_due_time_pause_concurrency_and_key_holder,
+    waiting_reports_the_rate_limit_and_its_state,
+];
 
 async fn waiting_reports_due_time_pause_concurrency_and_key_holder(h: Harness) {
     let s = &*h.store;
@@ -48,4 +51,29 @@ async fn waiting_reports_due_time_pause_concurrency_and_key_holder(h: Harness) {
         s.job_waiting(&other, ids[3]).await.unwrap_err().code,
         ErrorCode::JobNotFound
     );
+}
+
+/// A job held back by its queue's rate limit: the facts carry the rate and
+/// the state a lease left, so the gate says when the next slot opens.
+async fn waiting_reports_the_rate_limit_and_its_state(h: Harness) {
+    let s = &*h.store;
+    let q = queue("paced");
+    let rate = keel_core::flow::Rate {
+        limit: 1,
+        period_ms: 60_000,
+        burst: None,
+    };
+    let policy = QueuePolicy {
+        rate_limit: Some(rate),
+        ..Default::default()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    let ids = enqueue(s, &q, vec![job("1"), job("2")]).await;
+    assert_eq!(lease(s, &q, 5, T0).await.len(), 1);
+    let facts = s.job_waiting(&ns(), ids[1]).await.unwrap();
+    assert_eq!(facts.rate_limit, Some(rate));
+    let gates = keel_core::gate::gates(&facts, Some(0), at(1));
+    assert_eq!(gates.len(), 1, "{gates:?}");
+    assert_eq!(gates[0].gate, keel_core::gate::GateKind::RateLimit);
+    assert_eq!(gates[0].eligible_at, Some(at(60_000)));
 }
