@@ -8,6 +8,8 @@
 #                                     # per system at 10 million an hour)
 #   SUITE=hooks bench/compare.sh      # webhooks: push, push queues, ingestion
 #                                     # (about 2 minutes; no peer runs)
+#   SUITE=flow bench/compare.sh       # schedules and flow control (about 8
+#                                     # minutes; no peer runs)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -24,7 +26,9 @@ case $SUITE in
           RESULTS=docs/benchmarks-events.jsonl ;;
     hooks) ONLY=${ONLY:-"keel-hooks keel-pg-hooks"}
           RESULTS=docs/benchmarks-hooks.jsonl ;;
-    *) echo "SUITE is jobs, events or hooks" >&2; exit 2 ;;
+    flow) ONLY=${ONLY:-"keel-flow keel-pg-flow"}
+          RESULTS=docs/benchmarks-flow.jsonl ;;
+    *) echo "SUITE is jobs, events, hooks or flow" >&2; exit 2 ;;
 esac
 OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
@@ -160,6 +164,17 @@ if wants keel-pg-hooks; then
         --hooks-n 20000 --phases "$HOOKS"
 fi
 
+# Flow control: the cost of limits on a drain, rate-limit accuracy, and
+# (embedded) 100,000 schedules each firing once a minute for 3 minutes.
+if wants keel-flow; then
+    run keel-flow "$ROOT/target/release/keel-bench" --n 100000 \
+        --phases enqueue_bulk,process_after_bulk,process_limited,rate_limit,schedules
+fi
+if wants keel-pg-flow; then
+    run keel-pg-flow "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --prefetch 500 --n 20000 --phases enqueue_bulk,process_after_bulk,process_limited,rate_limit
+fi
+
 # The event peers: each phase of bench/peers/events/phases.mjs through a
 # driver; SERVER_PIDS lets a phase report the server's CPU. NATS runs twice
 # (a current server from PyPI): fsync before every PubAck, and its default
@@ -197,5 +212,5 @@ fi
 
 cp "$OUT" "$ROOT/$RESULTS"
 python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
-    "$ROOT/docs/benchmarks-hooks.jsonl" >"$ROOT/docs/benchmarks.md"
+    "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

@@ -4,7 +4,7 @@ of the jobs suite and, when given, one run of the events suite
 (report_events.py writes that section) and one of the webhooks suite
 (report_hooks.py).
 
-Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl]] > docs/benchmarks.md
+Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl]]] > docs/benchmarks.md
 
 Only the standard library. Every number in the output comes from the input
 file; the prose around them is fixed.
@@ -14,6 +14,7 @@ import os
 import sys
 
 import report_events
+import report_flow
 import report_hooks
 from reportkit import cpu_line, fmt, load, ratio
 
@@ -329,8 +330,11 @@ def main():
     hooks = sys.argv[3] if len(sys.argv) > 3 and os.path.exists(sys.argv[3]) else None
     if hooks:
         report_hooks.section(w, hooks)
+    flow = sys.argv[4] if len(sys.argv) > 4 and os.path.exists(sys.argv[4]) else None
+    if flow:
+        report_flow.section(w, flow)
     w("## Raw results")
-    for path in [sys.argv[1]] + [p for p in (events, hooks) if p]:
+    for path in [sys.argv[1]] + [p for p in (events, hooks, flow) if p]:
         w("")
         w(f"`{os.path.basename(path)}`:")
         w("")

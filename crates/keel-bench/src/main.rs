@@ -15,6 +15,7 @@
 //!   before the enqueue call.
 
 mod events;
+mod flow;
 mod hooks;
 mod jobs;
 mod keyed;
@@ -138,7 +139,8 @@ struct BenchArgs {
     /// publish_single, publish_batch, drain_pulled, keyed_target,
     /// event_latency, push, push_failing, push_queue, ingest, in_process,
     /// memory, idle; and, only when named (they
-    /// are long), keyed_backlog, events_10m_per_hour and schedules.
+    /// are long, or measure flow control), keyed_backlog,
+    /// events_10m_per_hour, schedules, rate_limit and process_limited.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
     /// Events per event phase (default: n).
@@ -159,6 +161,9 @@ struct BenchArgs {
     /// Schedules of the `schedules` phase, each firing once a minute.
     #[arg(long, default_value_t = 100_000)]
     schedules_n: usize,
+    /// Seconds the `rate_limit` phase measures.
+    #[arg(long, default_value_t = 10)]
+    rate_secs: u64,
     /// Seconds the `schedules` phase measures (whole minutes are best).
     #[arg(long, default_value_t = 180)]
     schedules_secs: u64,
@@ -200,7 +205,7 @@ impl BenchArgs {
 
 /// How each node's worker is sized: handlers, and jobs leased ahead of them.
 #[derive(Clone, Copy)]
-struct Handlers {
+pub(crate) struct Handlers {
     conc: usize,
     prefetch: usize,
 }
@@ -452,6 +457,22 @@ async fn measure(
         )
         .await?;
         emit("events_10m_per_hour", report);
+    }
+    if args.phases.iter().any(|p| p == "process_limited") {
+        let report = flow::process_limited(
+            servers,
+            clients,
+            args.n,
+            args.batch,
+            args.handlers(),
+            origin,
+        )
+        .await?;
+        emit("process_limited(limits set, never reached)", report);
+    }
+    if args.phases.iter().any(|p| p == "rate_limit") {
+        let report = flow::rate_limit(clients, args.rate_secs, args.batch).await?;
+        emit("rate_limit(1000/s accuracy)", report);
     }
     if args.phases.iter().any(|p| p == "schedules") {
         let report = schedules::schedules(

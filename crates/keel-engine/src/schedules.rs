@@ -240,15 +240,25 @@ impl Schedules<'_> {
             .iter()
             .map(|w| (w.namespace.clone(), fire_lateness(w, now)))
             .collect();
+        let fallbacks: Vec<ScheduleWrite> = writes.iter().map(missed_instead).collect();
         let answers = self.engine.store.schedules_write(writes, now).await?;
-        for (answer, (namespace, late)) in answers.iter().zip(fires) {
+        let mut refused = Vec::new();
+        for ((answer, (namespace, late)), fallback) in answers.iter().zip(fires).zip(fallbacks) {
             match answer {
                 Ok(_) => crate::metrics::schedule_fired(&namespace, &late),
                 // Another writer moved it (a put, a trigger): it is read
                 // again at the next pass.
                 Err(e) if e.code == ErrorCode::Conflict => {}
-                Err(e) => tracing::warn!(%namespace, error = %e, "cannot write a schedule's fire"),
+                Err(e) => {
+                    tracing::warn!(%namespace, schedule = %fallback.name, error = %e, "the store refused a schedule's jobs; its slots are recorded as missed");
+                    refused.push(fallback);
+                }
             }
+        }
+        if !refused.is_empty() {
+            // Moving on without the jobs, so a refusal that lasts (a full
+            // namespace) neither spins the timer nor passes unseen.
+            self.engine.store.schedules_write(refused, now).await?;
         }
         Ok(full)
     }
@@ -537,6 +547,34 @@ fn fire_lateness(write: &ScheduleWrite, now: Timestamp) -> Vec<u64> {
             now.millis_since(due)
         })
         .collect()
+}
+
+/// `write` without its jobs: what it fired recorded as missed instead.
+fn missed_instead(write: &ScheduleWrite) -> ScheduleWrite {
+    let mut fallback = ScheduleWrite {
+        namespace: write.namespace.clone(),
+        name: write.name.clone(),
+        rev: write.rev,
+        spec: write.spec.clone(),
+        state: write.state.clone(),
+        due_at: write.due_at,
+        ledger: write.ledger.clone(),
+        jobs: Vec::new(),
+    };
+    if write.jobs.is_empty() {
+        return fallback;
+    }
+    for entry in &mut fallback.ledger {
+        if entry.outcome == Outcome::Fired && entry.target_id.is_some() {
+            entry.outcome = Outcome::Missed;
+            entry.fired_at = None;
+            entry.target_id = None;
+            fallback.state.fired = fallback.state.fired.saturating_sub(1);
+            fallback.state.missed += 1;
+        }
+    }
+    fallback.state.last = None;
+    fallback
 }
 
 /// Whether two specs have the same slots (so the planned one stands).

@@ -397,3 +397,36 @@ async fn kill_9_around_slots_fires_each_slot_exactly_once() {
     );
     assert_eq!(schedule["missed"], 0, "{schedule}");
 }
+
+/// A namespace full of unfinished jobs refuses a fire's job: the slot is
+/// recorded as missed (not lost unseen), and the schedule moves on to its
+/// next slots instead of trying the refused one again and again.
+#[tokio::test]
+async fn a_refused_fire_is_recorded_missed_and_the_schedule_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--max-namespace-jobs", "2"]).await;
+    put(&server, "tick", every_second("ticks", "allow")).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let schedule = loop {
+        let (_, s) = server.get(&format!("{NS}/schedules/tick")).await;
+        if s["missed"].as_u64().unwrap() >= 2 {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(schedule["fired"], 2, "{schedule}");
+    let missed: Vec<&Value> = schedule["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == "missed")
+        .collect();
+    assert!(
+        missed.len() >= 2 && missed.iter().all(|s| s["target_id"].is_null()),
+        "{schedule}"
+    );
+    // Room again: the next slot fires.
+    take(&server, "ticks", 2, false).await;
+    take(&server, "ticks", 1, false).await;
+}

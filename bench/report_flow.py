@@ -1,0 +1,72 @@
+"""The schedules and flow control section of docs/benchmarks.md (issue 15),
+from the JSON lines of one `SUITE=flow bench/compare.sh` run. Imported by
+report.py; only the standard library; every number comes from the input
+file."""
+
+from reportkit import fmt, load, targets_table
+
+
+def phase(systems, label, key):
+    s = systems.get(label)
+    return s["phases"].get(key) if s and not s["error"] else None
+
+
+def section(w, path):
+    meta, versions, systems, order = load(path)
+    w("## Schedules and flow control (issue 15)")
+    w("")
+    w(f"From one `SUITE=flow bench/compare.sh` run on {meta.get('date', '?')} ({meta.get('machine', '?')}). "
+      "No peer runs here: none of the peers installable on this machine has a durable scheduler with a per-slot "
+      "ledger or a cross-node rate limit to run the same phases against (BullMQ's job schedulers and rate "
+      "limiter need BullMQ Pro for groups; Temporal schedules need its server, measured in the jobs suite).")
+    w("")
+    w("| system | phase | result | server CPU |")
+    w("|---|---|---|---|")
+    for label in order:
+        name = systems[label]["name"]
+        if systems[label]["error"]:
+            w(f"| {label} | – | failed: {systems[label]['error']} | |")
+            continue
+        for key in ("process_after_bulk", "process_limited"):
+            row = phase(systems, label, key)
+            if row:
+                w(f"| {name} | {key} | {fmt(row['jobs_per_s'])} jobs/s | {row['server_cpu_s'] / row['secs']:.2f} of a core |")
+        row = phase(systems, label, "rate_limit")
+        if row:
+            w(f"| {name} | rate_limit | {fmt(row['leased_per_s'])} leases/s against {fmt(row['limit_per_s'])}/s "
+              f"({row['error_pct']:+.1f} %) over {row['secs']} s | |")
+        row = phase(systems, label, "schedules")
+        if row:
+            w(f"| {name} | schedules | {fmt(row['schedules'])} schedules, each once a minute: {fmt(row['fires'])} of "
+              f"{fmt(row['fires_expected'])} slots fired in {row['secs']} s, {row['duplicates']} twice; late p50 "
+              f"{row['fire_late_p50_ms']:.0f} ms, p99 {row['fire_late_p99_ms']:.0f} ms, max "
+              f"{row['fire_late_max_ms']:.0f} ms (leased p99 {row['leased_late_p99_ms']:.0f} ms) | "
+              f"{row['server_cores']:.2f} of a core |")
+    w("")
+    w("`process_limited` drains the same jobs as `process_after_bulk` from a queue whose `max_concurrency` "
+      "and `rate_limit` are set far above what the drain reaches: what checking them costs. `rate_limit` "
+      "leases from a queue limited to 1,000 jobs/s (burst 1) with 8 leasers that always want 100 more, "
+      "counting the leases from the second second on. `schedules` puts the schedules (cron `S * * * * *`, "
+      "spread over the minute by their seconds field), waits for the next whole minute and measures; "
+      "lateness is each fire's `fired_at` minus its slot, both read from the job's payload.")
+    w("")
+    rows = []
+    for label in order:
+        sched = phase(systems, label, "schedules")
+        if sched:
+            rows.append((f"{systems[label]['name']}: 100,000 schedules, fires p99 ≤ 1 s late",
+                         f"{sched['fire_late_p99_ms']:.0f} ms, {sched['duplicates']} twice, "
+                         f"{sched['fires']}/{sched['fires_expected']}",
+                         sched["fire_late_p99_ms"] <= 1000 and sched["duplicates"] == 0
+                         and sched["fires"] == sched["fires_expected"]))
+        rate = phase(systems, label, "rate_limit")
+        if rate:
+            rows.append((f"{systems[label]['name']}: rate limit within 5 % over {rate['secs']} s",
+                         f"{rate['error_pct']:+.1f} %", abs(rate["error_pct"]) <= 5))
+        plain, limited = phase(systems, label, "process_after_bulk"), phase(systems, label, "process_limited")
+        if plain and limited:
+            cost = (1 - limited["jobs_per_s"] / plain["jobs_per_s"]) * 100
+            rows.append((f"{systems[label]['name']}: limits cost ≤ 10 % of `process`",
+                         f"{cost:+.1f} % ({fmt(limited['jobs_per_s'])} vs {fmt(plain['jobs_per_s'])} jobs/s)",
+                         cost <= 10))
+    targets_table(w, rows)
