@@ -45,7 +45,7 @@ def section(w, path):
     w("")
     w("`process_limited` drains the same jobs as `process_after_bulk` from a queue whose `max_concurrency` "
       "and `rate_limit` are set far above what the drain reaches: what checking them costs. `rate_limit` "
-      "leases from a queue limited to 1,000 jobs/s (burst 1) with 8 leasers that always want 100 more, "
+      "leases from a queue limited to 1,000 jobs/s (default burst: 1,000) with 8 leasers that always want 100 more, "
       "counting the leases from the second second on. `schedules` puts the schedules (cron `S * * * * *`, "
       "spread over the minute by their seconds field), waits for the next whole minute and measures; "
       "lateness is each fire's `fired_at` minus its slot, both read from the job's payload.")

@@ -20,7 +20,7 @@ const RATE: u32 = 1000;
 /// Leasers of the `rate_limit` phase, each asking for up to 100 jobs.
 const LEASERS: usize = 8;
 
-/// `RATE` jobs per second (burst 1: evenly spaced) over `secs`, asked for
+/// `RATE` jobs per second (the default burst: a second's worth) over `secs`, asked for
 /// by `LEASERS` leasers that always want more: the jobs leased per second
 /// after the first second, against the limit.
 pub(crate) async fn rate_limit(

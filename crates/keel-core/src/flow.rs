@@ -11,8 +11,9 @@ use crate::{Error, Timestamp};
 /// The longest period a rate may be given over: a day.
 pub const MAX_PERIOD_MS: u64 = 24 * 3_600_000;
 
-/// `limit` jobs leased per `period_ms`, at most `burst` at once (default 1:
-/// evenly spaced).
+/// `limit` jobs leased per `period_ms`, at most `burst` at once (default:
+/// `limit`, a whole period's jobs at once, as a fixed window allows; 1
+/// spaces them evenly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
@@ -53,7 +54,7 @@ impl Rate {
     }
 
     fn burst(&self) -> i64 {
-        i64::from(self.burst.unwrap_or(1).max(1))
+        i64::from(self.burst.unwrap_or(self.limit).max(1))
     }
 
     /// How many of `want` jobs may be leased at `now` given the stored TAT
@@ -93,8 +94,18 @@ mod tests {
     }
 
     #[test]
-    fn evenly_spaced_by_default() {
+    fn a_whole_period_at_once_by_default() {
         let r = rate(10, 1000, None);
+        let t0 = Timestamp::from_millis(1_000_000);
+        assert_eq!(r.allowed(0, t0, 50).granted, 10);
+        let tat = r.after(0, t0, 10);
+        assert_eq!(r.allowed(tat, t0.plus_ms(99), 5).granted, 0);
+        assert_eq!(r.allowed(tat, t0.plus_ms(100), 5).granted, 1);
+    }
+
+    #[test]
+    fn evenly_spaced_with_a_burst_of_one() {
+        let r = rate(10, 1000, Some(1));
         let t0 = Timestamp::from_millis(1_000_000);
         let take = r.allowed(0, t0, 5);
         assert_eq!(take.granted, 1);

@@ -192,7 +192,7 @@ mod tests {
             rate_limit: Some(crate::flow::Rate {
                 limit: 10,
                 period_ms: 1000,
-                burst: None,
+                burst: Some(1),
             }),
             rate_tat_us: NOW.plus_ms(100).as_millis() * 1000,
             ordering_key: Some("acme".into()),

@@ -21,7 +21,7 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
         .call(
             "PUT",
             path,
-            Some(json!({"rate_limit": {"limit": 5, "period_ms": 1000}})),
+            Some(json!({"rate_limit": {"limit": 5, "period_ms": 1000, "burst": 1}})),
         )
         .await;
     assert_eq!(status, 200, "{body}");

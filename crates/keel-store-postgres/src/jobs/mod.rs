@@ -139,39 +139,33 @@ impl JobStore for PostgresStore {
             }
             let policy: QueuePolicy = from_json(row.get(1))?;
             if policy.max_concurrency.is_some() || policy.rate_limit.is_some() {
-                // Serialize leasers of this queue so that the bound and the
-                // rate hold across nodes.
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    &[&format!("{namespace}/{queue}")],
-                )
-                .await
-                .map_err(db)?;
-            }
-            if let Some(max) = policy.max_concurrency {
-                let leased: i64 = tx
-                    .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'leased'", &[&namespace, &queue])
-                    .await
-                    .map_err(db)?
-                    .get(0);
-                room = room.min(i64::from(max) - leased).max(0);
-            }
-            if let Some(rate) = policy.rate_limit {
-                // Read under the lock: the TAT another node wrote last.
+                // Leasers of a bounded queue take turns on its row, on every
+                // node, and read the rate's state under the lock.
                 let tat: i64 = tx
                     .query_one(
-                        "SELECT rate_tat FROM keel_queues WHERE namespace = $1 AND queue = $2",
+                        "SELECT rate_tat FROM keel_queues WHERE namespace = $1 AND queue = $2 FOR UPDATE",
                         &[&namespace, &queue],
                     )
                     .await
                     .map_err(db)?
                     .get(0);
-                let take = rate.allowed(tat, now, u32::try_from(room).unwrap_or(u32::MAX));
-                room = i64::from(take.granted);
-                if let Some(at) = take.next_at {
-                    self.signal.rate_limited(&req.queue, at);
+                if let Some(max) = policy.max_concurrency {
+                    // A statement of its own: its snapshot comes after the lock.
+                    let leased: i64 = tx
+                        .query_one("SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND queue = $2 AND state = 'leased'", &[&namespace, &queue])
+                        .await
+                        .map_err(db)?
+                        .get(0);
+                    room = room.min(i64::from(max) - leased).max(0);
                 }
-                rated = Some((rate, tat));
+                if let Some(rate) = policy.rate_limit {
+                    let take = rate.allowed(tat, now, u32::try_from(room).unwrap_or(u32::MAX));
+                    room = i64::from(take.granted);
+                    if let Some(at) = take.next_at {
+                        self.signal.rate_limited(&req.queue, at);
+                    }
+                    rated = Some((rate, tat));
+                }
             }
         }
         if room == 0 {
