@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::jobs::{drain, enqueue_bulk};
 use crate::server::BenchServer;
-use crate::{Handlers, NS, per_s, with};
+use crate::{Handlers, NS, per_s};
 
 /// Leases per second the `rate_limit` phase allows.
 const RATE: u32 = 1000;
@@ -84,9 +84,11 @@ pub(crate) async fn rate_limit(
     }))
 }
 
-/// `process_after_bulk` on a queue whose `max_concurrency` and
-/// `rate_limit` are set far above what the drain reaches: the cost of
-/// checking them on every lease.
+/// A drain like `process_after_bulk`, alternating two rounds of a plain
+/// queue and a queue whose `max_concurrency` and `rate_limit` are set far
+/// above what the drain reaches (plain, limited, plain, limited, each
+/// freshly enqueued): the cost of checking the limits on every lease, with
+/// the store's growth shared alike.
 pub(crate) async fn process_limited(
     servers: &[BenchServer],
     clients: &[Client],
@@ -95,8 +97,7 @@ pub(crate) async fn process_limited(
     handlers: Handlers,
     origin: Instant,
 ) -> anyhow::Result<Value> {
-    let queue = "bench-limited";
-    let policy = QueuePolicy {
+    let limits = QueuePolicy {
         max_concurrency: Some(1_000_000),
         rate_limit: Some(Rate {
             limit: 1_000_000,
@@ -105,11 +106,32 @@ pub(crate) async fn process_limited(
         }),
         ..QueuePolicy::default()
     };
-    clients[0].put_queue_policy(NS, queue, &policy).await?;
-    enqueue_bulk(clients, queue, n, batch).await?;
-    let (elapsed, cpu) = drain(servers, clients, queue, n, handlers, origin).await?;
-    Ok(with(
-        json!({ "n": n, "jobs_per_s": per_s(n, elapsed), "secs": elapsed.as_secs_f64() }),
-        cpu,
-    ))
+    let (mut plain, mut limited) = (Vec::new(), Vec::new());
+    let (mut plain_cpu, mut limited_cpu) = (0.0, 0.0);
+    for round in 0..2 {
+        for with_limits in [false, true] {
+            let queue = format!("bench-limits-{round}-{with_limits}");
+            if with_limits {
+                clients[0].put_queue_policy(NS, &queue, &limits).await?;
+            }
+            enqueue_bulk(clients, &queue, n, batch).await?;
+            let (elapsed, cpu) = drain(servers, clients, &queue, n, handlers, origin).await?;
+            let server = cpu["server_cpu_s"].as_f64().unwrap_or(0.0);
+            if with_limits {
+                limited.push(per_s(n, elapsed));
+                limited_cpu += server;
+            } else {
+                plain.push(per_s(n, elapsed));
+                plain_cpu += server;
+            }
+        }
+    }
+    let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len().max(1) as u64;
+    Ok(json!({
+        "n": n, "rounds": 2,
+        "plain_jobs_per_s": plain, "limited_jobs_per_s": limited,
+        "plain_mean": mean(&plain), "limited_mean": mean(&limited),
+        "plain_server_cpu_s": (plain_cpu * 100.0).round() / 100.0,
+        "limited_server_cpu_s": (limited_cpu * 100.0).round() / 100.0,
+    }))
 }
