@@ -10,6 +10,7 @@ mod checkpointer;
 mod endpoints;
 mod hot;
 mod jobs;
+mod lease;
 mod maintenance;
 mod owner;
 mod queues;

@@ -14,18 +14,15 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use keel_core::job::JobRequest;
-use keel_core::schedule::{
-    self, Cadence, FireTarget, LEDGER_KEEP, Outcome, Plan, ScheduleSpec, ScheduleState,
-    ScheduleTarget, slot_key,
-};
-use keel_core::{
-    Error, ErrorCode, JobId, JobIdGenerator, Namespace, NewEvent, QueueRef, Timestamp,
-};
-use keel_store::{JobOwner, LedgerEntry, OwnedJob, Schedule, ScheduleWrite};
-use serde_json::Value;
+use keel_core::schedule::{self, Cadence, LEDGER_KEEP, Outcome, Plan, ScheduleSpec, ScheduleState};
+use keel_core::{Error, ErrorCode, JobId, JobIdGenerator, Namespace, Timestamp};
+use keel_store::{LedgerEntry, Schedule, ScheduleWrite};
 
 use crate::Engine;
+
+mod targets;
+
+use targets::Policies;
 
 /// How often a schedule with slots waiting behind an unfinished fire looks
 /// whether that fire has ended.
@@ -158,7 +155,9 @@ impl Schedules<'_> {
                 cancel_previous: false,
             };
             let now = self.engine.now();
-            let write = self.effects(&schedule, state, plan, now).await?;
+            let write = self
+                .effects(&schedule, state, plan, now, &mut Policies::default())
+                .await?;
             let entry = write.ledger.last().cloned();
             match self.write_one(write, now).await {
                 Ok(_) => {
@@ -208,7 +207,9 @@ impl Schedules<'_> {
             let busy_now = self.busy(namespace, &schedule.spec, &state).await?;
             let plan = schedule::plan_backfill(&schedule.spec, &mut state, &slots, busy_now);
             let now = self.engine.now();
-            let write = self.effects(&schedule, state, plan, now).await?;
+            let write = self
+                .effects(&schedule, state, plan, now, &mut Policies::default())
+                .await?;
             let entries = write.ledger.clone();
             match self.write_one(write, now).await {
                 Ok(_) => return Ok(entries),
@@ -225,8 +226,9 @@ impl Schedules<'_> {
         let due = self.engine.store.schedules_due(now, PASS_BATCH).await?;
         let full = due.len() == PASS_BATCH as usize;
         let mut writes = Vec::with_capacity(due.len());
+        let mut policies = Policies::default();
         for schedule in &due {
-            match self.decide(schedule, now).await {
+            match self.decide(schedule, now, &mut policies).await {
                 Ok(write) => writes.push(write),
                 Err(e) => {
                     tracing::warn!(namespace = %schedule.namespace, schedule = %schedule.name, error = %e, "cannot fire a schedule; it tries again in a second");
@@ -264,7 +266,12 @@ impl Schedules<'_> {
     }
 
     /// The write that fires one due schedule's slots.
-    async fn decide(&self, schedule: &Schedule, now: Timestamp) -> Result<ScheduleWrite, Error> {
+    async fn decide(
+        &self,
+        schedule: &Schedule,
+        now: Timestamp,
+        policies: &mut Policies,
+    ) -> Result<ScheduleWrite, Error> {
         let cadence = Cadence::new(&schedule.spec)?;
         let mut state = schedule.state.clone();
         let busy_now = self
@@ -278,7 +285,7 @@ impl Schedules<'_> {
             busy_now,
             now,
         );
-        self.effects(schedule, state, plan, now).await
+        self.effects(schedule, state, plan, now, policies).await
     }
 
     /// Carries out a plan: cancels the previous fire when it says so,
@@ -289,6 +296,7 @@ impl Schedules<'_> {
         mut state: ScheduleState,
         plan: Plan,
         now: Timestamp,
+        policies: &mut Policies,
     ) -> Result<ScheduleWrite, Error> {
         if plan.cancel_previous {
             self.cancel_last(&schedule.namespace, state.last.as_ref())
@@ -305,7 +313,10 @@ impl Schedules<'_> {
                 seq: 0,
             };
             if decided.outcome == Outcome::Fired {
-                match self.create(schedule, decided.nominal, now, &mut jobs).await {
+                match self
+                    .create(schedule, decided.nominal, now, &mut jobs, policies)
+                    .await
+                {
                     Ok(target) => {
                         entry.fired_at = Some(now);
                         entry.target_id = Some(target.id().to_owned());
@@ -350,167 +361,6 @@ impl Schedules<'_> {
             ledger: Vec::new(),
             jobs: Vec::new(),
         }
-    }
-
-    /// Creates one fire's target: a job (added to `jobs`, written with the
-    /// schedule), an event or a run (created now, under the slot's key).
-    async fn create(
-        &self,
-        schedule: &Schedule,
-        nominal: Timestamp,
-        now: Timestamp,
-        jobs: &mut Vec<OwnedJob>,
-    ) -> Result<FireTarget, Error> {
-        let ns = &schedule.namespace;
-        let rendered = schedule.spec.render(&schedule.name, nominal, now)?;
-        match &schedule.spec.target {
-            ScheduleTarget::Job { queue, .. } => {
-                let queue = QueueRef {
-                    namespace: ns.clone(),
-                    queue: queue.clone(),
-                };
-                let mut request: JobRequest = serde_json::from_value(rendered)
-                    .map_err(|e| Error::invalid(format!("target.job: {e}")))?;
-                let tags = request.tags.get_or_insert_default();
-                tags.insert("keel.schedule".into(), schedule.name.clone());
-                tags.insert("keel.nominal_time".into(), nominal.to_rfc3339());
-                let policy = self.engine.store.queue_policy(&queue).await?;
-                let job = request.validate(&policy, &self.engine.limits, now)?;
-                let id = self.engine.schedule_ids.next(now);
-                jobs.push(OwnedJob {
-                    queue,
-                    id,
-                    job,
-                    owner: Some(JobOwner::Schedule {
-                        schedule: schedule.name.clone(),
-                        nominal,
-                    }),
-                });
-                Ok(FireTarget::Job(id.to_string()))
-            }
-            ScheduleTarget::Event { topic, .. } => {
-                let field = |name: &str| {
-                    rendered
-                        .get(name)
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned)
-                };
-                let headers = match rendered.get("headers") {
-                    Some(h) => serde_json::from_value(h.clone())
-                        .map_err(|e| Error::invalid(format!("target.event.headers: {e}")))?,
-                    None => Default::default(),
-                };
-                let event = NewEvent {
-                    id: slot_key(&schedule.name, nominal),
-                    generated_id: false,
-                    kind: field("type").unwrap_or_default(),
-                    source: field("source")
-                        .unwrap_or_else(|| format!("keel/schedules/{}", schedule.name)),
-                    key: field("key"),
-                    time: nominal,
-                    data: rendered
-                        .get("data")
-                        .map_or_else(|| "null".into(), Value::to_string),
-                    headers,
-                };
-                let published = self.engine.events.publish(ns, topic, vec![event]).await?;
-                let id = published
-                    .first()
-                    .map(|p| p.id.clone())
-                    .unwrap_or_else(|| slot_key(&schedule.name, nominal));
-                Ok(FireTarget::Event(id))
-            }
-            ScheduleTarget::Run { workflow, .. } => {
-                let (run, _) = self
-                    .engine
-                    .workflows
-                    .start(
-                        ns,
-                        workflow.as_str(),
-                        None,
-                        rendered,
-                        Some(slot_key(&schedule.name, nominal)),
-                    )
-                    .await?;
-                Ok(FireTarget::Run(run.id.to_string()))
-            }
-        }
-    }
-
-    /// Whether the last fire's job or run is unfinished (never for events,
-    /// nor under `allow`, where it does not matter).
-    async fn busy(
-        &self,
-        namespace: &Namespace,
-        spec: &ScheduleSpec,
-        state: &ScheduleState,
-    ) -> Result<bool, Error> {
-        if spec.overlap == schedule::Overlap::Allow {
-            return Ok(false);
-        }
-        let store = &self.engine.store;
-        match &state.last {
-            Some(FireTarget::Job(id)) => {
-                let Ok(id) = id.parse() else { return Ok(false) };
-                match store.job_get(namespace, id).await {
-                    Ok(job) => Ok(!job.state.is_final()),
-                    Err(e) if e.code == ErrorCode::JobNotFound => Ok(false),
-                    Err(e) => Err(e),
-                }
-            }
-            Some(FireTarget::Run(id)) => {
-                let Ok(id) = id.parse() else { return Ok(false) };
-                match store.run_get(namespace, id).await {
-                    Ok(run) => Ok(!run.state.status.is_final()),
-                    Err(e) if e.code == ErrorCode::NotFound => Ok(false),
-                    Err(e) => Err(e),
-                }
-            }
-            Some(FireTarget::Event(_)) | None => Ok(false),
-        }
-    }
-
-    /// `cancel_other`: the previous fire's job or run is cancelled (without
-    /// compensation); one that ended meanwhile is left as it is.
-    async fn cancel_last(&self, namespace: &Namespace, last: Option<&FireTarget>) {
-        let cancelled = match last {
-            Some(FireTarget::Job(id)) => match id.parse() {
-                Ok(id) => self.engine.jobs.cancel(namespace, id).await.map(|_| ()),
-                Err(_) => Ok(()),
-            },
-            Some(FireTarget::Run(id)) => match id.parse() {
-                Ok(id) => self
-                    .engine
-                    .workflows
-                    .advance(
-                        namespace,
-                        id,
-                        crate::workflows::Hint::Nothing,
-                        crate::workflows::Op::Cancel(false),
-                    )
-                    .await
-                    .map(|_| ()),
-                Err(_) => Ok(()),
-            },
-            Some(FireTarget::Event(_)) | None => Ok(()),
-        };
-        if let Err(e) = cancelled
-            && e.code != ErrorCode::Conflict
-        {
-            tracing::info!(error = %e, "cancel_other: the previous fire was not cancelled");
-        }
-    }
-
-    /// A run target's workflow must exist when the schedule is put (a queue
-    /// or a topic is created by its first job or event).
-    async fn target_exists(&self, namespace: &Namespace, spec: &ScheduleSpec) -> Result<(), Error> {
-        if let ScheduleTarget::Run { workflow, .. } = &spec.target {
-            self.engine
-                .store
-                .workflow_get(namespace, workflow.as_str(), None)
-                .await?;
-        }
-        Ok(())
     }
 
     async fn write_one(&self, write: ScheduleWrite, now: Timestamp) -> Result<Schedule, Error> {

@@ -1,0 +1,98 @@
+//! Leasing on the embedded store: pops ready jobs from the hot index (never
+//! a SQL scan) within the queue's bounds — its pause switch, its
+//! `max_concurrency` and its `rate_limit` (the GCRA's state lives in the
+//! hot index) — and updates each job's row by its rowid.
+
+use keel_core::{JobState, LeaseToken, Timestamp};
+use keel_store::{LeaseRequest, LeasedJob};
+use rusqlite::params;
+
+use crate::rows::{raw_json, tags_from_sql};
+use crate::writer::{Applied, Writer, index_out_of_step};
+
+impl Writer {
+    pub(crate) fn lease(&mut self, req: &LeaseRequest, now: Timestamp) -> Applied<Vec<LeasedJob>> {
+        let Some(queue_idx) = self.hot.queue_idx(&req.queue) else {
+            return Ok(Ok(Vec::new()));
+        };
+        let queue = &self.hot.queues[queue_idx];
+        if queue.paused {
+            return Ok(Ok(Vec::new()));
+        }
+        let mut room = req.max_jobs as u64;
+        if let Some(max) = queue.policy.max_concurrency {
+            room = room.min(u64::from(max).saturating_sub(queue.count(JobState::Leased)));
+        }
+        let rate = queue.policy.rate_limit;
+        if let Some(rate) = rate {
+            let take = rate.allowed(
+                queue.rate_tat_us,
+                now,
+                u32::try_from(room).unwrap_or(u32::MAX),
+            );
+            room = u64::from(take.granted);
+            if let Some(at) = take.next_at.filter(|_| !queue.ready.is_empty()) {
+                self.signal.rate_limited(&req.queue, at);
+            }
+        }
+        let mut leased = Vec::new();
+        for _ in 0..room {
+            let Some(&(_, _, _, id)) = self.hot.queues[queue_idx].ready.first() else {
+                break;
+            };
+            let granted = self.hot.update(id, |job| {
+                let lease_ms = req.lease_ms.unwrap_or(u64::from(job.lease_ms));
+                let run_at = job.life.run_at;
+                job.life.lease(now, lease_ms).map(|grant| {
+                    (
+                        grant,
+                        job.seq,
+                        job.life.attempt,
+                        job.life.max_attempts,
+                        job.priority,
+                        run_at,
+                        job.ordering_key.clone(),
+                    )
+                })
+            });
+            let Some(Ok((grant, seq, attempt, max_attempts, priority, run_at, ordering_key))) =
+                granted
+            else {
+                return Err(index_out_of_step());
+            };
+            let (payload, tags, created_at): (String, Option<String>, i64) = self
+                .conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'leased', attempt = ?1, lease_seq = ?2, lease_expires_at = ?3, \
+                     worker_id = ?4, updated_at = ?5 WHERE seq = ?6 RETURNING payload, tags, created_at",
+                )?
+                .query_row(
+                    params![attempt, grant.lease_seq as i64, grant.expires_at.as_millis(), req.worker_id, now.as_millis(), seq],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+            leased.push(LeasedJob {
+                id,
+                queue: req.queue.queue.to_string(),
+                payload: raw_json(payload)?,
+                attempt,
+                max_attempts,
+                lease_token: LeaseToken {
+                    job: id,
+                    lease_seq: grant.lease_seq,
+                },
+                lease_expires_at: grant.expires_at,
+                priority,
+                tags: tags_from_sql(tags)?,
+                ordering_key: ordering_key.map(|k| k.to_string()),
+                created_at: Timestamp::from_millis(created_at),
+                run_at,
+            });
+        }
+        if let Some(rate) = rate {
+            let queue = &mut self.hot.queues[queue_idx];
+            let n = u32::try_from(leased.len()).unwrap_or(u32::MAX);
+            queue.rate_tat_us = rate.after(queue.rate_tat_us, now, n);
+        }
+        Ok(Ok(leased))
+    }
+}
