@@ -17,6 +17,10 @@ pub struct Enqueued {
     pub state: JobState,
     /// True when an idempotency key matched an earlier job, whose id this is.
     pub deduplicated: bool,
+    /// True when a debounce key matched a job still in its window: this is
+    /// its id, and the enqueued payload replaced its own.
+    #[serde(default)]
+    pub debounced: bool,
 }
 
 /// The answer for a batch, in the batch's order.

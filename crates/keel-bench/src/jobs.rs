@@ -261,6 +261,7 @@ pub(crate) async fn in_process(
                     idempotency_key: None,
                     ordering_key: None,
                     tags: Default::default(),
+                    debounce_key: None,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

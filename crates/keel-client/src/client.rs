@@ -12,6 +12,7 @@ use keel_api::runs::{Run, RunPage};
 use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, StartRequest};
 use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::Timestamp;
+use keel_core::job::Debounce;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -63,6 +64,8 @@ pub struct JobSpec {
     pub ordering_key: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Debounce>,
 }
 
 impl JobSpec {

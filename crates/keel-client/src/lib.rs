@@ -37,6 +37,7 @@ pub use keel_api::subscriptions::{
 };
 pub use keel_api::topics::{PublishedAnswer, TopicAnswer, TopicList, TopicRequest};
 pub use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, VersionEntry};
+pub use keel_core::job::Debounce;
 /// The types the answers are made of.
 pub use keel_core::workflow::{RunId, RunStatus, StepStatus};
 pub use keel_core::{JobId, JobState, Timestamp};

@@ -86,7 +86,24 @@ pub struct JobRequest {
     pub idempotency_key: Option<String>,
     pub ordering_key: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
+    pub debounce: Option<Debounce>,
 }
+
+/// `{"key","window_ms"}`: enqueues of one key within a window collapse into
+/// one job. The window opens at the first enqueue of the key, whose job runs
+/// when it closes (or at its own `run_at` if later); every enqueue of the key
+/// until then replaces that job's payload. A key whose job has started opens
+/// a new window: the latency from the first enqueue is bounded by the
+/// window, however steady the stream of enqueues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debounce {
+    pub key: String,
+    pub window_ms: u64,
+}
+
+/// The longest debounce window: a day.
+pub const MAX_DEBOUNCE_WINDOW_MS: u64 = 24 * 3_600_000;
 
 /// A validated job with every default resolved, ready to be stored.
 #[derive(Clone, Debug)]
@@ -100,6 +117,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     pub ordering_key: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Enqueues of this key (per queue) collapse into this job while it
+    /// waits for its first attempt (see [`Debounce`]).
+    pub debounce_key: Option<String>,
 }
 
 impl JobRequest {
@@ -133,6 +153,21 @@ impl JobRequest {
                 .ok_or_else(|| Error::invalid("run_at must be an RFC 3339 time"))?,
             (None, Some(ms)) => now.plus_ms(ms),
             (None, None) => now,
+        };
+        let run_at = match &self.debounce {
+            Some(debounce) => {
+                if self.idempotency_key.is_some() {
+                    return Err(Error::invalid("give idempotency_key or debounce, not both"));
+                }
+                check_key("debounce.key", &debounce.key, limits)?;
+                if !(1..=MAX_DEBOUNCE_WINDOW_MS).contains(&debounce.window_ms) {
+                    return Err(Error::invalid(format!(
+                        "debounce.window_ms must be between 1 and {MAX_DEBOUNCE_WINDOW_MS}"
+                    )));
+                }
+                run_at.max(now.plus_ms(debounce.window_ms))
+            }
+            None => run_at,
         };
         let max_attempts = self.max_attempts.unwrap_or(policy.max_attempts());
         check_max_attempts(max_attempts)?;
@@ -174,6 +209,7 @@ impl JobRequest {
             idempotency_key: self.idempotency_key,
             ordering_key: self.ordering_key,
             tags,
+            debounce_key: self.debounce.map(|d| d.key),
         })
     }
 }

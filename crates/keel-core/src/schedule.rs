@@ -141,6 +141,11 @@ impl ScheduleSpec {
                 if !job.is_object() {
                     return Err(Error::invalid("target.job must be an object of job fields"));
                 }
+                if job.get("debounce").is_some() {
+                    return Err(Error::invalid(
+                        "target.job cannot debounce: each slot fires its own job once",
+                    ));
+                }
                 job
             }
             ScheduleTarget::Event { event, .. } => {

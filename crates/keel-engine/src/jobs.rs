@@ -93,7 +93,10 @@ impl JobService {
     ) -> Result<Vec<Enqueued>, Error> {
         let now = self.clock.now();
         let enqueued = self.store.jobs_enqueue(queue, jobs, now).await?;
-        let fresh = enqueued.iter().filter(|e| !e.deduplicated).count() as u64;
+        let fresh = enqueued
+            .iter()
+            .filter(|e| !e.deduplicated && !e.debounced)
+            .count() as u64;
         crate::metrics::job_enqueued(queue, fresh);
         self.rates.record(queue, Event::Enqueued, fresh, now);
         Ok(enqueued)
@@ -422,6 +425,7 @@ mod tests {
             idempotency_key: None,
             ordering_key: None,
             tags: Default::default(),
+            debounce_key: None,
         };
         store.jobs_enqueue(&queue, vec![job], t0).await.unwrap();
         let clock = Arc::new(Slow {

@@ -350,5 +350,6 @@ fn job_request(
         idempotency_key: None,
         ordering_key,
         tags: Some(tags),
+        debounce: None,
     })
 }

@@ -112,6 +112,7 @@ async fn a_lease_reads_only_what_it_can_hand_out_behind_a_keyed_backlog() {
                     idempotency_key: None,
                     ordering_key: None,
                     tags: Default::default(),
+                    debounce_key: None,
                 };
                 job.ordering_key = Some(format!("k{}", i % 10));
                 job

@@ -125,19 +125,37 @@ impl Writer {
         jobs: Vec<NewJob>,
         now: Timestamp,
     ) -> Applied<Vec<Enqueued>> {
-        /// What an idempotency key says about one job of the batch.
+        /// What an idempotency or debounce key says about one job of the batch.
         enum Plan {
             New,
-            /// Same key as an earlier job of this batch (its index).
+            /// Same idempotency key as an earlier job of this batch (its index).
             SameAs(usize),
-            /// Same key as a job enqueued before, within the window.
+            /// Same idempotency key as a job enqueued before, within the window.
             Earlier(Enqueued),
+            /// Same debounce key as an earlier job of this batch (its index):
+            /// this job's payload replaces that one's.
+            DebouncedOnto(usize),
+            /// Same debounce key as a stored job still in its window.
+            Debounced(Enqueued),
         }
         let namespace = &queue.namespace;
-        // Resolve keys first: duplicates take no room and write nothing.
+        // Resolve keys first: duplicates take no room and write no job.
         let mut plans = Vec::with_capacity(jobs.len());
         let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut first_of_debounce: HashMap<&str, usize> = HashMap::new();
         for (i, job) in jobs.iter().enumerate() {
+            if let Some(key) = job.debounce_key.as_deref() {
+                if let Some(&first) = first_of_debounce.get(key) {
+                    plans.push(Plan::DebouncedOnto(first));
+                    continue;
+                }
+                first_of_debounce.insert(key, i);
+                plans.push(match self.debounce_match(queue, key, now)? {
+                    Some(waiting) => Plan::Debounced(waiting),
+                    None => Plan::New,
+                });
+                continue;
+            }
             let Some(key) = job.idempotency_key.as_deref() else {
                 plans.push(Plan::New);
                 continue;
@@ -160,26 +178,79 @@ impl Writer {
         let queue_idx = self.hot.queue_entry(queue);
         let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
         for (job, plan) in jobs.into_iter().zip(plans) {
-            match plan {
-                Plan::SameAs(first) => {
-                    let first = out[first].clone();
-                    out.push(Enqueued {
-                        deduplicated: true,
-                        ..first
-                    });
-                    continue;
+            let enqueued = match plan {
+                Plan::New => {
+                    let id = self.ids.next(now);
+                    self.insert_job(queue, queue_idx, id, job, None, now)?
                 }
-                Plan::Earlier(earlier) => {
-                    out.push(earlier);
-                    continue;
+                Plan::SameAs(first) => Enqueued {
+                    deduplicated: true,
+                    ..out[first].clone()
+                },
+                Plan::Earlier(earlier) => earlier,
+                Plan::DebouncedOnto(first) => {
+                    let onto = Enqueued {
+                        debounced: true,
+                        ..out[first].clone()
+                    };
+                    self.replace_payload(onto.id, &job.payload, now)?;
+                    onto
                 }
-                Plan::New => {}
-            }
-            let id = self.ids.next(now);
-            let enqueued = self.insert_job(queue, queue_idx, id, job, None, now)?;
+                Plan::Debounced(waiting) => {
+                    self.replace_payload(waiting.id, &job.payload, now)?;
+                    waiting
+                }
+            };
             out.push(enqueued);
         }
         Ok(Ok(out))
+    }
+
+    /// The job of a debounce key that still waits for its first attempt
+    /// within its window (`run_at` is the window's end), if any.
+    fn debounce_match(
+        &self,
+        queue: &QueueRef,
+        key: &str,
+        now: Timestamp,
+    ) -> rusqlite::Result<Option<Enqueued>> {
+        let id: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE namespace = ?1 AND queue = ?2 AND debounce_key = ?3 \
+                 AND state = 'scheduled' AND attempt = 0 AND run_at > ?4",
+            )?
+            .query_row(
+                params![
+                    queue.namespace.as_str(),
+                    queue.queue.as_str(),
+                    key,
+                    now.as_millis()
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|id| {
+            Ok(Enqueued {
+                id: blob_id(&id)?,
+                state: JobState::Scheduled,
+                deduplicated: false,
+                debounced: true,
+            })
+        })
+        .transpose()
+    }
+
+    fn replace_payload(
+        &self,
+        id: JobId,
+        payload: &RawValue,
+        now: Timestamp,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE jobs SET payload = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id.as_bytes(), payload.get(), now.as_millis()])?;
+        Ok(())
     }
 
     /// Writes one new job and puts it in the hot index.
@@ -198,8 +269,8 @@ impl Writer {
             .prepare_cached(
                 "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
                  max_attempts, run_at, created_at, updated_at, lease_seq, lease_ms, backoff, \
-                 idempotency_key, ordering_key, tags, owner) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 idempotency_key, ordering_key, tags, owner, debounce_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 id.as_bytes(),
@@ -217,12 +288,14 @@ impl Writer {
                 job.ordering_key,
                 tags_to_sql(&job.tags),
                 owner.as_ref().map(JobOwner::encode),
+                job.debounce_key,
             ])?;
         let seq = self.conn.last_insert_rowid();
         let enqueued = Enqueued {
             id,
             state: life.state,
             deduplicated: false,
+            debounced: false,
         };
         if let Some(key) = &job.idempotency_key {
             self.conn
@@ -285,6 +358,7 @@ impl Writer {
             id,
             state,
             deduplicated: true,
+            debounced: false,
         }))
     }
 

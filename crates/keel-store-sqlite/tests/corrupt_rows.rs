@@ -21,6 +21,7 @@ fn job() -> NewJob {
         idempotency_key: None,
         ordering_key: None,
         tags: Default::default(),
+        debounce_key: None,
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Enqueued {
     pub state: JobState,
     /// True when an idempotency key matched an earlier job, whose id this is.
     pub deduplicated: bool,
+    /// True when a debounce key matched a job still in its window, whose id
+    /// this is and whose payload this job's replaced.
+    pub debounced: bool,
 }
 
 #[derive(Clone, Debug)]

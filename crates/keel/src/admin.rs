@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use keel_client::{Client, JobSpec, ListQuery};
+use keel_client::{Client, Debounce, JobSpec, ListQuery};
 use serde_json::Value;
 
 #[derive(Args)]
@@ -84,6 +84,12 @@ pub(crate) struct EnqueueArgs {
     idempotency_key: Option<String>,
     #[arg(long)]
     ordering_key: Option<String>,
+    /// Collapse enqueues of this key within the window into one job.
+    #[arg(long, requires = "debounce_window_ms")]
+    debounce_key: Option<String>,
+    /// The debounce window, from the key's first enqueue.
+    #[arg(long, requires = "debounce_key")]
+    debounce_window_ms: Option<u64>,
     /// A tag as key=value; repeat for more.
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
@@ -107,6 +113,10 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
         idempotency_key: args.idempotency_key,
         ordering_key: args.ordering_key,
         tags: args.tags.into_iter().collect::<BTreeMap<_, _>>(),
+        debounce: args
+            .debounce_key
+            .zip(args.debounce_window_ms)
+            .map(|(key, window_ms)| Debounce { key, window_ms }),
         ..JobSpec::default()
     };
     let enqueued = args
@@ -119,6 +129,8 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
     }
     let dedup = if enqueued.deduplicated {
         " (deduplicated: an earlier job has this key)"
+    } else if enqueued.debounced {
+        " (debounced: this payload replaced the waiting job's)"
     } else {
         ""
     };

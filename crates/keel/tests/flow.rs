@@ -1,7 +1,8 @@
 //! Flow control through the real binary: a queue's `rate_limit` spaces its
 //! leases whoever asks (a parked long-poll wakes at the next slot, not at
 //! its timeout), a held job says so in "why waiting", and a bad limit is
-//! refused.
+//! refused; enqueues of a debounce key collapse into one job that runs
+//! once its window closes, with the last payload.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -107,4 +108,83 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
         400,
         "invalid_request",
     );
+}
+
+#[tokio::test]
+async fn debounced_enqueues_collapse_into_one_job_run_after_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let jobs = "/namespaces/default/queues/digest/jobs";
+    let debounced =
+        |n: u32| json!({"payload": {"n": n}, "debounce": {"key": "user-7", "window_ms": 600}});
+    let started = Instant::now();
+    let (status, first) = server.post(jobs, debounced(1)).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (first["state"].as_str(), first["debounced"].as_bool()),
+        (Some("scheduled"), Some(false))
+    );
+    let (_, second) = server.post(jobs, debounced(2)).await;
+    assert_eq!(second["id"], first["id"]);
+    assert_eq!(second["debounced"], true);
+    let (ok, out, err) = server
+        .cli(&[
+            "enqueue",
+            "digest",
+            r#"{"n":3}"#,
+            "--debounce-key",
+            "user-7",
+            "--debounce-window-ms",
+            "600",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(first["id"].as_str().unwrap()) && out.contains("debounced"),
+        "{out}"
+    );
+
+    // One job, leased once the window closes, with the last payload.
+    let leased = server
+        .lease("digest", json!({"max_jobs": 10, "wait_ms": 10_000}))
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    assert_eq!(leased[0]["id"], first["id"]);
+    assert_eq!(leased[0]["payload"], json!({"n": 3}));
+    assert!(
+        waited >= Duration::from_millis(550),
+        "leased after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "leased after {waited:?}");
+
+    // The key's job has started: the next enqueue opens a new window.
+    let (_, next) = server.post(jobs, debounced(4)).await;
+    assert_eq!(next["debounced"], false);
+    assert_ne!(next["id"], first["id"]);
+
+    for (body, needle) in [
+        (
+            json!({"payload": 1, "debounce": {"key": "k", "window_ms": 0}}),
+            "window_ms",
+        ),
+        (json!({"payload": 1, "debounce": {"key": "k"}}), "window_ms"),
+        (
+            json!({"payload": 1, "idempotency_key": "i", "debounce": {"key": "k", "window_ms": 5}}),
+            "not both",
+        ),
+    ] {
+        let answer = server.post(jobs, body).await;
+        assert_error(&answer, 400, "invalid_request");
+        assert!(answer.1.to_string().contains(needle), "{}", answer.1);
+    }
+    let answer = server
+        .call(
+            "PUT",
+            "/namespaces/default/schedules/nightly",
+            Some(json!({"every_ms": 60_000, "target": {"queue": "digest",
+                "job": {"payload": 1, "debounce": {"key": "k", "window_ms": 5}}}})),
+        )
+        .await;
+    assert_error(&answer, 400, "invalid_request");
 }

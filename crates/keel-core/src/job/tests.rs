@@ -46,12 +46,34 @@ fn validation_reports_each_bad_field() {
         (r#"{"payload":1,"lease_ms":5}"#, "lease_ms"),
         (r#"{"payload":1,"idempotency_key":""}"#, "idempotency_key"),
         (r#"{"payload":1,"backoff":{"factor":0}}"#, "factor"),
+        (
+            r#"{"payload":1,"debounce":{"key":"","window_ms":10}}"#,
+            "debounce.key",
+        ),
+        (
+            r#"{"payload":1,"debounce":{"key":"k","window_ms":0}}"#,
+            "window_ms",
+        ),
+        (
+            r#"{"payload":1,"idempotency_key":"i","debounce":{"key":"k","window_ms":10}}"#,
+            "not both",
+        ),
     ];
     for (json, needle) in cases {
         let err = request(json).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest, "{json}");
         assert!(err.message.contains(needle), "{json}: {}", err.message);
     }
+}
+
+#[test]
+fn a_debounced_job_waits_out_its_window_or_its_run_at() {
+    let job = request(r#"{"payload":1,"debounce":{"key":"k","window_ms":500}}"#).unwrap();
+    assert_eq!(job.run_at, T0.plus_ms(500));
+    assert_eq!(job.debounce_key.as_deref(), Some("k"));
+    let later =
+        request(r#"{"payload":1,"delay_ms":900,"debounce":{"key":"k","window_ms":500}}"#).unwrap();
+    assert_eq!(later.run_at, T0.plus_ms(900));
 }
 
 #[test]

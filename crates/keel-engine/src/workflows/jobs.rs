@@ -115,6 +115,7 @@ impl Driver {
                     idempotency_key: None,
                     ordering_key: None,
                     tags,
+                    debounce_key: None,
                 };
                 let queue = QueueRef {
                     namespace: namespace.clone(),
@@ -190,6 +191,7 @@ pub(super) fn system_job(
         idempotency_key,
         ordering_key: None,
         tags: BTreeMap::from([(RUN_TAG.to_owned(), run.to_string())]),
+        debounce_key: None,
     })
 }
 

@@ -469,6 +469,7 @@ fn wire_enqueued(e: keel_store::Enqueued) -> api::Enqueued {
         id: e.id,
         state: e.state,
         deduplicated: e.deduplicated,
+        debounced: e.debounced,
     }
 }
 

@@ -1,10 +1,11 @@
 //! Jobs on PostgreSQL: the [`JobStore`] operations. Each is one transaction;
 //! transitions of existing jobs lock their rows and let `keel_core` decide.
 
+mod debounce;
 mod reads;
 pub(crate) mod rows;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -21,6 +22,7 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use self::debounce::{Debounced, debounce_lock};
 use self::rows::{Locked, NewRows, from_json, raw, state_of, tags_from};
 use crate::keys::{Freed, lock_name};
 use crate::{PostgresStore, db, job_id, uuid};
@@ -47,13 +49,42 @@ impl JobStore for PostgresStore {
             .iter()
             .filter_map(|j| j.ordering_key.as_deref())
             .map(|key| lock_name(namespace, queue.queue.as_str(), key))
+            .chain(
+                jobs.iter()
+                    .filter_map(|j| j.debounce_key.as_deref())
+                    .map(|key| debounce_lock(queue, key)),
+            )
             .collect();
         Self::lock_keys(&tx, &keys).await?;
         let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
         let mut rows = NewRows::default();
+        let mut debounced = Debounced::default();
+        let mut first_of_debounce: HashMap<&str, usize> = HashMap::new();
         let mut first_due: Option<Timestamp> = None;
         for job in &jobs {
+            if let Some(key) = job.debounce_key.as_deref() {
+                let waiting = match first_of_debounce.get(key) {
+                    Some(&first) => Some(out[first].id),
+                    None => {
+                        first_of_debounce.insert(key, out.len());
+                        Self::debounce_match(&tx, queue, key, now).await?
+                    }
+                };
+                if let Some(id) = waiting {
+                    debounced.replaces(uuid(id), job.payload.get());
+                    out.push(Enqueued {
+                        id,
+                        state: JobState::Scheduled,
+                        deduplicated: false,
+                        debounced: true,
+                    });
+                    continue;
+                }
+            }
             let id = self.next_id(now);
+            if let Some(key) = job.debounce_key.as_deref() {
+                debounced.opens(uuid(id), key);
+            }
             if let Some(key) = &job.idempotency_key {
                 let expires = now.plus_ms(IDEMPOTENCY_WINDOW_MS).as_millis();
                 let claimed = tx
@@ -86,6 +117,7 @@ impl JobStore for PostgresStore {
                         id: job_id(earlier),
                         state,
                         deduplicated: true,
+                        debounced: false,
                     });
                     continue;
                 }
@@ -99,9 +131,11 @@ impl JobStore for PostgresStore {
                 id,
                 state,
                 deduplicated: false,
+                debounced: false,
             });
         }
         Self::insert_jobs(&tx, &rows, now).await?;
+        debounced.apply(&tx, now).await?;
         self.check_bound(&tx, &queue.namespace, rows.id.len() as u64)
             .await?;
         tx.commit().await.map_err(db)?;

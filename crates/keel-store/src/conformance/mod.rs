@@ -13,6 +13,7 @@
     reason = "a test suite: a panic is a failed check"
 )]
 
+mod debounce;
 mod endpoints;
 mod jobs;
 mod keys;
@@ -93,6 +94,7 @@ where
     let domains = [
         ("jobs", jobs::CASES),
         ("keys", keys::CASES),
+        ("debounce", debounce::CASES),
         ("queues", queues::CASES),
         ("maintenance", maintenance::CASES),
         ("owner", owner::CASES),
@@ -185,6 +187,7 @@ fn job(payload: &str) -> NewJob {
         idempotency_key: None,
         ordering_key: None,
         tags: Default::default(),
+        debounce_key: None,
     }
 }
 

@@ -1,0 +1,5 @@
+-- Debounce keys: an enqueue finds the job of its key that still waits for its
+-- first attempt; only such jobs are in the index.
+ALTER TABLE jobs ADD COLUMN debounce_key TEXT;
+CREATE INDEX jobs_debounce ON jobs (namespace, queue, debounce_key)
+    WHERE debounce_key IS NOT NULL AND state = 'scheduled' AND attempt = 0;
