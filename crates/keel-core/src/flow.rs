@@ -2,11 +2,68 @@
 //! rate algorithm). One number of state per queue, the theoretical arrival
 //! time (TAT), decides how many jobs may be leased now and when the next
 //! may: the stores keep that number (in the database on PostgreSQL, so the
-//! limit holds across nodes) and this module does the sums.
+//! limit holds across nodes) and this module does the sums. The same holds
+//! per flow key ([`FlowKey`]: where a job's key comes from), and [`fair`]
+//! shares a queue between its keys.
 
-use serde::{Deserialize, Serialize};
+pub mod fair;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Error, Timestamp};
+
+/// Where a queue's jobs take their flow key from: a tag's value
+/// (`"tag:tenant"`) or the job's `ordering_key`. A job without one has the
+/// key `""`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlowKey {
+    Tag(String),
+    OrderingKey,
+}
+
+impl FlowKey {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text.strip_prefix("tag:") {
+            Some(tag) if !tag.is_empty() && tag.len() <= 256 => Ok(FlowKey::Tag(tag.to_owned())),
+            None if text == "ordering_key" => Ok(FlowKey::OrderingKey),
+            _ => Err(Error::invalid(
+                "key must be \"tag:NAME\" or \"ordering_key\"",
+            )),
+        }
+    }
+
+    /// A job's key: the tag's value or its ordering key, else `""`.
+    pub fn of(&self, tags: &BTreeMap<String, String>, ordering_key: Option<&str>) -> String {
+        match self {
+            FlowKey::Tag(tag) => tags.get(tag).cloned().unwrap_or_default(),
+            FlowKey::OrderingKey => ordering_key.unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlowKey::Tag(tag) => write!(f, "tag:{tag}"),
+            FlowKey::OrderingKey => f.write_str("ordering_key"),
+        }
+    }
+}
+
+impl Serialize for FlowKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FlowKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        FlowKey::parse(&text).map_err(|e| serde::de::Error::custom(e.message))
+    }
+}
 
 /// The longest period a rate may be given over: a day.
 pub const MAX_PERIOD_MS: u64 = 24 * 3_600_000;

@@ -23,6 +23,8 @@ pub enum GateKind {
     RateLimit,
     /// Its queue has `limit` jobs leased already (`used`).
     Concurrency,
+    /// Its flow key (`key`) has `limit` jobs leased already (`used`).
+    KeyConcurrency,
     /// An earlier job of its ordering key (`key`) runs or waits first:
     /// `blocking_job`.
     OrderingKey,
@@ -76,6 +78,12 @@ impl Gate {
                 self.used.unwrap_or(0),
                 self.limit.unwrap_or(0)
             ),
+            GateKind::KeyConcurrency => format!(
+                "key {}: {}/{} leased",
+                self.key.as_deref().unwrap_or_default(),
+                self.used.unwrap_or(0),
+                self.limit.unwrap_or(0)
+            ),
             GateKind::OrderingKey => format!(
                 "ordering key {}: job {} goes first",
                 self.key.as_deref().unwrap_or_default(),
@@ -103,6 +111,11 @@ pub struct WaitFacts {
     pub ordering_key: Option<String>,
     /// The job that holds the ordering key, when it is another.
     pub key_holder: Option<JobId>,
+    /// The job's flow key, the jobs of that key leased now and the
+    /// queue's bound on them, when the queue has a `key`.
+    pub flow_key: Option<String>,
+    pub key_leased: u64,
+    pub max_key_concurrency: Option<u32>,
 }
 
 /// The gates holding the job back at `now`; `since_lease_ms` is how long
@@ -139,6 +152,16 @@ pub fn gates(facts: &WaitFacts, since_lease_ms: Option<u64>, now: Timestamp) -> 
             ..Gate::new(GateKind::Concurrency)
         });
     }
+    if let Some(limit) = facts.max_key_concurrency
+        && facts.key_leased >= u64::from(limit)
+    {
+        gates.push(Gate {
+            key: facts.flow_key.clone(),
+            used: Some(facts.key_leased),
+            limit: Some(u64::from(limit)),
+            ..Gate::new(GateKind::KeyConcurrency)
+        });
+    }
     if let Some(holder) = facts.key_holder {
         gates.push(Gate {
             key: facts.ordering_key.clone(),
@@ -169,6 +192,9 @@ mod tests {
             rate_tat_us: 0,
             ordering_key: None,
             key_holder: None,
+            flow_key: None,
+            key_leased: 0,
+            max_key_concurrency: None,
         }
     }
 
@@ -197,6 +223,9 @@ mod tests {
             rate_tat_us: NOW.plus_ms(100).as_millis() * 1000,
             ordering_key: Some("acme".into()),
             key_holder: Some(holder),
+            flow_key: Some("acme".into()),
+            key_leased: 2,
+            max_key_concurrency: Some(2),
             ..facts(JobState::Scheduled)
         };
         let all = gates(&held, Some(60_000), NOW);
@@ -207,6 +236,7 @@ mod tests {
                 GateKind::Paused,
                 GateKind::RateLimit,
                 GateKind::Concurrency,
+                GateKind::KeyConcurrency,
                 GateKind::OrderingKey,
                 GateKind::NoWorker
             ]
@@ -214,9 +244,10 @@ mod tests {
         assert_eq!(all[0].eligible_at, Some(Timestamp::from_millis(5_000)));
         assert_eq!(all[2].eligible_at, Some(NOW.plus_ms(100)));
         assert_eq!((all[3].used, all[3].limit), (Some(3), Some(3)));
-        assert_eq!(all[4].blocking_job, Some(holder));
+        assert_eq!(all[4].describe(), "key acme: 2/2 leased");
+        assert_eq!(all[5].blocking_job, Some(holder));
         assert_eq!(
-            all[4].describe(),
+            all[5].describe(),
             format!("ordering key acme: job {holder} goes first")
         );
         let room = WaitFacts { leased: 2, ..held };

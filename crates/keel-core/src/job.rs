@@ -207,9 +207,9 @@ impl JobRequest {
             backoff,
             lease_ms,
             idempotency_key: self.idempotency_key,
+            debounce_key: self.debounce.map(|d| d.key),
             ordering_key: self.ordering_key,
             tags,
-            debounce_key: self.debounce.map(|d| d.key),
         })
     }
 }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::flow::FlowKey;
+use crate::flow::fair::Fairness;
 use crate::limits::{MAX_LEASE_MS, MIN_LEASE_MS};
 use crate::{Backoff, EndpointName, Error};
 
@@ -27,6 +29,16 @@ pub struct QueuePolicy {
     /// nodes); none means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::flow::Rate>,
+    /// Where each job's flow key comes from; the key limits and fairness
+    /// below apply per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<FlowKey>,
+    /// Most jobs of one key leased at once, across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_key_concurrency: Option<u32>,
+    /// The keys' weights in the queue's fair share (equal when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness: Option<Fairness>,
     /// How long succeeded and cancelled jobs are kept before they are deleted.
     pub retention_ms: Option<u64>,
     /// How long dead jobs are kept, for inspection and redrive.
@@ -72,6 +84,24 @@ impl QueuePolicy {
         }
         if let Some(rate) = &self.rate_limit {
             rate.check()?;
+        }
+        if self.key.is_none()
+            && let Some(field) = [
+                ("max_key_concurrency", self.max_key_concurrency.is_some()),
+                ("fairness", self.fairness.is_some()),
+            ]
+            .iter()
+            .find_map(|(name, set)| set.then_some(name))
+        {
+            return Err(Error::invalid(format!(
+                "{field} needs a key (\"tag:NAME\" or \"ordering_key\")"
+            )));
+        }
+        if self.max_key_concurrency == Some(0) {
+            return Err(Error::invalid("max_key_concurrency must be at least 1"));
+        }
+        if let Some(fairness) = &self.fairness {
+            fairness.check()?;
         }
         if let Some(push) = &self.push
             && !(1..=crate::endpoint::MAX_IN_FLIGHT).contains(&push.concurrency())

@@ -18,7 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_endpoints.sql"),
     include_str!("../migrations/0013_schedules.sql"),
     include_str!("../migrations/0014_queue_rate.sql"),
-    include_str!("../migrations/0015_debounce.sql"),
+    include_str!("../migrations/0015_flow_keys.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -20,6 +20,8 @@ use keel_core::{
 };
 use keel_store::JobOwner;
 
+use crate::flow::FlowIndex;
+
 pub(crate) type QueueIdx = usize;
 
 /// What the index keeps of an unfinished job.
@@ -35,6 +37,8 @@ pub(crate) struct LiveJob {
     /// million queued jobs should not carry a million copies.
     pub backoff: u32,
     pub ordering_key: Option<Arc<str>>,
+    /// Its flow key, taken at enqueue when its queue had a `key` (none: `""`).
+    pub flow_key: Option<Arc<str>>,
     /// What the job works for (a run's step, ...): its owner hears when the
     /// job ends. Boxed: most jobs have none, and a million queued jobs should
     /// not each carry room for one.
@@ -42,10 +46,14 @@ pub(crate) struct LiveJob {
 }
 
 /// Lease order: highest priority, then oldest `run_at`, then enqueue order.
-type ReadyKey = (Reverse<i16>, Timestamp, i64, JobId);
+pub(crate) type ReadyKey = (Reverse<i16>, Timestamp, i64, JobId);
 
 fn ready_key(id: JobId, job: &LiveJob) -> ReadyKey {
     (Reverse(job.priority), job.life.run_at, job.seq, id)
+}
+
+fn flow_key(job: &LiveJob) -> Arc<str> {
+    job.flow_key.clone().unwrap_or_else(|| Arc::from(""))
 }
 
 #[derive(Debug)]
@@ -63,6 +71,8 @@ pub(crate) struct QueueHot {
     /// Unfinished jobs per ordering key: the one that holds the key (only it
     /// runs) and the others in enqueue order.
     ordering: HashMap<Arc<str>, KeyGroup>,
+    /// The ready and leased jobs per flow key, when the policy has a `key`.
+    pub flow: Option<FlowIndex>,
 }
 
 /// An ordering key's unfinished jobs. The holder keeps the key until it
@@ -124,6 +134,14 @@ impl Hot {
             rate_tat_us: queue.rate_tat_us,
             ordering_key: job.ordering_key.as_deref().map(str::to_owned),
             key_holder,
+            flow_key: queue
+                .flow
+                .as_ref()
+                .map(|_| job.flow_key.as_deref().unwrap_or_default().to_owned()),
+            key_leased: queue.flow.as_ref().map_or(0, |flow| {
+                u64::from(flow.leased(job.flow_key.as_deref().unwrap_or_default()))
+            }),
+            max_key_concurrency: queue.policy.max_key_concurrency,
         })
     }
 
@@ -141,6 +159,7 @@ impl Hot {
             counts: [0; 6],
             rate_tat_us: 0,
             ordering: HashMap::new(),
+            flow: None,
         });
         self.queue_ids.insert(queue.clone(), idx);
         idx
@@ -245,11 +264,21 @@ impl Hot {
                 self.scheduled.remove(&(job.life.run_at, job.seq, id));
             }
             JobState::Ready => {
-                queue.ready.remove(&ready_key(id, job));
+                let ready = ready_key(id, job);
+                if queue.ready.remove(&ready)
+                    && let Some(flow) = &mut queue.flow
+                {
+                    flow.ready_out(&flow_key(job), &ready);
+                }
             }
             JobState::Leased => {
                 if let Some(expires_at) = job.life.lease_expires_at {
                     self.leases.remove(&(expires_at, id));
+                }
+                if let Some(flow) = &mut queue.flow
+                    && flow.leased_out(&flow_key(job))
+                {
+                    *self.woken.entry(job.queue).or_default() += 1;
                 }
                 // A lease ending under a full concurrency bound makes room:
                 // a parked leaser may take the next ready job now.
@@ -281,13 +310,20 @@ impl Hot {
                     .as_ref()
                     .is_none_or(|key| queue.ordering.get(key).map(|g| g.holder) == Some(id));
                 if first_of_key {
-                    queue.ready.insert(ready_key(id, job));
+                    let ready = ready_key(id, job);
+                    queue.ready.insert(ready);
+                    if let Some(flow) = &mut queue.flow {
+                        flow.ready_in(&flow_key(job), ready);
+                    }
                     *self.woken.entry(queue_idx).or_default() += 1;
                 }
             }
             JobState::Leased => {
                 if let Some(expires_at) = job.life.lease_expires_at {
                     self.leases.insert((expires_at, id));
+                }
+                if let Some(flow) = &mut queue.flow {
+                    flow.leased_in(&flow_key(job));
                 }
             }
             JobState::Succeeded | JobState::Dead | JobState::Cancelled => self.forget(id),
@@ -330,6 +366,39 @@ impl Hot {
     pub(crate) fn count_finished(&mut self, queue: QueueIdx, state: JobState, delta: i64) {
         let count = &mut self.queues[queue].counts[state as usize];
         *count = count.saturating_add_signed(delta);
+    }
+
+    /// Sets a queue's policy; a change of its flow key or key bound indexes
+    /// its jobs by key afresh (each job keeps the key it was enqueued with).
+    pub(crate) fn set_policy(&mut self, idx: QueueIdx, policy: QueuePolicy) {
+        let queue = &mut self.queues[idx];
+        let keyed = |p: &QueuePolicy| (p.key.clone(), p.max_key_concurrency);
+        let rekey =
+            keyed(&queue.policy) != keyed(&policy) || queue.flow.is_none() && policy.key.is_some();
+        queue.policy = policy;
+        if !rekey {
+            return;
+        }
+        let Some(_) = &queue.policy.key else {
+            queue.flow = None;
+            return;
+        };
+        let mut flow = FlowIndex::new(queue.policy.max_key_concurrency);
+        for &ready in &queue.ready {
+            if let Some(job) = self.jobs.get(&ready.3) {
+                flow.ready_in(&flow_key(job), ready);
+            }
+        }
+        for job in self.jobs.values() {
+            if job.queue == idx && job.life.state == JobState::Leased {
+                flow.leased_in(&flow_key(job));
+            }
+        }
+        self.queues[idx].flow = Some(flow);
+        let ready = self.queues[idx].ready.len();
+        if ready > 0 {
+            self.woken.insert(idx, ready);
+        }
     }
 
     /// Pauses or resumes leasing; resuming wakes leasers if jobs wait.

@@ -265,12 +265,17 @@ impl Writer {
     ) -> rusqlite::Result<Enqueued> {
         let namespace = &queue.namespace;
         let life = JobLifecycle::new(&job, now);
+        let flow_key = self.hot.queues[queue_idx]
+            .policy
+            .key
+            .as_ref()
+            .map(|key| key.of(&job.tags, job.ordering_key.as_deref()));
         self.conn
             .prepare_cached(
                 "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
                  max_attempts, run_at, created_at, updated_at, lease_seq, lease_ms, backoff, \
-                 idempotency_key, ordering_key, tags, owner, debounce_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 idempotency_key, ordering_key, tags, owner, debounce_key, flow_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 id.as_bytes(),
@@ -289,6 +294,7 @@ impl Writer {
                 tags_to_sql(&job.tags),
                 owner.as_ref().map(JobOwner::encode),
                 job.debounce_key,
+                flow_key,
             ])?;
         let seq = self.conn.last_insert_rowid();
         let enqueued = Enqueued {
@@ -321,6 +327,7 @@ impl Writer {
                 lease_ms: job.lease_ms as u32,
                 backoff,
                 ordering_key: job.ordering_key.map(Arc::from),
+                flow_key: flow_key.map(Arc::from),
                 owner: owner.map(Box::new),
             },
         );
@@ -548,8 +555,7 @@ impl Writer {
         payload: Option<Box<RawValue>>,
         now: Timestamp,
     ) -> Applied<Vec<JobId>> {
-        const COLUMNS: &str =
-            "seq, id, priority, max_attempts, lease_seq, lease_ms, backoff, ordering_key, owner";
+        const COLUMNS: &str = "seq, id, priority, max_attempts, lease_seq, lease_ms, backoff, ordering_key, owner, flow_key";
         type DeadRow = (
             i64,
             Vec<u8>,
@@ -558,6 +564,7 @@ impl Writer {
             i64,
             i64,
             String,
+            Option<String>,
             Option<String>,
             Option<String>,
         );
@@ -572,6 +579,7 @@ impl Writer {
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
             ))
         };
         let mut dead: Vec<DeadRow> = Vec::new();
@@ -604,8 +612,18 @@ impl Writer {
         }
         let queue_idx = self.hot.queue_entry(queue);
         let mut moved = Vec::with_capacity(dead.len());
-        for (seq, id, priority, max_attempts, lease_seq, lease_ms, backoff, ordering_key, owner) in
-            dead
+        for (
+            seq,
+            id,
+            priority,
+            max_attempts,
+            lease_seq,
+            lease_ms,
+            backoff,
+            ordering_key,
+            owner,
+            flow_key,
+        ) in dead
         {
             let owner = owner_from_sql(owner)?;
             let id = blob_id(&id)?;
@@ -642,6 +660,7 @@ impl Writer {
                     lease_ms: lease_ms as u32,
                     backoff,
                     ordering_key: ordering_key.map(Arc::from),
+                    flow_key: flow_key.map(Arc::from),
                     owner,
                 },
             );

@@ -1,9 +1,11 @@
 //! Leasing on the embedded store: pops ready jobs from the hot index (never
 //! a SQL scan) within the queue's bounds — its pause switch, its
 //! `max_concurrency` and its `rate_limit` (the GCRA's state lives in the
-//! hot index) — and updates each job's row by its rowid.
+//! hot index), and for a keyed queue in fair share between its keys within
+//! `max_key_concurrency` (`flow.rs`) — and updates each job's row by its
+//! rowid.
 
-use keel_core::{JobState, LeaseToken, Timestamp};
+use keel_core::{JobId, JobState, LeaseToken, Timestamp};
 use keel_store::{LeaseRequest, LeasedJob};
 use rusqlite::params;
 
@@ -35,11 +37,19 @@ impl Writer {
                 self.signal.rate_limited(&req.queue, at);
             }
         }
+        let queue = &mut self.hot.queues[queue_idx];
+        let room = u32::try_from(room).unwrap_or(u32::MAX);
+        let picked: Vec<JobId> = match &mut queue.flow {
+            Some(flow) => flow.pick(room, queue.policy.fairness.as_ref()),
+            None => queue
+                .ready
+                .iter()
+                .take(room as usize)
+                .map(|&(.., id)| id)
+                .collect(),
+        };
         let mut leased = Vec::new();
-        for _ in 0..room {
-            let Some(&(_, _, _, id)) = self.hot.queues[queue_idx].ready.first() else {
-                break;
-            };
+        for id in picked {
             let granted = self.hot.update(id, |job| {
                 let lease_ms = req.lease_ms.unwrap_or(u64::from(job.lease_ms));
                 let run_at = job.life.run_at;

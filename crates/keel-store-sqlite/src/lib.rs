@@ -8,6 +8,7 @@
 
 mod checkpointer;
 mod endpoints;
+mod flow;
 mod hot;
 mod jobs;
 mod lease;

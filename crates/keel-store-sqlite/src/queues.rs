@@ -73,7 +73,7 @@ impl Writer {
             )?
             .execute(params![queue.namespace.as_str(), queue.queue.as_str(), json, now.as_millis()])?;
         let idx = self.hot.queue_entry(queue);
-        self.hot.queues[idx].policy = policy.clone();
+        self.hot.set_policy(idx, policy.clone());
         self.policies
             .write()
             .unwrap_or_else(PoisonError::into_inner)

@@ -13,7 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_sources.sql"),
     include_str!("../migrations/0008_endpoints.sql"),
     include_str!("../migrations/0009_schedules.sql"),
-    include_str!("../migrations/0010_debounce.sql"),
+    include_str!("../migrations/0010_flow_keys.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

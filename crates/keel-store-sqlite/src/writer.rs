@@ -287,7 +287,7 @@ impl Writer {
             let queue = queue_ref(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)?;
             let policy: QueuePolicy = from_json(&row.get::<_, String>(2)?)?;
             let idx = hot.queue_entry(&queue);
-            hot.queues[idx].policy = policy.clone();
+            hot.set_policy(idx, policy.clone());
             hot.queues[idx].paused = row.get(3)?;
             policies.insert(queue, policy);
         }
@@ -309,7 +309,7 @@ impl Writer {
 
         let mut stmt = self.conn.prepare(
             "SELECT seq, id, namespace, queue, state, priority, attempt, max_attempts, run_at, \
-             lease_seq, lease_expires_at, lease_ms, backoff, ordering_key, owner \
+             lease_seq, lease_expires_at, lease_ms, backoff, ordering_key, owner, flow_key \
              FROM jobs WHERE finished_at IS NULL ORDER BY seq",
         )?;
         let mut rows = stmt.query([])?;
@@ -332,6 +332,7 @@ impl Writer {
                 backoff: hot.intern_backoff(from_json(&row.get::<_, String>(12)?)?),
                 ordering_key: row.get::<_, Option<String>>(13)?.map(Arc::from),
                 owner: owner_from_sql(row.get(14)?)?,
+                flow_key: row.get::<_, Option<String>>(15)?.map(Arc::from),
             };
             hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?)?, job);
         }

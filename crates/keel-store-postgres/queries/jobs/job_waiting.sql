@@ -1,7 +1,7 @@
 -- What could hold an unfinished job back: its state and due time, its
 -- queue's pause switch, concurrency bound with the jobs leased now and rate
--- limit with its state, and, when it does not hold its ordering key, the
--- job that does.
+-- limit with its state, when it does not hold its ordering key the job that
+-- does, and its flow key with that key's jobs leased now and their bound.
 SELECT j.state, j.run_at, j.ordering_key,
        coalesce(q.paused, false),
        (q.policy->>'max_concurrency')::bigint,
@@ -12,7 +12,13 @@ SELECT j.state, j.run_at, j.ordering_key,
           AND h.ordering_key = j.ordering_key AND h.finished_at IS NULL AND h.runnable
         LIMIT 1),
        (q.policy->'rate_limit')::text,
-       coalesce(q.rate_tat, 0)
+       coalesce(q.rate_tat, 0),
+       coalesce(j.flow_key, ''),
+       (SELECT count(*) FROM keel_jobs l
+        WHERE q.policy ? 'key' AND l.namespace = j.namespace AND l.queue = j.queue
+          AND l.state = 'leased' AND coalesce(l.flow_key, '') = coalesce(j.flow_key, '')),
+       (q.policy->>'max_key_concurrency')::bigint,
+       coalesce(q.policy ? 'key', false)
 FROM keel_jobs j
 LEFT JOIN keel_queues q ON q.namespace = j.namespace AND q.queue = j.queue
 WHERE j.id = $1 AND j.namespace = $2

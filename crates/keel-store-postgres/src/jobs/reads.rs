@@ -63,6 +63,11 @@ impl PostgresStore {
                 .map(from_json)
                 .transpose()?,
             rate_tat_us: row.get(8),
+            flow_key: row.get::<_, bool>(12).then(|| row.get(9)),
+            key_leased: u64::try_from(row.get::<_, i64>(10)).unwrap_or(0),
+            max_key_concurrency: row
+                .get::<_, Option<i64>>(11)
+                .and_then(|n| u32::try_from(n).ok()),
         })
     }
 

@@ -15,6 +15,7 @@
 
 mod debounce;
 mod endpoints;
+mod flow;
 mod jobs;
 mod keys;
 mod maintenance;
@@ -95,6 +96,7 @@ where
         ("jobs", jobs::CASES),
         ("keys", keys::CASES),
         ("debounce", debounce::CASES),
+        ("flow", flow::CASES),
         ("queues", queues::CASES),
         ("maintenance", maintenance::CASES),
         ("owner", owner::CASES),

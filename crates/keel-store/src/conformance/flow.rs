@@ -1,0 +1,142 @@
+//! Flow keys: a queue with a `key` bounds each key's leased jobs
+//! (`max_key_concurrency`) and shares its leases between keys in weighted
+//! fair share, priorities in order within a key; a lone job of one key is
+//! not held behind another key's backlog, however large.
+
+use std::collections::BTreeMap;
+
+use keel_core::flow::FlowKey;
+use keel_core::flow::fair::Fairness;
+
+use super::*;
+
+cases![
+    a_key_bound_holds_per_key_and_frees_with_each_ack,
+    a_lone_job_goes_next_behind_another_keys_flood,
+    weights_share_leases_and_priorities_order_each_key,
+];
+
+fn tenant_policy() -> QueuePolicy {
+    QueuePolicy {
+        key: Some(FlowKey::Tag("tenant".into())),
+        ..Default::default()
+    }
+}
+
+fn of(tenant: &str, payload: &str) -> NewJob {
+    let mut j = job(payload);
+    j.tags = BTreeMap::from([("tenant".to_owned(), tenant.to_owned())]);
+    j
+}
+
+fn tenants_of(jobs: &[LeasedJob]) -> Vec<String> {
+    jobs.iter()
+        .map(|j| j.tags.get("tenant").cloned().unwrap_or_default())
+        .collect()
+}
+
+async fn a_key_bound_holds_per_key_and_frees_with_each_ack(mut h: Harness) {
+    let q = queue("work");
+    let s = &*h.store;
+    let policy = QueuePolicy {
+        max_key_concurrency: Some(2),
+        ..tenant_policy()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    let mut jobs: Vec<NewJob> = (0..5).map(|i| of("a", &i.to_string())).collect();
+    jobs.extend((0..3).map(|i| of("b", &format!("\"b{i}\""))));
+    jobs.push(job(r#""untagged""#));
+    let ids = enqueue(s, &q, jobs).await;
+    let first = lease(s, &q, 10, T0).await;
+    let mut got = tenants_of(&first);
+    got.sort();
+    assert_eq!(
+        got,
+        ["", "a", "a", "b", "b"],
+        "two per key, the untagged key too"
+    );
+    assert!(lease(s, &q, 10, T0).await.is_empty());
+    // The bound holds after a restart: the store knows each job's key.
+    h.store.close().await;
+    h.store = (h.reopen)().await;
+    let s = &*h.store;
+    assert!(lease(s, &q, 10, T0).await.is_empty());
+
+    let waiting = s.job_waiting(&ns(), ids[4]).await.unwrap();
+    assert_eq!(waiting.flow_key.as_deref(), Some("a"));
+    assert_eq!(
+        (waiting.key_leased, waiting.max_key_concurrency),
+        (2, Some(2))
+    );
+
+    let a = first
+        .iter()
+        .find(|j| j.tags.get("tenant").is_some_and(|t| t == "a"))
+        .unwrap();
+    assert_eq!(
+        ack(s, a.lease_token, complete(), at(1)).await,
+        Ok(JobState::Succeeded)
+    );
+    assert_eq!(tenants_of(&lease(s, &q, 10, at(1)).await), ["a"]);
+    // A lease that runs out frees its key's place too.
+    let b = first
+        .iter()
+        .find(|j| j.tags.get("tenant").is_some_and(|t| t == "b"))
+        .unwrap();
+    s.job_cancel(&ns(), b.id, at(2)).await.unwrap();
+    assert_eq!(tenants_of(&lease(s, &q, 10, at(2)).await), ["b"]);
+}
+
+async fn a_lone_job_goes_next_behind_another_keys_flood(h: Harness) {
+    let s = &*h.store;
+    let q = queue("work");
+    s.queue_policy_set(&q, tenant_policy(), T0).await.unwrap();
+    // (The suite's namespace bound is 20 jobs; the benchmark floods 100,000.)
+    let flood: Vec<NewJob> = (0..18).map(|i| of("noisy", &i.to_string())).collect();
+    enqueue(s, &q, flood).await;
+    assert_eq!(tenants_of(&lease(s, &q, 10, T0).await), ["noisy"; 10]);
+    enqueue(s, &q, vec![of("quiet", r#""lone""#)]).await;
+    let next = lease(s, &q, 1, T0).await;
+    assert_eq!(tenants_of(&next), ["quiet"], "the lone job goes next");
+    // And the noisy key keeps the whole queue when alone (work-conserving).
+    assert_eq!(lease(s, &q, 50, T0).await.len(), 8);
+}
+
+async fn weights_share_leases_and_priorities_order_each_key(h: Harness) {
+    let s = &*h.store;
+    let q = queue("work");
+    let policy = QueuePolicy {
+        fairness: Some(Fairness {
+            weights: BTreeMap::from([("acme".to_owned(), 3)]),
+            default_weight: 1,
+        }),
+        ..tenant_policy()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    let mut jobs = Vec::new();
+    for i in 0..10 {
+        let mut a = of("acme", &format!("\"acme{i}\""));
+        a.priority = if i == 9 { 10 } else { 0 };
+        jobs.push(a);
+        jobs.push(of("beta", &format!("\"beta{i}\"")));
+    }
+    enqueue(s, &q, jobs).await;
+    let mut counts = BTreeMap::<String, usize>::new();
+    let mut acme_first = None;
+    for _ in 0..2 {
+        for j in lease(s, &q, 4, T0).await {
+            let tenant = j.tags["tenant"].clone();
+            if tenant == "acme" && acme_first.is_none() {
+                acme_first = Some(j.payload.get().to_owned());
+            }
+            *counts.entry(tenant).or_default() += 1;
+        }
+    }
+    assert_eq!(counts["acme"], 6, "{counts:?}");
+    assert_eq!(counts["beta"], 2, "{counts:?}");
+    assert_eq!(
+        acme_first.as_deref(),
+        Some(r#""acme9""#),
+        "priority first within the key"
+    );
+}
