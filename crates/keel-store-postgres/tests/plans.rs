@@ -69,6 +69,31 @@ async fn acks_lock_their_jobs_through_the_primary_key_alone() {
     store.close().await;
 }
 
+/// The executed plan of `sql` as a prepared statement (`types`), run with
+/// `params` inside a transaction that is rolled back.
+async fn analyzed(client: &tokio_postgres::Client, sql: &str, types: &str, params: &str) -> Value {
+    client
+        .batch_execute(&format!("BEGIN; PREPARE probe({types}) AS {sql}"))
+        .await
+        .unwrap();
+    // The simple protocol answers in text, which the json column needs here.
+    let answer = client
+        .simple_query(&format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe({params})"
+        ))
+        .await
+        .unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let text = answer
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// Rows a plan's scans of `keel_jobs` read: what they returned plus what
 /// their filters threw away, over all loops.
 fn rows_visited(node: &Value) -> f64 {
@@ -138,35 +163,83 @@ async fn a_lease_reads_only_what_it_can_hand_out_behind_a_keyed_backlog() {
     let (client, connection) = tokio_postgres::connect(&schema.url(), NoTls).await.unwrap();
     tokio::spawn(connection);
     client.batch_execute("ANALYZE keel_jobs").await.unwrap();
-    client
-        .batch_execute(&format!(
-            "BEGIN; PREPARE probe(text, text, bigint, bigint, bigint, text) AS {}",
-            include_str!("../queries/jobs/lease.sql")
-        ))
-        .await
-        .unwrap();
-    // The simple protocol answers in text, which the json column needs here.
-    let answer = client
-        .simple_query(
-            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe('default', 'keyed', 20, 3000, NULL, 'w')",
-        )
-        .await
-        .unwrap();
-    client.batch_execute("ROLLBACK").await.unwrap();
-    let text = answer
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap();
-    let plan: Value = serde_json::from_str(&text).unwrap();
+    let plan = analyzed(
+        &client,
+        include_str!("../queries/jobs/lease.sql"),
+        "text, text, bigint, bigint, bigint, text",
+        "'default', 'keyed', 20, 3000, NULL, 'w'",
+    )
+    .await;
     let visited = rows_visited(&plan[0]["Plan"]);
     let leased = plan[0]["Plan"]["Actual Rows"].as_f64().unwrap();
     assert_eq!(leased, 3.0, "the 3 free keys' jobs: {plan:#}");
     assert!(
         visited <= 3.0 * leased,
         "visited {visited} rows of keel_jobs to lease {leased}: {plan:#}"
+    );
+    store.close().await;
+}
+
+/// A keyed queue finds its keys with ready jobs by one probe per key, not by
+/// reading a key's backlog: 10,000 ready jobs of one tenant and one of
+/// another cost the lanes of a lease of 10 a few dozen rows.
+#[tokio::test]
+async fn keyed_lanes_read_per_key_not_per_backlog() {
+    let schema = TestSchema::create("keel_plans").await.unwrap();
+    let store = PostgresStore::open(&schema.url(), &Limits::default())
+        .await
+        .unwrap();
+    let queue = QueueRef {
+        namespace: Namespace::new("default").unwrap(),
+        queue: QueueName::new("fair").unwrap(),
+    };
+    let policy: keel_core::QueuePolicy =
+        serde_json::from_value(serde_json::json!({"key": "tag:tenant"})).unwrap();
+    keel_store::QueueStore::queue_policy_set(&store, &queue, policy, Timestamp::from_millis(1_000))
+        .await
+        .unwrap();
+    let job = |tenant: &str| NewJob {
+        payload: RawValue::from_string("1".into()).unwrap(),
+        priority: 0,
+        run_at: Timestamp::from_millis(1_000),
+        max_attempts: 3,
+        backoff: Backoff::default(),
+        lease_ms: 600_000,
+        idempotency_key: None,
+        ordering_key: None,
+        tags: [("tenant".to_owned(), tenant.to_owned())].into(),
+        debounce_key: None,
+    };
+    for _ in 0..10 {
+        let jobs = (0..1000).map(|_| job("noisy")).collect();
+        store
+            .jobs_enqueue(&queue, jobs, Timestamp::from_millis(1_000))
+            .await
+            .unwrap();
+    }
+    store
+        .jobs_enqueue(&queue, vec![job("quiet")], Timestamp::from_millis(1_000))
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&schema.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("ANALYZE keel_jobs").await.unwrap();
+    let plan = analyzed(
+        &client,
+        include_str!("../queries/jobs/flow_lanes.sql"),
+        "text, text, bigint",
+        "'default', 'fair', 10",
+    )
+    .await;
+    assert_eq!(
+        plan[0]["Plan"]["Actual Rows"].as_f64(),
+        Some(2.0),
+        "{plan:#}"
+    );
+    let visited = rows_visited(&plan[0]["Plan"]);
+    assert!(
+        visited <= 40.0,
+        "visited {visited} rows of keel_jobs: {plan:#}"
     );
     store.close().await;
 }

@@ -3,14 +3,16 @@
 //! for reads without the writer); counts come from the hot index.
 
 use std::collections::BTreeMap;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
+use keel_core::flow::FlowKey;
 use keel_core::{Error, JobState, QueuePolicy, QueueRef, Timestamp};
 use keel_store::{Depth, QueueStats, QueueStore};
 use rusqlite::params;
 
 use crate::SqliteStore;
+use crate::rows::{blob_id, tags_from_sql};
 use crate::writer::{Applied, Writer};
 
 #[async_trait]
@@ -73,12 +75,46 @@ impl Writer {
             )?
             .execute(params![queue.namespace.as_str(), queue.queue.as_str(), json, now.as_millis()])?;
         let idx = self.hot.queue_entry(queue);
+        if self.hot.queues[idx].policy.key != policy.key {
+            self.rekey(queue, policy.key.as_ref())?;
+        }
         self.hot.set_policy(idx, policy.clone());
         self.policies
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(queue.clone(), policy);
         Ok(Ok(()))
+    }
+
+    /// Gives the queue's unfinished jobs their keys under a new `key`
+    /// setting, on disk and in the hot index (which `set_policy` then
+    /// indexes by key afresh).
+    fn rekey(&mut self, queue: &QueueRef, key: Option<&FlowKey>) -> rusqlite::Result<()> {
+        let jobs: Vec<(i64, Vec<u8>, Option<String>, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, id, tags, ordering_key FROM jobs \
+                 WHERE namespace = ?1 AND queue = ?2 AND finished_at IS NULL",
+            )?
+            .query_map(
+                params![queue.namespace.as_str(), queue.queue.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        for (seq, id, tags, ordering_key) in jobs {
+            let flow_key = key
+                .map(|key| {
+                    Ok::<_, rusqlite::Error>(key.of(&tags_from_sql(tags)?, ordering_key.as_deref()))
+                })
+                .transpose()?;
+            self.conn
+                .prepare_cached("UPDATE jobs SET flow_key = ?2 WHERE seq = ?1")?
+                .execute(params![seq, flow_key])?;
+            if let Some(job) = self.hot.jobs.get_mut(&blob_id(&id)?) {
+                job.flow_key = flow_key.map(Arc::from);
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn pause(&mut self, queue: &QueueRef, paused: bool, now: Timestamp) -> Applied<()> {

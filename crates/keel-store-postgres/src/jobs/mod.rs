@@ -2,6 +2,7 @@
 //! transitions of existing jobs lock their rows and let `keel_core` decide.
 
 mod debounce;
+mod flow;
 mod reads;
 pub(crate) mod rows;
 
@@ -167,22 +168,27 @@ impl JobStore for PostgresStore {
             .map_err(db)?;
         let mut room = i64::from(req.max_jobs);
         let mut rated = None;
+        let mut keyed = None;
         if let Some(row) = settings {
             if row.get::<_, bool>(0) {
                 return Ok(Vec::new());
             }
             let policy: QueuePolicy = from_json(row.get(1))?;
-            if policy.max_concurrency.is_some() || policy.rate_limit.is_some() {
-                // Leasers of a bounded queue take turns on its row, on every
-                // node, and read the rate's state under the lock.
-                let tat: i64 = tx
+            if policy.max_concurrency.is_some()
+                || policy.rate_limit.is_some()
+                || policy.key.is_some()
+            {
+                // Leasers of a bounded or keyed queue take turns on its row,
+                // on every node, and read the rate's and the fair share's
+                // state under the lock.
+                let row = tx
                     .query_one(
-                        "SELECT rate_tat FROM keel_queues WHERE namespace = $1 AND queue = $2 FOR UPDATE",
+                        "SELECT rate_tat, fair_clock FROM keel_queues WHERE namespace = $1 AND queue = $2 FOR UPDATE",
                         &[&namespace, &queue],
                     )
                     .await
-                    .map_err(db)?
-                    .get(0);
+                    .map_err(db)?;
+                let tat: i64 = row.get(0);
                 if let Some(max) = policy.max_concurrency {
                     // A statement of its own: its snapshot comes after the lock.
                     let leased: i64 = tx
@@ -200,30 +206,37 @@ impl JobStore for PostgresStore {
                     }
                     rated = Some((rate, tat));
                 }
+                if policy.key.is_some() {
+                    keyed = Some((policy, row.get::<_, i64>(1)));
+                }
             }
         }
         if room == 0 {
             return Ok(Vec::new());
         }
-        let stmt = tx
-            .prepare_cached(include_str!("../../queries/jobs/lease.sql"))
-            .await
-            .map_err(db)?;
-        let lease_ms = req.lease_ms.map(|ms| ms as i64);
-        let rows = tx
-            .query(
-                &stmt,
-                &[
-                    &namespace,
-                    &queue,
-                    &room,
-                    &now.as_millis(),
-                    &lease_ms,
-                    &req.worker_id,
-                ],
-            )
-            .await
-            .map_err(db)?;
+        let rows = match &keyed {
+            Some((policy, clock)) => Self::lease_keyed(&tx, req, policy, *clock, room, now).await?,
+            None => {
+                let stmt = tx
+                    .prepare_cached(include_str!("../../queries/jobs/lease.sql"))
+                    .await
+                    .map_err(db)?;
+                let lease_ms = req.lease_ms.map(|ms| ms as i64);
+                tx.query(
+                    &stmt,
+                    &[
+                        &namespace,
+                        &queue,
+                        &room,
+                        &now.as_millis(),
+                        &lease_ms,
+                        &req.worker_id,
+                    ],
+                )
+                .await
+                .map_err(db)?
+            }
+        };
         if let Some((rate, tat)) = rated {
             let n = u32::try_from(rows.len()).unwrap_or(u32::MAX);
             tx.execute(
@@ -427,11 +440,8 @@ impl JobStore for PostgresStore {
                 namespace: namespace.clone(),
                 queue,
             };
-            if keel_store::QueueStore::queue_policy(self, &queue)
-                .await?
-                .max_concurrency
-                .is_some()
-            {
+            let policy = keel_store::QueueStore::queue_policy(self, &queue).await?;
+            if policy.max_concurrency.is_some() || policy.max_key_concurrency.is_some() {
                 *ready.entry(queue.queue).or_default() += n;
             }
         }

@@ -14,6 +14,7 @@ cases![
     a_key_bound_holds_per_key_and_frees_with_each_ack,
     a_lone_job_goes_next_behind_another_keys_flood,
     weights_share_leases_and_priorities_order_each_key,
+    a_new_key_setting_keys_the_jobs_already_waiting,
 ];
 
 fn tenant_policy() -> QueuePolicy {
@@ -138,5 +139,35 @@ async fn weights_share_leases_and_priorities_order_each_key(h: Harness) {
         acme_first.as_deref(),
         Some(r#""acme9""#),
         "priority first within the key"
+    );
+}
+
+async fn a_new_key_setting_keys_the_jobs_already_waiting(h: Harness) {
+    let s = &*h.store;
+    let q = queue("work");
+    let jobs = ["a", "a", "a", "b", "b"]
+        .iter()
+        .map(|t| of(t, "1"))
+        .collect();
+    enqueue(s, &q, jobs).await;
+    let policy = QueuePolicy {
+        max_key_concurrency: Some(1),
+        ..tenant_policy()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    let mut got = tenants_of(&lease(s, &q, 10, T0).await);
+    got.sort();
+    assert_eq!(got, ["a", "b"]);
+    // Keyed by the ordering key instead: the jobs have none, one key "".
+    let policy = QueuePolicy {
+        key: Some(FlowKey::OrderingKey),
+        max_key_concurrency: Some(3),
+        ..Default::default()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    assert_eq!(
+        lease(s, &q, 10, T0).await.len(),
+        1,
+        "two of three leased already"
     );
 }

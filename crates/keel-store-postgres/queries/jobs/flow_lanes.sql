@@ -1,0 +1,28 @@
+-- The keys of a keyed queue that have ready jobs, found by a loose scan of
+-- keel_jobs_flow_ready (one probe per key, whatever the backlog behind each),
+-- with each key's virtual time, jobs leased now and ready jobs (counted up
+-- to $3), in the order of the fair share. The caller holds the queue's row.
+-- $1 namespace, $2 queue, $3 most jobs wanted.
+WITH RECURSIVE ready_keys(key) AS (
+    (SELECT flow_key FROM keel_jobs
+     WHERE namespace = $1 AND queue = $2 AND state = 'ready' AND runnable AND flow_key IS NOT NULL
+     ORDER BY flow_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT flow_key FROM keel_jobs
+            WHERE namespace = $1 AND queue = $2 AND state = 'ready' AND runnable AND flow_key > r.key
+            ORDER BY flow_key LIMIT 1)
+    FROM ready_keys r
+    WHERE r.key IS NOT NULL
+)
+SELECT r.key, coalesce(f.vtime, 0),
+       (SELECT count(*) FROM keel_jobs l
+        WHERE l.namespace = $1 AND l.queue = $2 AND l.state = 'leased' AND l.flow_key = r.key),
+       (SELECT count(*) FROM (SELECT 1 FROM keel_jobs w
+                              WHERE w.namespace = $1 AND w.queue = $2 AND w.state = 'ready'
+                                AND w.runnable AND w.flow_key = r.key
+                              ORDER BY w.priority DESC, w.run_at, w.seq
+                              LIMIT $3) c)
+FROM ready_keys r
+LEFT JOIN keel_flow_keys f ON f.namespace = $1 AND f.queue = $2 AND f.key = r.key
+WHERE r.key IS NOT NULL
+ORDER BY 2, 1
