@@ -90,7 +90,7 @@ impl Writer {
     /// setting, on disk and in the hot index (which `set_policy` then
     /// indexes by key afresh).
     fn rekey(&mut self, queue: &QueueRef, key: Option<&FlowKey>) -> rusqlite::Result<()> {
-        let jobs: Vec<(i64, Vec<u8>, Option<String>, Option<String>)> = self
+        let keyed: Vec<(i64, Vec<u8>, Option<String>)> = self
             .conn
             .prepare_cached(
                 "SELECT seq, id, tags, ordering_key FROM jobs \
@@ -98,15 +98,15 @@ impl Writer {
             )?
             .query_map(
                 params![queue.namespace.as_str(), queue.queue.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    let tags = tags_from_sql(r.get(2)?)?;
+                    let ordering_key: Option<String> = r.get(3)?;
+                    let flow_key = key.map(|key| key.of(&tags, ordering_key.as_deref()));
+                    Ok((r.get(0)?, r.get(1)?, flow_key))
+                },
             )?
             .collect::<Result<_, _>>()?;
-        for (seq, id, tags, ordering_key) in jobs {
-            let flow_key = key
-                .map(|key| {
-                    Ok::<_, rusqlite::Error>(key.of(&tags_from_sql(tags)?, ordering_key.as_deref()))
-                })
-                .transpose()?;
+        for (seq, id, flow_key) in keyed {
             self.conn
                 .prepare_cached("UPDATE jobs SET flow_key = ?2 WHERE seq = ?1")?
                 .execute(params![seq, flow_key])?;
