@@ -1,8 +1,10 @@
 //! Flow control through the real binary: a queue's `rate_limit` spaces its
 //! leases whoever asks (a parked long-poll wakes at the next slot, not at
 //! its timeout), a held job says so in "why waiting", and a bad limit is
-//! refused; enqueues of a debounce key collapse into one job that runs
-//! once its window closes, with the last payload.
+//! refused; a keyed queue bounds each tenant's leased jobs, says so in "why
+//! waiting", and wakes a parked worker when a tenant's job ends; enqueues of
+//! a debounce key collapse into one job that runs once its window closes,
+//! with the last payload.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -187,4 +189,98 @@ async fn debounced_enqueues_collapse_into_one_job_run_after_the_window() {
         )
         .await;
     assert_error(&answer, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_keyed_queue_bounds_each_tenant_and_wakes_a_worker_when_one_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let path = "/namespaces/default/queues/tenants";
+    let policy = json!({"key": "tag:tenant", "max_key_concurrency": 1,
+                        "fairness": {"weights": {"acme": 2}}});
+    let (status, body) = server.call("PUT", path, Some(policy.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, queue) = server.get(path).await;
+    assert_eq!(queue["policy"]["key"], "tag:tenant", "{queue}");
+    assert_eq!(queue["policy"]["fairness"]["weights"]["acme"], 2, "{queue}");
+
+    let tagged = |tenant: &str| json!({"payload": tenant, "tags": {"tenant": tenant}});
+    let acme: Vec<String> = [
+        server.enqueue("tenants", tagged("acme")).await,
+        server.enqueue("tenants", tagged("acme")).await,
+    ]
+    .into();
+    server.enqueue("tenants", tagged("beta")).await;
+    let first = server.lease("tenants", json!({"max_jobs": 10})).await;
+    let mut tenants: Vec<&str> = first
+        .iter()
+        .map(|j| j["payload"].as_str().unwrap())
+        .collect();
+    tenants.sort_unstable();
+    assert_eq!(tenants, ["acme", "beta"], "one per tenant");
+
+    let job = server.job(&acme[1]).await;
+    let gate = job["waiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "key_concurrency")
+        .cloned()
+        .unwrap_or_else(|| panic!("{job}"));
+    assert_eq!(
+        gate,
+        json!({"gate": "key_concurrency", "key": "acme", "used": 1, "limit": 1})
+    );
+    let (ok, out, _) = server.cli(&["jobs", "get", &acme[1]]).await;
+    assert!(ok && out.contains("key acme: 1/1 leased"), "{out}");
+
+    // A worker parked on the queue gets acme's next job as soon as the
+    // first one completes, not at its long-poll's end.
+    let url = server.v1(&format!("{path}/lease"));
+    let parked = tokio::spawn(async move {
+        let started = Instant::now();
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({"max_jobs": 10, "wait_ms": 10_000}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (answer, started.elapsed())
+    });
+    server.wait_for_gauge("keel_lease_waiters", 1.0).await;
+    let done = first.iter().find(|j| j["payload"] == "acme").unwrap();
+    let (status, body) = server
+        .post(
+            &format!(
+                "/namespaces/default/jobs/{}/complete",
+                done["id"].as_str().unwrap()
+            ),
+            json!({"lease_token": done["lease_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (answer, waited) = parked.await.unwrap();
+    assert_eq!(
+        answer["jobs"][0]["id"].as_str(),
+        Some(acme[1].as_str()),
+        "{answer}"
+    );
+    assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
+
+    for (bad, needle) in [
+        (json!({"max_key_concurrency": 2}), "needs a key"),
+        (json!({"key": "tenant"}), "tag:NAME"),
+        (
+            json!({"key": "tag:tenant", "fairness": {"weights": {"a": 0}}}),
+            "weights",
+        ),
+        (json!({"key": "tag:tenant", "key_rate": 5}), "key_rate"),
+    ] {
+        let answer = server.call("PUT", path, Some(bad)).await;
+        assert_error(&answer, 400, "invalid_request");
+        assert!(answer.1.to_string().contains(needle), "{}", answer.1);
+    }
 }

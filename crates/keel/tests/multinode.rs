@@ -590,3 +590,99 @@ async fn a_rate_limit_holds_across_three_nodes() {
         "only {total} leased: the limit starved the workers"
     );
 }
+
+/// A queue's `max_key_concurrency` holds across nodes: six workers on three
+/// nodes lease three tenants' jobs. The checker counts a job as held from the
+/// lease's answer until just before its complete is sent, inside the
+/// server's own lease, so a count over the bound is a real violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_bound_holds_across_three_nodes() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let db = Database::new().await;
+    let nodes = [db.node().await, db.node().await, db.node().await];
+    let (status, body) = nodes[0]
+        .call(
+            "PUT",
+            "/namespaces/default/queues/tenants",
+            Some(json!({"key": "tag:tenant", "max_key_concurrency": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let tenants = ["acme", "beta", "gamma"];
+    for i in 0..60 {
+        let tenant = tenants[i % 3];
+        let job = json!({"payload": tenant, "tags": {"tenant": tenant}});
+        nodes[i % 3].enqueue("tenants", job).await;
+    }
+    // Per tenant: held now, and the most held at once.
+    let held: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for node in nodes.iter().chain(nodes.iter()) {
+        let (lease, base) = (
+            node.v1("/namespaces/default/queues/tenants/lease"),
+            node.v1(""),
+        );
+        let (held, done) = (held.clone(), done.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while done.load(std::sync::atomic::Ordering::SeqCst) < 60 {
+                let answer: Value = http
+                    .post(&lease)
+                    .json(&json!({"max_jobs": 5, "wait_ms": 200}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let jobs = answer["jobs"].as_array().unwrap().clone();
+                for job in &jobs {
+                    let mut held = held.lock().unwrap();
+                    let entry = held
+                        .entry(job["payload"].as_str().unwrap().to_owned())
+                        .or_default();
+                    entry.0 += 1;
+                    entry.1 = entry.1.max(entry.0);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                for job in &jobs {
+                    held.lock()
+                        .unwrap()
+                        .entry(job["payload"].as_str().unwrap().to_owned())
+                        .or_default()
+                        .0 -= 1;
+                    let status = http
+                        .post(format!(
+                            "{base}/namespaces/default/jobs/{}/complete",
+                            job["id"].as_str().unwrap()
+                        ))
+                        .json(&json!({"lease_token": job["lease_token"]}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    assert_eq!(status, 200);
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let held = held.lock().unwrap();
+    for tenant in tenants {
+        let most = held[tenant].1;
+        assert!(most <= 2, "{tenant} had {most} jobs leased at once");
+    }
+    assert!(
+        held.values().any(|&(_, most)| most == 2),
+        "the bound was never reached: {held:?}"
+    );
+}
