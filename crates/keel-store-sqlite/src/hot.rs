@@ -37,7 +37,8 @@ pub(crate) struct LiveJob {
     /// million queued jobs should not carry a million copies.
     pub backoff: u32,
     pub ordering_key: Option<Arc<str>>,
-    /// Its flow key, taken at enqueue when its queue had a `key` (none: `""`).
+    /// Its flow key under its queue's `key`, set at enqueue and again when
+    /// the `key` setting changes (none: `""`).
     pub flow_key: Option<Arc<str>>,
     /// What the job works for (a run's step, ...): its owner hears when the
     /// job ends. Boxed: most jobs have none, and a million queued jobs should
@@ -369,7 +370,7 @@ impl Hot {
     }
 
     /// Sets a queue's policy; a change of its flow key or key bound indexes
-    /// its jobs by key afresh (each job keeps the key it was enqueued with).
+    /// its jobs by key afresh (from the keys `Writer::rekey` gave them).
     pub(crate) fn set_policy(&mut self, idx: QueueIdx, policy: QueuePolicy) {
         let queue = &mut self.queues[idx];
         let keyed = |p: &QueuePolicy| (p.key.clone(), p.max_key_concurrency);
