@@ -170,15 +170,16 @@ if wants keel-pg-hooks; then
         --hooks-n 20000 --phases "$HOOKS"
 fi
 
-# Flow control: the cost of limits on a drain, rate-limit accuracy, and
-# (embedded) 100,000 schedules each firing once a minute for 3 minutes.
+# Flow control: the cost of limits and fair share on a drain, rate-limit
+# accuracy, a tenant's wait behind another's flood, and (embedded) 100,000
+# schedules each firing once a minute for 3 minutes.
 if wants keel-flow; then
     run keel-flow "$ROOT/target/release/keel-bench" \
-        --n 50000 --phases process_limited,rate_limit,schedules
+        --n 50000 --phases process_limited,rate_limit,starvation,schedules
 fi
 if wants keel-pg-flow; then
     run keel-pg-flow "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
-        --prefetch 500 --n 20000 --phases process_limited,rate_limit
+        --prefetch 500 --n 20000 --phases process_limited,rate_limit,starvation
 fi
 
 # The event peers: each phase of bench/peers/events/phases.mjs through a

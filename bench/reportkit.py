@@ -27,7 +27,7 @@ def load(path):
                 continue
             label = row["label"]
             if label not in systems:
-                systems[label] = {"name": row.get("system", label), "phases": {}, "error": None}
+                systems[label] = {"name": row.get("system", label), "phases": {}, "runs": {}, "error": None}
                 order.append(label)
             if "error" in row:
                 systems[label]["error"] = row["error"]
@@ -39,6 +39,7 @@ def load(path):
                 systems[label]["phases"]["process"] = {"jobs_per_s": row["completed_per_s"], "n": row["n"], "note": "overlapped"}
             else:
                 systems[label]["phases"][key] = row
+                systems[label]["runs"].setdefault(key, []).append(row)
     return meta, versions, systems, order
 
 

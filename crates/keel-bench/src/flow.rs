@@ -1,19 +1,22 @@
 //! Flow control phases: how close a queue's `rate_limit` holds its rate
-//! (`rate_limit`), and what the limits cost a drain that they never hold
-//! back (`process_limited`, next to `process_after_bulk` in the same run).
+//! (`rate_limit`), what the limits and fair share cost a drain that they
+//! never hold back (`process_limited`), and how long one tenant's job waits
+//! behind another's flood with and without fair share (`starvation`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use keel_client::Client;
+use anyhow::Context;
+use keel_client::{Client, JobSpec};
 use keel_core::QueuePolicy;
-use keel_core::flow::Rate;
+use keel_core::flow::fair::Fairness;
+use keel_core::flow::{FlowKey, Rate};
 use serde_json::{Value, json};
 
 use crate::jobs::{drain, enqueue_bulk};
 use crate::server::BenchServer;
-use crate::{Handlers, NS, per_s};
+use crate::{Handlers, NS, PHASE_TIMEOUT, per_s};
 
 /// Leases per second the `rate_limit` phase allows.
 const RATE: u32 = 1000;
@@ -84,11 +87,17 @@ pub(crate) async fn rate_limit(
     }))
 }
 
-/// A drain like `process_after_bulk`, alternating two rounds of a plain
-/// queue and a queue whose `max_concurrency` and `rate_limit` are set far
-/// above what the drain reaches (plain, limited, plain, limited, each
-/// freshly enqueued): the cost of checking the limits on every lease, with
-/// the store's growth shared alike.
+/// Tenants the jobs of `process_limited` and the noisy tenant of
+/// `starvation` spread over.
+const TENANTS: usize = 100;
+
+/// A drain like `process_after_bulk`, alternating two rounds of three
+/// queues: a plain one; one whose `max_concurrency` and `rate_limit` are set
+/// far above what the drain reaches; and one keyed by the tenant tag (100
+/// tenants) with `max_key_concurrency` far above the drain and equal fair
+/// share (plain, limited, keyed, plain, ..., each freshly enqueued with the
+/// same tagged jobs): what checking the limits and sharing costs, with the
+/// store's growth shared alike.
 pub(crate) async fn process_limited(
     servers: &[BenchServer],
     clients: &[Client],
@@ -97,7 +106,7 @@ pub(crate) async fn process_limited(
     handlers: Handlers,
     origin: Instant,
 ) -> anyhow::Result<Value> {
-    let limits = QueuePolicy {
+    let limited = QueuePolicy {
         max_concurrency: Some(1_000_000),
         rate_limit: Some(Rate {
             limit: 1_000_000,
@@ -106,32 +115,170 @@ pub(crate) async fn process_limited(
         }),
         ..QueuePolicy::default()
     };
-    let (mut plain, mut limited) = (Vec::new(), Vec::new());
-    let (mut plain_cpu, mut limited_cpu) = (0.0, 0.0);
+    let keyed = QueuePolicy {
+        key: Some(FlowKey::Tag("tenant".into())),
+        max_key_concurrency: Some(1_000_000),
+        fairness: Some(fair()),
+        ..QueuePolicy::default()
+    };
+    let modes = [
+        ("plain", QueuePolicy::default()),
+        ("limited", limited),
+        ("keyed", keyed),
+    ];
+    let mut rates = vec![Vec::new(); modes.len()];
+    let mut cpus = vec![0.0; modes.len()];
     for round in 0..2 {
-        for with_limits in [false, true] {
-            let queue = format!("bench-limits-{round}-{with_limits}");
-            if with_limits {
-                clients[0].put_queue_policy(NS, &queue, &limits).await?;
-            }
-            enqueue_bulk(clients, &queue, n, batch).await?;
+        for (m, (mode, policy)) in modes.iter().enumerate() {
+            let queue = format!("bench-limits-{round}-{mode}");
+            clients[0].put_queue_policy(NS, &queue, policy).await?;
+            enqueue_tagged(clients, &queue, n, batch, |i| format!("t{}", i % TENANTS)).await?;
             let (elapsed, cpu) = drain(servers, clients, &queue, n, handlers, origin).await?;
-            let server = cpu["server_cpu_s"].as_f64().unwrap_or(0.0);
-            if with_limits {
-                limited.push(per_s(n, elapsed));
-                limited_cpu += server;
-            } else {
-                plain.push(per_s(n, elapsed));
-                plain_cpu += server;
-            }
+            rates[m].push(per_s(n, elapsed));
+            cpus[m] += cpu["server_cpu_s"].as_f64().unwrap_or(0.0);
         }
     }
     let mean = |v: &[u64]| v.iter().sum::<u64>() / v.len().max(1) as u64;
+    let mut report = json!({ "n": n, "rounds": 2, "tenants": TENANTS });
+    for (m, (mode, _)) in modes.iter().enumerate() {
+        report[format!("{mode}_jobs_per_s")] = json!(rates[m]);
+        report[format!("{mode}_mean")] = json!(mean(&rates[m]));
+        report[format!("{mode}_server_cpu_s")] = json!((cpus[m] * 100.0).round() / 100.0);
+    }
+    Ok(report)
+}
+
+/// Equal fair share between keys.
+fn fair() -> Fairness {
+    Fairness {
+        weights: Default::default(),
+        default_weight: 1,
+    }
+}
+
+/// `n` jobs in batches of `batch`, job `i` tagged `tenant = tenant(i)`.
+async fn enqueue_tagged(
+    clients: &[Client],
+    queue: &str,
+    n: usize,
+    batch: usize,
+    tenant: impl Fn(usize) -> String,
+) -> anyhow::Result<()> {
+    for (k, from) in (0..n).step_by(batch.max(1)).enumerate() {
+        let jobs: Vec<JobSpec> = (from..(from + batch).min(n))
+            .map(|i| {
+                let mut job = JobSpec::new(json!({ "i": i }));
+                job.tags.insert("tenant".into(), tenant(i));
+                job
+            })
+            .collect();
+        clients[k % clients.len()]
+            .enqueue_many(NS, queue, &jobs)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Tenant A's backlog in the `starvation` phase.
+const FLOOD: usize = 100_000;
+/// Tenant B's single jobs, one every `PROBE_EVERY`.
+const PROBES: usize = 20;
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Workers draining the `starvation` queue.
+const DRAINERS: usize = 4;
+
+/// The starvation scenario: tenant A floods `FLOOD` jobs (on one key, or
+/// spread over `TENANTS` keys when `spread`), `DRAINERS` leasers drain the
+/// queue (100 jobs a call, acked at once), and tenant B enqueues one job
+/// every 100 ms, `PROBES` times: each B job's wait from its enqueue call to
+/// its lease. With `fair`, the queue is keyed by the tenant tag with equal
+/// fair share; without, it is a plain queue (first come, first served).
+pub(crate) async fn starvation(
+    clients: &[Client],
+    batch: usize,
+    fair_share: bool,
+    spread: bool,
+) -> anyhow::Result<Value> {
+    let queue = format!("bench-starve-{fair_share}-{spread}");
+    if fair_share {
+        let policy = QueuePolicy {
+            key: Some(FlowKey::Tag("tenant".into())),
+            fairness: Some(fair()),
+            ..QueuePolicy::default()
+        };
+        clients[0].put_queue_policy(NS, &queue, &policy).await?;
+    }
+    let tenant = |i: usize| match spread {
+        true => format!("a{}", i % TENANTS),
+        false => "a".to_owned(),
+    };
+    enqueue_tagged(clients, &queue, FLOOD, batch, tenant).await?;
+    let origin = Instant::now();
+    let leased: Arc<Mutex<Vec<Option<Duration>>>> = Arc::new(Mutex::new(vec![None; PROBES]));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut leasers = tokio::task::JoinSet::new();
+    for w in 0..DRAINERS {
+        let (client, queue) = (clients[w % clients.len()].clone(), queue.clone());
+        let (leased, done) = (leased.clone(), done.clone());
+        leasers.spawn(async move {
+            while done.load(Ordering::SeqCst) < FLOOD + PROBES {
+                let jobs = client.lease(NS, &queue, "bench", 100, 200, None).await?;
+                let at = origin.elapsed();
+                for probe in jobs.iter().filter_map(|j| j.payload["probe"].as_u64()) {
+                    leased.lock().unwrap_or_else(PoisonError::into_inner)[probe as usize] =
+                        Some(at);
+                }
+                if jobs.is_empty() {
+                    continue;
+                }
+                let acks = jobs
+                    .iter()
+                    .map(|j| json!({"id": j.id, "lease_token": j.lease_token}))
+                    .collect();
+                client.acks(NS, acks, Vec::new()).await?;
+                done.fetch_add(jobs.len(), Ordering::SeqCst);
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut sent = Vec::with_capacity(PROBES);
+    for probe in 0..PROBES {
+        let mut job = JobSpec::new(json!({ "probe": probe }));
+        job.tags.insert("tenant".into(), "b".into());
+        sent.push(origin.elapsed());
+        clients[probe % clients.len()]
+            .enqueue(NS, &queue, &job)
+            .await?;
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+    tokio::time::timeout(PHASE_TIMEOUT, async {
+        while let Some(leaser) = leasers.join_next().await {
+            leaser??;
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .context("starvation did not drain in time")??;
+    let drained = origin.elapsed();
+    let leased = leased.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut waits: Vec<f64> = sent
+        .iter()
+        .zip(leased.iter())
+        .map(|(sent, leased)| {
+            leased.map_or(f64::NAN, |at| {
+                at.saturating_sub(*sent).as_secs_f64() * 1000.0
+            })
+        })
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        let i = ((p / 100.0) * waits.len() as f64) as usize;
+        waits[i.min(waits.len() - 1)].round()
+    };
     Ok(json!({
-        "n": n, "rounds": 2,
-        "plain_jobs_per_s": plain, "limited_jobs_per_s": limited,
-        "plain_mean": mean(&plain), "limited_mean": mean(&limited),
-        "plain_server_cpu_s": (plain_cpu * 100.0).round() / 100.0,
-        "limited_server_cpu_s": (limited_cpu * 100.0).round() / 100.0,
+        "fair": fair_share, "flood": FLOOD, "flood_keys": if spread { TENANTS } else { 1 },
+        "probes": PROBES, "wait_p50_ms": pct(50.0), "wait_p99_ms": pct(99.0),
+        "wait_max_ms": waits[PROBES - 1].round(),
+        "drain_jobs_per_s": per_s(FLOOD + PROBES, drained),
     }))
 }

@@ -140,7 +140,8 @@ struct BenchArgs {
     /// event_latency, push, push_failing, push_queue, ingest, in_process,
     /// memory, idle; and, only when named (they
     /// are long, or measure flow control), keyed_backlog,
-    /// events_10m_per_hour, schedules, rate_limit and process_limited.
+    /// events_10m_per_hour, schedules, rate_limit, process_limited and
+    /// starvation.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
     /// Events per event phase (default: n).
@@ -473,6 +474,12 @@ async fn measure(
     if args.phases.iter().any(|p| p == "rate_limit") {
         let report = flow::rate_limit(clients, args.rate_secs, args.batch).await?;
         emit("rate_limit(1000/s accuracy)", report);
+    }
+    if args.phases.iter().any(|p| p == "starvation") {
+        for (fair, spread) in [(false, false), (true, false), (true, true)] {
+            let report = flow::starvation(clients, args.batch, fair, spread).await?;
+            emit("starvation", report);
+        }
     }
     if args.phases.iter().any(|p| p == "schedules") {
         let report = schedules::schedules(

@@ -90,17 +90,19 @@ pub struct Take {
 }
 
 impl Rate {
-    pub fn check(&self) -> Result<(), Error> {
+    /// Refuses a rate no GCRA can keep; `field` names it in the message
+    /// (`rate_limit`, `key_rate_limit`).
+    pub fn check(&self, field: &str) -> Result<(), Error> {
         if self.limit == 0 {
-            return Err(Error::invalid("rate_limit.limit must be at least 1"));
+            return Err(Error::invalid(format!("{field}.limit must be at least 1")));
         }
         if !(1..=MAX_PERIOD_MS).contains(&self.period_ms) {
             return Err(Error::invalid(format!(
-                "rate_limit.period_ms must be between 1 and {MAX_PERIOD_MS}"
+                "{field}.period_ms must be between 1 and {MAX_PERIOD_MS}"
             )));
         }
         if self.burst == Some(0) {
-            return Err(Error::invalid("rate_limit.burst must be at least 1"));
+            return Err(Error::invalid(format!("{field}.burst must be at least 1")));
         }
         Ok(())
     }

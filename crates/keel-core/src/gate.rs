@@ -25,6 +25,12 @@ pub enum GateKind {
     Concurrency,
     /// Its flow key (`key`) has `limit` jobs leased already (`used`).
     KeyConcurrency,
+    /// Its flow key's (`key`) rate limit lets the key's next job go at
+    /// `eligible_at` (`limit` per period).
+    KeyRateLimit,
+    /// Its key (`key`) takes turns with the queue's other keys, and the job
+    /// is `position` in its key's line (1: the key's next job).
+    Fairness,
     /// An earlier job of its ordering key (`key`) runs or waits first:
     /// `blocking_job`.
     OrderingKey,
@@ -46,6 +52,8 @@ pub struct Gate {
     pub blocking_job: Option<JobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eligible_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 impl Gate {
@@ -57,6 +65,7 @@ impl Gate {
             limit: None,
             blocking_job: None,
             eligible_at: None,
+            position: None,
         }
     }
 
@@ -83,6 +92,17 @@ impl Gate {
                 self.key.as_deref().unwrap_or_default(),
                 self.used.unwrap_or(0),
                 self.limit.unwrap_or(0)
+            ),
+            GateKind::KeyRateLimit => format!(
+                "rate limit of key {}: {} per period, next slot at {}",
+                self.key.as_deref().unwrap_or_default(),
+                self.limit.unwrap_or(0),
+                self.eligible_at.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            GateKind::Fairness => format!(
+                "fair share: key {} takes turns with the queue's other keys; this job is number {} in its line",
+                self.key.as_deref().unwrap_or_default(),
+                self.position.unwrap_or(0)
             ),
             GateKind::OrderingKey => format!(
                 "ordering key {}: job {} goes first",
@@ -116,6 +136,12 @@ pub struct WaitFacts {
     pub flow_key: Option<String>,
     pub key_leased: u64,
     pub max_key_concurrency: Option<u32>,
+    /// The queue's per-key rate limit and the job's key's state (µs).
+    pub key_rate_limit: Option<crate::flow::Rate>,
+    pub key_rate_tat_us: i64,
+    /// When the queue shares by key: the job's place among its key's ready
+    /// jobs (1: next).
+    pub fair_position: Option<u64>,
 }
 
 /// The gates holding the job back at `now`; `since_lease_ms` is how long
@@ -162,6 +188,23 @@ pub fn gates(facts: &WaitFacts, since_lease_ms: Option<u64>, now: Timestamp) -> 
             ..Gate::new(GateKind::KeyConcurrency)
         });
     }
+    if let Some(rate) = facts.key_rate_limit
+        && let Some(next) = rate.allowed(facts.key_rate_tat_us, now, 1).next_at
+    {
+        gates.push(Gate {
+            key: facts.flow_key.clone(),
+            limit: Some(u64::from(rate.limit)),
+            eligible_at: Some(next),
+            ..Gate::new(GateKind::KeyRateLimit)
+        });
+    }
+    if let Some(position) = facts.fair_position.filter(|&p| p > 1) {
+        gates.push(Gate {
+            key: facts.flow_key.clone(),
+            position: Some(position),
+            ..Gate::new(GateKind::Fairness)
+        });
+    }
     if let Some(holder) = facts.key_holder {
         gates.push(Gate {
             key: facts.ordering_key.clone(),
@@ -195,6 +238,9 @@ mod tests {
             flow_key: None,
             key_leased: 0,
             max_key_concurrency: None,
+            key_rate_limit: None,
+            key_rate_tat_us: 0,
+            fair_position: None,
         }
     }
 
@@ -226,6 +272,13 @@ mod tests {
             flow_key: Some("acme".into()),
             key_leased: 2,
             max_key_concurrency: Some(2),
+            key_rate_limit: Some(crate::flow::Rate {
+                limit: 5,
+                period_ms: 1000,
+                burst: Some(1),
+            }),
+            key_rate_tat_us: NOW.plus_ms(200).as_millis() * 1000,
+            fair_position: Some(4),
             ..facts(JobState::Scheduled)
         };
         let all = gates(&held, Some(60_000), NOW);
@@ -237,6 +290,8 @@ mod tests {
                 GateKind::RateLimit,
                 GateKind::Concurrency,
                 GateKind::KeyConcurrency,
+                GateKind::KeyRateLimit,
+                GateKind::Fairness,
                 GateKind::OrderingKey,
                 GateKind::NoWorker
             ]
@@ -245,16 +300,29 @@ mod tests {
         assert_eq!(all[2].eligible_at, Some(NOW.plus_ms(100)));
         assert_eq!((all[3].used, all[3].limit), (Some(3), Some(3)));
         assert_eq!(all[4].describe(), "key acme: 2/2 leased");
-        assert_eq!(all[5].blocking_job, Some(holder));
+        assert_eq!(all[5].eligible_at, Some(NOW.plus_ms(200)));
+        assert_eq!(all[5].key.as_deref(), Some("acme"));
+        assert_eq!(all[6].position, Some(4));
+        assert_eq!(all[7].blocking_job, Some(holder));
         assert_eq!(
-            all[5].describe(),
+            all[7].describe(),
             format!("ordering key acme: job {holder} goes first")
         );
-        let room = WaitFacts { leased: 2, ..held };
+        let room = WaitFacts {
+            leased: 2,
+            ..held.clone()
+        };
         let recent = Some(59_999);
         let later = NOW.plus_ms(100);
         assert!(!kinds(&gates(&room, recent, later)).contains(&GateKind::Concurrency));
         assert!(!kinds(&gates(&room, recent, later)).contains(&GateKind::NoWorker));
         assert!(!kinds(&gates(&room, recent, later)).contains(&GateKind::RateLimit));
+        let next_in_line = WaitFacts {
+            fair_position: Some(1),
+            ..held
+        };
+        let all = kinds(&gates(&next_in_line, recent, NOW.plus_ms(200)));
+        assert!(!all.contains(&GateKind::Fairness));
+        assert!(!all.contains(&GateKind::KeyRateLimit));
     }
 }

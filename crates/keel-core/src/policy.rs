@@ -36,6 +36,10 @@ pub struct QueuePolicy {
     /// Most jobs of one key leased at once, across nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_key_concurrency: Option<u32>,
+    /// Most jobs of one key leased per period (a GCRA per key, across
+    /// nodes); none means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rate_limit: Option<crate::flow::Rate>,
     /// The keys' weights in the queue's fair share (equal when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fairness: Option<Fairness>,
@@ -83,11 +87,15 @@ impl QueuePolicy {
             return Err(Error::invalid("max_concurrency must be at least 1"));
         }
         if let Some(rate) = &self.rate_limit {
-            rate.check()?;
+            rate.check("rate_limit")?;
+        }
+        if let Some(rate) = &self.key_rate_limit {
+            rate.check("key_rate_limit")?;
         }
         if self.key.is_none()
             && let Some(field) = [
                 ("max_key_concurrency", self.max_key_concurrency.is_some()),
+                ("key_rate_limit", self.key_rate_limit.is_some()),
                 ("fairness", self.fairness.is_some()),
             ]
             .iter()

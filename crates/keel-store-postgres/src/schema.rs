@@ -19,6 +19,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_schedules.sql"),
     include_str!("../migrations/0014_queue_rate.sql"),
     include_str!("../migrations/0015_flow_keys.sql"),
+    include_str!("../migrations/0016_key_rate.sql"),
+    include_str!("../migrations/0017_one_leased_index.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -1,26 +1,38 @@
 //! The hot index's flow keys. For a queue with a `key`, it keeps each key's
-//! leasable jobs and leased count, and the keys that can give a job now in
-//! order of their virtual time in the fair share (`keel_core::flow::fair`),
-//! so a lease picks keys without walking any key's backlog: a million jobs
-//! of one tenant cost another tenant's job nothing.
+//! leasable jobs, leased count and rate-limit state, and the keys that can
+//! give a job now in order of their virtual time in the fair share
+//! (`keel_core::flow::fair`), so a lease picks keys without walking any
+//! key's backlog: a million jobs of one tenant cost another tenant's job
+//! nothing. Keys held by their `key_rate_limit` wait apart, by the time of
+//! their next slot.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use keel_core::JobId;
+use keel_core::flow::Rate;
 use keel_core::flow::fair::{Fairness, Lane, share};
+use keel_core::{JobId, Timestamp};
 
 use crate::hot::ReadyKey;
 
 #[derive(Debug)]
 pub(crate) struct FlowIndex {
     keys: HashMap<Arc<str>, KeyFlow>,
-    /// Keys with a leasable job and room under `max_key_concurrency`, by
-    /// virtual time.
+    /// Keys with a leasable job, room under `max_key_concurrency` and a
+    /// slot under `key_rate`, by virtual time.
     open: BTreeSet<(i64, Arc<str>)>,
+    /// Keys with a leasable job and room, waiting for their rate's next
+    /// slot, by its time.
+    throttled: BTreeSet<(Timestamp, Arc<str>)>,
+    /// Keys with nothing left but a rate state still in the future, by the
+    /// end of it (µs): forgotten once it has passed.
+    resting: BTreeSet<(i64, Arc<str>)>,
     /// The start of the last job handed out, in virtual time.
     clock: i64,
+    /// The time of the last pick, in µs.
+    now_us: i64,
     max_key_concurrency: Option<u32>,
+    key_rate: Option<Rate>,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +40,10 @@ struct KeyFlow {
     ready: BTreeSet<ReadyKey>,
     leased: u32,
     vtime: i64,
+    /// The key's GCRA state (µs).
+    rate_tat_us: i64,
+    /// When the key's rate gives its next slot, while it gives none.
+    slot_at: Option<Timestamp>,
 }
 
 impl KeyFlow {
@@ -37,12 +53,16 @@ impl KeyFlow {
 }
 
 impl FlowIndex {
-    pub(crate) fn new(max_key_concurrency: Option<u32>) -> Self {
+    pub(crate) fn new(max_key_concurrency: Option<u32>, key_rate: Option<Rate>) -> Self {
         FlowIndex {
             keys: HashMap::new(),
             open: BTreeSet::new(),
+            throttled: BTreeSet::new(),
+            resting: BTreeSet::new(),
             clock: 0,
+            now_us: 0,
             max_key_concurrency,
+            key_rate,
         }
     }
 
@@ -82,28 +102,92 @@ impl FlowIndex {
         self.keys.get(key).map_or(0, |flow| flow.leased)
     }
 
-    /// Keeps `open` true to the key's state, and forgets a key with nothing
-    /// left that is not ahead of the clock (it would restart at the clock).
+    /// The key's rate-limit state (µs; 0 for a key never rate-limited).
+    pub(crate) fn rate_tat_us(&self, key: &str) -> i64 {
+        self.keys.get(key).map_or(0, |flow| flow.rate_tat_us)
+    }
+
+    /// The job's place among its key's leasable jobs (1: next).
+    pub(crate) fn position(&self, key: &str, job: &ReadyKey) -> u64 {
+        self.keys
+            .get(key)
+            .map_or(1, |flow| flow.ready.range(..job).count() as u64 + 1)
+    }
+
+    /// The earliest next slot of a key held by its rate: when a parked
+    /// leaser should look again.
+    pub(crate) fn next_slot(&self) -> Option<Timestamp> {
+        self.throttled.first().map(|(at, _)| *at)
+    }
+
+    /// Keeps `open` and `throttled` true to the key's state, and forgets a
+    /// key with nothing left once its rate state has passed. A forgotten
+    /// key restarts at the clock: at most one turn early when its virtual
+    /// time was ahead, the price of not keeping every key ever seen.
     fn refresh(&mut self, key: &Arc<str>) {
         let Some(flow) = self.keys.get(key) else {
             return;
         };
-        let entry = (flow.vtime, key.clone());
-        if !flow.ready.is_empty() && flow.room(self.max_key_concurrency) > 0 {
-            self.open.insert(entry);
-            return;
+        let open = (flow.vtime, key.clone());
+        let throttled = flow.slot_at.map(|at| (at, key.clone()));
+        let leasable = !flow.ready.is_empty() && flow.room(self.max_key_concurrency) > 0;
+        match (leasable, throttled) {
+            (true, None) => {
+                self.open.insert(open);
+            }
+            (true, Some(throttled)) => {
+                self.open.remove(&open);
+                self.throttled.insert(throttled);
+            }
+            (false, throttled) => {
+                self.open.remove(&open);
+                if let Some(throttled) = throttled {
+                    self.throttled.remove(&throttled);
+                }
+                if flow.ready.is_empty() && flow.leased == 0 {
+                    if flow.rate_tat_us <= self.now_us {
+                        self.keys.remove(key);
+                    } else {
+                        self.resting.insert((flow.rate_tat_us, key.clone()));
+                    }
+                }
+            }
         }
-        self.open.remove(&entry);
-        if flow.ready.is_empty() && flow.leased == 0 && flow.vtime <= self.clock {
-            self.keys.remove(key);
+    }
+
+    /// Reopens the keys whose next slot has come, and forgets resting keys
+    /// whose rate state has passed.
+    fn advance(&mut self, now: Timestamp) {
+        self.now_us = self.now_us.max(now.as_millis() * 1000);
+        while let Some((at, key)) = self.throttled.first().cloned()
+            && at <= now
+        {
+            self.throttled.remove(&(at, key.clone()));
+            if let Some(flow) = self.keys.get_mut(&key) {
+                flow.slot_at = None;
+            }
+            self.refresh(&key);
+        }
+        while let Some((tat, key)) = self.resting.first().cloned()
+            && tat <= self.now_us
+        {
+            self.resting.remove(&(tat, key.clone()));
+            self.refresh(&key);
         }
     }
 
     /// Up to `n` jobs in weighted fair share between the open keys, each
-    /// key's in its own lease order. The keys' virtual times move on here;
-    /// the caller leases the jobs, which takes them out of the index.
-    pub(crate) fn pick(&mut self, n: u32, fairness: Option<&Fairness>) -> Vec<JobId> {
-        let max = self.max_key_concurrency;
+    /// key's in its own lease order. The keys' virtual times and rate
+    /// states move on here; the caller leases the jobs, which takes them
+    /// out of the index.
+    pub(crate) fn pick(
+        &mut self,
+        n: u32,
+        fairness: Option<&Fairness>,
+        now: Timestamp,
+    ) -> Vec<JobId> {
+        self.advance(now);
+        let (max, rate) = (self.max_key_concurrency, self.key_rate);
         // Only the first `n` open keys can give one of `n` jobs.
         let keys: Vec<Arc<str>> = self
             .open
@@ -115,10 +199,11 @@ impl FlowIndex {
             .iter()
             .map(|key| {
                 let flow = &self.keys[key];
+                let slots = rate.map_or(u32::MAX, |r| r.allowed(flow.rate_tat_us, now, n).granted);
                 Lane {
                     vtime: flow.vtime,
                     weight: fairness.map_or(1, |f| f.weight(key)),
-                    available: flow.room(max).min(flow.ready.len() as u32),
+                    available: flow.room(max).min(flow.ready.len() as u32).min(slots),
                 }
             })
             .collect();
@@ -133,6 +218,10 @@ impl FlowIndex {
             };
             self.open.remove(&(flow.vtime, key.clone()));
             flow.vtime = lane.vtime;
+            if let Some(rate) = rate {
+                flow.rate_tat_us = rate.after(flow.rate_tat_us, now, t);
+                flow.slot_at = rate.allowed(flow.rate_tat_us, now, 1).next_at;
+            }
             picked.extend(flow.ready.iter().take(t as usize).map(|&(.., id)| id));
             self.refresh(key);
         }

@@ -125,6 +125,7 @@ impl Hot {
             .and_then(|key| queue.ordering.get(key))
             .map(|group| group.holder)
             .filter(|holder| *holder != id);
+        let key = job.flow_key.as_deref().unwrap_or_default();
         Ok(WaitFacts {
             state: job.life.state,
             run_at: job.life.run_at,
@@ -135,14 +136,19 @@ impl Hot {
             rate_tat_us: queue.rate_tat_us,
             ordering_key: job.ordering_key.as_deref().map(str::to_owned),
             key_holder,
-            flow_key: queue
+            flow_key: queue.flow.as_ref().map(|_| key.to_owned()),
+            key_leased: queue
                 .flow
                 .as_ref()
-                .map(|_| job.flow_key.as_deref().unwrap_or_default().to_owned()),
-            key_leased: queue.flow.as_ref().map_or(0, |flow| {
-                u64::from(flow.leased(job.flow_key.as_deref().unwrap_or_default()))
-            }),
+                .map_or(0, |flow| u64::from(flow.leased(key))),
             max_key_concurrency: queue.policy.max_key_concurrency,
+            key_rate_limit: queue.policy.key_rate_limit,
+            key_rate_tat_us: queue.flow.as_ref().map_or(0, |flow| flow.rate_tat_us(key)),
+            fair_position: queue
+                .flow
+                .as_ref()
+                .filter(|_| queue.policy.fairness.is_some() && job.life.state == JobState::Ready)
+                .map(|flow| flow.position(key, &ready_key(id, job))),
         })
     }
 
@@ -373,7 +379,7 @@ impl Hot {
     /// its jobs by key afresh (from the keys `Writer::rekey` gave them).
     pub(crate) fn set_policy(&mut self, idx: QueueIdx, policy: QueuePolicy) {
         let queue = &mut self.queues[idx];
-        let keyed = |p: &QueuePolicy| (p.key.clone(), p.max_key_concurrency);
+        let keyed = |p: &QueuePolicy| (p.key.clone(), p.max_key_concurrency, p.key_rate_limit);
         let rekey =
             keyed(&queue.policy) != keyed(&policy) || queue.flow.is_none() && policy.key.is_some();
         queue.policy = policy;
@@ -384,7 +390,10 @@ impl Hot {
             queue.flow = None;
             return;
         };
-        let mut flow = FlowIndex::new(queue.policy.max_key_concurrency);
+        let mut flow = FlowIndex::new(
+            queue.policy.max_key_concurrency,
+            queue.policy.key_rate_limit,
+        );
         for &ready in &queue.ready {
             if let Some(job) = self.jobs.get(&ready.3) {
                 flow.ready_in(&flow_key(job), ready);

@@ -2,8 +2,8 @@
 //! a SQL scan) within the queue's bounds — its pause switch, its
 //! `max_concurrency` and its `rate_limit` (the GCRA's state lives in the
 //! hot index), and for a keyed queue in fair share between its keys within
-//! `max_key_concurrency` (`flow.rs`) — and updates each job's row by its
-//! rowid.
+//! `max_key_concurrency` and `key_rate_limit` (`flow.rs`) — and updates
+//! each job's row by its rowid.
 
 use keel_core::{JobId, JobState, LeaseToken, Timestamp};
 use keel_store::{LeaseRequest, LeasedJob};
@@ -40,7 +40,13 @@ impl Writer {
         let queue = &mut self.hot.queues[queue_idx];
         let room = u32::try_from(room).unwrap_or(u32::MAX);
         let picked: Vec<JobId> = match &mut queue.flow {
-            Some(flow) => flow.pick(room, queue.policy.fairness.as_ref()),
+            Some(flow) => {
+                let picked = flow.pick(room, queue.policy.fairness.as_ref(), now);
+                if let Some(at) = flow.next_slot() {
+                    self.signal.rate_limited(&req.queue, at);
+                }
+                picked
+            }
             None => queue
                 .ready
                 .iter()

@@ -4,7 +4,8 @@
 //! refused; a keyed queue bounds each tenant's leased jobs, says so in "why
 //! waiting", and wakes a parked worker when a tenant's job ends; enqueues of
 //! a debounce key collapse into one job that runs once its window closes,
-//! with the last payload.
+//! with the last payload; a `key_rate_limit` spaces each tenant's leases and
+//! a job held by it, or waiting its turn in the fair share, says so.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -278,6 +279,96 @@ async fn a_keyed_queue_bounds_each_tenant_and_wakes_a_worker_when_one_finishes()
             "weights",
         ),
         (json!({"key": "tag:tenant", "key_rate": 5}), "key_rate"),
+    ] {
+        let answer = server.call("PUT", path, Some(bad)).await;
+        assert_error(&answer, 400, "invalid_request");
+        assert!(answer.1.to_string().contains(needle), "{}", answer.1);
+    }
+}
+
+#[tokio::test]
+async fn a_key_rate_limit_spaces_each_tenant_and_a_waiting_job_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let path = "/namespaces/default/queues/metered";
+    let policy = json!({"key": "tag:tenant", "fairness": {},
+                        "key_rate_limit": {"limit": 5, "period_ms": 1000, "burst": 1}});
+    let (status, body) = server.call("PUT", path, Some(policy)).await;
+    assert_eq!(status, 200, "{body}");
+    let tagged = |tenant: &str| json!({"payload": tenant, "tags": {"tenant": tenant}});
+    let mut acme = Vec::new();
+    for _ in 0..4 {
+        acme.push(server.enqueue("metered", tagged("acme")).await);
+    }
+    server.enqueue("metered", tagged("beta")).await;
+
+    let started = Instant::now();
+    let first = server.lease("metered", json!({"max_jobs": 10})).await;
+    let mut tenants: Vec<&str> = first
+        .iter()
+        .map(|j| j["payload"].as_str().unwrap())
+        .collect();
+    tenants.sort_unstable();
+    assert_eq!(tenants, ["acme", "beta"], "one slot per tenant at once");
+
+    let job = server.job(&acme[2]).await;
+    let gates = job["waiting"].as_array().unwrap();
+    let rate = gates
+        .iter()
+        .find(|g| g["gate"] == "key_rate_limit")
+        .unwrap_or_else(|| panic!("{job}"));
+    assert_eq!((&rate["key"], &rate["limit"]), (&json!("acme"), &json!(5)));
+    assert!(rate["eligible_at"].is_string(), "{rate}");
+    let fair = gates
+        .iter()
+        .find(|g| g["gate"] == "fairness")
+        .unwrap_or_else(|| panic!("{job}"));
+    assert_eq!(
+        fair,
+        &json!({"gate": "fairness", "key": "acme", "position": 2})
+    );
+    let (ok, out, _) = server.cli(&["jobs", "get", &acme[2]]).await;
+    assert!(
+        ok && out.contains("rate limit of key acme: 5 per period"),
+        "{out}"
+    );
+
+    // A parked worker gets acme's other three at its slots, 200 ms apart,
+    // not at its long-poll's end.
+    let url = server.v1(&format!("{path}/lease"));
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    while times.len() < 3 {
+        let answer: serde_json::Value = http
+            .post(&url)
+            .json(&json!({"max_jobs": 10, "wait_ms": 10_000}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let n = answer["jobs"].as_array().unwrap().len();
+        times.extend(std::iter::repeat_n(started.elapsed(), n));
+    }
+    assert!(
+        times[2] >= Duration::from_millis(550),
+        "three more slots in {times:?}"
+    );
+    assert!(times[2] < Duration::from_secs(4), "woke late: {times:?}");
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(150), "{times:?}");
+    }
+
+    for (bad, needle) in [
+        (
+            json!({"key_rate_limit": {"limit": 5, "period_ms": 1000}}),
+            "needs a key",
+        ),
+        (
+            json!({"key": "tag:tenant", "key_rate_limit": {"limit": 0, "period_ms": 1000}}),
+            "key_rate_limit.limit",
+        ),
     ] {
         let answer = server.call("PUT", path, Some(bad)).await;
         assert_error(&answer, 400, "invalid_request");

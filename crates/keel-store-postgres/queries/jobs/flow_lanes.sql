@@ -1,8 +1,8 @@
 -- The keys of a keyed queue that have ready jobs, found by a loose scan of
 -- keel_jobs_flow_ready (one probe per key, whatever the backlog behind each),
--- with each key's virtual time, jobs leased now and ready jobs (counted up
--- to $3), in the order of the fair share. The caller holds the queue's row.
--- $1 namespace, $2 queue, $3 most jobs wanted.
+-- with each key's virtual time, jobs leased now, ready jobs (counted up to
+-- $3) and rate-limit state, in the order of the fair share. The caller holds
+-- the queue's row. $1 namespace, $2 queue, $3 most jobs wanted.
 WITH RECURSIVE ready_keys(key) AS (
     (SELECT flow_key FROM keel_jobs
      WHERE namespace = $1 AND queue = $2 AND state = 'ready' AND runnable AND flow_key IS NOT NULL
@@ -21,7 +21,8 @@ SELECT r.key, coalesce(f.vtime, 0),
                               WHERE w.namespace = $1 AND w.queue = $2 AND w.state = 'ready'
                                 AND w.runnable AND w.flow_key = r.key
                               ORDER BY w.priority DESC, w.run_at, w.seq
-                              LIMIT $3) c)
+                              LIMIT $3) c),
+       coalesce(f.rate_tat, 0)
 FROM ready_keys r
 LEFT JOIN keel_flow_keys f ON f.namespace = $1 AND f.queue = $2 AND f.key = r.key
 WHERE r.key IS NOT NULL

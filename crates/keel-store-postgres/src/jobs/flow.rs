@@ -2,8 +2,9 @@
 //! the queue's row (so the keys' bounds and virtual times are read and
 //! written by one leaser at a time, on every node), finds the keys with
 //! ready jobs and their state (`flow_lanes.sql`), shares the lease between
-//! them in `keel_core`'s fair share, leases each key's part
-//! (`lease_keyed.sql`) and stores the keys' new virtual times.
+//! them in `keel_core`'s fair share within each key's bound and rate,
+//! leases each key's part (`lease_keyed.sql`) and stores the keys' new
+//! virtual times and rate states.
 
 use deadpool_postgres::GenericClient;
 use keel_core::flow::fair::{Lane, share};
@@ -15,7 +16,8 @@ use crate::{PostgresStore, db};
 
 impl PostgresStore {
     /// Leases up to `room` jobs of a keyed queue; `clock` is the queue's
-    /// fair-share clock, read under its row lock.
+    /// fair-share clock, read under its row lock. Also answers when the
+    /// earliest key held by its rate gets its next slot.
     pub(super) async fn lease_keyed(
         tx: &impl GenericClient,
         req: &LeaseRequest,
@@ -23,14 +25,16 @@ impl PostgresStore {
         clock: i64,
         room: i64,
         now: Timestamp,
-    ) -> Result<Vec<Row>, Error> {
+    ) -> Result<(Vec<Row>, Option<Timestamp>), Error> {
         let (namespace, queue) = (req.queue.namespace.as_str(), req.queue.queue.as_str());
         let stmt = tx
             .prepare_cached(include_str!("../../queries/jobs/flow_lanes.sql"))
             .await
             .map_err(db)?;
+        let want = u32::try_from(room).unwrap_or(u32::MAX);
         let mut keys = Vec::new();
         let mut lanes = Vec::new();
+        let mut tats = Vec::new();
         for row in tx
             .query(&stmt, &[&namespace, &queue, &room])
             .await
@@ -39,32 +43,49 @@ impl PostgresStore {
             let key: String = row.get(0);
             let leased: i64 = row.get(2);
             let ready: i64 = row.get(3);
+            let tat: i64 = row.get(4);
             let bound = policy
                 .max_key_concurrency
                 .map_or(i64::MAX, |max| i64::from(max) - leased);
+            let slots = policy.key_rate_limit.map_or(i64::MAX, |rate| {
+                i64::from(rate.allowed(tat, now, want).granted)
+            });
             lanes.push(Lane {
                 vtime: row.get(1),
                 weight: policy.fairness.as_ref().map_or(1, |f| f.weight(&key)),
-                available: u32::try_from(ready.min(bound).max(0)).unwrap_or(0),
+                available: u32::try_from(ready.min(bound).min(slots).max(0)).unwrap_or(0),
             });
-            keys.push(key);
+            keys.push((key, ready.min(bound)));
+            tats.push(tat);
         }
         let mut clock = clock;
-        let taken = share(
-            &mut lanes,
-            &mut clock,
-            u32::try_from(room).unwrap_or(u32::MAX),
-        );
-        let mut served: (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-        for ((key, lane), n) in keys.iter().zip(&lanes).zip(taken) {
+        let taken = share(&mut lanes, &mut clock, want);
+        let mut served: (Vec<&str>, Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        let mut next_slot: Option<Timestamp> = None;
+        for (((key, leasable), lane), (n, tat)) in
+            keys.iter().zip(&lanes).zip(taken.into_iter().zip(tats))
+        {
+            let tat = match policy.key_rate_limit {
+                Some(rate) => {
+                    let tat = rate.after(tat, now, n);
+                    if i64::from(n) < *leasable
+                        && let Some(at) = rate.allowed(tat, now, 1).next_at
+                    {
+                        next_slot = Some(next_slot.map_or(at, |t| t.min(at)));
+                    }
+                    tat
+                }
+                None => tat,
+            };
             if n > 0 {
                 served.0.push(key);
                 served.1.push(i64::from(n));
                 served.2.push(lane.vtime);
+                served.3.push(tat);
             }
         }
         if served.0.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), next_slot));
         }
         let stmt = tx
             .prepare_cached(include_str!("../../queries/jobs/lease_keyed.sql"))
@@ -90,9 +111,12 @@ impl PostgresStore {
             .prepare_cached(include_str!("../../queries/jobs/flow_share_taken.sql"))
             .await
             .map_err(db)?;
-        tx.execute(&stmt, &[&namespace, &queue, &served.0, &served.2, &clock])
-            .await
-            .map_err(db)?;
-        Ok(rows)
+        tx.execute(
+            &stmt,
+            &[&namespace, &queue, &served.0, &served.2, &clock, &served.3],
+        )
+        .await
+        .map_err(db)?;
+        Ok((rows, next_slot))
     }
 }

@@ -215,7 +215,14 @@ impl JobStore for PostgresStore {
             return Ok(Vec::new());
         }
         let rows = match &keyed {
-            Some((policy, clock)) => Self::lease_keyed(&tx, req, policy, *clock, room, now).await?,
+            Some((policy, clock)) => {
+                let (rows, next_slot) =
+                    Self::lease_keyed(&tx, req, policy, *clock, room, now).await?;
+                if let Some(at) = next_slot {
+                    self.signal.rate_limited(&req.queue, at);
+                }
+                rows
+            }
             None => {
                 let stmt = tx
                     .prepare_cached(include_str!("../../queries/jobs/lease.sql"))
@@ -617,6 +624,13 @@ impl JobStore for PostgresStore {
             .execute(
                 "DELETE FROM keel_idempotency WHERE expires_at <= $1",
                 &[&now.as_millis()],
+            )
+            .await
+            .map_err(db)?;
+        client
+            .execute(
+                include_str!("../../queries/jobs/flow_keys_prune.sql"),
+                &[&(now.as_millis() * 1000)],
             )
             .await
             .map_err(db)?;

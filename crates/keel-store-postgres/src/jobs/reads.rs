@@ -68,6 +68,15 @@ impl PostgresStore {
             max_key_concurrency: row
                 .get::<_, Option<i64>>(11)
                 .and_then(|n| u32::try_from(n).ok()),
+            key_rate_limit: row
+                .get::<_, Option<&str>>(13)
+                .filter(|text| *text != "null")
+                .map(from_json)
+                .transpose()?,
+            key_rate_tat_us: row.get(14),
+            fair_position: row
+                .get::<_, Option<i64>>(15)
+                .and_then(|n| u64::try_from(n).ok()),
         })
     }
 

@@ -1,12 +1,13 @@
 //! Flow keys: a queue with a `key` bounds each key's leased jobs
-//! (`max_key_concurrency`) and shares its leases between keys in weighted
-//! fair share, priorities in order within a key; a lone job of one key is
-//! not held behind another key's backlog, however large.
+//! (`max_key_concurrency`) and leases per period (`key_rate_limit`), and
+//! shares its leases between keys in weighted fair share, priorities in
+//! order within a key; a lone job of one key is not held behind another
+//! key's backlog, however large.
 
 use std::collections::BTreeMap;
 
-use keel_core::flow::FlowKey;
 use keel_core::flow::fair::Fairness;
+use keel_core::flow::{FlowKey, Rate};
 
 use super::*;
 
@@ -15,6 +16,8 @@ cases![
     a_lone_job_goes_next_behind_another_keys_flood,
     weights_share_leases_and_priorities_order_each_key,
     a_new_key_setting_keys_the_jobs_already_waiting,
+    a_key_rate_limit_holds_each_key_to_its_own_rate,
+    a_fair_share_job_knows_its_place_in_its_keys_line,
 ];
 
 fn tenant_policy() -> QueuePolicy {
@@ -170,4 +173,78 @@ async fn a_new_key_setting_keys_the_jobs_already_waiting(h: Harness) {
         1,
         "two of three leased already"
     );
+}
+
+async fn a_key_rate_limit_holds_each_key_to_its_own_rate(h: Harness) {
+    let s = &*h.store;
+    let q = queue("work");
+    let policy = QueuePolicy {
+        // Two per second per key: one slot every 500 ms, a burst of two.
+        key_rate_limit: Some(Rate {
+            limit: 2,
+            period_ms: 1000,
+            burst: None,
+        }),
+        ..tenant_policy()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    let mut jobs: Vec<NewJob> = (0..6).map(|i| of("a", &i.to_string())).collect();
+    jobs.extend((0..3).map(|i| of("b", &format!("\"b{i}\""))));
+    let ids = enqueue(s, &q, jobs).await;
+    let mut got = tenants_of(&lease(s, &q, 20, T0).await);
+    got.sort();
+    assert_eq!(got, ["a", "a", "b", "b"], "a burst of two per key");
+    assert!(lease(s, &q, 20, at(499)).await.is_empty());
+
+    let waiting = s.job_waiting(&ns(), ids[2]).await.unwrap();
+    assert_eq!(waiting.flow_key.as_deref(), Some("a"));
+    let rate = waiting.key_rate_limit.expect("the key's rate");
+    assert_eq!(
+        rate.allowed(waiting.key_rate_tat_us, at(499), 1).next_at,
+        Some(at(500)),
+        "the key's next slot"
+    );
+
+    let mut got = tenants_of(&lease(s, &q, 20, at(500)).await);
+    got.sort();
+    assert_eq!(got, ["a", "b"], "one slot per key every 500 ms");
+    // A key that is idle does not lend its slots to another.
+    assert_eq!(tenants_of(&lease(s, &q, 20, at(1000)).await), ["a"]);
+    assert!(lease(s, &q, 20, at(1499)).await.is_empty());
+}
+
+async fn a_fair_share_job_knows_its_place_in_its_keys_line(h: Harness) {
+    let s = &*h.store;
+    let q = queue("work");
+    let policy = QueuePolicy {
+        fairness: Some(Fairness {
+            weights: BTreeMap::new(),
+            default_weight: 1,
+        }),
+        ..tenant_policy()
+    };
+    s.queue_policy_set(&q, policy, T0).await.unwrap();
+    let mut jobs: Vec<NewJob> = (0..3).map(|i| of("a", &i.to_string())).collect();
+    let mut urgent = of("a", r#""urgent""#);
+    urgent.priority = 5;
+    jobs.push(urgent);
+    jobs.push(of("b", r#""b""#));
+    let ids = enqueue(s, &q, jobs).await;
+    let place = async |id| s.job_waiting(&ns(), id).await.unwrap().fair_position;
+    assert_eq!(place(ids[3]).await, Some(1), "priority first in its key");
+    assert_eq!(place(ids[0]).await, Some(2));
+    assert_eq!(place(ids[2]).await, Some(4));
+    assert_eq!(place(ids[4]).await, Some(1), "its own key's line");
+    let leased = lease(s, &q, 2, T0).await;
+    assert_eq!(leased.len(), 2);
+    assert_eq!(place(ids[2]).await, Some(3), "one of its key's leased");
+    // A queue keyed without fair share has no line to stand in.
+    let q2 = queue("bounded");
+    let policy = QueuePolicy {
+        max_key_concurrency: Some(1),
+        ..tenant_policy()
+    };
+    s.queue_policy_set(&q2, policy, T0).await.unwrap();
+    let ids = enqueue(s, &q2, vec![of("a", "1"), of("a", "2")]).await;
+    assert_eq!(place(ids[1]).await, None);
 }
