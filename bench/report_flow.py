@@ -19,8 +19,8 @@ def starvation(systems, label):
 
 def section(w, path):
     meta, versions, systems, order = load(path)
-    n = next((s["phases"]["process_limited"]["n"] for s in systems.values()
-              if "process_limited" in s["phases"]), None)
+    n = ", ".join(f"{fmt(s['phases']['process_limited']['n'])} on {s['name']}" for s in systems.values()
+                  if "process_limited" in s["phases"]) or "–"
     w("## Schedules and flow control (issue 15)")
     w("")
     w(f"From one `SUITE=flow bench/compare.sh` run on {meta.get('date', '?')} ({meta.get('machine', '?')}). "
@@ -62,7 +62,7 @@ def section(w, path):
               f"{row['fire_late_max_ms']:.0f} ms (leased p99 {row['leased_late_p99_ms']:.0f} ms) | "
               f"{row['server_cores']:.2f} of a core |")
     w("")
-    w(f"`process_limited` drains {fmt(n)} jobs (tagged with 100 tenants) from a plain queue, from a queue whose "
+    w(f"`process_limited` drains jobs ({n}; tagged with 100 tenants) from a plain queue, from a queue whose "
       "`max_concurrency` and `rate_limit` are set far above what the drain reaches, and from a queue keyed by "
       "the tenant tag with `max_key_concurrency` far above the drain and equal fair share, alternating (plain, "
       "limited, keyed, plain, limited, keyed, each freshly enqueued): what checking them costs. `starvation`: "

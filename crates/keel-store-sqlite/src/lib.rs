@@ -8,6 +8,7 @@
 
 mod checkpointer;
 mod endpoints;
+mod enqueue;
 mod flow;
 mod hot;
 mod jobs;

@@ -540,18 +540,38 @@ async fn three_nodes_fire_each_schedule_slot_exactly_once_across_a_kill() {
 /// on each, 10 jobs a second between them all (per node it would be 30).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rate_limit_holds_across_three_nodes() {
+    paced_across_three_nodes(
+        json!({"rate_limit": {"limit": 10, "period_ms": 1000, "burst": 1}}),
+        json!({}),
+    )
+    .await;
+}
+
+/// A key's `key_rate_limit` holds across nodes the same way: every job is
+/// one tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_rate_limit_holds_across_three_nodes() {
+    paced_across_three_nodes(
+        json!({"key": "tag:tenant",
+               "key_rate_limit": {"limit": 10, "period_ms": 1000, "burst": 1}}),
+        json!({"tenant": "acme"}),
+    )
+    .await;
+}
+
+/// 60 jobs with `tags` on a queue with `policy` (10 a second), leased by a
+/// worker parked on each of three nodes for 2.5 s.
+async fn paced_across_three_nodes(policy: Value, tags: Value) {
     let db = Database::new().await;
     let nodes = [db.node().await, db.node().await, db.node().await];
     let (status, body) = nodes[0]
-        .call(
-            "PUT",
-            "/namespaces/default/queues/paced",
-            Some(json!({"rate_limit": {"limit": 10, "period_ms": 1000, "burst": 1}})),
-        )
+        .call("PUT", "/namespaces/default/queues/paced", Some(policy))
         .await;
     assert_eq!(status, 200, "{body}");
     for i in 0..60 {
-        nodes[i % 3].enqueue("paced", json!({"payload": i})).await;
+        nodes[i % 3]
+            .enqueue("paced", json!({"payload": i, "tags": tags}))
+            .await;
     }
     let started = Instant::now();
     let window = Duration::from_millis(2500);
@@ -591,8 +611,8 @@ async fn a_rate_limit_holds_across_three_nodes() {
     );
 }
 
-/// A queue's `max_key_concurrency` holds across nodes: six workers on three
-/// nodes lease three tenants' jobs. The checker counts a job as held from the
+/// A queue's `max_key_concurrency` and `max_concurrency` hold across nodes:
+/// six workers on three nodes lease three tenants' jobs. The checker counts a job as held from the
 /// lease's answer until just before its complete is sent, inside the
 /// server's own lease, so a count over the bound is a real violation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -606,7 +626,7 @@ async fn a_key_bound_holds_across_three_nodes() {
         .call(
             "PUT",
             "/namespaces/default/queues/tenants",
-            Some(json!({"key": "tag:tenant", "max_key_concurrency": 2})),
+            Some(json!({"key": "tag:tenant", "max_key_concurrency": 2, "max_concurrency": 4})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -616,7 +636,7 @@ async fn a_key_bound_holds_across_three_nodes() {
         let job = json!({"payload": tenant, "tags": {"tenant": tenant}});
         nodes[i % 3].enqueue("tenants", job).await;
     }
-    // Per tenant: held now, and the most held at once.
+    // Per tenant, and over all under "": held now, and the most held at once.
     let held: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -641,19 +661,19 @@ async fn a_key_bound_holds_across_three_nodes() {
                 let jobs = answer["jobs"].as_array().unwrap().clone();
                 for job in &jobs {
                     let mut held = held.lock().unwrap();
-                    let entry = held
-                        .entry(job["payload"].as_str().unwrap().to_owned())
-                        .or_default();
-                    entry.0 += 1;
-                    entry.1 = entry.1.max(entry.0);
+                    for key in [job["payload"].as_str().unwrap(), ""] {
+                        let entry = held.entry(key.to_owned()).or_default();
+                        entry.0 += 1;
+                        entry.1 = entry.1.max(entry.0);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 for job in &jobs {
-                    held.lock()
-                        .unwrap()
-                        .entry(job["payload"].as_str().unwrap().to_owned())
-                        .or_default()
-                        .0 -= 1;
+                    let mut counts = held.lock().unwrap();
+                    for key in [job["payload"].as_str().unwrap(), ""] {
+                        counts.entry(key.to_owned()).or_default().0 -= 1;
+                    }
+                    drop(counts);
                     let status = http
                         .post(format!(
                             "{base}/namespaces/default/jobs/{}/complete",
@@ -682,7 +702,10 @@ async fn a_key_bound_holds_across_three_nodes() {
         assert!(most <= 2, "{tenant} had {most} jobs leased at once");
     }
     assert!(
-        held.values().any(|&(_, most)| most == 2),
-        "the bound was never reached: {held:?}"
+        tenants.iter().any(|tenant| held[*tenant].1 == 2),
+        "the key bound was never reached: {held:?}"
     );
+    let most = held[""].1;
+    assert!(most <= 4, "{most} jobs leased at once over the queue");
+    assert_eq!(most, 4, "the queue bound was never reached: {held:?}");
 }
