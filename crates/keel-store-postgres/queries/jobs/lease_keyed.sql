@@ -1,5 +1,7 @@
 -- Leases the jobs the fair share gave each key of a keyed queue: $3 keys,
--- $4 how many of each, in each key's lease order (lease.sql's, per key).
+-- $4 how many of each, in each key's lease order (lease.sql's, per key), and
+-- in the same statement stores the keys' new virtual times ($8) and rate
+-- states ($9) and the queue's fair-share clock ($10).
 -- $1 namespace, $2 queue, $5 now, $6 lease_ms override, $7 worker.
 WITH picked AS (
     SELECT j.id
@@ -12,6 +14,14 @@ WITH picked AS (
         LIMIT w.n
         FOR UPDATE SKIP LOCKED
     ) j
+),
+clock AS (
+    UPDATE keel_queues SET fair_clock = $10 WHERE namespace = $1 AND queue = $2
+),
+shares AS (
+    INSERT INTO keel_flow_keys (namespace, queue, key, vtime, rate_tat)
+    SELECT $1, $2, k, v, t FROM unnest($3::text[], $8::bigint[], $9::bigint[]) AS u(k, v, t)
+    ON CONFLICT (namespace, queue, key) DO UPDATE SET vtime = excluded.vtime, rate_tat = excluded.rate_tat
 )
 UPDATE keel_jobs j
 SET state = 'leased', attempt = j.attempt + 1, lease_seq = j.lease_seq + 1,

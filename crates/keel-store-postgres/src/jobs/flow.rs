@@ -2,9 +2,9 @@
 //! the queue's row (so the keys' bounds and virtual times are read and
 //! written by one leaser at a time, on every node), finds the keys with
 //! ready jobs and their state (`flow_lanes.sql`), shares the lease between
-//! them in `keel_core`'s fair share within each key's bound and rate,
-//! leases each key's part (`lease_keyed.sql`) and stores the keys' new
-//! virtual times and rate states.
+//! them in `keel_core`'s fair share within each key's bound and rate, and
+//! leases each key's part storing the keys' new virtual times and rate
+//! states in the same statement (`lease_keyed.sql`).
 
 use deadpool_postgres::GenericClient;
 use keel_core::flow::fair::{Lane, share};
@@ -103,20 +103,13 @@ impl PostgresStore {
                     &now.as_millis(),
                     &lease_ms,
                     &req.worker_id,
+                    &served.2,
+                    &served.3,
+                    &clock,
                 ],
             )
             .await
             .map_err(db)?;
-        let stmt = tx
-            .prepare_cached(include_str!("../../queries/jobs/flow_share_taken.sql"))
-            .await
-            .map_err(db)?;
-        tx.execute(
-            &stmt,
-            &[&namespace, &queue, &served.0, &served.2, &clock, &served.3],
-        )
-        .await
-        .map_err(db)?;
         Ok((rows, next_slot))
     }
 }
