@@ -335,21 +335,12 @@ async fn a_key_rate_limit_spaces_each_tenant_and_a_waiting_job_says_why() {
 
     // A parked worker gets acme's other three at its slots, 200 ms apart,
     // not at its long-poll's end.
-    let url = server.v1(&format!("{path}/lease"));
-    let http = reqwest::Client::new();
     let mut times = Vec::new();
     while times.len() < 3 {
-        let answer: serde_json::Value = http
-            .post(&url)
-            .json(&json!({"max_jobs": 10, "wait_ms": 10_000}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let n = answer["jobs"].as_array().unwrap().len();
-        times.extend(std::iter::repeat_n(started.elapsed(), n));
+        let jobs = server
+            .lease("metered", json!({"max_jobs": 10, "wait_ms": 10_000}))
+            .await;
+        times.extend(std::iter::repeat_n(started.elapsed(), jobs.len()));
     }
     assert!(
         times[2] >= Duration::from_millis(550),

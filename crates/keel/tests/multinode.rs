@@ -669,11 +669,12 @@ async fn a_key_bound_holds_across_three_nodes() {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 for job in &jobs {
-                    let mut counts = held.lock().unwrap();
-                    for key in [job["payload"].as_str().unwrap(), ""] {
-                        counts.entry(key.to_owned()).or_default().0 -= 1;
+                    {
+                        let mut counts = held.lock().unwrap();
+                        for key in [job["payload"].as_str().unwrap(), ""] {
+                            counts.entry(key.to_owned()).or_default().0 -= 1;
+                        }
                     }
-                    drop(counts);
                     let status = http
                         .post(format!(
                             "{base}/namespaces/default/jobs/{}/complete",
