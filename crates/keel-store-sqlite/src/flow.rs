@@ -228,3 +228,71 @@ impl FlowIndex {
         picked
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cmp::Reverse;
+
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_millis(1_000_000);
+
+    fn job(seq: u8) -> ReadyKey {
+        (Reverse(0), T0, i64::from(seq), JobId::from_bytes([seq; 16]))
+    }
+
+    /// Leases and finishes every job the index picks, as the writer does.
+    fn lease_and_finish(index: &mut FlowIndex, jobs: &[(Arc<str>, ReadyKey)], now: Timestamp) {
+        let picked = index.pick(u32::MAX, None, now);
+        for (key, ready) in jobs.iter().filter(|(_, r)| picked.contains(&r.3)) {
+            index.ready_out(key, ready);
+            index.leased_in(key);
+            index.leased_out(key);
+        }
+    }
+
+    #[test]
+    fn keys_with_nothing_left_are_forgotten() {
+        // One job per key, as a queue keyed by unique ordering keys gets:
+        // an index that kept every key served would grow without end.
+        let mut index = FlowIndex::new(None, None);
+        let jobs: Vec<(Arc<str>, ReadyKey)> = (0..100)
+            .map(|k| (Arc::from(format!("k{k}")), job(k)))
+            .collect();
+        for (key, ready) in &jobs {
+            index.ready_in(key, *ready);
+        }
+        lease_and_finish(&mut index, &jobs, T0);
+        assert!(index.keys.is_empty(), "{} keys kept", index.keys.len());
+        assert!(index.open.is_empty());
+    }
+
+    #[test]
+    fn a_rate_limited_key_rests_until_its_rate_has_passed() {
+        let rate = Rate {
+            limit: 1,
+            period_ms: 1000,
+            burst: None,
+        };
+        let mut index = FlowIndex::new(None, Some(rate));
+        let key: Arc<str> = Arc::from("acme");
+        let jobs = [(key.clone(), job(1)), (key.clone(), job(2))];
+        for (key, ready) in &jobs {
+            index.ready_in(key, *ready);
+        }
+        lease_and_finish(&mut index, &jobs, T0);
+        assert_eq!(
+            index.next_slot(),
+            Some(T0.plus_ms(1000)),
+            "held by its rate"
+        );
+        lease_and_finish(&mut index, &jobs, T0.plus_ms(999));
+        assert_eq!(index.keys[&key].ready.len(), 1, "no slot before its time");
+        lease_and_finish(&mut index, &jobs, T0.plus_ms(1000));
+        // Nothing left, but forgetting it now would give it a fresh burst.
+        assert!(index.keys.contains_key(&key));
+        assert_eq!(index.next_slot(), None);
+        index.advance(T0.plus_ms(2000));
+        assert!(index.keys.is_empty());
+    }
+}
