@@ -120,17 +120,31 @@ pub fn install_tls_provider() {
 impl Client {
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:5335`).
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        Client::with_ca_cert(base_url, None)
+    }
+
+    /// A client that also trusts the PEM certificate authority `ca_pem`
+    /// (one or more certificates): for a server whose TLS certificate a
+    /// private CA issued.
+    pub fn with_ca_cert(base_url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(ClientError::Url(base));
         }
         install_tls_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(Client { http, base })
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(pem) = ca_pem {
+            for ca in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(ca);
+            }
+        }
+        Ok(Client {
+            http: builder.build()?,
+            base,
+        })
     }
 
     pub fn base_url(&self) -> &str {

@@ -6,26 +6,36 @@
 //! engine makes outbound calls for `http` steps). It never writes SQL.
 
 pub mod api;
+pub mod tls;
 
 use keel_engine::{Engine, Shutdown, services};
 
 use std::sync::Arc;
 
+use rustls::ServerConfig;
+
 use tokio::net::TcpListener;
 
 /// Serves the API on `listener` and runs the background services until
 /// `shutdown` fires; then stops accepting, lets in-flight requests finish,
-/// stops the services and closes the store.
+/// stops the services and closes the store. With `tls` (from
+/// [`tls::load`]) the API is HTTPS only.
 pub async fn run(
     engine: Arc<Engine>,
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let services = services::start(engine.clone(), shutdown.clone());
     let app = api::router(engine.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().wait())
-        .await;
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().wait())
+                .await
+        }
+        Some(config) => tls::serve(listener, app, config, shutdown.clone()).await,
+    };
     services.join().await;
     engine.store.close().await;
     served

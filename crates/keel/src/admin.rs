@@ -18,6 +18,10 @@ pub(crate) struct Target {
         global = true
     )]
     server: String,
+    /// PEM certificate authority to trust for an https server whose
+    /// certificate a private CA issued.
+    #[arg(long, env = "KEEL_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     #[arg(long, short, default_value = "default", global = true)]
     pub namespace: String,
     /// Print JSON instead of text.
@@ -31,7 +35,13 @@ impl Target {
     }
 
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.server)?)
+        let ca = match &self.ca_cert {
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok(Client::with_ca_cert(&self.server, ca.as_deref())?)
     }
 }
 

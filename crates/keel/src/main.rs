@@ -96,6 +96,13 @@ struct ServerArgs {
     /// (default: 7 days).
     #[arg(long, env = "KEEL_ATTEMPT_RETENTION_MS", default_value_t = DEFAULT_ATTEMPT_RETENTION_MS)]
     attempt_retention_ms: u64,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain,
+    /// leaf first; needs --tls-key.
+    #[arg(long, env = "KEEL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KEEL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -158,7 +165,17 @@ fn main() -> std::process::ExitCode {
                     run_retention_ms: args.run_retention_ms,
                     attempt_retention_ms: args.attempt_retention_ms,
                 };
-                serve(args.listen, store, args.limits.limits(), config, false).await
+                let tls = match (&args.tls_cert, &args.tls_key) {
+                    (Some(cert), Some(key)) => {
+                        Some(keel_server::tls::load(cert, key).context("loading the TLS files")?)
+                    }
+                    _ => None,
+                };
+                let listen = Listen {
+                    addr: args.listen,
+                    tls,
+                };
+                serve(listen, store, args.limits.limits(), config, false).await
             }
             Command::Dev(args) => {
                 let store = StoreChoice::Embedded(args.data_dir);
@@ -167,7 +184,11 @@ fn main() -> std::process::ExitCode {
                     allow_private_http: true,
                     ..EngineConfig::default()
                 };
-                serve(args.listen, store, Limits::default(), config, true).await
+                let listen = Listen {
+                    addr: args.listen,
+                    tls: None,
+                };
+                serve(listen, store, Limits::default(), config, true).await
             }
             Command::Enqueue(args) => admin::enqueue(args).await,
             Command::Jobs(args) => admin::jobs(args).await,
@@ -207,8 +228,14 @@ enum StoreChoice {
     Postgres(String),
 }
 
+/// Where and how the API is served.
+struct Listen {
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 async fn serve(
-    listen: SocketAddr,
+    listen: Listen,
     choice: StoreChoice,
     limits: Limits,
     config: EngineConfig,
@@ -227,12 +254,17 @@ async fn serve(
                 .context("opening the PostgreSQL store")?,
         ),
     };
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(listen.addr)
         .await
-        .with_context(|| format!("listening on {listen}"))?;
+        .with_context(|| format!("listening on {}", listen.addr))?;
     let addr = listener.local_addr()?;
+    let scheme = if listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // Tests and scripts read this line to find the port (with --listen ...:0).
-    println!("keel listening on http://{addr}");
+    println!("keel listening on {scheme}://{addr}");
     if dev && let StoreChoice::Embedded(data_dir) = &choice {
         println!("  data:    {}", data_dir.display());
         println!("  health:  http://{addr}/healthz");
@@ -254,7 +286,7 @@ async fn serve(
         tracing::info!("draining: no new requests; finishing what is in flight");
         trigger.fire();
     });
-    keel_server::run(engine, listener, shutdown).await?;
+    keel_server::run(engine, listener, listen.tls, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod jobs;
 mod queues;
+mod request_id;
 mod schedules;
 mod sources;
 mod subscriptions;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
@@ -176,5 +178,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(request_id::request_id))
         .with_state(engine)
 }
