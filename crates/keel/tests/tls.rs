@@ -115,61 +115,62 @@ async fn a_tls_server_drains_and_exits_cleanly_on_sigterm() {
     assert!(s.terminate().await.success());
 }
 
-#[tokio::test]
-async fn bad_tls_files_stop_the_server_with_the_file_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let not_pem = dir.path().join("cert.pem");
-    std::fs::write(&not_pem, "not a certificate").unwrap();
-    let key = fixture("server.key");
+/// Starts a server that must refuse to start; its stderr.
+async fn refused(dir: &tempfile::TempDir, tls: &[&std::ffi::OsStr]) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(&not_pem)
-        .arg("--tls-key")
-        .arg(&key)
+        .args(tls)
         .output()
         .await
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[tokio::test]
+async fn bad_tls_files_stop_the_server_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (fixture("server.pem"), fixture("server.key"));
+    let not_pem = dir.path().join("cert.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let err = refused(
+        &dir,
+        &[
+            "--tls-cert".as_ref(),
+            not_pem.as_ref(),
+            "--tls-key".as_ref(),
+            key.as_ref(),
+        ],
+    )
+    .await;
     assert!(err.contains("cert.pem"), "{err}");
     assert!(err.contains("no certificate"), "{err}");
 
     // A key file that holds no key.
-    let other_key = dir.path().join("other.key");
+    let no_key = dir.path().join("other.key");
     std::fs::write(
-        &other_key,
-        std::fs::read_to_string(fixture("server.key"))
+        &no_key,
+        std::fs::read_to_string(&key)
             .unwrap()
             .replace("PRIVATE KEY", "CERTIFICATE"),
     )
     .unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(fixture("server.pem"))
-        .arg("--tls-key")
-        .arg(&other_key)
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = refused(
+        &dir,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_ref(),
+            "--tls-key".as_ref(),
+            no_key.as_ref(),
+        ],
+    )
+    .await;
     assert!(err.contains("other.key"), "{err}");
 
     // One without the other is a usage error.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--tls-cert")
-        .arg(fixture("server.pem"))
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("--tls-key"));
+    let err = refused(&dir, &["--tls-cert".as_ref(), cert.as_ref()]).await;
+    assert!(err.contains("--tls-key"), "{err}");
 }
 
 #[tokio::test]

@@ -19,12 +19,7 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| plain(v.as_bytes()))
         .cloned()
         .unwrap_or_else(fresh);
-    let span = tracing::info_span!(
-        "request",
-        id = id.to_str().unwrap_or_default(),
-        method = %req.method(),
-        path = req.uri().path(),
-    );
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default());
     let mut response = next.run(req).instrument(span).await;
     response.headers_mut().insert(X_REQUEST_ID, id);
     response
