@@ -2,7 +2,8 @@
 //! signatures computed here from the provider's documented algorithm, and
 //! refused when the body is tampered with, the secret is wrong or the
 //! timestamp is stale (storing nothing); provider retries deduplicated;
-//! Slack's challenge answered; secrets never shown.
+//! Slack's challenge answered; secrets never shown, nor logged (nor
+//! signatures, nor bodies) with every log level on.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -391,4 +392,50 @@ async fn sources_are_managed_and_never_show_their_secret() {
     let signed = sign("stripe", "whsec_live_value", now_s(), b"{}");
     assert_error(&deliver(&server, "stripe", &signed).await, 404, "not_found");
     assert_error(&server.get(path).await, 404, "not_found");
+}
+
+#[tokio::test]
+async fn no_secret_or_signature_reaches_a_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, logs) = Server::start_logged(&dir, &[]).await;
+    let body = json!({"customer": "c42"}).to_string();
+    let mut sent = vec![SECRET.to_owned(), WHSEC.to_owned()];
+    for (scheme, secret) in [("github", SECRET), ("standard_webhooks", WHSEC)] {
+        put_source(&server, scheme, json!({"scheme": scheme, "secret": secret})).await;
+        let good = sign(scheme, secret, now_s(), body.as_bytes());
+        let forged = sign(
+            scheme,
+            "whsec_bm90IHRoZSBzZWNyZXQ=",
+            now_s(),
+            body.as_bytes(),
+        );
+        for request in [&good, &forged] {
+            sent.extend(
+                request
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| name.contains("signature"))
+                    .map(|(_, value)| value.clone()),
+            );
+        }
+        assert_eq!(deliver(&server, scheme, &good).await.0, 200);
+        assert_eq!(deliver(&server, scheme, &forged).await.0, 401);
+        assert_eq!(server.get("/namespaces/default/sources").await.0, 200);
+    }
+    // The forged delivery's answer is the last one: once its line is
+    // there, every earlier request's lines are too.
+    logs.wait_for("status=200").await;
+    logs.wait_for("status=401").await;
+    let lines = logs.lines();
+    assert!(lines.len() >= 8, "the check reads real lines: {lines:?}");
+    let key = SECRET.to_owned();
+    for line in &lines {
+        for secret in sent.iter().chain([&key]) {
+            assert!(
+                !line.contains(secret.as_str()),
+                "{secret:?} in the log: {line}"
+            );
+        }
+        assert!(!line.contains("c42"), "a request body in the log: {line}");
+    }
 }

@@ -1,7 +1,8 @@
 //! HTTPS (`--tls-cert`, `--tls-key`) and request ids, against the real
 //! binary with real TLS clients: HTTP/2 and HTTP/1.1 by ALPN, a client
 //! that does not trust the issuer refused, no plaintext on the TLS port,
-//! the SDK and the CLI through a private CA, `x-request-id` on every answer.
+//! the SDK and the CLI through a private CA, `x-request-id` on every answer
+//! and in the answer's log line.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -174,9 +175,9 @@ async fn bad_tls_files_stop_the_server_with_the_file_named() {
 }
 
 #[tokio::test]
-async fn every_answer_carries_a_request_id() {
+async fn every_answer_carries_a_request_id_and_its_log_line_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(&dir, &[]).await;
+    let (s, logs) = Server::start_logged(&dir, &[]).await;
     let http = reqwest::Client::new();
     let id_of = |answer: &reqwest::Response| {
         answer
@@ -196,6 +197,17 @@ async fn every_answer_carries_a_request_id() {
         let id = id_of(&answer).unwrap_or_else(|| panic!("no request id on {path}"));
         assert_eq!(id.len(), 36, "{id}");
         assert!(seen.insert(id));
+    }
+    // Each answer's log line names its id, with its status.
+    for id in &seen {
+        let named = format!("request{{id={id}}}");
+        logs.wait_for(&named).await;
+        let lines = logs.lines();
+        let line = lines.iter().find(|l| l.contains(&named)).unwrap();
+        assert!(
+            line.contains("answered") && line.contains("status="),
+            "{line}"
+        );
     }
     // A caller's plain id is kept; anything else is replaced.
     let answer = http

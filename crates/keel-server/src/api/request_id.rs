@@ -1,6 +1,7 @@
 //! Request ids: every answer carries `x-request-id`, and every log line
 //! written while a request is served names it, so one failing call can be
-//! found in the logs. A caller's own id (a gateway's or a tracer's) is kept
+//! found in the logs (at `debug`, each answer logs a line of its own with
+//! its status and time). A caller's own id (a gateway's or a tracer's) is kept
 //! when it is short and plain; any other is replaced, so what reaches a log
 //! line is never more than 128 letters, digits and `-_.:`.
 
@@ -19,8 +20,19 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| plain(v.as_bytes()))
         .cloned()
         .unwrap_or_else(fresh);
-    let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default());
-    let mut response = next.run(req).instrument(span).await;
+    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
+    let started = std::time::Instant::now();
+    let mut response = async move {
+        let response = next.run(req).await;
+        tracing::debug!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await;
     response.headers_mut().insert(X_REQUEST_ID, id);
     response
 }

@@ -16,6 +16,28 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// A server's log lines, as [`Server::start_logged`] collects them.
+#[derive(Clone, Default)]
+pub(crate) struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("logs").clone()
+    }
+
+    /// Waits until a line contains `text` (log lines trail the answers).
+    pub(crate) async fn wait_for(&self, text: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.lines().iter().any(|l| l.contains(text)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {text:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
 pub(crate) struct Server {
     child: Child,
     pub url: String,
@@ -40,16 +62,43 @@ impl Server {
 
     /// A server with exactly these arguments after `server --listen 127.0.0.1:0`.
     pub(crate) async fn start_with(args: &[&str]) -> Server {
+        Server::spawn(args, None).await
+    }
+
+    /// A server on a fresh data directory that logs everything down to
+    /// `debug` into the returned [`Logs`], for tests of what reaches a log.
+    pub(crate) async fn start_logged(dir: &tempfile::TempDir, extra: &[&str]) -> (Server, Logs) {
+        let logs = Logs::default();
+        let mut args = vec!["--data-dir", dir.path().to_str().expect("a UTF-8 path")];
+        args.extend(extra);
+        let server = Server::spawn(&args, Some(logs.clone())).await;
+        (server, logs)
+    }
+
+    async fn spawn(args: &[&str], logs: Option<Logs>) -> Server {
         keel_client::install_tls_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
             .args(["server", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if logs.is_some() { "debug" } else { "warn" })
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logs.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("the keel binary starts");
+        if let (Some(logs), Some(stderr)) = (logs, child.stderr.take()) {
+            let mut lines = BufReader::new(stderr).lines();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    logs.0.lock().expect("logs").push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let line = lines
