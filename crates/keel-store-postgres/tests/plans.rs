@@ -227,8 +227,8 @@ async fn keyed_lanes_read_per_key_not_per_backlog() {
     let plan = analyzed(
         &client,
         include_str!("../queries/jobs/flow_lanes.sql"),
-        "text, text, bigint",
-        "'default', 'fair', 10",
+        "text, text, bigint, boolean",
+        "'default', 'fair', 10, true",
     )
     .await;
     assert_eq!(

@@ -36,7 +36,15 @@ impl PostgresStore {
         let mut lanes = Vec::new();
         let mut tats = Vec::new();
         for row in tx
-            .query(&stmt, &[&namespace, &queue, &room])
+            .query(
+                &stmt,
+                &[
+                    &namespace,
+                    &queue,
+                    &room,
+                    &policy.max_key_concurrency.is_some(),
+                ],
+            )
             .await
             .map_err(db)?
         {
