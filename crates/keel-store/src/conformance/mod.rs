@@ -26,6 +26,7 @@ mod schedules;
 mod sequences;
 mod sources;
 mod subscriptions;
+mod tenancy;
 mod topics;
 mod waiting;
 mod workflows;
@@ -108,6 +109,7 @@ where
         ("schedules", schedules::CASES),
         ("endpoints", endpoints::CASES),
         ("waiting", waiting::CASES),
+        ("tenancy", tenancy::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {
