@@ -132,6 +132,14 @@ impl Rate {
         Take { granted, next_at }
     }
 
+    /// The TAT of a rate whose whole burst was spent at `now`: what a
+    /// store must assume when it cannot know what was leased just before it
+    /// restarted. The next slot is one interval later, so the limit holds
+    /// across the restart; the price is the burst.
+    pub fn spent(&self, now: Timestamp) -> i64 {
+        now.as_millis() * 1000 + self.burst() * self.interval_us()
+    }
+
     /// The TAT after `n` jobs were leased at `now`.
     pub fn after(&self, tat_us: i64, now: Timestamp, n: u32) -> i64 {
         tat_us.max(now.as_millis() * 1000) + i64::from(n) * self.interval_us()

@@ -66,9 +66,11 @@ pub(crate) struct QueueHot {
     pub ready: BTreeSet<ReadyKey>,
     /// Jobs per state, finished states included.
     pub counts: [u64; 6],
-    /// The rate limit's theoretical arrival time, in µs (in memory: a
-    /// restart allows one burst).
-    pub rate_tat_us: i64,
+    /// The rate limit's theoretical arrival time, in µs. In memory only:
+    /// `None` after a restart until the first lease, which then assumes the
+    /// whole burst was spent just before it (`Rate::spent`), so a restart
+    /// never lets more through than the limit.
+    pub rate_tat_us: Option<i64>,
     /// Unfinished jobs per ordering key: the one that holds the key (only it
     /// runs) and the others in enqueue order.
     ordering: HashMap<Arc<str>, KeyGroup>,
@@ -133,7 +135,7 @@ impl Hot {
             leased: queue.count(JobState::Leased),
             max_concurrency: queue.policy.max_concurrency,
             rate_limit: queue.policy.rate_limit,
-            rate_tat_us: queue.rate_tat_us,
+            rate_tat_us: queue.rate_tat_us.unwrap_or_default(),
             ordering_key: job.ordering_key.as_deref().map(str::to_owned),
             key_holder,
             flow_key: queue.flow.as_ref().map(|_| key.to_owned()),
@@ -164,7 +166,7 @@ impl Hot {
             paused: false,
             ready: BTreeSet::new(),
             counts: [0; 6],
-            rate_tat_us: 0,
+            rate_tat_us: Some(0),
             ordering: HashMap::new(),
             flow: None,
         });

@@ -26,12 +26,9 @@ impl Writer {
             room = room.min(u64::from(max).saturating_sub(queue.count(JobState::Leased)));
         }
         let rate = queue.policy.rate_limit;
-        if let Some(rate) = rate {
-            let take = rate.allowed(
-                queue.rate_tat_us,
-                now,
-                u32::try_from(room).unwrap_or(u32::MAX),
-            );
+        let tat = rate.map(|rate| queue.rate_tat_us.unwrap_or_else(|| rate.spent(now)));
+        if let (Some(rate), Some(tat)) = (rate, tat) {
+            let take = rate.allowed(tat, now, u32::try_from(room).unwrap_or(u32::MAX));
             room = u64::from(take.granted);
             if let Some(at) = take.next_at.filter(|_| !queue.ready.is_empty()) {
                 self.signal.rate_limited(&req.queue, at);
@@ -104,10 +101,9 @@ impl Writer {
                 run_at,
             });
         }
-        if let Some(rate) = rate {
-            let queue = &mut self.hot.queues[queue_idx];
+        if let (Some(rate), Some(tat)) = (rate, tat) {
             let n = u32::try_from(leased.len()).unwrap_or(u32::MAX);
-            queue.rate_tat_us = rate.after(queue.rate_tat_us, now, n);
+            self.hot.queues[queue_idx].rate_tat_us = Some(rate.after(tat, now, n));
         }
         Ok(Ok(leased))
     }

@@ -289,6 +289,8 @@ impl Writer {
             let idx = hot.queue_entry(&queue);
             hot.set_policy(idx, policy.clone());
             hot.queues[idx].paused = row.get(3)?;
+            // What was leased just before the restart is not on disk.
+            hot.queues[idx].rate_tat_us = None;
             policies.insert(queue, policy);
         }
         drop(rows);
