@@ -33,6 +33,12 @@ pub(crate) struct FlowIndex {
     now_us: i64,
     max_key_concurrency: Option<u32>,
     key_rate: Option<Rate>,
+    /// Set when the index was rebuilt at open: what each key leased just
+    /// before the restart is not on disk, so the first pick assumes every
+    /// key spent its whole burst then (`Rate::spent`) and keeps that as
+    /// `rate_floor_us`, where keys first seen afterwards start too.
+    rates_forgotten: bool,
+    rate_floor_us: i64,
 }
 
 #[derive(Debug, Default)]
@@ -63,11 +69,32 @@ impl FlowIndex {
             now_us: 0,
             max_key_concurrency,
             key_rate,
+            rates_forgotten: false,
+            rate_floor_us: 0,
         }
     }
 
+    /// See `rates_forgotten`: called once the index is rebuilt at open.
+    pub(crate) fn forget_rates(&mut self) {
+        self.rates_forgotten = true;
+    }
+
+    /// The key's state, made for a key not known yet: its rate starts at
+    /// the floor (the epoch, unless a restart was recent).
+    fn key_entry(&mut self, key: &Arc<str>) -> &mut KeyFlow {
+        let (floor, now_us, rate) = (self.rate_floor_us, self.now_us, self.key_rate);
+        self.keys.entry(key.clone()).or_insert_with(|| KeyFlow {
+            rate_tat_us: floor,
+            slot_at: rate.filter(|_| floor > now_us).and_then(|r| {
+                r.allowed(floor, Timestamp::from_millis(now_us / 1000), 1)
+                    .next_at
+            }),
+            ..KeyFlow::default()
+        })
+    }
+
     pub(crate) fn ready_in(&mut self, key: &Arc<str>, job: ReadyKey) {
-        self.keys.entry(key.clone()).or_default().ready.insert(job);
+        self.key_entry(key).ready.insert(job);
         self.refresh(key);
     }
 
@@ -79,7 +106,7 @@ impl FlowIndex {
     }
 
     pub(crate) fn leased_in(&mut self, key: &Arc<str>) {
-        self.keys.entry(key.clone()).or_default().leased += 1;
+        self.key_entry(key).leased += 1;
         self.refresh(key);
     }
 
@@ -188,6 +215,19 @@ impl FlowIndex {
     ) -> Vec<JobId> {
         self.advance(now);
         let (max, rate) = (self.max_key_concurrency, self.key_rate);
+        if std::mem::take(&mut self.rates_forgotten)
+            && let Some(rate) = rate
+        {
+            self.rate_floor_us = rate.spent(now);
+            let keys: Vec<Arc<str>> = self.keys.keys().cloned().collect();
+            for key in keys {
+                if let Some(flow) = self.keys.get_mut(&key) {
+                    flow.rate_tat_us = flow.rate_tat_us.max(self.rate_floor_us);
+                    flow.slot_at = rate.allowed(flow.rate_tat_us, now, 1).next_at;
+                }
+                self.refresh(&key);
+            }
+        }
         // Only the first `n` open keys can give one of `n` jobs.
         let keys: Vec<Arc<str>> = self
             .open

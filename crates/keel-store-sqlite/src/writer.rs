@@ -291,6 +291,9 @@ impl Writer {
             hot.queues[idx].paused = row.get(3)?;
             // What was leased just before the restart is not on disk.
             hot.queues[idx].rate_tat_us = None;
+            if let Some(flow) = &mut hot.queues[idx].flow {
+                flow.forget_rates();
+            }
             policies.insert(queue, policy);
         }
         drop(rows);
