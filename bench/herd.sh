@@ -14,7 +14,7 @@ DB=postgres://postgres@127.0.0.1:5432/postgres
 PORT=5399
 schema="keel_herd_$$"
 psql -qAt "$DB" -c "CREATE SCHEMA $schema"
-"$KEEL" server --listen 127.0.0.1:$PORT \
+"$KEEL" server --listen 127.0.0.1:$PORT --auth off \
     --database-url "$DB?options=-c%20search_path%3D$schema" >/dev/null 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; psql -qAt "$DB" -c "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1' EXIT

@@ -7,6 +7,8 @@ lease, then complete or fail with the lease token.
 
 Run with:  python3 examples/python/worker.py http://127.0.0.1:5335 emails
 Options:   --namespace NS   --max-jobs N (stop after N jobs; for tests)
+Token:     KEEL_TOKEN=keel_... (a worker token; the server requires one unless
+           it runs with --auth off or is `keel dev`)
 Stop with Ctrl-C or SIGTERM: the job in hand is finished first.
 """
 
@@ -21,10 +23,14 @@ import urllib.request
 
 def call(base, path, body):
     """POSTs JSON and returns (status, answer)."""
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get("KEEL_TOKEN")
+    if token:
+        headers["Authorization"] = "Bearer " + token
     request = urllib.request.Request(
         base + path,
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:

@@ -20,6 +20,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sources;
 pub mod subscriptions;
+pub mod tokens;
 pub mod topics;
 pub mod workflows;
 

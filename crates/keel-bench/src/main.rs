@@ -299,7 +299,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let clients = servers
         .iter()
-        .map(|s| Client::new(&s.url))
+        .map(BenchServer::client)
         .collect::<Result<Vec<_>, _>>()?;
     let result = measure(&args, &servers, &clients).await;
     for server in servers {
@@ -512,7 +512,7 @@ async fn measure(
         // A server of their own: what earlier phases left in the first
         // server's allocator would count as memory otherwise.
         let fresh = BenchServer::start(&args.keel_binary()?, None).await?;
-        let clients = [Client::new(&fresh.url)?];
+        let clients = [fresh.client()?];
         if args.wants("memory") {
             let before = fresh.rss_mb()?;
             let elapsed = enqueue_bulk(&clients, "bench-memory", args.queued, args.batch).await?;

@@ -8,6 +8,30 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// An admin token made straight on the store before the server starts;
+/// `None` when this `keel` has no tokens (a build from before them).
+async fn admin_token(
+    keel: &Path,
+    store_args: &[std::ffi::OsString],
+) -> anyhow::Result<Option<String>> {
+    let out = tokio::process::Command::new(keel)
+        .args(["token", "create", "--role", "admin", "--name", "bench"])
+        .args(store_args)
+        .output()
+        .await
+        .context("running keel token create")?;
+    if !out.status.success() {
+        if String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand") {
+            return Ok(None);
+        }
+        bail!(
+            "keel token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Some(String::from_utf8(out.stdout)?.trim().to_owned()))
+}
+
 /// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
 pub(crate) struct BenchSchema {
     base: String,
@@ -49,11 +73,14 @@ impl BenchSchema {
     }
 }
 
-/// A `keel server` child process on a temporary data directory.
+/// A `keel server` child process on a temporary data directory, with
+/// tokens required (the default) and an admin token of its own.
 pub(crate) struct BenchServer {
     child: tokio::process::Child,
     pid: u32,
     pub(crate) url: String,
+    /// `None` for a `keel` from before tokens (an A/B against an old build).
+    token: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -65,6 +92,7 @@ impl BenchServer {
             Some(url) => vec!["--database-url".into(), url.into()],
             None => vec!["--data-dir".into(), dir.path().into()],
         };
+        let token = admin_token(keel, &store_args).await?;
         let mut child = tokio::process::Command::new(keel)
             // The webhook phases push to a receiver on loopback.
             .args(["server", "--listen", "127.0.0.1:0", "--allow-private-http"])
@@ -90,7 +118,17 @@ impl BenchServer {
             child,
             pid,
             url,
+            token,
             _dir: dir,
+        })
+    }
+
+    /// A client of this server that sends its admin token.
+    pub(crate) fn client(&self) -> anyhow::Result<keel_client::Client> {
+        let client = keel_client::Client::new(&self.url)?;
+        Ok(match &self.token {
+            Some(token) => client.with_token(token),
+            None => client,
         })
     }
 

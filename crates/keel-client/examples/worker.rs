@@ -2,7 +2,8 @@
 //! completes the others with a result.
 //!
 //! Run with: `cargo run -p keel-client --example worker -- http://127.0.0.1:5335 emails`
-//! and stop with Ctrl-C; running jobs finish before it exits.
+//! and stop with Ctrl-C; running jobs finish before it exits. It sends
+//! `KEEL_TOKEN` (a worker token) when set, as a server with tokens requires.
 
 use keel_client::{Client, JobFailure, Worker, WorkerOptions};
 use serde_json::json;
@@ -16,7 +17,10 @@ async fn main() -> anyhow::Result<()> {
     let queue = args.next().unwrap_or_else(|| "emails".into());
     let max_jobs: Option<usize> = args.next().map(|n| n.parse()).transpose()?;
 
-    let client = Client::new(&server)?;
+    let client = match std::env::var("KEEL_TOKEN") {
+        Ok(token) => Client::new(&server)?.with_token(&token),
+        Err(_) => Client::new(&server)?,
+    };
     let mut options = WorkerOptions::new("default", &queue);
     options.concurrency = 8;
     let done = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -97,6 +97,8 @@ pub struct ListQuery {
 pub struct Client {
     pub(crate) http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` on every request.
+    token: Option<std::sync::Arc<str>>,
 }
 
 /// Path segments are names the server validates; this keeps a stray `/` or `?`
@@ -144,7 +146,15 @@ impl Client {
         Ok(Client {
             http: builder.build()?,
             base,
+            token: None,
         })
+    }
+
+    /// The same client, sending `token` (`keel_…`) with every request.
+    #[must_use]
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.into());
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -155,6 +165,10 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
         let resp = req.send().await?;
         let status = resp.status();
         if status.is_success() {

@@ -14,6 +14,7 @@ mod endpoints;
 mod events;
 mod schedules;
 mod sources;
+mod tokens;
 mod worker;
 
 pub use client::{
@@ -35,8 +36,10 @@ pub use keel_api::subscriptions::Named as StartNamed;
 pub use keel_api::subscriptions::{
     StartAt, SubscriptionAnswer, SubscriptionList, SubscriptionRequest, SubscriptionStatus,
 };
+pub use keel_api::tokens::{TokenAnswer, TokenCreated, TokenList, TokenRequest};
 pub use keel_api::topics::{PublishedAnswer, TopicAnswer, TopicList, TopicRequest};
 pub use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, VersionEntry};
+pub use keel_core::auth::Role;
 pub use keel_core::job::Debounce;
 /// The types the answers are made of.
 pub use keel_core::workflow::{RunId, RunStatus, StepStatus};

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidDefinition,
     /// A webhook whose signature or timestamp does not check out.
     Unauthenticated,
+    /// A valid token whose role, namespaces or resources do not reach the request.
+    Forbidden,
     /// A body or a payload is larger than the limit.
     PayloadTooLarge,
     /// The namespace holds as many unfinished jobs as it may.
@@ -59,6 +61,7 @@ impl ErrorCode {
             ErrorCode::CursorStale => "cursor_stale",
             ErrorCode::InvalidDefinition => "invalid_definition",
             ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NamespaceFull => "namespace_full",
             ErrorCode::StorageFull => "storage_full",
@@ -76,6 +79,7 @@ impl ErrorCode {
             | ErrorCode::BatchTooLarge
             | ErrorCode::InvalidDefinition => 400,
             ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound | ErrorCode::JobNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::LeaseLost

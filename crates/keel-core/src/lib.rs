@@ -6,6 +6,7 @@
 //! depends on time takes `now`; every random choice (jitter) is passed in. That
 //! keeps each state transition a deterministic function that tests can drive.
 
+pub mod auth;
 pub mod backoff;
 pub mod clock;
 pub mod endpoint;

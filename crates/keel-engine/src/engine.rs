@@ -14,6 +14,7 @@ use crate::owners::Owners;
 use crate::schedules::{ScheduleIds, Schedules};
 use crate::sources::SourceService;
 use crate::subscriptions::SubscriptionService;
+use crate::tokens::TokenService;
 use crate::workflows::Driver;
 
 pub struct Engine {
@@ -26,6 +27,7 @@ pub struct Engine {
     pub subscriptions: SubscriptionService,
     pub sources: SourceService,
     pub endpoints: EndpointService,
+    pub tokens: TokenService,
     pub workflows: Arc<Driver>,
     pub(crate) schedule_ids: ScheduleIds,
     pub run_retention_ms: u64,
@@ -84,6 +86,7 @@ impl Engine {
             allow_private: config.allow_private_http,
         };
         let endpoints = EndpointService::new(store.clone(), clock.clone(), guard);
+        let tokens = TokenService::new(store.clone(), clock.clone());
         Arc::new(Engine {
             store,
             clock,
@@ -94,6 +97,7 @@ impl Engine {
             subscriptions,
             sources,
             endpoints,
+            tokens,
             workflows,
             schedule_ids: ScheduleIds::default(),
             run_retention_ms: config.run_retention_ms,

@@ -13,6 +13,8 @@
 //!   secrets, health and attempts log (the pushing is `services/pusher.rs`).
 //! - [`schedules::Schedules`]: schedules and the firing of their slots (the
 //!   timer is `services/timer.rs`).
+//! - [`tokens::TokenService`]: API tokens issued, checked on every request
+//!   (cached for at most 500 ms), listed and revoked.
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
 //! - [`services`]: the background services (maintenance, retention, the step
 //!   runner, the run sweep, the hand-off of events, the pusher), each `new(engine)` then `run(shutdown)`.
@@ -34,6 +36,7 @@ pub mod services;
 mod shutdown;
 pub mod sources;
 pub mod subscriptions;
+pub mod tokens;
 pub mod workflows;
 
 pub use engine::{DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};

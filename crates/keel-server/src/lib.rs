@@ -19,15 +19,17 @@ use tokio::net::TcpListener;
 /// Serves the API on `listener` and runs the background services until
 /// `shutdown` fires; then stops accepting, lets in-flight requests finish,
 /// stops the services and closes the store. With `tls` (from
-/// [`tls::load`]) the API is HTTPS only.
+/// [`tls::load`]) the API is HTTPS only; `auth` says whether callers need
+/// tokens.
 pub async fn run(
     engine: Arc<Engine>,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
+    auth: api::AuthConfig,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let services = services::start(engine.clone(), shutdown.clone());
-    let app = api::router(engine.clone());
+    let app = api::router(engine.clone(), auth);
     let served = match tls {
         None => {
             axum::serve(listener, app)

@@ -30,6 +30,7 @@ mod sources;
 mod subscriptions;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tokens;
 mod topics;
 mod workflows;
 

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0015_flow_keys.sql"),
     include_str!("../migrations/0016_key_rate.sql"),
     include_str!("../migrations/0017_one_leased_index.sql"),
+    include_str!("../migrations/0018_tokens.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -23,6 +23,7 @@ mod schema;
 mod sources;
 mod subscriptions;
 mod syncer;
+mod tokens;
 mod topics;
 mod workflows;
 mod writer;

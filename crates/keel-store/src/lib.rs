@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -25,6 +25,7 @@ mod schedules;
 mod signal;
 mod sources;
 mod subscriptions;
+mod tokens;
 mod topics;
 mod workflows;
 
@@ -50,6 +51,7 @@ pub use subscriptions::{
     Fetched, Subscription, SubscriptionStore, cursor_stale, has_target, subscription_not_found,
     topic_changed,
 };
+pub use tokens::{Token, TokenStore, token_not_found};
 pub use topics::{EventQuery, Published, Topic, TopicStore, event_not_found, topic_not_found};
 pub use workflows::{WorkflowStore, WorkflowVersion, workflow_not_found};
 
@@ -67,6 +69,7 @@ pub trait Store:
     + SourceStore
     + EndpointStore
     + ScheduleStore
+    + TokenStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

@@ -22,6 +22,9 @@ pub(crate) struct Target {
     /// certificate a private CA issued.
     #[arg(long, env = "KEEL_CA_CERT", global = true)]
     ca_cert: Option<std::path::PathBuf>,
+    /// API token (`keel_…`) sent with every request.
+    #[arg(long, env = "KEEL_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[arg(long, short, default_value = "default", global = true)]
     pub namespace: String,
     /// Print JSON instead of text.
@@ -41,7 +44,11 @@ impl Target {
             }
             None => None,
         };
-        Ok(Client::with_ca_cert(&self.server, ca.as_deref())?)
+        let client = Client::with_ca_cert(&self.server, ca.as_deref())?;
+        Ok(match &self.token {
+            Some(token) => client.with_token(token),
+            None => client,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ mod endpoints;
 mod events;
 mod schedules;
 mod sources;
+mod tokens;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use keel_core::{Limits, SystemClock};
 use keel_engine::{
     DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger,
 };
+use keel_server::api::AuthConfig;
 use keel_store_sqlite::SqliteStore;
 
 /// A server allocates and frees many small, short-lived buffers on several
@@ -69,6 +71,9 @@ enum Command {
     Endpoint(endpoints::EndpointArgs),
     /// Configure schedules; read their next slots and ledger; fire by hand.
     Schedule(schedules::ScheduleArgs),
+    /// Create, list and revoke API tokens (`create` also straight on a
+    /// store, to make the first admin token).
+    Token(tokens::TokenArgs),
 }
 
 #[derive(Args)]
@@ -103,6 +108,15 @@ struct ServerArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "KEEL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// `on`: every route but the health probes and the webhook ingress
+    /// needs a token (create the first with `keel token create --role admin
+    /// --name root --data-dir DIR`). `off`: anyone who can reach the
+    /// server can do anything.
+    #[arg(long, env = "KEEL_AUTH", default_value = "on", value_parser = ["on", "off"])]
+    auth: String,
+    /// Serve /metrics without a token.
+    #[arg(long, env = "KEEL_METRICS_PUBLIC")]
+    metrics_public: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -174,6 +188,10 @@ fn main() -> std::process::ExitCode {
                 let listen = Listen {
                     addr: args.listen,
                     tls,
+                    auth: AuthConfig {
+                        required: args.auth == "on",
+                        metrics_public: args.metrics_public,
+                    },
                 };
                 serve(listen, store, args.limits.limits(), config, false).await
             }
@@ -187,6 +205,10 @@ fn main() -> std::process::ExitCode {
                 let listen = Listen {
                     addr: args.listen,
                     tls: None,
+                    auth: AuthConfig {
+                        required: false,
+                        metrics_public: true,
+                    },
                 };
                 serve(listen, store, Limits::default(), config, true).await
             }
@@ -202,6 +224,7 @@ fn main() -> std::process::ExitCode {
             Command::Source(args) => sources::source(args).await,
             Command::Endpoint(args) => endpoints::endpoint(args).await,
             Command::Schedule(args) => schedules::schedule(args).await,
+            Command::Token(args) => tokens::token(args).await,
         }
     });
     match result {
@@ -228,10 +251,27 @@ enum StoreChoice {
     Postgres(String),
 }
 
+impl StoreChoice {
+    async fn open(&self, limits: &Limits) -> anyhow::Result<Arc<dyn keel_store::Store>> {
+        Ok(match self {
+            StoreChoice::Embedded(dir) => Arc::new(
+                SqliteStore::open(dir, limits)
+                    .with_context(|| format!("opening the store in {}", dir.display()))?,
+            ),
+            StoreChoice::Postgres(url) => Arc::new(
+                keel_store_postgres::PostgresStore::open(url, limits)
+                    .await
+                    .context("opening the PostgreSQL store")?,
+            ),
+        })
+    }
+}
+
 /// Where and how the API is served.
 struct Listen {
     addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
+    auth: AuthConfig,
 }
 
 async fn serve(
@@ -243,17 +283,14 @@ async fn serve(
 ) -> anyhow::Result<()> {
     init_logging();
     keel_engine::metrics::init();
-    let store: Arc<dyn keel_store::Store> = match &choice {
-        StoreChoice::Embedded(dir) => Arc::new(
-            SqliteStore::open(dir, &limits)
-                .with_context(|| format!("opening the store in {}", dir.display()))?,
-        ),
-        StoreChoice::Postgres(url) => Arc::new(
-            keel_store_postgres::PostgresStore::open(url, &limits)
-                .await
-                .context("opening the PostgreSQL store")?,
-        ),
-    };
+    let store = choice.open(&limits).await?;
+    if !listen.auth.required && !dev {
+        tracing::warn!("--auth off: anyone who can reach this server can do anything");
+    } else if listen.auth.required && store.tokens_list().await?.is_empty() {
+        tracing::warn!(
+            "no API tokens yet: create the first with `keel token create --role admin --name root` and this server's --data-dir or --database-url"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen.addr)
         .await
         .with_context(|| format!("listening on {}", listen.addr))?;
@@ -266,6 +303,7 @@ async fn serve(
     // Tests and scripts read this line to find the port (with --listen ...:0).
     println!("keel listening on {scheme}://{addr}");
     if dev && let StoreChoice::Embedded(data_dir) = &choice {
+        println!("  auth:    off (a dev server: anyone who can reach it can do anything)");
         println!("  data:    {}", data_dir.display());
         println!("  health:  http://{addr}/healthz");
         println!("  metrics: http://{addr}/metrics");
@@ -286,7 +324,7 @@ async fn serve(
         tracing::info!("draining: no new requests; finishing what is in flight");
         trigger.fire();
     });
-    keel_server::run(engine, listener, listen.tls, shutdown).await?;
+    keel_server::run(engine, listener, listen.tls, listen.auth, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -213,14 +213,21 @@ async fn shutdown_waits_for_running_handlers() {
 #[tokio::test]
 async fn python_example_worker() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    let client = Client::new(&server.url).unwrap();
+    let (server, admin) = Server::start_secured(&dir, &[]).await;
+    let worker = server
+        .mint(
+            &admin,
+            json!({"name": "py", "role": "worker", "namespaces": ["default"]}),
+        )
+        .await;
+    let client = Client::new(&server.url).unwrap().with_token(&admin);
     let mut jobs: Vec<JobSpec> = (0..19).map(|n| JobSpec::new(json!({"n": n}))).collect();
     jobs.push(JobSpec::new(json!({"fail": true})));
     client.enqueue_many("default", "py", &jobs).await.unwrap();
     let output = tokio::process::Command::new("python3")
         .arg(repo_root().join("examples/python/worker.py"))
         .args([&server.url, "py", "--max-jobs", "20"])
+        .env("KEEL_TOKEN", worker["token"].as_str().unwrap())
         .output()
         .await
         .expect("python3 runs");
@@ -254,8 +261,11 @@ async fn rust_example_worker() {
         .expect("cargo runs");
     assert!(built.success());
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    let client = Client::new(&server.url).unwrap();
+    let (server, admin) = Server::start_secured(&dir, &[]).await;
+    let worker = server
+        .mint(&admin, json!({"name": "rs", "role": "worker", "namespaces": ["default"], "resources": ["queue:emails"]}))
+        .await;
+    let client = Client::new(&server.url).unwrap().with_token(&admin);
     let jobs: Vec<JobSpec> = (0..5)
         .map(|n| JobSpec::new(json!({"to": format!("user{n}@example.com")})))
         .collect();
@@ -268,6 +278,7 @@ async fn rust_example_worker() {
         .unwrap_or_else(|_| repo_root().join("target"));
     let output = tokio::process::Command::new(target.join("debug/examples/worker"))
         .args([&server.url, "emails", "5"])
+        .env("KEEL_TOKEN", worker["token"].as_str().unwrap())
         .output()
         .await
         .expect("the example runs");

@@ -85,7 +85,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-async fn path_segments<S: Send + Sync>(
+pub(super) async fn path_segments<S: Send + Sync>(
     parts: &mut Parts,
     state: &S,
 ) -> Result<Vec<(String, String)>, ApiError> {

@@ -1,6 +1,7 @@
 //! HTTP API v1: routes, the error body, and extractors that turn every bad
 //! input into a coded 4xx (never a 500 or a panic).
 
+mod auth;
 mod cloudevents;
 mod endpoints;
 mod error;
@@ -12,6 +13,7 @@ mod request_id;
 mod schedules;
 mod sources;
 mod subscriptions;
+mod tokens;
 mod topics;
 mod workflows;
 
@@ -20,13 +22,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
+pub use auth::AuthConfig;
 pub use error::ApiError;
 
 use keel_engine::Engine;
 
-pub fn router(engine: Arc<Engine>) -> Router {
+/// The whole API; `auth` says whether callers need tokens.
+pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
     let body_limit = engine.limits.max_body_bytes;
     let v1 = Router::new()
         .route("/namespaces/{ns}/queues/{queue}/jobs", post(jobs::enqueue))
@@ -124,6 +128,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(sources::get).put(sources::put).delete(sources::delete),
         )
         .route("/hooks/{ns}/{name}", post(sources::ingest))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
         .route("/namespaces/{ns}/endpoints", get(endpoints::list))
         .route(
             "/namespaces/{ns}/endpoints/{name}",
@@ -175,6 +181,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            (engine.clone(), auth),
+            auth::check,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

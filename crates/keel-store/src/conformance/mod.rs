@@ -27,6 +27,7 @@ mod sequences;
 mod sources;
 mod subscriptions;
 mod tenancy;
+mod tokens;
 mod topics;
 mod waiting;
 mod workflows;
@@ -110,6 +111,7 @@ where
         ("endpoints", endpoints::CASES),
         ("waiting", waiting::CASES),
         ("tenancy", tenancy::CASES),
+        ("tokens", tokens::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

@@ -38,6 +38,28 @@ impl Logs {
     }
 }
 
+/// `keel token create --role admin --name root` straight on a store
+/// (`--data-dir DIR` or `--database-url URL`): the token it prints.
+pub(crate) async fn bootstrap_token(store: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["token", "create", "--role", "admin", "--name", "root"])
+        .args(store)
+        .output()
+        .await
+        .expect("the keel binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("keel_"), "{token}");
+    token
+}
+
 pub(crate) struct Server {
     child: Child,
     pub url: String,
@@ -60,7 +82,8 @@ impl Server {
         server
     }
 
-    /// A server with exactly these arguments after `server --listen 127.0.0.1:0`.
+    /// A server with these arguments after `server --listen 127.0.0.1:0`
+    /// (and `--auth off` unless they set `--auth`).
     pub(crate) async fn start_with(args: &[&str]) -> Server {
         Server::spawn(args, None).await
     }
@@ -75,10 +98,39 @@ impl Server {
         (server, logs)
     }
 
+    /// A server that requires tokens (`--auth on`) on a fresh data
+    /// directory, and the admin token made on that directory before it
+    /// started (`keel token create`, as an operator bootstraps one).
+    pub(crate) async fn start_secured(dir: &tempfile::TempDir, extra: &[&str]) -> (Server, String) {
+        let data = dir.path().to_str().expect("a UTF-8 path");
+        let admin = bootstrap_token(&["--data-dir", data]).await;
+        let mut args = vec!["--auth", "on"];
+        args.extend(extra);
+        (Server::start(dir, &args).await, admin)
+    }
+
+    /// Creates a token through the API as `admin`: the whole answer
+    /// (`token` is the secret).
+    pub(crate) async fn mint(&self, admin: &str, body: Value) -> Value {
+        let (status, answer) = self
+            .call_as(Some(admin), "POST", "/v1/tokens", Some(body))
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        answer
+    }
+
+    /// Tokens are off unless the test asks for `--auth on`: the auth tests
+    /// check them; the others test everything else.
     async fn spawn(args: &[&str], logs: Option<Logs>) -> Server {
         keel_client::install_tls_provider();
+        let auth: &[&str] = if args.contains(&"--auth") {
+            &[]
+        } else {
+            &["--auth", "off"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
             .args(["server", "--listen", "127.0.0.1:0"])
+            .args(auth)
             .args(args)
             .env("RUST_LOG", if logs.is_some() { "debug" } else { "warn" })
             .env("NO_COLOR", "1")
@@ -197,6 +249,17 @@ impl Server {
 
     /// Sends `body` (JSON or raw text) and returns the status and the JSON answer.
     pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(None, method, path, body).await
+    }
+
+    /// [`Server::call`] with `Authorization: Bearer token` when given.
+    pub(crate) async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = if path.starts_with('/')
             && !path.starts_with("/v1")
             && !path.starts_with("/healthz")
@@ -211,6 +274,9 @@ impl Server {
         let mut req = self.http.request(method, url);
         if let Some(body) = body {
             req = req.json(&body);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
         }
         let resp = req.send().await.expect("the server answers");
         let status = resp.status().as_u16();

@@ -1,0 +1,249 @@
+//! Bearer tokens on every route: each route's need (an [`Access`] and what
+//! it reaches) is one line of [`RULES`], checked from the route and its
+//! path alone, before any handler or store access. A route missing from the
+//! table needs an admin (fail closed). 401 `unauthenticated` for a missing,
+//! unknown, expired or revoked token; 403 `forbidden` for a role, namespace
+//! or resource the token does not reach. The webhook ingress (checked by
+//! its source's signature) and the health probes are open; `/metrics` is
+//! open only with `--metrics-public`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use keel_core::ErrorCode;
+use keel_core::auth::{Access, Reach};
+use keel_engine::Engine;
+
+use super::ApiError;
+use super::extract::path_segments;
+
+/// How the API checks its callers.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthConfig {
+    /// Every route but the open ones needs a token (`keel server`'s default).
+    pub required: bool,
+    /// `/metrics` is open even when tokens are required.
+    pub metrics_public: bool,
+}
+
+/// What a route reaches, by its path parameters.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// Every namespace.
+    All,
+    /// `{ns}` as a whole.
+    Namespace,
+    /// `{ns}` and the resource of this kind named by this parameter.
+    Resource(&'static str, &'static str),
+    /// `{ns}`, and a lease token in the body.
+    Leased,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    Open,
+    Metrics,
+    Token(Access, Shape),
+}
+
+use Access::{Admin, Operate, Publish, Read, ReadJobs, Work};
+use Shape::{All, Leased, Namespace, Resource};
+
+const fn on(kind: &'static str, param: &'static str) -> Shape {
+    Resource(kind, param)
+}
+const QUEUE: Shape = on("queue", "queue");
+const TOPIC: Shape = on("topic", "topic");
+const SUBSCRIPTION: Shape = on("subscription", "name");
+const WORKFLOW: Shape = on("workflow", "name");
+const SOURCE: Shape = on("source", "name");
+const ENDPOINT: Shape = on("endpoint", "name");
+const SCHEDULE: Shape = on("schedule", "name");
+
+/// Every route's need, as docs/api.md's role table shows it.
+#[rustfmt::skip]
+const RULES: &[(&str, &str, Need)] = &[
+    ("GET", "/healthz", Need::Open),
+    ("GET", "/readyz", Need::Open),
+    ("GET", "/metrics", Need::Metrics),
+    ("POST", "/v1/hooks/{ns}/{name}", Need::Open),
+    ("POST", "/v1/tokens", Need::Token(Admin, All)),
+    ("GET", "/v1/tokens", Need::Token(Admin, All)),
+    ("DELETE", "/v1/tokens/{id}", Need::Token(Admin, All)),
+    ("POST", "/v1/namespaces/{ns}/queues/{queue}/jobs", Need::Token(Publish, QUEUE)),
+    ("POST", "/v1/namespaces/{ns}/queues/{queue}/lease", Need::Token(Work, QUEUE)),
+    ("POST", "/v1/namespaces/{ns}/queues/{queue}/redrive", Need::Token(Operate, QUEUE)),
+    ("GET", "/v1/namespaces/{ns}/queues/{queue}", Need::Token(ReadJobs, QUEUE)),
+    ("PUT", "/v1/namespaces/{ns}/queues/{queue}", Need::Token(Operate, QUEUE)),
+    ("POST", "/v1/namespaces/{ns}/queues/{queue}/pause", Need::Token(Operate, QUEUE)),
+    ("POST", "/v1/namespaces/{ns}/queues/{queue}/resume", Need::Token(Operate, QUEUE)),
+    ("GET", "/v1/namespaces/{ns}/jobs", Need::Token(ReadJobs, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/jobs/{id}", Need::Token(ReadJobs, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/jobs/{id}/complete", Need::Token(Work, Leased)),
+    ("POST", "/v1/namespaces/{ns}/jobs/{id}/fail", Need::Token(Work, Leased)),
+    ("POST", "/v1/namespaces/{ns}/jobs/{id}/heartbeat", Need::Token(Work, Leased)),
+    ("POST", "/v1/namespaces/{ns}/jobs/{id}/cancel", Need::Token(Operate, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/acks", Need::Token(Work, Leased)),
+    ("GET", "/v1/namespaces/{ns}/topics", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/topics/{topic}", Need::Token(Read, TOPIC)),
+    ("PUT", "/v1/namespaces/{ns}/topics/{topic}", Need::Token(Operate, TOPIC)),
+    ("DELETE", "/v1/namespaces/{ns}/topics/{topic}", Need::Token(Operate, TOPIC)),
+    ("GET", "/v1/namespaces/{ns}/topics/{topic}/events", Need::Token(Read, TOPIC)),
+    ("POST", "/v1/namespaces/{ns}/topics/{topic}/events", Need::Token(Publish, TOPIC)),
+    ("GET", "/v1/namespaces/{ns}/topics/{topic}/events/{id}", Need::Token(Read, TOPIC)),
+    ("POST", "/v1/namespaces/{ns}/topics/{topic}/match", Need::Token(Read, TOPIC)),
+    ("GET", "/v1/namespaces/{ns}/subscriptions", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/subscriptions/{name}", Need::Token(Read, SUBSCRIPTION)),
+    ("PUT", "/v1/namespaces/{ns}/subscriptions/{name}", Need::Token(Operate, SUBSCRIPTION)),
+    ("DELETE", "/v1/namespaces/{ns}/subscriptions/{name}", Need::Token(Operate, SUBSCRIPTION)),
+    ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/pause", Need::Token(Operate, SUBSCRIPTION)),
+    ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/resume", Need::Token(Operate, SUBSCRIPTION)),
+    ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/seek", Need::Token(Operate, SUBSCRIPTION)),
+    ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/fetch", Need::Token(Work, SUBSCRIPTION)),
+    ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/commit", Need::Token(Work, SUBSCRIPTION)),
+    ("GET", "/v1/namespaces/{ns}/workflows/{name}", Need::Token(Read, WORKFLOW)),
+    ("PUT", "/v1/namespaces/{ns}/workflows/{name}", Need::Token(Operate, WORKFLOW)),
+    ("GET", "/v1/namespaces/{ns}/workflows/{name}/versions", Need::Token(Read, WORKFLOW)),
+    ("POST", "/v1/namespaces/{ns}/workflows/{name}/runs", Need::Token(Publish, WORKFLOW)),
+    ("GET", "/v1/namespaces/{ns}/runs", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/runs/{id}", Need::Token(Read, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/runs/{id}/signals/{signal}", Need::Token(Publish, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/runs/{id}/cancel", Need::Token(Operate, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/runs/{id}/retry", Need::Token(Operate, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/sources", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/sources/{name}", Need::Token(Read, SOURCE)),
+    ("PUT", "/v1/namespaces/{ns}/sources/{name}", Need::Token(Operate, SOURCE)),
+    ("DELETE", "/v1/namespaces/{ns}/sources/{name}", Need::Token(Operate, SOURCE)),
+    ("GET", "/v1/namespaces/{ns}/endpoints", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/endpoints/{name}", Need::Token(Read, ENDPOINT)),
+    ("PUT", "/v1/namespaces/{ns}/endpoints/{name}", Need::Token(Operate, ENDPOINT)),
+    ("DELETE", "/v1/namespaces/{ns}/endpoints/{name}", Need::Token(Operate, ENDPOINT)),
+    ("POST", "/v1/namespaces/{ns}/endpoints/{name}/rotate-secret", Need::Token(Operate, ENDPOINT)),
+    ("POST", "/v1/namespaces/{ns}/endpoints/{name}/enable", Need::Token(Operate, ENDPOINT)),
+    ("GET", "/v1/namespaces/{ns}/endpoints/{name}/attempts", Need::Token(Read, ENDPOINT)),
+    ("POST", "/v1/namespaces/{ns}/endpoints/{name}/recover", Need::Token(Operate, ENDPOINT)),
+    ("GET", "/v1/namespaces/{ns}/schedules", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/schedules/{name}", Need::Token(Read, SCHEDULE)),
+    ("PUT", "/v1/namespaces/{ns}/schedules/{name}", Need::Token(Operate, SCHEDULE)),
+    ("DELETE", "/v1/namespaces/{ns}/schedules/{name}", Need::Token(Operate, SCHEDULE)),
+    ("POST", "/v1/namespaces/{ns}/schedules/{name}/pause", Need::Token(Operate, SCHEDULE)),
+    ("POST", "/v1/namespaces/{ns}/schedules/{name}/resume", Need::Token(Operate, SCHEDULE)),
+    ("POST", "/v1/namespaces/{ns}/schedules/{name}/trigger", Need::Token(Operate, SCHEDULE)),
+    ("POST", "/v1/namespaces/{ns}/schedules/{name}/backfill", Need::Token(Operate, SCHEDULE)),
+];
+
+static TABLE: LazyLock<HashMap<(&'static str, &'static str), Need>> =
+    LazyLock::new(|| RULES.iter().map(|&(m, p, need)| ((m, p), need)).collect());
+
+/// A route's need; HEAD is GET's. Unlisted: admin over everything.
+fn need(method: &Method, path: &str) -> Need {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    TABLE
+        .get(&(method, path))
+        .copied()
+        .unwrap_or(Need::Token(Admin, All))
+}
+
+pub(super) async fn check(
+    State((engine, config)): State<(Arc<Engine>, AuthConfig)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let (access, shape) = match need(req.method(), &matched) {
+        Need::Open => return next.run(req).await,
+        Need::Metrics if config.metrics_public => return next.run(req).await,
+        Need::Metrics => (Read, All),
+        Need::Token(access, shape) => (access, shape),
+    };
+    if !config.required {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match authorize(&engine, &mut parts, access, shape).await {
+        Ok(caller) => caller,
+        Err(e) => return refusal(e),
+    };
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn authorize(
+    engine: &Engine,
+    parts: &mut axum::http::request::Parts,
+    access: Access,
+    shape: Shape,
+) -> Result<keel_engine::tokens::Caller, ApiError> {
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this route needs a token: Authorization: Bearer keel_...",
+            )
+        })?;
+    let caller = engine.tokens.authenticate(presented.trim()).await?;
+    let segments = match shape {
+        All => Vec::new(),
+        _ => path_segments(parts, &()).await?,
+    };
+    let param = |name: &str| {
+        segments
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let reach = match shape {
+        All => Reach::All,
+        Namespace => Reach::Namespace(param("ns")),
+        Leased => Reach::Leased(param("ns")),
+        Resource(kind, name) => Reach::Resource {
+            namespace: param("ns"),
+            kind,
+            name: param(name),
+        },
+    };
+    caller.grant.permit(access, reach)?;
+    Ok(caller)
+}
+
+fn refusal(e: ApiError) -> Response {
+    let unauthenticated = e.0.code == ErrorCode::Unauthenticated;
+    let mut response = e.into_response();
+    if unauthenticated {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_is_listed_once_and_unlisted_routes_need_an_admin() {
+        assert_eq!(TABLE.len(), RULES.len(), "a route listed twice");
+        assert!(matches!(
+            need(&Method::GET, "/v1/namespaces/{ns}/new-thing"),
+            Need::Token(Admin, All)
+        ));
+        assert!(matches!(need(&Method::HEAD, "/healthz"), Need::Open));
+    }
+}

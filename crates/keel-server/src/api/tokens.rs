@@ -1,0 +1,79 @@
+//! API tokens (admin only): create (the secret is in this answer and no
+//! other), list (with `last_used_at`, never a secret), revoke.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use keel_api::tokens::{TokenAnswer, TokenCreated, TokenList, TokenRequest};
+use keel_core::auth::{Grant, Role};
+use keel_engine::Engine;
+use keel_engine::tokens::Expiry;
+use keel_store::Token;
+
+use super::ApiError;
+use super::extract::JsonBody;
+
+type Api<T> = Result<T, ApiError>;
+
+fn answer(token: Token) -> TokenAnswer {
+    TokenAnswer {
+        id: token.id,
+        name: token.name,
+        role: token.grant.role,
+        namespaces: token.grant.namespaces,
+        resources: token.grant.resources,
+        created_at: token.created_at,
+        expires_at: token.expires_at,
+        last_used_at: token.last_used_at,
+        revoked_at: token.revoked_at,
+    }
+}
+
+pub(super) async fn create(
+    State(engine): State<Arc<Engine>>,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> Api<(StatusCode, Json<TokenCreated>)> {
+    let namespaces = match (req.namespaces, req.role) {
+        (Some(namespaces), _) => namespaces,
+        (None, Role::Admin) => vec!["*".to_owned()],
+        (None, _) => {
+            return Err(ApiError::invalid(
+                "namespaces is required: the namespaces the token reaches, or [\"*\"] for all",
+            ));
+        }
+    };
+    let expiry = match req.expires_in_ms {
+        None => Expiry::Default,
+        Some(None) => Expiry::Never,
+        Some(Some(ms)) => Expiry::In(ms),
+    };
+    let grant = Grant {
+        role: req.role,
+        namespaces,
+        resources: req.resources,
+    };
+    let issued = engine.tokens.create(&req.name, grant, expiry).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            about: answer(issued.token),
+            token: issued.secret,
+        }),
+    ))
+}
+
+pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<TokenList>> {
+    let tokens = engine.tokens.list().await?;
+    Ok(Json(TokenList {
+        tokens: tokens.into_iter().map(answer).collect(),
+    }))
+}
+
+pub(super) async fn revoke(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Api<Json<TokenAnswer>> {
+    Ok(Json(answer(engine.tokens.revoke(&id).await?)))
+}

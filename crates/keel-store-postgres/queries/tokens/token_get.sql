@@ -1,0 +1,4 @@
+SELECT id, name, role, namespaces, resources, secret_hash, created_at, expires_at,
+       last_used_at, revoked_at
+FROM keel_tokens
+WHERE id = $1
