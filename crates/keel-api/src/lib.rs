@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: no HTTP, store or engine type appears here.
 
+pub mod audit;
 pub mod endpoints;
 pub mod error;
 pub mod health;

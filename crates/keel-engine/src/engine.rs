@@ -32,6 +32,7 @@ pub struct Engine {
     pub(crate) schedule_ids: ScheduleIds,
     pub run_retention_ms: u64,
     pub attempt_retention_ms: u64,
+    pub audit_retention_ms: u64,
 }
 
 /// How the engine treats the outside world, and how long it keeps history.
@@ -44,6 +45,8 @@ pub struct EngineConfig {
     pub run_retention_ms: u64,
     /// How long endpoints' delivery attempts are kept in their log.
     pub attempt_retention_ms: u64,
+    /// How long audit entries are kept.
+    pub audit_retention_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             allow_private_http: false,
             run_retention_ms: DEFAULT_RUN_RETENTION_MS,
             attempt_retention_ms: DEFAULT_ATTEMPT_RETENTION_MS,
+            audit_retention_ms: DEFAULT_AUDIT_RETENTION_MS,
         }
     }
 }
@@ -61,6 +65,8 @@ impl Default for EngineConfig {
 pub const DEFAULT_RUN_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
 /// Delivery attempts are kept a week by default, like runs.
 pub const DEFAULT_ATTEMPT_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+/// Audit entries are kept a year by default: what a yearly review asks for.
+pub const DEFAULT_AUDIT_RETENTION_MS: u64 = 365 * 24 * 3_600_000;
 
 impl Engine {
     pub fn new(
@@ -102,6 +108,7 @@ impl Engine {
             schedule_ids: ScheduleIds::default(),
             run_retention_ms: config.run_retention_ms,
             attempt_retention_ms: config.attempt_retention_ms,
+            audit_retention_ms: config.audit_retention_ms,
         })
     }
 

@@ -39,6 +39,9 @@ pub mod subscriptions;
 pub mod tokens;
 pub mod workflows;
 
-pub use engine::{DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig};
+pub use engine::{
+    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine,
+    EngineConfig,
+};
 pub use rates::RecentRates;
 pub use shutdown::{Shutdown, ShutdownTrigger};

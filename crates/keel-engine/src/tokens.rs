@@ -31,12 +31,22 @@ const PREFIX: &str = "keel_";
 const ID_BYTES: usize = 16;
 const SECRET_BYTES: usize = 32;
 
-/// Who made a request: the token's id and name and what it may do.
+/// Who made a request: the token as this node last read it.
 #[derive(Clone, Debug)]
-pub struct Caller {
-    pub token_id: String,
-    pub name: String,
-    pub grant: Grant,
+pub struct Caller(Arc<Token>);
+
+impl Caller {
+    pub fn token_id(&self) -> &str {
+        &self.0.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    pub fn grant(&self) -> &Grant {
+        &self.0.grant
+    }
 }
 
 /// When a new token expires.
@@ -99,7 +109,7 @@ pub async fn issue(
 }
 
 struct Cached {
-    token: Token,
+    token: Arc<Token>,
     read_at: Timestamp,
     touched_at: Timestamp,
 }
@@ -146,7 +156,7 @@ impl TokenService {
             Some(found) => found,
             None => {
                 let token = self.store.token_get(id).await?.ok_or_else(invalid)?;
-                self.remember(&token, now)
+                self.remember(Arc::new(token), now)
             }
         };
         if !bool::from(sha256(secret).ct_eq(&token.secret_hash)) {
@@ -160,18 +170,15 @@ impl TokenService {
         }
         if touch {
             let store = self.store.clone();
-            let id = token.id.clone();
+            let token = token.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.token_touch(&id, now).await {
+                let id = &token.id;
+                if let Err(e) = store.token_touch(id, now).await {
                     tracing::warn!(error = %e.message, "recording a token's last use failed");
                 }
             });
         }
-        Ok(Caller {
-            token_id: token.id,
-            name: token.name,
-            grant: token.grant,
-        })
+        Ok(Caller(token))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
@@ -182,7 +189,7 @@ impl TokenService {
 
     /// The cached token when it is fresh, and whether its use is due to be
     /// recorded (then it is marked recorded).
-    fn cached(&self, id: &str, now: Timestamp) -> Option<(Token, bool)> {
+    fn cached(&self, id: &str, now: Timestamp) -> Option<(Arc<Token>, bool)> {
         let mut cache = self.cache();
         let entry = cache.get_mut(id)?;
         if now.as_millis() - entry.read_at.as_millis() >= CACHE_MS {
@@ -191,7 +198,7 @@ impl TokenService {
         Some((entry.token.clone(), due(entry, now)))
     }
 
-    fn remember(&self, token: &Token, now: Timestamp) -> (Token, bool) {
+    fn remember(&self, token: Arc<Token>, now: Timestamp) -> (Arc<Token>, bool) {
         let mut cache = self.cache();
         if cache.len() >= CACHE_MAX {
             cache.clear();
@@ -208,8 +215,7 @@ impl TokenService {
         });
         entry.token = token.clone();
         entry.read_at = now;
-        entry.touched_at = last;
-        (token.clone(), due(entry, now))
+        (token, due(entry, now))
     }
 }
 

@@ -14,6 +14,7 @@
 //! Wake-ups cross nodes through `LISTEN/NOTIFY`, sent by one notifier task
 //! after commits, never inside an enqueue transaction ([`notify`]).
 
+mod audit;
 mod bound;
 mod endpoints;
 mod jobs;

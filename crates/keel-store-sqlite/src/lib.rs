@@ -6,6 +6,7 @@
 //! jobs run on a small pool of reader connections, which WAL lets proceed while
 //! the writer commits.
 
+mod audit;
 mod checkpointer;
 mod endpoints;
 mod enqueue;

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_schedules.sql"),
     include_str!("../migrations/0010_flow_keys.sql"),
     include_str!("../migrations/0011_tokens.sql"),
+    include_str!("../migrations/0012_audit.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

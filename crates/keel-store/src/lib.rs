@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -13,6 +13,7 @@
 //! Architecture invariant: no SQL, file or HTTP type appears here; the engine
 //! above talks to a `dyn Store` and cannot tell the backends apart.
 
+mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod endpoints;
@@ -31,6 +32,7 @@ mod workflows;
 
 use async_trait::async_trait;
 
+pub use audit::{Actor, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 pub use endpoints::{
     Attempt, AttemptQuery, Endpoint, EndpointStore, NewAttempt, SecretChoice, endpoint_not_found,
 };
@@ -70,6 +72,7 @@ pub trait Store:
     + EndpointStore
     + ScheduleStore
     + TokenStore
+    + AuditStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

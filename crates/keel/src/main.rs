@@ -19,7 +19,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
 use keel_engine::{
-    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine, EngineConfig, ShutdownTrigger,
+    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine,
+    EngineConfig, ShutdownTrigger,
 };
 use keel_server::api::AuthConfig;
 use keel_store_sqlite::SqliteStore;
@@ -101,6 +102,9 @@ struct ServerArgs {
     /// (default: 7 days).
     #[arg(long, env = "KEEL_ATTEMPT_RETENTION_MS", default_value_t = DEFAULT_ATTEMPT_RETENTION_MS)]
     attempt_retention_ms: u64,
+    /// How long audit entries are kept, in ms (default: 365 days).
+    #[arg(long, env = "KEEL_AUDIT_RETENTION_MS", default_value_t = DEFAULT_AUDIT_RETENTION_MS)]
+    audit_retention_ms: u64,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain,
     /// leaf first; needs --tls-key.
     #[arg(long, env = "KEEL_TLS_CERT", requires = "tls_key")]
@@ -178,6 +182,7 @@ fn main() -> std::process::ExitCode {
                     allow_private_http: args.allow_private_http,
                     run_retention_ms: args.run_retention_ms,
                     attempt_retention_ms: args.attempt_retention_ms,
+                    audit_retention_ms: args.audit_retention_ms,
                 };
                 let tls = match (&args.tls_cert, &args.tls_key) {
                     (Some(cert), Some(key)) => {

@@ -324,6 +324,29 @@ fn millis(at: &Value) -> i64 {
         .as_millis()
 }
 
+/// Every audit entry after `after` that `admin` can read with this
+/// query, oldest first, page by page.
+async fn audit(s: &Server, admin: &str, after: i64, query: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut after = after;
+    loop {
+        let (status, page) = s
+            .call_as(
+                Some(admin),
+                "GET",
+                &format!("/v1/audit?limit=50&after={after}{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => return entries,
+        }
+    }
+}
+
 fn secret(answer: &Value) -> String {
     answer["token"].as_str().unwrap().to_owned()
 }
@@ -367,6 +390,11 @@ async fn every_route_lets_in_exactly_the_roles_and_namespaces_it_should() {
     let mut secrets: Vec<String> = tokens.iter().map(|(_, t)| t.clone()).collect();
     secrets.extend([secret(&expiring), secret(&revoked)]);
 
+    let setup_done = audit(&s, &admin, 0, "")
+        .await
+        .last()
+        .and_then(|e| e["id"].as_i64())
+        .unwrap();
     let mut checked = 0;
     for route in ROUTES {
         // Without a token: only the open routes answer, and never with 401/403.
@@ -421,6 +449,44 @@ async fn every_route_lets_in_exactly_the_roles_and_namespaces_it_should() {
         }
     }
     assert!(checked >= ROUTES.len() * 10);
+
+    // Every change let in is in the audit log, by the right actor, and
+    // nothing else is: not the reads, not the refusals.
+    let entries = audit(&s, &admin, setup_done, "").await;
+    let mut expected = Vec::new();
+    for route in ROUTES.iter().filter(|r| r.method != "GET") {
+        for (role, ns) in [("operator", "acme"), ("admin", "acme"), ("admin", "globex")] {
+            let audited = match route.need {
+                "operate" => true,
+                "admin" => role == "admin",
+                _ => false,
+            };
+            if audited {
+                expected.push((role.to_owned(), route.method, path(route, ns)));
+            }
+        }
+    }
+    let mut seen: Vec<(String, &str, String)> = entries
+        .iter()
+        .map(|e| {
+            let method = ["PUT", "POST", "DELETE"]
+                .into_iter()
+                .find(|m| e["summary"]["method"] == *m)
+                .unwrap();
+            let name = e["actor"]["name"].as_str().unwrap();
+            let role = if name == "root" { "admin" } else { name };
+            assert_eq!(e["actor"]["role"], role, "{e}");
+            assert!(e["outcome"].as_u64().is_some_and(|o| o < 500), "{e}");
+            (
+                role.to_owned(),
+                method,
+                e["summary"]["path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected);
 
     // A refused change changed nothing: the reader's and the other
     // namespace's enqueues left no job behind.
@@ -750,4 +816,173 @@ async fn a_revocation_reaches_every_node_within_a_second() {
     assert!(revoked.elapsed() < Duration::from_secs(1));
     drop(nodes);
     drop(schema);
+}
+
+#[tokio::test]
+async fn the_audit_log_says_who_changed_what_and_operators_see_their_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let ops = secret(
+        &s.mint(
+            &admin,
+            json!({"name": "ada", "role": "operator", "namespaces": ["acme"]}),
+        )
+        .await,
+    );
+    let other = secret(
+        &s.mint(
+            &admin,
+            json!({"name": "bob", "role": "operator", "namespaces": ["globex"]}),
+        )
+        .await,
+    );
+    // A policy change with the caller's own request id.
+    let (status, _) = s
+        .send_as(
+            &ops,
+            "PUT",
+            "/namespaces/acme/queues/emails",
+            &[("x-request-id", "change-42")],
+            br#"{"max_attempts": 1}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // A dead job redriven with an edited payload: the entry has its hash.
+    let (status, _) = s
+        .call_as(
+            Some(&ops),
+            "POST",
+            "/v1/namespaces/acme/queues/emails/jobs",
+            Some(job()),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, leased) = s
+        .call_as(
+            Some(&ops),
+            "POST",
+            "/v1/namespaces/acme/queues/emails/lease",
+            Some(no_wait()),
+        )
+        .await;
+    let held = &leased["jobs"][0];
+    let (status, _) = s
+        .call_as(
+            Some(&ops),
+            "POST",
+            &format!(
+                "/v1/namespaces/acme/jobs/{}/fail",
+                held["id"].as_str().unwrap()
+            ),
+            Some(json!({"lease_token": held["lease_token"], "error": "boom"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let redrive = json!({"ids": [held["id"]], "payload": {"n": 2}})
+        .to_string()
+        .into_bytes();
+    let (status, body) = s
+        .send_as(
+            &ops,
+            "POST",
+            "/namespaces/acme/queues/emails/redrive",
+            &[],
+            redrive.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A run cancelled by an operator says who.
+    let (status, body) = s
+        .call_as(
+            Some(&ops),
+            "PUT",
+            "/v1/namespaces/acme/workflows/wait",
+            Some(json!({"name": "wait", "steps": {"hold": {"wait_for": {"signal": "go"}}}})),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let (status, run) = s
+        .call_as(
+            Some(&ops),
+            "POST",
+            "/v1/namespaces/acme/workflows/wait/runs",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["id"].as_str().unwrap();
+    let (status, cancelled) = s
+        .call_as(
+            Some(&ops),
+            "POST",
+            &format!("/v1/namespaces/acme/runs/{run_id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let by = cancelled["error"].as_str().unwrap();
+    assert!(by.starts_with("cancelled by ada (token "), "{by}");
+    // Bob pauses his own queue; his attempt on Ada's is refused and not recorded.
+    let pause = |ns: &str| format!("/v1/namespaces/{ns}/queues/emails/pause");
+    assert_eq!(
+        s.call_as(Some(&other), "POST", &pause("globex"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.call_as(Some(&other), "POST", &pause("acme"), None)
+            .await
+            .0,
+        403
+    );
+
+    let acme = audit(&s, &admin, 0, "&namespace=acme").await;
+    let actions: Vec<&str> = acme.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["queue.put", "queue.redrive", "workflow.put", "run.cancel"]
+    );
+    assert!(
+        acme.iter()
+            .all(|e| e["actor"]["name"] == "ada" && e["actor"]["role"] == "operator")
+    );
+    assert_eq!(acme[0]["request_id"], "change-42");
+    assert_eq!(
+        (acme[0]["target"].as_str(), acme[0]["outcome"].as_u64()),
+        (Some("emails"), Some(200))
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, &redrive);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(acme[1]["summary"]["body_sha256"], hex.as_str());
+    assert_eq!(acme[3]["target"], run_id);
+    let tokens = audit(&s, &admin, 0, "&action=token.create").await;
+    let names: Vec<&str> = tokens
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ada", "bob"]);
+    assert!(
+        tokens
+            .iter()
+            .all(|e| e["actor"]["name"] == "root" && e["namespace"].is_null())
+    );
+    assert_eq!(audit(&s, &admin, 0, "&actor=bob").await.len(), 1);
+
+    // Operators read their namespaces' entries, and only with namespace=.
+    let read = |token: &str, query: &str| {
+        let (s, token, query) = (&s, token.to_owned(), query.to_owned());
+        async move {
+            s.call_as(Some(&token), "GET", &format!("/v1/audit{query}"), None)
+                .await
+        }
+    };
+    let (status, page) = read(&ops, "?namespace=acme").await;
+    assert_eq!(
+        (status, page["entries"].as_array().unwrap().len()),
+        (200, 4)
+    );
+    assert_eq!(read(&ops, "").await.0, 403);
+    assert_eq!(read(&ops, "?namespace=globex").await.0, 403);
+    assert_eq!(read(&admin, "?limit=0").await.0, 400);
 }

@@ -319,8 +319,14 @@ impl<'a> Machine<'a> {
     /// Stops the run: work in flight is cancelled. With `compensate`, the
     /// completed steps are then undone as after a failure, newest first, and
     /// the run ends `cancelled` once they are (`failed` if one fails);
-    /// without, nothing is compensated and the run ends at once.
-    pub fn cancel(&mut self, now: Timestamp, compensate: bool) -> Result<(), Error> {
+    /// without, nothing is compensated and the run ends at once. `by` (who
+    /// asked) goes into the run's error: `cancelled by ...`.
+    pub fn cancel(
+        &mut self,
+        now: Timestamp,
+        compensate: bool,
+        by: Option<&str>,
+    ) -> Result<(), Error> {
         if self.state.status.is_final() {
             return Err(final_error(self.state.status, "cancel"));
         }
@@ -334,7 +340,10 @@ impl<'a> Machine<'a> {
         for name in names {
             self.stop_step(&name, StepStatus::Cancelled, "the run was cancelled", now);
         }
-        self.state.error = Some("cancelled".to_owned());
+        self.state.error = Some(match by {
+            Some(who) => format!("cancelled by {who}"),
+            None => "cancelled".to_owned(),
+        });
         if compensate {
             self.state.compensations = self.compensations_due();
             if !self.state.compensations.is_empty() {

@@ -171,7 +171,10 @@ impl Schedules<'_> {
                         namespace,
                         id,
                         crate::workflows::Hint::Nothing,
-                        crate::workflows::Op::Cancel(false),
+                        crate::workflows::Op::Cancel {
+                            compensate: false,
+                            by: Some("its schedule (overlap: cancel_previous)".to_owned()),
+                        },
                     )
                     .await
                     .map(|_| ()),

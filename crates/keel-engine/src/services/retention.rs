@@ -1,6 +1,7 @@
 //! Deletes finished jobs past their queue's retention, expired idempotency
 //! keys, finished runs past the run retention and events past their topic's
-//! retention and endpoints' delivery attempts past theirs, once a minute.
+//! retention, endpoints' delivery attempts past theirs and audit entries
+//! past the audit retention, once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,15 @@ impl Retention {
             self.prune_runs().await;
             self.prune_events().await;
             self.prune_attempts().await;
+            self.prune_audit().await;
         }
+    }
+
+    async fn prune_audit(&self) {
+        let engine = &self.engine;
+        let before = finished_before(engine.now(), engine.audit_retention_ms);
+        let pruned = in_chunks(|chunk| engine.store.audit_prune(before, chunk)).await;
+        report(pruned, "audit entries");
     }
 
     async fn prune_events(&self) {

@@ -86,8 +86,12 @@ pub enum Op {
     /// Events of a topic, by seq, as expressions see them: the steps
     /// waiting for one that matches take it.
     Events(String, Vec<(u64, Value)>),
-    /// Cancel the run; `true` compensates its completed steps first.
-    Cancel(bool),
+    /// Cancel the run; `compensate` undoes its completed steps first; `by`
+    /// says who asked (the run's error says it).
+    Cancel {
+        compensate: bool,
+        by: Option<String>,
+    },
     Retry,
 }
 
@@ -316,7 +320,7 @@ impl Driver {
                         machine.event(topic, *seq, event, now);
                     }
                 }
-                Op::Cancel(compensate) => machine.cancel(now, *compensate)?,
+                Op::Cancel { compensate, by } => machine.cancel(now, *compensate, by.as_deref())?,
                 Op::Retry => machine.retry(now)?,
             }
             for (step, item, handle) in machine.open_work() {
@@ -582,7 +586,10 @@ impl Driver {
                 }
                 Command::Cancel(Handle::Run { id: child }) => {
                     // A child of a run cancelled with compensation compensates too.
-                    let op = Op::Cancel(state.cancelling);
+                    let op = Op::Cancel {
+                        compensate: state.cancelling,
+                        by: Some(format!("its parent run {id}")),
+                    };
                     self.spawn_advance(namespace.clone(), child, Hint::Nothing, op);
                 }
                 Command::WakeAt(at) => {

@@ -41,6 +41,8 @@ enum Shape {
     Resource(&'static str, &'static str),
     /// `{ns}`, and a lease token in the body.
     Leased,
+    /// The `namespace` query parameter when given, else every namespace.
+    Queried,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +53,7 @@ enum Need {
 }
 
 use Access::{Admin, Operate, Publish, Read, ReadJobs, Work};
-use Shape::{All, Leased, Namespace, Resource};
+use Shape::{All, Leased, Namespace, Queried, Resource};
 
 const fn on(kind: &'static str, param: &'static str) -> Shape {
     Resource(kind, param)
@@ -74,6 +76,7 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/tokens", Need::Token(Admin, All)),
     ("GET", "/v1/tokens", Need::Token(Admin, All)),
     ("DELETE", "/v1/tokens/{id}", Need::Token(Admin, All)),
+    ("GET", "/v1/audit", Need::Token(Operate, Queried)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/jobs", Need::Token(Publish, QUEUE)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/lease", Need::Token(Work, QUEUE)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/redrive", Need::Token(Operate, QUEUE)),
@@ -152,17 +155,24 @@ fn need(method: &Method, path: &str) -> Need {
         .unwrap_or(Need::Token(Admin, All))
 }
 
+/// Whether a request on this route is a change the audit log records:
+/// anything but a read that needs an operator or an admin.
+pub(super) fn audited(method: &Method, path: &str) -> bool {
+    let read = method == Method::GET || method == Method::HEAD;
+    !read && matches!(need(method, path), Need::Token(Operate | Admin, _))
+}
+
 pub(super) async fn check(
     State((engine, config)): State<(Arc<Engine>, AuthConfig)>,
     req: Request,
     next: Next,
 ) -> Response {
-    let matched = req
+    let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
-    let (access, shape) = match need(req.method(), &matched) {
+        .map(MatchedPath::as_str);
+    let route_need = need(req.method(), route.unwrap_or_default());
+    let (access, shape) = match route_need {
         Need::Open => return next.run(req).await,
         Need::Metrics if config.metrics_public => return next.run(req).await,
         Need::Metrics => (Read, All),
@@ -200,6 +210,7 @@ async fn authorize(
     let caller = engine.tokens.authenticate(presented.trim()).await?;
     let segments = match shape {
         All => Vec::new(),
+        Queried => queried_namespace(&parts.uri),
         _ => path_segments(parts, &()).await?,
     };
     let param = |name: &str| {
@@ -210,6 +221,8 @@ async fn authorize(
     };
     let reach = match shape {
         All => Reach::All,
+        Queried if segments.is_empty() => Reach::All,
+        Queried => Reach::Namespace(param("ns")),
         Namespace => Reach::Namespace(param("ns")),
         Leased => Reach::Leased(param("ns")),
         Resource(kind, name) => Reach::Resource {
@@ -218,8 +231,18 @@ async fn authorize(
             name: param(name),
         },
     };
-    caller.grant.permit(access, reach)?;
+    caller.grant().permit(access, reach)?;
     Ok(caller)
+}
+
+/// The `namespace` query parameter, as the `ns` path parameter would be
+/// (none when the query does not parse: the handler refuses it).
+fn queried_namespace(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    axum::extract::Query::<keel_api::audit::AuditParams>::try_from_uri(uri)
+        .ok()
+        .and_then(|q| q.0.namespace)
+        .map(|ns| vec![("ns".to_owned(), ns)])
+        .unwrap_or_default()
 }
 
 fn refusal(e: ApiError) -> Response {

@@ -1,6 +1,7 @@
 //! HTTP API v1: routes, the error body, and extractors that turn every bad
 //! input into a coded 4xx (never a 500 or a panic).
 
+mod audit;
 mod auth;
 mod cloudevents;
 mod endpoints;
@@ -130,6 +131,7 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
         .route("/hooks/{ns}/{name}", post(sources::ingest))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/audit", get(audit::list))
         .route("/namespaces/{ns}/endpoints", get(endpoints::list))
         .route(
             "/namespaces/{ns}/endpoints/{name}",
@@ -181,6 +183,10 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            engine.clone(),
+            audit::record,
+        ))
         .route_layer(middleware::from_fn_with_state(
             (engine.clone(), auth),
             auth::check,

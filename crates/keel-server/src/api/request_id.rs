@@ -13,13 +13,18 @@ use tracing::Instrument;
 
 const X_REQUEST_ID: &str = "x-request-id";
 
-pub(super) async fn request_id(req: Request, next: Next) -> Response {
+/// The request's id, in its extensions for whoever records it (the audit).
+#[derive(Clone, Debug)]
+pub(super) struct RequestId(pub HeaderValue);
+
+pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(X_REQUEST_ID)
         .filter(|v| plain(v.as_bytes()))
         .cloned()
         .unwrap_or_else(fresh);
+    req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
     let started = std::time::Instant::now();
     let mut response = async move {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,6 +28,7 @@ use super::extract::{
 
 type Api<T> = Result<T, ApiError>;
 use keel_engine::Engine;
+use keel_engine::tokens::Caller;
 use keel_engine::workflows::{Hint, Op};
 
 /// Largest definition source accepted.
@@ -308,6 +310,7 @@ pub(super) async fn signal(
 pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
+    caller: Option<Extension<Caller>>,
     Body(bytes): Body,
 ) -> Api<Json<Run>> {
     let body: CancelRequest = if bytes.is_empty() {
@@ -317,7 +320,15 @@ pub(super) async fn cancel(
     };
     let run = engine
         .workflows
-        .advance(&ns, id, Hint::Nothing, Op::Cancel(body.compensate))
+        .advance(
+            &ns,
+            id,
+            Hint::Nothing,
+            Op::Cancel {
+                compensate: body.compensate,
+                by: caller.map(|Extension(c)| format!("{} (token {})", c.name(), c.token_id())),
+            },
+        )
         .await?;
     Ok(Json(run_answer(&run, None)))
 }

@@ -13,6 +13,7 @@
     reason = "a test suite: a panic is a failed check"
 )]
 
+mod audit;
 mod debounce;
 mod endpoints;
 mod flow;
@@ -112,6 +113,7 @@ where
         ("waiting", waiting::CASES),
         ("tenancy", tenancy::CASES),
         ("tokens", tokens::CASES),
+        ("audit", audit::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

@@ -417,13 +417,13 @@ steps:
 fn cancel_stops_work_and_ends_the_run() {
     let mut sim = provision();
     let now = sim.now;
-    sim.with(|m| m.cancel(now, false).expect("running"));
+    sim.with(|m| m.cancel(now, false, None).expect("running"));
     assert_eq!(sim.status(), RunStatus::Cancelled);
     assert_eq!(sim.cancelled.len(), 1);
     assert_eq!(sim.step("create_tenant").state, StepStatus::Cancelled);
     sim.with(|m| {
         assert_eq!(
-            m.cancel(now, true).unwrap_err().code,
+            m.cancel(now, true, None).unwrap_err().code,
             ErrorCode::InvalidState
         );
         assert_eq!(
@@ -440,7 +440,7 @@ fn cancel_with_compensate_undoes_completed_steps_then_ends_cancelled() {
     sim.finish("charge", None, Ok(json!({"status": "paid", "id": "c1"})));
     assert_eq!(sim.open_steps(), ["welcome"]);
     let now = sim.now;
-    sim.with(|m| m.cancel(now, true).expect("running"));
+    sim.with(|m| m.cancel(now, true, None).expect("running"));
     assert_eq!(sim.step("welcome").state, StepStatus::Cancelled);
     assert_eq!(sim.cancelled.len(), 1, "welcome's job was cancelled");
     assert_eq!(sim.status(), RunStatus::Running, "compensating first");
@@ -449,7 +449,7 @@ fn cancel_with_compensate_undoes_completed_steps_then_ends_cancelled() {
     assert_eq!(sim.open_steps(), ["delete_tenant"]);
     sim.with(|m| {
         assert_eq!(
-            m.cancel(now, true).unwrap_err().code,
+            m.cancel(now, true, None).unwrap_err().code,
             ErrorCode::InvalidState,
             "a compensating run is not compensated twice"
         );
@@ -465,7 +465,7 @@ fn cancel_with_compensate_undoes_completed_steps_then_ends_cancelled() {
 fn cancel_with_compensate_and_nothing_completed_ends_at_once() {
     let mut sim = provision();
     let now = sim.now;
-    sim.with(|m| m.cancel(now, true).expect("running"));
+    sim.with(|m| m.cancel(now, true, None).expect("running"));
     assert_eq!(sim.status(), RunStatus::Cancelled);
     assert_eq!(sim.step("create_tenant").state, StepStatus::Cancelled);
     assert_eq!(sim.finished, 1);
