@@ -16,6 +16,7 @@ pub mod endpoints;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod namespaces;
 pub mod queues;
 pub mod runs;
 pub mod schedules;

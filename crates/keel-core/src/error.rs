@@ -36,6 +36,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The namespace holds as many unfinished jobs as it may.
     NamespaceFull,
+    /// A namespace's quota on a size (`max_jobs`, `max_schedules`,
+    /// `max_subscriptions`) would be passed; the message names it.
+    QuotaExceeded,
+    /// A namespace's quota on a rate (`max_enqueue_per_second`,
+    /// `max_publish_per_second`) is spent for now; `Retry-After` says when.
+    RateLimited,
     /// The disk is full; nothing was written.
     StorageFull,
     MethodNotAllowed,
@@ -64,6 +70,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NamespaceFull => "namespace_full",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ShuttingDown => "shutting_down",
@@ -88,7 +96,7 @@ impl ErrorCode {
             | ErrorCode::HasTarget
             | ErrorCode::CursorStale => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::NamespaceFull => 429,
+            ErrorCode::NamespaceFull | ErrorCode::QuotaExceeded | ErrorCode::RateLimited => 429,
             ErrorCode::ShuttingDown => 503,
             ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
@@ -101,6 +109,8 @@ impl ErrorCode {
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    /// When to try again, for a `rate_limited` error (`Retry-After`).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Error {
@@ -108,6 +118,7 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod job;
 pub mod limits;
 pub mod name;
 pub mod policy;
+pub mod quota;
 pub mod schedule;
 pub mod source;
 pub mod subscription;

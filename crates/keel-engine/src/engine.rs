@@ -11,6 +11,7 @@ use crate::endpoints::EndpointService;
 use crate::events::EventService;
 use crate::jobs::JobService;
 use crate::owners::Owners;
+use crate::quotas::QuotaService;
 use crate::schedules::{ScheduleIds, Schedules};
 use crate::sources::SourceService;
 use crate::subscriptions::SubscriptionService;
@@ -28,6 +29,7 @@ pub struct Engine {
     pub sources: SourceService,
     pub endpoints: EndpointService,
     pub tokens: TokenService,
+    pub quotas: QuotaService,
     pub workflows: Arc<Driver>,
     pub(crate) schedule_ids: ScheduleIds,
     pub run_retention_ms: u64,
@@ -93,6 +95,7 @@ impl Engine {
         };
         let endpoints = EndpointService::new(store.clone(), clock.clone(), guard);
         let tokens = TokenService::new(store.clone(), clock.clone());
+        let quotas = QuotaService::new(store.clone(), clock.clone());
         Arc::new(Engine {
             store,
             clock,
@@ -104,6 +107,7 @@ impl Engine {
             sources,
             endpoints,
             tokens,
+            quotas,
             workflows,
             schedule_ids: ScheduleIds::default(),
             run_retention_ms: config.run_retention_ms,

@@ -13,6 +13,8 @@
 //!   secrets, health and attempts log (the pushing is `services/pusher.rs`).
 //! - [`schedules::Schedules`]: schedules and the firing of their slots (the
 //!   timer is `services/timer.rs`).
+//! - [`quotas::QuotaService`]: namespace quotas set and read with their
+//!   usage, and rate quotas taken before an enqueue or a publish.
 //! - [`tokens::TokenService`]: API tokens issued, checked on every request
 //!   (cached for at most 500 ms), listed and revoked.
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
@@ -30,6 +32,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod outbound;
 mod owners;
+pub mod quotas;
 mod rates;
 pub mod schedules;
 pub mod services;

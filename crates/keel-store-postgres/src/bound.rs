@@ -59,6 +59,10 @@ impl PostgresStore {
         namespace: &Namespace,
         adding: u64,
     ) -> Result<bool, Error> {
+        let limit = self
+            .job_quota(tx, namespace)
+            .await?
+            .unwrap_or(self.max_namespace_jobs);
         let known = self
             .namespace_counts
             .lock()
@@ -81,7 +85,7 @@ impl PostgresStore {
                 count
             }
         };
-        Ok(count + adding > self.max_namespace_jobs / 2)
+        Ok(count + adding > limit / 2)
     }
 
     /// Recounts a namespace's unfinished jobs on a connection of its own.
@@ -123,7 +127,12 @@ impl PostgresStore {
         namespace: &Namespace,
         fresh: u64,
     ) -> Result<(), Error> {
-        if fresh == 0 || !self.near_namespace_bound(tx, namespace, fresh).await? {
+        if fresh == 0 {
+            return Ok(());
+        }
+        let quota = self.job_quota(tx, namespace).await?;
+        let limit = quota.unwrap_or(self.max_namespace_jobs);
+        if !self.near_namespace_bound(tx, namespace, fresh).await? {
             return Ok(());
         }
         let row = tx
@@ -134,13 +143,15 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         let unfinished = row.get::<_, i64>(0) as u64;
-        if unfinished > self.max_namespace_jobs {
-            return Err(Error::namespace_full(
-                namespace,
+        match quota {
+            Some(quota) if unfinished > quota => Err(keel_core::quota::exceeded(
+                namespace.as_str(),
+                "max_jobs",
+                quota,
                 unfinished,
-                self.max_namespace_jobs,
-            ));
+            )),
+            None if unfinished > limit => Err(Error::namespace_full(namespace, unfinished, limit)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }

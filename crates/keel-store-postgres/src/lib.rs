@@ -20,6 +20,7 @@ mod endpoints;
 mod jobs;
 mod keys;
 mod maintenance;
+mod namespaces;
 mod notify;
 mod owner;
 mod publisher;
@@ -62,6 +63,8 @@ pub struct PostgresStore {
     signal: ReadySignal,
     notifier: notify::Notifier,
     namespace_counts: Arc<Mutex<std::collections::HashMap<Namespace, NamespaceCount>>>,
+    /// Namespaces' own `max_jobs` quotas as last read (`namespaces.rs`).
+    job_quotas: Mutex<std::collections::HashMap<Namespace, (Option<u64>, std::time::Instant)>>,
     policies: Mutex<std::collections::HashMap<QueueRef, (QueuePolicy, std::time::Instant)>>,
     publishers: publisher::Publishers,
 }
@@ -147,6 +150,7 @@ impl PostgresStore {
             signal,
             notifier,
             namespace_counts: Arc::default(),
+            job_quotas: Mutex::default(),
             policies: Mutex::default(),
             publishers: publisher::Publishers::default(),
         })

@@ -160,6 +160,14 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let row = if rev == 0 {
+            crate::namespaces::room_for_one(
+                &tx,
+                &namespace,
+                "max_schedules",
+                "keel_schedules",
+                |q| q.max_schedules,
+            )
+            .await?;
             tx.query_opt(
                 include_str!("../queries/schedules/schedule_insert.sql"),
                 &[&ns, &name, &spec, &state_text, &due, &now.as_millis()],

@@ -58,6 +58,14 @@ impl SubscriptionStore for PostgresStore {
                 false
             }
             None => {
+                crate::namespaces::room_for_one(
+                    &tx,
+                    namespace,
+                    "max_subscriptions",
+                    "keel_subscriptions",
+                    |q| q.max_subscriptions,
+                )
+                .await?;
                 let position = start_position(&tx, namespace, &spec.topic, start).await?;
                 let inserted = tx
                     .execute(

@@ -15,6 +15,7 @@ mod hot;
 mod jobs;
 mod lease;
 mod maintenance;
+mod namespaces;
 mod owner;
 mod queues;
 mod rows;
@@ -58,6 +59,7 @@ pub struct SqliteStore {
     signal: ReadySignal,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
+    rate_states: namespaces::RateStates,
 }
 
 fn storage_error(e: rusqlite::Error) -> Error {
@@ -162,6 +164,7 @@ impl SqliteStore {
             signal,
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some(checkpointer)),
+            rate_states: namespaces::RateStates::default(),
         })
     }
 

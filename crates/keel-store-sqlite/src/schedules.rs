@@ -150,6 +150,16 @@ fn apply(
     let state = serde_json::to_string(&write.state).unwrap_or_default();
     let due = write.due_at.map(Timestamp::as_millis);
     let applied = if write.rev == 0 {
+        let room = crate::namespaces::room_for_one(
+            conn,
+            &write.namespace,
+            "max_schedules",
+            "schedules",
+            |q| q.max_schedules,
+        )?;
+        if let Err(e) = room {
+            return Ok(Err(e));
+        }
         conn.prepare_cached(&format!(
             "INSERT OR IGNORE INTO schedules ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)"
         ))?

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_flow_keys.sql"),
     include_str!("../migrations/0011_tokens.sql"),
     include_str!("../migrations/0012_audit.sql"),
+    include_str!("../migrations/0013_namespaces.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

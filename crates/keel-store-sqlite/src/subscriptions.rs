@@ -56,6 +56,16 @@ impl SubscriptionStore for SqliteStore {
                     false
                 }
                 None => {
+                    let room = crate::namespaces::room_for_one(
+                        conn,
+                        &namespace,
+                        "max_subscriptions",
+                        "subscriptions",
+                        |q| q.max_subscriptions,
+                    )?;
+                    if let Err(e) = room {
+                        return Ok(Err(e));
+                    }
                     let position = start_position(conn, &namespace, &spec.topic, start)?;
                     conn.prepare_cached(
                         "INSERT INTO subscriptions (namespace, name, id, topic, filter, target, \

@@ -118,6 +118,8 @@ pub(crate) struct Writer {
     pub(crate) hot: Hot,
     pub(crate) ids: JobIdGenerator,
     pub(crate) max_namespace_jobs: u64,
+    /// Namespaces' own `max_jobs` quotas, in place of `max_namespace_jobs`.
+    pub(crate) job_quotas: HashMap<Namespace, u64>,
     pub(crate) signal: ReadySignal,
     pub(crate) policies: SharedPolicies,
     syncer: Syncer,
@@ -136,11 +138,13 @@ impl Writer {
             hot: Hot::default(),
             ids: JobIdGenerator::default(),
             max_namespace_jobs,
+            job_quotas: HashMap::new(),
             signal,
             policies,
             syncer,
         };
         writer.rebuild()?;
+        writer.job_quotas = crate::namespaces::job_quotas(&writer.conn)?;
         Ok(writer)
     }
 
@@ -389,15 +393,22 @@ impl Writer {
 
     /// Refuses `adding` jobs that would take `namespace` over its bound.
     pub(crate) fn room(&self, namespace: &Namespace, adding: u64) -> Result<(), Error> {
-        let unfinished = self.hot.unfinished(namespace);
-        if unfinished + adding > self.max_namespace_jobs {
-            return Err(Error::namespace_full(
+        let would_hold = self.hot.unfinished(namespace) + adding;
+        match self.job_quotas.get(namespace) {
+            Some(&quota) if would_hold > quota => Err(keel_core::quota::exceeded(
+                namespace.as_str(),
+                "max_jobs",
+                quota,
+                would_hold,
+            )),
+            Some(_) => Ok(()),
+            None if would_hold > self.max_namespace_jobs => Err(Error::namespace_full(
                 namespace,
-                unfinished + adding,
+                would_hold,
                 self.max_namespace_jobs,
-            ));
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -19,6 +19,7 @@ pub mod conformance;
 mod endpoints;
 mod jobs;
 mod maintenance;
+mod namespaces;
 mod owner;
 mod queues;
 mod runs;
@@ -41,6 +42,7 @@ pub use jobs::{
     LeaseRequest, LeasedJob, RedriveSelection,
 };
 pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceStore};
+pub use namespaces::{NamespaceQuotas, NamespaceStore, Usage};
 pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
@@ -73,6 +75,7 @@ pub trait Store:
     + ScheduleStore
     + TokenStore
     + AuditStore
+    + NamespaceStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

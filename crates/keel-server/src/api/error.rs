@@ -41,6 +41,12 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self.0, "internal error");
         }
         let mut response = (status(self.0.code), Json(body(&self.0))).into_response();
+        if let Some(ms) = self.0.retry_after_ms {
+            let seconds = ms.div_ceil(1000).max(1);
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         if self.0.code == ErrorCode::PayloadTooLarge {
             // The rest of the body was never read, so the connection cannot
             // carry another request: say so, or a keep-alive client reuses it

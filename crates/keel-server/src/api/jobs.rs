@@ -29,6 +29,7 @@ use super::extract::{
     Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, count, json_error, parse,
     wait_ms,
 };
+use keel_core::quota::RateKind;
 use keel_engine::Engine;
 
 type Api<T> = Result<T, ApiError>;
@@ -68,6 +69,10 @@ pub(super) async fn enqueue(
             ),
         ));
     }
+    engine
+        .quotas
+        .take(&queue.namespace, RateKind::Enqueue, requests.len() as u64)
+        .await?;
     let policy = engine.store.queue_policy(&queue).await?;
     let now = engine.now();
     let jobs = requests

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod health;
 mod jobs;
+mod namespaces;
 mod queues;
 mod request_id;
 mod schedules;
@@ -132,6 +133,11 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(audit::list))
+        .route("/namespaces", get(namespaces::list))
+        .route(
+            "/namespaces/{ns}",
+            get(namespaces::get).put(namespaces::put),
+        )
         .route("/namespaces/{ns}/endpoints", get(endpoints::list))
         .route(
             "/namespaces/{ns}/endpoints/{name}",

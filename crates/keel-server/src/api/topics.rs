@@ -12,6 +12,7 @@ use keel_api::topics::{
     EventAnswer, EventPage, EventRequest, PublishedAnswer, PublishedBatch, TopicAnswer, TopicList,
     TopicRequest,
 };
+use keel_core::quota::RateKind;
 use keel_core::{Error, ErrorCode, Event, NewEvent, TopicPolicy};
 use keel_engine::Engine;
 use keel_store::{EventQuery, Topic};
@@ -148,6 +149,10 @@ pub(super) async fn publish(
             ),
         ));
     }
+    engine
+        .quotas
+        .take(&ns, RateKind::Publish, requests.len() as u64)
+        .await?;
     let now = engine.now();
     let events = requests
         .into_iter()

@@ -20,6 +20,7 @@ mod flow;
 mod jobs;
 mod keys;
 mod maintenance;
+mod namespaces;
 mod owner;
 mod queues;
 mod runs;
@@ -114,6 +115,7 @@ where
         ("tenancy", tenancy::CASES),
         ("tokens", tokens::CASES),
         ("audit", audit::CASES),
+        ("namespaces", namespaces::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

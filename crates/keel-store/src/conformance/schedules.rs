@@ -23,7 +23,7 @@ fn spec() -> ScheduleSpec {
     .unwrap()
 }
 
-fn write(name: &str, rev: u64, next: Timestamp) -> ScheduleWrite {
+pub(super) fn write(name: &str, rev: u64, next: Timestamp) -> ScheduleWrite {
     ScheduleWrite {
         namespace: ns(),
         name: name.into(),

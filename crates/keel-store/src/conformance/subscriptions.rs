@@ -23,7 +23,7 @@ fn topic(name: &str) -> TopicName {
     TopicName::new(name).unwrap()
 }
 
-fn spec(topic_name: &str) -> SubscriptionSpec {
+pub(super) fn spec(topic_name: &str) -> SubscriptionSpec {
     SubscriptionSpec {
         topic: topic(topic_name),
         filter: Filter::default(),

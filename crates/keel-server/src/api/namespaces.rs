@@ -1,0 +1,56 @@
+//! Namespace quotas: set (admins), read with their usage (the namespace's
+//! readers), listed (admins).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use keel_api::namespaces::{NamespaceAnswer, NamespaceList, NamespaceRequest, UsageAnswer};
+use keel_core::Namespace;
+use keel_core::quota::Quotas;
+use keel_engine::Engine;
+use keel_store::Usage;
+
+use super::ApiError;
+use super::extract::{JsonBody, NamespacePath};
+
+type Api<T> = Result<T, ApiError>;
+
+fn answer(namespace: &Namespace, quotas: Quotas, usage: Usage) -> NamespaceAnswer {
+    NamespaceAnswer {
+        namespace: namespace.to_string(),
+        quotas,
+        usage: UsageAnswer {
+            jobs: usage.jobs,
+            schedules: usage.schedules,
+            subscriptions: usage.subscriptions,
+        },
+    }
+}
+
+pub(super) async fn put(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+    JsonBody(quotas): JsonBody<NamespaceRequest>,
+) -> Api<Json<NamespaceAnswer>> {
+    engine.quotas.put(&ns, &quotas).await?;
+    let (quotas, usage) = engine.quotas.get(&ns).await?;
+    Ok(Json(answer(&ns, quotas, usage)))
+}
+
+pub(super) async fn get(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+) -> Api<Json<NamespaceAnswer>> {
+    let (quotas, usage) = engine.quotas.get(&ns).await?;
+    Ok(Json(answer(&ns, quotas, usage)))
+}
+
+pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<NamespaceList>> {
+    let mut namespaces = Vec::new();
+    for stored in engine.store.namespaces_list().await? {
+        let usage = engine.store.namespace_usage(&stored.namespace).await?;
+        namespaces.push(answer(&stored.namespace, stored.quotas, usage));
+    }
+    Ok(Json(NamespaceList { namespaces }))
+}
