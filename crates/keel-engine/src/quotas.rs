@@ -46,13 +46,17 @@ impl QuotaService {
 
     /// A namespace's quotas (none set: all absent) and what it holds.
     pub async fn get(&self, namespace: &Namespace) -> Result<(Quotas, Usage), Error> {
-        let quotas = self
+        let quotas = self.stored(namespace).await?;
+        Ok((quotas, self.store.namespace_usage(namespace).await?))
+    }
+
+    async fn stored(&self, namespace: &Namespace) -> Result<Quotas, Error> {
+        Ok(self
             .store
             .namespace_get(namespace)
             .await?
             .map(|q| q.quotas)
-            .unwrap_or_default();
-        Ok((quotas, self.store.namespace_usage(namespace).await?))
+            .unwrap_or_default())
     }
 
     /// Admits `n` enqueues or publishes in `namespace`: 429 `rate_limited`
@@ -67,12 +71,7 @@ impl QuotaService {
         let limit = match cached {
             Some(limit) => limit,
             None => {
-                let quotas = self
-                    .store
-                    .namespace_get(namespace)
-                    .await?
-                    .map(|q| q.quotas)
-                    .unwrap_or_default();
+                let quotas = self.stored(namespace).await?;
                 let limit = kind.limit(&quotas);
                 let mut cache = self.cache();
                 if cache.len() >= CACHE_MAX {

@@ -94,39 +94,25 @@ async fn quotas_are_set_by_admins_read_with_usage_and_enforced() {
     );
     assert_eq!(enqueue(1).await.0, 201);
     let schedule = json!({"every_ms": 60000, "target": {"queue": "r", "job": {"payload": {}}}});
-    let put = |path: &'static str, body: Value| {
-        let (s, ops) = (&s, ops.clone());
-        async move { s.call_as(Some(&ops), "PUT", path, Some(body)).await }
-    };
-    assert_eq!(
-        put("/v1/namespaces/acme/schedules/a", schedule.clone())
-            .await
-            .0,
-        201
-    );
-    let (status, body) = put("/v1/namespaces/acme/schedules/b", schedule).await;
-    assert_eq!(status, 429, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_schedules")
-    );
-    let subscription = json!({"topic": "orders"});
-    assert_eq!(
-        put("/v1/namespaces/acme/subscriptions/a", subscription.clone())
-            .await
-            .0,
-        201
-    );
-    let (status, body) = put("/v1/namespaces/acme/subscriptions/b", subscription).await;
-    assert_eq!(status, 429, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_subscriptions")
-    );
+    for (kind, body, quota) in [
+        ("schedules", schedule, "max_schedules"),
+        (
+            "subscriptions",
+            json!({"topic": "orders"}),
+            "max_subscriptions",
+        ),
+    ] {
+        let put = |name: &str| {
+            let path = format!("/v1/namespaces/acme/{kind}/{name}");
+            let (s, ops, body) = (&s, ops.clone(), body.clone());
+            async move { s.call_as(Some(&ops), "PUT", &path, Some(body)).await }
+        };
+        assert_eq!(put("a").await.0, 201);
+        let (status, answer) = put("b").await;
+        assert_eq!(status, 429, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(quota), "{message}");
+    }
 
     // The namespace's own roles read its quotas and usage; admins list them.
     let (status, got) = s
