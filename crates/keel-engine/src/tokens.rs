@@ -118,6 +118,9 @@ pub struct TokenService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Ids no token has, and when that was read: a caller sending made-up
+    /// tokens costs a store read per id and [`CACHE_MS`], not per request.
+    unknown: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl TokenService {
@@ -126,6 +129,7 @@ impl TokenService {
             store,
             clock,
             cache: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,7 +159,13 @@ impl TokenService {
         let (token, touch) = match self.cached(id, now) {
             Some(found) => found,
             None => {
-                let token = self.store.token_get(id).await?.ok_or_else(invalid)?;
+                if self.known_unknown(id, now) {
+                    return Err(invalid());
+                }
+                let Some(token) = self.store.token_get(id).await? else {
+                    self.remember_unknown(id, now);
+                    return Err(invalid());
+                };
                 self.remember(Arc::new(token), now)
             }
         };
@@ -196,6 +206,26 @@ impl TokenService {
             return None;
         }
         Some((entry.token.clone(), due(entry, now)))
+    }
+
+    fn unknown(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
+        self.unknown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn known_unknown(&self, id: &str, now: Timestamp) -> bool {
+        self.unknown()
+            .get(id)
+            .is_some_and(|at| now.as_millis() - at.as_millis() < CACHE_MS)
+    }
+
+    fn remember_unknown(&self, id: &str, now: Timestamp) {
+        let mut unknown = self.unknown();
+        if unknown.len() >= CACHE_MAX {
+            unknown.clear();
+        }
+        unknown.insert(id.to_owned(), now);
     }
 
     fn remember(&self, token: Arc<Token>, now: Timestamp) -> (Arc<Token>, bool) {
@@ -267,7 +297,99 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test: a panic is a failed check")]
 
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use keel_core::Limits;
+    use keel_core::auth::Role;
+    use keel_store_sqlite::SqliteStore;
+
     use super::*;
+
+    struct Manual(AtomicI64);
+
+    impl Clock for Manual {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    fn reader() -> Grant {
+        Grant {
+            role: Role::Reader,
+            namespaces: vec!["acme".to_owned()],
+            resources: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revocation_elsewhere_holds_here_within_the_cache_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
+        let clock = Arc::new(Manual(AtomicI64::new(1_800_000_000_000)));
+        let service = TokenService::new(store.clone(), clock.clone());
+        let issued = service
+            .create("r", reader(), Expiry::Default)
+            .await
+            .unwrap();
+        service.authenticate(&issued.secret).await.unwrap();
+        // Another node revokes it: the store changes, this node's copy not.
+        store
+            .token_revoke(&issued.token.id, clock.now())
+            .await
+            .unwrap();
+        clock.0.fetch_add(CACHE_MS - 1, Ordering::SeqCst);
+        assert!(service.authenticate(&issued.secret).await.is_ok());
+        clock.0.fetch_add(1, Ordering::SeqCst);
+        let e = service.authenticate(&issued.secret).await.unwrap_err();
+        assert_eq!(e.message, "the token was revoked");
+        // Revoked here: refused at once.
+        let other = service
+            .create("o", reader(), Expiry::Default)
+            .await
+            .unwrap();
+        service.authenticate(&other.secret).await.unwrap();
+        service.revoke(&other.token.id).await.unwrap();
+        assert!(service.authenticate(&other.secret).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn expiry_is_checked_on_every_request_and_unknown_ids_are_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
+        let clock = Arc::new(Manual(AtomicI64::new(1_800_000_000_000)));
+        let service = TokenService::new(store.clone(), clock.clone());
+        let short = service
+            .create("s", reader(), Expiry::In(1_000))
+            .await
+            .unwrap();
+        service.authenticate(&short.secret).await.unwrap();
+        clock.0.fetch_add(1_000, Ordering::SeqCst);
+        let e = service.authenticate(&short.secret).await.unwrap_err();
+        assert_eq!(e.message, "the token has expired");
+        assert!(
+            service
+                .create("x", reader(), Expiry::In(999))
+                .await
+                .is_err()
+        );
+        // An id no token has is not read again within the cache time: a
+        // token stored under it meanwhile is found only after.
+        let mut token = short.token.clone();
+        token.id = "0123456789abcdef0123456789abcdef".to_owned();
+        token.expires_at = None;
+        let secret = format!(
+            "keel_{}_{}",
+            token.id,
+            &short.secret[short.secret.len() - 43..]
+        );
+        assert!(service.authenticate(&secret).await.is_err());
+        store.token_insert(&token).await.unwrap();
+        assert!(service.authenticate(&secret).await.is_err());
+        clock.0.fetch_add(CACHE_MS, Ordering::SeqCst);
+        assert!(service.authenticate(&secret).await.is_ok());
+    }
 
     #[test]
     fn only_the_token_shape_splits() {
