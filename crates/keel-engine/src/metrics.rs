@@ -25,10 +25,7 @@ fn handle() -> Option<&'static PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("keel_store_commit_batch_size".into()),
-                        BATCH_BUCKETS,
-                    )
+                    b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS)
                 })
                 .map(|b| b.build_recorder());
             match recorder {

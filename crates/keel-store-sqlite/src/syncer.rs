@@ -88,7 +88,7 @@ fn run(wal: &File, queue: &mpsc::Receiver<Batch>, in_flight: &AtomicUsize, done:
                 std::process::abort();
             }
             metrics::histogram!("keel_store_fsync_seconds").record(started.elapsed().as_secs_f64());
-            metrics::histogram!("keel_store_fsync_answers").record(answers.len() as f64);
+            metrics::histogram!("keel_store_fsync_batch_size").record(answers.len() as f64);
         }
         for answer in answers {
             answer(None);
