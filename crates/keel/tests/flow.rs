@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_error};
+use common::{Server, assert_error, lease_at};
 use serde_json::json;
 
 #[tokio::test]
@@ -42,16 +42,7 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
             let http = reqwest::Client::new();
             let mut times = Vec::new();
             while times.len() < 3 {
-                let answer: serde_json::Value = http
-                    .post(&url)
-                    .json(&json!({"max_jobs": 10, "wait_ms": 10_000}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let n = answer["jobs"].as_array().unwrap().len();
+                let n = lease_at(&http, &url, 10, 10_000).await.len();
                 times.extend(std::iter::repeat_n(Instant::now(), n));
             }
             times
@@ -240,16 +231,8 @@ async fn a_keyed_queue_bounds_each_tenant_and_wakes_a_worker_when_one_finishes()
     let url = server.v1(&format!("{path}/lease"));
     let parked = tokio::spawn(async move {
         let started = Instant::now();
-        let answer: serde_json::Value = reqwest::Client::new()
-            .post(&url)
-            .json(&json!({"max_jobs": 10, "wait_ms": 10_000}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (answer, started.elapsed())
+        let jobs = lease_at(&reqwest::Client::new(), &url, 10, 10_000).await;
+        (jobs, started.elapsed())
     });
     server.wait_for_gauge("keel_lease_waiters", 1.0).await;
     let done = first.iter().find(|j| j["payload"] == "acme").unwrap();
@@ -263,12 +246,8 @@ async fn a_keyed_queue_bounds_each_tenant_and_wakes_a_worker_when_one_finishes()
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (answer, waited) = parked.await.unwrap();
-    assert_eq!(
-        answer["jobs"][0]["id"].as_str(),
-        Some(acme[1].as_str()),
-        "{answer}"
-    );
+    let (jobs, waited) = parked.await.unwrap();
+    assert_eq!(jobs[0]["id"].as_str(), Some(acme[1].as_str()), "{jobs:?}");
     assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
 
     for (bad, needle) in [

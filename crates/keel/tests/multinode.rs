@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, lease_at};
 use keel_store_postgres::testing::TestSchema;
 use serde_json::{Value, json};
 
@@ -582,17 +582,9 @@ async fn paced_across_three_nodes(policy: Value, tags: Value) {
             let http = reqwest::Client::new();
             let mut got = 0;
             while started.elapsed() < window {
-                let answer: Value = http
-                    .post(&url)
-                    .json(&json!({"max_jobs": 10, "wait_ms": 500}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let jobs = lease_at(&http, &url, 10, 500).await;
                 if started.elapsed() < window {
-                    got += answer["jobs"].as_array().unwrap().len();
+                    got += jobs.len();
                 }
             }
             got
@@ -649,16 +641,7 @@ async fn a_key_bound_holds_across_three_nodes() {
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             while done.load(std::sync::atomic::Ordering::SeqCst) < 60 {
-                let answer: Value = http
-                    .post(&lease)
-                    .json(&json!({"max_jobs": 5, "wait_ms": 200}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let jobs = answer["jobs"].as_array().unwrap().clone();
+                let jobs = lease_at(&http, &lease, 5, 200).await;
                 for job in &jobs {
                     let mut held = held.lock().unwrap();
                     for key in [job["payload"].as_str().unwrap(), ""] {

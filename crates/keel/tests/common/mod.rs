@@ -60,6 +60,27 @@ pub(crate) async fn bootstrap_token(store: &[&str]) -> String {
     token
 }
 
+/// One lease call on `url` (a queue's `.../lease`) that may park up to
+/// `wait_ms`: the jobs handed out. Takes no `Server`, so that tasks spawned
+/// to wait in a long-poll can own what they need.
+pub(crate) async fn lease_at(
+    http: &reqwest::Client,
+    url: &str,
+    max_jobs: u32,
+    wait_ms: u64,
+) -> Vec<Value> {
+    let answer: Value = http
+        .post(url)
+        .json(&serde_json::json!({"max_jobs": max_jobs, "wait_ms": wait_ms}))
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    answer["jobs"].as_array().expect("a list of jobs").clone()
+}
+
 pub(crate) struct Server {
     child: Child,
     pub url: String,
