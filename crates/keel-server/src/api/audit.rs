@@ -1,6 +1,7 @@
 //! The audit log: every change an operator or admin makes through the API
-//! (a route whose need is `operate` or `admin`, other than a read) is
-//! appended before the handler runs, durable before the change begins, and
+//! (a route whose need is `operate` or `admin`, other than a read; the
+//! token check in `auth.rs` calls [`record`] around it) is appended before
+//! the handler runs, durable before the change begins, and
 //! settled with the answer's status after it. An entry whose outcome stays
 //! empty means the server stopped during the change. `GET /v1/audit` reads
 //! it (admins; operators with `namespace=` one of theirs).
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keel_api::audit::{ActorAnswer, AuditEntryAnswer, AuditPage, AuditParams};
@@ -18,26 +19,16 @@ use keel_engine::tokens::Caller;
 use keel_store::{Actor, AuditEntry, AuditQuery, NewAuditEntry};
 
 use super::ApiError;
-use super::auth::audited;
 use super::extract::{QueryParams, path_segments};
 use super::request_id::RequestId;
 
 const PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
-pub(super) async fn record(
-    State(engine): State<Arc<Engine>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str);
-    if !audited(req.method(), path.unwrap_or_default()) {
-        return next.run(req).await;
-    }
-    let path = path.unwrap_or_default().to_owned();
+/// Runs a change `next` between appending its entry and settling it
+/// (`route` is its matched path); refuses it when the entry cannot be
+/// written.
+pub(super) async fn record(engine: &Engine, route: &str, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, engine.limits.max_body_bytes).await {
         Ok(bytes) => bytes,
@@ -95,7 +86,7 @@ pub(super) async fn record(
         at: engine.now(),
         actor,
         namespace: param("ns"),
-        action: action(parts.method.as_str(), &path),
+        action: action(parts.method.as_str(), route),
         target,
         request_id: parts
             .extensions

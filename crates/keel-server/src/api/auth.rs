@@ -5,7 +5,8 @@
 //! unknown, expired or revoked token; 403 `forbidden` for a role, namespace
 //! or resource the token does not reach. The webhook ingress (checked by
 //! its source's signature) and the health probes are open; `/metrics` is
-//! open only with `--metrics-public`.
+//! open only with `--metrics-public`. A change let in is recorded in the
+//! audit log around its handler (`audit.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -158,11 +159,11 @@ fn need(method: &Method, path: &str) -> Need {
         .unwrap_or(Need::Token(Admin, All))
 }
 
-/// Whether a request on this route is a change the audit log records:
-/// anything but a read that needs an operator or an admin.
-pub(super) fn audited(method: &Method, path: &str) -> bool {
+/// Whether a request is a change the audit log records: anything but a
+/// read that needs an operator or an admin.
+fn is_audited(method: &Method, need: Need) -> bool {
     let read = method == Method::GET || method == Method::HEAD;
-    !read && matches!(need(method, path), Need::Token(Operate | Admin, _))
+    !read && matches!(need, Need::Token(Operate | Admin, _))
 }
 
 pub(super) async fn check(
@@ -173,24 +174,31 @@ pub(super) async fn check(
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(MatchedPath::as_str);
-    let route_need = need(req.method(), route.unwrap_or_default());
+        .map(|m| m.as_str())
+        .unwrap_or_default();
+    let route_need = need(req.method(), route);
+    let audit = is_audited(req.method(), route_need).then(|| route.to_owned());
     let (access, shape) = match route_need {
         Need::Open => return next.run(req).await,
         Need::Metrics if config.metrics_public => return next.run(req).await,
         Need::Metrics => (Read, All),
         Need::Token(access, shape) => (access, shape),
     };
-    if !config.required {
-        return next.run(req).await;
-    }
-    let (mut parts, body) = req.into_parts();
-    let caller = match authorize(&engine, &mut parts, access, shape).await {
-        Ok(caller) => caller,
-        Err(e) => return refusal(e),
+    let req = if config.required {
+        let (mut parts, body) = req.into_parts();
+        let caller = match authorize(&engine, &mut parts, access, shape).await {
+            Ok(caller) => caller,
+            Err(e) => return refusal(e),
+        };
+        parts.extensions.insert(caller);
+        Request::from_parts(parts, body)
+    } else {
+        req
     };
-    parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
+    match audit {
+        Some(route) => super::audit::record(&engine, &route, req, next).await,
+        None => next.run(req).await,
+    }
 }
 
 async fn authorize(

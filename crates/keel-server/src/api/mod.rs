@@ -190,10 +190,6 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(
-            engine.clone(),
-            audit::record,
-        ))
-        .route_layer(middleware::from_fn_with_state(
             (engine.clone(), auth),
             auth::check,
         ))
