@@ -60,6 +60,9 @@ pub struct SqliteStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
     rate_states: namespaces::RateStates,
+    /// The data directory's lock, held until `close`: this process is the
+    /// store's only writer, which its in-memory index assumes.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 fn storage_error(e: rusqlite::Error) -> Error {
@@ -87,6 +90,34 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// re-prepares a cached statement whenever a bound value might change its
 /// plan (seen: every workflow lookup and job read was parsed and planned
 /// again, 5-10 % of the server's time under load).
+/// Locks `dir` for this process (an advisory lock on `dir/keel.lock`, let
+/// go when the process ends, kill -9 included): a second process on the same
+/// directory would keep an index of its own and hand out the same jobs.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, Error> {
+    let path = dir.join("keel.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::internal(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorCode::Conflict,
+            format!(
+                "the data directory {} is in use by another keel process (a server?); \
+                 stop it, or go through its API",
+                dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::internal(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map(drop)
@@ -99,6 +130,7 @@ impl SqliteStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::internal(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
+        let lock = lock_dir(dir)?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path).map_err(storage_error)?;
         configure(&conn).map_err(storage_error)?;
@@ -165,6 +197,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some(checkpointer)),
             rate_states: namespaces::RateStates::default(),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -242,6 +275,11 @@ impl Store for SqliteStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let lock = self
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(handle) = handle {
                 let _ = handle.join();
@@ -249,6 +287,7 @@ impl Store for SqliteStore {
             if let Some(checkpointer) = checkpointer {
                 checkpointer.finish();
             }
+            drop(lock);
         })
         .await;
     }

@@ -601,6 +601,27 @@ async fn tokens_are_created_listed_and_revoked_through_the_api_and_the_cli() {
         (status, body["error"]["message"].as_str()),
         (401, Some("the token was revoked"))
     );
+    // Straight on the store only while no server holds it: a second
+    // process on the data directory is refused, not let in beside it.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--name",
+            "x",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("in use by another keel process"),
+        "{err}"
+    );
     let (ok, _, err) = s.cli(&["token", "list"]).await;
     assert!(!ok && err.contains("unauthenticated"), "{err}");
     let (status, _) = s
