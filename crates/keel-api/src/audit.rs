@@ -4,10 +4,12 @@ use keel_core::Timestamp;
 use keel_core::auth::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `GET /v1/audit?namespace=&action=&actor=&after=&limit=`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     pub namespace: Option<String>,
     pub action: Option<String>,
@@ -19,7 +21,7 @@ pub struct AuditParams {
     pub limit: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActorAnswer {
     /// `null` when the server ran with `--auth off`.
     pub token_id: Option<String>,
@@ -27,7 +29,7 @@ pub struct ActorAnswer {
     pub role: Option<Role>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntryAnswer {
     pub id: i64,
     pub at: Timestamp,
@@ -42,7 +44,7 @@ pub struct AuditEntryAnswer {
     pub outcome: Option<u16>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
     pub entries: Vec<AuditEntryAnswer>,
     /// Pass as `after` for the next page; `null` when this page was the last.

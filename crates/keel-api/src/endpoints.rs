@@ -5,10 +5,11 @@
 use keel_core::Timestamp;
 use keel_core::endpoint::EndpointSpec;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `PUT .../endpoints/{name}`: the spec, and a secret to sign with (a new
 /// one is made for a new endpoint when absent).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct EndpointRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -34,7 +35,7 @@ impl<'de> Deserialize<'de> for EndpointRequest {
 }
 
 /// How an endpoint is doing.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EndpointStatus {
     pub last_success_at: Option<Timestamp>,
     /// The first failure since the last success.
@@ -52,7 +53,7 @@ pub struct EndpointStatus {
 
 /// An endpoint as the API shows it: never its secret, except in the answer
 /// that made or set it (`secret`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EndpointAnswer {
     pub name: String,
     #[serde(flatten)]
@@ -66,21 +67,21 @@ pub struct EndpointAnswer {
     pub updated_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EndpointList {
     pub endpoints: Vec<EndpointAnswer>,
 }
 
 /// `POST .../rotate-secret`: the new secret, shown this once; the previous
 /// one signs too until `previous_valid_until`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RotatedAnswer {
     pub secret: String,
     pub previous_valid_until: Option<Timestamp>,
 }
 
 /// One delivery attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptAnswer {
     pub id: i64,
     /// The `webhook-id` sent: receivers deduplicate on it.
@@ -97,21 +98,21 @@ pub struct AttemptAnswer {
 
 /// A page of attempts, newest first; `next_cursor` is the `after` of the
 /// next page.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptList {
     pub attempts: Vec<AttemptAnswer>,
     pub next_cursor: Option<String>,
 }
 
 /// `POST .../recover`: send again what died since then.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// RFC 3339.
     pub since: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RecoverAnswer {
     pub recovered: u64,
 }

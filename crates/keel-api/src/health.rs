@@ -1,9 +1,10 @@
 //! `/healthz` and `/readyz`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// What the process says of itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     /// `/healthz`: the process serves HTTP.
@@ -16,7 +17,7 @@ pub enum HealthStatus {
     Unavailable,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     pub status: HealthStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]

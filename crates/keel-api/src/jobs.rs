@@ -7,11 +7,12 @@ use keel_core::{AttemptError, Backoff, JobId, JobState, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::ErrorDetail;
 
 /// The answer for one enqueued job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Enqueued {
     pub id: JobId,
     pub state: JobState,
@@ -24,13 +25,33 @@ pub struct Enqueued {
 }
 
 /// The answer for a batch, in the batch's order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueuedBatch {
     pub jobs: Vec<Enqueued>,
 }
 
+/// `POST .../queues/{queue}/jobs`: one job, or `{"jobs":[...]}` enqueued
+/// all or none. The server tells the two apart itself; this names them for
+/// the OpenAPI document.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EnqueueRequest {
+    Batch {
+        jobs: Vec<keel_core::job::JobRequest>,
+    },
+    One(Box<keel_core::job::JobRequest>),
+}
+
+/// The answer to an enqueue: one job's, or a batch's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EnqueueAnswer {
+    Batch(EnqueuedBatch),
+    One(Enqueued),
+}
+
 /// `POST .../queues/{queue}/lease`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,16 +67,20 @@ pub struct LeaseRequest {
 /// The answer to a lease. Serialized straight from its jobs, never through
 /// `serde_json::Value`: payloads are raw JSON kept verbatim, and some valid
 /// JSON (`1e999`) has no `Value` form.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "")]
 pub struct Leased<P = Box<RawValue>> {
+    #[schema(value_type = Vec<LeasedJob>)]
     pub jobs: Vec<LeasedJob<P>>,
 }
 
 /// A job handed to a worker.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "")]
 pub struct LeasedJob<P = Box<RawValue>> {
     pub id: JobId,
     pub queue: String,
+    #[schema(value_type = serde_json::Value)]
     pub payload: P,
     pub attempt: u32,
     pub max_attempts: u32,
@@ -72,16 +97,17 @@ pub struct LeasedJob<P = Box<RawValue>> {
 }
 
 /// `POST .../jobs/{id}/complete`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     pub lease_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Box<RawValue>>,
 }
 
 /// `POST .../jobs/{id}/fail`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     pub lease_token: String,
@@ -99,7 +125,7 @@ fn yes() -> bool {
 }
 
 /// `POST .../jobs/{id}/heartbeat`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_token: String,
@@ -107,13 +133,13 @@ pub struct HeartbeatRequest {
     pub lease_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatAnswer {
     pub lease_expires_at: Timestamp,
 }
 
 /// The state a job reached through a complete, fail or cancel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AckAnswer {
     pub id: JobId,
     pub state: JobState,
@@ -125,7 +151,7 @@ pub struct AckAnswer {
 /// `POST .../acks`: items are checked one by one (a bad item fails alone),
 /// so they are taken as JSON and parsed as [`CompleteRequest`] or
 /// [`FailRequest`] plus an `id` each.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcksRequest {
     #[serde(default)]
@@ -135,14 +161,14 @@ pub struct AcksRequest {
 }
 
 /// One status per item, in the order sent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AcksAnswer {
     pub complete: Vec<AckItem>,
     pub fail: Vec<AckItem>,
 }
 
 /// How one item of a batch ack went.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum AckItem {
     Done {
@@ -160,11 +186,13 @@ pub enum AckItem {
 }
 
 /// A job as `GET .../jobs/{id}` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "")]
 pub struct Job<P = Box<RawValue>> {
     pub id: JobId,
     pub queue: String,
     pub state: JobState,
+    #[schema(value_type = serde_json::Value)]
     pub payload: P,
     pub priority: i16,
     pub attempt: u32,
@@ -172,6 +200,7 @@ pub struct Job<P = Box<RawValue>> {
     pub run_at: Timestamp,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<P>,
     pub errors: Vec<AttemptError>,
     pub tags: BTreeMap<String, String>,
@@ -187,14 +216,16 @@ pub struct Job<P = Box<RawValue>> {
 }
 
 /// A page of jobs, newest first.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "")]
 pub struct JobPage<P = Box<RawValue>> {
+    #[schema(value_type = Vec<Job>)]
     pub jobs: Vec<Job<P>>,
     pub next_cursor: Option<String>,
 }
 
 /// `POST .../queues/{queue}/redrive`: `ids` or `all`, one of them.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedriveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,10 +233,11 @@ pub struct RedriveRequest {
     #[serde(default)]
     pub all: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<Box<RawValue>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RedriveAnswer {
     pub redriven: usize,
     pub ids: Vec<JobId>,

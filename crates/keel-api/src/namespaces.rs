@@ -2,6 +2,7 @@
 
 use keel_core::quota::Quotas;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `PUT /v1/namespaces/{ns}` takes `keel_core::quota::Quotas`:
 /// `{"max_jobs"?,"max_enqueue_per_second"?,"max_publish_per_second"?,
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub use keel_core::quota::Quotas as NamespaceRequest;
 
 /// What a namespace holds, next to its quotas.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageAnswer {
     /// Unfinished jobs.
     pub jobs: u64,
@@ -17,14 +18,14 @@ pub struct UsageAnswer {
     pub subscriptions: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NamespaceAnswer {
     pub namespace: String,
     pub quotas: Quotas,
     pub usage: UsageAnswer,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NamespaceList {
     pub namespaces: Vec<NamespaceAnswer>,
 }

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use keel_core::{JobState, QueuePolicy, Timestamp};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `GET .../queues/{queue}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueAnswer {
     pub namespace: String,
     pub queue: String,
@@ -28,7 +29,7 @@ impl QueueAnswer {
 }
 
 /// Events per second, averaged over the last minute.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueRates {
     pub enqueued_per_s: f64,
     pub completed_per_s: f64,
@@ -36,7 +37,7 @@ pub struct QueueRates {
 }
 
 /// `POST .../queues/{queue}/pause` and `.../resume`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PausedAnswer {
     pub queue: String,
     pub paused: bool,

@@ -7,9 +7,10 @@ use keel_core::Timestamp;
 use keel_core::workflow::{RunId, RunStatus, StepStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// A run as `GET .../runs/{id}` and every run-changing call answer it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Run {
     pub id: RunId,
     pub workflow: String,
@@ -31,7 +32,7 @@ pub struct Run {
     pub deduplicated: Option<bool>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Step {
     pub state: StepStatus,
     pub attempts: u32,
@@ -49,7 +50,7 @@ pub struct Step {
 }
 
 /// One item of a fan-out step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Item {
     pub state: StepStatus,
     pub attempts: u32,
@@ -58,7 +59,7 @@ pub struct Item {
 }
 
 /// `GET .../runs`: newest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RunPage {
     pub runs: Vec<Run>,
     /// Pass as `cursor` for the next page; absent on the last.
@@ -66,7 +67,7 @@ pub struct RunPage {
 }
 
 /// The optional body of `POST .../runs/{id}/cancel`.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// Undo the completed steps (their compensations) before ending.

@@ -4,6 +4,7 @@
 use keel_core::Timestamp;
 use keel_core::schedule::{Outcome, ScheduleSpec};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `PUT .../schedules/{name}` takes `keel_core::schedule::ScheduleSpec`:
 /// `{"cron"|"every_ms","timezone","jitter_ms","start_at","end_at",
@@ -11,14 +12,14 @@ use serde::{Deserialize, Serialize};
 pub use keel_core::schedule::ScheduleSpec as ScheduleRequest;
 
 /// A slot to come, in UTC and in the schedule's zone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FireTime {
     pub utc: Timestamp,
     pub local: String,
 }
 
 /// One slot of the ledger.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SlotAnswer {
     pub nominal_time: Timestamp,
     pub fired_at: Option<Timestamp>,
@@ -28,7 +29,7 @@ pub struct SlotAnswer {
 }
 
 /// A schedule as the API shows it: its spec, then what it did and will do.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleAnswer {
     pub name: String,
     #[serde(flatten)]
@@ -48,13 +49,13 @@ pub struct ScheduleAnswer {
     pub updated_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleList {
     pub schedules: Vec<ScheduleAnswer>,
 }
 
 /// `POST .../schedules/{name}/backfill`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
     pub from: Timestamp,
@@ -62,7 +63,7 @@ pub struct BackfillRequest {
 }
 
 /// The slots a backfill decided, oldest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BackfillAnswer {
     pub slots: Vec<SlotAnswer>,
 }

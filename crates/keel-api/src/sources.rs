@@ -4,13 +4,14 @@
 use keel_core::Timestamp;
 use keel_core::source::{Encoding, Scheme};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `PUT .../sources/{name}` takes `keel_core::source::SourceSpec` as it is:
 /// `{"topic","verify":{"scheme","secret",...},"key"?,"type"?,"id"?}`.
 pub use keel_core::source::SourceSpec as SourceRequest;
 
 /// How a source verifies, without its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerifyAnswer {
     pub scheme: Scheme,
     pub tolerance_ms: u64,
@@ -23,7 +24,7 @@ pub struct VerifyAnswer {
 }
 
 /// A source as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SourceAnswer {
     pub name: String,
     pub topic: String,
@@ -40,13 +41,22 @@ pub struct SourceAnswer {
     pub updated_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SourceList {
     pub sources: Vec<SourceAnswer>,
 }
 
 /// Slack's `url_verification` answered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeAnswer {
     pub challenge: String,
+}
+
+/// The answer to a delivery on `/v1/hooks/{ns}/{name}`: the event it
+/// published, or a provider's challenge answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum IngestAnswer {
+    Published(crate::topics::PublishedAnswer),
+    Challenge(ChallengeAnswer),
 }

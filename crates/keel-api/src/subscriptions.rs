@@ -5,12 +5,13 @@ use keel_core::Timestamp;
 use keel_core::subscription::{Filter, Start, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::topics::EventAnswer;
 
 /// Where a subscription starts, or a seek goes: `"earliest"`, `"latest"`,
 /// `{"seq":N}` (the first event delivered is N) or `{"time":"RFC 3339"}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum StartAt {
     Named(Named),
@@ -18,7 +19,7 @@ pub enum StartAt {
     Time { time: Timestamp },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Named {
     Earliest,
@@ -37,7 +38,7 @@ impl From<StartAt> for Start {
 }
 
 /// `PUT .../subscriptions/{name}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionRequest {
     pub topic: String,
@@ -53,7 +54,7 @@ pub struct SubscriptionRequest {
 }
 
 /// Whether a subscription hands events on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
     Active,
@@ -61,7 +62,7 @@ pub enum SubscriptionStatus {
 }
 
 /// A subscription: its definition and where it stands.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionAnswer {
     pub name: String,
     pub topic: String,
@@ -80,13 +81,13 @@ pub struct SubscriptionAnswer {
 }
 
 /// `GET .../subscriptions?topic=`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionList {
     pub subscriptions: Vec<SubscriptionAnswer>,
 }
 
 /// `POST .../subscriptions/{name}/fetch`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FetchRequest {
     pub consumer: String,
@@ -97,14 +98,16 @@ pub struct FetchRequest {
 }
 
 /// The answer to a fetch; `cursor` commits its events (null when none).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "")]
 pub struct FetchAnswer<P = Box<RawValue>> {
+    #[schema(value_type = Vec<EventAnswer>)]
     pub events: Vec<EventAnswer<P>>,
     pub cursor: Option<String>,
 }
 
 /// `POST .../subscriptions/{name}/commit`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommitRequest {
     pub consumer: String,
@@ -112,13 +115,13 @@ pub struct CommitRequest {
 }
 
 /// The answer to a commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Committed {
     pub committed: bool,
 }
 
 /// `POST .../topics/{topic}/match`: a dry run of a filter over history.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchRequest {
     #[serde(default)]
@@ -129,10 +132,12 @@ pub struct MatchRequest {
     pub limit: Option<u32>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(bound = "")]
 pub struct MatchAnswer<P = Box<RawValue>> {
     pub matched: u64,
     pub scanned: u64,
     /// The first few matches.
+    #[schema(value_type = Vec<EventAnswer>)]
     pub sample: Vec<EventAnswer<P>>,
 }

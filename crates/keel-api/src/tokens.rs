@@ -4,9 +4,10 @@
 use keel_core::Timestamp;
 use keel_core::auth::Role;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /v1/tokens`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     pub name: String,
@@ -32,7 +33,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Er
 }
 
 /// A token as the API shows it: never its secret, except in [`TokenCreated`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenAnswer {
     pub id: String,
     pub name: String,
@@ -48,7 +49,7 @@ pub struct TokenAnswer {
 
 /// The answer to `POST /v1/tokens`: the token, and the secret `keel_…`
 /// that is shown this once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenCreated {
     #[serde(flatten)]
     pub about: TokenAnswer,
@@ -56,7 +57,7 @@ pub struct TokenCreated {
     pub token: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     pub tokens: Vec<TokenAnswer>,
 }

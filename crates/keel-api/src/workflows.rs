@@ -6,17 +6,18 @@ use keel_core::Timestamp;
 use keel_core::workflow::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// The answer to `PUT .../workflows/{name}`: 201 for a new version, 200 when
 /// the definition was already the latest.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DefinitionSaved {
     pub name: String,
     pub version: u32,
 }
 
 /// `GET .../workflows/{name}`: one version of a definition.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DefinitionAnswer {
     pub name: String,
     pub version: u32,
@@ -26,20 +27,20 @@ pub struct DefinitionAnswer {
 }
 
 /// `GET .../workflows/{name}/versions`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VersionsAnswer {
     pub name: String,
     pub versions: Vec<VersionEntry>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VersionEntry {
     pub version: u32,
     pub created_at: Timestamp,
 }
 
 /// `POST .../workflows/{name}/runs` (an empty body starts with `null` input).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     #[serde(default)]
@@ -53,15 +54,17 @@ pub struct StartRequest {
 
 /// The 400 answer to a definition with problems: the usual error body with
 /// every problem and where it is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InvalidDefinition {
     pub error: InvalidDefinitionDetail,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InvalidDefinitionDetail {
     /// Always `invalid_definition`.
     pub code: String,
     pub message: String,
+    /// Absent when the request failed before the definition was read.
+    #[serde(default)]
     pub problems: Vec<Problem>,
 }

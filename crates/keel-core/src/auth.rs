@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, ErrorCode, Namespace};
 
 /// A token's role, from least to most powerful.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Every read in its namespaces.

@@ -7,7 +7,7 @@ use crate::Error;
 /// `delay(n) = min(max_ms, base_ms * factor^(n-1))` for the n-th failed attempt;
 /// with `jitter`, a uniform pick in `[delay/2, delay]` ("equal jitter"), which
 /// spreads a thundering herd of retries without ever retrying at once.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backoff {
     pub base_ms: u64,

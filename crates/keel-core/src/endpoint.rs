@@ -44,14 +44,14 @@ const RESERVED_HEADERS: [&str; 6] = [
 ];
 
 /// At most this many deliveries per second start, on each node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub per_second: u32,
 }
 
 /// An endpoint as configured (`PUT .../endpoints/{name}`), secrets apart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSpec {
     pub url: String,

@@ -52,6 +52,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the enum (the OpenAPI document lists them).
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidName,
+        ErrorCode::BatchTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::JobNotFound,
+        ErrorCode::LeaseLost,
+        ErrorCode::InvalidState,
+        ErrorCode::Conflict,
+        ErrorCode::HasTarget,
+        ErrorCode::CursorStale,
+        ErrorCode::InvalidDefinition,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::NamespaceFull,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::RateLimited,
+        ErrorCode::StorageFull,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",

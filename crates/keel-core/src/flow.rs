@@ -17,7 +17,7 @@ use crate::{Error, Timestamp};
 /// Where a queue's jobs take their flow key from: a tag's value
 /// (`"tag:tenant"`) or the job's `ordering_key`. A job without one has the
 /// key `""`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub enum FlowKey {
     Tag(String),
     OrderingKey,
@@ -71,7 +71,7 @@ pub const MAX_PERIOD_MS: u64 = 24 * 3_600_000;
 /// `limit` jobs leased per `period_ms`, at most `burst` at once (default:
 /// `limit`, a whole period's jobs at once, as a fixed window allows; 1
 /// spaces them evenly).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
     pub limit: u32,

@@ -11,7 +11,7 @@ use crate::{JobId, JobState, Timestamp};
 pub const NO_WORKER_AFTER_MS: u64 = 60_000;
 
 /// Which gate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GateKind {
     /// Not due yet (a delay, a retry's backoff): `eligible_at`.
@@ -39,7 +39,7 @@ pub enum GateKind {
 }
 
 /// One gate, with what it is waiting on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Gate {
     pub gate: GateKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

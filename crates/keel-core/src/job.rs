@@ -20,7 +20,19 @@ use crate::limits::{MAX_PRIORITY, MIN_PRIORITY};
 use crate::policy::{check_lease_ms, check_max_attempts};
 use crate::{Backoff, Error, ErrorCode, JobId, Limits, QueuePolicy, Timestamp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Scheduled,
@@ -73,11 +85,13 @@ impl JobState {
 
 /// What a client asks to enqueue, as it arrives; [`JobRequest::validate`] turns
 /// it into a [`NewJob`] or says every reason it can't.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     pub priority: Option<i64>,
+    #[schema(format = DateTime)]
     pub run_at: Option<String>,
     pub delay_ms: Option<u64>,
     pub max_attempts: Option<u32>,
@@ -95,7 +109,7 @@ pub struct JobRequest {
 /// until then replaces that job's payload. A key whose job has started opens
 /// a new window: the latency from the first enqueue is bounded by the
 /// window, however steady the stream of enqueues.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Debounce {
     pub key: String,
@@ -422,7 +436,7 @@ impl JobLifecycle {
 }
 
 /// One failed attempt, as kept in the job's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptError {
     pub attempt: u32,
     pub message: String,

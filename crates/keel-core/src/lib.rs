@@ -18,6 +18,7 @@ pub mod id;
 pub mod job;
 pub mod limits;
 pub mod name;
+pub mod openapi;
 pub mod policy;
 pub mod quota;
 pub mod schedule;

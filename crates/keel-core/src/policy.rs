@@ -17,7 +17,7 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 
 /// The body of `PUT /v1/namespaces/{ns}/queues/{queue}`; omitted fields fall back
 /// to Keel's defaults.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePolicy {
     pub max_attempts: Option<u32>,
@@ -55,7 +55,7 @@ pub struct QueuePolicy {
 
 /// A push queue's endpoint and how many of its jobs are delivered at once
 /// on each node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Push {
     pub endpoint: EndpointName,

@@ -11,7 +11,7 @@ use crate::{Error, ErrorCode, Timestamp};
 
 /// The quotas of one namespace; `None` is no quota of that kind (for
 /// `max_jobs`: the server's `--max-namespace-jobs`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Unfinished jobs.

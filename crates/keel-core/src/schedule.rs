@@ -50,7 +50,7 @@ pub const MAX_SLOTS_PER_PASS: usize = 10_000;
 pub const MAX_BACKFILL: usize = 1000;
 
 /// What a slot does when the previous fire's job or run is still unfinished.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// The slot is skipped (`skipped_overlap` in the ledger).
@@ -68,7 +68,7 @@ pub enum Overlap {
 
 /// What a schedule creates at each slot; templates may use `schedule.name`,
 /// `schedule.nominal_time` and `schedule.fired_at`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ScheduleTarget {
     /// `{"queue","job":{…job fields}}`: a job, created in the fire's write.
@@ -85,7 +85,7 @@ pub enum ScheduleTarget {
 }
 
 /// A schedule as configured (`PUT .../schedules/{name}`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,7 +317,7 @@ pub fn jitter(name: &str, nominal: Timestamp, jitter_ms: u64) -> u64 {
 }
 
 /// What became of a slot, as the ledger says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Fired,

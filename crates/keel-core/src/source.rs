@@ -19,7 +19,7 @@ pub const MAX_TOLERANCE_MS: u64 = 24 * 3_600_000;
 pub const MAX_FIELD: usize = 1024;
 
 /// The providers whose signatures Keel checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scheme {
     /// standardwebhooks.com (Svix and many others): `webhook-signature`.
@@ -33,7 +33,7 @@ pub enum Scheme {
 }
 
 /// How a digest is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     Hex,
@@ -41,7 +41,7 @@ pub enum Encoding {
 }
 
 /// How a source checks what it receives.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
     pub scheme: Scheme,
@@ -67,7 +67,7 @@ fn default_tolerance() -> u64 {
 /// A source: where its events go and how their id, key and type are picked
 /// out of the request (expressions over `request.headers`, lower-case
 /// names, and `request.body`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     pub topic: TopicName,

@@ -29,7 +29,7 @@ pub const DEFAULT_CONSUMER_TIMEOUT_MS: u64 = 30_000;
 
 /// Which events a subscription sees: types (globs with `*`) and a condition
 /// in the expression language over `event`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -109,7 +109,7 @@ pub fn event_context(event: &Event) -> Value {
 }
 
 /// Where a new subscription (or a seek) starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub enum Start {
     /// The oldest kept event.
     Earliest,
@@ -156,7 +156,7 @@ pub fn cursor_last(cursor: &str) -> Option<u64> {
 
 /// The job fields a queue target gives each job (the payload comes from the
 /// event).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,7 +174,7 @@ pub struct JobFields {
 }
 
 /// Where a subscription's events go, when they are not pulled.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Target {
     /// A job per event on `queue`; `payload` is a template over `event`

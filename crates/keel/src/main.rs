@@ -144,6 +144,10 @@ struct LimitArgs {
     /// Most unfinished jobs one namespace may hold.
     #[arg(long, env = "KEEL_MAX_NAMESPACE_JOBS", default_value_t = Limits::default().max_namespace_jobs)]
     max_namespace_jobs: u64,
+    /// Longest a long-poll may ask to wait (lease, fetch, events, a run's
+    /// end), in ms: below a proxy's idle timeout.
+    #[arg(long, env = "KEEL_MAX_WAIT_MS", default_value_t = Limits::default().max_wait_ms)]
+    max_wait_ms: u64,
 }
 
 impl LimitArgs {
@@ -152,6 +156,7 @@ impl LimitArgs {
             max_payload_bytes: self.max_payload_bytes,
             max_body_bytes: self.max_body_bytes,
             max_namespace_jobs: self.max_namespace_jobs,
+            max_wait_ms: self.max_wait_ms,
             ..Limits::default()
         }
     }

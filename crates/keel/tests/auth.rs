@@ -70,6 +70,7 @@ const ROUTES: &[Route] = &[
     r("GET", "/healthz", "open"),
     r("GET", "/readyz", "open"),
     r("GET", "/metrics", "metrics"),
+    r("GET", "/openapi.json", "open"),
     rb("POST", "/v1/hooks/{ns}/nosuch", "open", empty),
     rb("POST", "/v1/tokens", "admin", empty),
     r("GET", "/v1/tokens", "admin"),
@@ -649,6 +650,43 @@ async fn metrics_are_open_only_when_asked() {
     assert_eq!(status, 200);
     let (status, _) = s.get("/v1/namespaces/acme/topics").await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_open_and_names_every_route_and_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _admin) = Server::start_secured(&dir, &[]).await;
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let methods = ["get", "put", "post", "delete"];
+    let operations: Vec<(String, &str)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            methods
+                .iter()
+                .filter(|m| item.get(**m).is_some())
+                .map(move |m| (path.clone(), *m))
+        })
+        .collect();
+    // The matrix's routes, but the document itself.
+    assert_eq!(operations.len(), ROUTES.len() - 1);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(doc["security"], json!([{"bearer": []}]));
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+    let enqueue = &doc["paths"]["/v1/namespaces/{ns}/queues/{queue}/jobs"]["post"];
+    assert!(enqueue.get("security").is_none(), "needs the token");
+    assert!(
+        enqueue["responses"]["429"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("`rate_limited`")
+    );
 }
 
 #[tokio::test]

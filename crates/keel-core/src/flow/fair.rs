@@ -23,7 +23,7 @@ pub const MAX_WEIGHT: u32 = 1000;
 pub const COST: i64 = 1_000_000;
 
 /// `{"weights":{"acme":3},"default_weight":1}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fairness {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

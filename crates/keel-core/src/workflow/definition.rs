@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_PARALLEL: u32 = 10;
 pub const DEFAULT_STEP_ATTEMPTS: u32 = 1;
 
 /// One thing wrong with a definition, at a path like `steps.charge.needs[0]`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     pub path: String,
     pub message: String,

@@ -136,6 +136,14 @@ fn action(method: &str, path: &str) -> String {
     format!("{kind}.{verb}")
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    summary = "Read the audit log",
+    params(keel_api::audit::AuditParams),
+    responses((status = 200, description = "OK", body = keel_api::audit::AuditPage))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     QueryParams(params): QueryParams<AuditParams>,

@@ -4,7 +4,8 @@
 //! table needs an admin (fail closed). 401 `unauthenticated` for a missing,
 //! unknown, expired or revoked token; 403 `forbidden` for a role, namespace
 //! or resource the token does not reach. The webhook ingress (checked by
-//! its source's signature) and the health probes are open; `/metrics` is
+//! its source's signature), the health probes and the OpenAPI document are
+//! open; `/metrics` is
 //! open only with `--metrics-public`. A change let in is recorded in the
 //! audit log around its handler (`audit.rs`).
 
@@ -73,6 +74,7 @@ const RULES: &[(&str, &str, Need)] = &[
     ("GET", "/healthz", Need::Open),
     ("GET", "/readyz", Need::Open),
     ("GET", "/metrics", Need::Metrics),
+    ("GET", "/openapi.json", Need::Open),
     ("POST", "/v1/hooks/{ns}/{name}", Need::Open),
     ("POST", "/v1/tokens", Need::Token(Admin, All)),
     ("GET", "/v1/tokens", Need::Token(Admin, All)),
@@ -157,6 +159,17 @@ fn need(method: &Method, path: &str) -> Need {
         .get(&(method, path))
         .copied()
         .unwrap_or(Need::Token(Admin, All))
+}
+
+/// Whether a route needs no token (the OpenAPI document says so).
+pub(super) fn is_open(method: &str, path: &str) -> bool {
+    matches!(TABLE.get(&(method, path)), Some(Need::Open))
+}
+
+/// Every route the table lists, as (method, path).
+#[cfg(test)]
+pub(super) fn routes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    RULES.iter().map(|&(method, path, _)| (method, path))
 }
 
 /// Whether a request is a change the audit log records: anything but a

@@ -54,6 +54,14 @@ fn answer(status: Status, secret: Option<String>) -> EndpointAnswer {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/endpoints/{name}",
+    tag = "endpoints",
+    summary = "Create or change an endpoint",
+    request_body = keel_api::endpoints::EndpointRequest,
+    responses((status = 200, description = "OK", body = keel_api::endpoints::EndpointAnswer), (status = 201, description = "created", body = keel_api::endpoints::EndpointAnswer))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
@@ -72,6 +80,13 @@ pub(super) async fn put(
     Ok((code, Json(answer(status, secret))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/endpoints/{name}",
+    tag = "endpoints",
+    summary = "One endpoint with its health",
+    responses((status = 200, description = "OK", body = keel_api::endpoints::EndpointAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
@@ -80,6 +95,13 @@ pub(super) async fn get(
     Ok(Json(answer(status, None)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/endpoints",
+    tag = "endpoints",
+    summary = "List endpoints with their health",
+    responses((status = 200, description = "OK", body = keel_api::endpoints::EndpointList))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -91,6 +113,13 @@ pub(super) async fn list(
     Ok(Json(EndpointList { endpoints }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/endpoints/{name}",
+    tag = "endpoints",
+    summary = "Delete an endpoint",
+    responses((status = 204, description = "deleted"))
+)]
 pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
@@ -99,6 +128,13 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/endpoints/{name}/rotate-secret",
+    tag = "endpoints",
+    summary = "Rotate an endpoint's signing secret",
+    responses((status = 200, description = "OK", body = keel_api::endpoints::RotatedAnswer))
+)]
 pub(super) async fn rotate(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
@@ -110,6 +146,13 @@ pub(super) async fn rotate(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/endpoints/{name}/enable",
+    tag = "endpoints",
+    summary = "Enable a disabled endpoint",
+    responses((status = 200, description = "OK", body = keel_api::endpoints::EndpointAnswer))
+)]
 pub(super) async fn enable(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
@@ -118,8 +161,9 @@ pub(super) async fn enable(
     Ok(Json(answer(status, None)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AttemptParams {
     /// `succeeded` or `failed`.
     status: Option<String>,
@@ -128,6 +172,14 @@ pub(super) struct AttemptParams {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/endpoints/{name}/attempts",
+    tag = "endpoints",
+    summary = "An endpoint's delivery attempts",
+    params(AttemptParams),
+    responses((status = 200, description = "OK", body = keel_api::endpoints::AttemptList))
+)]
 pub(super) async fn attempts(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
@@ -179,6 +231,14 @@ fn attempt(a: Attempt) -> AttemptAnswer {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/endpoints/{name}/recover",
+    tag = "endpoints",
+    summary = "Send again what died since a time",
+    request_body = keel_api::endpoints::RecoverRequest,
+    responses((status = 200, description = "OK", body = keel_api::endpoints::RecoverAnswer))
+)]
 pub(super) async fn recover(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,

@@ -11,7 +11,12 @@ use keel_core::{
     EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
     SubscriptionName, TopicName, WorkflowName,
 };
-use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::ApiError;
 
@@ -41,10 +46,35 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// Parses JSON, telling malformed JSON (`invalid_json`) from JSON of the wrong
-/// shape (`invalid_request`).
-pub(super) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Parses a request's JSON, telling malformed JSON (`invalid_json`) from
+/// JSON of the wrong shape (`invalid_request`). No request body is an
+/// array: serde would read one as a struct's fields in order.
+pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
     serde_json::from_slice(bytes).map_err(json_error)
+}
+
+/// A JSON object read as `T`, for the items of a batch: serde would take an
+/// array of a struct's fields in order too, which the API's document does
+/// not allow.
+pub(super) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Fields<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(Fields(PhantomData))
+    }
 }
 
 pub(super) fn json_error(e: serde_json::Error) -> ApiError {

@@ -11,11 +11,25 @@ use keel_core::{Namespace, QueueName, QueueRef};
 
 use keel_engine::Engine;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process serves HTTP",
+    responses((status = 200, description = "OK", body = keel_api::health::Health))
+)]
 /// The process serves HTTP.
 pub(super) async fn healthz() -> impl IntoResponse {
     Json(Health::is(HealthStatus::Ok))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "The store answers and the server is not draining",
+    responses((status = 200, description = "OK", body = keel_api::health::Health), (status = 503, description = "draining or the store does not answer", body = keel_api::health::Health))
+)]
 /// The store answers and the server is not draining.
 pub(super) async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     if engine.shutdown.is_fired() {
@@ -40,6 +54,13 @@ pub(super) async fn readyz(State(engine): State<Arc<Engine>>) -> impl IntoRespon
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics (text format)",
+    responses((status = 200, description = "text/plain", body = String, content_type = "text/plain"))
+)]
 pub(super) async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
     let text = keel_engine::metrics::render(engine.store.as_ref()).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)

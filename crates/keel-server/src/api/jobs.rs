@@ -26,8 +26,8 @@ use serde_json::value::RawValue;
 use super::ApiError;
 use super::error::status;
 use super::extract::{
-    Body, JobPath, JsonBody, NamespacePath, QueryParams, QueuePath, count, json_error, parse,
-    wait_ms,
+    Body, JobPath, JsonBody, NamespacePath, Object, QueryParams, QueuePath, count, json_error,
+    parse, wait_ms,
 };
 use keel_core::quota::RateKind;
 use keel_engine::Engine;
@@ -43,16 +43,25 @@ struct Shape<'a> {
     payload: Option<&'a RawValue>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/queues/{queue}/jobs",
+    tag = "jobs",
+    summary = "Enqueue one job or a batch",
+    request_body = keel_api::jobs::EnqueueRequest,
+    responses((status = 201, description = "created", body = keel_api::jobs::EnqueueAnswer))
+)]
 pub(super) async fn enqueue(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
     Body(bytes): Body,
 ) -> Api<Response> {
-    let shape: Shape<'_> = serde_json::from_slice(&bytes).map_err(json_error)?;
+    let shape: Shape<'_> = parse(&bytes)?;
     let (requests, batch): (Vec<JobRequest>, bool) = match (shape.jobs, shape.payload) {
         (Some(jobs), None) => {
-            let requests: Vec<JobRequest> = serde_json::from_str(jobs.get()).map_err(json_error)?;
-            (requests, true)
+            let requests: Vec<Object<JobRequest>> =
+                serde_json::from_str(jobs.get()).map_err(json_error)?;
+            (requests.into_iter().map(|Object(r)| r).collect(), true)
         }
         _ => (vec![parse(&bytes)?], false),
     };
@@ -100,6 +109,14 @@ pub(super) async fn enqueue(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/queues/{queue}/lease",
+    tag = "jobs",
+    summary = "Lease jobs, waiting up to wait_ms for one",
+    request_body(content = Option<keel_api::jobs::LeaseRequest>, description = "an empty body reads as {}"),
+    responses((status = 200, description = "OK", body = keel_api::jobs::Leased))
+)]
 pub(super) async fn lease(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
@@ -203,6 +220,14 @@ async fn ack_one(
     Ok(Json(wire_acked(&result?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/jobs/{id}/complete",
+    tag = "jobs",
+    summary = "Complete a leased job",
+    request_body = keel_api::jobs::CompleteRequest,
+    responses((status = 200, description = "OK", body = keel_api::jobs::AckAnswer))
+)]
 pub(super) async fn complete(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
@@ -213,6 +238,14 @@ pub(super) async fn complete(
     ack_one(&engine, &ns, token, outcome).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/jobs/{id}/fail",
+    tag = "jobs",
+    summary = "Fail a leased job (retried or dead)",
+    request_body = keel_api::jobs::FailRequest,
+    responses((status = 200, description = "OK", body = keel_api::jobs::AckAnswer))
+)]
 pub(super) async fn fail(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
@@ -223,6 +256,14 @@ pub(super) async fn fail(
     ack_one(&engine, &ns, token, outcome).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/jobs/{id}/heartbeat",
+    tag = "jobs",
+    summary = "Extend a lease",
+    request_body = keel_api::jobs::HeartbeatRequest,
+    responses((status = 200, description = "OK", body = keel_api::jobs::HeartbeatAnswer))
+)]
 pub(super) async fn heartbeat(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
@@ -283,6 +324,14 @@ type ParsedAck = Result<(JobId, Ack), (Option<String>, Error)>;
 /// An item's place in the answer: the job it acks, or why it was refused.
 type Slot = Result<JobId, (Option<String>, Error)>;
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/acks",
+    tag = "jobs",
+    summary = "Complete and fail leased jobs in one call",
+    request_body(content = Option<keel_api::jobs::AcksRequest>, description = "an empty body reads as {}"),
+    responses((status = 200, description = "OK", body = keel_api::jobs::AcksAnswer))
+)]
 /// Answers `{"complete":[...],"fail":[...]}` with one status per item, in the
 /// order sent: each item succeeds or fails on its own.
 pub(super) async fn acks(
@@ -350,6 +399,13 @@ pub(super) async fn acks(
     Ok(Json(AcksAnswer { complete, fail }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/jobs/{id}/cancel",
+    tag = "jobs",
+    summary = "Cancel a job that has not finished",
+    responses((status = 200, description = "OK", body = keel_api::jobs::AckAnswer))
+)]
 pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
@@ -357,6 +413,13 @@ pub(super) async fn cancel(
     Ok(Json(wire_acked(&engine.jobs.cancel(&ns, id).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/jobs/{id}",
+    tag = "jobs",
+    summary = "One job; a waiting job says what it waits for",
+    responses((status = 200, description = "OK", body = keel_api::jobs::Job))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
@@ -373,8 +436,9 @@ pub(super) async fn get(
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     queue: Option<String>,
     state: Option<String>,
@@ -385,6 +449,14 @@ pub(super) struct ListParams {
 
 const DEFAULT_LIST_LIMIT: u32 = 50;
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/jobs",
+    tag = "jobs",
+    summary = "List jobs, newest first",
+    params(ListParams),
+    responses((status = 200, description = "OK", body = keel_api::jobs::JobPage))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -428,6 +500,14 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/queues/{queue}/redrive",
+    tag = "jobs",
+    summary = "Send dead jobs back to ready",
+    request_body = keel_api::jobs::RedriveRequest,
+    responses((status = 200, description = "OK", body = keel_api::jobs::RedriveAnswer))
+)]
 pub(super) async fn redrive(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,

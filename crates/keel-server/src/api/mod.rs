@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod jobs;
 mod namespaces;
+mod openapi;
 mod queues;
 mod request_id;
 mod schedules;
@@ -22,9 +23,14 @@ mod workflows;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::http::header;
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::AuthConfig;
 pub use error::ApiError;
@@ -34,161 +40,16 @@ use keel_engine::Engine;
 /// The whole API; `auth` says whether callers need tokens.
 pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
     let body_limit = engine.limits.max_body_bytes;
-    let v1 = Router::new()
-        .route("/namespaces/{ns}/queues/{queue}/jobs", post(jobs::enqueue))
-        .route("/namespaces/{ns}/queues/{queue}/lease", post(jobs::lease))
+    let (routes, document) = documented().split_for_parts();
+    let document = Bytes::from(
+        serde_json::to_vec(&openapi::finish(document))
+            .unwrap_or_else(|_| unreachable!("the document serializes")),
+    );
+    routes
         .route(
-            "/namespaces/{ns}/queues/{queue}/redrive",
-            post(jobs::redrive),
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
         )
-        .route(
-            "/namespaces/{ns}/queues/{queue}",
-            get(queues::stats).put(queues::set_policy),
-        )
-        .route("/namespaces/{ns}/queues/{queue}/pause", post(queues::pause))
-        .route(
-            "/namespaces/{ns}/queues/{queue}/resume",
-            post(queues::resume),
-        )
-        .route("/namespaces/{ns}/jobs", get(jobs::list))
-        .route("/namespaces/{ns}/jobs/{id}", get(jobs::get))
-        .route("/namespaces/{ns}/jobs/{id}/complete", post(jobs::complete))
-        .route("/namespaces/{ns}/jobs/{id}/fail", post(jobs::fail))
-        .route(
-            "/namespaces/{ns}/jobs/{id}/heartbeat",
-            post(jobs::heartbeat),
-        )
-        .route("/namespaces/{ns}/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/namespaces/{ns}/acks", post(jobs::acks))
-        .route("/namespaces/{ns}/topics", get(topics::list))
-        .route(
-            "/namespaces/{ns}/topics/{topic}",
-            get(topics::get).put(topics::put).delete(topics::delete),
-        )
-        .route(
-            "/namespaces/{ns}/topics/{topic}/events",
-            get(topics::events).post(topics::publish),
-        )
-        .route(
-            "/namespaces/{ns}/topics/{topic}/events/{id}",
-            get(topics::event),
-        )
-        .route(
-            "/namespaces/{ns}/topics/{topic}/match",
-            post(subscriptions::matches),
-        )
-        .route("/namespaces/{ns}/subscriptions", get(subscriptions::list))
-        .route(
-            "/namespaces/{ns}/subscriptions/{name}",
-            get(subscriptions::get)
-                .put(subscriptions::put)
-                .delete(subscriptions::delete),
-        )
-        .route(
-            "/namespaces/{ns}/subscriptions/{name}/pause",
-            post(subscriptions::pause),
-        )
-        .route(
-            "/namespaces/{ns}/subscriptions/{name}/resume",
-            post(subscriptions::resume),
-        )
-        .route(
-            "/namespaces/{ns}/subscriptions/{name}/seek",
-            post(subscriptions::seek),
-        )
-        .route(
-            "/namespaces/{ns}/subscriptions/{name}/fetch",
-            post(subscriptions::fetch),
-        )
-        .route(
-            "/namespaces/{ns}/subscriptions/{name}/commit",
-            post(subscriptions::commit),
-        )
-        .route(
-            "/namespaces/{ns}/workflows/{name}",
-            get(workflows::get).put(workflows::put),
-        )
-        .route(
-            "/namespaces/{ns}/workflows/{name}/versions",
-            get(workflows::versions),
-        )
-        .route(
-            "/namespaces/{ns}/workflows/{name}/runs",
-            post(workflows::start),
-        )
-        .route("/namespaces/{ns}/runs", get(workflows::list))
-        .route("/namespaces/{ns}/runs/{id}", get(workflows::run))
-        .route(
-            "/namespaces/{ns}/runs/{id}/signals/{signal}",
-            post(workflows::signal),
-        )
-        .route("/namespaces/{ns}/runs/{id}/cancel", post(workflows::cancel))
-        .route("/namespaces/{ns}/runs/{id}/retry", post(workflows::retry))
-        .route("/namespaces/{ns}/sources", get(sources::list))
-        .route(
-            "/namespaces/{ns}/sources/{name}",
-            get(sources::get).put(sources::put).delete(sources::delete),
-        )
-        .route("/hooks/{ns}/{name}", post(sources::ingest))
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", delete(tokens::revoke))
-        .route("/audit", get(audit::list))
-        .route("/namespaces", get(namespaces::list))
-        .route(
-            "/namespaces/{ns}",
-            get(namespaces::get).put(namespaces::put),
-        )
-        .route("/namespaces/{ns}/endpoints", get(endpoints::list))
-        .route(
-            "/namespaces/{ns}/endpoints/{name}",
-            get(endpoints::get)
-                .put(endpoints::put)
-                .delete(endpoints::delete),
-        )
-        .route(
-            "/namespaces/{ns}/endpoints/{name}/rotate-secret",
-            post(endpoints::rotate),
-        )
-        .route(
-            "/namespaces/{ns}/endpoints/{name}/enable",
-            post(endpoints::enable),
-        )
-        .route(
-            "/namespaces/{ns}/endpoints/{name}/attempts",
-            get(endpoints::attempts),
-        )
-        .route(
-            "/namespaces/{ns}/endpoints/{name}/recover",
-            post(endpoints::recover),
-        )
-        .route("/namespaces/{ns}/schedules", get(schedules::list))
-        .route(
-            "/namespaces/{ns}/schedules/{name}",
-            get(schedules::get)
-                .put(schedules::put)
-                .delete(schedules::delete),
-        )
-        .route(
-            "/namespaces/{ns}/schedules/{name}/pause",
-            post(schedules::pause),
-        )
-        .route(
-            "/namespaces/{ns}/schedules/{name}/resume",
-            post(schedules::resume),
-        )
-        .route(
-            "/namespaces/{ns}/schedules/{name}/trigger",
-            post(schedules::trigger),
-        )
-        .route(
-            "/namespaces/{ns}/schedules/{name}/backfill",
-            post(schedules::backfill),
-        );
-    Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(
             (engine.clone(), auth),
             auth::check,
@@ -198,4 +59,72 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(request_id::request_id))
         .with_state(engine)
+}
+
+/// Every documented route: each handler's `#[utoipa::path]` gives both its
+/// place in the router and its operation in the OpenAPI document.
+fn documented() -> OpenApiRouter<Arc<Engine>> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(jobs::enqueue))
+        .routes(routes!(jobs::lease))
+        .routes(routes!(jobs::redrive))
+        .routes(routes!(queues::stats, queues::set_policy))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::complete))
+        .routes(routes!(jobs::fail))
+        .routes(routes!(jobs::heartbeat))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::acks))
+        .routes(routes!(topics::list))
+        .routes(routes!(topics::get, topics::put, topics::delete))
+        .routes(routes!(topics::events, topics::publish))
+        .routes(routes!(topics::event))
+        .routes(routes!(subscriptions::matches))
+        .routes(routes!(subscriptions::list))
+        .routes(routes!(
+            subscriptions::get,
+            subscriptions::put,
+            subscriptions::delete
+        ))
+        .routes(routes!(subscriptions::pause))
+        .routes(routes!(subscriptions::resume))
+        .routes(routes!(subscriptions::seek))
+        .routes(routes!(subscriptions::fetch))
+        .routes(routes!(subscriptions::commit))
+        .routes(routes!(workflows::get, workflows::put))
+        .routes(routes!(workflows::versions))
+        .routes(routes!(workflows::start))
+        .routes(routes!(workflows::list))
+        .routes(routes!(workflows::run))
+        .routes(routes!(workflows::signal))
+        .routes(routes!(workflows::cancel))
+        .routes(routes!(workflows::retry))
+        .routes(routes!(sources::list))
+        .routes(routes!(sources::get, sources::put, sources::delete))
+        .routes(routes!(sources::ingest))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
+        .routes(routes!(namespaces::list))
+        .routes(routes!(namespaces::get, namespaces::put))
+        .routes(routes!(endpoints::list))
+        .routes(routes!(endpoints::get, endpoints::put, endpoints::delete))
+        .routes(routes!(endpoints::rotate))
+        .routes(routes!(endpoints::enable))
+        .routes(routes!(endpoints::attempts))
+        .routes(routes!(endpoints::recover))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::get, schedules::put, schedules::delete))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::trigger))
+        .routes(routes!(schedules::backfill));
+    OpenApiRouter::with_openapi(openapi::Base::openapi())
+        .nest("/v1", v1)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
 }

@@ -28,6 +28,14 @@ fn answer(namespace: &Namespace, quotas: Quotas, usage: Usage) -> NamespaceAnswe
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}",
+    tag = "namespaces",
+    summary = "Set a namespace's quotas",
+    request_body(content = Option<keel_api::namespaces::NamespaceRequest>, description = "an empty body reads as {}"),
+    responses((status = 200, description = "OK", body = keel_api::namespaces::NamespaceAnswer))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -38,6 +46,13 @@ pub(super) async fn put(
     Ok(Json(answer(&ns, quotas, usage)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}",
+    tag = "namespaces",
+    summary = "A namespace's quotas and usage",
+    responses((status = 200, description = "OK", body = keel_api::namespaces::NamespaceAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -46,6 +61,13 @@ pub(super) async fn get(
     Ok(Json(answer(&ns, quotas, usage)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces",
+    tag = "namespaces",
+    summary = "List namespaces with quotas and usage",
+    responses((status = 200, description = "OK", body = keel_api::namespaces::NamespaceList))
+)]
 pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<NamespaceList>> {
     let mut namespaces = Vec::new();
     for stored in engine.store.namespaces_list().await? {

@@ -11,6 +11,13 @@ use super::ApiError;
 use super::extract::{JsonBody, QueuePath};
 use keel_engine::Engine;
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/queues/{queue}",
+    tag = "queues",
+    summary = "A queue's counts, rates and policy",
+    responses((status = 200, description = "OK", body = keel_api::queues::QueueAnswer))
+)]
 pub(super) async fn stats(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
@@ -37,6 +44,14 @@ pub(super) async fn stats(
     }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/queues/{queue}",
+    tag = "queues",
+    summary = "Set a queue's policy",
+    request_body(content = Option<keel_core::QueuePolicy>, description = "an empty body reads as {}"),
+    responses((status = 200, description = "OK", body = keel_core::QueuePolicy))
+)]
 pub(super) async fn set_policy(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
@@ -72,6 +87,13 @@ async fn set_paused(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/queues/{queue}/pause",
+    tag = "queues",
+    summary = "Pause a queue: nothing is leased from it",
+    responses((status = 200, description = "OK", body = keel_api::queues::PausedAnswer))
+)]
 pub(super) async fn pause(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
@@ -79,6 +101,13 @@ pub(super) async fn pause(
     set_paused(&engine, &queue, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/queues/{queue}/resume",
+    tag = "queues",
+    summary = "Resume a paused queue",
+    responses((status = 200, description = "OK", body = keel_api::queues::PausedAnswer))
+)]
 pub(super) async fn resume(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,

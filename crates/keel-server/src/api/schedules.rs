@@ -68,6 +68,14 @@ async fn full(engine: &Engine, schedule: Schedule) -> Api<ScheduleAnswer> {
     Ok(answer(schedule, recent))
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/schedules/{name}",
+    tag = "schedules",
+    summary = "Create or change a schedule",
+    request_body = keel_api::schedules::ScheduleRequest,
+    responses((status = 200, description = "OK", body = keel_api::schedules::ScheduleAnswer), (status = 201, description = "created", body = keel_api::schedules::ScheduleAnswer))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
@@ -82,6 +90,13 @@ pub(super) async fn put(
     Ok((status, Json(full(&engine, put.schedule).await?)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/schedules/{name}",
+    tag = "schedules",
+    summary = "One schedule with its next fire times",
+    responses((status = 200, description = "OK", body = keel_api::schedules::ScheduleAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
@@ -90,6 +105,13 @@ pub(super) async fn get(
     Ok(Json(full(&engine, schedule).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/schedules",
+    tag = "schedules",
+    summary = "List schedules",
+    responses((status = 200, description = "OK", body = keel_api::schedules::ScheduleList))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -103,6 +125,13 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/schedules/{name}",
+    tag = "schedules",
+    summary = "Delete a schedule",
+    responses((status = 204, description = "deleted"))
+)]
 pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
@@ -111,6 +140,13 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/schedules/{name}/pause",
+    tag = "schedules",
+    summary = "Pause a schedule",
+    responses((status = 200, description = "OK", body = keel_api::schedules::ScheduleAnswer))
+)]
 pub(super) async fn pause(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
@@ -119,6 +155,13 @@ pub(super) async fn pause(
     Ok(Json(full(&engine, schedule).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/schedules/{name}/resume",
+    tag = "schedules",
+    summary = "Resume a schedule",
+    responses((status = 200, description = "OK", body = keel_api::schedules::ScheduleAnswer))
+)]
 pub(super) async fn resume(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
@@ -127,6 +170,13 @@ pub(super) async fn resume(
     Ok(Json(full(&engine, schedule).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/schedules/{name}/trigger",
+    tag = "schedules",
+    summary = "Fire a schedule now",
+    responses((status = 200, description = "OK", body = keel_api::schedules::SlotAnswer))
+)]
 pub(super) async fn trigger(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
@@ -135,6 +185,14 @@ pub(super) async fn trigger(
     Ok(Json(slot(entry)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/schedules/{name}/backfill",
+    tag = "schedules",
+    summary = "Fire a schedule's slots over a past range",
+    request_body = keel_api::schedules::BackfillRequest,
+    responses((status = 200, description = "OK", body = keel_api::schedules::BackfillAnswer))
+)]
 pub(super) async fn backfill(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,

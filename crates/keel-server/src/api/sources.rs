@@ -43,6 +43,14 @@ fn answer(source: Source) -> SourceAnswer {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/sources/{name}",
+    tag = "sources",
+    summary = "Create or change a webhook source",
+    request_body = keel_api::sources::SourceRequest,
+    responses((status = 200, description = "OK", body = keel_api::sources::SourceAnswer), (status = 201, description = "created", body = keel_api::sources::SourceAnswer))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     SourcePath(ns, name): SourcePath,
@@ -57,6 +65,13 @@ pub(super) async fn put(
     Ok((status, Json(answer(source))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/sources/{name}",
+    tag = "sources",
+    summary = "One webhook source",
+    responses((status = 200, description = "OK", body = keel_api::sources::SourceAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     SourcePath(ns, name): SourcePath,
@@ -66,6 +81,13 @@ pub(super) async fn get(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/sources",
+    tag = "sources",
+    summary = "List webhook sources",
+    responses((status = 200, description = "OK", body = keel_api::sources::SourceList))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -76,6 +98,13 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/sources/{name}",
+    tag = "sources",
+    summary = "Delete a webhook source",
+    responses((status = 204, description = "deleted"))
+)]
 pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SourcePath(ns, name): SourcePath,
@@ -84,6 +113,14 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/hooks/{ns}/{name}",
+    tag = "sources",
+    summary = "Webhook ingress, checked by the source's signature",
+    request_body(content((serde_json::Value = "application/json"), (String = "application/x-www-form-urlencoded")), description = "the provider's delivery, as it sent it"),
+    responses((status = 200, description = "OK", body = keel_api::sources::IngestAnswer))
+)]
 pub(super) async fn ingest(
     State(engine): State<Arc<Engine>>,
     SourcePath(ns, name): SourcePath,

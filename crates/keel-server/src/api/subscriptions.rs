@@ -52,6 +52,14 @@ fn answer(sub: Subscription) -> SubscriptionAnswer {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/subscriptions/{name}",
+    tag = "subscriptions",
+    summary = "Create or change a subscription",
+    request_body = keel_api::subscriptions::SubscriptionRequest,
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::SubscriptionAnswer), (status = 201, description = "created", body = keel_api::subscriptions::SubscriptionAnswer))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -78,6 +86,13 @@ pub(super) async fn put(
     Ok((status, Json(answer(sub))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/subscriptions/{name}",
+    tag = "subscriptions",
+    summary = "One subscription and where it stands",
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::SubscriptionAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -86,12 +101,21 @@ pub(super) async fn get(
     Ok(Json(answer(sub)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     topic: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/subscriptions",
+    tag = "subscriptions",
+    summary = "List subscriptions",
+    params(ListParams),
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::SubscriptionList))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -107,6 +131,13 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/subscriptions/{name}",
+    tag = "subscriptions",
+    summary = "Delete a subscription",
+    responses((status = 204, description = "deleted"))
+)]
 pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -115,6 +146,13 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/subscriptions/{name}/pause",
+    tag = "subscriptions",
+    summary = "Pause a subscription",
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::SubscriptionAnswer))
+)]
 pub(super) async fn pause(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -123,6 +161,13 @@ pub(super) async fn pause(
     Ok(Json(answer(sub)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/subscriptions/{name}/resume",
+    tag = "subscriptions",
+    summary = "Resume a subscription",
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::SubscriptionAnswer))
+)]
 pub(super) async fn resume(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -134,6 +179,14 @@ pub(super) async fn resume(
     Ok(Json(answer(sub)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/subscriptions/{name}/seek",
+    tag = "subscriptions",
+    summary = "Move a subscription's position",
+    request_body = keel_api::subscriptions::StartAt,
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::SubscriptionAnswer))
+)]
 pub(super) async fn seek(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -153,6 +206,14 @@ fn check_consumer(consumer: &str) -> Api<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/subscriptions/{name}/fetch",
+    tag = "subscriptions",
+    summary = "Fetch events (pull)",
+    request_body = keel_api::subscriptions::FetchRequest,
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::FetchAnswer))
+)]
 pub(super) async fn fetch(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -186,6 +247,14 @@ pub(super) async fn fetch(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/subscriptions/{name}/commit",
+    tag = "subscriptions",
+    summary = "Commit fetched events",
+    request_body = keel_api::subscriptions::CommitRequest,
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::Committed))
+)]
 pub(super) async fn commit(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
@@ -199,6 +268,14 @@ pub(super) async fn commit(
     Ok(Json(Committed { committed: true }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/topics/{topic}/match",
+    tag = "subscriptions",
+    summary = "Try a filter on a topic's history",
+    request_body(content = Option<keel_api::subscriptions::MatchRequest>, description = "an empty body reads as {}"),
+    responses((status = 200, description = "OK", body = keel_api::subscriptions::MatchAnswer))
+)]
 /// A filter tried on up to `limit` events after `after`.
 pub(super) async fn matches(
     State(engine): State<Arc<Engine>>,

@@ -31,6 +31,14 @@ fn answer(token: Token) -> TokenAnswer {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/tokens",
+    tag = "tokens",
+    summary = "Create a token; its secret is in this answer only",
+    request_body = keel_api::tokens::TokenRequest,
+    responses((status = 201, description = "created", body = keel_api::tokens::TokenCreated))
+)]
 pub(super) async fn create(
     State(engine): State<Arc<Engine>>,
     JsonBody(req): JsonBody<TokenRequest>,
@@ -64,6 +72,13 @@ pub(super) async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tokens",
+    tag = "tokens",
+    summary = "List tokens (never their secrets)",
+    responses((status = 200, description = "OK", body = keel_api::tokens::TokenList))
+)]
 pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<TokenList>> {
     let tokens = engine.tokens.list().await?;
     Ok(Json(TokenList {
@@ -71,6 +86,13 @@ pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<TokenLis
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tokens/{id}",
+    tag = "tokens",
+    summary = "Revoke a token on every node within a second",
+    responses((status = 200, description = "OK", body = keel_api::tokens::TokenAnswer))
+)]
 pub(super) async fn revoke(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,

@@ -22,7 +22,8 @@ use serde_json::value::RawValue;
 use super::ApiError;
 use super::cloudevents::{self, Mode};
 use super::extract::{
-    Body, JsonBody, NamespacePath, QueryParams, TopicPath, count, json_error, parse, wait_ms,
+    Body, JsonBody, NamespacePath, Object, QueryParams, TopicPath, count, json_error, parse,
+    wait_ms,
 };
 
 type Api<T> = Result<T, ApiError>;
@@ -57,6 +58,14 @@ pub(super) fn event_answer(event: Event) -> Api<EventAnswer> {
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/topics/{topic}",
+    tag = "topics",
+    summary = "Create or change a topic",
+    request_body(content = Option<keel_api::topics::TopicRequest>, description = "an empty body reads as {}"),
+    responses((status = 200, description = "OK", body = keel_api::topics::TopicAnswer), (status = 201, description = "created", body = keel_api::topics::TopicAnswer))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
@@ -81,6 +90,13 @@ pub(super) async fn put(
     Ok((status, Json(topic_answer(stored))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/topics/{topic}",
+    tag = "topics",
+    summary = "One topic",
+    responses((status = 200, description = "OK", body = keel_api::topics::TopicAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
@@ -90,6 +106,13 @@ pub(super) async fn get(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/topics",
+    tag = "topics",
+    summary = "List topics",
+    responses((status = 200, description = "OK", body = keel_api::topics::TopicList))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -100,6 +123,13 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/topics/{topic}",
+    tag = "topics",
+    summary = "Delete a topic and its events",
+    responses((status = 204, description = "deleted"))
+)]
 pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
@@ -115,6 +145,14 @@ struct Shape<'a> {
     events: Option<&'a RawValue>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/topics/{topic}/events",
+    tag = "topics",
+    summary = "Publish one event or a batch (JSON or CloudEvents)",
+    request_body(content((keel_api::topics::PublishRequest = "application/json"), (serde_json::Value = "application/cloudevents+json"), (Vec<serde_json::Value> = "application/cloudevents-batch+json"))),
+    responses((status = 201, description = "created", body = keel_api::topics::PublishAnswer))
+)]
 pub(super) async fn publish(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
@@ -126,10 +164,14 @@ pub(super) async fn publish(
         Mode::StructuredBatch => (cloudevents::structured(&bytes, true)?, true),
         Mode::Binary => (vec![cloudevents::binary(&headers, &bytes)?], false),
         Mode::Native => {
-            let shape: Shape<'_> = serde_json::from_slice(&bytes).map_err(json_error)?;
+            let shape: Shape<'_> = parse(&bytes)?;
             match shape.events {
                 Some(events) => (
-                    serde_json::from_str::<Vec<EventRequest>>(events.get()).map_err(json_error)?,
+                    serde_json::from_str::<Vec<Object<EventRequest>>>(events.get())
+                        .map_err(json_error)?
+                        .into_iter()
+                        .map(|Object(e)| e)
+                        .collect(),
                     true,
                 ),
                 None => (vec![parse(&bytes)?], false),
@@ -192,8 +234,9 @@ pub(super) async fn publish(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ReadParams {
     after: Option<u64>,
     key: Option<String>,
@@ -204,6 +247,14 @@ pub(super) struct ReadParams {
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/topics/{topic}/events",
+    tag = "topics",
+    summary = "Read a topic's events in order",
+    params(ReadParams),
+    responses((status = 200, description = "OK", body = keel_api::topics::EventPage))
+)]
 pub(super) async fn events(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
@@ -237,6 +288,13 @@ pub(super) async fn events(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/topics/{topic}/events/{id}",
+    tag = "topics",
+    summary = "One event",
+    responses((status = 200, description = "OK", body = keel_api::topics::EventAnswer))
+)]
 pub(super) async fn event(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, id): TopicPath,

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::extract::{
-    Body, NamespacePath, QueryParams, RunPath, WorkflowPath, count, parse, wait_ms,
+    Body, NamespacePath, QueryParams, RunPath, WorkflowPath, count, json_error, parse, wait_ms,
 };
 
 type Api<T> = Result<T, ApiError>;
@@ -65,6 +65,14 @@ fn invalid_definition(problems: Vec<Problem>) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/workflows/{name}",
+    tag = "workflows",
+    summary = "Apply a workflow definition (JSON or YAML)",
+    request_body(content((serde_json::Value = "application/json"), (String = "application/yaml"))),
+    responses((status = 200, description = "OK", body = keel_api::workflows::DefinitionSaved), (status = 201, description = "created", body = keel_api::workflows::DefinitionSaved), (status = 400, description = "the definition has problems (each listed), or another bad request", body = keel_api::workflows::InvalidDefinition))
+)]
 pub(super) async fn put(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
@@ -114,12 +122,21 @@ pub(super) async fn put(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct VersionParams {
     version: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/workflows/{name}",
+    tag = "workflows",
+    summary = "A workflow definition (latest or one version)",
+    params(VersionParams),
+    responses((status = 200, description = "OK", body = keel_api::workflows::DefinitionAnswer))
+)]
 pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
@@ -138,6 +155,13 @@ pub(super) async fn get(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/workflows/{name}/versions",
+    tag = "workflows",
+    summary = "A definition's versions",
+    responses((status = 200, description = "OK", body = keel_api::workflows::VersionsAnswer))
+)]
 pub(super) async fn versions(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
@@ -156,6 +180,14 @@ pub(super) async fn versions(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/workflows/{name}/runs",
+    tag = "runs",
+    summary = "Start a run (an empty body starts with null input)",
+    request_body(content = Option<keel_api::workflows::StartRequest>, description = "optional"),
+    responses((status = 200, description = "an earlier run with the same idempotency key", body = keel_api::runs::Run), (status = 201, description = "created", body = keel_api::runs::Run))
+)]
 pub(super) async fn start(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
@@ -202,12 +234,21 @@ pub(super) async fn start(
     Ok((status, Json(run_answer(&run, Some(deduplicated)))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct GetParams {
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/runs/{id}",
+    tag = "runs",
+    summary = "One run; with wait_ms, waits for it to end",
+    params(GetParams),
+    responses((status = 200, description = "OK", body = keel_api::runs::Run))
+)]
 /// One run; with `wait_ms`, waits (up to that long) for it to end.
 pub(super) async fn run(
     State(engine): State<Arc<Engine>>,
@@ -236,8 +277,9 @@ pub(super) async fn run(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListParams {
     workflow: Option<String>,
     status: Option<String>,
@@ -245,6 +287,14 @@ pub(super) struct ListParams {
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/runs",
+    tag = "runs",
+    summary = "List runs, newest first",
+    params(ListParams),
+    responses((status = 200, description = "OK", body = keel_api::runs::RunPage))
+)]
 pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
@@ -275,6 +325,14 @@ pub(super) async fn list(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/runs/{id}/signals/{signal}",
+    tag = "runs",
+    summary = "Send a signal to a run (the body is its payload)",
+    request_body(content = Option<serde_json::Value>, description = "any JSON; none is null"),
+    responses((status = 200, description = "OK", body = keel_api::runs::Run))
+)]
 pub(super) async fn signal(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, signal): RunPath,
@@ -298,7 +356,7 @@ pub(super) async fn signal(
     let payload: Value = if bytes.is_empty() {
         Value::Null
     } else {
-        parse(&bytes)?
+        serde_json::from_slice(&bytes).map_err(json_error)?
     };
     let run = engine
         .workflows
@@ -307,6 +365,14 @@ pub(super) async fn signal(
     Ok(Json(run_answer(&run, None)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/runs/{id}/cancel",
+    tag = "runs",
+    summary = "Cancel a run",
+    request_body(content = Option<keel_api::runs::CancelRequest>, description = "optional"),
+    responses((status = 200, description = "OK", body = keel_api::runs::Run))
+)]
 pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,
@@ -333,6 +399,13 @@ pub(super) async fn cancel(
     Ok(Json(run_answer(&run, None)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/runs/{id}/retry",
+    tag = "runs",
+    summary = "Retry a failed run from its failed steps",
+    responses((status = 200, description = "OK", body = keel_api::runs::Run))
+)]
 pub(super) async fn retry(
     State(engine): State<Arc<Engine>>,
     RunPath(ns, id, _): RunPath,

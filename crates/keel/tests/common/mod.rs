@@ -286,6 +286,7 @@ impl Server {
             && !path.starts_with("/healthz")
             && !path.starts_with("/readyz")
             && !path.starts_with("/metrics")
+            && !path.starts_with("/openapi.json")
         {
             self.v1(path)
         } else {
