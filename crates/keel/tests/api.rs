@@ -496,6 +496,8 @@ async fn every_bad_input_has_a_coded_error() {
             "100000",
             "--max-namespace-jobs",
             "3",
+            "--max-wait-ms",
+            "1000",
         ],
     )
     .await;
@@ -518,6 +520,42 @@ async fn every_bad_input_has_a_coded_error() {
         ),
         (
             s.post(jobs, json!({"payload": 1, "surprise": true})).await,
+            400,
+            "invalid_request",
+        ),
+        (
+            s.post(
+                "/namespaces/default/queues/q/lease",
+                json!({"wait_ms": 1001}),
+            )
+            .await,
+            400,
+            "invalid_request",
+        ),
+        // serde reads a struct from an array of its fields; the API takes
+        // objects only, as its OpenAPI document says (found by schemathesis).
+        (
+            s.post(jobs, json!([{"a": 1}, 5])).await,
+            400,
+            "invalid_request",
+        ),
+        (
+            s.post(jobs, json!({"jobs": [[{"a": 1}, 5]]})).await,
+            400,
+            "invalid_request",
+        ),
+        (
+            s.post(
+                "/namespaces/default/topics/t/events",
+                json!({"events": [[null, null]]}),
+            )
+            .await,
+            400,
+            "invalid_request",
+        ),
+        (
+            s.call("PUT", "/namespaces/default/queues/q", Some(json!([3])))
+                .await,
             400,
             "invalid_request",
         ),
