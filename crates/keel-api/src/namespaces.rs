@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 /// `PUT /v1/namespaces/{ns}` takes `keel_core::quota::Quotas`:
 /// `{"max_jobs"?,"max_enqueue_per_second"?,"max_publish_per_second"?,
-/// "max_schedules"?,"max_subscriptions"?}`; an absent quota is none.
+/// "max_schedules"?,"max_subscriptions"?,"max_bytes"?}`; an absent quota
+/// is none.
 pub use keel_core::quota::Quotas as NamespaceRequest;
 
 /// What a namespace holds, next to its quotas.
@@ -16,6 +17,9 @@ pub struct UsageAnswer {
     pub jobs: u64,
     pub schedules: u64,
     pub subscriptions: u64,
+    /// Job payloads and results, and event data, stored (their JSON text).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,7 @@
 //! A namespace's quotas: how much of the server one tenant may hold and how
 //! fast it may write. Sizes are checked by the stores where the thing is
-//! created (429 `quota_exceeded`), rates by a GCRA per namespace with one
+//! created (429 `quota_exceeded`; stored bytes by the engine against the
+//! store's measure), rates by a GCRA per namespace with one
 //! second of burst (429 `rate_limited` with a retry time); the state of a
 //! rate is one "theoretical arrival time" ([`take`]), kept by the store so
 //! that every node counts against the same budget.
@@ -11,7 +12,7 @@ use crate::{Error, ErrorCode, Timestamp};
 
 /// The quotas of one namespace; `None` is no quota of that kind (for
 /// `max_jobs`: the server's `--max-namespace-jobs`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// Unfinished jobs.
@@ -27,6 +28,14 @@ pub struct Quotas {
     pub max_schedules: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_subscriptions: Option<u32>,
+    /// Bytes stored: job payloads and results, and event data, as sent.
+    /// New jobs and events are refused past it; a completion never is (a
+    /// refused one would only run the job again), but its result counts.
+    /// Measured by the store every few seconds and kept up to date in
+    /// between by the payloads each node admits, so across nodes a
+    /// namespace may pass it by what the others admitted meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// The largest rate quota: a million a second is more than a node writes.
@@ -46,6 +55,9 @@ impl Quotas {
         }
         if self.max_jobs == Some(0) {
             return Err(Error::invalid("max_jobs must be at least 1"));
+        }
+        if self.max_bytes == Some(0) {
+            return Err(Error::invalid("max_bytes must be at least 1"));
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ impl NamespaceStore for PostgresStore {
         self.forget_job_quota(namespace);
         Ok(NamespaceQuotas {
             namespace: namespace.clone(),
-            quotas: quotas.clone(),
+            quotas: *quotas,
             updated_at: now,
         })
     }
@@ -71,7 +71,12 @@ impl NamespaceStore for PostgresStore {
             .query_one(
                 "SELECT (SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL), \
                         (SELECT count(*) FROM keel_schedules WHERE namespace = $1), \
-                        (SELECT count(*) FROM keel_subscriptions WHERE namespace = $1)",
+                        (SELECT count(*) FROM keel_subscriptions WHERE namespace = $1), \
+                        (SELECT coalesce(sum(octet_length(payload) \
+                                    + coalesce(octet_length(result), 0)), 0) \
+                         FROM keel_jobs WHERE namespace = $1) \
+                      + (SELECT coalesce(sum(octet_length(data)), 0) \
+                         FROM keel_events WHERE namespace = $1)",
                 &[&namespace.as_str()],
             )
             .await
@@ -81,6 +86,7 @@ impl NamespaceStore for PostgresStore {
             jobs: n(0),
             schedules: n(1),
             subscriptions: n(2),
+            bytes: n(3),
         })
     }
 

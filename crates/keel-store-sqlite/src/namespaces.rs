@@ -27,7 +27,7 @@ impl NamespaceStore for SqliteStore {
         quotas: &Quotas,
         now: Timestamp,
     ) -> Result<NamespaceQuotas, Error> {
-        let (namespace, quotas) = (namespace.clone(), quotas.clone());
+        let (namespace, quotas) = (namespace.clone(), *quotas);
         // Set in this process: the rates start with a whole burst (after a
         // restart they are unknown, and the burst counts as spent).
         {
@@ -80,6 +80,22 @@ impl NamespaceStore for SqliteStore {
     }
 
     async fn namespace_usage(&self, namespace: &Namespace) -> Result<Usage, Error> {
+        // The bytes are a scan: on a reader, not the writer.
+        let bytes = {
+            let namespace = namespace.clone();
+            self.read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT (SELECT coalesce(sum(octet_length(payload) \
+                                + coalesce(octet_length(result), 0)), 0) \
+                             FROM jobs WHERE namespace = ?1) \
+                          + (SELECT coalesce(sum(octet_length(data)), 0) \
+                             FROM events WHERE namespace = ?1)",
+                )?
+                .query_row([namespace.as_str()], |r| r.get::<_, i64>(0))
+                .map(|n| Ok(n as u64))
+            })
+            .await?
+        };
         let namespace = namespace.clone();
         // The writer's in-memory count of unfinished jobs: no scan.
         self.write(move |w: &mut Writer| {
@@ -95,6 +111,7 @@ impl NamespaceStore for SqliteStore {
                 jobs: w.hot.unfinished(&namespace),
                 schedules: count("schedules")?,
                 subscriptions: count("subscriptions")?,
+                bytes,
             }))
         })
         .await

@@ -24,6 +24,10 @@ pub struct Usage {
     pub jobs: u64,
     pub schedules: u64,
     pub subscriptions: u64,
+    /// Bytes stored: job payloads and results, and event data (their JSON
+    /// text). A scan of the namespace's rows, not a counter: read it
+    /// seldom (the engine measures at most every few seconds).
+    pub bytes: u64,
 }
 
 #[async_trait]

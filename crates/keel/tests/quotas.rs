@@ -1,7 +1,7 @@
 //! Namespace quotas on the real binary: set and read with their usage by
 //! the roles that may, sizes refused with 429 `quota_exceeded` naming the
-//! quota, rates with 429 `rate_limited` and `Retry-After`, and both held
-//! across three PostgreSQL nodes.
+//! quota, rates with 429 `rate_limited` and `Retry-After`, stored bytes,
+//! and all held across three PostgreSQL nodes.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -49,7 +49,7 @@ async fn quotas_are_set_by_admins_read_with_usage_and_enforced() {
     assert_eq!(status, 200, "{set}");
     assert_eq!(set["quotas"], quotas);
     for (body, words) in [
-        (json!({"max_bytes": 1}), "max_bytes"),
+        (json!({"max_bytes": 0}), "max_bytes"),
         (
             json!({"max_enqueue_per_second": 0}),
             "max_enqueue_per_second",
@@ -119,9 +119,10 @@ async fn quotas_are_set_by_admins_read_with_usage_and_enforced() {
         .call_as(Some(&ops), "GET", "/v1/namespaces/acme", None)
         .await;
     assert_eq!(status, 200);
+    // Three payloads of `{"n":1}`, 7 bytes each.
     assert_eq!(
         got["usage"],
-        json!({"jobs": 3, "schedules": 1, "subscriptions": 1})
+        json!({"jobs": 3, "schedules": 1, "subscriptions": 1, "bytes": 21})
     );
     assert_eq!(got["quotas"], quotas);
     assert_eq!(
@@ -188,6 +189,70 @@ async fn a_spent_rate_answers_429_with_retry_after() {
     }
 }
 
+/// A payload of exactly `n` bytes of JSON text.
+fn sized(n: usize) -> Value {
+    json!("x".repeat(n - 2))
+}
+
+#[tokio::test]
+async fn max_bytes_refuses_new_payloads_and_events_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &[]).await;
+    let put = |quotas: Value| {
+        let s = &s;
+        async move { s.call("PUT", "/v1/namespaces/acme", Some(quotas)).await.0 }
+    };
+    assert_eq!(put(json!({"max_bytes": 250})).await, 200);
+    let jobs = "/v1/namespaces/acme/queues/q/jobs";
+    let batch = json!({"jobs": [{"payload": sized(100)}, {"payload": sized(100)}]});
+    assert_eq!(s.post(jobs, batch).await.0, 201);
+    let (status, refused) = s.post(jobs, json!({"payload": sized(51)})).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (429, &json!("quota_exceeded"))
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("max_bytes") && message.contains("251"),
+        "{message}"
+    );
+    // Events count against the same quota.
+    let events = "/v1/namespaces/acme/topics/t/events";
+    assert_eq!(s.post(events, json!({"data": sized(50)})).await.0, 201);
+    let (status, refused) = s.post(events, json!({"data": sized(1 + 2)})).await;
+    assert_eq!(status, 429, "{refused}");
+    // A result is never refused, and counts.
+    let (_, leased) = s
+        .post("/v1/namespaces/acme/queues/q/lease", json!({"max_jobs": 1}))
+        .await;
+    let done = &leased["jobs"][0];
+    let (status, _) = s
+        .post(
+            &format!(
+                "/v1/namespaces/acme/jobs/{}/complete",
+                done["id"].as_str().unwrap()
+            ),
+            json!({"lease_token": done["lease_token"], "result": sized(40)}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, got) = s.get("/v1/namespaces/acme").await;
+    assert_eq!(got["usage"]["bytes"], 290);
+    // Another namespace has no such quota.
+    assert_eq!(
+        s.post(
+            "/v1/namespaces/other/queues/q/jobs",
+            json!({"payload": sized(1000)})
+        )
+        .await
+        .0,
+        201
+    );
+    // Raised: room again at once.
+    assert_eq!(put(json!({"max_bytes": 400})).await, 200);
+    assert_eq!(s.post(jobs, json!({"payload": sized(51)})).await.0, 201);
+}
+
 #[tokio::test]
 async fn quotas_hold_across_three_nodes() {
     let schema = TestSchema::create("keel_quotas").await.unwrap();
@@ -204,6 +269,22 @@ async fn quotas_hold_across_three_nodes() {
         )
         .await;
     assert_eq!(status, 200);
+    let (status, _) = nodes[0]
+        .call("PUT", "/v1/namespaces/big", Some(json!({"max_bytes": 150})))
+        .await;
+    assert_eq!(status, 200);
+    // A node measures what the others stored before its first admission.
+    let big = "/v1/namespaces/big/queues/q/jobs";
+    assert_eq!(
+        nodes[1].post(big, json!({"payload": sized(100)})).await.0,
+        201
+    );
+    let (status, refused) = nodes[2].post(big, json!({"payload": sized(100)})).await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(
+        nodes[2].post(big, json!({"payload": sized(50)})).await.0,
+        201
+    );
     // Every node at once: the namespace's budget is one, wherever the calls land.
     let started = std::time::Instant::now();
     let mut calls = tokio::task::JoinSet::new();

@@ -97,6 +97,8 @@ pub(super) async fn enqueue(
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
+    let bytes = jobs.iter().map(|j| j.payload.get().len() as u64).sum();
+    engine.quotas.take_bytes(&queue.namespace, bytes).await?;
     let enqueued = engine.jobs.enqueue(&queue, jobs).await?;
     let mut enqueued: Vec<api::Enqueued> = enqueued.into_iter().map(wire_enqueued).collect();
     Ok(if batch {

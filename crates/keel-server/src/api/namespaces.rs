@@ -24,6 +24,7 @@ fn answer(namespace: &Namespace, quotas: Quotas, usage: Usage) -> NamespaceAnswe
             jobs: usage.jobs,
             schedules: usage.schedules,
             subscriptions: usage.subscriptions,
+            bytes: usage.bytes,
         },
     }
 }

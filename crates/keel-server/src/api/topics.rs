@@ -210,7 +210,9 @@ pub(super) async fn publish(
                 .map_or_else(|| "null".to_owned(), |d| d.get().to_owned()),
             headers: r.headers,
         })
-        .collect();
+        .collect::<Vec<NewEvent>>();
+    let bytes = events.iter().map(|e| e.data.len() as u64).sum();
+    engine.quotas.take_bytes(&ns, bytes).await?;
     let published = engine.events.publish(&ns, &topic, events).await?;
     let mut answers: Vec<PublishedAnswer> = published
         .into_iter()

@@ -1,9 +1,11 @@
 //! Namespace quotas: stored and kept, usage counted, `max_jobs` in place
 //! of the server's bound, `max_schedules` and `max_subscriptions` at
-//! creation, and rate quotas taken with one second of burst.
+//! creation, rate quotas taken with one second of burst, and the bytes a
+//! namespace stores measured.
 
 use keel_core::quota::{Quotas, RateKind};
 use keel_core::subscription::Start;
+use keel_core::{NewEvent, TopicName};
 
 use super::*;
 
@@ -11,6 +13,7 @@ cases![
     quotas_are_stored_listed_and_kept,
     size_quotas_refuse_the_one_too_many_and_name_the_quota,
     a_rate_quota_allows_a_second_of_burst_then_its_pace,
+    stored_bytes_are_payloads_results_and_event_data,
 ];
 
 fn other() -> Namespace {
@@ -31,7 +34,7 @@ async fn quotas_are_stored_listed_and_kept(h: Harness) {
         .unwrap();
     let changed = Quotas {
         max_jobs: Some(20),
-        ..quotas.clone()
+        ..quotas
     };
     s.namespace_put(&ns(), &changed, at(2)).await.unwrap();
     enqueue(&*s, &queue("q"), vec![job("1"), job("2")]).await;
@@ -159,4 +162,47 @@ async fn a_rate_quota_allows_a_second_of_burst_then_its_pace(h: Harness) {
             .await
             .is_err()
     );
+}
+
+async fn stored_bytes_are_payloads_results_and_event_data(h: Harness) {
+    let s = h.store.clone();
+    assert_eq!(s.namespace_usage(&ns()).await.unwrap().bytes, 0);
+    // Payloads of 5 and 7 bytes; the first completes with `{"ok":true}` (11).
+    enqueue(&*s, &queue("q"), vec![job(r#"{"a":1}"#), job(r#""seven""#)]).await;
+    let leased = lease(&*s, &queue("q"), 1, T0).await;
+    ack(&*s, leased[0].lease_token, complete(), T0)
+        .await
+        .unwrap();
+    // Event data of 2 and 8 bytes.
+    let orders = TopicName::new("orders").unwrap();
+    let event = |id: &str, data: &str| NewEvent {
+        id: id.into(),
+        generated_id: false,
+        kind: String::new(),
+        source: String::new(),
+        key: None,
+        time: T0,
+        data: data.into(),
+        headers: Default::default(),
+    };
+    s.events_publish(
+        &ns(),
+        &orders,
+        vec![event("a", "{}"), event("b", "[1,2,34]")],
+        T0,
+    )
+    .await
+    .unwrap();
+    // Another namespace's are not counted.
+    let theirs = QueueRef {
+        namespace: other(),
+        queue: QueueName::new("q").unwrap(),
+    };
+    enqueue(&*s, &theirs, vec![job(r#""elsewhere""#)]).await;
+    let bytes = s.namespace_usage(&ns()).await.unwrap().bytes;
+    assert_eq!(bytes, 7 + 7 + 11 + 2 + 8);
+    s.close().await;
+    let s = (h.reopen)().await;
+    assert_eq!(s.namespace_usage(&ns()).await.unwrap().bytes, bytes);
+    assert_eq!(s.namespace_usage(&other()).await.unwrap().bytes, 11);
 }
