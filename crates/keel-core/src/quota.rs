@@ -188,6 +188,8 @@ mod tests {
     fn quotas_refuse_zero_rates_and_unknown_fields() {
         let q: Quotas = serde_json::from_str(r#"{"max_enqueue_per_second": 0}"#).unwrap();
         assert!(q.validate().is_err());
-        assert!(serde_json::from_str::<Quotas>(r#"{"max_bytes": 1}"#).is_err());
+        assert!(serde_json::from_str::<Quotas>(r#"{"max_bytez": 1}"#).is_err());
+        let q: Quotas = serde_json::from_str(r#"{"max_bytes": 0}"#).unwrap();
+        assert!(q.validate().is_err());
     }
 }

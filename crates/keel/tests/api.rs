@@ -554,6 +554,27 @@ async fn every_bad_input_has_a_coded_error() {
             "invalid_request",
         ),
         (
+            s.post(jobs, json!({"jobs": [{"payload": 1}], "x": 1}))
+                .await,
+            400,
+            "invalid_request",
+        ),
+        (
+            s.post(
+                "/namespaces/default/topics/t/events",
+                json!({"events": [{"data": 1}], "": null}),
+            )
+            .await,
+            400,
+            "invalid_request",
+        ),
+        (
+            s.raw("POST", "/namespaces/default/queues/q/lease", b"\r".to_vec())
+                .await,
+            400,
+            "invalid_json",
+        ),
+        (
             s.call("PUT", "/namespaces/default/queues/q", Some(json!([3])))
                 .await,
             400,

@@ -11,12 +11,15 @@ use keel_core::{
     EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
     SubscriptionName, TopicName, WorkflowName,
 };
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 use super::ApiError;
 
@@ -56,6 +59,24 @@ pub(super) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiErr
     serde_json::from_slice(bytes).map_err(json_error)
 }
 
+/// The items of a batch body, `{"<key>":[...]}` and nothing else; `None`
+/// for a body that is one item. Only the top level is read (the items stay
+/// raw, parsed once by the caller). A batch with another field is refused,
+/// as the API's document says.
+pub(super) fn batch_items<'a>(
+    bytes: &'a [u8],
+    key: &str,
+) -> Result<Option<&'a RawValue>, ApiError> {
+    let top: BTreeMap<Cow<'a, str>, &'a RawValue> = parse(bytes)?;
+    match top.get(key) {
+        None => Ok(None),
+        Some(items) if top.len() == 1 => Ok(Some(*items)),
+        Some(_) => Err(ApiError::invalid(format!(
+            "a batch is {{\"{key}\":[...]}} with no other field"
+        ))),
+    }
+}
+
 /// A JSON object read as `T`, for the items of a batch: serde would take an
 /// array of a struct's fields in order too, which the API's document does
 /// not allow.
@@ -87,7 +108,8 @@ pub(super) fn json_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// A JSON body of type `T`; an empty body reads as `{}` when `T` allows it.
+/// A JSON body of type `T`; an empty body reads as `{}` when `T` allows it
+/// (whitespace alone is no JSON, so it is `invalid_json`).
 pub(super) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -95,7 +117,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let Body(bytes) = Body::from_request(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.is_empty() {
             return parse(b"{}").map(JsonBody);
         }
         parse(&bytes).map(JsonBody)

@@ -26,22 +26,13 @@ use serde_json::value::RawValue;
 use super::ApiError;
 use super::error::status;
 use super::extract::{
-    Body, JobPath, JsonBody, NamespacePath, Object, QueryParams, QueuePath, count, json_error,
-    parse, wait_ms,
+    Body, JobPath, JsonBody, NamespacePath, Object, QueryParams, QueuePath, batch_items, count,
+    json_error, parse, wait_ms,
 };
 use keel_core::quota::RateKind;
 use keel_engine::Engine;
 
 type Api<T> = Result<T, ApiError>;
-
-/// Tells a single job from a batch without parsing payloads twice.
-#[derive(Deserialize)]
-struct Shape<'a> {
-    #[serde(borrow)]
-    jobs: Option<&'a RawValue>,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
-}
 
 #[utoipa::path(
     post,
@@ -56,14 +47,13 @@ pub(super) async fn enqueue(
     QueuePath(queue): QueuePath,
     Body(bytes): Body,
 ) -> Api<Response> {
-    let shape: Shape<'_> = parse(&bytes)?;
-    let (requests, batch): (Vec<JobRequest>, bool) = match (shape.jobs, shape.payload) {
-        (Some(jobs), None) => {
+    let (requests, batch): (Vec<JobRequest>, bool) = match batch_items(&bytes, "jobs")? {
+        Some(jobs) => {
             let requests: Vec<Object<JobRequest>> =
                 serde_json::from_str(jobs.get()).map_err(json_error)?;
             (requests.into_iter().map(|Object(r)| r).collect(), true)
         }
-        _ => (vec![parse(&bytes)?], false),
+        None => (vec![parse(&bytes)?], false),
     };
     if requests.is_empty() {
         return Err(ApiError::invalid("jobs must hold at least one job"));

@@ -22,8 +22,8 @@ use serde_json::value::RawValue;
 use super::ApiError;
 use super::cloudevents::{self, Mode};
 use super::extract::{
-    Body, JsonBody, NamespacePath, Object, QueryParams, TopicPath, count, json_error, parse,
-    wait_ms,
+    Body, JsonBody, NamespacePath, Object, QueryParams, TopicPath, batch_items, count, json_error,
+    parse, wait_ms,
 };
 
 type Api<T> = Result<T, ApiError>;
@@ -138,13 +138,6 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Tells one event from a batch: a native batch is `{"events":[...]}`.
-#[derive(Deserialize)]
-struct Shape<'a> {
-    #[serde(borrow)]
-    events: Option<&'a RawValue>,
-}
-
 #[utoipa::path(
     post,
     path = "/namespaces/{ns}/topics/{topic}/events",
@@ -163,20 +156,17 @@ pub(super) async fn publish(
         Mode::Structured => (cloudevents::structured(&bytes, false)?, false),
         Mode::StructuredBatch => (cloudevents::structured(&bytes, true)?, true),
         Mode::Binary => (vec![cloudevents::binary(&headers, &bytes)?], false),
-        Mode::Native => {
-            let shape: Shape<'_> = parse(&bytes)?;
-            match shape.events {
-                Some(events) => (
-                    serde_json::from_str::<Vec<Object<EventRequest>>>(events.get())
-                        .map_err(json_error)?
-                        .into_iter()
-                        .map(|Object(e)| e)
-                        .collect(),
-                    true,
-                ),
-                None => (vec![parse(&bytes)?], false),
-            }
-        }
+        Mode::Native => match batch_items(&bytes, "events")? {
+            Some(events) => (
+                serde_json::from_str::<Vec<Object<EventRequest>>>(events.get())
+                    .map_err(json_error)?
+                    .into_iter()
+                    .map(|Object(e)| e)
+                    .collect(),
+                true,
+            ),
+            None => (vec![parse(&bytes)?], false),
+        },
     };
     if requests.is_empty() {
         return Err(ApiError::invalid("events must hold at least one event"));
