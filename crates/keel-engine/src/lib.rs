@@ -29,6 +29,8 @@ pub mod endpoints;
 mod engine;
 pub mod events;
 pub mod jobs;
+#[cfg(test)]
+mod manual_clock;
 pub mod metrics;
 pub mod outbound;
 mod owners;

@@ -167,21 +167,12 @@ impl QuotaService {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test: a panic is a failed check")]
 
-    use std::sync::atomic::{AtomicI64, Ordering};
-
     use keel_core::job::JobRequest;
     use keel_core::{ErrorCode, Limits, QueueName, QueuePolicy, QueueRef};
     use keel_store_sqlite::SqliteStore;
 
     use super::*;
-
-    struct Manual(AtomicI64);
-
-    impl Clock for Manual {
-        fn now(&self) -> Timestamp {
-            Timestamp::from_millis(self.0.load(Ordering::SeqCst))
-        }
-    }
+    use crate::manual_clock::ManualClock;
 
     /// Stores one job whose payload is `n` bytes.
     async fn store_bytes(store: &dyn Store, n: usize, now: Timestamp) {
@@ -203,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
-        let clock = Arc::new(Manual(AtomicI64::new(1_800_000_000_000)));
+        let clock = ManualClock::at(Timestamp::from_millis(1_800_000_000_000));
         let (a, b) = (
             QuotaService::new(store.clone(), clock.clone()),
             QuotaService::new(store.clone(), clock.clone()),
@@ -226,12 +217,12 @@ mod tests {
         // This node does not know of the other's 30 until it measures again.
         a.take_bytes(&acme, 30).await.unwrap();
         store_bytes(&*store, 30, clock.now()).await;
-        clock.0.fetch_add(BYTES_MEASURE_MS, Ordering::SeqCst);
+        clock.advance(BYTES_MEASURE_MS);
         let err = a.take_bytes(&acme, 1).await.unwrap_err();
         assert!(err.message.contains("would hold 121"), "{}", err.message);
         // Without the quota nothing is measured or refused.
         a.put(&acme, &Quotas::default()).await.unwrap();
-        clock.0.fetch_add(CACHE_MS, Ordering::SeqCst);
+        clock.advance(CACHE_MS);
         a.take_bytes(&acme, 1_000_000).await.unwrap();
     }
 }

@@ -297,21 +297,12 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a test: a panic is a failed check")]
 
-    use std::sync::atomic::{AtomicI64, Ordering};
-
     use keel_core::Limits;
     use keel_core::auth::Role;
     use keel_store_sqlite::SqliteStore;
 
     use super::*;
-
-    struct Manual(AtomicI64);
-
-    impl Clock for Manual {
-        fn now(&self) -> Timestamp {
-            Timestamp::from_millis(self.0.load(Ordering::SeqCst))
-        }
-    }
+    use crate::manual_clock::ManualClock;
 
     fn reader() -> Grant {
         Grant {
@@ -326,7 +317,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
-        let clock = Arc::new(Manual(AtomicI64::new(1_800_000_000_000)));
+        let clock = ManualClock::at(Timestamp::from_millis(1_800_000_000_000));
         let service = TokenService::new(store.clone(), clock.clone());
         let issued = service
             .create("r", reader(), Expiry::Default)
@@ -338,9 +329,9 @@ mod tests {
             .token_revoke(&issued.token.id, clock.now())
             .await
             .unwrap();
-        clock.0.fetch_add(CACHE_MS - 1, Ordering::SeqCst);
+        clock.advance(CACHE_MS - 1);
         assert!(service.authenticate(&issued.secret).await.is_ok());
-        clock.0.fetch_add(1, Ordering::SeqCst);
+        clock.advance(1);
         let e = service.authenticate(&issued.secret).await.unwrap_err();
         assert_eq!(e.message, "the token was revoked");
         // Revoked here: refused at once.
@@ -358,14 +349,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
-        let clock = Arc::new(Manual(AtomicI64::new(1_800_000_000_000)));
+        let clock = ManualClock::at(Timestamp::from_millis(1_800_000_000_000));
         let service = TokenService::new(store.clone(), clock.clone());
         let short = service
             .create("s", reader(), Expiry::In(1_000))
             .await
             .unwrap();
         service.authenticate(&short.secret).await.unwrap();
-        clock.0.fetch_add(1_000, Ordering::SeqCst);
+        clock.advance(1_000);
         let e = service.authenticate(&short.secret).await.unwrap_err();
         assert_eq!(e.message, "the token has expired");
         assert!(
@@ -387,7 +378,7 @@ mod tests {
         assert!(service.authenticate(&secret).await.is_err());
         store.token_insert(&token).await.unwrap();
         assert!(service.authenticate(&secret).await.is_err());
-        clock.0.fetch_add(CACHE_MS, Ordering::SeqCst);
+        clock.advance(CACHE_MS);
         assert!(service.authenticate(&secret).await.is_ok());
     }
 

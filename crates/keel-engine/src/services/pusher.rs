@@ -425,22 +425,14 @@ async fn record_batch(engine: &Engine, attempts: Vec<NewAttempt>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicI64, Ordering};
 
-    use keel_core::{Clock, JobId, Limits, Timestamp, TopicName};
+    use keel_core::{JobId, Limits, Timestamp, TopicName};
     use keel_store::{EventQuery, Store};
     use keel_store_sqlite::SqliteStore;
 
     use super::*;
+    use crate::manual_clock::ManualClock;
     use crate::{EngineConfig, ShutdownTrigger};
-
-    struct Manual(AtomicI64);
-
-    impl Clock for Manual {
-        fn now(&self) -> Timestamp {
-            Timestamp::from_millis(self.0.load(Ordering::SeqCst))
-        }
-    }
 
     fn failed(name: &EndpointName, at: Timestamp) -> NewAttempt {
         NewAttempt {
@@ -463,7 +455,7 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
         let t0 = Timestamp::from_millis(1_800_000_000_000);
-        let clock = Arc::new(Manual(AtomicI64::new(t0.as_millis())));
+        let clock = ManualClock::at(t0);
         let (_trigger, shutdown) = ShutdownTrigger::new();
         let config = EngineConfig::default();
         let engine = Engine::new(
@@ -482,12 +474,12 @@ mod tests {
         engine.endpoints.put(&ns, &name, &spec, None).await.unwrap();
         let at = |ms: u64| t0.plus_ms(ms);
 
-        clock.0.store(at(30_000).as_millis(), Ordering::SeqCst);
+        clock.set(at(30_000));
         record_batch(&engine, vec![failed(&name, t0), failed(&name, at(30_000))]).await;
         let health = store.endpoint_get(&ns, &name).await.unwrap().health;
         assert_eq!((health.failure_streak, health.disabled_at), (2, None));
 
-        clock.0.store(at(61_000).as_millis(), Ordering::SeqCst);
+        clock.set(at(61_000));
         record_batch(&engine, vec![failed(&name, at(61_000))]).await;
         record_batch(&engine, vec![failed(&name, at(61_000))]).await;
         let health = store.endpoint_get(&ns, &name).await.unwrap().health;
