@@ -20,6 +20,7 @@ pub mod namespaces;
 pub mod queues;
 pub mod runs;
 pub mod schedules;
+pub mod slos;
 pub mod sources;
 pub mod subscriptions;
 pub mod tokens;

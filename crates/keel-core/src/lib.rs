@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod policy;
 pub mod quota;
 pub mod schedule;
+pub mod slo;
 pub mod source;
 pub mod subscription;
 pub mod time;

@@ -51,6 +51,9 @@ pub struct QueuePolicy {
     /// for pull workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<Push>,
+    /// Objectives Keel measures the queue against, with burn-rate alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::slo::Slo>,
 }
 
 /// A push queue's endpoint and how many of its jobs are delivered at once
@@ -118,6 +121,9 @@ impl QueuePolicy {
                 "push.concurrency must be between 1 and {}",
                 crate::endpoint::MAX_IN_FLIGHT
             )));
+        }
+        if let Some(slo) = &self.slo {
+            slo.check()?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use crate::jobs::JobService;
 use crate::owners::Owners;
 use crate::quotas::QuotaService;
 use crate::schedules::{ScheduleIds, Schedules};
+use crate::slos::SloService;
 use crate::sources::SourceService;
 use crate::subscriptions::SubscriptionService;
 use crate::tokens::TokenService;
@@ -30,11 +31,13 @@ pub struct Engine {
     pub endpoints: EndpointService,
     pub tokens: TokenService,
     pub quotas: QuotaService,
+    pub slos: Arc<SloService>,
     pub workflows: Arc<Driver>,
     pub(crate) schedule_ids: ScheduleIds,
     pub run_retention_ms: u64,
     pub attempt_retention_ms: u64,
     pub audit_retention_ms: u64,
+    pub slo_pass_ms: u64,
 }
 
 /// How the engine treats the outside world, and how long it keeps history.
@@ -49,6 +52,9 @@ pub struct EngineConfig {
     pub attempt_retention_ms: u64,
     /// How long audit entries are kept.
     pub audit_retention_ms: u64,
+    /// How often each node adds its SLO counts to the store and measures
+    /// the objectives (the leader then publishes alerts).
+    pub slo_pass_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +64,7 @@ impl Default for EngineConfig {
             run_retention_ms: DEFAULT_RUN_RETENTION_MS,
             attempt_retention_ms: DEFAULT_ATTEMPT_RETENTION_MS,
             audit_retention_ms: DEFAULT_AUDIT_RETENTION_MS,
+            slo_pass_ms: DEFAULT_SLO_PASS_MS,
         }
     }
 }
@@ -67,6 +74,9 @@ impl Default for EngineConfig {
 pub const DEFAULT_RUN_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
 /// Delivery attempts are kept a week by default, like runs.
 pub const DEFAULT_ATTEMPT_RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+/// SLO counts reach the store every 10 s by default: an alert needs five
+/// minutes of burning to fire, so this delays it by little.
+pub const DEFAULT_SLO_PASS_MS: u64 = 10_000;
 /// Audit entries are kept a year by default: what a yearly review asks for.
 pub const DEFAULT_AUDIT_RETENTION_MS: u64 = 365 * 24 * 3_600_000;
 
@@ -80,7 +90,14 @@ impl Engine {
     ) -> Arc<Self> {
         let workflows = Driver::new(store.clone(), clock.clone(), config.allow_private_http);
         let owners = Owners::new(workflows.clone());
-        let jobs = JobService::new(store.clone(), clock.clone(), shutdown.clone(), owners);
+        let slos = Arc::new(SloService::default());
+        let jobs = JobService::new(
+            store.clone(),
+            clock.clone(),
+            shutdown.clone(),
+            owners,
+            slos.clone(),
+        );
         let events = EventService::new(store.clone(), clock.clone(), shutdown.clone());
         let subscriptions = SubscriptionService::new(
             store.clone(),
@@ -108,11 +125,13 @@ impl Engine {
             endpoints,
             tokens,
             quotas,
+            slos,
             workflows,
             schedule_ids: ScheduleIds::default(),
             run_retention_ms: config.run_retention_ms,
             attempt_retention_ms: config.attempt_retention_ms,
             audit_retention_ms: config.audit_retention_ms,
+            slo_pass_ms: config.slo_pass_ms,
         })
     }
 

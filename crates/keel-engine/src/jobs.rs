@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use crate::Shutdown;
 use crate::owners::Owners;
 use crate::rates::{Event, Rates, RecentRates};
+use crate::slos::SloService;
 
 /// Lease calls of one queue on this node: in progress, and when the last ended.
 struct LeaseCalls {
@@ -63,6 +64,7 @@ pub struct JobService {
     shutdown: Shutdown,
     owners: Owners,
     rates: Rates,
+    slos: Arc<SloService>,
     /// Workers asking this node for each queue's jobs (a liveness hint, on
     /// this node's monotonic clock).
     lease_calls: Mutex<HashMap<QueueRef, LeaseCalls>>,
@@ -74,6 +76,7 @@ impl JobService {
         clock: Arc<dyn Clock>,
         shutdown: Shutdown,
         owners: Owners,
+        slos: Arc<SloService>,
     ) -> Self {
         JobService {
             store,
@@ -81,6 +84,7 @@ impl JobService {
             shutdown,
             owners,
             rates: Rates::default(),
+            slos,
             lease_calls: Mutex::default(),
         }
     }
@@ -183,6 +187,11 @@ impl JobService {
                     .iter()
                     .map(|job| now.millis_since(job.run_at) as f64 / 1000.0);
                 crate::metrics::job_waits(&req.queue, waits);
+                self.slos.leased(
+                    &req.queue,
+                    now,
+                    jobs.iter().map(|job| now.millis_since(job.run_at)),
+                );
                 return Ok(jobs);
             }
             if self.shutdown.is_fired() {
@@ -248,6 +257,7 @@ impl JobService {
             crate::metrics::job_completed(&queue, completed);
             crate::metrics::job_failed(&queue, failed);
             crate::metrics::job_dead(&queue, dead);
+            self.slos.ended(&queue, now, completed, dead);
             self.rates.record(&queue, Event::Completed, completed, now);
             self.rates.record(&queue, Event::Failed, failed, now);
         }
@@ -291,13 +301,15 @@ impl JobService {
     /// One maintenance pass: promotes due jobs, reclaims expired leases,
     /// counts them as failed attempts and tells the owners of jobs that died.
     pub async fn maintain(&self) -> Result<MaintenanceReport, Error> {
-        let report = self.store.maintenance_run(self.clock.now()).await?;
+        let now = self.clock.now();
+        let report = self.store.maintenance_run(now).await?;
         for queue in &report.expired_to_ready {
             crate::metrics::job_failed(queue, 1);
         }
         for queue in &report.expired_to_dead {
             crate::metrics::job_failed(queue, 1);
             crate::metrics::job_dead(queue, 1);
+            self.slos.ended(queue, now, 0, 1);
         }
         for (namespace, acked) in &report.dead_owned {
             self.owners.job_ended(namespace, acked, None);
@@ -434,7 +446,13 @@ mod tests {
         });
         let (_trigger, shutdown) = ShutdownTrigger::new();
         let driver = Driver::new(store.clone(), clock.clone(), false);
-        let jobs = JobService::new(store.clone(), clock, shutdown, Owners::new(driver));
+        let jobs = JobService::new(
+            store.clone(),
+            clock,
+            shutdown,
+            Owners::new(driver),
+            Arc::default(),
+        );
         let req = LeaseRequest {
             queue,
             worker_id: "w".into(),

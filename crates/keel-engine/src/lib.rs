@@ -15,6 +15,9 @@
 //!   timer is `services/timer.rs`).
 //! - [`quotas::QuotaService`]: namespace quotas set and read with their
 //!   usage, and rate quotas taken before an enqueue or a publish.
+//! - [`slos::SloService`]: queues' objectives measured (per-minute counts
+//!   every node adds to the store), their statuses, and the alerts that
+//!   start or stop firing.
 //! - [`tokens::TokenService`]: API tokens issued, checked on every request
 //!   (cached for at most 500 ms), listed and revoked.
 //! - [`workflows::Driver`]: carries out what the workflow scheduler decides.
@@ -39,14 +42,15 @@ mod rates;
 pub mod schedules;
 pub mod services;
 mod shutdown;
+pub mod slos;
 pub mod sources;
 pub mod subscriptions;
 pub mod tokens;
 pub mod workflows;
 
 pub use engine::{
-    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine,
-    EngineConfig,
+    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS,
+    DEFAULT_SLO_PASS_MS, Engine, EngineConfig,
 };
 pub use rates::RecentRates;
 pub use shutdown::{Shutdown, ShutdownTrigger};

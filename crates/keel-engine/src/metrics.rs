@@ -235,3 +235,28 @@ pub async fn render(store: &dyn Store) -> String {
     }
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }
+
+/// An objective's burn rates over each window, the budget left and whether
+/// each alert fires, as the last SLO pass measured them.
+pub fn slo_status(queue: &QueueRef, status: &keel_core::slo::Status) {
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut labels = vec![
+            ("namespace", queue.namespace.to_string()),
+            ("queue", queue.queue.to_string()),
+            ("objective", status.objective.as_str().to_owned()),
+        ];
+        labels.extend(extra.iter().map(|&(k, v)| (k, v.to_owned())));
+        labels
+    };
+    for (window, rate) in keel_core::slo::WINDOWS.iter().zip(status.burn_rates) {
+        gauge!("keel_slo_burn_rate", &with(&[("window", window.name)])).set(rate);
+    }
+    gauge!("keel_slo_error_budget_remaining_ratio", &with(&[])).set(status.budget_remaining);
+    for (alert, firing) in keel_core::slo::ALERTS.iter().zip(status.firing) {
+        let labels = with(&[
+            ("severity", alert.severity.as_str()),
+            ("window", alert.long.name),
+        ]);
+        gauge!("keel_slo_alert_firing", &labels).set(if firing { 1.0 } else { 0.0 });
+    }
+}

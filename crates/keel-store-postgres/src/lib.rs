@@ -28,6 +28,7 @@ mod queues;
 mod runs;
 mod schedules;
 mod schema;
+mod slos;
 mod sources;
 mod subscriptions;
 #[cfg(feature = "testing")]

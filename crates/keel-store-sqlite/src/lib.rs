@@ -22,6 +22,7 @@ mod rows;
 mod runs;
 mod schedules;
 mod schema;
+mod slos;
 mod sources;
 mod subscriptions;
 mod syncer;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_tokens.sql"),
     include_str!("../migrations/0012_audit.sql"),
     include_str!("../migrations/0013_namespaces.sql"),
+    include_str!("../migrations/0014_slo_minutes.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -25,6 +25,7 @@ mod queues;
 mod runs;
 mod schedules;
 mod signal;
+mod slos;
 mod sources;
 mod subscriptions;
 mod tokens;
@@ -50,6 +51,7 @@ pub use schedules::{
     LedgerEntry, Schedule, ScheduleStore, ScheduleWrite, schedule_moved, schedule_not_found,
 };
 pub use signal::{MAX_WOKEN, ReadySignal, RunWatch};
+pub use slos::{MinuteTally, Objectives, SloStore};
 pub use sources::{Source, SourceStore, source_not_found};
 pub use subscriptions::{
     Fetched, Subscription, SubscriptionStore, cursor_stale, has_target, subscription_not_found,
@@ -76,6 +78,7 @@ pub trait Store:
     + TokenStore
     + AuditStore
     + NamespaceStore
+    + SloStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

@@ -19,8 +19,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
 use keel_engine::{
-    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS, Engine,
-    EngineConfig, ShutdownTrigger,
+    DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS,
+    DEFAULT_SLO_PASS_MS, Engine, EngineConfig, ShutdownTrigger,
 };
 use keel_server::api::AuthConfig;
 use keel_store_sqlite::SqliteStore;
@@ -105,6 +105,11 @@ struct ServerArgs {
     /// How long audit entries are kept, in ms (default: 365 days).
     #[arg(long, env = "KEEL_AUDIT_RETENTION_MS", default_value_t = DEFAULT_AUDIT_RETENTION_MS)]
     audit_retention_ms: u64,
+    /// How often each node adds its SLO counts to the store and measures
+    /// the queues' objectives, in ms (default: 10 s; at least 100).
+    #[arg(long, env = "KEEL_SLO_PASS_MS", default_value_t = DEFAULT_SLO_PASS_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    slo_pass_ms: u64,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain,
     /// leaf first; needs --tls-key.
     #[arg(long, env = "KEEL_TLS_CERT", requires = "tls_key")]
@@ -188,6 +193,7 @@ fn main() -> std::process::ExitCode {
                     run_retention_ms: args.run_retention_ms,
                     attempt_retention_ms: args.attempt_retention_ms,
                     audit_retention_ms: args.audit_retention_ms,
+                    slo_pass_ms: args.slo_pass_ms,
                 };
                 let tls = match (&args.tls_cert, &args.tls_key) {
                     (Some(cert), Some(key)) => {

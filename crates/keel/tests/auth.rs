@@ -79,6 +79,7 @@ const ROUTES: &[Route] = &[
     r("GET", "/v1/namespaces", "admin"),
     rb("PUT", "/v1/namespaces/{ns}", "admin", empty),
     r("GET", "/v1/namespaces/{ns}", "read"),
+    r("GET", "/v1/namespaces/{ns}/slos", "read"),
     rb("POST", "/v1/namespaces/{ns}/queues/q/jobs", "publish", job),
     rb("POST", "/v1/namespaces/{ns}/queues/q/lease", "work", no_wait),
     rb("POST", "/v1/namespaces/{ns}/queues/q/redrive", "operate", empty),

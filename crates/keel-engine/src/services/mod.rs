@@ -5,6 +5,7 @@ mod deliveries;
 mod maintenance;
 mod pusher;
 mod retention;
+mod slos;
 mod steps;
 mod timer;
 
@@ -16,6 +17,7 @@ pub use deliveries::Deliveries;
 pub use maintenance::Maintenance;
 pub use pusher::Pusher;
 pub use retention::Retention;
+pub use slos::Slos;
 pub use steps::{RunSweep, StepRunner};
 pub use timer::Timer;
 
@@ -32,6 +34,7 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
         tokio::spawn(Deliveries::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(Pusher::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(Timer::new(engine.clone()).run(shutdown.clone())),
+        tokio::spawn(Slos::new(engine.clone()).run(shutdown.clone())),
         tokio::spawn(RunSweep::new(engine).run(shutdown)),
     ])
 }

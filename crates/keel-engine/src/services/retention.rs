@@ -1,7 +1,8 @@
 //! Deletes finished jobs past their queue's retention, expired idempotency
 //! keys, finished runs past the run retention and events past their topic's
 //! retention, endpoints' delivery attempts past theirs and audit entries
-//! past the audit retention, once a minute.
+//! past the audit retention, and SLO minutes past the budget's period,
+//! once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,18 @@ impl Retention {
             self.prune_events().await;
             self.prune_attempts().await;
             self.prune_audit().await;
+            self.prune_slo_minutes().await;
+        }
+    }
+
+    /// SLO minutes older than the error budget's period.
+    async fn prune_slo_minutes(&self) {
+        let period = keel_core::slo::PERIOD_MINUTES;
+        let before = keel_core::slo::minute(self.engine.now()) - period;
+        match self.engine.store.slo_prune(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(minutes = n, "pruned SLO minutes past the budget's period"),
+            Err(e) => tracing::warn!(error = %e, "SLO minutes prune failed"),
         }
     }
 

@@ -83,6 +83,7 @@ const RULES: &[(&str, &str, Need)] = &[
     ("GET", "/v1/namespaces", Need::Token(Admin, All)),
     ("PUT", "/v1/namespaces/{ns}", Need::Token(Admin, Namespace)),
     ("GET", "/v1/namespaces/{ns}", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/slos", Need::Token(Read, Namespace)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/jobs", Need::Token(Publish, QUEUE)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/lease", Need::Token(Work, QUEUE)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/redrive", Need::Token(Operate, QUEUE)),

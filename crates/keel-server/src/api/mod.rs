@@ -14,6 +14,7 @@ mod openapi;
 mod queues;
 mod request_id;
 mod schedules;
+mod slos;
 mod sources;
 mod subscriptions;
 mod tokens;
@@ -110,6 +111,7 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(audit::list))
         .routes(routes!(namespaces::list))
         .routes(routes!(namespaces::get, namespaces::put))
+        .routes(routes!(slos::list))
         .routes(routes!(endpoints::list))
         .routes(routes!(endpoints::get, endpoints::put, endpoints::delete))
         .routes(routes!(endpoints::rotate))

@@ -69,6 +69,7 @@ pub(super) async fn set_policy(
         .queue_policy_set(&queue, policy.clone(), engine.now())
         .await?;
     engine.endpoints.queue_policy_changed();
+    engine.slos.policy_set(&queue, policy.slo);
     Ok(Json(policy))
 }
 

@@ -26,6 +26,7 @@ mod queues;
 mod runs;
 mod schedules;
 mod sequences;
+mod slos;
 mod sources;
 mod subscriptions;
 mod tenancy;
@@ -116,6 +117,7 @@ where
         ("tokens", tokens::CASES),
         ("audit", audit::CASES),
         ("namespaces", namespaces::CASES),
+        ("slos", slos::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {

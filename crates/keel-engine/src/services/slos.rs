@@ -1,0 +1,348 @@
+//! The SLO pass, every few seconds on every node: adds what the node
+//! counted to the store, re-reads the queues' objectives, measures each
+//! objective from the store's sums into the `keel_slo_` gauges, and, on the
+//! maintenance leader alone, publishes each alert that starts or stops
+//! firing as an event on its namespace's `keel.alerts` topic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::slo::WINDOWS;
+use keel_core::{Error, NewEvent, TopicName};
+use serde_json::json;
+
+use crate::slos::{ALERTS_TOPIC, Transition};
+use crate::{Engine, Shutdown, metrics};
+
+pub struct Slos {
+    engine: Arc<Engine>,
+}
+
+impl Slos {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Slos { engine }
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        let every = Duration::from_millis(self.engine.slo_pass_ms);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.clone().wait() => {
+                    // What this node counted last is not left behind.
+                    let _ = self.engine.slos.flush(&*self.engine.store).await;
+                    return;
+                }
+            }
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "SLO pass failed");
+            }
+        }
+    }
+
+    /// One pass; public so that tests drive it with their own clock.
+    pub async fn pass(&self) -> Result<(), Error> {
+        let engine = &self.engine;
+        let store = &*engine.store;
+        engine.slos.flush(store).await?;
+        engine.slos.refresh(store).await?;
+        let statuses = engine.slos.statuses(store, None, engine.now()).await?;
+        for s in &statuses {
+            metrics::slo_status(&s.queue, &s.status);
+        }
+        if !matches!(store.maintenance_leader().await, Ok(true)) {
+            engine.slos.forget_alerts();
+            return Ok(());
+        }
+        for transition in engine.slos.transitions(&statuses) {
+            if let Err(e) = self.publish(&transition).await {
+                engine.slos.undo(&transition);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, t: &Transition) -> Result<(), Error> {
+        let engine = &self.engine;
+        let alert = t.alert();
+        let burn = |name: &str| {
+            WINDOWS
+                .iter()
+                .position(|w| w.name == name)
+                .map(|i| t.status.burn_rates[i])
+        };
+        let state = if t.firing { "firing" } else { "resolved" };
+        let objective = t.status.objective.as_str();
+        let data = json!({
+            "state": state,
+            "namespace": t.queue.namespace.as_str(),
+            "queue": t.queue.queue.as_str(),
+            "objective": objective,
+            "target": t.status.target,
+            "value": t.status.value,
+            "severity": alert.severity,
+            "long_window": alert.long.name,
+            "short_window": alert.short.name,
+            "factor": alert.factor,
+            "burn_rate_long": burn(alert.long.name),
+            "burn_rate_short": burn(alert.short.name),
+            "budget_remaining": t.status.budget_remaining,
+        });
+        let now = engine.now();
+        let event = NewEvent {
+            id: engine.events.new_id(),
+            generated_id: true,
+            kind: format!("keel.slo.{state}"),
+            source: "keel/slo".to_owned(),
+            key: Some(format!("{}/{objective}/{}", t.queue.queue, alert.long.name)),
+            time: now,
+            data: data.to_string(),
+            headers: BTreeMap::new(),
+        };
+        let topic = TopicName::new(ALERTS_TOPIC)?;
+        engine
+            .events
+            .publish(&t.queue.namespace, &topic, vec![event])
+            .await?;
+        if t.firing {
+            tracing::warn!(queue = %t.queue, objective, window = alert.long.name, "SLO alert firing");
+        } else {
+            tracing::info!(queue = %t.queue, objective, window = alert.long.name, "SLO alert resolved");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test: a panic is a failed check")]
+
+    use keel_core::job::{JobRequest, Retry};
+    use keel_core::slo::Slo;
+    use keel_core::{Clock, Limits, Namespace, QueueName, QueuePolicy, QueueRef, Timestamp};
+    use keel_store::{Ack, AckOutcome, EventQuery, LeaseRequest, Store};
+    use keel_store_sqlite::SqliteStore;
+
+    use super::*;
+    use crate::manual_clock::ManualClock;
+    use crate::{EngineConfig, ShutdownTrigger};
+
+    struct Node {
+        engine: Arc<Engine>,
+        clock: Arc<ManualClock>,
+        queue: QueueRef,
+        _dir: tempfile::TempDir,
+        _trigger: ShutdownTrigger,
+    }
+
+    async fn node(slo: Slo) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
+        let clock = ManualClock::at(Timestamp::from_millis(1_800_000_000_000));
+        let (trigger, shutdown) = ShutdownTrigger::new();
+        let engine = Engine::new(
+            store.clone(),
+            clock.clone(),
+            Limits::default(),
+            shutdown,
+            EngineConfig::default(),
+        );
+        let queue = QueueRef {
+            namespace: Namespace::new("acme").unwrap(),
+            queue: QueueName::new("emails").unwrap(),
+        };
+        let policy = QueuePolicy {
+            max_attempts: Some(1),
+            slo: Some(slo),
+            ..QueuePolicy::default()
+        };
+        store
+            .queue_policy_set(&queue, policy, clock.now())
+            .await
+            .unwrap();
+        Node {
+            engine,
+            clock,
+            queue,
+            _dir: dir,
+            _trigger: trigger,
+        }
+    }
+
+    impl Node {
+        /// Enqueues `n` jobs, lets `wait_ms` pass, leases them all, then
+        /// completes the first `succeed` and fails the rest for good.
+        async fn work(&self, n: usize, wait_ms: i64, succeed: usize) {
+            let now = self.clock.now();
+            let jobs = (0..n)
+                .map(|_| {
+                    serde_json::from_str::<JobRequest>(r#"{"payload":{}}"#)
+                        .unwrap()
+                        .validate(
+                            &QueuePolicy {
+                                max_attempts: Some(1),
+                                ..QueuePolicy::default()
+                            },
+                            &Limits::default(),
+                            now,
+                        )
+                        .unwrap()
+                })
+                .collect();
+            self.engine.jobs.enqueue(&self.queue, jobs).await.unwrap();
+            self.clock.advance(wait_ms);
+            let req = LeaseRequest {
+                queue: self.queue.clone(),
+                worker_id: "w".into(),
+                max_jobs: n as u32,
+                lease_ms: None,
+            };
+            let leased = self.engine.jobs.lease(&req, Duration::ZERO).await.unwrap();
+            assert_eq!(leased.len(), n);
+            let acks = leased
+                .iter()
+                .enumerate()
+                .map(|(i, job)| Ack {
+                    token: job.lease_token,
+                    outcome: if i < succeed {
+                        AckOutcome::Complete { result: None }
+                    } else {
+                        AckOutcome::Fail {
+                            message: "boom".into(),
+                            retry: Retry {
+                                retry: false,
+                                retry_after_ms: None,
+                            },
+                        }
+                    },
+                })
+                .collect();
+            self.engine
+                .jobs
+                .ack(&self.queue.namespace, acks)
+                .await
+                .unwrap();
+        }
+
+        async fn alerts(&self) -> Vec<serde_json::Value> {
+            let query = EventQuery {
+                after: 0,
+                key: None,
+                kind: None,
+                limit: 100,
+            };
+            let topic = TopicName::new(ALERTS_TOPIC).unwrap();
+            match self
+                .engine
+                .store
+                .events_read(&self.queue.namespace, &topic, &query)
+                .await
+            {
+                Ok(events) => events
+                    .iter()
+                    .map(|e| serde_json::from_str(&e.event.data).unwrap())
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn burning_the_budget_fires_the_page_then_resolves_it() {
+        let node = node(Slo {
+            wait_p99_ms: Some(50),
+            success_ratio: Some(0.99),
+        })
+        .await;
+        node.engine.slos.refresh(&*node.engine.store).await.unwrap();
+        let slos = Slos::new(node.engine.clone());
+        // 100 jobs: 90 leased fast and succeeded, 10 after 200 ms and dead.
+        node.work(90, 1, 90).await;
+        node.work(10, 200, 0).await;
+        slos.pass().await.unwrap();
+
+        let statuses = node
+            .engine
+            .slos
+            .statuses(
+                &*node.engine.store,
+                Some(&node.queue.namespace),
+                node.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(statuses.len(), 2);
+        let wait = &statuses[0].status;
+        assert_eq!(wait.objective, keel_core::slo::Objective::WaitP99Ms);
+        assert_eq!((wait.good, wait.total), (90, 100));
+        // 10 % slow against a 1 % budget: a burn rate of 10 everywhere,
+        // under the page's 14.4 and over the ticket's 1.
+        assert!((wait.burn_rates[0] - 10.0).abs() < 1e-9);
+        assert_eq!(wait.firing, [false, true, true]);
+        assert!(wait.value.unwrap() > 100.0 && wait.value.unwrap() <= 200.0);
+        let success = &statuses[1].status;
+        assert_eq!((success.good, success.total), (90, 100));
+        assert_eq!(success.value, Some(0.9));
+        assert!((success.burn_rates[2] - 10.0).abs() < 1e-6);
+
+        let fired = node.alerts().await;
+        assert_eq!(fired.len(), 4, "{fired:#?}");
+        assert!(fired.iter().all(|a| a["state"] == "firing"));
+        assert_eq!(fired[0]["queue"], "emails");
+        assert_eq!(fired[0]["long_window"], "6h");
+        assert_eq!(fired[1]["severity"], "ticket");
+
+        // Nothing changed: nothing more is published.
+        slos.pass().await.unwrap();
+        assert_eq!(node.alerts().await.len(), 4);
+
+        // Ten minutes later, 100 more jobs all fast and succeeded: the
+        // 6 hours burn at 5x (10 bad of 200), under the page's 6: it
+        // resolves; the ticket (3 days and 6 hours over 1x) holds.
+        node.clock.advance(10 * 60_000);
+        node.work(100, 1, 100).await;
+        slos.pass().await.unwrap();
+        let all = node.alerts().await;
+        let resolved = &all[4..];
+        assert_eq!(resolved.len(), 2, "{all:#?}");
+        assert!(
+            resolved
+                .iter()
+                .all(|a| a["state"] == "resolved" && a["long_window"] == "6h")
+        );
+    }
+
+    #[tokio::test]
+    async fn queues_without_objectives_count_nothing() {
+        let node = node(Slo {
+            wait_p99_ms: Some(50),
+            success_ratio: None,
+        })
+        .await;
+        // Objectives not read yet: the hooks count nothing.
+        node.work(5, 100, 5).await;
+        let slos = Slos::new(node.engine.clone());
+        slos.pass().await.unwrap();
+        let statuses = node
+            .engine
+            .slos
+            .statuses(&*node.engine.store, None, node.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(statuses[0].status.total, 0);
+        // Read now (the pass refreshed them): counted from here on.
+        node.work(5, 100, 5).await;
+        slos.pass().await.unwrap();
+        let statuses = node
+            .engine
+            .slos
+            .statuses(&*node.engine.store, None, node.clock.now())
+            .await
+            .unwrap();
+        assert_eq!((statuses[0].status.good, statuses[0].status.total), (0, 5));
+    }
+}
