@@ -134,7 +134,7 @@ impl SloStore for SqliteStore {
                 since
             ])?;
             while let Some(row) = rows.next()? {
-                sum.add(&Histogram(from_json(&&row.get::<_, String>(0)?)?));
+                sum.add(&Histogram(from_json(&row.get::<_, String>(0)?)?));
             }
             Ok(Ok(sum))
         })

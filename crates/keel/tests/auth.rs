@@ -541,16 +541,25 @@ async fn tokens_are_created_listed_and_revoked_through_the_api_and_the_cli() {
         .call_as(Some(&token), "GET", "/v1/namespaces/acme/topics", None)
         .await;
     assert_eq!(status, 200);
-    let (status, list) = s.call_as(Some(&admin), "GET", "/v1/tokens", None).await;
-    assert_eq!(status, 200);
-    let listed = list["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == made["id"])
-        .unwrap()
-        .clone();
-    assert!(listed["last_used_at"].is_string(), "{listed}");
+    // The use is recorded in the background, after the answer: paced
+    // reads until it lands (at most 5 s).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let list = loop {
+        let (status, list) = s.call_as(Some(&admin), "GET", "/v1/tokens", None).await;
+        assert_eq!(status, 200);
+        let listed = list["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == made["id"])
+            .unwrap()
+            .clone();
+        if listed["last_used_at"].is_string() {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert!(!list.to_string().contains(&token[token.len() - 43..]));
     assert!(
         list["tokens"]

@@ -1,0 +1,228 @@
+//! SLOs on the real binary: objectives set in a queue policy (and refused
+//! when out of bounds), measured from what workers did, read back from
+//! `GET /v1/namespaces/{ns}/slos` and `/metrics`, and alerts published on
+//! `keel.alerts`; on two PostgreSQL nodes, the counts of both add up.
+//! The burn-rate arithmetic and the alerts' windows are tested with an
+//! injected clock in keel-core and keel-engine; here the passes run every
+//! 100 ms (`--slo-pass-ms`).
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, assert_error};
+use keel_store_postgres::testing::TestSchema;
+use serde_json::{Value, json};
+
+const POLICY: &str = "/namespaces/default/queues/q";
+const ALERTS: &str = "/namespaces/default/topics/keel.alerts";
+
+/// Leases `n` jobs of `q` from `s` and completes or fails each.
+async fn work(s: &Server, n: usize, succeed: bool) {
+    for _ in 0..n {
+        s.enqueue("q", json!({"payload": {}})).await;
+    }
+    let leased = s
+        .lease("q", json!({"max_jobs": n, "wait_ms": 0, "worker_id": "w"}))
+        .await;
+    assert_eq!(leased.len(), n);
+    for job in leased {
+        let id = job["id"].as_str().unwrap();
+        let (action, body) = if succeed {
+            ("complete", json!({"lease_token": job["lease_token"]}))
+        } else {
+            (
+                "fail",
+                json!({"lease_token": job["lease_token"], "error": "boom"}),
+            )
+        };
+        let (status, answer) = s
+            .post(&format!("/namespaces/default/jobs/{id}/{action}"), body)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
+/// A float within rounding of `expected` (the budget of 0.99 is 0.01 only
+/// up to rounding).
+fn close(v: &Value, expected: f64) {
+    let got = v.as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-6, "{got} is not {expected}");
+}
+
+/// The events on `keel.alerts` once there are at least `n` (a long-poll
+/// woken by the publish).
+async fn alerts(s: &Server, n: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    while events.len() < n {
+        let url = format!("{ALERTS}/events?after={}&wait_ms=20000", events.len());
+        let (status, page) = s.get(&url).await;
+        assert_eq!(status, 200, "{page}");
+        let page = page["events"].as_array().unwrap().clone();
+        assert!(!page.is_empty(), "no alert within 20 s; had {events:#?}");
+        events.extend(page.into_iter().map(|e| e["data"].clone()));
+    }
+    events
+}
+
+/// `GET .../slos` until `ready` holds of it (the counts reach the store on
+/// each node's next pass), paced; at most 20 s.
+async fn slos_until(s: &Server, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, answer) = s.get("/namespaces/default/slos").await;
+        assert_eq!(status, 200, "{answer}");
+        if ready(&answer) {
+            return answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn objectives_are_measured_read_back_and_alert_on_keel_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &["--slo-pass-ms", "100"]).await;
+    for bad in [
+        json!({}),
+        json!({"success_ratio": 1.0}),
+        json!({"success_ratio": 0}),
+        json!({"wait_p99_ms": 0}),
+        json!({"wait_p99_ms": 3_600_001}),
+        json!({"wait_p99": 5}),
+    ] {
+        let answer = s
+            .call("PUT", &format!("/v1{POLICY}"), Some(json!({"slo": bad})))
+            .await;
+        assert_error(&answer, 400, "invalid_request");
+    }
+    let slo = json!({"wait_p99_ms": 60_000, "success_ratio": 0.99});
+    let (status, policy) = s
+        .call(
+            "PUT",
+            &format!("/v1{POLICY}"),
+            Some(json!({"max_attempts": 1, "slo": slo})),
+        )
+        .await;
+    assert_eq!(status, 200, "{policy}");
+    assert_eq!(policy["slo"], slo);
+    assert_eq!(s.get(POLICY).await.1["policy"]["slo"], slo);
+    // Subscribers make the topic; the alerts land on it.
+    assert_eq!(
+        s.call("PUT", &format!("/v1{ALERTS}"), Some(json!({})))
+            .await
+            .0,
+        201
+    );
+
+    // Half the jobs die: a burn rate of 50 against a 1 % budget, over
+    // every window.
+    work(&s, 2, true).await;
+    work(&s, 2, false).await;
+    let fired = alerts(&s, 3).await;
+    assert!(
+        fired
+            .iter()
+            .all(|a| a["state"] == "firing" && a["objective"] == "success_ratio"),
+        "{fired:#?}"
+    );
+    let windows: Vec<&str> = fired
+        .iter()
+        .map(|a| a["long_window"].as_str().unwrap())
+        .collect();
+    assert_eq!(windows, ["1h", "6h", "3d"]);
+    assert_eq!(fired[0]["severity"], "page");
+    assert_eq!(fired[0]["queue"], "q");
+    close(&fired[0]["burn_rate_short"], 50.0);
+
+    let answer = slos_until(&s, |a| a["slos"][1]["total"] == 4).await;
+    let slos = answer["slos"].as_array().unwrap();
+    assert_eq!(slos.len(), 2, "{answer:#}");
+    let (wait, success) = (&slos[0], &slos[1]);
+    assert_eq!(wait["objective"], "wait_p99_ms");
+    assert_eq!(
+        (wait["good"].as_u64(), wait["total"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert_eq!(wait["budget_remaining"], 1.0);
+    assert!(wait["value"].as_f64().unwrap() < 60_000.0, "{wait}");
+    assert!(
+        wait["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["firing"] == false)
+    );
+    assert_eq!(success["objective"], "success_ratio");
+    assert_eq!(success["target"], 0.99);
+    assert_eq!(success["value"], 0.5);
+    close(&success["burn_rates"]["5m"], 50.0);
+    close(&success["burn_rates"]["30d"], 50.0);
+    close(&success["budget_remaining"], -49.0);
+    let firing: Vec<_> = success["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["long_window"].clone(),
+                a["short_window"].clone(),
+                a["firing"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        firing,
+        [
+            (json!("1h"), json!("5m"), json!(true)),
+            (json!("6h"), json!("30m"), json!(true)),
+            (json!("3d"), json!("6h"), json!(true)),
+        ]
+    );
+    s.wait_for_gauge_where("keel_slo_alert_firing", "objective=\"success_ratio\"", 3.0)
+        .await;
+
+    // Another namespace has none; dropping the objectives drops them.
+    assert_eq!(s.get("/namespaces/other/slos").await.1, json!({"slos": []}));
+    assert_eq!(
+        s.call("PUT", &format!("/v1{POLICY}"), Some(json!({})))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.get("/namespaces/default/slos").await.1,
+        json!({"slos": []})
+    );
+}
+
+#[tokio::test]
+async fn on_postgres_every_nodes_counts_add_up() {
+    let schema = TestSchema::create("keel_slos").await.unwrap();
+    let url = schema.url();
+    let a = Server::start_with(&["--database-url", &url, "--slo-pass-ms", "100"]).await;
+    let b = Server::start_with(&["--database-url", &url, "--slo-pass-ms", "100"]).await;
+    let (status, _) = a
+        .call(
+            "PUT",
+            &format!("/v1{POLICY}"),
+            Some(json!({"max_attempts": 1, "slo": {"success_ratio": 0.9}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The other node has read the objective once it measures it.
+    b.wait_for_gauge_where("keel_slo_error_budget_remaining_ratio", "queue=\"q\"", 1.0)
+        .await;
+    work(&a, 3, true).await;
+    work(&b, 1, true).await;
+    work(&b, 1, false).await;
+    for node in [&a, &b] {
+        let answer = slos_until(node, |a| a["slos"][0]["total"] == 5).await;
+        let success = &answer["slos"][0];
+        assert_eq!(success["good"], 4, "{answer:#}");
+        assert_eq!(success["value"], 0.8);
+    }
+}
