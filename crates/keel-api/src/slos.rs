@@ -1,24 +1,27 @@
-//! The SLOs domain: each objective a queue's policy carries, measured
-//! (docs/api.md). Objectives are set in the queue's policy
+//! The SLOs domain: each objective a queue's or a topic's policy carries,
+//! measured (docs/api.md). Objectives are set in the policy
 //! (`{"slo":{"wait_p99_ms":50,"success_ratio":0.9995}}`).
 
 use std::collections::BTreeMap;
 
-use keel_core::slo::{Objective, Severity};
+use keel_core::slo::{Kind, Objective, Severity};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// `GET /v1/namespaces/{ns}/slos`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SlosAnswer {
-    /// By queue, then objective (`wait_p99_ms` before `success_ratio`).
+    /// Queues, then topics, by name, then objective (`wait_p99_ms` before
+    /// `success_ratio`).
     pub slos: Vec<SloAnswer>,
 }
 
-/// One objective of one queue, as measured now.
+/// One objective of one queue or topic, as measured now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SloAnswer {
-    pub queue: String,
+    pub kind: Kind,
+    /// The queue's or topic's name.
+    pub name: String,
     pub objective: Objective,
     /// The objective: milliseconds for `wait_p99_ms`, a ratio for
     /// `success_ratio`.
@@ -26,8 +29,9 @@ pub struct SloAnswer {
     /// The measure over the last hour: the p99 wait (ms, interpolated in
     /// its histogram bucket) or the success ratio; null without events.
     pub value: Option<f64>,
-    /// Good and all events over the budget's period (30 days): leases
-    /// within the wait, or jobs that ended succeeded, of all that ended.
+    /// Good and all events over the budget's period (30 days): leases (or
+    /// deliveries) within the wait; or jobs that ended succeeded of all
+    /// that ended (events handed off of all hand-offs tried).
     pub good: u64,
     pub total: u64,
     /// Share of the period's error budget left: 1 untouched, below 0

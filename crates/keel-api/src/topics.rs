@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 /// `PUT .../topics/{topic}`: every field optional, a missing one takes its default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -18,15 +18,20 @@ pub struct TopicRequest {
     pub dedup_window_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_event_bytes: Option<u64>,
+    /// Objectives for the topic's deliveries (`GET .../slos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<keel_core::slo::Slo>,
 }
 
 /// A topic: its policy and how far its log reaches.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TopicAnswer {
     pub name: String,
     pub retention_ms: u64,
     pub dedup_window_ms: u64,
     pub max_event_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<keel_core::slo::Slo>,
     /// The last seq given out; 0 when nothing was published.
     pub head_seq: u64,
     /// Events kept now.
@@ -35,7 +40,7 @@ pub struct TopicAnswer {
 }
 
 /// `GET .../topics`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TopicList {
     pub topics: Vec<TopicAnswer>,
 }

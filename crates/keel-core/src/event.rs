@@ -16,7 +16,7 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_WINDOW_MS: u64 = 10 * 365 * 24 * 3_600_000;
 
 /// A topic's policy; every field has a default.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TopicPolicy {
     /// Events older than this (by publish time) are removed.
     pub retention_ms: u64,
@@ -24,6 +24,8 @@ pub struct TopicPolicy {
     pub dedup_window_ms: u64,
     /// Largest event (its data, in bytes).
     pub max_event_bytes: u64,
+    /// Objectives Keel measures the topic's deliveries against.
+    pub slo: Option<crate::slo::Slo>,
 }
 
 impl Default for TopicPolicy {
@@ -32,6 +34,7 @@ impl Default for TopicPolicy {
             retention_ms: 7 * 24 * 3_600_000,
             dedup_window_ms: 24 * 3_600_000,
             max_event_bytes: 1024 * 1024,
+            slo: None,
         }
     }
 }
@@ -57,6 +60,9 @@ impl TopicPolicy {
                 ErrorCode::InvalidRequest,
                 format!("max_event_bytes must be between 1 and {max_payload_bytes}"),
             ));
+        }
+        if let Some(slo) = &self.slo {
+            slo.check()?;
         }
         Ok(())
     }

@@ -1,15 +1,20 @@
-//! Service level objectives: what a queue's policy may promise, and the
-//! arithmetic of error budgets and burn rates behind the SRE workbook's
-//! multiwindow, multi-burn-rate alerts.
+//! Service level objectives: what a queue's or a topic's policy may
+//! promise, and the arithmetic of error budgets and burn rates behind the
+//! SRE workbook's multiwindow, multi-burn-rate alerts.
 //!
 //! Two objectives, each a ratio of good events to all events:
 //!
 //! - `wait_p99_ms`: 99 % of jobs are leased within this many milliseconds of
-//!   becoming ready. Each lease is an event; it is good when its wait is at
-//!   most the threshold, so the error budget is 1 %.
+//!   becoming ready; for a topic, 99 % of events reach each subscription
+//!   (handed to its target, or fetched by a consumer) within this long of
+//!   their publish. Each lease or delivery is an event; it is good when its
+//!   wait is at most the threshold, so the error budget is 1 %.
 //! - `success_ratio`: this fraction of the jobs that end, end succeeded.
 //!   Each job that succeeds or dies (attempts spent) is an event; a retried
-//!   attempt is not, and neither is a cancel. The budget is `1 - ratio`.
+//!   attempt is not, and neither is a cancel. For a topic: this fraction of
+//!   the events handed to subscription targets are handed off at the first
+//!   try (each event of a hand-off that fails counts, each time it fails).
+//!   The budget is `1 - ratio`.
 //!
 //! The engine counts events per minute ([`Tally`]), the stores add the
 //! minutes of every node together, and [`evaluate`] turns the sums over the
@@ -20,9 +25,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Timestamp};
+use crate::{Error, Namespace, QueueRef, Timestamp, TopicName};
 
-/// A queue's objectives; either may be absent, not both.
+/// A queue's or a topic's objectives; either may be absent, not both.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Slo {
@@ -71,6 +76,75 @@ impl Slo {
     }
 }
 
+/// What carries objectives.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Queue,
+    Topic,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Queue => "queue",
+            Kind::Topic => "topic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "queue" => Some(Kind::Queue),
+            "topic" => Some(Kind::Topic),
+            _ => None,
+        }
+    }
+}
+
+/// A queue or a topic of a namespace, as objectives are counted by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject {
+    pub namespace: Namespace,
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Subject {
+    pub fn queue(queue: &QueueRef) -> Subject {
+        Subject {
+            namespace: queue.namespace.clone(),
+            kind: Kind::Queue,
+            name: queue.queue.to_string(),
+        }
+    }
+
+    pub fn topic(namespace: &Namespace, topic: &TopicName) -> Subject {
+        Subject {
+            namespace: namespace.clone(),
+            kind: Kind::Topic,
+            name: topic.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} {}", self.namespace, self.kind.as_str(), self.name)
+    }
+}
+
 /// Which of a [`Slo`]'s objectives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -99,7 +173,7 @@ impl Objective {
     fn events(self, counts: &Counts) -> (u64, u64) {
         match self {
             Objective::WaitP99Ms => (counts.waits - counts.slow.min(counts.waits), counts.waits),
-            Objective::SuccessRatio => (counts.succeeded, counts.succeeded + counts.dead),
+            Objective::SuccessRatio => (counts.succeeded, counts.succeeded + counts.failed),
         }
     }
 }
@@ -107,14 +181,14 @@ impl Objective {
 /// Events of one subject over some minutes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Jobs leased.
+    /// Jobs leased; events delivered to a subscription.
     pub waits: u64,
-    /// Of those, leased later than the wait objective in force when counted.
+    /// Of those, later than the wait objective in force when counted.
     pub slow: u64,
-    /// Jobs that ended succeeded.
+    /// Jobs that ended succeeded; events handed off.
     pub succeeded: u64,
-    /// Jobs that ended dead.
-    pub dead: u64,
+    /// Jobs that ended dead; events of hand-offs that failed.
+    pub failed: u64,
 }
 
 impl Counts {
@@ -122,7 +196,7 @@ impl Counts {
         self.waits += other.waits;
         self.slow += other.slow;
         self.succeeded += other.succeeded;
-        self.dead += other.dead;
+        self.failed += other.failed;
     }
 }
 
@@ -188,8 +262,9 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// A lease after `wait_ms`, against the wait objective (if any).
-    pub fn leased(&mut self, wait_ms: u64, objective_ms: Option<u64>) {
+    /// A lease or a delivery after `wait_ms`, against the wait objective
+    /// (if any).
+    pub fn waited(&mut self, wait_ms: u64, objective_ms: Option<u64>) {
         self.counts.waits += 1;
         if objective_ms.is_some_and(|ms| wait_ms > ms) {
             self.counts.slow += 1;
@@ -415,12 +490,12 @@ mod tests {
         assert_eq!(slow.quantile(0.99), Some(300_000.0));
     }
 
-    fn counts(waits: u64, slow: u64, succeeded: u64, dead: u64) -> Counts {
+    fn counts(waits: u64, slow: u64, succeeded: u64, failed: u64) -> Counts {
         Counts {
             waits,
             slow,
             succeeded,
-            dead,
+            failed,
         }
     }
 

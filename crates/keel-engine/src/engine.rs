@@ -105,6 +105,7 @@ impl Engine {
             limits.clone(),
             shutdown.clone(),
             workflows.clone(),
+            slos.clone(),
         );
         let sources = SourceService::new(store.clone(), clock.clone());
         let guard = crate::outbound::Guard {

@@ -187,7 +187,7 @@ impl JobService {
                     .iter()
                     .map(|job| now.millis_since(job.run_at) as f64 / 1000.0);
                 crate::metrics::job_waits(&req.queue, waits);
-                self.slos.leased(
+                self.slos.queue_leased(
                     &req.queue,
                     now,
                     jobs.iter().map(|job| now.millis_since(job.run_at)),
@@ -257,7 +257,7 @@ impl JobService {
             crate::metrics::job_completed(&queue, completed);
             crate::metrics::job_failed(&queue, failed);
             crate::metrics::job_dead(&queue, dead);
-            self.slos.ended(&queue, now, completed, dead);
+            self.slos.queue_ended(&queue, now, completed, dead);
             self.rates.record(&queue, Event::Completed, completed, now);
             self.rates.record(&queue, Event::Failed, failed, now);
         }
@@ -309,7 +309,7 @@ impl JobService {
         for queue in &report.expired_to_dead {
             crate::metrics::job_failed(queue, 1);
             crate::metrics::job_dead(queue, 1);
-            self.slos.ended(queue, now, 0, 1);
+            self.slos.queue_ended(queue, now, 0, 1);
         }
         for (namespace, acked) in &report.dead_owned {
             self.owners.job_ended(namespace, acked, None);

@@ -238,11 +238,11 @@ pub async fn render(store: &dyn Store) -> String {
 
 /// An objective's burn rates over each window, the budget left and whether
 /// each alert fires, as the last SLO pass measured them.
-pub fn slo_status(queue: &QueueRef, status: &keel_core::slo::Status) {
+pub fn slo_status(subject: &keel_core::slo::Subject, status: &keel_core::slo::Status) {
     let with = |extra: &[(&'static str, &'static str)]| {
         let mut labels = vec![
-            ("namespace", queue.namespace.to_string()),
-            ("queue", queue.queue.to_string()),
+            ("namespace", subject.namespace.to_string()),
+            (subject.kind.as_str(), subject.name.clone()),
             ("objective", status.objective.as_str().to_owned()),
         ];
         labels.extend(extra.iter().map(|&(k, v)| (k, v.to_owned())));

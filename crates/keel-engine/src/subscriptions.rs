@@ -21,6 +21,7 @@ use keel_store::{Fetched, JobOwner, OwnedJob, Store, Subscription};
 use serde_json::value::to_raw_value;
 use tokio::sync::Notify;
 
+use crate::slos::SloService;
 use crate::workflows::Driver;
 use crate::{Shutdown, metrics};
 
@@ -33,6 +34,7 @@ pub struct SubscriptionService {
     limits: Limits,
     shutdown: Shutdown,
     workflows: Arc<Driver>,
+    slos: Arc<SloService>,
     ids: std::sync::Mutex<JobIdGenerator>,
     /// Wakes the deliveries service when a subscription changed here.
     pub(crate) changed: Notify,
@@ -45,6 +47,7 @@ impl SubscriptionService {
         limits: Limits,
         shutdown: Shutdown,
         workflows: Arc<Driver>,
+        slos: Arc<SloService>,
     ) -> Self {
         SubscriptionService {
             store,
@@ -52,6 +55,7 @@ impl SubscriptionService {
             limits,
             shutdown,
             workflows,
+            slos,
             ids: std::sync::Mutex::default(),
             changed: Notify::new(),
         }
@@ -142,6 +146,12 @@ impl SubscriptionService {
             if !fetched.events.is_empty() {
                 let ages = fetched.events.iter().map(|e| age(e, now));
                 metrics::events_delivered(namespace, name, 0, ages);
+                let ages_ms = fetched
+                    .events
+                    .iter()
+                    .map(|e| now.millis_since(e.published_at));
+                self.slos
+                    .topic_delivered(namespace, &sub.spec.topic, now, ages_ms, 0);
                 return Ok(fetched);
             }
             if wait.is_zero() || self.shutdown.is_fired() {
@@ -204,13 +214,46 @@ impl SubscriptionService {
             .iter()
             .filter(|e| sub.spec.filter.matches(e))
             .collect();
+        let moved = match self.hand_off(sub, target, &wanted, to, skipped, now).await {
+            Ok(moved) => moved,
+            Err(e) => {
+                let n = wanted.len() as u64;
+                self.slos
+                    .topic_failed(&sub.namespace, &sub.spec.topic, now, n);
+                return Err(e);
+            }
+        };
+        if !moved {
+            return Ok(0);
+        }
+        let delivered = wanted.len() as u64;
+        let ages = wanted.iter().map(|e| age(e, now));
+        metrics::events_delivered(&sub.namespace, &sub.name, delivered, ages);
+        let ages_ms = wanted.iter().map(|e| now.millis_since(e.published_at));
+        self.slos
+            .topic_delivered(&sub.namespace, &sub.spec.topic, now, ages_ms, delivered);
+        Ok(to - sub.position)
+    }
+
+    /// Writes what `wanted` becomes on `target` with the subscription's new
+    /// position `to`, in one transaction; false when another node moved
+    /// the position first.
+    async fn hand_off(
+        &self,
+        sub: &Subscription,
+        target: &Target,
+        wanted: &[&Event],
+        to: u64,
+        skipped: u64,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
         let jobs = match target {
             Target::Queue { queue, job, .. } => {
                 let queue = QueueRef {
                     namespace: sub.namespace.clone(),
                     queue: queue.clone(),
                 };
-                self.owned_jobs(sub, target, &queue, job.as_ref(), true, &wanted, now)
+                self.owned_jobs(sub, target, &queue, job.as_ref(), true, wanted, now)
                     .await?
             }
             Target::Endpoint { endpoint, .. } => {
@@ -231,13 +274,13 @@ impl SubscriptionService {
                     &queue,
                     Some(&fields),
                     spec.ordered,
-                    &wanted,
+                    wanted,
                     now,
                 )
                 .await?
             }
             Target::Workflow { workflow, .. } => {
-                for event in &wanted {
+                for event in wanted {
                     let input = target.render(event)?;
                     let key = format!("keel.sub/{}/{}", sub.id, event.seq);
                     self.workflows
@@ -247,26 +290,18 @@ impl SubscriptionService {
                 Vec::new()
             }
         };
-        let delivered = wanted.len() as u64;
-        let moved = self
-            .store
+        self.store
             .subscription_handoff(
                 &sub.namespace,
                 &sub.name,
                 sub.position,
                 to,
-                delivered,
+                wanted.len() as u64,
                 skipped,
                 jobs,
                 now,
             )
-            .await?;
-        if !moved {
-            return Ok(0);
-        }
-        let ages = wanted.iter().map(|e| age(e, now));
-        metrics::events_delivered(&sub.namespace, &sub.name, delivered, ages);
-        Ok(to - sub.position)
+            .await
     }
 
     /// A job per event on `queue`, owned by the subscription; `ordered`

@@ -137,6 +137,7 @@ async fn write(
         retention_ms: row.get::<_, i64>(0) as u64,
         dedup_window_ms: row.get::<_, i64>(1) as u64,
         max_event_bytes: row.get::<_, i64>(2) as u64,
+        ..TopicPolicy::default()
     };
     let mut head: i64 = row.get(3);
     let checked: Vec<Result<Vec<NewEvent>, Error>> = requests

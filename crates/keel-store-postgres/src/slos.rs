@@ -1,12 +1,13 @@
-//! SLO minutes on PostgreSQL: a row per queue and minute that every node
+//! SLO minutes on PostgreSQL: a row per subject (queue or topic) and
+//! minute that every node
 //! adds its tallies to with an upsert (histograms added bucket by bucket).
 //! A node writes its rows in key order, so two nodes adding to the same
 //! minutes lock them in the same order and cannot deadlock. The sums over
 //! the windows are one query.
 
 use async_trait::async_trait;
-use keel_core::slo::{BUCKETS, Counts, Histogram, WINDOWS};
-use keel_core::{Error, Namespace, QueueName, QueuePolicy, QueueRef};
+use keel_core::slo::{BUCKETS, Counts, Histogram, Kind, Slo, Subject, WINDOWS};
+use keel_core::{Error, Namespace, QueuePolicy};
 use keel_store::{MinuteTally, Objectives, SloStore};
 
 use crate::{PostgresStore, db};
@@ -14,9 +15,8 @@ use crate::{PostgresStore, db};
 #[async_trait]
 impl SloStore for PostgresStore {
     async fn slo_objectives(&self) -> Result<Vec<Objectives>, Error> {
-        let rows = self
-            .client()
-            .await?
+        let client = self.client().await?;
+        let queues = client
             .query(
                 "SELECT namespace, queue, policy::text FROM keel_queues \
                  WHERE policy ? 'slo' ORDER BY namespace, queue",
@@ -24,35 +24,46 @@ impl SloStore for PostgresStore {
             )
             .await
             .map_err(db)?;
+        let topics = client
+            .query(
+                "SELECT namespace, name, slo FROM keel_topics \
+                 WHERE slo IS NOT NULL ORDER BY namespace, name",
+                &[],
+            )
+            .await
+            .map_err(db)?;
         let mut found = Vec::new();
-        for row in rows {
-            let policy: QueuePolicy = serde_json::from_str(row.get(2))
-                .map_err(|e| Error::internal(format!("a stored queue policy: {e}")))?;
-            let queue = QueueRef {
-                namespace: Namespace::new(row.get::<_, &str>(0))?,
-                queue: QueueName::new(row.get::<_, &str>(1))?,
-            };
+        for row in queues {
+            let policy: QueuePolicy = parse(row.get(2))?;
             if let Some(slo) = policy.slo {
-                found.push(Objectives { queue, slo });
+                found.push(objectives(row.get(0), Kind::Queue, row.get(1), slo)?);
             }
+        }
+        for row in topics {
+            found.push(objectives(
+                row.get(0),
+                Kind::Topic,
+                row.get(1),
+                parse(row.get(2))?,
+            )?);
         }
         Ok(found)
     }
 
     async fn slo_record(&self, mut tallies: Vec<MinuteTally>) -> Result<(), Error> {
-        tallies.sort_by(|a, b| (&a.queue, a.minute).cmp(&(&b.queue, b.minute)));
+        tallies.sort_by(|a, b| (&a.subject, a.minute).cmp(&(&b.subject, b.minute)));
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let upsert = tx
             .prepare(
                 "INSERT INTO keel_slo_minutes \
-                 (namespace, queue, minute, waits, slow, succeeded, dead, histogram) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (namespace, queue, minute) DO UPDATE SET \
+                 (namespace, kind, name, minute, waits, slow, succeeded, failed, histogram) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (namespace, kind, name, minute) DO UPDATE SET \
                  waits = keel_slo_minutes.waits + excluded.waits, \
                  slow = keel_slo_minutes.slow + excluded.slow, \
                  succeeded = keel_slo_minutes.succeeded + excluded.succeeded, \
-                 dead = keel_slo_minutes.dead + excluded.dead, \
+                 failed = keel_slo_minutes.failed + excluded.failed, \
                  histogram = ARRAY(SELECT a + b FROM unnest(keel_slo_minutes.histogram, \
                  excluded.histogram) WITH ORDINALITY AS t(a, b, i) ORDER BY i)",
             )
@@ -64,13 +75,14 @@ impl SloStore for PostgresStore {
             tx.execute(
                 &upsert,
                 &[
-                    &t.queue.namespace.as_str(),
-                    &t.queue.queue.as_str(),
+                    &t.subject.namespace.as_str(),
+                    &t.subject.kind.as_str(),
+                    &t.subject.name,
                     &t.minute,
                     &(c.waits as i64),
                     &(c.slow as i64),
                     &(c.succeeded as i64),
-                    &(c.dead as i64),
+                    &(c.failed as i64),
                     &histogram,
                 ],
             )
@@ -82,7 +94,7 @@ impl SloStore for PostgresStore {
 
     async fn slo_sums(
         &self,
-        queue: &QueueRef,
+        subject: &Subject,
         since: [i64; WINDOWS.len()],
     ) -> Result<[Counts; WINDOWS.len()], Error> {
         let rows = self
@@ -90,14 +102,15 @@ impl SloStore for PostgresStore {
             .await?
             .query(
                 "SELECT w.i, coalesce(sum(m.waits), 0)::bigint, coalesce(sum(m.slow), 0)::bigint, \
-                 coalesce(sum(m.succeeded), 0)::bigint, coalesce(sum(m.dead), 0)::bigint \
-                 FROM unnest($3::bigint[]) WITH ORDINALITY AS w(start, i) \
-                 LEFT JOIN keel_slo_minutes m \
-                 ON m.namespace = $1 AND m.queue = $2 AND m.minute >= w.start \
+                 coalesce(sum(m.succeeded), 0)::bigint, coalesce(sum(m.failed), 0)::bigint \
+                 FROM unnest($4::bigint[]) WITH ORDINALITY AS w(start, i) \
+                 LEFT JOIN keel_slo_minutes m ON m.namespace = $1 AND m.kind = $2 \
+                 AND m.name = $3 AND m.minute >= w.start \
                  GROUP BY w.i ORDER BY w.i",
                 &[
-                    &queue.namespace.as_str(),
-                    &queue.queue.as_str(),
+                    &subject.namespace.as_str(),
+                    &subject.kind.as_str(),
+                    &subject.name,
                     &since.to_vec(),
                 ],
             )
@@ -110,20 +123,25 @@ impl SloStore for PostgresStore {
                 waits: n(1),
                 slow: n(2),
                 succeeded: n(3),
-                dead: n(4),
+                failed: n(4),
             };
         }
         Ok(sums)
     }
 
-    async fn slo_waits(&self, queue: &QueueRef, since: i64) -> Result<Histogram, Error> {
+    async fn slo_waits(&self, subject: &Subject, since: i64) -> Result<Histogram, Error> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT histogram FROM keel_slo_minutes \
-                 WHERE namespace = $1 AND queue = $2 AND minute >= $3",
-                &[&queue.namespace.as_str(), &queue.queue.as_str(), &since],
+                 WHERE namespace = $1 AND kind = $2 AND name = $3 AND minute >= $4",
+                &[
+                    &subject.namespace.as_str(),
+                    &subject.kind.as_str(),
+                    &subject.name,
+                    &since,
+                ],
             )
             .await
             .map_err(db)?;
@@ -146,4 +164,19 @@ impl SloStore for PostgresStore {
             .await
             .map_err(db)
     }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("stored objectives: {e}")))
+}
+
+fn objectives(namespace: &str, kind: Kind, name: String, slo: Slo) -> Result<Objectives, Error> {
+    Ok(Objectives {
+        subject: Subject {
+            namespace: Namespace::new(namespace)?,
+            kind,
+            name,
+        },
+        slo,
+    })
 }

@@ -41,6 +41,7 @@ impl TopicStore for PostgresStore {
                     &(policy.retention_ms as i64),
                     &(policy.dedup_window_ms as i64),
                     &(policy.max_event_bytes as i64),
+                    &slo_text(policy),
                 ],
             )
             .await
@@ -180,6 +181,7 @@ pub(crate) async fn create(
                 &(policy.dedup_window_ms as i64),
                 &(policy.max_event_bytes as i64),
                 &now.as_millis(),
+                &slo_text(policy),
             ],
         )
         .await
@@ -204,8 +206,20 @@ async fn get(
         .unwrap_or_else(|| Err(topic_not_found(topic)))
 }
 
+/// A topic's objectives as stored: JSON text, or NULL.
+fn slo_text(policy: &TopicPolicy) -> Option<String> {
+    policy
+        .slo
+        .map(|slo| serde_json::to_string(&slo).unwrap_or_default())
+}
+
 fn topic_from_row(r: &Row) -> Result<Topic, Error> {
     let name: &str = r.get(0);
+    let slo = r
+        .get::<_, Option<&str>>(7)
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| Error::internal(format!("a stored topic's slo: {e}")))?;
     Ok(Topic {
         name: TopicName::new(name)
             .map_err(|e| Error::internal(format!("corrupt topic name: {}", e.message)))?,
@@ -213,6 +227,7 @@ fn topic_from_row(r: &Row) -> Result<Topic, Error> {
             retention_ms: r.get::<_, i64>(1) as u64,
             dedup_window_ms: r.get::<_, i64>(2) as u64,
             max_event_bytes: r.get::<_, i64>(3) as u64,
+            slo,
         },
         head_seq: r.get::<_, i64>(4) as u64,
         events: r.get::<_, i64>(5) as u64,

@@ -1,12 +1,13 @@
-//! SLO minutes on SQLite: a row per queue and minute. The writer adds a
-//! tally to its row (reading the histogram back to add to it: the writer
-//! is the only one, so nothing comes between); sums run on readers.
+//! SLO minutes on SQLite: a row per subject (queue or topic) and minute.
+//! The writer adds a tally to its row (reading the histogram back to add to
+//! it: the writer is the only one, so nothing comes between); sums run on
+//! readers.
 
 use async_trait::async_trait;
-use keel_core::slo::{BUCKETS, Counts, Histogram, WINDOWS};
-use keel_core::{Error, Namespace, QueueName, QueuePolicy, QueueRef};
+use keel_core::slo::{BUCKETS, Counts, Histogram, Kind, Slo, Subject, WINDOWS};
+use keel_core::{Error, Namespace, QueuePolicy};
 use keel_store::{MinuteTally, Objectives, SloStore};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::SqliteStore;
 use crate::rows::{corrupt, from_json};
@@ -17,22 +18,17 @@ impl SloStore for SqliteStore {
     async fn slo_objectives(&self) -> Result<Vec<Objectives>, Error> {
         self.read(|conn| {
             let mut found = Vec::new();
-            let mut stmt = conn.prepare_cached(
-                "SELECT namespace, queue, policy FROM queues \
-                 WHERE json_extract(policy, '$.slo') IS NOT NULL ORDER BY namespace, queue",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                let policy: QueuePolicy = from_json(&row.get::<_, String>(2)?)?;
-                let queue = QueueRef {
-                    namespace: Namespace::new(&row.get::<_, String>(0)?)
-                        .map_err(|e| corrupt(e.message))?,
-                    queue: QueueName::new(&row.get::<_, String>(1)?)
-                        .map_err(|e| corrupt(e.message))?,
-                };
-                if let Some(slo) = policy.slo {
-                    found.push(Objectives { queue, slo });
+            let queues = "SELECT namespace, queue, policy FROM queues \
+                          WHERE json_extract(policy, '$.slo') IS NOT NULL ORDER BY namespace, queue";
+            for (namespace, name, policy) in rows(conn, queues)? {
+                if let Some(slo) = from_json::<QueuePolicy>(&policy)?.slo {
+                    found.push(objectives(&namespace, Kind::Queue, name, slo)?);
                 }
+            }
+            let topics = "SELECT namespace, name, slo FROM topics \
+                          WHERE slo IS NOT NULL ORDER BY namespace, name";
+            for (namespace, name, slo) in rows(conn, topics)? {
+                found.push(objectives(&namespace, Kind::Topic, name, from_json(&slo)?)?);
             }
             Ok(Ok(found))
         })
@@ -42,14 +38,15 @@ impl SloStore for SqliteStore {
     async fn slo_record(&self, tallies: Vec<MinuteTally>) -> Result<(), Error> {
         self.write(move |w: &mut Writer| {
             for t in tallies {
-                let (ns, queue) = (t.queue.namespace.as_str(), t.queue.queue.as_str());
+                let s = &t.subject;
+                let key = params![s.namespace.as_str(), s.kind.as_str(), s.name, t.minute];
                 let stored: Option<String> = w
                     .conn
                     .prepare_cached(
                         "SELECT histogram FROM slo_minutes \
-                         WHERE namespace = ?1 AND queue = ?2 AND minute = ?3",
+                         WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND minute = ?4",
                     )?
-                    .query_row(params![ns, queue, t.minute], |r| r.get(0))
+                    .query_row(key, |r| r.get(0))
                     .optional()?;
                 let mut waits = t.tally.waits;
                 if let Some(stored) = stored {
@@ -58,22 +55,23 @@ impl SloStore for SqliteStore {
                 let c = t.tally.counts;
                 w.conn
                     .prepare_cached(
-                        "INSERT INTO slo_minutes \
-                         (namespace, queue, minute, waits, slow, succeeded, dead, histogram) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                         ON CONFLICT (namespace, queue, minute) DO UPDATE SET \
+                        "INSERT INTO slo_minutes (namespace, kind, name, minute, \
+                         waits, slow, succeeded, failed, histogram) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                         ON CONFLICT (namespace, kind, name, minute) DO UPDATE SET \
                          waits = waits + excluded.waits, slow = slow + excluded.slow, \
-                         succeeded = succeeded + excluded.succeeded, dead = dead + excluded.dead, \
-                         histogram = excluded.histogram",
+                         succeeded = succeeded + excluded.succeeded, \
+                         failed = failed + excluded.failed, histogram = excluded.histogram",
                     )?
                     .execute(params![
-                        ns,
-                        queue,
+                        s.namespace.as_str(),
+                        s.kind.as_str(),
+                        s.name,
                         t.minute,
                         c.waits as i64,
                         c.slow as i64,
                         c.succeeded as i64,
-                        c.dead as i64,
+                        c.failed as i64,
                         serde_json::to_string(&waits.0).unwrap_or_default(),
                     ])?;
             }
@@ -84,20 +82,21 @@ impl SloStore for SqliteStore {
 
     async fn slo_sums(
         &self,
-        queue: &QueueRef,
+        subject: &Subject,
         since: [i64; WINDOWS.len()],
     ) -> Result<[Counts; WINDOWS.len()], Error> {
-        let queue = queue.clone();
+        let s = subject.clone();
         self.read(move |conn| {
             let first = since.iter().min().copied().unwrap_or(i64::MIN);
             let mut sums = [Counts::default(); WINDOWS.len()];
             let mut stmt = conn.prepare_cached(
-                "SELECT minute, waits, slow, succeeded, dead FROM slo_minutes \
-                 WHERE namespace = ?1 AND queue = ?2 AND minute >= ?3",
+                "SELECT minute, waits, slow, succeeded, failed FROM slo_minutes \
+                 WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND minute >= ?4",
             )?;
             let mut rows = stmt.query(params![
-                queue.namespace.as_str(),
-                queue.queue.as_str(),
+                s.namespace.as_str(),
+                s.kind.as_str(),
+                s.name,
                 first
             ])?;
             while let Some(row) = rows.next()? {
@@ -107,7 +106,7 @@ impl SloStore for SqliteStore {
                     waits: n(1)?,
                     slow: n(2)?,
                     succeeded: n(3)?,
-                    dead: n(4)?,
+                    failed: n(4)?,
                 };
                 for (sum, &start) in sums.iter_mut().zip(&since) {
                     if minute >= start {
@@ -120,17 +119,18 @@ impl SloStore for SqliteStore {
         .await
     }
 
-    async fn slo_waits(&self, queue: &QueueRef, since: i64) -> Result<Histogram, Error> {
-        let queue = queue.clone();
+    async fn slo_waits(&self, subject: &Subject, since: i64) -> Result<Histogram, Error> {
+        let s = subject.clone();
         self.read(move |conn| {
             let mut sum = Histogram::default();
             let mut stmt = conn.prepare_cached(
                 "SELECT histogram FROM slo_minutes \
-                 WHERE namespace = ?1 AND queue = ?2 AND minute >= ?3",
+                 WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND minute >= ?4",
             )?;
             let mut rows = stmt.query(params![
-                queue.namespace.as_str(),
-                queue.queue.as_str(),
+                s.namespace.as_str(),
+                s.kind.as_str(),
+                s.name,
                 since
             ])?;
             while let Some(row) = rows.next()? {
@@ -151,4 +151,22 @@ impl SloStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The three text columns of each row of `sql`.
+fn rows(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<(String, String, String)>> {
+    conn.prepare_cached(sql)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect()
+}
+
+fn objectives(namespace: &str, kind: Kind, name: String, slo: Slo) -> rusqlite::Result<Objectives> {
+    Ok(Objectives {
+        subject: Subject {
+            namespace: Namespace::new(namespace).map_err(|e| corrupt(e.message))?,
+            kind,
+            name,
+        },
+        slo,
+    })
 }

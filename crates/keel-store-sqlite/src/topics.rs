@@ -11,7 +11,7 @@ use keel_store::{EventQuery, Published, Topic, TopicStore, event_not_found, topi
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{corrupt, tags_from_sql, tags_to_sql};
+use crate::rows::{corrupt, from_json, tags_from_sql, tags_to_sql};
 use crate::writer::{Applied, Writer};
 
 #[async_trait]
@@ -31,19 +31,22 @@ impl TopicStore for SqliteStore {
             } else {
                 w.conn
                     .prepare_cached(
-                        "UPDATE topics SET retention_ms = ?3, dedup_window_ms = ?4, max_event_bytes = ?5 \
-                         WHERE namespace = ?1 AND name = ?2",
+                        "UPDATE topics SET retention_ms = ?3, dedup_window_ms = ?4, \
+                         max_event_bytes = ?5, slo = ?6 WHERE namespace = ?1 AND name = ?2",
                     )?
                     .execute(params![
                         namespace.as_str(),
                         topic.as_str(),
                         policy.retention_ms as i64,
                         policy.dedup_window_ms as i64,
-                        policy.max_event_bytes as i64
+                        policy.max_event_bytes as i64,
+                        slo_text(&policy),
                     ])?;
             }
             let stored = topic_row(&w.conn, &namespace, &topic)?;
-            Ok(stored.map(|t| (t, created)).ok_or_else(|| topic_not_found(&topic)))
+            Ok(stored
+                .map(|t| (t, created))
+                .ok_or_else(|| topic_not_found(&topic)))
         })
         .await
     }
@@ -175,16 +178,25 @@ impl TopicStore for SqliteStore {
 }
 
 const TOPIC_COLUMNS: &str =
-    "name, retention_ms, dedup_window_ms, max_event_bytes, head_seq, events, created_at";
+    "name, retention_ms, dedup_window_ms, max_event_bytes, head_seq, events, created_at, slo";
+
+/// A topic's objectives as stored: JSON text, or NULL.
+fn slo_text(policy: &TopicPolicy) -> Option<String> {
+    policy
+        .slo
+        .map(|slo| serde_json::to_string(&slo).unwrap_or_default())
+}
 
 fn topic_from_row(r: &Row<'_>) -> rusqlite::Result<Topic> {
     let name: String = r.get(0)?;
+    let slo: Option<String> = r.get(7)?;
     Ok(Topic {
         name: TopicName::new(&name).map_err(|e| corrupt(format!("topic name: {}", e.message)))?,
         policy: TopicPolicy {
             retention_ms: unsigned(r, 1)?,
             dedup_window_ms: unsigned(r, 2)?,
             max_event_bytes: unsigned(r, 3)?,
+            slo: slo.as_deref().map(from_json).transpose()?,
         },
         head_seq: unsigned(r, 4)?,
         events: unsigned(r, 5)?,
@@ -213,7 +225,7 @@ fn insert_topic(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO topics (namespace, name, retention_ms, dedup_window_ms, max_event_bytes, \
-         head_seq, events, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6)",
+         head_seq, events, created_at, slo) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7)",
     )?
     .execute(params![
         namespace.as_str(),
@@ -221,7 +233,8 @@ fn insert_topic(
         policy.retention_ms as i64,
         policy.dedup_window_ms as i64,
         policy.max_event_bytes as i64,
-        now.as_millis()
+        now.as_millis(),
+        slo_text(policy)
     ])?;
     Ok(())
 }

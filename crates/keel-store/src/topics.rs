@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use keel_core::{Error, ErrorCode, Event, Namespace, NewEvent, Timestamp, TopicName, TopicPolicy};
 
 /// A topic as stored: its policy and how far its log reaches.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Topic {
     pub name: TopicName,
     pub policy: TopicPolicy,

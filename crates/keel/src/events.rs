@@ -56,6 +56,7 @@ pub(crate) async fn topic(args: TopicArgs) -> anyhow::Result<()> {
                 retention_ms,
                 dedup_window_ms,
                 max_event_bytes,
+                slo: None,
             };
             vec![client.put_topic(ns, &topic, &policy).await?]
         }

@@ -1,7 +1,8 @@
 //! SLOs on the real binary: objectives set in a queue policy (and refused
 //! when out of bounds), measured from what workers did, read back from
 //! `GET /v1/namespaces/{ns}/slos` and `/metrics`, and alerts published on
-//! `keel.alerts`; on two PostgreSQL nodes, the counts of both add up.
+//! `keel.alerts`; a topic's objectives measured from its deliveries and
+//! failing hand-offs; on two PostgreSQL nodes, the counts of both add up.
 //! The burn-rate arithmetic and the alerts' windows are tested with an
 //! injected clock in keel-core and keel-engine; here the passes run every
 //! 100 ms (`--slo-pass-ms`).
@@ -135,7 +136,10 @@ async fn objectives_are_measured_read_back_and_alert_on_keel_alerts() {
         .collect();
     assert_eq!(windows, ["1h", "6h", "3d"]);
     assert_eq!(fired[0]["severity"], "page");
-    assert_eq!(fired[0]["queue"], "q");
+    assert_eq!(
+        (&fired[0]["kind"], &fired[0]["name"]),
+        (&json!("queue"), &json!("q"))
+    );
     close(&fired[0]["burn_rate_short"], 50.0);
 
     let answer = slos_until(&s, |a| a["slos"][1]["total"] == 4).await;
@@ -225,4 +229,78 @@ async fn on_postgres_every_nodes_counts_add_up() {
         assert_eq!(success["good"], 4, "{answer:#}");
         assert_eq!(success["value"], 0.8);
     }
+}
+
+#[tokio::test]
+async fn a_topics_objectives_count_its_deliveries_and_failed_hand_offs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &["--slo-pass-ms", "100"]).await;
+    let topic = "/namespaces/default/topics/orders";
+    let answer = s
+        .call(
+            "PUT",
+            &format!("/v1{topic}"),
+            Some(json!({"slo": {"success_ratio": 1.5}})),
+        )
+        .await;
+    assert_error(&answer, 400, "invalid_request");
+    let slo = json!({"wait_p99_ms": 60_000, "success_ratio": 0.999});
+    let (status, put) = s
+        .call("PUT", &format!("/v1{topic}"), Some(json!({"slo": slo})))
+        .await;
+    assert_eq!(status, 201, "{put}");
+    assert_eq!(put["slo"], slo);
+    assert_eq!(s.get(topic).await.1["slo"], slo);
+    // A pulled subscription, and one whose workflow is not defined: each
+    // hand-off of it fails (and is tried again a second later).
+    for (name, spec) in [
+        ("pulled", json!({"topic": "orders"})),
+        (
+            "broken",
+            json!({"topic": "orders", "target": {"workflow": "missing"}}),
+        ),
+    ] {
+        let (status, answer) = s
+            .call(
+                "PUT",
+                &format!("/v1/namespaces/default/subscriptions/{name}"),
+                Some(spec),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "{answer}");
+    }
+    let (status, _) = s
+        .post(&format!("{topic}/events"), json!({"data": {"n": 1}}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, fetched) = s
+        .post(
+            "/namespaces/default/subscriptions/pulled/fetch",
+            json!({"consumer": "c", "max_events": 10, "wait_ms": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{fetched}");
+    assert_eq!(fetched["events"].as_array().unwrap().len(), 1);
+
+    let answer = slos_until(&s, |a| {
+        a["slos"][0]["total"] == 1 && a["slos"][1]["total"].as_u64() >= Some(1)
+    })
+    .await;
+    let slos = answer["slos"].as_array().unwrap();
+    assert_eq!(slos.len(), 2, "{answer:#}");
+    assert_eq!(
+        (&slos[0]["kind"], &slos[0]["name"]),
+        (&json!("topic"), &json!("orders"))
+    );
+    assert_eq!(slos[0]["objective"], "wait_p99_ms");
+    assert_eq!(slos[0]["good"], 1, "the fetch, within the minute");
+    assert_eq!(slos[1]["objective"], "success_ratio");
+    assert_eq!(slos[1]["good"], 0, "no hand-off succeeded");
+    let fired = alerts(&s, 3).await;
+    assert!(
+        fired.iter().all(|a| a["kind"] == "topic"
+            && a["name"] == "orders"
+            && a["objective"] == "success_ratio"),
+        "{fired:#?}"
+    );
 }

@@ -1,5 +1,5 @@
 //! The SLO pass, every few seconds on every node: adds what the node
-//! counted to the store, re-reads the queues' objectives, measures each
+//! counted to the store, re-reads the queues' and topics' objectives, measures each
 //! objective from the store's sums into the `keel_slo_` gauges, and, on the
 //! maintenance leader alone, publishes each alert that starts or stops
 //! firing as an event on its namespace's `keel.alerts` topic.
@@ -49,7 +49,7 @@ impl Slos {
         engine.slos.refresh(store).await?;
         let statuses = engine.slos.statuses(store, None, engine.now()).await?;
         for s in &statuses {
-            metrics::slo_status(&s.queue, &s.status);
+            metrics::slo_status(&s.subject, &s.status);
         }
         if !matches!(store.maintenance_leader().await, Ok(true)) {
             engine.slos.forget_alerts();
@@ -77,8 +77,9 @@ impl Slos {
         let objective = t.status.objective.as_str();
         let data = json!({
             "state": state,
-            "namespace": t.queue.namespace.as_str(),
-            "queue": t.queue.queue.as_str(),
+            "namespace": t.subject.namespace.as_str(),
+            "kind": t.subject.kind,
+            "name": t.subject.name,
             "objective": objective,
             "target": t.status.target,
             "value": t.status.value,
@@ -96,7 +97,12 @@ impl Slos {
             generated_id: true,
             kind: format!("keel.slo.{state}"),
             source: "keel/slo".to_owned(),
-            key: Some(format!("{}/{objective}/{}", t.queue.queue, alert.long.name)),
+            key: Some(format!(
+                "{}/{}/{objective}/{}",
+                t.subject.kind.as_str(),
+                t.subject.name,
+                alert.long.name
+            )),
             time: now,
             data: data.to_string(),
             headers: BTreeMap::new(),
@@ -104,12 +110,12 @@ impl Slos {
         let topic = TopicName::new(ALERTS_TOPIC)?;
         engine
             .events
-            .publish(&t.queue.namespace, &topic, vec![event])
+            .publish(&t.subject.namespace, &topic, vec![event])
             .await?;
         if t.firing {
-            tracing::warn!(queue = %t.queue, objective, window = alert.long.name, "SLO alert firing");
+            tracing::warn!(subject = %t.subject, objective, window = alert.long.name, "SLO alert firing");
         } else {
-            tracing::info!(queue = %t.queue, objective, window = alert.long.name, "SLO alert resolved");
+            tracing::info!(subject = %t.subject, objective, window = alert.long.name, "SLO alert resolved");
         }
         Ok(())
     }
@@ -291,7 +297,8 @@ mod tests {
         let fired = node.alerts().await;
         assert_eq!(fired.len(), 4, "{fired:#?}");
         assert!(fired.iter().all(|a| a["state"] == "firing"));
-        assert_eq!(fired[0]["queue"], "emails");
+        assert_eq!(fired[0]["kind"], "queue");
+        assert_eq!(fired[0]["name"], "emails");
         assert_eq!(fired[0]["long_window"], "6h");
         assert_eq!(fired[1]["severity"], "ticket");
 

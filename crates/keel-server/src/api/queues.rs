@@ -69,7 +69,9 @@ pub(super) async fn set_policy(
         .queue_policy_set(&queue, policy.clone(), engine.now())
         .await?;
     engine.endpoints.queue_policy_changed();
-    engine.slos.policy_set(&queue, policy.slo);
+    engine
+        .slos
+        .policy_set(keel_core::slo::Subject::queue(&queue), policy.slo);
     Ok(Json(policy))
 }
 

@@ -15,7 +15,7 @@ use super::extract::NamespacePath;
     get,
     path = "/namespaces/{ns}/slos",
     tag = "slos",
-    summary = "Each queue objective's value, error budget left, burn rates and alerts",
+    summary = "Each queue and topic objective's value, error budget left, burn rates and alerts",
     responses((status = 200, description = "OK", body = keel_api::slos::SlosAnswer))
 )]
 pub(super) async fn list(
@@ -31,7 +31,8 @@ pub(super) async fn list(
         .map(|s| {
             let status = s.status;
             SloAnswer {
-                queue: s.queue.queue.to_string(),
+                kind: s.subject.kind,
+                name: s.subject.name,
                 objective: status.objective,
                 target: status.target,
                 value: status.value,

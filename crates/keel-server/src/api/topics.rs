@@ -36,6 +36,7 @@ fn topic_answer(topic: Topic) -> TopicAnswer {
         retention_ms: topic.policy.retention_ms,
         dedup_window_ms: topic.policy.dedup_window_ms,
         max_event_bytes: topic.policy.max_event_bytes,
+        slo: topic.policy.slo,
         head_seq: topic.head_seq,
         events: topic.events,
         created_at: topic.created_at,
@@ -76,12 +77,16 @@ pub(super) async fn put(
         retention_ms: body.retention_ms.unwrap_or(defaults.retention_ms),
         dedup_window_ms: body.dedup_window_ms.unwrap_or(defaults.dedup_window_ms),
         max_event_bytes: body.max_event_bytes.unwrap_or(defaults.max_event_bytes),
+        slo: body.slo,
     };
     policy.check(engine.limits.max_payload_bytes as u64)?;
     let (stored, created) = engine
         .store
         .topic_put(&ns, &topic, &policy, engine.now())
         .await?;
+    engine
+        .slos
+        .policy_set(keel_core::slo::Subject::topic(&ns, &topic), policy.slo);
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -1,8 +1,10 @@
 //! SLO minutes: tallies from several writers add up, sums cover their
-//! windows and no more, queues and namespaces stay apart, objectives are
-//! found from queue policies, and old minutes are pruned.
+//! windows and no more, subjects (a queue and a topic of one name) and
+//! namespaces stay apart, objectives are found from queue and topic
+//! policies, and old minutes are pruned.
 
-use keel_core::slo::{Counts, Histogram, Slo, Tally, WINDOWS, minute, window_starts};
+use keel_core::slo::{Counts, Histogram, Slo, Subject, Tally, WINDOWS, minute, window_starts};
+use keel_core::{TopicName, TopicPolicy};
 
 use super::*;
 use crate::MinuteTally;
@@ -12,20 +14,20 @@ cases![
     objectives_come_from_queue_policies,
 ];
 
-fn tally(waits: &[u64], slow: u64, succeeded: u64, dead: u64) -> Tally {
+fn tally(waits: &[u64], slow: u64, succeeded: u64, failed: u64) -> Tally {
     let mut t = Tally::default();
     for &ms in waits {
-        t.leased(ms, None);
+        t.waited(ms, None);
     }
     t.counts.slow = slow;
     t.counts.succeeded = succeeded;
-    t.counts.dead = dead;
+    t.counts.failed = failed;
     t
 }
 
-fn at_minute(queue: &QueueRef, minute: i64, tally: Tally) -> MinuteTally {
+fn at_minute(subject: &Subject, minute: i64, tally: Tally) -> MinuteTally {
     MinuteTally {
-        queue: queue.clone(),
+        subject: subject.clone(),
         minute,
         tally,
     }
@@ -33,11 +35,12 @@ fn at_minute(queue: &QueueRef, minute: i64, tally: Tally) -> MinuteTally {
 
 async fn tallies_add_up_per_minute_and_sum_over_windows(h: Harness) {
     let s = h.store.clone();
-    let q = queue("q");
-    let theirs = QueueRef {
+    let q = Subject::queue(&queue("q"));
+    let theirs = Subject::queue(&QueueRef {
         namespace: Namespace::new("other").unwrap(),
         queue: QueueName::new("q").unwrap(),
-    };
+    });
+    let topic = Subject::topic(&ns(), &TopicName::new("q").unwrap());
     let now = at(100 * 60_000);
     let m = minute(now);
     // Two nodes count the current minute; one counted 10 minutes ago, and
@@ -46,6 +49,7 @@ async fn tallies_add_up_per_minute_and_sum_over_windows(h: Harness) {
         at_minute(&q, m, tally(&[1, 70], 1, 5, 1)),
         at_minute(&q, m - 10, tally(&[3], 0, 2, 0)),
         at_minute(&theirs, m, tally(&[1], 0, 100, 0)),
+        at_minute(&topic, m, tally(&[], 0, 7, 3)),
     ])
     .await
     .unwrap();
@@ -62,14 +66,14 @@ async fn tallies_add_up_per_minute_and_sum_over_windows(h: Harness) {
         waits: 3,
         slow: 1,
         succeeded: 6,
-        dead: 1,
+        failed: 1,
     };
     assert_eq!(sums[0], current, "5m: the current minute, both nodes");
     let with_older = Counts {
         waits: 4,
         slow: 1,
         succeeded: 8,
-        dead: 1,
+        failed: 1,
     };
     assert_eq!(sums[1], with_older, "30m: and the minute 10 ago");
     assert_eq!(sums[5], with_older, "30d: not the minute before it");
@@ -84,7 +88,18 @@ async fn tallies_add_up_per_minute_and_sum_over_windows(h: Harness) {
         100
     );
     assert_eq!(
-        s.slo_waits(&queue("none"), m - 59).await.unwrap(),
+        s.slo_sums(&topic, window_starts(now)).await.unwrap()[0],
+        Counts {
+            waits: 0,
+            slow: 0,
+            succeeded: 7,
+            failed: 3,
+        }
+    );
+    assert_eq!(
+        s.slo_waits(&Subject::queue(&queue("none")), m - 59)
+            .await
+            .unwrap(),
         Histogram::default()
     );
     assert_eq!(s.slo_prune(m - WINDOWS[5].minutes + 1).await.unwrap(), 1);
@@ -114,14 +129,44 @@ async fn objectives_come_from_queue_policies(h: Harness) {
     s.queue_policy_set(&queue("dropped"), QueuePolicy::default(), at(1))
         .await
         .unwrap();
+    let orders = TopicName::new("orders").unwrap();
+    let topic_slo = Slo {
+        wait_p99_ms: Some(1_000),
+        success_ratio: None,
+    };
+    let with = TopicPolicy {
+        slo: Some(topic_slo),
+        ..TopicPolicy::default()
+    };
+    s.topic_put(&ns(), &orders, &with, T0).await.unwrap();
+    let (stored, _) = s.topic_put(&ns(), &orders, &with, at(1)).await.unwrap();
+    assert_eq!(stored.policy.slo, Some(topic_slo));
+    s.topic_put(
+        &ns(),
+        &TopicName::new("plain").unwrap(),
+        &TopicPolicy::default(),
+        T0,
+    )
+    .await
+    .unwrap();
     s.close().await;
     let s = (h.reopen)().await;
     let found = s.slo_objectives().await.unwrap();
     assert_eq!(
         found,
-        [crate::Objectives {
-            queue: queue("measured"),
-            slo
-        }]
+        [
+            crate::Objectives {
+                subject: Subject::queue(&queue("measured")),
+                slo
+            },
+            crate::Objectives {
+                subject: Subject::topic(&ns(), &orders),
+                slo: topic_slo
+            }
+        ]
+    );
+    assert_eq!(
+        s.topic_get(&ns(), &orders).await.unwrap().policy.slo,
+        Some(topic_slo)
     );
 }
