@@ -320,6 +320,11 @@ pub const WINDOWS: [Window; 6] = [
 
 /// The error budget's period: 30 days.
 pub const PERIOD_MINUTES: i64 = 30 * 24 * 60;
+/// Where the last hour, the window of an objective's `value`, is in
+/// [`WINDOWS`].
+pub const HOUR: usize = 2;
+/// Where the budget's period is in [`WINDOWS`].
+pub const PERIOD: usize = WINDOWS.len() - 1;
 
 /// The first minute of each of [`WINDOWS`] that ends with `now`'s minute.
 pub fn window_starts(now: Timestamp) -> [i64; WINDOWS.len()] {
@@ -333,8 +338,10 @@ pub fn window_starts(now: Timestamp) -> [i64; WINDOWS.len()] {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Alert {
     pub severity: Severity,
-    pub long: Window,
-    pub short: Window,
+    /// The long window, an index into [`WINDOWS`].
+    pub long: usize,
+    /// The short window, an index into [`WINDOWS`].
+    pub short: usize,
     pub factor: f64,
 }
 
@@ -345,6 +352,16 @@ pub enum Severity {
     Page,
     /// Someone should look today.
     Ticket,
+}
+
+impl Alert {
+    pub fn long_window(&self) -> Window {
+        WINDOWS[self.long]
+    }
+
+    pub fn short_window(&self) -> Window {
+        WINDOWS[self.short]
+    }
 }
 
 impl Severity {
@@ -360,20 +377,20 @@ impl Severity {
 pub const ALERTS: [Alert; 3] = [
     Alert {
         severity: Severity::Page,
-        long: WINDOWS[2],
-        short: WINDOWS[0],
+        long: HOUR,
+        short: 0,
         factor: 14.4,
     },
     Alert {
         severity: Severity::Page,
-        long: WINDOWS[3],
-        short: WINDOWS[1],
+        long: 3,
+        short: 1,
         factor: 6.0,
     },
     Alert {
         severity: Severity::Ticket,
-        long: WINDOWS[4],
-        short: WINDOWS[3],
+        long: 4,
+        short: 3,
         factor: 1.0,
     },
 ];
@@ -414,18 +431,12 @@ pub fn evaluate(
             (total - good) as f64 / total as f64 / budget
         }
     });
-    let burn = |w: Window| {
-        WINDOWS
-            .iter()
-            .position(|x| *x == w)
-            .map_or(0.0, |i| burn_rates[i])
-    };
-    let firing = ALERTS.map(|a| burn(a.long) > a.factor && burn(a.short) > a.factor);
-    let (good, total) = objective.events(&sums[WINDOWS.len() - 1]);
+    let firing = ALERTS.map(|a| burn_rates[a.long] > a.factor && burn_rates[a.short] > a.factor);
+    let (good, total) = objective.events(&sums[PERIOD]);
     let value = match objective {
         Objective::WaitP99Ms => last_hour.quantile(0.99),
         Objective::SuccessRatio => {
-            let (good, total) = objective.events(&sums[2]);
+            let (good, total) = objective.events(&sums[HOUR]);
             (total > 0).then(|| good as f64 / total as f64)
         }
     };
@@ -435,7 +446,7 @@ pub fn evaluate(
         value,
         good,
         total,
-        budget_remaining: 1.0 - burn_rates[WINDOWS.len() - 1],
+        budget_remaining: 1.0 - burn_rates[PERIOD],
         burn_rates,
         firing,
     }

@@ -255,7 +255,7 @@ pub fn slo_status(subject: &keel_core::slo::Subject, status: &keel_core::slo::St
     for (alert, firing) in keel_core::slo::ALERTS.iter().zip(status.firing) {
         let labels = with(&[
             ("severity", alert.severity.as_str()),
-            ("window", alert.long.name),
+            ("window", alert.long_window().name),
         ]);
         gauge!("keel_slo_alert_firing", &labels).set(if firing { 1.0 } else { 0.0 });
     }

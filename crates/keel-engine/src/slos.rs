@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use keel_core::slo::{self, ALERTS, Alert, Objective, Slo, Status, Subject, Tally, WINDOWS};
+use keel_core::slo::{self, ALERTS, Alert, Objective, Slo, Status, Subject, Tally};
 use keel_core::{Error, Namespace, QueueRef, Timestamp, TopicName};
 use keel_store::{MinuteTally, Store};
 
@@ -234,9 +234,8 @@ impl SloService {
             }
             let starts = slo::window_starts(now);
             let sums = store.slo_sums(&found.subject, starts).await?;
-            let hour = WINDOWS.iter().position(|w| w.name == "1h").unwrap_or(0);
             let waits = if found.slo.wait_p99_ms.is_some() {
-                store.slo_waits(&found.subject, starts[hour]).await?
+                store.slo_waits(&found.subject, starts[slo::HOUR]).await?
             } else {
                 slo::Histogram::default()
             };

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::slo::WINDOWS;
 use keel_core::{Error, NewEvent, TopicName};
 use serde_json::json;
 
@@ -67,12 +66,6 @@ impl Slos {
     async fn publish(&self, t: &Transition) -> Result<(), Error> {
         let engine = &self.engine;
         let alert = t.alert();
-        let burn = |name: &str| {
-            WINDOWS
-                .iter()
-                .position(|w| w.name == name)
-                .map(|i| t.status.burn_rates[i])
-        };
         let state = if t.firing { "firing" } else { "resolved" };
         let objective = t.status.objective.as_str();
         let data = json!({
@@ -84,11 +77,11 @@ impl Slos {
             "target": t.status.target,
             "value": t.status.value,
             "severity": alert.severity,
-            "long_window": alert.long.name,
-            "short_window": alert.short.name,
+            "long_window": alert.long_window().name,
+            "short_window": alert.short_window().name,
             "factor": alert.factor,
-            "burn_rate_long": burn(alert.long.name),
-            "burn_rate_short": burn(alert.short.name),
+            "burn_rate_long": t.status.burn_rates[alert.long],
+            "burn_rate_short": t.status.burn_rates[alert.short],
             "budget_remaining": t.status.budget_remaining,
         });
         let now = engine.now();
@@ -101,7 +94,7 @@ impl Slos {
                 "{}/{}/{objective}/{}",
                 t.subject.kind.as_str(),
                 t.subject.name,
-                alert.long.name
+                alert.long_window().name
             )),
             time: now,
             data: data.to_string(),
@@ -113,9 +106,9 @@ impl Slos {
             .publish(&t.subject.namespace, &topic, vec![event])
             .await?;
         if t.firing {
-            tracing::warn!(subject = %t.subject, objective, window = alert.long.name, "SLO alert firing");
+            tracing::warn!(subject = %t.subject, objective, window = alert.long_window().name, "SLO alert firing");
         } else {
-            tracing::info!(subject = %t.subject, objective, window = alert.long.name, "SLO alert resolved");
+            tracing::info!(subject = %t.subject, objective, window = alert.long_window().name, "SLO alert resolved");
         }
         Ok(())
     }
@@ -233,6 +226,17 @@ mod tests {
                 .unwrap();
         }
 
+        /// Every objective measured now, from the store.
+        async fn statuses(&self) -> Vec<crate::slos::SubjectStatus> {
+            let store = &*self.engine.store;
+            let namespace = Some(&self.queue.namespace);
+            self.engine
+                .slos
+                .statuses(store, namespace, self.clock.now())
+                .await
+                .unwrap()
+        }
+
         async fn alerts(&self) -> Vec<serde_json::Value> {
             let query = EventQuery {
                 after: 0,
@@ -270,16 +274,7 @@ mod tests {
         node.work(10, 200, 0).await;
         slos.pass().await.unwrap();
 
-        let statuses = node
-            .engine
-            .slos
-            .statuses(
-                &*node.engine.store,
-                Some(&node.queue.namespace),
-                node.clock.now(),
-            )
-            .await
-            .unwrap();
+        let statuses = node.statuses().await;
         assert_eq!(statuses.len(), 2);
         let wait = &statuses[0].status;
         assert_eq!(wait.objective, keel_core::slo::Objective::WaitP99Ms);
@@ -333,23 +328,13 @@ mod tests {
         node.work(5, 100, 5).await;
         let slos = Slos::new(node.engine.clone());
         slos.pass().await.unwrap();
-        let statuses = node
-            .engine
-            .slos
-            .statuses(&*node.engine.store, None, node.clock.now())
-            .await
-            .unwrap();
+        let statuses = node.statuses().await;
         assert_eq!(statuses.len(), 1);
         assert_eq!(statuses[0].status.total, 0);
         // Read now (the pass refreshed them): counted from here on.
         node.work(5, 100, 5).await;
         slos.pass().await.unwrap();
-        let statuses = node
-            .engine
-            .slos
-            .statuses(&*node.engine.store, None, node.clock.now())
-            .await
-            .unwrap();
+        let statuses = node.statuses().await;
         assert_eq!((statuses[0].status.good, statuses[0].status.total), (0, 5));
     }
 }

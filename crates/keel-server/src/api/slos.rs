@@ -49,8 +49,8 @@ pub(super) async fn list(
                     .zip(status.firing)
                     .map(|(a, firing)| SloAlert {
                         severity: a.severity,
-                        long_window: a.long.name.to_owned(),
-                        short_window: a.short.name.to_owned(),
+                        long_window: a.long_window().name.to_owned(),
+                        short_window: a.short_window().name.to_owned(),
                         factor: a.factor,
                         firing,
                     })
