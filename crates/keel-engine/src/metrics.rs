@@ -236,6 +236,12 @@ pub async fn render(store: &dyn Store) -> String {
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }
 
+/// An SLO pass that ran to its end (a node whose passes stop counting has
+/// stale objectives and publishes no alerts).
+pub fn slo_pass() {
+    counter!("keel_slo_passes_total").increment(1);
+}
+
 /// An objective's burn rates over each window, the budget left and whether
 /// each alert fires, as the last SLO pass measured them.
 pub fn slo_status(subject: &keel_core::slo::Subject, status: &keel_core::slo::Status) {

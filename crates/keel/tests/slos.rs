@@ -217,6 +217,10 @@ async fn on_postgres_every_nodes_counts_add_up() {
         )
         .await;
     assert_eq!(status, 200);
+    let (status, _) = a
+        .call("PUT", &format!("/v1{ALERTS}"), Some(json!({})))
+        .await;
+    assert_eq!(status, 201);
     // The other node has read the objective once it measures it.
     b.wait_for_gauge_where("keel_slo_error_budget_remaining_ratio", "queue=\"q\"", 1.0)
         .await;
@@ -229,6 +233,31 @@ async fn on_postgres_every_nodes_counts_add_up() {
         assert_eq!(success["good"], 4, "{answer:#}");
         assert_eq!(success["value"], 0.8);
     }
+    // 20 % failed against a 10 % budget: a burn rate of 2, under both
+    // pages' factors, over the ticket's. One node leads: one event, however
+    // many passes both nodes run after it.
+    let fired = alerts(&a, 1).await;
+    assert_eq!(fired[0]["severity"], "ticket", "{fired:#?}");
+    for node in [&a, &b] {
+        let passes = metric(node, "keel_slo_passes_total").await;
+        node.wait_for_gauge("keel_slo_passes_total", passes + 2.0)
+            .await;
+    }
+    assert_eq!(alerts(&b, 1).await.len(), 1);
+}
+
+/// A metric's value summed over its series, as `/metrics` shows it now.
+async fn metric(s: &Server, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test]

@@ -50,16 +50,17 @@ impl Slos {
         for s in &statuses {
             metrics::slo_status(&s.subject, &s.status);
         }
-        if !matches!(store.maintenance_leader().await, Ok(true)) {
-            engine.slos.forget_alerts();
-            return Ok(());
-        }
-        for transition in engine.slos.transitions(&statuses) {
-            if let Err(e) = self.publish(&transition).await {
-                engine.slos.undo(&transition);
-                return Err(e);
+        if matches!(store.maintenance_leader().await, Ok(true)) {
+            for transition in engine.slos.transitions(&statuses) {
+                if let Err(e) = self.publish(&transition).await {
+                    engine.slos.undo(&transition);
+                    return Err(e);
+                }
             }
+        } else {
+            engine.slos.forget_alerts();
         }
+        metrics::slo_pass();
         Ok(())
     }
 
