@@ -333,3 +333,34 @@ async fn a_topics_objectives_count_its_deliveries_and_failed_hand_offs() {
         "{fired:#?}"
     );
 }
+
+#[tokio::test]
+async fn counts_survive_a_restart_without_waiting_for_a_pass() {
+    // Passes an hour apart: only the shutdown's flush and the start's read
+    // of the objectives can make these counts.
+    let dir = tempfile::tempdir().unwrap();
+    let hourly = ["--slo-pass-ms", "3600000"];
+    let mut s = Server::start(&dir, &hourly).await;
+    let (status, _) = s
+        .call(
+            "PUT",
+            &format!("/v1{POLICY}"),
+            Some(json!({"max_attempts": 1, "slo": {"success_ratio": 0.99}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    work(&s, 2, true).await;
+    assert!(s.terminate().await.success());
+    let mut s = Server::start(&dir, &hourly).await;
+    work(&s, 1, false).await;
+    assert!(s.terminate().await.success());
+    let s = Server::start(&dir, &hourly).await;
+    let (status, answer) = s.get("/namespaces/default/slos").await;
+    assert_eq!(status, 200);
+    let success = &answer["slos"][0];
+    assert_eq!(
+        (success["good"].as_u64(), success["total"].as_u64()),
+        (Some(2), Some(3)),
+        "{answer:#}"
+    );
+}

@@ -25,6 +25,11 @@ impl Slos {
 
     pub async fn run(self, shutdown: Shutdown) {
         let every = Duration::from_millis(self.engine.slo_pass_ms);
+        // Objectives set before a restart count from the start, not from
+        // the first pass.
+        if let Err(e) = self.engine.slos.refresh(&*self.engine.store).await {
+            tracing::warn!(error = %e, "reading the SLO objectives failed");
+        }
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
