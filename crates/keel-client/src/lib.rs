@@ -13,6 +13,7 @@ mod client;
 mod endpoints;
 mod events;
 mod schedules;
+mod slos;
 mod sources;
 mod tokens;
 mod worker;
@@ -31,6 +32,7 @@ pub use keel_api::runs::{Item, Run, RunPage, Step};
 pub use keel_api::schedules::{
     BackfillAnswer, FireTime, ScheduleAnswer, ScheduleList, ScheduleRequest, SlotAnswer,
 };
+pub use keel_api::slos::{SloAlert, SloAnswer, SlosAnswer};
 pub use keel_api::sources::{SourceAnswer, SourceList, SourceRequest};
 pub use keel_api::subscriptions::Named as StartNamed;
 pub use keel_api::subscriptions::{

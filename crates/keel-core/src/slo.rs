@@ -31,11 +31,13 @@ use crate::{Error, Namespace, QueueRef, Timestamp, TopicName};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Slo {
-    /// 99 % of jobs wait at most this long (ms) between ready and leased.
+    /// 99 % of jobs wait at most this long (ms) between ready and leased;
+    /// of a topic's events, between their publish and each delivery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 3_600_000)]
     pub wait_p99_ms: Option<u64>,
-    /// This fraction of ended jobs succeed (strictly between 0 and 1).
+    /// This fraction of ended jobs succeed; of a topic's hand-offs to
+    /// subscription targets (strictly between 0 and 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
     pub success_ratio: Option<f64>,
@@ -101,14 +103,6 @@ impl Kind {
         match self {
             Kind::Queue => "queue",
             Kind::Topic => "topic",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "queue" => Some(Kind::Queue),
-            "topic" => Some(Kind::Topic),
-            _ => None,
         }
     }
 }

@@ -279,6 +279,61 @@ enum QueuesCommand {
     Stats { queue: String },
 }
 
+#[derive(Args)]
+pub(crate) struct SlosArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+/// One line per objective: value, budget left, the burn rates the pages
+/// watch, and the alerts firing.
+pub(crate) async fn slos(args: SlosArgs) -> anyhow::Result<()> {
+    let answer = args.target.client()?.slos(&args.target.namespace).await?;
+    if args.target.json {
+        return print_json(&answer);
+    }
+    if answer.slos.is_empty() {
+        println!(
+            "no objectives in {}: set \"slo\" in a queue's or topic's policy",
+            args.target.namespace
+        );
+    }
+    for s in &answer.slos {
+        let value = s.value.map_or("-".to_owned(), |v| format!("{v}"));
+        let burn = |w: &str| s.burn_rates.get(w).copied().unwrap_or(0.0);
+        let firing: Vec<String> = s
+            .alerts
+            .iter()
+            .filter(|a| a.firing)
+            .map(|a| {
+                format!(
+                    "{} {}/{}",
+                    a.severity.as_str(),
+                    a.long_window,
+                    a.short_window
+                )
+            })
+            .collect();
+        println!(
+            "{} {} {}: target {} value {value} budget left {:.1}% burn 5m {:.2} 1h {:.2} 6h {:.2}{}",
+            s.kind.as_str(),
+            s.name,
+            s.objective.as_str(),
+            s.target,
+            s.budget_remaining * 100.0,
+            burn("5m"),
+            burn("1h"),
+            burn("6h"),
+            if firing.is_empty() {
+                String::new()
+            } else {
+                format!(" FIRING {}", firing.join(", "))
+            }
+        );
+    }
+    Ok(())
+}
+
 pub(crate) async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
     let client = args.target.client()?;
     match args.command {

@@ -54,6 +54,8 @@ enum Command {
     Jobs(admin::JobsArgs),
     /// Inspect queues.
     Queues(admin::QueuesArgs),
+    /// Each objective of a namespace's queues and topics, measured.
+    Slos(admin::SlosArgs),
     /// Validate, apply and run workflow definitions.
     Workflow(workflows::WorkflowArgs),
     /// Inspect workflow runs.
@@ -241,6 +243,7 @@ fn main() -> std::process::ExitCode {
             Command::Endpoint(args) => endpoints::endpoint(args).await,
             Command::Schedule(args) => schedules::schedule(args).await,
             Command::Token(args) => tokens::token(args).await,
+            Command::Slos(args) => admin::slos(args).await,
         }
     });
     match result {

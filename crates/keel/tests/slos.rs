@@ -189,6 +189,14 @@ async fn objectives_are_measured_read_back_and_alert_on_keel_alerts() {
     s.wait_for_gauge_where("keel_slo_alert_firing", "objective=\"success_ratio\"", 3.0)
         .await;
 
+    let (ok, out, err) = s.cli(&["slos"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("queue q success_ratio: target 0.99 value 0.5")
+            && out.contains("FIRING page 1h/5m, page 6h/30m, ticket 3d/6h"),
+        "{out}"
+    );
+
     // Another namespace has none; dropping the objectives drops them.
     assert_eq!(s.get("/namespaces/other/slos").await.1, json!({"slos": []}));
     assert_eq!(
@@ -201,6 +209,8 @@ async fn objectives_are_measured_read_back_and_alert_on_keel_alerts() {
         s.get("/namespaces/default/slos").await.1,
         json!({"slos": []})
     );
+    let (ok, out, _) = s.cli(&["slos"]).await;
+    assert!(ok && out.starts_with("no objectives in default"), "{out}");
 }
 
 #[tokio::test]
@@ -280,6 +290,10 @@ async fn a_topics_objectives_count_its_deliveries_and_failed_hand_offs() {
     assert_eq!(status, 201, "{put}");
     assert_eq!(put["slo"], slo);
     assert_eq!(s.get(topic).await.1["slo"], slo);
+    let (status, _) = s
+        .call("PUT", &format!("/v1{ALERTS}"), Some(json!({})))
+        .await;
+    assert_eq!(status, 201);
     // A pulled subscription, and one whose workflow is not defined: each
     // hand-off of it fails (and is tried again a second later).
     for (name, spec) in [
