@@ -1,5 +1,6 @@
 //! The HTTP API: routes per domain, input validation at the edge, and the
-//! answers' shapes. Handlers parse, call the engine's services, and
+//! answers' shapes; and the dashboard (`ui`), pages rendered from the same
+//! engine. Handlers parse, call the engine's services, and
 //! serialize; the side effects live in `keel-engine`.
 //!
 //! Architecture invariant: this is the only crate that serves HTTP (the
@@ -7,6 +8,7 @@
 
 pub mod api;
 pub mod tls;
+pub mod ui;
 
 use keel_engine::{Engine, Shutdown, services};
 
@@ -29,7 +31,8 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let services = services::start(engine.clone(), shutdown.clone());
-    let app = api::router(engine.clone(), auth);
+    let app =
+        api::router(engine.clone(), auth).merge(ui::router(engine.clone(), auth, tls.is_some()));
     let served = match tls {
         None => {
             axum::serve(listener, app)

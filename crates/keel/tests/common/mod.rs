@@ -7,6 +7,7 @@
     reason = "test helpers: each test binary uses some of them, and a panic is a failed check"
 )]
 
+pub(crate) mod browser;
 pub(crate) mod receiver;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,403 @@
+//! The dashboard at `/ui`: pages rendered on the server from minijinja
+//! templates and one stylesheet, all embedded in the binary, so building
+//! Keel needs no toolchain but Rust and a page is one request.
+//!
+//! Who is looking: with tokens required, the browser logs in with an API
+//! token, kept in an `HttpOnly`, `SameSite=Strict` cookie scoped to `/ui`
+//! (`Secure` over HTTPS); every page checks it as the API checks a bearer
+//! token, and shows only the buttons the token's role may use — the
+//! server refuses the others anyway. Every state change is a POST that
+//! carries a CSRF token (a SHA-256 of a per-process secret and the
+//! session's token, which a page of another site can neither read nor
+//! compute) and whose `Origin`, when the browser sends one, is this host.
+//! Without tokens (`--auth off`, `keel dev`) a banner says so.
+//!
+//! One module per page: `overview.rs` (queues, topics, subscriptions,
+//! objectives; pause and resume).
+
+mod overview;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use keel_core::auth::{Access, Reach};
+use keel_engine::Engine;
+use keel_engine::tokens::Caller;
+use minijinja::{Environment, Value, context};
+use serde::Deserialize;
+
+use crate::api::AuthConfig;
+
+const COOKIE: &str = "keel_token";
+
+/// What every page shares.
+struct Ui {
+    engine: Arc<Engine>,
+    /// Pages need a logged-in token.
+    required: bool,
+    /// Cookies only over HTTPS.
+    secure: bool,
+    /// Mixed into every CSRF token; made at start.
+    csrf_key: [u8; 32],
+    templates: Environment<'static>,
+}
+
+/// The dashboard's routes; `secure` when served over HTTPS.
+pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
+    let mut csrf_key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut csrf_key)
+        .unwrap_or_else(|_| unreachable!("the system has randomness"));
+    let ui = Arc::new(Ui {
+        engine,
+        required: auth.required,
+        secure,
+        csrf_key,
+        templates: templates(),
+    });
+    Router::new()
+        .route("/ui", get(overview::page))
+        .route("/ui/login", get(login_form).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/queues/{queue}/{action}", post(overview::queue_action))
+        .route("/ui/assets/keel.css", get(stylesheet))
+        .route("/ui/assets/keel.svg", get(icon))
+        .layer(middleware::from_fn(headers))
+        .with_state(ui)
+}
+
+/// The pages' templates, embedded in the binary (a unit test renders each).
+fn templates() -> Environment<'static> {
+    let mut templates = Environment::new();
+    for (name, source) in TEMPLATES {
+        templates
+            .add_template(name, source)
+            .unwrap_or_else(|e| unreachable!("template {name} parses: {e}"));
+    }
+    templates
+}
+
+const TEMPLATES: [(&str, &str); 4] = [
+    ("base.html", include_str!("templates/base.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("overview.html", include_str!("templates/overview.html")),
+];
+
+/// Every answer: no caching, no framing, no inline script, no sniffing,
+/// no referrer to other sites (same-origin: with `no-referrer` a browser
+/// sends `Origin: null` on its own forms, which [`same_origin`] refuses).
+async fn headers(req: axum::extract::Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/keel.css"),
+    )
+}
+
+async fn icon() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("assets/keel.svg"),
+    )
+}
+
+/// An answer that ends a request early: the login page, a refusal (boxed:
+/// a response is large to carry in every `Result`).
+struct Refused(Box<Response>);
+
+impl From<Response> for Refused {
+    fn from(res: Response) -> Self {
+        Refused(Box::new(res))
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// Who is looking: a token's caller, or nobody when tokens are off.
+struct Session {
+    caller: Option<Caller>,
+    token: String,
+}
+
+impl Session {
+    /// Whether this session may do `access` on `reach` (anything without
+    /// tokens).
+    fn may(&self, access: Access, reach: Reach<'_>) -> bool {
+        self.caller
+            .as_ref()
+            .is_none_or(|c| c.grant().permit(access, reach).is_ok())
+    }
+}
+
+impl Ui {
+    /// The session of a request; the login page when it has none.
+    async fn session(&self, headers: &HeaderMap) -> Result<Session, Refused> {
+        if !self.required {
+            return Ok(Session {
+                caller: None,
+                token: String::new(),
+            });
+        }
+        let token = cookie(headers, COOKIE).ok_or_else(to_login)?;
+        match self.engine.tokens.authenticate(&token).await {
+            Ok(caller) => Ok(Session {
+                caller: Some(caller),
+                token,
+            }),
+            Err(_) => Err(to_login()),
+        }
+    }
+
+    fn csrf(&self, session: &Session) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&self.csrf_key);
+        ctx.update(session.token.as_bytes());
+        hex(ctx.finish().as_ref())
+    }
+
+    /// Refuses a state change whose CSRF token is not this session's, or
+    /// whose `Origin` is another site.
+    fn check_post(
+        &self,
+        headers: &HeaderMap,
+        session: &Session,
+        csrf: &str,
+    ) -> Result<(), Refused> {
+        same_origin(headers)?;
+        let expected = self.csrf(session);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            csrf.as_bytes(),
+            expected.as_bytes(),
+        )) {
+            return Err(self
+                .error(StatusCode::FORBIDDEN, "this form is stale: reload the page")
+                .into());
+        }
+        Ok(())
+    }
+
+    /// A page from `template` with what every page shows.
+    fn page(&self, template: &str, session: Option<&Session>, ns: &str, ctx: Value) -> Response {
+        let who = session.and_then(|s| s.caller.as_ref()).map(|c| {
+            context! { name => c.name(), role => c.grant().role.as_str() }
+        });
+        let common = context! {
+            ns => ns,
+            who => who,
+            open => !self.required,
+            csrf => session.map(|s| self.csrf(s)),
+        };
+        let merged = context! { ..ctx, ..common };
+        match self
+            .templates
+            .get_template(template)
+            .and_then(|t| t.render(merged))
+        {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, template, "a dashboard page failed to render");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page failed to render",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    fn error(&self, status: StatusCode, message: &str) -> Response {
+        let mut res = self.page(
+            "error.html",
+            None,
+            "default",
+            context! { message => message },
+        );
+        *res.status_mut() = status;
+        res
+    }
+}
+
+fn to_login() -> Refused {
+    Redirect::to("/ui/login").into_response().into()
+}
+
+/// A browser's form post names its page's origin; another site's is refused.
+fn same_origin(headers: &HeaderMap) -> Result<(), Refused> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
+    if origin_host.is_empty() || origin_host != host {
+        return Err((StatusCode::FORBIDDEN, "a form from another site")
+            .into_response()
+            .into());
+    }
+    Ok(())
+}
+
+/// The value of cookie `name` in a request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn login_form(State(ui): State<Arc<Ui>>) -> Response {
+    if !ui.required {
+        return Redirect::to("/ui").into_response();
+    }
+    ui.page("login.html", None, "default", context! {})
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, Refused> {
+    same_origin(&headers)?;
+    let token = form.token.trim();
+    if ui.engine.tokens.authenticate(token).await.is_err() {
+        let mut res = ui.page(
+            "login.html",
+            None,
+            "default",
+            context! { error => "That token is unknown, expired or revoked." },
+        );
+        *res.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(res);
+    }
+    let secure = if ui.secure { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}");
+    let mut res = Redirect::to("/ui").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, Refused> {
+    let session = ui.session(&headers).await?;
+    ui.check_post(&headers, &session, &form.csrf)?;
+    let mut res = Redirect::to("/ui/login").into_response();
+    let gone = format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&gone) {
+        res.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test: a panic is a failed check")]
+
+    use super::*;
+
+    #[test]
+    fn every_template_renders_and_escapes_what_it_shows() {
+        let templates = templates();
+        for (name, _) in TEMPLATES {
+            let html = templates
+                .get_template(name)
+                .unwrap()
+                .render(context! {
+                    ns => "<b>ns</b>",
+                    open => true,
+                    message => "<script>",
+                    queues => Vec::<Value>::new(),
+                })
+                .unwrap();
+            assert!(html.starts_with("<!doctype html>"), "{name}");
+            assert!(
+                !html.contains("<b>ns</b>") && !html.contains("<script>"),
+                "{name}: {html}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; keel_token=keel_x_y; b=2"),
+        );
+        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("keel_x_y"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    #[test]
+    fn a_form_from_another_origin_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5335"));
+        assert!(
+            same_origin(&headers).is_ok(),
+            "no Origin: not a browser's cross-site form"
+        );
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:5335"),
+        );
+        assert!(same_origin(&headers).is_ok());
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(same_origin(&headers).is_err());
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(same_origin(&headers).is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! The dashboard in a real browser (headless Chromium through
+//! chromedriver): log in with a token, see the namespace's queues with
+//! their objectives, pause a queue from the page; a reader sees no button
+//! and the server refuses the form anyway; a wrong token, a missing
+//! session and another site's form are refused; no page logs a console
+//! error. Screenshots land in `target/ui-screenshots/`.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+mod common;
+
+use common::Server;
+use common::browser::Browser;
+use serde_json::json;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+#[tokio::test]
+async fn a_token_logs_in_sees_the_overview_and_pauses_a_queue_a_reader_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let token = |role: &str| json!({"name": role, "role": role, "namespaces": ["default"]});
+    let operator = s.mint(&admin, token("operator")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reader = s.mint(&admin, token("reader")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = s
+        .call_as(
+            Some(&admin),
+            "PUT",
+            "/v1/namespaces/default/queues/emails",
+            Some(json!({"slo": {"wait_p99_ms": 50, "success_ratio": 0.999}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .call_as(
+            Some(&admin),
+            "POST",
+            "/v1/namespaces/default/queues/emails/jobs",
+            Some(json!({"payload": {"to": "ada@example.com"}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    let browser = Browser::start().await;
+    // No session: the login page; a wrong token says so.
+    browser.goto(&format!("{}/ui", s.url)).await;
+    assert!(browser.url().await.ends_with("/ui/login"));
+    browser.screenshot("login").await;
+    browser.type_into("#token", "keel_nope_nope").await;
+    browser.click("#login").await;
+    assert!(browser.text("#login-error").await.contains("unknown"));
+    // The refusal's 401 is the one console error the browser logs.
+    let errors = browser.console_errors().await;
+    assert!(errors.len() == 1 && errors[0].contains("401"), "{errors:?}");
+
+    // The operator: the overview, the queue with its objectives, a button.
+    browser.type_into("#token", &operator).await;
+    browser.click("#login").await;
+    browser.find("table#queues").await;
+    assert!(
+        browser.url().await.ends_with("/ui"),
+        "{}",
+        browser.url().await
+    );
+    let row = browser.text("tr[data-queue=emails]").await;
+    assert!(
+        row.contains("wait_p99_ms") && row.contains("success_ratio"),
+        "{row}"
+    );
+    assert!(browser.text("header .who").await.contains("operator"));
+    assert!(browser.find_all("#no-auth").await.is_empty());
+    browser.screenshot("overview").await;
+    browser.click("tr[data-queue=emails] button.pause").await;
+    // The page after the click: the queue paused, the button to resume it.
+    assert_eq!(browser.text("tr[data-queue=emails] .tag").await, "paused");
+    browser.find("tr[data-queue=emails] button.resume").await;
+    let (_, queue) = s
+        .call_as(
+            Some(&admin),
+            "GET",
+            "/v1/namespaces/default/queues/emails",
+            None,
+        )
+        .await;
+    assert_eq!(queue["paused"], true, "{queue}");
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+
+    // The reader: the same page without the button.
+    browser.click("header .who button").await;
+    browser.find("#token").await;
+    assert!(browser.url().await.ends_with("/ui/login"));
+    browser.type_into("#token", &reader).await;
+    browser.click("#login").await;
+    assert!(
+        browser
+            .text("tr[data-queue=emails]")
+            .await
+            .contains("paused")
+    );
+    assert!(
+        browser
+            .find_all("tr[data-queue=emails] button")
+            .await
+            .is_empty()
+    );
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+
+    // ...and the server refuses the reader's form anyway, with the page's
+    // own CSRF token.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = format!("keel_token={reader}");
+    let page = http
+        .get(format!("{}/ui", s.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let resume = format!("{}/ui/queues/emails/resume?ns=default", s.url);
+    let refused = http
+        .post(&resume)
+        .header("cookie", &cookie)
+        .header("content-type", FORM)
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    // An operator's form without the page's CSRF token, or from another
+    // site, is refused too.
+    let cookie = format!("keel_token={operator}");
+    for (origin, csrf) in [
+        (None, "forged"),
+        (Some("https://evil.example"), csrf.as_str()),
+    ] {
+        let mut post = http
+            .post(&resume)
+            .header("cookie", &cookie)
+            .header("content-type", FORM)
+            .body(format!("csrf={csrf}"));
+        if let Some(origin) = origin {
+            post = post.header("origin", origin);
+        }
+        assert_eq!(post.send().await.unwrap().status(), 403);
+    }
+    let (_, queue) = s
+        .call_as(
+            Some(&admin),
+            "GET",
+            "/v1/namespaces/default/queues/emails",
+            None,
+        )
+        .await;
+    assert_eq!(queue["paused"], true);
+}
+
+#[tokio::test]
+async fn without_tokens_a_banner_says_so_and_empty_views_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &[]).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui?ns=fresh", s.url)).await;
+    assert!(browser.text("#no-auth").await.contains("without tokens"));
+    let empty = browser.text("main").await;
+    assert!(
+        empty.contains("No queues in fresh yet") && empty.contains("No topics in fresh yet"),
+        "{empty}"
+    );
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+}
