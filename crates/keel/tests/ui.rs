@@ -187,3 +187,156 @@ async fn without_tokens_a_banner_says_so_and_empty_views_say_why() {
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_dead_job_is_found_by_a_payload_field_edited_redriven_and_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let token = |role: &str| json!({"name": role, "role": role, "namespaces": ["default"]});
+    let operator = s.mint(&admin, token("operator")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reader = s.mint(&admin, token("reader")).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let call = |method: &'static str, path: String, body: serde_json::Value| {
+        let s = &s;
+        let admin = admin.clone();
+        async move { s.call_as(Some(&admin), method, &path, Some(body)).await }
+    };
+    let v1 = "/v1/namespaces/default";
+    for customer in [41, 42, 43] {
+        let job = json!({"payload": {"customer": customer}, "max_attempts": 1});
+        assert_eq!(
+            call("POST", format!("{v1}/queues/billing/jobs"), job)
+                .await
+                .0,
+            201
+        );
+    }
+    // A worker fails the job of customer 42 for good.
+    let (_, leased) = call(
+        "POST",
+        format!("{v1}/queues/billing/lease"),
+        json!({"worker_id": "w", "max_jobs": 3, "wait_ms": 0}),
+    )
+    .await;
+    let dead = leased["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["payload"]["customer"] == 42)
+        .unwrap()
+        .clone();
+    let id = dead["id"].as_str().unwrap().to_owned();
+    let (status, _) = call(
+        "POST",
+        format!("{v1}/jobs/{id}/fail"),
+        json!({"lease_token": dead["lease_token"], "error": "card declined"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui/login", s.url)).await;
+    browser.type_into("#token", &operator).await;
+    browser.click("#login").await;
+    browser.find("table#queues").await;
+    browser.goto(&format!("{}/ui/jobs?ns=default", s.url)).await;
+    browser.type_into("#q", "payload.customer = 42").await;
+    browser.click("#search").await;
+    let link = format!("tr[data-job=\"{id}\"] a");
+    browser.find(&link).await;
+    assert_eq!(browser.find_all("#jobs tbody tr").await.len(), 1);
+    browser.screenshot("jobs").await;
+    browser.click(&link).await;
+    assert_eq!(browser.text("#attempt").await, "attempt 1 of 1");
+    assert_eq!(browser.text("#state").await, "dead");
+    assert!(browser.text("#errors").await.contains("card declined"));
+    browser.screenshot("job").await;
+    // Edit the payload and redrive.
+    let textarea = browser.find("#payload").await;
+    browser.clear(&textarea).await;
+    browser
+        .type_into("#payload", r#"{"customer": 42, "card": "replaced"}"#)
+        .await;
+    browser.click("#redrive").await;
+    browser.wait_text("#state", "ready").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+
+    // A worker gets the edited payload and completes it; the page says so.
+    let (_, leased) = call(
+        "POST",
+        format!("{v1}/queues/billing/lease"),
+        json!({"worker_id": "w", "max_jobs": 1, "wait_ms": 0}),
+    )
+    .await;
+    let job = &leased["jobs"][0];
+    assert_eq!(job["id"], id.as_str());
+    assert_eq!(job["payload"], json!({"customer": 42, "card": "replaced"}));
+    let (status, _) = call(
+        "POST",
+        format!("{v1}/jobs/{id}/complete"),
+        json!({"lease_token": job["lease_token"], "result": {"charged": true}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    browser
+        .goto(&format!("{}/ui/jobs/{id}?ns=default", s.url))
+        .await;
+    assert_eq!(browser.text("#state").await, "succeeded");
+    assert!(browser.text("#result").await.contains("charged"));
+
+    // A reader sees the job but no redrive or cancel.
+    browser.click("header .who button").await;
+    browser.find("#token").await;
+    browser.type_into("#token", &reader).await;
+    browser.click("#login").await;
+    browser.find("table#queues").await;
+    let other = leased_dead_after(&s, &admin).await;
+    browser
+        .goto(&format!("{}/ui/jobs/{other}?ns=default", s.url))
+        .await;
+    assert_eq!(browser.text("#state").await, "dead");
+    assert!(browser.find_all("#redrive").await.is_empty());
+    assert!(browser.find_all("#cancel").await.is_empty());
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+}
+
+/// A new job of `billing`, leased and failed for good; its id.
+async fn leased_dead_after(s: &Server, admin: &str) -> String {
+    let v1 = "/v1/namespaces/default";
+    let job = json!({"payload": {"customer": 44}, "max_attempts": 1});
+    let (status, _) = s
+        .call_as(
+            Some(admin),
+            "POST",
+            &format!("{v1}/queues/billing/jobs"),
+            Some(job),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, leased) = s
+        .call_as(
+            Some(admin),
+            "POST",
+            &format!("{v1}/queues/billing/lease"),
+            Some(json!({"worker_id": "w", "max_jobs": 1, "wait_ms": 0})),
+        )
+        .await;
+    let job = &leased["jobs"][0];
+    let id = job["id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .call_as(
+            Some(admin),
+            "POST",
+            &format!("{v1}/jobs/{id}/fail"),
+            Some(json!({"lease_token": job["lease_token"], "error": "no"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    id
+}

@@ -13,8 +13,10 @@
 //! Without tokens (`--auth off`, `keel dev`) a banner says so.
 //!
 //! One module per page: `overview.rs` (queues, topics, subscriptions,
-//! objectives; pause and resume).
+//! objectives; pause and resume), `jobs.rs` (search, a job's page, cancel,
+//! redrive with an edited payload).
 
+mod jobs;
 mod overview;
 
 use std::sync::Arc;
@@ -64,6 +66,10 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/login", get(login_form).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/queues/{queue}/{action}", post(overview::queue_action))
+        .route("/ui/jobs", get(jobs::list))
+        .route("/ui/jobs/{id}", get(jobs::detail))
+        .route("/ui/jobs/{id}/redrive", post(jobs::redrive))
+        .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
         .route("/ui/assets/keel.css", get(stylesheet))
         .route("/ui/assets/keel.svg", get(icon))
         .layer(middleware::from_fn(headers))
@@ -81,11 +87,13 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
     ("overview.html", include_str!("templates/overview.html")),
+    ("jobs.html", include_str!("templates/jobs.html")),
+    ("job.html", include_str!("templates/job.html")),
 ];
 
 /// Every answer: no caching, no framing, no inline script, no sniffing,

@@ -152,12 +152,44 @@ impl Browser {
         text.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Waits until the text of `css` is `expected` (the page a click
+    /// started may still be loading); panics after 10 s.
+    pub(crate) async fn wait_text(&self, css: &str, expected: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let ids = self.find_all(css).await;
+            if let Some(id) = ids.first() {
+                let text = self
+                    .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                    .await;
+                if text == expected {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{css} says {text}, not {expected}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.call(
             reqwest::Method::POST,
             &format!("/element/{id}/value"),
             Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Empties an input or a textarea.
+    pub(crate) async fn clear(&self, id: &str) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
         )
         .await;
     }

@@ -1,0 +1,359 @@
+//! Jobs: a search over a namespace's jobs (`/ui/jobs`) by queue, state,
+//! tag, id or a payload field, and a job's page (`/ui/jobs/{id}`) with its
+//! payload, result, every failed attempt, "attempt N of M" and why it
+//! waits; cancel, and for a dead job an edited payload redriven.
+//!
+//! A payload field (`payload.customer = 42`) is matched by a bounded scan
+//! of the newest jobs the other filters select, never by a full scan: the
+//! page says when the bound stopped it.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use keel_core::auth::{Access, Reach};
+use keel_core::{Job, JobId, JobState, Namespace, QueueName, QueueRef};
+use keel_store::{JobFilter, RedriveSelection};
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::Value as Json;
+use serde_json::value::RawValue;
+
+use super::{Refused, Ui};
+
+/// Jobs shown on a page.
+const PAGE: u32 = 50;
+/// Most jobs a payload search reads before it stops and says so.
+const SCAN_BOUND: usize = 10_000;
+
+#[derive(Deserialize, Default)]
+pub(super) struct Search {
+    ns: Option<String>,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    q: String,
+    cursor: Option<String>,
+}
+
+/// `payload.a.b = value`: the path, and the value as JSON (a bare word is
+/// a string).
+fn payload_match(q: &str) -> Option<(Vec<String>, Json)> {
+    let (path, value) = q.split_once('=')?;
+    let path = path.trim().strip_prefix("payload.")?;
+    let value = value.trim();
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Json::String(value.to_owned()));
+    Some((path.split('.').map(str::to_owned).collect(), value))
+}
+
+fn matches(job: &Job, path: &[String], value: &Json) -> bool {
+    let Ok(payload) = serde_json::from_str::<Json>(job.payload.get()) else {
+        return false;
+    };
+    path.iter()
+        .try_fold(&payload, |v, key| v.get(key))
+        .is_some_and(|found| found == value)
+}
+
+fn row(job: &Job) -> minijinja::Value {
+    context! {
+        id => job.id.to_string(),
+        queue => job.queue.clone(),
+        state => job.state.as_str(),
+        attempt => job.attempt,
+        max_attempts => job.max_attempts,
+        last_error => job.errors.last().map(|e| e.message.clone()),
+        created_at => job.created_at.to_string(),
+    }
+}
+
+/// The status the API would answer this error with.
+fn status(e: &keel_core::Error) -> StatusCode {
+    StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn bad(ui: &Ui, message: &str) -> Refused {
+    ui.error(StatusCode::BAD_REQUEST, message).into()
+}
+
+pub(super) async fn list(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Query(search): Query<Search>,
+) -> Result<Response, Refused> {
+    let session = ui.session(&headers).await?;
+    let ns = Namespace::new(search.ns.as_deref().unwrap_or("default"))
+        .map_err(|e| bad(&ui, &e.message))?;
+    if !session.may(Access::ReadJobs, Reach::Namespace(ns.as_str())) {
+        let message = format!("this token does not read the jobs of {ns}");
+        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
+    }
+    let q = search.q.trim();
+    if let Ok(id) = q.parse::<JobId>() {
+        return Ok(Redirect::to(&format!("/ui/jobs/{id}?ns={ns}")).into_response());
+    }
+    let payload = match q {
+        "" => None,
+        q => Some(payload_match(q).ok_or_else(|| {
+            bad(
+                &ui,
+                "search for a job id, or a payload field: payload.customer = 42",
+            )
+        })?),
+    };
+    let mut filter = JobFilter {
+        queue: match search.queue.trim() {
+            "" => None,
+            q => Some(QueueName::new(q).map_err(|e| bad(&ui, &e.message))?),
+        },
+        state: match search.state.as_str() {
+            "" => None,
+            s => Some(JobState::parse(s).ok_or_else(|| bad(&ui, "no such state"))?),
+        },
+        tag: match search.tag.trim() {
+            "" => None,
+            t => {
+                let (k, v) = t
+                    .split_once(':')
+                    .ok_or_else(|| bad(&ui, "a tag filter is key:value"))?;
+                Some((k.to_owned(), v.to_owned()))
+            }
+        },
+        limit: PAGE,
+        cursor: search.cursor.clone(),
+    };
+    let store = &ui.engine.store;
+    let (jobs, next, notice) = match &payload {
+        None => {
+            let page = store
+                .jobs_list(&ns, &filter)
+                .await
+                .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+            (page.jobs, page.next_cursor, None)
+        }
+        Some((path, value)) => {
+            // Newest first, a batch at a time, until a page of matches or
+            // the bound.
+            filter.limit = ui.engine.limits.max_batch as u32;
+            let mut found = Vec::new();
+            let mut read = 0;
+            let next = loop {
+                let page = store
+                    .jobs_list(&ns, &filter)
+                    .await
+                    .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+                read += page.jobs.len();
+                found.extend(page.jobs.into_iter().filter(|j| matches(j, path, value)));
+                if found.len() >= PAGE as usize || read >= SCAN_BOUND || page.next_cursor.is_none()
+                {
+                    break page.next_cursor;
+                }
+                filter.cursor = page.next_cursor;
+            };
+            found.truncate(PAGE as usize);
+            let notice = (next.is_some() && read >= SCAN_BOUND).then(|| {
+                format!(
+                    "Searched the newest {read} jobs these filters select and stopped there: \
+                     narrow by queue, state or tag to search further."
+                )
+            });
+            (found, None, notice)
+        }
+    };
+    let next = next.map(|cursor| {
+        format!(
+            "/ui/jobs?ns={ns}&queue={}&state={}&tag={}&cursor={cursor}",
+            search.queue, search.state, search.tag
+        )
+    });
+    let empty = if filter.queue.is_none() && filter.state.is_none() && payload.is_none() {
+        format!("No jobs in {ns}: enqueue one, or it was pruned after its queue's retention.")
+    } else {
+        "No job matches these filters.".to_owned()
+    };
+    Ok(ui.page(
+        "jobs.html",
+        Some(&session),
+        ns.as_str(),
+        context! {
+            states => JobState::ALL.map(JobState::as_str),
+            filter => context! {
+                queue => search.queue, state => search.state, tag => search.tag, q => search.q,
+            },
+            jobs => jobs.iter().map(row).collect::<Vec<_>>(),
+            next => next,
+            notice => notice,
+            empty => empty,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct NsOnly {
+    ns: Option<String>,
+}
+
+/// The job named by the path, in the query's namespace.
+async fn job(ui: &Ui, id: &str, ns: &NsOnly) -> Result<(Namespace, Job), Refused> {
+    let ns =
+        Namespace::new(ns.ns.as_deref().unwrap_or("default")).map_err(|e| bad(ui, &e.message))?;
+    let id: JobId = id.parse().map_err(|_| bad(ui, "not a job id"))?;
+    let job = ui
+        .engine
+        .store
+        .job_get(&ns, id)
+        .await
+        .map_err(|e| Refused::from(ui.error(status(&e), &e.message)))?;
+    Ok((ns, job))
+}
+
+fn queue_reach<'a>(ns: &'a Namespace, job: &'a Job) -> Reach<'a> {
+    Reach::Resource {
+        namespace: ns.as_str(),
+        kind: "queue",
+        name: &job.queue,
+    }
+}
+
+pub(super) async fn detail(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<NsOnly>,
+) -> Result<Response, Refused> {
+    let session = ui.session(&headers).await?;
+    let (ns, job) = job(&ui, &id, &query).await?;
+    if !session.may(Access::ReadJobs, Reach::Namespace(ns.as_str())) {
+        let message = format!("this token does not read the jobs of {ns}");
+        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
+    }
+    let unfinished = matches!(
+        job.state,
+        JobState::Scheduled | JobState::Ready | JobState::Leased
+    );
+    let waiting = if matches!(job.state, JobState::Scheduled | JobState::Ready) {
+        let gates = ui
+            .engine
+            .jobs
+            .waiting(&ns, &job)
+            .await
+            .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+        Some(gates.iter().map(|g| g.describe()).collect::<Vec<_>>())
+    } else {
+        None
+    };
+    let pretty = |raw: &RawValue| {
+        serde_json::from_str::<Json>(raw.get())
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| raw.get().to_owned())
+    };
+    let can_redrive =
+        job.state == JobState::Dead && session.may(Access::Operate, queue_reach(&ns, &job));
+    let can_cancel = unfinished && session.may(Access::Operate, Reach::Namespace(ns.as_str()));
+    Ok(ui.page(
+        "job.html",
+        Some(&session),
+        ns.as_str(),
+        context! {
+            job => context! {
+                id => job.id.to_string(),
+                queue => job.queue,
+                state => job.state.as_str(),
+                attempt => job.attempt,
+                max_attempts => job.max_attempts,
+                priority => job.priority,
+                run_at => job.run_at.to_string(),
+                created_at => job.created_at.to_string(),
+                ordering_key => job.ordering_key,
+                tags => job.tags,
+                payload => pretty(&job.payload),
+                result => job.result.as_deref().map(pretty),
+                errors => job.errors.iter().map(|e| context! {
+                    attempt => e.attempt, at => e.at.to_string(), message => e.message.clone(),
+                }).collect::<Vec<_>>(),
+            },
+            waiting => waiting,
+            can_redrive => can_redrive,
+            can_cancel => can_cancel,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RedriveForm {
+    csrf: String,
+    payload: String,
+}
+
+/// `POST /ui/jobs/{id}/redrive`: a dead job back to ready with the
+/// payload as edited (it must still be JSON within the payload limit).
+pub(super) async fn redrive(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<NsOnly>,
+    Form(form): Form<RedriveForm>,
+) -> Result<Response, Refused> {
+    let session = ui.session(&headers).await?;
+    ui.check_post(&headers, &session, &form.csrf)?;
+    let (ns, job) = job(&ui, &id, &query).await?;
+    if !session.may(Access::Operate, queue_reach(&ns, &job)) {
+        let message = format!("this token may not redrive the jobs of {}", job.queue);
+        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
+    }
+    if form.payload.len() > ui.engine.limits.max_payload_bytes {
+        return Err(bad(&ui, "the payload is larger than --max-payload-bytes"));
+    }
+    let payload: Json = serde_json::from_str(&form.payload)
+        .map_err(|e| bad(&ui, &format!("the payload is not JSON: {e}")))?;
+    let payload = serde_json::value::to_raw_value(&payload)
+        .map_err(|e| bad(&ui, &format!("the payload is not JSON: {e}")))?;
+    let queue = QueueRef {
+        namespace: ns.clone(),
+        queue: QueueName::new(&job.queue).map_err(|e| bad(&ui, &e.message))?,
+    };
+    let moved = ui
+        .engine
+        .jobs
+        .redrive(&queue, RedriveSelection::Ids(vec![job.id]), Some(payload))
+        .await
+        .map_err(|e| ui.error(status(&e), &e.message))?;
+    if moved.is_empty() {
+        return Err(ui
+            .error(
+                StatusCode::CONFLICT,
+                "only a dead job is redriven; this one is not dead",
+            )
+            .into());
+    }
+    Ok(Redirect::to(&format!("/ui/jobs/{id}?ns={ns}")).into_response())
+}
+
+/// `POST /ui/jobs/{id}/cancel`.
+pub(super) async fn cancel(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<NsOnly>,
+    Form(form): Form<super::CsrfForm>,
+) -> Result<Response, Refused> {
+    let session = ui.session(&headers).await?;
+    ui.check_post(&headers, &session, &form.csrf)?;
+    let (ns, job) = job(&ui, &id, &query).await?;
+    if !session.may(Access::Operate, Reach::Namespace(ns.as_str())) {
+        return Err(ui
+            .error(StatusCode::FORBIDDEN, "this token may not cancel jobs")
+            .into());
+    }
+    ui.engine
+        .jobs
+        .cancel(&ns, job.id)
+        .await
+        .map_err(|e| ui.error(status(&e), &e.message))?;
+    Ok(Redirect::to(&format!("/ui/jobs/{id}?ns={ns}")).into_response())
+}
