@@ -14,6 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Server, assert_error, lease_at};
+use keel_core::Timestamp;
 use serde_json::json;
 
 #[tokio::test]
@@ -40,33 +41,39 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
         let url = server.v1(&format!("{path}/lease"));
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let mut times = Vec::new();
-            while times.len() < 3 {
-                let n = lease_at(&http, &url, 10, 10_000).await.len();
-                times.extend(std::iter::repeat_n(Instant::now(), n));
+            let mut leases = Vec::new();
+            while leases.len() < 3 {
+                for job in lease_at(&http, &url, 10, 10_000).await {
+                    // When the server leased it: its lease runs out a
+                    // lease time later (the same for every job here).
+                    let expires: Timestamp =
+                        serde_json::from_value(job["lease_expires_at"].clone()).unwrap();
+                    leases.push((Instant::now(), expires));
+                }
             }
-            times
+            leases
         }));
     }
-    let mut times = Vec::new();
+    let mut leases = Vec::new();
     for w in workers {
-        times.extend(w.await.unwrap());
+        leases.extend(w.await.unwrap());
     }
-    times.sort();
+    leases.sort();
     // Six jobs at 5 per second: the first at once, the sixth a second later
     // (never sooner), and long before a long-poll's 10 s ran out.
-    let last = times.last().unwrap().duration_since(started);
+    let last = leases.last().unwrap().0.duration_since(started);
     assert!(last >= Duration::from_millis(950), "six leases in {last:?}");
     assert!(
         last < Duration::from_secs(3),
         "parked leasers woke late: {last:?}"
     );
-    for pair in times.windows(2) {
-        let gap = pair[1].duration_since(pair[0]);
-        assert!(
-            gap >= Duration::from_millis(150),
-            "two leases {gap:?} apart"
-        );
+    // Spaced by the server's clock, 200 ms apart (the answers' arrival
+    // times carry the machine's scheduling noise on top).
+    let mut at: Vec<Timestamp> = leases.iter().map(|(_, expires)| *expires).collect();
+    at.sort();
+    for pair in at.windows(2) {
+        let gap = pair[1].millis_since(pair[0]);
+        assert!(gap >= 195, "two leases {gap} ms apart");
     }
     // A job still waiting says it is the rate limit, and when.
     let job = server.job(ids.last().unwrap()).await;

@@ -366,6 +366,11 @@ mod tests {
                     open => true,
                     message => "<script>",
                     queues => Vec::<Value>::new(),
+                    filter => context! { queue => "<script>", state => "", tag => "", q => "" },
+                    job => context! {
+                        id => "<script>", queue => "q", state => "dead", attempt => 1,
+                        max_attempts => 1, payload => "<script>", errors => Vec::<Value>::new(),
+                    },
                 })
                 .unwrap();
             assert!(html.starts_with("<!doctype html>"), "{name}");
