@@ -319,22 +319,28 @@ async fn a_key_rate_limit_spaces_each_tenant_and_a_waiting_job_says_why() {
         "{out}"
     );
 
-    // A parked worker gets acme's other three at its slots, 200 ms apart,
-    // not at its long-poll's end.
+    // A parked worker gets acme's other three at its slots, 200 ms apart
+    // by the server's clock (each lease runs out a lease time after it was
+    // granted), not at its long-poll's end.
     let mut times = Vec::new();
+    let mut granted: Vec<Timestamp> = Vec::new();
     while times.len() < 3 {
         let jobs = server
             .lease("metered", json!({"max_jobs": 10, "wait_ms": 10_000}))
             .await;
         times.extend(std::iter::repeat_n(started.elapsed(), jobs.len()));
+        for job in jobs {
+            granted.push(serde_json::from_value(job["lease_expires_at"].clone()).unwrap());
+        }
     }
     assert!(
         times[2] >= Duration::from_millis(550),
         "three more slots in {times:?}"
     );
     assert!(times[2] < Duration::from_secs(4), "woke late: {times:?}");
-    for pair in times.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(150), "{times:?}");
+    for pair in granted.windows(2) {
+        let gap = pair[1].millis_since(pair[0]);
+        assert!(gap >= 195, "two slots {gap} ms apart: {granted:?}");
     }
 
     for (bad, needle) in [
