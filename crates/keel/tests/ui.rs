@@ -15,19 +15,26 @@ use serde_json::json;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// An operator's and a reader's token over `default`.
+async fn operator_and_reader(s: &Server, admin: &str) -> (String, String) {
+    let mut made = Vec::new();
+    for role in ["operator", "reader"] {
+        let body = json!({"name": role, "role": role, "namespaces": ["default"]});
+        made.push(
+            s.mint(admin, body).await["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    (made.remove(0), made.remove(0))
+}
+
 #[tokio::test]
 async fn a_token_logs_in_sees_the_overview_and_pauses_a_queue_a_reader_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let (s, admin) = Server::start_secured(&dir, &[]).await;
-    let token = |role: &str| json!({"name": role, "role": role, "namespaces": ["default"]});
-    let operator = s.mint(&admin, token("operator")).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let reader = s.mint(&admin, token("reader")).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (operator, reader) = operator_and_reader(&s, &admin).await;
     let (status, _) = s
         .call_as(
             Some(&admin),
@@ -192,15 +199,7 @@ async fn without_tokens_a_banner_says_so_and_empty_views_say_why() {
 async fn a_dead_job_is_found_by_a_payload_field_edited_redriven_and_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let (s, admin) = Server::start_secured(&dir, &[]).await;
-    let token = |role: &str| json!({"name": role, "role": role, "namespaces": ["default"]});
-    let operator = s.mint(&admin, token("operator")).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let reader = s.mint(&admin, token("reader")).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (operator, reader) = operator_and_reader(&s, &admin).await;
     let call = |method: &'static str, path: String, body: serde_json::Value| {
         let s = &s;
         let admin = admin.clone();

@@ -240,6 +240,21 @@ impl Ui {
         }
     }
 
+    /// A redirect to `to` that sets the session cookie to `token`, or
+    /// clears it.
+    fn redirect_with_session(&self, to: &str, token: Option<&str>) -> Response {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let cookie = match token {
+            Some(token) => format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}"),
+            None => format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict{secure}; Max-Age=0"),
+        };
+        let mut res = Redirect::to(to).into_response();
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            res.headers_mut().insert(header::SET_COOKIE, value);
+        }
+        res
+    }
+
     fn error(&self, status: StatusCode, message: &str) -> Response {
         let mut res = self.page(
             "error.html",
@@ -319,13 +334,7 @@ async fn login(
         *res.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(res);
     }
-    let secure = if ui.secure { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}");
-    let mut res = Redirect::to("/ui").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    Ok(res)
+    Ok(ui.redirect_with_session("/ui", Some(token)))
 }
 
 #[derive(Deserialize)]
@@ -340,12 +349,7 @@ async fn logout(
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     ui.check_post(&headers, &session, &form.csrf)?;
-    let mut res = Redirect::to("/ui/login").into_response();
-    let gone = format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(value) = HeaderValue::from_str(&gone) {
-        res.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    Ok(res)
+    Ok(ui.redirect_with_session("/ui/login", None))
 }
 
 #[cfg(test)]
