@@ -30,9 +30,8 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut ids = Vec::new();
     for i in 0..12 {
-        ids.push(server.enqueue("paced", json!({"payload": i})).await);
+        server.enqueue("paced", json!({"payload": i})).await;
     }
     // Two workers parked in long-polls of 10 s: each job comes at its slot.
     let started = Instant::now();
@@ -75,7 +74,29 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
         let gap = pair[1].millis_since(pair[0]);
         assert!(gap >= 195, "two leases {gap} ms apart");
     }
-    // A job still waiting says it is the rate limit, and when.
+    // A job still waiting says it is the rate limit, and when: on a queue
+    // whose next slot is a minute away, so that a slow CLI start on a busy
+    // machine still finds it waiting.
+    let slow = "/namespaces/default/queues/slow";
+    let (status, _) = server
+        .call(
+            "PUT",
+            &format!("/v1{slow}"),
+            Some(json!({"rate_limit": {"limit": 1, "period_ms": 60000}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ids = [
+        server.enqueue("slow", json!({"payload": 1})).await,
+        server.enqueue("slow", json!({"payload": 2})).await,
+    ];
+    assert_eq!(
+        server
+            .lease("slow", json!({"max_jobs": 2, "wait_ms": 0}))
+            .await
+            .len(),
+        1
+    );
     let job = server.job(ids.last().unwrap()).await;
     let gates: Vec<&str> = job["waiting"]
         .as_array()
@@ -85,7 +106,7 @@ async fn a_rate_limit_spaces_leases_and_wakes_parked_workers_at_each_slot() {
         .collect();
     assert!(gates.contains(&"rate_limit"), "{job}");
     let (ok, out, _) = server.cli(&["jobs", "get", ids.last().unwrap()]).await;
-    assert!(ok && out.contains("rate limit: 5 per period"), "{out}");
+    assert!(ok && out.contains("rate limit: 1 per period"), "{out}");
 
     assert_error(
         &server
