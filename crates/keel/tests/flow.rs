@@ -297,34 +297,41 @@ async fn a_keyed_queue_bounds_each_tenant_and_wakes_a_worker_when_one_finishes()
 async fn a_key_rate_limit_spaces_each_tenant_and_a_waiting_job_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]).await;
-    let path = "/namespaces/default/queues/metered";
-    let policy = json!({"key": "tag:tenant", "fairness": {},
-                        "key_rate_limit": {"limit": 5, "period_ms": 1000, "burst": 1}});
-    let (status, body) = server.call("PUT", path, Some(policy)).await;
-    assert_eq!(status, 200, "{body}");
-    let tagged = |tenant: &str| json!({"payload": tenant, "tags": {"tenant": tenant}});
-    let mut acme = Vec::new();
-    for _ in 0..4 {
-        acme.push(server.enqueue("metered", tagged("acme")).await);
-    }
-    server.enqueue("metered", tagged("beta")).await;
-
+    // Two queues alike but for their key rate: 5 per second for the
+    // slots' timing, 1 a minute for the gates a waiting job reports (read
+    // long before its slot, however slow the machine).
     let started = Instant::now();
-    let first = server.lease("metered", json!({"max_jobs": 10})).await;
-    let mut tenants: Vec<&str> = first
-        .iter()
-        .map(|j| j["payload"].as_str().unwrap())
-        .collect();
-    tenants.sort_unstable();
-    assert_eq!(tenants, ["acme", "beta"], "one slot per tenant at once");
+    let mut acme = Vec::new();
+    for (queue, limit, period_ms) in [("metered", 5, 1000), ("gated", 1, 60_000)] {
+        let path = format!("/namespaces/default/queues/{queue}");
+        let rate = json!({"limit": limit, "period_ms": period_ms, "burst": 1});
+        let policy = json!({"key": "tag:tenant", "fairness": {}, "key_rate_limit": rate});
+        let (status, body) = server.call("PUT", &path, Some(policy)).await;
+        assert_eq!(status, 200, "{body}");
+        let tagged = |tenant: &str| json!({"payload": tenant, "tags": {"tenant": tenant}});
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(server.enqueue(queue, tagged("acme")).await);
+        }
+        server.enqueue(queue, tagged("beta")).await;
+        let first = server.lease(queue, json!({"max_jobs": 10})).await;
+        let mut tenants: Vec<&str> = first
+            .iter()
+            .map(|j| j["payload"].as_str().unwrap())
+            .collect();
+        tenants.sort_unstable();
+        assert_eq!(tenants, ["acme", "beta"], "one slot per tenant at once");
+        acme.push(ids);
+    }
 
-    let job = server.job(&acme[2]).await;
+    let gated = &acme[1];
+    let job = server.job(&gated[2]).await;
     let gates = job["waiting"].as_array().unwrap();
     let rate = gates
         .iter()
         .find(|g| g["gate"] == "key_rate_limit")
         .unwrap_or_else(|| panic!("{job}"));
-    assert_eq!((&rate["key"], &rate["limit"]), (&json!("acme"), &json!(5)));
+    assert_eq!((&rate["key"], &rate["limit"]), (&json!("acme"), &json!(1)));
     assert!(rate["eligible_at"].is_string(), "{rate}");
     let fair = gates
         .iter()
@@ -334,9 +341,9 @@ async fn a_key_rate_limit_spaces_each_tenant_and_a_waiting_job_says_why() {
         fair,
         &json!({"gate": "fairness", "key": "acme", "position": 2})
     );
-    let (ok, out, _) = server.cli(&["jobs", "get", &acme[2]]).await;
+    let (ok, out, _) = server.cli(&["jobs", "get", &gated[2]]).await;
     assert!(
-        ok && out.contains("rate limit of key acme: 5 per period"),
+        ok && out.contains("rate limit of key acme: 1 per period"),
         "{out}"
     );
 
@@ -374,6 +381,7 @@ async fn a_key_rate_limit_spaces_each_tenant_and_a_waiting_job_says_why() {
             "key_rate_limit.limit",
         ),
     ] {
+        let path = "/namespaces/default/queues/metered";
         let answer = server.call("PUT", path, Some(bad)).await;
         assert_error(&answer, 400, "invalid_request");
         assert!(answer.1.to_string().contains(needle), "{}", answer.1);
