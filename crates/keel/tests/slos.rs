@@ -249,25 +249,11 @@ async fn on_postgres_every_nodes_counts_add_up() {
     let fired = alerts(&a, 1).await;
     assert_eq!(fired[0]["severity"], "ticket", "{fired:#?}");
     for node in [&a, &b] {
-        let passes = metric(node, "keel_slo_passes_total").await;
+        let passes = node.metric("keel_slo_passes_total", "").await;
         node.wait_for_gauge("keel_slo_passes_total", passes + 2.0)
             .await;
     }
     assert_eq!(alerts(&b, 1).await.len(), 1);
-}
-
-/// A metric's value summed over its series, as `/metrics` shows it now.
-async fn metric(s: &Server, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]

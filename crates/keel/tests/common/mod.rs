@@ -226,18 +226,7 @@ impl Server {
     pub(crate) async fn wait_for_gauge_where(&self, name: &str, labels: &str, min: f64) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let text = reqwest::get(format!("{}/metrics", self.url))
-                .await
-                .expect("metrics answer")
-                .text()
-                .await
-                .expect("metrics text");
-            let value: f64 = text
-                .lines()
-                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-                .filter(|l| l.contains(labels))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
+            let value = self.metric(name, labels).await;
             if value >= min {
                 return;
             }
@@ -248,6 +237,22 @@ impl Server {
             // Paced, so that the scrapes do not starve the server being watched.
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+    }
+
+    /// The metric `name` summed over its label sets that contain `labels`,
+    /// as `/metrics` shows it now.
+    pub(crate) async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// Runs the `keel` CLI against this server: success, stdout, stderr.
