@@ -390,6 +390,8 @@ async fn runs_list(
                 &status,
                 &cursor_seq(filter.cursor.as_ref())?,
                 &(i64::from(filter.limit) + 1),
+                &filter.since.map(Timestamp::as_millis),
+                &filter.until.map(Timestamp::as_millis),
             ],
         )
         .await

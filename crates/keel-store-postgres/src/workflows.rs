@@ -32,6 +32,26 @@ impl WorkflowStore for PostgresStore {
         versions.pop().ok_or_else(|| Error::internal("no version"))
     }
 
+    async fn workflows_list(&self, namespace: &Namespace) -> Result<Vec<WorkflowVersion>, Error> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                include_str!("../queries/workflows/workflows_list.sql"),
+                &[&namespace.as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| WorkflowVersion {
+                name: r.get(0),
+                version: r.get::<_, i32>(1) as u32,
+                definition: r.get(2),
+                created_at: Timestamp::from_millis(r.get(3)),
+            })
+            .collect())
+    }
+
     async fn workflow_versions(
         &self,
         namespace: &Namespace,

@@ -250,6 +250,14 @@ fn runs_page(
         // A literal from a fixed enum, so the partial index can serve it.
         sql.push_str(&format!(" AND status = '{}'", status.as_str()));
     }
+    if let Some(since) = filter.since {
+        sql.push_str(" AND created_at >= ?");
+        args.push(Value::Integer(since.as_millis()));
+    }
+    if let Some(until) = filter.until {
+        sql.push_str(" AND created_at < ?");
+        args.push(Value::Integer(until.as_millis()));
+    }
     if let Some(cursor) = &filter.cursor {
         let Ok(seq) = cursor.parse::<i64>() else {
             return Ok(Err(Error::invalid(
@@ -293,9 +301,9 @@ fn runs_prune(conn: &Connection, finished_before: Timestamp, limit: u32) -> Appl
 
 fn active_filter(cursor: Option<String>, limit: u32) -> RunFilter {
     RunFilter {
-        workflow: None,
         status: Some(RunStatus::Running),
         limit,
         cursor,
+        ..RunFilter::default()
     }
 }

@@ -35,6 +35,12 @@ impl WorkflowStore for SqliteStore {
             .await
     }
 
+    async fn workflows_list(&self, namespace: &Namespace) -> Result<Vec<WorkflowVersion>, Error> {
+        let namespace = namespace.clone();
+        self.read(move |conn| workflows_list(conn, &namespace))
+            .await
+    }
+
     async fn workflow_versions(
         &self,
         namespace: &Namespace,
@@ -109,6 +115,25 @@ fn workflow_get(
     }
     .optional()?;
     Ok(found.ok_or_else(|| workflow_not_found(name, version)))
+}
+
+/// SQLite takes the other columns from the row holding the `MAX`.
+fn workflows_list(conn: &Connection, namespace: &Namespace) -> Applied<Vec<WorkflowVersion>> {
+    let latest = conn
+        .prepare_cached(
+            "SELECT name, MAX(version), definition, created_at FROM workflows \
+             WHERE namespace = ?1 GROUP BY name ORDER BY name",
+        )?
+        .query_map([namespace.as_str()], |r| {
+            Ok(WorkflowVersion {
+                name: r.get(0)?,
+                version: r.get(1)?,
+                definition: r.get(2)?,
+                created_at: Timestamp::from_millis(r.get(3)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Ok(latest))
 }
 
 fn workflow_versions(

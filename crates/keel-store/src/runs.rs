@@ -55,6 +55,10 @@ pub struct StoredRun {
 pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<RunStatus>,
+    /// Runs started at or after this time.
+    pub since: Option<Timestamp>,
+    /// Runs started before this time.
+    pub until: Option<Timestamp>,
     pub limit: u32,
     /// From a previous page's `next_cursor`: list runs older than this one.
     pub cursor: Option<String>,

@@ -43,6 +43,9 @@ pub trait WorkflowStore: Send + Sync {
         version: Option<u32>,
     ) -> Result<WorkflowVersion, Error>;
 
+    /// The latest version of every workflow of a namespace, by name.
+    async fn workflows_list(&self, namespace: &Namespace) -> Result<Vec<WorkflowVersion>, Error>;
+
     /// Every version of a workflow, oldest first (404 when there is none).
     async fn workflow_versions(
         &self,

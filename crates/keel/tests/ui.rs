@@ -339,3 +339,144 @@ async fn leased_dead_after(s: &Server, admin: &str) -> String {
     assert_eq!(status, 200);
     id
 }
+
+/// Logs `browser` in with `token` and waits for the overview.
+async fn log_in(browser: &Browser, s: &Server, token: &str) {
+    browser.goto(&format!("{}/ui/login", s.url)).await;
+    browser.type_into("#token", token).await;
+    browser.click("#login").await;
+    browser.find("main h1").await;
+}
+
+#[tokio::test]
+async fn a_runs_dag_shows_the_failed_step_and_an_operator_retries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let (operator, reader) = operator_and_reader(&s, &admin).await;
+    let call = |method: &'static str, path: String, body: Option<serde_json::Value>| {
+        let s = &s;
+        let admin = admin.clone();
+        async move { s.call_as(Some(&admin), method, &path, body).await }
+    };
+    let v1 = "/v1/namespaces/default";
+    let definition = json!({"name": "checkout", "description": "reserve, charge, ship", "steps": {
+        "reserve": {"task": {"queue": "stock"}},
+        "charge": {"needs": ["reserve"], "task": {"queue": "billing"}, "retry": {"max_attempts": 1}},
+        "ship": {"needs": ["charge"], "task": {"queue": "shipping"}},
+    }});
+    let (status, _) = call("PUT", format!("{v1}/workflows/checkout"), Some(definition)).await;
+    assert!(status == 200 || status == 201, "{status}");
+    let (status, run) = call(
+        "POST",
+        format!("{v1}/workflows/checkout/runs"),
+        Some(json!({"input": {"order": 7}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = run["id"].as_str().unwrap().to_owned();
+    // A worker does one job of `queue`, completing it or failing it with
+    // `error`.
+    let work = |queue: &'static str, error: Option<&'static str>| {
+        let call = &call;
+        async move {
+            let (_, leased) = call(
+                "POST",
+                format!("{v1}/queues/{queue}/lease"),
+                Some(json!({"worker_id": "w", "max_jobs": 1, "wait_ms": 10_000})),
+            )
+            .await;
+            let job = &leased["jobs"][0];
+            let (verb, body) = match error {
+                Some(e) => (
+                    "fail",
+                    json!({"lease_token": job["lease_token"], "error": e}),
+                ),
+                None => (
+                    "complete",
+                    json!({"lease_token": job["lease_token"], "result": {}}),
+                ),
+            };
+            let job_id = job["id"].as_str().unwrap();
+            let (status, _) = call("POST", format!("{v1}/jobs/{job_id}/{verb}"), Some(body)).await;
+            assert_eq!(status, 200, "{leased}");
+        }
+    };
+    work("stock", None).await;
+    work("billing", Some("card declined")).await;
+    let (_, failed) = call("GET", format!("{v1}/runs/{id}?wait_ms=10000"), None).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+
+    let browser = Browser::start().await;
+    log_in(&browser, &s, &operator).await;
+    browser
+        .goto(&format!("{}/ui/runs?ns=default&status=failed", s.url))
+        .await;
+    let link = format!("tr[data-run=\"{id}\"] a");
+    browser.find(&link).await;
+    browser.screenshot("runs").await;
+    browser.click(&link).await;
+    // The DAG: the failed step is drawn failed, the one before succeeded.
+    browser.find("#dag g.node.failed[data-step=charge]").await;
+    browser
+        .find("#dag g.node.succeeded[data-step=reserve]")
+        .await;
+    assert_eq!(browser.find_all("#dag g.node.failed").await.len(), 1);
+    assert_eq!(browser.find_all("#dag path.edge").await.len(), 2);
+    // The waterfall marks the failed attempt; the table has its error.
+    browser
+        .find("#waterfall g.row.failed[data-step=charge] line.failure")
+        .await;
+    assert!(browser.text("#step-charge").await.contains("card declined"));
+    assert_eq!(browser.text("#status").await, "failed");
+    browser.screenshot("run").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+
+    // Retried from the page: the failed step runs again, the run succeeds.
+    browser.click("#retry").await;
+    browser.wait_text("#status", "running").await;
+    browser.find("#dag g.node.running[data-step=charge]").await;
+    work("billing", None).await;
+    work("shipping", None).await;
+    let (_, done) = call("GET", format!("{v1}/runs/{id}?wait_ms=10000"), None).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    browser
+        .goto(&format!("{}/ui/runs/{id}?ns=default", s.url))
+        .await;
+    assert_eq!(browser.text("#status").await, "succeeded");
+    assert_eq!(browser.find_all("#dag g.node.succeeded").await.len(), 3);
+
+    // The definition's page draws the same DAG.
+    browser
+        .goto(&format!("{}/ui/workflows?ns=default", s.url))
+        .await;
+    browser.click("tr[data-workflow=checkout] a").await;
+    assert_eq!(browser.find_all("#dag g.node.step").await.len(), 3);
+    assert!(browser.text("#steps").await.contains("task on billing"));
+    browser.screenshot("workflow").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+
+    // A reader sees why a new run waits, and no button to change it.
+    let (_, waiting) = call(
+        "POST",
+        format!("{v1}/workflows/checkout/runs"),
+        Some(json!({"input": {"order": 8}})),
+    )
+    .await;
+    let waiting = waiting["id"].as_str().unwrap().to_owned();
+    browser.click("header .who button").await;
+    log_in(&browser, &s, &reader).await;
+    browser
+        .goto(&format!("{}/ui/runs/{waiting}?ns=default", s.url))
+        .await;
+    assert!(
+        browser.text("#step-reserve").await.contains("no worker"),
+        "{}",
+        browser.text("#step-reserve").await
+    );
+    assert!(browser.text("#step-charge").await.contains("needs reserve"));
+    for button in ["#retry", "#cancel", "#signal"] {
+        assert!(browser.find_all(button).await.is_empty(), "{button}");
+    }
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+}

@@ -138,6 +138,10 @@ pub struct StepRecord {
     pub finished_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<Handle>,
+    /// The job or child run of its latest attempt, kept once it ends (the
+    /// dashboard shows its attempts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Handle>,
     /// When a sleep ends, a wait or a step times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_at: Option<Timestamp>,
@@ -160,6 +164,7 @@ impl StepRecord {
             started_at: None,
             finished_at: None,
             handle: None,
+            last: None,
             wake_at: None,
             items: Vec::new(),
             event_after: None,

@@ -209,7 +209,10 @@ impl<'a> Machine<'a> {
     pub fn started(&mut self, step: &str, item: Option<usize>, handle: Handle) {
         if let Some(rec) = self.state.steps.get_mut(step) {
             match item {
-                None => rec.handle = Some(handle),
+                None => {
+                    rec.handle = Some(handle);
+                    rec.last = Some(handle);
+                }
                 Some(i) => {
                     if let Some(it) = rec.items.get_mut(i) {
                         it.handle = Some(handle);

@@ -16,7 +16,7 @@ use keel_api::workflows::{
 };
 use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
 use keel_core::workflow::{Definition, Handle, Problem, RunStatus, StepStatus};
-use keel_core::{Error, ErrorCode, JobState, Namespace};
+use keel_core::{Error, ErrorCode, JobState, Namespace, Timestamp};
 use keel_store::{RunFilter, StoredRun};
 use serde::Deserialize;
 use serde_json::Value;
@@ -283,6 +283,10 @@ pub(super) async fn run(
 pub(super) struct ListParams {
     workflow: Option<String>,
     status: Option<String>,
+    /// Runs started at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Runs started before this time (RFC 3339).
+    until: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -312,9 +316,18 @@ pub(super) async fn list(
             RunStatus::parse(&s).ok_or_else(|| ApiError::invalid(format!("unknown status {s:?}")))
         })
         .transpose()?;
+    let time = |name: &str, text: Option<String>| {
+        text.map(|t| {
+            Timestamp::parse_rfc3339(&t)
+                .ok_or_else(|| ApiError::invalid(format!("{name} is not an RFC 3339 time: {t:?}")))
+        })
+        .transpose()
+    };
     let filter = RunFilter {
         workflow: params.workflow,
         status,
+        since: time("since", params.since)?,
+        until: time("until", params.until)?,
         limit,
         cursor: params.cursor,
     };

@@ -20,16 +20,17 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::{Refused, Ui};
+use super::{NsQuery, Refused, Ui};
 
 /// Jobs shown on a page.
 const PAGE: u32 = 50;
 /// Most jobs a payload search reads before it stops and says so.
 const SCAN_BOUND: usize = 10_000;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 pub(super) struct Search {
-    ns: Option<String>,
+    #[serde(flatten)]
+    ns: NsQuery,
     #[serde(default)]
     queue: String,
     #[serde(default)]
@@ -72,27 +73,19 @@ fn row(job: &Job) -> minijinja::Value {
     }
 }
 
-/// The status the API would answer this error with.
-fn status(e: &keel_core::Error) -> StatusCode {
-    StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-fn bad(ui: &Ui, message: &str) -> Refused {
-    ui.error(StatusCode::BAD_REQUEST, message).into()
-}
-
 pub(super) async fn list(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     Query(search): Query<Search>,
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
-    let ns = Namespace::new(search.ns.as_deref().unwrap_or("default"))
-        .map_err(|e| bad(&ui, &e.message))?;
-    if !session.may(Access::ReadJobs, Reach::Namespace(ns.as_str())) {
-        let message = format!("this token does not read the jobs of {ns}");
-        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
-    }
+    let ns = search.ns.namespace(&ui)?;
+    ui.require(
+        &session,
+        Access::ReadJobs,
+        Reach::Namespace(ns.as_str()),
+        &format!("read the jobs of {ns}"),
+    )?;
     let q = search.q.trim();
     if let Ok(id) = q.parse::<JobId>() {
         return Ok(Redirect::to(&format!("/ui/jobs/{id}?ns={ns}")).into_response());
@@ -100,27 +93,24 @@ pub(super) async fn list(
     let payload = match q {
         "" => None,
         q => Some(payload_match(q).ok_or_else(|| {
-            bad(
-                &ui,
-                "search for a job id, or a payload field: payload.customer = 42",
-            )
+            ui.bad("search for a job id, or a payload field: payload.customer = 42")
         })?),
     };
     let mut filter = JobFilter {
         queue: match search.queue.trim() {
             "" => None,
-            q => Some(QueueName::new(q).map_err(|e| bad(&ui, &e.message))?),
+            q => Some(QueueName::new(q).map_err(|e| ui.bad(&e.message))?),
         },
         state: match search.state.as_str() {
             "" => None,
-            s => Some(JobState::parse(s).ok_or_else(|| bad(&ui, "no such state"))?),
+            s => Some(JobState::parse(s).ok_or_else(|| ui.bad("no such state"))?),
         },
         tag: match search.tag.trim() {
             "" => None,
             t => {
                 let (k, v) = t
                     .split_once(':')
-                    .ok_or_else(|| bad(&ui, "a tag filter is key:value"))?;
+                    .ok_or_else(|| ui.bad("a tag filter is key:value"))?;
                 Some((k.to_owned(), v.to_owned()))
             }
         },
@@ -133,7 +123,7 @@ pub(super) async fn list(
             let page = store
                 .jobs_list(&ns, &filter)
                 .await
-                .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+                .map_err(|e| ui.failed(&e))?;
             (page.jobs, page.next_cursor, None)
         }
         Some((path, value)) => {
@@ -146,7 +136,7 @@ pub(super) async fn list(
                 let page = store
                     .jobs_list(&ns, &filter)
                     .await
-                    .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+                    .map_err(|e| ui.failed(&e))?;
                 read += page.jobs.len();
                 found.extend(page.jobs.into_iter().filter(|j| matches(j, path, value)));
                 if found.len() >= PAGE as usize || read >= SCAN_BOUND || page.next_cursor.is_none()
@@ -193,22 +183,16 @@ pub(super) async fn list(
     ))
 }
 
-#[derive(Deserialize)]
-pub(super) struct NsOnly {
-    ns: Option<String>,
-}
-
 /// The job named by the path, in the query's namespace.
-async fn job(ui: &Ui, id: &str, ns: &NsOnly) -> Result<(Namespace, Job), Refused> {
-    let ns =
-        Namespace::new(ns.ns.as_deref().unwrap_or("default")).map_err(|e| bad(ui, &e.message))?;
-    let id: JobId = id.parse().map_err(|_| bad(ui, "not a job id"))?;
+async fn job(ui: &Ui, id: &str, ns: &NsQuery) -> Result<(Namespace, Job), Refused> {
+    let ns = ns.namespace(ui)?;
+    let id: JobId = id.parse().map_err(|_| ui.bad("not a job id"))?;
     let job = ui
         .engine
         .store
         .job_get(&ns, id)
         .await
-        .map_err(|e| Refused::from(ui.error(status(&e), &e.message)))?;
+        .map_err(|e| ui.failed(&e))?;
     Ok((ns, job))
 }
 
@@ -224,14 +208,16 @@ pub(super) async fn detail(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<NsOnly>,
+    Query(query): Query<NsQuery>,
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     let (ns, job) = job(&ui, &id, &query).await?;
-    if !session.may(Access::ReadJobs, Reach::Namespace(ns.as_str())) {
-        let message = format!("this token does not read the jobs of {ns}");
-        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
-    }
+    ui.require(
+        &session,
+        Access::ReadJobs,
+        Reach::Namespace(ns.as_str()),
+        &format!("read the jobs of {ns}"),
+    )?;
     let unfinished = matches!(
         job.state,
         JobState::Scheduled | JobState::Ready | JobState::Leased
@@ -242,7 +228,7 @@ pub(super) async fn detail(
             .jobs
             .waiting(&ns, &job)
             .await
-            .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+            .map_err(|e| ui.failed(&e))?;
         Some(gates.iter().map(|g| g.describe()).collect::<Vec<_>>())
     } else {
         None
@@ -296,33 +282,35 @@ pub(super) async fn redrive(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<NsOnly>,
+    Query(query): Query<NsQuery>,
     Form(form): Form<RedriveForm>,
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     ui.check_post(&headers, &session, &form.csrf)?;
     let (ns, job) = job(&ui, &id, &query).await?;
-    if !session.may(Access::Operate, queue_reach(&ns, &job)) {
-        let message = format!("this token may not redrive the jobs of {}", job.queue);
-        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
-    }
+    ui.require(
+        &session,
+        Access::Operate,
+        queue_reach(&ns, &job),
+        &format!("redrive the jobs of {}", job.queue),
+    )?;
     if form.payload.len() > ui.engine.limits.max_payload_bytes {
-        return Err(bad(&ui, "the payload is larger than --max-payload-bytes"));
+        return Err(ui.bad("the payload is larger than --max-payload-bytes"));
     }
     let payload: Json = serde_json::from_str(&form.payload)
-        .map_err(|e| bad(&ui, &format!("the payload is not JSON: {e}")))?;
+        .map_err(|e| ui.bad(&format!("the payload is not JSON: {e}")))?;
     let payload = serde_json::value::to_raw_value(&payload)
-        .map_err(|e| bad(&ui, &format!("the payload is not JSON: {e}")))?;
+        .map_err(|e| ui.bad(&format!("the payload is not JSON: {e}")))?;
     let queue = QueueRef {
         namespace: ns.clone(),
-        queue: QueueName::new(&job.queue).map_err(|e| bad(&ui, &e.message))?,
+        queue: QueueName::new(&job.queue).map_err(|e| ui.bad(&e.message))?,
     };
     let moved = ui
         .engine
         .jobs
         .redrive(&queue, RedriveSelection::Ids(vec![job.id]), Some(payload))
         .await
-        .map_err(|e| ui.error(status(&e), &e.message))?;
+        .map_err(|e| ui.failed(&e))?;
     if moved.is_empty() {
         return Err(ui
             .error(
@@ -339,21 +327,22 @@ pub(super) async fn cancel(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<NsOnly>,
+    Query(query): Query<NsQuery>,
     Form(form): Form<super::CsrfForm>,
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     ui.check_post(&headers, &session, &form.csrf)?;
     let (ns, job) = job(&ui, &id, &query).await?;
-    if !session.may(Access::Operate, Reach::Namespace(ns.as_str())) {
-        return Err(ui
-            .error(StatusCode::FORBIDDEN, "this token may not cancel jobs")
-            .into());
-    }
+    ui.require(
+        &session,
+        Access::Operate,
+        Reach::Namespace(ns.as_str()),
+        "cancel jobs",
+    )?;
     ui.engine
         .jobs
         .cancel(&ns, job.id)
         .await
-        .map_err(|e| ui.error(status(&e), &e.message))?;
+        .map_err(|e| ui.failed(&e))?;
     Ok(Redirect::to(&format!("/ui/jobs/{id}?ns={ns}")).into_response())
 }

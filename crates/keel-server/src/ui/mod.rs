@@ -14,10 +14,16 @@
 //!
 //! One module per page: `overview.rs` (queues, topics, subscriptions,
 //! objectives; pause and resume), `jobs.rs` (search, a job's page, cancel,
-//! redrive with an edited payload).
+//! redrive with an edited payload), `workflows.rs` (definitions, their
+//! versions and DAG), `runs.rs` (runs by workflow, status and time; a
+//! run's DAG, waterfall and steps; signal, cancel, retry); `draw.rs` lays
+//! out the SVG pictures they show.
 
+mod draw;
 mod jobs;
 mod overview;
+mod runs;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -27,6 +33,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use keel_core::Namespace;
 use keel_core::auth::{Access, Reach};
 use keel_engine::Engine;
 use keel_engine::tokens::Caller;
@@ -70,6 +77,13 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/jobs/{id}", get(jobs::detail))
         .route("/ui/jobs/{id}/redrive", post(jobs::redrive))
         .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/ui/workflows", get(workflows::list))
+        .route("/ui/workflows/{name}", get(workflows::detail))
+        .route("/ui/runs", get(runs::list))
+        .route("/ui/runs/{id}", get(runs::detail))
+        .route("/ui/runs/{id}/signal", post(runs::signal))
+        .route("/ui/runs/{id}/cancel", post(runs::cancel))
+        .route("/ui/runs/{id}/retry", post(runs::retry))
         .route("/ui/assets/keel.css", get(stylesheet))
         .route("/ui/assets/keel.svg", get(icon))
         .layer(middleware::from_fn(headers))
@@ -79,6 +93,13 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
 /// The pages' templates, embedded in the binary (a unit test renders each).
 fn templates() -> Environment<'static> {
     let mut templates = Environment::new();
+    // A missing value (`None`) shows as nothing, not as "none".
+    templates.set_formatter(|out, state, value| {
+        if value.is_none() {
+            return Ok(());
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     for (name, source) in TEMPLATES {
         templates
             .add_template(name, source)
@@ -87,13 +108,18 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
     ("overview.html", include_str!("templates/overview.html")),
     ("jobs.html", include_str!("templates/jobs.html")),
     ("job.html", include_str!("templates/job.html")),
+    ("dag.html", include_str!("templates/dag.html")),
+    ("workflows.html", include_str!("templates/workflows.html")),
+    ("workflow.html", include_str!("templates/workflow.html")),
+    ("runs.html", include_str!("templates/runs.html")),
+    ("run.html", include_str!("templates/run.html")),
 ];
 
 /// Every answer: no caching, no framing, no inline script, no sniffing,
@@ -145,6 +171,18 @@ impl From<Response> for Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         *self.0
+    }
+}
+
+/// `?ns=`: the namespace a page shows, `default` when absent.
+#[derive(Deserialize)]
+struct NsQuery {
+    ns: Option<String>,
+}
+
+impl NsQuery {
+    fn namespace(&self, ui: &Ui) -> Result<Namespace, Refused> {
+        Namespace::new(self.ns.as_deref().unwrap_or("default")).map_err(|e| ui.bad(&e.message))
     }
 }
 
@@ -255,6 +293,35 @@ impl Ui {
         res
     }
 
+    /// 403 unless the session may do `access` on `reach`; `what` ends
+    /// "this token may not ...".
+    fn require(
+        &self,
+        session: &Session,
+        access: Access,
+        reach: Reach<'_>,
+        what: &str,
+    ) -> Result<(), Refused> {
+        if session.may(access, reach) {
+            return Ok(());
+        }
+        let message = format!("this token may not {what}");
+        Err(self.error(StatusCode::FORBIDDEN, &message).into())
+    }
+
+    /// A 400 page.
+    fn bad(&self, message: &str) -> Refused {
+        self.error(StatusCode::BAD_REQUEST, message).into()
+    }
+
+    /// The page of an error from the engine or the store, with the status
+    /// the API would answer.
+    fn failed(&self, e: &keel_core::Error) -> Refused {
+        let status =
+            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.error(status, &e.message).into()
+    }
+
     fn error(&self, status: StatusCode, message: &str) -> Response {
         let mut res = self.page(
             "error.html",
@@ -362,10 +429,17 @@ mod tests {
     fn every_template_renders_and_escapes_what_it_shows() {
         let templates = templates();
         for (name, _) in TEMPLATES {
+            if name == "dag.html" {
+                continue;
+            }
             let html = templates
                 .get_template(name)
                 .unwrap()
                 .render(context! {
+                    name => "<script>",
+                    dag => context! { width => 0, height => 0, nodes => Vec::<Value>::new(), edges => Vec::<Value>::new() },
+                    waterfall => context! { width => 0, height => 0, rows => Vec::<Value>::new(), ticks => Vec::<Value>::new() },
+                    run => context! { id => "<script>", status => "failed", input => "<script>", error => "<script>" },
                     ns => "<b>ns</b>",
                     open => true,
                     message => "<script>",
@@ -383,6 +457,20 @@ mod tests {
                 "{name}: {html}"
             );
         }
+    }
+
+    #[test]
+    fn a_missing_value_shows_as_nothing() {
+        let mut templates = templates();
+        templates
+            .add_template("t.html", "[{{ gone }}|{{ here }}]")
+            .unwrap();
+        let html = templates
+            .get_template("t.html")
+            .unwrap()
+            .render(context! { gone => None::<String>, here => "<b>" })
+            .unwrap();
+        assert_eq!(html, "[|&lt;b&gt;]");
     }
 
     #[test]

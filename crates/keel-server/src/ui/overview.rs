@@ -14,9 +14,9 @@ use keel_core::{JobState, Namespace, QueueName, QueueRef};
 use keel_engine::slos::SubjectStatus;
 use minijinja::value::Serde;
 use minijinja::{Value, context};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{CsrfForm, Refused, Session, Ui};
+use super::{CsrfForm, NsQuery, Refused, Session, Ui};
 
 /// The states shown, in a job's order through them.
 const STATES: [JobState; 4] = [
@@ -25,18 +25,6 @@ const STATES: [JobState; 4] = [
     JobState::Leased,
     JobState::Dead,
 ];
-
-#[derive(Deserialize)]
-pub(super) struct NsQuery {
-    ns: Option<String>,
-}
-
-impl NsQuery {
-    fn namespace(&self, ui: &Ui) -> Result<Namespace, Refused> {
-        Namespace::new(self.ns.as_deref().unwrap_or("default"))
-            .map_err(|e| ui.error(StatusCode::BAD_REQUEST, &e.message).into())
-    }
-}
 
 #[derive(Serialize)]
 struct QueueRow {
@@ -102,13 +90,15 @@ pub(super) async fn page(
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     let ns = query.namespace(&ui)?;
-    if !session.may(Access::Read, Reach::Namespace(ns.as_str())) {
-        let message = format!("this token does not read namespace {ns}");
-        return Err(ui.error(StatusCode::FORBIDDEN, &message).into());
-    }
+    ui.require(
+        &session,
+        Access::Read,
+        Reach::Namespace(ns.as_str()),
+        &format!("read namespace {ns}"),
+    )?;
     overview(&ui, &session, &ns)
         .await
-        .map_err(|e| ui.error(StatusCode::SERVICE_UNAVAILABLE, &e.message).into())
+        .map_err(|e| ui.failed(&e))
 }
 
 async fn overview(
@@ -205,30 +195,31 @@ pub(super) async fn queue_action(
     let session = ui.session(&headers).await?;
     ui.check_post(&headers, &session, &form.csrf)?;
     let ns = query.namespace(&ui)?;
-    let refuse = |status, message: &str| Refused::from(ui.error(status, message));
     let queue = QueueRef {
         namespace: ns.clone(),
-        queue: QueueName::new(&queue).map_err(|e| refuse(StatusCode::BAD_REQUEST, &e.message))?,
+        queue: QueueName::new(&queue).map_err(|e| ui.bad(&e.message))?,
     };
     let reach = Reach::Resource {
         namespace: ns.as_str(),
         kind: "queue",
         name: queue.queue.as_str(),
     };
-    if !session.may(Access::Operate, reach) {
-        let message = format!("this token may not pause or resume {}", queue.queue);
-        return Err(refuse(StatusCode::FORBIDDEN, &message));
-    }
+    ui.require(
+        &session,
+        Access::Operate,
+        reach,
+        &format!("pause or resume {}", queue.queue),
+    )?;
     let paused = match action.as_str() {
         "pause" => true,
         "resume" => false,
-        _ => return Err(refuse(StatusCode::NOT_FOUND, "no such action")),
+        _ => return Err(ui.error(StatusCode::NOT_FOUND, "no such action").into()),
     };
     let engine = &ui.engine;
     engine
         .store
         .queue_pause(&queue, paused, engine.now())
         .await
-        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, &e.message))?;
+        .map_err(|e| ui.failed(&e))?;
     Ok(Redirect::to(&format!("/ui?ns={ns}")).into_response())
 }

@@ -154,6 +154,17 @@ async fn runs_list_newest_first_filtered_and_paged(h: Harness) {
         ..Default::default()
     };
     assert_eq!(ids(&s.runs_list(&ns(), &failed).await.unwrap()), [5]);
+    let window = RunFilter {
+        since: Some(at(2)),
+        until: Some(at(4)),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.runs_list(&ns(), &window).await.unwrap()),
+        [3, 2],
+        "started in [since, until)"
+    );
     let bad = RunFilter {
         cursor: Some("nonsense".into()),
         limit: 10,

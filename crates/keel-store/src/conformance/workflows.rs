@@ -2,7 +2,10 @@
 
 use super::*;
 
-cases![workflow_versions_change_only_with_content,];
+cases![
+    workflow_versions_change_only_with_content,
+    workflows_are_listed_by_name_at_their_latest_version,
+];
 
 async fn workflow_versions_change_only_with_content(h: Harness) {
     let s = &*h.store;
@@ -61,5 +64,29 @@ async fn workflow_versions_change_only_with_content(h: Harness) {
             .await
             .unwrap(),
         (1, true)
+    );
+}
+
+async fn workflows_are_listed_by_name_at_their_latest_version(h: Harness) {
+    let s = &*h.store;
+    assert!(s.workflows_list(&ns()).await.unwrap().is_empty());
+    for (name, body, t) in [("b", "1", 0), ("a", "1", 1), ("b", "2", 2), ("b", "3", 3)] {
+        s.workflow_put(&ns(), name, body, at(t)).await.unwrap();
+    }
+    s.workflow_put(&Namespace::new("other").unwrap(), "c", "1", T0)
+        .await
+        .unwrap();
+    let listed = s.workflows_list(&ns()).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|w| (
+                w.name.as_str(),
+                w.version,
+                w.definition.as_str(),
+                w.created_at
+            ))
+            .collect::<Vec<_>>(),
+        [("a", 1, "1", at(1)), ("b", 3, "3", at(3))]
     );
 }

@@ -190,6 +190,9 @@ fn the_happy_path_runs_each_step_once_in_dependency_order() {
         other => panic!("{other:?}"),
     }
     sim.finish("create_tenant", None, Ok(json!({"id": "t1"})));
+    // The finished step keeps the job of its last attempt for the dashboard.
+    let tenant = sim.step("create_tenant");
+    assert_eq!((tenant.handle, tenant.last.is_some()), (None, true));
     match sim.work("charge") {
         Work::Http { request, .. } => {
             assert_eq!(request.url, "https://billing.example/charge");
