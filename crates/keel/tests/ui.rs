@@ -480,3 +480,124 @@ async fn a_runs_dag_shows_the_failed_step_and_an_operator_retries_it() {
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 }
+
+#[tokio::test]
+async fn bulk_actions_count_first_then_act_on_what_the_filter_selects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let (operator, reader) = operator_and_reader(&s, &admin).await;
+    let v1 = "/v1/namespaces/default";
+    // Five dead jobs: three of batch 7, two of batch 8.
+    let jobs: Vec<_> = [7, 7, 8, 7, 8]
+        .iter()
+        .map(|b| json!({"payload": {"batch": b}, "max_attempts": 1}))
+        .collect();
+    let (status, _) = s
+        .call_as(
+            Some(&admin),
+            "POST",
+            &format!("{v1}/queues/imports/jobs"),
+            Some(json!({"jobs": jobs})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, leased) = s
+        .call_as(
+            Some(&admin),
+            "POST",
+            &format!("{v1}/queues/imports/lease"),
+            Some(json!({"worker_id": "w", "max_jobs": 5, "wait_ms": 0})),
+        )
+        .await;
+    for job in leased["jobs"].as_array().unwrap() {
+        let id = job["id"].as_str().unwrap();
+        let body = json!({"lease_token": job["lease_token"], "error": "bad row"});
+        let (status, _) = s
+            .call_as(
+                Some(&admin),
+                "POST",
+                &format!("{v1}/jobs/{id}/fail"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let counts = || async {
+        let (_, queue) = s
+            .call_as(Some(&admin), "GET", &format!("{v1}/queues/imports"), None)
+            .await;
+        let n = |state: &str| queue["counts"][state].as_u64().unwrap();
+        (n("dead"), n("ready"), n("cancelled"))
+    };
+    assert_eq!(counts().await, (5, 0, 0));
+
+    let browser = Browser::start().await;
+    log_in(&browser, &s, &operator).await;
+    browser
+        .goto(&format!(
+            "{}/ui/jobs?ns=default&queue=imports&state=dead&q=payload.batch+%3D+7",
+            s.url
+        ))
+        .await;
+    assert_eq!(browser.find_all("#jobs tbody tr").await.len(), 3);
+    // The count and a confirmation first: nothing moved yet.
+    browser.click("#bulk-redrive").await;
+    assert_eq!(browser.text("main h1").await, "Redrive 3 jobs?");
+    assert!(browser.find_all("#bulk-cancel").await.is_empty());
+    browser.screenshot("bulk").await;
+    assert_eq!(counts().await, (5, 0, 0));
+    browser.click("#confirm").await;
+    assert!(
+        browser
+            .text("#done")
+            .await
+            .starts_with("Redrove 3 of the 3"),
+        "{}",
+        browser.text("#done").await
+    );
+    assert_eq!(counts().await, (2, 3, 0));
+    // Back to the search, now of the ready ones, and cancel them all.
+    browser.click("#back").await;
+    browser.find("#q").await;
+    browser
+        .goto(&format!(
+            "{}/ui/jobs?ns=default&queue=imports&state=ready",
+            s.url
+        ))
+        .await;
+    browser.click("#bulk-cancel").await;
+    assert_eq!(browser.text("main h1").await, "Cancel 3 jobs?");
+    browser.click("#confirm").await;
+    assert!(
+        browser
+            .text("#done")
+            .await
+            .starts_with("Cancelled 3 of the 3")
+    );
+    assert_eq!(counts().await, (2, 0, 3));
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+
+    // A reader sees no bulk button, and the server refuses the page anyway.
+    browser.click("header .who button").await;
+    log_in(&browser, &s, &reader).await;
+    browser
+        .goto(&format!(
+            "{}/ui/jobs?ns=default&queue=imports&state=dead",
+            s.url
+        ))
+        .await;
+    assert_eq!(browser.find_all("#jobs tbody tr").await.len(), 2);
+    assert!(browser.find_all("#bulk-redrive").await.is_empty());
+    browser.close().await;
+    let refused = reqwest::Client::new()
+        .get(format!(
+            "{}/ui/jobs/bulk?ns=default&action=redrive&queue=imports",
+            s.url
+        ))
+        .header("cookie", format!("keel_token={reader}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(counts().await, (2, 0, 3));
+}

@@ -30,7 +30,7 @@ const SCAN_BOUND: usize = 10_000;
 #[derive(Deserialize)]
 pub(super) struct Search {
     #[serde(flatten)]
-    ns: NsQuery,
+    pub ns: NsQuery,
     #[serde(default)]
     queue: String,
     #[serde(default)]
@@ -73,6 +73,105 @@ fn row(job: &Job) -> minijinja::Value {
     }
 }
 
+/// What a search selects: the store's filter and a payload field to match.
+pub(super) struct Selection {
+    pub filter: JobFilter,
+    pub payload: Option<(Vec<String>, Json)>,
+}
+
+impl Search {
+    /// This search as a query string (without its cursor), for links.
+    pub(super) fn query(&self, ns: &Namespace) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("ns", ns.as_str())
+            .append_pair("queue", &self.queue)
+            .append_pair("state", &self.state)
+            .append_pair("tag", &self.tag)
+            .append_pair("q", &self.q)
+            .finish()
+    }
+
+    /// The filter this search reads as; a job id in `q` is not one.
+    pub(super) fn selection(&self, ui: &Ui) -> Result<Selection, Refused> {
+        let payload = match self.q.trim() {
+            "" => None,
+            q => Some(payload_match(q).ok_or_else(|| {
+                ui.bad("search for a job id, or a payload field: payload.customer = 42")
+            })?),
+        };
+        let filter = JobFilter {
+            queue: match self.queue.trim() {
+                "" => None,
+                q => Some(QueueName::new(q).map_err(|e| ui.bad(&e.message))?),
+            },
+            state: match self.state.as_str() {
+                "" => None,
+                s => Some(JobState::parse(s).ok_or_else(|| ui.bad("no such state"))?),
+            },
+            tag: match self.tag.trim() {
+                "" => None,
+                t => {
+                    let (k, v) = t
+                        .split_once(':')
+                        .ok_or_else(|| ui.bad("a tag filter is key:value"))?;
+                    Some((k.to_owned(), v.to_owned()))
+                }
+            },
+            limit: PAGE,
+            cursor: self.cursor.clone(),
+        };
+        Ok(Selection { filter, payload })
+    }
+}
+
+/// What a [`scan`] found.
+pub(super) struct Found {
+    pub jobs: Vec<Job>,
+    /// Jobs read.
+    pub read: usize,
+    /// Where the next read would start; `None` when nothing is left.
+    pub next: Option<String>,
+}
+
+/// The jobs `selection` matches, newest first, read a batch at a time
+/// until `want` match or `bound` jobs were read.
+pub(super) async fn scan(
+    ui: &Ui,
+    ns: &Namespace,
+    selection: &Selection,
+    want: usize,
+    bound: usize,
+) -> Result<Found, keel_core::Error> {
+    let max_batch = ui.engine.limits.max_batch;
+    let mut filter = selection.filter.clone();
+    // Without a payload field every job read matches: read no more than wanted.
+    filter.limit = match selection.payload {
+        None => want.min(max_batch),
+        Some(_) => max_batch,
+    } as u32;
+    let mut found = Vec::new();
+    let mut read = 0;
+    loop {
+        let page = ui.engine.store.jobs_list(ns, &filter).await?;
+        read += page.jobs.len();
+        found.extend(page.jobs.into_iter().filter(|j| {
+            selection
+                .payload
+                .as_ref()
+                .is_none_or(|(path, value)| matches(j, path, value))
+        }));
+        if found.len() >= want || read >= bound || page.next_cursor.is_none() {
+            found.truncate(want);
+            return Ok(Found {
+                jobs: found,
+                read,
+                next: page.next_cursor,
+            });
+        }
+        filter.cursor = page.next_cursor;
+    }
+}
+
 pub(super) async fn list(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
@@ -86,86 +185,36 @@ pub(super) async fn list(
         Reach::Namespace(ns.as_str()),
         &format!("read the jobs of {ns}"),
     )?;
-    let q = search.q.trim();
-    if let Ok(id) = q.parse::<JobId>() {
+    if let Ok(id) = search.q.trim().parse::<JobId>() {
         return Ok(Redirect::to(&format!("/ui/jobs/{id}?ns={ns}")).into_response());
     }
-    let payload = match q {
-        "" => None,
-        q => Some(payload_match(q).ok_or_else(|| {
-            ui.bad("search for a job id, or a payload field: payload.customer = 42")
-        })?),
+    let selection = search.selection(&ui)?;
+    let found = scan(&ui, &ns, &selection, PAGE as usize, SCAN_BOUND)
+        .await
+        .map_err(|e| ui.failed(&e))?;
+    let query = search.query(&ns);
+    let (next, notice) = match (&selection.payload, found.next) {
+        (None, Some(cursor)) => (Some(format!("/ui/jobs?{query}&cursor={cursor}")), None),
+        // A payload search shows its first page of matches, and says when
+        // the bound stopped it.
+        (Some(_), Some(_)) if found.read >= SCAN_BOUND => (
+            None,
+            Some(format!(
+                "Searched the newest {} jobs these filters select and stopped there: \
+                 narrow by queue, state or tag to search further.",
+                found.read
+            )),
+        ),
+        _ => (None, None),
     };
-    let mut filter = JobFilter {
-        queue: match search.queue.trim() {
-            "" => None,
-            q => Some(QueueName::new(q).map_err(|e| ui.bad(&e.message))?),
-        },
-        state: match search.state.as_str() {
-            "" => None,
-            s => Some(JobState::parse(s).ok_or_else(|| ui.bad("no such state"))?),
-        },
-        tag: match search.tag.trim() {
-            "" => None,
-            t => {
-                let (k, v) = t
-                    .split_once(':')
-                    .ok_or_else(|| ui.bad("a tag filter is key:value"))?;
-                Some((k.to_owned(), v.to_owned()))
-            }
-        },
-        limit: PAGE,
-        cursor: search.cursor.clone(),
-    };
-    let store = &ui.engine.store;
-    let (jobs, next, notice) = match &payload {
-        None => {
-            let page = store
-                .jobs_list(&ns, &filter)
-                .await
-                .map_err(|e| ui.failed(&e))?;
-            (page.jobs, page.next_cursor, None)
-        }
-        Some((path, value)) => {
-            // Newest first, a batch at a time, until a page of matches or
-            // the bound.
-            filter.limit = ui.engine.limits.max_batch as u32;
-            let mut found = Vec::new();
-            let mut read = 0;
-            let next = loop {
-                let page = store
-                    .jobs_list(&ns, &filter)
-                    .await
-                    .map_err(|e| ui.failed(&e))?;
-                read += page.jobs.len();
-                found.extend(page.jobs.into_iter().filter(|j| matches(j, path, value)));
-                if found.len() >= PAGE as usize || read >= SCAN_BOUND || page.next_cursor.is_none()
-                {
-                    break page.next_cursor;
-                }
-                filter.cursor = page.next_cursor;
-            };
-            found.truncate(PAGE as usize);
-            let notice = (next.is_some() && read >= SCAN_BOUND).then(|| {
-                format!(
-                    "Searched the newest {read} jobs these filters select and stopped there: \
-                     narrow by queue, state or tag to search further."
-                )
-            });
-            (found, None, notice)
-        }
-    };
-    let next = next.map(|cursor| {
-        format!(
-            "/ui/jobs?ns={ns}&queue={}&state={}&tag={}&cursor={cursor}",
-            search.queue, search.state, search.tag
-        )
-    });
-    let empty = if filter.queue.is_none() && filter.state.is_none() && payload.is_none() {
+    let filter = &selection.filter;
+    let empty = if filter.queue.is_none() && filter.state.is_none() && selection.payload.is_none() {
         format!("No jobs in {ns}: enqueue one, or it was pruned after its queue's retention.")
     } else {
         "No job matches these filters.".to_owned()
     };
+    let operate = session.may(Access::Operate, Reach::Namespace(ns.as_str()));
+    let state = filter.state;
     Ok(ui.page(
         "jobs.html",
         Some(&session),
@@ -175,10 +224,13 @@ pub(super) async fn list(
             filter => context! {
                 queue => search.queue, state => search.state, tag => search.tag, q => search.q,
             },
-            jobs => jobs.iter().map(row).collect::<Vec<_>>(),
+            jobs => found.jobs.iter().map(row).collect::<Vec<_>>(),
             next => next,
             notice => notice,
             empty => empty,
+            query => query,
+            can_redrive => operate && state.is_none_or(|s| s == JobState::Dead),
+            can_cancel => operate && state.is_none_or(|s| !s.is_final()),
         },
     ))
 }

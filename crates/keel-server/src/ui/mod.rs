@@ -14,11 +14,13 @@
 //!
 //! One module per page: `overview.rs` (queues, topics, subscriptions,
 //! objectives; pause and resume), `jobs.rs` (search, a job's page, cancel,
-//! redrive with an edited payload), `workflows.rs` (definitions, their
+//! redrive with an edited payload), `bulk.rs` (redrive or cancel what a
+//! search selects, after a count and a confirmation), `workflows.rs` (definitions, their
 //! versions and DAG), `runs.rs` (runs by workflow, status and time; a
 //! run's DAG, waterfall and steps; signal, cancel, retry); `draw.rs` lays
 //! out the SVG pictures they show.
 
+mod bulk;
 mod draw;
 mod jobs;
 mod overview;
@@ -74,6 +76,7 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/logout", post(logout))
         .route("/ui/queues/{queue}/{action}", post(overview::queue_action))
         .route("/ui/jobs", get(jobs::list))
+        .route("/ui/jobs/bulk", get(bulk::confirm).post(bulk::apply))
         .route("/ui/jobs/{id}", get(jobs::detail))
         .route("/ui/jobs/{id}/redrive", post(jobs::redrive))
         .route("/ui/jobs/{id}/cancel", post(jobs::cancel))
@@ -108,7 +111,7 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -120,6 +123,7 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("workflow.html", include_str!("templates/workflow.html")),
     ("runs.html", include_str!("templates/runs.html")),
     ("run.html", include_str!("templates/run.html")),
+    ("bulk.html", include_str!("templates/bulk.html")),
 ];
 
 /// Every answer: no caching, no framing, no inline script, no sniffing,
