@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::Shutdown;
 use crate::owners::Owners;
-use crate::rates::{Event, Rates, RecentRates};
+use crate::rates::{Event, Hour, Rates, RecentRates};
 use crate::slos::SloService;
 
 /// Lease calls of one queue on this node: in progress, and when the last ended.
@@ -192,6 +192,11 @@ impl JobService {
                     now,
                     jobs.iter().map(|job| now.millis_since(job.run_at)),
                 );
+                self.rates.leased(
+                    &req.queue,
+                    jobs.iter().map(|job| now.millis_since(job.run_at)),
+                    now,
+                );
                 return Ok(jobs);
             }
             if self.shutdown.is_fired() {
@@ -320,6 +325,11 @@ impl JobService {
     /// Events per second on a queue over the last minute.
     pub fn rates(&self, queue: &QueueRef) -> RecentRates {
         self.rates.recent(queue, self.clock.now())
+    }
+
+    /// A queue's last hour as this node saw it, minute by minute.
+    pub fn hour(&self, queue: &QueueRef) -> Hour {
+        self.rates.hour(queue, self.clock.now())
     }
 }
 

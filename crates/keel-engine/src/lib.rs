@@ -52,5 +52,5 @@ pub use engine::{
     DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS,
     DEFAULT_SLO_PASS_MS, Engine, EngineConfig,
 };
-pub use rates::RecentRates;
+pub use rates::{HOUR_MINUTES, Hour, Minute, RecentRates};
 pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -1,25 +1,76 @@
-//! Recent per-queue rates for `GET .../queues/{queue}`: events counted in
-//! one-second buckets over the last minute.
+//! Recent per-queue activity, as this node saw it: events counted in
+//! one-second buckets over the last minute (the rates of
+//! `GET .../queues/{queue}`), and per minute over the last hour with the
+//! waits of the jobs leased (the dashboard's charts).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use keel_core::slo::Histogram;
 use keel_core::{QueueRef, Timestamp};
 use serde::Serialize;
 
 const WINDOW_S: usize = 60;
+/// Minutes of the hour kept.
+pub const HOUR_MINUTES: usize = 60;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Event {
     Enqueued = 0,
     Completed = 1,
     Failed = 2,
+    Leased = 3,
+}
+
+/// What happened to a queue's jobs in one minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Minute {
+    pub enqueued: u64,
+    pub completed: u64,
+    /// Failed attempts, retried or dead.
+    pub failed: u64,
+    pub leased: u64,
 }
 
 #[derive(Default)]
 struct Window {
-    /// Per bucket: the second it counts, and the three counters.
-    buckets: Vec<(i64, [u64; 3])>,
+    /// Per bucket: the second it counts, and the counters.
+    buckets: Vec<(i64, [u64; 4])>,
+    /// Per bucket: the minute it counts, its counters, and its waits.
+    minutes: Vec<(i64, [u64; 4], Histogram)>,
+}
+
+impl Window {
+    fn count(&mut self, event: Event, n: u64, now: Timestamp) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![(i64::MIN, [0; 4]); WINDOW_S];
+            self.minutes = vec![(i64::MIN, [0; 4], Histogram::default()); HOUR_MINUTES];
+        }
+        let second = now.as_millis().div_euclid(1000);
+        let slot = &mut self.buckets[second.rem_euclid(WINDOW_S as i64) as usize];
+        if slot.0 != second {
+            *slot = (second, [0; 4]);
+        }
+        slot.1[event as usize] += n;
+        self.minute(now).1[event as usize] += n;
+    }
+
+    fn minute(&mut self, now: Timestamp) -> &mut (i64, [u64; 4], Histogram) {
+        let minute = now.as_millis().div_euclid(60_000);
+        let slot = &mut self.minutes[minute.rem_euclid(HOUR_MINUTES as i64) as usize];
+        if slot.0 != minute {
+            *slot = (minute, [0; 4], Histogram::default());
+        }
+        slot
+    }
+}
+
+/// A queue's last hour: a [`Minute`] each, oldest first (the current one
+/// last), and the waits of every job leased in it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hour {
+    pub minutes: Vec<Minute>,
+    pub waits: Histogram,
 }
 
 #[derive(Default)]
@@ -38,20 +89,58 @@ impl Rates {
         if n == 0 {
             return;
         }
-        let second = now.as_millis().div_euclid(1000);
+        self.with(queue, |w| w.count(event, n, now));
+    }
+
+    /// Jobs leased after waiting `waits` (ms) since they became ready.
+    pub(crate) fn leased(
+        &self,
+        queue: &QueueRef,
+        waits: impl ExactSizeIterator<Item = u64>,
+        now: Timestamp,
+    ) {
+        self.with(queue, |w| {
+            w.count(Event::Leased, waits.len() as u64, now);
+            let histogram = &mut w.minute(now).2;
+            for wait in waits {
+                histogram.record(wait);
+            }
+        });
+    }
+
+    fn with(&self, queue: &QueueRef, f: impl FnOnce(&mut Window)) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let window = match map.get_mut(queue) {
             Some(w) => w,
             None => map.entry(queue.clone()).or_default(),
         };
-        if window.buckets.is_empty() {
-            window.buckets = vec![(i64::MIN, [0; 3]); WINDOW_S];
+        f(window);
+    }
+
+    /// The last hour of `queue`, minute by minute.
+    pub(crate) fn hour(&self, queue: &QueueRef, now: Timestamp) -> Hour {
+        let current = now.as_millis().div_euclid(60_000);
+        let mut hour = Hour {
+            minutes: vec![Minute::default(); HOUR_MINUTES],
+            waits: Histogram::default(),
+        };
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(window) = map.get(queue) else {
+            return hour;
+        };
+        for (minute, counts, waits) in &window.minutes {
+            let ago = current.saturating_sub(*minute);
+            if (0..HOUR_MINUTES as i64).contains(&ago) {
+                hour.minutes[HOUR_MINUTES - 1 - ago as usize] = Minute {
+                    enqueued: counts[0],
+                    completed: counts[1],
+                    failed: counts[2],
+                    leased: counts[3],
+                };
+                hour.waits.add(waits);
+            }
         }
-        let slot = &mut window.buckets[second.rem_euclid(WINDOW_S as i64) as usize];
-        if slot.0 != second {
-            *slot = (second, [0; 3]);
-        }
-        slot.1[event as usize] += n;
+        hour
     }
 
     pub(crate) fn recent(&self, queue: &QueueRef, now: Timestamp) -> RecentRates {
@@ -60,7 +149,7 @@ impl Rates {
         let Some(window) = map.get(queue) else {
             return RecentRates::default();
         };
-        let mut sums = [0u64; 3];
+        let mut sums = [0u64; 4];
         for (at, counts) in &window.buckets {
             if *at > second - WINDOW_S as i64 {
                 for (sum, c) in sums.iter_mut().zip(counts) {
@@ -104,5 +193,35 @@ mod tests {
             1.0 / 60.0,
             "empty buckets do not overflow"
         );
+    }
+
+    #[test]
+    fn the_hour_keeps_each_minute_and_the_waits_of_its_leases() {
+        let q = QueueRef {
+            namespace: Namespace::new("n").unwrap(),
+            queue: QueueName::new("q").unwrap(),
+        };
+        let rates = Rates::default();
+        let t0 = Timestamp::from_millis(60_000 * 1_000);
+        rates.record(&q, Event::Enqueued, 3, t0);
+        rates.leased(&q, [5u64, 40].into_iter(), t0.plus_ms(1_000));
+        rates.record(&q, Event::Completed, 2, t0.plus_ms(60_000));
+        rates.record(&q, Event::Failed, 1, t0.plus_ms(59 * 60_000));
+        let hour = rates.hour(&q, t0.plus_ms(59 * 60_000));
+        assert_eq!(hour.minutes.len(), HOUR_MINUTES);
+        let first = Minute {
+            enqueued: 3,
+            leased: 2,
+            ..Minute::default()
+        };
+        assert_eq!(hour.minutes[0], first, "the oldest minute first");
+        assert_eq!(hour.minutes[1].completed, 2);
+        assert_eq!(hour.minutes[59].failed, 1, "the current minute last");
+        assert_eq!(hour.waits.0.iter().sum::<u64>(), 2);
+        // An hour on, the first minute has left the window.
+        let later = rates.hour(&q, t0.plus_ms(60 * 60_000));
+        assert_eq!(later.minutes[58].failed, 1);
+        assert_eq!(later.waits.0.iter().sum::<u64>(), 0);
+        assert_eq!(later.minutes.iter().map(|m| m.completed).sum::<u64>(), 2);
     }
 }

@@ -74,6 +74,24 @@ impl RunStore for PostgresStore {
         runs_list(&client, namespace, filter).await
     }
 
+    async fn runs_count(&self, namespace: &Namespace) -> Result<Vec<(RunStatus, u64)>, Error> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                include_str!("../queries/runs/runs_count.sql"),
+                &[&namespace.as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let status = RunStatus::parse(r.get::<_, &str>(0))?;
+                Some((status, r.get::<_, i64>(1) as u64))
+            })
+            .collect())
+    }
+
     async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
         let client = self.client().await?;
         runs_prune(&client, finished_before, limit).await

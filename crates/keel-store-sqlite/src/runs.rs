@@ -74,6 +74,11 @@ impl RunStore for SqliteStore {
             .await
     }
 
+    async fn runs_count(&self, namespace: &Namespace) -> Result<Vec<(RunStatus, u64)>, Error> {
+        let namespace = namespace.clone();
+        self.read(move |conn| runs_count(conn, &namespace)).await
+    }
+
     async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
         self.write(move |w: &mut Writer| runs_prune(&w.conn, finished_before, limit))
             .await
@@ -286,6 +291,17 @@ fn runs_page(
         runs: rows.into_iter().filter_map(|(_, r)| r).collect(),
         next_cursor,
     }))
+}
+
+fn runs_count(conn: &Connection, namespace: &Namespace) -> Applied<Vec<(RunStatus, u64)>> {
+    let counts: Vec<(String, i64)> = conn
+        .prepare_cached("SELECT status, COUNT(*) FROM runs WHERE namespace = ?1 GROUP BY status")?
+        .query_map([namespace.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Ok(counts
+        .into_iter()
+        .filter_map(|(status, n)| Some((RunStatus::parse(&status)?, n as u64)))
+        .collect()))
 }
 
 /// The filter of [`runs_page`] for a driver's sweep.

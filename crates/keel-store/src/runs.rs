@@ -106,6 +106,10 @@ pub trait RunStore: Send + Sync {
     ) -> Result<u64, Error>;
 
     /// Newest first, cursor-paged.
+    /// How many runs of a namespace are in each status (statuses without
+    /// runs absent).
+    async fn runs_count(&self, namespace: &Namespace) -> Result<Vec<(RunStatus, u64)>, Error>;
+
     async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error>;
 
     /// Deletes up to `limit` finished runs (any status but `running`) last

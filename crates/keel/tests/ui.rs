@@ -601,3 +601,42 @@ async fn bulk_actions_count_first_then_act_on_what_the_filter_selects() {
     assert_eq!(refused.status(), 403);
     assert_eq!(counts().await, (2, 0, 3));
 }
+
+#[tokio::test]
+async fn live_pages_follow_changes_over_their_stream_and_end_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(&dir, &[]).await;
+    let id = s.enqueue("live", json!({"payload": {"n": 1}})).await;
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/ui/jobs/{id}?ns=default", s.url))
+        .await;
+    assert_eq!(browser.text("#state").await, "ready");
+    // A worker takes and completes the job; the open page shows it, with
+    // no reload (the test never navigates).
+    let job = &s
+        .lease("live", json!({"worker_id": "w", "max_jobs": 1}))
+        .await[0];
+    browser.wait_text("#state", "leased").await;
+    let (status, _) = s
+        .post(
+            &format!("/v1/namespaces/default/jobs/{id}/complete"),
+            json!({"lease_token": job["lease_token"], "result": {"ok": true}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    browser.wait_text("#state", "succeeded").await;
+    assert!(browser.text("#result").await.contains("ok"));
+    // The overview: a queue that appears while the page is open.
+    browser.goto(&format!("{}/ui?ns=default", s.url)).await;
+    assert!(browser.find_all("tr[data-queue=later]").await.is_empty());
+    s.enqueue("later", json!({"payload": {}})).await;
+    browser.find("tr[data-queue=later]").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    // An open stream does not hold the server up at shutdown.
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), s.terminate())
+        .await
+        .expect("the server stops with a live page open");
+    assert!(stopped.success(), "{stopped:?}");
+    browser.close().await;
+}

@@ -1,5 +1,5 @@
-//! The pictures the pages show, laid out on the server: a workflow's DAG
-//! and a run's waterfall. Pure geometry — names, states and times in,
+//! The pictures the pages show, laid out on the server: a workflow's DAG,
+//! a run's waterfall, a queue's hour as a small chart. Pure geometry — names, states and times in,
 //! boxes and paths out — which the templates turn into inline SVG (and
 //! escape), so the browser runs no script to draw them.
 
@@ -289,6 +289,51 @@ pub(super) fn duration(ms: u64) -> String {
     }
 }
 
+/// A small chart of per-minute counts: one polyline per series, on one
+/// scale from zero to the largest count.
+#[derive(Serialize, Debug)]
+pub(super) struct Spark {
+    pub width: u32,
+    pub height: u32,
+    /// SVG `points` of each series, in the order given.
+    pub lines: Vec<String>,
+    pub max: u64,
+}
+
+const SPARK_W: u32 = 120;
+const SPARK_H: u32 = 24;
+
+pub(super) fn spark(series: &[&[u64]]) -> Spark {
+    let max = series
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .max()
+        .unwrap_or(0);
+    let lines = series
+        .iter()
+        .map(|values| {
+            let step = SPARK_W as f64 / values.len().saturating_sub(1).max(1) as f64;
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let y = SPARK_H as f64
+                        - 1.0
+                        - (SPARK_H as f64 - 2.0) * v as f64 / max.max(1) as f64;
+                    format!("{:.1},{y:.1}", i as f64 * step)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    Spark {
+        width: SPARK_W,
+        height: SPARK_H,
+        lines,
+        max,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +345,15 @@ mod tests {
             detail: String::new(),
             class: "step",
         }
+    }
+
+    #[test]
+    fn a_spark_scales_every_series_to_the_largest_count() {
+        let spark = spark(&[&[0, 5, 10], &[0, 0, 5]]);
+        assert_eq!(spark.max, 10);
+        assert_eq!(spark.lines[0], "0.0,23.0 60.0,12.0 120.0,1.0");
+        assert_eq!(spark.lines[1], "0.0,23.0 60.0,23.0 120.0,12.0");
+        assert_eq!(super::spark(&[&[0, 0]]).lines[0], "0.0,23.0 120.0,23.0");
     }
 
     #[test]

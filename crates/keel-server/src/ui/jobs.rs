@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
 
-use super::{NsQuery, Refused, Ui};
+use super::{NsQuery, Refused, Session, Ui};
 
 /// Jobs shown on a page.
 const PAGE: u32 = 50;
@@ -236,7 +236,7 @@ pub(super) async fn list(
 }
 
 /// The job named by the path, in the query's namespace.
-async fn job(ui: &Ui, id: &str, ns: &NsQuery) -> Result<(Namespace, Job), Refused> {
+pub(super) async fn job(ui: &Ui, id: &str, ns: &NsQuery) -> Result<(Namespace, Job), Refused> {
     let ns = ns.namespace(ui)?;
     let id: JobId = id.parse().map_err(|_| ui.bad("not a job id"))?;
     let job = ui
@@ -264,8 +264,20 @@ pub(super) async fn detail(
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     let (ns, job) = job(&ui, &id, &query).await?;
+    let stream = format!("/ui/live/jobs/{}?ns={ns}", job.id);
+    let ctx = context(&ui, &session, &ns, job).await?;
+    Ok(ui.live_page("job.html", &session, &ns, ctx, &stream))
+}
+
+/// What a job's page shows, for the page and its live stream.
+pub(super) async fn context(
+    ui: &Ui,
+    session: &Session,
+    ns: &Namespace,
+    job: Job,
+) -> Result<minijinja::Value, Refused> {
     ui.require(
-        &session,
+        session,
         Access::ReadJobs,
         Reach::Namespace(ns.as_str()),
         &format!("read the jobs of {ns}"),
@@ -278,7 +290,7 @@ pub(super) async fn detail(
         let gates = ui
             .engine
             .jobs
-            .waiting(&ns, &job)
+            .waiting(ns, &job)
             .await
             .map_err(|e| ui.failed(&e))?;
         Some(gates.iter().map(|g| g.describe()).collect::<Vec<_>>())
@@ -291,35 +303,30 @@ pub(super) async fn detail(
             .unwrap_or_else(|_| raw.get().to_owned())
     };
     let can_redrive =
-        job.state == JobState::Dead && session.may(Access::Operate, queue_reach(&ns, &job));
+        job.state == JobState::Dead && session.may(Access::Operate, queue_reach(ns, &job));
     let can_cancel = unfinished && session.may(Access::Operate, Reach::Namespace(ns.as_str()));
-    Ok(ui.page(
-        "job.html",
-        Some(&session),
-        ns.as_str(),
-        context! {
-            job => context! {
-                id => job.id.to_string(),
-                queue => job.queue,
-                state => job.state.as_str(),
-                attempt => job.attempt,
-                max_attempts => job.max_attempts,
-                priority => job.priority,
-                run_at => job.run_at.to_string(),
-                created_at => job.created_at.to_string(),
-                ordering_key => job.ordering_key,
-                tags => job.tags,
-                payload => pretty(&job.payload),
-                result => job.result.as_deref().map(pretty),
-                errors => job.errors.iter().map(|e| context! {
-                    attempt => e.attempt, at => e.at.to_string(), message => e.message.clone(),
-                }).collect::<Vec<_>>(),
-            },
-            waiting => waiting,
-            can_redrive => can_redrive,
-            can_cancel => can_cancel,
+    Ok(context! {
+        job => context! {
+            id => job.id.to_string(),
+            queue => job.queue,
+            state => job.state.as_str(),
+            attempt => job.attempt,
+            max_attempts => job.max_attempts,
+            priority => job.priority,
+            run_at => job.run_at.to_string(),
+            created_at => job.created_at.to_string(),
+            ordering_key => job.ordering_key,
+            tags => job.tags,
+            payload => pretty(&job.payload),
+            result => job.result.as_deref().map(pretty),
+            errors => job.errors.iter().map(|e| context! {
+                attempt => e.attempt, at => e.at.to_string(), message => e.message.clone(),
+            }).collect::<Vec<_>>(),
         },
-    ))
+        waiting => waiting,
+        can_redrive => can_redrive,
+        can_cancel => can_cancel,
+    })
 }
 
 #[derive(Deserialize)]

@@ -18,11 +18,13 @@
 //! search selects, after a count and a confirmation), `workflows.rs` (definitions, their
 //! versions and DAG), `runs.rs` (runs by workflow, status and time; a
 //! run's DAG, waterfall and steps; signal, cancel, retry); `draw.rs` lays
-//! out the SVG pictures they show.
+//! out the SVG pictures they show; `live.rs` keeps the overview, a job's
+//! and a run's page current over one Server-Sent Events stream each.
 
 mod bulk;
 mod draw;
 mod jobs;
+mod live;
 mod overview;
 mod runs;
 mod workflows;
@@ -89,6 +91,10 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/runs/{id}/retry", post(runs::retry))
         .route("/ui/assets/keel.css", get(stylesheet))
         .route("/ui/assets/keel.svg", get(icon))
+        .route("/ui/assets/live.js", get(script))
+        .route("/ui/live", get(live::overview))
+        .route("/ui/live/jobs/{id}", get(live::job))
+        .route("/ui/live/runs/{id}", get(live::run))
         .layer(middleware::from_fn(headers))
         .with_state(ui)
 }
@@ -152,6 +158,13 @@ async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("assets/keel.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/live.js"),
     )
 }
 
@@ -255,6 +268,53 @@ impl Ui {
 
     /// A page from `template` with what every page shows.
     fn page(&self, template: &str, session: Option<&Session>, ns: &str, ctx: Value) -> Response {
+        match self.render(template, session, ns, ctx, None) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, template, "a dashboard page failed to render");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page failed to render",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    /// A live page (see `live.rs`): the page, told where its stream is and
+    /// which version of its live part it shows.
+    fn live_page(
+        &self,
+        template: &str,
+        session: &Session,
+        ns: &Namespace,
+        ctx: Value,
+        stream: &str,
+    ) -> Response {
+        let shown = self
+            .render(
+                template,
+                Some(session),
+                ns.as_str(),
+                ctx.clone(),
+                Some("live"),
+            )
+            .map(|html| live::version(&html))
+            .unwrap_or_default();
+        let ctx = context! { live => context! { stream => stream, version => shown }, ..ctx };
+        self.page(template, Some(session), ns.as_str(), ctx)
+    }
+
+    /// `template` rendered with what every page shows; only its `block`
+    /// when one is named (a live page's changing part).
+    fn render(
+        &self,
+        template: &str,
+        session: Option<&Session>,
+        ns: &str,
+        ctx: Value,
+        block: Option<&str>,
+    ) -> Result<String, minijinja::Error> {
         let who = session.and_then(|s| s.caller.as_ref()).map(|c| {
             context! { name => c.name(), role => c.grant().role.as_str() }
         });
@@ -265,20 +325,14 @@ impl Ui {
             csrf => session.map(|s| self.csrf(s)),
         };
         let merged = context! { ..ctx, ..common };
-        match self
-            .templates
-            .get_template(template)
-            .and_then(|t| t.render(merged))
-        {
-            Ok(html) => Html(html).into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, template, "a dashboard page failed to render");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the page failed to render",
-                )
-                    .into_response()
-            }
+        let template = self.templates.get_template(template)?;
+        match block {
+            None => template.render(merged),
+            // The rest of the page is rendered too (and dropped): it may
+            // name the stream, which a part does not know.
+            Some(block) => template
+                .render_captured_to(context! { live => context! {}, ..merged }, std::io::sink())?
+                .with_state_mut(|state| state.render_block(block)),
         }
     }
 
@@ -441,6 +495,8 @@ mod tests {
                 .unwrap()
                 .render(context! {
                     name => "<script>",
+                    live => context! { stream => "/ui/live", version => "0" },
+                    sample => Vec::<Value>::new(),
                     dag => context! { width => 0, height => 0, nodes => Vec::<Value>::new(), edges => Vec::<Value>::new() },
                     waterfall => context! { width => 0, height => 0, rows => Vec::<Value>::new(), ticks => Vec::<Value>::new() },
                     run => context! { id => "<script>", status => "failed", input => "<script>", error => "<script>" },

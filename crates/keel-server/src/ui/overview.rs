@@ -1,5 +1,7 @@
 //! The overview of a namespace (`/ui?ns=`): each queue's jobs by state,
-//! pause switch and objectives; topics; subscriptions and their lag. Pause
+//! oldest ready job, last hour (a chart of completions and failures, the
+//! failure rate, wait p50 and p99: what this node saw), pause switch and
+//! objectives; runs by status; topics; subscriptions and their lag. Pause
 //! and resume are the page's one action (an operator's).
 
 use std::collections::BTreeMap;
@@ -10,12 +12,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use keel_core::auth::{Access, Reach};
 use keel_core::slo::{ALERTS, Kind, Objective, Status};
+use keel_core::workflow::RunStatus;
 use keel_core::{JobState, Namespace, QueueName, QueueRef};
+use keel_engine::Hour;
 use keel_engine::slos::SubjectStatus;
 use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
 
+use super::draw;
 use super::{CsrfForm, NsQuery, Refused, Session, Ui};
 
 /// The states shown, in a job's order through them.
@@ -32,6 +37,41 @@ struct QueueRow {
     counts: Vec<u64>,
     paused: bool,
     slos: Vec<SloBadge>,
+    /// How long the oldest ready job has waited.
+    oldest_ready: Option<String>,
+    hour: HourView,
+}
+
+/// A queue's last hour on this node: completions and failures a minute,
+/// charted; the failure rate; the waits of the jobs leased.
+#[derive(Serialize)]
+struct HourView {
+    chart: draw::Spark,
+    completed: u64,
+    failed: u64,
+    failure_rate: Option<String>,
+    wait_p50: Option<String>,
+    wait_p99: Option<String>,
+}
+
+fn hour_view(hour: &Hour) -> HourView {
+    let completed: Vec<u64> = hour.minutes.iter().map(|m| m.completed).collect();
+    let failed: Vec<u64> = hour.minutes.iter().map(|m| m.failed).collect();
+    let (done, bad) = (completed.iter().sum::<u64>(), failed.iter().sum::<u64>());
+    let wait = |q: f64| {
+        hour.waits
+            .quantile(q)
+            .map(|ms| draw::duration(ms.round() as u64))
+    };
+    HourView {
+        chart: draw::spark(&[&completed, &failed]),
+        completed: done,
+        failed: bad,
+        failure_rate: (done + bad > 0)
+            .then(|| format!("{:.1} %", 100.0 * bad as f64 / (done + bad) as f64)),
+        wait_p50: wait(0.5),
+        wait_p99: wait(0.99),
+    }
 }
 
 #[derive(Serialize)]
@@ -90,22 +130,28 @@ pub(super) async fn page(
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     let ns = query.namespace(&ui)?;
-    ui.require(
+    let ctx = context(&ui, &session, &ns).await?;
+    Ok(ui.live_page(
+        "overview.html",
         &session,
+        &ns,
+        ctx,
+        &format!("/ui/live?ns={ns}"),
+    ))
+}
+
+/// What the overview shows, for the page and its live stream.
+pub(super) async fn context(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, Refused> {
+    ui.require(
+        session,
         Access::Read,
         Reach::Namespace(ns.as_str()),
         &format!("read namespace {ns}"),
     )?;
-    overview(&ui, &session, &ns)
-        .await
-        .map_err(|e| ui.failed(&e))
+    gather(ui, session, ns).await.map_err(|e| ui.failed(&e))
 }
 
-async fn overview(
-    ui: &Ui,
-    session: &Session,
-    ns: &Namespace,
-) -> Result<Response, keel_core::Error> {
+async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, keel_core::Error> {
     let engine = &ui.engine;
     let store = &*engine.store;
     let statuses = engine.slos.statuses(store, Some(ns), engine.now()).await?;
@@ -135,11 +181,16 @@ async fn overview(
             queue: QueueName::new(&name)?,
         };
         let stats = store.queue_stats(&queue).await?;
+        let now = engine.now();
         queues.push(QueueRow {
             slos: badges(&statuses, Kind::Queue, &name),
             name,
             counts,
             paused: stats.paused,
+            oldest_ready: stats
+                .oldest_ready_at
+                .map(|t| draw::duration(now.millis_since(t))),
+            hour: hour_view(&engine.jobs.hour(&queue)),
         });
     }
     let topics: Vec<_> = store
@@ -169,19 +220,26 @@ async fn overview(
             }
         })
         .collect();
+    let runs = store.runs_count(ns).await?;
+    let runs: Vec<_> = RunStatus::ALL
+        .iter()
+        .map(|status| {
+            let n = runs
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            context! { status => status.as_str(), count => n }
+        })
+        .collect();
     let can_operate = session.may(Access::Operate, Reach::Namespace(ns.as_str()));
-    Ok(ui.page(
-        "overview.html",
-        Some(session),
-        ns.as_str(),
-        context! {
+    Ok(context! {
             states => STATES.map(JobState::as_str),
             queues => Value::from(Serde(&queues)),
             topics => topics,
             subscriptions => subscriptions,
+            runs => runs,
             can_operate => can_operate,
-        },
-    ))
+    })
 }
 
 /// `POST /ui/queues/{queue}/pause` or `.../resume`.

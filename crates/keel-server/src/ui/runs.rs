@@ -149,7 +149,11 @@ pub(super) async fn list(
 }
 
 /// The run named by the path, in the query's namespace.
-async fn run(ui: &Ui, id: &str, query: &NsQuery) -> Result<(Namespace, StoredRun), Refused> {
+pub(super) async fn run(
+    ui: &Ui,
+    id: &str,
+    query: &NsQuery,
+) -> Result<(Namespace, StoredRun), Refused> {
     let ns = query.namespace(ui)?;
     let id: RunId = id.parse().map_err(|_| ui.bad("not a run id"))?;
     let run = ui
@@ -256,14 +260,26 @@ pub(super) async fn detail(
 ) -> Result<Response, Refused> {
     let session = ui.session(&headers).await?;
     let (ns, run) = run(&ui, &id, &query).await?;
-    may_read(&ui, &session, &ns)?;
+    let stream = format!("/ui/live/runs/{}?ns={ns}", run.id);
+    let ctx = context(&ui, &session, &ns, run).await?;
+    Ok(ui.live_page("run.html", &session, &ns, ctx, &stream))
+}
+
+/// What a run's page shows, for the page and its live stream.
+pub(super) async fn context(
+    ui: &Ui,
+    session: &Session,
+    ns: &Namespace,
+    run: StoredRun,
+) -> Result<minijinja::Value, Refused> {
+    may_read(ui, session, ns)?;
     let version = ui
         .engine
         .store
-        .workflow_get(&ns, &run.workflow, Some(run.version))
+        .workflow_get(ns, &run.workflow, Some(run.version))
         .await
         .map_err(|e| ui.failed(&e))?;
-    let definition = parse(&ui, &version.definition)?;
+    let definition = parse(ui, &version.definition)?;
     // The DAG's steps, then the compensations that ran.
     let mut views = Vec::new();
     for (name, step) in &definition.steps {
@@ -271,7 +287,7 @@ pub(super) async fn detail(
         if step.compensation && record.is_none() {
             continue;
         }
-        let (waiting, failures) = why_waiting(&ui, &ns, &run, &definition, name, record)
+        let (waiting, failures) = why_waiting(ui, ns, &run, &definition, name, record)
             .await
             .map_err(|e| ui.failed(&e))?;
         views.push(StepView {
@@ -309,7 +325,7 @@ pub(super) async fn detail(
         run.created_at,
         ended(&run).unwrap_or(now),
     );
-    let steps: Vec<_> = views.iter().map(|v| step_view(&ns, v)).collect();
+    let steps: Vec<_> = views.iter().map(|v| step_view(ns, v)).collect();
     let pretty = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
     let input = serde_json::from_str::<Json>(&run.input)
         .map(|v| pretty(&v))
@@ -317,35 +333,30 @@ pub(super) async fn detail(
     let running = run.state.status == RunStatus::Running;
     let took = draw::duration(ended(&run).unwrap_or(now).millis_since(run.created_at));
     let operate = session.may(Access::Operate, Reach::Namespace(ns.as_str()));
-    Ok(ui.page(
-        "run.html",
-        Some(&session),
-        ns.as_str(),
-        context! {
-            run => context! {
-                id => run.id.to_string(),
-                workflow => run.workflow,
-                version => run.version,
-                status => run.state.status.as_str(),
-                created_at => run.created_at.to_string(),
-                updated_at => run.updated_at.to_string(),
-                took => took,
-                input => input,
-                output => run.state.output.as_ref().map(pretty),
-                error => run.state.error,
-                compensating => run.state.compensating,
-                cancelling => run.state.cancelling,
-                signals => run.state.signals.keys().cloned().collect::<Vec<_>>(),
-                parent => run.state.parent.as_ref().map(|p| p.run.to_string()),
-            },
-            dag => Serde(dag),
-            waterfall => Serde(waterfall),
-            steps => steps,
-            can_signal => running && session.may(Access::Publish, Reach::Namespace(ns.as_str())),
-            can_cancel => running && operate,
-            can_retry => run.state.status == RunStatus::Failed && operate,
+    Ok(context! {
+        run => context! {
+            id => run.id.to_string(),
+            workflow => run.workflow,
+            version => run.version,
+            status => run.state.status.as_str(),
+            created_at => run.created_at.to_string(),
+            updated_at => run.updated_at.to_string(),
+            took => took,
+            input => input,
+            output => run.state.output.as_ref().map(pretty),
+            error => run.state.error,
+            compensating => run.state.compensating,
+            cancelling => run.state.cancelling,
+            signals => run.state.signals.keys().cloned().collect::<Vec<_>>(),
+            parent => run.state.parent.as_ref().map(|p| p.run.to_string()),
         },
-    ))
+        dag => Serde(dag),
+        waterfall => Serde(waterfall),
+        steps => steps,
+        can_signal => running && session.may(Access::Publish, Reach::Namespace(ns.as_str())),
+        can_cancel => running && operate,
+        can_retry => run.state.status == RunStatus::Failed && operate,
+    })
 }
 
 fn step_view(ns: &Namespace, v: &StepView<'_>) -> minijinja::Value {

@@ -154,6 +154,15 @@ async fn runs_list_newest_first_filtered_and_paged(h: Harness) {
         ..Default::default()
     };
     assert_eq!(ids(&s.runs_list(&ns(), &failed).await.unwrap()), [5]);
+    let mut counts = s.runs_count(&ns()).await.unwrap();
+    counts.sort();
+    assert_eq!(counts, [(RunStatus::Running, 4), (RunStatus::Failed, 1)]);
+    assert!(
+        s.runs_count(&Namespace::new("other").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let window = RunFilter {
         since: Some(at(2)),
         until: Some(at(4)),

@@ -82,6 +82,18 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(answer) => panic!("WebDriver {path}: {answer}"),
+        }
+    }
+
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -94,9 +106,37 @@ impl Browser {
             .await
             .expect("a JSON answer");
         if answer["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {answer}");
+            return Err(answer);
         }
-        answer["value"].clone()
+        Ok(answer["value"].clone())
+    }
+
+    /// `what` (`text`, `click`, ...) on the first element matching `css`.
+    /// A live page may replace the element between finding and using it:
+    /// it is then found again.
+    async fn on_element(
+        &self,
+        css: &str,
+        method: reqwest::Method,
+        what: &str,
+        body: Option<Value>,
+    ) -> Value {
+        for _ in 0..10 {
+            let id = self.find(css).await;
+            match self
+                .try_call(
+                    method.clone(),
+                    &format!("/element/{id}/{what}"),
+                    body.clone(),
+                )
+                .await
+            {
+                Ok(value) => return value,
+                Err(answer) if answer["value"]["error"] == "stale element reference" => {}
+                Err(answer) => panic!("WebDriver {what} on {css}: {answer}"),
+            }
+        }
+        panic!("{css} kept being replaced");
     }
 
     pub(crate) async fn goto(&self, url: &str) {
@@ -145,9 +185,8 @@ impl Browser {
     }
 
     pub(crate) async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
         let text = self
-            .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .on_element(css, reqwest::Method::GET, "text", None)
             .await;
         text.as_str().unwrap_or_default().to_owned()
     }
@@ -157,11 +196,8 @@ impl Browser {
     pub(crate) async fn wait_text(&self, css: &str, expected: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let ids = self.find_all(css).await;
-            if let Some(id) = ids.first() {
-                let text = self
-                    .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-                    .await;
+            if !self.find_all(css).await.is_empty() {
+                let text = self.text(css).await;
                 if text == expected {
                     return;
                 }
@@ -175,10 +211,10 @@ impl Browser {
     }
 
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css).await;
-        self.call(
+        self.on_element(
+            css,
             reqwest::Method::POST,
-            &format!("/element/{id}/value"),
+            "value",
             Some(json!({"text": text})),
         )
         .await;
@@ -197,13 +233,8 @@ impl Browser {
     /// Clicks; a click that submits a form returns once the next page
     /// has loaded (WebDriver waits for navigation).
     pub(crate) async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
-        .await;
+        self.on_element(css, reqwest::Method::POST, "click", Some(json!({})))
+            .await;
     }
 
     /// The browser console's errors since the last call.
