@@ -46,12 +46,22 @@ impl AuditStore for PostgresStore {
     }
 
     async fn audit_list(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
+        let (sql, bound) = match q.before {
+            Some(before) => (
+                include_str!("../queries/audit/audit_list_newest.sql"),
+                before,
+            ),
+            None => (
+                include_str!("../queries/audit/audit_list.sql"),
+                q.after.unwrap_or(0),
+            ),
+        };
         self.client()
             .await?
             .query(
-                include_str!("../queries/audit/audit_list.sql"),
+                sql,
                 &[
-                    &q.after.unwrap_or(0),
+                    &bound,
                     &q.namespace,
                     &q.action,
                     &q.actor,

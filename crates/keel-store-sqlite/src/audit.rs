@@ -48,24 +48,24 @@ impl AuditStore for SqliteStore {
 
     async fn audit_list(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, Error> {
         let q = query.clone();
+        // Two statements, so that each walks the primary key in its order.
+        let (bound, filter, order) = match q.before {
+            Some(before) => (before, "id < ?1", "id DESC"),
+            None => (q.after.unwrap_or(0), "id > ?1", "id"),
+        };
+        let sql = format!(
+            "SELECT id, at, token_id, actor_name, role, namespace, action, target, \
+             request_id, summary, outcome FROM audit \
+             WHERE {filter} AND (?2 IS NULL OR namespace = ?2) \
+               AND (?3 IS NULL OR action = ?3) \
+               AND (?4 IS NULL OR token_id = ?4 OR actor_name = ?4) \
+             ORDER BY {order} LIMIT ?5"
+        );
         self.read(move |conn| {
             let entries = conn
-                .prepare_cached(
-                    "SELECT id, at, token_id, actor_name, role, namespace, action, target, \
-                     request_id, summary, outcome FROM audit \
-                     WHERE id > ?1 AND (?2 IS NULL OR namespace = ?2) \
-                       AND (?3 IS NULL OR action = ?3) \
-                       AND (?4 IS NULL OR token_id = ?4 OR actor_name = ?4) \
-                     ORDER BY id LIMIT ?5",
-                )?
+                .prepare_cached(&sql)?
                 .query_map(
-                    params![
-                        q.after.unwrap_or(0),
-                        q.namespace,
-                        q.action,
-                        q.actor,
-                        q.limit
-                    ],
+                    params![bound, q.namespace, q.action, q.actor, q.limit],
                     entry_from_row,
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

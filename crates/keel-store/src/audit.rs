@@ -43,7 +43,8 @@ pub struct AuditEntry {
     pub outcome: Option<u16>,
 }
 
-/// Which entries `audit_list` returns, oldest first.
+/// Which entries `audit_list` returns, oldest first (newest first with
+/// `before`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
     pub namespace: Option<String>,
@@ -52,6 +53,8 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Entries with a larger id.
     pub after: Option<i64>,
+    /// Entries with a smaller id, newest first (`i64::MAX` from the newest).
+    pub before: Option<i64>,
     pub limit: u32,
 }
 

@@ -81,6 +81,10 @@ async fn a_token_logs_in_sees_the_overview_and_pauses_a_queue_a_reader_cannot() 
         "{row}"
     );
     assert!(browser.text("header .who").await.contains("operator"));
+    assert!(
+        row.contains("no worker has leased from this queue in 10 minutes"),
+        "{row}"
+    );
     assert!(browser.find_all("#no-auth").await.is_empty());
     browser.screenshot("overview").await;
     browser.click("tr[data-queue=emails] button.pause").await;
@@ -450,6 +454,7 @@ async fn a_runs_dag_shows_the_failed_step_and_an_operator_retries_it() {
         .goto(&format!("{}/ui/workflows?ns=default", s.url))
         .await;
     browser.click("tr[data-workflow=checkout] a").await;
+    browser.find("#dag g.node.step").await;
     assert_eq!(browser.find_all("#dag g.node.step").await.len(), 3);
     assert!(browser.text("#steps").await.contains("task on billing"));
     browser.screenshot("workflow").await;
@@ -542,6 +547,7 @@ async fn bulk_actions_count_first_then_act_on_what_the_filter_selects() {
     assert_eq!(browser.find_all("#jobs tbody tr").await.len(), 3);
     // The count and a confirmation first: nothing moved yet.
     browser.click("#bulk-redrive").await;
+    browser.wait_url("/ui/jobs/bulk").await;
     assert_eq!(browser.text("main h1").await, "Redrive 3 jobs?");
     assert!(browser.find_all("#bulk-cancel").await.is_empty());
     browser.screenshot("bulk").await;
@@ -566,6 +572,7 @@ async fn bulk_actions_count_first_then_act_on_what_the_filter_selects() {
         ))
         .await;
     browser.click("#bulk-cancel").await;
+    browser.wait_url("/ui/jobs/bulk").await;
     assert_eq!(browser.text("main h1").await, "Cancel 3 jobs?");
     browser.click("#confirm").await;
     assert!(
@@ -639,4 +646,116 @@ async fn live_pages_follow_changes_over_their_stream_and_end_at_shutdown() {
         .expect("the server stops with a live page open");
     assert!(stopped.success(), "{stopped:?}");
     browser.close().await;
+}
+
+#[tokio::test]
+async fn topics_schedules_endpoints_tokens_and_the_audit_log_have_their_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &["--allow-private-http"]).await;
+    let (_, reader) = operator_and_reader(&s, &admin).await;
+    let mut receiver = common::receiver::Receiver::start().await;
+    let v1 = "/v1/namespaces/default";
+    for (path, body) in [
+        (
+            format!("{v1}/endpoints/hooks"),
+            json!({"url": format!("{}/hook", receiver.url), "headers": {"authorization": "Bearer hidden-value"}}),
+        ),
+        (format!("{v1}/topics/orders"), json!({})),
+        (
+            format!("{v1}/subscriptions/to-hooks"),
+            json!({"topic": "orders", "target": {"endpoint": "hooks"}}),
+        ),
+        (
+            format!("{v1}/schedules/nightly"),
+            json!({"every_ms": 3_600_000, "target": {"queue": "reports", "job": {"payload": {}}}}),
+        ),
+    ] {
+        let (status, answer) = s.call_as(Some(&admin), "PUT", &path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {answer}");
+    }
+    let publish = |n: u32| {
+        let (s, admin) = (&s, admin.clone());
+        async move {
+            let (status, _) = s
+                .call_as(
+                    Some(&admin),
+                    "POST",
+                    &format!("{v1}/topics/orders/events"),
+                    Some(json!({"data": {"order": n}})),
+                )
+                .await;
+            assert_eq!(status, 201);
+        }
+    };
+    publish(1).await;
+    publish(2).await;
+    receiver.ids(2).await;
+
+    let browser = Browser::start().await;
+    log_in(&browser, &s, &admin).await;
+    // A topic: its subscription, the tail of its events, live.
+    browser.click("tr[data-topic=orders] a").await;
+    browser
+        .find("#subscriptions tr[data-subscription=to-hooks]")
+        .await;
+    assert_eq!(browser.find_all("#tail tbody tr").await.len(), 2);
+    publish(3).await;
+    browser.find("#tail tr[data-seq=\"3\"]").await;
+    browser.screenshot("topic").await;
+    // Schedules: the next fires; the ledger says why it is empty.
+    browser.click("header nav a[href^=\"/ui/schedules\"]").await;
+    browser.click("tr[data-schedule=nightly] a").await;
+    browser.find("#next").await;
+    assert_eq!(browser.find_all("#next tbody tr").await.len(), 5);
+    browser.find("#no-ledger").await;
+    browser.screenshot("schedule").await;
+    // Endpoints: health and the attempts log; header values stay hidden.
+    browser.click("header nav a[href^=\"/ui/endpoints\"]").await;
+    assert!(
+        browser
+            .text("tr[data-endpoint=hooks]")
+            .await
+            .contains("healthy")
+    );
+    browser.click("tr[data-endpoint=hooks] a").await;
+    browser.find("#attempts").await;
+    assert!(browser.find_all("#attempts tbody tr").await.len() >= 2);
+    assert!(browser.text("#attempts").await.contains("succeeded"));
+    let page = browser.text("main").await;
+    assert!(page.contains("authorization") && !page.contains("hidden-value"));
+    browser.screenshot("endpoint").await;
+    // Tokens and the audit log, for an admin.
+    browser.click("header nav a[href^=\"/ui/tokens\"]").await;
+    browser.find("#tokens").await;
+    assert_eq!(browser.find_all("#tokens tbody tr").await.len(), 3);
+    browser.click("header nav a[href^=\"/ui/audit\"]").await;
+    browser
+        .find("#entries tr[data-action=\"endpoint.put\"]")
+        .await;
+    browser.type_into("#action", "schedule.put").await;
+    browser.click("#search").await;
+    browser.wait_url("action=schedule.put").await;
+    assert_eq!(browser.find_all("#entries tbody tr").await.len(), 1);
+    browser.screenshot("audit").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+
+    // A reader has no admin pages, and is refused them.
+    browser.click("header .who button").await;
+    log_in(&browser, &s, &reader).await;
+    assert!(
+        browser
+            .find_all("header nav a[href^=\"/ui/tokens\"]")
+            .await
+            .is_empty()
+    );
+    browser.close().await;
+    for page in ["tokens", "audit"] {
+        let refused = reqwest::Client::new()
+            .get(format!("{}/ui/{page}", s.url))
+            .header("cookie", format!("keel_token={reader}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{page}");
+    }
 }

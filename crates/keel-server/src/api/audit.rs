@@ -159,6 +159,7 @@ pub(super) async fn list(
             action: params.action,
             actor: params.actor,
             after: params.after,
+            before: None,
             limit,
         })
         .await?;
@@ -171,7 +172,7 @@ pub(super) async fn list(
     }))
 }
 
-fn answer(e: AuditEntry) -> AuditEntryAnswer {
+pub(crate) fn answer(e: AuditEntry) -> AuditEntryAnswer {
     let entry = e.entry;
     AuditEntryAnswer {
         id: e.id,

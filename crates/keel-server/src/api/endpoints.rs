@@ -27,7 +27,7 @@ type Api<T> = Result<T, ApiError>;
 const DEFAULT_ATTEMPTS: u32 = 100;
 const MAX_ATTEMPTS_PAGE: u32 = 1000;
 
-fn answer(status: Status, secret: Option<String>) -> EndpointAnswer {
+pub(crate) fn answer(status: Status, secret: Option<String>) -> EndpointAnswer {
     let Status {
         endpoint: e,
         in_flight,
@@ -216,7 +216,7 @@ pub(super) async fn attempts(
     }))
 }
 
-fn attempt(a: Attempt) -> AttemptAnswer {
+pub(crate) fn attempt(a: Attempt) -> AttemptAnswer {
     let Attempt { id, attempt: a } = a;
     AttemptAnswer {
         id,

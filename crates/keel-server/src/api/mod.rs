@@ -1,10 +1,10 @@
 //! HTTP API v1: routes, the error body, and extractors that turn every bad
 //! input into a coded 4xx (never a 500 or a panic).
 
-mod audit;
+pub(crate) mod audit;
 mod auth;
 mod cloudevents;
-mod endpoints;
+pub(crate) mod endpoints;
 mod error;
 mod extract;
 mod health;
@@ -13,11 +13,11 @@ mod namespaces;
 mod openapi;
 mod queues;
 mod request_id;
-mod schedules;
+pub(crate) mod schedules;
 mod slos;
 mod sources;
 mod subscriptions;
-mod tokens;
+pub(crate) mod tokens;
 mod topics;
 mod workflows;
 

@@ -34,7 +34,7 @@ fn slot(entry: LedgerEntry) -> SlotAnswer {
     }
 }
 
-fn answer(schedule: Schedule, recent: Vec<LedgerEntry>) -> ScheduleAnswer {
+pub(crate) fn answer(schedule: Schedule, recent: Vec<LedgerEntry>) -> ScheduleAnswer {
     let mut next_fire_times = Vec::new();
     if let Ok(cadence) = Cadence::new(&schedule.spec) {
         let mut next = schedule.state.next;
@@ -60,7 +60,7 @@ fn answer(schedule: Schedule, recent: Vec<LedgerEntry>) -> ScheduleAnswer {
     }
 }
 
-async fn full(engine: &Engine, schedule: Schedule) -> Api<ScheduleAnswer> {
+pub(crate) async fn full(engine: &Engine, schedule: Schedule) -> Api<ScheduleAnswer> {
     let recent = engine
         .store
         .schedule_ledger(&schedule.namespace, &schedule.name, RECENT)

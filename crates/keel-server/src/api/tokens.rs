@@ -17,7 +17,7 @@ use super::extract::JsonBody;
 
 type Api<T> = Result<T, ApiError>;
 
-fn answer(token: Token) -> TokenAnswer {
+pub(crate) fn answer(token: Token) -> TokenAnswer {
     TokenAnswer {
         id: token.id,
         name: token.name,

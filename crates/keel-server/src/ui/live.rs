@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use keel_core::Namespace;
 use serde::Deserialize;
 
-use super::{NsQuery, Refused, Ui, jobs, overview, runs};
+use super::{NsQuery, Refused, Ui, jobs, overview, runs, topics};
 
 /// How often a live part is rendered again.
 const LIVE_MS: u64 = 2_000;
@@ -44,6 +44,7 @@ enum Page {
     Overview(Namespace),
     Job(String, NsQuery),
     Run(String, NsQuery),
+    Topic(Namespace, String),
 }
 
 impl Page {
@@ -67,6 +68,11 @@ impl Page {
                 let ctx = runs::context(ui, &session, &ns, run).await?;
                 ("run.html", ns, ctx)
             }
+            Page::Topic(ns, topic) => (
+                "topic.html",
+                ns.clone(),
+                topics::context(ui, &session, ns, topic).await?,
+            ),
         };
         ui.render(template, Some(&session), ns.as_str(), ctx, Some("live"))
             .map_err(|e| {
@@ -107,6 +113,17 @@ pub(super) async fn run(
     Query(query): Query<LiveQuery>,
 ) -> Result<Response, Refused> {
     stream(ui, headers, Page::Run(id, query.ns), query.v).await
+}
+
+/// `GET /ui/live/topics/{topic}?ns=`: a topic's stream.
+pub(super) async fn topic(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(topic): Path<String>,
+    Query(query): Query<LiveQuery>,
+) -> Result<Response, Refused> {
+    let ns = query.ns.namespace(&ui)?;
+    stream(ui, headers, Page::Topic(ns, topic), query.v).await
 }
 
 struct Live {

@@ -18,15 +18,24 @@
 //! search selects, after a count and a confirmation), `workflows.rs` (definitions, their
 //! versions and DAG), `runs.rs` (runs by workflow, status and time; a
 //! run's DAG, waterfall and steps; signal, cancel, retry); `draw.rs` lays
-//! out the SVG pictures they show; `live.rs` keeps the overview, a job's
-//! and a run's page current over one Server-Sent Events stream each.
+//! out the SVG pictures they show; `topics.rs` (a topic's subscriptions
+//! and the tail of its events), `schedules.rs` (next fires and the
+//! ledger), `endpoints.rs` (health and the attempts log), and for admins
+//! `tokens.rs` and `audit.rs`; `live.rs` keeps the overview, a job's, a
+//! run's and a topic's page current over one Server-Sent Events stream
+//! each.
 
+mod audit;
 mod bulk;
 mod draw;
+mod endpoints;
 mod jobs;
 mod live;
 mod overview;
 mod runs;
+mod schedules;
+mod tokens;
+mod topics;
 mod workflows;
 
 use std::sync::Arc;
@@ -89,12 +98,20 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/runs/{id}/signal", post(runs::signal))
         .route("/ui/runs/{id}/cancel", post(runs::cancel))
         .route("/ui/runs/{id}/retry", post(runs::retry))
+        .route("/ui/topics/{topic}", get(topics::page))
+        .route("/ui/schedules", get(schedules::list))
+        .route("/ui/schedules/{name}", get(schedules::detail))
+        .route("/ui/endpoints", get(endpoints::list))
+        .route("/ui/endpoints/{name}", get(endpoints::detail))
+        .route("/ui/tokens", get(tokens::list))
+        .route("/ui/audit", get(audit::list))
         .route("/ui/assets/keel.css", get(stylesheet))
         .route("/ui/assets/keel.svg", get(icon))
         .route("/ui/assets/live.js", get(script))
         .route("/ui/live", get(live::overview))
         .route("/ui/live/jobs/{id}", get(live::job))
         .route("/ui/live/runs/{id}", get(live::run))
+        .route("/ui/live/topics/{topic}", get(live::topic))
         .layer(middleware::from_fn(headers))
         .with_state(ui)
 }
@@ -117,7 +134,7 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 19] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -130,6 +147,13 @@ const TEMPLATES: [(&str, &str); 12] = [
     ("runs.html", include_str!("templates/runs.html")),
     ("run.html", include_str!("templates/run.html")),
     ("bulk.html", include_str!("templates/bulk.html")),
+    ("topic.html", include_str!("templates/topic.html")),
+    ("schedules.html", include_str!("templates/schedules.html")),
+    ("schedule.html", include_str!("templates/schedule.html")),
+    ("endpoints.html", include_str!("templates/endpoints.html")),
+    ("endpoint.html", include_str!("templates/endpoint.html")),
+    ("tokens.html", include_str!("templates/tokens.html")),
+    ("audit.html", include_str!("templates/audit.html")),
 ];
 
 /// Every answer: no caching, no framing, no inline script, no sniffing,
@@ -323,6 +347,7 @@ impl Ui {
             who => who,
             open => !self.required,
             csrf => session.map(|s| self.csrf(s)),
+            admin => session.is_some_and(|s| s.may(Access::Admin, Reach::All)),
         };
         let merged = context! { ..ctx, ..common };
         let template = self.templates.get_template(template)?;

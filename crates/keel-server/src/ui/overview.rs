@@ -52,6 +52,8 @@ struct HourView {
     failure_rate: Option<String>,
     wait_p50: Option<String>,
     wait_p99: Option<String>,
+    /// No job was leased from the queue in the last ten minutes.
+    idle: bool,
 }
 
 fn hour_view(hour: &Hour) -> HourView {
@@ -71,6 +73,7 @@ fn hour_view(hour: &Hour) -> HourView {
             .then(|| format!("{:.1} %", 100.0 * bad as f64 / (done + bad) as f64)),
         wait_p50: wait(0.5),
         wait_p99: wait(0.99),
+        idle: hour.minutes.iter().rev().take(10).all(|m| m.leased == 0),
     }
 }
 

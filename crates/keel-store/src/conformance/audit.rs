@@ -111,6 +111,24 @@ async fn entries_are_appended_settled_filtered_kept_and_pruned(h: Harness) {
         .await,
         [b, c]
     );
+    assert_eq!(
+        pick(AuditQuery {
+            before: Some(i64::MAX),
+            ..AuditQuery::default()
+        })
+        .await,
+        [c, b, a],
+        "newest first"
+    );
+    assert_eq!(
+        pick(AuditQuery {
+            before: Some(c),
+            namespace: ns("acme"),
+            ..AuditQuery::default()
+        })
+        .await,
+        [a]
+    );
     let first = s
         .audit_list(&AuditQuery {
             limit: 1,

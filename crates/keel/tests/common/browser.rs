@@ -149,6 +149,23 @@ impl Browser {
         url.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Waits until the page's URL contains `fragment` (a form's page may
+    /// still be loading when its click returns); panics after 10 s.
+    pub(crate) async fn wait_url(&self, fragment: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url().await;
+            if url.contains(fragment) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url} never showed {fragment}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Elements matching a CSS selector (none is not an error).
     pub(crate) async fn find_all(&self, css: &str) -> Vec<String> {
         let found = self
