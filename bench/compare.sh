@@ -219,5 +219,6 @@ fi
 
 cp "$OUT" "$ROOT/$RESULTS"
 python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
-    "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" >"$ROOT/docs/benchmarks.md"
+    "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" \
+    "$ROOT/docs/benchmarks-ui.md" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

@@ -333,6 +333,16 @@ def main():
     flow = sys.argv[4] if len(sys.argv) > 4 and os.path.exists(sys.argv[4]) else None
     if flow:
         report_flow.section(w, flow)
+    ui = sys.argv[5] if len(sys.argv) > 5 and os.path.exists(sys.argv[5]) else None
+    if ui:
+        w("## Dashboard first paint (issue 17)")
+        w("")
+        w("Measured by `bench/ui-first-paint.sh` (crates/keel/tests/ui_scale.rs), apart from the runs above. "
+          "The budget is 500 ms a page.")
+        w("")
+        with open(ui) as f:
+            w(f.read().rstrip())
+        w("")
     w("## Raw results")
     for path in [sys.argv[1]] + [p for p in (events, hooks, flow) if p]:
         w("")

@@ -254,6 +254,16 @@ impl Browser {
             .await;
     }
 
+    /// The value of a script run in the page (`return ...;`).
+    pub(crate) async fn eval(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// The browser console's errors since the last call.
     pub(crate) async fn console_errors(&self) -> Vec<String> {
         let logs = self
