@@ -184,7 +184,11 @@ fn list_page(
 ) -> rusqlite::Result<JobPage> {
     // `+namespace` keeps the planner off the namespace's index, so that the
     // window is walked by rowid, newest first.
-    let column = if window.is_some() { "+namespace" } else { "namespace" };
+    let column = if window.is_some() {
+        "+namespace"
+    } else {
+        "namespace"
+    };
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {column} = ?");
     let mut args: Vec<Value> = vec![Value::Text(namespace.to_string())];
     if let Some(queue) = &filter.queue {

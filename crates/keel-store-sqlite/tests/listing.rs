@@ -61,7 +61,11 @@ async fn a_namespace_lists_the_same_whatever_share_of_the_store_it_holds() {
     for q in ["a", "b", "a"] {
         at += 1;
         store
-            .jobs_enqueue(&queue("small", q), vec![job("x")], Timestamp::from_millis(at))
+            .jobs_enqueue(
+                &queue("small", q),
+                vec![job("x")],
+                Timestamp::from_millis(at),
+            )
             .await
             .unwrap();
     }
@@ -96,6 +100,10 @@ async fn a_namespace_lists_the_same_whatever_share_of_the_store_it_holds() {
     let rare = all(&store, "big", filter(1_500, Some("rare"))).await;
     assert_eq!(rare.len(), 5_000);
     assert!(newest_first(&rare));
-    assert!(all(&store, "big", filter(10, Some("none"))).await.is_empty());
+    assert!(
+        all(&store, "big", filter(10, Some("none")))
+            .await
+            .is_empty()
+    );
     store.close().await;
 }

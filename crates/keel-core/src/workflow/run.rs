@@ -138,8 +138,9 @@ pub struct StepRecord {
     pub finished_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<Handle>,
-    /// The job or child run of its latest attempt, kept once it ends (the
-    /// dashboard shows its attempts).
+    /// The job or child run of its latest attempt, kept once it ends when
+    /// an attempt failed (the dashboard shows them); `None` otherwise, so
+    /// that the journal of a run that went well stays as small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Handle>,
     /// When a sleep ends, a wait or a step times out.

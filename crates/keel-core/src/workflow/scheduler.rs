@@ -209,10 +209,7 @@ impl<'a> Machine<'a> {
     pub fn started(&mut self, step: &str, item: Option<usize>, handle: Handle) {
         if let Some(rec) = self.state.steps.get_mut(step) {
             match item {
-                None => {
-                    rec.handle = Some(handle);
-                    rec.last = Some(handle);
-                }
+                None => rec.handle = Some(handle),
                 Some(i) => {
                     if let Some(it) = rec.items.get_mut(i) {
                         it.handle = Some(handle);
@@ -261,6 +258,10 @@ impl<'a> Machine<'a> {
                 Outcome::Done { attempts, result } => {
                     if !is_child {
                         rec.attempts = rec.attempts.max(attempts);
+                    }
+                    // Kept where there are failed attempts to show.
+                    if result.is_err() || rec.attempts > 1 {
+                        rec.last = rec.handle;
                     }
                     rec.handle = None;
                     match result {

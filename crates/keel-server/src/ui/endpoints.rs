@@ -10,7 +10,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use keel_api::endpoints::EndpointAnswer;
 use keel_core::EndpointName;
-use keel_core::auth::{Access, Reach};
 use keel_store::AttemptQuery;
 use minijinja::{Value, context};
 use serde::Deserialize;
@@ -61,14 +60,7 @@ pub(super) async fn list(
     headers: HeaderMap,
     Query(query): Query<NsQuery>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = query.namespace(&ui)?;
-    ui.require(
-        &session,
-        Access::Read,
-        Reach::Namespace(ns.as_str()),
-        &format!("read namespace {ns}"),
-    )?;
+    let (session, ns) = ui.reader(&headers, &query).await?;
     let endpoints = &ui.engine.endpoints;
     let mut rows = Vec::new();
     for e in endpoints.list(&ns).await.map_err(|e| ui.failed(&e))? {
@@ -103,14 +95,7 @@ pub(super) async fn detail(
     Path(name): Path<String>,
     Query(query): Query<AttemptsQuery>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = query.ns.namespace(&ui)?;
-    ui.require(
-        &session,
-        Access::Read,
-        Reach::Namespace(ns.as_str()),
-        &format!("read namespace {ns}"),
-    )?;
+    let (session, ns) = ui.reader(&headers, &query.ns).await?;
     let name = EndpointName::new(&name).map_err(|e| ui.bad(&e.message))?;
     let endpoints = &ui.engine.endpoints;
     let status = endpoints

@@ -376,6 +376,24 @@ impl Ui {
         res
     }
 
+    /// The session of a page that shows namespace `query`, once it may
+    /// read it.
+    async fn reader(
+        &self,
+        headers: &HeaderMap,
+        query: &NsQuery,
+    ) -> Result<(Session, Namespace), Refused> {
+        let session = self.session(headers).await?;
+        let ns = query.namespace(self)?;
+        self.require(
+            &session,
+            Access::Read,
+            Reach::Namespace(ns.as_str()),
+            &format!("read namespace {ns}"),
+        )?;
+        Ok((session, ns))
+    }
+
     /// 403 unless the session may do `access` on `reach`; `what` ends
     /// "this token may not ...".
     fn require(

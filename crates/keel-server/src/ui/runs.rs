@@ -94,9 +94,7 @@ pub(super) async fn list(
     headers: HeaderMap,
     Query(search): Query<Search>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = search.ns.namespace(&ui)?;
-    may_read(&ui, &session, &ns)?;
+    let (session, ns) = ui.reader(&headers, &search.ns).await?;
     let filter = RunFilter {
         workflow: match search.workflow.trim() {
             "" => None,

@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use keel_api::schedules::ScheduleAnswer;
-use keel_core::auth::{Access, Reach};
 use keel_core::schedule::ScheduleTarget;
 use minijinja::{Value, context};
 
@@ -62,14 +61,7 @@ pub(super) async fn list(
     headers: HeaderMap,
     Query(query): Query<NsQuery>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = query.namespace(&ui)?;
-    ui.require(
-        &session,
-        Access::Read,
-        Reach::Namespace(ns.as_str()),
-        &format!("read namespace {ns}"),
-    )?;
+    let (session, ns) = ui.reader(&headers, &query).await?;
     let schedules: Vec<Value> = ui
         .engine
         .store
@@ -93,14 +85,7 @@ pub(super) async fn detail(
     Path(name): Path<String>,
     Query(query): Query<NsQuery>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = query.namespace(&ui)?;
-    ui.require(
-        &session,
-        Access::Read,
-        Reach::Namespace(ns.as_str()),
-        &format!("read namespace {ns}"),
-    )?;
+    let (session, ns) = ui.reader(&headers, &query).await?;
     let engine = &ui.engine;
     let schedule = engine
         .store

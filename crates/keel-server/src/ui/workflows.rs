@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use keel_core::auth::{Access, Reach};
 use keel_core::workflow::Definition;
 use keel_core::workflow::definition::{Action, Sleep, Step};
 use minijinja::context;
@@ -77,14 +76,7 @@ pub(super) async fn list(
     headers: HeaderMap,
     Query(query): Query<NsQuery>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = query.namespace(&ui)?;
-    ui.require(
-        &session,
-        Access::Read,
-        Reach::Namespace(ns.as_str()),
-        &format!("read namespace {ns}"),
-    )?;
+    let (session, ns) = ui.reader(&headers, &query).await?;
     let workflows = ui
         .engine
         .store
@@ -127,14 +119,7 @@ pub(super) async fn detail(
     Path(name): Path<String>,
     Query(query): Query<VersionQuery>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    let ns = query.ns.namespace(&ui)?;
-    ui.require(
-        &session,
-        Access::Read,
-        Reach::Namespace(ns.as_str()),
-        &format!("read namespace {ns}"),
-    )?;
+    let (session, ns) = ui.reader(&headers, &query.ns).await?;
     let store = &ui.engine.store;
     let versions = store
         .workflow_versions(&ns, &name)
