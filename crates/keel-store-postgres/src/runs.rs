@@ -74,12 +74,16 @@ impl RunStore for PostgresStore {
         runs_list(&client, namespace, filter).await
     }
 
-    async fn runs_count(&self, namespace: &Namespace) -> Result<Vec<(RunStatus, u64)>, Error> {
+    async fn runs_count(
+        &self,
+        namespace: &Namespace,
+        ended_since: Timestamp,
+    ) -> Result<Vec<(RunStatus, u64)>, Error> {
         let client = self.client().await?;
         let rows = client
             .query(
                 include_str!("../queries/runs/runs_count.sql"),
-                &[&namespace.as_str()],
+                &[&namespace.as_str(), &ended_since.as_millis()],
             )
             .await
             .map_err(db)?;
@@ -87,7 +91,8 @@ impl RunStore for PostgresStore {
             .iter()
             .filter_map(|r| {
                 let status = RunStatus::parse(r.get::<_, &str>(0))?;
-                Some((status, r.get::<_, i64>(1) as u64))
+                let n = r.get::<_, i64>(1) as u64;
+                (n > 0).then_some((status, n))
             })
             .collect())
     }

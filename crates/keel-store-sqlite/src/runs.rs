@@ -74,9 +74,14 @@ impl RunStore for SqliteStore {
             .await
     }
 
-    async fn runs_count(&self, namespace: &Namespace) -> Result<Vec<(RunStatus, u64)>, Error> {
+    async fn runs_count(
+        &self,
+        namespace: &Namespace,
+        ended_since: Timestamp,
+    ) -> Result<Vec<(RunStatus, u64)>, Error> {
         let namespace = namespace.clone();
-        self.read(move |conn| runs_count(conn, &namespace)).await
+        self.read(move |conn| runs_count(conn, &namespace, ended_since))
+            .await
     }
 
     async fn runs_prune(&self, finished_before: Timestamp, limit: u32) -> Result<u64, Error> {
@@ -293,13 +298,29 @@ fn runs_page(
     }))
 }
 
-fn runs_count(conn: &Connection, namespace: &Namespace) -> Applied<Vec<(RunStatus, u64)>> {
+/// The running ones through `runs_running`, the ended ones through
+/// `runs_finished` (a finished run's `updated_at` is when it ended);
+/// `+namespace` keeps the planner off `runs_by_namespace`, which would read
+/// every run the namespace keeps.
+fn runs_count(
+    conn: &Connection,
+    namespace: &Namespace,
+    ended_since: Timestamp,
+) -> Applied<Vec<(RunStatus, u64)>> {
     let counts: Vec<(String, i64)> = conn
-        .prepare_cached("SELECT status, COUNT(*) FROM runs WHERE namespace = ?1 GROUP BY status")?
-        .query_map([namespace.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .prepare_cached(
+            "SELECT 'running', COUNT(*) FROM runs WHERE status = 'running' AND +namespace = ?1 \
+             UNION ALL \
+             SELECT status, COUNT(*) FROM runs \
+             WHERE status <> 'running' AND updated_at >= ?2 AND +namespace = ?1 GROUP BY status",
+        )?
+        .query_map(params![namespace.as_str(), ended_since.as_millis()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(Ok(counts
         .into_iter()
+        .filter(|(_, n)| *n > 0)
         .filter_map(|(status, n)| Some((RunStatus::parse(&status)?, n as u64)))
         .collect()))
 }

@@ -106,9 +106,15 @@ pub trait RunStore: Send + Sync {
     ) -> Result<u64, Error>;
 
     /// Newest first, cursor-paged.
-    /// How many runs of a namespace are in each status (statuses without
-    /// runs absent).
-    async fn runs_count(&self, namespace: &Namespace) -> Result<Vec<(RunStatus, u64)>, Error>;
+    /// How many runs of a namespace are running, and how many ended at or
+    /// after `ended_since`, by status (statuses without runs absent). Both
+    /// are read from partial indexes: the cost follows what is running and
+    /// what ended lately, not the history kept.
+    async fn runs_count(
+        &self,
+        namespace: &Namespace,
+        ended_since: Timestamp,
+    ) -> Result<Vec<(RunStatus, u64)>, Error>;
 
     async fn runs_list(&self, namespace: &Namespace, filter: &RunFilter) -> Result<RunPage, Error>;
 

@@ -459,6 +459,13 @@ async fn a_runs_dag_shows_the_failed_step_and_an_operator_retries_it() {
     assert!(browser.text("#steps").await.contains("task on billing"));
     browser.screenshot("workflow").await;
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    // The overview counts it among the runs that ended in the last hour.
+    browser.goto(&format!("{}/ui?ns=default", s.url)).await;
+    let runs = browser.text("#runs").await;
+    assert!(
+        runs.contains("running 0") && runs.contains("succeeded 1") && runs.contains("failed 0"),
+        "{runs}"
+    );
 
     // A reader sees why a new run waits, and no button to change it.
     let (_, waiting) = call(

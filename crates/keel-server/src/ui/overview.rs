@@ -1,7 +1,7 @@
 //! The overview of a namespace (`/ui?ns=`): each queue's jobs by state,
 //! oldest ready job, last hour (a chart of completions and failures, the
 //! failure rate, wait p50 and p99: what this node saw), pause switch and
-//! objectives; runs by status; topics; subscriptions and their lag. Pause
+//! objectives; runs running and ended in the last hour by status; topics; subscriptions and their lag. Pause
 //! and resume are the page's one action (an operator's).
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use keel_core::auth::{Access, Reach};
 use keel_core::slo::{ALERTS, Kind, Objective, Status};
 use keel_core::workflow::RunStatus;
-use keel_core::{JobState, Namespace, QueueName, QueueRef};
+use keel_core::{JobState, Namespace, QueueName, QueueRef, Timestamp};
 use keel_engine::Hour;
 use keel_engine::slos::SubjectStatus;
 use minijinja::value::Serde;
@@ -223,7 +223,8 @@ async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, kee
             }
         })
         .collect();
-    let runs = store.runs_count(ns).await?;
+    let hour_ago = Timestamp::from_millis(engine.now().as_millis() - 3_600_000);
+    let runs = store.runs_count(ns, hour_ago).await?;
     let runs: Vec<_> = RunStatus::ALL
         .iter()
         .map(|status| {

@@ -154,11 +154,16 @@ async fn runs_list_newest_first_filtered_and_paged(h: Harness) {
         ..Default::default()
     };
     assert_eq!(ids(&s.runs_list(&ns(), &failed).await.unwrap()), [5]);
-    let mut counts = s.runs_count(&ns()).await.unwrap();
+    let mut counts = s.runs_count(&ns(), at(6)).await.unwrap();
     counts.sort();
     assert_eq!(counts, [(RunStatus::Running, 4), (RunStatus::Failed, 1)]);
+    assert_eq!(
+        s.runs_count(&ns(), at(7)).await.unwrap(),
+        [(RunStatus::Running, 4)],
+        "the failed run ended before"
+    );
     assert!(
-        s.runs_count(&Namespace::new("other").unwrap())
+        s.runs_count(&Namespace::new("other").unwrap(), T0)
             .await
             .unwrap()
             .is_empty()
