@@ -2,21 +2,22 @@
 //! templates and one stylesheet, all embedded in the binary, so building
 //! Keel needs no toolchain but Rust and a page is one request.
 //!
-//! Who is looking: with tokens required, the browser logs in with an API
-//! token, kept in an `HttpOnly`, `SameSite=Strict` cookie scoped to `/ui`
-//! (`Secure` over HTTPS); every page checks it as the API checks a bearer
-//! token, and shows only the buttons the token's role may use — the
-//! server refuses the others anyway. Every state change is a POST that
-//! carries a CSRF token (a SHA-256 of a per-process secret and the
-//! session's token, which a page of another site can neither read nor
+//! Who is looking (`session.rs`): with tokens required, the browser logs
+//! in with an API token, kept in an `HttpOnly`, `SameSite=Strict` cookie
+//! scoped to `/ui` (`Secure` over HTTPS); every page checks it as the API
+//! checks a bearer token, and shows only the buttons the token's role may
+//! use — the server refuses the others anyway. Every state change is a
+//! POST that carries a CSRF token (a SHA-256 of a per-process secret and
+//! the session's token, which a page of another site can neither read nor
 //! compute) and whose `Origin`, when the browser sends one, is this host.
-//! Without tokens (`--auth off`, `keel dev`) a banner says so.
+//! Without tokens (`--auth off`, `keel dev`) a banner says so. This file
+//! holds the router, the templates and how a page is rendered.
 //!
 //! One module per page: `overview.rs` (queues, topics, subscriptions,
 //! objectives; pause and resume), `jobs.rs` (search, a job's page, cancel,
 //! redrive with an edited payload), `bulk.rs` (redrive or cancel what a
-//! search selects, after a count and a confirmation), `workflows.rs` (definitions, their
-//! versions and DAG), `runs.rs` (runs by workflow, status and time; a
+//! search selects, after a count and a confirmation), `workflows.rs`
+//! (definitions, their versions and DAG), `runs.rs` (runs by workflow, status and time; a
 //! run's DAG, waterfall and steps; signal, cancel, retry); `draw.rs` lays
 //! out the SVG pictures they show; `topics.rs` (a topic's subscriptions
 //! and the tail of its events), `schedules.rs` (next fires and the
@@ -34,6 +35,7 @@ mod live;
 mod overview;
 mod runs;
 mod schedules;
+mod session;
 mod tokens;
 mod topics;
 mod workflows;
@@ -41,21 +43,18 @@ mod workflows;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use keel_core::Namespace;
 use keel_core::auth::{Access, Reach};
 use keel_engine::Engine;
-use keel_engine::tokens::Caller;
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 
 use crate::api::AuthConfig;
-
-const COOKIE: &str = "keel_token";
+use session::{CsrfForm, Session};
 
 /// What every page shares.
 struct Ui {
@@ -83,8 +82,8 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
     });
     Router::new()
         .route("/ui", get(overview::page))
-        .route("/ui/login", get(login_form).post(login))
-        .route("/ui/logout", post(logout))
+        .route("/ui/login", get(session::login_form).post(session::login))
+        .route("/ui/logout", post(session::logout))
         .route("/ui/queues/{queue}/{action}", post(overview::queue_action))
         .route("/ui/jobs", get(jobs::list))
         .route("/ui/jobs/bulk", get(bulk::confirm).post(bulk::apply))
@@ -227,69 +226,7 @@ impl NsQuery {
     }
 }
 
-/// Who is looking: a token's caller, or nobody when tokens are off.
-struct Session {
-    caller: Option<Caller>,
-    token: String,
-}
-
-impl Session {
-    /// Whether this session may do `access` on `reach` (anything without
-    /// tokens).
-    fn may(&self, access: Access, reach: Reach<'_>) -> bool {
-        self.caller
-            .as_ref()
-            .is_none_or(|c| c.grant().permit(access, reach).is_ok())
-    }
-}
-
 impl Ui {
-    /// The session of a request; the login page when it has none.
-    async fn session(&self, headers: &HeaderMap) -> Result<Session, Refused> {
-        if !self.required {
-            return Ok(Session {
-                caller: None,
-                token: String::new(),
-            });
-        }
-        let token = cookie(headers, COOKIE).ok_or_else(to_login)?;
-        match self.engine.tokens.authenticate(&token).await {
-            Ok(caller) => Ok(Session {
-                caller: Some(caller),
-                token,
-            }),
-            Err(_) => Err(to_login()),
-        }
-    }
-
-    fn csrf(&self, session: &Session) -> String {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(&self.csrf_key);
-        ctx.update(session.token.as_bytes());
-        hex(ctx.finish().as_ref())
-    }
-
-    /// Refuses a state change whose CSRF token is not this session's, or
-    /// whose `Origin` is another site.
-    fn check_post(
-        &self,
-        headers: &HeaderMap,
-        session: &Session,
-        csrf: &str,
-    ) -> Result<(), Refused> {
-        same_origin(headers)?;
-        let expected = self.csrf(session);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            csrf.as_bytes(),
-            expected.as_bytes(),
-        )) {
-            return Err(self
-                .error(StatusCode::FORBIDDEN, "this form is stale: reload the page")
-                .into());
-        }
-        Ok(())
-    }
-
     /// A page from `template` with what every page shows.
     fn page(&self, template: &str, session: Option<&Session>, ns: &str, ctx: Value) -> Response {
         match self.render(template, session, ns, ctx, None) {
@@ -361,55 +298,6 @@ impl Ui {
         }
     }
 
-    /// A redirect to `to` that sets the session cookie to `token`, or
-    /// clears it.
-    fn redirect_with_session(&self, to: &str, token: Option<&str>) -> Response {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let cookie = match token {
-            Some(token) => format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict{secure}"),
-            None => format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict{secure}; Max-Age=0"),
-        };
-        let mut res = Redirect::to(to).into_response();
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            res.headers_mut().insert(header::SET_COOKIE, value);
-        }
-        res
-    }
-
-    /// The session of a page that shows namespace `query`, once it may
-    /// read it.
-    async fn reader(
-        &self,
-        headers: &HeaderMap,
-        query: &NsQuery,
-    ) -> Result<(Session, Namespace), Refused> {
-        let session = self.session(headers).await?;
-        let ns = query.namespace(self)?;
-        self.require(
-            &session,
-            Access::Read,
-            Reach::Namespace(ns.as_str()),
-            &format!("read namespace {ns}"),
-        )?;
-        Ok((session, ns))
-    }
-
-    /// 403 unless the session may do `access` on `reach`; `what` ends
-    /// "this token may not ...".
-    fn require(
-        &self,
-        session: &Session,
-        access: Access,
-        reach: Reach<'_>,
-        what: &str,
-    ) -> Result<(), Refused> {
-        if session.may(access, reach) {
-            return Ok(());
-        }
-        let message = format!("this token may not {what}");
-        Err(self.error(StatusCode::FORBIDDEN, &message).into())
-    }
-
     /// A 400 page.
     fn bad(&self, message: &str) -> Refused {
         self.error(StatusCode::BAD_REQUEST, message).into()
@@ -433,91 +321,6 @@ impl Ui {
         *res.status_mut() = status;
         res
     }
-}
-
-fn to_login() -> Refused {
-    Redirect::to("/ui/login").into_response().into()
-}
-
-/// A browser's form post names its page's origin; another site's is refused.
-fn same_origin(headers: &HeaderMap) -> Result<(), Refused> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(());
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
-    if origin_host.is_empty() || origin_host != host {
-        return Err((StatusCode::FORBIDDEN, "a form from another site")
-            .into_response()
-            .into());
-    }
-    Ok(())
-}
-
-/// The value of cookie `name` in a request.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-async fn login_form(State(ui): State<Arc<Ui>>) -> Response {
-    if !ui.required {
-        return Redirect::to("/ui").into_response();
-    }
-    ui.page("login.html", None, "default", context! {})
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-async fn login(
-    State(ui): State<Arc<Ui>>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Result<Response, Refused> {
-    same_origin(&headers)?;
-    let token = form.token.trim();
-    if ui.engine.tokens.authenticate(token).await.is_err() {
-        let mut res = ui.page(
-            "login.html",
-            None,
-            "default",
-            context! { error => "That token is unknown, expired or revoked." },
-        );
-        *res.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(res);
-    }
-    Ok(ui.redirect_with_session("/ui", Some(token)))
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
-async fn logout(
-    State(ui): State<Arc<Ui>>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    ui.check_post(&headers, &session, &form.csrf)?;
-    Ok(ui.redirect_with_session("/ui/login", None))
 }
 
 #[cfg(test)]
@@ -577,38 +380,5 @@ mod tests {
             .render(context! { gone => None::<String>, here => "<b>" })
             .unwrap();
         assert_eq!(html, "[|&lt;b&gt;]");
-    }
-
-    #[test]
-    fn cookies_are_found_by_name() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; keel_token=keel_x_y; b=2"),
-        );
-        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("keel_x_y"));
-        assert_eq!(cookie(&headers, "c"), None);
-    }
-
-    #[test]
-    fn a_form_from_another_origin_is_refused() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:5335"));
-        assert!(
-            same_origin(&headers).is_ok(),
-            "no Origin: not a browser's cross-site form"
-        );
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:5335"),
-        );
-        assert!(same_origin(&headers).is_ok());
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert!(same_origin(&headers).is_err());
-        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(same_origin(&headers).is_err());
     }
 }

@@ -408,15 +408,16 @@ pub(super) async fn signal(
     Query(query): Query<NsQuery>,
     Form(form): Form<SignalForm>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    ui.check_post(&headers, &session, &form.csrf)?;
-    let (ns, run) = run(&ui, &id, &query).await?;
-    ui.require(
-        &session,
+    let (_, ns, run) = acting(
+        &ui,
+        &headers,
+        &id,
+        &query,
+        &form.csrf,
         Access::Publish,
-        Reach::Namespace(ns.as_str()),
         "signal runs",
-    )?;
+    )
+    .await?;
     let signal = form.signal.trim();
     if !valid_signal(signal) {
         return Err(ui.bad("a signal name is 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' or '.'"));
@@ -429,7 +430,7 @@ pub(super) async fn signal(
         text => serde_json::from_str(text)
             .map_err(|e| ui.bad(&format!("the payload is not JSON: {e}")))?,
     };
-    advance(&ui, &ns, run.id, Op::Signal(signal.to_owned(), payload)).await
+    advance(&ui, &ns, run, Op::Signal(signal.to_owned(), payload)).await
 }
 
 #[derive(Deserialize)]
@@ -447,15 +448,16 @@ pub(super) async fn cancel(
     Query(query): Query<NsQuery>,
     Form(form): Form<CancelForm>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    ui.check_post(&headers, &session, &form.csrf)?;
-    let (ns, run) = run(&ui, &id, &query).await?;
-    ui.require(
-        &session,
+    let (session, ns, run) = acting(
+        &ui,
+        &headers,
+        &id,
+        &query,
+        &form.csrf,
         Access::Operate,
-        Reach::Namespace(ns.as_str()),
         "cancel runs",
-    )?;
+    )
+    .await?;
     let by = session
         .caller
         .as_ref()
@@ -464,7 +466,7 @@ pub(super) async fn cancel(
         compensate: form.compensate.is_some(),
         by,
     };
-    advance(&ui, &ns, run.id, op).await
+    advance(&ui, &ns, run, op).await
 }
 
 /// `POST /ui/runs/{id}/retry`.
@@ -475,16 +477,35 @@ pub(super) async fn retry(
     Query(query): Query<NsQuery>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, Refused> {
-    let session = ui.session(&headers).await?;
-    ui.check_post(&headers, &session, &form.csrf)?;
-    let (ns, run) = run(&ui, &id, &query).await?;
-    ui.require(
-        &session,
+    let (_, ns, run) = acting(
+        &ui,
+        &headers,
+        &id,
+        &query,
+        &form.csrf,
         Access::Operate,
-        Reach::Namespace(ns.as_str()),
         "retry runs",
-    )?;
-    advance(&ui, &ns, run.id, Op::Retry).await
+    )
+    .await?;
+    advance(&ui, &ns, run, Op::Retry).await
+}
+
+/// The session, namespace and run of an action on a run, once the form
+/// and the session's grant (`access`, to do `what`) are checked.
+async fn acting(
+    ui: &Ui,
+    headers: &HeaderMap,
+    id: &str,
+    query: &NsQuery,
+    csrf: &str,
+    access: Access,
+    what: &str,
+) -> Result<(Session, Namespace, RunId), Refused> {
+    let session = ui.session(headers).await?;
+    ui.check_post(headers, &session, csrf)?;
+    let (ns, run) = run(ui, id, query).await?;
+    ui.require(&session, access, Reach::Namespace(ns.as_str()), what)?;
+    Ok((session, ns, run.id))
 }
 
 /// Applies `op` to a run and shows the run.
