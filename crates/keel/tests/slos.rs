@@ -140,7 +140,10 @@ async fn objectives_are_measured_read_back_and_alert_on_keel_alerts() {
         (&fired[0]["kind"], &fired[0]["name"]),
         (&json!("queue"), &json!("q"))
     );
-    close(&fired[0]["burn_rate_short"], 50.0);
+    // A pass may have counted only some of the outcomes when it fired
+    // (2 good and 1 dead burn at 33): above the page's 14.4 either way.
+    let burn = fired[0]["burn_rate_short"].as_f64().unwrap();
+    assert!((14.4..=50.0 + 1e-6).contains(&burn), "{burn}");
 
     let answer = slos_until(&s, |a| a["slos"][1]["total"] == 4).await;
     let slos = answer["slos"].as_array().unwrap();
