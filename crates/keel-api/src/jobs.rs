@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_core::{AttemptError, Backoff, JobId, JobState, Timestamp};
+use keel_core::{AttemptError, Backoff, JobId, JobState, Timestamp, TraceParent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -94,6 +94,10 @@ pub struct LeasedJob<P = Box<RawValue>> {
     pub created_at: Timestamp,
     /// When the job became leasable.
     pub run_at: Timestamp,
+    /// The W3C trace context the job was enqueued in: the handler's span
+    /// continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceParent>,
 }
 
 /// `POST .../jobs/{id}/complete`.
@@ -213,6 +217,8 @@ pub struct Job<P = Box<RawValue>> {
     /// (empty: the next lease call takes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Vec<keel_core::gate::Gate>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceParent>,
 }
 
 /// A page of jobs, newest first.

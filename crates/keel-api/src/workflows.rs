@@ -50,6 +50,10 @@ pub struct StartRequest {
     /// A version to run; the latest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
+    /// The trace the run belongs to (its steps' jobs carry it); the
+    /// request's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<keel_core::TraceParent>,
 }
 
 /// The 400 answer to a definition with problems: the usual error body with

@@ -262,6 +262,7 @@ pub(crate) async fn in_process(
                     ordering_key: None,
                     tags: Default::default(),
                     debounce_key: None,
+                    traceparent: None,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -169,6 +169,11 @@ impl Client {
             Some(token) => req.bearer_auth(token),
             None => req,
         };
+        #[cfg(feature = "otel")]
+        let req = match crate::trace::current() {
+            Some(context) => req.header("traceparent", context.as_str()),
+            None => req,
+        };
         let resp = req.send().await?;
         let status = resp.status();
         if status.is_success() {
@@ -313,6 +318,7 @@ impl Client {
             input: input.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
             version: None,
+            traceparent: None,
         };
         self.send(self.http.post(url).json(&body)).await
     }

@@ -16,6 +16,7 @@ mod schedules;
 mod slos;
 mod sources;
 mod tokens;
+mod trace;
 mod worker;
 
 pub use client::{
@@ -45,5 +46,5 @@ pub use keel_core::auth::Role;
 pub use keel_core::job::Debounce;
 /// The types the answers are made of.
 pub use keel_core::workflow::{RunId, RunStatus, StepStatus};
-pub use keel_core::{JobId, JobState, Timestamp};
+pub use keel_core::{JobId, JobState, Timestamp, TraceParent};
 pub use worker::{JobFailure, Worker, WorkerOptions};

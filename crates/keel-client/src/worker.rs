@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::{Client, LeasedJob};
 
@@ -230,7 +231,9 @@ where
     let work = async {
         // The semaphore is never closed.
         let _slot = slots.acquire().await;
-        handler(job.clone()).await
+        handler(job.clone())
+            .instrument(crate::trace::job_span(&job))
+            .await
     };
     tokio::pin!(work);
     let every = Duration::from_millis((options.lease_ms / 3).max(50));

@@ -89,7 +89,18 @@ pub struct NewEvent {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The CloudEvents extension attribute (distributed tracing) that carries an
+/// event's W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
 impl NewEvent {
+    /// The trace the event was published in, if it carries a valid one.
+    pub fn traceparent(&self) -> Option<crate::TraceParent> {
+        self.headers
+            .get(TRACEPARENT)
+            .and_then(|t| crate::TraceParent::parse(t))
+    }
+
     /// Checks lengths and counts; `data` is JSON already.
     pub fn check(&self, policy: &TopicPolicy) -> Result<(), Error> {
         let invalid = |m: String| Err(Error::new(ErrorCode::InvalidRequest, m));
@@ -116,6 +127,13 @@ impl NewEvent {
         {
             return invalid(format!(
                 "header names must be 1 to {MAX_EVENT_FIELD} bytes, values at most {MAX_EVENT_FIELD}"
+            ));
+        }
+        if let Some(context) = self.headers.get(TRACEPARENT)
+            && crate::TraceParent::parse(context).is_none()
+        {
+            return invalid(format!(
+                "traceparent {context:?} is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)"
             ));
         }
         if self.data.len() as u64 > policy.max_event_bytes {

@@ -101,6 +101,9 @@ pub struct JobRequest {
     pub ordering_key: Option<String>,
     pub tags: Option<BTreeMap<String, String>>,
     pub debounce: Option<Debounce>,
+    /// The trace the job belongs to; when absent, the enqueue request's own
+    /// (its `traceparent` header, or the server's span under `otel`).
+    pub traceparent: Option<crate::TraceParent>,
 }
 
 /// `{"key","window_ms"}`: enqueues of one key within a window collapse into
@@ -134,6 +137,8 @@ pub struct NewJob {
     /// Enqueues of this key (per queue) collapse into this job while it
     /// waits for its first attempt (see [`Debounce`]).
     pub debounce_key: Option<String>,
+    /// Handed to whoever leases the job, to continue the trace.
+    pub traceparent: Option<crate::TraceParent>,
 }
 
 impl JobRequest {
@@ -224,6 +229,7 @@ impl JobRequest {
             debounce_key: self.debounce.map(|d| d.key),
             ordering_key: self.ordering_key,
             tags,
+            traceparent: self.traceparent,
         })
     }
 }
@@ -465,6 +471,7 @@ pub struct Job {
     pub lease_expires_at: Option<Timestamp>,
     pub lease_ms: u64,
     pub backoff: Backoff,
+    pub traceparent: Option<crate::TraceParent>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod slo;
 pub mod source;
 pub mod subscription;
 pub mod time;
+pub mod trace;
 pub mod workflow;
 
 pub use backoff::Backoff;
@@ -41,3 +42,4 @@ pub use name::{
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;
+pub use trace::TraceParent;

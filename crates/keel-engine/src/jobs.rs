@@ -448,6 +448,7 @@ mod tests {
             ordering_key: None,
             tags: Default::default(),
             debounce_key: None,
+            traceparent: None,
         };
         store.jobs_enqueue(&queue, vec![job], t0).await.unwrap();
         let clock = Arc::new(Slow {

@@ -284,7 +284,14 @@ impl SubscriptionService {
                     let input = target.render(event)?;
                     let key = format!("keel.sub/{}/{}", sub.id, event.seq);
                     self.workflows
-                        .start(&sub.namespace, workflow.as_str(), None, input, Some(key))
+                        .start(
+                            &sub.namespace,
+                            workflow.as_str(),
+                            None,
+                            input,
+                            Some(key),
+                            event.event.traceparent(),
+                        )
                         .await?;
                 }
                 Vec::new()
@@ -366,12 +373,13 @@ fn job_request(
 ) -> Result<JobRequest, Error> {
     let fields = fields.cloned().unwrap_or_default();
     let mut tags = fields.tags.unwrap_or_default();
-    let mut ordering_key = None;
+    let (mut ordering_key, mut traceparent) = (None, None);
     if let Some((sub, event)) = delivery {
         tags.insert("keel.topic".into(), sub.spec.topic.to_string());
         tags.insert("keel.subscription".into(), sub.name.clone());
         tags.insert("keel.event".into(), event.event.id.clone());
         ordering_key = event.event.key.clone();
+        traceparent = event.event.traceparent();
     }
     Ok(JobRequest {
         payload: to_raw_value(&payload)
@@ -386,5 +394,6 @@ fn job_request(
         ordering_key,
         tags: Some(tags),
         debounce: None,
+        traceparent,
     })
 }

@@ -18,6 +18,7 @@ use crate::{PostgresStore, Woken, db};
 
 #[async_trait]
 impl RunStore for PostgresStore {
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db.system.name = "postgresql", op = "run_create"))]
     async fn run_create(
         &self,
         namespace: &Namespace,
@@ -51,6 +52,7 @@ impl RunStore for PostgresStore {
         run_get(&client, namespace, id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db.system.name = "postgresql", op = "run_update"))]
     async fn run_update(
         &self,
         namespace: &Namespace,

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0019_audit.sql"),
     include_str!("../migrations/0020_namespaces.sql"),
     include_str!("../migrations/0021_slo_minutes.sql"),
+    include_str!("../migrations/0022_traceparent.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -86,6 +86,7 @@ impl TopicStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db.system.name = "postgresql", op = "events_publish"))]
     async fn events_publish(
         &self,
         namespace: &Namespace,

@@ -32,6 +32,7 @@ async fn a_damaged_job_row_is_an_error_on_read() {
         ordering_key: None,
         tags: Default::default(),
         debounce_key: None,
+        traceparent: None,
     };
     let id = store
         .jobs_enqueue(&queue, vec![job], Timestamp::from_millis(1_000))

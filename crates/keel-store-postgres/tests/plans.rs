@@ -138,6 +138,7 @@ async fn a_lease_reads_only_what_it_can_hand_out_behind_a_keyed_backlog() {
                     ordering_key: None,
                     tags: Default::default(),
                     debounce_key: None,
+                    traceparent: None,
                 };
                 job.ordering_key = Some(format!("k{}", i % 10));
                 job
@@ -209,6 +210,7 @@ async fn keyed_lanes_read_per_key_not_per_backlog() {
         ordering_key: None,
         tags: [("tenant".to_owned(), tenant.to_owned())].into(),
         debounce_key: None,
+        traceparent: None,
     };
     for _ in 0..10 {
         let jobs = (0..1000).map(|_| job("noisy")).collect();

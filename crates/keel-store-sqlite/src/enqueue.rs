@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keel_core::{JobId, JobLifecycle, JobState, Namespace, NewJob, QueueRef, Timestamp};
+use keel_core::{
+    JobId, JobLifecycle, JobState, Namespace, NewJob, QueueRef, Timestamp, TraceParent,
+};
 use keel_store::{Enqueued, IDEMPOTENCY_WINDOW_MS, JobOwner};
 use rusqlite::{OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -171,8 +173,8 @@ impl Writer {
             .prepare_cached(
                 "INSERT INTO jobs (id, namespace, queue, state, payload, priority, attempt, \
                  max_attempts, run_at, created_at, updated_at, lease_seq, lease_ms, backoff, \
-                 idempotency_key, ordering_key, tags, owner, debounce_key, flow_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                 idempotency_key, ordering_key, tags, owner, debounce_key, flow_key, traceparent) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 id.as_bytes(),
@@ -192,6 +194,7 @@ impl Writer {
                 owner.as_ref().map(JobOwner::encode),
                 job.debounce_key,
                 flow_key,
+                job.traceparent.as_ref().map(TraceParent::as_str),
             ])?;
         let seq = self.conn.last_insert_rowid();
         let enqueued = Enqueued {

@@ -9,7 +9,7 @@ use keel_core::{JobId, JobState, LeaseToken, Timestamp};
 use keel_store::{LeaseRequest, LeasedJob};
 use rusqlite::params;
 
-use crate::rows::{raw_json, tags_from_sql};
+use crate::rows::{raw_json, tags_from_sql, trace_from_sql};
 use crate::writer::{Applied, Writer, index_out_of_step};
 
 impl Writer {
@@ -73,15 +73,15 @@ impl Writer {
             else {
                 return Err(index_out_of_step());
             };
-            let (payload, tags, created_at): (String, Option<String>, i64) = self
+            let (payload, tags, created_at, traceparent): (String, Option<String>, i64, Option<String>) = self
                 .conn
                 .prepare_cached(
                     "UPDATE jobs SET state = 'leased', attempt = ?1, lease_seq = ?2, lease_expires_at = ?3, \
-                     worker_id = ?4, updated_at = ?5 WHERE seq = ?6 RETURNING payload, tags, created_at",
+                     worker_id = ?4, updated_at = ?5 WHERE seq = ?6 RETURNING payload, tags, created_at, traceparent",
                 )?
                 .query_row(
                     params![attempt, grant.lease_seq as i64, grant.expires_at.as_millis(), req.worker_id, now.as_millis(), seq],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?;
             leased.push(LeasedJob {
                 id,
@@ -99,6 +99,7 @@ impl Writer {
                 ordering_key: ordering_key.map(|k| k.to_string()),
                 created_at: Timestamp::from_millis(created_at),
                 run_at,
+                traceparent: trace_from_sql(traceparent),
             });
         }
         if let (Some(rate), Some(tat)) = (rate, tat) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_core::{AttemptError, Error, Job, JobId, JobState, Namespace, Timestamp};
+use keel_core::{AttemptError, Error, Job, JobId, JobState, Namespace, Timestamp, TraceParent};
 use keel_store::{JobFilter, JobPage};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -51,8 +51,15 @@ pub(crate) fn tags_from_sql(text: Option<String>) -> rusqlite::Result<BTreeMap<S
     text.map_or_else(|| Ok(BTreeMap::new()), |t| from_json(&t))
 }
 
+/// A stored context read back; one damaged on disk is dropped, not an error
+/// (it only links traces).
+pub(crate) fn trace_from_sql(text: Option<String>) -> Option<TraceParent> {
+    text.as_deref().and_then(TraceParent::parse)
+}
+
 const JOB_COLUMNS: &str = "seq, id, queue, state, payload, priority, attempt, max_attempts, run_at, \
-     created_at, updated_at, lease_expires_at, lease_ms, backoff, idempotency_key, ordering_key, tags, result";
+     created_at, updated_at, lease_expires_at, lease_ms, backoff, idempotency_key, ordering_key, tags, result, \
+     traceparent";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Job)> {
     let state: String = row.get(3)?;
@@ -80,6 +87,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Job)> {
                 .map(raw_json)
                 .transpose()?,
             errors: Vec::new(),
+            traceparent: trace_from_sql(row.get(18)?),
         },
     ))
 }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_audit.sql"),
     include_str!("../migrations/0013_namespaces.sql"),
     include_str!("../migrations/0014_slo_minutes.sql"),
+    include_str!("../migrations/0015_traceparent.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

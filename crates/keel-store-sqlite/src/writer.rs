@@ -100,11 +100,20 @@ struct OpenTx {
     changes_at_begin: u64,
     /// The first storage fault; the rest of the transaction is refused.
     fault: Option<rusqlite::Error>,
+    /// The batch as a trace span (exported under the binary's `otel`
+    /// feature; disabled, it costs a check of a cached flag).
+    span: tracing::Span,
 }
 
 impl OpenTx {
     fn begin(conn: &Connection) -> Self {
         OpenTx {
+            span: tracing::debug_span!(
+                "store.commit",
+                db.system.name = "sqlite",
+                commands = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            ),
             answers: Vec::new(),
             started: Instant::now(),
             changes_at_begin: conn.total_changes(),
@@ -208,6 +217,10 @@ impl Writer {
     /// rolls it back and answers every command in it with the fault.
     fn commit(&mut self, tx: OpenTx) {
         let fault = tx.fault.or_else(|| self.conn.execute_batch("COMMIT").err());
+        tx.span.record("commands", tx.answers.len());
+        if fault.is_some() {
+            tx.span.record("otel.status_code", "error");
+        }
         match fault {
             None => {
                 metrics::histogram!("keel_store_commit_seconds")

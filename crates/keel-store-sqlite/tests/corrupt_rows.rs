@@ -22,6 +22,7 @@ fn job() -> NewJob {
         ordering_key: None,
         tags: Default::default(),
         debounce_key: None,
+        traceparent: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn job(tenant: &str) -> NewJob {
         ordering_key: None,
         tags: BTreeMap::from([("tenant".to_owned(), tenant.to_owned())]),
         debounce_key: None,
+        traceparent: None,
     }
 }
 

@@ -54,6 +54,8 @@ pub struct LeasedJob {
     pub created_at: Timestamp,
     /// When the job became leasable; `now - run_at` is its wait in the queue.
     pub run_at: Timestamp,
+    /// The trace it was enqueued in, for the worker to continue.
+    pub traceparent: Option<keel_core::TraceParent>,
 }
 
 /// How a worker ends an attempt.

@@ -8,6 +8,7 @@ mod endpoints;
 mod events;
 mod schedules;
 mod sources;
+mod telemetry;
 mod tokens;
 mod workflows;
 
@@ -255,15 +256,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 /// Where the server keeps its state.
 enum StoreChoice {
     Embedded(PathBuf),
@@ -300,7 +292,7 @@ async fn serve(
     config: EngineConfig,
     dev: bool,
 ) -> anyhow::Result<()> {
-    init_logging();
+    let telemetry = tokio::task::spawn_blocking(telemetry::init).await??;
     keel_engine::metrics::init();
     let store = choice.open(&limits).await?;
     if !listen.auth.required && !dev {
@@ -344,6 +336,7 @@ async fn serve(
         trigger.fire();
     });
     keel_server::run(engine, listener, listen.tls, listen.auth, shutdown).await?;
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -230,4 +230,8 @@ pub struct RunState {
     pub wake_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
+    /// The trace the run was started in: its steps' jobs carry it, so their
+    /// workers' spans are children of that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<crate::TraceParent>,
 }

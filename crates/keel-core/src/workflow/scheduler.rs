@@ -110,6 +110,7 @@ pub fn new_run(def: &Definition, now: Timestamp, parent: Option<ParentRef>) -> R
         deadline: def.timeout_ms.map(|ms| now.plus_ms(ms)),
         wake_at: None,
         parent,
+        traceparent: None,
     }
 }
 

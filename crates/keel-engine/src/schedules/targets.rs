@@ -115,6 +115,7 @@ impl Schedules<'_> {
                         None,
                         rendered,
                         Some(slot_key(&schedule.name, nominal)),
+                        None,
                     )
                     .await?;
                 Ok(FireTarget::Run(run.id.to_string()))

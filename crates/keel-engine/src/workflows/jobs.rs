@@ -116,6 +116,7 @@ impl Driver {
                     ordering_key: None,
                     tags,
                     debounce_key: None,
+                    traceparent: None,
                 };
                 let queue = QueueRef {
                     namespace: namespace.clone(),
@@ -192,6 +193,7 @@ pub(super) fn system_job(
         ordering_key: None,
         tags: BTreeMap::from([(RUN_TAG.to_owned(), run.to_string())]),
         debounce_key: None,
+        traceparent: None,
     })
 }
 

@@ -40,7 +40,7 @@ use keel_core::workflow::{
 };
 use keel_core::{
     Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, QueueRef,
-    Timestamp,
+    Timestamp, TraceParent,
 };
 use keel_store::{AckOutcome, Acked, NewRun, OwnedJob, Store, StoredRun};
 use serde_json::Value;
@@ -158,10 +158,15 @@ impl Driver {
         version: Option<u32>,
         input: Value,
         idempotency_key: Option<String>,
+        traceparent: Option<TraceParent>,
     ) -> Result<(Arc<StoredRun>, bool), Error> {
         let (version, def) = self.definition(namespace, workflow, version).await?;
         let now = self.clock.now();
         let id = self.next_run_id(now);
+        let fresh = || RunState {
+            traceparent: traceparent.clone(),
+            ..new_run(&def, now, None)
+        };
         let meta = RunMeta {
             id,
             workflow,
@@ -169,8 +174,7 @@ impl Driver {
             input: &input,
         };
         let heads = self.event_heads(namespace, &def).await?;
-        let mut machine =
-            Machine::new(&def, meta, new_run(&def, now, None)).with_event_heads(heads);
+        let mut machine = Machine::new(&def, meta, fresh()).with_event_heads(heads);
         // A first step that starts a child run would make the child before
         // its parent exists: that run is stored first and advanced after.
         let decided = self
@@ -178,7 +182,7 @@ impl Driver {
             .await?;
         let (state, jobs, later, advance_after) = match decided {
             Some((jobs, later)) => (machine.into_state(), jobs, later, false),
-            None => (new_run(&def, now, None), Vec::new(), Vec::new(), true),
+            None => (fresh(), Vec::new(), Vec::new(), true),
         };
         let run = NewRun {
             id,
@@ -217,7 +221,7 @@ impl Driver {
         version: Option<u32>,
         input: Value,
         idempotency_key: String,
-        parent: ParentRef,
+        (parent, traceparent): (ParentRef, Option<TraceParent>),
     ) -> Result<StoredRun, Error> {
         let (version, def) = self.definition(namespace, workflow, version).await?;
         let now = self.clock.now();
@@ -226,7 +230,10 @@ impl Driver {
             workflow: workflow.to_owned(),
             version,
             input: input.to_string(),
-            state: new_run(&def, now, Some(parent)),
+            state: RunState {
+                traceparent,
+                ..new_run(&def, now, Some(parent))
+            },
             idempotency_key: Some(idempotency_key),
         };
         let (run, _) = self
@@ -442,7 +449,8 @@ impl Driver {
                             step: step.clone(),
                             item,
                         };
-                        self.create_child(namespace, &workflow, version, input, key, parent)
+                        let lineage = (parent, machine.state().traceparent.clone());
+                        self.create_child(namespace, &workflow, version, input, key, lineage)
                             .await
                             .map(|child| {
                                 self.spawn_advance(
@@ -457,7 +465,9 @@ impl Driver {
                     (_, Some(why)) => Err(Error::invalid(why)),
                     (work, None) => {
                         self.step_job(namespace, run, &step, item, work, now)
-                            .map(|job| {
+                            .map(|mut job| {
+                                // The step's worker continues the run's trace.
+                                job.job.traceparent = machine.state().traceparent.clone();
                                 let handle = Handle::Job {
                                     id: job.id,
                                     system: job.queue.namespace.as_str() == SYSTEM_NAMESPACE,

@@ -29,6 +29,7 @@ use super::extract::{
     Body, JobPath, JsonBody, NamespacePath, Object, QueryParams, QueuePath, batch_items, count,
     json_error, parse, wait_ms,
 };
+use super::trace::RequestTrace;
 use keel_core::quota::RateKind;
 use keel_engine::Engine;
 
@@ -45,6 +46,7 @@ type Api<T> = Result<T, ApiError>;
 pub(super) async fn enqueue(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
+    trace: RequestTrace,
     Body(bytes): Body,
 ) -> Api<Response> {
     let (requests, batch): (Vec<JobRequest>, bool) = match batch_items(&bytes, "jobs")? {
@@ -77,7 +79,8 @@ pub(super) async fn enqueue(
     let jobs = requests
         .into_iter()
         .enumerate()
-        .map(|(i, req)| {
+        .map(|(i, mut req)| {
+            req.traceparent = req.traceparent.or_else(|| trace.0.clone());
             req.validate(&policy, &engine.limits, now).map_err(|e| {
                 if batch {
                     Error::new(e.code, format!("jobs[{i}]: {}", e.message))
@@ -564,6 +567,7 @@ fn wire_leased(j: keel_store::LeasedJob) -> LeasedJob {
         ordering_key: j.ordering_key,
         created_at: j.created_at,
         run_at: j.run_at,
+        traceparent: j.traceparent,
     }
 }
 
@@ -596,5 +600,6 @@ fn wire_job(j: keel_core::Job) -> Job {
         lease_ms: j.lease_ms,
         backoff: j.backoff,
         waiting: None,
+        traceparent: j.traceparent,
     }
 }

@@ -19,6 +19,7 @@ mod sources;
 mod subscriptions;
 pub(crate) mod tokens;
 mod topics;
+mod trace;
 mod workflows;
 
 use std::sync::Arc;

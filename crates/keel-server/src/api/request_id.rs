@@ -1,5 +1,5 @@
 //! Request ids: every answer carries `x-request-id`, and every log line
-//! written while a request is served names it, so one failing call can be
+//! written while a request is served (in its span, `trace.rs`) names it, so one failing call can be
 //! found in the logs (at `debug`, each answer logs a line of its own with
 //! its status and time). A caller's own id (a gateway's or a tracer's) is kept
 //! when it is short and plain; any other is replaced, so what reaches a log
@@ -25,9 +25,9 @@ pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
         .cloned()
         .unwrap_or_else(fresh);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", id = %id.to_str().unwrap_or_default());
+    let span = super::trace::enter(&mut req, id.to_str().unwrap_or_default());
     let started = std::time::Instant::now();
-    let mut response = async move {
+    let mut response = async {
         let response = next.run(req).await;
         tracing::debug!(
             status = response.status().as_u16(),
@@ -36,8 +36,9 @@ pub(super) async fn request_id(mut req: Request, next: Next) -> Response {
         );
         response
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
+    super::trace::answered(&span, response.status());
     response.headers_mut().insert(X_REQUEST_ID, id);
     response
 }

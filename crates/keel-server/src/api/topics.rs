@@ -1,6 +1,7 @@
 //! Topic endpoints: policy, publishing (Keel's own form and CloudEvents),
 //! reading history and following it (`wait_ms`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use super::extract::{
     Body, JsonBody, NamespacePath, Object, QueryParams, TopicPath, batch_items, count, json_error,
     parse, wait_ms,
 };
+use super::trace::RequestTrace;
 
 type Api<T> = Result<T, ApiError>;
 
@@ -154,6 +156,7 @@ pub(super) async fn delete(
 pub(super) async fn publish(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
+    trace: RequestTrace,
     headers: HeaderMap,
     Body(bytes): Body,
 ) -> Api<Response> {
@@ -203,7 +206,7 @@ pub(super) async fn publish(
             data: r
                 .data
                 .map_or_else(|| "null".to_owned(), |d| d.get().to_owned()),
-            headers: r.headers,
+            headers: traced(r.headers, &trace),
         })
         .collect::<Vec<NewEvent>>();
     let bytes = events.iter().map(|e| e.data.len() as u64).sum();
@@ -300,4 +303,15 @@ pub(super) async fn event(
     Ok(Json(event_answer(
         engine.store.event_get(&ns, &topic, &id).await?,
     )?))
+}
+
+/// An event's attributes with the request's trace context as the
+/// distributed-tracing extension, unless the event carries its own.
+fn traced(mut headers: BTreeMap<String, String>, trace: &RequestTrace) -> BTreeMap<String, String> {
+    if let Some(context) = &trace.0 {
+        headers
+            .entry(keel_core::event::TRACEPARENT.to_owned())
+            .or_insert_with(|| context.to_string());
+    }
+    headers
 }

@@ -25,6 +25,7 @@ use super::ApiError;
 use super::extract::{
     Body, NamespacePath, QueryParams, RunPath, WorkflowPath, count, json_error, parse, wait_ms,
 };
+use super::trace::RequestTrace;
 
 type Api<T> = Result<T, ApiError>;
 use keel_engine::Engine;
@@ -191,6 +192,7 @@ pub(super) async fn versions(
 pub(super) async fn start(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
+    trace: RequestTrace,
     Body(bytes): Body,
 ) -> Api<Response> {
     let body: StartRequest = if bytes.is_empty() {
@@ -224,6 +226,7 @@ pub(super) async fn start(
             body.version,
             body.input,
             body.idempotency_key,
+            body.traceparent.or(trace.0),
         )
         .await?;
     let status = if deduplicated {

@@ -6,7 +6,7 @@
 -- queue's policy.
 INSERT INTO keel_jobs (id, namespace, queue, state, payload, priority, attempt, max_attempts,
                        run_at, created_at, updated_at, lease_seq, lease_ms, backoff,
-                       idempotency_key, ordering_key, tags, owner, runnable, flow_key)
+                       idempotency_key, ordering_key, tags, owner, runnable, flow_key, traceparent)
 SELECT u.id, u.namespace, u.queue, u.state, u.payload, u.priority, 0, u.max_attempts,
        u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb, u.owner,
        u.ordering_key IS NULL OR (
@@ -14,10 +14,11 @@ SELECT u.id, u.namespace, u.queue, u.state, u.payload, u.priority, 0, u.max_atte
            AND NOT EXISTS (SELECT 1 FROM keel_jobs o
                            WHERE o.namespace = u.namespace AND o.queue = u.queue
                              AND o.ordering_key = u.ordering_key AND o.finished_at IS NULL)),
-       keel_flow_key(q.policy, u.tags::jsonb, u.ordering_key)
+       keel_flow_key(q.policy, u.tags::jsonb, u.ordering_key), u.traceparent
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::int[],
-            $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[], $15::text[])
+            $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[], $15::text[],
+            $16::text[])
      WITH ORDINALITY AS u(id, namespace, queue, state, payload, priority, max_attempts,
-                          run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, owner, n)
+                          run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, owner, traceparent, n)
 LEFT JOIN keel_queues q ON q.namespace = u.namespace AND q.queue = u.queue
 ORDER BY u.n

@@ -29,4 +29,4 @@ SET state = 'leased', attempt = j.attempt + 1, lease_seq = j.lease_seq + 1,
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.payload, j.attempt, j.max_attempts, j.lease_seq, j.lease_expires_at,
-          j.priority, j.tags::text, j.ordering_key, j.created_at, j.run_at, j.seq
+          j.priority, j.tags::text, j.ordering_key, j.created_at, j.run_at, j.seq, j.traceparent

@@ -5,7 +5,7 @@
 //! (`flow.rs` shares a keyed queue's lease between its keys).
 
 use deadpool_postgres::GenericClient;
-use keel_core::{Error, LeaseToken, QueuePolicy, Timestamp};
+use keel_core::{Error, LeaseToken, QueuePolicy, Timestamp, TraceParent};
 use keel_store::{LeaseRequest, LeasedJob};
 
 use super::rows::{from_json, raw, tags_from};
@@ -143,6 +143,7 @@ impl PostgresStore {
                         ordering_key: row.get(8),
                         created_at: Timestamp::from_millis(row.get(9)),
                         run_at: Timestamp::from_millis(row.get(10)),
+                        traceparent: row.get::<_, Option<&str>>(12).and_then(TraceParent::parse),
                     },
                 ))
             })

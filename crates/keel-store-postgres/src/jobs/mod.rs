@@ -34,6 +34,7 @@ const PRUNE_CHUNK: i64 = 10_000;
 
 #[async_trait]
 impl JobStore for PostgresStore {
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db.system.name = "postgresql", op = "jobs_enqueue"))]
     async fn jobs_enqueue(
         &self,
         queue: &QueueRef,
@@ -152,6 +153,7 @@ impl JobStore for PostgresStore {
         Ok(out)
     }
 
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db.system.name = "postgresql", op = "jobs_lease"))]
     async fn jobs_lease(
         &self,
         req: &LeaseRequest,
@@ -160,6 +162,7 @@ impl JobStore for PostgresStore {
         self.lease(req, now).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db.system.name = "postgresql", op = "jobs_ack"))]
     async fn jobs_ack(
         &self,
         namespace: &Namespace,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::GenericClient;
 use keel_core::{
     AttemptError, Backoff, Error, Job, JobId, JobLifecycle, JobState, Namespace, NewJob, QueueRef,
-    Timestamp,
+    Timestamp, TraceParent,
 };
 use keel_store::JobOwner;
 use serde_json::value::RawValue;
@@ -62,6 +62,7 @@ pub(crate) struct NewRows<'a> {
     pub(crate) ordering_key: Vec<Option<&'a str>>,
     pub(crate) tags: Vec<Option<String>>,
     pub(crate) owner: Vec<Option<String>>,
+    pub(crate) traceparent: Vec<Option<&'a str>>,
 }
 
 impl<'a> NewRows<'a> {
@@ -90,10 +91,12 @@ impl<'a> NewRows<'a> {
         self.ordering_key.push(job.ordering_key.as_deref());
         self.tags.push(tags_json(&job.tags));
         self.owner.push(owner.map(JobOwner::encode));
+        self.traceparent
+            .push(job.traceparent.as_ref().map(TraceParent::as_str));
         state
     }
 
-    /// The parameters $1–$15 of insert_jobs.sql (and of the statements that
+    /// The parameters $1–$16 of insert_jobs.sql (and of the statements that
     /// embed it), with `now` as $13.
     pub(crate) fn params<'b>(&'b self, now: &'b i64) -> Vec<&'b (dyn ToSql + Sync)> {
         vec![
@@ -112,6 +115,7 @@ impl<'a> NewRows<'a> {
             now,
             &self.tags,
             &self.owner,
+            &self.traceparent,
         ]
     }
 }
@@ -183,7 +187,7 @@ impl PostgresStore {
                 .prepare_cached(include_str!("../../queries/jobs/insert_job.sql"))
                 .await
                 .map_err(db)?;
-            let params: [&(dyn ToSql + Sync); 15] = [
+            let params: [&(dyn ToSql + Sync); 16] = [
                 &jobs.id[0],
                 &jobs.namespace[0],
                 &jobs.queue[0],
@@ -199,6 +203,7 @@ impl PostgresStore {
                 &jobs.ordering_key[0],
                 &jobs.tags[0],
                 &jobs.owner[0],
+                &jobs.traceparent[0],
             ];
             tx.execute(&insert, &params).await.map_err(db)?;
             return Ok(());
@@ -306,6 +311,7 @@ pub(crate) fn job_from_row(row: &tokio_postgres::Row) -> Result<(i64, Job), Erro
             tags: tags_from(row.get(16))?,
             result: row.get::<_, Option<String>>(17).map(raw).transpose()?,
             errors: Vec::new(),
+            traceparent: row.get::<_, Option<&str>>(18).and_then(TraceParent::parse),
         },
     ))
 }

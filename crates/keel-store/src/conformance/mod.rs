@@ -32,6 +32,7 @@ mod subscriptions;
 mod tenancy;
 mod tokens;
 mod topics;
+mod trace;
 mod waiting;
 mod workflows;
 
@@ -118,6 +119,7 @@ where
         ("audit", audit::CASES),
         ("namespaces", namespaces::CASES),
         ("slos", slos::CASES),
+        ("trace", trace::CASES),
     ];
     let mut trials = Vec::new();
     for (domain, cases) in domains {
@@ -200,6 +202,7 @@ fn job(payload: &str) -> NewJob {
         ordering_key: None,
         tags: Default::default(),
         debounce_key: None,
+        traceparent: None,
     }
 }
 

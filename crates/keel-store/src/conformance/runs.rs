@@ -29,6 +29,7 @@ pub(super) fn run_state(status: RunStatus) -> RunState {
         deadline: None,
         wake_at: None,
         parent: None,
+        traceparent: None,
     }
 }
 

@@ -107,7 +107,14 @@ impl Server {
     /// A server with these arguments after `server --listen 127.0.0.1:0`
     /// (and `--auth off` unless they set `--auth`).
     pub(crate) async fn start_with(args: &[&str]) -> Server {
-        Server::spawn(args, None).await
+        Server::spawn(args, None, &[]).await
+    }
+
+    /// A server on a fresh data directory with these environment variables
+    /// set (the `OTEL_*` an exporter reads).
+    pub(crate) async fn start_with_env(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        let args = ["--data-dir", dir.path().to_str().expect("a UTF-8 path")];
+        Server::spawn(&args, None, env).await
     }
 
     /// A server on a fresh data directory that logs everything down to
@@ -116,7 +123,7 @@ impl Server {
         let logs = Logs::default();
         let mut args = vec!["--data-dir", dir.path().to_str().expect("a UTF-8 path")];
         args.extend(extra);
-        let server = Server::spawn(&args, Some(logs.clone())).await;
+        let server = Server::spawn(&args, Some(logs.clone()), &[]).await;
         (server, logs)
     }
 
@@ -143,7 +150,7 @@ impl Server {
 
     /// Tokens are off unless the test asks for `--auth on`: the auth tests
     /// check them; the others test everything else.
-    async fn spawn(args: &[&str], logs: Option<Logs>) -> Server {
+    async fn spawn(args: &[&str], logs: Option<Logs>, env: &[(&str, &str)]) -> Server {
         keel_client::install_tls_provider();
         let auth: &[&str] = if args.contains(&"--auth") {
             &[]
@@ -156,6 +163,7 @@ impl Server {
             .args(args)
             .env("RUST_LOG", if logs.is_some() { "debug" } else { "warn" })
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(if logs.is_some() {
                 Stdio::piped()
