@@ -10,9 +10,16 @@ Options:   --namespace NS   --max-jobs N (stop after N jobs; for tests)
 Token:     KEEL_TOKEN=keel_... (a worker token; the server requires one unless
            it runs with --auth off or is `keel dev`)
 Stop with Ctrl-C or SIGTERM: the job in hand is finished first.
+
+Traces: a job enqueued inside a trace is leased with its W3C `traceparent`.
+With OpenTelemetry installed (pip install opentelemetry-sdk
+opentelemetry-exporter-otlp-proto-http) and OTEL_EXPORTER_OTLP_ENDPOINT set,
+each job is handled in a span that continues that trace, exported over OTLP;
+without them the worker runs as before.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -40,6 +47,36 @@ def call(base, path, body):
         return error.code, json.load(error)
 
 
+def tracing():
+    """A function giving the span a job is handled in: a child of the job's
+    trace when OpenTelemetry is installed and configured, else no span."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return lambda job: contextlib.nullcontext(), lambda: None
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return lambda job: contextlib.nullcontext(), lambda: None
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    tracer = provider.get_tracer("keel-python-worker")
+    propagator = TraceContextTextMapPropagator()
+
+    def span(job):
+        carrier = {"traceparent": job["traceparent"]} if "traceparent" in job else {}
+        return tracer.start_as_current_span(
+            "process " + job["queue"],
+            context=propagator.extract(carrier),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.message.id": job["id"]},
+        )
+
+    return span, provider.shutdown
+
+
 def handle(job):
     """The work itself: return a result, or raise to fail the attempt."""
     payload = job["payload"]
@@ -65,6 +102,7 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
+    span, flush = tracing()
     ns = f"/v1/namespaces/{args.namespace}"
     handled = 0
     while not stopping and (args.max_jobs is None or handled < args.max_jobs):
@@ -78,7 +116,8 @@ def main():
             return 1
         for job in answer["jobs"]:
             try:
-                result = handle(job)
+                with span(job):
+                    result = handle(job)
                 status, answer = call(
                     args.server,
                     f"{ns}/jobs/{job['id']}/complete",
@@ -96,6 +135,7 @@ def main():
                 print(f"ack failed: {status} {answer}", file=sys.stderr)
                 return 1
             handled += 1
+    flush()
     print(f"python worker stopped after {handled} jobs")
     return 0
 

@@ -18,8 +18,8 @@ use axum::routing::post;
 use common::Server;
 use keel_client::{Client, JobFailure, JobSpec, Worker, WorkerOptions};
 use opentelemetry::trace::{TraceContextExt, TracerProvider};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use prost::Message;
@@ -288,6 +288,76 @@ async fn a_trace_runs_from_the_caller_through_keel_to_the_handler() {
             .attributes
             .contains(&("db.system.name".into(), "sqlite".into())),
         "{commit:#?}"
+    );
+    tokio::task::spawn_blocking(move || provider.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The Python example worker (examples/python/worker.py), run by a Python
+/// with OpenTelemetry installed (`KEEL_TEST_OTEL_PYTHON`, which
+/// scripts/test sets up), continues the trace a job was enqueued in.
+#[tokio::test]
+async fn the_python_example_continues_the_trace() {
+    let python = std::env::var("KEEL_TEST_OTEL_PYTHON").expect(
+        "KEEL_TEST_OTEL_PYTHON: a python with opentelemetry-sdk and \
+         opentelemetry-exporter-otlp-proto-http (scripts/test makes one)",
+    );
+    let (url, mut spans) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_env(
+        &dir,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &url),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    )
+    .await;
+    let provider = worker_tracing(url.clone()).await;
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let caller = tracing::info_span!("invoice");
+    Client::new(&s.url)
+        .unwrap()
+        .enqueue("default", "py", &JobSpec::new(json!({"n": 1})))
+        .instrument(caller.clone())
+        .await
+        .unwrap();
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/python/worker.py"
+    );
+    let out = tokio::process::Command::new(python)
+        .args([script, &s.url, "py", "--max-jobs", "1"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &url)
+        .env("OTEL_SERVICE_NAME", "python-worker")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let trace = trace_of(&caller);
+    let server = span(&mut spans, |g| {
+        g.service == "keel" && g.trace == trace && g.kind == 2
+    })
+    .await;
+    let handled = span(&mut spans, |g| g.service == "python-worker").await;
+    assert_eq!(
+        (
+            handled.trace.as_str(),
+            handled.parent.as_str(),
+            handled.kind,
+            handled.name.as_str()
+        ),
+        (trace.as_str(), server.id.as_str(), 5, "process py"),
+        "{handled:#?}"
     );
     tokio::task::spawn_blocking(move || provider.shutdown())
         .await

@@ -2,13 +2,15 @@
 //! a job enqueued with a `traceparent` header is leased with it, also after
 //! a restart; a body's own context wins and a malformed one is refused; an
 //! event published in a trace hands it to the jobs its subscription makes;
-//! a run started in a trace hands it to every step's job. With `otel`, the
+//! a run started in a trace hands it to every step's job; an endpoint
+//! receives it as the `traceparent` header. With `otel`, the
 //! request's own server span takes the header's place (tests/otel.rs).
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
 mod common;
 
+use common::receiver::Receiver;
 use common::{Server, assert_error};
 use serde_json::{Value, json};
 
@@ -194,4 +196,47 @@ async fn events_and_runs_hand_their_trace_to_the_jobs_they_make() {
     .await;
     assert_eq!(status, 201);
     assert_eq!(lease_one(&s, "packing").await["traceparent"], OTHER);
+}
+
+#[tokio::test]
+async fn an_endpoint_receives_the_trace_of_the_event_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut rx = Receiver::start().await;
+    let ns = "/namespaces/default";
+    let (status, _) = s
+        .call(
+            "PUT",
+            &format!("{ns}/endpoints/crm"),
+            Some(json!({"url": rx.url})),
+        )
+        .await;
+    assert!(status == 200 || status == 201);
+    let (status, _) = s
+        .call(
+            "PUT",
+            &format!("{ns}/subscriptions/to-crm"),
+            Some(json!({"topic": "people", "target": {"endpoint": "crm"}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201);
+    let events = format!("{ns}/topics/people/events");
+    let (status, _) = post_traced(&s, &events, CALLER, json!({"id": "p1", "data": {}})).await;
+    assert_eq!(status, 201);
+    let got = rx.next().await;
+    assert_eq!(got.id(), "p1");
+    assert_eq!(
+        got.headers.get("traceparent").map(String::as_str),
+        Some(CALLER)
+    );
+    // An event published outside any trace is sent without one.
+    let (status, _) = s.post(&events, json!({"id": "p2", "data": {}})).await;
+    assert_eq!(status, 201);
+    let got = rx.next().await;
+    assert_eq!(got.id(), "p2");
+    assert!(
+        !got.headers.contains_key("traceparent"),
+        "{:?}",
+        got.headers
+    );
 }

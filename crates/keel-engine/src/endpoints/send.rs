@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use keel_core::Timestamp;
 use keel_core::endpoint::{EndpointSpec, Secrets, whsec_key};
+use keel_core::{Timestamp, TraceParent};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::outbound::{describe, read_bounded};
@@ -87,12 +87,13 @@ pub fn signature(secrets: &[&str], id: &str, timestamp: i64, body: &[u8]) -> Str
         .join(" ")
 }
 
-/// POSTs `body` (JSON) to the endpoint as message `id`, signed at `now`.
+/// POSTs `body` (JSON) to the endpoint as message `id`, signed at `now`,
+/// in the trace the message was published in (`traceparent`), if any.
 pub async fn push(
     client: &reqwest::Client,
     spec: &EndpointSpec,
     secrets: &Secrets,
-    id: &str,
+    (id, traceparent): (&str, Option<&TraceParent>),
     body: &[u8],
     now: Timestamp,
 ) -> Answer {
@@ -109,7 +110,11 @@ pub async fn push(
         ("webhook-id", id),
         ("webhook-timestamp", &timestamp.to_string()),
         ("webhook-signature", &signature),
+        ("traceparent", traceparent.map_or("", TraceParent::as_str)),
     ] {
+        if v.is_empty() {
+            continue;
+        }
         if let Ok(v) = HeaderValue::try_from(v) {
             headers.insert(k, v);
         }

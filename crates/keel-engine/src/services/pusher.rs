@@ -256,7 +256,7 @@ impl Task {
             &self.client,
             &endpoint.spec,
             &endpoint.secrets,
-            &message_id,
+            (&message_id, job.traceparent.as_ref()),
             job.payload.get().as_bytes(),
             now,
         )
