@@ -16,7 +16,7 @@ use crate::Error;
 #[schema(
     value_type = String,
     example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    pattern = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+    pattern = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 )]
 #[serde(transparent)]
 pub struct TraceParent(String);

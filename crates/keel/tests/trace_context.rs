@@ -2,8 +2,8 @@
 //! a job enqueued with a `traceparent` header is leased with it, also after
 //! a restart; a body's own context wins and a malformed one is refused; an
 //! event published in a trace hands it to the jobs its subscription makes;
-//! a run started in a trace hands it to every step's job; an endpoint
-//! receives it as the `traceparent` header. With `otel`, the
+//! a run started in a trace hands it to every step's job and to its `http`
+//! steps' calls; an endpoint receives it as the `traceparent` header. With `otel`, the
 //! request's own server span takes the header's place (tests/otel.rs).
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
@@ -238,5 +238,37 @@ async fn an_endpoint_receives_the_trace_of_the_event_it_is_sent() {
         !got.headers.contains_key("traceparent"),
         "{:?}",
         got.headers
+    );
+}
+
+#[tokio::test]
+async fn a_runs_http_step_calls_in_the_runs_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut rx = Receiver::start().await;
+    let definition = json!({"name": "notify", "steps": {
+        "call": {"http": {"method": "POST", "url": rx.url, "body": {"hello": 1}}},
+    }});
+    let (status, answer) = s
+        .call(
+            "PUT",
+            "/namespaces/default/workflows/notify",
+            Some(definition),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{answer}");
+    let (status, run) = post_traced(
+        &s,
+        "/namespaces/default/workflows/notify/runs",
+        CALLER,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let got = rx.next().await;
+    assert_eq!(got.json(), json!({"hello": 1}));
+    assert_eq!(
+        got.headers.get("traceparent").map(String::as_str),
+        Some(CALLER)
     );
 }

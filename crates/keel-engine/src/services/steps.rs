@@ -111,7 +111,7 @@ async fn handle(engine: &Arc<Engine>, job: LeasedJob) {
             run,
             request,
         } => {
-            let outcome = match driver.http.call(&request).await {
+            let outcome = match driver.http.call(&request, job.traceparent.as_ref()).await {
                 Ok(body) => AckOutcome::Complete {
                     result: serde_json::value::RawValue::from_string(body.to_string()).ok(),
                 },

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use keel_core::TraceParent;
 use keel_core::workflow::HttpRequest;
 use serde_json::Value;
 
@@ -43,9 +44,14 @@ impl HttpCaller {
         }
     }
 
-    /// Makes the call; a 2xx answer's body is the output (JSON when it parses,
-    /// else text, `null` when empty).
-    pub async fn call(&self, request: &HttpRequest) -> Result<Value, CallError> {
+    /// Makes the call, in the run's trace (`traceparent`) unless the step
+    /// sets that header itself; a 2xx answer's body is the output (JSON when
+    /// it parses, else text, `null` when empty).
+    pub async fn call(
+        &self,
+        request: &HttpRequest,
+        traceparent: Option<&TraceParent>,
+    ) -> Result<Value, CallError> {
         let url = reqwest::Url::parse(&request.url)
             .map_err(|e| CallError::new(format!("invalid url {:?}: {e}", request.url), false))?;
         self.guard
@@ -55,6 +61,14 @@ impl HttpCaller {
             .map_err(|_| CallError::new(format!("invalid method {:?}", request.method), false))?;
         let timeout = Duration::from_millis(request.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
         let mut builder = self.client.request(method, url).timeout(timeout);
+        if let Some(context) = traceparent
+            && !request
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("traceparent"))
+        {
+            builder = builder.header("traceparent", context.as_str());
+        }
         for (k, v) in &request.headers {
             builder = builder.header(k, v);
         }
@@ -112,7 +126,7 @@ mod tests {
                 body: None,
                 timeout_ms: Some(2000),
             };
-            let err = caller.call(&request).await.unwrap_err();
+            let err = caller.call(&request, None).await.unwrap_err();
             assert!(err.message.contains(REFUSED), "{url}: {}", err.message);
             assert!(!err.retry, "{url}");
         }
