@@ -150,16 +150,20 @@ async fn worker_tracing(url: String) -> SdkTracerProvider {
     .unwrap()
 }
 
-fn trace_of(span: &tracing::Span) -> String {
-    span.context().span().span_context().trace_id().to_string()
+/// A server exporting to a fresh receiver, and this test's thread tracing
+/// into it too (while `_default` lives).
+struct Traced {
+    s: Server,
+    url: String,
+    spans: watch::Receiver<Vec<Got>>,
+    provider: SdkTracerProvider,
+    _default: tracing::subscriber::DefaultGuard,
 }
 
-#[tokio::test]
-async fn a_trace_runs_from_the_caller_through_keel_to_the_handler() {
-    let (url, mut spans) = receiver();
-    let dir = tempfile::tempdir().unwrap();
+async fn traced(dir: &tempfile::TempDir) -> Traced {
+    let (url, spans) = receiver();
     let s = Server::start_with_env(
-        &dir,
+        dir,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &url),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
@@ -169,7 +173,29 @@ async fn a_trace_runs_from_the_caller_through_keel_to_the_handler() {
     let provider = worker_tracing(url.clone()).await;
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+    Traced {
+        s,
+        url,
+        spans,
+        provider,
+        _default: tracing::subscriber::set_default(subscriber),
+    }
+}
+
+fn trace_of(span: &tracing::Span) -> String {
+    span.context().span().span_context().trace_id().to_string()
+}
+
+#[tokio::test]
+async fn a_trace_runs_from_the_caller_through_keel_to_the_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let Traced {
+        s,
+        url: _,
+        mut spans,
+        provider,
+        _default,
+    } = traced(&dir).await;
 
     // Setup, outside any trace: a workflow whose step works on `work`, and
     // a subscription that turns `orders` events into jobs on `work`.
@@ -304,20 +330,14 @@ async fn the_python_example_continues_the_trace() {
         "KEEL_TEST_OTEL_PYTHON: a python with opentelemetry-sdk and \
          opentelemetry-exporter-otlp-proto-http (scripts/test makes one)",
     );
-    let (url, mut spans) = receiver();
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_with_env(
-        &dir,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &url),
-            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ],
-    )
-    .await;
-    let provider = worker_tracing(url.clone()).await;
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    let _default = tracing::subscriber::set_default(subscriber);
+    let Traced {
+        s,
+        url,
+        mut spans,
+        provider,
+        _default,
+    } = traced(&dir).await;
     let caller = tracing::info_span!("invoice");
     Client::new(&s.url)
         .unwrap()
