@@ -211,7 +211,8 @@ async fn a_dead_job_is_found_by_a_payload_field_edited_redriven_and_succeeds() {
     };
     let v1 = "/v1/namespaces/default";
     for customer in [41, 42, 43] {
-        let job = json!({"payload": {"customer": customer}, "max_attempts": 1});
+        let job = json!({"payload": {"customer": customer}, "max_attempts": 1,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"});
         assert_eq!(
             call("POST", format!("{v1}/queues/billing/jobs"), job)
                 .await
@@ -258,6 +259,10 @@ async fn a_dead_job_is_found_by_a_payload_field_edited_redriven_and_succeeds() {
     assert_eq!(browser.text("#attempt").await, "attempt 1 of 1");
     assert_eq!(browser.text("#state").await, "dead");
     assert!(browser.text("#errors").await.contains("card declined"));
+    assert_eq!(
+        browser.text("#trace").await,
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
     browser.screenshot("job").await;
     // Edit the payload and redrive.
     let textarea = browser.find("#payload").await;

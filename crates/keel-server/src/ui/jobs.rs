@@ -316,6 +316,7 @@ pub(super) async fn context(
             run_at => job.run_at.to_string(),
             created_at => job.created_at.to_string(),
             ordering_key => job.ordering_key,
+            trace_id => job.traceparent.as_ref().map(|t| t.trace_id().to_owned()),
             tags => job.tags,
             payload => pretty(&job.payload),
             result => job.result.as_deref().map(pretty),
