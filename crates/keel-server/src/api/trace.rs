@@ -43,7 +43,7 @@ fn incoming(req: &Request) -> Option<TraceParent> {
 pub(super) fn enter(req: &mut Request, id: &str) -> tracing::Span {
     let trace = incoming(req);
     req.extensions_mut().insert(RequestTrace(trace));
-    tracing::info_span!("request", id)
+    tracing::info_span!("request", id = %id)
 }
 
 /// The status of a finished request, on its span.
@@ -91,7 +91,7 @@ mod otel {
         let method = req.method().as_str().to_owned();
         let span = tracing::info_span!(
             "request",
-            id,
+            id = %id,
             otel.name = format!("{method} {route}"),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
