@@ -117,8 +117,13 @@ impl NewEvent {
         {
             return invalid(format!("key must be 1 to {MAX_EVENT_FIELD} bytes"));
         }
-        if self.headers.len() > MAX_HEADERS {
-            return invalid(format!("an event may have at most {MAX_HEADERS} headers"));
+        // The trace context is Keel's to add (from the publish request), so
+        // it does not take one of the publisher's places.
+        let own = self.headers.len() - usize::from(self.headers.contains_key(TRACEPARENT));
+        if own > MAX_HEADERS {
+            return invalid(format!(
+                "an event may have at most {MAX_HEADERS} headers (besides traceparent)"
+            ));
         }
         if self
             .headers
@@ -217,6 +222,38 @@ mod tests {
         assert_eq!(
             e.check(&policy).unwrap_err().code,
             ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn a_trace_context_takes_none_of_the_publishers_header_places() {
+        let policy = TopicPolicy::default();
+        let mut e = event();
+        e.headers = (0..MAX_HEADERS)
+            .map(|i| (format!("h{i}"), "v".into()))
+            .collect();
+        assert!(e.check(&policy).is_ok());
+        e.headers.insert(
+            TRACEPARENT.into(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        );
+        assert!(e.check(&policy).is_ok());
+        assert_eq!(
+            e.traceparent().unwrap().trace_id(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        e.headers.insert("one-more".into(), "v".into());
+        assert_eq!(
+            e.check(&policy).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        e.headers.remove("one-more");
+        e.headers.insert(TRACEPARENT.into(), "00-nope".into());
+        assert!(
+            e.check(&policy)
+                .unwrap_err()
+                .message
+                .contains("not a W3C trace context")
         );
     }
 }
