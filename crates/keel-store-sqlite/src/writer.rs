@@ -48,7 +48,9 @@ pub(crate) type Applied<T> = rusqlite::Result<Result<T, Error>>;
 type Write = Box<dyn FnOnce(&mut Writer, bool) -> (Pending, Option<rusqlite::Error>) + Send>;
 
 pub(crate) enum Command {
-    Write(Write),
+    /// A write, and the span of the caller it answers (none unless commit
+    /// spans are exported): the batch's span links to the requests in it.
+    Write(Write, tracing::Span),
     /// Commit what is open, answer, and stop.
     Shutdown(Reply<()>),
     /// From the syncer: a sync finished; commit what gathered meanwhile.
@@ -61,13 +63,19 @@ pub(crate) fn write<T: Send + 'static>(
     reply: Reply<T>,
     op: impl FnOnce(&mut Writer) -> Applied<T> + Send + 'static,
 ) -> Command {
-    Command::Write(Box::new(move |writer, skip| {
+    let caller = if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    };
+    let write: Write = Box::new(move |writer, skip| {
         if skip {
             finish(reply, Ok(Err(Error::internal("transaction failed"))))
         } else {
             finish(reply, op(writer))
         }
-    }))
+    });
+    Command::Write(write, caller)
 }
 
 fn finish<T: Send + 'static>(
@@ -185,6 +193,9 @@ impl Writer {
                 shutdown |= matches!(cmd, Command::Shutdown(_));
                 if !matches!(cmd, Command::SyncDone) {
                     let tx = open.get_or_insert_with(|| OpenTx::begin(&self.conn));
+                    if let Command::Write(_, caller) = &cmd {
+                        tx.span.follows_from(caller);
+                    }
                     if tx.fault.is_some() {
                         tx.answers.push(self.refuse(cmd));
                     } else {
@@ -285,7 +296,7 @@ impl Writer {
     /// that already failed).
     fn dispatch(&mut self, cmd: Command, skip: bool) -> (Pending, Option<rusqlite::Error>) {
         match cmd {
-            Command::Write(write) => write(self, skip),
+            Command::Write(write, _) => write(self, skip),
             Command::Shutdown(reply) => finish(reply, Ok(Ok(()))),
             Command::SyncDone => (Box::new(|_| {}), None),
         }

@@ -5,7 +5,7 @@
 //! exporting to it too. A job enqueued, a run started and an event published
 //! inside a trace reach a worker whose handler span is in that trace, a
 //! child of the server span of the request that stored the work; store
-//! commits are spans of their own.
+//! commits are spans of their own, linked to the requests they committed.
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
@@ -40,6 +40,8 @@ struct Got {
     id: String,
     parent: String,
     attributes: Vec<(String, String)>,
+    /// The span ids it links to.
+    links: Vec<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -105,6 +107,7 @@ fn decode(request: ExportTraceServiceRequest) -> Vec<Got> {
                     trace: hex(&span.trace_id),
                     id: hex(&span.span_id),
                     parent: hex(&span.parent_span_id),
+                    links: span.links.iter().map(|l| hex(&l.span_id)).collect(),
                     attributes: span
                         .attributes
                         .iter()
@@ -307,8 +310,16 @@ async fn a_trace_runs_from_the_caller_through_keel_to_the_handler() {
         assert_eq!(handled.name, "process work");
     }
 
-    // Store commit batches are spans too.
-    let commit = span(&mut spans, |g| g.name == "store.commit").await;
+    // Store commit batches are spans too, linked to the requests they
+    // committed (one commit serves many requests: links, not parents).
+    let enqueued = span(&mut spans, |g| {
+        g.name == callers[0].1 && g.trace == trace_of(callers[0].0)
+    })
+    .await;
+    let commit = span(&mut spans, |g| {
+        g.name == "store.commit" && g.links.contains(&enqueued.id)
+    })
+    .await;
     assert!(
         commit
             .attributes
