@@ -47,10 +47,32 @@ pub(crate) type Applied<T> = rusqlite::Result<Result<T, Error>>;
 /// only answers), returns its answer slot and any fault.
 type Write = Box<dyn FnOnce(&mut Writer, bool) -> (Pending, Option<rusqlite::Error>) + Send>;
 
+/// The span of the caller a write answers: under the `otel` feature, the
+/// batch's span links to the requests in it. Other builds carry nothing, so
+/// the writer's hot path is what it was without traces.
+#[cfg(feature = "otel")]
+type Caller = tracing::Span;
+#[cfg(not(feature = "otel"))]
+pub(crate) struct Caller;
+
+/// The current span, when commit spans are exported (a cached flag's check
+/// otherwise).
+#[cfg(feature = "otel")]
+fn caller() -> Caller {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+fn caller() -> Caller {
+    Caller
+}
+
 pub(crate) enum Command {
-    /// A write, and the span of the caller it answers (none unless commit
-    /// spans are exported): the batch's span links to the requests in it.
-    Write(Write, tracing::Span),
+    Write(Write, Caller),
     /// Commit what is open, answer, and stop.
     Shutdown(Reply<()>),
     /// From the syncer: a sync finished; commit what gathered meanwhile.
@@ -63,11 +85,6 @@ pub(crate) fn write<T: Send + 'static>(
     reply: Reply<T>,
     op: impl FnOnce(&mut Writer) -> Applied<T> + Send + 'static,
 ) -> Command {
-    let caller = if tracing::enabled!(tracing::Level::DEBUG) {
-        tracing::Span::current()
-    } else {
-        tracing::Span::none()
-    };
     let write: Write = Box::new(move |writer, skip| {
         if skip {
             finish(reply, Ok(Err(Error::internal("transaction failed"))))
@@ -75,7 +92,7 @@ pub(crate) fn write<T: Send + 'static>(
             finish(reply, op(writer))
         }
     });
-    Command::Write(write, caller)
+    Command::Write(write, caller())
 }
 
 fn finish<T: Send + 'static>(
@@ -193,6 +210,7 @@ impl Writer {
                 shutdown |= matches!(cmd, Command::Shutdown(_));
                 if !matches!(cmd, Command::SyncDone) {
                     let tx = open.get_or_insert_with(|| OpenTx::begin(&self.conn));
+                    #[cfg(feature = "otel")]
                     if let Command::Write(_, caller) = &cmd {
                         tx.span.follows_from(caller);
                     }
