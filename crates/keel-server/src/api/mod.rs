@@ -1,6 +1,7 @@
 //! HTTP API v1: routes, the error body, and extractors that turn every bad
 //! input into a coded 4xx (never a 500 or a panic).
 
+mod acks;
 pub(crate) mod audit;
 mod auth;
 mod cloudevents;
@@ -75,11 +76,11 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(queues::resume))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
-        .routes(routes!(jobs::complete))
-        .routes(routes!(jobs::fail))
-        .routes(routes!(jobs::heartbeat))
-        .routes(routes!(jobs::cancel))
-        .routes(routes!(jobs::acks))
+        .routes(routes!(acks::complete))
+        .routes(routes!(acks::fail))
+        .routes(routes!(acks::heartbeat))
+        .routes(routes!(acks::cancel))
+        .routes(routes!(acks::acks))
         .routes(routes!(topics::list))
         .routes(routes!(topics::get, topics::put, topics::delete))
         .routes(routes!(topics::events, topics::publish))
