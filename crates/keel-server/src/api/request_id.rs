@@ -1,9 +1,10 @@
 //! Request ids: every answer carries `x-request-id`, and every log line
 //! written while a request is served (in its span, `trace.rs`) names it, so
 //! one failing call can be found in the logs (at `debug`, each answer logs a
-//! line of its own with its status and time). A caller's own id (a gateway's or a tracer's) is kept
-//! when it is short and plain; any other is replaced, so what reaches a log
-//! line is never more than 128 letters, digits and `-_.:`.
+//! line of its own with its status and time). A caller's own id (a gateway's
+//! or a tracer's) is kept when it is short and plain; any other is replaced,
+//! so what reaches a log line is never more than 128 letters, digits and
+//! `-_.:`.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
