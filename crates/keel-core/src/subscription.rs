@@ -154,11 +154,14 @@ pub fn cursor_last(cursor: &str) -> Option<u64> {
     cursor.rsplit_once('.')?.1.parse().ok()
 }
 
-/// The job fields a queue target gives each job (the payload comes from the
-/// event).
+/// The job a queue target makes of each event: the fields of an enqueue,
+/// with `payload` a template over `event` (default: the whole event). The
+/// same shape as a schedule's `job`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,15 +177,14 @@ pub struct JobFields {
 }
 
 /// Where a subscription's events go, when they are not pulled.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Target {
-    /// A job per event on `queue`; `payload` is a template over `event`
-    /// (default: the whole event).
+    /// A job per event on `queue`: `{"queue","job":{"payload",…}}`, the
+    /// shape of a schedule's job target. (`payload` beside `job` is still
+    /// read, and deprecated.)
     Queue {
         queue: QueueName,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        payload: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         job: Option<JobFields>,
     },
@@ -202,12 +204,73 @@ pub enum Target {
     },
 }
 
+/// What a target may look like on the wire: a queue target's deprecated
+/// `payload` beside `job` is read into `job.payload`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TargetWire {
+    Queue {
+        queue: QueueName,
+        #[serde(default)]
+        payload: Option<Value>,
+        #[serde(default)]
+        job: Option<JobFields>,
+    },
+    Workflow {
+        workflow: WorkflowName,
+        #[serde(default)]
+        input: Option<Value>,
+    },
+    Endpoint {
+        endpoint: EndpointName,
+        #[serde(default)]
+        payload: Option<Value>,
+    },
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match TargetWire::deserialize(deserializer)? {
+            TargetWire::Queue {
+                queue,
+                payload: Some(payload),
+                job,
+            } => {
+                let mut job = job.unwrap_or_default();
+                if job.payload.is_some() {
+                    return Err(serde::de::Error::custom(
+                        "a queue target's payload goes in job.payload (payload beside job is deprecated); give it once",
+                    ));
+                }
+                job.payload = Some(payload);
+                Target::Queue {
+                    queue,
+                    job: Some(job),
+                }
+            }
+            TargetWire::Queue {
+                queue,
+                payload: None,
+                job,
+            } => Target::Queue { queue, job },
+            TargetWire::Workflow { workflow, input } => Target::Workflow { workflow, input },
+            TargetWire::Endpoint { endpoint, payload } => Target::Endpoint { endpoint, payload },
+        })
+    }
+}
+
 impl Target {
+    /// The template of what each event becomes (`None`: the whole event).
+    fn template(&self) -> Option<&Value> {
+        match self {
+            Target::Queue { job, .. } => job.as_ref().and_then(|j| j.payload.as_ref()),
+            Target::Endpoint { payload, .. } => payload.as_ref(),
+            Target::Workflow { input, .. } => input.as_ref(),
+        }
+    }
+
     pub fn check(&self) -> Result<(), Error> {
-        let template = match self {
-            Target::Queue { payload, .. } | Target::Endpoint { payload, .. } => payload,
-            Target::Workflow { input, .. } => input,
-        };
+        let template = self.template();
         let mut found = Vec::new();
         if let Some(template) = template {
             expr::expressions_in(template, &mut found)
@@ -227,12 +290,8 @@ impl Target {
 
     /// The job payload or run input for `event`.
     pub fn render(&self, event: &Event) -> Result<Value, Error> {
-        let template = match self {
-            Target::Queue { payload, .. } | Target::Endpoint { payload, .. } => payload,
-            Target::Workflow { input, .. } => input,
-        };
         let context = event_context(event);
-        match template {
+        match self.template() {
             Some(template) => expr::render(template, &context)
                 .map_err(|e| Error::invalid(format!("target template: {e}"))),
             None => Ok(context["event"].clone()),
@@ -334,6 +393,32 @@ pub fn plan_fetch(
 mod tests {
     use super::*;
     use crate::NewEvent;
+
+    #[test]
+    fn a_queue_target_takes_the_schedule_shape_and_still_reads_the_old_one() {
+        let new: Target = serde_json::from_value(json!({
+            "queue": "billing", "job": {"payload": {"id": "{{ event.id }}"}, "priority": 5}
+        }))
+        .unwrap();
+        let old: Target = serde_json::from_value(json!({
+            "queue": "billing", "payload": {"id": "{{ event.id }}"}, "job": {"priority": 5}
+        }))
+        .unwrap();
+        assert_eq!(new, old);
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            json!({"queue": "billing", "job": {"payload": {"id": "{{ event.id }}"}, "priority": 5}}),
+            "written back in the one shape"
+        );
+        let old_alone: Target =
+            serde_json::from_value(json!({"queue": "q", "payload": {"a": 1}})).unwrap();
+        assert_eq!(old_alone.template(), Some(&json!({"a": 1})));
+        let twice = serde_json::from_value::<Target>(json!({
+            "queue": "q", "payload": 1, "job": {"payload": 2}
+        }))
+        .unwrap_err();
+        assert!(twice.to_string().contains("give it once"), "{twice}");
+    }
 
     fn event(seq: u64, kind: &str, key: Option<&str>, data: &str) -> Event {
         Event {

@@ -1,43 +1,51 @@
-//! The engine: what every request handler and service shares, and the
-//! services built once at start.
+//! The engine: the domain services, built once at start, each from its own
+//! store trait and the services it calls. Callers reach a domain through its
+//! accessor (`engine.jobs()`, `engine.topics()`, …) and nothing else: the
+//! store itself is not handed out, so a side effect (a quota, a metric, a
+//! hook) has one home that every caller passes through.
 
 use std::sync::Arc;
 
-use keel_core::{Clock, Limits, Timestamp};
+use keel_core::{Clock, Limits, Namespace, QueueName, QueueRef, Timestamp};
 use keel_store::Store;
 
 use crate::Shutdown;
+use crate::audit::AuditService;
 use crate::endpoints::EndpointService;
-use crate::events::EventService;
-use crate::jobs::JobService;
+use crate::jobs::{JobDeps, JobService};
+use crate::namespaces::NamespaceService;
+use crate::outbound::Guard;
 use crate::owners::Owners;
-use crate::quotas::QuotaService;
-use crate::schedules::{ScheduleIds, Schedules};
+use crate::queues::QueueService;
+use crate::rates::Rates;
+use crate::runs::RunService;
+use crate::schedules::{ScheduleDeps, ScheduleService};
 use crate::slos::SloService;
 use crate::sources::SourceService;
-use crate::subscriptions::SubscriptionService;
+use crate::subscriptions::{SubscriptionDeps, SubscriptionService};
 use crate::tokens::TokenService;
+use crate::topics::TopicService;
 use crate::workflows::Driver;
 
 pub struct Engine {
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
-    pub limits: Limits,
-    pub shutdown: Shutdown,
-    pub jobs: JobService,
-    pub events: EventService,
-    pub subscriptions: SubscriptionService,
-    pub sources: SourceService,
-    pub endpoints: EndpointService,
-    pub tokens: TokenService,
-    pub quotas: QuotaService,
-    pub slos: Arc<SloService>,
-    pub workflows: Arc<Driver>,
-    pub(crate) schedule_ids: ScheduleIds,
-    pub run_retention_ms: u64,
-    pub attempt_retention_ms: u64,
-    pub audit_retention_ms: u64,
-    pub slo_pass_ms: u64,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    shutdown: Shutdown,
+    config: EngineConfig,
+    jobs: Arc<JobService>,
+    queues: Arc<QueueService>,
+    topics: Arc<TopicService>,
+    subscriptions: Arc<SubscriptionService>,
+    sources: SourceService,
+    endpoints: Arc<EndpointService>,
+    schedules: Arc<ScheduleService>,
+    workflows: Arc<Driver>,
+    runs: Arc<RunService>,
+    tokens: TokenService,
+    audit: AuditService,
+    namespaces: Arc<NamespaceService>,
+    slos: Arc<SloService>,
 }
 
 /// How the engine treats the outside world, and how long it keeps history.
@@ -88,60 +96,211 @@ impl Engine {
         shutdown: Shutdown,
         config: EngineConfig,
     ) -> Arc<Self> {
-        let workflows = Driver::new(store.clone(), clock.clone(), config.allow_private_http);
-        let owners = Owners::new(workflows.clone());
-        let slos = Arc::new(SloService::default());
-        let jobs = JobService::new(
+        let signal = store.ready_signal();
+        let rates = Arc::new(Rates::default());
+        let slos = Arc::new(SloService::new(store.clone()));
+        let namespaces = Arc::new(NamespaceService::new(store.clone(), clock.clone()));
+        let topics = Arc::new(TopicService::new(
             store.clone(),
-            clock.clone(),
-            shutdown.clone(),
-            owners,
-            slos.clone(),
-        );
-        let events = EventService::new(store.clone(), clock.clone(), shutdown.clone());
-        let subscriptions = SubscriptionService::new(
-            store.clone(),
+            signal.clone(),
             clock.clone(),
             limits.clone(),
             shutdown.clone(),
-            workflows.clone(),
+            namespaces.clone(),
             slos.clone(),
+        ));
+        let workflows = Driver::new(
+            store.clone(),
+            clock.clone(),
+            config.allow_private_http,
+            rates.clone(),
         );
-        let sources = SourceService::new(store.clone(), clock.clone());
-        let guard = crate::outbound::Guard {
+        let guard = Guard {
             allow_private: config.allow_private_http,
         };
-        let endpoints = EndpointService::new(store.clone(), clock.clone(), guard);
+        let endpoints = Arc::new(EndpointService::new(
+            store.clone(),
+            clock.clone(),
+            guard,
+            topics.clone(),
+        ));
+        let queues = Arc::new(QueueService::new(
+            store.clone(),
+            clock.clone(),
+            rates.clone(),
+            endpoints.clone(),
+            slos.clone(),
+        ));
+        let jobs = Arc::new(JobService::new(JobDeps {
+            store: store.clone(),
+            maintenance: store.clone(),
+            signal: signal.clone(),
+            clock: clock.clone(),
+            limits: limits.clone(),
+            shutdown: shutdown.clone(),
+            owners: Owners::new(workflows.clone()),
+            queues: queues.clone(),
+            namespaces: namespaces.clone(),
+            slos: slos.clone(),
+            rates,
+        }));
+        let subscriptions = Arc::new(SubscriptionService::new(SubscriptionDeps {
+            store: store.clone(),
+            signal: signal.clone(),
+            clock: clock.clone(),
+            limits: limits.clone(),
+            shutdown: shutdown.clone(),
+            workflows: workflows.clone(),
+            jobs: jobs.clone(),
+            queues: queues.clone(),
+            topics: topics.clone(),
+            endpoints: endpoints.clone(),
+            slos: slos.clone(),
+        }));
+        let sources = SourceService::new(store.clone(), clock.clone(), topics.clone());
+        let runs = Arc::new(RunService::new(
+            store.clone(),
+            signal,
+            shutdown.clone(),
+            jobs.clone(),
+        ));
+        let schedules = Arc::new(ScheduleService::new(ScheduleDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            limits: limits.clone(),
+            jobs: jobs.clone(),
+            queues: queues.clone(),
+            topics: topics.clone(),
+            workflows: workflows.clone(),
+            runs: runs.clone(),
+        }));
         let tokens = TokenService::new(store.clone(), clock.clone());
-        let quotas = QuotaService::new(store.clone(), clock.clone());
+        let audit = AuditService::new(store.clone());
         Arc::new(Engine {
             store,
             clock,
             limits,
             shutdown,
+            config,
             jobs,
-            events,
+            queues,
+            topics,
             subscriptions,
             sources,
             endpoints,
-            tokens,
-            quotas,
-            slos,
+            schedules,
             workflows,
-            schedule_ids: ScheduleIds::default(),
-            run_retention_ms: config.run_retention_ms,
-            attempt_retention_ms: config.attempt_retention_ms,
-            audit_retention_ms: config.audit_retention_ms,
-            slo_pass_ms: config.slo_pass_ms,
+            runs,
+            tokens,
+            audit,
+            namespaces,
+            slos,
         })
     }
 
-    /// Schedules: put, pause, trigger, backfill, and the timer's passes.
-    pub fn schedules(&self) -> Schedules<'_> {
-        Schedules { engine: self }
+    /// Jobs: enqueue (with its admission), lease, acks, reads.
+    pub fn jobs(&self) -> &Arc<JobService> {
+        &self.jobs
+    }
+
+    /// Queues: counts and rates, policy, pause and resume.
+    pub fn queues(&self) -> &Arc<QueueService> {
+        &self.queues
+    }
+
+    /// Topics: their policies, and the one publish every producer uses.
+    pub fn topics(&self) -> &Arc<TopicService> {
+        &self.topics
+    }
+
+    pub fn subscriptions(&self) -> &Arc<SubscriptionService> {
+        &self.subscriptions
+    }
+
+    /// Webhook sources and their ingestion.
+    pub fn sources(&self) -> &SourceService {
+        &self.sources
+    }
+
+    pub fn endpoints(&self) -> &Arc<EndpointService> {
+        &self.endpoints
+    }
+
+    pub fn schedules(&self) -> &Arc<ScheduleService> {
+        &self.schedules
+    }
+
+    /// Workflow definitions, and the driver that advances their runs.
+    pub fn workflows(&self) -> &Arc<Driver> {
+        &self.workflows
+    }
+
+    /// Runs as read: one, waiting for it to end, or a page of them.
+    pub fn runs(&self) -> &Arc<RunService> {
+        &self.runs
+    }
+
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
+
+    pub fn audit(&self) -> &AuditService {
+        &self.audit
+    }
+
+    /// Namespaces, their quotas and what they hold.
+    pub fn namespaces(&self) -> &Arc<NamespaceService> {
+        &self.namespaces
+    }
+
+    pub fn slos(&self) -> &Arc<SloService> {
+        &self.slos
+    }
+
+    /// The limits every input is checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Whether the store answers (`/readyz`).
+    pub async fn probe(&self) -> Result<(), keel_core::Error> {
+        let probe = QueueRef {
+            namespace: Namespace::new("keel")?,
+            queue: QueueName::new("readyz")?,
+        };
+        self.store.queue_stats(&probe).await.map(|_| ())
+    }
+
+    /// The Prometheus text of every `keel_` metric, with the gauges read
+    /// from the store now.
+    pub async fn metrics(&self) -> String {
+        crate::metrics::render(self.store.as_ref()).await
+    }
+
+    /// Finishes what the store is committing and closes it (after the
+    /// services are joined).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// What the background services are built from.
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 }

@@ -1,26 +1,31 @@
 //! The job service: every change to jobs goes through here, whoever asks (the
 //! HTTP API, the step runner, the maintenance service), so that each one
 //! counts the same metrics and rates and tells the same owner when a job ends.
-//! Reads (`job_get`, `jobs_list`) have no side effects and go to the store.
+//! An enqueue is admitted here too (batch bounds, the namespace's rate and
+//! byte quotas, the queue's policy), whichever edge it came through.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use keel_core::gate::{self, Gate};
+use keel_core::job::JobRequest;
+use keel_core::quota::RateKind;
 use keel_core::{
-    Clock, Error, ErrorCode, Job, JobId, JobState, LeaseToken, Namespace, NewJob, QueueName,
-    QueueRef, Timestamp,
+    Clock, Error, ErrorCode, Job, JobId, JobState, LeaseToken, Limits, Namespace, NewJob,
+    QueueName, QueueRef, Timestamp,
 };
 use keel_store::{
-    Ack, AckOutcome, Acked, Enqueued, LeaseRequest, LeasedJob, MaintenanceReport, ReadySignal,
-    RedriveSelection, Store,
+    Ack, AckOutcome, Acked, Enqueued, JobFilter, JobPage, JobStore, LeaseRequest, LeasedJob,
+    MaintenanceReport, MaintenanceStore, ReadySignal, RedriveSelection,
 };
 use serde_json::value::RawValue;
 
 use crate::Shutdown;
+use crate::namespaces::NamespaceService;
 use crate::owners::Owners;
-use crate::rates::{Event, Hour, Rates, RecentRates};
+use crate::queues::QueueService;
+use crate::rates::{Event, OwnedCounts, Rates};
 use crate::slos::SloService;
 
 /// Lease calls of one queue on this node: in progress, and when the last ended.
@@ -58,12 +63,32 @@ impl Drop for OpenCall<'_> {
     }
 }
 
+/// What the job service is built from.
+pub(crate) struct JobDeps {
+    pub store: Arc<dyn JobStore>,
+    pub maintenance: Arc<dyn MaintenanceStore>,
+    pub signal: ReadySignal,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub shutdown: Shutdown,
+    pub owners: Owners,
+    pub queues: Arc<QueueService>,
+    pub namespaces: Arc<NamespaceService>,
+    pub slos: Arc<SloService>,
+    pub rates: Arc<Rates>,
+}
+
 pub struct JobService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn JobStore>,
+    maintenance: Arc<dyn MaintenanceStore>,
+    signal: ReadySignal,
     clock: Arc<dyn Clock>,
+    limits: Limits,
     shutdown: Shutdown,
     owners: Owners,
-    rates: Rates,
+    queues: Arc<QueueService>,
+    namespaces: Arc<NamespaceService>,
+    rates: Arc<Rates>,
     slos: Arc<SloService>,
     /// Workers asking this node for each queue's jobs (a liveness hint, on
     /// this node's monotonic clock).
@@ -71,39 +96,111 @@ pub struct JobService {
 }
 
 impl JobService {
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        shutdown: Shutdown,
-        owners: Owners,
-        slos: Arc<SloService>,
-    ) -> Self {
+    pub(crate) fn new(deps: JobDeps) -> Self {
         JobService {
-            store,
-            clock,
-            shutdown,
-            owners,
-            rates: Rates::default(),
-            slos,
+            store: deps.store,
+            maintenance: deps.maintenance,
+            signal: deps.signal,
+            clock: deps.clock,
+            limits: deps.limits,
+            shutdown: deps.shutdown,
+            owners: deps.owners,
+            queues: deps.queues,
+            namespaces: deps.namespaces,
+            rates: deps.rates,
+            slos: deps.slos,
             lease_calls: Mutex::default(),
         }
     }
 
-    /// Enqueues a batch atomically (the jobs already validated).
-    pub async fn enqueue(
+    /// Enqueues one job, once admitted (see [`JobService::enqueue_batch`]).
+    pub async fn enqueue(&self, queue: &QueueRef, request: JobRequest) -> Result<Enqueued, Error> {
+        let jobs = self.admit(queue, vec![request], false).await?;
+        self.write(queue, jobs)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("no answer for the enqueue"))
+    }
+
+    /// Enqueues a batch atomically, once admitted: 1 to `max_batch` jobs
+    /// (400 `batch_too_large`), within the namespace's enqueue rate (429
+    /// `rate_limited`) and `max_bytes` (429 `quota_exceeded`), each valid
+    /// under the queue's policy (an error names the job: `jobs[i]: …`).
+    pub async fn enqueue_batch(
         &self,
         queue: &QueueRef,
-        jobs: Vec<NewJob>,
+        requests: Vec<JobRequest>,
     ) -> Result<Vec<Enqueued>, Error> {
+        let jobs = self.admit(queue, requests, true).await?;
+        self.write(queue, jobs).await
+    }
+
+    async fn admit(
+        &self,
+        queue: &QueueRef,
+        requests: Vec<JobRequest>,
+        batch: bool,
+    ) -> Result<Vec<NewJob>, Error> {
+        if requests.is_empty() {
+            return Err(Error::invalid("jobs must hold at least one job"));
+        }
+        if requests.len() > self.limits.max_batch {
+            return Err(Error::new(
+                ErrorCode::BatchTooLarge,
+                format!(
+                    "a batch holds at most {} jobs; this one has {}",
+                    self.limits.max_batch,
+                    requests.len()
+                ),
+            ));
+        }
+        self.namespaces
+            .take(&queue.namespace, RateKind::Enqueue, requests.len() as u64)
+            .await?;
+        let policy = self.queues.policy(queue).await?;
+        let now = self.clock.now();
+        let jobs = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, req)| {
+                req.validate(&policy, &self.limits, now).map_err(|e| {
+                    if batch {
+                        Error::new(e.code, format!("jobs[{i}]: {}", e.message))
+                    } else {
+                        e
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let bytes = jobs.iter().map(|j| j.payload.get().len() as u64).sum();
+        self.namespaces.take_bytes(&queue.namespace, bytes).await?;
+        Ok(jobs)
+    }
+
+    async fn write(&self, queue: &QueueRef, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, Error> {
         let now = self.clock.now();
         let enqueued = self.store.jobs_enqueue(queue, jobs, now).await?;
         let fresh = enqueued
             .iter()
             .filter(|e| !e.deduplicated && !e.debounced)
             .count() as u64;
-        crate::metrics::job_enqueued(queue, fresh);
-        self.rates.record(queue, Event::Enqueued, fresh, now);
+        self.rates.enqueued(queue, fresh, now);
         Ok(enqueued)
+    }
+
+    /// Counts the jobs an owner's write created (a run's steps, a
+    /// subscription's deliveries, a schedule's fires) like any enqueue.
+    pub(crate) fn owned_enqueued(&self, counts: &OwnedCounts) {
+        self.rates.owned_enqueued(counts, self.clock.now());
+    }
+
+    pub async fn get(&self, namespace: &Namespace, id: JobId) -> Result<Job, Error> {
+        self.store.job_get(namespace, id).await
+    }
+
+    /// Newest first, cursor-paged.
+    pub async fn list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {
+        self.store.jobs_list(namespace, filter).await
     }
 
     /// Leases at once, or waits up to `wait` for the queue's ready signal
@@ -161,10 +258,10 @@ impl JobService {
         wait: Duration,
     ) -> Result<Vec<LeasedJob>, Error> {
         let deadline = tokio::time::Instant::now() + wait;
-        let signal = self.store.ready_signal();
+        let signal = &self.signal;
         let listener = signal.listener(&req.queue);
         let mut owed = PassOn {
-            signal: &signal,
+            signal,
             queue: &req.queue,
             armed: false,
         };
@@ -307,7 +404,7 @@ impl JobService {
     /// counts them as failed attempts and tells the owners of jobs that died.
     pub async fn maintain(&self) -> Result<MaintenanceReport, Error> {
         let now = self.clock.now();
-        let report = self.store.maintenance_run(now).await?;
+        let report = self.maintenance.maintenance_run(now).await?;
         for queue in &report.expired_to_ready {
             crate::metrics::job_failed(queue, 1);
         }
@@ -320,16 +417,6 @@ impl JobService {
             self.owners.job_ended(namespace, acked, None);
         }
         Ok(report)
-    }
-
-    /// Events per second on a queue over the last minute.
-    pub fn rates(&self, queue: &QueueRef) -> RecentRates {
-        self.rates.recent(queue, self.clock.now())
-    }
-
-    /// A queue's last hour as this node saw it, minute by minute.
-    pub fn hour(&self, queue: &QueueRef) -> Hour {
-        self.rates.hour(queue, self.clock.now())
     }
 }
 
@@ -406,12 +493,12 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use keel_core::{Backoff, Limits};
+    use keel_store::Store;
     use keel_store_sqlite::SqliteStore;
     use serde_json::value::RawValue;
 
     use super::*;
     use crate::ShutdownTrigger;
-    use crate::workflows::Driver;
 
     /// A clock that moves `step` ms each time it is read: a store call
     /// between two reads takes that long.
@@ -456,13 +543,12 @@ mod tests {
             step,
         });
         let (_trigger, shutdown) = ShutdownTrigger::new();
-        let driver = Driver::new(store.clone(), clock.clone(), false);
-        let jobs = JobService::new(
+        let engine = crate::Engine::new(
             store.clone(),
             clock,
+            Limits::default(),
             shutdown,
-            Owners::new(driver),
-            Arc::default(),
+            crate::EngineConfig::default(),
         );
         let req = LeaseRequest {
             queue,
@@ -470,7 +556,7 @@ mod tests {
             max_jobs: 1,
             lease_ms: None,
         };
-        let leased = jobs.lease(&req, Duration::ZERO).await.unwrap();
+        let leased = engine.jobs().lease(&req, Duration::ZERO).await.unwrap();
         store.close().await;
         (leased, t0)
     }

@@ -77,6 +77,28 @@ pub struct Hour {
 pub(crate) struct Rates(Mutex<HashMap<QueueRef, Window>>);
 
 /// Events per second, averaged over the last minute.
+/// How many of an owner's new jobs go to each queue: taken before the write
+/// that consumes the jobs, counted once it succeeded.
+#[derive(Debug, Default)]
+pub(crate) struct OwnedCounts(Vec<(QueueRef, u64)>);
+
+impl OwnedCounts {
+    pub(crate) fn of(jobs: &[keel_store::OwnedJob]) -> Self {
+        let mut counts: Vec<(QueueRef, u64)> = Vec::new();
+        for job in jobs {
+            match counts.iter_mut().find(|(q, _)| *q == job.queue) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((job.queue.clone(), 1)),
+            }
+        }
+        OwnedCounts(counts)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct RecentRates {
     pub enqueued_per_s: f64,
@@ -85,6 +107,21 @@ pub struct RecentRates {
 }
 
 impl Rates {
+    /// Jobs enqueued on `queue`, by whichever path made them (an enqueue,
+    /// or an owner's write: a run's steps, a subscription's deliveries, a
+    /// schedule's fires): the metric and this node's rates, counted once.
+    pub(crate) fn enqueued(&self, queue: &QueueRef, n: u64, now: Timestamp) {
+        crate::metrics::job_enqueued(queue, n);
+        self.record(queue, Event::Enqueued, n, now);
+    }
+
+    /// [`Rates::enqueued`] for the jobs an owner's write created.
+    pub(crate) fn owned_enqueued(&self, counts: &OwnedCounts, now: Timestamp) {
+        for (queue, n) in &counts.0 {
+            self.enqueued(queue, *n, now);
+        }
+    }
+
     pub(crate) fn record(&self, queue: &QueueRef, event: Event, n: u64, now: Timestamp) {
         if n == 0 {
             return;

@@ -14,11 +14,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use keel_core::slo::{self, ALERTS, Alert, Objective, Slo, Status, Subject, Tally};
 use keel_core::{Error, Namespace, QueueRef, Timestamp, TopicName};
-use keel_store::{MinuteTally, Store};
+use keel_store::{MinuteTally, SloStore};
 
 /// The topic, in each namespace, that alerts are published on.
 pub const ALERTS_TOPIC: &str = "keel.alerts";
@@ -46,8 +46,8 @@ impl Transition {
     }
 }
 
-#[derive(Default)]
 pub struct SloService {
+    store: Arc<dyn SloStore>,
     /// Objectives by subject, as last read from the store or set here.
     objectives: RwLock<HashMap<Subject, Slo>>,
     /// Whether anything has objectives: the hooks' one check when nothing
@@ -61,6 +61,16 @@ pub struct SloService {
 }
 
 impl SloService {
+    pub(crate) fn new(store: Arc<dyn SloStore>) -> Self {
+        SloService {
+            store,
+            objectives: RwLock::default(),
+            any: AtomicBool::default(),
+            pending: Mutex::default(),
+            firing: Mutex::default(),
+        }
+    }
+
     /// Jobs of `queue` leased at `now`, each after its wait (ms).
     pub(crate) fn queue_leased(
         &self,
@@ -177,8 +187,9 @@ impl SloService {
 
     /// Reads every subject's objectives from the store (set through any
     /// node).
-    pub async fn refresh(&self, store: &dyn Store) -> Result<(), Error> {
-        let found: HashMap<Subject, Slo> = store
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let found: HashMap<Subject, Slo> = self
+            .store
             .slo_objectives()
             .await?
             .into_iter()
@@ -195,7 +206,7 @@ impl SloService {
 
     /// Adds what this node counted to the store; kept for the next flush
     /// when the store refuses.
-    pub async fn flush(&self, store: &dyn Store) -> Result<(), Error> {
+    pub async fn flush(&self) -> Result<(), Error> {
         let taken =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if taken.is_empty() {
@@ -209,7 +220,7 @@ impl SloService {
                 tally: *tally,
             })
             .collect();
-        if let Err(e) = store.slo_record(tallies).await {
+        if let Err(e) = self.store.slo_record(tallies).await {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             for (key, tally) in taken {
                 pending.entry(key).or_default().add(&tally);
@@ -223,19 +234,20 @@ impl SloService {
     /// namespaces with `None`), measured at `now` from what the store holds.
     pub async fn statuses(
         &self,
-        store: &dyn Store,
         namespace: Option<&Namespace>,
         now: Timestamp,
     ) -> Result<Vec<SubjectStatus>, Error> {
         let mut statuses = Vec::new();
-        for found in store.slo_objectives().await? {
+        for found in self.store.slo_objectives().await? {
             if namespace.is_some_and(|ns| *ns != found.subject.namespace) {
                 continue;
             }
             let starts = slo::window_starts(now);
-            let sums = store.slo_sums(&found.subject, starts).await?;
+            let sums = self.store.slo_sums(&found.subject, starts).await?;
             let waits = if found.slo.wait_p99_ms.is_some() {
-                store.slo_waits(&found.subject, starts[slo::HOUR]).await?
+                self.store
+                    .slo_waits(&found.subject, starts[slo::HOUR])
+                    .await?
             } else {
                 slo::Histogram::default()
             };

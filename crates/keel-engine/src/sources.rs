@@ -14,12 +14,12 @@ use base64::Engine as _;
 use keel_core::source::{Encoding, Layout, Part, Recipe, Scheme, SourceSpec, TimestampAt};
 use keel_core::workflow::expr;
 use keel_core::{Clock, Error, ErrorCode, Namespace, NewEvent, Timestamp};
-use keel_store::{Published, Source, Store};
+use keel_store::{Published, Source, SourceStore};
 use ring::hmac;
 use serde_json::{Value, json};
 
-use crate::events::EventService;
 use crate::metrics;
+use crate::topics::TopicService;
 
 /// What a verified request came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,18 +41,33 @@ const SOURCE_REFRESH: Duration = Duration::from_secs(1);
 type SourceCache = HashMap<(Namespace, String), (Arc<Source>, Instant)>;
 
 pub struct SourceService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SourceStore>,
     clock: Arc<dyn Clock>,
+    /// Publishes what is ingested, under the namespace's quotas.
+    topics: Arc<TopicService>,
     cache: Mutex<SourceCache>,
 }
 
 impl SourceService {
-    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn SourceStore>,
+        clock: Arc<dyn Clock>,
+        topics: Arc<TopicService>,
+    ) -> Self {
         SourceService {
             store,
             clock,
+            topics,
             cache: Mutex::default(),
         }
+    }
+
+    pub async fn get(&self, namespace: &Namespace, name: &str) -> Result<Source, Error> {
+        self.store.source_get(namespace, name).await
+    }
+
+    pub async fn list(&self, namespace: &Namespace) -> Result<Vec<Source>, Error> {
+        self.store.sources_list(namespace).await
     }
 
     /// Creates or replaces a source; true when new.
@@ -100,10 +115,11 @@ impl SourceService {
     }
 
     /// Verifies `request` for source `name` and publishes it to the
-    /// source's topic; answers once the event is durable.
+    /// source's topic, under the namespace's rate and byte quotas (429 and
+    /// nothing stored when they are spent); answers once the event is
+    /// durable.
     pub async fn ingest(
         &self,
-        events: &EventService,
         namespace: &Namespace,
         name: &str,
         request: HookRequest,
@@ -111,7 +127,7 @@ impl SourceService {
         let source = self.source(namespace, name).await?;
         let now = self.clock.now();
         let origin = format!("/v1/hooks/{namespace}/{name}");
-        let outcome = accept(events, &origin, &source.spec, &request, now);
+        let outcome = accept(&self.topics, &origin, &source.spec, &request, now);
         let event = match outcome {
             Ok(Accepted::Event(event)) => event,
             Ok(Accepted::Challenge(challenge)) => {
@@ -128,7 +144,8 @@ impl SourceService {
                 return Err(e);
             }
         };
-        let published = events
+        let published = self
+            .topics
             .publish(namespace, &source.spec.topic, vec![*event])
             .await?
             .pop()
@@ -146,7 +163,7 @@ impl SourceService {
 /// The event a request makes (or Slack's challenge), once its signature is
 /// checked; `origin` is its CloudEvents `source`.
 fn accept(
-    events: &EventService,
+    topics: &TopicService,
     origin: &str,
     spec: &SourceSpec,
     request: &HookRequest,
@@ -183,7 +200,7 @@ fn accept(
     };
     Ok(Accepted::Event(Box::new(NewEvent {
         generated_id: id.is_none(),
-        id: id.unwrap_or_else(|| events.new_id()),
+        id: id.unwrap_or_else(|| topics.new_id()),
         kind: kind.unwrap_or_default(),
         source: origin.to_owned(),
         key,

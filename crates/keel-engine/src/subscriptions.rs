@@ -17,23 +17,48 @@ use keel_core::endpoint::endpoint_queue;
 use keel_core::job::JobRequest;
 use keel_core::subscription::{JobFields, Start, SubscriptionSpec, Target};
 use keel_core::{Clock, Error, Event, JobIdGenerator, Limits, Namespace, QueueRef, Timestamp};
-use keel_store::{Fetched, JobOwner, OwnedJob, Store, Subscription};
+use keel_store::{Fetched, JobOwner, OwnedJob, ReadySignal, Subscription, SubscriptionStore};
 use serde_json::value::to_raw_value;
 use tokio::sync::Notify;
 
+use crate::endpoints::EndpointService;
+use crate::jobs::JobService;
+use crate::queues::QueueService;
+use crate::rates::OwnedCounts;
 use crate::slos::SloService;
+use crate::topics::TopicService;
 use crate::workflows::Driver;
 use crate::{Shutdown, metrics};
 
 /// Most events one hand-off takes.
 pub(crate) const HANDOFF_BATCH: u32 = 500;
 
+/// What the subscription service is built from.
+pub(crate) struct SubscriptionDeps {
+    pub store: Arc<dyn SubscriptionStore>,
+    pub signal: ReadySignal,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub shutdown: Shutdown,
+    pub workflows: Arc<Driver>,
+    pub jobs: Arc<JobService>,
+    pub queues: Arc<QueueService>,
+    pub topics: Arc<TopicService>,
+    pub endpoints: Arc<EndpointService>,
+    pub slos: Arc<SloService>,
+}
+
 pub struct SubscriptionService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SubscriptionStore>,
+    signal: ReadySignal,
     clock: Arc<dyn Clock>,
     limits: Limits,
     shutdown: Shutdown,
     workflows: Arc<Driver>,
+    jobs: Arc<JobService>,
+    queues: Arc<QueueService>,
+    topics: Arc<TopicService>,
+    endpoints: Arc<EndpointService>,
     slos: Arc<SloService>,
     ids: std::sync::Mutex<JobIdGenerator>,
     /// Wakes the deliveries service when a subscription changed here.
@@ -41,24 +66,41 @@ pub struct SubscriptionService {
 }
 
 impl SubscriptionService {
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        limits: Limits,
-        shutdown: Shutdown,
-        workflows: Arc<Driver>,
-        slos: Arc<SloService>,
-    ) -> Self {
+    pub(crate) fn new(deps: SubscriptionDeps) -> Self {
         SubscriptionService {
-            store,
-            clock,
-            limits,
-            shutdown,
-            workflows,
-            slos,
+            store: deps.store,
+            signal: deps.signal,
+            clock: deps.clock,
+            limits: deps.limits,
+            shutdown: deps.shutdown,
+            workflows: deps.workflows,
+            jobs: deps.jobs,
+            queues: deps.queues,
+            topics: deps.topics,
+            endpoints: deps.endpoints,
+            slos: deps.slos,
             ids: std::sync::Mutex::default(),
             changed: Notify::new(),
         }
+    }
+
+    pub async fn get(&self, namespace: &Namespace, name: &str) -> Result<Subscription, Error> {
+        self.store.subscription_get(namespace, name).await
+    }
+
+    /// A namespace's subscriptions (or every namespace's), of one topic or all.
+    pub async fn list(
+        &self,
+        namespace: Option<&Namespace>,
+        topic: Option<&keel_core::TopicName>,
+    ) -> Result<Vec<Subscription>, Error> {
+        self.store.subscriptions_list(namespace, topic).await
+    }
+
+    pub async fn delete(&self, namespace: &Namespace, name: &str) -> Result<(), Error> {
+        self.store.subscription_delete(namespace, name).await?;
+        self.changed.notify_waiters();
+        Ok(())
     }
 
     /// Creates or updates a subscription; a queue target's job fields are
@@ -76,13 +118,13 @@ impl SubscriptionService {
                 namespace: namespace.clone(),
                 queue: queue.clone(),
             };
-            let policy = self.store.queue_policy(&queue).await?;
+            let policy = self.queues.policy(&queue).await?;
             job_request(job.as_ref(), serde_json::Value::Null, None)?
                 .validate(&policy, &self.limits, self.clock.now())
                 .map_err(|e| Error::new(e.code, format!("target.job: {}", e.message)))?;
         }
         if let Some(Target::Endpoint { endpoint, .. }) = &spec.target {
-            self.store.endpoint_get(namespace, endpoint).await?;
+            self.endpoints.get(namespace, endpoint).await?;
         }
         let answer = self
             .store
@@ -130,10 +172,7 @@ impl SubscriptionService {
     ) -> Result<Fetched, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         let sub = self.store.subscription_get(namespace, name).await?;
-        let listener = self
-            .store
-            .ready_signal()
-            .topic_listener(namespace, &sub.spec.topic);
+        let listener = self.signal.topic_listener(namespace, &sub.spec.topic);
         loop {
             let appended = listener.notified();
             tokio::pin!(appended);
@@ -194,8 +233,8 @@ impl SubscriptionService {
             limit: HANDOFF_BATCH,
         };
         let events = match self
-            .store
-            .events_read(&sub.namespace, &sub.spec.topic, &query)
+            .topics
+            .events(&sub.namespace, &sub.spec.topic, &query)
             .await
         {
             Ok(events) => events,
@@ -257,11 +296,7 @@ impl SubscriptionService {
                     .await?
             }
             Target::Endpoint { endpoint, .. } => {
-                let spec = self
-                    .store
-                    .endpoint_get(&sub.namespace, endpoint)
-                    .await?
-                    .spec;
+                let spec = self.endpoints.get(&sub.namespace, endpoint).await?.spec;
                 let queue = endpoint_queue(&sub.namespace, endpoint)?;
                 let first = spec.retry_schedule().first().copied().filter(|&ms| ms > 0);
                 let fields = JobFields {
@@ -297,7 +332,9 @@ impl SubscriptionService {
                 Vec::new()
             }
         };
-        self.store
+        let counts = OwnedCounts::of(&jobs);
+        let moved = self
+            .store
             .subscription_handoff(
                 &sub.namespace,
                 &sub.name,
@@ -308,7 +345,11 @@ impl SubscriptionService {
                 jobs,
                 now,
             )
-            .await
+            .await?;
+        if moved {
+            self.jobs.owned_enqueued(&counts);
+        }
+        Ok(moved)
     }
 
     /// A job per event on `queue`, owned by the subscription; `ordered`
@@ -327,7 +368,7 @@ impl SubscriptionService {
         events: &[&Event],
         now: Timestamp,
     ) -> Result<Vec<OwnedJob>, Error> {
-        let policy = self.store.queue_policy(queue).await?;
+        let policy = self.queues.policy(queue).await?;
         let mut jobs = Vec::with_capacity(events.len());
         for event in events {
             let payload = target.render(event)?;

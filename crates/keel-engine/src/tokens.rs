@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use keel_core::auth::Grant;
 use keel_core::{Clock, Error, ErrorCode, Timestamp};
-use keel_store::{Store, Token};
+use keel_store::{Token, TokenStore};
 use subtle::ConstantTimeEq as _;
 
 /// How long a node trusts its copy of a token.
@@ -69,7 +69,7 @@ pub struct Issued {
 /// Makes a token and stores it. Used by the API and by `keel token create`
 /// straight on a store (bootstrap, before any token exists).
 pub async fn issue(
-    store: &dyn Store,
+    store: &dyn TokenStore,
     now: Timestamp,
     name: &str,
     grant: Grant,
@@ -115,7 +115,7 @@ struct Cached {
 }
 
 pub struct TokenService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<String, Cached>>,
     /// Ids no token has, and when that was read: a caller sending made-up
@@ -124,7 +124,7 @@ pub struct TokenService {
 }
 
 impl TokenService {
-    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>) -> Self {
         TokenService {
             store,
             clock,
@@ -299,6 +299,7 @@ mod tests {
 
     use keel_core::Limits;
     use keel_core::auth::Role;
+    use keel_store::Store;
     use keel_store_sqlite::SqliteStore;
 
     use super::*;

@@ -42,6 +42,6 @@ pub async fn run(
         Some(config) => tls::serve(listener, app, config, shutdown.clone()).await,
     };
     services.join().await;
-    engine.store.close().await;
+    engine.close().await;
     served
 }

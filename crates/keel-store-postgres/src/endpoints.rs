@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use keel_core::endpoint::{EndpointSpec, Health, Secrets};
+use keel_core::endpoint::{EndpointSpec, Health, Secrets, endpoint_queue};
 use keel_core::{EndpointName, Error, Namespace, Timestamp};
 use keel_store::{
     Attempt, AttemptQuery, Endpoint, EndpointStore, NewAttempt, SecretChoice, endpoint_not_found,
@@ -168,6 +168,8 @@ impl EndpointStore for PostgresStore {
         reason: Option<String>,
         now: Timestamp,
     ) -> Result<bool, Error> {
+        let queue = endpoint_queue(namespace, name)?;
+        let disabled = reason.is_some();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let mut endpoint = locked(&tx, namespace, name)
@@ -177,7 +179,23 @@ impl EndpointStore for PostgresStore {
             return Ok(false);
         }
         write_back(&tx, &endpoint).await?;
+        // Its queue is paused with it, in the same transaction: no node
+        // leases a delivery for a disabled endpoint.
+        tx.execute(
+            include_str!("../queries/queues/set_paused.sql"),
+            &[
+                &queue.namespace.as_str(),
+                &queue.queue.as_str(),
+                &disabled,
+                &now.as_millis(),
+            ],
+        )
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        if !disabled {
+            self.ready(&queue, keel_store::MAX_WOKEN);
+        }
         Ok(true)
     }
 

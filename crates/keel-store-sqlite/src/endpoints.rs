@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use keel_core::endpoint::{EndpointSpec, Health, Secrets};
+use keel_core::endpoint::{EndpointSpec, Health, Secrets, endpoint_queue};
 use keel_core::{EndpointName, Error, Namespace, Timestamp};
 use keel_store::{
     Attempt, AttemptQuery, Endpoint, EndpointStore, NewAttempt, SecretChoice, endpoint_not_found,
@@ -170,6 +170,8 @@ impl EndpointStore for SqliteStore {
         now: Timestamp,
     ) -> Result<bool, Error> {
         let (namespace, name) = (namespace.clone(), name.clone());
+        let queue = endpoint_queue(&namespace, &name)?;
+        let disabled = reason.is_some();
         self.write(move |w: &mut Writer| {
             let Some(endpoint) = endpoint_row(&w.conn, &namespace, &name)? else {
                 return Ok(Err(endpoint_not_found(name.as_str())));
@@ -179,6 +181,11 @@ impl EndpointStore for SqliteStore {
                 return Ok(Ok(false));
             }
             set_health(&w.conn, &namespace, &name, &health)?;
+            // Its queue is paused with it, in the same transaction: nothing
+            // is leased for a disabled endpoint.
+            if let Err(e) = w.pause(&queue, disabled, now)? {
+                return Ok(Err(e));
+            }
             Ok(Ok(true))
         })
         .await

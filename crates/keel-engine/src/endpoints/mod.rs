@@ -16,14 +16,15 @@ use keel_core::limits::MAX_LEASE_MS;
 use keel_core::policy::MAX_ATTEMPTS_LIMIT;
 use keel_core::{
     Clock, EndpointName, Error, JobState, Namespace, NewEvent, QueuePolicy, QueueRef, Timestamp,
-    TopicName, TopicPolicy,
+    TopicName,
 };
 use keel_store::{
-    Attempt, AttemptQuery, Endpoint, JobFilter, RedriveSelection, SecretChoice, Store,
+    Attempt, AttemptQuery, Endpoint, JobFilter, NewAttempt, RedriveSelection, SecretChoice, Store,
 };
 use tokio::sync::Notify;
 
 use crate::outbound::Guard;
+use crate::topics::TopicService;
 
 /// The topic of each namespace on which Keel reports endpoints it disabled.
 pub const EVENTS_TOPIC: &str = "keel.endpoints";
@@ -47,16 +48,24 @@ pub struct EndpointService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     pub(crate) guard: Guard,
+    /// Where disabled endpoints are reported.
+    topics: Arc<TopicService>,
     /// Wakes the pusher when endpoints or push queues changed here.
     pub(crate) changed: Notify,
 }
 
 impl EndpointService {
-    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, guard: Guard) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        guard: Guard,
+        topics: Arc<TopicService>,
+    ) -> Self {
         EndpointService {
             store,
             clock,
             guard,
+            topics,
             changed: Notify::new(),
         }
     }
@@ -142,14 +151,7 @@ impl EndpointService {
         let (namespace, name) = (&endpoint.namespace, &endpoint.name);
         // The topic first: whoever sees the endpoint disabled can wait on it.
         let topic = TopicName::new(EVENTS_TOPIC)?;
-        if let Err(e) = self.store.topic_get(namespace, &topic).await {
-            if e.code != keel_core::ErrorCode::NotFound {
-                return Err(e);
-            }
-            self.store
-                .topic_put(namespace, &topic, &TopicPolicy::default(), now)
-                .await?;
-        }
+        self.topics.ensure(namespace, &topic).await?;
         if !self
             .store
             .endpoint_disable(namespace, name, Some(reason.clone()), now)
@@ -177,10 +179,12 @@ impl EndpointService {
             data: data.to_string(),
             headers: Default::default(),
         };
-        self.store
-            .events_publish(namespace, &topic, vec![event], now)
-            .await?;
+        self.topics.publish(namespace, &topic, vec![event]).await?;
         Ok(())
+    }
+
+    pub async fn get(&self, namespace: &Namespace, name: &EndpointName) -> Result<Endpoint, Error> {
+        self.store.endpoint_get(namespace, name).await
     }
 
     pub async fn status(
@@ -204,6 +208,17 @@ impl EndpointService {
 
     pub async fn list(&self, namespace: &Namespace) -> Result<Vec<Endpoint>, Error> {
         self.store.endpoints_list(Some(namespace)).await
+    }
+
+    /// Every namespace's endpoints (the pusher's scan).
+    pub(crate) async fn list_all(&self) -> Result<Vec<Endpoint>, Error> {
+        self.store.endpoints_list(None).await
+    }
+
+    /// Writes attempts to the log; the endpoints they touched, as they are
+    /// after it.
+    pub(crate) async fn record(&self, attempts: Vec<NewAttempt>) -> Result<Vec<Endpoint>, Error> {
+        self.store.attempts_record(attempts).await
     }
 
     pub async fn attempts(

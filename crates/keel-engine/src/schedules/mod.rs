@@ -12,13 +12,18 @@
 //!
 //! The timer that calls [`Schedules::pass`] is `services/timer.rs`.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use keel_core::schedule::{self, Cadence, LEDGER_KEEP, Outcome, Plan, ScheduleSpec, ScheduleState};
-use keel_core::{Error, ErrorCode, JobId, JobIdGenerator, Namespace, Timestamp};
-use keel_store::{LedgerEntry, Schedule, ScheduleWrite};
+use keel_core::{Clock, Error, ErrorCode, JobId, JobIdGenerator, Limits, Namespace, Timestamp};
+use keel_store::{LedgerEntry, Schedule, ScheduleStore, ScheduleWrite};
 
-use crate::Engine;
+use crate::jobs::JobService;
+use crate::queues::QueueService;
+use crate::rates::OwnedCounts;
+use crate::runs::RunService;
+use crate::topics::TopicService;
+use crate::workflows::Driver;
 
 mod targets;
 
@@ -32,9 +37,9 @@ pub const PASS_BATCH: u32 = 500;
 /// Tries of a trigger, backfill or put against concurrent fires.
 const TRIES: usize = 5;
 
-/// The schedule service's own state: ids for the jobs fires create.
+/// Ids for the jobs fires create.
 #[derive(Default)]
-pub struct ScheduleIds(Mutex<JobIdGenerator>);
+struct ScheduleIds(Mutex<JobIdGenerator>);
 
 impl ScheduleIds {
     fn next(&self, now: Timestamp) -> JobId {
@@ -45,9 +50,28 @@ impl ScheduleIds {
     }
 }
 
-/// The schedule operations, borrowed from the engine they create through.
-pub struct Schedules<'a> {
-    pub(crate) engine: &'a Engine,
+/// What the schedule service is built from.
+pub(crate) struct ScheduleDeps {
+    pub store: Arc<dyn ScheduleStore>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+    pub jobs: Arc<JobService>,
+    pub queues: Arc<QueueService>,
+    pub topics: Arc<TopicService>,
+    pub workflows: Arc<Driver>,
+    pub runs: Arc<RunService>,
+}
+
+pub struct ScheduleService {
+    store: Arc<dyn ScheduleStore>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    jobs: Arc<JobService>,
+    queues: Arc<QueueService>,
+    topics: Arc<TopicService>,
+    workflows: Arc<Driver>,
+    runs: Arc<RunService>,
+    ids: ScheduleIds,
 }
 
 /// A put's answer: the schedule and whether it was new.
@@ -56,7 +80,49 @@ pub struct Put {
     pub created: bool,
 }
 
-impl Schedules<'_> {
+impl ScheduleService {
+    pub(crate) fn new(deps: ScheduleDeps) -> Self {
+        ScheduleService {
+            store: deps.store,
+            clock: deps.clock,
+            limits: deps.limits,
+            jobs: deps.jobs,
+            queues: deps.queues,
+            topics: deps.topics,
+            workflows: deps.workflows,
+            runs: deps.runs,
+            ids: ScheduleIds::default(),
+        }
+    }
+
+    pub async fn get(&self, namespace: &Namespace, name: &str) -> Result<Schedule, Error> {
+        self.store.schedule_get(namespace, name).await
+    }
+
+    /// A namespace's schedules, by name.
+    pub async fn list(&self, namespace: &Namespace) -> Result<Vec<Schedule>, Error> {
+        self.store.schedules_list(namespace).await
+    }
+
+    /// Removes a schedule and its ledger.
+    pub async fn delete(&self, namespace: &Namespace, name: &str) -> Result<(), Error> {
+        self.store.schedule_delete(namespace, name).await
+    }
+
+    /// A schedule's newest `limit` ledger rows, newest first.
+    pub async fn ledger(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, Error> {
+        self.store.schedule_ledger(namespace, name, limit).await
+    }
+
+    /// The earliest due time of any schedule (the timer sleeps until it).
+    pub(crate) async fn next_due(&self) -> Result<Option<Timestamp>, Error> {
+        self.store.schedules_next_due().await
+    }
     /// Creates or updates a schedule. Identical content changes nothing; a
     /// change of its timing plans the next slot from now, one that keeps the
     /// timing keeps the planned slot.
@@ -69,8 +135,8 @@ impl Schedules<'_> {
         let cadence = spec.check()?;
         self.target_exists(namespace, &spec).await?;
         for _ in 0..TRIES {
-            let now = self.engine.now();
-            let existing = match self.engine.store.schedule_get(namespace, name).await {
+            let now = self.clock.now();
+            let existing = match self.store.schedule_get(namespace, name).await {
                 Ok(s) => Some(s),
                 Err(e) if e.code == ErrorCode::NotFound => None,
                 Err(e) => return Err(e),
@@ -123,7 +189,7 @@ impl Schedules<'_> {
         paused: bool,
     ) -> Result<Schedule, Error> {
         for _ in 0..TRIES {
-            let mut schedule = self.engine.store.schedule_get(namespace, name).await?;
+            let mut schedule = self.store.schedule_get(namespace, name).await?;
             if schedule.spec.paused == paused {
                 return Ok(schedule);
             }
@@ -141,9 +207,9 @@ impl Schedules<'_> {
     /// Fires now, outside the cron (whatever the overlap policy and pause:
     /// someone asked for it). The ledger row's nominal time is now.
     pub async fn trigger(&self, namespace: &Namespace, name: &str) -> Result<LedgerEntry, Error> {
-        let nominal = self.engine.now();
+        let nominal = self.clock.now();
         for _ in 0..TRIES {
-            let schedule = self.engine.store.schedule_get(namespace, name).await?;
+            let schedule = self.store.schedule_get(namespace, name).await?;
             let mut state = schedule.state.clone();
             state.fired += 1;
             let plan = Plan {
@@ -154,7 +220,7 @@ impl Schedules<'_> {
                 }],
                 cancel_previous: false,
             };
-            let now = self.engine.now();
+            let now = self.clock.now();
             let write = self
                 .effects(&schedule, state, plan, now, &mut Policies::default())
                 .await?;
@@ -182,16 +248,15 @@ impl Schedules<'_> {
         if to < from {
             return Err(Error::invalid("backfill: `to` is before `from`"));
         }
-        if to > self.engine.now() {
+        if to > self.clock.now() {
             return Err(Error::invalid(
                 "backfill: `to` is in the future; slots to come fire on their own",
             ));
         }
         for _ in 0..TRIES {
-            let schedule = self.engine.store.schedule_get(namespace, name).await?;
+            let schedule = self.store.schedule_get(namespace, name).await?;
             let cadence = schedule.spec.check()?;
             let fired: Vec<Timestamp> = self
-                .engine
                 .store
                 .schedule_ledger(namespace, name, LEDGER_KEEP as u32)
                 .await?
@@ -206,7 +271,7 @@ impl Schedules<'_> {
             let mut state = schedule.state.clone();
             let busy_now = self.busy(namespace, &schedule.spec, &state).await?;
             let plan = schedule::plan_backfill(&schedule.spec, &mut state, &slots, busy_now);
-            let now = self.engine.now();
+            let now = self.clock.now();
             let write = self
                 .effects(&schedule, state, plan, now, &mut Policies::default())
                 .await?;
@@ -223,7 +288,7 @@ impl Schedules<'_> {
     /// Fires what is due by `now` in up to [`PASS_BATCH`] schedules; true
     /// when the batch was full (more may be due).
     pub async fn pass(&self, now: Timestamp) -> Result<bool, Error> {
-        let due = self.engine.store.schedules_due(now, PASS_BATCH).await?;
+        let due = self.store.schedules_due(now, PASS_BATCH).await?;
         let full = due.len() == PASS_BATCH as usize;
         let mut writes = Vec::with_capacity(due.len());
         let mut policies = Policies::default();
@@ -243,11 +308,16 @@ impl Schedules<'_> {
             .map(|w| (w.namespace.clone(), fire_lateness(w, now)))
             .collect();
         let fallbacks: Vec<ScheduleWrite> = writes.iter().map(missed_instead).collect();
-        let answers = self.engine.store.schedules_write(writes, now).await?;
+        let counts: Vec<OwnedCounts> = writes.iter().map(|w| OwnedCounts::of(&w.jobs)).collect();
+        let answers = self.store.schedules_write(writes, now).await?;
         let mut refused = Vec::new();
-        for ((answer, (namespace, late)), fallback) in answers.iter().zip(fires).zip(fallbacks) {
+        let written = answers.iter().zip(fires).zip(fallbacks).zip(&counts);
+        for (((answer, (namespace, late)), fallback), counts) in written {
             match answer {
-                Ok(_) => crate::metrics::schedule_fired(&namespace, &late),
+                Ok(_) => {
+                    crate::metrics::schedule_fired(&namespace, &late);
+                    self.jobs.owned_enqueued(counts);
+                }
                 // Another writer moved it (a put, a trigger): it is read
                 // again at the next pass.
                 Err(e) if e.code == ErrorCode::Conflict => {}
@@ -260,7 +330,7 @@ impl Schedules<'_> {
         if !refused.is_empty() {
             // Moving on without the jobs, so a refusal that lasts (a full
             // namespace) neither spins the timer nor passes unseen.
-            self.engine.store.schedules_write(refused, now).await?;
+            self.store.schedules_write(refused, now).await?;
         }
         Ok(full)
     }
@@ -356,7 +426,7 @@ impl Schedules<'_> {
             name: schedule.name.clone(),
             rev: schedule.rev,
             spec: schedule.spec.clone(),
-            due_at: state.due_at(&schedule.name, &schedule.spec, self.engine.now()),
+            due_at: state.due_at(&schedule.name, &schedule.spec, self.clock.now()),
             state,
             ledger: Vec::new(),
             jobs: Vec::new(),
@@ -366,8 +436,8 @@ impl Schedules<'_> {
     async fn write_one(&self, write: ScheduleWrite, now: Timestamp) -> Result<Schedule, Error> {
         let namespace = write.namespace.clone();
         let late = fire_lateness(&write, now);
+        let counts = OwnedCounts::of(&write.jobs);
         let answer = self
-            .engine
             .store
             .schedules_write(vec![write], now)
             .await?
@@ -378,6 +448,7 @@ impl Schedules<'_> {
                 ))
             })?;
         crate::metrics::schedule_fired(&namespace, &late);
+        self.jobs.owned_enqueued(&counts);
         Ok(answer)
     }
 }

@@ -13,7 +13,8 @@ use keel_core::{Error, ErrorCode, Namespace, NewEvent, QueuePolicy, QueueRef, Ti
 use keel_store::{JobOwner, OwnedJob, Schedule};
 use serde_json::Value;
 
-use super::Schedules;
+use super::ScheduleService;
+use crate::queues::QueueService;
 
 /// Queue policies read once per timer pass (or trigger, or backfill), not
 /// once per fire.
@@ -23,19 +24,19 @@ pub(super) struct Policies(HashMap<QueueRef, QueuePolicy>);
 impl Policies {
     pub(super) async fn get(
         &mut self,
-        store: &dyn keel_store::Store,
+        queues: &QueueService,
         queue: &QueueRef,
     ) -> Result<QueuePolicy, Error> {
         if let Some(policy) = self.0.get(queue) {
             return Ok(policy.clone());
         }
-        let policy = store.queue_policy(queue).await?;
+        let policy = queues.policy(queue).await?;
         self.0.insert(queue.clone(), policy.clone());
         Ok(policy)
     }
 }
 
-impl Schedules<'_> {
+impl ScheduleService {
     /// Creates one fire's target: a job (added to `jobs`, written with the
     /// schedule), an event or a run (created now, under the slot's key).
     pub(super) async fn create(
@@ -59,9 +60,9 @@ impl Schedules<'_> {
                 let tags = request.tags.get_or_insert_default();
                 tags.insert("keel.schedule".into(), schedule.name.clone());
                 tags.insert("keel.nominal_time".into(), nominal.to_rfc3339());
-                let policy = policies.get(&*self.engine.store, &queue).await?;
-                let job = request.validate(&policy, &self.engine.limits, now)?;
-                let id = self.engine.schedule_ids.next(now);
+                let policy = policies.get(&self.queues, &queue).await?;
+                let job = request.validate(&policy, &self.limits, now)?;
+                let id = self.ids.next(now);
                 jobs.push(OwnedJob {
                     queue,
                     id,
@@ -98,7 +99,7 @@ impl Schedules<'_> {
                         .map_or_else(|| "null".into(), Value::to_string),
                     headers,
                 };
-                let published = self.engine.events.publish(ns, topic, vec![event]).await?;
+                let published = self.topics.publish(ns, topic, vec![event]).await?;
                 let id = published
                     .first()
                     .map(|p| p.id.clone())
@@ -107,7 +108,6 @@ impl Schedules<'_> {
             }
             ScheduleTarget::Run { workflow, .. } => {
                 let (run, _) = self
-                    .engine
                     .workflows
                     .start(
                         ns,
@@ -134,11 +134,10 @@ impl Schedules<'_> {
         if spec.overlap == Overlap::Allow {
             return Ok(false);
         }
-        let store = &self.engine.store;
         match &state.last {
             Some(FireTarget::Job(id)) => {
                 let Ok(id) = id.parse() else { return Ok(false) };
-                match store.job_get(namespace, id).await {
+                match self.jobs.get(namespace, id).await {
                     Ok(job) => Ok(!job.state.is_final()),
                     Err(e) if e.code == ErrorCode::JobNotFound => Ok(false),
                     Err(e) => Err(e),
@@ -146,7 +145,7 @@ impl Schedules<'_> {
             }
             Some(FireTarget::Run(id)) => {
                 let Ok(id) = id.parse() else { return Ok(false) };
-                match store.run_get(namespace, id).await {
+                match self.runs.get(namespace, id).await {
                     Ok(run) => Ok(!run.state.status.is_final()),
                     Err(e) if e.code == ErrorCode::NotFound => Ok(false),
                     Err(e) => Err(e),
@@ -161,12 +160,11 @@ impl Schedules<'_> {
     pub(super) async fn cancel_last(&self, namespace: &Namespace, last: Option<&FireTarget>) {
         let cancelled = match last {
             Some(FireTarget::Job(id)) => match id.parse() {
-                Ok(id) => self.engine.jobs.cancel(namespace, id).await.map(|_| ()),
+                Ok(id) => self.jobs.cancel(namespace, id).await.map(|_| ()),
                 Err(_) => Ok(()),
             },
             Some(FireTarget::Run(id)) => match id.parse() {
                 Ok(id) => self
-                    .engine
                     .workflows
                     .advance(
                         namespace,
@@ -198,9 +196,8 @@ impl Schedules<'_> {
         spec: &ScheduleSpec,
     ) -> Result<(), Error> {
         if let ScheduleTarget::Run { workflow, .. } = &spec.target {
-            self.engine
-                .store
-                .workflow_get(namespace, workflow.as_str(), None)
+            self.workflows
+                .stored(namespace, workflow.as_str(), None)
                 .await?;
         }
         Ok(())

@@ -11,34 +11,46 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::subscriptions::HANDOFF_BATCH;
-use crate::{Engine, Shutdown};
+use keel_store::ReadySignal;
+
+use crate::Shutdown;
+use crate::subscriptions::{HANDOFF_BATCH, SubscriptionService};
+use crate::workflows::Driver;
 
 /// How long a subscription whose hand-off failed waits before the next try.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Deliveries {
-    engine: Arc<Engine>,
+    subscriptions: Arc<SubscriptionService>,
+    workflows: Arc<Driver>,
+    signal: ReadySignal,
 }
 
 impl Deliveries {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Deliveries { engine }
+    pub fn new(
+        subscriptions: Arc<SubscriptionService>,
+        workflows: Arc<Driver>,
+        signal: ReadySignal,
+    ) -> Self {
+        Deliveries {
+            subscriptions,
+            workflows,
+            signal,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let engine = &self.engine;
-        let appended = engine.store.ready_signal().any_topic_listener();
+        let appended = self.signal.any_topic_listener();
         loop {
             let published = appended.notified();
-            let changed = engine.subscriptions.changed.notified();
-            let waiting = engine.workflows.waits.noted.notified();
+            let changed = self.subscriptions.changed.notified();
+            let waiting = self.workflows.waits.noted.notified();
             tokio::pin!(published, changed, waiting);
             published.as_mut().enable();
             changed.as_mut().enable();
             waiting.as_mut().enable();
             let (busy, failed) = self.pass().await;
-            let busy = engine.workflows.deliver_events().await || busy;
+            let busy = self.workflows.deliver_events().await || busy;
             if shutdown.is_fired() {
                 return;
             }
@@ -66,8 +78,7 @@ impl Deliveries {
     /// batch (more may be waiting: pass again at once; anything published
     /// during the pass wakes the next one anyway), and whether any failed.
     async fn pass(&self) -> (bool, bool) {
-        let engine = &self.engine;
-        let subscriptions = match engine.store.subscriptions_list(None, None).await {
+        let subscriptions = match self.subscriptions.list(None, None).await {
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list subscriptions");
@@ -79,7 +90,7 @@ impl Deliveries {
             .iter()
             .filter(|s| s.spec.target.is_some() && !s.paused)
         {
-            match engine.subscriptions.deliver(sub).await {
+            match self.subscriptions.deliver(sub).await {
                 Ok(moved) => busy |= moved >= u64::from(HANDOFF_BATCH),
                 Err(e) => {
                     failed = true;

@@ -6,7 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Engine, Shutdown};
+use keel_core::Clock;
+use keel_store::{MaintenanceStore, ReadySignal};
+
+use crate::Shutdown;
+use crate::jobs::JobService;
 
 /// The longest sleep: a safety net, not the mechanism. On a shared database
 /// it is also how the leader learns of distant deadlines set through other
@@ -19,21 +23,33 @@ const RETRY_AFTER_ERROR_MS: u64 = 500;
 const LEADER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Maintenance {
-    engine: Arc<Engine>,
+    jobs: Arc<JobService>,
+    store: Arc<dyn MaintenanceStore>,
+    signal: ReadySignal,
+    clock: Arc<dyn Clock>,
 }
 
 impl Maintenance {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Maintenance { engine }
+    pub fn new(
+        jobs: Arc<JobService>,
+        store: Arc<dyn MaintenanceStore>,
+        signal: ReadySignal,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Maintenance {
+            jobs,
+            store,
+            signal,
+            clock,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let engine = &self.engine;
         loop {
             if shutdown.is_fired() {
                 return;
             }
-            let leader = engine.store.maintenance_leader().await;
+            let leader = self.store.maintenance_leader().await;
             metrics::gauge!("keel_maintenance_leader").set(if matches!(leader, Ok(true)) {
                 1.0
             } else {
@@ -51,8 +67,8 @@ impl Maintenance {
                     tracing::warn!(error = %e, "cannot tell whether this node leads maintenance");
                 }
             }
-            let now = engine.now();
-            let next = match engine.jobs.maintain().await {
+            let now = self.clock.now();
+            let next = match self.jobs.maintain().await {
                 Ok(report) => report.next_due.map_or(now.plus_ms(IDLE_WAKE_MS), |due| {
                     due.min(now.plus_ms(IDLE_WAKE_MS))
                 }),
@@ -61,7 +77,7 @@ impl Maintenance {
                     now.plus_ms(RETRY_AFTER_ERROR_MS)
                 }
             };
-            let signal = engine.store.ready_signal();
+            let signal = &self.signal;
             signal.set_next_maintenance(next);
             let sleep = Duration::from_millis(next.millis_since(now));
             tokio::select! {

@@ -1,5 +1,7 @@
-//! Background services. Each has the same shape: built from the engine, then
-//! `run(shutdown)` until the shutdown fires, finishing the pass it is in.
+//! Background services. Each has the same shape: built from the services and
+//! store traits it uses (never the whole engine), then `run(shutdown)` until
+//! the shutdown fires, finishing the pass it is in. [`start`] is where they
+//! are assembled from the engine's parts.
 
 mod deliveries;
 mod maintenance;
@@ -10,6 +12,7 @@ mod steps;
 mod timer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -27,16 +30,74 @@ use crate::{Engine, Shutdown};
 pub struct Services(Vec<JoinHandle<()>>);
 
 pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
-    Services(vec![
-        tokio::spawn(Maintenance::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(Retention::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(StepRunner::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(Deliveries::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(Pusher::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(Timer::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(Slos::new(engine.clone()).run(shutdown.clone())),
-        tokio::spawn(RunSweep::new(engine).run(shutdown)),
-    ])
+    let store = engine.store();
+    let signal = store.ready_signal();
+    let clock = engine.clock();
+    let slo_every = Duration::from_millis(engine.config().slo_pass_ms);
+    let services = vec![
+        tokio::spawn(
+            Maintenance::new(
+                engine.jobs().clone(),
+                store.clone(),
+                signal.clone(),
+                clock.clone(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Retention::new(store.clone(), clock.clone(), engine.config().clone())
+                .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            StepRunner::new(
+                engine.jobs().clone(),
+                engine.workflows().clone(),
+                clock.clone(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Deliveries::new(
+                engine.subscriptions().clone(),
+                engine.workflows().clone(),
+                signal.clone(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Pusher::new(
+                engine.endpoints().clone(),
+                engine.jobs().clone(),
+                engine.queues().clone(),
+                clock.clone(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Timer::new(
+                engine.schedules().clone(),
+                store.clone(),
+                signal,
+                clock.clone(),
+                store.sole_writer(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Slos::new(
+                engine.slos().clone(),
+                engine.topics().clone(),
+                store.clone(),
+                clock.clone(),
+                slo_every,
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            RunSweep::new(engine.workflows().clone(), store.clone(), store.clone()).run(shutdown),
+        ),
+    ];
+    Services(services)
 }
 
 impl Services {

@@ -18,8 +18,11 @@ use keel_store::{Ack, AckOutcome, Endpoint, LeaseRequest, LeasedJob, NewAttempt}
 use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::endpoints::EndpointService;
 use crate::endpoints::send::{self, Answer};
-use crate::{Engine, Shutdown, metrics};
+use crate::jobs::JobService;
+use crate::queues::QueueService;
+use crate::{Shutdown, metrics};
 
 /// How often the queues to push from are read again, for changes made on
 /// other nodes (a change made here is seen at once).
@@ -51,17 +54,33 @@ struct Running {
     config: watch::Sender<Option<Arc<Endpoint>>>,
 }
 
+/// What the pusher works through: deliveries are jobs, their targets
+/// endpoints, push queues named by queue policies.
+#[derive(Clone)]
 pub struct Pusher {
-    engine: Arc<Engine>,
+    endpoints: Arc<EndpointService>,
+    jobs: Arc<JobService>,
+    queues: Arc<QueueService>,
+    clock: Arc<dyn keel_core::Clock>,
 }
 
 impl Pusher {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Pusher { engine }
+    pub fn new(
+        endpoints: Arc<EndpointService>,
+        jobs: Arc<JobService>,
+        queues: Arc<QueueService>,
+        clock: Arc<dyn keel_core::Clock>,
+    ) -> Self {
+        Pusher {
+            endpoints,
+            jobs,
+            queues,
+            clock,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let engine = self.engine;
+        let engine = self;
         let (attempts, log) = mpsc::channel(4 * RECORD_BATCH);
         let recorder = tokio::spawn(record(engine.clone(), log));
         let client = engine.endpoints.guard.client(true);
@@ -140,11 +159,11 @@ fn capacity(endpoint: &Endpoint, mode: Mode) -> u32 {
 
 /// The queues to push from, each with its endpoint.
 async fn scan(
-    engine: &Engine,
+    engine: &Pusher,
 ) -> Result<HashMap<QueueRef, (Arc<Endpoint>, Mode)>, keel_core::Error> {
     let endpoints: HashMap<(Namespace, EndpointName), Arc<Endpoint>> = engine
-        .store
-        .endpoints_list(None)
+        .endpoints
+        .list_all()
         .await?
         .into_iter()
         .map(|e| ((e.namespace.clone(), e.name.clone()), Arc::new(e)))
@@ -154,7 +173,7 @@ async fn scan(
         let queue = endpoint_queue(&endpoint.namespace, &endpoint.name)?;
         wanted.insert(queue, (endpoint.clone(), Mode::Messages));
     }
-    for (queue, policy) in engine.store.queue_policies().await? {
+    for (queue, policy) in engine.queues.policies().await? {
         let Some(push) = policy.push else { continue };
         if let Some(endpoint) = endpoints.get(&(queue.namespace.clone(), push.endpoint.clone())) {
             let mode = Mode::Push {
@@ -168,7 +187,7 @@ async fn scan(
 
 /// One queue's pushing.
 struct Task {
-    engine: Arc<Engine>,
+    engine: Pusher,
     client: reqwest::Client,
     queue: QueueRef,
     mode: Mode,
@@ -251,7 +270,7 @@ impl Task {
             .get("keel.event")
             .cloned()
             .unwrap_or_else(|| job.id.to_string());
-        let now = engine.now();
+        let now = engine.clock.now();
         let answer = send::push(
             &self.client,
             &endpoint.spec,
@@ -328,7 +347,7 @@ impl Task {
 /// delivery's slot is freed only once its ack is written, so a task never
 /// holds more leases than its slots.
 async fn flush_acks(
-    engine: Arc<Engine>,
+    engine: Pusher,
     namespace: Namespace,
     mut pending: mpsc::Receiver<(Ack, OwnedSemaphorePermit)>,
 ) {
@@ -387,7 +406,7 @@ impl Pace {
 }
 
 /// Writes attempts to the log in batches, as they come.
-async fn record(engine: Arc<Engine>, mut log: mpsc::Receiver<NewAttempt>) {
+async fn record(engine: Pusher, mut log: mpsc::Receiver<NewAttempt>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while log.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         record_batch(&engine, std::mem::take(&mut batch)).await;
@@ -396,15 +415,15 @@ async fn record(engine: Arc<Engine>, mut log: mpsc::Receiver<NewAttempt>) {
 
 /// Writes attempts, then disables the endpoints among them that have
 /// failed without a success for longer than they allow.
-async fn record_batch(engine: &Engine, attempts: Vec<NewAttempt>) {
-    let touched = match engine.store.attempts_record(attempts).await {
+async fn record_batch(engine: &Pusher, attempts: Vec<NewAttempt>) {
+    let touched = match engine.endpoints.record(attempts).await {
         Ok(touched) => touched,
         Err(e) => {
             tracing::warn!(error = %e, "cannot write delivery attempts to the log");
             return;
         }
     };
-    let now = engine.now();
+    let now = engine.clock.now();
     for endpoint in touched {
         if !endpoint
             .health
@@ -432,7 +451,7 @@ mod tests {
 
     use super::*;
     use crate::manual_clock::ManualClock;
-    use crate::{EngineConfig, ShutdownTrigger};
+    use crate::{Engine, EngineConfig, ShutdownTrigger};
 
     fn failed(name: &EndpointName, at: Timestamp) -> NewAttempt {
         NewAttempt {
@@ -471,17 +490,27 @@ mod tests {
             "url": "https://example.com/hooks", "disable_after_ms": 60_000,
         }))
         .unwrap();
-        engine.endpoints.put(&ns, &name, &spec, None).await.unwrap();
+        engine
+            .endpoints()
+            .put(&ns, &name, &spec, None)
+            .await
+            .unwrap();
+        let pusher = Pusher::new(
+            engine.endpoints().clone(),
+            engine.jobs().clone(),
+            engine.queues().clone(),
+            clock.clone(),
+        );
         let at = |ms: u64| t0.plus_ms(ms);
 
         clock.set(at(30_000));
-        record_batch(&engine, vec![failed(&name, t0), failed(&name, at(30_000))]).await;
+        record_batch(&pusher, vec![failed(&name, t0), failed(&name, at(30_000))]).await;
         let health = store.endpoint_get(&ns, &name).await.unwrap().health;
         assert_eq!((health.failure_streak, health.disabled_at), (2, None));
 
         clock.set(at(61_000));
-        record_batch(&engine, vec![failed(&name, at(61_000))]).await;
-        record_batch(&engine, vec![failed(&name, at(61_000))]).await;
+        record_batch(&pusher, vec![failed(&name, at(61_000))]).await;
+        record_batch(&pusher, vec![failed(&name, at(61_000))]).await;
         let health = store.endpoint_get(&ns, &name).await.unwrap().health;
         assert_eq!(health.disabled_at, Some(at(61_000)));
         assert!(

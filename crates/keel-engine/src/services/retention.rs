@@ -7,22 +7,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::Timestamp;
+use keel_core::{Clock, Timestamp};
+use keel_store::Store;
 
-use crate::{Engine, Shutdown};
+use crate::{EngineConfig, Shutdown};
 
 const EVERY: Duration = Duration::from_secs(60);
 /// Runs or events deleted per statement: a pass deletes in chunks, so that
 /// no single write holds the store for long.
 const CHUNK: u32 = 1000;
 
+/// Retention prunes every domain's history, so it alone of the services
+/// holds the whole store: pruning is a backend's bounded delete per domain,
+/// with no side effect to share with any other caller.
 pub struct Retention {
-    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
 }
 
 impl Retention {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Retention { engine }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
+        Retention {
+            store,
+            clock,
+            config,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
@@ -32,10 +42,10 @@ impl Retention {
                 () = shutdown.clone().wait() => return,
             }
             // On a shared database one node prunes for all: the maintenance leader.
-            if !matches!(self.engine.store.maintenance_leader().await, Ok(true)) {
+            if !matches!(self.store.maintenance_leader().await, Ok(true)) {
                 continue;
             }
-            match self.engine.store.jobs_prune(self.engine.now()).await {
+            match self.store.jobs_prune(self.clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(jobs = n, "pruned finished jobs past retention"),
                 Err(e) => tracing::warn!(error = %e, "retention pass failed"),
@@ -51,8 +61,8 @@ impl Retention {
     /// SLO minutes older than the error budget's period.
     async fn prune_slo_minutes(&self) {
         let period = keel_core::slo::PERIOD_MINUTES;
-        let before = keel_core::slo::minute(self.engine.now()) - period;
-        match self.engine.store.slo_prune(before).await {
+        let before = keel_core::slo::minute(self.clock.now()) - period;
+        match self.store.slo_prune(before).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(minutes = n, "pruned SLO minutes past the budget's period"),
             Err(e) => tracing::warn!(error = %e, "SLO minutes prune failed"),
@@ -60,30 +70,27 @@ impl Retention {
     }
 
     async fn prune_audit(&self) {
-        let engine = &self.engine;
-        let before = finished_before(engine.now(), engine.audit_retention_ms);
-        let pruned = in_chunks(|chunk| engine.store.audit_prune(before, chunk)).await;
+        let before = finished_before(self.clock.now(), self.config.audit_retention_ms);
+        let pruned = in_chunks(|chunk| self.store.audit_prune(before, chunk)).await;
         report(pruned, "audit entries");
     }
 
     async fn prune_events(&self) {
-        let now = self.engine.now();
-        let store = &self.engine.store;
+        let now = self.clock.now();
+        let store = &self.store;
         let pruned = in_chunks(|chunk| store.events_prune(now, chunk)).await;
         report(pruned, "events");
     }
 
     async fn prune_attempts(&self) {
-        let engine = &self.engine;
-        let before = finished_before(engine.now(), engine.attempt_retention_ms);
-        let pruned = in_chunks(|chunk| engine.store.attempts_prune(before, chunk)).await;
+        let before = finished_before(self.clock.now(), self.config.attempt_retention_ms);
+        let pruned = in_chunks(|chunk| self.store.attempts_prune(before, chunk)).await;
         report(pruned, "delivery attempts");
     }
 
     async fn prune_runs(&self) {
-        let engine = &self.engine;
-        let before = finished_before(engine.now(), engine.run_retention_ms);
-        let pruned = in_chunks(|chunk| engine.store.runs_prune(before, chunk)).await;
+        let before = finished_before(self.clock.now(), self.config.run_retention_ms);
+        let pruned = in_chunks(|chunk| self.store.runs_prune(before, chunk)).await;
         report(pruned, "finished runs");
     }
 }

@@ -8,26 +8,45 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::{Error, NewEvent, TopicName};
+use keel_core::{Clock, Error, NewEvent, TopicName};
+use keel_store::MaintenanceStore;
 use serde_json::json;
 
-use crate::slos::{ALERTS_TOPIC, Transition};
-use crate::{Engine, Shutdown, metrics};
+use crate::slos::{ALERTS_TOPIC, SloService, Transition};
+use crate::topics::TopicService;
+use crate::{Shutdown, metrics};
 
 pub struct Slos {
-    engine: Arc<Engine>,
+    slos: Arc<SloService>,
+    /// Where alerts are published, like any event.
+    topics: Arc<TopicService>,
+    leader: Arc<dyn MaintenanceStore>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
 }
 
 impl Slos {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Slos { engine }
+    pub fn new(
+        slos: Arc<SloService>,
+        topics: Arc<TopicService>,
+        leader: Arc<dyn MaintenanceStore>,
+        clock: Arc<dyn Clock>,
+        every: Duration,
+    ) -> Self {
+        Slos {
+            slos,
+            topics,
+            leader,
+            clock,
+            every,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let every = Duration::from_millis(self.engine.slo_pass_ms);
+        let every = self.every;
         // Objectives set before a restart count from the start, not from
         // the first pass.
-        if let Err(e) = self.engine.slos.refresh(&*self.engine.store).await {
+        if let Err(e) = self.slos.refresh().await {
             tracing::warn!(error = %e, "reading the SLO objectives failed");
         }
         loop {
@@ -35,7 +54,7 @@ impl Slos {
                 () = tokio::time::sleep(every) => {}
                 () = shutdown.clone().wait() => {
                     // What this node counted last is not left behind.
-                    let _ = self.engine.slos.flush(&*self.engine.store).await;
+                    let _ = self.slos.flush().await;
                     return;
                 }
             }
@@ -47,30 +66,27 @@ impl Slos {
 
     /// One pass; public so that tests drive it with their own clock.
     pub async fn pass(&self) -> Result<(), Error> {
-        let engine = &self.engine;
-        let store = &*engine.store;
-        engine.slos.flush(store).await?;
-        engine.slos.refresh(store).await?;
-        let statuses = engine.slos.statuses(store, None, engine.now()).await?;
+        self.slos.flush().await?;
+        self.slos.refresh().await?;
+        let statuses = self.slos.statuses(None, self.clock.now()).await?;
         for s in &statuses {
             metrics::slo_status(&s.subject, &s.status);
         }
-        if matches!(store.maintenance_leader().await, Ok(true)) {
-            for transition in engine.slos.transitions(&statuses) {
+        if matches!(self.leader.maintenance_leader().await, Ok(true)) {
+            for transition in self.slos.transitions(&statuses) {
                 if let Err(e) = self.publish(&transition).await {
-                    engine.slos.undo(&transition);
+                    self.slos.undo(&transition);
                     return Err(e);
                 }
             }
         } else {
-            engine.slos.forget_alerts();
+            self.slos.forget_alerts();
         }
         metrics::slo_pass();
         Ok(())
     }
 
     async fn publish(&self, t: &Transition) -> Result<(), Error> {
-        let engine = &self.engine;
         let alert = t.alert();
         let state = if t.firing { "firing" } else { "resolved" };
         let objective = t.status.objective.as_str();
@@ -90,9 +106,9 @@ impl Slos {
             "burn_rate_short": t.status.burn_rates[alert.short],
             "budget_remaining": t.status.budget_remaining,
         });
-        let now = engine.now();
+        let now = self.clock.now();
         let event = NewEvent {
-            id: engine.events.new_id(),
+            id: self.topics.new_id(),
             generated_id: true,
             kind: format!("keel.slo.{state}"),
             source: "keel/slo".to_owned(),
@@ -107,8 +123,7 @@ impl Slos {
             headers: BTreeMap::new(),
         };
         let topic = TopicName::new(ALERTS_TOPIC)?;
-        engine
-            .events
+        self.topics
             .publish(&t.subject.namespace, &topic, vec![event])
             .await?;
         if t.firing {
@@ -132,10 +147,11 @@ mod tests {
 
     use super::*;
     use crate::manual_clock::ManualClock;
-    use crate::{EngineConfig, ShutdownTrigger};
+    use crate::{Engine, EngineConfig, ShutdownTrigger};
 
     struct Node {
         engine: Arc<Engine>,
+        store: Arc<dyn Store>,
         clock: Arc<ManualClock>,
         queue: QueueRef,
         _dir: tempfile::TempDir,
@@ -170,6 +186,7 @@ mod tests {
             .unwrap();
         Node {
             engine,
+            store,
             clock,
             queue,
             _dir: dir,
@@ -181,23 +198,14 @@ mod tests {
         /// Enqueues `n` jobs, lets `wait_ms` pass, leases them all, then
         /// completes the first `succeed` and fails the rest for good.
         async fn work(&self, n: usize, wait_ms: i64, succeed: usize) {
-            let now = self.clock.now();
             let jobs = (0..n)
-                .map(|_| {
-                    serde_json::from_str::<JobRequest>(r#"{"payload":{}}"#)
-                        .unwrap()
-                        .validate(
-                            &QueuePolicy {
-                                max_attempts: Some(1),
-                                ..QueuePolicy::default()
-                            },
-                            &Limits::default(),
-                            now,
-                        )
-                        .unwrap()
-                })
+                .map(|_| serde_json::from_str::<JobRequest>(r#"{"payload":{}}"#).unwrap())
                 .collect();
-            self.engine.jobs.enqueue(&self.queue, jobs).await.unwrap();
+            self.engine
+                .jobs()
+                .enqueue_batch(&self.queue, jobs)
+                .await
+                .unwrap();
             self.clock.advance(wait_ms);
             let req = LeaseRequest {
                 queue: self.queue.clone(),
@@ -205,7 +213,12 @@ mod tests {
                 max_jobs: n as u32,
                 lease_ms: None,
             };
-            let leased = self.engine.jobs.lease(&req, Duration::ZERO).await.unwrap();
+            let leased = self
+                .engine
+                .jobs()
+                .lease(&req, Duration::ZERO)
+                .await
+                .unwrap();
             assert_eq!(leased.len(), n);
             let acks = leased
                 .iter()
@@ -226,19 +239,29 @@ mod tests {
                 })
                 .collect();
             self.engine
-                .jobs
+                .jobs()
                 .ack(&self.queue.namespace, acks)
                 .await
                 .unwrap();
         }
 
+        /// The SLO pass of this node.
+        fn pass(&self) -> Slos {
+            Slos::new(
+                self.engine.slos().clone(),
+                self.engine.topics().clone(),
+                self.store.clone(),
+                self.clock.clone(),
+                Duration::from_secs(10),
+            )
+        }
+
         /// Every objective measured now, from the store.
         async fn statuses(&self) -> Vec<crate::slos::SubjectStatus> {
-            let store = &*self.engine.store;
             let namespace = Some(&self.queue.namespace);
             self.engine
-                .slos
-                .statuses(store, namespace, self.clock.now())
+                .slos()
+                .statuses(namespace, self.clock.now())
                 .await
                 .unwrap()
         }
@@ -252,7 +275,6 @@ mod tests {
             };
             let topic = TopicName::new(ALERTS_TOPIC).unwrap();
             match self
-                .engine
                 .store
                 .events_read(&self.queue.namespace, &topic, &query)
                 .await
@@ -273,8 +295,8 @@ mod tests {
             success_ratio: Some(0.99),
         })
         .await;
-        node.engine.slos.refresh(&*node.engine.store).await.unwrap();
-        let slos = Slos::new(node.engine.clone());
+        node.engine.slos().refresh().await.unwrap();
+        let slos = node.pass();
         // 100 jobs: 90 leased fast and succeeded, 10 after 200 ms and dead.
         node.work(90, 1, 90).await;
         node.work(10, 200, 0).await;
@@ -332,7 +354,7 @@ mod tests {
         .await;
         // Objectives not read yet: the hooks count nothing.
         node.work(5, 100, 5).await;
-        let slos = Slos::new(node.engine.clone());
+        let slos = node.pass();
         slos.pass().await.unwrap();
         let statuses = node.statuses().await;
         assert_eq!(statuses.len(), 1);

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::{Error, Namespace, Retry};
-use keel_store::{Ack, AckOutcome, Acked, LeaseRequest, LeasedJob};
+use keel_core::{Clock, Error, Namespace, Retry};
+use keel_store::{Ack, AckOutcome, Acked, LeaseRequest, LeasedJob, MaintenanceStore, RunStore};
 use tokio::sync::Semaphore;
 
-use crate::workflows::{Hint, Op, SystemJob, job_outcome, system_queue};
-use crate::{Engine, Shutdown};
+use crate::Shutdown;
+use crate::jobs::JobService;
+use crate::workflows::{Driver, Hint, Op, SystemJob, job_outcome, system_queue};
 
 /// Calls and timers handled at once.
 const CONCURRENCY: usize = 64;
@@ -24,17 +25,23 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_PAGE: u32 = 100;
 
+#[derive(Clone)]
 pub struct StepRunner {
-    engine: Arc<Engine>,
+    jobs: Arc<JobService>,
+    workflows: Arc<Driver>,
+    clock: Arc<dyn Clock>,
 }
 
 impl StepRunner {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        StepRunner { engine }
+    pub fn new(jobs: Arc<JobService>, workflows: Arc<Driver>, clock: Arc<dyn Clock>) -> Self {
+        StepRunner {
+            jobs,
+            workflows,
+            clock,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let engine = self.engine;
         let queue = system_queue();
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         while !shutdown.is_fired() {
@@ -45,7 +52,7 @@ impl StepRunner {
                 max_jobs: free.min(32),
                 lease_ms: None,
             };
-            let leased = match engine.jobs.lease(&req, IDLE_WAKE).await {
+            let leased = match self.jobs.lease(&req, IDLE_WAKE).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot lease workflow jobs");
@@ -59,9 +66,9 @@ impl StepRunner {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let engine = engine.clone();
+                let runner = self.clone();
                 tokio::spawn(async move {
-                    handle(&engine, job).await;
+                    handle(&runner, job).await;
                     drop(slot);
                 });
             }
@@ -71,27 +78,27 @@ impl StepRunner {
     }
 }
 
-async fn handle(engine: &Arc<Engine>, job: LeasedJob) {
-    let driver = &engine.workflows;
+async fn handle(runner: &StepRunner, job: LeasedJob) {
+    let driver = &runner.workflows;
     let system: SystemJob = match serde_json::from_str(job.payload.get()) {
         Ok(s) => s,
         Err(e) => {
             let fail = fail(format!("not a workflow job: {e}"), false, None);
-            ack(engine, &job, fail).await;
+            ack(runner, &job, fail).await;
             return;
         }
     };
     match system {
         SystemJob::Wake { namespace, run, at } => {
-            let now = engine.now();
+            let now = runner.clock.now();
             if at > now {
                 // Promoted early (clocks of two nodes differ): wait the rest.
                 let wait = fail("not yet".to_owned(), true, Some(at.millis_since(now)));
-                ack(engine, &job, wait).await;
+                ack(runner, &job, wait).await;
                 return;
             }
             let Ok(namespace) = Namespace::new(&namespace) else {
-                ack(engine, &job, fail("bad namespace".to_owned(), false, None)).await;
+                ack(runner, &job, fail("bad namespace".to_owned(), false, None)).await;
                 return;
             };
             let outcome = match driver
@@ -104,7 +111,7 @@ async fn handle(engine: &Arc<Engine>, job: LeasedJob) {
                 }
                 Err(e) => fail(e.to_string(), true, None),
             };
-            ack(engine, &job, outcome).await;
+            ack(runner, &job, outcome).await;
         }
         SystemJob::Http {
             namespace,
@@ -117,7 +124,7 @@ async fn handle(engine: &Arc<Engine>, job: LeasedJob) {
                 },
                 Err(e) => fail(e.message, e.retry, None),
             };
-            let acked = ack(engine, &job, outcome.clone()).await;
+            let acked = ack(runner, &job, outcome.clone()).await;
             if let Some(acked) = acked.filter(|a| a.state.is_final())
                 && let Ok(namespace) = Namespace::new(&namespace)
             {
@@ -141,13 +148,13 @@ fn fail(message: String, retry: bool, retry_after_ms: Option<u64>) -> AckOutcome
 }
 
 /// Acks a system job; what became of it, unless the ack was refused.
-async fn ack(engine: &Engine, job: &LeasedJob, outcome: AckOutcome) -> Option<Acked> {
+async fn ack(runner: &StepRunner, job: &LeasedJob, outcome: AckOutcome) -> Option<Acked> {
     let queue = system_queue();
     let acks = vec![Ack {
         token: job.lease_token,
         outcome,
     }];
-    match engine.jobs.ack(&queue.namespace, acks).await {
+    match runner.jobs.ack(&queue.namespace, acks).await {
         Ok(mut results) => match results.pop() {
             Some(Ok(acked)) => Some(acked),
             Some(Err(e)) => {
@@ -171,19 +178,28 @@ fn log_lost(job: &LeasedJob, e: &Error) {
 /// maintenance leader. It catches what no event reports: a crash between a
 /// job's ack and its run's advance, a lease that expired on its last attempt.
 pub struct RunSweep {
-    engine: Arc<Engine>,
+    workflows: Arc<Driver>,
+    runs: Arc<dyn RunStore>,
+    leader: Arc<dyn MaintenanceStore>,
 }
 
 impl RunSweep {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        RunSweep { engine }
+    pub fn new(
+        workflows: Arc<Driver>,
+        runs: Arc<dyn RunStore>,
+        leader: Arc<dyn MaintenanceStore>,
+    ) -> Self {
+        RunSweep {
+            workflows,
+            runs,
+            leader,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let engine = self.engine;
         loop {
-            if matches!(engine.store.maintenance_leader().await, Ok(true)) {
-                sweep(&engine, &shutdown).await;
+            if matches!(self.leader.maintenance_leader().await, Ok(true)) {
+                self.sweep(&shutdown).await;
             }
             tokio::select! {
                 () = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -191,30 +207,29 @@ impl RunSweep {
             }
         }
     }
-}
 
-async fn sweep(engine: &Arc<Engine>, shutdown: &Shutdown) {
-    let mut cursor = None;
-    loop {
-        let page = match engine.store.runs_active(cursor, SWEEP_PAGE).await {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list running runs");
+    async fn sweep(&self, shutdown: &Shutdown) {
+        let mut cursor = None;
+        loop {
+            let page = match self.runs.runs_active(cursor, SWEEP_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list running runs");
+                    return;
+                }
+            };
+            for run in page.runs {
+                if shutdown.is_fired() {
+                    return;
+                }
+                self.workflows
+                    .advance_logged(&run.namespace, run.id, Hint::All, Op::Advance)
+                    .await;
+            }
+            cursor = page.next_cursor;
+            if cursor.is_none() {
                 return;
             }
-        };
-        for run in page.runs {
-            if shutdown.is_fired() {
-                return;
-            }
-            engine
-                .workflows
-                .advance_logged(&run.namespace, run.id, Hint::All, Op::Advance)
-                .await;
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            return;
         }
     }
 }

@@ -7,7 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Engine, Shutdown};
+use keel_core::Clock;
+use keel_store::{MaintenanceStore, ReadySignal};
+
+use crate::Shutdown;
+use crate::schedules::ScheduleService;
 
 /// The longest sleep on a store of its own: a safety net, not the mechanism.
 const IDLE_WAKE_MS: u64 = 60_000;
@@ -17,20 +21,36 @@ const RETRY_AFTER_ERROR_MS: u64 = 500;
 const LEADER_RETRY: Duration = Duration::from_secs(2);
 
 pub struct Timer {
-    engine: Arc<Engine>,
+    schedules: Arc<ScheduleService>,
+    store: Arc<dyn MaintenanceStore>,
+    signal: ReadySignal,
+    clock: Arc<dyn Clock>,
+    /// The store has no other writer: every due time is set through here.
+    sole_writer: bool,
 }
 
 impl Timer {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Timer { engine }
+    pub fn new(
+        schedules: Arc<ScheduleService>,
+        store: Arc<dyn MaintenanceStore>,
+        signal: ReadySignal,
+        clock: Arc<dyn Clock>,
+        sole_writer: bool,
+    ) -> Self {
+        Timer {
+            schedules,
+            store,
+            signal,
+            clock,
+            sole_writer,
+        }
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let engine = &self.engine;
-        let signal = engine.store.ready_signal();
+        let signal = &self.signal;
         // On a shared store, due times set on other nodes further off than
         // their NOTIFY threshold are found by looking this often.
-        let idle_ms = if engine.store.sole_writer() {
+        let idle_ms = if self.sole_writer {
             IDLE_WAKE_MS
         } else {
             keel_store::MAINTENANCE_MAX_SLEEP_MS
@@ -39,7 +59,7 @@ impl Timer {
             if shutdown.is_fired() {
                 return;
             }
-            if !matches!(engine.store.maintenance_leader().await, Ok(true)) {
+            if !matches!(self.store.maintenance_leader().await, Ok(true)) {
                 tokio::select! {
                     () = tokio::time::sleep(LEADER_RETRY) => continue,
                     () = shutdown.clone().wait() => return,
@@ -48,11 +68,11 @@ impl Timer {
             // Armed before the pass: a due time set during it still wakes us.
             let woken = signal.schedule_woken();
             tokio::pin!(woken);
-            let now = engine.now();
+            let now = self.clock.now();
             signal.set_next_schedule(now.plus_ms(idle_ms));
-            let next = match engine.schedules().pass(now).await {
+            let next = match self.schedules.pass(now).await {
                 Ok(true) => continue,
-                Ok(false) => match engine.store.schedules_next_due().await {
+                Ok(false) => match self.schedules.next_due().await {
                     Ok(next) => {
                         next.map_or(now.plus_ms(idle_ms), |due| due.min(now.plus_ms(idle_ms)))
                     }
@@ -67,7 +87,7 @@ impl Timer {
                 }
             };
             signal.set_next_schedule(next);
-            let sleep = Duration::from_millis(next.millis_since(engine.now()));
+            let sleep = Duration::from_millis(next.millis_since(self.clock.now()));
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = &mut woken => {}

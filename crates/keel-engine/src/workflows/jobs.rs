@@ -160,17 +160,6 @@ impl Driver {
     }
 }
 
-/// One counter update per queue: a metric lookup costs more than the count.
-pub(super) fn count_enqueued(queues: &[QueueRef]) {
-    for (i, queue) in queues.iter().enumerate() {
-        if queues[..i].contains(queue) {
-            continue;
-        }
-        let n = queues[i..].iter().filter(|q| *q == queue).count();
-        crate::metrics::job_enqueued(queue, n as u64);
-    }
-}
-
 /// A job on Keel's own queue, for `run`.
 pub(super) fn system_job(
     job: &SystemJob,

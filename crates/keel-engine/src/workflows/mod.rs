@@ -21,6 +21,7 @@
 //! last wrote is kept in memory, so advancing reads nothing.
 
 mod cache;
+mod definitions;
 mod events;
 pub mod http;
 mod jobs;
@@ -39,8 +40,8 @@ use keel_core::workflow::{
     Command, Definition, Handle, Machine, Outcome, ParentRef, RunId, RunMeta, RunState, Work,
 };
 use keel_core::{
-    Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, QueueRef,
-    Timestamp, TraceParent,
+    Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, Timestamp,
+    TraceParent,
 };
 use keel_store::{AckOutcome, Acked, NewRun, OwnedJob, Store, StoredRun};
 use serde_json::Value;
@@ -48,7 +49,8 @@ use serde_json::Value;
 use self::cache::Journals;
 use self::events::EventWaits;
 use self::http::HttpCaller;
-use self::jobs::{SYSTEM_LEASE_MS, TIMER_ATTEMPTS, count_enqueued, system_job};
+use self::jobs::{SYSTEM_LEASE_MS, TIMER_ATTEMPTS, system_job};
+use crate::rates::{OwnedCounts, Rates};
 
 /// Tries to write a journal that others keep changing, before giving up.
 const MAX_CONFLICTS: usize = 50;
@@ -106,20 +108,24 @@ pub struct Driver {
     /// other writer: advancing a run then reads nothing.
     journals: Mutex<Journals>,
     locks: Vec<tokio::sync::Mutex<()>>,
+    /// Where the jobs a run's writes create are counted, like any enqueue.
+    rates: Arc<Rates>,
     pub http: HttpCaller,
     /// Runs waiting for events, by topic (`events.rs`).
     pub(crate) waits: EventWaits,
 }
 
 impl Driver {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         allow_private_http: bool,
+        rates: Arc<Rates>,
     ) -> Arc<Self> {
         Arc::new(Driver {
             store,
             clock,
+            rates,
             ids: Mutex::new(JobIdGenerator::default()),
             definitions: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
@@ -192,12 +198,12 @@ impl Driver {
             state,
             idempotency_key,
         };
-        let queues: Vec<QueueRef> = jobs.iter().map(|j| j.queue.clone()).collect();
+        let counts = OwnedCounts::of(&jobs);
         let (run, deduplicated) = self.store.run_create(namespace, run, jobs, now).await?;
         if deduplicated {
             return Ok((Arc::new(run), true));
         }
-        count_enqueued(&queues);
+        self.rates.owned_enqueued(&counts, now);
         crate::metrics::run_started(namespace, workflow);
         let run = Arc::new(run);
         self.remember(&run);
@@ -358,14 +364,14 @@ impl Driver {
                 self.waits.note(&run, &def);
                 return Ok(run);
             }
-            let queues: Vec<QueueRef> = jobs.iter().map(|j| j.queue.clone()).collect();
+            let counts = OwnedCounts::of(&jobs);
             match self
                 .store
                 .run_update(namespace, id, run.rev, &state, jobs, now)
                 .await
             {
                 Ok(rev) => {
-                    count_enqueued(&queues);
+                    self.rates.owned_enqueued(&counts, now);
                     let run = Arc::new(StoredRun {
                         id,
                         namespace: run.namespace.clone(),
@@ -386,7 +392,7 @@ impl Driver {
                     self.forget(id);
                     use_copy = false;
                 }
-                Err(e) if !queues.is_empty() && !transient(&e) => refused.push(e.message),
+                Err(e) if !counts.is_empty() && !transient(&e) => refused.push(e.message),
                 Err(e) => {
                     self.forget(id);
                     return Err(e);
@@ -629,8 +635,14 @@ impl Driver {
                         Ok(job) => self.store.jobs_enqueue(&queue, vec![job], now).await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = set {
-                        tracing::warn!(run = %id, error = %e, "cannot set the run's timer; the sweep will");
+                    match set {
+                        Ok(set) => {
+                            let fresh = set.iter().filter(|e| !e.deduplicated).count();
+                            self.rates.enqueued(&queue, fresh as u64, now);
+                        }
+                        Err(e) => {
+                            tracing::warn!(run = %id, error = %e, "cannot set the run's timer; the sweep will");
+                        }
                     }
                 }
                 Command::Finished => {

@@ -37,11 +37,11 @@ fn token_for(id: JobId, token: &str) -> Api<LeaseToken> {
 
 pub(super) fn check_result(engine: &Engine, result: Option<&RawValue>) -> Result<(), Error> {
     match result {
-        Some(r) if r.get().len() > engine.limits.max_payload_bytes => Err(Error::new(
+        Some(r) if r.get().len() > engine.limits().max_payload_bytes => Err(Error::new(
             ErrorCode::PayloadTooLarge,
             format!(
                 "result is over the limit of {} bytes",
-                engine.limits.max_payload_bytes
+                engine.limits().max_payload_bytes
             ),
         )),
         _ => Ok(()),
@@ -71,7 +71,10 @@ fn fail_outcome(engine: &Engine, body: FailRequest) -> Result<AckOutcome, Error>
         return Err(Error::invalid("retry_after_ms must be at most 30 days"));
     }
     Ok(AckOutcome::Fail {
-        message: truncate(body.error.unwrap_or_default(), engine.limits.max_error_len),
+        message: truncate(
+            body.error.unwrap_or_default(),
+            engine.limits().max_error_len,
+        ),
         retry: Retry {
             retry: body.retry,
             retry_after_ms: body.retry_after_ms,
@@ -86,7 +89,7 @@ async fn ack_one(
     outcome: AckOutcome,
 ) -> Api<Json<AckAnswer>> {
     let mut results = engine
-        .jobs
+        .jobs()
         .ack(namespace, vec![Ack { token, outcome }])
         .await?;
     let result = results
@@ -148,7 +151,7 @@ pub(super) async fn heartbeat(
     if let Some(ms) = body.lease_ms {
         check_lease_ms(ms)?;
     }
-    let until = engine.jobs.heartbeat(&ns, token, body.lease_ms).await?;
+    let until = engine.jobs().heartbeat(&ns, token, body.lease_ms).await?;
     Ok(Json(HeartbeatAnswer {
         lease_expires_at: until,
     }))
@@ -215,12 +218,12 @@ pub(super) async fn acks(
     JsonBody(body): JsonBody<AcksRequest>,
 ) -> Api<Json<AcksAnswer>> {
     let total = body.complete.len() + body.fail.len();
-    if total > engine.limits.max_batch {
+    if total > engine.limits().max_batch {
         return Err(ApiError::new(
             ErrorCode::BatchTooLarge,
             format!(
                 "a batch holds at most {} acks; this one has {total}",
-                engine.limits.max_batch
+                engine.limits().max_batch
             ),
         ));
     }
@@ -254,7 +257,7 @@ pub(super) async fn acks(
             }))
         })
         .collect();
-    let mut applied = engine.jobs.ack(&ns, valid).await?.into_iter();
+    let mut applied = engine.jobs().ack(&ns, valid).await?.into_iter();
     let mut answer = |slots: Vec<Slot>| -> Vec<AckItem> {
         slots
             .into_iter()
@@ -285,7 +288,7 @@ pub(super) async fn cancel(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
 ) -> Api<Json<AckAnswer>> {
-    Ok(Json(wire_acked(&engine.jobs.cancel(&ns, id).await?)))
+    Ok(Json(wire_acked(&engine.jobs().cancel(&ns, id).await?)))
 }
 
 // The store's acknowledgement in the wire contract's shape.

@@ -30,12 +30,12 @@ const MAX_PAGE: u32 = 1000;
 /// written.
 pub(super) async fn record(engine: &Engine, route: &str, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, engine.limits.max_body_bytes).await {
+    let bytes = match axum::body::to_bytes(body, engine.limits().max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("the body is over {} bytes", engine.limits.max_body_bytes),
+                format!("the body is over {} bytes", engine.limits().max_body_bytes),
             )
             .into_response();
         }
@@ -96,7 +96,7 @@ pub(super) async fn record(engine: &Engine, route: &str, req: Request, next: Nex
         summary: summary.to_string(),
     };
     // No entry, no change: a change must never go unrecorded.
-    let id = match engine.store.audit_append(&entry).await {
+    let pending = match engine.audit().begin(&entry).await {
         Ok(id) => id,
         Err(e) => return ApiError(e).into_response(),
     };
@@ -104,8 +104,8 @@ pub(super) async fn record(engine: &Engine, route: &str, req: Request, next: Nex
         .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await;
     if let Err(e) = engine
-        .store
-        .audit_settle(id, response.status().as_u16())
+        .audit()
+        .settle(pending, response.status().as_u16())
         .await
     {
         tracing::warn!(error = %e.message, "settling an audit entry failed");
@@ -153,8 +153,8 @@ pub(super) async fn list(
         return Err(Error::invalid(format!("limit must be 1 to {MAX_PAGE}")).into());
     }
     let entries = engine
-        .store
-        .audit_list(&AuditQuery {
+        .audit()
+        .list(&AuditQuery {
             namespace: params.namespace,
             action: params.action,
             actor: params.actor,

@@ -232,7 +232,7 @@ async fn authorize(
                 "this route needs a token: Authorization: Bearer keel_...",
             )
         })?;
-    let caller = engine.tokens.authenticate(presented.trim()).await?;
+    let caller = engine.tokens().authenticate(presented.trim()).await?;
     let segments = match shape {
         All => Vec::new(),
         Queried => queried_namespace(&parts.uri),

@@ -68,10 +68,10 @@ pub(super) async fn put(
     JsonBody(request): JsonBody<EndpointRequest>,
 ) -> Api<Response> {
     let (_, created, secret) = engine
-        .endpoints
+        .endpoints()
         .put(&ns, &name, &request.spec, request.secret)
         .await?;
-    let status = engine.endpoints.status(&ns, &name).await?;
+    let status = engine.endpoints().status(&ns, &name).await?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -91,7 +91,7 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
 ) -> Api<Json<EndpointAnswer>> {
-    let status = engine.endpoints.status(&ns, &name).await?;
+    let status = engine.endpoints().status(&ns, &name).await?;
     Ok(Json(answer(status, None)))
 }
 
@@ -107,8 +107,8 @@ pub(super) async fn list(
     NamespacePath(ns): NamespacePath,
 ) -> Api<Json<EndpointList>> {
     let mut endpoints = Vec::new();
-    for e in engine.endpoints.list(&ns).await? {
-        endpoints.push(answer(engine.endpoints.status(&ns, &e.name).await?, None));
+    for e in engine.endpoints().list(&ns).await? {
+        endpoints.push(answer(engine.endpoints().status(&ns, &e.name).await?, None));
     }
     Ok(Json(EndpointList { endpoints }))
 }
@@ -124,7 +124,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
 ) -> Api<StatusCode> {
-    engine.endpoints.delete(&ns, &name).await?;
+    engine.endpoints().delete(&ns, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -139,7 +139,7 @@ pub(super) async fn rotate(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
 ) -> Api<Json<RotatedAnswer>> {
-    let endpoint = engine.endpoints.rotate(&ns, &name).await?;
+    let endpoint = engine.endpoints().rotate(&ns, &name).await?;
     Ok(Json(RotatedAnswer {
         secret: endpoint.secrets.current,
         previous_valid_until: endpoint.secrets.previous_until,
@@ -157,7 +157,7 @@ pub(super) async fn enable(
     State(engine): State<Arc<Engine>>,
     EndpointPath(ns, name): EndpointPath,
 ) -> Api<Json<EndpointAnswer>> {
-    let status = engine.endpoints.enable(&ns, &name).await?;
+    let status = engine.endpoints().enable(&ns, &name).await?;
     Ok(Json(answer(status, None)))
 }
 
@@ -206,7 +206,7 @@ pub(super) async fn attempts(
         before,
         limit,
     };
-    let attempts = engine.endpoints.attempts(&ns, &name, &query).await?;
+    let attempts = engine.endpoints().attempts(&ns, &name, &query).await?;
     let next_cursor = (attempts.len() == limit as usize)
         .then(|| attempts.last().map(|a| a.id.to_string()))
         .flatten();
@@ -246,6 +246,6 @@ pub(super) async fn recover(
 ) -> Api<Json<RecoverAnswer>> {
     let since = Timestamp::parse_rfc3339(&request.since)
         .ok_or_else(|| ApiError::invalid("since must be an RFC 3339 time"))?;
-    let recovered = engine.endpoints.recover(&ns, &name, since).await?;
+    let recovered = engine.endpoints().recover(&ns, &name, since).await?;
     Ok(Json(RecoverAnswer { recovered }))
 }

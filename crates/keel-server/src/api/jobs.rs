@@ -24,7 +24,6 @@ use super::extract::{
     json_error, parse, wait_ms,
 };
 use super::trace::RequestTrace;
-use keel_core::quota::RateKind;
 use keel_engine::Engine;
 
 type Api<T> = Result<T, ApiError>;
@@ -43,58 +42,23 @@ pub(super) async fn enqueue(
     trace: RequestTrace,
     Body(bytes): Body,
 ) -> Api<Response> {
-    let (requests, batch): (Vec<JobRequest>, bool) = match batch_items(&bytes, "jobs")? {
+    let trace = |mut req: JobRequest| {
+        req.traceparent = req.traceparent.or_else(|| trace.0.clone());
+        req
+    };
+    Ok(match batch_items(&bytes, "jobs")? {
         Some(jobs) => {
             let requests: Vec<Object<JobRequest>> =
                 serde_json::from_str(jobs.get()).map_err(json_error)?;
-            (requests.into_iter().map(|Object(r)| r).collect(), true)
+            let requests = requests.into_iter().map(|Object(r)| trace(r)).collect();
+            let enqueued = engine.jobs().enqueue_batch(&queue, requests).await?;
+            let jobs = enqueued.into_iter().map(wire_enqueued).collect();
+            (StatusCode::CREATED, Json(EnqueuedBatch { jobs })).into_response()
         }
-        None => (vec![parse(&bytes)?], false),
-    };
-    if requests.is_empty() {
-        return Err(ApiError::invalid("jobs must hold at least one job"));
-    }
-    if requests.len() > engine.limits.max_batch {
-        return Err(ApiError::new(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "a batch holds at most {} jobs; this one has {}",
-                engine.limits.max_batch,
-                requests.len()
-            ),
-        ));
-    }
-    engine
-        .quotas
-        .take(&queue.namespace, RateKind::Enqueue, requests.len() as u64)
-        .await?;
-    let policy = engine.store.queue_policy(&queue).await?;
-    let now = engine.now();
-    let jobs = requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut req)| {
-            req.traceparent = req.traceparent.or_else(|| trace.0.clone());
-            req.validate(&policy, &engine.limits, now).map_err(|e| {
-                if batch {
-                    Error::new(e.code, format!("jobs[{i}]: {}", e.message))
-                } else {
-                    e
-                }
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    let bytes = jobs.iter().map(|j| j.payload.get().len() as u64).sum();
-    engine.quotas.take_bytes(&queue.namespace, bytes).await?;
-    let enqueued = engine.jobs.enqueue(&queue, jobs).await?;
-    let mut enqueued: Vec<api::Enqueued> = enqueued.into_iter().map(wire_enqueued).collect();
-    Ok(if batch {
-        (StatusCode::CREATED, Json(EnqueuedBatch { jobs: enqueued })).into_response()
-    } else {
-        let one = enqueued
-            .pop()
-            .ok_or_else(|| ApiError(Error::internal("no answer for the enqueue")))?;
-        (StatusCode::CREATED, Json(one)).into_response()
+        None => {
+            let enqueued = engine.jobs().enqueue(&queue, trace(parse(&bytes)?)).await?;
+            (StatusCode::CREATED, Json(wire_enqueued(enqueued))).into_response()
+        }
     })
 }
 
@@ -111,7 +75,7 @@ pub(super) async fn lease(
     QueuePath(queue): QueuePath,
     JsonBody(body): JsonBody<api::LeaseRequest>,
 ) -> Api<Json<Leased>> {
-    let limits = &engine.limits;
+    let limits = engine.limits();
     let max_jobs = count("max_jobs", body.max_jobs, 1, limits.max_lease_jobs)?;
     let wait_ms = wait_ms(limits, body.wait_ms)?;
     if let Some(ms) = body.lease_ms {
@@ -131,7 +95,7 @@ pub(super) async fn lease(
         lease_ms: body.lease_ms,
     };
     let jobs = engine
-        .jobs
+        .jobs()
         .lease(&req, Duration::from_millis(wait_ms))
         .await?;
     Ok(Json(Leased {
@@ -150,9 +114,9 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     JobPath(ns, id): JobPath,
 ) -> Api<Response> {
-    let job = engine.store.job_get(&ns, id).await?;
+    let job = engine.jobs().get(&ns, id).await?;
     let waiting = match job.state {
-        JobState::Scheduled | JobState::Ready => Some(engine.jobs.waiting(&ns, &job).await?),
+        JobState::Scheduled | JobState::Ready => Some(engine.jobs().waiting(&ns, &job).await?),
         _ => None,
     };
     Ok(Json(Job {
@@ -192,7 +156,7 @@ pub(super) async fn list(
         "limit",
         params.limit,
         DEFAULT_LIST_LIMIT,
-        engine.limits.max_batch as u32,
+        engine.limits().max_batch as u32,
     )?;
     let state = params
         .state
@@ -219,7 +183,7 @@ pub(super) async fn list(
         limit,
         cursor: params.cursor,
     };
-    let page = engine.store.jobs_list(&ns, &filter).await?;
+    let page = engine.jobs().list(&ns, &filter).await?;
     Ok(Json(JobPage {
         jobs: page.jobs.into_iter().map(wire_job).collect(),
         next_cursor: page.next_cursor,
@@ -245,10 +209,10 @@ pub(super) async fn redrive(
         }
         (None, true) => RedriveSelection::All,
         (Some(ids), false) => {
-            if ids.len() > engine.limits.max_batch {
+            if ids.len() > engine.limits().max_batch {
                 return Err(ApiError::new(
                     ErrorCode::BatchTooLarge,
-                    format!("at most {} ids", engine.limits.max_batch),
+                    format!("at most {} ids", engine.limits().max_batch),
                 ));
             }
             // Ids that do not parse name no job, and no job is skipped silently
@@ -265,7 +229,10 @@ pub(super) async fn redrive(
     };
     check_result(&engine, body.payload.as_deref())
         .map_err(|e| ApiError::new(e.code, "payload is over the size limit"))?;
-    let moved = engine.jobs.redrive(&queue, selection, body.payload).await?;
+    let moved = engine
+        .jobs()
+        .redrive(&queue, selection, body.payload)
+        .await?;
     Ok(Json(RedriveAnswer {
         redriven: moved.len(),
         ids: moved,

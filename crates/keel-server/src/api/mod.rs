@@ -42,7 +42,7 @@ use keel_engine::Engine;
 
 /// The whole API; `auth` says whether callers need tokens.
 pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
-    let body_limit = engine.limits.max_body_bytes;
+    let body_limit = engine.limits().max_body_bytes;
     let (routes, document) = documented().split_for_parts();
     let document = Bytes::from(
         serde_json::to_vec(&openapi::finish(document))

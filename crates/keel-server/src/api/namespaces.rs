@@ -42,8 +42,8 @@ pub(super) async fn put(
     NamespacePath(ns): NamespacePath,
     JsonBody(quotas): JsonBody<NamespaceRequest>,
 ) -> Api<Json<NamespaceAnswer>> {
-    engine.quotas.put(&ns, &quotas).await?;
-    let (quotas, usage) = engine.quotas.get(&ns).await?;
+    engine.namespaces().put(&ns, &quotas).await?;
+    let (quotas, usage) = engine.namespaces().get(&ns).await?;
     Ok(Json(answer(&ns, quotas, usage)))
 }
 
@@ -58,7 +58,7 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
 ) -> Api<Json<NamespaceAnswer>> {
-    let (quotas, usage) = engine.quotas.get(&ns).await?;
+    let (quotas, usage) = engine.namespaces().get(&ns).await?;
     Ok(Json(answer(&ns, quotas, usage)))
 }
 
@@ -71,8 +71,7 @@ pub(super) async fn get(
 )]
 pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<NamespaceList>> {
     let mut namespaces = Vec::new();
-    for stored in engine.store.namespaces_list().await? {
-        let usage = engine.store.namespace_usage(&stored.namespace).await?;
+    for (stored, usage) in engine.namespaces().list().await? {
         namespaces.push(answer(&stored.namespace, stored.quotas, usage));
     }
     Ok(Json(NamespaceList { namespaces }))

@@ -22,9 +22,9 @@ pub(super) async fn stats(
     State(engine): State<Arc<Engine>>,
     QueuePath(queue): QueuePath,
 ) -> Result<Json<QueueAnswer>, ApiError> {
-    let stats = engine.store.queue_stats(&queue).await?;
+    let status = engine.queues().status(&queue).await?;
+    let (stats, rates) = (status.stats, status.rates);
     let now = engine.now();
-    let rates = engine.jobs.rates(&queue);
     Ok(Json(QueueAnswer {
         namespace: queue.namespace.to_string(),
         queue: queue.queue.to_string(),
@@ -57,21 +57,7 @@ pub(super) async fn set_policy(
     QueuePath(queue): QueuePath,
     JsonBody(policy): JsonBody<QueuePolicy>,
 ) -> Result<Json<QueuePolicy>, ApiError> {
-    policy.validate()?;
-    if let Some(push) = &policy.push {
-        engine
-            .store
-            .endpoint_get(&queue.namespace, &push.endpoint)
-            .await?;
-    }
-    engine
-        .store
-        .queue_policy_set(&queue, policy.clone(), engine.now())
-        .await?;
-    engine.endpoints.queue_policy_changed();
-    engine
-        .slos
-        .policy_set(keel_core::slo::Subject::queue(&queue), policy.slo);
+    engine.queues().set_policy(&queue, policy.clone()).await?;
     Ok(Json(policy))
 }
 
@@ -80,10 +66,7 @@ async fn set_paused(
     queue: &keel_core::QueueRef,
     paused: bool,
 ) -> Result<Json<PausedAnswer>, ApiError> {
-    engine
-        .store
-        .queue_pause(queue, paused, engine.now())
-        .await?;
+    engine.queues().pause(queue, paused).await?;
     Ok(Json(PausedAnswer {
         queue: queue.queue.to_string(),
         paused,

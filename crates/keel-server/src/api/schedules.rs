@@ -62,8 +62,8 @@ pub(crate) fn answer(schedule: Schedule, recent: Vec<LedgerEntry>) -> ScheduleAn
 
 pub(crate) async fn full(engine: &Engine, schedule: Schedule) -> Api<ScheduleAnswer> {
     let recent = engine
-        .store
-        .schedule_ledger(&schedule.namespace, &schedule.name, RECENT)
+        .schedules()
+        .ledger(&schedule.namespace, &schedule.name, RECENT)
         .await?;
     Ok(answer(schedule, recent))
 }
@@ -101,7 +101,7 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
 ) -> Api<Json<ScheduleAnswer>> {
-    let schedule = engine.store.schedule_get(&ns, name.as_str()).await?;
+    let schedule = engine.schedules().get(&ns, name.as_str()).await?;
     Ok(Json(full(&engine, schedule).await?))
 }
 
@@ -116,7 +116,7 @@ pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
 ) -> Api<Json<ScheduleList>> {
-    let schedules = engine.store.schedules_list(&ns).await?;
+    let schedules = engine.schedules().list(&ns).await?;
     Ok(Json(ScheduleList {
         schedules: schedules
             .into_iter()
@@ -136,7 +136,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
 ) -> Api<StatusCode> {
-    engine.store.schedule_delete(&ns, name.as_str()).await?;
+    engine.schedules().delete(&ns, name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

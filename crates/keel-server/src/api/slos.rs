@@ -22,10 +22,7 @@ pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
 ) -> Result<Json<SlosAnswer>, ApiError> {
-    let statuses = engine
-        .slos
-        .statuses(&*engine.store, Some(&ns), engine.now())
-        .await?;
+    let statuses = engine.slos().statuses(Some(&ns), engine.now()).await?;
     let slos = statuses
         .into_iter()
         .map(|s| {

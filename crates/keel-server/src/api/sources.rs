@@ -56,7 +56,7 @@ pub(super) async fn put(
     SourcePath(ns, name): SourcePath,
     JsonBody(spec): JsonBody<SourceRequest>,
 ) -> Api<Response> {
-    let (source, created) = engine.sources.put(&ns, name.as_str(), &spec).await?;
+    let (source, created) = engine.sources().put(&ns, name.as_str(), &spec).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -77,7 +77,7 @@ pub(super) async fn get(
     SourcePath(ns, name): SourcePath,
 ) -> Api<Json<SourceAnswer>> {
     Ok(Json(answer(
-        engine.store.source_get(&ns, name.as_str()).await?,
+        engine.sources().get(&ns, name.as_str()).await?,
     )))
 }
 
@@ -92,7 +92,7 @@ pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
 ) -> Api<Json<SourceList>> {
-    let sources = engine.store.sources_list(&ns).await?;
+    let sources = engine.sources().list(&ns).await?;
     Ok(Json(SourceList {
         sources: sources.into_iter().map(answer).collect(),
     }))
@@ -109,7 +109,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SourcePath(ns, name): SourcePath,
 ) -> Api<StatusCode> {
-    engine.sources.delete(&ns, name.as_str()).await?;
+    engine.sources().delete(&ns, name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -137,10 +137,7 @@ pub(super) async fn ingest(
         headers,
         body: body.to_vec(),
     };
-    let ingested = engine
-        .sources
-        .ingest(&engine.events, &ns, name.as_str(), request)
-        .await?;
+    let ingested = engine.sources().ingest(&ns, name.as_str(), request).await?;
     Ok(match ingested {
         Ingested::Published(p) => Json(PublishedAnswer {
             id: p.id,

@@ -75,7 +75,7 @@ pub(super) async fn put(
     };
     let start = body.start.map_or(Start::Latest, Start::from);
     let (sub, created) = engine
-        .subscriptions
+        .subscriptions()
         .put(&ns, name.as_str(), &spec, start)
         .await?;
     let status = if created {
@@ -97,7 +97,7 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
 ) -> Api<Json<SubscriptionAnswer>> {
-    let sub = engine.store.subscription_get(&ns, name.as_str()).await?;
+    let sub = engine.subscriptions().get(&ns, name.as_str()).await?;
     Ok(Json(answer(sub)))
 }
 
@@ -123,8 +123,8 @@ pub(super) async fn list(
 ) -> Api<Json<SubscriptionList>> {
     let topic = params.topic.as_deref().map(TopicName::new).transpose()?;
     let subs = engine
-        .store
-        .subscriptions_list(Some(&ns), topic.as_ref())
+        .subscriptions()
+        .list(Some(&ns), topic.as_ref())
         .await?;
     Ok(Json(SubscriptionList {
         subscriptions: subs.into_iter().map(answer).collect(),
@@ -142,7 +142,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
 ) -> Api<StatusCode> {
-    engine.store.subscription_delete(&ns, name.as_str()).await?;
+    engine.subscriptions().delete(&ns, name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,7 +157,10 @@ pub(super) async fn pause(
     State(engine): State<Arc<Engine>>,
     SubscriptionPath(ns, name): SubscriptionPath,
 ) -> Api<Json<SubscriptionAnswer>> {
-    let sub = engine.subscriptions.pause(&ns, name.as_str(), true).await?;
+    let sub = engine
+        .subscriptions()
+        .pause(&ns, name.as_str(), true)
+        .await?;
     Ok(Json(answer(sub)))
 }
 
@@ -173,7 +176,7 @@ pub(super) async fn resume(
     SubscriptionPath(ns, name): SubscriptionPath,
 ) -> Api<Json<SubscriptionAnswer>> {
     let sub = engine
-        .subscriptions
+        .subscriptions()
         .pause(&ns, name.as_str(), false)
         .await?;
     Ok(Json(answer(sub)))
@@ -193,7 +196,7 @@ pub(super) async fn seek(
     JsonBody(start): JsonBody<StartAt>,
 ) -> Api<Json<SubscriptionAnswer>> {
     let sub = engine
-        .subscriptions
+        .subscriptions()
         .seek(&ns, name.as_str(), start.into())
         .await?;
     Ok(Json(answer(sub)))
@@ -224,11 +227,11 @@ pub(super) async fn fetch(
         "max_events",
         body.max_events,
         DEFAULT_FETCH,
-        engine.limits.max_batch as u32,
+        engine.limits().max_batch as u32,
     )?;
-    let wait = wait_ms(&engine.limits, body.wait_ms)?;
+    let wait = wait_ms(engine.limits(), body.wait_ms)?;
     let fetched = engine
-        .subscriptions
+        .subscriptions()
         .fetch(
             &ns,
             name.as_str(),
@@ -262,7 +265,7 @@ pub(super) async fn commit(
 ) -> Api<Json<Committed>> {
     check_consumer(&body.consumer)?;
     engine
-        .subscriptions
+        .subscriptions()
         .commit(&ns, name.as_str(), &body.consumer, &body.cursor)
         .await?;
     Ok(Json(Committed { committed: true }))
@@ -286,14 +289,14 @@ pub(super) async fn matches(
     let limit = count("limit", body.limit, 1000, MAX_MATCH_SCAN)?;
     let (mut after, mut scanned, mut matched, mut sample) = (body.after, 0u64, 0u64, Vec::new());
     while scanned < u64::from(limit) {
-        let page = (u64::from(limit) - scanned).min(engine.limits.max_batch as u64) as u32;
+        let page = (u64::from(limit) - scanned).min(engine.limits().max_batch as u64) as u32;
         let query = EventQuery {
             after,
             key: None,
             kind: None,
             limit: page,
         };
-        let events = engine.store.events_read(&ns, &topic, &query).await?;
+        let events = engine.topics().events(&ns, &topic, &query).await?;
         let Some(last) = events.last().map(|e| e.seq) else {
             break;
         };

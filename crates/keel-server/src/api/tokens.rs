@@ -62,7 +62,7 @@ pub(super) async fn create(
         namespaces,
         resources: req.resources,
     };
-    let issued = engine.tokens.create(&req.name, grant, expiry).await?;
+    let issued = engine.tokens().create(&req.name, grant, expiry).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {
@@ -80,7 +80,7 @@ pub(super) async fn create(
     responses((status = 200, description = "OK", body = keel_api::tokens::TokenList))
 )]
 pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Api<Json<TokenList>> {
-    let tokens = engine.tokens.list().await?;
+    let tokens = engine.tokens().list().await?;
     Ok(Json(TokenList {
         tokens: tokens.into_iter().map(answer).collect(),
     }))
@@ -97,5 +97,5 @@ pub(super) async fn revoke(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Api<Json<TokenAnswer>> {
-    Ok(Json(answer(engine.tokens.revoke(&id).await?)))
+    Ok(Json(answer(engine.tokens().revoke(&id).await?)))
 }

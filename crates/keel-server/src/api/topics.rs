@@ -13,8 +13,7 @@ use keel_api::topics::{
     EventAnswer, EventPage, EventRequest, PublishedAnswer, PublishedBatch, TopicAnswer, TopicList,
     TopicRequest,
 };
-use keel_core::quota::RateKind;
-use keel_core::{Error, ErrorCode, Event, NewEvent, TopicPolicy};
+use keel_core::{Error, Event, NewEvent, TopicPolicy};
 use keel_engine::Engine;
 use keel_store::{EventQuery, Topic};
 use serde::Deserialize;
@@ -81,14 +80,7 @@ pub(super) async fn put(
         max_event_bytes: body.max_event_bytes.unwrap_or(defaults.max_event_bytes),
         slo: body.slo,
     };
-    policy.check(engine.limits.max_payload_bytes as u64)?;
-    let (stored, created) = engine
-        .store
-        .topic_put(&ns, &topic, &policy, engine.now())
-        .await?;
-    engine
-        .slos
-        .policy_set(keel_core::slo::Subject::topic(&ns, &topic), policy.slo);
+    let (stored, created) = engine.topics().put(&ns, &topic, &policy).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -108,9 +100,7 @@ pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
 ) -> Api<Json<TopicAnswer>> {
-    Ok(Json(topic_answer(
-        engine.store.topic_get(&ns, &topic).await?,
-    )))
+    Ok(Json(topic_answer(engine.topics().get(&ns, &topic).await?)))
 }
 
 #[utoipa::path(
@@ -124,7 +114,7 @@ pub(super) async fn list(
     State(engine): State<Arc<Engine>>,
     NamespacePath(ns): NamespacePath,
 ) -> Api<Json<TopicList>> {
-    let topics = engine.store.topics_list(&ns).await?;
+    let topics = engine.topics().list(&ns).await?;
     Ok(Json(TopicList {
         topics: topics.into_iter().map(topic_answer).collect(),
     }))
@@ -141,7 +131,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     TopicPath(ns, topic, _): TopicPath,
 ) -> Api<StatusCode> {
-    engine.store.topic_delete(&ns, &topic).await?;
+    engine.topics().delete(&ns, &topic).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,29 +166,12 @@ pub(super) async fn publish(
             None => (vec![parse(&bytes)?], false),
         },
     };
-    if requests.is_empty() {
-        return Err(ApiError::invalid("events must hold at least one event"));
-    }
-    if requests.len() > engine.limits.max_batch {
-        return Err(ApiError::new(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "a batch holds at most {} events; this one has {}",
-                engine.limits.max_batch,
-                requests.len()
-            ),
-        ));
-    }
-    engine
-        .quotas
-        .take(&ns, RateKind::Publish, requests.len() as u64)
-        .await?;
     let now = engine.now();
     let events = requests
         .into_iter()
         .map(|r| NewEvent {
             generated_id: r.id.is_none(),
-            id: r.id.unwrap_or_else(|| engine.events.new_id()),
+            id: r.id.unwrap_or_else(|| engine.topics().new_id()),
             kind: r.kind.unwrap_or_default(),
             source: r.source.unwrap_or_default(),
             key: r.key,
@@ -209,9 +182,7 @@ pub(super) async fn publish(
             headers: traced(r.headers, &trace),
         })
         .collect::<Vec<NewEvent>>();
-    let bytes = events.iter().map(|e| e.data.len() as u64).sum();
-    engine.quotas.take_bytes(&ns, bytes).await?;
-    let published = engine.events.publish(&ns, &topic, events).await?;
+    let published = engine.topics().publish(&ns, &topic, events).await?;
     let mut answers: Vec<PublishedAnswer> = published
         .into_iter()
         .map(|p| PublishedAnswer {
@@ -264,9 +235,9 @@ pub(super) async fn events(
         "limit",
         params.limit,
         DEFAULT_PAGE,
-        engine.limits.max_batch as u32,
+        engine.limits().max_batch as u32,
     )?;
-    let wait = wait_ms(&engine.limits, params.wait_ms)?;
+    let wait = wait_ms(engine.limits(), params.wait_ms)?;
     let query = EventQuery {
         after: params.after.unwrap_or(0),
         key: params.key,
@@ -274,7 +245,7 @@ pub(super) async fn events(
         limit,
     };
     let events = engine
-        .events
+        .topics()
         .read(&ns, &topic, &query, Duration::from_millis(wait))
         .await?;
     let full = events.len() == limit as usize;
@@ -301,7 +272,7 @@ pub(super) async fn event(
 ) -> Api<Json<EventAnswer>> {
     let id = id.unwrap_or_default();
     Ok(Json(event_answer(
-        engine.store.event_get(&ns, &topic, &id).await?,
+        engine.topics().event(&ns, &topic, &id).await?,
     )?))
 }
 

@@ -15,8 +15,8 @@ use keel_api::workflows::{
     VersionEntry, VersionsAnswer,
 };
 use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
-use keel_core::workflow::{Definition, Handle, Problem, RunStatus, StepStatus};
-use keel_core::{Error, ErrorCode, JobState, Namespace, Timestamp};
+use keel_core::workflow::{Definition, Problem, RunStatus};
+use keel_core::{ErrorCode, Timestamp};
 use keel_store::{RunFilter, StoredRun};
 use serde::Deserialize;
 use serde_json::Value;
@@ -105,7 +105,7 @@ pub(super) async fn put(
         return Ok(invalid_definition(problems));
     }
     let (version, created) = engine
-        .workflows
+        .workflows()
         .put_definition(&ns, name.as_str(), &canonical(&value))
         .await?;
     let status = if created {
@@ -144,8 +144,8 @@ pub(super) async fn get(
     QueryParams(params): QueryParams<VersionParams>,
 ) -> Api<Json<DefinitionAnswer>> {
     let stored = engine
-        .store
-        .workflow_get(&ns, name.as_str(), params.version)
+        .workflows()
+        .stored(&ns, name.as_str(), params.version)
         .await?;
     let definition: Value = serde_json::from_str(&stored.definition).unwrap_or(Value::Null);
     Ok(Json(DefinitionAnswer {
@@ -167,7 +167,7 @@ pub(super) async fn versions(
     State(engine): State<Arc<Engine>>,
     WorkflowPath(ns, name): WorkflowPath,
 ) -> Api<Json<VersionsAnswer>> {
-    let versions = engine.store.workflow_versions(&ns, name.as_str()).await?;
+    let versions = engine.workflows().versions(&ns, name.as_str()).await?;
     let versions = versions
         .iter()
         .map(|v| VersionEntry {
@@ -201,25 +201,25 @@ pub(super) async fn start(
         parse(&bytes)?
     };
     let input_len = body.input.to_string().len();
-    if input_len > engine.limits.max_payload_bytes {
+    if input_len > engine.limits().max_payload_bytes {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
             format!(
                 "input is {input_len} bytes, over the limit of {}",
-                engine.limits.max_payload_bytes
+                engine.limits().max_payload_bytes
             ),
         ));
     }
     if let Some(key) = &body.idempotency_key
-        && (key.is_empty() || key.len() > engine.limits.max_key_len)
+        && (key.is_empty() || key.len() > engine.limits().max_key_len)
     {
         return Err(ApiError::invalid(format!(
             "idempotency_key must be 1 to {} bytes",
-            engine.limits.max_key_len
+            engine.limits().max_key_len
         )));
     }
     let (run, deduplicated) = engine
-        .workflows
+        .workflows()
         .start(
             &ns,
             name.as_str(),
@@ -258,26 +258,18 @@ pub(super) async fn run(
     RunPath(ns, id, _): RunPath,
     QueryParams(params): QueryParams<GetParams>,
 ) -> Api<Json<Run>> {
-    let wait = wait_ms(&engine.limits, params.wait_ms)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
-    // Watched before the read: a finish between the two still wakes it. The
-    // store signals this run's finish only, from whichever node wrote it.
-    let mut watch = engine.store.ready_signal().watch_run(id);
-    loop {
-        let run = engine.store.run_get(&ns, id).await?;
-        if wait == 0 || run.state.status.is_final() || engine.shutdown.is_fired() {
-            return Ok(Json(with_waiting(&engine, &ns, &run).await?));
-        }
-        let _parked = keel_engine::metrics::run_waiter();
-        tokio::select! {
-            () = watch.finished() => {}
-            () = engine.shutdown.clone().wait() => {}
-            () = tokio::time::sleep_until(deadline) => {
-                let run = engine.store.run_get(&ns, id).await?;
-                return Ok(Json(with_waiting(&engine, &ns, &run).await?));
-            }
+    let wait = wait_ms(engine.limits(), params.wait_ms)?;
+    let view = engine
+        .runs()
+        .wait(&ns, id, Duration::from_millis(wait))
+        .await?;
+    let mut answer = run_answer(&view.run, None);
+    for (name, gates) in view.waiting {
+        if let Some(step) = answer.steps.get_mut(&name) {
+            step.waiting = Some(gates);
         }
     }
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -311,7 +303,7 @@ pub(super) async fn list(
         "limit",
         params.limit,
         DEFAULT_LIST_LIMIT,
-        engine.limits.max_batch as u32,
+        engine.limits().max_batch as u32,
     )?;
     let status = params
         .status
@@ -334,7 +326,7 @@ pub(super) async fn list(
         limit,
         cursor: params.cursor,
     };
-    let page = engine.store.runs_list(&ns, &filter).await?;
+    let page = engine.runs().list(&ns, &filter).await?;
     Ok(Json(RunPage {
         runs: page.runs.iter().map(|run| run_answer(run, None)).collect(),
         next_cursor: page.next_cursor,
@@ -363,7 +355,7 @@ pub(super) async fn signal(
             ),
         ));
     }
-    if bytes.len() > engine.limits.max_payload_bytes {
+    if bytes.len() > engine.limits().max_payload_bytes {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
             "the signal's payload is over the payload limit",
@@ -375,7 +367,7 @@ pub(super) async fn signal(
         serde_json::from_slice(&bytes).map_err(json_error)?
     };
     let run = engine
-        .workflows
+        .workflows()
         .advance(&ns, id, Hint::Nothing, Op::Signal(signal, payload))
         .await?;
     Ok(Json(run_answer(&run, None)))
@@ -401,7 +393,7 @@ pub(super) async fn cancel(
         parse(&bytes)?
     };
     let run = engine
-        .workflows
+        .workflows()
         .advance(
             &ns,
             id,
@@ -427,34 +419,10 @@ pub(super) async fn retry(
     RunPath(ns, id, _): RunPath,
 ) -> Api<Json<Run>> {
     let run = engine
-        .workflows
+        .workflows()
         .advance(&ns, id, Hint::Nothing, Op::Retry)
         .await?;
     Ok(Json(run_answer(&run, None)))
-}
-
-/// A run with, for each running step whose task job has not started yet,
-/// the gates that hold the job.
-async fn with_waiting(engine: &Engine, ns: &Namespace, run: &StoredRun) -> Result<Run, Error> {
-    let mut answer = run_answer(run, None);
-    for (name, rec) in &run.state.steps {
-        let (StepStatus::Running, Some(Handle::Job { id, system: false })) =
-            (rec.state, rec.handle)
-        else {
-            continue;
-        };
-        let job = match engine.store.job_get(ns, id).await {
-            Ok(job) => job,
-            Err(e) if e.code == ErrorCode::JobNotFound => continue,
-            Err(e) => return Err(e),
-        };
-        if matches!(job.state, JobState::Scheduled | JobState::Ready)
-            && let Some(step) = answer.steps.get_mut(name)
-        {
-            step.waiting = Some(engine.jobs.waiting(ns, &job).await?);
-        }
-    }
-    Ok(answer)
 }
 
 /// A run as the API answers it.

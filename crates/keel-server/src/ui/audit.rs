@@ -45,8 +45,8 @@ pub(super) async fn list(
     ui.require(&session, Access::Admin, Reach::All, "read the audit log")?;
     let entries = ui
         .engine
-        .store
-        .audit_list(&AuditQuery {
+        .audit()
+        .list(&AuditQuery {
             namespace: some(&search.namespace),
             action: some(&search.action),
             actor: some(&search.actor),

@@ -198,10 +198,10 @@ async fn redrive(ui: &Ui, ns: &Namespace, jobs: &[Job]) -> Result<usize, Refused
             namespace: ns.clone(),
             queue: QueueName::new(queue).map_err(|e| ui.bad(&e.message))?,
         };
-        for batch in ids.chunks(ui.engine.limits.max_batch) {
+        for batch in ids.chunks(ui.engine.limits().max_batch) {
             moved += ui
                 .engine
-                .jobs
+                .jobs()
                 .redrive(&queue, RedriveSelection::Ids(batch.to_vec()), None)
                 .await
                 .map_err(|e| ui.failed(&e))?
@@ -219,7 +219,7 @@ async fn cancel(ui: &Ui, ns: &Namespace, jobs: &[Job]) -> Result<usize, Refused>
         let mut set = tokio::task::JoinSet::new();
         for job in batch {
             let (engine, ns, id) = (ui.engine.clone(), ns.clone(), job.id);
-            set.spawn(async move { engine.jobs.cancel(&ns, id).await });
+            set.spawn(async move { engine.jobs().cancel(&ns, id).await });
         }
         while let Some(joined) = set.join_next().await {
             match joined {

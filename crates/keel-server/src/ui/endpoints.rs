@@ -61,7 +61,7 @@ pub(super) async fn list(
     Query(query): Query<NsQuery>,
 ) -> Result<Response, Refused> {
     let (session, ns) = ui.reader(&headers, &query).await?;
-    let endpoints = &ui.engine.endpoints;
+    let endpoints = &ui.engine.endpoints();
     let mut rows = Vec::new();
     for e in endpoints.list(&ns).await.map_err(|e| ui.failed(&e))? {
         let status = endpoints
@@ -97,7 +97,7 @@ pub(super) async fn detail(
 ) -> Result<Response, Refused> {
     let (session, ns) = ui.reader(&headers, &query.ns).await?;
     let name = EndpointName::new(&name).map_err(|e| ui.bad(&e.message))?;
-    let endpoints = &ui.engine.endpoints;
+    let endpoints = &ui.engine.endpoints();
     let status = endpoints
         .status(&ns, &name)
         .await

@@ -142,7 +142,7 @@ pub(super) async fn scan(
     want: usize,
     bound: usize,
 ) -> Result<Found, keel_core::Error> {
-    let max_batch = ui.engine.limits.max_batch;
+    let max_batch = ui.engine.limits().max_batch;
     let mut filter = selection.filter.clone();
     // Without a payload field every job read matches: read no more than wanted.
     filter.limit = match selection.payload {
@@ -152,7 +152,7 @@ pub(super) async fn scan(
     let mut found = Vec::new();
     let mut read = 0;
     loop {
-        let page = ui.engine.store.jobs_list(ns, &filter).await?;
+        let page = ui.engine.jobs().list(ns, &filter).await?;
         read += page.jobs.len();
         found.extend(page.jobs.into_iter().filter(|j| {
             selection
@@ -241,8 +241,8 @@ pub(super) async fn job(ui: &Ui, id: &str, ns: &NsQuery) -> Result<(Namespace, J
     let id: JobId = id.parse().map_err(|_| ui.bad("not a job id"))?;
     let job = ui
         .engine
-        .store
-        .job_get(&ns, id)
+        .jobs()
+        .get(&ns, id)
         .await
         .map_err(|e| ui.failed(&e))?;
     Ok((ns, job))
@@ -289,7 +289,7 @@ pub(super) async fn context(
     let waiting = if matches!(job.state, JobState::Scheduled | JobState::Ready) {
         let gates = ui
             .engine
-            .jobs
+            .jobs()
             .waiting(ns, &job)
             .await
             .map_err(|e| ui.failed(&e))?;
@@ -354,7 +354,7 @@ pub(super) async fn redrive(
         queue_reach(&ns, &job),
         &format!("redrive the jobs of {}", job.queue),
     )?;
-    if form.payload.len() > ui.engine.limits.max_payload_bytes {
+    if form.payload.len() > ui.engine.limits().max_payload_bytes {
         return Err(ui.bad("the payload is larger than --max-payload-bytes"));
     }
     let payload: Json = serde_json::from_str(&form.payload)
@@ -367,7 +367,7 @@ pub(super) async fn redrive(
     };
     let moved = ui
         .engine
-        .jobs
+        .jobs()
         .redrive(&queue, RedriveSelection::Ids(vec![job.id]), Some(payload))
         .await
         .map_err(|e| ui.failed(&e))?;
@@ -400,7 +400,7 @@ pub(super) async fn cancel(
         "cancel jobs",
     )?;
     ui.engine
-        .jobs
+        .jobs()
         .cancel(&ns, job.id)
         .await
         .map_err(|e| ui.failed(&e))?;

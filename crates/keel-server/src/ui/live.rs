@@ -146,7 +146,7 @@ impl Live {
             return Some(html);
         }
         loop {
-            let shutdown = self.ui.engine.shutdown.clone();
+            let shutdown = self.ui.engine.shutdown().clone();
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(LIVE_MS)) => {}
                 () = shutdown.wait() => return None,

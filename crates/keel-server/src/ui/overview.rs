@@ -156,10 +156,9 @@ pub(super) async fn context(ui: &Ui, session: &Session, ns: &Namespace) -> Resul
 
 async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, keel_core::Error> {
     let engine = &ui.engine;
-    let store = &*engine.store;
-    let statuses = engine.slos.statuses(store, Some(ns), engine.now()).await?;
+    let statuses = engine.slos().statuses(Some(ns), engine.now()).await?;
     let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for depth in store.queue_depths().await? {
+    for depth in engine.queues().depths().await? {
         if depth.queue.namespace != *ns {
             continue;
         }
@@ -170,7 +169,7 @@ async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, kee
             row[i] += depth.count;
         }
     }
-    for (queue, _) in store.queue_policies().await? {
+    for (queue, _) in engine.queues().policies().await? {
         if queue.namespace == *ns {
             counts
                 .entry(queue.queue.to_string())
@@ -183,7 +182,7 @@ async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, kee
             namespace: ns.clone(),
             queue: QueueName::new(&name)?,
         };
-        let stats = store.queue_stats(&queue).await?;
+        let stats = engine.queues().status(&queue).await?.stats;
         let now = engine.now();
         queues.push(QueueRow {
             slos: badges(&statuses, Kind::Queue, &name),
@@ -193,11 +192,12 @@ async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, kee
             oldest_ready: stats
                 .oldest_ready_at
                 .map(|t| draw::duration(now.millis_since(t))),
-            hour: hour_view(&engine.jobs.hour(&queue)),
+            hour: hour_view(&engine.queues().hour(&queue)),
         });
     }
-    let topics: Vec<_> = store
-        .topics_list(ns)
+    let topics: Vec<_> = engine
+        .topics()
+        .list(ns)
         .await?
         .into_iter()
         .map(|t| {
@@ -210,8 +210,9 @@ async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, kee
             }
         })
         .collect();
-    let subscriptions: Vec<_> = store
-        .subscriptions_list(Some(ns), None)
+    let subscriptions: Vec<_> = engine
+        .subscriptions()
+        .list(Some(ns), None)
         .await?
         .into_iter()
         .map(|s| {
@@ -224,7 +225,7 @@ async fn gather(ui: &Ui, session: &Session, ns: &Namespace) -> Result<Value, kee
         })
         .collect();
     let hour_ago = Timestamp::from_millis(engine.now().as_millis() - 3_600_000);
-    let runs = store.runs_count(ns, hour_ago).await?;
+    let runs = engine.runs().count(ns, hour_ago).await?;
     let runs: Vec<_> = RunStatus::ALL
         .iter()
         .map(|status| {
@@ -279,8 +280,8 @@ pub(super) async fn queue_action(
     };
     let engine = &ui.engine;
     engine
-        .store
-        .queue_pause(&queue, paused, engine.now())
+        .queues()
+        .pause(&queue, paused)
         .await
         .map_err(|e| ui.failed(&e))?;
     Ok(Redirect::to(&format!("/ui?ns={ns}")).into_response())

@@ -109,12 +109,17 @@ pub(super) async fn list(
         limit: PAGE,
         cursor: search.cursor.clone(),
     };
-    let store = &ui.engine.store;
-    let page = store
-        .runs_list(&ns, &filter)
+    let engine = &ui.engine;
+    let page = engine
+        .runs()
+        .list(&ns, &filter)
         .await
         .map_err(|e| ui.failed(&e))?;
-    let workflows = store.workflows_list(&ns).await.map_err(|e| ui.failed(&e))?;
+    let workflows = engine
+        .workflows()
+        .list(&ns)
+        .await
+        .map_err(|e| ui.failed(&e))?;
     let next = page.next_cursor.map(|cursor| {
         format!(
             "/ui/runs?ns={ns}&workflow={}&status={}&since={}&until={}&cursor={cursor}",
@@ -156,8 +161,8 @@ pub(super) async fn run(
     let id: RunId = id.parse().map_err(|_| ui.bad("not a run id"))?;
     let run = ui
         .engine
-        .store
-        .run_get(&ns, id)
+        .runs()
+        .get(&ns, id)
         .await
         .map_err(|e| ui.failed(&e))?;
     Ok((ns, run))
@@ -194,11 +199,11 @@ async fn why_waiting(
     let mut failures = Vec::new();
     let mut waiting = None;
     if let Some(Handle::Job { id, system: false }) = record.and_then(|r| r.handle.or(r.last)) {
-        match ui.engine.store.job_get(ns, id).await {
+        match ui.engine.jobs().get(ns, id).await {
             Ok(job) => {
                 failures = job.errors.iter().map(|e| e.at).collect();
                 if matches!(job.state, JobState::Scheduled | JobState::Ready) {
-                    let gates = ui.engine.jobs.waiting(ns, &job).await?;
+                    let gates = ui.engine.jobs().waiting(ns, &job).await?;
                     let words: Vec<String> = gates.iter().map(|g| g.describe()).collect();
                     waiting = Some(if words.is_empty() {
                         format!("job {id} is ready: no worker of its queue has leased it yet")
@@ -273,8 +278,8 @@ pub(super) async fn context(
     may_read(ui, session, ns)?;
     let version = ui
         .engine
-        .store
-        .workflow_get(ns, &run.workflow, Some(run.version))
+        .workflows()
+        .stored(ns, &run.workflow, Some(run.version))
         .await
         .map_err(|e| ui.failed(&e))?;
     let definition = parse(ui, &version.definition)?;
@@ -422,7 +427,7 @@ pub(super) async fn signal(
     if !valid_signal(signal) {
         return Err(ui.bad("a signal name is 1 to 64 characters of a-z, A-Z, 0-9, '-', '_' or '.'"));
     }
-    if form.payload.len() > ui.engine.limits.max_payload_bytes {
+    if form.payload.len() > ui.engine.limits().max_payload_bytes {
         return Err(ui.bad("the payload is larger than --max-payload-bytes"));
     }
     let payload = match form.payload.trim() {
@@ -511,7 +516,7 @@ async fn acting(
 /// Applies `op` to a run and shows the run.
 async fn advance(ui: &Ui, ns: &Namespace, id: RunId, op: Op) -> Result<Response, Refused> {
     ui.engine
-        .workflows
+        .workflows()
         .advance(ns, id, Hint::Nothing, op)
         .await
         .map_err(|e| ui.failed(&e))?;

@@ -64,8 +64,8 @@ pub(super) async fn list(
     let (session, ns) = ui.reader(&headers, &query).await?;
     let schedules: Vec<Value> = ui
         .engine
-        .store
-        .schedules_list(&ns)
+        .schedules()
+        .list(&ns)
         .await
         .map_err(|e| ui.failed(&e))?
         .into_iter()
@@ -88,8 +88,8 @@ pub(super) async fn detail(
     let (session, ns) = ui.reader(&headers, &query).await?;
     let engine = &ui.engine;
     let schedule = engine
-        .store
-        .schedule_get(&ns, &name)
+        .schedules()
+        .get(&ns, &name)
         .await
         .map_err(|e| ui.failed(&e))?;
     let schedule = full(engine, schedule).await.map_err(|e| ui.failed(&e.0))?;

@@ -44,7 +44,7 @@ impl Ui {
             });
         }
         let token = cookie(headers, COOKIE).ok_or_else(to_login)?;
-        match self.engine.tokens.authenticate(&token).await {
+        match self.engine.tokens().authenticate(&token).await {
             Ok(caller) => Ok(Session {
                 caller: Some(caller),
                 token,
@@ -188,7 +188,7 @@ pub(super) async fn login(
 ) -> Result<Response, Refused> {
     same_origin(&headers)?;
     let token = form.token.trim();
-    if ui.engine.tokens.authenticate(token).await.is_err() {
+    if ui.engine.tokens().authenticate(token).await.is_err() {
         let mut res = ui.page(
             "login.html",
             None,

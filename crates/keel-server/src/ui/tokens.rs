@@ -23,7 +23,7 @@ pub(super) async fn list(
     ui.require(&session, Access::Admin, Reach::All, "list tokens")?;
     let tokens: Vec<Value> = ui
         .engine
-        .tokens
+        .tokens()
         .list()
         .await
         .map_err(|e| ui.failed(&e))?

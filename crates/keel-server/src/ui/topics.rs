@@ -55,9 +55,10 @@ pub(super) async fn context(
         &format!("read namespace {ns}"),
     )?;
     let topic = TopicName::new(topic).map_err(|e| ui.bad(&e.message))?;
-    let store = &ui.engine.store;
-    let found = store
-        .topic_get(ns, &topic)
+    let engine = &ui.engine;
+    let found = engine
+        .topics()
+        .get(ns, &topic)
         .await
         .map_err(|e| ui.failed(&e))?;
     let query = EventQuery {
@@ -66,8 +67,9 @@ pub(super) async fn context(
         kind: None,
         limit: TAIL as u32,
     };
-    let events = store
-        .events_read(ns, &topic, &query)
+    let events = engine
+        .topics()
+        .events(ns, &topic, &query)
         .await
         .map_err(|e| ui.failed(&e))?;
     let tail: Vec<Value> = events
@@ -84,8 +86,9 @@ pub(super) async fn context(
             }
         })
         .collect();
-    let subscriptions: Vec<Value> = store
-        .subscriptions_list(Some(ns), Some(&topic))
+    let subscriptions: Vec<Value> = engine
+        .subscriptions()
+        .list(Some(ns), Some(&topic))
         .await
         .map_err(|e| ui.failed(&e))?
         .into_iter()

@@ -79,8 +79,8 @@ pub(super) async fn list(
     let (session, ns) = ui.reader(&headers, &query).await?;
     let workflows = ui
         .engine
-        .store
-        .workflows_list(&ns)
+        .workflows()
+        .list(&ns)
         .await
         .map_err(|e| ui.failed(&e))?;
     let rows = workflows
@@ -120,9 +120,10 @@ pub(super) async fn detail(
     Query(query): Query<VersionQuery>,
 ) -> Result<Response, Refused> {
     let (session, ns) = ui.reader(&headers, &query.ns).await?;
-    let store = &ui.engine.store;
-    let versions = store
-        .workflow_versions(&ns, &name)
+    let versions = ui
+        .engine
+        .workflows()
+        .versions(&ns, &name)
         .await
         .map_err(|e| ui.failed(&e))?;
     let shown = match query.version {

@@ -3,7 +3,7 @@
 //! and push queues found by their policy.
 
 use keel_core::EndpointName;
-use keel_core::endpoint::EndpointSpec;
+use keel_core::endpoint::{EndpointSpec, endpoint_queue};
 use keel_core::policy::Push;
 
 use super::*;
@@ -13,6 +13,7 @@ cases![
     endpoints_are_put_rotated_listed_and_deleted,
     attempts_are_logged_paged_and_move_health,
     disabling_reports_the_change_once,
+    a_disabled_endpoint_has_nothing_leased_until_enabled,
     attempts_are_pruned_in_bounded_chunks,
     push_queues_are_listed_with_their_policy,
 ];
@@ -296,4 +297,33 @@ async fn push_queues_are_listed_with_their_policy(h: Harness) {
     let listed = s.queue_policies().await.unwrap();
     assert!(listed.contains(&(q, policy)), "{listed:?}");
     assert_eq!(listed.iter().filter(|(_, p)| p.push.is_some()).count(), 1);
+}
+
+/// Regression: a message refused with 410 was retried on schedule and
+/// delivered to the endpoint it had disabled. Disabling pauses the
+/// endpoint's queue in the same write, so no node leases its deliveries
+/// until it is enabled.
+async fn a_disabled_endpoint_has_nothing_leased_until_enabled(h: Harness) {
+    let s = h.store.clone();
+    let e = name("gone");
+    s.endpoint_put(
+        &ns(),
+        &e,
+        &spec("https://a"),
+        SecretChoice::KeepOr("whsec_one".into()),
+        T0,
+    )
+    .await
+    .unwrap();
+    let queue = endpoint_queue(&ns(), &e).unwrap();
+    s.jobs_enqueue(&queue, vec![job("1")], T0).await.unwrap();
+    assert!(
+        s.endpoint_disable(&ns(), &e, Some("410 Gone".into()), at(1))
+            .await
+            .unwrap()
+    );
+    assert!(lease(&*s, &queue, 10, at(2)).await.is_empty());
+    assert!(s.queue_stats(&queue).await.unwrap().paused);
+    assert!(s.endpoint_disable(&ns(), &e, None, at(3)).await.unwrap());
+    assert_eq!(lease(&*s, &queue, 10, at(4)).await.len(), 1);
 }

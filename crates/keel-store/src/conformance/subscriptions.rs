@@ -130,7 +130,6 @@ async fn a_handoff_moves_the_position_with_its_jobs_or_not_at_all(h: Harness) {
     let mut target_spec = spec("orders");
     target_spec.target = Some(Target::Queue {
         queue: QueueName::new("billing").unwrap(),
-        payload: None,
         job: None,
     });
     s.subscription_put(&ns(), "bill", &target_spec, Start::Earliest, T0)

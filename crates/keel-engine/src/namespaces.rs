@@ -1,5 +1,6 @@
-//! Namespace quotas: set by an admin, read with their usage, and the rate
-//! and byte quotas taken from before an enqueue or a publish is admitted. A
+//! Namespaces: their quotas, set by an admin and read with their usage, and
+//! the rate and byte quotas taken from before an enqueue or a publish is
+//! admitted. A
 //! node trusts its copy of a namespace's quotas for a second, so the common
 //! case (no rate or byte quota) costs a map lookup, not a store read.
 //!
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use keel_core::quota::{Quotas, RateKind, exceeded};
 use keel_core::{Clock, Error, Namespace, Timestamp};
-use keel_store::{NamespaceQuotas, Store, Usage};
+use keel_store::{NamespaceQuotas, NamespaceStore, Usage};
 
 /// How long a node trusts its copy of a namespace's quotas.
 const CACHE_MS: i64 = 1000;
@@ -33,8 +34,8 @@ struct Bytes {
     measured_at: Timestamp,
 }
 
-pub struct QuotaService {
-    store: Arc<dyn Store>,
+pub struct NamespaceService {
+    store: Arc<dyn NamespaceStore>,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<Namespace, (Quotas, Timestamp)>>,
     /// One lock per namespace, so that one measure runs at a time and the
@@ -42,9 +43,9 @@ pub struct QuotaService {
     bytes: Mutex<HashMap<Namespace, Arc<tokio::sync::Mutex<Option<Bytes>>>>>,
 }
 
-impl QuotaService {
-    pub(crate) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        QuotaService {
+impl NamespaceService {
+    pub(crate) fn new(store: Arc<dyn NamespaceStore>, clock: Arc<dyn Clock>) -> Self {
+        NamespaceService {
             store,
             clock,
             cache: Mutex::new(HashMap::new()),
@@ -71,6 +72,16 @@ impl QuotaService {
     pub async fn get(&self, namespace: &Namespace) -> Result<(Quotas, Usage), Error> {
         let quotas = self.stored(namespace).await?;
         Ok((quotas, self.store.namespace_usage(namespace).await?))
+    }
+
+    /// Every namespace with quotas set, each with what it holds.
+    pub async fn list(&self) -> Result<Vec<(NamespaceQuotas, Usage)>, Error> {
+        let mut all = Vec::new();
+        for stored in self.store.namespaces_list().await? {
+            let usage = self.store.namespace_usage(&stored.namespace).await?;
+            all.push((stored, usage));
+        }
+        Ok(all)
     }
 
     async fn stored(&self, namespace: &Namespace) -> Result<Quotas, Error> {
@@ -169,6 +180,7 @@ mod tests {
 
     use keel_core::job::JobRequest;
     use keel_core::{ErrorCode, Limits, QueueName, QueuePolicy, QueueRef};
+    use keel_store::Store;
     use keel_store_sqlite::SqliteStore;
 
     use super::*;
@@ -196,8 +208,8 @@ mod tests {
             Arc::new(SqliteStore::open(dir.path(), &Limits::default()).unwrap());
         let clock = ManualClock::at(Timestamp::from_millis(1_800_000_000_000));
         let (a, b) = (
-            QuotaService::new(store.clone(), clock.clone()),
-            QuotaService::new(store.clone(), clock.clone()),
+            NamespaceService::new(store.clone(), clock.clone()),
+            NamespaceService::new(store.clone(), clock.clone()),
         );
         let acme = Namespace::new("acme").unwrap();
         let quotas = Quotas {

@@ -1,0 +1,96 @@
+//! Queues: a queue's counts and rates, its policy, pause and resume, and
+//! what follows a policy change (the pusher looks again at push queues, the
+//! SLO service takes the new objectives), whoever changes it.
+
+use std::sync::Arc;
+
+use keel_core::slo::Subject;
+use keel_core::{Clock, Error, QueuePolicy, QueueRef};
+use keel_store::{Depth, QueueStats, QueueStore};
+
+use crate::endpoints::EndpointService;
+use crate::rates::{Hour, Rates, RecentRates};
+use crate::slos::SloService;
+
+/// A queue as read: the store's counts and this node's recent rates.
+#[derive(Clone, Debug)]
+pub struct QueueStatus {
+    pub stats: QueueStats,
+    pub rates: RecentRates,
+}
+
+pub struct QueueService {
+    store: Arc<dyn QueueStore>,
+    clock: Arc<dyn Clock>,
+    rates: Arc<Rates>,
+    endpoints: Arc<EndpointService>,
+    slos: Arc<SloService>,
+}
+
+impl QueueService {
+    pub(crate) fn new(
+        store: Arc<dyn QueueStore>,
+        clock: Arc<dyn Clock>,
+        rates: Arc<Rates>,
+        endpoints: Arc<EndpointService>,
+        slos: Arc<SloService>,
+    ) -> Self {
+        QueueService {
+            store,
+            clock,
+            rates,
+            endpoints,
+            slos,
+        }
+    }
+
+    pub async fn status(&self, queue: &QueueRef) -> Result<QueueStatus, Error> {
+        Ok(QueueStatus {
+            stats: self.store.queue_stats(queue).await?,
+            rates: self.rates.recent(queue, self.clock.now()),
+        })
+    }
+
+    /// A queue's last hour as this node saw it, minute by minute.
+    pub fn hour(&self, queue: &QueueRef) -> Hour {
+        self.rates.hour(queue, self.clock.now())
+    }
+
+    /// Jobs by queue and state, in every namespace.
+    pub async fn depths(&self) -> Result<Vec<Depth>, Error> {
+        self.store.queue_depths().await
+    }
+
+    /// The policy jobs enqueued on `queue` get their defaults from.
+    pub async fn policy(&self, queue: &QueueRef) -> Result<QueuePolicy, Error> {
+        self.store.queue_policy(queue).await
+    }
+
+    /// Every queue with a policy set, in every namespace.
+    pub async fn policies(&self) -> Result<Vec<(QueueRef, QueuePolicy)>, Error> {
+        self.store.queue_policies().await
+    }
+
+    /// Sets a queue's policy; a push queue's endpoint must exist. The
+    /// pusher and the SLO service hear of it at once.
+    pub async fn set_policy(&self, queue: &QueueRef, policy: QueuePolicy) -> Result<(), Error> {
+        policy.validate()?;
+        if let Some(push) = &policy.push {
+            self.endpoints.get(&queue.namespace, &push.endpoint).await?;
+        }
+        let slo = policy.slo;
+        self.store
+            .queue_policy_set(queue, policy, self.clock.now())
+            .await?;
+        self.endpoints.queue_policy_changed();
+        self.slos.policy_set(Subject::queue(queue), slo);
+        Ok(())
+    }
+
+    /// Pauses (nothing is leased) or resumes a queue.
+    pub async fn pause(&self, queue: &QueueRef, paused: bool) -> Result<(), Error> {
+        self.store
+            .queue_pause(queue, paused, self.clock.now())
+            .await
+    }
+}
