@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0020_namespaces.sql"),
     include_str!("../migrations/0021_slo_minutes.sql"),
     include_str!("../migrations/0022_traceparent.sql"),
+    include_str!("../migrations/0023_outbox_enqueue_flow_key.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;
@@ -62,4 +63,56 @@ async fn apply_missing(client: &mut Client) -> Result<(), tokio_postgres::Error>
         tx.commit().await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, reason = "a test: a panic is a failed check")]
+
+    use super::MIGRATIONS;
+
+    /// The columns of a statement's `INSERT INTO keel_jobs (...)`.
+    fn job_columns(sql: &str) -> Vec<String> {
+        let start = sql
+            .rfind("INSERT INTO keel_jobs (")
+            .expect("an insert into keel_jobs")
+            + "INSERT INTO keel_jobs (".len();
+        let end = start + sql[start..].find(')').expect("a closed column list");
+        sql[start..end]
+            .split(',')
+            .map(|c| c.trim().to_owned())
+            .collect()
+    }
+
+    /// Every statement that writes a new job writes the same columns; the
+    /// outbox's `enqueue()` is re-created by a migration whenever a column
+    /// is added (it once missed the flow key, and keyed leases never saw
+    /// its jobs).
+    #[test]
+    fn every_job_insert_writes_the_same_columns() {
+        let api = job_columns(include_str!("../queries/jobs/insert_jobs.sql"));
+        let others = [
+            (
+                "insert_job.sql",
+                include_str!("../queries/jobs/insert_job.sql"),
+            ),
+            (
+                "run_insert_with_jobs.sql",
+                include_str!("../queries/runs/run_insert_with_jobs.sql"),
+            ),
+            (
+                "run_update_with_jobs.sql",
+                include_str!("../queries/runs/run_update_with_jobs.sql"),
+            ),
+        ];
+        for (name, sql) in others {
+            assert_eq!(job_columns(sql), api, "{name}");
+        }
+        let outbox = MIGRATIONS
+            .iter()
+            .rev()
+            .find(|m| m.contains("FUNCTION enqueue("))
+            .expect("a migration that defines enqueue()");
+        assert_eq!(job_columns(outbox), api, "the newest enqueue()");
+    }
 }

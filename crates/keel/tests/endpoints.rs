@@ -204,18 +204,35 @@ async fn messages_are_signed_retried_on_the_schedule_and_logged() {
 #[tokio::test]
 async fn gone_disables_the_endpoint_and_says_so_on_keel_endpoints() {
     let (server, _dir) = server().await;
+    gone_disables(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_the_endpoint_on_postgresql_too() {
+    let schema = keel_store_postgres::testing::TestSchema::create("keel_gone")
+        .await
+        .unwrap();
+    let server =
+        Server::start_with(&["--database-url", &schema.url(), "--allow-private-http"]).await;
+    gone_disables(&server).await;
+}
+
+/// A 410 disables the endpoint; nothing more reaches it until it is
+/// enabled, neither the refused message's retry nor a new message.
+/// (Regression: the retry was delivered to the disabled endpoint.)
+async fn gone_disables(server: &Server) {
     let mut rx = Receiver::start().await;
     put_endpoint(
-        &server,
+        server,
         "old",
         json!({"url": rx.url, "retry_schedule_ms": [0, 10, 10]}),
     )
     .await;
-    subscribe(&server, "news", "old").await;
+    subscribe(server, "news", "old").await;
     rx.then([reply(410)]);
-    publish(&server, "news", vec![json!({"data": 1})]).await;
+    publish(server, "news", vec![json!({"data": 1})]).await;
     let gone = rx.next().await;
-    let e = endpoint_where(&server, "old", "disabled", |e| {
+    let e = endpoint_where(server, "old", "disabled", |e| {
         !e["status"]["disabled_at"].is_null()
     })
     .await;
@@ -234,8 +251,16 @@ async fn gone_disables_the_endpoint_and_says_so_on_keel_endpoints() {
     assert_eq!(event["type"], "keel.endpoint.disabled");
     assert_eq!(event["data"]["endpoint"], "old");
 
-    // Disabled: a new message waits; enabling sends both.
-    publish(&server, "news", vec![json!({"data": 2})]).await;
+    // Disabled: the refused message's retry comes due and a new message
+    // arrives; both wait, leased by no node.
+    publish(server, "news", vec![json!({"data": 2})]).await;
+    eventually("both messages ready and waiting", || async {
+        let (_, q) = server.get(&format!("{NS}/queues/keel.push.old")).await;
+        (q["counts"]["ready"] == 2 && q["counts"]["leased"] == 0 && q["paused"] == true)
+            .then_some(q)
+    })
+    .await;
+    let enabled_at = Instant::now();
     let (status, enabled) = server
         .post(&format!("{NS}/endpoints/old/enable"), json!({}))
         .await;
@@ -243,7 +268,12 @@ async fn gone_disables_the_endpoint_and_says_so_on_keel_endpoints() {
     assert!(enabled["status"]["disabled_at"].is_null());
     let mut ids = HashSet::new();
     while ids.len() < 2 {
-        ids.insert(rx.next().await.id().to_owned());
+        let received = rx.next().await;
+        assert!(
+            received.at >= enabled_at,
+            "a message reached the endpoint while it was disabled"
+        );
+        ids.insert(received.id().to_owned());
     }
     assert!(
         ids.contains(gone.id()),

@@ -105,3 +105,36 @@ async fn publish_and_enqueue_commit_or_roll_back_with_the_application() {
     let message = err.as_db_error().unwrap().message();
     assert!(message.starts_with("keel: namespace name"), "{message}");
 }
+
+/// Regression: `enqueue()` was written before flow keys, so a job it
+/// enqueued on a queue whose policy has a `key` had none, and the keyed
+/// lease never handed it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_on_a_keyed_queue_is_leased_by_its_key() {
+    let schema = TestSchema::create("keel_outbox_keyed").await.unwrap();
+    let node = Server::start_with(&["--database-url", &schema.url()]).await;
+    let (status, _) = node
+        .call(
+            "PUT",
+            "/namespaces/default/queues/tenants",
+            Some(json!({"key": "tag:tenant", "max_key_concurrency": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let app = application(&schema).await;
+    let s = schema.name.as_str();
+    let enqueue = format!(
+        "SELECT {s}.enqueue('default', 'tenants', '{{\"n\":1}}'::jsonb, 0, 0, NULL, NULL, '{{\"tenant\":\"a\"}}'::jsonb)"
+    );
+    app.query_one(&enqueue, &[]).await.unwrap();
+    let (status, leased) = node
+        .call(
+            "POST",
+            "/namespaces/default/queues/tenants/lease",
+            Some(json!({"max_jobs": 5, "wait_ms": 5000})),
+        )
+        .await;
+    assert_eq!(status, 200, "{leased}");
+    assert_eq!(leased["jobs"][0]["payload"], json!({"n": 1}), "{leased}");
+    assert_eq!(leased["jobs"][0]["tags"]["tenant"], "a");
+}

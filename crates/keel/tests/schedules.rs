@@ -231,6 +231,13 @@ async fn pause_resume_trigger_and_backfill() {
     assert_eq!(slot["outcome"], "fired");
     let triggered = take(&server, "manual", 1, false).await;
     assert_eq!(triggered[0]["id"], slot["target_id"]);
+    // Regression: a schedule's jobs skipped the job service's counting.
+    assert_eq!(
+        server
+            .metric("keel_jobs_enqueued_total", "queue=\"manual\"")
+            .await,
+        1.0
+    );
     // Backfill three past slots; again, and nothing fires twice.
     let now = Timestamp::parse_rfc3339(slot["nominal_time"].as_str().unwrap()).unwrap();
     let from = Timestamp::from_millis((now.as_millis() / 1000 - 600) * 1000);

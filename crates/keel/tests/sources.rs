@@ -439,3 +439,69 @@ async fn no_secret_or_signature_reaches_a_log_line() {
         assert!(!line.contains("c42"), "a request body in the log: {line}");
     }
 }
+
+/// Regression: webhook ingestion published without the namespace's quotas
+/// (only the API's enqueue and publish took them). A spent publish rate and
+/// `max_bytes` refuse an ingest with 429, and nothing is stored.
+#[tokio::test]
+async fn an_ingest_takes_the_namespace_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir, &[]).await;
+    put_source(
+        &s,
+        "crm",
+        json!({"scheme": "hmac", "secret": "s3cret", "header": "X-Signature", "prefix": "sha256="}),
+    )
+    .await;
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/namespaces/default",
+            Some(json!({"max_publish_per_second": 2, "max_bytes": 100})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let hook = |n: usize| {
+        sign(
+            "hmac",
+            "s3cret",
+            now_s(),
+            format!("{{\"customer\":\"c1\",\"n\":{n}}}").as_bytes(),
+        )
+    };
+    let mut accepted = 0;
+    let refused = loop {
+        let answer = deliver(&s, "crm", &hook(accepted)).await;
+        if answer.0 == 429 {
+            break answer;
+        }
+        assert_eq!(answer.0, 200, "{answer:?}");
+        accepted += 1;
+        assert!(accepted <= 2, "more than the burst got through");
+    };
+    assert_error(&refused, 429, "rate_limited");
+    let (_, topic) = s.get("/namespaces/default/topics/crm-events").await;
+    assert_eq!(topic["events"], accepted, "a refused ingest stores nothing");
+
+    // The rate aside, an event past max_bytes is refused too.
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/namespaces/default",
+            Some(json!({"max_bytes": 100})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let big = format!("{{\"customer\":\"c1\",\"pad\":\"{}\"}}", "x".repeat(200));
+    let answer = deliver(&s, "crm", &sign("hmac", "s3cret", now_s(), big.as_bytes())).await;
+    assert_error(&answer, 429, "quota_exceeded");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_bytes"),
+        "{answer:?}"
+    );
+    let (_, topic) = s.get("/namespaces/default/topics/crm-events").await;
+    assert_eq!(topic["events"], accepted);
+}

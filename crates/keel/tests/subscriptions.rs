@@ -75,12 +75,25 @@ async fn events_become_jobs_filtered_templated_and_in_key_order() {
             "topic": "orders",
             "filter": {"types": ["order.*"], "if": "event.data.total > 100"},
             "start": "earliest",
-            "target": {"queue": "billing", "payload": {"order": "${{ event.data.id }}", "key": "${{ event.key }}"},
-                       "job": {"max_attempts": 20, "priority": 5}}
+            "target": {"queue": "billing",
+                       "job": {"payload": {"order": "${{ event.data.id }}", "key": "${{ event.key }}"},
+                               "max_attempts": 20, "priority": 5}}
         }),
     )
     .await;
     assert_eq!(created["status"], "active");
+    // The deprecated shape (`payload` beside `job`) is still read, and
+    // written back in the one shape a schedule's job target has too.
+    let old = put(
+        &server,
+        "old-shape",
+        json!({"topic": "orders", "target": {"queue": "elsewhere", "payload": {"a": 1}, "job": {"priority": 5}}}),
+    )
+    .await;
+    assert_eq!(
+        old["target"],
+        json!({"queue": "elsewhere", "job": {"payload": {"a": 1}, "priority": 5}})
+    );
     assert_eq!(created["position"], 0);
     let mut events = Vec::new();
     for i in 0..60 {
@@ -97,6 +110,13 @@ async fn events_become_jobs_filtered_templated_and_in_key_order() {
     assert_eq!(status, 201);
     let wanted: Vec<i64> = (0..60).filter(|i| i % 10 != 9 && i % 7 != 6).collect();
     let jobs = drain(&server, "billing", wanted.len()).await;
+    // Regression: a subscription's jobs skipped the job service's counting.
+    assert_eq!(
+        server
+            .metric("keel_jobs_enqueued_total", "queue=\"billing\"")
+            .await,
+        wanted.len() as f64
+    );
     let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for job in &jobs {
         let key = job["payload"]["key"].as_str().unwrap().to_owned();

@@ -1,3 +1,5 @@
+//! Unit tests of the job state machine.
+
 use proptest::prelude::*;
 
 use super::*;

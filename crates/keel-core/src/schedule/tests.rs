@@ -1,3 +1,5 @@
+//! Unit tests of schedules: specs, slots and the planner's decisions.
+
 use serde_json::json;
 
 use super::*;

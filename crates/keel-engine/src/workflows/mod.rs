@@ -25,6 +25,7 @@ mod definitions;
 mod events;
 pub mod http;
 mod jobs;
+mod start;
 
 pub use self::jobs::{
     ITEM_TAG, RUN_TAG, STEP_TAG, SYSTEM_NAMESPACE, SYSTEM_QUEUE, SystemJob, job_outcome,
@@ -33,17 +34,15 @@ pub use self::jobs::{
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use keel_core::workflow::scheduler::new_run;
 use keel_core::workflow::{
     Command, Definition, Handle, Machine, Outcome, ParentRef, RunId, RunMeta, RunState, Work,
 };
 use keel_core::{
     Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, Timestamp,
-    TraceParent,
 };
-use keel_store::{AckOutcome, Acked, NewRun, OwnedJob, Store, StoredRun};
+use keel_store::{AckOutcome, Acked, OwnedJob, Store, StoredRun};
 use serde_json::Value;
 
 use self::cache::Journals;
@@ -140,114 +139,6 @@ impl Driver {
         })
     }
 
-    fn next_run_id(&self, now: Timestamp) -> RunId {
-        self.ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_run(now)
-    }
-
-    fn next_job_id(&self, now: Timestamp) -> JobId {
-        self.ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next(now)
-    }
-
-    /// Starts a run of the latest version (or `version`); with an idempotency
-    /// key seen before, returns that run and `true`. The run and the jobs of
-    /// its first steps are stored in one write.
-    pub async fn start(
-        self: &Arc<Self>,
-        namespace: &Namespace,
-        workflow: &str,
-        version: Option<u32>,
-        input: Value,
-        idempotency_key: Option<String>,
-        traceparent: Option<TraceParent>,
-    ) -> Result<(Arc<StoredRun>, bool), Error> {
-        let (version, def) = self.definition(namespace, workflow, version).await?;
-        let now = self.clock.now();
-        let id = self.next_run_id(now);
-        let fresh = || RunState {
-            traceparent: traceparent.clone(),
-            ..new_run(&def, now, None)
-        };
-        let meta = RunMeta {
-            id,
-            workflow,
-            version,
-            input: &input,
-        };
-        let heads = self.event_heads(namespace, &def).await?;
-        let mut machine = Machine::new(&def, meta, fresh()).with_event_heads(heads);
-        // A first step that starts a child run would make the child before
-        // its parent exists: that run is stored first and advanced after.
-        let decided = self
-            .decide(namespace, id, &mut machine, now, &[], false)
-            .await?;
-        let (state, jobs, later, advance_after) = match decided {
-            Some((jobs, later)) => (machine.into_state(), jobs, later, false),
-            None => (fresh(), Vec::new(), Vec::new(), true),
-        };
-        let run = NewRun {
-            id,
-            workflow: workflow.to_owned(),
-            version,
-            input: input.to_string(),
-            state,
-            idempotency_key,
-        };
-        let counts = OwnedCounts::of(&jobs);
-        let (run, deduplicated) = self.store.run_create(namespace, run, jobs, now).await?;
-        if deduplicated {
-            return Ok((Arc::new(run), true));
-        }
-        self.rates.owned_enqueued(&counts, now);
-        crate::metrics::run_started(namespace, workflow);
-        let run = Arc::new(run);
-        self.remember(&run);
-        self.waits.note(&run, &def);
-        if advance_after {
-            let run = self
-                .advance(namespace, run.id, Hint::Nothing, Op::Advance)
-                .await?;
-            return Ok((run, false));
-        }
-        self.carry_out(namespace, run.id, &run.state, later, now)
-            .await;
-        Ok((run, false))
-    }
-
-    /// Creates a child run, as it starts (it advances on its own after).
-    async fn create_child(
-        &self,
-        namespace: &Namespace,
-        workflow: &str,
-        version: Option<u32>,
-        input: Value,
-        idempotency_key: String,
-        (parent, traceparent): (ParentRef, Option<TraceParent>),
-    ) -> Result<StoredRun, Error> {
-        let (version, def) = self.definition(namespace, workflow, version).await?;
-        let now = self.clock.now();
-        let run = NewRun {
-            id: self.next_run_id(now),
-            workflow: workflow.to_owned(),
-            version,
-            input: input.to_string(),
-            state: RunState {
-                traceparent,
-                ..new_run(&def, now, Some(parent))
-            },
-            idempotency_key: Some(idempotency_key),
-        };
-        let (run, _) = self
-            .store
-            .run_create(namespace, run, Vec::new(), now)
-            .await?;
-        Ok(run)
-    }
     /// A step's job ended (acked, cancelled, or its lease expired on the
     /// last attempt): advance its run, in the background.
     pub fn step_job_ended(
