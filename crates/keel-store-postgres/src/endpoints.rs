@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::{PostgresStore, db, job_id, uuid};
 
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+fn json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    keel_store::codec::encode("endpoint", value)
 }
 
 /// The endpoint's row, locked until the transaction ends.
@@ -45,8 +45,8 @@ async fn write_back(tx: &impl GenericClient, e: &Endpoint) -> Result<(), Error> 
         &[
             &e.namespace.as_str(),
             &e.name.as_str(),
-            &json(&e.secrets),
-            &json(&e.health),
+            &json(&e.secrets)?,
+            &json(&e.health)?,
             &e.updated_at.as_millis(),
         ],
     )
@@ -77,9 +77,9 @@ impl EndpointStore for PostgresStore {
                 &[
                     &namespace.as_str(),
                     &name.as_str(),
-                    &json(spec),
-                    &json(&Secrets::new(secret)),
-                    &json(&Health::default()),
+                    &json(spec)?,
+                    &json(&Secrets::new(secret))?,
+                    &json(&Health::default())?,
                     &now.as_millis(),
                     &set,
                 ],

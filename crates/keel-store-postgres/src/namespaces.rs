@@ -27,12 +27,11 @@ impl NamespaceStore for PostgresStore {
         quotas: &Quotas,
         now: Timestamp,
     ) -> Result<NamespaceQuotas, Error> {
-        let text = serde_json::to_string(quotas).map_err(|e| Error::internal(e.to_string()))?;
+        let text = keel_store::codec::encode("namespace quotas", quotas)?;
         self.client()
             .await?
             .execute(
-                "INSERT INTO keel_namespaces (namespace, quotas, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (namespace) DO UPDATE SET quotas = $2, updated_at = $3",
+                include_str!("../queries/namespaces/put.sql"),
                 &[&namespace.as_str(), &text, &now.as_millis()],
             )
             .await
@@ -53,10 +52,7 @@ impl NamespaceStore for PostgresStore {
     async fn namespaces_list(&self) -> Result<Vec<NamespaceQuotas>, Error> {
         self.client()
             .await?
-            .query(
-                "SELECT namespace, quotas, updated_at FROM keel_namespaces ORDER BY namespace",
-                &[],
-            )
+            .query(include_str!("../queries/namespaces/list.sql"), &[])
             .await
             .map_err(db)?
             .iter()
@@ -69,14 +65,7 @@ impl NamespaceStore for PostgresStore {
             .client()
             .await?
             .query_one(
-                "SELECT (SELECT count(*) FROM keel_jobs WHERE namespace = $1 AND finished_at IS NULL), \
-                        (SELECT count(*) FROM keel_schedules WHERE namespace = $1), \
-                        (SELECT count(*) FROM keel_subscriptions WHERE namespace = $1), \
-                        (SELECT coalesce(sum(octet_length(payload) \
-                                    + coalesce(octet_length(result), 0)), 0) \
-                         FROM keel_jobs WHERE namespace = $1) \
-                      + (SELECT coalesce(sum(octet_length(data)), 0) \
-                         FROM keel_events WHERE namespace = $1)",
+                include_str!("../queries/namespaces/usage.sql"),
                 &[&namespace.as_str()],
             )
             .await
@@ -98,16 +87,16 @@ impl NamespaceStore for PostgresStore {
         n: u64,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let column = match kind {
-            RateKind::Enqueue => "enqueue_tat",
-            RateKind::Publish => "publish_tat",
+        let which = match kind {
+            RateKind::Enqueue => "enqueue",
+            RateKind::Publish => "publish",
         };
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let Some(row) = tx
             .query_opt(
-                &format!("SELECT {column} FROM keel_namespaces WHERE namespace = $1 FOR UPDATE"),
-                &[&namespace.as_str()],
+                include_str!("../queries/namespaces/rate_lock.sql"),
+                &[&namespace.as_str(), &which],
             )
             .await
             .map_err(db)?
@@ -120,8 +109,8 @@ impl NamespaceStore for PostgresStore {
         let tat = stored.unwrap_or(now.as_millis() * 1000);
         let tat = take(namespace.as_str(), kind, per_second, Some(tat), n, now)?;
         tx.execute(
-            &format!("UPDATE keel_namespaces SET {column} = $2 WHERE namespace = $1"),
-            &[&namespace.as_str(), &tat],
+            include_str!("../queries/namespaces/rate_set.sql"),
+            &[&namespace.as_str(), &tat, &which],
         )
         .await
         .map_err(db)?;
@@ -165,15 +154,16 @@ impl PostgresStore {
     }
 }
 
-/// 429 `quota_exceeded` when making one more of what `table` holds would
-/// pass the namespace's quota `name` (read by `quota`). Locks the
+/// 429 `quota_exceeded` when making one more of what `count` (a query of
+/// the domain's, by namespace) counts would pass the namespace's quota
+/// `name` (read by `quota`). Locks the
 /// namespace's row until the transaction ends, so concurrent makes on any
 /// node count one after the other.
 pub(crate) async fn room_for_one(
     tx: &impl GenericClient,
     namespace: &Namespace,
     name: &str,
-    table: &str,
+    count: &str,
     quota: fn(&Quotas) -> Option<u32>,
 ) -> Result<(), Error> {
     let Some(limit) = quotas_row(tx, namespace, true)
@@ -183,10 +173,7 @@ pub(crate) async fn room_for_one(
         return Ok(());
     };
     let held: i64 = tx
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE namespace = $1"),
-            &[&namespace.as_str()],
-        )
+        .query_one(count, &[&namespace.as_str()])
         .await
         .map_err(db)?
         .get(0);
@@ -207,14 +194,13 @@ async fn quotas_row(
     namespace: &Namespace,
     lock: bool,
 ) -> Result<Option<NamespaceQuotas>, Error> {
-    let lock = if lock { " FOR UPDATE" } else { "" };
+    let query = if lock {
+        include_str!("../queries/namespaces/get_locked.sql")
+    } else {
+        include_str!("../queries/namespaces/get.sql")
+    };
     client
-        .query_opt(
-            &format!(
-                "SELECT namespace, quotas, updated_at FROM keel_namespaces WHERE namespace = $1{lock}"
-            ),
-            &[&namespace.as_str()],
-        )
+        .query_opt(query, &[&namespace.as_str()])
         .await
         .map_err(db)?
         .as_ref()
@@ -228,7 +214,7 @@ fn quotas_from_row(r: &Row) -> Result<NamespaceQuotas, Error> {
     let quotas: &str = r.get(1);
     Ok(NamespaceQuotas {
         namespace: Namespace::new(namespace).map_err(|e| corrupt("name", e.message))?,
-        quotas: serde_json::from_str(quotas).map_err(|e| corrupt("quotas", e.to_string()))?,
+        quotas: keel_store::codec::decode("namespace quotas", quotas)?,
         updated_at: Timestamp::from_millis(r.get(2)),
     })
 }

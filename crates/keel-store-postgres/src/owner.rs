@@ -21,7 +21,7 @@ pub(crate) struct OwnedRows<'a> {
 }
 
 impl<'a> OwnedRows<'a> {
-    pub(crate) fn new(jobs: &'a [OwnedJob], now: Timestamp) -> Self {
+    pub(crate) fn new(jobs: &'a [OwnedJob], now: Timestamp) -> Result<Self, keel_core::Error> {
         let mut woken = Woken::default();
         let mut rows = NewRows::default();
         let mut fresh: Vec<(&Namespace, u64)> = Vec::new();
@@ -33,7 +33,7 @@ impl<'a> OwnedRows<'a> {
             owner,
         } in jobs
         {
-            match rows.push(queue, *id, job, owner.as_ref(), now) {
+            match rows.push(queue, *id, job, owner.as_ref(), now)? {
                 JobState::Ready => *woken.ready.entry(queue.clone()).or_default() += 1,
                 _ => {
                     let due = woken.due.map_or(job.run_at, |d| d.min(job.run_at));
@@ -52,12 +52,12 @@ impl<'a> OwnedRows<'a> {
                 None => fresh.push((&queue.namespace, 1)),
             }
         }
-        OwnedRows {
+        Ok(OwnedRows {
             rows,
             woken,
             fresh,
             keys,
-        }
+        })
     }
 }
 

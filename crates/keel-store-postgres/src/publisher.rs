@@ -195,7 +195,7 @@ async fn write(
                 seq: head as u64,
                 duplicate: false,
             });
-            new.push(head, event);
+            new.push(head, event)?;
         }
         answers.push(Ok(published));
     }

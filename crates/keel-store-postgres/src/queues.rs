@@ -80,7 +80,7 @@ impl QueueStore for PostgresStore {
         policy: QueuePolicy,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let json = serde_json::to_string(&policy).unwrap_or_default();
+        let json = keel_store::codec::encode("queue policy", &policy)?;
         self.queue_row_set(
             include_str!("../queries/queues/set_policy.sql"),
             queue,

@@ -13,6 +13,7 @@ use keel_store::{
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use crate::jobs::rows::{RUN_INSERT_WITH_JOBS, RUN_UPDATE_WITH_JOBS};
 use crate::owner::OwnedRows;
 use crate::{PostgresStore, Woken, db};
 
@@ -27,7 +28,7 @@ impl RunStore for PostgresStore {
         now: Timestamp,
     ) -> Result<(StoredRun, bool), Error> {
         let mut client = self.client().await?;
-        let rows = OwnedRows::new(&jobs, now);
+        let rows = OwnedRows::new(&jobs, now)?;
         if self
             .run_create_in_one(&client, namespace, &run, &rows, now)
             .await?
@@ -126,7 +127,7 @@ impl PostgresStore {
         if jobs.is_empty() {
             return run_update(&client, namespace, id, rev, state, now).await;
         }
-        let rows = OwnedRows::new(&jobs, now);
+        let rows = OwnedRows::new(&jobs, now)?;
         let run = (namespace, id, rev);
         if let Some(rev) = self
             .run_update_in_one(&client, run, state, &rows, now)
@@ -158,7 +159,7 @@ impl PostgresStore {
             return Ok(false);
         }
         let stmt = client
-            .prepare_cached(include_str!("../queries/runs/run_insert_with_jobs.sql"))
+            .prepare_cached(RUN_INSERT_WITH_JOBS)
             .await
             .map_err(db)?;
         let (now_ms, id, ns, version, status, state) = (
@@ -167,7 +168,7 @@ impl PostgresStore {
             namespace.as_str(),
             run.version as i32,
             run.state.status.as_str(),
-            state_json(&run.state),
+            state_json(&run.state)?,
         );
         let mut params = jobs.rows.params(&now_ms);
         params.extend([
@@ -198,12 +199,12 @@ impl PostgresStore {
             return Ok(None);
         }
         let stmt = client
-            .prepare_cached(include_str!("../queries/runs/run_update_with_jobs.sql"))
+            .prepare_cached(RUN_UPDATE_WITH_JOBS)
             .await
             .map_err(db)?;
         let (status, state, now_ms, run, ns, rev_at) = (
             state.status.as_str(),
-            state_json(state),
+            state_json(state)?,
             now.as_millis(),
             run_uuid(id),
             namespace.as_str(),
@@ -218,8 +219,8 @@ impl PostgresStore {
     }
 }
 
-fn state_json(state: &RunState) -> String {
-    serde_json::to_string(state).unwrap_or_default()
+fn state_json(state: &RunState) -> Result<String, Error> {
+    keel_store::codec::encode("run journal", state)
 }
 
 /// From the columns of `queries/run_columns.sql`.
@@ -256,7 +257,7 @@ async fn run_create(
         .prepare_cached(include_str!("../queries/runs/run_insert.sql"))
         .await
         .map_err(db)?;
-    let state = state_json(&run.state);
+    let state = state_json(&run.state)?;
     let version = run.version as i32;
     let params = [
         &run_uuid(run.id) as &(dyn tokio_postgres::types::ToSql + Sync),
@@ -337,7 +338,7 @@ async fn run_update(
             &stmt,
             &[
                 &state.status.as_str(),
-                &state_json(state),
+                &state_json(state)?,
                 &now.as_millis(),
                 &run_uuid(id),
                 &namespace.as_str(),

@@ -153,9 +153,8 @@ impl PostgresStore {
             jobs,
         } = write;
         let ns = namespace.as_str();
-        let spec = serde_json::to_string(&spec).map_err(|e| Error::internal(e.to_string()))?;
-        let state_text =
-            serde_json::to_string(&state).map_err(|e| Error::internal(e.to_string()))?;
+        let spec = keel_store::codec::encode("schedule spec", &spec)?;
+        let state_text = keel_store::codec::encode("schedule state", &state)?;
         let due = due_at.map(Timestamp::as_millis);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
@@ -164,7 +163,7 @@ impl PostgresStore {
                 &tx,
                 &namespace,
                 "max_schedules",
-                "keel_schedules",
+                include_str!("../queries/schedules/count.sql"),
                 |q| q.max_schedules,
             )
             .await?;
@@ -217,7 +216,7 @@ impl PostgresStore {
             }
         }
         let woken = self
-            .insert_owned(&tx, OwnedRows::new(&jobs, now), now)
+            .insert_owned(&tx, OwnedRows::new(&jobs, now)?, now)
             .await?;
         tx.commit().await.map_err(db)?;
         self.wake(woken, now);

@@ -17,19 +17,11 @@ impl SloStore for PostgresStore {
     async fn slo_objectives(&self) -> Result<Vec<Objectives>, Error> {
         let client = self.client().await?;
         let queues = client
-            .query(
-                "SELECT namespace, queue, policy::text FROM keel_queues \
-                 WHERE policy ? 'slo' ORDER BY namespace, queue",
-                &[],
-            )
+            .query(include_str!("../queries/slos/queue_objectives.sql"), &[])
             .await
             .map_err(db)?;
         let topics = client
-            .query(
-                "SELECT namespace, name, slo FROM keel_topics \
-                 WHERE slo IS NOT NULL ORDER BY namespace, name",
-                &[],
-            )
+            .query(include_str!("../queries/slos/topic_objectives.sql"), &[])
             .await
             .map_err(db)?;
         let mut found = Vec::new();
@@ -55,18 +47,7 @@ impl SloStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db)?;
         let upsert = tx
-            .prepare(
-                "INSERT INTO keel_slo_minutes \
-                 (namespace, kind, name, minute, waits, slow, succeeded, failed, histogram) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (namespace, kind, name, minute) DO UPDATE SET \
-                 waits = keel_slo_minutes.waits + excluded.waits, \
-                 slow = keel_slo_minutes.slow + excluded.slow, \
-                 succeeded = keel_slo_minutes.succeeded + excluded.succeeded, \
-                 failed = keel_slo_minutes.failed + excluded.failed, \
-                 histogram = ARRAY(SELECT a + b FROM unnest(keel_slo_minutes.histogram, \
-                 excluded.histogram) WITH ORDINALITY AS t(a, b, i) ORDER BY i)",
-            )
+            .prepare(include_str!("../queries/slos/minute_add.sql"))
             .await
             .map_err(db)?;
         for t in &tallies {
@@ -101,12 +82,7 @@ impl SloStore for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT w.i, coalesce(sum(m.waits), 0)::bigint, coalesce(sum(m.slow), 0)::bigint, \
-                 coalesce(sum(m.succeeded), 0)::bigint, coalesce(sum(m.failed), 0)::bigint \
-                 FROM unnest($4::bigint[]) WITH ORDINALITY AS w(start, i) \
-                 LEFT JOIN keel_slo_minutes m ON m.namespace = $1 AND m.kind = $2 \
-                 AND m.name = $3 AND m.minute >= w.start \
-                 GROUP BY w.i ORDER BY w.i",
+                include_str!("../queries/slos/sums.sql"),
                 &[
                     &subject.namespace.as_str(),
                     &subject.kind.as_str(),
@@ -134,8 +110,7 @@ impl SloStore for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT histogram FROM keel_slo_minutes \
-                 WHERE namespace = $1 AND kind = $2 AND name = $3 AND minute >= $4",
+                include_str!("../queries/slos/waits.sql"),
                 &[
                     &subject.namespace.as_str(),
                     &subject.kind.as_str(),
@@ -160,14 +135,14 @@ impl SloStore for PostgresStore {
     async fn slo_prune(&self, before: i64) -> Result<u64, Error> {
         self.client()
             .await?
-            .execute("DELETE FROM keel_slo_minutes WHERE minute < $1", &[&before])
+            .execute(include_str!("../queries/slos/prune.sql"), &[&before])
             .await
             .map_err(db)
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| Error::internal(format!("stored objectives: {e}")))
+    keel_store::codec::decode("stored objectives", text)
 }
 
 fn objectives(namespace: &str, kind: Kind, name: String, slo: Slo) -> Result<Objectives, Error> {

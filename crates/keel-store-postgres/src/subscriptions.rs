@@ -48,8 +48,8 @@ impl SubscriptionStore for PostgresStore {
                     &[
                         &namespace.as_str(),
                         &name,
-                        &encode(&spec.filter),
-                        &spec.target.as_ref().map(encode),
+                        &encode(&spec.filter)?,
+                        &spec.target.as_ref().map(encode).transpose()?,
                         &(spec.consumer_timeout_ms as i64),
                     ],
                 )
@@ -62,7 +62,7 @@ impl SubscriptionStore for PostgresStore {
                     &tx,
                     namespace,
                     "max_subscriptions",
-                    "keel_subscriptions",
+                    include_str!("../queries/subscriptions/count.sql"),
                     |q| q.max_subscriptions,
                 )
                 .await?;
@@ -75,8 +75,8 @@ impl SubscriptionStore for PostgresStore {
                             &name,
                             &self.next_id(now).to_string(),
                             &spec.topic.as_str(),
-                            &encode(&spec.filter),
-                            &spec.target.as_ref().map(encode),
+                            &encode(&spec.filter)?,
+                            &spec.target.as_ref().map(encode).transpose()?,
                             &(spec.consumer_timeout_ms as i64),
                             &(position as i64),
                             &now.as_millis(),
@@ -210,7 +210,7 @@ impl SubscriptionStore for PostgresStore {
             return Ok(false);
         }
         let woken = self
-            .insert_owned(&tx, OwnedRows::new(&jobs, now), now)
+            .insert_owned(&tx, OwnedRows::new(&jobs, now)?, now)
             .await?;
         tx.commit().await.map_err(db)?;
         self.wake(woken, now);
@@ -387,8 +387,8 @@ async fn pulled(
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    keel_store::codec::encode("subscription", value)
 }
 
 async fn first_seq(

@@ -11,8 +11,8 @@ use crate::{PostgresStore, db};
 #[async_trait]
 impl TokenStore for PostgresStore {
     async fn token_insert(&self, token: &Token) -> Result<(), Error> {
-        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_default();
-        let resources = token.grant.resources.as_ref().map(json);
+        let json = |v: &Vec<String>| keel_store::codec::encode("token grant", v);
+        let resources = token.grant.resources.as_ref().map(json).transpose()?;
         self.client()
             .await?
             .execute(
@@ -21,7 +21,7 @@ impl TokenStore for PostgresStore {
                     &token.id,
                     &token.name,
                     &token.grant.role.as_str(),
-                    &json(&token.grant.namespaces),
+                    &json(&token.grant.namespaces)?,
                     &resources,
                     &token.secret_hash,
                     &token.created_at.as_millis(),

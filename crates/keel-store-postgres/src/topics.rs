@@ -41,7 +41,7 @@ impl TopicStore for PostgresStore {
                     &(policy.retention_ms as i64),
                     &(policy.dedup_window_ms as i64),
                     &(policy.max_event_bytes as i64),
-                    &slo_text(policy),
+                    &slo_text(policy)?,
                 ],
             )
             .await
@@ -182,7 +182,7 @@ pub(crate) async fn create(
                 &(policy.dedup_window_ms as i64),
                 &(policy.max_event_bytes as i64),
                 &now.as_millis(),
-                &slo_text(policy),
+                &slo_text(policy)?,
             ],
         )
         .await
@@ -208,10 +208,11 @@ async fn get(
 }
 
 /// A topic's objectives as stored: JSON text, or NULL.
-fn slo_text(policy: &TopicPolicy) -> Option<String> {
+fn slo_text(policy: &TopicPolicy) -> Result<Option<String>, Error> {
     policy
         .slo
-        .map(|slo| serde_json::to_string(&slo).unwrap_or_default())
+        .map(|slo| keel_store::codec::encode("topic objectives", &slo))
+        .transpose()
 }
 
 fn topic_from_row(r: &Row) -> Result<Topic, Error> {
@@ -273,7 +274,7 @@ pub(crate) struct NewColumns {
 }
 
 impl NewColumns {
-    pub(crate) fn push(&mut self, seq: i64, event: NewEvent) {
+    pub(crate) fn push(&mut self, seq: i64, event: NewEvent) -> Result<(), Error> {
         self.seq.push(seq);
         self.id.push(event.id);
         self.kind.push(event.kind);
@@ -281,9 +282,10 @@ impl NewColumns {
         self.key.push(event.key);
         self.time.push(event.time.as_millis());
         self.data.push(event.data);
-        self.headers.push(
-            (!event.headers.is_empty())
-                .then(|| serde_json::to_string(&event.headers).unwrap_or_default()),
-        );
+        let headers = (!event.headers.is_empty())
+            .then(|| keel_store::codec::encode("event headers", &event.headers))
+            .transpose()?;
+        self.headers.push(headers);
+        Ok(())
     }
 }

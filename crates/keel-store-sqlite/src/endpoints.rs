@@ -20,8 +20,8 @@ const COLUMNS: &str = "namespace, name, spec, secrets, health, created_at, updat
 const ATTEMPT_COLUMNS: &str = "id, namespace, endpoint, message_id, job_id, at, succeeded, \
      http_status, latency_ms, response_excerpt, error";
 
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+fn json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    crate::rows::to_json("endpoint", value)
 }
 
 #[async_trait]
@@ -52,8 +52,8 @@ impl EndpointStore for SqliteStore {
                     .execute(params![
                         namespace.as_str(),
                         name.as_str(),
-                        json(&spec),
-                        json(&secrets),
+                        json(&spec)?,
+                        json(&secrets)?,
                         now.as_millis()
                     ])?;
                 }
@@ -64,9 +64,9 @@ impl EndpointStore for SqliteStore {
                     .execute(params![
                         namespace.as_str(),
                         name.as_str(),
-                        json(&spec),
-                        json(&secrets),
-                        json(&Health::default()),
+                        json(&spec)?,
+                        json(&secrets)?,
+                        json(&Health::default())?,
                         now.as_millis()
                     ])?;
                 }
@@ -154,7 +154,7 @@ impl EndpointStore for SqliteStore {
                 .execute(params![
                     namespace.as_str(),
                     name.as_str(),
-                    json(&endpoint.secrets),
+                    json(&endpoint.secrets)?,
                     now.as_millis()
                 ])?;
             Ok(Ok(endpoint))
@@ -287,7 +287,7 @@ fn set_health(
     health: &Health,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE endpoints SET health = ?3 WHERE namespace = ?1 AND name = ?2")?
-        .execute(params![namespace.as_str(), name.as_str(), json(health)])?;
+        .execute(params![namespace.as_str(), name.as_str(), json(health)?])?;
     Ok(())
 }
 

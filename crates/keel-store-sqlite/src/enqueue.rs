@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::value::RawValue;
 
 use crate::hot::{LiveJob, QueueIdx};
-use crate::rows::{blob_id, tags_to_sql};
+use crate::rows::{blob_id, tags_to_sql, to_json};
 use crate::writer::{Applied, Writer};
 
 impl Writer {
@@ -187,11 +187,11 @@ impl Writer {
                 job.run_at.as_millis(),
                 now.as_millis(),
                 job.lease_ms as i64,
-                serde_json::to_string(&job.backoff).unwrap_or_default(),
+                to_json("backoff", &job.backoff)?,
                 job.idempotency_key,
                 job.ordering_key,
-                tags_to_sql(&job.tags),
-                owner.as_ref().map(JobOwner::encode),
+                tags_to_sql(&job.tags)?,
+                owner.as_ref().map(|o| to_json("job owner", o)).transpose()?,
                 job.debounce_key,
                 flow_key,
                 job.traceparent.as_ref().map(TraceParent::as_str),

@@ -40,7 +40,7 @@ impl NamespaceStore for SqliteStore {
             }
         }
         self.write(move |w: &mut Writer| {
-            let text = serde_json::to_string(&quotas).unwrap_or_default();
+            let text = crate::rows::to_json("namespace quotas", &quotas)?;
             w.conn
                 .prepare_cached(
                     "INSERT INTO namespaces (namespace, quotas, updated_at) VALUES (?1, ?2, ?3) \

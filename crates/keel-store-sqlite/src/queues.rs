@@ -67,7 +67,7 @@ impl Writer {
         policy: QueuePolicy,
         now: Timestamp,
     ) -> Applied<()> {
-        let json = serde_json::to_string(&policy).unwrap_or_default();
+        let json = crate::rows::to_json("queue policy", &policy)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO queues (namespace, queue, policy, paused, updated_at) VALUES (?1, ?2, ?3, 0, ?4) \

@@ -33,9 +33,20 @@ pub(crate) fn raw_json(text: String) -> rusqlite::Result<Box<RawValue>> {
         .map_err(|e| corrupt(format!("stored JSON that does not parse: {e}")))
 }
 
-/// A stored JSON value back to its type.
+/// A stored JSON value back to its type (`keel_store::codec`).
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| corrupt(format!("stored JSON that does not fit: {e}")))
+    keel_store::codec::decode("row", text).map_err(|e| corrupt(e.message))
+}
+
+/// A value as the JSON text stored for it (`keel_store::codec`). A value
+/// that cannot be encoded (none of the types stored, in practice) fails
+/// the write as a fault, so nothing is stored in its place.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
+    what: &str,
+    value: &T,
+) -> rusqlite::Result<String> {
+    keel_store::codec::encode(what, value)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.message.into()))
 }
 
 /// A stored job state.
@@ -43,8 +54,11 @@ pub(crate) fn job_state(text: &str) -> rusqlite::Result<JobState> {
     JobState::parse(text).ok_or_else(|| corrupt(format!("unknown job state {text:?}")))
 }
 
-pub(crate) fn tags_to_sql(tags: &BTreeMap<String, String>) -> Option<String> {
-    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+pub(crate) fn tags_to_sql(tags: &BTreeMap<String, String>) -> rusqlite::Result<Option<String>> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    to_json("tags", tags).map(Some)
 }
 
 pub(crate) fn tags_from_sql(text: Option<String>) -> rusqlite::Result<BTreeMap<String, String>> {

@@ -30,7 +30,7 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> Result<(StoredRun, bool), Error> {
         let namespace = namespace.clone();
-        let state = state_json(&run.state);
+        let state = state_json(&run.state)?;
         self.write(move |w: &mut Writer| {
             w.write_owned(jobs, now, |conn| {
                 run_create(conn, &namespace, run, &state, now)
@@ -54,7 +54,7 @@ impl RunStore for SqliteStore {
         now: Timestamp,
     ) -> Result<u64, Error> {
         let namespace = namespace.clone();
-        let (status, json) = (state.status, state_json(state));
+        let (status, json) = (state.status, state_json(state)?);
         let rev = self
             .write(move |w: &mut Writer| {
                 w.write_owned(jobs, now, |conn| {
@@ -125,8 +125,8 @@ fn corrupt(id: impl std::fmt::Display) -> Error {
     Error::internal(format!("run {id} has a journal this version cannot read"))
 }
 
-fn state_json(state: &RunState) -> String {
-    serde_json::to_string(state).unwrap_or_default()
+fn state_json(state: &RunState) -> Result<String, Error> {
+    keel_store::codec::encode("run journal", state)
 }
 
 /// Creates `run` (its journal already as JSON, made off the writer thread);

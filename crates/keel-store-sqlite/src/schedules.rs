@@ -146,8 +146,8 @@ fn apply(
     now: Timestamp,
 ) -> rusqlite::Result<Result<(Schedule, bool), Error>> {
     let ns = write.namespace.as_str();
-    let spec = serde_json::to_string(&write.spec).unwrap_or_default();
-    let state = serde_json::to_string(&write.state).unwrap_or_default();
+    let spec = crate::rows::to_json("schedule spec", &write.spec)?;
+    let state = crate::rows::to_json("schedule state", &write.state)?;
     let due = write.due_at.map(Timestamp::as_millis);
     let applied = if write.rev == 0 {
         let room = crate::namespaces::room_for_one(

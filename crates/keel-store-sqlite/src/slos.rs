@@ -72,7 +72,7 @@ impl SloStore for SqliteStore {
                         c.slow as i64,
                         c.succeeded as i64,
                         c.failed as i64,
-                        serde_json::to_string(&waits.0).unwrap_or_default(),
+                        crate::rows::to_json("slo waits", &waits.0)?,
                     ])?;
             }
             Ok(Ok(()))

@@ -25,7 +25,7 @@ impl SourceStore for SqliteStore {
         self.write(move |w: &mut Writer| {
             let conn = &w.conn;
             let existing = source_row(conn, &namespace, &name)?;
-            let text = serde_json::to_string(&spec).unwrap_or_default();
+            let text = crate::rows::to_json("source spec", &spec)?;
             match &existing {
                 Some(old) if old.spec == spec => {}
                 Some(_) => {

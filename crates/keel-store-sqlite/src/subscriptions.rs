@@ -49,8 +49,8 @@ impl SubscriptionStore for SqliteStore {
                     .execute(params![
                         namespace.as_str(),
                         name,
-                        encode(&spec.filter),
-                        spec.target.as_ref().map(encode),
+                        encode(&spec.filter)?,
+                        spec.target.as_ref().map(encode).transpose()?,
                         spec.consumer_timeout_ms as i64
                     ])?;
                     false
@@ -77,8 +77,8 @@ impl SubscriptionStore for SqliteStore {
                         name,
                         w.ids.next(now).to_string(),
                         spec.topic.as_str(),
-                        encode(&spec.filter),
-                        spec.target.as_ref().map(encode),
+                        encode(&spec.filter)?,
+                        spec.target.as_ref().map(encode).transpose()?,
                         spec.consumer_timeout_ms as i64,
                         position as i64,
                         now.as_millis()
@@ -377,8 +377,8 @@ fn pulled(
     })
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+fn encode<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    crate::rows::to_json("subscription", value)
 }
 
 /// The position that makes `start` the next event delivered.

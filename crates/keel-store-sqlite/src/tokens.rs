@@ -7,7 +7,7 @@ use keel_store::{Token, TokenStore, token_not_found};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::SqliteStore;
-use crate::rows::{corrupt, from_json};
+use crate::rows::{corrupt, from_json, to_json};
 use crate::writer::Writer;
 
 const COLUMNS: &str = "id, name, role, namespaces, resources, secret_hash, created_at, \
@@ -22,7 +22,8 @@ impl TokenStore for SqliteStore {
                 .grant
                 .resources
                 .as_ref()
-                .map(|r| serde_json::to_string(r).unwrap_or_default());
+                .map(|r| to_json("token resources", r))
+                .transpose()?;
             w.conn
                 .prepare_cached(&format!(
                     "INSERT INTO tokens ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, NULL)"
@@ -31,7 +32,7 @@ impl TokenStore for SqliteStore {
                     token.id,
                     token.name,
                     token.grant.role.as_str(),
-                    serde_json::to_string(&token.grant.namespaces).unwrap_or_default(),
+                    to_json("token namespaces", &token.grant.namespaces)?,
                     resources,
                     token.secret_hash,
                     token.created_at.as_millis(),

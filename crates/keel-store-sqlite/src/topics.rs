@@ -40,7 +40,7 @@ impl TopicStore for SqliteStore {
                         policy.retention_ms as i64,
                         policy.dedup_window_ms as i64,
                         policy.max_event_bytes as i64,
-                        slo_text(&policy),
+                        slo_text(&policy)?,
                     ])?;
             }
             let stored = topic_row(&w.conn, &namespace, &topic)?;
@@ -181,10 +181,11 @@ const TOPIC_COLUMNS: &str =
     "name, retention_ms, dedup_window_ms, max_event_bytes, head_seq, events, created_at, slo";
 
 /// A topic's objectives as stored: JSON text, or NULL.
-fn slo_text(policy: &TopicPolicy) -> Option<String> {
+fn slo_text(policy: &TopicPolicy) -> rusqlite::Result<Option<String>> {
     policy
         .slo
-        .map(|slo| serde_json::to_string(&slo).unwrap_or_default())
+        .map(|slo| crate::rows::to_json("topic objectives", &slo))
+        .transpose()
 }
 
 fn topic_from_row(r: &Row<'_>) -> rusqlite::Result<Topic> {
@@ -234,7 +235,7 @@ fn insert_topic(
         policy.dedup_window_ms as i64,
         policy.max_event_bytes as i64,
         now.as_millis(),
-        slo_text(policy)
+        slo_text(policy)?
     ])?;
     Ok(())
 }
@@ -360,10 +361,13 @@ fn insert_events(
     static MANY: LazyLock<String> =
         LazyLock::new(|| format!("{COLUMNS}{}", [ROW; ROWS_PER_INSERT].join(", ")));
     let (ns, t, at) = (namespace.as_str(), topic.as_str(), now.as_millis());
-    let rows: Vec<_> = fresh
+    let rows = fresh
         .iter()
-        .map(|(seq, e)| (*seq as i64, e, tags_to_sql(&e.headers), e.time.as_millis()))
-        .collect();
+        .map(|(seq, e)| {
+            let headers = tags_to_sql(&e.headers)?;
+            Ok((*seq as i64, e, headers, e.time.as_millis()))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
     let mut many = conn.prepare_cached(&MANY)?;
     for chunk in chunks.by_ref() {

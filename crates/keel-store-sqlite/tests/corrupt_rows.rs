@@ -50,7 +50,7 @@ async fn a_damaged_job_row_is_an_error_on_read_and_at_open() {
         panic!("opened with an unfinished job it cannot read");
     };
     assert_eq!(e.code, ErrorCode::Internal);
-    assert!(e.message.contains("does not fit"), "{}", e.message);
+    assert!(e.message.contains("corrupt row"), "{}", e.message);
 
     // Finished rows are not loaded at open: the read itself must refuse.
     let conn = rusqlite::Connection::open(dir.path().join("keel.db")).unwrap();
@@ -63,6 +63,6 @@ async fn a_damaged_job_row_is_an_error_on_read_and_at_open() {
     let store = SqliteStore::open(dir.path(), &limits).unwrap();
     let e = store.job_get(&queue.namespace, id).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::Internal);
-    assert!(e.message.contains("does not fit"), "{}", e.message);
+    assert!(e.message.contains("corrupt row"), "{}", e.message);
     store.close().await;
 }

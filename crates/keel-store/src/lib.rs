@@ -14,6 +14,7 @@
 //! above talks to a `dyn Store` and cannot tell the backends apart.
 
 mod audit;
+pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod endpoints;

@@ -34,14 +34,13 @@ pub enum JobOwner {
 
 impl JobOwner {
     /// The stored form: compact JSON, so that new kinds need no migration.
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn encode(&self) -> Result<String, keel_core::Error> {
+        crate::codec::encode("job owner", self)
     }
 
     /// Reads the stored form back; a row that does not parse is corrupt.
     pub fn decode(text: &str) -> Result<Self, keel_core::Error> {
-        serde_json::from_str(text)
-            .map_err(|e| keel_core::Error::internal(format!("corrupt job owner {text:?}: {e}")))
+        crate::codec::decode("job owner", text)
     }
 
     /// The run this job works for, if it is a run's step.

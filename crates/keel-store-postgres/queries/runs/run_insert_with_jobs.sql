@@ -1,27 +1,10 @@
 -- A new run without an idempotency key together with the jobs of its first
 -- steps, as one statement: one round trip that commits on its own. $1–$16
--- are insert_jobs.sql's.
+-- are insert_rows.sql's, whose INSERT follows this head as the `jobs` CTE
+-- (src/jobs/rows.rs: RUN_INSERT_WITH_JOBS).
 WITH run AS (
     INSERT INTO keel_runs (id, namespace, workflow, version, status, input, state, idempotency_key,
                            created_at, updated_at, rev)
     VALUES ($17, $18, $19, $20, $21, $22, $23, NULL, $13, $13, 1)
     RETURNING seq
 ), jobs AS (
-    INSERT INTO keel_jobs (id, namespace, queue, state, payload, priority, attempt, max_attempts,
-                           run_at, created_at, updated_at, lease_seq, lease_ms, backoff,
-                           idempotency_key, ordering_key, tags, owner, runnable, flow_key, traceparent)
-    SELECT u.id, u.namespace, u.queue, u.state, u.payload, u.priority, 0, u.max_attempts,
-           u.run_at, $13, $13, 0, u.lease_ms, u.backoff, u.idempotency_key, u.ordering_key, u.tags::jsonb, u.owner,
-           -- Jobs with ordering keys take the transaction path (their keys
-           -- must be locked), so every job here is runnable.
-           true,
-           keel_flow_key(q.policy, u.tags::jsonb, u.ordering_key), u.traceparent
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[], $7::int[],
-                $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $14::text[], $15::text[],
-                $16::text[])
-         WITH ORDINALITY AS u(id, namespace, queue, state, payload, priority, max_attempts,
-                              run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, owner, traceparent, n)
-    LEFT JOIN keel_queues q ON q.namespace = u.namespace AND q.queue = u.queue
-    ORDER BY u.n
-)
-SELECT seq FROM run

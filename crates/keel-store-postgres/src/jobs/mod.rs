@@ -125,7 +125,7 @@ impl JobStore for PostgresStore {
                     continue;
                 }
             }
-            let state = rows.push(queue, id, job, None, now);
+            let state = rows.push(queue, id, job, None, now)?;
             if state == JobState::Scheduled {
                 first_due =
                     Some(first_due.map_or(job.run_at, |due: Timestamp| due.min(job.run_at)));

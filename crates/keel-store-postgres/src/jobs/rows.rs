@@ -9,7 +9,7 @@ use keel_core::{
     AttemptError, Backoff, Error, Job, JobId, JobLifecycle, JobState, Namespace, NewJob, QueueRef,
     Timestamp, TraceParent,
 };
-use keel_store::JobOwner;
+use keel_store::{JobOwner, codec};
 use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -25,7 +25,7 @@ pub(crate) fn raw(text: String) -> Result<Box<RawValue>, Error> {
 
 /// A stored JSON value back to its type.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Error> {
-    serde_json::from_str(text).map_err(|e| corrupt(format!("stored JSON that does not fit: {e}")))
+    codec::decode("row", text)
 }
 
 /// A row this version cannot read: an error, never a made-up default.
@@ -33,8 +33,30 @@ pub(crate) fn corrupt(what: String) -> Error {
     Error::internal(format!("corrupt row: {what}"))
 }
 
-pub(crate) fn tags_json(tags: &BTreeMap<String, String>) -> Option<String> {
-    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+/// The batch insert of new jobs (insert_rows.sql, in the arrays' order).
+pub(crate) const INSERT_JOBS: &str = concat!(
+    include_str!("../../queries/jobs/insert_rows.sql"),
+    "ORDER BY u.n"
+);
+/// A new run and its first jobs in one statement.
+pub(crate) const RUN_INSERT_WITH_JOBS: &str = concat!(
+    include_str!("../../queries/runs/run_insert_with_jobs.sql"),
+    include_str!("../../queries/jobs/insert_rows.sql"),
+    "ORDER BY u.n\n)\nSELECT seq FROM run"
+);
+/// A run's journal, under its revision, and the jobs it starts, in one
+/// statement: the jobs only when the revision matched.
+pub(crate) const RUN_UPDATE_WITH_JOBS: &str = concat!(
+    include_str!("../../queries/runs/run_update_with_jobs.sql"),
+    include_str!("../../queries/jobs/insert_rows.sql"),
+    "WHERE EXISTS (SELECT 1 FROM run)\nORDER BY u.n\n)\nSELECT rev FROM run"
+);
+
+pub(crate) fn tags_json(tags: &BTreeMap<String, String>) -> Result<Option<String>, Error> {
+    if tags.is_empty() {
+        return Ok(None);
+    }
+    codec::encode("tags", tags).map(Some)
 }
 
 pub(crate) fn tags_from(text: Option<String>) -> Result<BTreeMap<String, String>, Error> {
@@ -74,7 +96,7 @@ impl<'a> NewRows<'a> {
         job: &'a NewJob,
         owner: Option<&JobOwner>,
         now: Timestamp,
-    ) -> JobState {
+    ) -> Result<JobState, Error> {
         let state = JobLifecycle::new(job, now).state;
         self.id.push(uuid(id));
         self.namespace.push(queue.namespace.as_str());
@@ -85,18 +107,17 @@ impl<'a> NewRows<'a> {
         self.max_attempts.push(job.max_attempts as i32);
         self.run_at.push(job.run_at.as_millis());
         self.lease_ms.push(job.lease_ms as i64);
-        self.backoff
-            .push(serde_json::to_string(&job.backoff).unwrap_or_default());
+        self.backoff.push(codec::encode("backoff", &job.backoff)?);
         self.idempotency_key.push(job.idempotency_key.as_deref());
         self.ordering_key.push(job.ordering_key.as_deref());
-        self.tags.push(tags_json(&job.tags));
-        self.owner.push(owner.map(JobOwner::encode));
+        self.tags.push(tags_json(&job.tags)?);
+        self.owner.push(owner.map(JobOwner::encode).transpose()?);
         self.traceparent
             .push(job.traceparent.as_ref().map(TraceParent::as_str));
-        state
+        Ok(state)
     }
 
-    /// The parameters $1–$16 of insert_jobs.sql (and of the statements that
+    /// The parameters $1–$16 of insert_rows.sql (and of the statements that
     /// embed it), with `now` as $13.
     pub(crate) fn params<'b>(&'b self, now: &'b i64) -> Vec<&'b (dyn ToSql + Sync)> {
         vec![
@@ -208,10 +229,7 @@ impl PostgresStore {
             tx.execute(&insert, &params).await.map_err(db)?;
             return Ok(());
         }
-        let insert = tx
-            .prepare_cached(include_str!("../../queries/jobs/insert_jobs.sql"))
-            .await
-            .map_err(db)?;
+        let insert = tx.prepare_cached(INSERT_JOBS).await.map_err(db)?;
         tx.execute(&insert, &jobs.params(&now)).await.map_err(db)?;
         Ok(())
     }

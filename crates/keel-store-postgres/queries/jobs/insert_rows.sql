@@ -1,9 +1,11 @@
--- Writes a batch of new jobs in one statement, in the batch's order (which
--- `seq`, the enqueue order, follows). $13 is now; the callers have settled
--- idempotency keys and hold the advisory locks of the batch's ordering keys
--- (lock_keys.sql). A keyed job is runnable when it is its key's first in the
--- batch and the key has no unfinished job. The flow key comes from the
--- queue's policy.
+-- The one INSERT of new jobs from arrays ($1–$12, $14–$16; $13 is now), in
+-- the arrays' order, which `seq` (the enqueue order) follows. Not a whole
+-- statement: insert_jobs.sql, run_insert_with_jobs.sql and
+-- run_update_with_jobs.sql end it (src/jobs/rows.rs puts them together).
+-- The callers have settled idempotency keys and hold the advisory locks of
+-- the batch's ordering keys (lock_keys.sql). A keyed job is runnable when it
+-- is its key's first in the batch and the key has no unfinished job. The
+-- flow key comes from the queue's policy.
 INSERT INTO keel_jobs (id, namespace, queue, state, payload, priority, attempt, max_attempts,
                        run_at, created_at, updated_at, lease_seq, lease_ms, backoff,
                        idempotency_key, ordering_key, tags, owner, runnable, flow_key, traceparent)
@@ -21,4 +23,3 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smal
      WITH ORDINALITY AS u(id, namespace, queue, state, payload, priority, max_attempts,
                           run_at, lease_ms, backoff, idempotency_key, ordering_key, tags, owner, traceparent, n)
 LEFT JOIN keel_queues q ON q.namespace = u.namespace AND q.queue = u.queue
-ORDER BY u.n

@@ -1,0 +1,3 @@
+-- Topics with objectives.
+SELECT namespace, name, slo FROM keel_topics
+WHERE slo IS NOT NULL ORDER BY namespace, name
