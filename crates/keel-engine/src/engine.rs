@@ -25,7 +25,7 @@ use crate::sources::SourceService;
 use crate::subscriptions::{SubscriptionDeps, SubscriptionService};
 use crate::tokens::TokenService;
 use crate::topics::TopicService;
-use crate::workflows::Driver;
+use crate::workflows::{Driver, DriverDeps};
 
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -109,28 +109,13 @@ impl Engine {
             namespaces.clone(),
             slos.clone(),
         ));
-        let workflows = Driver::new(
-            store.clone(),
-            clock.clone(),
-            config.allow_private_http,
-            rates.clone(),
-        );
-        let guard = Guard {
-            allow_private: config.allow_private_http,
-        };
-        let endpoints = Arc::new(EndpointService::new(
-            store.clone(),
-            clock.clone(),
-            guard,
-            topics.clone(),
-        ));
         let queues = Arc::new(QueueService::new(
             store.clone(),
             clock.clone(),
             rates.clone(),
-            endpoints.clone(),
             slos.clone(),
         ));
+        let owners = Arc::new(Owners::default());
         let jobs = Arc::new(JobService::new(JobDeps {
             store: store.clone(),
             maintenance: store.clone(),
@@ -138,12 +123,32 @@ impl Engine {
             clock: clock.clone(),
             limits: limits.clone(),
             shutdown: shutdown.clone(),
-            owners: Owners::new(workflows.clone()),
+            owners: owners.clone(),
             queues: queues.clone(),
             namespaces: namespaces.clone(),
             slos: slos.clone(),
             rates,
         }));
+        let workflows = Driver::new(DriverDeps {
+            runs: store.clone(),
+            definitions: store.clone(),
+            sole_writer: store.sole_writer(),
+            clock: clock.clone(),
+            jobs: jobs.clone(),
+            topics: topics.clone(),
+            allow_private_http: config.allow_private_http,
+        });
+        owners.bind_workflows(workflows.clone());
+        let guard = Guard {
+            allow_private: config.allow_private_http,
+        };
+        let endpoints = Arc::new(EndpointService::new(
+            store.clone(),
+            (queues.clone(), jobs.clone(), topics.clone()),
+            clock.clone(),
+            guard,
+        ));
+        queues.bind_endpoints(&endpoints);
         let subscriptions = Arc::new(SubscriptionService::new(SubscriptionDeps {
             store: store.clone(),
             signal: signal.clone(),
@@ -286,7 +291,7 @@ impl Engine {
     /// The Prometheus text of every `keel_` metric, with the gauges read
     /// from the store now.
     pub async fn metrics(&self) -> String {
-        crate::metrics::render(self.store.as_ref()).await
+        crate::metrics::render(&self.queues, &self.subscriptions).await
     }
 
     /// Finishes what the store is committing and closes it (after the

@@ -4,9 +4,11 @@
 use std::sync::OnceLock;
 
 use keel_core::QueueRef;
-use keel_store::Store;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::queues::QueueService;
+use crate::subscriptions::SubscriptionService;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -211,8 +213,8 @@ pub fn job_waits(queue: &QueueRef, seconds: impl Iterator<Item = f64>) {
 
 /// The Prometheus text exposition, with queue depths and subscription lags
 /// fresh from the store.
-pub async fn render(store: &dyn Store) -> String {
-    if let Ok(depths) = store.queue_depths().await {
+pub(crate) async fn render(queues: &QueueService, subscriptions: &SubscriptionService) -> String {
+    if let Ok(depths) = queues.depths().await {
         for d in depths {
             gauge!(
                 "keel_queue_jobs",
@@ -223,7 +225,7 @@ pub async fn render(store: &dyn Store) -> String {
             .set(d.count as f64);
         }
     }
-    if let Ok(subscriptions) = store.subscriptions_list(None, None).await {
+    if let Ok(subscriptions) = subscriptions.list(None, None).await {
         for s in subscriptions {
             gauge!(
                 "keel_subscription_lag_events",

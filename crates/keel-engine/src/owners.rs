@@ -3,20 +3,24 @@
 //! (deliveries, schedules, notifications) adds one arm here and nothing in
 //! the job path.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use keel_core::Namespace;
 use keel_store::{AckOutcome, Acked, JobOwner};
 
 use crate::workflows::Driver;
 
+/// The owners are built after the job service they hear from (they make
+/// their jobs through it), so each is bound once, when the engine is
+/// assembled.
+#[derive(Default)]
 pub(crate) struct Owners {
-    workflows: Arc<Driver>,
+    workflows: OnceLock<Arc<Driver>>,
 }
 
 impl Owners {
-    pub(crate) fn new(workflows: Arc<Driver>) -> Self {
-        Owners { workflows }
+    pub(crate) fn bind_workflows(&self, workflows: Arc<Driver>) {
+        let _ = self.workflows.set(workflows);
     }
 
     /// `acked` is how a job ended (`ack`: the worker's outcome, `None` for a
@@ -27,7 +31,9 @@ impl Owners {
         }
         match &acked.owner {
             Some(JobOwner::Run { run, .. }) => {
-                self.workflows.step_job_ended(namespace, *run, acked, ack);
+                if let Some(workflows) = self.workflows.get() {
+                    workflows.step_job_ended(namespace, *run, acked, ack);
+                }
             }
             // A delivery is done with once handed off: its retries and dead
             // letter are the job core's, and the subscription has moved on.

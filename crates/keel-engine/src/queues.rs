@@ -2,7 +2,7 @@
 //! what follows a policy change (the pusher looks again at push queues, the
 //! SLO service takes the new objectives), whoever changes it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use keel_core::slo::Subject;
 use keel_core::{Clock, Error, QueuePolicy, QueueRef};
@@ -23,7 +23,10 @@ pub struct QueueService {
     store: Arc<dyn QueueStore>,
     clock: Arc<dyn Clock>,
     rates: Arc<Rates>,
-    endpoints: Arc<EndpointService>,
+    /// Push queues name endpoints, and endpoints keep their deliveries on
+    /// queues: the endpoint service is built after this one and bound once
+    /// the engine is assembled (weakly: it holds this service).
+    endpoints: OnceLock<Weak<EndpointService>>,
     slos: Arc<SloService>,
 }
 
@@ -32,16 +35,26 @@ impl QueueService {
         store: Arc<dyn QueueStore>,
         clock: Arc<dyn Clock>,
         rates: Arc<Rates>,
-        endpoints: Arc<EndpointService>,
         slos: Arc<SloService>,
     ) -> Self {
         QueueService {
             store,
             clock,
             rates,
-            endpoints,
+            endpoints: OnceLock::new(),
             slos,
         }
+    }
+
+    pub(crate) fn bind_endpoints(&self, endpoints: &Arc<EndpointService>) {
+        let _ = self.endpoints.set(Arc::downgrade(endpoints));
+    }
+
+    fn endpoints(&self) -> Result<Arc<EndpointService>, Error> {
+        self.endpoints
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| Error::internal("the endpoint service is not running"))
     }
 
     pub async fn status(&self, queue: &QueueRef) -> Result<QueueStatus, Error> {
@@ -75,16 +88,29 @@ impl QueueService {
     /// pusher and the SLO service hear of it at once.
     pub async fn set_policy(&self, queue: &QueueRef, policy: QueuePolicy) -> Result<(), Error> {
         policy.validate()?;
+        let endpoints = self.endpoints()?;
         if let Some(push) = &policy.push {
-            self.endpoints.get(&queue.namespace, &push.endpoint).await?;
+            endpoints.get(&queue.namespace, &push.endpoint).await?;
         }
         let slo = policy.slo;
         self.store
             .queue_policy_set(queue, policy, self.clock.now())
             .await?;
-        self.endpoints.queue_policy_changed();
+        endpoints.queue_policy_changed();
         self.slos.policy_set(Subject::queue(queue), slo);
         Ok(())
+    }
+
+    /// Sets the policy of a queue Keel keeps for itself (an endpoint's
+    /// deliveries), with none of a user's queue's checks and hooks.
+    pub(crate) async fn set_own_policy(
+        &self,
+        queue: &QueueRef,
+        policy: QueuePolicy,
+    ) -> Result<(), Error> {
+        self.store
+            .queue_policy_set(queue, policy, self.clock.now())
+            .await
     }
 
     /// Pauses (nothing is leased) or resumes a queue.

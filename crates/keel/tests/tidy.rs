@@ -101,6 +101,32 @@ fn the_http_layer_reaches_no_store() {
 }
 
 #[test]
+fn only_retention_holds_the_whole_store_in_the_engine() {
+    // Every service holds its own domain's store trait; retention prunes
+    // every domain's history, and the engine assembles the services.
+    let engine = crates_dir().join("keel-engine/src");
+    let allowed = ["engine.rs", "services/retention.rs"];
+    let mut found = Vec::new();
+    for path in rust_files(&engine) {
+        let relative = path
+            .strip_prefix(&engine)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if allowed.contains(&relative.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in non_test(&text).lines().enumerate() {
+            if line.contains("dyn Store>") || line.contains("&dyn Store") {
+                found.push(format!("{relative}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "hold a domain's store trait: {found:#?}");
+}
+
+#[test]
 fn no_engine_service_holds_the_whole_engine() {
     let engine = crates_dir().join("keel-engine/src");
     let assembles = ["engine.rs", "lib.rs", "services/mod.rs"];

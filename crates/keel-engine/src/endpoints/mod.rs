@@ -19,11 +19,14 @@ use keel_core::{
     TopicName,
 };
 use keel_store::{
-    Attempt, AttemptQuery, Endpoint, JobFilter, NewAttempt, RedriveSelection, SecretChoice, Store,
+    Attempt, AttemptQuery, Endpoint, EndpointStore, JobFilter, NewAttempt, RedriveSelection,
+    SecretChoice,
 };
 use tokio::sync::Notify;
 
+use crate::jobs::JobService;
 use crate::outbound::Guard;
+use crate::queues::QueueService;
 use crate::topics::TopicService;
 
 /// The topic of each namespace on which Keel reports endpoints it disabled.
@@ -45,7 +48,11 @@ pub struct Status {
 }
 
 pub struct EndpointService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EndpointStore>,
+    /// The endpoint's own queue and the push queues naming it.
+    queues: Arc<QueueService>,
+    /// Deliveries are jobs: `recover` redrives them.
+    jobs: Arc<JobService>,
     clock: Arc<dyn Clock>,
     pub(crate) guard: Guard,
     /// Where disabled endpoints are reported.
@@ -56,13 +63,15 @@ pub struct EndpointService {
 
 impl EndpointService {
     pub(crate) fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn EndpointStore>,
+        (queues, jobs, topics): (Arc<QueueService>, Arc<JobService>, Arc<TopicService>),
         clock: Arc<dyn Clock>,
         guard: Guard,
-        topics: Arc<TopicService>,
     ) -> Self {
         EndpointService {
             store,
+            queues,
+            jobs,
             clock,
             guard,
             topics,
@@ -93,8 +102,8 @@ impl EndpointService {
             None => SecretChoice::KeepOr(new_secret()?),
         };
         let queue = endpoint_queue(namespace, name)?;
-        self.store
-            .queue_policy_set(&queue, delivery_policy(spec), self.clock.now())
+        self.queues
+            .set_own_policy(&queue, delivery_policy(spec))
             .await?;
         let (endpoint, created) = self
             .store
@@ -194,9 +203,10 @@ impl EndpointService {
     ) -> Result<Status, Error> {
         let endpoint = self.store.endpoint_get(namespace, name).await?;
         let stats = self
-            .store
-            .queue_stats(&endpoint_queue(namespace, name)?)
-            .await?;
+            .queues
+            .status(&endpoint_queue(namespace, name)?)
+            .await?
+            .stats;
         let count = |s: JobState| stats.counts.get(&s).copied().unwrap_or(0);
         Ok(Status {
             endpoint,
@@ -242,7 +252,7 @@ impl EndpointService {
     ) -> Result<u64, Error> {
         self.store.endpoint_get(namespace, name).await?;
         let mut queues = vec![endpoint_queue(namespace, name)?];
-        for (queue, policy) in self.store.queue_policies().await? {
+        for (queue, policy) in self.queues.policies().await? {
             if &queue.namespace == namespace && policy.push.is_some_and(|p| &p.endpoint == name) {
                 queues.push(queue);
             }
@@ -265,7 +275,7 @@ impl EndpointService {
                 limit: RECOVER_PAGE,
                 cursor,
             };
-            let page = self.store.jobs_list(&queue.namespace, &filter).await?;
+            let page = self.jobs.list(&queue.namespace, &filter).await?;
             let ids: Vec<_> = page
                 .jobs
                 .iter()
@@ -273,9 +283,8 @@ impl EndpointService {
                 .map(|j| j.id)
                 .collect();
             if !ids.is_empty() {
-                let now = self.clock.now();
                 let ids = RedriveSelection::Ids(ids);
-                recovered += self.store.jobs_redrive(queue, ids, None, now).await?.len() as u64;
+                recovered += self.jobs.redrive(queue, ids, None).await?.len() as u64;
             }
             cursor = page.next_cursor;
             if cursor.is_none() {

@@ -31,7 +31,10 @@ impl Driver {
         {
             return Ok((v, def));
         }
-        let stored = self.store.workflow_get(namespace, name, version).await?;
+        let stored = self
+            .definitions_store
+            .workflow_get(namespace, name, version)
+            .await?;
         self.saw_version(namespace, name, stored.version);
         if let Some(def) = self.cached(namespace, name, stored.version) {
             return Ok((stored.version, def));
@@ -70,7 +73,7 @@ impl Driver {
         definition: &str,
     ) -> Result<(u32, bool), Error> {
         let (version, created) = self
-            .store
+            .definitions_store
             .workflow_put(namespace, name, definition, self.clock.now())
             .await?;
         self.saw_version(namespace, name, version);
@@ -80,7 +83,7 @@ impl Driver {
     /// The latest version of a workflow, when this node knows it for sure:
     /// on a store with no other writer, every version goes through here.
     pub(super) fn latest_known(&self, namespace: &Namespace, name: &str) -> Option<u32> {
-        if !self.store.sole_writer() {
+        if !self.sole_writer {
             return None;
         }
         self.latest
@@ -91,7 +94,7 @@ impl Driver {
     }
 
     pub(super) fn saw_version(&self, namespace: &Namespace, name: &str, version: u32) {
-        if !self.store.sole_writer() {
+        if !self.sole_writer {
             return;
         }
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
@@ -120,7 +123,7 @@ impl Driver {
     /// The last journal this node stored for `run`, when the store has no
     /// other writer (so it is still what is stored).
     pub(super) fn recall(&self, run: RunId) -> Option<Arc<StoredRun>> {
-        if !self.store.sole_writer() {
+        if !self.sole_writer {
             return None;
         }
         self.journals
@@ -132,7 +135,7 @@ impl Driver {
     }
 
     pub(super) fn remember(&self, run: &Arc<StoredRun>) {
-        if !self.store.sole_writer() {
+        if !self.sole_writer {
             return;
         }
         let mut journals = self.journals.lock().unwrap_or_else(PoisonError::into_inner);

@@ -15,7 +15,9 @@ impl Driver {
         name: &str,
         version: Option<u32>,
     ) -> Result<WorkflowVersion, Error> {
-        self.store.workflow_get(namespace, name, version).await
+        self.definitions_store
+            .workflow_get(namespace, name, version)
+            .await
     }
 
     /// A workflow's versions, oldest first.
@@ -24,11 +26,13 @@ impl Driver {
         namespace: &Namespace,
         name: &str,
     ) -> Result<Vec<WorkflowVersion>, Error> {
-        self.store.workflow_versions(namespace, name).await
+        self.definitions_store
+            .workflow_versions(namespace, name)
+            .await
     }
 
     /// A namespace's workflows, each at its latest version.
     pub async fn list(&self, namespace: &Namespace) -> Result<Vec<WorkflowVersion>, Error> {
-        self.store.workflows_list(namespace).await
+        self.definitions_store.workflows_list(namespace).await
     }
 }

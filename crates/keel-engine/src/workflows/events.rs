@@ -107,7 +107,7 @@ impl Driver {
             let Ok(name) = TopicName::new(topic) else {
                 continue;
             };
-            let head = match self.store.topic_get(namespace, &name).await {
+            let head = match self.topics.get(namespace, &name).await {
                 Ok(t) => t.head_seq,
                 Err(e) if e.code == ErrorCode::NotFound => 0,
                 Err(e) => return Err(e),
@@ -134,7 +134,7 @@ impl Driver {
                 kind: None,
                 limit: BATCH,
             };
-            let events = match self.store.events_read(&namespace, &name, &query).await {
+            let events = match self.topics.events(&namespace, &name, &query).await {
                 Ok(events) => events,
                 Err(e) if e.code == ErrorCode::NotFound => continue,
                 Err(e) => {

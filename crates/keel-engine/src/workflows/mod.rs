@@ -42,14 +42,16 @@ use keel_core::workflow::{
 use keel_core::{
     Backoff, Clock, Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, Timestamp,
 };
-use keel_store::{AckOutcome, Acked, OwnedJob, Store, StoredRun};
+use keel_store::{AckOutcome, Acked, OwnedJob, RunStore, StoredRun, WorkflowStore};
 use serde_json::Value;
 
 use self::cache::Journals;
 use self::events::EventWaits;
 use self::http::HttpCaller;
 use self::jobs::{SYSTEM_LEASE_MS, TIMER_ATTEMPTS, system_job};
-use crate::rates::{OwnedCounts, Rates};
+use crate::jobs::JobService;
+use crate::rates::OwnedCounts;
+use crate::topics::TopicService;
 
 /// Tries to write a journal that others keep changing, before giving up.
 const MAX_CONFLICTS: usize = 50;
@@ -96,9 +98,28 @@ pub enum Op {
     Retry,
 }
 
+/// What the driver is built from: the stores of workflows and runs, and
+/// the services of the jobs its steps ride on and the topics they wait on.
+pub(crate) struct DriverDeps {
+    pub runs: Arc<dyn RunStore>,
+    pub definitions: Arc<dyn WorkflowStore>,
+    pub sole_writer: bool,
+    pub clock: Arc<dyn Clock>,
+    pub jobs: Arc<JobService>,
+    pub topics: Arc<TopicService>,
+    pub allow_private_http: bool,
+}
+
 pub struct Driver {
-    store: Arc<dyn Store>,
+    runs: Arc<dyn RunStore>,
+    definitions_store: Arc<dyn WorkflowStore>,
+    /// The store has no other writer: what this node wrote is what is stored.
+    sole_writer: bool,
     clock: Arc<dyn Clock>,
+    /// Steps' jobs: enqueued (timers), read, cancelled, counted.
+    jobs: Arc<JobService>,
+    /// Topics runs wait on events of.
+    topics: Arc<TopicService>,
     ids: Mutex<JobIdGenerator>,
     definitions: Mutex<HashMap<(Namespace, String, u32), Arc<Definition>>>,
     /// Latest version of each workflow, kept only on a sole-writer store.
@@ -107,24 +128,20 @@ pub struct Driver {
     /// other writer: advancing a run then reads nothing.
     journals: Mutex<Journals>,
     locks: Vec<tokio::sync::Mutex<()>>,
-    /// Where the jobs a run's writes create are counted, like any enqueue.
-    rates: Arc<Rates>,
     pub http: HttpCaller,
     /// Runs waiting for events, by topic (`events.rs`).
     pub(crate) waits: EventWaits,
 }
 
 impl Driver {
-    pub(crate) fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        allow_private_http: bool,
-        rates: Arc<Rates>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(deps: DriverDeps) -> Arc<Self> {
         Arc::new(Driver {
-            store,
-            clock,
-            rates,
+            runs: deps.runs,
+            definitions_store: deps.definitions,
+            sole_writer: deps.sole_writer,
+            clock: deps.clock,
+            jobs: deps.jobs,
+            topics: deps.topics,
             ids: Mutex::new(JobIdGenerator::default()),
             definitions: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
@@ -133,7 +150,7 @@ impl Driver {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             http: HttpCaller::new(crate::outbound::Guard {
-                allow_private: allow_private_http,
+                allow_private: deps.allow_private_http,
             }),
             waits: EventWaits::default(),
         })
@@ -193,7 +210,7 @@ impl Driver {
         for _ in 0..MAX_CONFLICTS {
             let (run, from_copy) = match self.recall(id).filter(|_| use_copy) {
                 Some(run) => (run, true),
-                None => (Arc::new(self.store.run_get(namespace, id).await?), false),
+                None => (Arc::new(self.runs.run_get(namespace, id).await?), false),
             };
             if run.state.status.is_final() && matches!(op, Op::Advance) {
                 return Ok(run);
@@ -251,18 +268,18 @@ impl Driver {
             if state == run.state && jobs.is_empty() {
                 // Nothing to store, but a sweep may have re-asked for a
                 // wake-up that a crash lost.
-                self.carry_out(namespace, id, &state, later, now).await;
+                self.carry_out(namespace, id, &state, later).await;
                 self.waits.note(&run, &def);
                 return Ok(run);
             }
             let counts = OwnedCounts::of(&jobs);
             match self
-                .store
+                .runs
                 .run_update(namespace, id, run.rev, &state, jobs, now)
                 .await
             {
                 Ok(rev) => {
-                    self.rates.owned_enqueued(&counts, now);
+                    self.jobs.owned_enqueued(&counts);
                     let run = Arc::new(StoredRun {
                         id,
                         namespace: run.namespace.clone(),
@@ -276,7 +293,7 @@ impl Driver {
                     });
                     self.remember(&run);
                     self.waits.note(&run, &def);
-                    self.carry_out(namespace, id, &run.state, later, now).await;
+                    self.carry_out(namespace, id, &run.state, later).await;
                     return Ok(run);
                 }
                 Err(e) if e.code == ErrorCode::Conflict => {
@@ -405,7 +422,7 @@ impl Driver {
                 } else {
                     namespace.clone()
                 };
-                let job = match self.store.job_get(&ns, id).await {
+                let job = match self.jobs.get(&ns, id).await {
                     Ok(job) => job,
                     Err(e) if e.code == ErrorCode::JobNotFound => {
                         return Ok(Some(Outcome::Done {
@@ -439,7 +456,7 @@ impl Driver {
                 }))
             }
             Handle::Run { id } => {
-                let child = match self.store.run_get(namespace, id).await {
+                let child = match self.runs.run_get(namespace, id).await {
                     Ok(child) => child,
                     Err(e) if e.code == ErrorCode::NotFound => {
                         return Ok(Some(Outcome::Done {
@@ -478,7 +495,6 @@ impl Driver {
         id: RunId,
         state: &RunState,
         commands: Vec<Command>,
-        now: Timestamp,
     ) {
         for command in commands {
             match command {
@@ -489,7 +505,7 @@ impl Driver {
                         namespace.clone()
                     };
                     // Already finished is fine: the step no longer waits for it.
-                    let _ = self.store.job_cancel(&ns, job, now).await;
+                    let _ = self.jobs.cancel_for_owner(&ns, job).await;
                 }
                 Command::Cancel(Handle::Run { id: child }) => {
                     // A child of a run cancelled with compensation compensates too.
@@ -523,17 +539,11 @@ impl Driver {
                     );
                     let queue = system_queue();
                     let set = match job {
-                        Ok(job) => self.store.jobs_enqueue(&queue, vec![job], now).await,
+                        Ok(job) => self.jobs.enqueue_new(&queue, vec![job]).await,
                         Err(e) => Err(e),
                     };
-                    match set {
-                        Ok(set) => {
-                            let fresh = set.iter().filter(|e| !e.deduplicated).count();
-                            self.rates.enqueued(&queue, fresh as u64, now);
-                        }
-                        Err(e) => {
-                            tracing::warn!(run = %id, error = %e, "cannot set the run's timer; the sweep will");
-                        }
+                    if let Err(e) = set {
+                        tracing::warn!(run = %id, error = %e, "cannot set the run's timer; the sweep will");
                     }
                 }
                 Command::Finished => {

@@ -73,11 +73,11 @@ impl Driver {
             idempotency_key,
         };
         let counts = OwnedCounts::of(&jobs);
-        let (run, deduplicated) = self.store.run_create(namespace, run, jobs, now).await?;
+        let (run, deduplicated) = self.runs.run_create(namespace, run, jobs, now).await?;
         if deduplicated {
             return Ok((Arc::new(run), true));
         }
-        self.rates.owned_enqueued(&counts, now);
+        self.jobs.owned_enqueued(&counts);
         crate::metrics::run_started(namespace, workflow);
         let run = Arc::new(run);
         self.remember(&run);
@@ -88,8 +88,7 @@ impl Driver {
                 .await?;
             return Ok((run, false));
         }
-        self.carry_out(namespace, run.id, &run.state, later, now)
-            .await;
+        self.carry_out(namespace, run.id, &run.state, later).await;
         Ok((run, false))
     }
 
@@ -117,7 +116,7 @@ impl Driver {
             idempotency_key: Some(idempotency_key),
         };
         let (run, _) = self
-            .store
+            .runs
             .run_create(namespace, run, Vec::new(), now)
             .await?;
         Ok(run)
