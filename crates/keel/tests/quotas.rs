@@ -158,6 +158,7 @@ async fn a_spent_rate_answers_429_with_retry_after() {
             .send()
     };
     let mut accepted = 0;
+    let started = std::time::Instant::now();
     let refused = loop {
         let answer = publish().await.unwrap();
         if answer.status() == 429 {
@@ -165,7 +166,10 @@ async fn a_spent_rate_answers_429_with_retry_after() {
         }
         assert_eq!(answer.status(), 201);
         accepted += 1;
-        assert!(accepted <= 5, "more than the burst got through");
+        // The burst of 5, and what the rate gave back meanwhile (one every
+        // 200 ms: a loaded machine's publishes can take that long).
+        let refilled = (started.elapsed().as_millis() / 200) as usize;
+        assert!(accepted <= 5 + refilled, "more than the burst got through");
     };
     assert!(accepted >= 4, "the burst was {accepted}");
     let retry: u64 = refused.headers()["retry-after"]
