@@ -75,25 +75,39 @@ fn no_file_outside_the_tests_grows_past_600_lines() {
     assert!(long.is_empty(), "split these along their domain: {long:#?}");
 }
 
-#[test]
-fn the_http_layer_reaches_no_store() {
-    let server = crates_dir().join("keel-server/src");
+/// The lines of the non-test code under `crates/{dir}` (its files but
+/// `skip`, relative to it) for which `bad` holds, comments aside.
+fn lines_where(dir: &str, skip: &[&str], bad: impl Fn(&str) -> bool) -> Vec<String> {
+    let root = crates_dir().join(dir);
     let mut found = Vec::new();
-    for path in rust_files(&server) {
+    for path in rust_files(&root) {
+        let relative = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if skip.contains(&relative.as_str()) {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         for (n, line) in non_test(&text).lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if code.contains(".store.")
-                || code.contains(".store\n")
-                || code.trim_end().ends_with(".store")
-                || code.contains("dyn Store")
-                || code.contains("keel_store::Store")
-                || code.contains(".store()")
-            {
-                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            if bad(line.split("//").next().unwrap_or("")) {
+                found.push(format!("{dir}/{relative}:{}: {}", n + 1, line.trim()));
             }
         }
     }
+    found
+}
+
+#[test]
+fn the_http_layer_reaches_no_store() {
+    let found = lines_where("keel-server/src", &[], |code| {
+        code.contains(".store.")
+            || code.trim_end().ends_with(".store")
+            || code.contains(".store()")
+            || code.contains("dyn Store")
+            || code.contains("keel_store::Store")
+    });
     assert!(
         found.is_empty(),
         "keel-server calls the engine's services, never the store: {found:#?}"
@@ -104,52 +118,19 @@ fn the_http_layer_reaches_no_store() {
 fn only_retention_holds_the_whole_store_in_the_engine() {
     // Every service holds its own domain's store trait; retention prunes
     // every domain's history, and the engine assembles the services.
-    let engine = crates_dir().join("keel-engine/src");
-    let allowed = ["engine.rs", "services/retention.rs"];
-    let mut found = Vec::new();
-    for path in rust_files(&engine) {
-        let relative = path
-            .strip_prefix(&engine)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        if allowed.contains(&relative.as_str()) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (n, line) in non_test(&text).lines().enumerate() {
-            if line.contains("dyn Store>") || line.contains("&dyn Store") {
-                found.push(format!("{relative}:{}: {}", n + 1, line.trim()));
-            }
-        }
-    }
+    let skip = ["engine.rs", "services/retention.rs"];
+    let found = lines_where("keel-engine/src", &skip, |code| {
+        code.contains("dyn Store>") || code.contains("&dyn Store")
+    });
     assert!(found.is_empty(), "hold a domain's store trait: {found:#?}");
 }
 
 #[test]
 fn no_engine_service_holds_the_whole_engine() {
-    let engine = crates_dir().join("keel-engine/src");
     let assembles = ["engine.rs", "lib.rs", "services/mod.rs"];
-    let mut found = Vec::new();
-    for path in rust_files(&engine) {
-        let relative = path
-            .strip_prefix(&engine)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        if assembles.contains(&relative.as_str()) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (n, line) in non_test(&text).lines().enumerate() {
-            if line.contains("Arc<Engine>")
-                || line.contains("&Engine")
-                || line.contains("use crate::Engine")
-            {
-                found.push(format!("{relative}:{}: {}", n + 1, line.trim()));
-            }
-        }
-    }
+    let found = lines_where("keel-engine/src", &assembles, |code| {
+        code.contains("Arc<Engine>") || code.contains("&Engine") || code.contains("crate::Engine")
+    });
     assert!(
         found.is_empty(),
         "services hold their store trait and the services they call: {found:#?}"
