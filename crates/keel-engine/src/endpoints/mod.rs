@@ -154,7 +154,9 @@ impl EndpointService {
     /// Disables an endpoint for `reason`; the node whose call disabled it
     /// publishes `keel.endpoint.disabled` on the namespace's
     /// [`EVENTS_TOPIC`], so a subscription can alert someone. (Two writes:
-    /// a crash between them leaves the endpoint disabled and unreported.)
+    /// a crash between them, or a spent publish quota, leaves the endpoint
+    /// disabled and unreported.) Disabling pauses the endpoint's queue in
+    /// the same write (the store's), so nothing is sent until `enable`.
     pub async fn disable(&self, endpoint: &Endpoint, reason: String) -> Result<(), Error> {
         let now = self.clock.now();
         let (namespace, name) = (&endpoint.namespace, &endpoint.name);
@@ -188,7 +190,11 @@ impl EndpointService {
             data: data.to_string(),
             headers: Default::default(),
         };
-        self.topics.publish(namespace, &topic, vec![event]).await?;
+        // Published like any event, under the namespace's quotas: a spent
+        // publish rate leaves the endpoint disabled and this report unsent.
+        if let Err(e) = self.topics.publish(namespace, &topic, vec![event]).await {
+            tracing::warn!(%namespace, endpoint = %name, error = %e, "endpoint disabled; its keel.endpoint.disabled event was refused");
+        }
         Ok(())
     }
 
