@@ -147,7 +147,7 @@ fn queue_target(queue: &str) -> anyhow::Result<Target> {
     let payload =
         json!({"i": "${{ event.seq }}", "k": "${{ event.key }}", "t0": "${{ event.data.t0 }}"});
     Ok(serde_json::from_value(
-        json!({"queue": queue, "payload": payload}),
+        json!({"queue": queue, "job": {"payload": payload}}),
     )?)
 }
 
