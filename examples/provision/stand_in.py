@@ -6,10 +6,11 @@ HTTP service. This program stands in for all of them, with nothing but the
 standard library:
 
 - a worker on each queue: `tenants` (create and delete a tenant), `email`
-  (the welcome e-mail) and `billing` (refunds);
-- a billing service at http://127.0.0.1:8099/charge that answers
-  {"id": "ch_1", "status": "paid"}, or "declined" when the tenant's org
-  starts with "declined" (to see the compensation path).
+  (the welcome e-mail) and `refunds`;
+- a billing service at http://127.0.0.1:8099/charge that answers 200
+  {"id": "ch_1", "status": "paid"}, or 402 {"status": "declined"} when the
+  tenant's org starts with "declined": the charge step fails, and the run
+  compensates (the tenant is deleted again).
 
 Run with:  python3 examples/provision/stand_in.py http://127.0.0.1:5335
 Options:   --namespace NS   --billing-port PORT (0: any free port)
@@ -55,11 +56,11 @@ def email(payload):
     return {"sent_to": payload.get("to")}
 
 
-def billing(payload):
+def refunds(payload):
     return {"refunded": payload.get("charge")}
 
 
-HANDLERS = {"tenants": tenants, "email": email, "billing": billing}
+HANDLERS = {"tenants": tenants, "email": email, "refunds": refunds}
 
 
 def work(server, namespace, queue, stopping):
@@ -95,7 +96,8 @@ class Billing(http.server.BaseHTTPRequestHandler):
         tenant = str(body.get("tenant", ""))
         status = "declined" if tenant.startswith("tenant-declined") else "paid"
         answer = json.dumps({"id": f"ch_{next(self.charges)}", "status": status}).encode()
-        self.send_response(200)
+        # A declined charge is a failure the step does not retry (a 4xx).
+        self.send_response(402 if status == "declined" else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()

@@ -220,3 +220,60 @@ async fn topics_publish_tail_and_subscriptions_from_the_command_line() {
     let (ok, _, err) = server.cli(&["topic", "get", "nope"]).await;
     assert!(!ok && err.contains("not_found"), "{err}");
 }
+
+/// Every file the README's CLI block names is shipped, and the server takes
+/// it as it is (regression: the README named files no one had).
+#[tokio::test]
+async fn the_readmes_example_files_are_accepted_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cli");
+    let readme = include_str!("../../../README.md");
+    for (kind, file, name) in [
+        ("subscription", "billing.yaml", "billing"),
+        ("source", "github.yaml", "github"),
+        ("endpoint", "crm.yaml", "crm"),
+        ("schedule", "daily-report.yaml", "daily-report"),
+    ] {
+        let command = format!("keel {kind} put examples/cli/{file}");
+        assert!(readme.contains(&command), "the README runs `{command}`");
+        let path = examples.join(file);
+        let (ok, _, err) = server.cli(&[kind, "put", path.to_str().unwrap()]).await;
+        assert!(ok, "{file}: {err}");
+        let (ok, out, err) = server.cli(&[kind, "get", name]).await;
+        assert!(ok && out.contains(name), "{kind} get {name}: {out} {err}");
+    }
+}
+
+/// The README's push queue example, in its order: the endpoint, then the
+/// queue that names it (regression: the README set the queue alone, and it
+/// answered 404 for the endpoint).
+#[tokio::test]
+async fn the_readmes_push_queue_example_runs_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let readme = include_str!("../../../README.md");
+    let endpoint = readme
+        .find("endpoints/resize-fn")
+        .expect("the README creates the endpoint");
+    let queue = readme
+        .find("queues/resize \\")
+        .expect("the README sets the push queue");
+    assert!(endpoint < queue, "the endpoint comes first");
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/namespaces/default/endpoints/resize-fn",
+            Some(serde_json::json!({"url": "https://resize.example.com/run", "timeout_ms": 30000})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/namespaces/default/queues/resize",
+            Some(serde_json::json!({"push": {"endpoint": "resize-fn", "concurrency": 16}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -166,4 +166,34 @@ async fn the_provisioning_example_runs_end_to_end() {
         2,
         "both runs: {out}"
     );
+
+    // The README's compensation path: an org starting with `declined` is
+    // charged a 402, the charge step fails, and the tenant is deleted again.
+    let input = json!({"org_id": "declined-co", "billing_url": billing_url, "email": "d@declined"});
+    let (status, started) = server
+        .post(
+            "/namespaces/default/workflows/provision-account/runs",
+            json!({"input": input}),
+        )
+        .await;
+    assert_eq!(status, 201, "{started}");
+    let (_, run) = server
+        .get(&format!(
+            "/namespaces/default/runs/{}?wait_ms=20000",
+            started["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(run["status"], "compensated", "{run:#}");
+    assert!(
+        run["steps"]["charge"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("402"),
+        "{run:#}"
+    );
+    assert_eq!(
+        run["steps"]["delete_tenant"]["state"], "succeeded",
+        "{run:#}"
+    );
+    line_starting(&mut lines, "tenants: {'id': 'tenant-declined-co'}").await;
 }

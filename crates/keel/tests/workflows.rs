@@ -188,7 +188,7 @@ async fn provisioning_waits_for_its_signal_and_compensates_a_declined_charge() {
 
     let effects = Effects::default();
     let stop = Arc::new(Notify::new());
-    let handles = workers(&server, &["tenants", "email", "billing"], &effects, &stop);
+    let handles = workers(&server, &["tenants", "email", "refunds"], &effects, &stop);
 
     // The paid path: every step once, then the run waits for its signal.
     let paid = start(
