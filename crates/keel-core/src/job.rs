@@ -474,5 +474,15 @@ pub struct Job {
     pub traceparent: Option<crate::TraceParent>,
 }
 
+/// A tag as people write it: `key:value` (the API's query form) or
+/// `key=value` (how tags are set), split at the first of the two, so one
+/// syntax works everywhere and the other is accepted.
+pub fn parse_tag(text: &str) -> Result<(String, String), Error> {
+    let at = text.find([':', '=']).filter(|&at| at > 0).ok_or_else(|| {
+        Error::invalid(format!("a tag is key:value (or key=value), not {text:?}"))
+    })?;
+    Ok((text[..at].to_owned(), text[at + 1..].to_owned()))
+}
+
 #[cfg(test)]
 mod tests;

@@ -107,7 +107,7 @@ pub(crate) struct EnqueueArgs {
     /// The debounce window, from the key's first enqueue.
     #[arg(long, requires = "debounce_key")]
     debounce_window_ms: Option<u64>,
-    /// A tag as key=value; repeat for more.
+    /// A tag as key=value (key:value works too); repeat for more.
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
     #[command(flatten)]
@@ -115,9 +115,7 @@ pub(crate) struct EnqueueArgs {
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| "a tag is key=value".to_owned())
+    keel_core::job::parse_tag(text).map_err(|e| e.message)
 }
 
 pub(crate) async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
@@ -173,9 +171,9 @@ enum JobsCommand {
         queue: Option<String>,
         #[arg(long)]
         state: Option<String>,
-        /// key:value
-        #[arg(long)]
-        tag: Option<String>,
+        /// Only jobs with this tag: key=value (key:value works too).
+        #[arg(long, value_parser = parse_tag)]
+        tag: Option<(String, String)>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[arg(long)]
@@ -237,7 +235,7 @@ pub(crate) async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
                     &ListQuery {
                         queue,
                         state,
-                        tag,
+                        tag: tag.map(|(k, v)| format!("{k}:{v}")),
                         limit: Some(limit),
                         cursor,
                     },

@@ -62,6 +62,15 @@ async fn enqueue_inspect_and_list_from_the_command_line() {
     assert!(ok);
     assert_eq!(out.lines().count(), 2, "a header and one ready job:\n{out}");
     assert!(out.lines().nth(1).unwrap().starts_with(id));
+    // A tag filter takes the form the tag was set in, and the API's
+    // (regression: each command refused the other's form).
+    for tag in ["tenant=acme", "tenant:acme"] {
+        let (ok, out, err) = server.cli(&["jobs", "list", "--tag", tag]).await;
+        assert!(ok, "{tag}: {err}");
+        assert!(out.lines().any(|l| l.starts_with(id)), "{tag}:\n{out}");
+    }
+    let (ok, _, err) = server.cli(&["jobs", "list", "--tag", "tenant"]).await;
+    assert!(!ok && err.contains("key:value (or key=value)"), "{err}");
 
     let (ok, out, _) = server.cli(&["queues", "stats", "emails"]).await;
     assert!(ok);

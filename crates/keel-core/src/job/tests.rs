@@ -309,3 +309,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_tag_is_written_either_way() {
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(parse_tag("tenant:acme").unwrap(), pair("tenant", "acme"));
+    assert_eq!(parse_tag("tenant=acme").unwrap(), pair("tenant", "acme"));
+    assert_eq!(parse_tag("url=http://x").unwrap(), pair("url", "http://x"));
+    assert_eq!(parse_tag("k:a=b").unwrap(), pair("k", "a=b"));
+    assert_eq!(parse_tag("empty:").unwrap(), pair("empty", ""));
+    for bad in ["tenant", ":acme", "=acme", ""] {
+        let e = parse_tag(bad).unwrap_err();
+        assert!(
+            e.message.contains("key:value (or key=value)"),
+            "{bad}: {}",
+            e.message
+        );
+    }
+}

@@ -166,11 +166,8 @@ pub(super) async fn list(
         .transpose()?;
     let tag = params
         .tag
-        .map(|t| {
-            t.split_once(':')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| ApiError::invalid("tag must be key:value"))
-        })
+        .as_deref()
+        .map(keel_core::job::parse_tag)
         .transpose()?;
     let queue = params
         .queue

@@ -110,12 +110,7 @@ impl Search {
             },
             tag: match self.tag.trim() {
                 "" => None,
-                t => {
-                    let (k, v) = t
-                        .split_once(':')
-                        .ok_or_else(|| ui.bad("a tag filter is key:value"))?;
-                    Some((k.to_owned(), v.to_owned()))
-                }
+                t => Some(keel_core::job::parse_tag(t).map_err(|e| ui.bad(&e.message))?),
             },
             limit: PAGE,
             cursor: self.cursor.clone(),
