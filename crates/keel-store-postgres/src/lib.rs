@@ -127,6 +127,7 @@ impl PostgresStore {
             .build()
             .map_err(|e| Error::internal(format!("database pool: {e}")))?;
         let mut client = pool.get().await.map_err(pool_error)?;
+        schema::ensure_schema(&client).await?;
         schema::migrate(&mut client).await.map_err(db)?;
         let schema: String = client
             .query_one("SELECT current_schema()", &[])

@@ -1,7 +1,10 @@
 //! Numbered migrations, applied at start under an advisory lock: nodes that
 //! start together take turns, and each applies only what is missing.
 
+use keel_core::Error;
 use tokio_postgres::Client;
+
+use crate::db;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_jobs.sql"),
@@ -30,6 +33,55 @@ const MIGRATIONS: &[&str] = &[
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;
+
+/// Makes sure Keel's tables have a schema to go in: the first schema of
+/// `search_path` that exists. When none does (a schema named for Keel in
+/// the URL but not made yet, or `public` dropped), the first one named
+/// there (or `public`) is created, so a first start needs no setup; a role
+/// that may not create it is told what to run.
+pub(crate) async fn ensure_schema(client: &Client) -> Result<(), Error> {
+    let current: Option<String> = client
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    if current.is_some() {
+        return Ok(());
+    }
+    let path: String = client
+        .query_one("SHOW search_path", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    let quoted = format!("\"{}\"", first_schema(&path).replace('"', "\"\""));
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+        .await
+        .map_err(|e| {
+            Error::invalid(format!(
+                "no schema of search_path ({path}) exists, and creating {quoted} failed ({e}): \
+                 run CREATE SCHEMA {quoted} as a role that may, or name an existing schema in \
+                 the URL's search_path"
+            ))
+        })
+}
+
+/// The schema to create for a `search_path` none of whose schemas exists:
+/// its first entry but `$user` (quoted names kept as written, others
+/// lowercased, as PostgreSQL reads them), else `public`.
+fn first_schema(search_path: &str) -> String {
+    search_path
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty() && *s != "$user" && *s != "\"$user\"")
+        .map(
+            |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => s.to_lowercase(),
+            },
+        )
+        .unwrap_or_else(|| "public".to_owned())
+}
 
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     client
@@ -69,7 +121,17 @@ async fn apply_missing(client: &mut Client) -> Result<(), tokio_postgres::Error>
 mod tests {
     #![allow(clippy::expect_used, reason = "a test: a panic is a failed check")]
 
-    use super::MIGRATIONS;
+    use super::{MIGRATIONS, first_schema};
+
+    #[test]
+    fn the_schema_to_create_is_the_first_one_search_path_names() {
+        assert_eq!(first_schema("keel_app"), "keel_app");
+        assert_eq!(first_schema("\"$user\", public"), "public");
+        assert_eq!(first_schema("\"$user\""), "public");
+        assert_eq!(first_schema("Keel, public"), "keel");
+        assert_eq!(first_schema("\"My \"\"Keel\"\"\", public"), "My \"Keel\"");
+        assert_eq!(first_schema(""), "public");
+    }
 
     /// The columns of a statement's `INSERT INTO keel_jobs (...)`.
     fn job_columns(sql: &str) -> Vec<String> {

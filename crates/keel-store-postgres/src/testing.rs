@@ -28,6 +28,14 @@ impl TestSchema {
         Ok(TestSchema { name })
     }
 
+    /// A name for a schema this test expects to be created (by the store at
+    /// its first start); dropped with the test like one `create` made.
+    pub fn reserve(prefix: &str) -> Self {
+        TestSchema {
+            name: format!("{prefix}_{:016x}", fastrand::u64(..)),
+        }
+    }
+
     /// A database URL whose connections use this schema.
     pub fn url(&self) -> String {
         let base = base_url();
