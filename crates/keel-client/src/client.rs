@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use keel_api::jobs::{
     AckAnswer, AcksAnswer, AcksRequest, CompleteRequest, Enqueued, EnqueuedBatch, FailRequest,
-    HeartbeatAnswer, HeartbeatRequest, LeaseRequest, Leased,
+    HeartbeatAnswer, HeartbeatRequest, LeaseRequest, Leased, RedriveAnswer, RedriveRequest,
 };
-use keel_api::queues::QueueAnswer;
-use keel_api::runs::{Run, RunPage};
+use keel_api::queues::{PausedAnswer, QueueAnswer};
+use keel_api::runs::{CancelRequest, Run, RunPage};
 use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, StartRequest};
 use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::Timestamp;
@@ -409,6 +409,72 @@ impl Client {
             seg(queue)
         ));
         self.send(self.http.put(url).json(policy)).await
+    }
+
+    /// Pauses a queue (nothing is leased from it) or resumes it.
+    pub async fn set_paused(
+        &self,
+        namespace: &str,
+        queue: &str,
+        paused: bool,
+    ) -> Result<PausedAnswer, ClientError> {
+        let action = if paused { "pause" } else { "resume" };
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}/{action}",
+            seg(namespace),
+            seg(queue)
+        ));
+        self.send(self.http.post(url)).await
+    }
+
+    /// Cancels a job that has not finished.
+    pub async fn cancel_job(&self, namespace: &str, id: &str) -> Result<AckAnswer, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/jobs/{}/cancel",
+            seg(namespace),
+            seg(id)
+        ));
+        self.send(self.http.post(url)).await
+    }
+
+    /// Sends dead jobs of `queue` back to ready, attempts reset: `ids`, or
+    /// every dead job when `None`; `payload` replaces theirs.
+    pub async fn redrive(
+        &self,
+        namespace: &str,
+        queue: &str,
+        ids: Option<Vec<String>>,
+        payload: Option<Value>,
+    ) -> Result<RedriveAnswer, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/queues/{}/redrive",
+            seg(namespace),
+            seg(queue)
+        ));
+        let body = RedriveRequest {
+            all: ids.is_none(),
+            ids,
+            payload: payload
+                .map(|p| serde_json::value::to_raw_value(&p))
+                .transpose()?,
+        };
+        self.send(self.http.post(url).json(&body)).await
+    }
+
+    /// Cancels a run; `compensate` undoes its completed steps first.
+    pub async fn cancel_run(
+        &self,
+        namespace: &str,
+        id: &str,
+        compensate: bool,
+    ) -> Result<Run, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/runs/{}/cancel",
+            seg(namespace),
+            seg(id)
+        ));
+        self.send(self.http.post(url).json(&CancelRequest { compensate }))
+            .await
     }
 
     /// Leases up to `max_jobs`, waiting up to `wait_ms` for one to be ready.

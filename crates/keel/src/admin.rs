@@ -1,12 +1,9 @@
 //! Admin commands: thin uses of `keel-client`, human-readable by default and
 //! JSON with `--json`.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use keel_client::{Client, Debounce, JobSpec, ListQuery};
-use serde_json::Value;
+use keel_client::Client;
 
 #[derive(Args)]
 pub(crate) struct Target {
@@ -87,183 +84,6 @@ pub(crate) fn named_spec<T: serde::de::DeserializeOwned>(
 }
 
 #[derive(Args)]
-pub(crate) struct EnqueueArgs {
-    queue: String,
-    /// The payload, as JSON.
-    payload: String,
-    #[arg(long)]
-    priority: Option<i64>,
-    #[arg(long)]
-    delay_ms: Option<u64>,
-    #[arg(long)]
-    max_attempts: Option<u32>,
-    #[arg(long)]
-    idempotency_key: Option<String>,
-    #[arg(long)]
-    ordering_key: Option<String>,
-    /// Collapse enqueues of this key within the window into one job.
-    #[arg(long, requires = "debounce_window_ms")]
-    debounce_key: Option<String>,
-    /// The debounce window, from the key's first enqueue.
-    #[arg(long, requires = "debounce_key")]
-    debounce_window_ms: Option<u64>,
-    /// A tag as key=value (key:value works too); repeat for more.
-    #[arg(long = "tag", value_parser = parse_tag)]
-    tags: Vec<(String, String)>,
-    #[command(flatten)]
-    target: Target,
-}
-
-fn parse_tag(text: &str) -> Result<(String, String), String> {
-    keel_core::job::parse_tag(text).map_err(|e| e.message)
-}
-
-pub(crate) async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
-    let payload: Value = serde_json::from_str(&args.payload).context("the payload is not JSON")?;
-    let job = JobSpec {
-        payload,
-        priority: args.priority,
-        delay_ms: args.delay_ms,
-        max_attempts: args.max_attempts,
-        idempotency_key: args.idempotency_key,
-        ordering_key: args.ordering_key,
-        tags: args.tags.into_iter().collect::<BTreeMap<_, _>>(),
-        debounce: args
-            .debounce_key
-            .zip(args.debounce_window_ms)
-            .map(|(key, window_ms)| Debounce { key, window_ms }),
-        ..JobSpec::default()
-    };
-    let enqueued = args
-        .target
-        .client()?
-        .enqueue(&args.target.namespace, &args.queue, &job)
-        .await?;
-    if args.target.json {
-        return print_json(&enqueued);
-    }
-    let dedup = if enqueued.deduplicated {
-        " (deduplicated: an earlier job has this key)"
-    } else if enqueued.debounced {
-        " (debounced: this payload replaced the waiting job's)"
-    } else {
-        ""
-    };
-    println!("{} {}{dedup}", enqueued.id, enqueued.state);
-    Ok(())
-}
-
-#[derive(Args)]
-pub(crate) struct JobsArgs {
-    #[command(subcommand)]
-    command: JobsCommand,
-    #[command(flatten)]
-    target: Target,
-}
-
-#[derive(Subcommand)]
-enum JobsCommand {
-    /// Show one job.
-    Get { id: String },
-    /// List jobs, newest first.
-    List {
-        #[arg(long)]
-        queue: Option<String>,
-        #[arg(long)]
-        state: Option<String>,
-        /// Only jobs with this tag: key=value (key:value works too).
-        #[arg(long, value_parser = parse_tag)]
-        tag: Option<(String, String)>,
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-        #[arg(long)]
-        cursor: Option<String>,
-    },
-}
-
-pub(crate) async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
-    let client = args.target.client()?;
-    let ns = &args.target.namespace;
-    match args.command {
-        JobsCommand::Get { id } => {
-            let job = client.get_job(ns, &id).await?;
-            if args.target.json {
-                return print_json(&job);
-            }
-            println!("id:           {}", job.id);
-            println!("queue:        {}", job.queue);
-            println!("state:        {}", job.state);
-            println!("attempt:      {}/{}", job.attempt, job.max_attempts);
-            println!("priority:     {}", job.priority);
-            println!("run at:       {}", job.run_at);
-            println!("created:      {}", job.created_at);
-            println!("updated:      {}", job.updated_at);
-            if let Some(key) = &job.ordering_key {
-                println!("ordering key: {key}");
-            }
-            if !job.tags.is_empty() {
-                let tags: Vec<String> = job.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("tags:         {}", tags.join(" "));
-            }
-            println!("payload:      {}", job.payload);
-            if let Some(result) = &job.result {
-                println!("result:       {result}");
-            }
-            for e in &job.errors {
-                println!("error #{}:     {} ({})", e.attempt, e.message, e.at);
-            }
-            match job.waiting.as_deref() {
-                Some([]) => println!("waiting on:   nothing (the next lease call takes it)"),
-                Some(gates) => {
-                    for gate in gates {
-                        println!("waiting on:   {}", gate.describe());
-                    }
-                }
-                None => {}
-            }
-        }
-        JobsCommand::List {
-            queue,
-            state,
-            tag,
-            limit,
-            cursor,
-        } => {
-            let page = client
-                .list_jobs(
-                    ns,
-                    &ListQuery {
-                        queue,
-                        state,
-                        tag: tag.map(|(k, v)| format!("{k}:{v}")),
-                        limit: Some(limit),
-                        cursor,
-                    },
-                )
-                .await?;
-            if args.target.json {
-                return print_json(&page);
-            }
-            println!(
-                "{:<36}  {:<9}  {:<20}  {:>7}  CREATED",
-                "ID", "STATE", "QUEUE", "ATTEMPT"
-            );
-            for job in &page.jobs {
-                let attempt = format!("{}/{}", job.attempt, job.max_attempts);
-                println!(
-                    "{:<36}  {:<9}  {:<20}  {:>7}  {}",
-                    job.id, job.state, job.queue, attempt, job.created_at
-                );
-            }
-            if let Some(cursor) = page.next_cursor {
-                println!("more: --cursor {cursor}");
-            }
-        }
-    }
-    Ok(())
-}
-
-#[derive(Args)]
 pub(crate) struct QueuesArgs {
     #[command(subcommand)]
     command: QueuesCommand,
@@ -274,7 +94,35 @@ pub(crate) struct QueuesArgs {
 #[derive(Subcommand)]
 enum QueuesCommand {
     /// Counts by state, oldest ready age and recent rates.
-    Stats { queue: String },
+    Stats {
+        /// The queue's name.
+        queue: String,
+    },
+    /// Pause a queue: nothing is leased from it until it is resumed.
+    Pause {
+        /// The queue's name.
+        queue: String,
+    },
+    /// Resume a paused queue.
+    Resume {
+        /// The queue's name.
+        queue: String,
+    },
+}
+
+async fn set_paused(
+    target: &Target,
+    client: &Client,
+    queue: &str,
+    paused: bool,
+) -> anyhow::Result<()> {
+    let answer = client.set_paused(&target.namespace, queue, paused).await?;
+    if target.json {
+        return print_json(&answer);
+    }
+    let now = if answer.paused { "paused" } else { "resumed" };
+    println!("queue {}/{queue} {now}", target.namespace);
+    Ok(())
 }
 
 #[derive(Args)]
@@ -353,6 +201,12 @@ pub(crate) async fn queues(args: QueuesArgs) -> anyhow::Result<()> {
                 "  last minute: {:.1} enqueued/s, {:.1} completed/s, {:.1} failed/s",
                 rates.enqueued_per_s, rates.completed_per_s, rates.failed_per_s
             );
+        }
+        QueuesCommand::Pause { queue } => {
+            return set_paused(&args.target, &client, &queue, true).await;
+        }
+        QueuesCommand::Resume { queue } => {
+            return set_paused(&args.target, &client, &queue, false).await;
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 mod admin;
 mod endpoints;
 mod events;
+mod jobs;
 mod schedules;
 mod sources;
 mod telemetry;
@@ -50,9 +51,9 @@ enum Command {
     /// Run a server for local development, with its data in ./.keel-dev.
     Dev(DevArgs),
     /// Enqueue one job.
-    Enqueue(admin::EnqueueArgs),
+    Enqueue(jobs::EnqueueArgs),
     /// Inspect jobs.
-    Jobs(admin::JobsArgs),
+    Jobs(jobs::JobsArgs),
     /// Inspect queues.
     Queues(admin::QueuesArgs),
     /// Each objective of a namespace's queues and topics, measured.
@@ -231,8 +232,8 @@ fn main() -> std::process::ExitCode {
                 };
                 serve(listen, store, Limits::default(), config, true).await
             }
-            Command::Enqueue(args) => admin::enqueue(args).await,
-            Command::Jobs(args) => admin::jobs(args).await,
+            Command::Enqueue(args) => jobs::enqueue(args).await,
+            Command::Jobs(args) => jobs::jobs(args).await,
             Command::Queues(args) => admin::queues(args).await,
             Command::Workflow(args) => workflows::workflow(args).await,
             Command::Run(args) => workflows::run(args).await,

@@ -59,7 +59,28 @@ pub(crate) struct RunArgs {
 #[derive(Subcommand)]
 enum RunCommand {
     /// Show a run: its status and every step of its DAG.
-    Get { id: String },
+    Get {
+        /// The run's id.
+        id: String,
+    },
+    /// Send a signal to a run (a `wait_for: {signal}` step takes it).
+    Signal {
+        /// The run's id.
+        id: String,
+        /// The signal's name.
+        signal: String,
+        /// The signal's data, as JSON (a step's output is it).
+        #[arg(long, default_value = "{}")]
+        data: String,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// The run's id.
+        id: String,
+        /// Undo its completed steps first (their compensations, newest first).
+        #[arg(long)]
+        compensate: bool,
+    },
     /// List runs, newest first.
     List {
         /// Only runs of this workflow.
@@ -68,9 +89,23 @@ enum RunCommand {
         /// Only runs in this status (running, succeeded, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
+        /// Most runs listed.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+}
+
+/// The flags that name the server and namespace a command talked to, for a
+/// command it suggests (none for the defaults).
+fn target_flags(target: &Target) -> String {
+    let mut flags = String::new();
+    if target.server() != "http://127.0.0.1:5335" {
+        flags.push_str(&format!(" --server {}", target.server()));
+    }
+    if target.namespace != "default" {
+        flags.push_str(&format!(" -n {}", target.namespace));
+    }
+    flags
 }
 
 fn read_definition(file: &Path) -> anyhow::Result<(String, Value, bool)> {
@@ -154,6 +189,29 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .get_run(&target.namespace, &id, None)
                 .await?;
             show_run(target, &run).await
+        }
+        RunCommand::Signal { id, signal, data } => {
+            let data: Value = serde_json::from_str(&data).context("--data is not JSON")?;
+            let run = target
+                .client()?
+                .signal_run(&target.namespace, &id, &signal, &data)
+                .await?;
+            if target.json {
+                return crate::admin::print_json(&run);
+            }
+            println!("{} {}: signal {signal} sent", run.id, run.status);
+            Ok(())
+        }
+        RunCommand::Cancel { id, compensate } => {
+            let run = target
+                .client()?
+                .cancel_run(&target.namespace, &id, compensate)
+                .await?;
+            if target.json {
+                return crate::admin::print_json(&run);
+            }
+            println!("{} {}", run.id, run.status);
+            Ok(())
         }
         RunCommand::List {
             workflow,
@@ -262,9 +320,8 @@ async fn waiting_on(target: &Target, run: &Run) -> anyhow::Result<Vec<String>> {
             }
         } else if let Some(signal) = def["wait_for"]["signal"].as_str() {
             format!(
-                "  {name}: signal {signal:?}; send it with\n      curl -X POST {}/v1/namespaces/{}/runs/{id}/signals/{signal} -d '{{}}'",
-                target.server(),
-                target.namespace
+                "  {name}: signal {signal:?}; send it with\n      keel run signal {id} {signal} --data '{{}}'{}",
+                target_flags(target)
             )
         } else if def["wait_for"].is_object() {
             format!("  {name}: an event")

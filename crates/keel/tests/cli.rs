@@ -286,3 +286,75 @@ async fn the_readmes_push_queue_example_runs_in_order() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// An operator's day by hand: pause and resume a queue, lease, fail and
+/// complete jobs with their lease tokens, redrive the dead, cancel a job.
+#[tokio::test]
+async fn an_operators_day_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let (ok, out, err) = server.cli(&["queues", "pause", "ops"]).await;
+    assert!(ok && out.contains("queue default/ops paused"), "{out}{err}");
+    let enqueue = |payload: &'static str| {
+        let server = &server;
+        async move {
+            let (ok, out, err) = server.cli(&["enqueue", "ops", payload]).await;
+            assert!(ok, "{err}");
+            out.split_whitespace().next().unwrap().to_owned()
+        }
+    };
+    let first = enqueue(r#"{"n":1}"#).await;
+    let (ok, out, _) = server.cli(&["jobs", "lease", "ops"]).await;
+    assert!(ok && out.contains("no job ready on ops"), "paused: {out}");
+    let (ok, out, err) = server.cli(&["queues", "resume", "ops", "--json"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["paused"],
+        false
+    );
+
+    // Lease it, fail it for good, redrive it, lease it again and complete it.
+    let token = |out: &str| {
+        out.split("lease token ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned()
+    };
+    let (ok, out, err) = server.cli(&["jobs", "lease", "ops", "--max", "1"]).await;
+    assert!(ok && out.starts_with(&first), "{out}{err}");
+    let (ok, out, err) = server
+        .cli(&[
+            "jobs",
+            "fail",
+            &token(&out),
+            "--error",
+            "by hand",
+            "--no-retry",
+        ])
+        .await;
+    assert!(ok && out.contains("dead"), "{out}{err}");
+    let (ok, out, err) = server.cli(&["jobs", "redrive", "ops"]).await;
+    assert!(ok && out.contains("redriven: 1"), "{out}{err}");
+    let (ok, leased, _) = server.cli(&["jobs", "lease", "ops"]).await;
+    assert!(ok && leased.starts_with(&first), "{leased}");
+    let (ok, out, err) = server
+        .cli(&[
+            "jobs",
+            "complete",
+            &token(&leased),
+            "--result",
+            r#"{"ok":true}"#,
+        ])
+        .await;
+    assert!(ok && out.contains("succeeded"), "{out}{err}");
+    // The same token again: refused with the server's code, and a failing exit.
+    let (ok, _, err) = server.cli(&["jobs", "complete", &token(&leased)]).await;
+    assert!(!ok && err.contains("lease_lost"), "{err}");
+    let job = server.job(&first).await;
+    assert_eq!(job["result"], serde_json::json!({"ok": true}));
+
+    let second = enqueue(r#"{"n":2}"#).await;
+    let (ok, out, err) = server.cli(&["jobs", "cancel", &second]).await;
+    assert!(ok && out.contains("cancelled"), "{out}{err}");
+}

@@ -118,20 +118,27 @@ async fn the_provisioning_example_runs_end_to_end() {
         err.contains(r#"wait_activation: signal "activated"; send it with"#),
         "{err}"
     );
+    assert!(err.contains("keel run signal "), "the CLI sends it: {err}");
     let id = err
-        .split("run ")
-        .nth(1)
+        .lines()
+        .find(|l| l.contains("is still running"))
+        .and_then(|l| l.split("run ").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap()
         .to_owned();
 
-    let (status, _) = server
-        .post(
-            &format!("/namespaces/default/runs/{id}/signals/activated"),
-            json!({"by": "test"}),
-        )
+    // The command the wait suggested, as the README has it.
+    let (ok, out, err) = server
+        .cli(&[
+            "run",
+            "signal",
+            &id,
+            "activated",
+            "--data",
+            r#"{"by":"ops"}"#,
+        ])
         .await;
-    assert_eq!(status, 200);
+    assert!(ok && out.contains("signal activated sent"), "{out}{err}");
     let (status, run) = server
         .get(&format!("/namespaces/default/runs/{id}?wait_ms=10000"))
         .await;
