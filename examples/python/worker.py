@@ -10,6 +10,10 @@ Options:   --namespace NS   --max-jobs N (stop after N jobs; for tests)
 Token:     KEEL_TOKEN=keel_... (a worker token; the server requires one unless
            it runs with --auth off or is `keel dev`)
 Stop with Ctrl-C or SIGTERM: the job in hand is finished first.
+It prints a line per job, and when the server cannot be reached (it
+restarts, or is not up yet) it tries again with backoff (0.5 s doubling to
+10 s): a job whose ack did not arrive goes back to its queue when its lease
+expires, and is handled again.
 
 Traces: a job enqueued inside a trace is leased with its W3C `traceparent`.
 With OpenTelemetry installed (pip install opentelemetry-sdk
@@ -24,12 +28,18 @@ import json
 import os
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 
+# Backoff while the server cannot be reached.
+FIRST_RETRY_S = 0.5
+LAST_RETRY_S = 10.0
+
 
 def call(base, path, body):
-    """POSTs JSON and returns (status, answer)."""
+    """POSTs JSON and returns (status, answer); status None when the server
+    could not be reached (answer: why)."""
     headers = {"Content-Type": "application/json"}
     token = os.environ.get("KEEL_TOKEN")
     if token:
@@ -44,7 +54,12 @@ def call(base, path, body):
         with urllib.request.urlopen(request, timeout=70) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+        try:
+            return error.code, json.load(error)
+        except ValueError:
+            return error.code, {"error": {"code": "unavailable", "message": str(error)}}
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+        return None, str(getattr(error, "reason", error))
 
 
 def tracing():
@@ -105,36 +120,50 @@ def main():
     span, flush = tracing()
     ns = f"/v1/namespaces/{args.namespace}"
     handled = 0
+    retry_in = FIRST_RETRY_S
+    print(f"python worker on {args.server}, queue {args.queue}", flush=True)
     while not stopping and (args.max_jobs is None or handled < args.max_jobs):
         status, answer = call(
             args.server,
             f"{ns}/queues/{args.queue}/lease",
             {"worker_id": f"python-{os.getpid()}", "max_jobs": 10, "wait_ms": 5000},
         )
+        if status is None or status >= 500:
+            print(f"server unreachable ({answer}); trying again in {retry_in:g} s", file=sys.stderr, flush=True)
+            time.sleep(retry_in)
+            retry_in = min(retry_in * 2, LAST_RETRY_S)
+            continue
         if status != 200:
-            print(f"lease failed: {status} {answer}", file=sys.stderr)
+            print(f"lease refused: {status} {answer}", file=sys.stderr)
             return 1
+        retry_in = FIRST_RETRY_S
         for job in answer["jobs"]:
             try:
                 with span(job):
                     result = handle(job)
+                outcome = "completed"
                 status, answer = call(
                     args.server,
                     f"{ns}/jobs/{job['id']}/complete",
                     {"lease_token": job["lease_token"], "result": result},
                 )
             except Exception as error:  # the handler's failure, reported to Keel
+                outcome = f"failed: {error}"
                 status, answer = call(
                     args.server,
                     f"{ns}/jobs/{job['id']}/fail",
                     {"lease_token": job["lease_token"], "error": str(error), "retry": False},
                 )
-            if status == 409:
-                print(f"lease lost for {job['id']}; another worker has it", file=sys.stderr)
-            elif status != 200:
-                print(f"ack failed: {status} {answer}", file=sys.stderr)
+            if status == 200:
+                print(f"job {job['id']} (attempt {job['attempt']}) {outcome}", flush=True)
+                handled += 1
+            elif status == 409:
+                print(f"lease lost for {job['id']}; another worker has it", file=sys.stderr, flush=True)
+            elif status is None or status >= 500:
+                print(f"ack of {job['id']} did not arrive ({answer}); it goes back to its queue when its lease expires", file=sys.stderr, flush=True)
+            else:
+                print(f"ack refused: {status} {answer}", file=sys.stderr)
                 return 1
-            handled += 1
     flush()
     print(f"python worker stopped after {handled} jobs")
     return 0

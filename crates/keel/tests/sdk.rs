@@ -241,6 +241,63 @@ async fn python_example_worker() {
     assert_eq!(stats.count(JobState::Dead), 1, "{stats:?}");
 }
 
+/// The Python example prints a line per job, and when the server goes away
+/// (kill -9, restarted on the same address) it tries again with backoff and
+/// goes on with the jobs enqueued after the restart (regression: it died
+/// with a traceback).
+#[tokio::test]
+async fn python_example_worker_survives_a_server_restart() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    let args = ["--listen", &listen, "--data-dir", &data_dir];
+    let mut server = Server::start_with(&args).await;
+    let client = Client::new(&server.url).unwrap();
+    client
+        .enqueue("default", "py", &JobSpec::new(json!({"n": 1})))
+        .await
+        .unwrap();
+    let mut worker = tokio::process::Command::new("python3")
+        .arg(repo_root().join("examples/python/worker.py"))
+        .args([&server.url, "py", "--max-jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut out = BufReader::new(worker.stdout.take().unwrap()).lines();
+    let mut err = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let next_job = async |out: &mut tokio::io::Lines<_>| loop {
+        let line: String = out.next_line().await.unwrap().expect("the worker goes on");
+        if line.starts_with("job ") {
+            return line;
+        }
+    };
+    assert!(next_job(&mut out).await.ends_with("(attempt 1) completed"));
+
+    server.kill9().await;
+    let line = err.next_line().await.unwrap().unwrap();
+    assert!(line.starts_with("server unreachable"), "{line}");
+    let server = Server::start_with(&args).await;
+    client
+        .enqueue("default", "py", &JobSpec::new(json!({"n": 2})))
+        .await
+        .unwrap();
+    assert!(next_job(&mut out).await.ends_with("(attempt 1) completed"));
+    let status = worker.wait().await.unwrap();
+    assert!(status.success(), "two jobs, then it stops");
+    let stats = client.queue_stats("default", "py").await.unwrap();
+    assert_eq!(stats.count(JobState::Succeeded), 2, "{stats:?}");
+    drop(server);
+}
+
 #[tokio::test]
 async fn rust_example_worker() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

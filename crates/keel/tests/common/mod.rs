@@ -105,7 +105,8 @@ impl Server {
     }
 
     /// A server with these arguments after `server --listen 127.0.0.1:0`
-    /// (and `--auth off` unless they set `--auth`).
+    /// (unless they set `--listen`; and `--auth off` unless they set
+    /// `--auth`).
     pub(crate) async fn start_with(args: &[&str]) -> Server {
         Server::spawn(args, None, &[]).await
     }
@@ -157,8 +158,14 @@ impl Server {
         } else {
             &["--auth", "off"]
         };
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .arg("server")
+            .args(listen)
             .args(auth)
             .args(args)
             .env("RUST_LOG", if logs.is_some() { "debug" } else { "warn" })
