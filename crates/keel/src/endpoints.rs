@@ -77,6 +77,9 @@ pub(crate) async fn endpoint(args: EndpointArgs) -> anyhow::Result<()> {
             if target.json {
                 return print_json(&page);
             }
+            if page.attempts.is_empty() {
+                println!("no attempts of {name} (with this status)");
+            }
             for a in &page.attempts {
                 let status = a.http_status.map_or("-".to_owned(), |s| s.to_string());
                 let error = a.error.as_deref().unwrap_or_default();

@@ -135,6 +135,10 @@ pub(crate) struct TailArgs {
 }
 
 /// Follows a topic, printing each event as it is published, until stopped.
+#[allow(
+    clippy::print_stderr,
+    reason = "what a command the user is waiting on waits for, apart from its output"
+)]
 pub(crate) async fn tail(args: TailArgs) -> anyhow::Result<()> {
     const WAIT_MS: u64 = 30_000;
     let target = &args.target;
@@ -151,6 +155,7 @@ pub(crate) async fn tail(args: TailArgs) -> anyhow::Result<()> {
             .context("--from is earliest, latest or a seq")?
             .saturating_sub(1),
     };
+    let mut said_waiting = false;
     loop {
         let page = client
             .read_events(
@@ -166,6 +171,13 @@ pub(crate) async fn tail(args: TailArgs) -> anyhow::Result<()> {
             Ok(page) => page,
             // Nothing published yet: wait for the topic to appear.
             Err(e) if e.code() == Some("not_found") => {
+                if !said_waiting {
+                    eprintln!(
+                        "topic {} does not exist yet: waiting for its first event (Ctrl-C to stop)",
+                        args.topic
+                    );
+                    said_waiting = true;
+                }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }

@@ -245,7 +245,11 @@ pub(crate) async fn jobs(args: JobsArgs) -> anyhow::Result<()> {
                 let attempt = format!("{}/{}", job.attempt, job.max_attempts);
                 println!(
                     "{:<36}  {:<9}  {:<20}  {:>7}  {}",
-                    job.id, job.state, job.queue, attempt, job.created_at
+                    job.id,
+                    job.state.as_str(),
+                    job.queue,
+                    attempt,
+                    job.created_at
                 );
             }
             if let Some(cursor) = page.next_cursor {

@@ -319,6 +319,7 @@ async fn serve(
         println!("  data:    {}", data_dir.display());
         println!("  health:  http://{addr}/healthz");
         println!("  metrics: http://{addr}/metrics");
+        println!("  ui:      http://{addr}/ui");
         println!(
             "  try:     curl -X POST http://{addr}/v1/namespaces/default/queues/demo/jobs -d '{{\"payload\":{{\"hello\":\"world\"}}}}'"
         );

@@ -51,8 +51,12 @@ pub(crate) async fn source(args: SourceArgs) -> anyhow::Result<()> {
 }
 
 fn print_source(s: &SourceAnswer) {
+    let scheme = serde_json::to_value(s.verify.scheme).unwrap_or_default();
     println!(
-        "{}  {:?} → topic {}  ingress {}",
-        s.name, s.verify.scheme, s.topic, s.ingress
+        "{}  {} → topic {}  ingress {}",
+        s.name,
+        scheme.as_str().unwrap_or("?"),
+        s.topic,
+        s.ingress
     );
 }

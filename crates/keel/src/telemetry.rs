@@ -20,11 +20,22 @@ fn logs() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Colour codes only for a terminal: a log file or a pipe gets plain text
+/// (and `NO_COLOR` turns them off everywhere).
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
 #[cfg(not(feature = "otel"))]
 pub(crate) fn init() -> anyhow::Result<Telemetry> {
     tracing_subscriber::registry()
         .with(logs())
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colours()),
+        )
         .init();
     Ok(Telemetry {})
 }
@@ -46,6 +57,7 @@ pub(crate) fn init() -> anyhow::Result<Telemetry> {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(colours())
                 .with_filter(logs()),
         )
         .with(spans)

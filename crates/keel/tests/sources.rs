@@ -372,7 +372,7 @@ async fn sources_are_managed_and_never_show_their_secret() {
     let (ok, out, err) = server.cli(&["source", "put", file.to_str().unwrap()]).await;
     assert!(ok, "{err}");
     assert!(
-        out.starts_with("github  Github → topic gh  ingress /v1/hooks/default/github"),
+        out.starts_with("github  github → topic gh  ingress /v1/hooks/default/github"),
         "{out}"
     );
     let (ok, out, _) = server.cli(&["source", "list", "--json"]).await;

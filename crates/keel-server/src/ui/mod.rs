@@ -82,6 +82,7 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
     });
     Router::new()
         .route("/ui", get(overview::page))
+        .route("/ui/", get(overview::page))
         .route("/ui/login", get(session::login_form).post(session::login))
         .route("/ui/logout", post(session::logout))
         .route("/ui/queues/{queue}/{action}", post(overview::queue_action))
