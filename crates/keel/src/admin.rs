@@ -5,15 +5,13 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use keel_client::Client;
 
+/// The server a command talks to unless told otherwise.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:5335";
+
 #[derive(Args)]
 pub(crate) struct Target {
     /// Server to talk to.
-    #[arg(
-        long,
-        env = "KEEL_SERVER",
-        default_value = "http://127.0.0.1:5335",
-        global = true
-    )]
+    #[arg(long, env = "KEEL_SERVER", default_value = DEFAULT_SERVER, global = true)]
     server: String,
     /// PEM certificate authority to trust for an https server whose
     /// certificate a private CA issued.

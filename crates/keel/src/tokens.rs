@@ -95,8 +95,12 @@ async fn create_token(args: CreateArgs, target: &Target) -> anyhow::Result<()> {
         (None, Some(url)) => Some(StoreChoice::Postgres(url)),
         (None, None) => None,
     };
-    let (about, secret) = match store {
+    let (about, secret, place) = match store {
         Some(choice) => {
+            let place = match &choice {
+                StoreChoice::Embedded(dir) => format!("in the store at {}", dir.display()),
+                StoreChoice::Postgres(_) => "in the database of --database-url".to_owned(),
+            };
             let expiry = match (args.never_expires, args.expires_in_ms) {
                 (true, _) => Expiry::Never,
                 (false, Some(ms)) => Expiry::In(ms),
@@ -124,7 +128,7 @@ async fn create_token(args: CreateArgs, target: &Target) -> anyhow::Result<()> {
                 last_used_at: None,
                 revoked_at: None,
             };
-            (about, issued.secret)
+            (about, issued.secret, place)
         }
         None => {
             let request = TokenRequest {
@@ -138,14 +142,24 @@ async fn create_token(args: CreateArgs, target: &Target) -> anyhow::Result<()> {
                 },
             };
             let created = target.client()?.create_token(&request).await?;
-            (created.about, created.token)
+            // Said when the server is the default one, which the user did
+            // not name: `keel dev` may be the one listening there.
+            let place = if target.server() == crate::admin::DEFAULT_SERVER {
+                format!(
+                    "on the server at {} (the default: --server or KEEL_SERVER names another)",
+                    target.server()
+                )
+            } else {
+                format!("on the server at {}", target.server())
+            };
+            (created.about, created.token, place)
         }
     };
     if target.json {
         return print_json(&serde_json::json!({"about": about, "token": secret}));
     }
     println!("{secret}");
-    note(&about);
+    note(&about, &place);
     Ok(())
 }
 
@@ -154,9 +168,18 @@ async fn create_token(args: CreateArgs, target: &Target) -> anyhow::Result<()> {
     clippy::print_stderr,
     reason = "a note for the person, kept off stdout so scripts read the token alone"
 )]
-fn note(t: &TokenAnswer) {
+fn note(t: &TokenAnswer, place: &str) {
+    let expiry = t.expires_at.map_or_else(
+        || "never expires".to_owned(),
+        |at| {
+            format!(
+                "expires {} (--expires-in-ms, or --never-expires)",
+                at.to_rfc3339()
+            )
+        },
+    );
     eprintln!(
-        "token {} ({}, namespaces {}) created; keep it now: it is shown only this once",
+        "token {} ({}, namespaces {}) created {place}; {expiry}; keep it now: it is shown only this once",
         t.id,
         t.role,
         t.namespaces.join(",")

@@ -99,7 +99,7 @@ enum RunCommand {
 /// command it suggests (none for the defaults).
 fn target_flags(target: &Target) -> String {
     let mut flags = String::new();
-    if target.server() != "http://127.0.0.1:5335" {
+    if target.server() != crate::admin::DEFAULT_SERVER {
         flags.push_str(&format!(" --server {}", target.server()));
     }
     if target.namespace != "default" {

@@ -593,6 +593,15 @@ async fn tokens_are_created_listed_and_revoked_through_the_api_and_the_cli() {
     assert!(ok, "{err}");
     let cli_token = out.trim().to_owned();
     assert!(err.contains("shown only this once"), "{err}");
+    // It says which server it asked, and when the token expires (90 days).
+    assert!(
+        err.contains(&format!("on the server at {}", s.url)),
+        "{err}"
+    );
+    assert!(
+        err.contains("expires 20") && err.contains("--never-expires"),
+        "{err}"
+    );
     let (status, _) = s
         .call_as(
             Some(&cli_token),
