@@ -356,7 +356,8 @@ async fn show_run(target: &Target, run: &Run) -> anyhow::Result<()> {
         run.workflow,
         run.version,
         run.status,
-        if run.compensating {
+        // Only while it undoes its steps: a run that ended says how.
+        if run.compensating && run.status == RunStatus::Running {
             " (compensating)"
         } else {
             ""
@@ -388,7 +389,13 @@ async fn show_run(target: &Target, run: &Run) -> anyhow::Result<()> {
             depth.insert(name.clone(), d);
         }
     }
-    let mut order: Vec<&String> = steps.keys().collect();
+    // A compensation is shown once it ran or runs, not as a pending step of
+    // a run that never needed it.
+    let mut order: Vec<&String> = steps
+        .iter()
+        .filter(|(name, step)| !compensation(name) || step.state != StepStatus::Pending)
+        .map(|(name, _)| name)
+        .collect();
     order.sort_by_key(|n| {
         (
             compensation(n),

@@ -203,4 +203,25 @@ async fn the_provisioning_example_runs_end_to_end() {
         "{run:#}"
     );
     line_starting(&mut lines, "tenants: {'id': 'tenant-declined-co'}").await;
+
+    // `keel run get` shows compensations only when they ran, and a run that
+    // ended by compensating as `compensated` (not still "compensating").
+    let (ok, out, err) = server.cli(&["run", "get", &id]).await;
+    assert!(ok, "{err}");
+    assert!(
+        !out.contains("compensations:") && !out.contains("refund"),
+        "{out}"
+    );
+    let declined = started["id"].as_str().unwrap();
+    let (ok, out, err) = server.cli(&["run", "get", declined]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().next().unwrap().ends_with("compensated"),
+        "{out}"
+    );
+    assert!(
+        out.contains("compensations:") && out.contains("✓ delete_tenant"),
+        "{out}"
+    );
+    assert!(!out.contains("refund"), "refund never ran:\n{out}");
 }
