@@ -26,6 +26,21 @@ pub struct DefinitionAnswer {
     pub definition: Value,
 }
 
+/// `GET .../workflows`: every workflow of the namespace at its latest version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowEntry {
+    pub name: String,
+    /// The latest version.
+    pub version: u32,
+    /// When the latest version was stored.
+    pub created_at: Timestamp,
+}
+
 /// `GET .../workflows/{name}/versions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VersionsAnswer {

@@ -9,7 +9,7 @@ use keel_api::jobs::{
 };
 use keel_api::queues::{PausedAnswer, QueueAnswer};
 use keel_api::runs::{CancelRequest, Run, RunPage};
-use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, StartRequest};
+use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, StartRequest, WorkflowList};
 use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::Timestamp;
 use keel_core::job::Debounce;
@@ -283,6 +283,12 @@ impl Client {
     }
 
     /// A workflow's definition (the latest version, or `version`).
+    /// The namespace's workflows, each at its latest version.
+    pub async fn list_workflows(&self, namespace: &str) -> Result<WorkflowList, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/workflows", seg(namespace)));
+        self.send(self.http.get(url)).await
+    }
+
     pub async fn get_workflow(
         &self,
         namespace: &str,

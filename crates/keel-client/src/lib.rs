@@ -41,7 +41,9 @@ pub use keel_api::subscriptions::{
 };
 pub use keel_api::tokens::{TokenAnswer, TokenCreated, TokenList, TokenRequest};
 pub use keel_api::topics::{PublishedAnswer, TopicAnswer, TopicList, TopicRequest};
-pub use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, VersionEntry};
+pub use keel_api::workflows::{
+    DefinitionAnswer, DefinitionSaved, VersionEntry, WorkflowEntry, WorkflowList,
+};
 pub use keel_core::auth::Role;
 pub use keel_core::job::Debounce;
 /// The types the answers are made of.

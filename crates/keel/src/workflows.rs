@@ -26,15 +26,25 @@ pub(crate) struct WorkflowArgs {
 #[derive(Subcommand)]
 enum WorkflowCommand {
     /// Check a definition file (YAML or JSON) without a server.
-    Validate { file: PathBuf },
+    Validate {
+        /// The definition file.
+        file: PathBuf,
+    },
     /// Store a definition file on the server as the workflow's next version.
-    Apply { file: PathBuf },
+    Apply {
+        /// The definition file.
+        file: PathBuf,
+    },
+    /// The namespace's workflows, each at its latest version.
+    List,
     /// Start a run of a workflow.
     Run {
+        /// The workflow's name.
         name: String,
         /// The run's input, as JSON.
         #[arg(long, default_value = "{}")]
         input: String,
+        /// A second start with this key within 24 h answers the first run.
         #[arg(long)]
         idempotency_key: Option<String>,
         /// Wait for the run to end and show it; exit 1 unless it succeeded.
@@ -131,6 +141,22 @@ fn problems_error(file: &Path, problems: &[Problem]) -> anyhow::Error {
 pub(crate) async fn workflow(args: WorkflowArgs) -> anyhow::Result<()> {
     let target = &args.target;
     match args.command {
+        WorkflowCommand::List => {
+            let list = target.client()?.list_workflows(&target.namespace).await?;
+            if target.json {
+                return crate::admin::print_json(&list);
+            }
+            if list.workflows.is_empty() {
+                println!(
+                    "no workflows in {}: keel workflow apply FILE stores one",
+                    target.namespace
+                );
+            }
+            for w in list.workflows {
+                println!("{}  v{}  {}", w.name, w.version, w.created_at.to_rfc3339());
+            }
+            Ok(())
+        }
         WorkflowCommand::Validate { file } => {
             let (_, value, _) = read_definition(&file)?;
             let steps = value["steps"].as_object().map_or(0, serde_json::Map::len);

@@ -111,6 +111,7 @@ const ROUTES: &[Route] = &[
     rb("POST", "/v1/namespaces/{ns}/subscriptions/s/seek", "operate", empty),
     rb("POST", "/v1/namespaces/{ns}/subscriptions/s/fetch", "work", no_wait),
     rb("POST", "/v1/namespaces/{ns}/subscriptions/s/commit", "work", empty),
+    r("GET", "/v1/namespaces/{ns}/workflows", "read"),
     r("GET", "/v1/namespaces/{ns}/workflows/w", "read"),
     rb("PUT", "/v1/namespaces/{ns}/workflows/w", "operate", empty),
     r("GET", "/v1/namespaces/{ns}/workflows/w/versions", "read"),

@@ -123,10 +123,14 @@ async fn workflows_validate_apply_run_and_show_their_dag() {
         .cli(&["workflow", "validate", good.to_str().unwrap()])
         .await;
     assert!(ok && out.contains("valid (2 steps)"), "{out}");
+    let (ok, out, _) = server.cli(&["workflow", "list"]).await;
+    assert!(ok && out.contains("no workflows in default"), "{out}");
     let (ok, out, err) = server
         .cli(&["workflow", "apply", good.to_str().unwrap()])
         .await;
     assert!(ok && out.contains("w: version 1"), "{out}{err}");
+    let (ok, out, err) = server.cli(&["workflow", "list"]).await;
+    assert!(ok && out.starts_with("w  v1  "), "{out}{err}");
     let (ok, out, err) = server.cli(&["workflow", "run", "w", "--wait"]).await;
     assert!(ok, "{out}{err}");
     assert!(

@@ -115,6 +115,7 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/seek", Need::Token(Operate, SUBSCRIPTION)),
     ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/fetch", Need::Token(Work, SUBSCRIPTION)),
     ("POST", "/v1/namespaces/{ns}/subscriptions/{name}/commit", Need::Token(Work, SUBSCRIPTION)),
+    ("GET", "/v1/namespaces/{ns}/workflows", Need::Token(Read, Namespace)),
     ("GET", "/v1/namespaces/{ns}/workflows/{name}", Need::Token(Read, WORKFLOW)),
     ("PUT", "/v1/namespaces/{ns}/workflows/{name}", Need::Token(Operate, WORKFLOW)),
     ("GET", "/v1/namespaces/{ns}/workflows/{name}/versions", Need::Token(Read, WORKFLOW)),

@@ -97,6 +97,7 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(subscriptions::seek))
         .routes(routes!(subscriptions::fetch))
         .routes(routes!(subscriptions::commit))
+        .routes(routes!(workflows::definitions))
         .routes(routes!(workflows::get, workflows::put))
         .routes(routes!(workflows::versions))
         .routes(routes!(workflows::start))

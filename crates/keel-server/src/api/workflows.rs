@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use keel_api::runs::{CancelRequest, Item, Run, RunPage, Step};
 use keel_api::workflows::{
     DefinitionAnswer, DefinitionSaved, InvalidDefinition, InvalidDefinitionDetail, StartRequest,
-    VersionEntry, VersionsAnswer,
+    VersionEntry, VersionsAnswer, WorkflowEntry, WorkflowList,
 };
 use keel_core::workflow::definition::{Format, canonical, parse_source, valid_signal};
 use keel_core::workflow::{Definition, Problem, RunStatus};
@@ -121,6 +121,30 @@ pub(super) async fn put(
         }),
     )
         .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/workflows",
+    tag = "workflows",
+    summary = "The namespace's workflows, each at its latest version",
+    responses((status = 200, description = "OK", body = keel_api::workflows::WorkflowList))
+)]
+pub(super) async fn definitions(
+    State(engine): State<Arc<Engine>>,
+    NamespacePath(ns): NamespacePath,
+) -> Api<Json<WorkflowList>> {
+    let workflows = engine.workflows().list(&ns).await?;
+    Ok(Json(WorkflowList {
+        workflows: workflows
+            .into_iter()
+            .map(|w| WorkflowEntry {
+                name: w.name,
+                version: w.version,
+                created_at: w.created_at,
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
