@@ -922,3 +922,23 @@ async fn a_refused_oversized_body_does_not_break_the_next_request() {
         assert_eq!(next.status(), 201);
     }
 }
+
+/// A field of the wrong JSON type is named in JSON's words, not Rust's
+/// (regression: "expected i64").
+#[tokio::test]
+async fn a_wrong_type_is_named_in_jsons_words() {
+    let (server, _dir) = server().await;
+    let answer = server
+        .post(
+            "/namespaces/default/queues/q/jobs",
+            json!({"payload": 1, "priority": "high"}),
+        )
+        .await;
+    assert_error(&answer, 400, "invalid_request");
+    let message = answer.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("expected a whole number"), "{message}");
+    assert!(
+        !message.contains("i64") && !message.contains("i16"),
+        "{message}"
+    );
+}

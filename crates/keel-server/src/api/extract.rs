@@ -104,8 +104,29 @@ pub(super) fn json_error(e: serde_json::Error) -> ApiError {
         Category::Syntax | Category::Eof | Category::Io => {
             ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}"))
         }
-        Category::Data => ApiError::invalid(e.to_string()),
+        Category::Data => ApiError::invalid(in_words(&e.to_string())),
     }
+}
+
+/// serde's names of Rust types (`expected i64`) in the words of JSON.
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 10] = [
+        ("expected i16", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected u8", "expected a whole number, at least 0"),
+        ("expected u16", "expected a whole number, at least 0"),
+        ("expected u32", "expected a whole number, at least 0"),
+        ("expected u64", "expected a whole number, at least 0"),
+        ("expected usize", "expected a whole number, at least 0"),
+        ("expected f64", "expected a number"),
+        ("expected a borrowed string", "expected a string"),
+    ];
+    let mut message = message.to_owned();
+    for (rust, json) in TYPES {
+        message = message.replace(rust, json);
+    }
+    message
 }
 
 /// A JSON body of type `T`; an empty body reads as `{}` when `T` allows it
