@@ -12,7 +12,7 @@ standard library:
   tenant's org starts with "declined": the charge step fails, and the run
   compensates (the tenant is deleted again).
 
-Run with:  python3 examples/provision/stand_in.py http://127.0.0.1:5335
+Run with:  python3 examples/provision/stand_in.py [SERVER]   (default $KEEL_SERVER, else http://127.0.0.1:5335)
 Options:   --namespace NS   --billing-port PORT (0: any free port)
 It prints one line once everything listens, then what each worker does.
 Stop with Ctrl-C or SIGTERM.
@@ -110,7 +110,9 @@ class Billing(http.server.BaseHTTPRequestHandler):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("server", nargs="?", default="http://127.0.0.1:5335")
+    parser.add_argument(
+        "server", nargs="?", default=os.environ.get("KEEL_SERVER", "http://127.0.0.1:5335")
+    )
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--billing-port", type=int, default=8099)
     args = parser.parse_args()

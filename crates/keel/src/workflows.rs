@@ -90,6 +90,9 @@ enum RunCommand {
         /// Undo its completed steps first (their compensations, newest first).
         #[arg(long)]
         compensate: bool,
+        /// Wait until the run has ended (its compensations done) and show it.
+        #[arg(long)]
+        wait: bool,
     },
     /// List runs, newest first.
     List {
@@ -228,11 +231,19 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             println!("{} {}: signal {signal} sent", run.id, run.status);
             Ok(())
         }
-        RunCommand::Cancel { id, compensate } => {
+        RunCommand::Cancel {
+            id,
+            compensate,
+            wait,
+        } => {
             let run = target
                 .client()?
                 .cancel_run(&target.namespace, &id, compensate)
                 .await?;
+            if wait {
+                let run = wait_for_end(target, &id, None).await?;
+                return show_run(target, &run).await;
+            }
             if target.json {
                 return crate::admin::print_json(&run);
             }

@@ -313,11 +313,12 @@ async fn priority_then_fifo_and_ordering_keys() {
 async fn idempotency_keys_return_the_first_job() {
     let (s, _dir) = server().await;
     let job = json!({"payload": {"order": 42}, "idempotency_key": "order-42"});
-    let (_, first) = s
+    let (status, first) = s
         .post("/namespaces/default/queues/q/jobs", job.clone())
         .await;
+    assert_eq!(status, 201, "a new job: {first}");
     let (status, second) = s.post("/namespaces/default/queues/q/jobs", job).await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 200, "the first job's answer: {second}");
     assert_eq!(second["id"], first["id"]);
     assert_eq!(second["deduplicated"], true);
 }

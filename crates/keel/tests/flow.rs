@@ -146,7 +146,8 @@ async fn debounced_enqueues_collapse_into_one_job_run_after_the_window() {
         (first["state"].as_str(), first["debounced"].as_bool()),
         (Some("scheduled"), Some(false))
     );
-    let (_, second) = server.post(jobs, debounced(2)).await;
+    let (status, second) = server.post(jobs, debounced(2)).await;
+    assert_eq!(status, 200, "folded into the first job: {second}");
     assert_eq!(second["id"], first["id"]);
     assert_eq!(second["debounced"], true);
     let (ok, out, err) = server

@@ -34,7 +34,10 @@ type Api<T> = Result<T, ApiError>;
     tag = "jobs",
     summary = "Enqueue one job or a batch",
     request_body = keel_api::jobs::EnqueueRequest,
-    responses((status = 201, description = "created", body = keel_api::jobs::EnqueueAnswer))
+    responses(
+        (status = 201, description = "created", body = keel_api::jobs::EnqueueAnswer),
+        (status = 200, description = "one job answered by an earlier one: a duplicate idempotency key, or a debounced enqueue", body = keel_api::jobs::EnqueueAnswer)
+    )
 )]
 pub(super) async fn enqueue(
     State(engine): State<Arc<Engine>>,
@@ -57,7 +60,12 @@ pub(super) async fn enqueue(
         }
         None => {
             let enqueued = engine.jobs().enqueue(&queue, trace(parse(&bytes)?)).await?;
-            (StatusCode::CREATED, Json(wire_enqueued(enqueued))).into_response()
+            let status = if enqueued.deduplicated || enqueued.debounced {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, Json(wire_enqueued(enqueued))).into_response()
         }
     })
 }
