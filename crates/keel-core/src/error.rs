@@ -47,13 +47,18 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The server is draining and takes no new work.
     ShuttingDown,
+    /// The server holds as many connections, or as many request bodies
+    /// being read, as it may; `Retry-After` says when to try again.
+    Overloaded,
+    /// A request's body did not arrive within the body read timeout.
+    RequestTimeout,
     /// A bug or an unexpected storage failure; the message says which.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the enum (the OpenAPI document lists them).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -75,6 +80,8 @@ impl ErrorCode {
         ErrorCode::StorageFull,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ShuttingDown,
+        ErrorCode::Overloaded,
+        ErrorCode::RequestTimeout,
         ErrorCode::Internal,
     ];
 
@@ -101,6 +108,8 @@ impl ErrorCode {
             ErrorCode::StorageFull => "storage_full",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -123,7 +132,8 @@ impl ErrorCode {
             | ErrorCode::CursorStale => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::NamespaceFull | ErrorCode::QuotaExceeded | ErrorCode::RateLimited => 429,
-            ErrorCode::ShuttingDown => 503,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::ShuttingDown | ErrorCode::Overloaded => 503,
             ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
         }

@@ -7,8 +7,11 @@
 //! engine makes outbound calls for `http` steps). It never writes SQL.
 
 pub mod api;
+mod connections;
 pub mod tls;
 pub mod ui;
+
+pub use connections::ClientLimits;
 
 use keel_engine::{Engine, Shutdown, services};
 
@@ -22,25 +25,23 @@ use tokio::net::TcpListener;
 /// `shutdown` fires; then stops accepting, lets in-flight requests finish,
 /// stops the services and closes the store. With `tls` (from
 /// [`tls::load`]) the API is HTTPS only; `auth` says whether callers need
-/// tokens.
+/// tokens; `clients` bounds what callers may hold.
 pub async fn run(
     engine: Arc<Engine>,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     auth: api::AuthConfig,
+    clients: ClientLimits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let services = services::start(engine.clone(), shutdown.clone());
-    let app =
-        api::router(engine.clone(), auth).merge(ui::router(engine.clone(), auth, tls.is_some()));
-    let served = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.clone().wait())
-                .await
-        }
-        Some(config) => tls::serve(listener, app, config, shutdown.clone()).await,
-    };
+    let app = api::router(engine.clone(), auth)
+        .merge(ui::router(engine.clone(), auth, tls.is_some()))
+        .layer(axum::Extension(api::BodyBounds::new(
+            &clients,
+            engine.limits().max_body_bytes,
+        )));
+    let served = connections::serve(listener, app, tls, clients, shutdown.clone()).await;
     services.join().await;
     engine.close().await;
     served

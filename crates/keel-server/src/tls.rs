@@ -1,21 +1,15 @@
 //! HTTPS for the API (`--tls-cert`, `--tls-key`): rustls on the ring
 //! provider (the one the rest of Keel uses; aws-lc's C build is too slow for
-//! small machines), HTTP/2 and HTTP/1.1 by ALPN. Handshakes run off the
-//! accept path with a timeout, so a slow or silent client holds only its
-//! own connection.
+//! small machines), HTTP/2 and HTTP/1.1 by ALPN. Handshakes run in each
+//! connection's task, within its first head's deadline (`connections`).
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
-use keel_engine::Shutdown;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
 
 /// Reads a PEM certificate chain (leaf first) and its PEM private key
 /// (PKCS#8, PKCS#1 or SEC1) into a server configuration; an error names
@@ -43,24 +37,4 @@ pub fn load(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
             .map_err(|e| invalid(key, &e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown` fires, then lets
-/// the requests in flight finish.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
-    config: Arc<ServerConfig>,
-    shutdown: Shutdown,
-) -> io::Result<()> {
-    let handle = Handle::new();
-    let stopping = handle.clone();
-    tokio::spawn(async move {
-        shutdown.wait().await;
-        stopping.graceful_shutdown(None);
-    });
-    axum_server::from_tcp_rustls(listener.into_std()?, RustlsConfig::from_config(config))?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
 }

@@ -16,6 +16,7 @@ mod workflows;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -24,6 +25,7 @@ use keel_engine::{
     DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS,
     DEFAULT_SLO_PASS_MS, Engine, EngineConfig, ShutdownTrigger,
 };
+use keel_server::ClientLimits;
 use keel_server::api::AuthConfig;
 use keel_store_sqlite::SqliteStore;
 
@@ -132,6 +134,8 @@ struct ServerArgs {
     metrics_public: bool,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    clients: ClientArgs,
 }
 
 #[derive(Args)]
@@ -157,6 +161,39 @@ struct LimitArgs {
     /// end), in ms: below a proxy's idle timeout.
     #[arg(long, env = "KEEL_MAX_WAIT_MS", default_value_t = Limits::default().max_wait_ms)]
     max_wait_ms: u64,
+}
+
+/// What clients may hold of the server (`keel_server::ClientLimits`).
+#[derive(Args)]
+struct ClientArgs {
+    /// Most connections open at once; past it a new one is answered 503
+    /// `overloaded`. Keep it under the open-file limit (`ulimit -n`).
+    #[arg(long, env = "KEEL_MAX_CONNECTIONS", default_value_t = ClientLimits::default().max_connections)]
+    max_connections: usize,
+    /// How long a request head may take to arrive, in ms, and how long a
+    /// kept-alive connection may sit idle: a slow client is closed.
+    #[arg(long, env = "KEEL_HEADER_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    header_timeout_ms: u64,
+    /// How long a request body may take to arrive, in ms (408 after it).
+    #[arg(long, env = "KEEL_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    body_timeout_ms: u64,
+    /// Most bytes of request bodies read at once over all connections
+    /// (a body reserves its declared length); past it, 503 `overloaded`.
+    #[arg(long, env = "KEEL_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = ClientLimits::default().max_body_bytes_in_flight)]
+    max_body_bytes_in_flight: usize,
+}
+
+impl ClientArgs {
+    fn limits(&self) -> ClientLimits {
+        ClientLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
+        }
+    }
 }
 
 impl LimitArgs {
@@ -212,6 +249,7 @@ fn main() -> std::process::ExitCode {
                         required: args.auth == "on",
                         metrics_public: args.metrics_public,
                     },
+                    clients: args.clients.limits(),
                 };
                 serve(listen, store, args.limits.limits(), config, false).await
             }
@@ -229,6 +267,7 @@ fn main() -> std::process::ExitCode {
                         required: false,
                         metrics_public: true,
                     },
+                    clients: ClientLimits::default(),
                 };
                 serve(listen, store, Limits::default(), config, true).await
             }
@@ -279,11 +318,27 @@ impl StoreChoice {
     }
 }
 
+/// Listens on `addr` with a backlog to match the connections a server
+/// holds (the kernel caps it at `net.core.somaxconn`): with the usual 128,
+/// a burst of connections overflows the queue and waits out SYN-ACK
+/// retransmits, seconds, before it is even accepted.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// Where and how the API is served.
 struct Listen {
     addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     auth: AuthConfig,
+    clients: ClientLimits,
 }
 
 async fn serve(
@@ -303,9 +358,7 @@ async fn serve(
             "no API tokens yet: create the first with `keel token create --role admin --name root` and this server's --data-dir or --database-url"
         );
     }
-    let listener = tokio::net::TcpListener::bind(listen.addr)
-        .await
-        .with_context(|| format!("listening on {}", listen.addr))?;
+    let listener = bind(listen.addr).with_context(|| format!("listening on {}", listen.addr))?;
     let addr = listener.local_addr()?;
     let scheme = if listen.tls.is_some() {
         "https"
@@ -337,7 +390,15 @@ async fn serve(
         tracing::info!("draining: no new requests; finishing what is in flight");
         trigger.fire();
     });
-    keel_server::run(engine, listener, listen.tls, listen.auth, shutdown).await?;
+    keel_server::run(
+        engine,
+        listener,
+        listen.tls,
+        listen.auth,
+        listen.clients,
+        shutdown,
+    )
+    .await?;
     tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -47,7 +47,10 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
-        if self.0.code == ErrorCode::PayloadTooLarge {
+        if matches!(
+            self.0.code,
+            ErrorCode::PayloadTooLarge | ErrorCode::RequestTimeout | ErrorCode::Overloaded
+        ) {
             // The rest of the body was never read, so the connection cannot
             // carry another request: say so, or a keep-alive client reuses it
             // and its next request fails.

@@ -15,6 +15,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
@@ -23,30 +28,101 @@ use serde_json::value::RawValue;
 
 use super::ApiError;
 
-/// The raw body, within the body limit.
+/// What reading request bodies may take: time per body, and memory over
+/// all bodies being read at once (a permit per byte a body may hold).
+#[derive(Clone)]
+pub struct BodyBounds {
+    timeout: Duration,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    max_body_bytes: usize,
+}
+
+impl BodyBounds {
+    pub fn new(clients: &crate::ClientLimits, max_body_bytes: usize) -> BodyBounds {
+        BodyBounds {
+            timeout: clients.body_timeout,
+            budget: Arc::new(Semaphore::new(clients.max_body_bytes_in_flight)),
+            budget_bytes: clients.max_body_bytes_in_flight,
+            max_body_bytes,
+        }
+    }
+
+    /// The budget a body takes while it is read: its declared length, or
+    /// the most a body may be when it declares none (chunked).
+    fn reserve(&self, req: &Request) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let bytes = declared
+            .unwrap_or(self.max_body_bytes)
+            .min(self.max_body_bytes)
+            .min(self.budget_bytes);
+        if bytes == 0 {
+            return Ok(None);
+        }
+        let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+        match self.budget.clone().try_acquire_many_owned(permits) {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) => {
+                let mut e = keel_core::Error::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "the server is reading {} bytes of request bodies, its most (--max-body-bytes-in-flight); try again",
+                        self.budget_bytes
+                    ),
+                );
+                e.retry_after_ms = Some(1000);
+                Err(ApiError(e))
+            }
+        }
+    }
+}
+
+/// The raw body, within the body limit, read within the body timeout and
+/// the memory budget of [`BodyBounds`].
 pub(super) struct Body(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
+        let Some(bounds) = req.extensions().get::<BodyBounds>().cloned() else {
+            return read(req, state).await;
+        };
+        let _reserved = bounds.reserve(&req)?;
+        tokio::time::timeout(bounds.timeout, read(req, state))
             .await
-            .map(Body)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        ErrorCode::PayloadTooLarge,
-                        "request body is over the size limit",
-                    )
-                } else {
-                    ApiError::invalid(format!(
-                        "cannot read the request body: {}",
-                        rejection.body_text()
-                    ))
-                }
+            .unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    format!(
+                        "the request body did not arrive within {} ms (--body-timeout-ms)",
+                        bounds.timeout.as_millis()
+                    ),
+                ))
             })
     }
+}
+
+async fn read<S: Send + Sync>(req: Request, state: &S) -> Result<Body, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map(Body)
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is over the size limit",
+                )
+            } else {
+                ApiError::invalid(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            }
+        })
 }
 
 /// Parses a request's JSON, telling malformed JSON (`invalid_json`) from

@@ -37,6 +37,7 @@ use utoipa_axum::routes;
 
 pub use auth::AuthConfig;
 pub use error::ApiError;
+pub use extract::BodyBounds;
 
 use keel_engine::Engine;
 
