@@ -32,11 +32,14 @@ impl MaintenanceStore for PostgresStore {
         };
         if !*holds {
             // One query per call while another node leads; none once leading.
+            // NULL when the schema is gone from under the node: an error,
+            // not a panic.
             *holds = client
                 .query_one("SELECT pg_try_advisory_lock(hashtextextended('keel_maintenance.' || current_schema(), 0))", &[])
                 .await
                 .map_err(db)?
-                .get(0);
+                .try_get(0)
+                .map_err(db)?;
         }
         Ok(*holds)
     }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
 use keel_core::{Backoff, ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
-use keel_store::{JobStore, Store};
+use keel_store::{JobStore, MaintenanceStore, Store};
 use keel_store_postgres::PostgresStore;
 use keel_store_postgres::testing::TestSchema;
 use serde_json::value::RawValue;
@@ -50,5 +50,27 @@ async fn a_damaged_job_row_is_an_error_on_read() {
         assert_eq!(e.code, ErrorCode::Internal, "{damage}");
         assert!(e.message.contains("corrupt row"), "{damage}: {}", e.message);
     }
+    store.close().await;
+}
+
+/// Found by `scripts/chaos pg-kill`, whose schema was dropped while a node
+/// still ran: the maintenance leader's lock query read NULL and panicked.
+#[tokio::test]
+async fn a_schema_dropped_under_a_running_node_is_an_error_not_a_panic() {
+    let schema = TestSchema::create("keel_dropped").await.unwrap();
+    let store = PostgresStore::open(&schema.url(), &Limits::default())
+        .await
+        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&keel_store_postgres::testing::base_url(), NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP SCHEMA {} CASCADE", schema.name))
+        .await
+        .unwrap();
+    let e = store.maintenance_leader().await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Internal, "{e:?}");
     store.close().await;
 }

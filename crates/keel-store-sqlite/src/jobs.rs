@@ -89,8 +89,8 @@ impl JobStore for SqliteStore {
 
     async fn job_waiting(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error> {
         let namespace = namespace.clone();
-        self.write(move |w| Ok(w.hot.wait_facts(&namespace, id)))
-            .await
+        self.read_hot(move |w| w.hot.wait_facts(&namespace, id))
+            .await?
     }
 
     async fn jobs_list(&self, namespace: &Namespace, filter: &JobFilter) -> Result<JobPage, Error> {

@@ -220,6 +220,15 @@ impl SqliteStore {
         self.call(|reply| writer::write(reply, op)).await
     }
 
+    /// Reads the writer's in-memory state (the hot index), answered with
+    /// the transaction it joins (`writer::Command::Read`).
+    async fn read_hot<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Writer) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        self.call(|reply| writer::read(reply, op)).await
+    }
+
     /// Caps the database at its current size plus `room` pages (`None`:
     /// no cap), so that a test can run out of disk: SQLite then refuses the
     /// writes that need more pages, as on a full disk.

@@ -52,11 +52,11 @@ impl QueueStore for SqliteStore {
 
     async fn queue_stats(&self, queue: &QueueRef) -> Result<QueueStats, Error> {
         let queue = queue.clone();
-        self.write(move |w| Ok(Ok(w.stats(&queue)))).await
+        self.read_hot(move |w| w.stats(&queue)).await
     }
 
     async fn queue_depths(&self) -> Result<Vec<Depth>, Error> {
-        self.write(|w| Ok(Ok(w.depths()))).await
+        self.read_hot(|w| w.depths()).await
     }
 }
 

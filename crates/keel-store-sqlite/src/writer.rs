@@ -73,6 +73,12 @@ fn caller() -> Caller {
 
 pub(crate) enum Command {
     Write(Write, Caller),
+    /// A read of the writer's in-memory state (the hot index). It is
+    /// answered from the state the open transaction leaves: after its
+    /// commit, with its sync; after a rollback, from the state reloaded.
+    /// So it never shows what may not survive, and a write that failed
+    /// beside it (a full disk) does not fail it.
+    Read(Read),
     /// Commit what is open, answer, and stop.
     Shutdown(Reply<()>),
     /// From the syncer: a sync finished; commit what gathered meanwhile.
@@ -93,6 +99,21 @@ pub(crate) fn write<T: Send + 'static>(
         }
     });
     Command::Write(write, caller())
+}
+
+pub(crate) type Read = Box<dyn FnOnce(&Writer) -> Pending + Send>;
+
+/// A read of the writer's state, answered with the transaction it joins.
+pub(crate) fn read<T: Send + 'static>(
+    reply: Reply<T>,
+    op: impl FnOnce(&Writer) -> T + Send + 'static,
+) -> Command {
+    Command::Read(Box::new(move |writer| {
+        let value = op(writer);
+        Box::new(move |_| {
+            let _ = reply.send(Ok(value));
+        })
+    }))
 }
 
 fn finish<T: Send + 'static>(
@@ -120,6 +141,8 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, Error>) -> Pend
 /// A transaction being filled; its answers wait for its commit.
 struct OpenTx {
     answers: Vec<Pending>,
+    /// Reads, run once the transaction is committed or rolled back.
+    reads: Vec<Read>,
     started: Instant,
     /// SQLite's count of changed rows at `BEGIN`: unchanged means nothing to sync.
     changes_at_begin: u64,
@@ -140,6 +163,7 @@ impl OpenTx {
                 otel.status_code = tracing::field::Empty,
             ),
             answers: Vec::new(),
+            reads: Vec::new(),
             started: Instant::now(),
             changes_at_begin: conn.total_changes(),
             fault: conn.execute_batch("BEGIN IMMEDIATE").err(),
@@ -208,7 +232,11 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 taken += 1;
                 shutdown |= matches!(cmd, Command::Shutdown(_));
-                if !matches!(cmd, Command::SyncDone) {
+                if let Command::Read(read) = cmd {
+                    open.get_or_insert_with(|| OpenTx::begin(&self.conn))
+                        .reads
+                        .push(read);
+                } else if !matches!(cmd, Command::SyncDone) {
                     let tx = open.get_or_insert_with(|| OpenTx::begin(&self.conn));
                     #[cfg(feature = "otel")]
                     if let Command::Write(_, caller) = &cmd {
@@ -244,7 +272,8 @@ impl Writer {
 
     /// Commits an open transaction and hands its answers to the syncer, or
     /// rolls it back and answers every command in it with the fault.
-    fn commit(&mut self, tx: OpenTx) {
+    fn commit(&mut self, mut tx: OpenTx) {
+        let reads = std::mem::take(&mut tx.reads);
         let fault = tx.fault.or_else(|| self.conn.execute_batch("COMMIT").err());
         tx.span.record("commands", tx.answers.len());
         if fault.is_some() {
@@ -266,12 +295,19 @@ impl Writer {
                     self.signal.deadline(due);
                 }
                 let wrote = self.conn.total_changes() != tx.changes_at_begin;
-                self.syncer.submit(tx.answers, wrote);
+                let mut answers = tx.answers;
+                answers.extend(reads.into_iter().map(|read| read(self)));
+                self.syncer.submit(answers, wrote);
             }
             Some(fault) => {
                 let error = self.recover(&fault);
                 for answer in tx.answers {
                     answer(Some(&error));
+                }
+                // From the state reloaded, once what is syncing is durable.
+                if !reads.is_empty() {
+                    let answers = reads.into_iter().map(|read| read(self)).collect();
+                    self.syncer.submit(answers, false);
                 }
             }
         }
@@ -315,6 +351,7 @@ impl Writer {
     fn dispatch(&mut self, cmd: Command, skip: bool) -> (Pending, Option<rusqlite::Error>) {
         match cmd {
             Command::Write(write, _) => write(self, skip),
+            Command::Read(read) => (read(self), None),
             Command::Shutdown(reply) => finish(reply, Ok(Ok(()))),
             Command::SyncDone => (Box::new(|_| {}), None),
         }

@@ -21,6 +21,7 @@ cases![
     state_survives_reopen,
     unknown_jobs_are_not_found,
     a_full_disk_refuses_writes_with_507_and_loses_nothing,
+    reads_answer_while_a_full_disk_refuses_the_writes_beside_them,
 ];
 
 async fn enqueue_then_get(h: Harness) {
@@ -713,4 +714,45 @@ async fn a_full_disk_refuses_writes_with_507_and_loses_nothing(h: Harness) {
     }
     fill(false).await;
     enqueue(&*h.store, &q, vec![job(r#""after""#)]).await;
+}
+
+/// A full disk refuses writes, never the reads beside them: a read of a
+/// queue's counts that joins the commit of a refused write still answers,
+/// from what is stored. Found by `scripts/chaos disk-full`: the embedded
+/// store answered such reads 507.
+async fn reads_answer_while_a_full_disk_refuses_the_writes_beside_them(h: Harness) {
+    let Some(fill) = &h.fill_storage else {
+        return;
+    };
+    let q = queue("full-reads");
+    enqueue(&*h.store, &q, vec![job("1")]).await;
+    fill(true).await;
+    let big = format!("\"{}\"", "x".repeat(64 * 1024));
+    let mut calls = Vec::new();
+    for i in 0..64 {
+        let (store, q, big) = (h.store.clone(), q.clone(), big.clone());
+        calls.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let batch = (0..8).map(|_| job(&big)).collect();
+                store
+                    .jobs_enqueue(&q, batch, T0)
+                    .await
+                    .err()
+                    .map(|e| e.code)
+            } else {
+                let stats = store.queue_stats(&q).await.unwrap();
+                assert!(stats.counts.get(&JobState::Ready).copied().unwrap_or(0) >= 1);
+                None
+            }
+        }));
+    }
+    let mut refused = 0;
+    for call in calls {
+        if let Some(code) = call.await.unwrap() {
+            assert_eq!(code, ErrorCode::StorageFull);
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the disk was full");
+    fill(false).await;
 }

@@ -1,0 +1,465 @@
+//! The scenarios: a cluster, the load, the faults of each, the drain and
+//! the verdict, and the figures docs/reliability.md reports.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cluster::{Cluster, Store};
+use crate::history::Verdict;
+use crate::workload::{self, Load, NAMESPACE, Nodes};
+use crate::{Scenario, Settings};
+
+/// How long the drain may take after the faults stop.
+const DRAIN: Duration = Duration::from_secs(90);
+
+/// What a scenario measured and found.
+pub(crate) struct Report {
+    scenario: Scenario,
+    figures: Vec<(&'static str, String)>,
+    verdict: Option<Verdict>,
+    failures: Vec<String>,
+}
+
+impl Report {
+    fn new(scenario: Scenario) -> Report {
+        Report {
+            scenario,
+            figures: Vec::new(),
+            verdict: None,
+            failures: Vec::new(),
+        }
+    }
+
+    fn figure(&mut self, name: &'static str, value: impl fmt::Display) {
+        self.figures.push((name, value.to_string()));
+    }
+
+    fn expect(&mut self, ok: bool, failure: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(failure());
+        }
+    }
+
+    pub(crate) fn passed(&self) -> bool {
+        self.failures.is_empty() && self.verdict.as_ref().is_none_or(|v| v.violations() == 0)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "scenario {:?}", self.scenario)?;
+        for (name, value) in &self.figures {
+            writeln!(f, "  {name}: {value}")?;
+        }
+        if let Some(verdict) = &self.verdict {
+            write!(f, "{verdict}")?;
+        }
+        for failure in &self.failures {
+            writeln!(f, "  FAILED: {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        s.keel.exists(),
+        "{} does not exist: build it first (scripts/chaos does)",
+        s.keel.display()
+    );
+    let mut report = Report::new(scenario);
+    match scenario {
+        Scenario::Kill9 => kill9(s, &mut report).await?,
+        Scenario::PgKill => pg_kill(s, &mut report).await?,
+        Scenario::PgPause => pg_pause(s, &mut report).await?,
+        Scenario::DiskFull => disk_full(s, &mut report).await?,
+        Scenario::Slowloris => slowloris(s, &mut report).await?,
+        Scenario::Soak => soak(s, &mut report).await?,
+    }
+    Ok(report)
+}
+
+/// Drains the load and puts the checker's verdict in the report.
+async fn verdict(load: Load, nodes: &Nodes, report: &mut Report) {
+    let history = load.drain(nodes, DRAIN).await;
+    report.figure("operations", history.len());
+    report.verdict = Some(history.check());
+}
+
+fn pause() -> Duration {
+    Duration::from_millis(fastrand::u64(200..1500))
+}
+
+async fn kill9(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 1, &[]).await?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 4);
+    let started = Instant::now();
+    for _ in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        cluster.kill9(0).await?;
+        cluster.restart(0).await?;
+    }
+    tokio::time::sleep(pause()).await;
+    report.figure("kill -9 cycles", s.cycles);
+    report.figure("under load for", format!("{:.0?}", started.elapsed()));
+    verdict(load, &nodes, report).await;
+    Ok(())
+}
+
+/// Three nodes on a schema of their own.
+async fn pg_cluster(s: &Settings) -> anyhow::Result<(Cluster, Schema)> {
+    let schema = Schema(format!("keel_chaos_{:08x}", fastrand::u32(..)));
+    let separator = if s.database_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let url = format!(
+        "{}{separator}options=-c%20search_path%3D{}",
+        s.database_url, schema.0
+    );
+    let cluster = Cluster::start(&s.keel, Store::Postgres(url), 3, &[]).await?;
+    Ok((cluster, schema))
+}
+
+/// A PostgreSQL schema the scenario made (the first node's start creates
+/// it); dropped with `psql` when the scenario ends.
+struct Schema(String);
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-q", "-h", "127.0.0.1", "-U", "postgres", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+async fn pg_kill(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let (mut cluster, _schema) = pg_cluster(s).await?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 4);
+    for _ in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        let victim = fastrand::usize(..cluster.nodes.len());
+        cluster.kill9(victim).await?;
+        tokio::time::sleep(pause()).await;
+        cluster.restart(victim).await?;
+    }
+    tokio::time::sleep(pause()).await;
+    report.figure("nodes", 3);
+    report.figure("kill -9 cycles (a random node each)", s.cycles);
+    verdict(load, &nodes, report).await;
+    cluster.stop().await
+}
+
+async fn pg_pause(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let (cluster, _schema) = pg_cluster(s).await?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 4);
+    for _ in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        let victim = fastrand::usize(..cluster.nodes.len());
+        cluster.signal(victim, "STOP").await?;
+        // Past the queues' 3 s leases: what the node was committing for a
+        // worker is stale by the time it wakes.
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        cluster.signal(victim, "CONT").await?;
+    }
+    tokio::time::sleep(pause()).await;
+    report.figure("nodes", 3);
+    report.figure("pauses of 4 s (a random node each, leases 3 s)", s.cycles);
+    verdict(load, &nodes, report).await;
+    cluster.stop().await
+}
+
+/// A tmpfs of its own, unmounted when the scenario ends.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, size_mb: u32) -> anyhow::Result<Mount> {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .context("mount")?;
+        anyhow::ensure!(
+            status.success(),
+            "mount -t tmpfs failed ({status}): disk-full needs root"
+        );
+        Ok(Mount(at.to_owned()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+async fn disk_full(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let _mount = Mount::tmpfs(dir.path(), 64)?;
+    let data = dir.path().join("data");
+    let ballast = dir.path().join("ballast");
+    let cluster = Cluster::start(&s.keel, Store::Embedded(data), 1, &[]).await?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 4);
+    let http = reqwest::Client::new();
+    let base = format!("{}/v1/namespaces/{NAMESPACE}", cluster.urls()[0]);
+    let filler = json!({"payload": {"fill": "x".repeat(200_000)}});
+    for cycle in 0..s.cycles {
+        // Fill the disk: ballast, then big jobs until a write is refused.
+        std::fs::write(&ballast, vec![0u8; 40 << 20]).ok();
+        let full_at = Instant::now();
+        let mut refused = None;
+        while full_at.elapsed() < Duration::from_secs(60) {
+            let resp = http
+                .post(format!("{base}/queues/filler/jobs"))
+                .json(&filler)
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            if status == 507 {
+                let body: serde_json::Value = resp.json().await?;
+                refused = Some(
+                    body["error"]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+                break;
+            }
+            report.expect(status == 201, || {
+                format!("cycle {cycle}: filling answered {status}")
+            });
+        }
+        report.expect(refused.as_deref() == Some("storage_full"), || {
+            format!("cycle {cycle}: a full disk answered {refused:?}, not 507 storage_full")
+        });
+        // Reads go on while the disk is full.
+        let read = http
+            .get(format!("{base}/queues/{}", workload::JOBS))
+            .send()
+            .await?;
+        report.expect(read.status() == 200, || {
+            format!(
+                "cycle {cycle}: a read on a full disk answered {}",
+                read.status()
+            )
+        });
+        // Free the space: writes work again. (The filler jobs stay: the next
+        // cycle's ballast fills the disk again at once.)
+        std::fs::remove_file(&ballast).ok();
+        let freed = Instant::now();
+        let mut back = false;
+        while !back && freed.elapsed() < Duration::from_secs(30) {
+            let resp = http
+                .post(format!("{base}/queues/filler/jobs"))
+                .json(&json!({"payload": 1}))
+                .send()
+                .await?;
+            back = resp.status() == 201;
+            if !back {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        report.expect(back, || {
+            format!("cycle {cycle}: writes did not come back once space was freed")
+        });
+    }
+    report.figure("disk-full cycles (64 MB tmpfs)", s.cycles);
+    verdict(load, &nodes, report).await;
+    // Gone before the tmpfs is unmounted.
+    cluster.stop().await
+}
+
+/// A process's resident memory (kB), open descriptors and threads.
+fn usage(pid: u32) -> (u64, usize, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    (field("VmRSS:"), fds, field("Threads:"))
+}
+
+async fn slowloris(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let header = s.header_timeout;
+    let header_ms = header.as_millis().to_string();
+    let cluster = Cluster::start(
+        &s.keel,
+        Store::Embedded(dir.path().into()),
+        1,
+        &["--header-timeout-ms", &header_ms],
+    )
+    .await?;
+    let pid = cluster.pid(0).context("the node runs")?;
+    let addr = format!("127.0.0.1:{}", cluster.nodes[0].port);
+    let before = usage(pid);
+    let mut attackers = Vec::new();
+    for i in 0..s.connections {
+        let addr = addr.clone();
+        attackers.push(tokio::spawn(async move {
+            let Ok(mut stream) = TcpStream::connect(&addr).await else {
+                return None;
+            };
+            let opened = Instant::now();
+            let mut buf = [0u8; 1024];
+            match i % 3 {
+                0 => {}
+                1 => stream
+                    .write_all(b"POST /v1/namespaces/x/queues/q/jobs HT")
+                    .await
+                    .ok()?,
+                _ => stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.ok()?,
+            }
+            loop {
+                tokio::select! {
+                    read = stream.read(&mut buf) => {
+                        if read.map_or(true, |n| n == 0) {
+                            return Some(opened.elapsed());
+                        }
+                    }
+                    () = tokio::time::sleep(Duration::from_secs(1)), if i % 3 == 2 => {
+                        if stream.write_all(b"x-trickle: y\r\n").await.is_err() {
+                            return Some(opened.elapsed());
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // While they are held: a well-behaved client, and what the node holds.
+    tokio::time::sleep(header / 2).await;
+    let during = usage(pid);
+    let http = reqwest::Client::new();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let sent = Instant::now();
+        let resp = http.get(format!("http://{addr}/healthz")).send().await?;
+        report.expect(resp.status() == 200, || {
+            format!("healthz answered {}", resp.status())
+        });
+        slowest = slowest.max(sent.elapsed());
+    }
+    let mut closed = Vec::new();
+    for attacker in attackers {
+        if let Some(Some(after)) = tokio::time::timeout(header + Duration::from_secs(15), attacker)
+            .await
+            .ok()
+            .and_then(Result::ok)
+        {
+            closed.push(after);
+        }
+    }
+    let after = usage(pid);
+    closed.sort();
+    let last = closed.last().copied().unwrap_or_default();
+    report.figure("connections", s.connections);
+    report.figure("header timeout", format!("{header:?}"));
+    report.figure("closed by the server", closed.len());
+    report.figure("last closed after", format!("{last:.1?}"));
+    report.figure(
+        "a well-behaved request during the attack, slowest of 20",
+        format!("{slowest:.1?}"),
+    );
+    report.figure(
+        "resident memory before / during / after (MB)",
+        format!(
+            "{} / {} / {}",
+            before.0 / 1024,
+            during.0 / 1024,
+            after.0 / 1024
+        ),
+    );
+    report.figure(
+        "descriptors before / during / after",
+        format!("{} / {} / {}", before.1, during.1, after.1),
+    );
+    report.expect(closed.len() == s.connections, || {
+        format!(
+            "{} of {} connections were not closed",
+            s.connections - closed.len(),
+            s.connections
+        )
+    });
+    report.expect(last < header + Duration::from_secs(5), || {
+        format!("a connection stayed {last:?}")
+    });
+    report.expect(slowest < Duration::from_secs(1), || {
+        format!("a well-behaved request took {slowest:?}")
+    });
+    report.expect(after.1 <= before.1 + 16, || {
+        format!("descriptors leaked: {} before, {} after", before.1, after.1)
+    });
+    Ok(())
+}
+
+async fn soak(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 1, &[]).await?;
+    let pid = cluster.pid(0).context("the node runs")?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 4);
+    // Warm up for a fifth of the run, then measure from there to the end.
+    tokio::time::sleep(s.duration / 5).await;
+    let warm = usage(pid);
+    let mut peak = warm;
+    let end = Instant::now() + s.duration * 4 / 5;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = usage(pid);
+        peak = (peak.0.max(now.0), peak.1.max(now.1), peak.2.max(now.2));
+    }
+    let last = usage(pid);
+    let growth = last.0 as f64 / warm.0.max(1) as f64 - 1.0;
+    report.figure("duration", format!("{:?}", s.duration));
+    report.figure(
+        "resident memory after warm-up / peak / end (MB)",
+        format!("{} / {} / {}", warm.0 / 1024, peak.0 / 1024, last.0 / 1024),
+    );
+    report.figure(
+        "memory growth after warm-up",
+        format!("{:.1} %", growth * 100.0),
+    );
+    report.figure(
+        "descriptors after warm-up / end",
+        format!("{} / {}", warm.1, last.1),
+    );
+    report.figure(
+        "threads after warm-up / end",
+        format!("{} / {}", warm.2, last.2),
+    );
+    report.expect(growth < 0.10, || {
+        format!("memory grew {:.1} %", growth * 100.0)
+    });
+    report.expect(last.1 <= warm.1 + 16, || {
+        format!("descriptors grew from {} to {}", warm.1, last.1)
+    });
+    report.expect(last.2 <= warm.2 + 4, || {
+        format!("threads grew from {} to {}", warm.2, last.2)
+    });
+    verdict(load, &nodes, report).await;
+    Ok(())
+}
