@@ -245,7 +245,10 @@ fn check_signature(
                 .trim()
                 .parse()
                 .map_err(|_| unauthenticated("the signed timestamp is not a number"))?;
-            let skew = (now.as_millis() - seconds.saturating_mul(1000)).unsigned_abs();
+            let skew = now
+                .as_millis()
+                .saturating_sub(seconds.saturating_mul(1000))
+                .unsigned_abs();
             if skew > spec.verify.tolerance_ms {
                 return Err(unauthenticated(format!(
                     "the signed timestamp is {} s from now, more than the source's tolerance",
@@ -339,6 +342,98 @@ fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
                     Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
                 })
                 .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::source::Verify;
+    use proptest::prelude::*;
+
+    fn spec(scheme: Scheme) -> SourceSpec {
+        let secret = match scheme {
+            Scheme::StandardWebhooks => "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=".to_owned(),
+            _ => "secret".to_owned(),
+        };
+        SourceSpec {
+            topic: keel_core::TopicName::new("t").unwrap_or_else(|_| unreachable!()),
+            verify: Verify {
+                scheme,
+                secret,
+                tolerance_ms: 300_000,
+                header: Some("x-signature".into()),
+                encoding: None,
+                prefix: Some("sha256=".into()),
+            },
+            key: None,
+            kind: None,
+            id: None,
+        }
+    }
+
+    fn scheme() -> impl Strategy<Value = Scheme> {
+        prop_oneof![
+            Just(Scheme::StandardWebhooks),
+            Just(Scheme::Stripe),
+            Just(Scheme::Github),
+            Just(Scheme::Slack),
+            Just(Scheme::Shopify),
+            Just(Scheme::Hmac),
+        ]
+    }
+
+    /// Found by the property below: a signed timestamp of -2^63 seconds
+    /// overflowed the skew's subtraction (a panic; in a release build, a
+    /// wrapped skew).
+    #[test]
+    fn a_timestamp_at_the_end_of_i64_is_refused() {
+        let spec = spec(Scheme::Slack);
+        let recipe = spec.verify.recipe();
+        let headers = BTreeMap::from([
+            (recipe.header.to_string(), "v0=00".to_owned()),
+            ("x-slack-request-timestamp".to_owned(), i64::MIN.to_string()),
+        ]);
+        let request = HookRequest {
+            headers,
+            body: Vec::new(),
+        };
+        let checked = check_signature(
+            &spec,
+            &recipe,
+            &request,
+            Timestamp::from_millis(1_800_000_000_000),
+        );
+        assert_eq!(checked.map_err(|e| e.code), Err(ErrorCode::Unauthenticated));
+    }
+
+    proptest! {
+        /// Whatever a sender puts in the headers a scheme reads, the check
+        /// refuses it (no signature made with the secret) and never panics.
+        #[test]
+        fn made_up_signatures_are_refused(
+            scheme in scheme(),
+            value in "[ -~]{0,120}",
+            stamp in prop_oneof![any::<i64>().prop_map(|n| n.to_string()), "[ -~]{0,20}"],
+            body in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let spec = spec(scheme);
+            let recipe = spec.verify.recipe();
+            let mut headers = BTreeMap::new();
+            for name in [
+                recipe.header.to_string(),
+                "webhook-timestamp".into(),
+                "webhook-id".into(),
+                "x-slack-request-timestamp".into(),
+            ] {
+                headers.insert(name, value.clone());
+            }
+            headers.insert("webhook-timestamp".into(), stamp.clone());
+            headers.insert("x-slack-request-timestamp".into(), stamp);
+            let request = HookRequest { headers, body };
+            let checked = check_signature(&spec, &recipe, &request, Timestamp::from_millis(1_800_000_000_000));
+            prop_assert_eq!(checked.map_err(|e| e.code), Err(ErrorCode::Unauthenticated));
         }
     }
 }

@@ -171,3 +171,91 @@ fn parse_time(text: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse_rfc3339(text)
         .ok_or_else(|| ApiError::invalid(format!("time {text:?} is not an RFC 3339 time")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn attribute() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[ -~]{0,16}".prop_map(Value::String),
+            Just(json!("1.0")),
+            Just(json!("2026-12-06T10:00:00Z")),
+            Just(json!({"nested": [1, 2]})),
+        ]
+    }
+
+    fn names() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("specversion".to_owned()),
+            Just("id".to_owned()),
+            Just("type".to_owned()),
+            Just("source".to_owned()),
+            Just("subject".to_owned()),
+            Just("time".to_owned()),
+            Just("data".to_owned()),
+            Just("data_base64".to_owned()),
+            Just("datacontenttype".to_owned()),
+            "[a-z]{1,10}",
+        ]
+    }
+
+    proptest! {
+        /// Any body, in either structured mode: read or refused, never a panic.
+        #[test]
+        fn structured_bodies_are_read_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = structured(&bytes, false);
+            let _ = structured(&bytes, true);
+        }
+
+        /// Events made of any attributes: each is read or refused with a
+        /// coded 400, and one read has the id and type it was sent with.
+        #[test]
+        fn any_attributes_are_read_or_refused(
+            attributes in prop::collection::btree_map(names(), attribute(), 0..9),
+        ) {
+            let event = Value::Object(attributes.clone().into_iter().collect());
+            let body = serde_json::to_vec(&event).unwrap_or_default();
+            match structured(&body, false) {
+                Ok(read) => {
+                    prop_assert_eq!(read.len(), 1);
+                    prop_assert_eq!(read[0].id.as_deref(), attributes["id"].as_str());
+                    prop_assert_eq!(read[0].kind.as_deref(), attributes["type"].as_str());
+                }
+                Err(e) => prop_assert_eq!(e.0.code.http_status(), 400),
+            }
+            let batch = serde_json::to_vec(&json!([event, event])).unwrap_or_default();
+            let _ = structured(&batch, true);
+        }
+
+        /// Binary mode with any `ce-` headers and body.
+        #[test]
+        fn binary_requests_are_read_or_refused(
+            attributes in prop::collection::btree_map(names(), "[ -~]{0,16}", 0..8),
+            content_type in prop_oneof![Just(String::new()), Just("application/json".to_owned()), Just("text/plain".to_owned()), "[ -~]{0,20}"],
+            bytes in prop::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in &attributes {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(format!("ce-{name}").as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    headers.insert(name, value);
+                }
+            }
+            if let Ok(value) = HeaderValue::from_str(&content_type) {
+                headers.insert(header::CONTENT_TYPE, value);
+            }
+            let _ = mode(&headers);
+            if let Err(e) = binary(&headers, &bytes) {
+                prop_assert_eq!(e.0.code.http_status(), 400);
+            }
+        }
+    }
+}
