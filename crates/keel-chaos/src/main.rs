@@ -23,6 +23,9 @@ pub(crate) enum Scenario {
     PgKill,
     /// Three nodes on PostgreSQL, one paused (SIGSTOP) past its leases.
     PgPause,
+    /// Three nodes on PostgreSQL, and PostgreSQL itself restarted under
+    /// load (`pg_ctlcluster ... restart -m fast`: its sessions are ended).
+    PgRestart,
     /// The disk fills up under load (a small tmpfs): 507s, reads go on,
     /// writes again once space is freed.
     DiskFull,

@@ -78,6 +78,7 @@ pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Repo
         Scenario::Kill9 => kill9(s, &mut report).await?,
         Scenario::PgKill => pg_kill(s, &mut report).await?,
         Scenario::PgPause => pg_pause(s, &mut report).await?,
+        Scenario::PgRestart => pg_restart(s, &mut report).await?,
         Scenario::DiskFull => disk_full(s, &mut report).await?,
         Scenario::Slowloris => slowloris(s, &mut report).await?,
         Scenario::Soak => soak(s, &mut report).await?,
@@ -182,6 +183,52 @@ async fn pg_pause(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     tokio::time::sleep(pause()).await;
     report.figure("nodes", 3);
     report.figure("pauses of 4 s (a random node each, leases 3 s)", s.cycles);
+    verdict(load, &nodes, report).await;
+    cluster.stop().await
+}
+
+/// The machine's PostgreSQL cluster, as `pg_lsclusters` names it.
+fn pg_cluster_name() -> anyhow::Result<(String, String)> {
+    let out = std::process::Command::new("pg_lsclusters")
+        .arg("--no-header")
+        .output()
+        .context("pg_lsclusters (pg-restart restarts the machine's own PostgreSQL)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.lines().next().unwrap_or_default().split_whitespace();
+    match (fields.next(), fields.next()) {
+        (Some(version), Some(name)) => Ok((version.to_owned(), name.to_owned())),
+        _ => anyhow::bail!("no PostgreSQL cluster found by pg_lsclusters"),
+    }
+}
+
+async fn pg_restart(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let (version, name) = pg_cluster_name()?;
+    let (cluster, _schema) = pg_cluster(s).await?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 4);
+    let mut down_for = Duration::ZERO;
+    for _ in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        let started = Instant::now();
+        let status = tokio::process::Command::new("pg_ctlcluster")
+            .args([
+                "--skip-systemctl-redirect",
+                &version,
+                &name,
+                "restart",
+                "-m",
+                "fast",
+            ])
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "pg_ctlcluster restart: {status}");
+        down_for = down_for.max(started.elapsed());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    report.figure("nodes", 3);
+    report.figure("PostgreSQL restarts (fast: sessions ended)", s.cycles);
+    report.figure("longest restart", format!("{down_for:.1?}"));
     verdict(load, &nodes, report).await;
     cluster.stop().await
 }

@@ -52,13 +52,17 @@ pub enum ErrorCode {
     Overloaded,
     /// A request's body did not arrive within the body read timeout.
     RequestTimeout,
+    /// The database cannot be reached (restarting, a broken connection);
+    /// `Retry-After` says when to try again. A write in flight when the
+    /// connection broke may or may not have landed.
+    StorageUnavailable,
     /// A bug or an unexpected storage failure; the message says which.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the enum (the OpenAPI document lists them).
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -82,6 +86,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Overloaded,
         ErrorCode::RequestTimeout,
+        ErrorCode::StorageUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -110,6 +115,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -133,7 +139,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::NamespaceFull | ErrorCode::QuotaExceeded | ErrorCode::RateLimited => 429,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::ShuttingDown | ErrorCode::Overloaded => 503,
+            ErrorCode::ShuttingDown | ErrorCode::Overloaded | ErrorCode::StorageUnavailable => 503,
             ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
         }

@@ -77,6 +77,9 @@ fn db(e: tokio_postgres::Error) -> Error {
             "the database is out of disk; nothing was written",
         );
     }
+    if unreachable(&e) {
+        return unavailable(format!("the database is unreachable: {e}"));
+    }
     // The server's message says what went wrong ("db error" alone does not);
     // its detail, which can quote row values, is left out.
     match e.as_db_error() {
@@ -85,11 +88,30 @@ fn db(e: tokio_postgres::Error) -> Error {
     }
 }
 
+/// A connection that broke or could not be made, or a server that is
+/// shutting down or starting (SQLSTATE classes 08 and 57P): the database
+/// is away, not the request wrong.
+fn unreachable(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("08") || code.starts_with("57P")
+        })
+}
+
+/// 503 `storage_unavailable`, to be tried again in a second.
+fn unavailable(message: String) -> Error {
+    let mut e = Error::new(
+        ErrorCode::StorageUnavailable,
+        format!("{message}; try again (a write in flight may or may not have landed)"),
+    );
+    e.retry_after_ms = Some(1000);
+    e
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> Error {
-    Error::new(
-        ErrorCode::ShuttingDown,
-        format!("no database connection: {e}"),
-    )
+    unavailable(format!("no database connection: {e}"))
 }
 
 fn uuid(id: JobId) -> Uuid {

@@ -570,6 +570,7 @@ fn transient(e: &Error) -> bool {
         ErrorCode::Internal
             | ErrorCode::StorageFull
             | ErrorCode::ShuttingDown
+            | ErrorCode::StorageUnavailable
             | ErrorCode::Conflict
     )
 }

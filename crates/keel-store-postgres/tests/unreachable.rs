@@ -1,0 +1,89 @@
+//! A database that goes away (restarting, a network cut) is 503
+//! `storage_unavailable` with a retry hint, never a 500, and the store works
+//! again when it comes back. The store reaches PostgreSQL through a TCP
+//! relay in the test, which the test cuts and restores. Found by
+//! `scripts/chaos pg-restart`: calls in flight answered 500 `internal`.
+
+#![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
+
+use keel_core::{ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_store::{JobStore, QueueStore, Store};
+use keel_store_postgres::PostgresStore;
+use keel_store_postgres::testing::{TestSchema, base_url};
+use serde_json::value::RawValue;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Relays connections on `listener` to PostgreSQL until aborted; aborting
+/// drops every relayed connection too.
+fn relay(listener: TcpListener, upstream: String) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut pipes = tokio::task::JoinSet::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            pipes.spawn(async move {
+                if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    })
+}
+
+fn job() -> NewJob {
+    NewJob {
+        payload: RawValue::from_string("{}".to_owned()).unwrap(),
+        priority: 0,
+        run_at: Timestamp::from_millis(1_000),
+        max_attempts: 3,
+        backoff: keel_core::Backoff::default(),
+        lease_ms: 30_000,
+        idempotency_key: None,
+        ordering_key: None,
+        tags: Default::default(),
+        debounce_key: None,
+        traceparent: None,
+    }
+}
+
+#[tokio::test]
+async fn a_database_gone_away_is_503_storage_unavailable_until_it_is_back() {
+    let schema = TestSchema::create("keel_unreachable").await.unwrap();
+    let direct = schema.url();
+    let host = base_url()
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut relayed = relay(listener, host.clone());
+    let url = direct.replacen(&host, &format!("127.0.0.1:{port}"), 1);
+    let store = PostgresStore::open(&url, &Limits::default()).await.unwrap();
+    let queue = QueueRef {
+        namespace: Namespace::new("default").unwrap(),
+        queue: QueueName::new("q").unwrap(),
+    };
+    let now = Timestamp::from_millis(1_000);
+    store.jobs_enqueue(&queue, vec![job()], now).await.unwrap();
+
+    relayed.abort();
+    let _ = relayed.await;
+    let e = store
+        .jobs_enqueue(&queue, vec![job()], now)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StorageUnavailable, "{e:?}");
+    assert_eq!(e.code.http_status(), 503);
+    assert_eq!(e.retry_after_ms, Some(1000));
+    let e = store.queue_stats(&queue).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::StorageUnavailable, "{e:?}");
+
+    // Back on the same port: new connections work.
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    relayed = relay(listener, host);
+    store.jobs_enqueue(&queue, vec![job()], now).await.unwrap();
+    relayed.abort();
+    store.close().await;
+}
