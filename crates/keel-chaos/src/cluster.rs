@@ -26,6 +26,8 @@ pub(crate) struct Cluster {
     keel: PathBuf,
     store: Store,
     extra: Vec<String>,
+    /// A command the nodes run under (`fiu-run -x`), if any.
+    pub(crate) wrapper: Vec<String>,
     pub(crate) nodes: Vec<Node>,
 }
 
@@ -47,18 +49,25 @@ impl Cluster {
             keel: keel.to_owned(),
             store,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            wrapper: Vec::new(),
             nodes: Vec::new(),
         };
         for _ in 0..nodes {
-            cluster.nodes.push(Node {
-                port: free_port()?,
-                child: None,
-            });
+            cluster.add_node()?;
         }
         for i in 0..nodes {
             cluster.restart(i).await?;
         }
         Ok(cluster)
+    }
+
+    /// A node on a port of its own, not started yet.
+    pub(crate) fn add_node(&mut self) -> anyhow::Result<()> {
+        self.nodes.push(Node {
+            port: free_port()?,
+            child: None,
+        });
+        Ok(())
     }
 
     pub(crate) fn urls(&self) -> Vec<String> {
@@ -71,7 +80,14 @@ impl Cluster {
     /// Starts node `i` (again) and waits until it listens.
     pub(crate) async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let port = self.nodes[i].port;
-        let mut command = Command::new(&self.keel);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.keel);
+                command
+            }
+            None => Command::new(&self.keel),
+        };
         command
             .args(["server", "--auth", "off", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
@@ -122,6 +138,18 @@ impl Cluster {
             self.kill9(i).await?;
         }
         Ok(())
+    }
+
+    /// Waits for node `i` to exit on its own, up to `within`.
+    pub(crate) async fn exited(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let child = self.nodes[i].child.as_mut()?;
+        let status = tokio::time::timeout(within, child.wait()).await.ok()?.ok()?;
+        self.nodes[i].child = None;
+        Some(status)
     }
 
     pub(crate) fn pid(&self, i: usize) -> Option<u32> {

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 /// What a write's answer said.
@@ -41,6 +42,8 @@ pub(crate) enum Op {
         uid: String,
         key: String,
         outcome: Outcome,
+        /// The job's id, when the answer named one.
+        id: Option<String>,
     },
     /// A worker was handed job `id` carrying `uid`.
     Lease {
@@ -49,9 +52,10 @@ pub(crate) enum Op {
         id: String,
         at: Instant,
     },
-    /// The job carrying `uid` read back from the server as finished: a
-    /// completion whose answer was lost did land.
-    Finished { uid: String },
+    /// The job carrying `uid` read back from the server after the drain:
+    /// `succeeded` when a completion whose answer was lost did land; any
+    /// other state means it is stored and not done yet.
+    ReadBack { uid: String, state: String },
     /// A worker asked to complete job `id`; `sent` is when the request went.
     Complete {
         uid: String,
@@ -65,11 +69,33 @@ pub(crate) enum Op {
 #[derive(Default)]
 pub(crate) struct History {
     ops: Mutex<Vec<Op>>,
+    /// Writes acknowledged less completions acknowledged: roughly what
+    /// waits in the queues, for the producers' flow control.
+    backlog: AtomicIsize,
 }
 
 impl History {
     pub(crate) fn record(&self, op: Op) {
+        match &op {
+            Op::Write {
+                outcome: Outcome::Acked,
+                ..
+            } => {
+                self.backlog.fetch_add(1, Ordering::Relaxed);
+            }
+            Op::Complete {
+                outcome: Outcome::Acked,
+                ..
+            } => {
+                self.backlog.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+    }
+
+    pub(crate) fn backlog(&self) -> isize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -89,17 +115,21 @@ impl History {
                 Op::Write {
                     uid,
                     outcome: Outcome::Acked,
+                    id,
                     ..
                 } => {
                     acked.insert(uid.as_str());
+                    ids.entry(uid).or_default().extend(id.clone());
                 }
                 Op::Lease { uid, id, .. } => ids.entry(uid).or_default().push(id.clone()),
                 Op::Complete {
                     uid,
                     outcome: Outcome::Acked,
                     ..
+                } => {
+                    done.insert(uid.as_str());
                 }
-                | Op::Finished { uid } => {
+                Op::ReadBack { uid, state } if state == "succeeded" => {
                     done.insert(uid.as_str());
                 }
                 _ => {}
@@ -107,7 +137,11 @@ impl History {
         }
         acked
             .difference(&done)
-            .map(|uid| ((*uid).to_owned(), ids.remove(uid).unwrap_or_default()))
+            .map(|uid| {
+                let mut ids = ids.remove(uid).unwrap_or_default();
+                ids.dedup();
+                ((*uid).to_owned(), ids)
+            })
             .collect()
     }
 
@@ -126,8 +160,11 @@ pub(crate) struct Findings {
     pub(crate) unknown_landed: usize,
     /// Completions whose answer was lost, found done on the server.
     pub(crate) completion_unknown_landed: usize,
-    /// Acknowledged, never completed by any worker.
+    /// Acknowledged, never completed by any worker, and not stored.
     pub(crate) lost: usize,
+    /// Acknowledged and stored, not done when the drain ended: not lost,
+    /// but the drain did not finish (or something is stuck).
+    pub(crate) pending: usize,
     /// One uid completed (acknowledged) under two leases, or handed out as
     /// two different jobs.
     pub(crate) duplicated: usize,
@@ -160,6 +197,10 @@ impl Verdict {
     pub(crate) fn violations(&self) -> usize {
         self.kinds.values().map(Findings::violations).sum()
     }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.kinds.values().map(|k| k.pending).sum()
+    }
 }
 
 impl fmt::Display for Verdict {
@@ -167,12 +208,13 @@ impl fmt::Display for Verdict {
         for (kind, k) in &self.kinds {
             writeln!(
                 f,
-                "{kind:?}: acked {}, unknown {} ({} landed), completions unanswered but done {}, lost {}, duplicated {}, reordered {}, unexpected {}",
+                "{kind:?}: acked {}, unknown {} ({} landed), completions unanswered but done {}, lost {}, still pending {}, duplicated {}, reordered {}, unexpected {}",
                 k.acked,
                 k.unknown,
                 k.unknown_landed,
                 k.completion_unknown_landed,
                 k.lost,
+                k.pending,
                 k.duplicated,
                 k.reordered,
                 k.unexpected
@@ -196,8 +238,9 @@ struct Life {
     leases: Vec<(String, Instant)>,
     /// Completions acknowledged: the lease tokens.
     completed: Vec<String>,
-    /// Read back from the server as finished.
+    /// Read back from the server: done, or stored and not done yet.
     finished: bool,
+    pending: bool,
     /// When its last completion that may have landed was sent.
     last_done: Option<Instant>,
 }
@@ -228,7 +271,14 @@ fn check(ops: &[Op]) -> Verdict {
                     life.leases.push((id.clone(), *at));
                 }
             }
-            Op::Finished { uid } => lives.entry(uid.as_str()).or_default().finished = true,
+            Op::ReadBack { uid, state } => {
+                let life = lives.entry(uid.as_str()).or_default();
+                if state == "succeeded" {
+                    life.finished = true;
+                } else {
+                    life.pending = true;
+                }
+            }
             Op::Complete {
                 uid,
                 token,
@@ -261,7 +311,9 @@ fn check(ops: &[Op]) -> Verdict {
                 findings.acked += 1;
                 findings.completion_unknown_landed +=
                     usize::from(life.finished && life.completed.is_empty());
-                if life.completed.is_empty() && !life.finished {
+                if life.completed.is_empty() && !life.finished && life.pending {
+                    findings.pending += 1;
+                } else if life.completed.is_empty() && !life.finished {
                     findings.lost += 1;
                     findings.example(format!(
                         "lost: {uid} was acknowledged and never completed (handed out {} times)",
@@ -325,6 +377,7 @@ mod tests {
             uid: uid.into(),
             key: key.into(),
             outcome,
+            id: None,
         });
     }
 

@@ -26,6 +26,9 @@ pub(crate) enum Scenario {
     /// Three nodes on PostgreSQL, and PostgreSQL itself restarted under
     /// load (`pg_ctlcluster ... restart -m fast`: its sessions are ended).
     PgRestart,
+    /// fsync fails with EIO under load (libfiu's `fiu-run`): the node stops
+    /// instead of acknowledging, and nothing it acknowledged before is lost.
+    Eio,
     /// The disk fills up under load (a small tmpfs): 507s, reads go on,
     /// writes again once space is freed.
     DiskFull,

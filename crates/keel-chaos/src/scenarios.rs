@@ -16,7 +16,7 @@ use crate::workload::{self, Load, NAMESPACE, Nodes};
 use crate::{Scenario, Settings};
 
 /// How long the drain may take after the faults stop.
-const DRAIN: Duration = Duration::from_secs(90);
+const DRAIN: Duration = Duration::from_secs(300);
 
 /// What a scenario measured and found.
 pub(crate) struct Report {
@@ -47,7 +47,11 @@ impl Report {
     }
 
     pub(crate) fn passed(&self) -> bool {
-        self.failures.is_empty() && self.verdict.as_ref().is_none_or(|v| v.violations() == 0)
+        self.failures.is_empty()
+            && self
+                .verdict
+                .as_ref()
+                .is_none_or(|v| v.violations() == 0 && v.pending() == 0)
     }
 }
 
@@ -79,6 +83,7 @@ pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Repo
         Scenario::PgKill => pg_kill(s, &mut report).await?,
         Scenario::PgPause => pg_pause(s, &mut report).await?,
         Scenario::PgRestart => pg_restart(s, &mut report).await?,
+        Scenario::Eio => eio(s, &mut report).await?,
         Scenario::DiskFull => disk_full(s, &mut report).await?,
         Scenario::Slowloris => slowloris(s, &mut report).await?,
         Scenario::Soak => soak(s, &mut report).await?,
@@ -102,7 +107,7 @@ async fn kill9(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let mut cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 1, &[]).await?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 4);
+    let load = Load::start(&nodes, 4, 8);
     let started = Instant::now();
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
@@ -151,7 +156,7 @@ async fn pg_kill(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let (mut cluster, _schema) = pg_cluster(s).await?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 4);
+    let load = Load::start(&nodes, 4, 8);
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
         let victim = fastrand::usize(..cluster.nodes.len());
@@ -170,7 +175,7 @@ async fn pg_pause(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let (cluster, _schema) = pg_cluster(s).await?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 4);
+    let load = Load::start(&nodes, 4, 8);
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
         let victim = fastrand::usize(..cluster.nodes.len());
@@ -206,7 +211,7 @@ async fn pg_restart(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let (cluster, _schema) = pg_cluster(s).await?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 4);
+    let load = Load::start(&nodes, 4, 8);
     let mut down_for = Duration::ZERO;
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
@@ -229,6 +234,48 @@ async fn pg_restart(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     report.figure("nodes", 3);
     report.figure("PostgreSQL restarts (fast: sessions ended)", s.cycles);
     report.figure("longest restart", format!("{down_for:.1?}"));
+    verdict(load, &nodes, report).await;
+    cluster.stop().await
+}
+
+async fn eio(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 0, &[]).await?;
+    // libfiu's POSIX preload, its control pipe at /tmp/fiu-ctrl-PID.
+    cluster.wrapper = vec!["fiu-run".into(), "-x".into()];
+    cluster.add_node()?;
+    cluster.restart(0).await.context("keel under fiu-run (apt install fiu-utils)")?;
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 8);
+    let mut stopped = 0;
+    for cycle in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        let pid = cluster.pid(0).context("the node runs")?;
+        // Both points in one call: the node may be gone by the next one,
+        // and then a write to its control pipe would wait for ever.
+        let mut ctrl = tokio::process::Command::new("fiu-ctrl");
+        for point in ["posix/io/sync/fdatasync", "posix/io/sync/fsync"] {
+            ctrl.args(["-c", &format!("enable name={point},failinfo=5")]);
+        }
+        let mut ctrl = ctrl.arg(pid.to_string()).kill_on_drop(true).spawn()?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), ctrl.wait()).await;
+        for end in ["in", "out"] {
+            let _ = std::fs::remove_file(format!("/tmp/fiu-ctrl-{pid}.{end}"));
+        }
+        // The next sync fails: the node must stop, not acknowledge.
+        match cluster.exited(0, Duration::from_secs(10)).await {
+            Some(status) if !status.success() => stopped += 1,
+            other => report.expect(false, || {
+                format!("cycle {cycle}: after a failed fsync the node went on ({other:?})")
+            }),
+        }
+        cluster.kill9(0).await?;
+        cluster.restart(0).await?;
+    }
+    tokio::time::sleep(pause()).await;
+    report.figure("fsync failures injected (EIO)", s.cycles);
+    report.figure("node stopped instead of acknowledging", stopped);
     verdict(load, &nodes, report).await;
     cluster.stop().await
 }
@@ -265,7 +312,7 @@ async fn disk_full(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let cluster = Cluster::start(&s.keel, Store::Embedded(data), 1, &[]).await?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 4);
+    let load = Load::start(&nodes, 4, 8);
     let http = reqwest::Client::new();
     let base = format!("{}/v1/namespaces/{NAMESPACE}", cluster.urls()[0]);
     let filler = json!({"payload": {"fill": "x".repeat(200_000)}});
@@ -468,7 +515,7 @@ async fn soak(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let pid = cluster.pid(0).context("the node runs")?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 4);
+    let load = Load::start(&nodes, 4, 8);
     // Warm up for a fifth of the run, then measure from there to the end.
     tokio::time::sleep(s.duration / 5).await;
     let warm = usage(pid);

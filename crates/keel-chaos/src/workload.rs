@@ -20,6 +20,16 @@ pub(crate) const JOBS: &str = "jobs";
 pub(crate) const EVENT_JOBS: &str = "from-events";
 pub(crate) const TOPIC: &str = "orders";
 const KEYS: usize = 8;
+/// Writes waiting to be worked off past which producers wait: the load
+/// stays one the workers keep up with, so the drain at the end is short.
+const MAX_BACKLOG: isize = 5_000;
+
+/// Waits while the queues hold more than `MAX_BACKLOG` writes.
+async fn flow_control(history: &History, stop: &AtomicBool) {
+    while history.backlog() > MAX_BACKLOG && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// The nodes' base URLs (`http://host:port`), and a cursor over them.
 #[derive(Clone)]
@@ -123,14 +133,15 @@ pub(crate) async fn produce(p: usize, nodes: Nodes, history: Arc<History>, stop:
     let http = http();
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
+        flow_control(&history, &stop).await;
         let key = format!("p{p}-k{}", n % KEYS);
         let uid = format!("job-{p}-{n}");
         n += 1;
         let body = json!({"payload": {"uid": uid}, "ordering_key": key});
-        let outcome = match post(&http, &nodes, &format!("/queues/{JOBS}/jobs"), &body).await {
-            Answer::Ok(_) => Outcome::Acked,
-            Answer::Refused => Outcome::Failed,
-            Answer::Lost => Outcome::Unknown,
+        let (outcome, id) = match post(&http, &nodes, &format!("/queues/{JOBS}/jobs"), &body).await {
+            Answer::Ok(v) => (Outcome::Acked, v["id"].as_str().map(str::to_owned)),
+            Answer::Refused => (Outcome::Failed, None),
+            Answer::Lost => (Outcome::Unknown, None),
         };
         if outcome == Outcome::Failed {
             // A refusal or no node up: give the cluster a moment.
@@ -141,6 +152,7 @@ pub(crate) async fn produce(p: usize, nodes: Nodes, history: Arc<History>, stop:
             uid,
             key,
             outcome,
+            id,
         });
     }
 }
@@ -150,6 +162,7 @@ pub(crate) async fn publish(nodes: Nodes, history: Arc<History>, stop: Arc<Atomi
     let http = http();
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
+        flow_control(&history, &stop).await;
         let key = format!("e-k{}", n % KEYS);
         let uid = format!("event-{n}");
         n += 1;
@@ -167,6 +180,7 @@ pub(crate) async fn publish(nodes: Nodes, history: Arc<History>, stop: Arc<Atomi
             uid,
             key,
             outcome,
+            id: None,
         });
     }
 }
@@ -282,31 +296,32 @@ impl Load {
     }
 
     /// Stops writing, waits until every acknowledged write is done (or
-    /// `patience` runs out), then stops the workers. A write not yet known
-    /// done is read back from the server: a completion whose answer was
-    /// lost may have landed.
+    /// `patience` runs out), then stops the workers. Meanwhile, a write
+    /// handed out and not known done is read back from the server (a
+    /// completion whose answer was lost may have landed); at the end, every
+    /// write not known done is read back, to tell the stored from the lost.
     pub(crate) async fn drain(self, nodes: &Nodes, patience: Duration) -> Arc<History> {
         self.writing.store(true, Ordering::Relaxed);
         let http = http();
         let deadline = Instant::now() + patience;
+        let mut last = usize::MAX;
         loop {
             let outstanding = self.history.outstanding();
-            if outstanding.is_empty() || Instant::now() >= deadline {
-                break;
-            }
-            for (uid, ids) in outstanding {
-                for id in ids {
-                    let url = nodes.url(&format!("/jobs/{id}"));
-                    let Ok(resp) = http.get(url).send().await else {
-                        nodes.skip();
+            let over = outstanding.is_empty() || Instant::now() >= deadline;
+            // Only when the drain stalls (or is over): what is left then is
+            // what a lost answer may have left behind.
+            if over || outstanding.len() == last {
+                for (uid, ids) in outstanding {
+                    if !over && ids.is_empty() {
                         continue;
-                    };
-                    let job: Value = resp.json().await.unwrap_or_default();
-                    if job["state"] == "succeeded" {
-                        self.history.record(Op::Finished { uid: uid.clone() });
                     }
+                    self.read_back(&http, nodes, &uid, &ids).await;
                 }
             }
+            if over {
+                break;
+            }
+            last = self.history.outstanding().len();
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         self.working.store(true, Ordering::Relaxed);
@@ -314,5 +329,21 @@ impl Load {
             let _ = task.await;
         }
         self.history
+    }
+
+    async fn read_back(&self, http: &reqwest::Client, nodes: &Nodes, uid: &str, ids: &[String]) {
+        for id in ids {
+            let Ok(resp) = http.get(nodes.url(&format!("/jobs/{id}"))).send().await else {
+                nodes.skip();
+                continue;
+            };
+            let job: Value = resp.json().await.unwrap_or_default();
+            if let Some(state) = job["state"].as_str() {
+                self.history.record(Op::ReadBack {
+                    uid: uid.to_owned(),
+                    state: state.to_owned(),
+                });
+            }
+        }
     }
 }
