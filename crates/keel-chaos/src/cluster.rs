@@ -147,7 +147,10 @@ impl Cluster {
         within: Duration,
     ) -> Option<std::process::ExitStatus> {
         let child = self.nodes[i].child.as_mut()?;
-        let status = tokio::time::timeout(within, child.wait()).await.ok()?.ok()?;
+        let status = tokio::time::timeout(within, child.wait())
+            .await
+            .ok()?
+            .ok()?;
         self.nodes[i].child = None;
         Some(status)
     }

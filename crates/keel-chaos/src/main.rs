@@ -34,6 +34,9 @@ pub(crate) enum Scenario {
     DiskFull,
     /// 1,000s of slow connections (silent, trickling) against the defaults.
     Slowloris,
+    /// Enqueues at twice the measured capacity, open loop: shed with 503 and
+    /// `Retry-After`, memory and admitted latency bounded, recovery after.
+    Overload,
     /// Mixed load for a long while: memory, descriptors and threads stay flat.
     Soak,
 }

@@ -86,6 +86,7 @@ pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Repo
         Scenario::Eio => eio(s, &mut report).await?,
         Scenario::DiskFull => disk_full(s, &mut report).await?,
         Scenario::Slowloris => slowloris(s, &mut report).await?,
+        Scenario::Overload => overload(s, &mut report).await?,
         Scenario::Soak => soak(s, &mut report).await?,
     }
     Ok(report)
@@ -244,7 +245,10 @@ async fn eio(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     // libfiu's POSIX preload, its control pipe at /tmp/fiu-ctrl-PID.
     cluster.wrapper = vec!["fiu-run".into(), "-x".into()];
     cluster.add_node()?;
-    cluster.restart(0).await.context("keel under fiu-run (apt install fiu-utils)")?;
+    cluster
+        .restart(0)
+        .await
+        .context("keel under fiu-run (apt install fiu-utils)")?;
     let nodes = Nodes::new(cluster.urls());
     workload::setup(&nodes).await?;
     let load = Load::start(&nodes, 4, 8);
@@ -507,6 +511,182 @@ async fn slowloris(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
         format!("descriptors leaked: {} before, {} after", before.1, after.1)
     });
     Ok(())
+}
+
+/// One enqueue: its status (0: no answer) and how long it took.
+async fn enqueue_once(
+    http: &reqwest::Client,
+    url: &str,
+    n: u64,
+) -> (u16, Duration, Option<String>) {
+    let sent = Instant::now();
+    let answer = http
+        .post(url)
+        .json(&json!({"payload": {"n": n}}))
+        .send()
+        .await;
+    let Ok(resp) = answer else {
+        return (0, sent.elapsed(), None);
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let _ = resp.bytes().await;
+    (status, sent.elapsed(), retry_after)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn overload(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 1, &[]).await?;
+    let pid = cluster.pid(0).context("the node runs")?;
+    let url = format!(
+        "{}/v1/namespaces/{NAMESPACE}/queues/load/jobs",
+        cluster.urls()[0]
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+
+    // Capacity: 64 clients, closed loop, for 3 s.
+    let measured = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..64u64 {
+        let (http, url) = (http.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while measured.elapsed() < Duration::from_secs(3) {
+                if enqueue_once(&http, &url, c).await.0 == 201 {
+                    done += 1;
+                }
+            }
+            done
+        }));
+    }
+    let mut capacity = 0u64;
+    for client in clients {
+        capacity += client.await?;
+    }
+    let capacity = capacity / 3;
+    let rate = capacity * 2;
+
+    // Open loop at twice that: a request every 1/rate s, whatever came back.
+    let before = usage(pid);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut peak_rss = before.0;
+    let mut sampled = Instant::now();
+    while started.elapsed() < s.duration {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            let (http, url, tx) = (http.clone(), url.clone(), tx.clone());
+            let n = sent;
+            tokio::spawn(async move {
+                let _ = tx.send(enqueue_once(&http, &url, n).await);
+            });
+            sent += 1;
+        }
+        if sampled.elapsed() > Duration::from_millis(500) {
+            peak_rss = peak_rss.max(usage(pid).0);
+            sampled = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(tx);
+    let mut admitted = Vec::new();
+    let (mut shed, mut shed_without_retry_after, mut other, mut no_answer) =
+        (0u64, 0u64, 0u64, 0u64);
+    while let Some((status, took, retry_after)) = rx.recv().await {
+        match status {
+            201 => admitted.push(took),
+            429 | 503 => {
+                shed += 1;
+                shed_without_retry_after += u64::from(retry_after.is_none());
+            }
+            0 => no_answer += 1,
+            _ => other += 1,
+        }
+    }
+    admitted.sort();
+
+    // Recovery: the load gone, a closed-loop client is served promptly.
+    let mut recovered = Vec::new();
+    for n in 0..50 {
+        let (status, took, _) = enqueue_once(&http, &url, n).await;
+        report.expect(status == 201, || {
+            format!("after the load, an enqueue answered {status}")
+        });
+        recovered.push(took);
+    }
+    recovered.sort();
+    let stats: serde_json::Value = http
+        .get(format!(
+            "{}/v1/namespaces/{NAMESPACE}/queues/load",
+            cluster.urls()[0]
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let stored = stats["counts"]["ready"].as_u64().unwrap_or(0);
+    let acked = admitted.len() as u64 + 50;
+
+    report.figure(
+        "measured capacity (64 clients, closed loop)",
+        format!("{capacity} enqueues/s"),
+    );
+    report.figure(
+        "offered, open loop",
+        format!("{rate}/s for {:?} ({sent} requests)", s.duration),
+    );
+    report.figure(
+        "admitted (201) / shed (429, 503) / other / no answer",
+        format!("{} / {shed} / {other} / {no_answer}", admitted.len()),
+    );
+    report.figure(
+        "admitted latency p50 / p99 / max",
+        format!(
+            "{:.0?} / {:.0?} / {:.0?}",
+            percentile(&admitted, 0.5),
+            percentile(&admitted, 0.99),
+            admitted.last().copied().unwrap_or_default()
+        ),
+    );
+    report.figure(
+        "resident memory before / peak (MB)",
+        format!("{} / {}", before.0 / 1024, peak_rss / 1024),
+    );
+    report.figure(
+        "after the load: p99 of 50 enqueues",
+        format!("{:.1?}", percentile(&recovered, 0.99)),
+    );
+    report.figure("acknowledged / stored", format!("{acked} / {stored}"));
+    report.expect(other == 0, || {
+        format!("{other} answers were neither 201 nor 429/503")
+    });
+    report.expect(shed_without_retry_after == 0, || {
+        format!("{shed_without_retry_after} refusals had no Retry-After")
+    });
+    report.expect(stored >= acked, || {
+        format!("{acked} enqueues acknowledged, {stored} stored")
+    });
+    report.expect(
+        percentile(&recovered, 0.99) < Duration::from_secs(1),
+        || "no recovery after the load".into(),
+    );
+    cluster.stop().await
 }
 
 async fn soak(s: &Settings, report: &mut Report) -> anyhow::Result<()> {

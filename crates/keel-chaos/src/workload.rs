@@ -138,7 +138,8 @@ pub(crate) async fn produce(p: usize, nodes: Nodes, history: Arc<History>, stop:
         let uid = format!("job-{p}-{n}");
         n += 1;
         let body = json!({"payload": {"uid": uid}, "ordering_key": key});
-        let (outcome, id) = match post(&http, &nodes, &format!("/queues/{JOBS}/jobs"), &body).await {
+        let (outcome, id) = match post(&http, &nodes, &format!("/queues/{JOBS}/jobs"), &body).await
+        {
             Answer::Ok(v) => (Outcome::Acked, v["id"].as_str().map(str::to_owned)),
             Answer::Refused => (Outcome::Failed, None),
             Answer::Lost => (Outcome::Unknown, None),

@@ -49,8 +49,11 @@ use crate::writer::{Command, Reply, SharedPolicies, Writer};
 
 const DB_FILE: &str = "keel.db";
 const READERS: usize = 2;
-/// Commands waiting for the writer; past this, callers wait (backpressure).
-const WRITER_QUEUE: usize = 16 * 1024;
+/// Commands waiting for the writer; past this, a call is refused with 503
+/// `overloaded` at once (load shedding). Deep enough for every connection's
+/// request at a normal load; shallow enough that an admitted request waits
+/// a bounded time (the writer applies tens of thousands a second).
+const WRITER_QUEUE: usize = 8 * 1024;
 
 pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
@@ -202,11 +205,14 @@ impl SqliteStore {
         })
     }
 
-    /// Sends a command to the writer and waits for its committed answer.
+    /// Sends a command to the writer and waits for its committed answer;
+    /// refused at once when the writer's queue is full.
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
-        if self.commands.send(make(reply)).await.is_err() {
-            return Err(shutting_down());
+        match self.commands.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(overloaded()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(shutting_down()),
         }
         answer.await.unwrap_or_else(|_| Err(shutting_down()))
     }
@@ -263,6 +269,15 @@ fn shutting_down() -> Error {
     Error::new(ErrorCode::ShuttingDown, "the store is closed")
 }
 
+fn overloaded() -> Error {
+    let mut e = Error::new(
+        ErrorCode::Overloaded,
+        format!("the store has {WRITER_QUEUE} commands waiting, its most; try again"),
+    );
+    e.retry_after_ms = Some(1000);
+    e
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn sole_writer(&self) -> bool {
@@ -274,7 +289,11 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        let _ = self.call(Command::Shutdown).await;
+        // Waits for room: a shutdown is never shed.
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(reply)).await.is_ok() {
+            let _ = answer.await;
+        }
         let handle = self
             .writer
             .lock()

@@ -571,6 +571,7 @@ fn transient(e: &Error) -> bool {
             | ErrorCode::StorageFull
             | ErrorCode::ShuttingDown
             | ErrorCode::StorageUnavailable
+            | ErrorCode::Overloaded
             | ErrorCode::Conflict
     )
 }
