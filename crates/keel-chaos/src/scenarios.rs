@@ -4,8 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::history::Verdict;
-use crate::workload::{Load, Nodes};
+use crate::workload::{self, Load, Nodes};
 use crate::{Scenario, Settings};
 
 mod faults;
@@ -86,6 +87,15 @@ pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Repo
         Scenario::Soak => load::soak(s, &mut report).await?,
     }
     Ok(report)
+}
+
+/// The mixed load on `cluster`: its queues and subscription made, four
+/// producers, a publisher and eight workers started.
+pub(super) async fn under_load(cluster: &Cluster) -> anyhow::Result<(Nodes, Load)> {
+    let nodes = Nodes::new(cluster.urls());
+    workload::setup(&nodes).await?;
+    let load = Load::start(&nodes, 4, 8);
+    Ok((nodes, load))
 }
 
 /// Drains the load and puts the checker's verdict in the report.

@@ -9,17 +9,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
-use super::{Report, pause, verdict};
+use super::{Report, pause, under_load, verdict};
 use crate::Settings;
 use crate::cluster::{Cluster, Store};
-use crate::workload::{self, Load, NAMESPACE, Nodes};
+use crate::workload::{self, NAMESPACE};
 
 pub(super) async fn kill9(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 1, &[]).await?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     let started = Instant::now();
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
@@ -66,9 +64,7 @@ impl Drop for Schema {
 
 pub(super) async fn pg_kill(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let (mut cluster, _schema) = pg_cluster(s).await?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
         let victim = fastrand::usize(..cluster.nodes.len());
@@ -85,9 +81,7 @@ pub(super) async fn pg_kill(s: &Settings, report: &mut Report) -> anyhow::Result
 
 pub(super) async fn pg_pause(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let (cluster, _schema) = pg_cluster(s).await?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
         let victim = fastrand::usize(..cluster.nodes.len());
@@ -121,9 +115,7 @@ fn pg_cluster_name() -> anyhow::Result<(String, String)> {
 pub(super) async fn pg_restart(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let (version, name) = pg_cluster_name()?;
     let (cluster, _schema) = pg_cluster(s).await?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     let mut down_for = Duration::ZERO;
     for _ in 0..s.cycles {
         tokio::time::sleep(pause()).await;
@@ -160,9 +152,7 @@ pub(super) async fn eio(s: &Settings, report: &mut Report) -> anyhow::Result<()>
         .restart(0)
         .await
         .context("keel under fiu-run (apt install fiu-utils)")?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     let mut stopped = 0;
     for cycle in 0..s.cycles {
         tokio::time::sleep(pause()).await;
@@ -225,9 +215,7 @@ pub(super) async fn disk_full(s: &Settings, report: &mut Report) -> anyhow::Resu
     let data = dir.path().join("data");
     let ballast = dir.path().join("ballast");
     let cluster = Cluster::start(&s.keel, Store::Embedded(data), 1, &[]).await?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     let http = reqwest::Client::new();
     let base = format!("{}/v1/namespaces/{NAMESPACE}", cluster.urls()[0]);
     let filler = json!({"payload": {"fill": "x".repeat(200_000)}});

@@ -9,10 +9,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Report, usage, verdict};
+use super::{Report, under_load, usage, verdict};
 use crate::Settings;
 use crate::cluster::{Cluster, Store};
-use crate::workload::{self, Load, NAMESPACE, Nodes};
+use crate::workload::NAMESPACE;
 
 pub(super) async fn slowloris(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -307,9 +307,7 @@ pub(super) async fn soak(s: &Settings, report: &mut Report) -> anyhow::Result<()
     let dir = tempfile::tempdir()?;
     let cluster = Cluster::start(&s.keel, Store::Embedded(dir.path().into()), 1, &[]).await?;
     let pid = cluster.pid(0).context("the node runs")?;
-    let nodes = Nodes::new(cluster.urls());
-    workload::setup(&nodes).await?;
-    let load = Load::start(&nodes, 4, 8);
+    let (nodes, load) = under_load(&cluster).await?;
     // Warm up for a fifth of the run, then measure from there to the end.
     tokio::time::sleep(s.duration / 5).await;
     let warm = usage(pid);
