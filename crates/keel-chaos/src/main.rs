@@ -7,6 +7,7 @@
 
 mod cluster;
 mod history;
+mod powerfs;
 mod scenarios;
 mod workload;
 
@@ -19,6 +20,9 @@ use clap::{Parser, ValueEnum};
 pub(crate) enum Scenario {
     /// kill -9 of the embedded node at random moments under load.
     Kill9,
+    /// Power cuts of the embedded node under load: kill -9, then the disk
+    /// keeps a random part of what no fsync covered (a FUSE filesystem).
+    PowerLoss,
     /// Three nodes on PostgreSQL, a random one killed with -9 each cycle.
     PgKill,
     /// Three nodes on PostgreSQL, one paused (SIGSTOP) past its leases.

@@ -77,6 +77,7 @@ pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Repo
     let mut report = Report::new(scenario);
     match scenario {
         Scenario::Kill9 => faults::kill9(s, &mut report).await?,
+        Scenario::PowerLoss => faults::power_loss(s, &mut report).await?,
         Scenario::PgKill => faults::pg_kill(s, &mut report).await?,
         Scenario::PgPause => faults::pg_pause(s, &mut report).await?,
         Scenario::PgRestart => faults::pg_restart(s, &mut report).await?,
@@ -109,16 +110,42 @@ pub(super) fn pause() -> Duration {
     Duration::from_millis(fastrand::u64(200..1500))
 }
 
-/// A process's resident memory (kB), open descriptors and threads.
-pub(super) fn usage(pid: u32) -> (u64, usize, u64) {
+/// What a process holds.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Usage {
+    /// Resident memory, in MB.
+    pub(super) rss_mb: u64,
+    /// The part of it that is the process's own (heap, stacks), not pages
+    /// of files it maps, in MB.
+    pub(super) anon_mb: u64,
+    pub(super) descriptors: usize,
+    pub(super) threads: u64,
+}
+
+impl Usage {
+    pub(super) fn max(self, other: Usage) -> Usage {
+        Usage {
+            rss_mb: self.rss_mb.max(other.rss_mb),
+            anon_mb: self.anon_mb.max(other.anon_mb),
+            descriptors: self.descriptors.max(other.descriptors),
+            threads: self.threads.max(other.threads),
+        }
+    }
+}
+
+pub(super) fn usage(pid: u32) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    let kb = |name: &str| -> u64 {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
-    (field("VmRSS:"), fds, field("Threads:"))
+    Usage {
+        rss_mb: kb("VmRSS:") / 1024,
+        anon_mb: kb("RssAnon:") / 1024,
+        descriptors: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count),
+        threads: kb("Threads:"),
+    }
 }

@@ -23,6 +23,9 @@ const KEYS: usize = 8;
 /// Writes waiting to be worked off past which producers wait: the load
 /// stays one the workers keep up with, so the drain at the end is short.
 const MAX_BACKLOG: isize = 5_000;
+/// A drain that has not moved for this long is over: what is left is lost
+/// or stuck, and the checker says which.
+const STALLED: Duration = Duration::from_secs(30);
 
 /// Waits while the queues hold more than `MAX_BACKLOG` writes.
 async fn flow_control(history: &History, stop: &AtomicBool) {
@@ -306,9 +309,16 @@ impl Load {
         let http = http();
         let deadline = Instant::now() + patience;
         let mut last = usize::MAX;
+        let mut progress = Instant::now();
         loop {
             let outstanding = self.history.outstanding();
-            let over = outstanding.is_empty() || Instant::now() >= deadline;
+            if outstanding.len() != last {
+                progress = Instant::now();
+            }
+            // What has not moved for a while will not: lost, or stuck.
+            let over = outstanding.is_empty()
+                || Instant::now() >= deadline
+                || progress.elapsed() >= STALLED;
             // Only when the drain stalls (or is over): what is left then is
             // what a lost answer may have left behind.
             if over || outstanding.len() == last {

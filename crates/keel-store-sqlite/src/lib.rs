@@ -43,7 +43,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpointer::Checkpointer;
+use crate::checkpointer::{Checkpointer, WalRestart};
 use crate::syncer::Syncer;
 use crate::writer::{Command, Reply, SharedPolicies, Writer};
 
@@ -69,6 +69,9 @@ pub struct SqliteStore {
     lock: Mutex<Option<std::fs::File>>,
 }
 
+/// How long a connection waits for a lock another one holds.
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn storage_error(e: rusqlite::Error) -> Error {
     Error::internal(format!("storage error: {e}"))
 }
@@ -83,9 +86,15 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // hash table at commit; 64 MB cost 22 % of drain throughput, measured).
     conn.pragma_update(None, "cache_size", -8 * 1024)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Checkpoints run on their own thread, never inside a commit (checkpointer.rs).
+    // Checkpoints run on their own thread, never inside a commit, and a WAL
+    // started over is cut back to its usual length (checkpointer.rs).
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        checkpointer::RESTART_AFTER_BYTES,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
     stable_plans(conn)
 }
@@ -144,15 +153,16 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(storage_error)?;
         checkpoints
-            .busy_timeout(std::time::Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(storage_error)?;
-        let checkpointer = Checkpointer::start(checkpoints)
+        let wal_restart = WalRestart::default();
+        let checkpointer = Checkpointer::start(checkpoints, wal_restart.clone())
             .map_err(|e| Error::internal(format!("cannot start the checkpoint thread: {e}")))?;
         let readers = (0..READERS)
             .map(|_| {
                 let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 let reader = Connection::open_with_flags(&path, flags)?;
-                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                reader.busy_timeout(BUSY_TIMEOUT)?;
                 reader.set_prepared_statement_cache_capacity(32);
                 stable_plans(&reader)?;
                 Ok(Mutex::new(reader))
@@ -186,6 +196,7 @@ impl SqliteStore {
             limits.max_namespace_jobs,
             signal.clone(),
             policies.clone(),
+            wal_restart,
         )
         .map_err(storage_error)?;
         let handle = std::thread::Builder::new()

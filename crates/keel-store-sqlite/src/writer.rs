@@ -27,6 +27,7 @@ use keel_store::ReadySignal;
 use rusqlite::{Connection, ErrorCode as SqliteCode, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpointer::{self, WalRestart};
 use crate::hot::{Hot, LiveJob};
 use crate::owner::owner_from_sql;
 use crate::rows::{blob_id, corrupt, from_json, job_state};
@@ -181,6 +182,7 @@ pub(crate) struct Writer {
     pub(crate) signal: ReadySignal,
     pub(crate) policies: SharedPolicies,
     syncer: Syncer,
+    wal_restart: WalRestart,
 }
 
 impl Writer {
@@ -190,6 +192,7 @@ impl Writer {
         max_namespace_jobs: u64,
         signal: ReadySignal,
         policies: SharedPolicies,
+        wal_restart: WalRestart,
     ) -> rusqlite::Result<Self> {
         let mut writer = Writer {
             conn,
@@ -200,6 +203,7 @@ impl Writer {
             signal,
             policies,
             syncer,
+            wal_restart,
         };
         writer.rebuild()?;
         writer.job_quotas = crate::namespaces::job_quotas(&writer.conn)?;
@@ -262,6 +266,9 @@ impl Writer {
             });
             if must_commit && let Some(tx) = open.take() {
                 self.commit(tx);
+                if self.wal_restart.is_due() {
+                    checkpointer::restart(&self.conn, &self.wal_restart);
+                }
             }
         }
         if let Some(tx) = open.take() {

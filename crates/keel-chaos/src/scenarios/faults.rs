@@ -31,6 +31,35 @@ pub(super) async fn kill9(s: &Settings, report: &mut Report) -> anyhow::Result<(
     Ok(())
 }
 
+/// Each cycle: kill -9 under load, then the power cut, where the disk keeps
+/// each unsynced page with probability 1/2, then a restart on what it kept.
+pub(super) async fn power_loss(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let backing = tempfile::tempdir()?;
+    let at = tempfile::tempdir()?;
+    let mut disk = crate::powerfs::Mounted::mount(backing.path(), at.path())?;
+    let data = at.path().join("data");
+    let mut cluster = Cluster::start(&s.keel, Store::Embedded(data), 1, &[]).await?;
+    let (nodes, load) = under_load(&cluster).await?;
+    for _ in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        cluster.kill9(0).await?;
+        disk.cut(0.5)?;
+        cluster.restart(0).await?;
+    }
+    tokio::time::sleep(pause()).await;
+    report.figure("power cuts", s.cycles);
+    report.figure(
+        "unsynced pages written back / lost at the cuts",
+        format!("{} / {}", disk.kept, disk.lost),
+    );
+    report.expect(disk.lost > 0, || {
+        "no cut lost an unsynced page: the filesystem did not hold writes back".into()
+    });
+    verdict(load, &nodes, report).await;
+    // Gone before the filesystem is unmounted.
+    cluster.stop().await
+}
+
 /// Three nodes on a schema of their own.
 async fn pg_cluster(s: &Settings) -> anyhow::Result<(Cluster, Schema)> {
     let schema = Schema(format!("keel_chaos_{:08x}", fastrand::u32(..)));
