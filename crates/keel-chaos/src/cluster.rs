@@ -14,7 +14,8 @@ use tokio::process::{Child, Command};
 #[derive(Clone)]
 pub(crate) enum Store {
     Embedded(PathBuf),
-    Postgres(String),
+    /// The database URL of each node (node `i` takes the `i`-th, cycling).
+    Postgres(Vec<String>),
 }
 
 pub(crate) struct Node {
@@ -98,7 +99,7 @@ impl Cluster {
             .kill_on_drop(true);
         match &self.store {
             Store::Embedded(dir) => command.arg("--data-dir").arg(dir),
-            Store::Postgres(url) => command.arg("--database-url").arg(url),
+            Store::Postgres(urls) => command.arg("--database-url").arg(&urls[i % urls.len()]),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         // The port is free again at once after a kill -9 (SO_REUSEADDR),

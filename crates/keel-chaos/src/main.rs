@@ -8,6 +8,7 @@
 mod cluster;
 mod history;
 mod powerfs;
+mod relay;
 mod scenarios;
 mod workload;
 
@@ -27,6 +28,9 @@ pub(crate) enum Scenario {
     PgKill,
     /// Three nodes on PostgreSQL, one paused (SIGSTOP) past its leases.
     PgPause,
+    /// Three nodes on PostgreSQL, one cut off from the database (a relay
+    /// that stops moving bytes) past its leases, then healed.
+    PgPartition,
     /// Three nodes on PostgreSQL, and PostgreSQL itself restarted under
     /// load (`pg_ctlcluster ... restart -m fast`: its sessions are ended).
     PgRestart,

@@ -80,6 +80,7 @@ pub(crate) async fn run(scenario: Scenario, s: &Settings) -> anyhow::Result<Repo
         Scenario::PowerLoss => faults::power_loss(s, &mut report).await?,
         Scenario::PgKill => faults::pg_kill(s, &mut report).await?,
         Scenario::PgPause => faults::pg_pause(s, &mut report).await?,
+        Scenario::PgPartition => faults::pg_partition(s, &mut report).await?,
         Scenario::PgRestart => faults::pg_restart(s, &mut report).await?,
         Scenario::Eio => faults::eio(s, &mut report).await?,
         Scenario::DiskFull => faults::disk_full(s, &mut report).await?,

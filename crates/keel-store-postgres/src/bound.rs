@@ -100,7 +100,7 @@ impl PostgresStore {
         }
         let (pool, namespace) = (self.pool.clone(), namespace.clone());
         tokio::spawn(async move {
-            let counted = match pool.get().await {
+            let counted = match crate::checkout(&pool).await {
                 Ok(client) => count_unfinished(&client, &namespace).await.ok(),
                 Err(_) => None,
             };

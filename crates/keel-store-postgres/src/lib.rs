@@ -39,6 +39,7 @@ mod workflows;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -110,6 +111,49 @@ fn unavailable(message: String) -> Error {
     e
 }
 
+/// How long a request waits for a free pooled connection, a new connection
+/// may take to open, and a pooled one to answer the check it gets before
+/// each use (`RecyclingMethod::Verified`). Past any of them the answer is
+/// 503 `storage_unavailable`: a node cut off from its database, or whose
+/// database stopped answering, refuses within seconds instead of holding
+/// every request until the database is back (the `pg-partition` chaos
+/// scenario).
+const POOL_WAIT: Duration = Duration::from_secs(5);
+const CONNECT: Duration = Duration::from_secs(3);
+const CHECK: Duration = Duration::from_secs(2);
+/// A checkout as a whole (it may check several pooled connections that no
+/// longer answer, then open one).
+const CHECKOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection, checked, within [`CHECKOUT`]; 503 otherwise.
+pub(crate) async fn checkout(pool: &Pool) -> Result<deadpool_postgres::Client, Error> {
+    match tokio::time::timeout(CHECKOUT, pool.get()).await {
+        Ok(got) => got.map_err(pool_error),
+        Err(_) => Err(unavailable(format!(
+            "no database connection answered within {CHECKOUT:?}"
+        ))),
+    }
+}
+
+/// After this long without an acknowledgement of what it sent, or idle,
+/// the kernel declares a connection's peer gone: a partition that drops
+/// packets ends the connections it caught instead of hanging them.
+const DEAD_PEER: Duration = Duration::from_secs(10);
+
+/// TCP keepalives and a user timeout on every connection, unless the URL
+/// sets its own.
+fn notice_dead_peers(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEAD_PEER);
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(DEAD_PEER);
+    }
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> Error {
     unavailable(format!("no database connection: {e}"))
 }
@@ -134,21 +178,26 @@ impl PostgresStore {
     /// Connects, migrates (under an advisory lock, so that nodes starting
     /// together do not race) and starts the notifier and listener.
     pub async fn open(url: &str, limits: &Limits) -> Result<Self, Error> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::invalid(format!("bad database URL: {e}")))?;
+        notice_dead_peers(&mut config);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
             .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT))
+            .recycle_timeout(Some(CHECK))
             .build()
             .map_err(|e| Error::internal(format!("database pool: {e}")))?;
-        let mut client = pool.get().await.map_err(pool_error)?;
+        let mut client = checkout(&pool).await?;
         schema::ensure_schema(&client).await?;
         schema::migrate(&mut client).await.map_err(db)?;
         let schema: String = client
@@ -181,7 +230,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, Error> {
-        self.pool.get().await.map_err(pool_error)
+        checkout(&self.pool).await
     }
 
     pub(crate) fn next_id(&self, now: Timestamp) -> JobId {

@@ -129,7 +129,7 @@ async fn send(
                 .iter()
                 .map(|(ns, topic)| format!("{node}:#{ns}/{topic}")),
         );
-        let sent = match pool.get().await {
+        let sent = match crate::checkout(&pool).await {
             Ok(client) => client
                 .execute(
                     "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",

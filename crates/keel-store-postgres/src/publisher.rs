@@ -16,8 +16,8 @@ use keel_core::{Error, Namespace, NewEvent, Timestamp, TopicName, TopicPolicy};
 use keel_store::Published;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db;
 use crate::topics::{NewColumns, create};
-use crate::{db, pool_error};
 
 /// Most events one transaction takes.
 const MAX_GROUP_EVENTS: usize = 5000;
@@ -123,7 +123,7 @@ async fn write(
         .map(|(_, now)| *now)
         .max()
         .unwrap_or(Timestamp::from_millis(0));
-    let mut client = pool.get().await.map_err(pool_error)?;
+    let mut client = crate::checkout(pool).await?;
     let tx = client.transaction().await.map_err(db)?;
     create(&tx, namespace, topic, &TopicPolicy::default(), now).await?;
     let row = tx

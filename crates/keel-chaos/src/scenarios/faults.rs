@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{Report, pause, under_load, verdict};
 use crate::Settings;
 use crate::cluster::{Cluster, Store};
+use crate::relay::Relay;
 use crate::workload::{self, NAMESPACE};
 
 pub(super) async fn kill9(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
@@ -62,6 +63,12 @@ pub(super) async fn power_loss(s: &Settings, report: &mut Report) -> anyhow::Res
 
 /// Three nodes on a schema of their own.
 async fn pg_cluster(s: &Settings) -> anyhow::Result<(Cluster, Schema)> {
+    pg_cluster_through(s, &[]).await
+}
+
+/// Three nodes on a schema of their own, each reaching PostgreSQL through
+/// its own relay when `relays` are given.
+async fn pg_cluster_through(s: &Settings, relays: &[Relay]) -> anyhow::Result<(Cluster, Schema)> {
     let schema = Schema(format!("keel_chaos_{:08x}", fastrand::u32(..)));
     let separator = if s.database_url.contains('?') {
         '&'
@@ -72,7 +79,22 @@ async fn pg_cluster(s: &Settings) -> anyhow::Result<(Cluster, Schema)> {
         "{}{separator}options=-c%20search_path%3D{}",
         s.database_url, schema.0
     );
-    let cluster = Cluster::start(&s.keel, Store::Postgres(url), 3, &[]).await?;
+    let urls = if relays.is_empty() {
+        vec![url]
+    } else {
+        relays
+            .iter()
+            .map(|relay| {
+                let mut through = reqwest::Url::parse(&url)?;
+                through.set_host(Some("127.0.0.1"))?;
+                through
+                    .set_port(Some(relay.port))
+                    .map_err(|()| anyhow::anyhow!("{} takes no port", s.database_url))?;
+                Ok(through.to_string())
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let cluster = Cluster::start(&s.keel, Store::Postgres(urls), 3, &[]).await?;
     Ok((cluster, schema))
 }
 
@@ -123,6 +145,60 @@ pub(super) async fn pg_pause(s: &Settings, report: &mut Report) -> anyhow::Resul
     tokio::time::sleep(pause()).await;
     report.figure("nodes", 3);
     report.figure("pauses of 4 s (a random node each, leases 3 s)", s.cycles);
+    verdict(load, &nodes, report).await;
+    cluster.stop().await
+}
+
+pub(super) async fn pg_partition(s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let database = reqwest::Url::parse(&s.database_url)?;
+    let target = tokio::net::lookup_host((
+        database.host_str().unwrap_or("127.0.0.1"),
+        database.port().unwrap_or(5432),
+    ))
+    .await?
+    .next()
+    .context("the database's host has no address")?;
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        relays.push(Relay::start(target).await?);
+    }
+    let (cluster, _schema) = pg_cluster_through(s, &relays).await?;
+    let (nodes, load) = under_load(&cluster).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..s.cycles {
+        tokio::time::sleep(pause()).await;
+        let victim = fastrand::usize(..relays.len());
+        relays[victim].cut();
+        // Past the queues' 3 s leases; meanwhile the cut-off node must
+        // answer, not hang: a read that needs the database.
+        let asked = Instant::now();
+        let answer = http
+            .get(format!(
+                "{}/v1/namespaces/{NAMESPACE}/jobs?limit=1",
+                cluster.urls()[victim]
+            ))
+            .send()
+            .await;
+        let took = asked.elapsed();
+        slowest = slowest.max(took);
+        let status = answer.map(|r| r.status().as_u16());
+        report.expect(
+            matches!(status, Ok(503)) && took <= Duration::from_secs(6),
+            || format!("a node cut off from the database answered {status:?} after {took:.1?}"),
+        );
+        tokio::time::sleep(Duration::from_millis(4000).saturating_sub(took)).await;
+        relays[victim].heal();
+    }
+    tokio::time::sleep(pause()).await;
+    report.figure("nodes", 3);
+    report.figure(
+        "partitions of 4 s from the database (a random node each, leases 3 s)",
+        s.cycles,
+    );
+    report.figure("slowest answer of a cut-off node", format!("{slowest:.1?}"));
     verdict(load, &nodes, report).await;
     cluster.stop().await
 }

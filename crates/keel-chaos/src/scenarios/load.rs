@@ -2,6 +2,7 @@
 //! overload, and a long soak, with what the node holds meanwhile (read
 //! from `/proc`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -153,6 +154,9 @@ async fn enqueue_once(
     (status, sent.elapsed(), retry_after)
 }
 
+/// Requests the overload generator keeps in flight at most.
+const GENERATOR_IN_FLIGHT: usize = 4096;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -196,9 +200,14 @@ pub(super) async fn overload(s: &Settings, report: &mut Report) -> anyhow::Resul
     let capacity = capacity / 3;
     let rate = capacity * 2;
 
-    // Open loop at twice that: a request every 1/rate s, whatever came back.
+    // Open loop at twice that: a request every 1/rate s, whatever came back,
+    // up to the generator's own bound of requests in flight (each holds a
+    // connection and a descriptor); a request past it is not sent, and
+    // counted.
     let before = usage(pid);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(GENERATOR_IN_FLIGHT));
+    let mut not_sent = 0u64;
     let started = Instant::now();
     let mut sent = 0u64;
     let mut peak_rss = before.rss_mb;
@@ -206,12 +215,17 @@ pub(super) async fn overload(s: &Settings, report: &mut Report) -> anyhow::Resul
     while started.elapsed() < s.duration {
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
         while sent < due {
+            sent += 1;
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                not_sent += 1;
+                continue;
+            };
             let (http, url, tx) = (http.clone(), url.clone(), tx.clone());
             let n = sent;
             tokio::spawn(async move {
                 let _ = tx.send(enqueue_once(&http, &url, n).await);
+                drop(permit);
             });
-            sent += 1;
         }
         if sampled.elapsed() > Duration::from_millis(500) {
             peak_rss = peak_rss.max(usage(pid).rss_mb);
@@ -269,6 +283,10 @@ pub(super) async fn overload(s: &Settings, report: &mut Report) -> anyhow::Resul
     report.figure(
         "admitted (201) / shed (429, 503) / other / no answer",
         format!("{} / {shed} / {other} / {no_answer}", admitted.len()),
+    );
+    report.figure(
+        "not sent: the generator had 4,096 requests in flight",
+        not_sent,
     );
     report.figure(
         "admitted latency p50 / p99 / max",
