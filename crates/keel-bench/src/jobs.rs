@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use keel_client::{Client, JobSpec, LeasedJob, Worker, WorkerOptions};
-use keel_core::{
-    Backoff, Clock, LeaseToken, Limits, Namespace, NewJob, QueueName, QueueRef, SystemClock,
-};
+use keel_core::{Clock, LeaseToken, Limits, Namespace, NewJob, QueueName, QueueRef, SystemClock};
 use keel_store::{Ack, AckOutcome, LeaseRequest, Store};
 use keel_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
@@ -251,19 +249,10 @@ pub(crate) async fn in_process(
         let now = clock.now();
         let jobs = (from..(from + batch).min(n))
             .map(|i| {
-                Ok(NewJob {
-                    payload: serde_json::value::RawValue::from_string(format!("{{\"i\":{i}}}"))?,
-                    priority: 0,
-                    run_at: now,
-                    max_attempts: 20,
-                    backoff: Backoff::default(),
-                    lease_ms: 30_000,
-                    idempotency_key: None,
-                    ordering_key: None,
-                    tags: Default::default(),
-                    debounce_key: None,
-                    traceparent: None,
-                })
+                Ok(NewJob::new(
+                    serde_json::value::RawValue::from_string(format!("{{\"i\":{i}}}"))?,
+                    now,
+                ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         store.jobs_enqueue(&queue, jobs, now).await?;

@@ -141,6 +141,28 @@ pub struct NewJob {
     pub traceparent: Option<crate::TraceParent>,
 }
 
+impl NewJob {
+    /// A job of `payload` due at `run_at`, as a queue without a policy
+    /// makes one that asks for nothing else: default attempts, backoff and
+    /// lease; no priority, keys, tags or trace.
+    pub fn new(payload: Box<RawValue>, run_at: Timestamp) -> NewJob {
+        let policy = QueuePolicy::default();
+        NewJob {
+            payload,
+            priority: 0,
+            run_at,
+            max_attempts: policy.max_attempts(),
+            backoff: policy.backoff(),
+            lease_ms: policy.lease_ms(),
+            idempotency_key: None,
+            ordering_key: None,
+            tags: BTreeMap::new(),
+            debounce_key: None,
+            traceparent: None,
+        }
+    }
+}
+
 impl JobRequest {
     pub fn validate(
         self,

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
-use keel_core::{Backoff, ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_core::{ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
 use keel_store::{JobStore, MaintenanceStore, Store};
 use keel_store_postgres::PostgresStore;
 use keel_store_postgres::testing::TestSchema;
@@ -22,17 +22,11 @@ async fn a_damaged_job_row_is_an_error_on_read() {
         queue: QueueName::new("q").unwrap(),
     };
     let job = NewJob {
-        payload: RawValue::from_string("{}".to_owned()).unwrap(),
-        priority: 0,
-        run_at: Timestamp::from_millis(1_000),
         max_attempts: 3,
-        backoff: Backoff::default(),
-        lease_ms: 30_000,
-        idempotency_key: None,
-        ordering_key: None,
-        tags: Default::default(),
-        debounce_key: None,
-        traceparent: None,
+        ..NewJob::new(
+            RawValue::from_string("{}".to_owned()).unwrap(),
+            Timestamp::from_millis(1_000),
+        )
     };
     let id = store
         .jobs_enqueue(&queue, vec![job], Timestamp::from_millis(1_000))

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
-use keel_core::{Backoff, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_core::{Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
 use keel_store::{JobStore, LeaseRequest, Store};
 use keel_store_postgres::PostgresStore;
 use keel_store_postgres::testing::TestSchema;
@@ -128,17 +128,12 @@ async fn a_lease_reads_only_what_it_can_hand_out_behind_a_keyed_backlog() {
         let jobs = (0..1000)
             .map(|i| {
                 let mut job = NewJob {
-                    payload: RawValue::from_string(format!("{}", batch * 1000 + i)).unwrap(),
-                    priority: 0,
-                    run_at: Timestamp::from_millis(1_000),
                     max_attempts: 3,
-                    backoff: Backoff::default(),
                     lease_ms: 600_000,
-                    idempotency_key: None,
-                    ordering_key: None,
-                    tags: Default::default(),
-                    debounce_key: None,
-                    traceparent: None,
+                    ..NewJob::new(
+                        RawValue::from_string(format!("{}", batch * 1000 + i)).unwrap(),
+                        Timestamp::from_millis(1_000),
+                    )
                 };
                 job.ordering_key = Some(format!("k{}", i % 10));
                 job
@@ -200,17 +195,13 @@ async fn keyed_lanes_read_per_key_not_per_backlog() {
         .await
         .unwrap();
     let job = |tenant: &str| NewJob {
-        payload: RawValue::from_string("1".into()).unwrap(),
-        priority: 0,
-        run_at: Timestamp::from_millis(1_000),
         max_attempts: 3,
-        backoff: Backoff::default(),
         lease_ms: 600_000,
-        idempotency_key: None,
-        ordering_key: None,
         tags: [("tenant".to_owned(), tenant.to_owned())].into(),
-        debounce_key: None,
-        traceparent: None,
+        ..NewJob::new(
+            RawValue::from_string("1".into()).unwrap(),
+            Timestamp::from_millis(1_000),
+        )
     };
     for _ in 0..10 {
         let jobs = (0..1000).map(|_| job("noisy")).collect();

@@ -74,17 +74,11 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut open: watch::
 
 fn job() -> NewJob {
     NewJob {
-        payload: RawValue::from_string("{}".to_owned()).unwrap(),
-        priority: 0,
-        run_at: Timestamp::from_millis(1_000),
         max_attempts: 3,
-        backoff: keel_core::Backoff::default(),
-        lease_ms: 30_000,
-        idempotency_key: None,
-        ordering_key: None,
-        tags: Default::default(),
-        debounce_key: None,
-        traceparent: None,
+        ..NewJob::new(
+            RawValue::from_string("{}".to_owned()).unwrap(),
+            Timestamp::from_millis(1_000),
+        )
     }
 }
 

@@ -5,24 +5,18 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is a failed check")]
 
-use keel_core::{Backoff, ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_core::{ErrorCode, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
 use keel_store::{JobStore, Store};
 use keel_store_sqlite::SqliteStore;
 use serde_json::value::RawValue;
 
 fn job() -> NewJob {
     NewJob {
-        payload: RawValue::from_string("{}".to_owned()).unwrap(),
-        priority: 0,
-        run_at: Timestamp::from_millis(1_000),
         max_attempts: 3,
-        backoff: Backoff::default(),
-        lease_ms: 30_000,
-        idempotency_key: None,
-        ordering_key: None,
-        tags: Default::default(),
-        debounce_key: None,
-        traceparent: None,
+        ..NewJob::new(
+            RawValue::from_string("{}".to_owned()).unwrap(),
+            Timestamp::from_millis(1_000),
+        )
     }
 }
 

@@ -8,24 +8,19 @@
 
 use std::collections::BTreeMap;
 
-use keel_core::{Backoff, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_core::{Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
 use keel_store::{JobFilter, JobStore, Store};
 use keel_store_sqlite::SqliteStore;
 use serde_json::value::RawValue;
 
 fn job(tenant: &str) -> NewJob {
     NewJob {
-        payload: RawValue::from_string("{}".to_owned()).unwrap(),
-        priority: 0,
-        run_at: Timestamp::from_millis(1_000),
         max_attempts: 3,
-        backoff: Backoff::default(),
-        lease_ms: 30_000,
-        idempotency_key: None,
-        ordering_key: None,
         tags: BTreeMap::from([("tenant".to_owned(), tenant.to_owned())]),
-        debounce_key: None,
-        traceparent: None,
+        ..NewJob::new(
+            RawValue::from_string("{}".to_owned()).unwrap(),
+            Timestamp::from_millis(1_000),
+        )
     }
 }
 

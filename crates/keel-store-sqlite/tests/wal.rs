@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keel_core::{Backoff, JobState, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
+use keel_core::{JobState, Limits, Namespace, NewJob, QueueName, QueueRef, Timestamp};
 use keel_store::{JobFilter, JobStore};
 use keel_store_sqlite::SqliteStore;
 use serde_json::value::RawValue;
@@ -23,17 +23,11 @@ const PAYLOAD: usize = 256 << 10;
 
 fn job(payload: &str) -> NewJob {
     NewJob {
-        payload: RawValue::from_string(payload.to_owned()).unwrap(),
-        priority: 0,
-        run_at: Timestamp::from_millis(1_000),
         max_attempts: 3,
-        backoff: Backoff::default(),
-        lease_ms: 30_000,
-        idempotency_key: None,
-        ordering_key: None,
-        tags: Default::default(),
-        debounce_key: None,
-        traceparent: None,
+        ..NewJob::new(
+            RawValue::from_string(payload.to_owned()).unwrap(),
+            Timestamp::from_millis(1_000),
+        )
     }
 }
 

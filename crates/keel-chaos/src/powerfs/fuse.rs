@@ -24,6 +24,25 @@ impl PowerFs {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.0)
     }
+
+    /// A file or directory removed at once: directories are durable here.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        remove: fn(&std::path::Path) -> std::io::Result<()>,
+    ) {
+        let mut state = self.state();
+        let removed = state
+            .child(parent, name)
+            .and_then(|(_, path)| remove(&path).map_err(io_errno));
+        state.forget_path(parent, name);
+        match removed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
 }
 
 impl fuser::Filesystem for PowerFs {
@@ -108,27 +127,11 @@ impl fuser::Filesystem for PowerFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let removed = state
-            .child(parent, name)
-            .and_then(|(_, path)| std::fs::remove_file(path).map_err(io_errno));
-        state.forget_path(parent, name);
-        match removed {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |path| std::fs::remove_file(path));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let removed = state
-            .child(parent, name)
-            .and_then(|(_, path)| std::fs::remove_dir(path).map_err(io_errno));
-        state.forget_path(parent, name);
-        match removed {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |path| std::fs::remove_dir(path));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
