@@ -172,8 +172,11 @@ pub(super) async fn pg_partition(s: &Settings, report: &mut Report) -> anyhow::R
         tokio::time::sleep(pause()).await;
         let victim = fastrand::usize(..relays.len());
         relays[victim].cut();
-        // Past the queues' 3 s leases; meanwhile the cut-off node must
-        // answer, not hang: a read that needs the database.
+        // Past the queues' 3 s leases. A second in, the cut-off node must
+        // answer a read that needs the database, not hang (requests that
+        // took a connection at the moment of the cut wait for TCP or for
+        // the heal: keel-store-postgres, `check_if_idle`).
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let asked = Instant::now();
         let answer = http
             .get(format!(
@@ -189,7 +192,7 @@ pub(super) async fn pg_partition(s: &Settings, report: &mut Report) -> anyhow::R
             matches!(status, Ok(503)) && took <= Duration::from_secs(6),
             || format!("a node cut off from the database answered {status:?} after {took:.1?}"),
         );
-        tokio::time::sleep(Duration::from_millis(4000).saturating_sub(took)).await;
+        tokio::time::sleep(Duration::from_millis(3000).saturating_sub(took)).await;
         relays[victim].heal();
     }
     tokio::time::sleep(pause()).await;
