@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 
 /// The length past which the writer starts the WAL over (checkpointer.rs).
 const RESTART_AFTER: u64 = 64 << 20;
-/// Bytes of payload the writers write in all: four times that length.
-const WRITTEN: u64 = 4 * RESTART_AFTER;
+/// Bytes of payload the writers write in all: eight times that length.
+const WRITTEN: u64 = 8 * RESTART_AFTER;
 const WRITERS: u64 = 4;
 const PAYLOAD: usize = 256 << 10;
 
@@ -82,9 +82,11 @@ async fn the_wal_starts_over_while_writers_never_pause() {
     writing.store(false, Ordering::Relaxed);
     reader.await.unwrap();
 
-    // Checked every half second, the restart length may be overrun by what
-    // is written in one; without restarts the WAL holds all that was written.
-    let bound = 2 * RESTART_AFTER;
+    // The writer starts the WAL over once a checkpoint has seen it past
+    // the length, so it overruns by what is written meanwhile: on a loaded
+    // machine (CI) 100 MB at 180 MB/s. Without restarts it would hold all
+    // 512 MB written.
+    let bound = 3 * RESTART_AFTER;
     assert!(
         longest <= bound,
         "the WAL reached {longest} bytes after {WRITTEN} written; bound {bound}"
