@@ -354,7 +354,10 @@ async fn log_in(browser: &Browser, s: &Server, token: &str) {
     browser.goto(&format!("{}/ui/login", s.url)).await;
     browser.type_into("#token", token).await;
     browser.click("#login").await;
-    browser.find("main h1").await;
+    // The login page has a heading too: wait for the page of the session
+    // (the header names who is logged in), or the next step may race the
+    // login's redirect (a CI flake: a page loaded without the session).
+    browser.find("header .who").await;
 }
 
 #[tokio::test]
