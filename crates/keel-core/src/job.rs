@@ -338,12 +338,31 @@ impl JobLifecycle {
     }
 
     pub fn lease(&mut self, now: Timestamp, lease_ms: u64) -> Result<LeaseGrant, Error> {
+        self.lease_as(now, lease_ms, self.lease_seq + 1)
+    }
+
+    /// [`JobLifecycle::lease`] under a fencing number the caller chose: a
+    /// store that hands leases out before they are durable draws them from a
+    /// counter no earlier lease (before a crash, or rolled back) can reach.
+    /// The number must exceed every earlier one of the job.
+    pub fn lease_as(
+        &mut self,
+        now: Timestamp,
+        lease_ms: u64,
+        lease_seq: u64,
+    ) -> Result<LeaseGrant, Error> {
         if self.state != JobState::Ready {
             return Err(self.wrong_state("lease"));
         }
+        if lease_seq <= self.lease_seq {
+            return Err(Error::internal(format!(
+                "lease number {lease_seq} does not exceed the job's last, {}",
+                self.lease_seq
+            )));
+        }
         self.state = JobState::Leased;
         self.attempt += 1;
-        self.lease_seq += 1;
+        self.lease_seq = lease_seq;
         let expires_at = now.plus_ms(lease_ms);
         self.lease_expires_at = Some(expires_at);
         Ok(LeaseGrant {

@@ -11,7 +11,7 @@
 //! step.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use keel_core::gate::WaitFacts;
@@ -106,6 +106,9 @@ pub(crate) struct Hot {
     /// Queues that gained leasable jobs since the last [`Hot::take_woken`],
     /// with how many.
     woken: HashMap<QueueIdx, usize>,
+    /// Jobs that became leasable in the open transaction: a lease of one
+    /// waits for that transaction's sync (`Release` in writer.rs).
+    fresh: HashSet<JobId>,
 }
 
 impl Hot {
@@ -319,6 +322,7 @@ impl Hot {
                     .as_ref()
                     .is_none_or(|key| queue.ordering.get(key).map(|g| g.holder) == Some(id));
                 if first_of_key {
+                    self.fresh.insert(id);
                     let ready = ready_key(id, job);
                     queue.ready.insert(ready);
                     if let Some(flow) = &mut queue.flow {
@@ -427,6 +431,22 @@ impl Hot {
         let scheduled = self.scheduled.first().map(|&(t, _, _)| t);
         let lease = self.leases.first().map(|&(t, _)| t);
         scheduled.into_iter().chain(lease).min()
+    }
+
+    /// Whether `id` became leasable in the open transaction.
+    pub(crate) fn is_fresh(&self, id: &JobId) -> bool {
+        self.fresh.contains(id)
+    }
+
+    /// The open transaction was committed (or the index reloaded from
+    /// disk): every leasable job is now leasable in a committed state.
+    pub(crate) fn committed(&mut self) {
+        // A bulk enqueue can leave a large table; a normal one is kept.
+        if self.fresh.capacity() > 4096 {
+            self.fresh = HashSet::new();
+        } else {
+            self.fresh.clear();
+        }
     }
 
     pub(crate) fn take_woken(&mut self) -> Vec<(QueueIdx, usize)> {

@@ -21,7 +21,7 @@ use crate::SqliteStore;
 use crate::hot::LiveJob;
 use crate::owner::owner_from_sql;
 use crate::rows::{self, blob_id, from_json};
-use crate::writer::{Applied, Writer};
+use crate::writer::{self, Applied, Writer};
 
 /// Finished jobs deleted per queue and per pass.
 const PRUNE_CHUNK: i64 = 10_000;
@@ -44,7 +44,8 @@ impl JobStore for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<LeasedJob>, Error> {
         let req = req.clone();
-        self.write(move |w| w.lease(&req, now)).await
+        self.call(|reply| writer::write_releasing(reply, move |w| w.lease(&req, now)))
+            .await
     }
 
     async fn jobs_ack(

@@ -10,16 +10,26 @@ use keel_store::{LeaseRequest, LeasedJob};
 use rusqlite::params;
 
 use crate::rows::{raw_json, tags_from_sql, trace_from_sql};
-use crate::writer::{Applied, Writer, index_out_of_step};
+use crate::writer::{Applied, Release, Writer, index_out_of_step};
 
 impl Writer {
-    pub(crate) fn lease(&mut self, req: &LeaseRequest, now: Timestamp) -> Applied<Vec<LeasedJob>> {
+    /// Leases up to `req.max_jobs` jobs. The answer leaves once every
+    /// earlier commit is durable, without waiting for its own
+    /// ([`Release::AfterEarlierCommits`]), unless a job in it became
+    /// leasable in the open transaction: a job completed there may be the
+    /// one its key or its workflow waited for, and a crash would undo that.
+    pub(crate) fn lease(
+        &mut self,
+        req: &LeaseRequest,
+        now: Timestamp,
+    ) -> Applied<(Vec<LeasedJob>, Release)> {
+        let none = (Vec::new(), Release::AfterEarlierCommits);
         let Some(queue_idx) = self.hot.queue_idx(&req.queue) else {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ok(none));
         };
         let queue = &self.hot.queues[queue_idx];
         if queue.paused {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ok(none));
         }
         let mut room = req.max_jobs as u64;
         if let Some(max) = queue.policy.max_concurrency {
@@ -51,12 +61,18 @@ impl Writer {
                 .map(|&(.., id)| id)
                 .collect(),
         };
+        let release = if picked.iter().any(|id| self.hot.is_fresh(id)) {
+            Release::WithCommit
+        } else {
+            Release::AfterEarlierCommits
+        };
         let mut leased = Vec::new();
         for id in picked {
+            let lease_seq = self.lease_numbers.next();
             let granted = self.hot.update(id, |job| {
                 let lease_ms = req.lease_ms.unwrap_or(u64::from(job.lease_ms));
                 let run_at = job.life.run_at;
-                job.life.lease(now, lease_ms).map(|grant| {
+                job.life.lease_as(now, lease_ms, lease_seq).map(|grant| {
                     (
                         grant,
                         job.seq,
@@ -106,6 +122,11 @@ impl Writer {
             let n = u32::try_from(leased.len()).unwrap_or(u32::MAX);
             self.hot.queues[queue_idx].rate_tat_us = Some(rate.after(tat, now, n));
         }
-        Ok(Ok(leased))
+        // Before the commit, since the answer may leave before it: a lease
+        // that runs out before maintenance's next wake-up brings it forward.
+        if let Some(first) = leased.iter().map(|job| job.lease_expires_at).min() {
+            self.signal.deadline(first);
+        }
+        Ok(Ok((leased, release)))
     }
 }

@@ -10,6 +10,7 @@ mod audit;
 mod checkpointer;
 mod endpoints;
 mod enqueue;
+mod fence;
 mod flow;
 mod hot;
 mod jobs;
@@ -148,6 +149,7 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(storage_error)?;
         configure(&conn).map_err(storage_error)?;
         schema::migrate(&mut conn).map_err(storage_error)?;
+        let lease_numbers = fence::LeaseNumbers::begin(&conn).map_err(storage_error)?;
         let checkpoints = Connection::open(&path).map_err(storage_error)?;
         checkpoints
             .pragma_update(None, "synchronous", "NORMAL")
@@ -182,6 +184,10 @@ impl SqliteStore {
             .truncate(false)
             .open(&wal_path)
             .map_err(|e| Error::internal(format!("cannot open {}: {e}", wal_path.display())))?;
+        // The new lease epoch, and whatever an earlier run committed without
+        // syncing, are durable before anything is handed out (fence.rs).
+        wal.sync_data()
+            .map_err(|e| Error::internal(format!("cannot sync {}: {e}", wal_path.display())))?;
         let wake_writer = commands.downgrade();
         let syncer = Syncer::start(wal, move || {
             if let Some(writer) = wake_writer.upgrade() {
@@ -193,6 +199,7 @@ impl SqliteStore {
         let writer = Writer::open(
             conn,
             syncer,
+            lease_numbers,
             limits.max_namespace_jobs,
             signal.clone(),
             policies.clone(),

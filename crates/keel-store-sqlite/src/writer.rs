@@ -28,6 +28,7 @@ use rusqlite::{Connection, ErrorCode as SqliteCode, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::{self, WalRestart};
+use crate::fence::LeaseNumbers;
 use crate::hot::{Hot, LiveJob};
 use crate::owner::owner_from_sql;
 use crate::rows::{blob_id, corrupt, from_json, job_state};
@@ -97,6 +98,42 @@ pub(crate) fn write<T: Send + 'static>(
             finish(reply, Ok(Err(Error::internal("transaction failed"))))
         } else {
             finish(reply, op(writer))
+        }
+    });
+    Command::Write(write, caller())
+}
+
+/// When a write's answer may leave.
+pub(crate) enum Release {
+    /// Once its own commit is durable: every write that changes what was
+    /// acknowledged.
+    WithCommit,
+    /// Once every earlier commit is durable, before its own: a lease, whose
+    /// loss in a crash or a rollback only hands its job out again, under a
+    /// fencing number the lost lease's token can never match (fence.rs).
+    /// The caller makes sure it shows nothing the open transaction made.
+    AfterEarlierCommits,
+}
+
+/// A write whose answer may leave before its commit ([`Release`]).
+pub(crate) fn write_releasing<T: Send + 'static>(
+    reply: Reply<T>,
+    op: impl FnOnce(&mut Writer) -> Applied<(T, Release)> + Send + 'static,
+) -> Command {
+    let write: Write = Box::new(move |writer, skip| {
+        if skip {
+            return finish(reply, Ok(Err(Error::internal("transaction failed"))));
+        }
+        match op(writer) {
+            Ok(Ok((value, Release::AfterEarlierCommits))) => {
+                // A batch that wrote nothing: the syncer answers it right
+                // after the sync of every batch submitted before it.
+                writer.syncer.submit(vec![pending(reply, Ok(value))], false);
+                (Box::new(|_| {}), None)
+            }
+            Ok(Ok((value, Release::WithCommit))) => finish(reply, Ok(Ok(value))),
+            Ok(Err(e)) => finish(reply, Ok(Err(e))),
+            Err(fault) => finish(reply, Err(fault)),
         }
     });
     Command::Write(write, caller())
@@ -181,6 +218,8 @@ pub(crate) struct Writer {
     pub(crate) job_quotas: HashMap<Namespace, u64>,
     pub(crate) signal: ReadySignal,
     pub(crate) policies: SharedPolicies,
+    /// The fencing numbers of this run's leases (fence.rs).
+    pub(crate) lease_numbers: LeaseNumbers,
     syncer: Syncer,
     wal_restart: WalRestart,
 }
@@ -189,6 +228,7 @@ impl Writer {
     pub(crate) fn open(
         conn: Connection,
         syncer: Syncer,
+        lease_numbers: LeaseNumbers,
         max_namespace_jobs: u64,
         signal: ReadySignal,
         policies: SharedPolicies,
@@ -202,6 +242,7 @@ impl Writer {
             job_quotas: HashMap::new(),
             signal,
             policies,
+            lease_numbers,
             syncer,
             wal_restart,
         };
@@ -295,6 +336,7 @@ impl Writer {
                 // "done" can count on the wake-up having happened. A woken
                 // leaser's own answer waits for a later sync, which covers
                 // this commit too.
+                self.hot.committed();
                 for (queue, jobs) in self.hot.take_woken() {
                     self.signal.notify(&self.hot.queues[queue].queue, jobs);
                 }
@@ -434,6 +476,7 @@ impl Writer {
         drop(rows);
         drop(stmt);
         hot.take_woken();
+        hot.committed();
         self.hot = hot;
         *self
             .policies

@@ -102,6 +102,38 @@ fn delayed_job_is_scheduled_until_due() {
 }
 
 #[test]
+fn a_lease_under_a_chosen_number_fences_every_lower_one() {
+    let mut life = ready_job(3);
+    let grant = life.lease_as(T0, 1000, 7 << 40).unwrap();
+    assert_eq!(grant.lease_seq, 7 << 40);
+    assert_eq!(
+        life.complete(1, T0.plus_ms(10)).unwrap_err().code,
+        ErrorCode::LeaseLost,
+        "a token from before the epoch cannot complete the job"
+    );
+    life.complete(7 << 40, T0.plus_ms(10)).unwrap();
+    let mut again = ready_job(3);
+    again.lease_as(T0, 1000, 5).unwrap();
+    again
+        .fail(
+            5,
+            T0,
+            Retry {
+                retry: true,
+                retry_after_ms: Some(0),
+            },
+            &Backoff::default(),
+            1.0,
+        )
+        .unwrap();
+    assert_eq!(
+        again.lease_as(T0, 1000, 5).unwrap_err().code,
+        ErrorCode::Internal,
+        "a number is never handed out twice for one job"
+    );
+}
+
+#[test]
 fn lease_complete_happy_path() {
     let mut life = ready_job(3);
     let grant = life.lease(T0, 1000).unwrap();

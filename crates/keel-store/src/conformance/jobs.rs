@@ -648,7 +648,7 @@ async fn state_survives_reopen(h: Harness) {
     );
     let next = store.jobs_lease(&req, at(2)).await.unwrap();
     assert_eq!(payloads(&next), [r#""k2""#]);
-    assert_eq!(next[0].lease_token.lease_seq, 1);
+    assert_eq!(next[0].attempt, 1);
     store.maintenance_run(at(5000)).await.unwrap();
     let later = store.jobs_lease(&req, at(5000)).await.unwrap();
     assert_eq!(payloads(&later), [r#""later""#]);
