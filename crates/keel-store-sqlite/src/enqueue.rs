@@ -141,11 +141,13 @@ impl Writer {
     }
 
     fn replace_payload(
-        &self,
+        &mut self,
         id: JobId,
         payload: &RawValue,
         now: Timestamp,
     ) -> rusqlite::Result<()> {
+        // A lease shows the payload: it must wait for this commit.
+        self.hot.changed(id);
         self.conn
             .prepare_cached("UPDATE jobs SET payload = ?2, updated_at = ?3 WHERE id = ?1")?
             .execute(params![id.as_bytes(), payload.get(), now.as_millis()])?;

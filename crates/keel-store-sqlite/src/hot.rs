@@ -11,7 +11,7 @@
 //! step.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use keel_core::gate::WaitFacts;
@@ -106,9 +106,21 @@ pub(crate) struct Hot {
     /// Queues that gained leasable jobs since the last [`Hot::take_woken`],
     /// with how many.
     woken: HashMap<QueueIdx, usize>,
-    /// Jobs that became leasable in the open transaction: a lease of one
-    /// waits for that transaction's sync (`Release` in writer.rs).
+    /// Jobs that became leasable in the open transaction, then in each
+    /// commit not known durable yet: a lease of one waits for that commit's
+    /// sync (`Release` in writer.rs).
     fresh: HashSet<JobId>,
+    unsynced: VecDeque<(u64, HashSet<JobId>)>,
+}
+
+/// Whether a job's being leasable is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Readiness {
+    Durable,
+    /// Committed, not known synced.
+    Committed,
+    /// Made in the open transaction.
+    Open,
 }
 
 impl Hot {
@@ -433,20 +445,43 @@ impl Hot {
         scheduled.into_iter().chain(lease).min()
     }
 
-    /// Whether `id` became leasable in the open transaction.
-    pub(crate) fn is_fresh(&self, id: &JobId) -> bool {
-        self.fresh.contains(id)
+    /// Whether `id` being leasable is durable, committed or only open.
+    pub(crate) fn readiness(&self, id: &JobId) -> Readiness {
+        if self.fresh.contains(id) {
+            Readiness::Open
+        } else if self.unsynced.iter().any(|(_, jobs)| jobs.contains(id)) {
+            Readiness::Committed
+        } else {
+            Readiness::Durable
+        }
     }
 
-    /// The open transaction was committed (or the index reloaded from
-    /// disk): every leasable job is now leasable in a committed state.
-    pub(crate) fn committed(&mut self) {
-        // A bulk enqueue can leave a large table; a normal one is kept.
-        if self.fresh.capacity() > 4096 {
-            self.fresh = HashSet::new();
-        } else {
-            self.fresh.clear();
+    /// A job changed in the open transaction in a way its lease shows.
+    pub(crate) fn changed(&mut self, id: JobId) {
+        self.fresh.insert(id);
+    }
+
+    /// The open transaction was committed as number `commit`.
+    pub(crate) fn committed(&mut self, commit: u64) {
+        if !self.fresh.is_empty() {
+            self.unsynced
+                .push_back((commit, std::mem::take(&mut self.fresh)));
         }
+    }
+
+    /// Commits up to number `durable` are synced.
+    pub(crate) fn synced(&mut self, durable: u64) {
+        while self.unsynced.front().is_some_and(|(n, _)| *n <= durable) {
+            self.unsynced.pop_front();
+        }
+    }
+
+    /// A reload from disk (at open, or after a rollback) made every job
+    /// leasable afresh; what this index knew of commits still unsynced
+    /// stays true of them.
+    pub(crate) fn reloaded(&mut self, before: &mut Hot) {
+        self.fresh.clear();
+        self.unsynced = std::mem::take(&mut before.unsynced);
     }
 
     pub(crate) fn take_woken(&mut self) -> Vec<(QueueIdx, usize)> {

@@ -13,17 +13,17 @@ use crate::rows::{raw_json, tags_from_sql, trace_from_sql};
 use crate::writer::{Applied, Release, Writer, index_out_of_step};
 
 impl Writer {
-    /// Leases up to `req.max_jobs` jobs. The answer leaves once every
-    /// earlier commit is durable, without waiting for its own
-    /// ([`Release::AfterEarlierCommits`]), unless a job in it became
-    /// leasable in the open transaction: a job completed there may be the
-    /// one its key or its workflow waited for, and a crash would undo that.
+    /// Leases up to `req.max_jobs` jobs. The answer does not wait for its
+    /// own commit: it leaves as soon as what made its jobs leasable is
+    /// durable ([`Release`]). That may be a commit of the open transaction:
+    /// a job completed there may be the one its key or its workflow waited
+    /// for, and a crash would undo that.
     pub(crate) fn lease(
         &mut self,
         req: &LeaseRequest,
         now: Timestamp,
     ) -> Applied<(Vec<LeasedJob>, Release)> {
-        let none = (Vec::new(), Release::AfterEarlierCommits);
+        let none = (Vec::new(), Release::Now);
         let Some(queue_idx) = self.hot.queue_idx(&req.queue) else {
             return Ok(Ok(none));
         };
@@ -61,11 +61,9 @@ impl Writer {
                 .map(|&(.., id)| id)
                 .collect(),
         };
-        let release = if picked.iter().any(|id| self.hot.is_fresh(id)) {
-            Release::WithCommit
-        } else {
-            Release::AfterEarlierCommits
-        };
+        self.hot.synced(self.durable_commit());
+        let readiness = picked.iter().map(|id| self.hot.readiness(id)).max();
+        let release = readiness.map_or(Release::Now, Release::showing);
         let mut leased = Vec::new();
         for id in picked {
             let lease_seq = self.lease_numbers.next();

@@ -12,10 +12,14 @@
 //! The rule that keeps the guarantee: an answer is released only by a sync
 //! that started after its commit's frames were written. A sync error aborts
 //! the process, so nothing is acknowledged after one.
+//!
+//! Commits are numbered by the writer; the syncer publishes the highest one
+//! known durable ([`Syncer::durable`]), so that the writer can tell what it
+//! may show before its own commit (a lease, `lease.rs`).
 
 use std::fs::File;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -24,13 +28,20 @@ use std::time::Instant;
 /// fault instead when its transaction failed.
 pub(crate) type Pending = Box<dyn FnOnce(Option<&keel_core::Error>) + Send>;
 
-/// A committed transaction's answers, and whether it wrote anything.
-type Batch = (Vec<Pending>, bool);
+/// A committed transaction's answers, whether it wrote anything, and the
+/// number of the last commit before or at it.
+struct Batch {
+    answers: Vec<Pending>,
+    wrote: bool,
+    commit: u64,
+}
 
 pub(crate) struct Syncer {
     batches: mpsc::Sender<Batch>,
     /// Batches submitted and not yet answered.
     in_flight: Arc<AtomicUsize>,
+    /// The highest commit number known durable.
+    durable: Arc<AtomicU64>,
     thread: JoinHandle<()>,
 }
 
@@ -39,26 +50,38 @@ impl Syncer {
     pub(crate) fn start(wal: File, done: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (batches, queue) = mpsc::channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let counter = in_flight.clone();
+        let durable = Arc::new(AtomicU64::new(0));
+        let (counter, synced) = (in_flight.clone(), durable.clone());
         let thread = std::thread::Builder::new()
             .name("keel-sqlite-sync".into())
-            .spawn(move || run(&wal, &queue, &counter, &done))?;
+            .spawn(move || run(&wal, &queue, &counter, &synced, &done))?;
         Ok(Syncer {
             batches,
             in_flight,
+            durable,
             thread,
         })
     }
 
-    /// Answers `answers` once everything committed so far is on disk. A
-    /// transaction that `wrote` nothing needs no sync of its own: the batches
-    /// before it are synced first, in order.
-    pub(crate) fn submit(&self, answers: Vec<Pending>, wrote: bool) {
+    /// Answers `answers` once everything committed so far (up to commit
+    /// number `commit`) is on disk. A transaction that `wrote` nothing needs
+    /// no sync of its own: the batches before it are synced first, in order.
+    pub(crate) fn submit(&self, answers: Vec<Pending>, wrote: bool, commit: u64) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::SendError(answers)) = self.batches.send((answers, wrote)) {
+        let batch = Batch {
+            answers,
+            wrote,
+            commit,
+        };
+        if let Err(mpsc::SendError(batch)) = self.batches.send(batch) {
             // The thread only stops after a failed sync, which aborted.
-            drop(answers);
+            drop(batch);
         }
+    }
+
+    /// The highest commit number whose frames are known synced.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
     }
 
     /// Whether submitted answers still wait for their sync.
@@ -73,27 +96,39 @@ impl Syncer {
     }
 }
 
-fn run(wal: &File, queue: &mpsc::Receiver<Batch>, in_flight: &AtomicUsize, done: &dyn Fn()) {
-    while let Ok((mut answers, mut wrote)) = queue.recv() {
-        let mut batches = 1;
-        while let Ok((more, more_wrote)) = queue.try_recv() {
-            answers.extend(more);
-            wrote |= more_wrote;
-            batches += 1;
+fn run(
+    wal: &File,
+    queue: &mpsc::Receiver<Batch>,
+    in_flight: &AtomicUsize,
+    durable: &AtomicU64,
+    done: &dyn Fn(),
+) {
+    while let Ok(first) = queue.recv() {
+        let mut batches = vec![first];
+        batches.extend(queue.try_iter());
+        let count = batches.len();
+        // Batches ahead of the first that wrote are covered by syncs already
+        // done: they leave now, not after the next sync.
+        let first_write = batches.iter().position(|b| b.wrote);
+        let unsynced = batches.split_off(first_write.unwrap_or(count));
+        for answer in batches.into_iter().flat_map(|b| b.answers) {
+            answer(None);
         }
-        if wrote {
+        if let Some(last) = unsynced.last().map(|b| b.commit) {
             let started = Instant::now();
             if let Err(e) = wal.sync_data() {
                 tracing::error!(error = %e, "fsync of the WAL failed; stopping so that nothing unsynced is acknowledged");
                 std::process::abort();
             }
+            durable.fetch_max(last, Ordering::AcqRel);
             metrics::histogram!("keel_store_fsync_seconds").record(started.elapsed().as_secs_f64());
+            let answers: Vec<Pending> = unsynced.into_iter().flat_map(|b| b.answers).collect();
             metrics::histogram!("keel_store_fsync_batch_size").record(answers.len() as f64);
+            for answer in answers {
+                answer(None);
+            }
         }
-        for answer in answers {
-            answer(None);
-        }
-        in_flight.fetch_sub(batches, Ordering::AcqRel);
+        in_flight.fetch_sub(count, Ordering::AcqRel);
         done();
     }
 }

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::{self, WalRestart};
 use crate::fence::LeaseNumbers;
-use crate::hot::{Hot, LiveJob};
+use crate::hot::{Hot, LiveJob, Readiness};
 use crate::owner::owner_from_sql;
 use crate::rows::{blob_id, corrupt, from_json, job_state};
 use crate::syncer::{Pending, Syncer};
@@ -104,15 +104,29 @@ pub(crate) fn write<T: Send + 'static>(
 }
 
 /// When a write's answer may leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Release {
-    /// Once its own commit is durable: every write that changes what was
-    /// acknowledged.
-    WithCommit,
-    /// Once every earlier commit is durable, before its own: a lease, whose
-    /// loss in a crash or a rollback only hands its job out again, under a
-    /// fencing number the lost lease's token can never match (fence.rs).
-    /// The caller makes sure it shows nothing the open transaction made.
+    /// At once: it shows only what is durable. A lease whose jobs were
+    /// durably leasable; the lease itself may be lost in a crash or a
+    /// rollback, which only hands its jobs out again, under a fencing
+    /// number the lost lease's token can never match (fence.rs).
+    Now,
+    /// Once every earlier commit is durable, before its own: the same, for
+    /// jobs made leasable by a commit not known synced yet.
     AfterEarlierCommits,
+    /// Once its own commit is durable: every other write.
+    WithCommit,
+}
+
+impl Release {
+    /// The release of an answer that shows a job in this state.
+    pub(crate) fn showing(readiness: Readiness) -> Self {
+        match readiness {
+            Readiness::Durable => Release::Now,
+            Readiness::Committed => Release::AfterEarlierCommits,
+            Readiness::Open => Release::WithCommit,
+        }
+    }
 }
 
 /// A write whose answer may leave before its commit ([`Release`]).
@@ -125,10 +139,15 @@ pub(crate) fn write_releasing<T: Send + 'static>(
             return finish(reply, Ok(Err(Error::internal("transaction failed"))));
         }
         match op(writer) {
+            Ok(Ok((value, Release::Now))) => {
+                let _ = reply.send(Ok(value));
+                (Box::new(|_| {}), None)
+            }
             Ok(Ok((value, Release::AfterEarlierCommits))) => {
                 // A batch that wrote nothing: the syncer answers it right
                 // after the sync of every batch submitted before it.
-                writer.syncer.submit(vec![pending(reply, Ok(value))], false);
+                let answer = pending(reply, Ok(value));
+                writer.syncer.submit(vec![answer], false, writer.commits);
                 (Box::new(|_| {}), None)
             }
             Ok(Ok((value, Release::WithCommit))) => finish(reply, Ok(Ok(value))),
@@ -220,6 +239,8 @@ pub(crate) struct Writer {
     pub(crate) policies: SharedPolicies,
     /// The fencing numbers of this run's leases (fence.rs).
     pub(crate) lease_numbers: LeaseNumbers,
+    /// Transactions committed by this run; the syncer tells which are durable.
+    commits: u64,
     syncer: Syncer,
     wal_restart: WalRestart,
 }
@@ -243,6 +264,7 @@ impl Writer {
             signal,
             policies,
             lease_numbers,
+            commits: 0,
             syncer,
             wal_restart,
         };
@@ -336,7 +358,9 @@ impl Writer {
                 // "done" can count on the wake-up having happened. A woken
                 // leaser's own answer waits for a later sync, which covers
                 // this commit too.
-                self.hot.committed();
+                self.commits += 1;
+                self.hot.committed(self.commits);
+                self.hot.synced(self.syncer.durable());
                 for (queue, jobs) in self.hot.take_woken() {
                     self.signal.notify(&self.hot.queues[queue].queue, jobs);
                 }
@@ -346,7 +370,7 @@ impl Writer {
                 let wrote = self.conn.total_changes() != tx.changes_at_begin;
                 let mut answers = tx.answers;
                 answers.extend(reads.into_iter().map(|read| read(self)));
-                self.syncer.submit(answers, wrote);
+                self.syncer.submit(answers, wrote, self.commits);
             }
             Some(fault) => {
                 let error = self.recover(&fault);
@@ -356,7 +380,7 @@ impl Writer {
                 // From the state reloaded, once what is syncing is durable.
                 if !reads.is_empty() {
                     let answers = reads.into_iter().map(|read| read(self)).collect();
-                    self.syncer.submit(answers, false);
+                    self.syncer.submit(answers, false, self.commits);
                 }
             }
         }
@@ -476,13 +500,18 @@ impl Writer {
         drop(rows);
         drop(stmt);
         hot.take_woken();
-        hot.committed();
+        hot.reloaded(&mut self.hot);
         self.hot = hot;
         *self
             .policies
             .write()
             .unwrap_or_else(PoisonError::into_inner) = policies;
         Ok(())
+    }
+
+    /// The highest commit number known durable.
+    pub(crate) fn durable_commit(&self) -> u64 {
+        self.syncer.durable()
     }
 
     /// The state of a job that may be finished (only on disk) or unknown.
