@@ -13,7 +13,7 @@ use keel_store::{Enqueued, IDEMPOTENCY_WINDOW_MS, JobOwner};
 use rusqlite::{OptionalExtension, params};
 use serde_json::value::RawValue;
 
-use crate::hot::{LiveJob, QueueIdx};
+use crate::hot::{JobKeys, LiveJob, QueueIdx};
 use crate::rows::{blob_id, tags_to_sql, to_json};
 use crate::writer::{Applied, Writer};
 
@@ -223,14 +223,16 @@ impl Writer {
             id,
             LiveJob {
                 seq,
-                queue: queue_idx,
+                queue: queue_idx as u32,
                 life,
                 priority: job.priority,
                 lease_ms: job.lease_ms as u32,
                 backoff,
-                ordering_key: job.ordering_key.map(Arc::from),
-                flow_key: flow_key.map(Arc::from),
-                owner: owner.map(Box::new),
+                keys: JobKeys::boxed(
+                    job.ordering_key.map(Arc::from),
+                    flow_key.map(Arc::from),
+                    owner,
+                ),
             },
         );
         Ok(enqueued)

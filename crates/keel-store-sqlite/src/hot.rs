@@ -11,7 +11,7 @@
 //! step.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use keel_core::gate::WaitFacts;
@@ -21,29 +21,78 @@ use keel_core::{
 use keel_store::JobOwner;
 
 use crate::flow::FlowIndex;
+use crate::unsynced::{Readiness, Unsynced};
 
 pub(crate) type QueueIdx = usize;
 
-/// What the index keeps of an unfinished job.
+/// What the index keeps of an unfinished job: 80 bytes, boxed (a million
+/// queued jobs take this index's memory, docs/performance.md).
 #[derive(Clone, Debug)]
 pub(crate) struct LiveJob {
     pub seq: i64,
-    pub queue: QueueIdx,
     pub life: JobLifecycle,
-    pub priority: i16,
+    /// Its [`QueueIdx`]; 32 bits, so that the job fits 80 bytes.
+    pub queue: u32,
     /// At most 24 h, so 32 bits hold it.
     pub lease_ms: u32,
     /// Index into [`Hot::backoff`]: jobs share a handful of policies, and a
     /// million queued jobs should not carry a million copies.
     pub backoff: u32,
+    pub priority: i16,
+    /// Boxed: most jobs have none of them.
+    pub keys: Option<Box<JobKeys>>,
+}
+
+/// What only some jobs carry.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct JobKeys {
     pub ordering_key: Option<Arc<str>>,
     /// Its flow key under its queue's `key`, set at enqueue and again when
     /// the `key` setting changes (none: `""`).
     pub flow_key: Option<Arc<str>>,
     /// What the job works for (a run's step, ...): its owner hears when the
-    /// job ends. Boxed: most jobs have none, and a million queued jobs should
-    /// not each carry room for one.
-    pub owner: Option<Box<JobOwner>>,
+    /// job ends.
+    pub owner: Option<JobOwner>,
+}
+
+impl JobKeys {
+    /// `None` when the job carries none of them.
+    pub(crate) fn boxed(
+        ordering_key: Option<Arc<str>>,
+        flow_key: Option<Arc<str>>,
+        owner: Option<JobOwner>,
+    ) -> Option<Box<JobKeys>> {
+        (ordering_key.is_some() || flow_key.is_some() || owner.is_some()).then(|| {
+            Box::new(JobKeys {
+                ordering_key,
+                flow_key,
+                owner,
+            })
+        })
+    }
+}
+
+impl LiveJob {
+    pub(crate) fn queue_idx(&self) -> QueueIdx {
+        self.queue as QueueIdx
+    }
+
+    pub(crate) fn ordering_key(&self) -> Option<&Arc<str>> {
+        self.keys.as_ref().and_then(|k| k.ordering_key.as_ref())
+    }
+
+    pub(crate) fn flow_key(&self) -> Option<&Arc<str>> {
+        self.keys.as_ref().and_then(|k| k.flow_key.as_ref())
+    }
+
+    pub(crate) fn owner(&self) -> Option<&JobOwner> {
+        self.keys.as_ref().and_then(|k| k.owner.as_ref())
+    }
+
+    pub(crate) fn set_flow_key(&mut self, flow_key: Option<Arc<str>>) {
+        let keys = self.keys.take().map(|k| *k).unwrap_or_default();
+        self.keys = JobKeys::boxed(keys.ordering_key, flow_key, keys.owner);
+    }
 }
 
 /// Lease order: highest priority, then oldest `run_at`, then enqueue order.
@@ -54,7 +103,7 @@ fn ready_key(id: JobId, job: &LiveJob) -> ReadyKey {
 }
 
 fn flow_key(job: &LiveJob) -> Arc<str> {
-    job.flow_key.clone().unwrap_or_else(|| Arc::from(""))
+    job.flow_key().cloned().unwrap_or_else(|| Arc::from(""))
 }
 
 #[derive(Debug)]
@@ -95,7 +144,10 @@ impl QueueHot {
 
 #[derive(Debug, Default)]
 pub(crate) struct Hot {
-    pub jobs: HashMap<JobId, LiveJob>,
+    /// Boxed: a table of a million entries sits half empty after it grows,
+    /// and a bucket is then a pointer rather than a whole job (1M queued
+    /// jobs: 433 → see docs/performance.md).
+    pub jobs: HashMap<JobId, Box<LiveJob>>,
     backoffs: Vec<Backoff>,
     backoff_ids: HashMap<(u64, u64, u64, bool), u32>,
     pub queues: Vec<QueueHot>,
@@ -106,21 +158,9 @@ pub(crate) struct Hot {
     /// Queues that gained leasable jobs since the last [`Hot::take_woken`],
     /// with how many.
     woken: HashMap<QueueIdx, usize>,
-    /// Jobs that became leasable in the open transaction, then in each
-    /// commit not known durable yet: a lease of one waits for that commit's
-    /// sync (`Release` in writer.rs).
-    fresh: HashSet<JobId>,
-    unsynced: VecDeque<(u64, HashSet<JobId>)>,
-}
-
-/// Whether a job's being leasable is durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Readiness {
-    Durable,
-    /// Committed, not known synced.
-    Committed,
-    /// Made in the open transaction.
-    Open,
+    /// What made jobs leasable in commits not known durable yet: a lease
+    /// of one waits for that commit's sync (`Release` in writer.rs).
+    pub unsynced: Unsynced,
 }
 
 impl Hot {
@@ -132,17 +172,16 @@ impl Hot {
     /// a job not indexed (finished, or unknown) or of another namespace.
     pub(crate) fn wait_facts(&self, namespace: &Namespace, id: JobId) -> Result<WaitFacts, Error> {
         let job = self.jobs.get(&id).ok_or_else(|| Error::job_not_found(id))?;
-        let queue = &self.queues[job.queue];
+        let queue = &self.queues[job.queue_idx()];
         if &queue.queue.namespace != namespace {
             return Err(Error::job_not_found(id));
         }
         let key_holder = job
-            .ordering_key
-            .as_deref()
+            .ordering_key()
             .and_then(|key| queue.ordering.get(key))
             .map(|group| group.holder)
             .filter(|holder| *holder != id);
-        let key = job.flow_key.as_deref().unwrap_or_default();
+        let key = job.flow_key().map(|k| &**k).unwrap_or_default();
         Ok(WaitFacts {
             state: job.life.state,
             run_at: job.life.run_at,
@@ -151,7 +190,7 @@ impl Hot {
             max_concurrency: queue.policy.max_concurrency,
             rate_limit: queue.policy.rate_limit,
             rate_tat_us: queue.rate_tat_us.unwrap_or_default(),
-            ordering_key: job.ordering_key.as_deref().map(str::to_owned),
+            ordering_key: job.ordering_key().map(|k| k.to_string()),
             key_holder,
             flow_key: queue.flow.as_ref().map(|_| key.to_owned()),
             key_leased: queue
@@ -216,12 +255,13 @@ impl Hot {
 
     /// Adds an unfinished job (enqueued, redriven, or loaded at open).
     pub(crate) fn insert(&mut self, id: JobId, job: LiveJob) {
-        let namespace = &self.queues[job.queue].queue.namespace;
+        let namespace = &self.queues[job.queue_idx()].queue.namespace;
         *self.unfinished.entry(namespace.clone()).or_default() += 1;
-        let queue = job.queue;
-        let key = job.ordering_key.clone();
+        let queue = job.queue_idx();
+        let key = job.ordering_key().cloned();
         let seq = job.seq;
-        self.jobs.insert(id, job);
+        self.unsynced.inserted(id, seq);
+        self.jobs.insert(id, Box::new(job));
         match key {
             None => self.index(id),
             Some(key) => {
@@ -272,7 +312,7 @@ impl Hot {
             return None;
         }
         self.unindex(id);
-        let result = self.jobs.get_mut(&id).map(transition);
+        let result = self.jobs.get_mut(&id).map(|job| transition(job));
         self.index(id);
         result
     }
@@ -281,7 +321,7 @@ impl Hot {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
-        let queue = &mut self.queues[job.queue];
+        let queue = &mut self.queues[job.queue_idx()];
         queue.counts[job.life.state as usize] -= 1;
         match job.life.state {
             JobState::Scheduled => {
@@ -302,7 +342,7 @@ impl Hot {
                 if let Some(flow) = &mut queue.flow
                     && flow.leased_out(&flow_key(job))
                 {
-                    *self.woken.entry(job.queue).or_default() += 1;
+                    *self.woken.entry(job.queue_idx()).or_default() += 1;
                 }
                 // A lease ending under a full concurrency bound makes room:
                 // a parked leaser may take the next ready job now.
@@ -310,7 +350,7 @@ impl Hot {
                     queue.counts[JobState::Leased as usize] + 1 == u64::from(max)
                 });
                 if was_full && !queue.ready.is_empty() {
-                    *self.woken.entry(job.queue).or_default() += 1;
+                    *self.woken.entry(job.queue_idx()).or_default() += 1;
                 }
             }
             JobState::Succeeded | JobState::Dead | JobState::Cancelled => {}
@@ -321,7 +361,7 @@ impl Hot {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
-        let queue_idx = job.queue;
+        let queue_idx = job.queue_idx();
         let queue = &mut self.queues[queue_idx];
         queue.counts[job.life.state as usize] += 1;
         match job.life.state {
@@ -330,11 +370,10 @@ impl Hot {
             }
             JobState::Ready => {
                 let first_of_key = job
-                    .ordering_key
-                    .as_ref()
+                    .ordering_key()
                     .is_none_or(|key| queue.ordering.get(key).map(|g| g.holder) == Some(id));
                 if first_of_key {
-                    self.fresh.insert(id);
+                    self.unsynced.changed(id, job.seq);
                     let ready = ready_key(id, job);
                     queue.ready.insert(ready);
                     if let Some(flow) = &mut queue.flow {
@@ -361,11 +400,13 @@ impl Hot {
         let Some(job) = self.jobs.remove(&id) else {
             return;
         };
-        let queue = &mut self.queues[job.queue];
+        let queue = &mut self.queues[job.queue_idx()];
         if let Some(n) = self.unfinished.get_mut(&queue.queue.namespace) {
             *n -= 1;
         }
-        let Some(key) = job.ordering_key else { return };
+        let Some(key) = job.ordering_key().cloned() else {
+            return;
+        };
         let Some(group) = queue.ordering.get_mut(&key) else {
             return;
         };
@@ -418,7 +459,7 @@ impl Hot {
             }
         }
         for job in self.jobs.values() {
-            if job.queue == idx && job.life.state == JobState::Leased {
+            if job.queue_idx() == idx && job.life.state == JobState::Leased {
                 flow.leased_in(&flow_key(job));
             }
         }
@@ -445,46 +486,36 @@ impl Hot {
         scheduled.into_iter().chain(lease).min()
     }
 
-    /// Whether `id` being leasable is durable, committed or only open.
+    /// Whether what made `id` leasable is durable, committed or only open.
     pub(crate) fn readiness(&self, id: &JobId) -> Readiness {
-        if self.fresh.contains(id) {
-            Readiness::Open
-        } else if self.unsynced.iter().any(|(_, jobs)| jobs.contains(id)) {
-            Readiness::Committed
-        } else {
-            Readiness::Durable
-        }
+        self.jobs
+            .get(id)
+            .map_or(Readiness::Open, |job| self.unsynced.readiness(id, job.seq))
     }
 
     /// A job changed in the open transaction in a way its lease shows.
     pub(crate) fn changed(&mut self, id: JobId) {
-        self.fresh.insert(id);
-    }
-
-    /// The open transaction was committed as number `commit`.
-    pub(crate) fn committed(&mut self, commit: u64) {
-        if !self.fresh.is_empty() {
-            self.unsynced
-                .push_back((commit, std::mem::take(&mut self.fresh)));
+        if let Some(job) = self.jobs.get(&id) {
+            self.unsynced.changed(id, job.seq);
         }
     }
 
-    /// Commits up to number `durable` are synced.
-    pub(crate) fn synced(&mut self, durable: u64) {
-        while self.unsynced.front().is_some_and(|(n, _)| *n <= durable) {
-            self.unsynced.pop_front();
-        }
-    }
-
-    /// A reload from disk (at open, or after a rollback) made every job
-    /// leasable afresh; what this index knew of commits still unsynced
-    /// stays true of them.
-    pub(crate) fn reloaded(&mut self, before: &mut Hot) {
-        self.fresh.clear();
-        self.unsynced = std::mem::take(&mut before.unsynced);
+    /// The highest `seq` of the jobs indexed.
+    pub(crate) fn max_seq(&self) -> i64 {
+        self.jobs.values().map(|job| job.seq).max().unwrap_or(0)
     }
 
     pub(crate) fn take_woken(&mut self) -> Vec<(QueueIdx, usize)> {
         self.woken.drain().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A million queued jobs hold a million of these (and a table of
+    /// pointers to them): a field added here costs that much memory.
+    #[test]
+    fn a_live_job_fits_80_bytes() {
+        assert!(std::mem::size_of::<super::LiveJob>() <= 80);
     }
 }

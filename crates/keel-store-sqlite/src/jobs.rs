@@ -18,7 +18,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::value::RawValue;
 
 use crate::SqliteStore;
-use crate::hot::LiveJob;
+use crate::hot::{JobKeys, LiveJob};
 use crate::owner::owner_from_sql;
 use crate::rows::{self, blob_id, from_json};
 use crate::writer::{self, Applied, Writer};
@@ -142,8 +142,8 @@ impl Writer {
         let Some(job) = self.live(namespace, id) else {
             return Ok(Err(self.why_not_live(namespace, id, Error::lease_lost)?));
         };
-        let queue = self.hot.queues[job.queue].queue.queue.clone();
-        let owner = job.owner.as_deref().cloned();
+        let queue = self.hot.queues[job.queue_idx()].queue.queue.clone();
+        let owner = job.owner().cloned();
         let life_attempt = job.life.attempt;
         let lease_seq = ack.token.lease_seq;
         match ack.outcome {
@@ -272,8 +272,8 @@ impl Writer {
             let finished = || Error::new(ErrorCode::InvalidState, "cannot cancel a finished job");
             return Ok(Err(self.why_not_live(namespace, id, finished)?));
         };
-        let queue = self.hot.queues[job.queue].queue.queue.clone();
-        let (owner, attempt) = (job.owner.as_deref().cloned(), job.life.attempt);
+        let queue = self.hot.queues[job.queue_idx()].queue.queue.clone();
+        let (owner, attempt) = (job.owner().cloned(), job.life.attempt);
         let cancelled = self
             .hot
             .update(id, |job| job.life.cancel().map(|()| job.seq));
@@ -404,14 +404,16 @@ impl Writer {
                 id,
                 LiveJob {
                     seq,
-                    queue: queue_idx,
+                    queue: queue_idx as u32,
                     life,
                     priority,
                     lease_ms: lease_ms as u32,
                     backoff,
-                    ordering_key: ordering_key.map(Arc::from),
-                    flow_key: flow_key.map(Arc::from),
-                    owner,
+                    keys: JobKeys::boxed(
+                        ordering_key.map(Arc::from),
+                        flow_key.map(Arc::from),
+                        owner.map(|o| *o),
+                    ),
                 },
             );
             moved.push(id);

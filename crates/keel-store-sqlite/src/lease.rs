@@ -61,7 +61,7 @@ impl Writer {
                 .map(|&(.., id)| id)
                 .collect(),
         };
-        self.hot.synced(self.durable_commit());
+        self.hot.unsynced.synced(self.durable_commit());
         let readiness = picked.iter().map(|id| self.hot.readiness(id)).max();
         let release = readiness.map_or(Release::Now, Release::showing);
         let mut leased = Vec::new();
@@ -78,7 +78,7 @@ impl Writer {
                         job.life.max_attempts,
                         job.priority,
                         run_at,
-                        job.ordering_key.clone(),
+                        job.ordering_key().cloned(),
                     )
                 })
             });

@@ -29,6 +29,7 @@ mod subscriptions;
 mod syncer;
 mod tokens;
 mod topics;
+mod unsynced;
 mod workflows;
 mod writer;
 

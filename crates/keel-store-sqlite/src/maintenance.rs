@@ -41,9 +41,15 @@ impl Writer {
                 break;
             }
             let expired = self.hot.update(id, |job| {
-                job.life
-                    .expire(now)
-                    .map(|t| (t, job.seq, job.queue, job.life.clone(), job.owner.clone()))
+                job.life.expire(now).map(|t| {
+                    (
+                        t,
+                        job.seq,
+                        job.queue_idx(),
+                        job.life.clone(),
+                        job.owner().cloned(),
+                    )
+                })
             });
             let Some(Some((transition, seq, queue, life, owner))) = expired else {
                 return Err(index_out_of_step());
@@ -58,7 +64,7 @@ impl Writer {
                             queue: queue.queue.clone(),
                             state: life.state,
                             run_at: None,
-                            owner: Some(*owner),
+                            owner: Some(owner),
                             attempt: life.attempt,
                         };
                         report.dead_owned.push((queue.namespace.clone(), acked));

@@ -111,7 +111,7 @@ impl Writer {
                 .prepare_cached("UPDATE jobs SET flow_key = ?2 WHERE seq = ?1")?
                 .execute(params![seq, flow_key])?;
             if let Some(job) = self.hot.jobs.get_mut(&blob_id(&id)?) {
-                job.flow_key = flow_key.map(Arc::from);
+                job.set_flow_key(flow_key.map(Arc::from));
             }
         }
         Ok(())

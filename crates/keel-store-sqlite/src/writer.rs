@@ -29,10 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::{self, WalRestart};
 use crate::fence::LeaseNumbers;
-use crate::hot::{Hot, LiveJob, Readiness};
+use crate::hot::{Hot, JobKeys, LiveJob};
 use crate::owner::owner_from_sql;
 use crate::rows::{blob_id, corrupt, from_json, job_state};
 use crate::syncer::{Pending, Syncer};
+use crate::unsynced::{Readiness, Unsynced};
 
 /// How many writes share one transaction at most.
 const MAX_COMMANDS_PER_COMMIT: usize = 1024;
@@ -269,6 +270,7 @@ impl Writer {
             wal_restart,
         };
         writer.rebuild()?;
+        writer.hot.unsynced = Unsynced::opened(writer.hot.max_seq());
         writer.job_quotas = crate::namespaces::job_quotas(&writer.conn)?;
         Ok(writer)
     }
@@ -359,8 +361,8 @@ impl Writer {
                 // leaser's own answer waits for a later sync, which covers
                 // this commit too.
                 self.commits += 1;
-                self.hot.committed(self.commits);
-                self.hot.synced(self.syncer.durable());
+                self.hot.unsynced.committed(self.commits);
+                self.hot.unsynced.synced(self.syncer.durable());
                 for (queue, jobs) in self.hot.take_woken() {
                     self.signal.notify(&self.hot.queues[queue].queue, jobs);
                 }
@@ -479,7 +481,7 @@ impl Writer {
             let queue = hot.queue_entry(&queue);
             let job = LiveJob {
                 seq: row.get(0)?,
-                queue,
+                queue: queue as u32,
                 life: JobLifecycle {
                     state,
                     attempt: row.get(6)?,
@@ -491,16 +493,21 @@ impl Writer {
                 priority: row.get(5)?,
                 lease_ms: row.get::<_, i64>(11)? as u32,
                 backoff: hot.intern_backoff(from_json(&row.get::<_, String>(12)?)?),
-                ordering_key: row.get::<_, Option<String>>(13)?.map(Arc::from),
-                owner: owner_from_sql(row.get(14)?)?,
-                flow_key: row.get::<_, Option<String>>(15)?.map(Arc::from),
+                keys: JobKeys::boxed(
+                    row.get::<_, Option<String>>(13)?.map(Arc::from),
+                    row.get::<_, Option<String>>(15)?.map(Arc::from),
+                    owner_from_sql(row.get(14)?)?.map(|o| *o),
+                ),
             };
             hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?)?, job);
         }
         drop(rows);
         drop(stmt);
         hot.take_woken();
-        hot.reloaded(&mut self.hot);
+        // After a rollback, what the index knew of commits still unsynced
+        // stays true of them (at open, `Writer::open` starts it afresh).
+        hot.unsynced = std::mem::take(&mut self.hot.unsynced);
+        hot.unsynced.rolled_back();
         self.hot = hot;
         *self
             .policies
@@ -533,7 +540,8 @@ impl Writer {
         self.hot
             .jobs
             .get(&id)
-            .filter(|job| &self.hot.queues[job.queue].queue.namespace == namespace)
+            .map(|job| &**job)
+            .filter(|job| &self.hot.queues[job.queue_idx()].queue.namespace == namespace)
     }
 
     /// Why an action on a job that is not hot fails: it finished, or it never was.
