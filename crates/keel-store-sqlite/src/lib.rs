@@ -19,6 +19,7 @@ mod maintenance;
 mod namespaces;
 mod owner;
 mod queues;
+mod reload;
 mod rows;
 mod runs;
 mod schedules;

@@ -16,12 +16,11 @@
 //! acknowledges what it cannot promise.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use keel_core::{
-    Error, ErrorCode, JobId, JobIdGenerator, JobLifecycle, JobState, Namespace, QueuePolicy,
-    QueueRef, Timestamp,
+    Error, ErrorCode, JobId, JobIdGenerator, JobState, Namespace, QueuePolicy, QueueRef,
 };
 use keel_store::ReadySignal;
 use rusqlite::{Connection, ErrorCode as SqliteCode, OptionalExtension, params};
@@ -29,9 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::{self, WalRestart};
 use crate::fence::LeaseNumbers;
-use crate::hot::{Hot, JobKeys, LiveJob};
-use crate::owner::owner_from_sql;
-use crate::rows::{blob_id, corrupt, from_json, job_state};
+use crate::hot::{Hot, LiveJob};
+use crate::rows::{corrupt, job_state};
 use crate::syncer::{Pending, Syncer};
 use crate::unsynced::{Readiness, Unsynced};
 
@@ -432,90 +430,6 @@ impl Writer {
         }
     }
 
-    /// Loads the hot index from disk: every unfinished job, every queue's policy
-    /// and the counts of finished jobs.
-    fn rebuild(&mut self) -> rusqlite::Result<()> {
-        let mut hot = Hot::default();
-        let mut policies = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT namespace, queue, policy, paused FROM queues")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let queue = queue_ref(&row.get::<_, String>(0)?, &row.get::<_, String>(1)?)?;
-            let policy: QueuePolicy = from_json(&row.get::<_, String>(2)?)?;
-            let idx = hot.queue_entry(&queue);
-            hot.set_policy(idx, policy.clone());
-            hot.queues[idx].paused = row.get(3)?;
-            // What was leased just before the restart is not on disk.
-            hot.queues[idx].rate_tat_us = None;
-            if let Some(flow) = &mut hot.queues[idx].flow {
-                flow.forget_rates();
-            }
-            policies.insert(queue, policy);
-        }
-        drop(rows);
-        drop(stmt);
-
-        let mut stmt = self.conn.prepare(
-            "SELECT namespace, queue, state, count(*) FROM jobs \
-             WHERE finished_at IS NOT NULL GROUP BY namespace, queue, state",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let (queue, state) = queue_and_state(row, 0)?;
-            let idx = hot.queue_entry(&queue);
-            hot.count_finished(idx, state, row.get(3)?);
-        }
-        drop(rows);
-        drop(stmt);
-
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, id, namespace, queue, state, priority, attempt, max_attempts, run_at, \
-             lease_seq, lease_expires_at, lease_ms, backoff, ordering_key, owner, flow_key \
-             FROM jobs WHERE finished_at IS NULL ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let (queue, state) = queue_and_state(row, 2)?;
-            let queue = hot.queue_entry(&queue);
-            let job = LiveJob {
-                seq: row.get(0)?,
-                queue: queue as u32,
-                life: JobLifecycle {
-                    state,
-                    attempt: row.get(6)?,
-                    max_attempts: row.get(7)?,
-                    run_at: Timestamp::from_millis(row.get(8)?),
-                    lease_seq: row.get::<_, i64>(9)? as u64,
-                    lease_expires_at: row.get::<_, Option<i64>>(10)?.map(Timestamp::from_millis),
-                },
-                priority: row.get(5)?,
-                lease_ms: row.get::<_, i64>(11)? as u32,
-                backoff: hot.intern_backoff(from_json(&row.get::<_, String>(12)?)?),
-                keys: JobKeys::boxed(
-                    row.get::<_, Option<String>>(13)?.map(Arc::from),
-                    row.get::<_, Option<String>>(15)?.map(Arc::from),
-                    owner_from_sql(row.get(14)?)?.map(|o| *o),
-                ),
-            };
-            hot.insert(blob_id(&row.get::<_, Vec<u8>>(1)?)?, job);
-        }
-        drop(rows);
-        drop(stmt);
-        hot.take_woken();
-        // After a rollback, what the index knew of commits still unsynced
-        // stays true of them (at open, `Writer::open` starts it afresh).
-        hot.unsynced = std::mem::take(&mut self.hot.unsynced);
-        hot.unsynced.rolled_back();
-        self.hot = hot;
-        *self
-            .policies
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = policies;
-        Ok(())
-    }
-
     /// The highest commit number known durable.
     pub(crate) fn durable_commit(&self) -> u64 {
         self.syncer.durable()
@@ -576,16 +490,6 @@ impl Writer {
             None => Ok(()),
         }
     }
-}
-
-/// Reads `namespace, queue, state` from three columns starting at `first`.
-fn queue_and_state(
-    row: &rusqlite::Row<'_>,
-    first: usize,
-) -> rusqlite::Result<(QueueRef, JobState)> {
-    let (namespace, queue, state): (String, String, String) =
-        (row.get(first)?, row.get(first + 1)?, row.get(first + 2)?);
-    Ok((queue_ref(&namespace, &queue)?, job_state(&state)?))
 }
 
 /// A stored queue's name; one that does not parse (only a hand-edited
