@@ -159,7 +159,7 @@ pub(crate) struct Hot {
     /// with how many.
     woken: HashMap<QueueIdx, usize>,
     /// What made jobs leasable in commits not known durable yet: a lease
-    /// of one waits for that commit's sync (`Release` in writer.rs).
+    /// of one waits for that commit's sync (`write_releasing` in writer.rs).
     pub unsynced: Unsynced,
 }
 

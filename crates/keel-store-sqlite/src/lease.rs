@@ -10,20 +10,21 @@ use keel_store::{LeaseRequest, LeasedJob};
 use rusqlite::params;
 
 use crate::rows::{raw_json, tags_from_sql, trace_from_sql};
-use crate::writer::{Applied, Release, Writer, index_out_of_step};
+use crate::unsynced::Readiness;
+use crate::writer::{Applied, Writer, index_out_of_step};
 
 impl Writer {
     /// Leases up to `req.max_jobs` jobs. The answer does not wait for its
     /// own commit: it leaves as soon as what made its jobs leasable is
-    /// durable ([`Release`]). That may be a commit of the open transaction:
-    /// a job completed there may be the one its key or its workflow waited
-    /// for, and a crash would undo that.
+    /// durable (`writer::write_releasing`). That may be a commit of the open
+    /// transaction: a job completed there may be the one its key or its
+    /// workflow waited for, and a crash would undo that.
     pub(crate) fn lease(
         &mut self,
         req: &LeaseRequest,
         now: Timestamp,
-    ) -> Applied<(Vec<LeasedJob>, Release)> {
-        let none = (Vec::new(), Release::Now);
+    ) -> Applied<(Vec<LeasedJob>, Readiness)> {
+        let none = (Vec::new(), Readiness::Durable);
         let Some(queue_idx) = self.hot.queue_idx(&req.queue) else {
             return Ok(Ok(none));
         };
@@ -62,8 +63,11 @@ impl Writer {
                 .collect(),
         };
         self.hot.unsynced.synced(self.durable_commit());
-        let readiness = picked.iter().map(|id| self.hot.readiness(id)).max();
-        let release = readiness.map_or(Release::Now, Release::showing);
+        let readiness = picked
+            .iter()
+            .map(|id| self.hot.readiness(id))
+            .max()
+            .unwrap_or(Readiness::Durable);
         let mut leased = Vec::new();
         for id in picked {
             let lease_seq = self.lease_numbers.next();
@@ -125,6 +129,6 @@ impl Writer {
         if let Some(first) = leased.iter().map(|job| job.lease_expires_at).min() {
             self.signal.deadline(first);
         }
-        Ok(Ok((leased, release)))
+        Ok(Ok((leased, readiness)))
     }
 }

@@ -102,54 +102,33 @@ pub(crate) fn write<T: Send + 'static>(
     Command::Write(write, caller())
 }
 
-/// When a write's answer may leave.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Release {
-    /// At once: it shows only what is durable. A lease whose jobs were
-    /// durably leasable; the lease itself may be lost in a crash or a
-    /// rollback, which only hands its jobs out again, under a fencing
-    /// number the lost lease's token can never match (fence.rs).
-    Now,
-    /// Once every earlier commit is durable, before its own: the same, for
-    /// jobs made leasable by a commit not known synced yet.
-    AfterEarlierCommits,
-    /// Once its own commit is durable: every other write.
-    WithCommit,
-}
-
-impl Release {
-    /// The release of an answer that shows a job in this state.
-    pub(crate) fn showing(readiness: Readiness) -> Self {
-        match readiness {
-            Readiness::Durable => Release::Now,
-            Readiness::Committed => Release::AfterEarlierCommits,
-            Readiness::Open => Release::WithCommit,
-        }
-    }
-}
-
-/// A write whose answer may leave before its commit ([`Release`]).
+/// A write whose answer shows only jobs whose being leasable is as
+/// durable as `Readiness` says, and leaves as soon as that is durable:
+/// before its own commit. Only a lease is such a write: losing it in a crash
+/// or a rollback hands its jobs out again, under a fencing number the lost
+/// lease's token can never match (fence.rs). Every other write answers with
+/// its commit's sync.
 pub(crate) fn write_releasing<T: Send + 'static>(
     reply: Reply<T>,
-    op: impl FnOnce(&mut Writer) -> Applied<(T, Release)> + Send + 'static,
+    op: impl FnOnce(&mut Writer) -> Applied<(T, Readiness)> + Send + 'static,
 ) -> Command {
     let write: Write = Box::new(move |writer, skip| {
         if skip {
             return finish(reply, Ok(Err(Error::internal("transaction failed"))));
         }
         match op(writer) {
-            Ok(Ok((value, Release::Now))) => {
+            Ok(Ok((value, Readiness::Durable))) => {
                 let _ = reply.send(Ok(value));
                 (Box::new(|_| {}), None)
             }
-            Ok(Ok((value, Release::AfterEarlierCommits))) => {
+            Ok(Ok((value, Readiness::Committed))) => {
                 // A batch that wrote nothing: the syncer answers it right
                 // after the sync of every batch submitted before it.
                 let answer = pending(reply, Ok(value));
                 writer.syncer.submit(vec![answer], false, writer.commits);
                 (Box::new(|_| {}), None)
             }
-            Ok(Ok((value, Release::WithCommit))) => finish(reply, Ok(Ok(value))),
+            Ok(Ok((value, Readiness::Open))) => finish(reply, Ok(Ok(value))),
             Ok(Err(e)) => finish(reply, Ok(Err(e))),
             Err(fault) => finish(reply, Err(fault)),
         }
@@ -356,8 +335,7 @@ impl Writer {
                 metrics::histogram!("keel_store_commit_batch_size").record(tx.answers.len() as f64);
                 // Wake leasers before answering, so that a caller who hears
                 // "done" can count on the wake-up having happened. A woken
-                // leaser's own answer waits for a later sync, which covers
-                // this commit too.
+                // leaser's answer waits at least for this commit's sync.
                 self.commits += 1;
                 self.hot.unsynced.committed(self.commits);
                 self.hot.unsynced.synced(self.syncer.durable());
