@@ -248,3 +248,60 @@ pub struct RedriveAnswer {
     pub redriven: usize,
     pub ids: Vec<JobId>,
 }
+
+/// `GET .../queues/{queue}/stream` (a WebSocket): the query of the upgrade.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// The lease time of every job pushed on the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+/// A worker's frame on its stream, one JSON text message each (docs/api.md,
+/// "Worker streams"; a WebSocket's frames are outside the OpenAPI document).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WorkerFrame {
+    /// `{"credit":N}`: room for N more jobs. The server pushes jobs while
+    /// the credit lasts, each job spending one.
+    Credit(u32),
+    /// `{"acks":{"id":7,"complete":[...],"fail":[...]}}`: outcomes, as
+    /// `POST .../acks` takes them; answered by an `acked` frame of the same id.
+    Acks(StreamAcks),
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamAcks {
+    /// The worker's number for the batch, repeated in its answer.
+    pub id: u64,
+    #[serde(default)]
+    pub complete: Vec<Value>,
+    #[serde(default)]
+    pub fail: Vec<Value>,
+}
+
+/// The server's frame on a worker's stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerFrame<P = Box<RawValue>> {
+    /// `{"jobs":[...]}`: jobs leased to this worker, as a lease answers them.
+    Jobs(Vec<LeasedJob<P>>),
+    /// `{"acked":{"id":7,"complete":[...],"fail":[...]}}`: the answer to an
+    /// `acks` frame, one status per item as `POST .../acks` gives them.
+    Acked(StreamAcked),
+    /// `{"error":{"code","message"}}`: why the server ends the stream; a
+    /// close follows.
+    Error(ErrorDetail),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamAcked {
+    pub id: u64,
+    pub complete: Vec<AckItem>,
+    pub fail: Vec<AckItem>,
+}

@@ -106,6 +106,7 @@ impl CountingWorker {
                 let mut options = WorkerOptions::new(NS, queue);
                 options.concurrency = handlers.conc;
                 options.prefetch = handlers.prefetch;
+                options.stream = handlers.stream;
                 let room = (handlers.conc + handlers.prefetch) as u32;
                 options.max_batch = room.min(Limits::default().max_lease_jobs);
                 options.wait_ms = 1000;

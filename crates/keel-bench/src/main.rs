@@ -98,6 +98,10 @@ struct BenchArgs {
     /// Jobs a worker leases ahead of its free handlers (`WorkerOptions::prefetch`).
     #[arg(long, default_value_t = 0)]
     prefetch: usize,
+    /// Workers take jobs from lease calls (`POST .../lease`, as any HTTP
+    /// client can) instead of the worker stream the Rust SDK uses.
+    #[arg(long)]
+    lease_calls: bool,
     /// Jobs per bulk enqueue.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -193,6 +197,7 @@ impl BenchArgs {
         Handlers {
             conc: self.conc,
             prefetch: self.prefetch,
+            stream: !self.lease_calls,
         }
     }
 
@@ -200,6 +205,7 @@ impl BenchArgs {
         Handlers {
             conc: self.conc,
             prefetch: self.wf_prefetch,
+            stream: !self.lease_calls,
         }
     }
 }
@@ -209,6 +215,8 @@ impl BenchArgs {
 pub(crate) struct Handlers {
     conc: usize,
     prefetch: usize,
+    /// Jobs come on worker streams, not lease calls.
+    stream: bool,
 }
 
 fn emit(phase: &str, fields: Value) {

@@ -32,6 +32,9 @@ pub enum ClientError {
     /// A value to send that is not JSON (a map with non-string keys, …).
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A worker stream failed or ended.
+    #[error("stream: {0}")]
+    Stream(String),
 }
 
 impl ClientError {
@@ -96,6 +99,9 @@ pub struct ListQuery {
 #[derive(Clone, Debug)]
 pub struct Client {
     pub(crate) http: reqwest::Client,
+    /// HTTP/1.1 only: a WebSocket's handshake is an HTTP/1.1 upgrade, and
+    /// over TLS `http` may agree on h2.
+    pub(crate) http1: reqwest::Client,
     base: String,
     /// Sent as `Authorization: Bearer` on every request.
     token: Option<std::sync::Arc<str>>,
@@ -134,17 +140,21 @@ impl Client {
             return Err(ClientError::Url(base));
         }
         install_tls_provider();
-        let mut builder = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(pem) = ca_pem {
-            for ca in reqwest::Certificate::from_pem_bundle(pem)? {
-                builder = builder.add_root_certificate(ca);
+        let builder = || -> Result<reqwest::ClientBuilder, ClientError> {
+            let mut builder = reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(5));
+            if let Some(pem) = ca_pem {
+                for ca in reqwest::Certificate::from_pem_bundle(pem)? {
+                    builder = builder.add_root_certificate(ca);
+                }
             }
-        }
+            Ok(builder)
+        };
         Ok(Client {
-            http: builder.build()?,
+            http: builder()?.build()?,
+            http1: builder()?.http1_only().build()?,
             base,
             token: None,
         })
@@ -161,10 +171,8 @@ impl Client {
         &self.base
     }
 
-    pub(crate) async fn send<T: serde::de::DeserializeOwned>(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<T, ClientError> {
+    /// `req` with the token and the caller's trace context.
+    pub(crate) fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         let req = match &self.token {
             Some(token) => req.bearer_auth(token),
             None => req,
@@ -174,11 +182,23 @@ impl Client {
             Some(context) => req.header("traceparent", context.as_str()),
             None => req,
         };
-        let resp = req.send().await?;
-        let status = resp.status();
-        if status.is_success() {
+        req
+    }
+
+    pub(crate) async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = self.authorized(req).send().await?;
+        if resp.status().is_success() {
             return Ok(resp.json().await?);
         }
+        Err(Client::error_of(resp).await)
+    }
+
+    /// The error a refused request's answer carries.
+    pub(crate) async fn error_of(resp: reqwest::Response) -> ClientError {
+        let status = resp.status();
         let error = resp.json::<ErrorBody>().await.map_or_else(
             |_| ErrorDetail {
                 code: "unknown".to_owned(),
@@ -186,11 +206,11 @@ impl Client {
             },
             |body| body.error,
         );
-        Err(ClientError::Api {
+        ClientError::Api {
             status: status.as_u16(),
             code: error.code,
             message: error.message,
-        })
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

@@ -15,6 +15,7 @@ mod events;
 mod schedules;
 mod slos;
 mod sources;
+mod stream;
 mod tokens;
 mod trace;
 mod worker;
@@ -49,4 +50,5 @@ pub use keel_core::job::Debounce;
 /// The types the answers are made of.
 pub use keel_core::workflow::{RunId, RunStatus, StepStatus};
 pub use keel_core::{JobId, JobState, Timestamp, TraceParent};
+pub use stream::{JobStream, StreamJobs};
 pub use worker::{JobFailure, Worker, WorkerOptions};

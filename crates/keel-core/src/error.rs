@@ -137,9 +137,12 @@ impl ErrorCode {
             | ErrorCode::HasTarget
             | ErrorCode::CursorStale => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::NamespaceFull | ErrorCode::QuotaExceeded | ErrorCode::RateLimited => 429,
+            ErrorCode::NamespaceFull
+            | ErrorCode::QuotaExceeded
+            | ErrorCode::RateLimited
+            | ErrorCode::Overloaded => 429,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::ShuttingDown | ErrorCode::Overloaded | ErrorCode::StorageUnavailable => 503,
+            ErrorCode::ShuttingDown | ErrorCode::StorageUnavailable => 503,
             ErrorCode::StorageFull => 507,
             ErrorCode::Internal => 500,
         }

@@ -3,7 +3,7 @@
 //! only for a while.
 //!
 //! - **Connections** are capped (`max_connections`): past the cap a new
-//!   connection gets 503 `overloaded` with `Retry-After` (HTTPS: it is
+//!   connection gets 429 `overloaded` with `Retry-After` (HTTPS: it is
 //!   closed) and the ones open keep being served.
 //! - **Request heads** must arrive within `header_timeout`, counted from
 //!   the connection's start (the TLS handshake and the first request) and,
@@ -186,7 +186,7 @@ where
     }
 }
 
-/// A connection past the cap: a plain-HTTP client is told 503 and when to
+/// A connection past the cap: a plain-HTTP client is told 429 and when to
 /// come back; an HTTPS one is closed (no handshake is spent on it).
 async fn refuse(mut stream: TcpStream, tls: bool, max_connections: usize) {
     tracing::debug!(max_connections, "refused a connection: the server is full");
@@ -197,7 +197,7 @@ async fn refuse(mut stream: TcpStream, tls: bool, max_connections: usize) {
         r#"{{"error":{{"code":"overloaded","message":"the server holds {max_connections} connections, its most (--max-connections); try again"}}}}"#
     );
     let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     // Write the answer, then read what the client sent until it closes:

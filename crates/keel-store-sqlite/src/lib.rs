@@ -52,7 +52,7 @@ use crate::writer::{Command, Reply, SharedPolicies, Writer};
 
 const DB_FILE: &str = "keel.db";
 const READERS: usize = 2;
-/// Commands waiting for the writer; past this, a call is refused with 503
+/// Commands waiting for the writer; past this, a call is refused with 429
 /// `overloaded` at once (load shedding). Deep enough for every connection's
 /// request at a normal load; shallow enough that an admitted request waits
 /// a bounded time (the writer applies tens of thousands a second).

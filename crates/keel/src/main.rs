@@ -166,7 +166,7 @@ struct LimitArgs {
 /// What clients may hold of the server (`keel_server::ClientLimits`).
 #[derive(Args)]
 struct ClientArgs {
-    /// Most connections open at once; past it a new one is answered 503
+    /// Most connections open at once; past it a new one is answered 429
     /// `overloaded`. Keep it under the open-file limit (`ulimit -n`).
     #[arg(long, env = "KEEL_MAX_CONNECTIONS", default_value_t = ClientLimits::default().max_connections)]
     max_connections: usize,
@@ -180,7 +180,7 @@ struct ClientArgs {
           value_parser = clap::value_parser!(u64).range(100..))]
     body_timeout_ms: u64,
     /// Most bytes of request bodies read at once over all connections
-    /// (a body reserves its declared length); past it, 503 `overloaded`.
+    /// (a body reserves its declared length); past it, 429 `overloaded`.
     #[arg(long, env = "KEEL_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = ClientLimits::default().max_body_bytes_in_flight)]
     max_body_bytes_in_flight: usize,
 }

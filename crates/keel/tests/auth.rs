@@ -82,6 +82,7 @@ const ROUTES: &[Route] = &[
     r("GET", "/v1/namespaces/{ns}/slos", "read"),
     rb("POST", "/v1/namespaces/{ns}/queues/q/jobs", "publish", job),
     rb("POST", "/v1/namespaces/{ns}/queues/q/lease", "work", no_wait),
+    r("GET", "/v1/namespaces/{ns}/queues/q/stream", "work"),
     rb("POST", "/v1/namespaces/{ns}/queues/q/redrive", "operate", empty),
     r("GET", "/v1/namespaces/{ns}/queues/q", "jobs"),
     rb("PUT", "/v1/namespaces/{ns}/queues/q", "operate", empty),

@@ -114,7 +114,7 @@ async fn an_idle_kept_alive_connection_is_closed_at_the_header_timeout() {
 }
 
 #[tokio::test]
-async fn past_max_connections_a_client_is_told_503_overloaded_with_retry_after() {
+async fn past_max_connections_a_client_is_told_429_overloaded_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &["--max-connections", "20"]).await;
     let addr = addr(&server);
@@ -137,7 +137,7 @@ async fn past_max_connections_a_client_is_told_503_overloaded_with_retry_after()
         .await
         .unwrap();
     let answer = until_closed(&mut extra).await;
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(answer.contains("retry-after: 1\r\n"), "{answer}");
     assert_eq!(body(&answer)["error"]["code"], "overloaded");
 
@@ -185,7 +185,7 @@ async fn a_body_that_stops_arriving_is_answered_408() {
 }
 
 #[tokio::test]
-async fn bodies_past_the_memory_budget_are_refused_503_while_others_go_on() {
+async fn bodies_past_the_memory_budget_are_refused_429_while_others_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &["--max-body-bytes-in-flight", "1000"]).await;
     let addr = addr(&server);
@@ -209,7 +209,7 @@ async fn bodies_past_the_memory_budget_are_refused_503_while_others_go_on() {
                     json!({"payload": "y".repeat(300)}),
                 )
                 .await;
-            if status == 503 {
+            if status == 429 {
                 return answer;
             }
             assert_eq!(status, 201, "{answer}");

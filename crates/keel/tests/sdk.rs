@@ -20,6 +20,17 @@ fn repo_root() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worker_retries_heartbeats_and_drains() {
+    retries_heartbeats_and_drains(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_on_lease_calls_retries_heartbeats_and_drains() {
+    retries_heartbeats_and_drains(false).await;
+}
+
+/// 100 jobs, one slow (only heartbeats keep it) and ten flaky, taken from
+/// a worker stream or from lease calls.
+async fn retries_heartbeats_and_drains(stream: bool) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir, &[]).await;
     let client = Client::new(&server.url).unwrap();
@@ -55,6 +66,7 @@ async fn worker_retries_heartbeats_and_drains() {
         }
     };
     let mut options = WorkerOptions::new("default", "sdk");
+    options.stream = stream;
     options.concurrency = 8;
     options.max_batch = 8;
     // Long enough that a loaded machine (the whole suite at once) does not

@@ -217,6 +217,16 @@ pub(super) async fn acks(
     NamespacePath(ns): NamespacePath,
     JsonBody(body): JsonBody<AcksRequest>,
 ) -> Api<Json<AcksAnswer>> {
+    Ok(Json(apply_acks(&engine, &ns, body).await?))
+}
+
+/// A batch of acks, each item answered on its own: `POST .../acks` and a
+/// worker stream's `acks` frame.
+pub(super) async fn apply_acks(
+    engine: &Engine,
+    ns: &Namespace,
+    body: AcksRequest,
+) -> Api<AcksAnswer> {
     let total = body.complete.len() + body.fail.len();
     if total > engine.limits().max_batch {
         return Err(ApiError::new(
@@ -241,7 +251,7 @@ pub(super) async fn acks(
         .into_iter()
         .map(|item| {
             keep(ack_item::<CompleteRequest>(
-                &engine,
+                engine,
                 item,
                 complete_outcome,
                 |b| &b.lease_token,
@@ -252,12 +262,12 @@ pub(super) async fn acks(
         .fail
         .into_iter()
         .map(|item| {
-            keep(ack_item::<FailRequest>(&engine, item, fail_outcome, |b| {
+            keep(ack_item::<FailRequest>(engine, item, fail_outcome, |b| {
                 &b.lease_token
             }))
         })
         .collect();
-    let mut applied = engine.jobs().ack(&ns, valid).await?.into_iter();
+    let mut applied = engine.jobs().ack(ns, valid).await?.into_iter();
     let mut answer = |slots: Vec<Slot>| -> Vec<AckItem> {
         slots
             .into_iter()
@@ -274,7 +284,7 @@ pub(super) async fn acks(
     };
     let complete = answer(complete);
     let fail = answer(fail);
-    Ok(Json(AcksAnswer { complete, fail }))
+    Ok(AcksAnswer { complete, fail })
 }
 
 #[utoipa::path(

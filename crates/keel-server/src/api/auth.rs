@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use keel_core::ErrorCode;
 use keel_core::auth::{Access, Reach};
+use keel_core::{ErrorCode, QueueRef};
 use keel_engine::Engine;
 
 use super::ApiError;
@@ -86,6 +86,7 @@ const RULES: &[(&str, &str, Need)] = &[
     ("GET", "/v1/namespaces/{ns}/slos", Need::Token(Read, Namespace)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/jobs", Need::Token(Publish, QUEUE)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/lease", Need::Token(Work, QUEUE)),
+    ("GET", "/v1/namespaces/{ns}/queues/{queue}/stream", Need::Token(Work, QUEUE)),
     ("POST", "/v1/namespaces/{ns}/queues/{queue}/redrive", Need::Token(Operate, QUEUE)),
     ("GET", "/v1/namespaces/{ns}/queues/{queue}", Need::Token(ReadJobs, QUEUE)),
     ("PUT", "/v1/namespaces/{ns}/queues/{queue}", Need::Token(Operate, QUEUE)),
@@ -222,18 +223,13 @@ async fn authorize(
     access: Access,
     shape: Shape,
 ) -> Result<keel_engine::tokens::Caller, ApiError> {
-    let presented = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "this route needs a token: Authorization: Bearer keel_...",
-            )
-        })?;
-    let caller = engine.tokens().authenticate(presented.trim()).await?;
+    let presented = bearer(&parts.headers).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "this route needs a token: Authorization: Bearer keel_...",
+        )
+    })?;
+    let caller = engine.tokens().authenticate(presented).await?;
     let segments = match shape {
         All => Vec::new(),
         Queried => queried_namespace(&parts.uri),
@@ -259,6 +255,35 @@ async fn authorize(
     };
     caller.grant().permit(access, reach)?;
     Ok(caller)
+}
+
+/// The token a request presents as `Authorization: Bearer`.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Checks again that `presented` may work `queue`. A worker stream calls
+/// it before every lease, so that a token revoked or expired while its
+/// stream is open ends the stream.
+pub(super) async fn recheck_work(
+    engine: &Engine,
+    presented: &str,
+    queue: &QueueRef,
+) -> Result<(), ApiError> {
+    let caller = engine.tokens().authenticate(presented).await?;
+    caller.grant().permit(
+        Work,
+        Reach::Resource {
+            namespace: queue.namespace.as_str(),
+            kind: "queue",
+            name: queue.queue.as_str(),
+        },
+    )?;
+    Ok(())
 }
 
 /// The `namespace` query parameter, as the `ns` path parameter would be

@@ -89,13 +89,7 @@ pub(super) async fn lease(
     if let Some(ms) = body.lease_ms {
         check_lease_ms(ms)?;
     }
-    let worker_id = body.worker_id.unwrap_or_default();
-    if worker_id.len() > limits.max_key_len {
-        return Err(ApiError::invalid(format!(
-            "worker_id must be at most {} bytes",
-            limits.max_key_len
-        )));
-    }
+    let worker_id = worker_id(limits, body.worker_id)?;
     let req = LeaseRequest {
         queue,
         worker_id,
@@ -109,6 +103,18 @@ pub(super) async fn lease(
     Ok(Json(Leased {
         jobs: jobs.into_iter().map(wire_leased).collect(),
     }))
+}
+
+/// A worker's name (empty when absent), within the key length.
+pub(super) fn worker_id(limits: &keel_core::Limits, id: Option<String>) -> Api<String> {
+    let id = id.unwrap_or_default();
+    if id.len() > limits.max_key_len {
+        return Err(ApiError::invalid(format!(
+            "worker_id must be at most {} bytes",
+            limits.max_key_len
+        )));
+    }
+    Ok(id)
 }
 
 #[utoipa::path(
@@ -256,7 +262,7 @@ fn wire_enqueued(e: keel_store::Enqueued) -> api::Enqueued {
     }
 }
 
-fn wire_leased(j: keel_store::LeasedJob) -> LeasedJob {
+pub(super) fn wire_leased(j: keel_store::LeasedJob) -> LeasedJob {
     LeasedJob {
         id: j.id,
         queue: j.queue,

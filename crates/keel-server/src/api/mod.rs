@@ -17,6 +17,7 @@ mod request_id;
 pub(crate) mod schedules;
 mod slos;
 mod sources;
+mod stream;
 mod subscriptions;
 pub(crate) mod tokens;
 mod topics;
@@ -71,6 +72,7 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(jobs::enqueue))
         .routes(routes!(jobs::lease))
+        .routes(routes!(stream::stream))
         .routes(routes!(jobs::redrive))
         .routes(routes!(queues::stats, queues::set_policy))
         .routes(routes!(queues::pause))
