@@ -99,8 +99,7 @@ pub struct ListQuery {
 #[derive(Clone, Debug)]
 pub struct Client {
     pub(crate) http: reqwest::Client,
-    /// HTTP/1.1 only: a WebSocket's handshake is an HTTP/1.1 upgrade, and
-    /// over TLS `http` may agree on h2.
+    /// HTTP/1.1 only, for a worker stream's upgrade (`http` may agree on h2).
     pub(crate) http1: reqwest::Client,
     base: String,
     /// Sent as `Authorization: Bearer` on every request.

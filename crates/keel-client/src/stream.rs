@@ -247,7 +247,7 @@ mod tests {
         // RFC 6455, section 1.3's example.
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaRRxzR9LTGQ4Gt8mY="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }
