@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod namespaces;
+pub mod notifications;
 pub mod queues;
 pub mod runs;
 pub mod schedules;

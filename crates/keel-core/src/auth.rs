@@ -108,7 +108,7 @@ impl Access {
 }
 
 /// The kinds of resource a grant can name (`queue:emails*`).
-pub const RESOURCE_KINDS: [&str; 7] = [
+pub const RESOURCE_KINDS: [&str; 9] = [
     "queue",
     "topic",
     "subscription",
@@ -116,6 +116,8 @@ pub const RESOURCE_KINDS: [&str; 7] = [
     "source",
     "endpoint",
     "schedule",
+    "channel",
+    "template",
 ];
 
 /// At most this many namespaces or resource patterns in one grant.

@@ -18,6 +18,7 @@ pub mod id;
 pub mod job;
 pub mod limits;
 pub mod name;
+pub mod notification;
 pub mod openapi;
 pub mod policy;
 pub mod quota;
@@ -37,8 +38,8 @@ pub use id::{JobId, JobIdGenerator, LeaseToken};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    EndpointName, Namespace, QueueName, QueueRef, ScheduleName, SourceName, SubscriptionName,
-    TopicName, WorkflowName,
+    ChannelName, EndpointName, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
+    SubscriptionName, TemplateName, TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

@@ -1,4 +1,5 @@
-//! Namespace, queue, workflow, topic, subscription, source and endpoint names, checked once at the edge so that every layer below
+//! Namespace, queue, workflow, topic, subscription, source, endpoint, schedule,
+//! channel and template names, checked once at the edge so that every layer below
 //! can trust them (they end up in SQL parameters, metric labels and log lines).
 
 use std::fmt;
@@ -68,6 +69,8 @@ name_type!(SubscriptionName, "subscription");
 name_type!(SourceName, "source");
 name_type!(EndpointName, "endpoint");
 name_type!(ScheduleName, "schedule");
+name_type!(ChannelName, "channel");
+name_type!(TemplateName, "template");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

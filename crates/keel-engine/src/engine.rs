@@ -14,6 +14,7 @@ use crate::audit::AuditService;
 use crate::endpoints::EndpointService;
 use crate::jobs::{JobDeps, JobService};
 use crate::namespaces::NamespaceService;
+use crate::notifications::NotificationService;
 use crate::outbound::Guard;
 use crate::owners::Owners;
 use crate::queues::QueueService;
@@ -38,6 +39,7 @@ pub struct Engine {
     topics: Arc<TopicService>,
     subscriptions: Arc<SubscriptionService>,
     sources: SourceService,
+    notifications: NotificationService,
     endpoints: Arc<EndpointService>,
     schedules: Arc<ScheduleService>,
     workflows: Arc<Driver>,
@@ -163,6 +165,7 @@ impl Engine {
             slos: slos.clone(),
         }));
         let sources = SourceService::new(store.clone(), clock.clone(), topics.clone());
+        let notifications = NotificationService::new(store.clone(), clock.clone());
         let runs = Arc::new(RunService::new(
             store.clone(),
             signal,
@@ -192,6 +195,7 @@ impl Engine {
             topics,
             subscriptions,
             sources,
+            notifications,
             endpoints,
             schedules,
             workflows,
@@ -225,6 +229,11 @@ impl Engine {
     /// Webhook sources and their ingestion.
     pub fn sources(&self) -> &SourceService {
         &self.sources
+    }
+
+    /// Notification channels, templates, recipients and preferences.
+    pub fn notifications(&self) -> &NotificationService {
+        &self.notifications
     }
 
     pub fn endpoints(&self) -> &Arc<EndpointService> {

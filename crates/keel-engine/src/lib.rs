@@ -16,6 +16,8 @@
 //! - [`subscriptions::SubscriptionService`]: subscriptions, pulled fetches
 //!   and commits, and hand-offs to targets.
 //! - [`sources::SourceService`]: webhooks verified and published as events.
+//! - [`notifications::NotificationService`]: notification channels (their
+//!   secrets never answered), templates, recipients and preferences.
 //! - [`endpoints::EndpointService`]: endpoints Keel pushes to, their
 //!   secrets, health and attempts log (the pushing is `services/pusher.rs`).
 //! - [`schedules::ScheduleService`]: schedules and the firing of their slots
@@ -48,6 +50,7 @@ pub mod jobs;
 mod manual_clock;
 pub mod metrics;
 pub mod namespaces;
+pub mod notifications;
 pub mod outbound;
 mod owners;
 pub mod queues;

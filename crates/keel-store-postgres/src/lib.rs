@@ -21,6 +21,7 @@ mod jobs;
 mod keys;
 mod maintenance;
 mod namespaces;
+mod notifications;
 mod notify;
 mod owner;
 mod publisher;

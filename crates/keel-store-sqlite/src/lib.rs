@@ -17,6 +17,7 @@ mod jobs;
 mod lease;
 mod maintenance;
 mod namespaces;
+mod notifications;
 mod owner;
 mod queues;
 mod reload;

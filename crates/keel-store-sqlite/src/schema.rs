@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_slo_minutes.sql"),
     include_str!("../migrations/0015_traceparent.sql"),
     include_str!("../migrations/0016_lease_epoch.sql"),
+    include_str!("../migrations/0017_notification_settings.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

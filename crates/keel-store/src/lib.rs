@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -21,6 +21,7 @@ mod endpoints;
 mod jobs;
 mod maintenance;
 mod namespaces;
+mod notifications;
 mod owner;
 mod queues;
 mod runs;
@@ -45,6 +46,7 @@ pub use jobs::{
 };
 pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceStore};
 pub use namespaces::{NamespaceQuotas, NamespaceStore, Usage};
+pub use notifications::{NotificationStore, Setting, StoredSetting, setting_not_found};
 pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
@@ -80,6 +82,7 @@ pub trait Store:
     + AuditStore
     + NamespaceStore
     + SloStore
+    + NotificationStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

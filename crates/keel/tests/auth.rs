@@ -142,6 +142,22 @@ const ROUTES: &[Route] = &[
     rb("POST", "/v1/namespaces/{ns}/schedules/s/resume", "operate", empty),
     rb("POST", "/v1/namespaces/{ns}/schedules/s/trigger", "operate", empty),
     rb("POST", "/v1/namespaces/{ns}/schedules/s/backfill", "operate", empty),
+    r("GET", "/v1/namespaces/{ns}/channels", "read"),
+    r("GET", "/v1/namespaces/{ns}/channels/c", "read"),
+    rb("PUT", "/v1/namespaces/{ns}/channels/c", "operate", empty),
+    r("DELETE", "/v1/namespaces/{ns}/channels/nosuch", "operate"),
+    r("GET", "/v1/namespaces/{ns}/templates", "read"),
+    r("GET", "/v1/namespaces/{ns}/templates/t", "read"),
+    rb("PUT", "/v1/namespaces/{ns}/templates/t", "operate", empty),
+    r("DELETE", "/v1/namespaces/{ns}/templates/nosuch", "operate"),
+    r("GET", "/v1/namespaces/{ns}/recipients", "read"),
+    r("GET", "/v1/namespaces/{ns}/recipients/r", "read"),
+    rb("PUT", "/v1/namespaces/{ns}/recipients/r", "publish", empty),
+    r("DELETE", "/v1/namespaces/{ns}/recipients/nosuch", "publish"),
+    r("GET", "/v1/namespaces/{ns}/recipients/r/preferences", "read"),
+    rb("PUT", "/v1/namespaces/{ns}/recipients/r/preferences", "publish", empty),
+    r("GET", "/v1/namespaces/{ns}/preferences", "read"),
+    rb("PUT", "/v1/namespaces/{ns}/preferences", "operate", empty),
 ];
 
 /// The role table of docs/api.md, written out again: which needs each

@@ -67,6 +67,8 @@ const WORKFLOW: Shape = on("workflow", "name");
 const SOURCE: Shape = on("source", "name");
 const ENDPOINT: Shape = on("endpoint", "name");
 const SCHEDULE: Shape = on("schedule", "name");
+const CHANNEL: Shape = on("channel", "name");
+const TEMPLATE: Shape = on("template", "name");
 
 /// Every route's need, as docs/api.md's role table shows it.
 #[rustfmt::skip]
@@ -146,6 +148,22 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/namespaces/{ns}/schedules/{name}/resume", Need::Token(Operate, SCHEDULE)),
     ("POST", "/v1/namespaces/{ns}/schedules/{name}/trigger", Need::Token(Operate, SCHEDULE)),
     ("POST", "/v1/namespaces/{ns}/schedules/{name}/backfill", Need::Token(Operate, SCHEDULE)),
+    ("GET", "/v1/namespaces/{ns}/channels", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/channels/{name}", Need::Token(Read, CHANNEL)),
+    ("PUT", "/v1/namespaces/{ns}/channels/{name}", Need::Token(Operate, CHANNEL)),
+    ("DELETE", "/v1/namespaces/{ns}/channels/{name}", Need::Token(Operate, CHANNEL)),
+    ("GET", "/v1/namespaces/{ns}/templates", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/templates/{name}", Need::Token(Read, TEMPLATE)),
+    ("PUT", "/v1/namespaces/{ns}/templates/{name}", Need::Token(Operate, TEMPLATE)),
+    ("DELETE", "/v1/namespaces/{ns}/templates/{name}", Need::Token(Operate, TEMPLATE)),
+    ("GET", "/v1/namespaces/{ns}/recipients", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/recipients/{id}", Need::Token(Read, Namespace)),
+    ("PUT", "/v1/namespaces/{ns}/recipients/{id}", Need::Token(Publish, Namespace)),
+    ("DELETE", "/v1/namespaces/{ns}/recipients/{id}", Need::Token(Publish, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/recipients/{id}/preferences", Need::Token(Read, Namespace)),
+    ("PUT", "/v1/namespaces/{ns}/recipients/{id}/preferences", Need::Token(Publish, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/preferences", Need::Token(Read, Namespace)),
+    ("PUT", "/v1/namespaces/{ns}/preferences", Need::Token(Operate, Namespace)),
 ];
 
 static TABLE: LazyLock<HashMap<(&'static str, &'static str), Need>> =

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use keel_core::workflow::RunId;
 use keel_core::{
-    EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
-    SubscriptionName, TopicName, WorkflowName,
+    ChannelName, EndpointName, ErrorCode, JobId, Namespace, QueueName, QueueRef, ScheduleName,
+    SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
 };
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -404,6 +404,52 @@ impl<S: Send + Sync> FromRequestParts<S> for EndpointPath {
         Ok(EndpointPath(
             user_namespace(segment(&segments, "ns"))?,
             EndpointName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of a notification channel, validated.
+pub(super) struct ChannelPath(pub Namespace, pub ChannelName);
+
+impl<S: Send + Sync> FromRequestParts<S> for ChannelPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(ChannelPath(
+            user_namespace(segment(&segments, "ns"))?,
+            ChannelName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of a notification template, validated.
+pub(super) struct TemplatePath(pub Namespace, pub TemplateName);
+
+impl<S: Send + Sync> FromRequestParts<S> for TemplatePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(TemplatePath(
+            user_namespace(segment(&segments, "ns"))?,
+            TemplateName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{id}` of a recipient: the id is the caller's own (the
+/// engine checks its length).
+pub(super) struct RecipientPath(pub Namespace, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RecipientPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(RecipientPath(
+            user_namespace(segment(&segments, "ns"))?,
+            segment(&segments, "id").to_owned(),
         ))
     }
 }

@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod jobs;
 mod namespaces;
+mod notifications;
 mod openapi;
 mod queues;
 mod request_id;
@@ -129,7 +130,33 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(schedules::pause))
         .routes(routes!(schedules::resume))
         .routes(routes!(schedules::trigger))
-        .routes(routes!(schedules::backfill));
+        .routes(routes!(schedules::backfill))
+        .routes(routes!(notifications::channels_list))
+        .routes(routes!(
+            notifications::channel_get,
+            notifications::channel_put,
+            notifications::channel_delete
+        ))
+        .routes(routes!(notifications::templates_list))
+        .routes(routes!(
+            notifications::template_get,
+            notifications::template_put,
+            notifications::template_delete
+        ))
+        .routes(routes!(notifications::recipients_list))
+        .routes(routes!(
+            notifications::recipient_get,
+            notifications::recipient_put,
+            notifications::recipient_delete
+        ))
+        .routes(routes!(
+            notifications::recipient_preferences_get,
+            notifications::recipient_preferences_put
+        ))
+        .routes(routes!(
+            notifications::preferences_get,
+            notifications::preferences_put
+        ));
     OpenApiRouter::with_openapi(openapi::Base::openapi())
         .nest("/v1", v1)
         .routes(routes!(health::healthz))

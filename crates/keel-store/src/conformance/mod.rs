@@ -21,6 +21,7 @@ mod jobs;
 mod keys;
 mod maintenance;
 mod namespaces;
+mod notifications;
 mod owner;
 mod queues;
 mod runs;
@@ -118,6 +119,7 @@ where
         ("tokens", tokens::CASES),
         ("audit", audit::CASES),
         ("namespaces", namespaces::CASES),
+        ("notifications", notifications::CASES),
         ("slos", slos::CASES),
         ("trace", trace::CASES),
     ];

@@ -1,0 +1,112 @@
+//! Notification settings on PostgreSQL: one row each, the body as JSON
+//! text; a put is one upsert.
+
+use async_trait::async_trait;
+use keel_core::{Error, Namespace, Timestamp};
+use keel_store::{NotificationStore, Setting, StoredSetting};
+use serde_json::Value;
+use tokio_postgres::Row;
+
+use crate::{PostgresStore, db};
+
+#[async_trait]
+impl NotificationStore for PostgresStore {
+    async fn setting_put(
+        &self,
+        namespace: &Namespace,
+        kind: Setting,
+        name: &str,
+        body: &Value,
+        now: Timestamp,
+    ) -> Result<(StoredSetting, bool), Error> {
+        let text = keel_store::codec::encode("notification setting", body)?;
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                include_str!("../queries/notifications/setting_put.sql"),
+                &[
+                    &namespace.as_str(),
+                    &kind.as_str(),
+                    &name,
+                    &text,
+                    &now.as_millis(),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        Ok((setting_from_row(&row)?, row.get(4)))
+    }
+
+    async fn setting_get(
+        &self,
+        namespace: &Namespace,
+        kind: Setting,
+        name: &str,
+    ) -> Result<Option<StoredSetting>, Error> {
+        self.client()
+            .await?
+            .query_opt(
+                include_str!("../queries/notifications/setting_get.sql"),
+                &[&namespace.as_str(), &kind.as_str(), &name],
+            )
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(setting_from_row)
+            .transpose()
+    }
+
+    async fn settings_list(
+        &self,
+        namespace: &Namespace,
+        kind: Setting,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredSetting>, Error> {
+        self.client()
+            .await?
+            .query(
+                include_str!("../queries/notifications/settings_list.sql"),
+                &[
+                    &namespace.as_str(),
+                    &kind.as_str(),
+                    &after,
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(setting_from_row)
+            .collect()
+    }
+
+    async fn setting_delete(
+        &self,
+        namespace: &Namespace,
+        kinds: &[Setting],
+        name: &str,
+    ) -> Result<bool, Error> {
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let gone = self
+            .client()
+            .await?
+            .execute(
+                include_str!("../queries/notifications/setting_delete.sql"),
+                &[&namespace.as_str(), &kinds, &name],
+            )
+            .await
+            .map_err(db)?;
+        Ok(gone > 0)
+    }
+}
+
+fn setting_from_row(r: &Row) -> Result<StoredSetting, Error> {
+    Ok(StoredSetting {
+        name: r.get(0),
+        body: keel_store::codec::decode("notification setting", r.get::<_, &str>(1))?,
+        created_at: Timestamp::from_millis(r.get(2)),
+        updated_at: Timestamp::from_millis(r.get(3)),
+    })
+}
