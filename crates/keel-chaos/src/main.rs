@@ -10,6 +10,7 @@ mod history;
 mod powerfs;
 mod relay;
 mod scenarios;
+mod streamed;
 mod workload;
 
 use std::path::PathBuf;

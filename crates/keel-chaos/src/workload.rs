@@ -54,7 +54,13 @@ impl Nodes {
         format!("{}/v1/namespaces/{NAMESPACE}{path}", self.urls[i])
     }
 
-    fn skip(&self) {
+    /// The node the next request goes to (`http://host:port`).
+    pub(crate) fn base(&self) -> String {
+        let i = self.next.load(Ordering::Relaxed) % self.urls.len();
+        self.urls[i].clone()
+    }
+
+    pub(crate) fn skip(&self) {
         self.next.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -189,6 +195,21 @@ pub(crate) async fn publish(nodes: Nodes, history: Arc<History>, stop: Arc<Atomi
     }
 }
 
+/// A job's uid: a produced job's payload holds it, an event's job its data.
+pub(crate) fn uid_of(payload: &Value) -> String {
+    payload["uid"]
+        .as_str()
+        .or_else(|| payload["data"]["uid"].as_str())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// The first attempt of every seventh uid fails on purpose, so retries are
+/// part of every run.
+pub(crate) fn fails_on_purpose(uid: &str, attempt: u64) -> bool {
+    attempt == 1 && uid.bytes().map(usize::from).sum::<usize>() % 7 == 0
+}
+
 /// Leases from `queue` and completes until `stop`; the first attempt of
 /// every seventh uid fails on purpose.
 pub(crate) async fn work(
@@ -215,12 +236,7 @@ pub(crate) async fn work(
         };
         let at = Instant::now();
         for job in jobs {
-            let payload = &job["payload"];
-            let uid = payload["uid"]
-                .as_str()
-                .or_else(|| payload["data"]["uid"].as_str())
-                .unwrap_or("?")
-                .to_owned();
+            let uid = uid_of(&job["payload"]);
             let id = job["id"].as_str().unwrap_or_default().to_owned();
             let token = job["lease_token"].as_str().unwrap_or_default().to_owned();
             history.record(Op::Lease {
@@ -229,8 +245,7 @@ pub(crate) async fn work(
                 id: id.clone(),
                 at,
             });
-            let attempt = job["attempt"].as_u64().unwrap_or(1);
-            if attempt == 1 && uid.bytes().map(usize::from).sum::<usize>() % 7 == 0 {
+            if fails_on_purpose(&uid, job["attempt"].as_u64().unwrap_or(1)) {
                 let fail =
                     json!({"lease_token": token, "error": "a first attempt failed on purpose"});
                 post(&http, &nodes, &format!("/jobs/{id}/fail"), &fail).await;
@@ -283,13 +298,15 @@ impl Load {
         )));
         for w in 0..workers {
             let queue = if w % 2 == 0 { JOBS } else { EVENT_JOBS };
-            tasks.push(tokio::spawn(work(
-                queue,
-                w,
-                nodes.clone(),
-                history.clone(),
-                working.clone(),
-            )));
+            let (nodes, history, working) = (nodes.clone(), history.clone(), working.clone());
+            // Each queue has workers on lease calls and on worker streams.
+            tasks.push(if w % 4 < 2 {
+                tokio::spawn(work(queue, w, nodes, history, working))
+            } else {
+                tokio::spawn(crate::streamed::work_streamed(
+                    queue, w, nodes, history, working,
+                ))
+            });
         }
         Load {
             history,
