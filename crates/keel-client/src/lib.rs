@@ -1,9 +1,11 @@
 //! The Rust client and worker SDK for Keel's HTTP API.
 //!
 //! [`Client`] enqueues and inspects jobs, publishes and reads events,
-//! consumes subscriptions, configures webhook sources and endpoints; [`Worker`] runs an async handler per
-//! leased job with bounded concurrency, batch leasing (long-poll), automatic
-//! heartbeats, batched acknowledgements and a graceful drain.
+//! consumes subscriptions, configures webhook sources, endpoints and
+//! notification settings; [`Worker`] runs an async handler per job with
+//! bounded concurrency, taking jobs from a worker stream (or by long-polling
+//! lease calls), with automatic heartbeats, batched acknowledgements and a
+//! graceful drain.
 //!
 //! The SDK speaks only the public HTTP contract: it shares with the server
 //! the contract's types (`keel-api`) and nothing else, so what it does, any
@@ -12,6 +14,7 @@
 mod client;
 mod endpoints;
 mod events;
+mod notifications;
 mod schedules;
 mod slos;
 mod sources;
@@ -29,6 +32,10 @@ pub use keel_api::endpoints::{
     RotatedAnswer,
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
+pub use keel_api::notifications::{
+    ChannelAnswer, ChannelList, ChannelRequest, PreferencesBody, RecipientAnswer, RecipientList,
+    RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
+};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};
 pub use keel_api::schedules::{

@@ -8,6 +8,7 @@
 mod common;
 
 use common::Server;
+use keel_client::{Client, PreferencesBody};
 use serde_json::json;
 
 #[tokio::test]
@@ -195,4 +196,101 @@ async fn recipients_and_preferences_the_namespaces_and_their_own() {
         .call("GET", &format!("{ada}/preferences"), None)
         .await;
     assert_eq!((status, body), (200, json!({})));
+}
+
+#[tokio::test]
+async fn the_rust_client_puts_reads_and_deletes_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let slack =
+        serde_json::from_value(json!({"slack": {"bot_token": "xoxb-secret", "channel": "#ops"}}))
+            .unwrap();
+    let put = client.put_channel("default", "ops", &slack).await.unwrap();
+    assert_eq!(put.kind, "slack");
+    let got = client.get_channel("default", "ops").await.unwrap();
+    assert_eq!(
+        got.spec.slack.unwrap().bot_token.as_deref(),
+        Some("(hidden)")
+    );
+    assert_eq!(
+        client
+            .list_channels("default")
+            .await
+            .unwrap()
+            .channels
+            .len(),
+        1
+    );
+
+    let template = serde_json::from_value(json!({"text": "{{ data.n }} failed"})).unwrap();
+    client
+        .put_template("default", "t", &template)
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .get_template("default", "t")
+            .await
+            .unwrap()
+            .spec
+            .text
+            .as_deref(),
+        Some("{{ data.n }} failed")
+    );
+    let broken = serde_json::from_value(json!({"text": "{{ oops"})).unwrap();
+    let refused = client
+        .put_template("default", "t", &broken)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("invalid_request"), "{refused}");
+    assert_eq!(
+        client
+            .list_templates("default")
+            .await
+            .unwrap()
+            .templates
+            .len(),
+        1
+    );
+
+    let ada = serde_json::from_value(json!({"email": "ada@example.com"})).unwrap();
+    client.put_recipient("default", "ada", &ada).await.unwrap();
+    let prefs: PreferencesBody =
+        serde_json::from_value(json!({"channels": {"ops": false}})).unwrap();
+    assert_eq!(
+        client
+            .put_preferences("default", Some("ada"), &prefs)
+            .await
+            .unwrap(),
+        prefs
+    );
+    assert_eq!(
+        client
+            .get_preferences("default", Some("ada"))
+            .await
+            .unwrap(),
+        prefs
+    );
+    assert_eq!(
+        client.get_preferences("default", None).await.unwrap(),
+        PreferencesBody::default()
+    );
+    assert_eq!(
+        client
+            .list_recipients("default")
+            .await
+            .unwrap()
+            .recipients
+            .len(),
+        1
+    );
+
+    client.delete_recipient("default", "ada").await.unwrap();
+    client.delete_template("default", "t").await.unwrap();
+    client.delete_channel("default", "ops").await.unwrap();
+    let gone = client.get_channel("default", "ops").await.unwrap_err();
+    assert_eq!(gone.code(), Some("not_found"), "{gone}");
+    let gone = client.delete_recipient("default", "ada").await.unwrap_err();
+    assert_eq!(gone.code(), Some("not_found"), "{gone}");
 }

@@ -1,0 +1,155 @@
+//! Notification settings: channels (their secrets go in and never come
+//! back), templates, recipients and preferences.
+
+use keel_api::notifications::{
+    ChannelAnswer, ChannelList, ChannelRequest, PreferencesBody, RecipientAnswer, RecipientList,
+    RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
+};
+
+use crate::ClientError;
+use crate::client::{Client, seg};
+
+impl Client {
+    fn setting_url(&self, namespace: &str, kind: &str, name: &str) -> String {
+        self.url(&format!(
+            "/namespaces/{}/{kind}/{}",
+            seg(namespace),
+            seg(name)
+        ))
+    }
+
+    /// A `DELETE` answered 204.
+    async fn delete(&self, url: String) -> Result<(), ClientError> {
+        let resp = self.authorized(self.http.delete(url)).send().await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        Err(Client::error_of(resp).await)
+    }
+
+    /// Creates or replaces a channel; the answer hides its secrets.
+    pub async fn put_channel(
+        &self,
+        namespace: &str,
+        name: &str,
+        channel: &ChannelRequest,
+    ) -> Result<ChannelAnswer, ClientError> {
+        let url = self.setting_url(namespace, "channels", name);
+        self.send(self.http.put(url).json(channel)).await
+    }
+
+    pub async fn get_channel(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ChannelAnswer, ClientError> {
+        self.send(self.http.get(self.setting_url(namespace, "channels", name)))
+            .await
+    }
+
+    /// The first page of a namespace's channels, by name.
+    pub async fn list_channels(&self, namespace: &str) -> Result<ChannelList, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/channels", seg(namespace)));
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn delete_channel(&self, namespace: &str, name: &str) -> Result<(), ClientError> {
+        self.delete(self.setting_url(namespace, "channels", name))
+            .await
+    }
+
+    /// Creates or replaces a template; one that does not parse is refused
+    /// with the part and line.
+    pub async fn put_template(
+        &self,
+        namespace: &str,
+        name: &str,
+        template: &TemplateRequest,
+    ) -> Result<TemplateAnswer, ClientError> {
+        let url = self.setting_url(namespace, "templates", name);
+        self.send(self.http.put(url).json(template)).await
+    }
+
+    pub async fn get_template(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<TemplateAnswer, ClientError> {
+        self.send(
+            self.http
+                .get(self.setting_url(namespace, "templates", name)),
+        )
+        .await
+    }
+
+    pub async fn list_templates(&self, namespace: &str) -> Result<TemplateList, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/templates", seg(namespace)));
+        self.send(self.http.get(url)).await
+    }
+
+    pub async fn delete_template(&self, namespace: &str, name: &str) -> Result<(), ClientError> {
+        self.delete(self.setting_url(namespace, "templates", name))
+            .await
+    }
+
+    pub async fn put_recipient(
+        &self,
+        namespace: &str,
+        id: &str,
+        recipient: &RecipientRequest,
+    ) -> Result<RecipientAnswer, ClientError> {
+        let url = self.setting_url(namespace, "recipients", id);
+        self.send(self.http.put(url).json(recipient)).await
+    }
+
+    pub async fn get_recipient(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<RecipientAnswer, ClientError> {
+        self.send(self.http.get(self.setting_url(namespace, "recipients", id)))
+            .await
+    }
+
+    pub async fn list_recipients(&self, namespace: &str) -> Result<RecipientList, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/recipients", seg(namespace)));
+        self.send(self.http.get(url)).await
+    }
+
+    /// Deletes a recipient and its preferences.
+    pub async fn delete_recipient(&self, namespace: &str, id: &str) -> Result<(), ClientError> {
+        self.delete(self.setting_url(namespace, "recipients", id))
+            .await
+    }
+
+    fn preferences_url(&self, namespace: &str, recipient: Option<&str>) -> String {
+        match recipient {
+            Some(id) => format!(
+                "{}/preferences",
+                self.setting_url(namespace, "recipients", id)
+            ),
+            None => self.url(&format!("/namespaces/{}/preferences", seg(namespace))),
+        }
+    }
+
+    /// Sets the namespace's default preferences (`recipient` none) or one
+    /// recipient's own.
+    pub async fn put_preferences(
+        &self,
+        namespace: &str,
+        recipient: Option<&str>,
+        preferences: &PreferencesBody,
+    ) -> Result<PreferencesBody, ClientError> {
+        let url = self.preferences_url(namespace, recipient);
+        self.send(self.http.put(url).json(preferences)).await
+    }
+
+    pub async fn get_preferences(
+        &self,
+        namespace: &str,
+        recipient: Option<&str>,
+    ) -> Result<PreferencesBody, ClientError> {
+        self.send(self.http.get(self.preferences_url(namespace, recipient)))
+            .await
+    }
+}
