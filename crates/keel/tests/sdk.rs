@@ -262,12 +262,7 @@ async fn python_example_worker_survives_a_server_restart() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_address();
     let data_dir = dir.path().to_str().unwrap().to_owned();
     let args = ["--listen", &listen, "--data-dir", &data_dir];
     let mut server = Server::start_with(&args).await;

@@ -180,12 +180,7 @@ async fn a_stream_needs_a_websocket_and_a_live_worker_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_worker_reconnects_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_address();
     let data_dir = dir.path().to_str().unwrap().to_owned();
     let args = ["--listen", listen.as_str(), "--data-dir", data_dir.as_str()];
     let mut server = Server::start_with(&args).await;

@@ -82,6 +82,16 @@ pub(crate) async fn lease_at(
     answer["jobs"].as_array().expect("a list of jobs").clone()
 }
 
+/// `127.0.0.1:PORT` of a port free now: for a server restarted on the same
+/// address, which its clients must find again.
+pub(crate) fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 pub(crate) struct Server {
     child: Child,
     pub url: String,
