@@ -58,7 +58,8 @@ def analysis(w, keel, systems, order):
           "in flight raise the rate; see performance.md.\n")
     if proc and inproc and "server_cpu_s" in proc:
         busy = (proc["server_cpu_s"] + proc["client_cpu_s"]) / proc["secs"]
-        w(f"- **process** is a worker with 50 slots over HTTP. Every batch of acks is a durable write (an "
+        w(f"- **process** is a worker with 50 slots on a worker stream (a WebSocket: jobs pushed on credit, "
+          f"acks answered apart; `--lease-calls` measures lease calls instead). Every batch of acks is a durable write (an "
           f"fsync before its answer); a lease is answered before its own fsync, as soon as what made its "
           f"jobs leasable is durable (a lost lease only hands its job out again, and its token is fenced by "
           f"the lease epoch: design.md). The same drain on the store without HTTP ran at "
@@ -183,7 +184,7 @@ def main():
       "bench/compare.sh` runs a subset.")
     w("")
     w("Keel runs `keel-bench`: it starts `keel server` on a fresh embedded store, and its workers are the Rust "
-      "SDK over HTTP, the path users take. Peers run the kit's Node.js scripts with their own clients.")
+      "SDK's `Worker` on worker streams, the path users take. Peers run the kit's Node.js scripts with their own clients.")
     w("")
     w("## Systems")
     w("")
