@@ -176,7 +176,7 @@ pub(super) async fn templates_list(
 
 #[utoipa::path(put, path = "/namespaces/{ns}/recipients/{id}", tag = "notifications",
     summary = "Create or change a recipient",
-    request_body = keel_api::notifications::RecipientRequest,
+    request_body(content = Option<keel_api::notifications::RecipientRequest>, description = "an empty body reads as {}"),
     responses((status = 200, description = "OK", body = RecipientAnswer), (status = 201, description = "created", body = RecipientAnswer)))]
 pub(super) async fn recipient_put(
     State(engine): State<Arc<Engine>>,
@@ -232,7 +232,7 @@ pub(super) async fn recipients_list(
 
 #[utoipa::path(put, path = "/namespaces/{ns}/recipients/{id}/preferences", tag = "notifications",
     summary = "Set a recipient's own preferences (over the namespace's)",
-    request_body = keel_api::notifications::PreferencesBody,
+    request_body(content = Option<keel_api::notifications::PreferencesBody>, description = "an empty body reads as {}"),
     responses((status = 200, description = "OK", body = PreferencesBody)))]
 pub(super) async fn recipient_preferences_put(
     State(engine): State<Arc<Engine>>,
@@ -264,7 +264,7 @@ pub(super) async fn recipient_preferences_get(
 
 #[utoipa::path(put, path = "/namespaces/{ns}/preferences", tag = "notifications",
     summary = "Set the namespace's default preferences",
-    request_body = keel_api::notifications::PreferencesBody,
+    request_body(content = Option<keel_api::notifications::PreferencesBody>, description = "an empty body reads as {}"),
     responses((status = 200, description = "OK", body = PreferencesBody)))]
 pub(super) async fn preferences_put(
     State(engine): State<Arc<Engine>>,
