@@ -1,3 +1,6 @@
+//! The notification domain's pure rules, checked: SMTP URLs, mailboxes, channel kinds
+//! and their secrets, templates, preferences, delivery states, recipients.
+
 use serde_json::json;
 
 use super::*;
