@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::stream::lock;
 use crate::{Client, ClientError, JobStream, LeasedJob, StreamJobs};
 
 /// Why a handler gave up on a job.
@@ -343,10 +344,6 @@ where
             drop(room);
         });
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Waits for a handler slot and runs one handler, with heartbeats from the

@@ -207,6 +207,18 @@ pub enum ChannelKind {
 
 const HIDDEN: &str = "(hidden)";
 
+impl ChannelKind {
+    /// As the API names it (the serde form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Email => "email",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::InApp => "in_app",
+        }
+    }
+}
+
 impl ChannelSpec {
     pub fn kind(&self) -> ChannelKind {
         match (&self.email, &self.slack, &self.webhook) {

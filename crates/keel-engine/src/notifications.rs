@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use keel_core::notification::{ChannelKind, ChannelSpec, Preferences, RecipientSpec, TemplateSpec};
+use keel_core::notification::{ChannelSpec, Preferences, RecipientSpec, TemplateSpec};
 use keel_core::{ChannelName, Clock, Error, Namespace, TemplateName, Timestamp};
 use keel_store::{NotificationStore, Setting, StoredSetting, setting_not_found};
 use serde::Serialize;
@@ -288,14 +288,4 @@ fn typed<T: DeserializeOwned>(stored: StoredSetting) -> Result<Named<T>, Error> 
 fn redacted(mut channel: Named<ChannelSpec>) -> Named<ChannelSpec> {
     channel.spec = channel.spec.redacted();
     channel
-}
-
-/// A channel's kind as the API names it.
-pub fn kind_name(kind: ChannelKind) -> &'static str {
-    match kind {
-        ChannelKind::Email => "email",
-        ChannelKind::Slack => "slack",
-        ChannelKind::Webhook => "webhook",
-        ChannelKind::InApp => "in_app",
-    }
 }

@@ -90,6 +90,14 @@ fn a_channel_is_exactly_one_kind_and_checked_for_it() {
         channel(json!({"in_app": {}})).unwrap().kind(),
         ChannelKind::InApp
     );
+    for kind in [
+        ChannelKind::Email,
+        ChannelKind::Slack,
+        ChannelKind::Webhook,
+        ChannelKind::InApp,
+    ] {
+        assert_eq!(serde_json::to_value(kind).unwrap(), json!(kind.as_str()));
+    }
     for bad in [
         json!({}),
         json!({"in_app": {}, "webhook": {"endpoint": "e"}}),

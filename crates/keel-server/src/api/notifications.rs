@@ -14,7 +14,7 @@ use keel_api::notifications::{
 };
 use keel_core::notification::{ChannelSpec, RecipientSpec, TemplateSpec};
 use keel_engine::Engine;
-use keel_engine::notifications::{Named, kind_name};
+use keel_engine::notifications::Named;
 
 use super::ApiError;
 use super::extract::{
@@ -37,7 +37,7 @@ fn created<T: serde::Serialize>((answer, new): (T, bool)) -> Response {
 fn channel(c: Named<ChannelSpec>) -> ChannelAnswer {
     ChannelAnswer {
         name: c.name,
-        kind: kind_name(c.spec.kind()).to_owned(),
+        kind: c.spec.kind().as_str().to_owned(),
         spec: c.spec,
         created_at: c.created_at,
         updated_at: c.updated_at,
