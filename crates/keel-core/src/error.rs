@@ -28,6 +28,9 @@ pub enum ErrorCode {
     CursorStale,
     /// A workflow definition has problems; the message lists every one.
     InvalidDefinition,
+    /// An `Idempotency-Key` already used, within its window, for a request
+    /// with another body.
+    IdempotencyKeyReused,
     /// A webhook whose signature or timestamp does not check out.
     Unauthenticated,
     /// A valid token whose role, namespaces or resources do not reach the request.
@@ -62,7 +65,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum (the OpenAPI document lists them).
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -75,6 +78,7 @@ impl ErrorCode {
         ErrorCode::HasTarget,
         ErrorCode::CursorStale,
         ErrorCode::InvalidDefinition,
+        ErrorCode::IdempotencyKeyReused,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::PayloadTooLarge,
@@ -104,6 +108,7 @@ impl ErrorCode {
             ErrorCode::HasTarget => "has_target",
             ErrorCode::CursorStale => "cursor_stale",
             ErrorCode::InvalidDefinition => "invalid_definition",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
@@ -137,6 +142,7 @@ impl ErrorCode {
             | ErrorCode::HasTarget
             | ErrorCode::CursorStale => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::NamespaceFull
             | ErrorCode::QuotaExceeded
             | ErrorCode::RateLimited

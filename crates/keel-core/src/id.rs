@@ -69,6 +69,10 @@ uuid_id!(
     /// A workflow run's id.
     RunId
 );
+uuid_id!(
+    /// A notification's id (its deliveries are named by their jobs' ids).
+    NotificationId
+);
 
 /// Makes ids that sort in the order they were made, even within one millisecond.
 /// Not thread-safe by design: one generator lives with the one writer that assigns ids.
@@ -83,6 +87,11 @@ impl JobIdGenerator {
     /// A run id from the same sequence: runs and jobs made together sort together.
     pub fn next_run(&self, now: Timestamp) -> RunId {
         RunId(self.uuid(now))
+    }
+
+    /// A notification id from the same sequence.
+    pub fn next_notification(&self, now: Timestamp) -> NotificationId {
+        NotificationId(self.uuid(now))
     }
 
     /// An event id for an event published without one: a UUIDv7, as text.

@@ -34,7 +34,7 @@ pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorCode};
 pub use event::{Event, NewEvent, TopicPolicy};
-pub use id::{JobId, JobIdGenerator, LeaseToken};
+pub use id::{JobId, JobIdGenerator, LeaseToken, NotificationId};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{

@@ -5,12 +5,18 @@
 //! category, and the states of a delivery. Templates are `template.rs`;
 //! storing and sending are the store's and the engine's.
 
+mod send;
 mod template;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use send::{
+    Address, DELIVERY_ATTEMPTS, DELIVERY_LEASE_MS, DeliveryAttempt, Dispatch,
+    IDEMPOTENCY_WINDOW_MS, MAX_CHANNELS, NotifyRequest, SLACK_TARGET_TAG, To, channel_policy,
+    channel_queue, queue_channel,
+};
 pub use template::{InAppTemplate, Rendered, TemplateSpec};
 
 use crate::{EndpointName, Error};
@@ -23,6 +29,18 @@ const MAX_URL: usize = 2048;
 const MAX_FALLBACK: usize = 8;
 const MAX_ADDRESS: usize = 320;
 const MAX_KEY: usize = 256;
+/// The longest recipient id.
+const MAX_RECIPIENT_ID: usize = 256;
+
+/// A recipient's id: what the caller's own system calls the person.
+pub fn check_recipient_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > MAX_RECIPIENT_ID || id.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "a recipient id is 1 to {MAX_RECIPIENT_ID} bytes with no control characters"
+        )));
+    }
+    Ok(())
+}
 
 /// How an e-mail channel speaks TLS to its server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +170,10 @@ pub struct SlackChannel {
     pub bot_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The Web API's base for a bot token: `https://slack.com/api` when
+    /// absent (a proxy's, or a stand-in's in tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -249,11 +271,17 @@ impl ChannelSpec {
             }
         }
         if let Some(slack) = &self.slack {
+            let http = |url: &str| {
+                (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= MAX_URL
+            };
+            if slack.api_url.as_deref().is_some_and(|u| !http(u)) || slack.api_url.is_some() && slack.bot_token.is_none() {
+                return Err(Error::invalid(format!(
+                    "slack.api_url goes with bot_token, an http(s) url of at most {MAX_URL} bytes"
+                )));
+            }
             match (&slack.webhook_url, &slack.bot_token, &slack.channel) {
                 (Some(url), None, None) => {
-                    if !url.starts_with("https://") && !url.starts_with("http://")
-                        || url.len() > MAX_URL
-                    {
+                    if !http(url) {
                         return Err(Error::invalid(format!(
                             "slack.webhook_url must be an http(s) url of at most {MAX_URL} bytes"
                         )));
@@ -460,6 +488,22 @@ impl DeliveryStatus {
             DeliveryStatus::SuppressedPreference => "suppressed_preference",
             DeliveryStatus::Digested => "digested",
         }
+    }
+
+    /// Every status, for parsing.
+    pub const ALL: [DeliveryStatus; 8] = [
+        DeliveryStatus::Queued,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Sent,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Unknown,
+        DeliveryStatus::SuppressedDuplicate,
+        DeliveryStatus::SuppressedPreference,
+        DeliveryStatus::Digested,
+    ];
+
+    pub fn parse(text: &str) -> Option<DeliveryStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     /// No attempt will change it again.

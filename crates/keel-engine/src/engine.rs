@@ -14,7 +14,7 @@ use crate::audit::AuditService;
 use crate::endpoints::EndpointService;
 use crate::jobs::{JobDeps, JobService};
 use crate::namespaces::NamespaceService;
-use crate::notifications::NotificationService;
+use crate::notifications::{NotificationDeps, NotificationService};
 use crate::outbound::Guard;
 use crate::owners::Owners;
 use crate::queues::QueueService;
@@ -39,7 +39,7 @@ pub struct Engine {
     topics: Arc<TopicService>,
     subscriptions: Arc<SubscriptionService>,
     sources: SourceService,
-    notifications: NotificationService,
+    notifications: Arc<NotificationService>,
     endpoints: Arc<EndpointService>,
     schedules: Arc<ScheduleService>,
     workflows: Arc<Driver>,
@@ -165,7 +165,15 @@ impl Engine {
             slos: slos.clone(),
         }));
         let sources = SourceService::new(store.clone(), clock.clone(), topics.clone());
-        let notifications = NotificationService::new(store.clone(), clock.clone());
+        let notifications = Arc::new(NotificationService::new(NotificationDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            queues: queues.clone(),
+            topics: topics.clone(),
+            endpoints: endpoints.clone(),
+            guard,
+        }));
+        owners.bind_notifications(notifications.clone());
         let runs = Arc::new(RunService::new(
             store.clone(),
             signal,
@@ -231,8 +239,8 @@ impl Engine {
         &self.sources
     }
 
-    /// Notification channels, templates, recipients and preferences.
-    pub fn notifications(&self) -> &NotificationService {
+    /// Notifications: their settings, accepting them, the inbox.
+    pub fn notifications(&self) -> &Arc<NotificationService> {
         &self.notifications
     }
 

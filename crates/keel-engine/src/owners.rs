@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use keel_core::Namespace;
 use keel_store::{AckOutcome, Acked, JobOwner};
 
+use crate::notifications::NotificationService;
 use crate::workflows::Driver;
 
 /// The owners are built after the job service they hear from (they make
@@ -16,11 +17,16 @@ use crate::workflows::Driver;
 #[derive(Default)]
 pub(crate) struct Owners {
     workflows: OnceLock<Arc<Driver>>,
+    notifications: OnceLock<Arc<NotificationService>>,
 }
 
 impl Owners {
     pub(crate) fn bind_workflows(&self, workflows: Arc<Driver>) {
         let _ = self.workflows.set(workflows);
+    }
+
+    pub(crate) fn bind_notifications(&self, notifications: Arc<NotificationService>) {
+        let _ = self.notifications.set(notifications);
     }
 
     /// `acked` is how a job ended (`ack`: the worker's outcome, `None` for a
@@ -35,11 +41,24 @@ impl Owners {
                     workflows.step_job_ended(namespace, *run, acked, ack);
                 }
             }
+            // The notifier settles a delivery before it acks; a delivery's job
+            // that ended otherwise (cancelled, or its lease expired on the
+            // last attempt) is settled here.
+            Some(JobOwner::Notification { .. }) if ack.is_none() => {
+                if let Some(notifications) = self.notifications.get() {
+                    notifications.job_ended_unsent(namespace, acked.id);
+                }
+            }
             // A delivery is done with once handed off: its retries and dead
             // letter are the job core's, and the subscription has moved on.
             // A schedule looks at its last fire's job when its next slot or
             // a buffered slot comes due, and needs no word here.
-            Some(JobOwner::Subscription { .. } | JobOwner::Schedule { .. }) | None => {}
+            Some(
+                JobOwner::Subscription { .. }
+                | JobOwner::Schedule { .. }
+                | JobOwner::Notification { .. },
+            )
+            | None => {}
         }
     }
 }

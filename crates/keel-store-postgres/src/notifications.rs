@@ -1,9 +1,16 @@
-//! Notification settings on PostgreSQL: one row each, the body as JSON
-//! text; a put is one upsert.
+//! Notifications on PostgreSQL: settings one row each, the body as JSON
+//! text, a put one upsert; the traffic (notifications, deliveries, the
+//! inbox) is `traffic.rs`.
+
+mod traffic;
 
 use async_trait::async_trait;
-use keel_core::{Error, Namespace, Timestamp};
-use keel_store::{NotificationStore, Setting, StoredSetting};
+use keel_core::notification::{DeliveryAttempt, DeliveryStatus};
+use keel_core::{Error, JobId, Namespace, NotificationId, Timestamp};
+use keel_store::{
+    Accepted, Delivery, DeliveryMove, InboxMark, InboxMessage, InboxPage, NewInboxMessage,
+    NewNotification, Notification, NotificationQuery, NotificationStore, Setting, StoredSetting,
+};
 use serde_json::Value;
 use tokio_postgres::Row;
 
@@ -99,6 +106,94 @@ impl NotificationStore for PostgresStore {
             .await
             .map_err(db)?;
         Ok(gone > 0)
+    }
+
+    async fn notification_accept(
+        &self,
+        notification: NewNotification,
+        now: Timestamp,
+    ) -> Result<Accepted, Error> {
+        self.accept(notification, now).await
+    }
+
+    async fn notification_get(
+        &self,
+        namespace: &Namespace,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, Error> {
+        traffic::notification(&self.client().await?, namespace, id).await
+    }
+
+    async fn notifications_list(
+        &self,
+        namespace: &Namespace,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, Error> {
+        self.list_notifications(namespace, query).await
+    }
+
+    async fn delivery_get(
+        &self,
+        namespace: &Namespace,
+        id: &JobId,
+    ) -> Result<Option<Delivery>, Error> {
+        traffic::delivery(&self.client().await?, namespace, id).await
+    }
+
+    async fn delivery_move(
+        &self,
+        namespace: &Namespace,
+        change: DeliveryMove,
+        now: Timestamp,
+    ) -> Result<DeliveryStatus, Error> {
+        self.move_delivery(namespace, change, now).await
+    }
+
+    async fn inbox_put(
+        &self,
+        namespace: &Namespace,
+        message: NewInboxMessage,
+        attempt: DeliveryAttempt,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        self.put_inbox(namespace, message, attempt, now).await
+    }
+
+    async fn inbox_list(
+        &self,
+        namespace: &Namespace,
+        recipient: &str,
+        page: InboxPage,
+        limit: u32,
+    ) -> Result<(Vec<InboxMessage>, u64), Error> {
+        self.list_inbox(namespace, recipient, page, limit).await
+    }
+
+    async fn inbox_mark(
+        &self,
+        namespace: &Namespace,
+        recipient: &str,
+        mark: InboxMark,
+        seqs: Option<Vec<u64>>,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        self.mark_inbox(namespace, recipient, mark, seqs, now).await
+    }
+
+    async fn notifications_prune(
+        &self,
+        now: Timestamp,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, Error> {
+        self.client()
+            .await?
+            .execute(
+                include_str!("../queries/notifications/prune.sql"),
+                &[&now.as_millis(), &before.as_millis(), &i64::from(limit)],
+            )
+            .await
+            .map_err(db)
     }
 }
 

@@ -1,8 +1,15 @@
-//! Notification settings on SQLite: one row each, the body as JSON.
+//! Notifications on SQLite: settings one row each, the body as JSON; the
+//! traffic (notifications, deliveries, the inbox) is `traffic.rs`.
+
+mod traffic;
 
 use async_trait::async_trait;
-use keel_core::{Error, Namespace, Timestamp};
-use keel_store::{NotificationStore, Setting, StoredSetting};
+use keel_core::notification::{DeliveryAttempt, DeliveryStatus};
+use keel_core::{Error, JobId, Namespace, NotificationId, Timestamp};
+use keel_store::{
+    Accepted, Delivery, DeliveryMove, InboxMark, InboxMessage, InboxPage, NewInboxMessage,
+    NewNotification, Notification, NotificationQuery, NotificationStore, Setting, StoredSetting,
+};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
@@ -122,6 +129,111 @@ impl NotificationStore for SqliteStore {
             Ok(Ok(gone > 0))
         })
         .await
+    }
+
+    async fn notification_accept(
+        &self,
+        notification: NewNotification,
+        now: Timestamp,
+    ) -> Result<Accepted, Error> {
+        self.write(move |w: &mut Writer| traffic::accept(w, notification, now))
+            .await
+    }
+
+    async fn notification_get(
+        &self,
+        namespace: &Namespace,
+        id: &NotificationId,
+    ) -> Result<Option<Notification>, Error> {
+        let (namespace, id) = (namespace.clone(), *id);
+        self.read(move |conn| Ok(Ok(traffic::notification(conn, &namespace, &id)?)))
+            .await
+    }
+
+    async fn notifications_list(
+        &self,
+        namespace: &Namespace,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, Error> {
+        let (namespace, query) = (namespace.clone(), query.clone());
+        self.read(move |conn| Ok(Ok(traffic::list(conn, &namespace, &query)?)))
+            .await
+    }
+
+    async fn delivery_get(
+        &self,
+        namespace: &Namespace,
+        id: &JobId,
+    ) -> Result<Option<Delivery>, Error> {
+        let (namespace, id) = (namespace.clone(), *id);
+        self.read(move |conn| Ok(Ok(traffic::delivery(conn, &namespace, &id)?)))
+            .await
+    }
+
+    async fn delivery_move(
+        &self,
+        namespace: &Namespace,
+        change: DeliveryMove,
+        now: Timestamp,
+    ) -> Result<DeliveryStatus, Error> {
+        let namespace = namespace.clone();
+        self.write(move |w: &mut Writer| traffic::move_delivery(w, &namespace, change, now))
+            .await
+    }
+
+    async fn inbox_put(
+        &self,
+        namespace: &Namespace,
+        message: NewInboxMessage,
+        attempt: DeliveryAttempt,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        let namespace = namespace.clone();
+        self.write(move |w: &mut Writer| traffic::inbox_put(w, &namespace, message, attempt, now))
+            .await
+    }
+
+    async fn inbox_list(
+        &self,
+        namespace: &Namespace,
+        recipient: &str,
+        page: InboxPage,
+        limit: u32,
+    ) -> Result<(Vec<InboxMessage>, u64), Error> {
+        let (namespace, recipient) = (namespace.clone(), recipient.to_owned());
+        self.read(move |conn| {
+            Ok(Ok(traffic::inbox_list(
+                conn, &namespace, &recipient, page, limit,
+            )?))
+        })
+        .await
+    }
+
+    async fn inbox_mark(
+        &self,
+        namespace: &Namespace,
+        recipient: &str,
+        mark: InboxMark,
+        seqs: Option<Vec<u64>>,
+        now: Timestamp,
+    ) -> Result<u64, Error> {
+        let (namespace, recipient) = (namespace.clone(), recipient.to_owned());
+        self.write(move |w: &mut Writer| {
+            Ok(Ok(traffic::inbox_mark(
+                &w.conn, &namespace, &recipient, mark, seqs, now,
+            )?))
+        })
+        .await
+    }
+
+    async fn notifications_prune(
+        &self,
+        now: Timestamp,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, Error> {
+        self.write(move |w: &mut Writer| Ok(Ok(traffic::prune(&w.conn, now, before, limit)?)))
+            .await
     }
 }
 

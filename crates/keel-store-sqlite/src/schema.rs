@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0015_traceparent.sql"),
     include_str!("../migrations/0016_lease_epoch.sql"),
     include_str!("../migrations/0017_notification_settings.sql"),
+    include_str!("../migrations/0018_notifications.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -46,7 +46,12 @@ pub use jobs::{
 };
 pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceStore};
 pub use namespaces::{NamespaceQuotas, NamespaceStore, Usage};
-pub use notifications::{NotificationStore, Setting, StoredSetting, setting_not_found};
+pub use notifications::{
+    Accepted, Delivery, DeliveryMove, InboxMark, InboxMessage, InboxPage, NewDelivery,
+    NewInboxMessage, NewNotification, Notification, NotificationQuery, NotificationStore,
+    RequestKey, Setting, StoredSetting, delivery_not_found, notification_not_found,
+    request_key_reused, setting_not_found,
+};
 pub use owner::{JobOwner, OwnedJob};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};

@@ -1,7 +1,7 @@
 //! Owned jobs: how any domain runs its work as jobs and hears when they end.
 //!
 //! Jobs are Keel's one unit of execution. A workflow step, a subscription's
-//! delivery, a schedule's fire, and tomorrow a notification, is a job with
+//! delivery, a schedule's fire, a notification's delivery, is a job with
 //! an owner. The owner is stored with the job (a column of its own, never a
 //! user-visible tag), the write that creates owned jobs is one transaction with
 //! the owner's own state ([`OwnedJob`]), and every way a job ends (an ack, a
@@ -9,7 +9,7 @@
 //! [`crate::Acked::owner`], so that the engine can tell it.
 
 use keel_core::workflow::RunId;
-use keel_core::{JobId, NewJob, QueueRef, Timestamp};
+use keel_core::{JobId, NewJob, NotificationId, QueueRef, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The domain object a job works for.
@@ -30,6 +30,9 @@ pub enum JobOwner {
         schedule: String,
         nominal: Timestamp,
     },
+    /// A notification's delivery on one channel (the delivery's id is the
+    /// job's).
+    Notification { notification: NotificationId },
 }
 
 impl JobOwner {
@@ -47,7 +50,9 @@ impl JobOwner {
     pub fn run(&self) -> Option<RunId> {
         match self {
             JobOwner::Run { run, .. } => Some(*run),
-            JobOwner::Subscription { .. } | JobOwner::Schedule { .. } => None,
+            JobOwner::Subscription { .. }
+            | JobOwner::Schedule { .. }
+            | JobOwner::Notification { .. } => None,
         }
     }
 }

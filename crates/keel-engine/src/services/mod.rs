@@ -5,6 +5,7 @@
 
 mod deliveries;
 mod maintenance;
+mod notifier;
 mod pusher;
 mod retention;
 mod slos;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 
 pub use deliveries::Deliveries;
 pub use maintenance::Maintenance;
+pub use notifier::Notifier;
 pub use pusher::Pusher;
 pub use retention::Retention;
 pub use slos::Slos;
@@ -61,6 +63,14 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
                 engine.subscriptions().clone(),
                 engine.workflows().clone(),
                 signal.clone(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Notifier::new(
+                engine.notifications().clone(),
+                engine.jobs().clone(),
+                engine.queues().clone(),
             )
             .run(shutdown.clone()),
         ),

@@ -199,7 +199,7 @@ impl Task {
     async fn run(self, mut config: watch::Receiver<Option<Arc<Endpoint>>>, capacity: u32) {
         let (acks, pending) = mpsc::channel(2 * capacity as usize);
         let namespace = self.queue.namespace.clone();
-        let flusher = tokio::spawn(flush_acks(self.engine.clone(), namespace, pending));
+        let flusher = tokio::spawn(flush_acks(self.engine.jobs.clone(), namespace, pending));
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(capacity as usize));
         let mut pace = Pace::default();
@@ -345,16 +345,16 @@ impl Task {
 /// Writes a queue's acks in batches, as they come: one store write for
 /// every ack that finished while the previous write was going on. A
 /// delivery's slot is freed only once its ack is written, so a task never
-/// holds more leases than its slots.
-async fn flush_acks(
-    engine: Pusher,
+/// holds more leases than its slots. (The notifier's too.)
+pub(super) async fn flush_acks(
+    jobs: Arc<JobService>,
     namespace: Namespace,
     mut pending: mpsc::Receiver<(Ack, OwnedSemaphorePermit)>,
 ) {
     let mut batch = Vec::with_capacity(ACK_BATCH);
     while pending.recv_many(&mut batch, ACK_BATCH).await > 0 {
         let (acks, slots): (Vec<Ack>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
-        let written = engine.jobs.ack(&namespace, acks).await;
+        let written = jobs.ack(&namespace, acks).await;
         drop(slots);
         match written {
             Ok(results) => {

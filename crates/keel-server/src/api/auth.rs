@@ -164,6 +164,14 @@ const RULES: &[(&str, &str, Need)] = &[
     ("PUT", "/v1/namespaces/{ns}/recipients/{id}/preferences", Need::Token(Publish, Namespace)),
     ("GET", "/v1/namespaces/{ns}/preferences", Need::Token(Read, Namespace)),
     ("PUT", "/v1/namespaces/{ns}/preferences", Need::Token(Operate, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/notifications", Need::Token(Publish, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/notifications", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/notifications/{id}", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/inbox/{id}", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/inbox/{id}/stream", Need::Token(Read, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/inbox/{id}/read", Need::Token(Publish, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/inbox/{id}/seen", Need::Token(Publish, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/inbox/{id}/archive", Need::Token(Publish, Namespace)),
 ];
 
 static TABLE: LazyLock<HashMap<(&'static str, &'static str), Need>> =

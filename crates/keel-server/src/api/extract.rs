@@ -454,6 +454,24 @@ impl<S: Send + Sync> FromRequestParts<S> for RecipientPath {
     }
 }
 
+/// `{ns}` and `{id}` of a notification; an id that does not parse names
+/// none: 404.
+pub(super) struct NotificationPath(pub Namespace, pub keel_core::NotificationId);
+
+impl<S: Send + Sync> FromRequestParts<S> for NotificationPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        let namespace = user_namespace(segment(&segments, "ns"))?;
+        let id = segment(&segments, "id");
+        let id = id.parse().map_err(|_| {
+            ApiError::new(ErrorCode::NotFound, format!("notification {id:?} not found"))
+        })?;
+        Ok(NotificationPath(namespace, id))
+    }
+}
+
 /// `{ns}` and `{name}` of a schedule, validated.
 pub(super) struct SchedulePath(pub Namespace, pub ScheduleName);
 

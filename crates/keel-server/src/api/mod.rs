@@ -156,7 +156,17 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(
             notifications::preferences_get,
             notifications::preferences_put
-        ));
+        ))
+        .routes(routes!(
+            notifications::send::send,
+            notifications::send::list
+        ))
+        .routes(routes!(notifications::send::get))
+        .routes(routes!(notifications::inbox::list))
+        .routes(routes!(notifications::inbox::read))
+        .routes(routes!(notifications::inbox::seen))
+        .routes(routes!(notifications::inbox::archive))
+        .routes(routes!(notifications::inbox::stream));
     OpenApiRouter::with_openapi(openapi::Base::openapi())
         .nest("/v1", v1)
         .routes(routes!(health::healthz))

@@ -1,6 +1,10 @@
 //! Notifications: channels (their secrets go in, never out), templates
 //! (refused with the part and line when one does not parse), recipients,
-//! and preferences, the namespace's and each recipient's.
+//! and preferences, the namespace's and each recipient's. Sending and
+//! reading notifications is `send.rs`; the in-app inbox, `inbox.rs`.
+
+pub(super) mod inbox;
+pub(super) mod send;
 
 use std::sync::Arc;
 
@@ -23,7 +27,7 @@ use super::extract::{
 
 type Api<T> = Result<T, ApiError>;
 
-const PAGE: u32 = 100;
+pub(super) const PAGE: u32 = 100;
 
 fn created<T: serde::Serialize>((answer, new): (T, bool)) -> Response {
     let status = if new {

@@ -1,21 +1,46 @@
 //! Notifications: the settings that say how a message reaches someone —
 //! channels (e-mail, Slack, a signed webhook endpoint, the in-app inbox),
 //! templates, recipients and preferences — each checked by the core
-//! (`keel_core::notification`) before it is stored. A channel's secrets are
-//! stored and never answered again.
+//! (`keel_core::notification`) before it is stored; a channel's secrets are
+//! stored and never answered again. Accepting a notification is
+//! `accept.rs`; sending its deliveries, the notifier service's
+//! (`services/notifier.rs`) through `email.rs` and `slack.rs`; the in-app
+//! inbox is `inbox.rs`.
 
-use std::sync::Arc;
+mod accept;
+pub(crate) mod email;
+mod inbox;
+pub(crate) mod slack;
 
-use keel_core::notification::{ChannelSpec, Preferences, RecipientSpec, TemplateSpec};
-use keel_core::{ChannelName, Clock, Error, Namespace, TemplateName, Timestamp};
-use keel_store::{NotificationStore, Setting, StoredSetting, setting_not_found};
+use std::sync::{Arc, Mutex};
+
+use keel_core::notification::{
+    ChannelSpec, Preferences, RecipientSpec, TemplateSpec, channel_policy, channel_queue,
+    check_recipient_id,
+};
+use keel_core::notification::{DeliveryAttempt, DeliveryStatus};
+use keel_core::{
+    ChannelName, Clock, Error, JobId, JobIdGenerator, Namespace, TemplateName, Timestamp,
+};
+use keel_store::{
+    DeliveryMove, Notification, NotificationQuery, NotificationStore, Setting, StoredSetting,
+    notification_not_found, setting_not_found,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, broadcast};
+
+pub use accept::answered_id;
+pub use inbox::{InboxPageAnswer, STREAM_POLL};
+pub(crate) use accept::{delivery_job, unreachable};
+
+use crate::endpoints::EndpointService;
+use crate::outbound::Guard;
+use crate::queues::QueueService;
+use crate::topics::TopicService;
 
 /// Most settings of a kind in one page.
 pub const MAX_PAGE: u32 = 500;
-/// The longest recipient id.
-const MAX_RECIPIENT_ID: usize = 256;
 
 /// A setting as answered: its body typed, secrets hidden for a channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,23 +52,108 @@ pub struct Named<T> {
 }
 
 pub struct NotificationService {
-    store: Arc<dyn NotificationStore>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn NotificationStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// A channel's queue takes its policy (rates, attempts) from the channel.
+    queues: Arc<QueueService>,
+    /// Where failovers are reported (`keel.alerts`).
+    pub(crate) topics: Arc<TopicService>,
+    /// A webhook channel sends as its endpoint.
+    pub(crate) endpoints: Arc<EndpointService>,
+    pub(crate) guard: Guard,
+    ids: Mutex<JobIdGenerator>,
+    /// Wakes the notifier when channels change here.
+    pub(crate) channels_woken: Notify,
+    /// Tells this node's inbox streams that a recipient got a message.
+    inbox_written: broadcast::Sender<(Namespace, String)>,
 }
 
-/// A recipient's id: what the caller's own system calls the person.
-pub fn check_recipient_id(id: &str) -> Result<(), Error> {
-    if id.is_empty() || id.len() > MAX_RECIPIENT_ID || id.chars().any(char::is_control) {
-        return Err(Error::invalid(format!(
-            "a recipient id is 1 to {MAX_RECIPIENT_ID} bytes with no control characters"
-        )));
-    }
-    Ok(())
+/// What the notification service is built from.
+pub(crate) struct NotificationDeps {
+    pub(crate) store: Arc<dyn NotificationStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) queues: Arc<QueueService>,
+    pub(crate) topics: Arc<TopicService>,
+    pub(crate) endpoints: Arc<EndpointService>,
+    pub(crate) guard: Guard,
 }
 
 impl NotificationService {
-    pub(crate) fn new(store: Arc<dyn NotificationStore>, clock: Arc<dyn Clock>) -> Self {
-        NotificationService { store, clock }
+    pub(crate) fn new(deps: NotificationDeps) -> Self {
+        NotificationService {
+            store: deps.store,
+            clock: deps.clock,
+            queues: deps.queues,
+            topics: deps.topics,
+            endpoints: deps.endpoints,
+            guard: deps.guard,
+            ids: Mutex::new(JobIdGenerator::default()),
+            channels_woken: Notify::new(),
+            inbox_written: broadcast::channel(1024).0,
+        }
+    }
+
+    /// A delivery's job ended without the notifier's ack (cancelled, or
+    /// its lease expired on its last attempt): a delivery still queued
+    /// failed; one caught `sending` may have gone (`unknown`).
+    pub(crate) fn job_ended_unsent(self: &Arc<Self>, namespace: &Namespace, delivery: JobId) {
+        let (this, namespace) = (self.clone(), namespace.clone());
+        tokio::spawn(async move {
+            let now = this.clock.now();
+            let settle = |from, to, said: &str| DeliveryMove {
+                id: delivery,
+                from: vec![from],
+                to,
+                attempt: Some(DeliveryAttempt {
+                    at: now,
+                    outcome: to.as_str().to_owned(),
+                    answer: Some(said.to_owned()),
+                    latency_ms: 0,
+                }),
+                then: None,
+            };
+            let moves = [
+                settle(
+                    DeliveryStatus::Queued,
+                    DeliveryStatus::Failed,
+                    "its job ended unsent (cancelled, or no attempt finished)",
+                ),
+                settle(
+                    DeliveryStatus::Sending,
+                    DeliveryStatus::Unknown,
+                    "its job ended while it was being sent",
+                ),
+            ];
+            for change in moves {
+                if let Err(e) = this.store.delivery_move(&namespace, change, now).await {
+                    tracing::warn!(%namespace, %delivery, error = %e, "cannot settle a delivery whose job ended");
+                }
+            }
+        });
+    }
+
+    pub async fn get_notification(
+        &self,
+        namespace: &Namespace,
+        id: &keel_core::NotificationId,
+    ) -> Result<Notification, Error> {
+        self.store
+            .notification_get(namespace, id)
+            .await?
+            .ok_or_else(|| notification_not_found(id))
+    }
+
+    pub async fn list_notifications(
+        &self,
+        namespace: &Namespace,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, Error> {
+        if !(1..=MAX_PAGE).contains(&query.limit) {
+            return Err(Error::invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        self.store.notifications_list(namespace, query).await
     }
 
     async fn put<T: Serialize>(
@@ -114,9 +224,16 @@ impl NotificationService {
         spec: &ChannelSpec,
     ) -> Result<(Named<ChannelSpec>, bool), Error> {
         spec.check(name)?;
+        if let Some(webhook) = &spec.webhook {
+            self.endpoints.get(namespace, &webhook.endpoint).await?;
+        }
+        self.queues
+            .set_own_policy(&channel_queue(namespace, name)?, channel_policy(spec))
+            .await?;
         let (stored, created) = self
             .put(namespace, Setting::Channel, name.as_str(), spec)
             .await?;
+        self.channels_woken.notify_waiters();
         Ok((redacted(typed(stored)?), created))
     }
 
@@ -151,7 +268,9 @@ impl NotificationService {
         name: &ChannelName,
     ) -> Result<(), Error> {
         self.delete(namespace, &[Setting::Channel], name.as_str())
-            .await
+            .await?;
+        self.channels_woken.notify_waiters();
+        Ok(())
     }
 
     /// Creates or replaces a template, refused (with the part and line)

@@ -1,0 +1,90 @@
+//! The in-app inbox: messages written once per delivery (the store keys
+//! them by delivery, so a delivery's job run twice writes one), read in
+//! pages newest first, marked seen, read or archived, and followed by a
+//! stream that resumes after the last seq it saw. A message written on this
+//! node wakes its streams at once; one written on another node is found by
+//! the stream's next look (`STREAM_POLL`).
+
+use std::time::Duration;
+
+use keel_core::notification::DeliveryAttempt;
+use keel_core::{Error, Namespace};
+use keel_store::{InboxMark, InboxMessage, InboxPage, NewInboxMessage};
+use tokio::sync::broadcast;
+
+use super::{MAX_PAGE, NotificationService};
+
+/// How often a stream looks for messages written on other nodes.
+pub const STREAM_POLL: Duration = Duration::from_secs(1);
+
+/// A page of an inbox and its unread count.
+pub struct InboxPageAnswer {
+    pub messages: Vec<InboxMessage>,
+    pub unread: u64,
+}
+
+impl NotificationService {
+    pub async fn inbox(
+        &self,
+        namespace: &Namespace,
+        recipient: &str,
+        page: InboxPage,
+        limit: u32,
+    ) -> Result<InboxPageAnswer, Error> {
+        keel_core::notification::check_recipient_id(recipient)?;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let (messages, unread) = self
+            .store
+            .inbox_list(namespace, recipient, page, limit)
+            .await?;
+        Ok(InboxPageAnswer { messages, unread })
+    }
+
+    /// Marks messages (all when `seqs` is none); how many changed.
+    pub async fn inbox_mark(
+        &self,
+        namespace: &Namespace,
+        recipient: &str,
+        mark: InboxMark,
+        seqs: Option<Vec<u64>>,
+    ) -> Result<u64, Error> {
+        keel_core::notification::check_recipient_id(recipient)?;
+        if seqs
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.len() > MAX_PAGE as usize)
+        {
+            return Err(Error::invalid(format!(
+                "ids must hold 1 to {MAX_PAGE} message ids"
+            )));
+        }
+        self.store
+            .inbox_mark(namespace, recipient, mark, seqs, self.clock.now())
+            .await
+    }
+
+    /// Wakes on every message written on this node (any recipient: the
+    /// stream filters).
+    pub fn inbox_written(&self) -> broadcast::Receiver<(Namespace, String)> {
+        self.inbox_written.subscribe()
+    }
+
+    /// Writes a delivery's in-app message (once) and marks it sent.
+    pub(crate) async fn inbox_put(
+        &self,
+        namespace: &Namespace,
+        message: NewInboxMessage,
+        attempt: DeliveryAttempt,
+    ) -> Result<u64, Error> {
+        let recipient = message.recipient.clone();
+        let seq = self
+            .store
+            .inbox_put(namespace, message, attempt, self.clock.now())
+            .await?;
+        let _ = self.inbox_written.send((namespace.clone(), recipient));
+        Ok(seq)
+    }
+}

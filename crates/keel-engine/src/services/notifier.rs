@@ -1,0 +1,522 @@
+//! Sends notifications' deliveries. Each channel's deliveries are jobs on
+//! its queue (`keel.notify.{channel}`), whose policy carries the channel's
+//! rate and Slack's pacing; one task per such queue leases them like any
+//! worker, sends each on its channel, records the attempt on the delivery,
+//! and acks. What "never twice" means per channel is decided here
+//! (docs/design.md, "Notifications: never twice"): an in-app message is
+//! written once per delivery by the store; a webhook carries the
+//! delivery's id as `webhook-id`; Slack and e-mail are marked `sending`
+//! durably before the call, so an attempt that finds its delivery
+//! `sending` knows an earlier one was cut and records `unknown` instead of
+//! sending again (unless the e-mail channel says `retry_unknown`). A
+//! delivery that fails for good falls back to the next channel of its
+//! `fallback` in the same write, and the failover is published on the
+//! namespace's `keel.alerts`. A channel failing again and again opens its
+//! breaker for a while: its deliveries go straight to their fallback.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use keel_core::notification::{
+    ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, queue_channel,
+};
+use keel_core::{ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueRef, Retry, TopicName};
+use keel_store::{Ack, AckOutcome, DeliveryMove, LeaseRequest, LeasedJob, NewDelivery, NewInboxMessage};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::pusher::flush_acks;
+use crate::endpoints::send;
+use crate::jobs::JobService;
+use crate::notifications::email::Mailer;
+use crate::notifications::slack::{self, Sent};
+use crate::notifications::{NotificationService, delivery_job, unreachable};
+use crate::queues::QueueService;
+use crate::slos::ALERTS_TOPIC;
+use crate::Shutdown;
+
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+const IDLE_WAKE: Duration = Duration::from_secs(5);
+const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
+/// Deliveries of one channel in flight on this node.
+const IN_FLIGHT: usize = 32;
+const LEASE_BATCH: u32 = 64;
+/// Failures in a row that open a channel's breaker, and for how long.
+const BREAKER_AFTER: u32 = 5;
+const BREAKER_OPEN: Duration = Duration::from_secs(30);
+
+/// What the notifier works through.
+#[derive(Clone)]
+pub struct Notifier {
+    notifications: Arc<NotificationService>,
+    jobs: Arc<JobService>,
+    queues: Arc<QueueService>,
+    shared: Arc<Shared>,
+}
+
+/// What every channel's task shares on this node.
+struct Shared {
+    client: reqwest::Client,
+    mailer: Mailer,
+    /// Failures in a row per channel, and since when its breaker is open.
+    breakers: Mutex<HashMap<(Namespace, ChannelName), (u32, Option<Instant>)>>,
+}
+
+impl Notifier {
+    pub fn new(
+        notifications: Arc<NotificationService>,
+        jobs: Arc<JobService>,
+        queues: Arc<QueueService>,
+    ) -> Self {
+        let client = notifications.guard.client(false);
+        Notifier {
+            notifications,
+            jobs,
+            queues,
+            shared: Arc::new(Shared {
+                client,
+                mailer: Mailer::default(),
+                breakers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut running: HashSet<QueueRef> = HashSet::new();
+        let mut tasks = Vec::new();
+        loop {
+            let changed = self.notifications.channels_woken.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.queues.policies().await {
+                Ok(policies) => {
+                    for (queue, _) in policies {
+                        if queue_channel(&queue.queue).is_none() || running.contains(&queue) {
+                            continue;
+                        }
+                        running.insert(queue.clone());
+                        let task = self.clone().work(queue, shutdown.clone());
+                        tasks.push(tokio::spawn(task));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the channels to send on"),
+            }
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(RESCAN_EVERY) => {}
+                () = shutdown.clone().wait() => break,
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// One channel queue's sending, until shutdown; deliveries in flight
+    /// finish and their acks are written.
+    async fn work(self, queue: QueueRef, shutdown: Shutdown) {
+        let (acks, pending) = mpsc::channel(2 * IN_FLIGHT);
+        let flusher = tokio::spawn(flush_acks(
+            self.jobs.clone(),
+            queue.namespace.clone(),
+            pending,
+        ));
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        while !shutdown.is_fired() {
+            let Ok(first) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let more = (slots.available_permits() as u32).min(LEASE_BATCH - 1);
+            let request = LeaseRequest {
+                queue: queue.clone(),
+                worker_id: "keel-notify".to_owned(),
+                max_jobs: 1 + more,
+                lease_ms: None,
+            };
+            let leased = tokio::select! {
+                leased = self.jobs.lease(&request, IDLE_WAKE) => leased,
+                () = shutdown.clone().wait() => break,
+            };
+            let jobs = match leased {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(%queue, error = %e, "cannot lease deliveries");
+                    tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            for job in jobs {
+                let slot = match first.take() {
+                    Some(slot) => slot,
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                };
+                let (this, namespace, acks) = (self.clone(), queue.namespace.clone(), acks.clone());
+                tokio::spawn(async move {
+                    let ack = this.deliver(&namespace, job).await;
+                    let _ = acks.send((ack, slot)).await;
+                });
+            }
+        }
+        drop(acks);
+        let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+        let _ = flusher.await;
+    }
+
+    /// Sends one delivery; how to ack its job.
+    async fn deliver(&self, namespace: &Namespace, job: LeasedJob) -> Ack {
+        let token = job.lease_token;
+        let outcome = match self.attempt(namespace, &job).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(%namespace, delivery = %job.id, error = %e, "a delivery's attempt failed");
+                AckOutcome::Fail {
+                    message: e.message,
+                    retry: Retry {
+                        retry: true,
+                        retry_after_ms: None,
+                    },
+                }
+            }
+        };
+        Ack { token, outcome }
+    }
+
+    async fn attempt(&self, namespace: &Namespace, job: &LeasedJob) -> Result<AckOutcome, Error> {
+        let service = &self.notifications;
+        let now = service.clock.now();
+        let dispatch: Dispatch = serde_json::from_str(job.payload.get())
+            .map_err(|e| Error::internal(format!("a delivery's job does not read: {e}")))?;
+        let spec = match service.channel_spec(namespace, &dispatch.channel).await {
+            Ok(spec) => spec,
+            Err(e) if e.code == ErrorCode::NotFound => {
+                let said = Sent::Failed(format!("channel {} was deleted", dispatch.channel), 0);
+                return self.failed(namespace, job, &dispatch, said).await;
+            }
+            Err(e) => return Err(e),
+        };
+        if !dispatch.fallback.is_empty() && self.breaker_open(namespace, &dispatch.channel) {
+            let said = Sent::Failed("the channel's breaker is open: it failed too often".into(), 0);
+            return self.failed(namespace, job, &dispatch, said).await;
+        }
+        let sent = match spec.kind() {
+            ChannelKind::InApp => {
+                let content = in_app(&dispatch);
+                let attempt = attempt_of(&Sent::Ok("written to the inbox".into(), 0), now);
+                let message = NewInboxMessage {
+                    recipient: dispatch.to.recipient.clone(),
+                    delivery: job.id,
+                    notification: dispatch.notification,
+                    category: dispatch.category.clone(),
+                    content,
+                };
+                service.inbox_put(namespace, message, attempt).await?;
+                return Ok(complete());
+            }
+            ChannelKind::Webhook => self.webhook(namespace, job.id, &dispatch, &spec).await?,
+            ChannelKind::Slack | ChannelKind::Email => {
+                let before = self
+                    .move_to(namespace, job.id, &[DeliveryStatus::Queued], DeliveryStatus::Sending, None)
+                    .await?;
+                let retry_unknown = spec.email.as_ref().is_some_and(|e| e.retry_unknown);
+                match before {
+                    DeliveryStatus::Queued => {}
+                    DeliveryStatus::Sending if retry_unknown => {}
+                    DeliveryStatus::Sending => {
+                        let said = Sent::Unknown(
+                            "an earlier attempt was cut before the provider answered".into(),
+                            0,
+                        );
+                        self.move_to(
+                            namespace,
+                            job.id,
+                            &[DeliveryStatus::Sending],
+                            DeliveryStatus::Unknown,
+                            Some(attempt_of(&said, now)),
+                        )
+                        .await?;
+                        return Ok(complete());
+                    }
+                    _ => return Ok(complete()),
+                }
+                match (&spec.slack, &spec.email) {
+                    (Some(channel), _) => slack::post(&self.shared.client, channel, &dispatch).await,
+                    (_, Some(channel)) => {
+                        self.shared
+                            .mailer
+                            .send(service.guard, channel, (job.id, &dispatch), None, now)
+                            .await
+                    }
+                    _ => Sent::Failed("the channel has no address".into(), 0),
+                }
+            }
+        };
+        self.settle(namespace, job, &dispatch, &spec, sent).await
+    }
+
+    /// Records what an attempt came to and decides the job's ack.
+    async fn settle(
+        &self,
+        namespace: &Namespace,
+        job: &LeasedJob,
+        dispatch: &Dispatch,
+        spec: &ChannelSpec,
+        sent: Sent,
+    ) -> Result<AckOutcome, Error> {
+        let now = self.notifications.clock.now();
+        let live = [DeliveryStatus::Queued, DeliveryStatus::Sending];
+        self.breaker_record(namespace, &dispatch.channel, matches!(sent, Sent::Ok(..)));
+        let retry_unknown = spec.email.as_ref().is_some_and(|e| e.retry_unknown);
+        match &sent {
+            Sent::Ok(..) => {
+                self.move_to(namespace, job.id, &live, DeliveryStatus::Sent, Some(attempt_of(&sent, now)))
+                    .await?;
+                Ok(complete())
+            }
+            Sent::Unknown(..) if !retry_unknown => {
+                self.move_to(namespace, job.id, &live, DeliveryStatus::Unknown, Some(attempt_of(&sent, now)))
+                    .await?;
+                Ok(complete())
+            }
+            Sent::Retry(said, _, _) | Sent::Unknown(said, _) if job.attempt < job.max_attempts => {
+                let retry_after_ms = match &sent {
+                    Sent::Retry(_, _, after) => *after,
+                    _ => None,
+                };
+                self.move_to(namespace, job.id, &live, DeliveryStatus::Queued, Some(attempt_of(&sent, now)))
+                    .await?;
+                Ok(AckOutcome::Fail {
+                    message: said.clone(),
+                    retry: Retry {
+                        retry: true,
+                        retry_after_ms,
+                    },
+                })
+            }
+            _ => self.failed(namespace, job, dispatch, sent).await,
+        }
+    }
+
+    /// A delivery failed for good: it is marked failed, and its next
+    /// fallback channel (if any) gets a delivery in the same write; the
+    /// failover is published on `keel.alerts`.
+    async fn failed(
+        &self,
+        namespace: &Namespace,
+        job: &LeasedJob,
+        dispatch: &Dispatch,
+        sent: Sent,
+    ) -> Result<AckOutcome, Error> {
+        let service = &self.notifications;
+        let now = service.clock.now();
+        let reason = match &sent {
+            Sent::Ok(s, _) | Sent::Retry(s, _, _) | Sent::Failed(s, _) | Sent::Unknown(s, _) => s.clone(),
+        };
+        let mut then = None;
+        let mut remaining = dispatch.fallback.clone();
+        while then.is_none() && !remaining.is_empty() {
+            let next = remaining.remove(0);
+            let Ok(next_spec) = service.channel_spec(namespace, &next).await else {
+                continue;
+            };
+            if unreachable(&next_spec, &dispatch.to).is_some() {
+                continue;
+            }
+            let id = service.delivery_id(now);
+            let next_dispatch = Dispatch {
+                channel: next.clone(),
+                fallback: remaining.clone(),
+                ..dispatch.clone()
+            };
+            then = Some(NewDelivery {
+                id,
+                channel: next.to_string(),
+                status: DeliveryStatus::Queued,
+                fallback_of: Some(job.id),
+                job: Some(delivery_job(namespace, &next_spec, id, &next_dispatch, now)?),
+            });
+        }
+        let next = then.as_ref().map(|d| d.channel.clone());
+        let before = service
+            .store
+            .delivery_move(
+                namespace,
+                DeliveryMove {
+                    id: job.id,
+                    from: vec![DeliveryStatus::Queued, DeliveryStatus::Sending],
+                    to: DeliveryStatus::Failed,
+                    attempt: Some(attempt_of(&sent, now)),
+                    then,
+                },
+                now,
+            )
+            .await?;
+        if let Some(next) = next
+            && !before.is_final()
+        {
+            service.channels_woken.notify_waiters();
+            self.alert(namespace, job.id, dispatch, &next, &reason).await;
+        }
+        Ok(AckOutcome::Fail {
+            message: reason,
+            retry: Retry {
+                retry: false,
+                retry_after_ms: None,
+            },
+        })
+    }
+
+    async fn alert(&self, namespace: &Namespace, delivery: JobId, dispatch: &Dispatch, to: &str, reason: &str) {
+        let topics = &self.notifications.topics;
+        let now = self.notifications.clock.now();
+        let Ok(topic) = TopicName::new(ALERTS_TOPIC) else { return };
+        let event = NewEvent {
+            id: format!("failover/{delivery}"),
+            generated_id: false,
+            kind: "keel.notification.failover".to_owned(),
+            source: "keel".to_owned(),
+            key: Some(dispatch.channel.to_string()),
+            time: now,
+            data: json!({
+                "notification": dispatch.notification,
+                "delivery": delivery,
+                "from": dispatch.channel,
+                "to": to,
+                "reason": reason,
+            })
+            .to_string(),
+            headers: Default::default(),
+        };
+        let published = match topics.ensure(namespace, &topic).await {
+            Ok(()) => topics.publish(namespace, &topic, vec![event]).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            tracing::warn!(%namespace, %delivery, error = %e, "a failover's keel.alerts event was refused");
+        }
+    }
+
+    async fn webhook(
+        &self,
+        namespace: &Namespace,
+        delivery: JobId,
+        dispatch: &Dispatch,
+        spec: &ChannelSpec,
+    ) -> Result<Sent, Error> {
+        let Some(webhook) = &spec.webhook else {
+            return Ok(Sent::Failed("not a webhook channel".into(), 0));
+        };
+        let endpoint = match self.notifications.endpoints.get(namespace, &webhook.endpoint).await {
+            Ok(endpoint) => endpoint,
+            Err(e) if e.code == ErrorCode::NotFound => return Ok(Sent::Failed(e.message, 0)),
+            Err(e) => return Err(e),
+        };
+        let body = json!({
+            "type": "keel.notification",
+            "notification": dispatch.notification,
+            "delivery": delivery,
+            "channel": dispatch.channel,
+            "recipient": dispatch.to,
+            "category": dispatch.category,
+            "content": dispatch.content,
+            "data": dispatch.data,
+        })
+        .to_string();
+        let answer = send::push(
+            &self.shared.client,
+            &endpoint.spec,
+            &endpoint.secrets,
+            (&delivery.to_string(), None),
+            body.as_bytes(),
+            self.notifications.clock.now(),
+        )
+        .await;
+        let said = answer.describe();
+        Ok(match answer.status {
+            _ if answer.succeeded() => Sent::Ok(format!("HTTP {}", answer.status.unwrap_or(200)), answer.latency_ms),
+            Some(status) if (400..500).contains(&status) && status != 429 && status != 408 => {
+                Sent::Failed(said, answer.latency_ms)
+            }
+            _ => Sent::Retry(said, answer.latency_ms, answer.retry_after_ms),
+        })
+    }
+
+    async fn move_to(
+        &self,
+        namespace: &Namespace,
+        id: JobId,
+        from: &[DeliveryStatus],
+        to: DeliveryStatus,
+        attempt: Option<DeliveryAttempt>,
+    ) -> Result<DeliveryStatus, Error> {
+        let change = DeliveryMove {
+            id,
+            from: from.to_vec(),
+            to,
+            attempt,
+            then: None,
+        };
+        let now = self.notifications.clock.now();
+        self.notifications.store.delivery_move(namespace, change, now).await
+    }
+
+    fn breaker_open(&self, namespace: &Namespace, channel: &ChannelName) -> bool {
+        let breakers = self.shared.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        breakers
+            .get(&(namespace.clone(), channel.clone()))
+            .and_then(|(_, since)| *since)
+            .is_some_and(|since| since.elapsed() < BREAKER_OPEN)
+    }
+
+    fn breaker_record(&self, namespace: &Namespace, channel: &ChannelName, ok: bool) {
+        let mut breakers = self.shared.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = breakers
+            .entry((namespace.clone(), channel.clone()))
+            .or_insert((0, None));
+        if ok {
+            *entry = (0, None);
+            return;
+        }
+        entry.0 += 1;
+        if entry.0 >= BREAKER_AFTER && entry.1.is_none_or(|since| since.elapsed() >= BREAKER_OPEN) {
+            entry.1 = Some(Instant::now());
+        }
+    }
+}
+
+fn complete() -> AckOutcome {
+    AckOutcome::Complete { result: None }
+}
+
+fn attempt_of(sent: &Sent, at: keel_core::Timestamp) -> DeliveryAttempt {
+    let (outcome, answer, latency_ms) = match sent {
+        Sent::Ok(s, ms) => ("sent", s, *ms),
+        Sent::Retry(s, ms, _) => ("retry", s, *ms),
+        Sent::Failed(s, ms) => ("failed", s, *ms),
+        Sent::Unknown(s, ms) => ("unknown", s, *ms),
+    };
+    DeliveryAttempt {
+        at,
+        outcome: outcome.to_owned(),
+        answer: Some(answer.clone()),
+        latency_ms,
+    }
+}
+
+/// What an in-app message shows: the template's `in_app` part, else the
+/// subject and text.
+fn in_app(dispatch: &Dispatch) -> serde_json::Value {
+    let content = &dispatch.content;
+    match &content.in_app {
+        Some(in_app) => json!({"title": in_app.title, "body": in_app.body, "url": in_app.url}),
+        None => json!({
+            "title": content.subject.clone().unwrap_or_default(),
+            "body": content.text.clone().unwrap_or_default(),
+            "url": null,
+        }),
+    }
+}

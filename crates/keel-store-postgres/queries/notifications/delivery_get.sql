@@ -1,0 +1,3 @@
+SELECT id, notification, channel, recipient, status, duplicate_of, fallback_of, attempts,
+       created_at, updated_at
+FROM keel_notification_deliveries WHERE namespace = $1 AND id = $2

@@ -1,0 +1,2 @@
+SELECT id, recipient, category, body, created_at FROM keel_notifications
+WHERE namespace = $1 AND id = $2
