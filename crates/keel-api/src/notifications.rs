@@ -13,6 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 /// one of `{"email":{…}}`, `{"slack":{…}}`, `{"webhook":{"endpoint"}}`,
 /// `{"in_app":{}}`, with `fallback` and `rate_limit`.
 pub use keel_core::notification::ChannelSpec as ChannelRequest;
+/// `POST .../notifications`.
+pub use keel_core::notification::NotifyRequest;
 /// `PUT .../preferences` and `PUT .../recipients/{id}/preferences`, and
 /// what their `GET` answers.
 pub use keel_core::notification::Preferences as PreferencesBody;
@@ -20,8 +22,6 @@ pub use keel_core::notification::Preferences as PreferencesBody;
 pub use keel_core::notification::RecipientSpec as RecipientRequest;
 /// `PUT .../templates/{name}`.
 pub use keel_core::notification::TemplateSpec as TemplateRequest;
-/// `POST .../notifications`.
-pub use keel_core::notification::NotifyRequest;
 
 /// A channel as the API shows it: the spec with its secrets hidden.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -274,7 +274,9 @@ impl ChannelSpec {
             let http = |url: &str| {
                 (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= MAX_URL
             };
-            if slack.api_url.as_deref().is_some_and(|u| !http(u)) || slack.api_url.is_some() && slack.bot_token.is_none() {
+            if slack.api_url.as_deref().is_some_and(|u| !http(u))
+                || slack.api_url.is_some() && slack.bot_token.is_none()
+            {
                 return Err(Error::invalid(format!(
                     "slack.api_url goes with bot_token, an http(s) url of at most {MAX_URL} bytes"
                 )));

@@ -53,7 +53,6 @@ pub fn setting_not_found(kind: Setting, name: &str) -> Error {
     )
 }
 
-
 /// An `Idempotency-Key` and a digest of the request it came with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestKey {
@@ -202,10 +201,7 @@ pub enum InboxMark {
 
 /// 404 for a notification.
 pub fn notification_not_found(id: &NotificationId) -> Error {
-    Error::new(
-        ErrorCode::NotFound,
-        format!("notification {id} not found"),
-    )
+    Error::new(ErrorCode::NotFound, format!("notification {id} not found"))
 }
 
 /// 404 for a delivery.

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::receiver::{Receiver, reply, signed_by};
-use common::{Server, assert_error};
+use common::{Server, assert_error, eventually};
 use serde_json::{Value, json};
 
 const NS: &str = "/namespaces/default";
@@ -67,23 +67,6 @@ async fn publish(server: &Server, topic: &str, events: Vec<Value>) -> Vec<String
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Polls `check` until it holds; for states no signal reports to a test
-/// (an ack that follows an answer), bounded so a bug fails instead of hangs.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Value>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn endpoint_where(server: &Server, name: &str, what: &str, f: fn(&Value) -> bool) -> Value {

@@ -167,6 +167,7 @@ async fn traced(dir: &tempfile::TempDir) -> Traced {
     let (url, spans) = receiver();
     let s = Server::start_with_env(
         dir,
+        &[],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &url),
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),

@@ -229,7 +229,10 @@ impl Address {
             (To::Inline(spec), _) => Address {
                 recipient: format!(
                     "inline:{}",
-                    spec.email.as_deref().or(spec.slack_user.as_deref()).unwrap_or("")
+                    spec.email
+                        .as_deref()
+                        .or(spec.slack_user.as_deref())
+                        .unwrap_or("")
                 ),
                 email: spec.email.clone(),
                 slack_user: spec.slack_user.clone(),

@@ -9,8 +9,8 @@ use std::sync::PoisonError;
 
 use keel_core::notification::{
     Address, ChannelKind, ChannelSpec, DEFAULT_DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS,
-    DELIVERY_LEASE_MS, DeliveryStatus, Dispatch, IDEMPOTENCY_WINDOW_MS, NotifyRequest,
-    Preferences, RecipientSpec, SLACK_TARGET_TAG, To, allowed, channel_queue,
+    DELIVERY_LEASE_MS, DeliveryStatus, Dispatch, IDEMPOTENCY_WINDOW_MS, NotifyRequest, Preferences,
+    RecipientSpec, SLACK_TARGET_TAG, To, allowed, channel_queue,
 };
 use keel_core::{
     ChannelName, Error, ErrorCode, JobId, Namespace, NewJob, NotificationId, Timestamp,
@@ -236,8 +236,12 @@ fn recipient_context(to: &Address, saved: Option<&RecipientSpec>) -> Value {
 /// A request's fingerprint for its `Idempotency-Key`: SHA-256 of its
 /// canonical JSON.
 fn digest(request: &NotifyRequest) -> Result<String, Error> {
-    let bytes = serde_json::to_vec(request)
-        .map_err(|e| Error::new(ErrorCode::Internal, format!("a request does not encode: {e}")))?;
+    let bytes = serde_json::to_vec(request).map_err(|e| {
+        Error::new(
+            ErrorCode::Internal,
+            format!("a request does not encode: {e}"),
+        )
+    })?;
     let hash = ring::digest::digest(&ring::digest::SHA256, &bytes);
     Ok(hash.as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }

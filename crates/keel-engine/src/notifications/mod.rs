@@ -31,8 +31,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, broadcast};
 
 pub use accept::answered_id;
-pub use inbox::{InboxPageAnswer, STREAM_POLL};
 pub(crate) use accept::{delivery_job, unreachable};
+pub use inbox::{InboxPageAnswer, STREAM_POLL};
 
 use crate::endpoints::EndpointService;
 use crate::outbound::Guard;

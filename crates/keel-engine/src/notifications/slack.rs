@@ -84,13 +84,11 @@ pub(crate) async fn post(
     };
     let said = format!("HTTP {status}: {}", excerpt(&answer));
     match status {
-        200..=299 if channel.bot_token.is_some() => {
-            match serde_json::from_str::<Value>(&answer) {
-                Ok(v) if v["ok"] == json!(true) => Sent::Ok(said, ms()),
-                Ok(v) if v["error"] == json!("ratelimited") => Sent::Retry(said, ms(), retry_after),
-                _ => Sent::Failed(said, ms()),
-            }
-        }
+        200..=299 if channel.bot_token.is_some() => match serde_json::from_str::<Value>(&answer) {
+            Ok(v) if v["ok"] == json!(true) => Sent::Ok(said, ms()),
+            Ok(v) if v["error"] == json!("ratelimited") => Sent::Retry(said, ms(), retry_after),
+            _ => Sent::Failed(said, ms()),
+        },
         200..=299 => Sent::Ok(said, ms()),
         429 | 500..=599 => Sent::Retry(said, ms(), retry_after),
         _ => Sent::Failed(said, ms()),

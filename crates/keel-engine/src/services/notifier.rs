@@ -21,12 +21,17 @@ use std::time::{Duration, Instant};
 use keel_core::notification::{
     ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, queue_channel,
 };
-use keel_core::{ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueRef, Retry, TopicName};
-use keel_store::{Ack, AckOutcome, DeliveryMove, LeaseRequest, LeasedJob, NewDelivery, NewInboxMessage};
+use keel_core::{
+    ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueRef, Retry, TopicName,
+};
+use keel_store::{
+    Ack, AckOutcome, DeliveryMove, LeaseRequest, LeasedJob, NewDelivery, NewInboxMessage,
+};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::pusher::flush_acks;
+use crate::Shutdown;
 use crate::endpoints::send;
 use crate::jobs::JobService;
 use crate::notifications::email::Mailer;
@@ -34,7 +39,6 @@ use crate::notifications::slack::{self, Sent};
 use crate::notifications::{NotificationService, delivery_job, unreachable};
 use crate::queues::QueueService;
 use crate::slos::ALERTS_TOPIC;
-use crate::Shutdown;
 
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
 const IDLE_WAKE: Duration = Duration::from_secs(5);
@@ -59,8 +63,14 @@ pub struct Notifier {
 struct Shared {
     client: reqwest::Client,
     mailer: Mailer,
-    /// Failures in a row per channel, and since when its breaker is open.
-    breakers: Mutex<HashMap<(Namespace, ChannelName), (u32, Option<Instant>)>>,
+    breakers: Mutex<HashMap<(Namespace, ChannelName), Breaker>>,
+}
+
+/// A channel's failures in a row, and since when its breaker is open.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_since: Option<Instant>,
 }
 
 impl Notifier {
@@ -200,7 +210,10 @@ impl Notifier {
             Err(e) => return Err(e),
         };
         if !dispatch.fallback.is_empty() && self.breaker_open(namespace, &dispatch.channel) {
-            let said = Sent::Failed("the channel's breaker is open: it failed too often".into(), 0);
+            let said = Sent::Failed(
+                "the channel's breaker is open: it failed too often".into(),
+                0,
+            );
             return self.failed(namespace, job, &dispatch, said).await;
         }
         let sent = match spec.kind() {
@@ -220,7 +233,13 @@ impl Notifier {
             ChannelKind::Webhook => self.webhook(namespace, job.id, &dispatch, &spec).await?,
             ChannelKind::Slack | ChannelKind::Email => {
                 let before = self
-                    .move_to(namespace, job.id, &[DeliveryStatus::Queued], DeliveryStatus::Sending, None)
+                    .move_to(
+                        namespace,
+                        job.id,
+                        &[DeliveryStatus::Queued],
+                        DeliveryStatus::Sending,
+                        None,
+                    )
                     .await?;
                 let retry_unknown = spec.email.as_ref().is_some_and(|e| e.retry_unknown);
                 match before {
@@ -244,7 +263,9 @@ impl Notifier {
                     _ => return Ok(complete()),
                 }
                 match (&spec.slack, &spec.email) {
-                    (Some(channel), _) => slack::post(&self.shared.client, channel, &dispatch).await,
+                    (Some(channel), _) => {
+                        slack::post(&self.shared.client, channel, &dispatch).await
+                    }
                     (_, Some(channel)) => {
                         self.shared
                             .mailer
@@ -273,13 +294,25 @@ impl Notifier {
         let retry_unknown = spec.email.as_ref().is_some_and(|e| e.retry_unknown);
         match &sent {
             Sent::Ok(..) => {
-                self.move_to(namespace, job.id, &live, DeliveryStatus::Sent, Some(attempt_of(&sent, now)))
-                    .await?;
+                self.move_to(
+                    namespace,
+                    job.id,
+                    &live,
+                    DeliveryStatus::Sent,
+                    Some(attempt_of(&sent, now)),
+                )
+                .await?;
                 Ok(complete())
             }
             Sent::Unknown(..) if !retry_unknown => {
-                self.move_to(namespace, job.id, &live, DeliveryStatus::Unknown, Some(attempt_of(&sent, now)))
-                    .await?;
+                self.move_to(
+                    namespace,
+                    job.id,
+                    &live,
+                    DeliveryStatus::Unknown,
+                    Some(attempt_of(&sent, now)),
+                )
+                .await?;
                 Ok(complete())
             }
             Sent::Retry(said, _, _) | Sent::Unknown(said, _) if job.attempt < job.max_attempts => {
@@ -287,8 +320,14 @@ impl Notifier {
                     Sent::Retry(_, _, after) => *after,
                     _ => None,
                 };
-                self.move_to(namespace, job.id, &live, DeliveryStatus::Queued, Some(attempt_of(&sent, now)))
-                    .await?;
+                self.move_to(
+                    namespace,
+                    job.id,
+                    &live,
+                    DeliveryStatus::Queued,
+                    Some(attempt_of(&sent, now)),
+                )
+                .await?;
                 Ok(AckOutcome::Fail {
                     message: said.clone(),
                     retry: Retry {
@@ -314,7 +353,9 @@ impl Notifier {
         let service = &self.notifications;
         let now = service.clock.now();
         let reason = match &sent {
-            Sent::Ok(s, _) | Sent::Retry(s, _, _) | Sent::Failed(s, _) | Sent::Unknown(s, _) => s.clone(),
+            Sent::Ok(s, _) | Sent::Retry(s, _, _) | Sent::Failed(s, _) | Sent::Unknown(s, _) => {
+                s.clone()
+            }
         };
         let mut then = None;
         let mut remaining = dispatch.fallback.clone();
@@ -337,7 +378,13 @@ impl Notifier {
                 channel: next.to_string(),
                 status: DeliveryStatus::Queued,
                 fallback_of: Some(job.id),
-                job: Some(delivery_job(namespace, &next_spec, id, &next_dispatch, now)?),
+                job: Some(delivery_job(
+                    namespace,
+                    &next_spec,
+                    id,
+                    &next_dispatch,
+                    now,
+                )?),
             });
         }
         let next = then.as_ref().map(|d| d.channel.clone());
@@ -359,7 +406,8 @@ impl Notifier {
             && !before.is_final()
         {
             service.channels_woken.notify_waiters();
-            self.alert(namespace, job.id, dispatch, &next, &reason).await;
+            self.alert(namespace, job.id, dispatch, &next, &reason)
+                .await;
         }
         Ok(AckOutcome::Fail {
             message: reason,
@@ -370,10 +418,19 @@ impl Notifier {
         })
     }
 
-    async fn alert(&self, namespace: &Namespace, delivery: JobId, dispatch: &Dispatch, to: &str, reason: &str) {
+    async fn alert(
+        &self,
+        namespace: &Namespace,
+        delivery: JobId,
+        dispatch: &Dispatch,
+        to: &str,
+        reason: &str,
+    ) {
         let topics = &self.notifications.topics;
         let now = self.notifications.clock.now();
-        let Ok(topic) = TopicName::new(ALERTS_TOPIC) else { return };
+        let Ok(topic) = TopicName::new(ALERTS_TOPIC) else {
+            return;
+        };
         let event = NewEvent {
             id: format!("failover/{delivery}"),
             generated_id: false,
@@ -392,7 +449,10 @@ impl Notifier {
             headers: Default::default(),
         };
         let published = match topics.ensure(namespace, &topic).await {
-            Ok(()) => topics.publish(namespace, &topic, vec![event]).await.map(|_| ()),
+            Ok(()) => topics
+                .publish(namespace, &topic, vec![event])
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = published {
@@ -410,7 +470,12 @@ impl Notifier {
         let Some(webhook) = &spec.webhook else {
             return Ok(Sent::Failed("not a webhook channel".into(), 0));
         };
-        let endpoint = match self.notifications.endpoints.get(namespace, &webhook.endpoint).await {
+        let endpoint = match self
+            .notifications
+            .endpoints
+            .get(namespace, &webhook.endpoint)
+            .await
+        {
             Ok(endpoint) => endpoint,
             Err(e) if e.code == ErrorCode::NotFound => return Ok(Sent::Failed(e.message, 0)),
             Err(e) => return Err(e),
@@ -437,7 +502,10 @@ impl Notifier {
         .await;
         let said = answer.describe();
         Ok(match answer.status {
-            _ if answer.succeeded() => Sent::Ok(format!("HTTP {}", answer.status.unwrap_or(200)), answer.latency_ms),
+            _ if answer.succeeded() => Sent::Ok(
+                format!("HTTP {}", answer.status.unwrap_or(200)),
+                answer.latency_ms,
+            ),
             Some(status) if (400..500).contains(&status) && status != 429 && status != 408 => {
                 Sent::Failed(said, answer.latency_ms)
             }
@@ -461,29 +529,44 @@ impl Notifier {
             then: None,
         };
         let now = self.notifications.clock.now();
-        self.notifications.store.delivery_move(namespace, change, now).await
+        self.notifications
+            .store
+            .delivery_move(namespace, change, now)
+            .await
     }
 
     fn breaker_open(&self, namespace: &Namespace, channel: &ChannelName) -> bool {
-        let breakers = self.shared.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let breakers = self
+            .shared
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         breakers
             .get(&(namespace.clone(), channel.clone()))
-            .and_then(|(_, since)| *since)
+            .and_then(|b| b.open_since)
             .is_some_and(|since| since.elapsed() < BREAKER_OPEN)
     }
 
     fn breaker_record(&self, namespace: &Namespace, channel: &ChannelName, ok: bool) {
-        let mut breakers = self.shared.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = breakers
+        let mut breakers = self
+            .shared
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let breaker = breakers
             .entry((namespace.clone(), channel.clone()))
-            .or_insert((0, None));
+            .or_default();
         if ok {
-            *entry = (0, None);
+            *breaker = Breaker::default();
             return;
         }
-        entry.0 += 1;
-        if entry.0 >= BREAKER_AFTER && entry.1.is_none_or(|since| since.elapsed() >= BREAKER_OPEN) {
-            entry.1 = Some(Instant::now());
+        breaker.failures += 1;
+        if breaker.failures >= BREAKER_AFTER
+            && breaker
+                .open_since
+                .is_none_or(|since| since.elapsed() >= BREAKER_OPEN)
+        {
+            breaker.open_since = Some(Instant::now());
         }
     }
 }

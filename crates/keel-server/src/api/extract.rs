@@ -466,7 +466,10 @@ impl<S: Send + Sync> FromRequestParts<S> for NotificationPath {
         let namespace = user_namespace(segment(&segments, "ns"))?;
         let id = segment(&segments, "id");
         let id = id.parse().map_err(|_| {
-            ApiError::new(ErrorCode::NotFound, format!("notification {id:?} not found"))
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("notification {id:?} not found"),
+            )
         })?;
         Ok(NotificationPath(namespace, id))
     }

@@ -251,15 +251,7 @@ impl PostgresStore {
         if let Some(current) = current
             && !current.status.is_final()
         {
-            update_delivery(
-                &tx,
-                ns,
-                &current,
-                DeliveryStatus::Sent,
-                Some(attempt),
-                now,
-            )
-            .await?;
+            update_delivery(&tx, ns, &current, DeliveryStatus::Sent, Some(attempt), now).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(seq as u64)

@@ -234,9 +234,7 @@ fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
         channel: r.get(2)?,
         recipient: r.get(3)?,
         status: status(&r.get::<_, String>(4)?)?,
-        duplicate_of: optional_id(5)?
-            .map(|b| notification_id(&b))
-            .transpose()?,
+        duplicate_of: optional_id(5)?.map(|b| notification_id(&b)).transpose()?,
         fallback_of: optional_id(6)?.map(|b| blob_id(&b)).transpose()?,
         attempts: from_json(&r.get::<_, String>(7)?)?,
         created_at: Timestamp::from_millis(r.get(8)?),
@@ -317,7 +315,11 @@ pub(crate) fn move_delivery(
         return Ok(Ok(current.status));
     }
     let mut then = change.then;
-    let jobs = then.as_mut().and_then(|d| d.job.take()).into_iter().collect();
+    let jobs = then
+        .as_mut()
+        .and_then(|d| d.job.take())
+        .into_iter()
+        .collect();
     let ns = namespace.as_str();
     w.write_owned(jobs, now, |conn| {
         update_delivery(conn, ns, &current, change.to, change.attempt, now)?;
@@ -398,14 +400,7 @@ pub(crate) fn inbox_put(
     if let Some(current) = delivery(conn, namespace, &m.delivery)?
         && !current.status.is_final()
     {
-        update_delivery(
-            conn,
-            ns,
-            &current,
-            DeliveryStatus::Sent,
-            Some(attempt),
-            now,
-        )?;
+        update_delivery(conn, ns, &current, DeliveryStatus::Sent, Some(attempt), now)?;
     }
     Ok(Ok(seq as u64))
 }
@@ -485,7 +480,10 @@ pub(crate) fn inbox_mark(
         SqlValue::from(recipient.to_owned()),
     ];
     if let Some(seqs) = seqs {
-        sql.push_str(&format!(" AND seq IN ({})", vec!["?"; seqs.len()].join(", ")));
+        sql.push_str(&format!(
+            " AND seq IN ({})",
+            vec!["?"; seqs.len()].join(", ")
+        ));
         values.extend(seqs.into_iter().map(|s| SqlValue::from(s as i64)));
     }
     Ok(conn.execute(&sql, params_from_iter(values))? as u64)

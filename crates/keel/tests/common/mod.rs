@@ -9,6 +9,7 @@
 
 pub(crate) mod browser;
 pub(crate) mod receiver;
+pub(crate) mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -121,10 +122,16 @@ impl Server {
         Server::spawn(args, None, &[]).await
     }
 
-    /// A server on a fresh data directory with these environment variables
-    /// set (the `OTEL_*` an exporter reads).
-    pub(crate) async fn start_with_env(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Server {
-        let args = ["--data-dir", dir.path().to_str().expect("a UTF-8 path")];
+    /// A server on a fresh data directory with these arguments and
+    /// environment variables (the `OTEL_*` an exporter reads, the
+    /// `SSL_CERT_FILE` a TLS client trusts).
+    pub(crate) async fn start_with_env(
+        dir: &tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut args = vec!["--data-dir", dir.path().to_str().expect("a UTF-8 path")];
+        args.extend(extra);
         Server::spawn(&args, None, env).await
     }
 
@@ -453,4 +460,21 @@ pub(crate) fn assert_error(answer: &(u16, Value), status: u16, code: &str) {
         "{}",
         answer.1
     );
+}
+
+/// Polls `check` until it holds; for states no signal reports to a test
+/// (an ack that follows an answer), bounded so a bug fails instead of hangs.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

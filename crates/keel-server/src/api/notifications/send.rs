@@ -16,9 +16,9 @@ use keel_core::{Error, ErrorCode};
 use keel_engine::Engine;
 use keel_store::{Accepted, Delivery, Notification, NotificationQuery};
 
+use super::PAGE;
 use crate::api::ApiError;
 use crate::api::extract::{JsonBody, NamespacePath, NotificationPath, QueryParams};
-use super::PAGE;
 
 type Api<T> = Result<T, ApiError>;
 
@@ -76,9 +76,11 @@ pub(in crate::api) async fn send(
     JsonBody(request): JsonBody<NotifyRequest>,
 ) -> Api<Response> {
     let key = match headers.get("idempotency-key") {
-        Some(value) => Some(value.to_str().map_err(|_| {
-            ApiError(Error::invalid("Idempotency-Key must be visible ASCII"))
-        })?),
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError(Error::invalid("Idempotency-Key must be visible ASCII")))?,
+        ),
         None => None,
     };
     let accepted = engine.notifications().send(&ns, &request, key).await?;

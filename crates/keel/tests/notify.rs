@@ -1,0 +1,533 @@
+//! Sending notifications against the real server and real receivers: the
+//! in-app inbox and its event stream across a reconnect, dedup keys and
+//! `Idempotency-Key`, Slack through a stand-in that answers 429 once, e-mail
+//! through a real SMTP server with STARTTLS and a login, a webhook channel
+//! signed with the delivery's id, and a failed channel falling back with a
+//! failover event on `keel.alerts`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is a failed check"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::{Receiver, reply};
+use common::smtp::SmtpSink;
+use common::{Server, assert_error, eventually};
+use serde_json::{Value, json};
+
+const NS: &str = "/namespaces/default";
+
+async fn put(server: &Server, path: &str, body: Value) {
+    let (status, answer) = server.call("PUT", &format!("{NS}{path}"), Some(body)).await;
+    assert!(status == 200 || status == 201, "PUT {path}: {answer}");
+}
+
+async fn notify(server: &Server, body: Value, key: Option<&str>) -> (u16, Value) {
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(key) = key {
+        headers.push(("idempotency-key", key));
+    }
+    server
+        .send(
+            "POST",
+            &format!("{NS}/notifications"),
+            &headers,
+            body.to_string().into_bytes(),
+        )
+        .await
+}
+
+/// The notification once every delivery is final.
+async fn settled(server: &Server, id: &str) -> Value {
+    eventually("every delivery final", || async {
+        let (_, n) = server.get(&format!("{NS}/notifications/{id}")).await;
+        let done = n["deliveries"]
+            .as_array()?
+            .iter()
+            .all(|d| !matches!(d["status"].as_str(), Some("queued" | "sending")));
+        done.then_some(n)
+    })
+    .await
+}
+
+/// A Server-Sent Events reader: `(id, data)` of each `message` event.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(server: &Server, recipient: &str, last: Option<u64>) -> Events {
+        let mut request = reqwest::Client::new()
+            .get(server.v1(&format!("{NS}/inbox/{recipient}/stream")))
+            .header("accept", "text/event-stream");
+        if let Some(last) = last {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> (u64, Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut data, mut event) = (None, None, None);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().parse::<u64>().unwrap());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(serde_json::from_str::<Value>(v.trim()).unwrap());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = Some(v.trim().to_owned());
+                    }
+                }
+                if event.as_deref() == Some("message") {
+                    return (id.unwrap(), data.unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.response.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn in_app_messages_arrive_once_and_stream_without_gap_or_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(
+        &server,
+        "/recipients/u1",
+        json!({"email": "u1@example.com"}),
+    )
+    .await;
+    let mut live = Events::open(&server, "u1", None).await;
+
+    let first = json!({"subject": "Build 1 passed", "text": "all green", "channel": "inbox",
+                       "to": "u1", "dedup_key": "build-1", "category": "ci"});
+    let (status, sent) = notify(&server, first.clone(), Some("req-1")).await;
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!(sent["deliveries"][0]["status"], "queued");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let (seq, message) = live.next().await;
+    assert_eq!(seq, 1);
+    assert_eq!(
+        (message["title"].as_str(), message["body"].as_str()),
+        (Some("Build 1 passed"), Some("all green"))
+    );
+    assert_eq!(message["notification"], id.as_str());
+
+    // The same request again: the same notification, nothing new.
+    let (status, again) = notify(&server, first.clone(), Some("req-1")).await;
+    assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+    // The same key with another body: refused.
+    let mut other = first.clone();
+    other["text"] = json!("changed");
+    let refused = notify(&server, other, Some("req-1")).await;
+    assert_error(&refused, 422, "idempotency_key_reused");
+    // Another request with the same dedup key: answered with the first.
+    let (status, dup) = notify(&server, first.clone(), None).await;
+    assert_eq!(status, 200, "{dup}");
+    assert_eq!(dup["id"], id.as_str());
+    assert_eq!(dup["deliveries"][0]["status"], "suppressed_duplicate");
+
+    for n in 2..=3 {
+        let body = json!({"subject": format!("Build {n} passed"), "text": "", "channel": "inbox",
+                          "to": "u1", "dedup_key": format!("build-{n}")});
+        assert_eq!(notify(&server, body, None).await.0, 201);
+        assert_eq!(live.next().await.0, n);
+    }
+    drop(live);
+    // Reconnecting after the first: the second and third, once each, then new ones.
+    let mut resumed = Events::open(&server, "u1", Some(1)).await;
+    assert_eq!(resumed.next().await.0, 2);
+    assert_eq!(resumed.next().await.0, 3);
+    let body = json!({"subject": "Build 4", "text": "", "channel": "inbox", "to": "u1"});
+    assert_eq!(notify(&server, body, None).await.0, 201);
+    let (seq, message) = resumed.next().await;
+    assert_eq!((seq, message["title"].as_str()), (4, Some("Build 4")));
+
+    let (status, inbox) = server.get(&format!("{NS}/inbox/u1")).await;
+    assert_eq!(status, 200);
+    let ids: Vec<u64> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!((ids, inbox["unread"].as_u64()), (vec![4, 3, 2, 1], Some(4)));
+    let (_, page) = server.get(&format!("{NS}/inbox/u1?limit=2&after=3")).await;
+    assert_eq!(page["messages"][0]["id"], 2);
+    let (status, marked) = server
+        .post(&format!("{NS}/inbox/u1/read"), json!({"ids": [1, 2]}))
+        .await;
+    assert_eq!((status, marked["changed"].as_u64()), (200, Some(2)));
+    let (_, marked) = server
+        .post(&format!("{NS}/inbox/u1/read"), json!({"ids": [1]}))
+        .await;
+    assert_eq!(marked["changed"], 0, "read already");
+    assert_eq!(server.get(&format!("{NS}/inbox/u1")).await.1["unread"], 2);
+    server
+        .post(&format!("{NS}/inbox/u1/archive"), json!({"all": true}))
+        .await;
+    let (_, inbox) = server.get(&format!("{NS}/inbox/u1")).await;
+    assert_eq!(
+        (
+            inbox["messages"].as_array().unwrap().len(),
+            inbox["unread"].as_u64()
+        ),
+        (0, Some(0))
+    );
+
+    let n = settled(&server, &id).await;
+    let delivery = &n["deliveries"][0];
+    assert_eq!(delivery["status"], "sent");
+    assert_eq!(delivery["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(n["request"]["content"]["subject"], "Build 1 passed");
+    let (_, listed) = server
+        .get(&format!(
+            "{NS}/notifications?recipient=u1&status=sent&channel=inbox"
+        ))
+        .await;
+    assert_eq!(listed["notifications"].as_array().unwrap().len(), 4);
+    let (_, none) = server
+        .get(&format!("{NS}/notifications?status=failed"))
+        .await;
+    assert_eq!(none["notifications"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_template_renders_for_its_recipient_and_preferences_hold_unless_critical() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(
+        &server,
+        "/recipients/ada",
+        json!({"email": "ada@example.com", "data": {"name": "Ada"}}),
+    )
+    .await;
+    put(
+        &server,
+        "/recipients/ada/preferences",
+        json!({"categories": {"marketing": {"inbox": false}}}),
+    )
+    .await;
+    put(
+        &server,
+        "/templates/welcome",
+        json!({"in_app": {
+        "title": "Hello {{ recipient.data.name }}", "body": "{{ data.count }} new"}}),
+    )
+    .await;
+
+    let body =
+        json!({"template": "welcome", "channel": "inbox", "to": "ada", "data": {"count": 3}});
+    let (status, sent) = notify(&server, body, None).await;
+    assert_eq!(status, 201, "{sent}");
+    let mut live = Events::open(&server, "ada", Some(0)).await;
+    let (_, message) = live.next().await;
+    assert_eq!(
+        (message["title"].as_str(), message["body"].as_str()),
+        (Some("Hello Ada"), Some("3 new"))
+    );
+
+    let promo =
+        json!({"template": "welcome", "channel": "inbox", "to": "ada", "category": "marketing"});
+    let (status, off) = notify(&server, promo.clone(), None).await;
+    assert_eq!(
+        (status, off["deliveries"][0]["status"].as_str()),
+        (201, Some("suppressed_preference"))
+    );
+    let mut critical = promo;
+    critical["critical"] = json!(true);
+    let (_, on) = notify(&server, critical, None).await;
+    assert_eq!(on["deliveries"][0]["status"], "queued");
+
+    let missing = notify(
+        &server,
+        json!({"template": "nope", "channel": "inbox", "to": "ada"}),
+        None,
+    )
+    .await;
+    assert_error(&missing, 404, "not_found");
+    let nobody = notify(
+        &server,
+        json!({"subject": "s", "text": "t", "channel": "inbox", "to": "ghost"}),
+        None,
+    )
+    .await;
+    assert_error(&nobody, 404, "not_found");
+    let both = notify(
+        &server,
+        json!({"template": "welcome", "subject": "s", "channel": "inbox", "to": "ada"}),
+        None,
+    )
+    .await;
+    assert_error(&both, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn slack_gets_the_text_and_a_429_is_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut slack = Receiver::start().await;
+    let mut limited = reply(429);
+    limited.headers.push(("retry-after", "1".to_owned()));
+    slack.then([limited, reply(200)]);
+    put(
+        &server,
+        "/channels/ops",
+        json!({"slack": {"webhook_url": slack.url}}),
+    )
+    .await;
+    let body = json!({"subject": "Deploy", "text": "deploy 42 done", "channel": "ops",
+                      "to": {"email": "oncall@example.com"}});
+    let (status, sent) = notify(&server, body, None).await;
+    assert_eq!(status, 201, "{sent}");
+    let first = slack.next().await;
+    assert_eq!(first.json()["text"], "deploy 42 done");
+    let second = slack.next().await;
+    assert!(
+        second.at - first.at >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured ({:?})",
+        second.at - first.at
+    );
+    let n = settled(&server, sent["id"].as_str().unwrap()).await;
+    let outcomes: Vec<&str> = n["deliveries"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retry", "sent"]);
+    assert_eq!(n["deliveries"][0]["status"], "sent");
+}
+
+#[tokio::test]
+async fn one_slack_channel_is_paced_at_one_message_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut slack = Receiver::start().await;
+    put(
+        &server,
+        "/channels/ops",
+        json!({"slack": {"webhook_url": slack.url}}),
+    )
+    .await;
+    for n in 0..3 {
+        let body = json!({"subject": "s", "text": format!("m{n}"), "channel": "ops",
+                          "to": {"email": "oncall@example.com"}});
+        assert_eq!(notify(&server, body, None).await.0, 201);
+    }
+    let mut at = Vec::new();
+    for _ in 0..3 {
+        at.push(slack.next().await.at);
+    }
+    let spread = at[2] - at[0];
+    assert!(
+        spread >= Duration::from_millis(1900),
+        "three messages took {spread:?}"
+    );
+}
+
+#[tokio::test]
+async fn e_mail_goes_over_starttls_with_a_login_and_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(dir.path(), false).await;
+    let cert = sink.cert.to_str().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        &data,
+        &["--allow-private-http"],
+        &[("SSL_CERT_FILE", &cert)],
+    )
+    .await;
+    let url = format!("smtp://keel:s3cret@localhost:{}", sink.port);
+    put(
+        &server,
+        "/channels/mail",
+        json!({"email": {"smtp_url": url, "from": "Keel <keel@example.com>",
+                                                    "reply_to": "ops@example.com"}}),
+    )
+    .await;
+    put(
+        &server,
+        "/templates/report",
+        json!({"subject": "Report for {{ recipient.id }}",
+        "text": "{{ data.n }} jobs", "html": "<p>{{ data.n }} <b>jobs</b> {{ data.tag }}</p>"}),
+    )
+    .await;
+    put(
+        &server,
+        "/recipients/bob",
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+    let body = json!({"template": "report", "channel": "mail", "to": "bob",
+                      "data": {"n": 7, "tag": "<x>"}});
+    let (status, sent) = notify(&server, body, None).await;
+    assert_eq!(status, 201, "{sent}");
+    let mail = sink.message(1).await;
+    let head = mail.lines().next().unwrap();
+    assert!(head.contains("X-Sink: tls"), "STARTTLS was used: {head}");
+    assert!(head.contains("login=keel"), "logged in: {head}");
+    assert!(head.contains("rcpt=bob@example.com"), "{head}");
+    assert!(mail.contains("Subject: Report for bob"), "{mail}");
+    assert!(
+        mail.contains("From: \"Keel\" <keel@example.com>")
+            || mail.contains("From: Keel <keel@example.com>"),
+        "{mail}"
+    );
+    assert!(mail.contains("Reply-To: ops@example.com"), "{mail}");
+    assert!(mail.contains("7 jobs"), "{mail}");
+    assert!(mail.contains("&lt;x&gt;"), "HTML is escaped: {mail}");
+    let n = settled(&server, sent["id"].as_str().unwrap()).await;
+    let delivery = &n["deliveries"][0];
+    assert_eq!(delivery["status"], "sent", "{n}");
+    let message_id = format!("Message-ID: <{}@keel>", delivery["id"].as_str().unwrap());
+    assert!(mail.contains(&message_id), "{mail}");
+    assert!(
+        delivery["attempts"][0]["answer"]
+            .as_str()
+            .unwrap()
+            .starts_with("250")
+    );
+    assert_eq!(sink.count(), 1);
+}
+
+#[tokio::test]
+async fn a_server_without_starttls_is_refused_and_never_sent_in_the_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(dir.path(), true).await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data, &["--allow-private-http"]).await;
+    let url = format!("smtp://127.0.0.1:{}", sink.port);
+    put(
+        &server,
+        "/channels/mail",
+        json!({"email": {"smtp_url": url, "from": "keel@example.com"},
+                                         "fallback": ["inbox"]}),
+    )
+    .await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(
+        &server,
+        "/recipients/bob",
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+    let body = json!({"subject": "s", "text": "t", "channel": "mail", "to": "bob"});
+    let (_, sent) = notify(&server, body, None).await;
+    let n = eventually("the first attempt is recorded", || async {
+        let (_, n) = server
+            .get(&format!(
+                "{NS}/notifications/{}",
+                sent["id"].as_str().unwrap()
+            ))
+            .await;
+        (!n["deliveries"][0]["attempts"].as_array()?.is_empty()).then_some(n)
+    })
+    .await;
+    let answer = n["deliveries"][0]["attempts"][0]["answer"]
+        .as_str()
+        .unwrap();
+    assert!(answer.contains("STARTTLS"), "{answer}");
+    assert_eq!(n["deliveries"][0]["attempts"][0]["outcome"], "retry");
+    assert_eq!(sink.count(), 0, "nothing went in the clear");
+}
+
+#[tokio::test]
+async fn a_webhook_channel_signs_with_the_delivery_id_and_a_failing_channel_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut hook = Receiver::start().await;
+    let slack = Receiver::start().await;
+    slack.then([reply(400)]);
+    put(&server, "/endpoints/app", json!({"url": hook.url})).await;
+    put(
+        &server,
+        "/channels/app",
+        json!({"webhook": {"endpoint": "app"}}),
+    )
+    .await;
+    put(
+        &server,
+        "/channels/ops",
+        json!({"slack": {"webhook_url": slack.url}, "fallback": ["app"]}),
+    )
+    .await;
+    let body = json!({"subject": "Disk full", "text": "node 3", "channel": "ops",
+                      "to": {"email": "oncall@example.com"}, "data": {"node": 3}});
+    let (status, sent) = notify(&server, body, None).await;
+    assert_eq!(status, 201, "{sent}");
+    let got = hook.next().await;
+    let id = sent["id"].as_str().unwrap();
+    let n = settled(&server, id).await;
+    let deliveries = n["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "{n}");
+    assert_eq!(
+        (
+            deliveries[0]["channel"].as_str(),
+            deliveries[0]["status"].as_str()
+        ),
+        (Some("ops"), Some("failed"))
+    );
+    assert_eq!(
+        (
+            deliveries[1]["channel"].as_str(),
+            deliveries[1]["status"].as_str()
+        ),
+        (Some("app"), Some("sent"))
+    );
+    assert_eq!(deliveries[1]["fallback_of"], deliveries[0]["id"]);
+    assert_eq!(
+        got.id(),
+        deliveries[1]["id"].as_str().unwrap(),
+        "webhook-id is the delivery's id"
+    );
+    let payload = got.json();
+    assert_eq!(
+        (
+            payload["notification"].as_str(),
+            payload["data"]["node"].as_u64()
+        ),
+        (Some(id), Some(3))
+    );
+    let alerts = eventually("a failover event", || async {
+        let (status, events) = server.get(&format!("{NS}/topics/keel.alerts/events")).await;
+        (status == 200 && !events["events"].as_array()?.is_empty()).then_some(events)
+    })
+    .await;
+    let event = &alerts["events"][0];
+    assert_eq!(event["type"], "keel.notification.failover");
+    let data: Value = if event["data"].is_string() {
+        serde_json::from_str(event["data"].as_str().unwrap()).unwrap()
+    } else {
+        event["data"].clone()
+    };
+    assert_eq!(
+        (data["from"].as_str(), data["to"].as_str()),
+        (Some("ops"), Some("app"))
+    );
+}
