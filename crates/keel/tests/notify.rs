@@ -531,3 +531,86 @@ async fn a_webhook_channel_signs_with_the_delivery_id_and_a_failing_channel_fall
         (Some("ops"), Some("app"))
     );
 }
+
+#[tokio::test]
+async fn a_kill_9_during_sends_leaves_one_message_per_dedup_key_on_webhook_and_in_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut hook = Receiver::start().await;
+    // Slow answers keep deliveries in flight when the server dies.
+    hook.then((0..30).map(|_| {
+        let mut r = reply(200);
+        r.delay = Duration::from_millis(100);
+        r
+    }));
+    put(
+        &server,
+        "/endpoints/app",
+        json!({"url": hook.url, "timeout_ms": 2000}),
+    )
+    .await;
+    put(
+        &server,
+        "/channels/app",
+        json!({"webhook": {"endpoint": "app"}}),
+    )
+    .await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(
+        &server,
+        "/recipients/u1",
+        json!({"email": "u1@example.com"}),
+    )
+    .await;
+    let bodies: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({"subject": format!("n{i}"), "text": "", "channels": ["app", "inbox"],
+                   "to": "u1", "dedup_key": format!("k{i}"), "data": {"i": i}})
+        })
+        .collect();
+    for body in &bodies {
+        assert_eq!(notify(&server, body.clone(), None).await.0, 201);
+    }
+    let mut got: Vec<String> = hook.ids(5).await;
+    server.kill9().await;
+    let server = Server::start(&dir, &["--allow-private-http"]).await;
+    // The client sends everything again (it cannot know what landed): every
+    // one was acknowledged, so every one is a duplicate now.
+    for body in &bodies {
+        let (status, answer) = notify(&server, body.clone(), None).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["deliveries"][0]["status"], "suppressed_duplicate");
+    }
+    let (_, listed) = server.get(&format!("{NS}/notifications?limit=100")).await;
+    let notifications = listed["notifications"].as_array().unwrap();
+    assert_eq!(notifications.len(), 30);
+    let mut wanted = std::collections::HashSet::new();
+    for n in notifications {
+        let n = settled(&server, n["id"].as_str().unwrap()).await;
+        for d in n["deliveries"].as_array().unwrap() {
+            assert_eq!(d["status"], "sent", "{n}");
+            if d["channel"] == "app" {
+                wanted.insert(d["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    let repeats = hook.until_all(&wanted, &mut got).await;
+    assert!(
+        repeats <= 32,
+        "only attempts in flight repeat, under their own webhook-id: {repeats}"
+    );
+    let (_, inbox) = server.get(&format!("{NS}/inbox/u1?limit=100")).await;
+    let mut shown: Vec<&str> = inbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["notification"].as_str().unwrap())
+        .collect();
+    shown.sort_unstable();
+    shown.dedup();
+    assert_eq!(
+        (inbox["messages"].as_array().unwrap().len(), shown.len()),
+        (30, 30),
+        "one in-app message per notification"
+    );
+}

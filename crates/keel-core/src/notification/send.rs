@@ -25,8 +25,21 @@ const QUEUE_PREFIX: &str = "keel.notify.";
 pub const SLACK_TARGET_TAG: &str = "keel.slack";
 /// Attempts a delivery gets before it fails (and falls back).
 pub const DELIVERY_ATTEMPTS: u32 = 6;
-/// How long a sender holds a delivery: past every provider's timeout.
-pub const DELIVERY_LEASE_MS: u64 = 90_000;
+/// The longest a provider's call may take (SMTP's whole exchange, Slack's
+/// and a webhook's answer): a delivery's lease outlives it.
+pub const PROVIDER_TIMEOUT_MS: u64 = 15_000;
+
+/// How long a sender holds a delivery of a channel of `kind`: past its
+/// provider's timeout, and no longer, so that a delivery held by a node
+/// that died goes again soon.
+pub fn delivery_lease_ms(kind: ChannelKind) -> u64 {
+    match kind {
+        ChannelKind::InApp => 5_000,
+        ChannelKind::Webhook | ChannelKind::Slack | ChannelKind::Email => {
+            PROVIDER_TIMEOUT_MS + 5_000
+        }
+    }
+}
 
 /// The queue a channel's deliveries wait on: `keel.notify.{channel}`.
 pub fn channel_queue(namespace: &Namespace, channel: &ChannelName) -> Result<QueueRef, Error> {
@@ -59,7 +72,7 @@ pub fn channel_policy(spec: &ChannelSpec) -> QueuePolicy {
     let slack = spec.kind() == ChannelKind::Slack;
     QueuePolicy {
         max_attempts: Some(DELIVERY_ATTEMPTS),
-        lease_ms: Some(DELIVERY_LEASE_MS),
+        lease_ms: Some(delivery_lease_ms(spec.kind())),
         rate_limit: spec.rate_limit.map(|r| per_second(r.per_second)),
         key: slack.then(|| FlowKey::Tag(SLACK_TARGET_TAG.to_owned())),
         key_rate_limit: slack.then(|| per_second(1)),

@@ -8,9 +8,9 @@
 use std::sync::PoisonError;
 
 use keel_core::notification::{
-    Address, ChannelKind, ChannelSpec, DEFAULT_DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS,
-    DELIVERY_LEASE_MS, DeliveryStatus, Dispatch, IDEMPOTENCY_WINDOW_MS, NotifyRequest, Preferences,
-    RecipientSpec, SLACK_TARGET_TAG, To, allowed, channel_queue,
+    Address, ChannelKind, ChannelSpec, DEFAULT_DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS, DeliveryStatus,
+    Dispatch, IDEMPOTENCY_WINDOW_MS, NotifyRequest, Preferences, RecipientSpec, SLACK_TARGET_TAG,
+    To, allowed, channel_queue, delivery_lease_ms,
 };
 use keel_core::{
     ChannelName, Error, ErrorCode, JobId, Namespace, NewJob, NotificationId, Timestamp,
@@ -187,7 +187,7 @@ pub(crate) fn delivery_job(
         .map_err(|e| Error::internal(format!("a delivery does not encode: {e}")))?;
     let mut job = NewJob::new(payload, run_at);
     job.max_attempts = DELIVERY_ATTEMPTS;
-    job.lease_ms = DELIVERY_LEASE_MS;
+    job.lease_ms = delivery_lease_ms(spec.kind());
     if let Some(slack) = &spec.slack {
         let target = slack
             .channel

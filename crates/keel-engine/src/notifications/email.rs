@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use keel_core::notification::{Dispatch, EmailChannel, SmtpServer, SmtpTls};
+use keel_core::notification::{Dispatch, EmailChannel, PROVIDER_TIMEOUT_MS, SmtpServer, SmtpTls};
 use keel_core::{JobId, Timestamp};
 use lettre::message::{Mailbox, MultiPart, SinglePart, header};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -22,7 +22,7 @@ use lettre::transport::smtp::extension::ClientId;
 use super::slack::Sent;
 use crate::outbound::{Guard, REFUSED};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_millis(PROVIDER_TIMEOUT_MS);
 /// A kept connection idle longer than this is checked before use.
 const CHECK_AFTER: Duration = Duration::from_secs(5);
 /// Connections kept per server.

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use keel_core::notification::{Dispatch, SlackChannel};
+use keel_core::notification::{Dispatch, PROVIDER_TIMEOUT_MS, SlackChannel};
 use serde_json::{Value, json};
 
 use crate::outbound::{describe, read_bounded};
 
-const TIMEOUT: Duration = Duration::from_secs(15);
+const TIMEOUT: Duration = Duration::from_millis(PROVIDER_TIMEOUT_MS);
 const SLACK_API: &str = "https://slack.com/api";
 /// The most of an answer read.
 const MAX_ANSWER: usize = 64 * 1024;

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keel_core::notification::{
-    ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, queue_channel,
+    ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, PROVIDER_TIMEOUT_MS,
+    queue_channel,
 };
 use keel_core::{
     ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueRef, Retry, TopicName,
@@ -491,9 +492,12 @@ impl Notifier {
             "data": dispatch.data,
         })
         .to_string();
+        // Within the delivery's lease, whatever the endpoint allows its own messages.
+        let mut spec = endpoint.spec.clone();
+        spec.timeout_ms = Some(spec.timeout_ms().min(PROVIDER_TIMEOUT_MS));
         let answer = send::push(
             &self.shared.client,
-            &endpoint.spec,
+            &spec,
             &endpoint.secrets,
             (&delivery.to_string(), None),
             body.as_bytes(),

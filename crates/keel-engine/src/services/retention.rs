@@ -1,8 +1,10 @@
 //! Deletes finished jobs past their queue's retention, expired idempotency
 //! keys, finished runs past the run retention and events past their topic's
 //! retention, endpoints' delivery attempts past theirs and audit entries
-//! past the audit retention, and SLO minutes past the budget's period,
-//! once a minute.
+//! past the audit retention, SLO minutes past the budget's period, and
+//! notifications past the longest dedup window (so a duplicate always names
+//! a notification still there) with expired dedup and request keys, once a
+//! minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +57,17 @@ impl Retention {
             self.prune_attempts().await;
             self.prune_audit().await;
             self.prune_slo_minutes().await;
+            self.prune_notifications().await;
         }
+    }
+
+    async fn prune_notifications(&self) {
+        let now = self.clock.now();
+        let before = Timestamp::from_millis(
+            now.as_millis() - keel_core::notification::MAX_DEDUP_WINDOW_MS as i64,
+        );
+        let pruned = in_chunks(|chunk| self.store.notifications_prune(now, before, chunk)).await;
+        report(pruned, "notifications");
     }
 
     /// SLO minutes older than the error budget's period.
