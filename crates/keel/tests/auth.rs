@@ -158,6 +158,16 @@ const ROUTES: &[Route] = &[
     rb("PUT", "/v1/namespaces/{ns}/recipients/r/preferences", "publish", empty),
     r("GET", "/v1/namespaces/{ns}/preferences", "read"),
     rb("PUT", "/v1/namespaces/{ns}/preferences", "operate", empty),
+    rb("POST", "/v1/namespaces/{ns}/notifications", "publish", empty),
+    r("GET", "/v1/namespaces/{ns}/notifications", "read"),
+    r("GET", "/v1/namespaces/{ns}/notifications/nosuch", "read"),
+    r("GET", "/v1/namespaces/{ns}/inbox/r", "read"),
+    // A recipient id that cannot be (a control character) answers 400
+    // instead of opening a stream that would not end.
+    r("GET", "/v1/namespaces/{ns}/inbox/%01/stream", "read"),
+    rb("POST", "/v1/namespaces/{ns}/inbox/r/read", "publish", empty),
+    rb("POST", "/v1/namespaces/{ns}/inbox/r/seen", "publish", empty),
+    rb("POST", "/v1/namespaces/{ns}/inbox/r/archive", "publish", empty),
 ];
 
 /// The role table of docs/api.md, written out again: which needs each

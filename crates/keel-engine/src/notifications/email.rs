@@ -19,7 +19,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::slack::Sent;
+use super::Sent;
 use crate::outbound::{Guard, REFUSED};
 
 const TIMEOUT: Duration = Duration::from_millis(PROVIDER_TIMEOUT_MS);

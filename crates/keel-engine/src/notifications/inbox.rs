@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
-use keel_core::notification::DeliveryAttempt;
+use keel_core::notification::{DeliveryAttempt, Dispatch};
 use keel_core::{Error, Namespace};
 use keel_store::{InboxMark, InboxMessage, InboxPage, NewInboxMessage};
+use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::{MAX_PAGE, NotificationService};
@@ -86,5 +87,19 @@ impl NotificationService {
             .await?;
         let _ = self.inbox_written.send((namespace.clone(), recipient));
         Ok(seq)
+    }
+}
+
+/// What an in-app message shows: the template's `in_app` part, else the
+/// subject and text.
+pub(crate) fn in_app_content(dispatch: &Dispatch) -> serde_json::Value {
+    let content = &dispatch.content;
+    match &content.in_app {
+        Some(in_app) => json!({"title": in_app.title, "body": in_app.body, "url": in_app.url}),
+        None => json!({
+            "title": content.subject.clone().unwrap_or_default(),
+            "body": content.text.clone().unwrap_or_default(),
+            "url": null,
+        }),
     }
 }

@@ -4,13 +4,14 @@
 //! (`keel_core::notification`) before it is stored; a channel's secrets are
 //! stored and never answered again. Accepting a notification is
 //! `accept.rs`; sending its deliveries, the notifier service's
-//! (`services/notifier.rs`) through `email.rs` and `slack.rs`; the in-app
-//! inbox is `inbox.rs`.
+//! (`services/notifier.rs`) through `email.rs`, `slack.rs` and `webhook.rs`;
+//! the in-app inbox is `inbox.rs`.
 
 mod accept;
 pub(crate) mod email;
 mod inbox;
 pub(crate) mod slack;
+pub(crate) mod webhook;
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,7 @@ use tokio::sync::{Notify, broadcast};
 
 pub use accept::answered_id;
 pub(crate) use accept::{delivery_job, unreachable};
+pub(crate) use inbox::in_app_content;
 pub use inbox::{InboxPageAnswer, STREAM_POLL};
 
 use crate::endpoints::EndpointService;
@@ -41,6 +43,19 @@ use crate::topics::TopicService;
 
 /// Most settings of a kind in one page.
 pub const MAX_PAGE: u32 = 500;
+
+/// What one attempt at a delivery came to, with what the provider said and
+/// how long it took (ms).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Sent {
+    Ok(String, u64),
+    /// Certainly not delivered; try again (after the provider's wait, ms).
+    Retry(String, u64, Option<u64>),
+    /// Certainly not delivered, and never will be.
+    Failed(String, u64),
+    /// May have been delivered.
+    Unknown(String, u64),
+}
 
 /// A setting as answered: its body typed, secrets hidden for a channel.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use keel_core::notification::{Dispatch, PROVIDER_TIMEOUT_MS, SlackChannel};
 use serde_json::{Value, json};
 
+use super::Sent;
 use crate::outbound::{describe, read_bounded};
 
 const TIMEOUT: Duration = Duration::from_millis(PROVIDER_TIMEOUT_MS);
@@ -20,19 +21,6 @@ const SLACK_API: &str = "https://slack.com/api";
 const MAX_ANSWER: usize = 64 * 1024;
 /// The longest `Retry-After` honoured: an hour.
 const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
-
-/// What one attempt at a delivery came to, with what the provider said and
-/// how long it took (ms).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Sent {
-    Ok(String, u64),
-    /// Certainly not delivered; try again (after the provider's wait, ms).
-    Retry(String, u64, Option<u64>),
-    /// Certainly not delivered, and never will be.
-    Failed(String, u64),
-    /// May have been delivered.
-    Unknown(String, u64),
-}
 
 /// Posts one delivery to Slack.
 pub(crate) async fn post(

@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keel_core::notification::{
-    ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, PROVIDER_TIMEOUT_MS,
-    queue_channel,
+    ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, queue_channel,
 };
 use keel_core::{
     ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueRef, Retry, TopicName,
@@ -33,11 +32,12 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::pusher::flush_acks;
 use crate::Shutdown;
-use crate::endpoints::send;
 use crate::jobs::JobService;
 use crate::notifications::email::Mailer;
-use crate::notifications::slack::{self, Sent};
-use crate::notifications::{NotificationService, delivery_job, unreachable};
+use crate::notifications::{
+    NotificationService, delivery_job, in_app_content, unreachable, webhook,
+};
+use crate::notifications::{Sent, slack};
 use crate::queues::QueueService;
 use crate::slos::ALERTS_TOPIC;
 
@@ -219,7 +219,7 @@ impl Notifier {
         }
         let sent = match spec.kind() {
             ChannelKind::InApp => {
-                let content = in_app(&dispatch);
+                let content = in_app_content(&dispatch);
                 let attempt = attempt_of(&Sent::Ok("written to the inbox".into(), 0), now);
                 let message = NewInboxMessage {
                     recipient: dispatch.to.recipient.clone(),
@@ -231,7 +231,16 @@ impl Notifier {
                 service.inbox_put(namespace, message, attempt).await?;
                 return Ok(complete());
             }
-            ChannelKind::Webhook => self.webhook(namespace, job.id, &dispatch, &spec).await?,
+            ChannelKind::Webhook => {
+                webhook::post(
+                    &self.shared.client,
+                    service,
+                    namespace,
+                    (job.id, &dispatch),
+                    &spec,
+                )
+                .await?
+            }
             ChannelKind::Slack | ChannelKind::Email => {
                 let before = self
                     .move_to(
@@ -461,62 +470,6 @@ impl Notifier {
         }
     }
 
-    async fn webhook(
-        &self,
-        namespace: &Namespace,
-        delivery: JobId,
-        dispatch: &Dispatch,
-        spec: &ChannelSpec,
-    ) -> Result<Sent, Error> {
-        let Some(webhook) = &spec.webhook else {
-            return Ok(Sent::Failed("not a webhook channel".into(), 0));
-        };
-        let endpoint = match self
-            .notifications
-            .endpoints
-            .get(namespace, &webhook.endpoint)
-            .await
-        {
-            Ok(endpoint) => endpoint,
-            Err(e) if e.code == ErrorCode::NotFound => return Ok(Sent::Failed(e.message, 0)),
-            Err(e) => return Err(e),
-        };
-        let body = json!({
-            "type": "keel.notification",
-            "notification": dispatch.notification,
-            "delivery": delivery,
-            "channel": dispatch.channel,
-            "recipient": dispatch.to,
-            "category": dispatch.category,
-            "content": dispatch.content,
-            "data": dispatch.data,
-        })
-        .to_string();
-        // Within the delivery's lease, whatever the endpoint allows its own messages.
-        let mut spec = endpoint.spec.clone();
-        spec.timeout_ms = Some(spec.timeout_ms().min(PROVIDER_TIMEOUT_MS));
-        let answer = send::push(
-            &self.shared.client,
-            &spec,
-            &endpoint.secrets,
-            (&delivery.to_string(), None),
-            body.as_bytes(),
-            self.notifications.clock.now(),
-        )
-        .await;
-        let said = answer.describe();
-        Ok(match answer.status {
-            _ if answer.succeeded() => Sent::Ok(
-                format!("HTTP {}", answer.status.unwrap_or(200)),
-                answer.latency_ms,
-            ),
-            Some(status) if (400..500).contains(&status) && status != 429 && status != 408 => {
-                Sent::Failed(said, answer.latency_ms)
-            }
-            _ => Sent::Retry(said, answer.latency_ms, answer.retry_after_ms),
-        })
-    }
-
     async fn move_to(
         &self,
         namespace: &Namespace,
@@ -591,19 +544,5 @@ fn attempt_of(sent: &Sent, at: keel_core::Timestamp) -> DeliveryAttempt {
         outcome: outcome.to_owned(),
         answer: Some(answer.clone()),
         latency_ms,
-    }
-}
-
-/// What an in-app message shows: the template's `in_app` part, else the
-/// subject and text.
-fn in_app(dispatch: &Dispatch) -> serde_json::Value {
-    let content = &dispatch.content;
-    match &content.in_app {
-        Some(in_app) => json!({"title": in_app.title, "body": in_app.body, "url": in_app.url}),
-        None => json!({
-            "title": content.subject.clone().unwrap_or_default(),
-            "body": content.text.clone().unwrap_or_default(),
-            "url": null,
-        }),
     }
 }

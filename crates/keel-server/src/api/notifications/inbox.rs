@@ -186,6 +186,7 @@ pub(in crate::api) async fn stream(
     RecipientPath(ns, recipient): RecipientPath,
     headers: HeaderMap,
 ) -> Api<Response> {
+    keel_core::notification::check_recipient_id(&recipient)?;
     let written = engine.notifications().inbox_written();
     let after = match headers.get("last-event-id") {
         Some(value) => value
