@@ -162,11 +162,11 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
             notifications::send::list
         ))
         .routes(routes!(notifications::send::get))
-        .routes(routes!(notifications::inbox::list))
-        .routes(routes!(notifications::inbox::read))
-        .routes(routes!(notifications::inbox::seen))
-        .routes(routes!(notifications::inbox::archive))
-        .routes(routes!(notifications::inbox::stream));
+        .routes(routes!(notifications::inbox::inbox_list))
+        .routes(routes!(notifications::inbox::inbox_read))
+        .routes(routes!(notifications::inbox::inbox_seen))
+        .routes(routes!(notifications::inbox::inbox_archive))
+        .routes(routes!(notifications::inbox::inbox_stream));
     OpenApiRouter::with_openapi(openapi::Base::openapi())
         .nest("/v1", v1)
         .routes(routes!(health::healthz))

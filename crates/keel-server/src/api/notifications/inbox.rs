@@ -52,7 +52,7 @@ fn message(m: InboxMessage) -> InboxMessageAnswer {
     summary = "A recipient's in-app messages, newest first, with the unread count",
     params(InboxPageParams),
     responses((status = 200, description = "OK", body = InboxAnswer)))]
-pub(in crate::api) async fn list(
+pub(in crate::api) async fn inbox_list(
     State(engine): State<Arc<Engine>>,
     RecipientPath(ns, recipient): RecipientPath,
     QueryParams(page): QueryParams<InboxPageParams>,
@@ -93,7 +93,7 @@ async fn mark(
 #[utoipa::path(post, path = "/namespaces/{ns}/inbox/{id}/read", tag = "notifications",
     summary = "Mark in-app messages read", request_body = InboxMarkRequest,
     responses((status = 200, description = "OK", body = InboxMarkAnswer)))]
-pub(in crate::api) async fn read(
+pub(in crate::api) async fn inbox_read(
     State(engine): State<Arc<Engine>>,
     RecipientPath(ns, recipient): RecipientPath,
     JsonBody(request): JsonBody<InboxMarkRequest>,
@@ -104,7 +104,7 @@ pub(in crate::api) async fn read(
 #[utoipa::path(post, path = "/namespaces/{ns}/inbox/{id}/seen", tag = "notifications",
     summary = "Mark in-app messages seen", request_body = InboxMarkRequest,
     responses((status = 200, description = "OK", body = InboxMarkAnswer)))]
-pub(in crate::api) async fn seen(
+pub(in crate::api) async fn inbox_seen(
     State(engine): State<Arc<Engine>>,
     RecipientPath(ns, recipient): RecipientPath,
     JsonBody(request): JsonBody<InboxMarkRequest>,
@@ -116,7 +116,7 @@ pub(in crate::api) async fn seen(
     summary = "Archive in-app messages (they leave the inbox's pages and its unread count)",
     request_body = InboxMarkRequest,
     responses((status = 200, description = "OK", body = InboxMarkAnswer)))]
-pub(in crate::api) async fn archive(
+pub(in crate::api) async fn inbox_archive(
     State(engine): State<Arc<Engine>>,
     RecipientPath(ns, recipient): RecipientPath,
     JsonBody(request): JsonBody<InboxMarkRequest>,
@@ -181,7 +181,7 @@ impl Follow {
     summary = "New in-app messages as Server-Sent Events (`message`, id = the message's id); resumes after Last-Event-ID",
     params(("Last-Event-ID" = Option<u64>, Header, description = "the last message id received: the stream starts after it (else after the newest now)")),
     responses((status = 200, description = "an event stream", content_type = "text/event-stream", body = String)))]
-pub(in crate::api) async fn stream(
+pub(in crate::api) async fn inbox_stream(
     State(engine): State<Arc<Engine>>,
     RecipientPath(ns, recipient): RecipientPath,
     headers: HeaderMap,
