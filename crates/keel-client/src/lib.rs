@@ -33,8 +33,10 @@ pub use keel_api::endpoints::{
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::notifications::{
-    ChannelAnswer, ChannelList, ChannelRequest, PreferencesBody, RecipientAnswer, RecipientList,
-    RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
+    ChannelAnswer, ChannelList, ChannelRequest, DeliveryAnswer, DeliveryBrief, InboxAnswer,
+    InboxMarkAnswer, InboxMarkRequest, InboxMessageAnswer, NotificationAnswer, NotifyAnswer,
+    NotifyRequest, PreferencesBody, RecipientAnswer, RecipientList, RecipientRequest,
+    TemplateAnswer, TemplateList, TemplateRequest,
 };
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};
@@ -54,6 +56,7 @@ pub use keel_api::workflows::{
 };
 pub use keel_core::auth::Role;
 pub use keel_core::job::Debounce;
+pub use keel_core::notification::{DeliveryStatus, To};
 /// The types the answers are made of.
 pub use keel_core::workflow::{RunId, RunStatus, StepStatus};
 pub use keel_core::{JobId, JobState, Timestamp, TraceParent};

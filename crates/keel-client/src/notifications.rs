@@ -1,9 +1,12 @@
-//! Notification settings: channels (their secrets go in and never come
-//! back), templates, recipients and preferences.
+//! Notifications: the settings (channels, whose secrets go in and never
+//! come back; templates, recipients and preferences), sending with an
+//! `Idempotency-Key`, reading a notification's deliveries, and the in-app
+//! inbox.
 
 use keel_api::notifications::{
-    ChannelAnswer, ChannelList, ChannelRequest, PreferencesBody, RecipientAnswer, RecipientList,
-    RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
+    ChannelAnswer, ChannelList, ChannelRequest, InboxAnswer, InboxMarkAnswer, InboxMarkRequest,
+    NotificationAnswer, NotifyAnswer, NotifyRequest, PreferencesBody, RecipientAnswer,
+    RecipientList, RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
 };
 
 use crate::ClientError;
@@ -151,5 +154,74 @@ impl Client {
     ) -> Result<PreferencesBody, ClientError> {
         self.send(self.http.get(self.preferences_url(namespace, recipient)))
             .await
+    }
+}
+
+impl Client {
+    /// Sends a notification; `idempotency_key` answers the same
+    /// notification to a retried request for 24 hours.
+    pub async fn notify(
+        &self,
+        namespace: &str,
+        notification: &NotifyRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<NotifyAnswer, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/notifications", seg(namespace)));
+        let mut request = self.http.post(url).json(notification);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request).await
+    }
+
+    /// A notification with its deliveries and every attempt.
+    pub async fn get_notification(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<NotificationAnswer, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/notifications/{}",
+            seg(namespace),
+            seg(id)
+        ));
+        self.send(self.http.get(url)).await
+    }
+
+    /// A page of a recipient's in-app inbox, newest first (`after`: the
+    /// previous page's `next_cursor`).
+    pub async fn inbox(
+        &self,
+        namespace: &str,
+        recipient: &str,
+        after: Option<u64>,
+    ) -> Result<InboxAnswer, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/inbox/{}",
+            seg(namespace),
+            seg(recipient)
+        ));
+        let query: Vec<(&str, String)> = after
+            .map(|a| ("after", a.to_string()))
+            .into_iter()
+            .collect();
+        self.send(self.http.get(url).query(&query)).await
+    }
+
+    /// Marks messages of an inbox (`mark`: `read`, `seen` or `archive`).
+    pub async fn inbox_mark(
+        &self,
+        namespace: &str,
+        recipient: &str,
+        mark: &str,
+        which: &InboxMarkRequest,
+    ) -> Result<InboxMarkAnswer, ClientError> {
+        let url = self.url(&format!(
+            "/namespaces/{}/inbox/{}/{}",
+            seg(namespace),
+            seg(recipient),
+            seg(mark)
+        ));
+        self.send(self.http.post(url).json(which)).await
     }
 }

@@ -294,3 +294,54 @@ async fn the_rust_client_puts_reads_and_deletes_every_setting() {
     let gone = client.delete_recipient("default", "ada").await.unwrap_err();
     assert_eq!(gone.code(), Some("not_found"), "{gone}");
 }
+
+#[tokio::test]
+async fn the_rust_client_sends_once_per_key_and_reads_the_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let client = Client::new(&server.url).unwrap();
+    let inbox: keel_client::ChannelRequest = serde_json::from_value(json!({"in_app": {}})).unwrap();
+    client
+        .put_channel("default", "inbox", &inbox)
+        .await
+        .unwrap();
+    let u9 = keel_client::RecipientRequest::default();
+    client.put_recipient("default", "u9", &u9).await.unwrap();
+    let request: keel_client::NotifyRequest = serde_json::from_value(json!({
+        "subject": "Hello", "text": "from the client", "channel": "inbox", "to": "u9"}))
+    .unwrap();
+    let sent = client
+        .notify("default", &request, Some("once"))
+        .await
+        .unwrap();
+    let again = client
+        .notify("default", &request, Some("once"))
+        .await
+        .unwrap();
+    assert_eq!(sent.id, again.id, "one notification per Idempotency-Key");
+    let page = loop {
+        let page = client.inbox("default", "u9", None).await.unwrap();
+        if !page.messages.is_empty() {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!((page.messages.len(), page.unread), (1, 1));
+    assert_eq!(page.messages[0].title, "Hello");
+    let all = keel_client::InboxMarkRequest {
+        ids: None,
+        all: true,
+    };
+    let marked = client
+        .inbox_mark("default", "u9", "read", &all)
+        .await
+        .unwrap();
+    assert_eq!(marked.changed, 1);
+    let n = client.get_notification("default", &sent.id).await.unwrap();
+    assert_eq!(n.deliveries[0].status, keel_client::DeliveryStatus::Sent);
+    let refused = client
+        .notify("default", &request, Some(""))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("Idempotency-Key"), "{refused}");
+}
