@@ -614,3 +614,55 @@ async fn a_kill_9_during_sends_leaves_one_message_per_dedup_key_on_webhook_and_i
         "one in-app message per notification"
     );
 }
+
+#[tokio::test]
+async fn a_notify_step_sends_once_under_the_steps_own_dedup_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(
+        &server,
+        "/recipients/ada",
+        json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let definition = json!({"name": "onboard", "steps": {
+        "welcome": {"notify": {"subject": "Welcome ${{ input.name }}", "text": "glad you are here",
+                                "channel": "inbox", "to": "${{ input.user }}"}},
+        "bad": {"needs": ["welcome"],
+                "notify": {"subject": "s", "text": "t", "channel": "nosuch", "to": "ada"}}}});
+    put(&server, "/workflows/onboard", definition).await;
+    let (status, run) = server
+        .post(
+            &format!("{NS}/workflows/onboard/runs"),
+            json!({"input": {"name": "Ada", "user": "ada"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let run = eventually("the run ends", || async {
+        let (_, r) = server.get(&format!("{NS}/runs/{run_id}")).await;
+        matches!(r["status"].as_str(), Some("succeeded" | "failed")).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        run["status"], "failed",
+        "the step naming no channel fails it: {run:#}"
+    );
+    let welcome = &run["steps"]["welcome"];
+    assert_eq!(welcome["state"], "succeeded", "{run:#}");
+    let id = welcome["output"]["id"]
+        .as_str()
+        .expect("the step's output names the notification");
+    let n = settled(&server, id).await;
+    assert_eq!(
+        n["request"]["dedup_key"],
+        format!("keel.run/{run_id}/welcome")
+    );
+    let mut live = Events::open(&server, "ada", Some(0)).await;
+    assert_eq!(live.next().await.1["title"], "Welcome Ada");
+    let bad = run["steps"]["bad"].to_string();
+    assert!(bad.contains("nosuch"), "{bad}");
+    let (_, inbox) = server.get(&format!("{NS}/inbox/ada")).await;
+    assert_eq!(inbox["messages"].as_array().unwrap().len(), 1);
+}

@@ -90,6 +90,9 @@ pub enum Action {
         priority: i16,
     },
     Http(HttpSpec),
+    /// A notification's request, each value a template; sent by Keel with
+    /// the step's dedup key unless it names one.
+    Notify(Value),
     Sleep(Sleep),
     /// Waits for a signal, or for the first matching event published to a
     /// topic after the step started.

@@ -43,6 +43,13 @@ pub enum Work {
         max_attempts: u32,
         backoff: Backoff,
     },
+    /// A notification to send: the request rendered (the engine gives it
+    /// the step's dedup key unless it names one).
+    Notify {
+        request: Value,
+        max_attempts: u32,
+        backoff: Backoff,
+    },
     Child {
         workflow: String,
         version: Option<u32>,

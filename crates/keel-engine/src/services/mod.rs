@@ -54,6 +54,7 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
             StepRunner::new(
                 engine.jobs().clone(),
                 engine.workflows().clone(),
+                engine.notifications().clone(),
                 clock.clone(),
             )
             .run(shutdown.clone()),

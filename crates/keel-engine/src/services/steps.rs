@@ -1,5 +1,5 @@
-//! Runs the jobs on Keel's own queue: the HTTP calls of `http` steps and the
-//! timers of runs. It is a worker like any other (lease, do, ack), so its jobs
+//! Runs the jobs on Keel's own queue: the HTTP calls of `http` steps, the
+//! notifications of `notify` steps and the timers of runs. It is a worker like any other (lease, do, ack), so its jobs
 //! get the job core's retries, backoff and lease expiry, and on PostgreSQL any
 //! node may take them. Also sweeps running runs after a start, and then now and
 //! then, to resume what a crash interrupted.
@@ -7,12 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_core::notification::NotifyRequest;
+use keel_core::workflow::RunId;
 use keel_core::{Clock, Error, Namespace, Retry};
-use keel_store::{Ack, AckOutcome, Acked, LeaseRequest, LeasedJob, MaintenanceStore, RunStore};
+use keel_store::{
+    Accepted, Ack, AckOutcome, Acked, LeaseRequest, LeasedJob, MaintenanceStore, RunStore,
+};
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::Shutdown;
 use crate::jobs::JobService;
+use crate::notifications::NotificationService;
 use crate::workflows::{Driver, Hint, Op, SystemJob, job_outcome, system_queue};
 
 /// Calls and timers handled at once.
@@ -29,14 +35,21 @@ const SWEEP_PAGE: u32 = 100;
 pub struct StepRunner {
     jobs: Arc<JobService>,
     workflows: Arc<Driver>,
+    notifications: Arc<NotificationService>,
     clock: Arc<dyn Clock>,
 }
 
 impl StepRunner {
-    pub fn new(jobs: Arc<JobService>, workflows: Arc<Driver>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        jobs: Arc<JobService>,
+        workflows: Arc<Driver>,
+        notifications: Arc<NotificationService>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         StepRunner {
             jobs,
             workflows,
+            notifications,
             clock,
         }
     }
@@ -124,15 +137,80 @@ async fn handle(runner: &StepRunner, job: LeasedJob) {
                 },
                 Err(e) => fail(e.message, e.retry, None),
             };
-            let acked = ack(runner, &job, outcome.clone()).await;
-            if let Some(acked) = acked.filter(|a| a.state.is_final())
-                && let Ok(namespace) = Namespace::new(&namespace)
-            {
-                let hint = Hint::Job(job.id, job_outcome(&acked, Some(&outcome)));
-                driver
-                    .advance_logged(&namespace, run, hint, Op::Advance)
-                    .await;
+            finish(runner, &job, (&namespace, run), outcome).await;
+        }
+        SystemJob::Notify {
+            namespace,
+            run,
+            request,
+        } => {
+            let outcome = notify(runner, &namespace, request).await;
+            finish(runner, &job, (&namespace, run), outcome).await;
+        }
+    }
+}
+
+/// Acks a step's system job and, once it is final, advances its run.
+async fn finish(
+    runner: &StepRunner,
+    job: &LeasedJob,
+    (namespace, run): (&str, RunId),
+    outcome: AckOutcome,
+) {
+    let acked = ack(runner, job, outcome.clone()).await;
+    if let Some(acked) = acked.filter(|a| a.state.is_final())
+        && let Ok(namespace) = Namespace::new(namespace)
+    {
+        let hint = Hint::Job(job.id, job_outcome(&acked, Some(&outcome)));
+        runner
+            .workflows
+            .advance_logged(&namespace, run, hint, Op::Advance)
+            .await;
+    }
+}
+
+/// Sends a `notify` step's notification; its result is the notification's
+/// id and its deliveries' statuses. A request the server refuses (a 4xx)
+/// fails the step at once; anything else is tried again.
+async fn notify(runner: &StepRunner, namespace: &str, request: Value) -> AckOutcome {
+    let request: NotifyRequest = match serde_json::from_value(request) {
+        Ok(request) => request,
+        Err(e) => return fail(format!("notify: not a notification: {e}"), false, None),
+    };
+    let namespace = match Namespace::new(namespace) {
+        Ok(namespace) => namespace,
+        Err(e) => return fail(e.message, false, None),
+    };
+    match runner.notifications.send(&namespace, &request, None).await {
+        Ok(accepted) => {
+            let (id, deliveries) = match &accepted {
+                Accepted::New(n) | Accepted::Replayed(n) => (
+                    n.id,
+                    n.deliveries
+                        .iter()
+                        .map(|d| json!({"channel": d.channel, "status": d.status, "id": d.id}))
+                        .collect::<Vec<_>>(),
+                ),
+                Accepted::Duplicate { first, channels } => (
+                    *first,
+                    channels
+                        .iter()
+                        .map(|c| json!({"channel": c, "status": "suppressed_duplicate"}))
+                        .collect(),
+                ),
+            };
+            let result = json!({"id": id, "deliveries": deliveries});
+            AckOutcome::Complete {
+                result: serde_json::value::RawValue::from_string(result.to_string()).ok(),
             }
+        }
+        Err(e) => {
+            let definite = e.code.http_status() < 500 && e.code.http_status() != 429;
+            fail(
+                format!("notify: {}", e.message),
+                !definite,
+                e.retry_after_ms,
+            )
         }
     }
 }

@@ -55,6 +55,12 @@ pub enum SystemJob {
         run: RunId,
         at: Timestamp,
     },
+    /// A `notify` step's notification, with its dedup key.
+    Notify {
+        namespace: String,
+        run: RunId,
+        request: Value,
+    },
 }
 
 /// How a step's job ended, from its ack (`None`: cancelled, or its lease
@@ -148,6 +154,43 @@ impl Driver {
                 };
                 let job = system_job(&payload, None, now, max_attempts, backoff, lease_ms, run)?;
                 // The step runner makes the call and advances the run itself.
+                Ok(OwnedJob {
+                    queue: system_queue(),
+                    id,
+                    job,
+                    owner: None,
+                })
+            }
+            Work::Notify {
+                mut request,
+                max_attempts,
+                backoff,
+            } => {
+                // The step's own key unless it names one: a retried or
+                // replayed step never sends twice.
+                if let Some(body) = request.as_object_mut()
+                    && !body.contains_key("dedup_key")
+                {
+                    let mut key = format!("keel.run/{run}/{step}");
+                    if let Some(i) = item {
+                        key.push_str(&format!("/{i}"));
+                    }
+                    body.insert("dedup_key".to_owned(), Value::String(key));
+                }
+                let payload = SystemJob::Notify {
+                    namespace: namespace.to_string(),
+                    run,
+                    request,
+                };
+                let job = system_job(
+                    &payload,
+                    None,
+                    now,
+                    max_attempts,
+                    backoff,
+                    SYSTEM_LEASE_MS,
+                    run,
+                )?;
                 Ok(OwnedJob {
                     queue: system_queue(),
                     id,

@@ -21,6 +21,7 @@ pub(super) fn describe(action: &Action) -> String {
     match action {
         Action::Task { queue, .. } => format!("task on {queue}"),
         Action::Http(spec) => format!("{} call", spec.method),
+        Action::Notify(_) => "notify".to_owned(),
         Action::Sleep(Sleep::For(ms)) => format!("sleep {}", draw::duration(*ms)),
         Action::Sleep(Sleep::Until(_)) => "sleep until a time".to_owned(),
         Action::WaitFor {

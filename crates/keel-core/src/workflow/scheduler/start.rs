@@ -277,6 +277,11 @@ impl Machine<'_> {
                 max_attempts: step.max_attempts,
                 backoff: step.backoff,
             },
+            Action::Notify(body) => Work::Notify {
+                request: expr::render(body, ctx).map_err(|e| format!("notify: {e}"))?,
+                max_attempts: step.max_attempts,
+                backoff: step.backoff,
+            },
             Action::Workflow {
                 name,
                 version,

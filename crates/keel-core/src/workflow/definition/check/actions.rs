@@ -1,6 +1,6 @@
-//! The checks of each step kind's action (`task`, `http`, `sleep`,
-//! `wait_for`, `workflow`, `for_each`), one method a kind, behind the one
-//! dispatch [`Checker::action`].
+//! The checks of each step kind's action (`task`, `http`, `notify`,
+//! `sleep`, `wait_for`, `workflow`, `for_each`), one method a kind, behind
+//! the one dispatch [`Checker::action`].
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,22 @@ use super::super::{
 };
 use super::{Checker, FAN_OUT_KINDS, HTTP_METHODS, SIGNAL_RULE, Scope, join};
 use crate::QueueName;
+
+/// What a `notify` step may say: a notification request's fields.
+const NOTIFY_KEYS: &[&str] = &[
+    "template",
+    "subject",
+    "text",
+    "html",
+    "channels",
+    "channel",
+    "to",
+    "data",
+    "category",
+    "critical",
+    "dedup_key",
+    "send_at",
+];
 
 impl Checker {
     /// The action of a step of `kind` at `path`.
@@ -25,6 +41,7 @@ impl Checker {
         match kind {
             "task" => self.task(path, map, scope),
             "http" => self.http(path, map, scope),
+            "notify" => self.notify(path, map, scope),
             "sleep" => self.sleep(path, map, scope),
             "wait_for" => self.wait_for(path, map, scope),
             "workflow" => self.child_workflow(path, map, scope),
@@ -115,6 +132,27 @@ impl Checker {
             headers,
             body,
         }))
+    }
+
+    /// A notification Keel sends (`POST .../notifications`'s body, each
+    /// value a template); what the rendered body must be is checked when it
+    /// is sent, and a body that is not a notification fails the step.
+    fn notify(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        scope: &Scope<'_>,
+    ) -> Option<Action> {
+        self.unknown_keys(path, map, NOTIFY_KEYS);
+        if !map.contains_key("to") {
+            self.problem(&join(path, "to"), "is required");
+        }
+        if !map.contains_key("channel") && !map.contains_key("channels") {
+            self.problem(path, "give channel or channels");
+        }
+        let body = Value::Object(map.clone());
+        self.templates(path, &body, scope);
+        Some(Action::Notify(body))
     }
 
     /// A timer: a duration or a time.
