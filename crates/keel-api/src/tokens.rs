@@ -18,6 +18,11 @@ pub struct TokenRequest {
     /// `kind:name` patterns (`queue:emails*`); absent for every resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Vec<String>>,
+    /// A token for one recipient's in-app inbox and nothing else (a
+    /// browser's): the same as `resources: ["inbox:{recipient}"]`, for a
+    /// `reader` (read and follow it) or a `publisher` (mark it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// Absent: 90 days. `null`: never expires.
     #[serde(
         default,

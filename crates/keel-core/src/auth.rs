@@ -108,7 +108,7 @@ impl Access {
 }
 
 /// The kinds of resource a grant can name (`queue:emails*`).
-pub const RESOURCE_KINDS: [&str; 9] = [
+pub const RESOURCE_KINDS: [&str; 10] = [
     "queue",
     "topic",
     "subscription",
@@ -118,6 +118,8 @@ pub const RESOURCE_KINDS: [&str; 9] = [
     "schedule",
     "channel",
     "template",
+    // A recipient's in-app inbox: `inbox:u1` is a token for one browser.
+    "inbox",
 ];
 
 /// At most this many namespaces or resource patterns in one grant.

@@ -136,6 +136,7 @@ async fn create_token(args: CreateArgs, target: &Target) -> anyhow::Result<()> {
                 role: args.role,
                 namespaces,
                 resources,
+                recipient: None,
                 expires_in_ms: match (args.never_expires, args.expires_in_ms) {
                     (true, _) => Some(None),
                     (false, ms) => ms.map(Some),

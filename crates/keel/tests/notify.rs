@@ -666,3 +666,85 @@ async fn a_notify_step_sends_once_under_the_steps_own_dedup_key() {
     let (_, inbox) = server.get(&format!("{NS}/inbox/ada")).await;
     assert_eq!(inbox["messages"].as_array().unwrap().len(), 1);
 }
+
+async fn status_as(
+    server: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> u16 {
+    server
+        .call_as(Some(token), method, &format!("/v1{path}"), body)
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn a_recipients_token_reaches_its_inbox_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin) = Server::start_secured(&dir, &[]).await;
+    let setup = [
+        (
+            "PUT",
+            format!("{NS}/channels/inbox"),
+            json!({"in_app": {}}),
+            201,
+        ),
+        ("PUT", format!("{NS}/recipients/u1"), json!({}), 201),
+        (
+            "POST",
+            format!("{NS}/notifications"),
+            json!({"subject": "yours", "text": "", "channel": "inbox", "to": "u1"}),
+            201,
+        ),
+    ];
+    for (method, path, body, want) in setup {
+        assert_eq!(
+            status_as(&server, &admin, method, &path, Some(body)).await,
+            want,
+            "{path}"
+        );
+    }
+    let minted = server
+        .mint(&admin, json!({"name": "browser-u1", "role": "publisher", "namespaces": ["default"], "recipient": "u1"}))
+        .await;
+    assert_eq!(minted["resources"], json!(["inbox:u1"]));
+    let token = minted["token"].as_str().unwrap();
+    let inbox = eventually("the message is in the inbox", || async {
+        let (status, inbox) = server
+            .call_as(Some(token), "GET", &format!("/v1{NS}/inbox/u1"), None)
+            .await;
+        (status == 200 && inbox["messages"].as_array()?.len() == 1).then_some(inbox)
+    })
+    .await;
+    assert_eq!(inbox["messages"][0]["title"], "yours");
+    let read = status_as(
+        &server,
+        token,
+        "POST",
+        &format!("{NS}/inbox/u1/read"),
+        Some(json!({"all": true})),
+    )
+    .await;
+    assert_eq!(read, 200);
+    for path in [
+        format!("{NS}/inbox/u2"),
+        format!("{NS}/notifications"),
+        format!("{NS}/recipients/u1"),
+        "/namespaces/other/inbox/u1".to_owned(),
+    ] {
+        assert_eq!(
+            status_as(&server, token, "GET", &path, None).await,
+            403,
+            "{path}"
+        );
+    }
+    for (role, recipient) in [("operator", "u1"), ("reader", "u*")] {
+        let refused = server
+            .call_as(Some(&admin), "POST", "/v1/tokens",
+                     Some(json!({"name": "b", "role": role, "namespaces": ["default"], "recipient": recipient})))
+            .await;
+        assert_error(&refused, 400, "invalid_request");
+    }
+}

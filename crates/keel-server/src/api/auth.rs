@@ -69,6 +69,7 @@ const ENDPOINT: Shape = on("endpoint", "name");
 const SCHEDULE: Shape = on("schedule", "name");
 const CHANNEL: Shape = on("channel", "name");
 const TEMPLATE: Shape = on("template", "name");
+const INBOX: Shape = on("inbox", "id");
 
 /// Every route's need, as docs/api.md's role table shows it.
 #[rustfmt::skip]
@@ -167,11 +168,11 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/namespaces/{ns}/notifications", Need::Token(Publish, Namespace)),
     ("GET", "/v1/namespaces/{ns}/notifications", Need::Token(Read, Namespace)),
     ("GET", "/v1/namespaces/{ns}/notifications/{id}", Need::Token(Read, Namespace)),
-    ("GET", "/v1/namespaces/{ns}/inbox/{id}", Need::Token(Read, Namespace)),
-    ("GET", "/v1/namespaces/{ns}/inbox/{id}/stream", Need::Token(Read, Namespace)),
-    ("POST", "/v1/namespaces/{ns}/inbox/{id}/read", Need::Token(Publish, Namespace)),
-    ("POST", "/v1/namespaces/{ns}/inbox/{id}/seen", Need::Token(Publish, Namespace)),
-    ("POST", "/v1/namespaces/{ns}/inbox/{id}/archive", Need::Token(Publish, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/inbox/{id}", Need::Token(Read, INBOX)),
+    ("GET", "/v1/namespaces/{ns}/inbox/{id}/stream", Need::Token(Read, INBOX)),
+    ("POST", "/v1/namespaces/{ns}/inbox/{id}/read", Need::Token(Publish, INBOX)),
+    ("POST", "/v1/namespaces/{ns}/inbox/{id}/seen", Need::Token(Publish, INBOX)),
+    ("POST", "/v1/namespaces/{ns}/inbox/{id}/archive", Need::Token(Publish, INBOX)),
 ];
 
 static TABLE: LazyLock<HashMap<(&'static str, &'static str), Need>> =

@@ -57,10 +57,30 @@ pub(super) async fn create(
         Some(None) => Expiry::Never,
         Some(Some(ms)) => Expiry::In(ms),
     };
+    let resources = match (req.recipient, req.resources) {
+        (None, resources) => resources,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("give recipient or resources, not both"));
+        }
+        (Some(_), None) if !matches!(req.role, Role::Reader | Role::Publisher) => {
+            return Err(ApiError::invalid(
+                "a recipient's token is a reader's or a publisher's",
+            ));
+        }
+        (Some(recipient), None) => {
+            keel_core::notification::check_recipient_id(&recipient)?;
+            if recipient.ends_with('*') {
+                return Err(ApiError::invalid(
+                    "a recipient's token names one recipient: no trailing *",
+                ));
+            }
+            Some(vec![format!("inbox:{recipient}")])
+        }
+    };
     let grant = Grant {
         role: req.role,
         namespaces,
-        resources: req.resources,
+        resources,
     };
     let issued = engine.tokens().create(&req.name, grant, expiry).await?;
     Ok((
