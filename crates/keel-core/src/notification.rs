@@ -411,10 +411,22 @@ pub struct Preferences {
     /// A category → a channel's name → whether it may carry that category.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub categories: BTreeMap<String, BTreeMap<String, bool>>,
+    /// The namespace's only: how long a dedup key holds (a week when
+    /// absent, 90 days at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_window_ms: Option<u64>,
 }
 
 impl Preferences {
     pub fn check(&self) -> Result<(), Error> {
+        if self
+            .dedup_window_ms
+            .is_some_and(|w| !(1000..=MAX_DEDUP_WINDOW_MS).contains(&w))
+        {
+            return Err(Error::invalid(format!(
+                "dedup_window_ms must be from 1000 to {MAX_DEDUP_WINDOW_MS} (90 days)"
+            )));
+        }
         let entries =
             self.channels.len() + self.categories.values().map(BTreeMap::len).sum::<usize>();
         if entries > 1000 {
@@ -430,6 +442,11 @@ impl Preferences {
             )));
         }
         Ok(())
+    }
+
+    /// How long a dedup key holds in a namespace with these defaults.
+    pub fn dedup_window_ms(&self) -> u64 {
+        self.dedup_window_ms.unwrap_or(DEFAULT_DEDUP_WINDOW_MS)
     }
 
     fn says(&self, category: Option<&str>, channel: &str) -> Option<bool> {

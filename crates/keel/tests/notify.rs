@@ -748,3 +748,44 @@ async fn a_recipients_token_reaches_its_inbox_and_nothing_else() {
         assert_error(&refused, 400, "invalid_request");
     }
 }
+
+#[tokio::test]
+async fn the_namespaces_dedup_window_bounds_how_long_a_key_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(&server, "/recipients/u1", json!({})).await;
+    for bad in [
+        json!({"dedup_window_ms": 10}),
+        json!({"dedup_window_ms": 91u64 * 86_400_000}),
+    ] {
+        let refused = server
+            .call("PUT", &format!("{NS}/preferences"), Some(bad))
+            .await;
+        assert_error(&refused, 400, "invalid_request");
+    }
+    let own = server
+        .call(
+            "PUT",
+            &format!("{NS}/recipients/u1/preferences"),
+            Some(json!({"dedup_window_ms": 5000})),
+        )
+        .await;
+    assert_error(&own, 400, "invalid_request");
+    put(&server, "/preferences", json!({"dedup_window_ms": 1000})).await;
+    assert_eq!(
+        server.get(&format!("{NS}/preferences")).await.1["dedup_window_ms"],
+        1000
+    );
+    let body =
+        json!({"subject": "s", "text": "t", "channel": "inbox", "to": "u1", "dedup_key": "w"});
+    assert_eq!(notify(&server, body.clone(), None).await.0, 201);
+    assert_eq!(notify(&server, body.clone(), None).await.0, 200, "held");
+    // The window is the server's clock's: only time passing can end it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        notify(&server, body, None).await.0,
+        201,
+        "expired, the key is taken again"
+    );
+}

@@ -8,9 +8,9 @@
 use std::sync::PoisonError;
 
 use keel_core::notification::{
-    Address, ChannelKind, ChannelSpec, DEFAULT_DEDUP_WINDOW_MS, DELIVERY_ATTEMPTS, DeliveryStatus,
-    Dispatch, IDEMPOTENCY_WINDOW_MS, NotifyRequest, Preferences, RecipientSpec, SLACK_TARGET_TAG,
-    To, allowed, channel_queue, delivery_lease_ms,
+    Address, ChannelKind, ChannelSpec, DELIVERY_ATTEMPTS, DeliveryStatus, Dispatch,
+    IDEMPOTENCY_WINDOW_MS, NotifyRequest, Preferences, RecipientSpec, SLACK_TARGET_TAG, To,
+    allowed, channel_queue, delivery_lease_ms,
 };
 use keel_core::{
     ChannelName, Error, ErrorCode, JobId, Namespace, NewJob, NotificationId, Timestamp,
@@ -145,7 +145,7 @@ impl NotificationService {
                     dedup: request
                         .dedup_key
                         .clone()
-                        .map(|k| (k, now.plus_ms(DEFAULT_DEDUP_WINDOW_MS))),
+                        .map(|k| (k, now.plus_ms(defaults.dedup_window_ms()))),
                     deliveries,
                 },
                 now,

@@ -374,6 +374,11 @@ impl NotificationService {
         preferences: &Preferences,
     ) -> Result<Preferences, Error> {
         preferences.check()?;
+        if recipient.is_some() && preferences.dedup_window_ms.is_some() {
+            return Err(Error::invalid(
+                "dedup_window_ms is the namespace's: PUT .../preferences",
+            ));
+        }
         if let Some(id) = recipient {
             self.recipient_get(namespace, id).await?;
         }
