@@ -172,6 +172,7 @@ impl Engine {
             topics: topics.clone(),
             endpoints: endpoints.clone(),
             guard,
+            sole_writer: store.sole_writer(),
         }));
         owners.bind_notifications(notifications.clone());
         let runs = Arc::new(RunService::new(

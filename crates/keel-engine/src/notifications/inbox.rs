@@ -2,21 +2,24 @@
 //! them by delivery, so a delivery's job run twice writes one), read in
 //! pages newest first, marked seen, read or archived, and followed by a
 //! stream that resumes after the last seq it saw. A message written on this
-//! node wakes its streams at once; one written on another node is found by
-//! the stream's next look (`STREAM_POLL`).
+//! node wakes that recipient's streams at once (a watch per recipient, so a
+//! message wakes its own streams and no others); on a shared database one
+//! written on another node is found by the stream's next look
+//! (`STREAM_POLL`).
 
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use keel_core::notification::{DeliveryAttempt, Dispatch};
 use keel_core::{Error, Namespace};
 use keel_store::{InboxMark, InboxMessage, InboxPage, NewInboxMessage};
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
 use super::{MAX_PAGE, NotificationService};
 
 /// How often a stream looks for messages written on other nodes.
-pub const STREAM_POLL: Duration = Duration::from_secs(1);
+const STREAM_POLL: Duration = Duration::from_secs(1);
 
 /// A page of an inbox and its unread count.
 pub struct InboxPageAnswer {
@@ -67,10 +70,29 @@ impl NotificationService {
             .await
     }
 
-    /// Wakes on every message written on this node (any recipient: the
-    /// stream filters).
-    pub fn inbox_written(&self) -> broadcast::Receiver<(Namespace, String)> {
-        self.inbox_written.subscribe()
+    /// What wakes a stream of `recipient`'s inbox: notified when a message
+    /// is written for it on this node. Held as long as the stream is.
+    pub fn inbox_watch(&self, namespace: &Namespace, recipient: &str) -> Arc<Notify> {
+        let mut watches = self
+            .inbox_watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (namespace.clone(), recipient.to_owned());
+        if let Some(watch) = watches.get(&key).and_then(Weak::upgrade) {
+            return watch;
+        }
+        if watches.len() >= 1024 && watches.len().is_power_of_two() {
+            watches.retain(|_, w| w.strong_count() > 0);
+        }
+        let watch = Arc::new(Notify::new());
+        watches.insert(key, Arc::downgrade(&watch));
+        watch
+    }
+
+    /// How long a stream may wait without looking at the store: forever
+    /// when every write is this node's.
+    pub fn inbox_poll(&self) -> Option<Duration> {
+        (!self.sole_writer).then_some(STREAM_POLL)
     }
 
     /// Writes a delivery's in-app message (once) and marks it sent.
@@ -85,7 +107,16 @@ impl NotificationService {
             .store
             .inbox_put(namespace, message, attempt, self.clock.now())
             .await?;
-        let _ = self.inbox_written.send((namespace.clone(), recipient));
+        let key = (namespace.clone(), recipient);
+        let watch = self
+            .inbox_watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .and_then(Weak::upgrade);
+        if let Some(watch) = watch {
+            watch.notify_waiters();
+        }
         Ok(seq)
     }
 }

@@ -13,7 +13,8 @@ mod inbox;
 pub(crate) mod slack;
 pub(crate) mod webhook;
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use keel_core::notification::{
     ChannelSpec, Preferences, RecipientSpec, TemplateSpec, channel_policy, channel_queue,
@@ -29,12 +30,12 @@ use keel_store::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 pub use accept::answered_id;
 pub(crate) use accept::{delivery_job, unreachable};
 pub(crate) use inbox::in_app_content;
-pub use inbox::{InboxPageAnswer, STREAM_POLL};
+pub use inbox::InboxPageAnswer;
 
 use crate::endpoints::EndpointService;
 use crate::outbound::Guard;
@@ -79,8 +80,12 @@ pub struct NotificationService {
     ids: Mutex<JobIdGenerator>,
     /// Wakes the notifier when channels change here.
     pub(crate) channels_woken: Notify,
-    /// Tells this node's inbox streams that a recipient got a message.
-    inbox_written: broadcast::Sender<(Namespace, String)>,
+    /// This node's inbox streams, by recipient: woken when a message is
+    /// written here.
+    inbox_watches: Mutex<HashMap<(Namespace, String), Weak<Notify>>>,
+    /// Whether every write is this node's (embedded): then a stream needs
+    /// no look for messages written elsewhere.
+    sole_writer: bool,
 }
 
 /// What the notification service is built from.
@@ -91,6 +96,7 @@ pub(crate) struct NotificationDeps {
     pub(crate) topics: Arc<TopicService>,
     pub(crate) endpoints: Arc<EndpointService>,
     pub(crate) guard: Guard,
+    pub(crate) sole_writer: bool,
 }
 
 impl NotificationService {
@@ -104,7 +110,8 @@ impl NotificationService {
             guard: deps.guard,
             ids: Mutex::new(JobIdGenerator::default()),
             channels_woken: Notify::new(),
-            inbox_written: broadcast::channel(1024).0,
+            inbox_watches: Mutex::new(HashMap::new()),
+            sole_writer: deps.sole_writer,
         }
     }
 

@@ -18,9 +18,8 @@ use keel_api::notifications::{
 };
 use keel_core::{Error, Namespace};
 use keel_engine::Engine;
-use keel_engine::notifications::STREAM_POLL;
 use keel_store::{InboxMark, InboxMessage, InboxPage};
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
 use crate::api::ApiError;
 use crate::api::extract::{JsonBody, QueryParams, RecipientPath};
@@ -131,21 +130,25 @@ struct Follow {
     recipient: String,
     after: u64,
     ready: VecDeque<InboxMessage>,
-    written: broadcast::Receiver<(Namespace, String)>,
+    watch: Arc<Notify>,
 }
 
 impl Follow {
     async fn next(&mut self) -> Option<InboxMessage> {
         let shutdown = self.engine.shutdown().clone();
+        let notifications = self.engine.notifications().clone();
         loop {
             if let Some(m) = self.ready.pop_front() {
                 self.after = m.seq;
                 return Some(m);
             }
+            // Listening before the look: a message written during it wakes us.
+            let watch = self.watch.clone();
+            let woken = watch.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let page = InboxPage::After(self.after);
-            match self
-                .engine
-                .notifications()
+            match notifications
                 .inbox(&self.namespace, &self.recipient, page, STREAM_BATCH)
                 .await
             {
@@ -156,21 +159,15 @@ impl Follow {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "an inbox stream cannot read"),
             }
-            let woken = async {
-                loop {
-                    match self.written.recv().await {
-                        Ok((ns, r)) if ns == self.namespace && r == self.recipient => return,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            std::future::pending::<()>().await;
-                        }
-                    }
+            let poll = async {
+                match notifications.inbox_poll() {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = woken => {}
-                () = tokio::time::sleep(STREAM_POLL) => {}
+                () = poll => {}
                 () = shutdown.clone().wait() => return None,
             }
         }
@@ -187,7 +184,7 @@ pub(in crate::api) async fn inbox_stream(
     headers: HeaderMap,
 ) -> Api<Response> {
     keel_core::notification::check_recipient_id(&recipient)?;
-    let written = engine.notifications().inbox_written();
+    let watch = engine.notifications().inbox_watch(&ns, &recipient);
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -208,7 +205,7 @@ pub(in crate::api) async fn inbox_stream(
         recipient,
         after,
         ready: VecDeque::new(),
-        written,
+        watch,
     };
     let events = futures_util::stream::unfold(follow, |mut follow| async move {
         let m = follow.next().await?;
