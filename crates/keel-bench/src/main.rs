@@ -19,6 +19,7 @@ mod flow;
 mod hooks;
 mod jobs;
 mod keyed;
+mod notify;
 mod schedules;
 mod server;
 mod workflows;
@@ -144,8 +145,9 @@ struct BenchArgs {
     /// event_latency, push, push_failing, push_queue, ingest, in_process,
     /// memory, idle; and, only when named (they
     /// are long, or measure flow control), keyed_backlog,
-    /// events_10m_per_hour, schedules, rate_limit, process_limited and
-    /// starvation.
+    /// events_10m_per_hour, schedules, rate_limit, process_limited,
+    /// starvation, and the notification phases notify_accept,
+    /// notify_email, notify_slack and notify_streams.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
     /// Events per event phase (default: n).
@@ -172,6 +174,12 @@ struct BenchArgs {
     /// Seconds the `schedules` phase measures (whole minutes are best).
     #[arg(long, default_value_t = 180)]
     schedules_secs: u64,
+    /// Notifications per notification phase (default: n).
+    #[arg(long)]
+    notify_n: Option<usize>,
+    /// Inbox streams the `notify_streams` phase holds open.
+    #[arg(long, default_value_t = 10_000)]
+    inbox_streams: usize,
 }
 
 impl BenchArgs {
@@ -454,6 +462,26 @@ async fn measure(
     if args.wants("ingest") {
         let report = hooks::ingest(servers, &clients[0], &servers[0].url, hooks_n).await?;
         emit("ingest(signed webhooks)", report);
+    }
+    let notify_n = args.notify_n.unwrap_or(args.n);
+    if args.phases.iter().any(|p| p == "notify_accept") {
+        emit(
+            "notify_accept",
+            notify::accept(servers, &clients[0], notify_n).await?,
+        );
+    }
+    if args.phases.iter().any(|p| p == "notify_email") {
+        emit(
+            "notify_email",
+            notify::email(servers, &clients[0], notify_n).await?,
+        );
+    }
+    if args.phases.iter().any(|p| p == "notify_slack") {
+        emit("notify_slack", notify::slack(&clients[0]).await?);
+    }
+    if args.phases.iter().any(|p| p == "notify_streams") {
+        let report = notify::streams(&args.keel_binary()?, args.inbox_streams, 200).await?;
+        emit("notify_streams", report);
     }
     if args.phases.iter().any(|p| p == "events_10m_per_hour") {
         let report = events::paced(

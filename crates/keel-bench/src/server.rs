@@ -87,6 +87,15 @@ pub(crate) struct BenchServer {
 impl BenchServer {
     /// A server on a fresh temporary directory, or on `database_url`.
     pub(crate) async fn start(keel: &Path, database_url: Option<String>) -> anyhow::Result<Self> {
+        BenchServer::start_with(keel, database_url, &[]).await
+    }
+
+    /// [`BenchServer::start`] with more of `keel server`'s arguments.
+    pub(crate) async fn start_with(
+        keel: &Path,
+        database_url: Option<String>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
         let store_args: Vec<std::ffi::OsString> = match database_url {
             Some(url) => vec!["--database-url".into(), url.into()],
@@ -97,6 +106,7 @@ impl BenchServer {
             // The webhook phases push to a receiver on loopback.
             .args(["server", "--listen", "127.0.0.1:0", "--allow-private-http"])
             .args(store_args)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -130,6 +140,11 @@ impl BenchServer {
             Some(token) => client.with_token(token),
             None => client,
         })
+    }
+
+    /// The admin token its clients send, if it has one.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     pub(crate) fn proc_file(&self, name: &str) -> anyhow::Result<String> {

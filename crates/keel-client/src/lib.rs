@@ -34,9 +34,9 @@ pub use keel_api::endpoints::{
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::notifications::{
     ChannelAnswer, ChannelList, ChannelRequest, DeliveryAnswer, DeliveryBrief, InboxAnswer,
-    InboxMarkAnswer, InboxMarkRequest, InboxMessageAnswer, NotificationAnswer, NotifyAnswer,
-    NotifyRequest, PreferencesBody, RecipientAnswer, RecipientList, RecipientRequest,
-    TemplateAnswer, TemplateList, TemplateRequest,
+    InboxMarkAnswer, InboxMarkRequest, InboxMessageAnswer, NotificationAnswer, NotificationList,
+    NotificationsPage, NotifyAnswer, NotifyRequest, PreferencesBody, RecipientAnswer,
+    RecipientList, RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
 };
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};

@@ -5,8 +5,9 @@
 
 use keel_api::notifications::{
     ChannelAnswer, ChannelList, ChannelRequest, InboxAnswer, InboxMarkAnswer, InboxMarkRequest,
-    NotificationAnswer, NotifyAnswer, NotifyRequest, PreferencesBody, RecipientAnswer,
-    RecipientList, RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
+    NotificationAnswer, NotificationList, NotificationsPage, NotifyAnswer, NotifyRequest,
+    PreferencesBody, RecipientAnswer, RecipientList, RecipientRequest, TemplateAnswer,
+    TemplateList, TemplateRequest,
 };
 
 use crate::ClientError;
@@ -186,6 +187,16 @@ impl Client {
             seg(id)
         ));
         self.send(self.http.get(url)).await
+    }
+
+    /// Notifications newest first, filtered as `page` says.
+    pub async fn list_notifications(
+        &self,
+        namespace: &str,
+        page: &NotificationsPage,
+    ) -> Result<NotificationList, ClientError> {
+        let url = self.url(&format!("/namespaces/{}/notifications", seg(namespace)));
+        self.send(self.http.get(url).query(page)).await
     }
 
     /// A page of a recipient's in-app inbox, newest first (`after`: the

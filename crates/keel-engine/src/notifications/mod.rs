@@ -34,8 +34,8 @@ use tokio::sync::Notify;
 
 pub use accept::answered_id;
 pub(crate) use accept::{delivery_job, unreachable};
-pub(crate) use inbox::in_app_content;
 pub use inbox::InboxPageAnswer;
+pub(crate) use inbox::in_app_content;
 
 use crate::endpoints::EndpointService;
 use crate::outbound::Guard;
