@@ -10,6 +10,10 @@
 #                                     # (about 2 minutes; no peer runs)
 #   SUITE=flow bench/compare.sh       # schedules and flow control (about 8
 #                                     # minutes; no peer runs)
+#   SUITE=notify bench/compare.sh     # notifications: accepted, e-mailed, Slack
+#                                     # pacing, 10,000 inbox streams (about 4
+#                                     # minutes; no peer runs: Novu is on no
+#                                     # registry this machine reaches)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -28,7 +32,9 @@ case $SUITE in
           RESULTS=docs/benchmarks-hooks.jsonl ;;
     flow) ONLY=${ONLY:-"keel-flow keel-pg-flow"}
           RESULTS=docs/benchmarks-flow.jsonl ;;
-    *) echo "SUITE is jobs, events, hooks or flow" >&2; exit 2 ;;
+    notify) ONLY=${ONLY:-"keel-notify keel-pg-notify"}
+          RESULTS=docs/benchmarks-notify.jsonl ;;
+    *) echo "SUITE is jobs, events, hooks, flow or notify" >&2; exit 2 ;;
 esac
 OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
@@ -182,6 +188,19 @@ if wants keel-pg-flow; then
         --prefetch 500 --n 20000 --phases process_limited,rate_limit,starvation
 fi
 
+# Notifications: accepted (each a durable write with its delivery's job) and
+# delivered in-app, e-mails into an SMTP sink, Slack's pacing (a minute), and
+# 10,000 inbox streams on one node (embedded only: streams do not touch the
+# database but to read).
+if wants keel-notify; then
+    run keel-notify "$ROOT/target/release/keel-bench" \
+        --notify-n 20000 --phases notify_accept,notify_email,notify_slack,notify_streams
+fi
+if wants keel-pg-notify; then
+    run keel-pg-notify "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --notify-n 10000 --phases notify_accept,notify_email
+fi
+
 # The event peers: each phase of bench/peers/events/phases.mjs through a
 # driver; SERVER_PIDS lets a phase report the server's CPU. NATS runs twice
 # (a current server from PyPI): fsync before every PubAck, and its default
@@ -220,5 +239,5 @@ fi
 cp "$OUT" "$ROOT/$RESULTS"
 python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
     "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" \
-    "$ROOT/docs/benchmarks-ui.md" >"$ROOT/docs/benchmarks.md"
+    "$ROOT/docs/benchmarks-ui.md" "$ROOT/docs/benchmarks-notify.jsonl" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

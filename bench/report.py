@@ -2,9 +2,10 @@
 """Writes docs/benchmarks.md from the JSON lines of bench/compare.sh: one run
 of the jobs suite and, when given, one run of the events suite
 (report_events.py writes that section) and one of the webhooks suite
-(report_hooks.py).
+(report_hooks.py), flow control (report_flow.py) and notifications
+(report_notify.py).
 
-Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl]]] > docs/benchmarks.md
+Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl [ui.md [notify.jsonl]]]]] > docs/benchmarks.md
 
 Only the standard library. Every number in the output comes from the input
 file; the prose around them is fixed.
@@ -16,6 +17,7 @@ import sys
 import report_events
 import report_flow
 import report_hooks
+import report_notify
 from reportkit import cpu_line, fmt, load, ratio
 
 # What a 2xx / ack / confirm means on disk for each system, as configured here.
@@ -381,8 +383,11 @@ def main():
         with open(ui) as f:
             w(f.read().rstrip())
         w("")
+    notify = sys.argv[6] if len(sys.argv) > 6 and os.path.exists(sys.argv[6]) else None
+    if notify:
+        report_notify.section(w, notify)
     w("## Raw results")
-    for path in [sys.argv[1]] + [p for p in (events, hooks, flow) if p]:
+    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify) if p]:
         w("")
         w(f"`{os.path.basename(path)}`:")
         w("")

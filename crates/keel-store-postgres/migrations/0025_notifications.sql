@@ -27,6 +27,7 @@ CREATE TABLE keel_notification_deliveries (
     PRIMARY KEY (namespace, id)
 );
 CREATE INDEX keel_notification_deliveries_of ON keel_notification_deliveries (namespace, notification);
+CREATE INDEX keel_notification_deliveries_by_status ON keel_notification_deliveries (namespace, status, notification);
 
 CREATE TABLE keel_notification_dedup (
     namespace    text   NOT NULL,

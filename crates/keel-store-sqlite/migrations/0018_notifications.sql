@@ -27,6 +27,7 @@ CREATE TABLE notification_deliveries (
     PRIMARY KEY (namespace, id)
 ) WITHOUT ROWID;
 CREATE INDEX notification_deliveries_of ON notification_deliveries (namespace, notification);
+CREATE INDEX notification_deliveries_by_status ON notification_deliveries (namespace, status, notification);
 
 CREATE TABLE notification_dedup (
     namespace    TEXT    NOT NULL,

@@ -774,3 +774,58 @@ async fn topics_schedules_endpoints_tokens_and_the_audit_log_have_their_pages() 
         assert_eq!(refused.status(), 403, "{page}");
     }
 }
+
+#[tokio::test]
+async fn the_notifications_page_searches_and_shows_each_deliverys_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let v1 = "/v1/namespaces/default";
+    for (method, path, body) in [
+        ("PUT", format!("{v1}/channels/inbox"), json!({"in_app": {}})),
+        (
+            "PUT",
+            format!("{v1}/channels/mail"),
+            json!({"email": {"smtp_url": "smtp://mail.example:587", "from": "keel@example.com"}}),
+        ),
+        ("PUT", format!("{v1}/recipients/ada"), json!({})),
+        (
+            "POST",
+            format!("{v1}/notifications"),
+            json!({"subject": "Deploy done", "text": "v42", "channels": ["inbox", "mail"], "to": "ada"}),
+        ),
+        (
+            "POST",
+            format!("{v1}/notifications"),
+            json!({"subject": "Other", "text": "", "channel": "inbox", "to": {"email": "x@example.com"}}),
+        ),
+    ] {
+        let (status, answer) = s.call_as(Some(&admin), method, &path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {answer}");
+    }
+    let browser = Browser::start().await;
+    log_in(&browser, &s, &admin).await;
+    browser
+        .click("header nav a[href^=\"/ui/notifications\"]")
+        .await;
+    assert_eq!(browser.find_all("#notifications tbody tr").await.len(), 2);
+    assert!(
+        browser
+            .text("#channels tr[data-channel=mail]")
+            .await
+            .contains("email")
+    );
+    browser.type_into("#recipient", "ada").await;
+    browser.click("#search").await;
+    browser.wait_url("recipient=ada").await;
+    assert_eq!(browser.find_all("#notifications tbody tr").await.len(), 1);
+    let row = browser.text("#notifications tbody tr").await;
+    assert!(
+        row.contains("Deploy done") && row.contains("inbox") && row.contains("mail"),
+        "{row}"
+    );
+    browser.click("#notifications tbody tr a").await;
+    browser.find("#request").await;
+    assert!(browser.text("#request").await.contains("Deploy done"));
+    browser.screenshot("notification").await;
+    browser.close().await;
+}

@@ -21,7 +21,9 @@
 //! run's DAG, waterfall and steps; signal, cancel, retry); `draw.rs` lays
 //! out the SVG pictures they show; `topics.rs` (a topic's subscriptions
 //! and the tail of its events), `schedules.rs` (next fires and the
-//! ledger), `endpoints.rs` (health and the attempts log), and for admins
+//! ledger), `endpoints.rs` (health and the attempts log),
+//! `notifications.rs` (search, each delivery's attempts, the channels'
+//! recent outcomes), and for admins
 //! `tokens.rs` and `audit.rs`; `live.rs` keeps the overview, a job's, a
 //! run's and a topic's page current over one Server-Sent Events stream
 //! each.
@@ -32,6 +34,7 @@ mod draw;
 mod endpoints;
 mod jobs;
 mod live;
+mod notifications;
 mod overview;
 mod runs;
 mod schedules;
@@ -103,6 +106,8 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/schedules/{name}", get(schedules::detail))
         .route("/ui/endpoints", get(endpoints::list))
         .route("/ui/endpoints/{name}", get(endpoints::detail))
+        .route("/ui/notifications", get(notifications::list))
+        .route("/ui/notifications/{id}", get(notifications::detail))
         .route("/ui/tokens", get(tokens::list))
         .route("/ui/audit", get(audit::list))
         .route("/ui/assets/keel.css", get(stylesheet))
@@ -134,7 +139,7 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 19] = [
+const TEMPLATES: [(&str, &str); 21] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -152,6 +157,14 @@ const TEMPLATES: [(&str, &str); 19] = [
     ("schedule.html", include_str!("templates/schedule.html")),
     ("endpoints.html", include_str!("templates/endpoints.html")),
     ("endpoint.html", include_str!("templates/endpoint.html")),
+    (
+        "notifications.html",
+        include_str!("templates/notifications.html"),
+    ),
+    (
+        "notification.html",
+        include_str!("templates/notification.html"),
+    ),
     ("tokens.html", include_str!("templates/tokens.html")),
     ("audit.html", include_str!("templates/audit.html")),
 ];

@@ -276,10 +276,13 @@ pub(crate) fn list(
         values.push(SqlValue::from(before.as_bytes().to_vec()));
     }
     if q.status.is_some() || q.channel.is_some() {
+        // The deliveries' index by status picks the few (queued, failed)
+        // out of many, and the page is read from the newest down.
         sql.push_str(
-            " AND EXISTS (SELECT 1 FROM notification_deliveries d \
-             WHERE d.namespace = n.namespace AND d.notification = n.id",
+            " AND n.id IN (SELECT d.notification FROM notification_deliveries d \
+             WHERE d.namespace = ?",
         );
+        values.push(SqlValue::from(namespace.as_str().to_owned()));
         if let Some(status) = q.status {
             sql.push_str(" AND d.status = ?");
             values.push(SqlValue::from(status.as_str().to_owned()));
