@@ -360,6 +360,14 @@ mod tests {
                     topic => context! { name => "<script>", head_seq => 0 },
                     schedule => context! { name => "<script>", cadence => "<script>" },
                     endpoint => context! { name => "<script>", url => "<script>" },
+                    n => context! {
+                        id => "<script>", recipient => "<script>", deliveries => vec![context! {
+                            channel => "<script>", status => "failed", attempts => vec![context! {
+                                outcome => "failed", answer => "<script>",
+                            }],
+                        }],
+                    },
+                    request => "<script>",
                     dag => context! { width => 0, height => 0, nodes => Vec::<Value>::new(), edges => Vec::<Value>::new() },
                     waterfall => context! { width => 0, height => 0, rows => Vec::<Value>::new(), ticks => Vec::<Value>::new() },
                     run => context! { id => "<script>", status => "failed", input => "<script>", error => "<script>" },
