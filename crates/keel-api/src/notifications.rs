@@ -217,6 +217,14 @@ pub struct InboxMarkRequest {
     pub all: bool,
 }
 
+/// What a one-click unsubscribe turned off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Unsubscribed {
+    pub recipient: String,
+    pub category: String,
+    pub channel: String,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InboxMarkAnswer {
     /// Messages that did not have the mark and have it now.

@@ -120,6 +120,19 @@ impl SmtpServer {
     }
 }
 
+/// A server's public address (`--public-url`): an http(s) base without a
+/// query, answered without its trailing slash.
+pub fn check_public_url(text: &str) -> Result<String, Error> {
+    let ok = url::Url::parse(text)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.query().is_none());
+    if !ok {
+        return Err(Error::invalid(format!(
+            "{text:?} is not an http(s) address without a query, as https://keel.example.com"
+        )));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
 /// `"Name <a@b.example>"` or `"a@b.example"`: checked as one address.
 pub fn check_mailbox(field: &str, text: &str) -> Result<(), Error> {
     let address = match (text.find('<'), text.strip_suffix('>')) {

@@ -65,6 +65,10 @@ pub struct EngineConfig {
     /// How often each node adds its SLO counts to the store and measures
     /// the objectives (the leader then publishes alerts).
     pub slo_pass_ms: u64,
+    /// Where people and mail clients reach this server
+    /// (`https://keel.example.com`): e-mails' unsubscribe links point there;
+    /// none without it.
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +79,7 @@ impl Default for EngineConfig {
             attempt_retention_ms: DEFAULT_ATTEMPT_RETENTION_MS,
             audit_retention_ms: DEFAULT_AUDIT_RETENTION_MS,
             slo_pass_ms: DEFAULT_SLO_PASS_MS,
+            public_url: None,
         }
     }
 }
@@ -173,6 +178,7 @@ impl Engine {
             endpoints: endpoints.clone(),
             guard,
             sole_writer: store.sole_writer(),
+            public_url: config.public_url.clone(),
         }));
         owners.bind_notifications(notifications.clone());
         let runs = Arc::new(RunService::new(

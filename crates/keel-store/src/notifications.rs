@@ -23,6 +23,8 @@ pub enum Setting {
     /// A recipient's preferences under its id; the namespace's defaults
     /// under the empty name.
     Preferences,
+    /// A key Keel signs with (unsubscribe links), in Keel's own namespace.
+    Key,
 }
 
 impl Setting {
@@ -32,6 +34,7 @@ impl Setting {
             Setting::Template => "template",
             Setting::Recipient => "recipient",
             Setting::Preferences => "preferences",
+            Setting::Key => "key",
         }
     }
 }

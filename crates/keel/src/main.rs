@@ -101,6 +101,11 @@ struct ServerArgs {
     /// forgery; cloud metadata addresses stay refused).
     #[arg(long, env = "KEEL_ALLOW_PRIVATE_HTTP")]
     allow_private_http: bool,
+    /// Where people and mail clients reach this server
+    /// (https://keel.example.com): e-mails carry one-click unsubscribe
+    /// links there (RFC 8058); without it they carry none.
+    #[arg(long, env = "KEEL_PUBLIC_URL")]
+    public_url: Option<String>,
     /// How long a finished workflow run stays readable, in ms (default: 7 days).
     #[arg(long, env = "KEEL_RUN_RETENTION_MS", default_value_t = DEFAULT_RUN_RETENTION_MS)]
     run_retention_ms: u64,
@@ -235,6 +240,11 @@ fn main() -> std::process::ExitCode {
                     attempt_retention_ms: args.attempt_retention_ms,
                     audit_retention_ms: args.audit_retention_ms,
                     slo_pass_ms: args.slo_pass_ms,
+                    public_url: args
+                        .public_url
+                        .map(|u| keel_core::notification::check_public_url(&u))
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("--public-url: {}", e.message))?,
                 };
                 let tls = match (&args.tls_cert, &args.tls_key) {
                     (Some(cert), Some(key)) => {

@@ -168,6 +168,8 @@ const ROUTES: &[Route] = &[
     rb("POST", "/v1/namespaces/{ns}/inbox/r/read", "publish", empty),
     rb("POST", "/v1/namespaces/{ns}/inbox/r/seen", "publish", empty),
     rb("POST", "/v1/namespaces/{ns}/inbox/r/archive", "publish", empty),
+    r("POST", "/v1/unsubscribe/nosuch", "open"),
+    r("GET", "/v1/unsubscribe/nosuch", "open"),
 ];
 
 /// The role table of docs/api.md, written out again: which needs each

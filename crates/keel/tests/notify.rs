@@ -789,3 +789,89 @@ async fn the_namespaces_dedup_window_bounds_how_long_a_key_holds() {
         "expired, the key is taken again"
     );
 }
+
+#[tokio::test]
+async fn an_e_mail_carries_a_one_click_unsubscribe_that_turns_its_category_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(dir.path(), true).await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &data,
+        &[
+            "--allow-private-http",
+            "--public-url",
+            "https://keel.example.com/",
+        ],
+    )
+    .await;
+    let url = format!("smtp://127.0.0.1:{}?tls=none", sink.port);
+    put(
+        &server,
+        "/channels/mail",
+        json!({"email": {"smtp_url": url, "from": "keel@example.com"}}),
+    )
+    .await;
+    put(
+        &server,
+        "/recipients/bob",
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+    let body = |category: &str, critical: bool| {
+        json!({"subject": "Weekly report", "text": "numbers", "channel": "mail", "to": "bob",
+               "category": category, "critical": critical})
+    };
+    assert_eq!(notify(&server, body("reports", false), None).await.0, 201);
+    let mail = sink.message(1).await.replace("\r\n ", " ");
+    let link = mail
+        .lines()
+        .find_map(|l| l.strip_prefix("List-Unsubscribe: <"))
+        .and_then(|l| l.strip_suffix('>'))
+        .unwrap_or_else(|| panic!("a List-Unsubscribe header: {mail}"))
+        .replace(' ', "");
+    assert!(
+        mail.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{mail}"
+    );
+    let token = link
+        .strip_prefix("https://keel.example.com/v1/unsubscribe/")
+        .unwrap_or_else(|| panic!("the link points at --public-url: {link}"));
+    let one_click = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .send(
+                    "POST",
+                    &format!("/unsubscribe/{token}"),
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    b"List-Unsubscribe=One-Click".to_vec(),
+                )
+                .await
+        }
+    };
+    let mut forged = token.to_owned();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_error(&one_click(forged).await, 404, "not_found");
+    let (status, done) = one_click(token.to_owned()).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        done,
+        json!({"recipient": "bob", "category": "reports", "channel": "mail"})
+    );
+    let (_, prefs) = server
+        .get(&format!("{NS}/recipients/bob/preferences"))
+        .await;
+    assert_eq!(prefs["categories"]["reports"]["mail"], false);
+    let (_, off) = notify(&server, body("reports", false), None).await;
+    assert_eq!(off["deliveries"][0]["status"], "suppressed_preference");
+    let (_, page) = server.get(&format!("/unsubscribe/{token}")).await;
+    assert!(
+        page.as_str().unwrap().contains("<form method=\"post\">"),
+        "{page}"
+    );
+    // A critical message goes anyway, and offers no unsubscribe.
+    assert_eq!(notify(&server, body("reports", true), None).await.0, 201);
+    let critical = sink.message(2).await;
+    assert!(!critical.contains("List-Unsubscribe"), "{critical}");
+}

@@ -5,16 +5,18 @@
 //! stored and never answered again. Accepting a notification is
 //! `accept.rs`; sending its deliveries, the notifier service's
 //! (`services/notifier.rs`) through `email.rs`, `slack.rs` and `webhook.rs`;
-//! the in-app inbox is `inbox.rs`.
+//! the in-app inbox is `inbox.rs`; one-click unsubscribe links,
+//! `unsubscribe.rs`.
 
 mod accept;
 pub(crate) mod email;
 mod inbox;
 pub(crate) mod slack;
+mod unsubscribe;
 pub(crate) mod webhook;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use keel_core::notification::{
     ChannelSpec, Preferences, RecipientSpec, TemplateSpec, channel_policy, channel_queue,
@@ -36,6 +38,7 @@ pub use accept::answered_id;
 pub(crate) use accept::{delivery_job, unreachable};
 pub use inbox::InboxPageAnswer;
 pub(crate) use inbox::in_app_content;
+pub use unsubscribe::Unsubscribe;
 
 use crate::endpoints::EndpointService;
 use crate::outbound::Guard;
@@ -86,6 +89,10 @@ pub struct NotificationService {
     /// Whether every write is this node's (embedded): then a stream needs
     /// no look for messages written elsewhere.
     sole_writer: bool,
+    /// Where unsubscribe links point (`--public-url`).
+    public_url: Option<String>,
+    /// The key unsubscribe links are signed with, once read.
+    unsubscribe_key: OnceLock<ring::hmac::Key>,
 }
 
 /// What the notification service is built from.
@@ -97,6 +104,7 @@ pub(crate) struct NotificationDeps {
     pub(crate) endpoints: Arc<EndpointService>,
     pub(crate) guard: Guard,
     pub(crate) sole_writer: bool,
+    pub(crate) public_url: Option<String>,
 }
 
 impl NotificationService {
@@ -112,6 +120,8 @@ impl NotificationService {
             channels_woken: Notify::new(),
             inbox_watches: Mutex::new(HashMap::new()),
             sole_writer: deps.sole_writer,
+            public_url: deps.public_url,
+            unsubscribe_key: OnceLock::new(),
         }
     }
 

@@ -33,9 +33,9 @@ use tokio::sync::{Semaphore, mpsc};
 use super::pusher::flush_acks;
 use crate::Shutdown;
 use crate::jobs::JobService;
-use crate::notifications::email::Mailer;
+use crate::notifications::email::{self, Mailer};
 use crate::notifications::{
-    NotificationService, delivery_job, in_app_content, unreachable, webhook,
+    NotificationService, Unsubscribe, delivery_job, in_app_content, unreachable, webhook,
 };
 use crate::notifications::{Sent, slack};
 use crate::queues::QueueService;
@@ -277,9 +277,16 @@ impl Notifier {
                         slack::post(&self.shared.client, channel, &dispatch).await
                     }
                     (_, Some(channel)) => {
+                        let unsubscribe = unsubscribe_of(service, namespace, &dispatch).await?;
                         self.shared
                             .mailer
-                            .send(service.guard, channel, (job.id, &dispatch), None, now)
+                            .send(
+                                service.guard,
+                                channel,
+                                (job.id, &dispatch),
+                                unsubscribe,
+                                now,
+                            )
                             .await
                     }
                     _ => Sent::Failed("the channel has no address".into(), 0),
@@ -526,6 +533,31 @@ impl Notifier {
             breaker.open_since = Some(Instant::now());
         }
     }
+}
+
+/// An e-mail's one-click unsubscribe link: for a non-critical category to
+/// a saved recipient, when the server knows its public address.
+async fn unsubscribe_of(
+    service: &NotificationService,
+    namespace: &Namespace,
+    dispatch: &Dispatch,
+) -> Result<Option<email::Unsubscribe>, Error> {
+    let (Some(category), false) = (&dispatch.category, dispatch.critical) else {
+        return Ok(None);
+    };
+    if dispatch.to.recipient.starts_with("inline:") {
+        return Ok(None);
+    }
+    let what = Unsubscribe {
+        namespace: namespace.to_string(),
+        recipient: dispatch.to.recipient.clone(),
+        category: category.clone(),
+        channel: dispatch.channel.to_string(),
+    };
+    Ok(service
+        .unsubscribe_link(&what)
+        .await?
+        .map(|url| email::Unsubscribe { url }))
 }
 
 fn complete() -> AckOutcome {

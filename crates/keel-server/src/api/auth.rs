@@ -79,6 +79,9 @@ const RULES: &[(&str, &str, Need)] = &[
     ("GET", "/metrics", Need::Metrics),
     ("GET", "/openapi.json", Need::Open),
     ("POST", "/v1/hooks/{ns}/{name}", Need::Open),
+    // A signed link is its own authority (RFC 8058 one-click unsubscribe).
+    ("POST", "/v1/unsubscribe/{token}", Need::Open),
+    ("GET", "/v1/unsubscribe/{token}", Need::Open),
     ("POST", "/v1/tokens", Need::Token(Admin, All)),
     ("GET", "/v1/tokens", Need::Token(Admin, All)),
     ("DELETE", "/v1/tokens/{id}", Need::Token(Admin, All)),

@@ -166,7 +166,11 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(notifications::inbox::inbox_read))
         .routes(routes!(notifications::inbox::inbox_seen))
         .routes(routes!(notifications::inbox::inbox_archive))
-        .routes(routes!(notifications::inbox::inbox_stream));
+        .routes(routes!(notifications::inbox::inbox_stream))
+        .routes(routes!(
+            notifications::unsubscribe::unsubscribe,
+            notifications::unsubscribe::unsubscribe_page
+        ));
     OpenApiRouter::with_openapi(openapi::Base::openapi())
         .nest("/v1", v1)
         .routes(routes!(health::healthz))

@@ -1,10 +1,12 @@
 //! Notifications: channels (their secrets go in, never out), templates
 //! (refused with the part and line when one does not parse), recipients,
 //! and preferences, the namespace's and each recipient's. Sending and
-//! reading notifications is `send.rs`; the in-app inbox, `inbox.rs`.
+//! reading notifications is `send.rs`; the in-app inbox, `inbox.rs`;
+//! one-click unsubscribe links, `unsubscribe.rs`.
 
 pub(super) mod inbox;
 pub(super) mod send;
+pub(super) mod unsubscribe;
 
 use std::sync::Arc;
 
