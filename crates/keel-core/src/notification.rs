@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use send::{
-    Address, DELIVERY_ATTEMPTS, DeliveryAttempt, Dispatch, IDEMPOTENCY_WINDOW_MS, MAX_CHANNELS,
-    NotifyRequest, PROVIDER_TIMEOUT_MS, SLACK_TARGET_TAG, To, channel_policy, channel_queue,
-    delivery_lease_ms, queue_channel,
+    Address, DELIVERY_ATTEMPTS, DeliveryAttempt, DigestPlan, DigestSpec, Dispatch,
+    IDEMPOTENCY_WINDOW_MS, MAX_CHANNELS, MAX_DIGEST_WINDOW_MS, NotifyRequest, PROVIDER_TIMEOUT_MS,
+    SLACK_TARGET_TAG, To, channel_policy, channel_queue, delivery_lease_ms, queue_channel,
 };
 pub use template::{InAppTemplate, Rendered, TemplateSpec};
 

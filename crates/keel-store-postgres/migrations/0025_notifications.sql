@@ -28,6 +28,8 @@ CREATE TABLE keel_notification_deliveries (
 );
 CREATE INDEX keel_notification_deliveries_of ON keel_notification_deliveries (namespace, notification);
 CREATE INDEX keel_notification_deliveries_by_status ON keel_notification_deliveries (namespace, status, notification);
+CREATE INDEX keel_notification_deliveries_by_holder ON keel_notification_deliveries (namespace, duplicate_of)
+    WHERE duplicate_of IS NOT NULL;
 
 CREATE TABLE keel_notification_dedup (
     namespace    text   NOT NULL,

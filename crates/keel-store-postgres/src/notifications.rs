@@ -124,6 +124,16 @@ impl NotificationStore for PostgresStore {
         traffic::notification(&self.client().await?, namespace, id).await
     }
 
+    async fn notifications_digested(
+        &self,
+        namespace: &Namespace,
+        holder: &NotificationId,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>, Error> {
+        self.digested(namespace, holder, channel, limit).await
+    }
+
     async fn notifications_list(
         &self,
         namespace: &Namespace,

@@ -28,6 +28,8 @@ CREATE TABLE notification_deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX notification_deliveries_of ON notification_deliveries (namespace, notification);
 CREATE INDEX notification_deliveries_by_status ON notification_deliveries (namespace, status, notification);
+CREATE INDEX notification_deliveries_by_holder ON notification_deliveries (namespace, duplicate_of)
+    WHERE duplicate_of IS NOT NULL;
 
 CREATE TABLE notification_dedup (
     namespace    TEXT    NOT NULL,

@@ -150,6 +150,22 @@ impl NotificationStore for SqliteStore {
             .await
     }
 
+    async fn notifications_digested(
+        &self,
+        namespace: &Namespace,
+        holder: &NotificationId,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>, Error> {
+        let (namespace, holder, channel) = (namespace.clone(), *holder, channel.to_owned());
+        self.read(move |conn| {
+            Ok(Ok(traffic::digested(
+                conn, &namespace, &holder, &channel, limit,
+            )?))
+        })
+        .await
+    }
+
     async fn notifications_list(
         &self,
         namespace: &Namespace,

@@ -47,7 +47,7 @@ pub use jobs::{
 pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceStore};
 pub use namespaces::{NamespaceQuotas, NamespaceStore, Usage};
 pub use notifications::{
-    Accepted, Delivery, DeliveryMove, InboxMark, InboxMessage, InboxPage, NewDelivery,
+    Accepted, Delivery, DeliveryMove, Hold, InboxMark, InboxMessage, InboxPage, NewDelivery,
     NewInboxMessage, NewNotification, Notification, NotificationQuery, NotificationStore,
     RequestKey, Setting, StoredSetting, delivery_not_found, notification_not_found,
     request_key_reused, setting_not_found,

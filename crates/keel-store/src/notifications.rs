@@ -88,9 +88,21 @@ pub struct NewNotification {
     /// What was asked and rendered, as `GET` shows it.
     pub body: Value,
     pub request: Option<RequestKey>,
-    /// The dedup key and until when it holds, per delivery.
-    pub dedup: Option<(String, Timestamp)>,
+    /// The key each queued delivery takes (per channel and recipient), or
+    /// finds held.
+    pub hold: Option<Hold>,
     pub deliveries: Vec<NewDelivery>,
+}
+
+/// A key a delivery holds until it expires: a dedup key, or a digest's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub key: String,
+    pub expires_at: Timestamp,
+    /// What a delivery that finds the key held becomes, pointing at the
+    /// holder: `SuppressedDuplicate`, or `Digested` (folded into the
+    /// holder's digest, which is sent when its window ends).
+    pub held: DeliveryStatus,
 }
 
 /// A delivery as stored.
@@ -101,7 +113,8 @@ pub struct Delivery {
     pub channel: String,
     pub recipient: String,
     pub status: DeliveryStatus,
-    /// For `suppressed_duplicate`: the notification that went.
+    /// For `suppressed_duplicate`: the notification that went; for
+    /// `digested`, the one whose digest carries it.
     pub duplicate_of: Option<NotificationId>,
     pub fallback_of: Option<JobId>,
     pub attempts: Vec<DeliveryAttempt>,
@@ -275,6 +288,17 @@ pub trait NotificationStore: Send + Sync {
         namespace: &Namespace,
         id: &NotificationId,
     ) -> Result<Option<Notification>, Error>;
+
+    /// The notifications folded into `holder`'s digest on `channel`
+    /// (their delivery `digested` pointing at it), oldest first, at most
+    /// `limit`.
+    async fn notifications_digested(
+        &self,
+        namespace: &Namespace,
+        holder: &NotificationId,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>, Error>;
 
     async fn notifications_list(
         &self,

@@ -875,3 +875,44 @@ async fn an_e_mail_carries_a_one_click_unsubscribe_that_turns_its_category_off()
     let critical = sink.message(2).await;
     assert!(!critical.contains("List-Unsubscribe"), "{critical}");
 }
+
+#[tokio::test]
+async fn a_digest_collects_its_window_into_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(&server, "/recipients/u1", json!({})).await;
+    put(&server, "/templates/builds", json!({"in_app": {
+        "title": "{{ digest.count }} builds", "body": "{% for i in digest.items %}#{{ i.data.n }} {% endfor %}"}})).await;
+    let mut live = Events::open(&server, "u1", Some(0)).await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let body = json!({"template": "builds", "channel": "inbox", "to": "u1", "data": {"n": n},
+                          "digest": {"key": "builds", "window_ms": 1000}});
+        let (status, sent) = notify(&server, body, None).await;
+        assert_eq!(status, 201, "{sent}");
+        let want = if n == 1 { "queued" } else { "digested" };
+        assert_eq!(sent["deliveries"][0]["status"], want);
+        ids.push(sent["id"].as_str().unwrap().to_owned());
+    }
+    let (_, message) = live.next().await;
+    assert_eq!(
+        (message["title"].as_str(), message["body"].as_str()),
+        (Some("3 builds"), Some("#1 #2 #3 "))
+    );
+    assert_eq!(message["notification"], ids[0].as_str());
+    let later = settled(&server, &ids[2]).await;
+    assert_eq!(later["deliveries"][0]["duplicate_of"], ids[0].as_str());
+    // Without a template, the parts are listed; a digest and a dedup key do not mix.
+    for (n, subject) in [(1, "Deploy a"), (2, "Deploy b")] {
+        let body = json!({"subject": subject, "text": format!("step {n}"), "channel": "inbox", "to": "u1",
+                          "digest": {"key": "deploys", "window_ms": 1000}});
+        assert_eq!(notify(&server, body, None).await.0, 201);
+    }
+    let (_, message) = live.next().await;
+    assert_eq!(message["title"], "Deploy a (and 1 more)");
+    assert_eq!(message["body"], "Deploy a\nstep 1\n\nDeploy b\nstep 2");
+    let both = json!({"subject": "s", "text": "t", "channel": "inbox", "to": "u1", "dedup_key": "k",
+                      "digest": {"key": "d", "window_ms": 1000}});
+    assert_error(&notify(&server, both, None).await, 400, "invalid_request");
+}

@@ -126,6 +126,33 @@ pub struct NotifyRequest {
     /// Not before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_at: Option<Timestamp>,
+    /// Collects notifications with this key and recipient, per channel,
+    /// into one message sent when the window the first opened ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
+}
+
+/// `"digest":{"key","window_ms"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSpec {
+    pub key: String,
+    /// 1 s to a day.
+    pub window_ms: u64,
+}
+
+/// The longest a digest collects.
+pub const MAX_DIGEST_WINDOW_MS: u64 = 24 * 3_600_000;
+
+/// What the sender of a digest needs to render it with everything it
+/// collected: the template (none: the parts as sent) and what templates
+/// saw when the first notification was accepted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DigestPlan {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateName>,
+    pub context: Value,
 }
 
 impl NotifyRequest {
@@ -180,6 +207,23 @@ impl NotifyRequest {
         }
         if self.data.as_ref().is_some_and(|d| !d.is_object()) {
             return Err(Error::invalid("data must be an object"));
+        }
+        if let Some(digest) = &self.digest {
+            if digest.key.is_empty() || digest.key.len() > MAX_KEY {
+                return Err(Error::invalid(format!(
+                    "digest.key must be 1 to {MAX_KEY} bytes"
+                )));
+            }
+            if !(1000..=MAX_DIGEST_WINDOW_MS).contains(&digest.window_ms) {
+                return Err(Error::invalid(format!(
+                    "digest.window_ms must be from 1000 to {MAX_DIGEST_WINDOW_MS} (a day)"
+                )));
+            }
+            if self.dedup_key.is_some() {
+                return Err(Error::invalid(
+                    "a digested notification takes no dedup_key (the digest's key holds it)",
+                ));
+            }
         }
         for (field, value) in [("category", &self.category), ("dedup_key", &self.dedup_key)] {
             if value
@@ -272,6 +316,10 @@ pub struct Dispatch {
     /// The channels still to fall back to, in order, if this one fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<ChannelName>,
+    /// A digest's first notification: rendered again, when sent, with
+    /// everything the digest collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestPlan>,
 }
 
 /// One attempt at a delivery, as recorded with it.

@@ -8,14 +8,14 @@
 use std::sync::PoisonError;
 
 use keel_core::notification::{
-    Address, ChannelKind, ChannelSpec, DELIVERY_ATTEMPTS, DeliveryStatus, Dispatch,
+    Address, ChannelKind, ChannelSpec, DELIVERY_ATTEMPTS, DeliveryStatus, DigestPlan, Dispatch,
     IDEMPOTENCY_WINDOW_MS, NotifyRequest, Preferences, RecipientSpec, SLACK_TARGET_TAG, To,
     allowed, channel_queue, delivery_lease_ms,
 };
 use keel_core::{
     ChannelName, Error, ErrorCode, JobId, Namespace, NewJob, NotificationId, Timestamp,
 };
-use keel_store::{Accepted, JobOwner, NewDelivery, NewNotification, OwnedJob, RequestKey};
+use keel_store::{Accepted, Hold, JobOwner, NewDelivery, NewNotification, OwnedJob, RequestKey};
 use serde_json::{Value, json};
 
 use super::NotificationService;
@@ -54,27 +54,41 @@ impl NotificationService {
             .unwrap_or_else(PoisonError::into_inner)
             .next_notification(now);
         let data = request.data.clone().unwrap_or_else(|| json!({}));
+        let context = json!({
+            "data": data,
+            "recipient": recipient_context(&to, saved.as_ref()),
+            "notification": {"id": id, "category": request.category},
+        });
         let content = match (&request.template, request.inline()) {
             (_, Some(inline)) => inline,
             (Some(name), None) => {
-                let context = json!({
-                    "data": data,
-                    "recipient": recipient_context(&to, saved.as_ref()),
-                    "notification": {"id": id, "category": request.category},
-                });
+                // A digest's template sees itself as the digest's one item.
+                let mut first = context.clone();
+                if let Some(digest) = &request.digest {
+                    first["digest"] = digest_context(&digest.key, &[(id, &data, None)]);
+                }
                 self.template_get(namespace, name)
                     .await?
                     .spec
-                    .render(&context)?
+                    .render(&first)?
             }
             (None, None) => return Err(Error::invalid("give a template, or subject and text")),
         };
+        let plan = request.digest.as_ref().map(|d| DigestPlan {
+            key: d.key.clone(),
+            template: request.template.clone(),
+            context: context.clone(),
+        });
         let defaults = self.preferences_get(namespace, None).await?;
         let own = match &request.to {
             To::Id(rid) => self.preferences_get(namespace, Some(rid)).await?,
             To::Inline(_) => Preferences::default(),
         };
-        let run_at = request.send_at.map_or(now, |at| at.max(now));
+        let mut run_at = request.send_at.map_or(now, |at| at.max(now));
+        if let Some(digest) = &request.digest {
+            // The first of a digest goes when its window ends.
+            run_at = run_at.plus_ms(digest.window_ms);
+        }
         let mut deliveries = Vec::with_capacity(channels.len());
         for (name, spec) in &channels {
             let delivery = self.delivery_id(now);
@@ -102,6 +116,7 @@ impl NotificationService {
                         content: content.clone(),
                         data: data.clone(),
                         fallback: spec.fallback.clone(),
+                        digest: plan.clone(),
                     };
                     delivery_job(namespace, spec, delivery, &dispatch, run_at)
                 })
@@ -121,6 +136,7 @@ impl NotificationService {
             "critical": request.critical,
             "dedup_key": request.dedup_key,
             "send_at": request.send_at,
+            "digest": request.digest,
             "content": content,
         });
         let request_key = request_key
@@ -142,10 +158,7 @@ impl NotificationService {
                     category: request.category.clone(),
                     body,
                     request: request_key,
-                    dedup: request
-                        .dedup_key
-                        .clone()
-                        .map(|k| (k, now.plus_ms(defaults.dedup_window_ms()))),
+                    hold: hold(request, now, &defaults),
                     deliveries,
                 },
                 now,
@@ -219,6 +232,39 @@ pub(crate) fn unreachable(spec: &ChannelSpec, to: &Address) -> Option<&'static s
         }
         _ => None,
     }
+}
+
+/// The key the request's deliveries take: its digest's (for the digest's
+/// window) or its dedup key (for the namespace's window).
+fn hold(request: &NotifyRequest, now: Timestamp, defaults: &Preferences) -> Option<Hold> {
+    match (&request.digest, &request.dedup_key) {
+        (Some(digest), _) => Some(Hold {
+            key: format!("digest:{}", digest.key),
+            expires_at: now.plus_ms(digest.window_ms),
+            held: DeliveryStatus::Digested,
+        }),
+        (None, Some(key)) => Some(Hold {
+            key: key.clone(),
+            expires_at: now.plus_ms(defaults.dedup_window_ms()),
+            held: DeliveryStatus::SuppressedDuplicate,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// What a digest's template sees as `digest`: its key, how many it holds
+/// and each one's id, data and (once accepted) content.
+pub(crate) fn digest_context(
+    key: &str,
+    items: &[(NotificationId, &Value, Option<&Value>)],
+) -> Value {
+    json!({
+        "key": key,
+        "count": items.len(),
+        "items": items.iter().map(|(id, data, content)| json!({
+            "id": id, "data": data, "content": content,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// What templates see as `recipient`.

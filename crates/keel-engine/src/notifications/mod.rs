@@ -6,9 +6,10 @@
 //! `accept.rs`; sending its deliveries, the notifier service's
 //! (`services/notifier.rs`) through `email.rs`, `slack.rs` and `webhook.rs`;
 //! the in-app inbox is `inbox.rs`; one-click unsubscribe links,
-//! `unsubscribe.rs`.
+//! `unsubscribe.rs`; digests, `digest.rs`.
 
 mod accept;
+mod digest;
 pub(crate) mod email;
 mod inbox;
 pub(crate) mod slack;

@@ -200,8 +200,11 @@ impl Notifier {
     async fn attempt(&self, namespace: &Namespace, job: &LeasedJob) -> Result<AckOutcome, Error> {
         let service = &self.notifications;
         let now = service.clock.now();
-        let dispatch: Dispatch = serde_json::from_str(job.payload.get())
+        let mut dispatch: Dispatch = serde_json::from_str(job.payload.get())
             .map_err(|e| Error::internal(format!("a delivery's job does not read: {e}")))?;
+        if dispatch.digest.is_some() {
+            dispatch.content = service.digest_content(namespace, &dispatch).await?;
+        }
         let spec = match service.channel_spec(namespace, &dispatch.channel).await {
             Ok(spec) => spec,
             Err(e) if e.code == ErrorCode::NotFound => {
@@ -385,9 +388,11 @@ impl Notifier {
                 continue;
             }
             let id = service.delivery_id(now);
+            // A digest falls back with what it collected, rendered.
             let next_dispatch = Dispatch {
                 channel: next.clone(),
                 fallback: remaining.clone(),
+                digest: None,
                 ..dispatch.clone()
             };
             then = Some(NewDelivery {

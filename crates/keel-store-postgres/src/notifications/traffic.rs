@@ -77,7 +77,8 @@ impl PostgresStore {
         }
         let mut deliveries = n.deliveries;
         let mut duplicates: Vec<(JobId, Uuid)> = Vec::new();
-        if let Some((key, expires)) = &n.dedup {
+        if let Some(hold) = &n.hold {
+            let (key, expires) = (&hold.key, hold.expires_at);
             for d in &mut deliveries {
                 if d.status != DeliveryStatus::Queued {
                     continue;
@@ -105,7 +106,7 @@ impl PostgresStore {
                         )
                         .await
                         .map_err(db)?;
-                    d.status = DeliveryStatus::SuppressedDuplicate;
+                    d.status = hold.held;
                     d.job = None;
                     duplicates.push((d.id, holder.get(0)));
                 }
@@ -116,7 +117,8 @@ impl PostgresStore {
                 .iter()
                 .all(|d| d.status == DeliveryStatus::SuppressedDuplicate)
         {
-            // Nothing to write: the transaction's claims roll back with it.
+            // Nothing to write (a digested delivery is written: its content
+            // goes out with the digest); the transaction's claims roll back.
             return Ok(Accepted::Duplicate {
                 first: notification_id(duplicates[0].1),
                 channels: deliveries.into_iter().map(|d| d.channel).collect(),
@@ -327,6 +329,34 @@ impl PostgresStore {
             )
             .await
             .map_err(db)
+    }
+
+    pub(super) async fn digested(
+        &self,
+        namespace: &Namespace,
+        holder: &NotificationId,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<Notification>, Error> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                include_str!("../../queries/notifications/digested.sql"),
+                &[
+                    &namespace.as_str(),
+                    &nid(holder),
+                    &channel,
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        let mut found = rows
+            .iter()
+            .map(notification_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        with_deliveries(&client, namespace, &mut found).await?;
+        Ok(found)
     }
 
     pub(super) async fn list_notifications(

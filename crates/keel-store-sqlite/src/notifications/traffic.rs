@@ -7,7 +7,7 @@
 use keel_core::notification::{DeliveryAttempt, DeliveryStatus};
 use keel_core::{JobId, Namespace, NotificationId, Timestamp};
 use keel_store::{
-    Accepted, Delivery, DeliveryMove, InboxMark, InboxMessage, InboxPage, NewDelivery,
+    Accepted, Delivery, DeliveryMove, Hold, InboxMark, InboxMessage, InboxPage, NewDelivery,
     NewInboxMessage, NewNotification, Notification, NotificationQuery, delivery_not_found,
     request_key_reused,
 };
@@ -55,7 +55,8 @@ pub(crate) fn accept(w: &mut Writer, n: NewNotification, now: Timestamp) -> Appl
     }
     let mut deliveries = n.deliveries;
     let mut duplicates = Vec::new();
-    if let Some((key, _)) = &n.dedup {
+    if let Some(hold) = &n.hold {
+        let key = &hold.key;
         for d in &mut deliveries {
             if d.status != DeliveryStatus::Queued {
                 continue;
@@ -72,7 +73,7 @@ pub(crate) fn accept(w: &mut Writer, n: NewNotification, now: Timestamp) -> Appl
                 )
                 .optional()?;
             if let Some(first) = held {
-                d.status = DeliveryStatus::SuppressedDuplicate;
+                d.status = hold.held;
                 d.job = None;
                 duplicates.push((d.id, notification_id(&first)?));
             }
@@ -82,6 +83,8 @@ pub(crate) fn accept(w: &mut Writer, n: NewNotification, now: Timestamp) -> Appl
         .iter()
         .filter(|d| d.status != DeliveryStatus::SuppressedDuplicate)
         .count();
+    // Every delivery a duplicate: nothing to write (a digested one is
+    // written: its content goes out with the digest).
     if queued == 0 && !duplicates.is_empty() {
         return Ok(Ok(Accepted::Duplicate {
             first: duplicates[0].1,
@@ -110,7 +113,15 @@ pub(crate) fn accept(w: &mut Writer, n: NewNotification, now: Timestamp) -> Appl
                 .find(|(id, _)| *id == d.id)
                 .map(|(_, first)| first.as_bytes().to_vec());
             insert_delivery(conn, ns, &n.id, &n.recipient, d, duplicate_of, now)?;
-            if let (Some((key, expires)), DeliveryStatus::Queued) = (&n.dedup, d.status) {
+            if let (
+                Some(Hold {
+                    key,
+                    expires_at: expires,
+                    ..
+                }),
+                DeliveryStatus::Queued,
+            ) = (&n.hold, d.status)
+            {
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO notification_dedup \
                      (namespace, channel, recipient, key, notification, expires_at) \
@@ -255,6 +266,31 @@ pub(crate) fn delivery(
         delivery_from_row,
     )
     .optional()
+}
+
+pub(crate) fn digested(
+    conn: &Connection,
+    namespace: &Namespace,
+    holder: &NotificationId,
+    channel: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<Notification>> {
+    let mut found = conn
+        .prepare_cached(
+            "SELECT n.id, n.recipient, n.category, n.body, n.created_at FROM notifications n \
+             JOIN notification_deliveries d ON d.namespace = n.namespace AND d.notification = n.id \
+             WHERE d.namespace = ?1 AND d.duplicate_of = ?2 AND d.channel = ?3 \
+             AND d.status = 'digested' ORDER BY n.id LIMIT ?4",
+        )?
+        .query_map(
+            params![namespace.as_str(), &holder.as_bytes()[..], channel, limit],
+            notification_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for n in &mut found {
+        n.deliveries = deliveries_of(conn, namespace, &n.id)?;
+    }
+    Ok(found)
 }
 
 pub(crate) fn list(

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::*;
 use crate::{
-    Accepted, DeliveryMove, InboxMark, InboxPage, NewDelivery, NewInboxMessage, NewNotification,
-    NotificationQuery, RequestKey, Setting,
+    Accepted, DeliveryMove, Hold, InboxMark, InboxPage, NewDelivery, NewInboxMessage,
+    NewNotification, NotificationQuery, RequestKey, Setting,
 };
 
 cases![
@@ -22,6 +22,7 @@ cases![
     a_request_key_replays_its_notification_and_refuses_another_request,
     a_delivery_moves_only_from_what_it_is_and_a_fallback_starts_with_the_move,
     the_inbox_is_written_once_per_delivery_in_order_and_marked,
+    a_digest_key_folds_later_notifications_into_the_first,
 ];
 
 async fn settings_are_put_read_listed_and_deleted_by_kind(h: Harness) {
@@ -181,7 +182,11 @@ fn notification(
         category: Some("ci".to_owned()),
         body: json!({"subject": format!("n{n}")}),
         request: None,
-        dedup: dedup.map(|(k, t)| (k.to_owned(), t)),
+        hold: dedup.map(|(key, expires_at)| Hold {
+            key: key.to_owned(),
+            expires_at,
+            held: DeliveryStatus::SuppressedDuplicate,
+        }),
         deliveries,
     }
 }
@@ -580,5 +585,65 @@ async fn the_inbox_is_written_once_per_delivery_in_order_and_marked(h: Harness) 
         .await
         .unwrap();
     assert_eq!((other.len(), unread), (0, 0));
+    s.close().await;
+}
+
+async fn a_digest_key_folds_later_notifications_into_the_first(h: Harness) {
+    let s = h.store.clone();
+    let window = at(60_000);
+    let digest = |n: u8, id: u8| {
+        let mut new = notification(n, vec![queued(id, "mail", nid(n))], None);
+        new.hold = Some(Hold {
+            key: "digest:daily".to_owned(),
+            expires_at: window,
+            held: DeliveryStatus::Digested,
+        });
+        new
+    };
+    let Accepted::New(first) = s.notification_accept(digest(1, 1), T0).await.unwrap() else {
+        panic!("new");
+    };
+    assert_eq!(first.deliveries[0].status, DeliveryStatus::Queued);
+    for (n, id) in [(2, 2), (3, 3)] {
+        let Accepted::New(later) = s
+            .notification_accept(digest(n, id), at(n as u64))
+            .await
+            .unwrap()
+        else {
+            panic!("a digested notification is written");
+        };
+        assert_eq!(later.deliveries[0].status, DeliveryStatus::Digested);
+        assert_eq!(later.deliveries[0].duplicate_of, Some(nid(1)));
+    }
+    assert_eq!(
+        lease(&*s, &queue("keel.notify.mail"), 10, at(5))
+            .await
+            .len(),
+        1,
+        "one job: the digest's"
+    );
+    let folded = s
+        .notifications_digested(&ns(), &nid(1), "mail", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        folded.iter().map(|n| n.id).collect::<Vec<_>>(),
+        [nid(2), nid(3)]
+    );
+    assert!(
+        s.notifications_digested(&ns(), &nid(1), "sms", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // After the window, the key starts a new digest.
+    let Accepted::New(next) = s
+        .notification_accept(digest(4, 4), window.plus_ms(1))
+        .await
+        .unwrap()
+    else {
+        panic!("new");
+    };
+    assert_eq!(next.deliveries[0].status, DeliveryStatus::Queued);
     s.close().await;
 }
