@@ -26,7 +26,7 @@ CREATE TABLE keel_notification_deliveries (
     updated_at   bigint NOT NULL,
     PRIMARY KEY (namespace, id)
 );
-CREATE INDEX keel_notification_deliveries_of ON keel_notification_deliveries (namespace, notification);
+CREATE INDEX keel_notification_deliveries_of ON keel_notification_deliveries (namespace, notification, id);
 CREATE INDEX keel_notification_deliveries_by_status ON keel_notification_deliveries (namespace, status, notification);
 CREATE INDEX keel_notification_deliveries_by_holder ON keel_notification_deliveries (namespace, duplicate_of)
     WHERE duplicate_of IS NOT NULL;

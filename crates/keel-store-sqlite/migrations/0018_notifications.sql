@@ -26,7 +26,7 @@ CREATE TABLE notification_deliveries (
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (namespace, id)
 ) WITHOUT ROWID;
-CREATE INDEX notification_deliveries_of ON notification_deliveries (namespace, notification);
+CREATE INDEX notification_deliveries_of ON notification_deliveries (namespace, notification, id);
 CREATE INDEX notification_deliveries_by_status ON notification_deliveries (namespace, status, notification);
 CREATE INDEX notification_deliveries_by_holder ON notification_deliveries (namespace, duplicate_of)
     WHERE duplicate_of IS NOT NULL;

@@ -42,6 +42,14 @@ async fn notify(server: &Server, body: Value, key: Option<&str>) -> (u16, Value)
         .await
 }
 
+/// A server on `dir` with an in-app channel `inbox` and one recipient.
+async fn with_inbox(dir: &tempfile::TempDir, recipient: &str, spec: Value) -> Server {
+    let server = Server::start(dir, &[]).await;
+    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
+    put(&server, &format!("/recipients/{recipient}"), spec).await;
+    server
+}
+
 /// The notification once every delivery is final.
 async fn settled(server: &Server, id: &str) -> Value {
     eventually("every delivery final", || async {
@@ -113,14 +121,7 @@ impl Events {
 #[tokio::test]
 async fn in_app_messages_arrive_once_and_stream_without_gap_or_repeat() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
-    put(
-        &server,
-        "/recipients/u1",
-        json!({"email": "u1@example.com"}),
-    )
-    .await;
+    let server = with_inbox(&dir, "u1", json!({"email": "u1@example.com"})).await;
     let mut live = Events::open(&server, "u1", None).await;
 
     let first = json!({"subject": "Build 1 passed", "text": "all green", "channel": "inbox",
@@ -219,11 +220,9 @@ async fn in_app_messages_arrive_once_and_stream_without_gap_or_repeat() {
 #[tokio::test]
 async fn a_template_renders_for_its_recipient_and_preferences_hold_unless_critical() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
-    put(
-        &server,
-        "/recipients/ada",
+    let server = with_inbox(
+        &dir,
+        "ada",
         json!({"email": "ada@example.com", "data": {"name": "Ada"}}),
     )
     .await;
@@ -618,14 +617,7 @@ async fn a_kill_9_during_sends_leaves_one_message_per_dedup_key_on_webhook_and_i
 #[tokio::test]
 async fn a_notify_step_sends_once_under_the_steps_own_dedup_key() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
-    put(
-        &server,
-        "/recipients/ada",
-        json!({"email": "ada@example.com"}),
-    )
-    .await;
+    let server = with_inbox(&dir, "ada", json!({"email": "ada@example.com"})).await;
     let definition = json!({"name": "onboard", "steps": {
         "welcome": {"notify": {"subject": "Welcome ${{ input.name }}", "text": "glad you are here",
                                 "channel": "inbox", "to": "${{ input.user }}"}},
@@ -752,9 +744,7 @@ async fn a_recipients_token_reaches_its_inbox_and_nothing_else() {
 #[tokio::test]
 async fn the_namespaces_dedup_window_bounds_how_long_a_key_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
-    put(&server, "/recipients/u1", json!({})).await;
+    let server = with_inbox(&dir, "u1", json!({})).await;
     for bad in [
         json!({"dedup_window_ms": 10}),
         json!({"dedup_window_ms": 91u64 * 86_400_000}),
@@ -879,9 +869,7 @@ async fn an_e_mail_carries_a_one_click_unsubscribe_that_turns_its_category_off()
 #[tokio::test]
 async fn a_digest_collects_its_window_into_one_message() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir, &[]).await;
-    put(&server, "/channels/inbox", json!({"in_app": {}})).await;
-    put(&server, "/recipients/u1", json!({})).await;
+    let server = with_inbox(&dir, "u1", json!({})).await;
     put(&server, "/templates/builds", json!({"in_app": {
         "title": "{{ digest.count }} builds", "body": "{% for i in digest.items %}#{{ i.data.n }} {% endfor %}"}})).await;
     let mut live = Events::open(&server, "u1", Some(0)).await;

@@ -3,4 +3,4 @@ SELECT id, notification, channel, recipient, status, duplicate_of, fallback_of, 
        created_at, updated_at
 FROM keel_notification_deliveries
 WHERE namespace = $1 AND notification = ANY($2)
-ORDER BY created_at, id
+ORDER BY notification, id

@@ -227,8 +227,8 @@ fn deliveries_of(
     id: &NotificationId,
 ) -> rusqlite::Result<Vec<Delivery>> {
     conn.prepare_cached(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries \
-         WHERE namespace = ?1 AND notification = ?2 ORDER BY created_at, id"
+        "SELECT {DELIVERY_COLUMNS} FROM notification_deliveries INDEXED BY notification_deliveries_of \
+         WHERE namespace = ?1 AND notification = ?2 ORDER BY id"
     ))?
     .query_map(
         params![namespace.as_str(), &id.as_bytes()[..]],
@@ -298,11 +298,28 @@ pub(crate) fn list(
     namespace: &Namespace,
     q: &NotificationQuery,
 ) -> rusqlite::Result<Vec<Notification>> {
-    let mut sql = String::from(
-        "SELECT n.id, n.recipient, n.category, n.body, n.created_at FROM notifications n \
-         WHERE n.namespace = ?",
-    );
-    let mut values = vec![SqlValue::from(namespace.as_str().to_owned())];
+    let ns = SqlValue::from(namespace.as_str().to_owned());
+    // By a delivery's status, the page is read from the deliveries' index
+    // by status (the few queued or failed out of many), newest first; by
+    // recipient or channel alone, from the notifications down.
+    let (mut sql, mut values) = match q.status {
+        Some(status) => (
+            String::from(
+                "SELECT n.id, n.recipient, n.category, n.body, n.created_at \
+                 FROM notification_deliveries d INDEXED BY notification_deliveries_by_status \
+                 JOIN notifications n ON n.namespace = d.namespace AND n.id = d.notification \
+                 WHERE d.namespace = ? AND d.status = ?",
+            ),
+            vec![ns, SqlValue::from(status.as_str().to_owned())],
+        ),
+        None => (
+            String::from(
+                "SELECT n.id, n.recipient, n.category, n.body, n.created_at FROM notifications n \
+                 WHERE n.namespace = ?",
+            ),
+            vec![ns],
+        ),
+    };
     if let Some(recipient) = &q.recipient {
         sql.push_str(" AND n.recipient = ?");
         values.push(SqlValue::from(recipient.clone()));
@@ -311,23 +328,18 @@ pub(crate) fn list(
         sql.push_str(" AND n.id < ?");
         values.push(SqlValue::from(before.as_bytes().to_vec()));
     }
-    if q.status.is_some() || q.channel.is_some() {
-        // The deliveries' index by status picks the few (queued, failed)
-        // out of many, and the page is read from the newest down.
-        sql.push_str(
-            " AND n.id IN (SELECT d.notification FROM notification_deliveries d \
-             WHERE d.namespace = ?",
-        );
-        values.push(SqlValue::from(namespace.as_str().to_owned()));
-        if let Some(status) = q.status {
-            sql.push_str(" AND d.status = ?");
-            values.push(SqlValue::from(status.as_str().to_owned()));
+    if let Some(channel) = &q.channel {
+        match q.status {
+            Some(_) => sql.push_str(" AND d.channel = ?"),
+            None => sql.push_str(
+                " AND EXISTS (SELECT 1 FROM notification_deliveries c \
+                 WHERE c.namespace = n.namespace AND c.notification = n.id AND c.channel = ?)",
+            ),
         }
-        if let Some(channel) = &q.channel {
-            sql.push_str(" AND d.channel = ?");
-            values.push(SqlValue::from(channel.clone()));
-        }
-        sql.push(')');
+        values.push(SqlValue::from(channel.clone()));
+    }
+    if q.status.is_some() {
+        sql.push_str(" GROUP BY n.id");
     }
     sql.push_str(" ORDER BY n.id DESC LIMIT ?");
     values.push(SqlValue::from(i64::from(q.limit)));
@@ -419,9 +431,11 @@ pub(crate) fn inbox_put(
     }
     let seq: i64 = conn
         .prepare_cached(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE namespace = ?1 AND recipient = ?2",
+            "SELECT seq FROM inbox WHERE namespace = ?1 AND recipient = ?2 ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row(params![ns, m.recipient], |r| r.get(0))?;
+        .query_row(params![ns, m.recipient], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map_or(1, |last| last + 1);
     conn.prepare_cached(
         "INSERT INTO inbox (namespace, recipient, seq, delivery, notification, category, \
          content, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
