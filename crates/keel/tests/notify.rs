@@ -904,3 +904,46 @@ async fn a_digest_collects_its_window_into_one_message() {
                       "digest": {"key": "d", "window_ms": 1000}});
     assert_error(&notify(&server, both, None).await, 400, "invalid_request");
 }
+
+#[tokio::test]
+async fn an_e_mail_cut_by_a_kill_9_before_the_servers_answer_is_unknown_never_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start_with(dir.path(), &["--plain", "--slow"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&data, &["--allow-private-http"]).await;
+    let url = format!("smtp://127.0.0.1:{}?tls=none", sink.port);
+    put(
+        &server,
+        "/channels/mail",
+        json!({"email": {"smtp_url": url, "from": "keel@example.com"}}),
+    )
+    .await;
+    put(
+        &server,
+        "/recipients/bob",
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+    let body = json!({"subject": "Invoice", "text": "due", "channel": "mail", "to": "bob"});
+    let (_, sent) = notify(&server, body, None).await;
+    // The message is handed over; the server's 250 has not come.
+    sink.message(1).await;
+    server.kill9().await;
+    let server = Server::start(&data, &["--allow-private-http"]).await;
+    let id = sent["id"].as_str().unwrap();
+    // Its lease (20 s for e-mail) ends, and the next attempt finds it sending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let n = loop {
+        let (_, n) = server.get(&format!("{NS}/notifications/{id}")).await;
+        if n["deliveries"][0]["status"] != "sending" {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "still sending: {n}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let delivery = &n["deliveries"][0];
+    assert_eq!(delivery["status"], "unknown", "{n}");
+    let answer = delivery["attempts"][0]["answer"].as_str().unwrap();
+    assert!(answer.contains("cut"), "{answer}");
+    assert_eq!(sink.count(), 1, "not sent again");
+}

@@ -24,6 +24,11 @@ impl SmtpSink {
     /// A sink requiring STARTTLS and the login `keel`/`s3cret`; `plain`
     /// offers neither.
     pub(crate) async fn start(dir: &std::path::Path, plain: bool) -> SmtpSink {
+        SmtpSink::start_with(dir, if plain { &["--plain"] } else { &[] }).await
+    }
+
+    /// A sink with `smtp_sink.py`'s options (`--plain`, `--slow`).
+    pub(crate) async fn start_with(dir: &std::path::Path, options: &[&str]) -> SmtpSink {
         let python = std::env::var("KEEL_TEST_SMTP_PYTHON")
             .expect("KEEL_TEST_SMTP_PYTHON: a python with aiosmtpd (scripts/test makes one)");
         let (cert, key, out) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("mail"));
@@ -101,10 +106,12 @@ impl SmtpSink {
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/smtp_sink.py");
         let mut command = Command::new(python);
-        command.arg(script).arg(&cert).arg(&key).arg(&out);
-        if plain {
-            command.arg("--plain");
-        }
+        command
+            .arg(script)
+            .arg(&cert)
+            .arg(&key)
+            .arg(&out)
+            .args(options);
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

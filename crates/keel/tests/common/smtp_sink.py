@@ -3,9 +3,13 @@ and required, then a login (one accepted) before MAIL, every message written
 to OUT/N.eml with a first line saying whether the session was encrypted and
 who logged in. Prints "ready PORT" once it listens.
 
-usage: smtp_sink.py CERT KEY OUT [--plain]
+usage: smtp_sink.py CERT KEY OUT [--plain] [--slow]
+
+--slow answers a message's final "." 30 s after writing it down: a sender
+cut meanwhile cannot know whether it arrived.
 """
 
+import asyncio
 import pathlib
 import socket
 import ssl
@@ -16,6 +20,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 cert, key, out = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 plain = "--plain" in sys.argv
+slow = "--slow" in sys.argv
 
 
 class Sink:
@@ -29,6 +34,8 @@ class Sink:
         head = f"X-Sink: {tls} login={login} rcpt={','.join(envelope.rcpt_tos)}\r\n"
         (out / f"{self.n}.eml.part").write_bytes(head.encode() + envelope.original_content)
         (out / f"{self.n}.eml.part").rename(out / f"{self.n}.eml")
+        if slow:
+            await asyncio.sleep(30)
         return "250 OK queued"
 
 
