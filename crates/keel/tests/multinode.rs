@@ -693,3 +693,80 @@ async fn a_key_bound_holds_across_three_nodes() {
     assert!(most <= 4, "{most} jobs leased at once over the queue");
     assert_eq!(most, 4, "the queue bound was never reached: {held:?}");
 }
+
+/// `n` POSTs of `body` at once, alternating between the nodes' URLs, each
+/// with `headers`; their statuses and answers.
+async fn at_once(
+    urls: &[String],
+    body: &Value,
+    headers: &[(&str, &str)],
+    n: usize,
+) -> Vec<(u16, Value)> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut request = reqwest::Client::new()
+            .post(format!(
+                "{}/v1/namespaces/default/notifications",
+                urls[i % urls.len()]
+            ))
+            .json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        calls.spawn(async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        });
+    }
+    calls.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_accepting_one_dedup_key_or_request_key_at_once_write_one_notification() {
+    let db = Database::new().await;
+    let (a, b) = (db.node().await, db.node().await);
+    for (path, body) in [
+        ("/namespaces/default/channels/inbox", json!({"in_app": {}})),
+        ("/namespaces/default/recipients/u1", json!({})),
+    ] {
+        let (status, answer) = a.call("PUT", path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{answer}");
+    }
+    let urls = [a.url.clone(), b.url.clone()];
+    for (body, headers) in [
+        (
+            json!({"subject": "once", "text": "", "channel": "inbox", "to": "u1", "dedup_key": "k"}),
+            vec![],
+        ),
+        (
+            json!({"subject": "keyed", "text": "", "channel": "inbox", "to": "u1"}),
+            vec![("idempotency-key", "r1")],
+        ),
+    ] {
+        let answers = at_once(&urls, &body, &headers, 20).await;
+        let created = answers.iter().filter(|(status, _)| *status == 201).count();
+        assert_eq!(created, 1, "one notification: {answers:?}");
+        let ids: HashSet<&str> = answers
+            .iter()
+            .map(|(_, a)| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1, "every answer names it: {answers:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, inbox) = b.get("/namespaces/default/inbox/u1").await;
+        let shown = inbox["messages"].as_array().unwrap().len();
+        assert!(shown <= 2, "{inbox}");
+        if shown == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both messages within 30 s: {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
