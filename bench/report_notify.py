@@ -39,7 +39,10 @@ def section(w, path):
         if row:
             w(f"| {name} | notify_accept | {fmt(row['accepted_per_s'])}/s accepted, p50 {row['p50_ms']} ms, "
               f"p99 {row['p99_ms']} ms; {fmt(row['delivered_per_s'])}/s delivered | "
-              f"{fmt(row['n'])} in-app notifications |")
+              f"{fmt(row['n'])} in-app notifications, 64 requests in flight |")
+            if "paced_p99_ms" in row:
+                w(f"| {name} | notify_accept (steady) | p50 {row['paced_p50_ms']} ms, p99 {row['paced_p99_ms']} ms | "
+                  f"{fmt(row['paced_rate'])} notifications a second for 3 s, each on its own request |")
         row = phase(systems, label, "notify_email")
         if row:
             w(f"| {name} | notify_email | {fmt(row['emails_per_s'])} e-mails/s | {fmt(row['n'])} e-mails into the sink |")
@@ -61,8 +64,8 @@ def section(w, path):
     rows = [
         ("accepted notifications ≥ 2,000/s durable", fmt(accept.get("accepted_per_s")),
          (accept.get("accepted_per_s") or 0) >= 2000),
-        ("accepting p99 ≤ 25 ms", f"{accept.get('p99_ms', '–')} ms",
-         accept.get("p99_ms") is not None and accept["p99_ms"] <= 25),
+        ("accepting p99 ≤ 25 ms at 2,000/s", f"{accept.get('paced_p99_ms', '–')} ms",
+         accept.get("paced_p99_ms") is not None and accept["paced_p99_ms"] <= 25),
         ("e-mails into a local sink ≥ 300/s", fmt(email.get("emails_per_s")),
          (email.get("emails_per_s") or 0) >= 300),
         ("60 messages to one Slack channel take ≥ 59 s", f"{slack.get('one_channel_secs', float('nan')):.1f} s",

@@ -27,6 +27,8 @@ use crate::{NS, PHASE_TIMEOUT, per_s, percentile, with};
 const CONC: usize = 64;
 /// Recipients the accept phase spreads its notifications over.
 const RECIPIENTS: usize = 100;
+/// Notifications a second of the accept phase's steady part.
+const PACED_RATE: u32 = 2000;
 
 async fn channel(client: &Client, name: &str, spec: Value) -> anyhow::Result<()> {
     let spec: ChannelRequest = serde_json::from_value(spec)?;
@@ -107,9 +109,38 @@ async fn drained(client: &Client) -> anyhow::Result<()> {
     }
 }
 
+/// Notifications sent at `rate` a second for `secs`, each on its own
+/// request whatever the others do (an open loop); the latencies of the
+/// accepting requests, sorted, in ms.
+async fn paced(client: &Client, channel: &str, rate: u32, secs: u64) -> anyhow::Result<Vec<f64>> {
+    let n = rate as usize * secs as usize;
+    let started = tokio::time::Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / f64::from(rate)))
+            .await;
+        let (client, body) = (
+            client.clone(),
+            request(channel, &format!("r{}", i % RECIPIENTS), 1_000_000 + i)?,
+        );
+        calls.spawn(async move {
+            let sent = Instant::now();
+            client.notify(NS, &body, None).await?;
+            Ok::<_, anyhow::Error>(sent.elapsed().as_secs_f64() * 1000.0)
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(done) = calls.join_next().await {
+        all.push(done??);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(all)
+}
+
 /// `n` notifications accepted (`CONC` requests in flight) and delivered to
 /// the in-app inbox: accepted per second with the requests' latency, and
-/// delivered per second from the first request to the last delivery.
+/// delivered per second from the first request to the last delivery; then
+/// the latency of accepting at a steady 2,000 a second.
 pub(crate) async fn accept(
     servers: &[BenchServer],
     client: &Client,
@@ -123,12 +154,16 @@ pub(crate) async fn accept(
     let accepted = started.elapsed();
     drained(client).await?;
     let delivered = started.elapsed();
+    let report = cpu.report(servers)?;
+    let steady = paced(client, "bench-inbox", PACED_RATE, 3).await?;
     let fields = json!({
         "n": n, "in_flight": CONC, "accepted_per_s": per_s(n, accepted),
         "p50_ms": percentile(&latencies, 50.0), "p99_ms": percentile(&latencies, 99.0),
         "delivered_per_s": per_s(n, delivered), "secs": delivered.as_secs_f64(),
+        "paced_rate": PACED_RATE, "paced_p50_ms": percentile(&steady, 50.0),
+        "paced_p99_ms": percentile(&steady, 99.0),
     });
-    Ok(with(fields, cpu.report(servers)?))
+    Ok(with(fields, report))
 }
 
 /// An SMTP server that takes every message; counts them.
