@@ -168,6 +168,20 @@ pub fn webhook_received(namespace: &keel_core::Namespace, source: &str, outcome:
     .increment(1);
 }
 
+/// One attempt at a notification's delivery, by outcome (`sent`, `retry`,
+/// `failed`, `unknown`).
+pub fn notification_attempt(namespace: &keel_core::Namespace, channel: &str, outcome: &str) {
+    counter!(
+        "keel_notification_attempts_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("channel", channel.to_owned()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
 /// One push to an endpoint, by outcome (`succeeded`, `failed`).
 pub fn endpoint_attempt(
     namespace: &keel_core::Namespace,

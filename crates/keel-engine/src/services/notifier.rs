@@ -31,7 +31,6 @@ use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::pusher::flush_acks;
-use crate::Shutdown;
 use crate::jobs::JobService;
 use crate::notifications::email::{self, Mailer};
 use crate::notifications::{
@@ -40,6 +39,7 @@ use crate::notifications::{
 use crate::notifications::{Sent, slack};
 use crate::queues::QueueService;
 use crate::slos::ALERTS_TOPIC;
+use crate::{Shutdown, metrics};
 
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
 const IDLE_WAKE: Duration = Duration::from_secs(5);
@@ -232,6 +232,7 @@ impl Notifier {
                     content,
                 };
                 service.inbox_put(namespace, message, attempt).await?;
+                metrics::notification_attempt(namespace, dispatch.channel.as_str(), "sent");
                 return Ok(complete());
             }
             ChannelKind::Webhook => {
@@ -311,6 +312,7 @@ impl Notifier {
         let now = self.notifications.clock.now();
         let live = [DeliveryStatus::Queued, DeliveryStatus::Sending];
         self.breaker_record(namespace, &dispatch.channel, matches!(sent, Sent::Ok(..)));
+        metrics::notification_attempt(namespace, dispatch.channel.as_str(), outcome_of(&sent));
         let retry_unknown = spec.email.as_ref().is_some_and(|e| e.retry_unknown);
         match &sent {
             Sent::Ok(..) => {
@@ -569,17 +571,24 @@ fn complete() -> AckOutcome {
     AckOutcome::Complete { result: None }
 }
 
+fn outcome_of(sent: &Sent) -> &'static str {
+    match sent {
+        Sent::Ok(..) => "sent",
+        Sent::Retry(..) => "retry",
+        Sent::Failed(..) => "failed",
+        Sent::Unknown(..) => "unknown",
+    }
+}
+
 fn attempt_of(sent: &Sent, at: keel_core::Timestamp) -> DeliveryAttempt {
-    let (outcome, answer, latency_ms) = match sent {
-        Sent::Ok(s, ms) => ("sent", s, *ms),
-        Sent::Retry(s, ms, _) => ("retry", s, *ms),
-        Sent::Failed(s, ms) => ("failed", s, *ms),
-        Sent::Unknown(s, ms) => ("unknown", s, *ms),
-    };
+    let (Sent::Ok(answer, latency_ms)
+    | Sent::Retry(answer, latency_ms, _)
+    | Sent::Failed(answer, latency_ms)
+    | Sent::Unknown(answer, latency_ms)) = sent;
     DeliveryAttempt {
         at,
-        outcome: outcome.to_owned(),
+        outcome: outcome_of(sent).to_owned(),
         answer: Some(answer.clone()),
-        latency_ms,
+        latency_ms: *latency_ms,
     }
 }
