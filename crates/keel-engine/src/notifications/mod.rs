@@ -12,6 +12,7 @@ mod accept;
 mod digest;
 pub(crate) mod email;
 mod inbox;
+mod settings;
 pub(crate) mod slack;
 mod unsubscribe;
 pub(crate) mod webhook;
@@ -94,6 +95,8 @@ pub struct NotificationService {
     public_url: Option<String>,
     /// The key unsubscribe links are signed with, once read.
     unsubscribe_key: OnceLock<ring::hmac::Key>,
+    /// This node's copies of settings (`settings.rs`).
+    copies: settings::Copies,
 }
 
 /// What the notification service is built from.
@@ -123,6 +126,7 @@ impl NotificationService {
             sole_writer: deps.sole_writer,
             public_url: deps.public_url,
             unsubscribe_key: OnceLock::new(),
+            copies: settings::Copies::default(),
         }
     }
 
@@ -197,9 +201,12 @@ impl NotificationService {
         spec: &T,
     ) -> Result<(StoredSetting, bool), Error> {
         let body = serde_json::to_value(spec).map_err(|e| Error::internal(e.to_string()))?;
-        self.store
+        let put = self
+            .store
             .setting_put(namespace, kind, name, &body, self.clock.now())
-            .await
+            .await;
+        self.forget(namespace, &[kind], name);
+        put
     }
 
     async fn get<T: DeserializeOwned>(
@@ -209,8 +216,7 @@ impl NotificationService {
         name: &str,
     ) -> Result<Named<T>, Error> {
         let stored = self
-            .store
-            .setting_get(namespace, kind, name)
+            .setting(namespace, kind, name)
             .await?
             .ok_or_else(|| setting_not_found(kind, name))?;
         typed(stored)
@@ -242,7 +248,9 @@ impl NotificationService {
         kinds: &[Setting],
         name: &str,
     ) -> Result<(), Error> {
-        if self.store.setting_delete(namespace, kinds, name).await? {
+        let deleted = self.store.setting_delete(namespace, kinds, name).await;
+        self.forget(namespace, kinds, name);
+        if deleted? {
             Ok(())
         } else {
             Err(setting_not_found(kinds[0], name))
@@ -421,8 +429,7 @@ impl NotificationService {
             self.recipient_get(namespace, id).await?;
         }
         match self
-            .store
-            .setting_get(namespace, Setting::Preferences, recipient.unwrap_or(""))
+            .setting(namespace, Setting::Preferences, recipient.unwrap_or(""))
             .await?
         {
             Some(stored) => Ok(typed::<Preferences>(stored)?.spec),
