@@ -947,3 +947,63 @@ async fn an_e_mail_cut_by_a_kill_9_before_the_servers_answer_is_unknown_never_se
     assert!(answer.contains("cut"), "{answer}");
     assert_eq!(sink.count(), 1, "not sent again");
 }
+
+#[tokio::test]
+async fn a_slack_bot_posts_with_its_token_and_slacks_own_error_fails_the_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--allow-private-http"]).await;
+    let mut slack = Receiver::start().await;
+    let answer = |body: &str| {
+        let mut r = reply(200);
+        r.body = body.to_owned();
+        r
+    };
+    slack.then([
+        answer(r#"{"ok":true,"ts":"1.2"}"#),
+        answer(r#"{"ok":false,"error":"channel_not_found"}"#),
+    ]);
+    let api = slack.url.trim_end_matches("/hook").to_owned();
+    put(
+        &server,
+        "/channels/bot",
+        json!({"slack": {"bot_token": "xoxb-secret", "channel": "C123", "api_url": api}}),
+    )
+    .await;
+    put(&server, "/templates/blocks", json!({"text": "fallback text",
+        "slack_blocks": r#"[{"type":"section","text":{"type":"mrkdwn","text":"*{{ data.title }}*"}}]"#})).await;
+    let to = json!({"email": "oncall@example.com"});
+    let (_, first) = notify(
+        &server,
+        json!({"template": "blocks", "channel": "bot", "to": to, "data": {"title": "Hi"}}),
+        None,
+    )
+    .await;
+    let got = slack.next().await;
+    assert_eq!(got.headers["authorization"], "Bearer xoxb-secret");
+    let body = got.json();
+    assert_eq!(
+        (body["channel"].as_str(), body["text"].as_str()),
+        (Some("C123"), Some("fallback text"))
+    );
+    assert_eq!(body["blocks"][0]["text"]["text"], "*Hi*");
+    assert_eq!(
+        settled(&server, first["id"].as_str().unwrap()).await["deliveries"][0]["status"],
+        "sent"
+    );
+    let (_, second) = notify(
+        &server,
+        json!({"subject": "s", "text": "t", "channel": "bot", "to": to}),
+        None,
+    )
+    .await;
+    let n = settled(&server, second["id"].as_str().unwrap()).await;
+    assert_eq!(n["deliveries"][0]["status"], "failed");
+    assert!(
+        n["deliveries"][0]["attempts"][0]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("channel_not_found")
+    );
+    let (_, shown) = server.get(&format!("{NS}/channels/bot")).await;
+    assert!(!shown.to_string().contains("xoxb-secret"), "{shown}");
+}
