@@ -236,6 +236,12 @@ impl Notifier {
                 return Ok(complete());
             }
             ChannelKind::Webhook => {
+                // An attempt whose ack was lost after the endpoint's answer
+                // was recorded: nothing to send again.
+                let recorded = service.store.delivery_get(namespace, &job.id).await?;
+                if recorded.is_some_and(|d| d.status.is_final()) {
+                    return Ok(complete());
+                }
                 webhook::post(
                     &self.shared.client,
                     service,
