@@ -50,6 +50,19 @@ async fn with_inbox(dir: &tempfile::TempDir, recipient: &str, spec: Value) -> Se
     server
 }
 
+/// A channel `mail` to `sink` over plain SMTP, and the recipient `bob`.
+async fn plain_mail_to_bob(server: &Server, sink: &SmtpSink) {
+    let url = format!("smtp://127.0.0.1:{}?tls=none", sink.port);
+    let mail = json!({"email": {"smtp_url": url, "from": "keel@example.com"}});
+    put(server, "/channels/mail", mail).await;
+    put(
+        server,
+        "/recipients/bob",
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+}
+
 /// The notification once every delivery is final.
 async fn settled(server: &Server, id: &str) -> Value {
     eventually("every delivery final", || async {
@@ -794,19 +807,7 @@ async fn an_e_mail_carries_a_one_click_unsubscribe_that_turns_its_category_off()
         ],
     )
     .await;
-    let url = format!("smtp://127.0.0.1:{}?tls=none", sink.port);
-    put(
-        &server,
-        "/channels/mail",
-        json!({"email": {"smtp_url": url, "from": "keel@example.com"}}),
-    )
-    .await;
-    put(
-        &server,
-        "/recipients/bob",
-        json!({"email": "bob@example.com"}),
-    )
-    .await;
+    plain_mail_to_bob(&server, &sink).await;
     let body = |category: &str, critical: bool| {
         json!({"subject": "Weekly report", "text": "numbers", "channel": "mail", "to": "bob",
                "category": category, "critical": critical})
@@ -911,19 +912,7 @@ async fn an_e_mail_cut_by_a_kill_9_before_the_servers_answer_is_unknown_never_se
     let sink = SmtpSink::start_with(dir.path(), &["--plain", "--slow"]).await;
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start(&data, &["--allow-private-http"]).await;
-    let url = format!("smtp://127.0.0.1:{}?tls=none", sink.port);
-    put(
-        &server,
-        "/channels/mail",
-        json!({"email": {"smtp_url": url, "from": "keel@example.com"}}),
-    )
-    .await;
-    put(
-        &server,
-        "/recipients/bob",
-        json!({"email": "bob@example.com"}),
-    )
-    .await;
+    plain_mail_to_bob(&server, &sink).await;
     let body = json!({"subject": "Invoice", "text": "due", "channel": "mail", "to": "bob"});
     let (_, sent) = notify(&server, body, None).await;
     // The message is handed over; the server's 250 has not come.
