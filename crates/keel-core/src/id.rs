@@ -73,6 +73,10 @@ uuid_id!(
     /// A notification's id (its deliveries are named by their jobs' ids).
     NotificationId
 );
+uuid_id!(
+    /// An incident's id.
+    IncidentId
+);
 
 /// Makes ids that sort in the order they were made, even within one millisecond.
 /// Not thread-safe by design: one generator lives with the one writer that assigns ids.
@@ -92,6 +96,11 @@ impl JobIdGenerator {
     /// A notification id from the same sequence.
     pub fn next_notification(&self, now: Timestamp) -> NotificationId {
         NotificationId(self.uuid(now))
+    }
+
+    /// An incident id from the same sequence.
+    pub fn next_incident(&self, now: Timestamp) -> IncidentId {
+        IncidentId(self.uuid(now))
     }
 
     /// An event id for an event published without one: a UUIDv7, as text.

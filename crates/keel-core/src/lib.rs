@@ -1,5 +1,5 @@
 //! The pure domain of Keel: ids, names, time, limits, errors, retry backoff,
-//! the job state machine, events and the workflow scheduler.
+//! the job state machine, events, the workflow scheduler, monitors and incidents.
 //!
 //! Architecture invariant: this crate does no IO and never reads the clock
 //! (except [`clock::SystemClock`], the one sanctioned place). Every function that
@@ -17,6 +17,7 @@ pub mod gate;
 pub mod id;
 pub mod job;
 pub mod limits;
+pub mod monitor;
 pub mod name;
 pub mod notification;
 pub mod openapi;
@@ -34,11 +35,11 @@ pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorCode};
 pub use event::{Event, NewEvent, TopicPolicy};
-pub use id::{JobId, JobIdGenerator, LeaseToken, NotificationId};
+pub use id::{IncidentId, JobId, JobIdGenerator, LeaseToken, NotificationId};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    ChannelName, EndpointName, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
+    ChannelName, EndpointName, MonitorName, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
     SubscriptionName, TemplateName, TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
