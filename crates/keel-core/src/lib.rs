@@ -39,8 +39,8 @@ pub use id::{IncidentId, JobId, JobIdGenerator, LeaseToken, NotificationId};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    ChannelName, EndpointName, MonitorName, Namespace, QueueName, QueueRef, ScheduleName, SourceName,
-    SubscriptionName, TemplateName, TopicName, WorkflowName,
+    ChannelName, EndpointName, MonitorName, Namespace, QueueName, QueueRef, ScheduleName,
+    SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

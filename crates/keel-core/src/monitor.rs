@@ -252,7 +252,11 @@ impl MonitorSpec {
         };
         if let Some(heartbeat) = &self.heartbeat {
             let mut spec = heartbeat.schedule_spec(self)?;
-            spec.target = job(serde_json::json!({"kind": "check"}), heartbeat.grace_ms, 10_000);
+            spec.target = job(
+                serde_json::json!({"kind": "check"}),
+                heartbeat.grace_ms,
+                10_000,
+            );
             return Ok(spec);
         }
         let timeout = self
@@ -345,7 +349,9 @@ impl HttpProbe {
         }
         check_timeout(self.timeout_ms, MAX_TIMEOUT_MS)?;
         if self.expect.status.is_empty() {
-            return Err(Error::invalid("expect.status: give at least one code or range"));
+            return Err(Error::invalid(
+                "expect.status: give at least one code or range",
+            ));
         }
         for range in &self.expect.status {
             status_range(range).ok_or_else(|| {
@@ -464,9 +470,11 @@ pub fn json_pointer(path: &str) -> Option<String> {
 }
 
 pub fn check_policy_name(name: &str) -> Result<(), Error> {
-    crate::ChannelName::new(name)
-        .map(|_| ())
-        .map_err(|_| Error::invalid(format!("escalation policy name {name:?} is not a valid name")))
+    crate::ChannelName::new(name).map(|_| ()).map_err(|_| {
+        Error::invalid(format!(
+            "escalation policy name {name:?} is not a valid name"
+        ))
+    })
 }
 
 #[allow(
@@ -605,7 +613,11 @@ pub enum Change {
 /// Folds a result into the counters: the state after it, and whether an
 /// incident opens (the `confirm_after`th failure in a row) or resolves (the
 /// `recover_after`th success in a row while down).
-pub fn fold(state: MonitorState, result: &ProbeResult, spec: &MonitorSpec) -> (MonitorState, Change) {
+pub fn fold(
+    state: MonitorState,
+    result: &ProbeResult,
+    spec: &MonitorSpec,
+) -> (MonitorState, Change) {
     let mut next = state;
     next.last_result_at = Some(result.at);
     if result.kind == ResultKind::Check {

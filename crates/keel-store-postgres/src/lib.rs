@@ -20,6 +20,7 @@ mod endpoints;
 mod jobs;
 mod keys;
 mod maintenance;
+mod monitors;
 mod namespaces;
 mod notifications;
 mod notify;

@@ -16,6 +16,7 @@ mod hot;
 mod jobs;
 mod lease;
 mod maintenance;
+mod monitors;
 mod namespaces;
 mod notifications;
 mod owner;

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0016_lease_epoch.sql"),
     include_str!("../migrations/0017_notification_settings.sql"),
     include_str!("../migrations/0018_notifications.sql"),
+    include_str!("../migrations/0019_monitors.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`], [`MonitorStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -20,6 +20,7 @@ pub mod conformance;
 mod endpoints;
 mod jobs;
 mod maintenance;
+mod monitors;
 mod namespaces;
 mod notifications;
 mod owner;
@@ -45,6 +46,11 @@ pub use jobs::{
     LeaseRequest, LeasedJob, RedriveSelection,
 };
 pub use maintenance::{MAINTENANCE_MAX_SLEEP_MS, MaintenanceReport, MaintenanceStore};
+pub use monitors::{
+    Folded, IncidentQuery, IncidentRef, IncidentWrite, Monitor, MonitorStore, Moved, NewResult,
+    Recorded, StoredResult, UptimeHour, fold_result, hour_of, incident_not_found,
+    monitor_not_found,
+};
 pub use namespaces::{NamespaceQuotas, NamespaceStore, Usage};
 pub use notifications::{
     Accepted, Delivery, DeliveryMove, Hold, InboxMark, InboxMessage, InboxPage, NewDelivery,
@@ -88,6 +94,7 @@ pub trait Store:
     + NamespaceStore
     + SloStore
     + NotificationStore
+    + MonitorStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

@@ -1,5 +1,6 @@
 //! The notifications domain. Its settings: channels, templates, recipients
-//! and preferences (`keel_core::notification`), each a JSON document of its
+//! and preferences (`keel_core::notification`), and the monitors' escalation
+//! policies, maintenance windows and status pages, each a JSON document of its
 //! kind under a name, checked by the core before it is stored and stored
 //! whole (a channel's secrets too: the sender needs them, so they cannot be
 //! hashed; the API never shows them again). Its traffic: notifications
@@ -25,6 +26,11 @@ pub enum Setting {
     Preferences,
     /// A key Keel signs with (unsubscribe links), in Keel's own namespace.
     Key,
+    /// Monitors' settings: how incidents page, when they do not, and
+    /// what a public status page shows.
+    EscalationPolicy,
+    Maintenance,
+    StatusPage,
 }
 
 impl Setting {
@@ -35,6 +41,9 @@ impl Setting {
             Setting::Recipient => "recipient",
             Setting::Preferences => "preferences",
             Setting::Key => "key",
+            Setting::EscalationPolicy => "escalation_policy",
+            Setting::Maintenance => "maintenance",
+            Setting::StatusPage => "status_page",
         }
     }
 }

@@ -204,7 +204,9 @@ impl EscalationPolicy {
             }
         }
         if self.repeat > MAX_REPEAT {
-            return Err(Error::invalid(format!("repeat must be at most {MAX_REPEAT}")));
+            return Err(Error::invalid(format!(
+                "repeat must be at most {MAX_REPEAT}"
+            )));
         }
         Ok(())
     }
@@ -291,15 +293,28 @@ pub struct Incident {
 #[derive(Clone, Debug, PartialEq)]
 pub enum IncidentMove {
     /// Acknowledged by someone: stops the escalation.
-    Acknowledge { by: String },
+    Acknowledge {
+        by: String,
+    },
     /// Resolved by someone (or by recovery).
-    Resolve { by: String },
-    Note { by: String, text: String },
+    Resolve {
+        by: String,
+    },
+    Note {
+        by: String,
+        text: String,
+    },
     /// Step `step` pages `pages`: only while open and at that step.
-    Page { step: u32, pages: Vec<PageTarget> },
+    Page {
+        step: u32,
+        pages: Vec<PageTarget>,
+    },
     /// Step `step` does not page (a maintenance window, a dependency down,
     /// the policy gone): only while open and at that step.
-    Mute { step: u32, reason: String },
+    Mute {
+        step: u32,
+        reason: String,
+    },
 }
 
 impl IncidentMove {

@@ -40,7 +40,10 @@ fn specs_are_refused_with_their_reason() {
         "exactly one",
     );
     refused(json!({"http": {"url": "ftp://a"}}), "http or https");
-    refused(json!({"http": {"url": "https://a"}, "interval_ms": 1000}), "interval_ms");
+    refused(
+        json!({"http": {"url": "https://a"}, "interval_ms": 1000}),
+        "interval_ms",
+    );
     refused(
         json!({"http": {"url": "https://a", "expect": {"status": ["2xx"]}}}),
         "expect.status",
@@ -49,11 +52,17 @@ fn specs_are_refused_with_their_reason() {
         json!({"http": {"url": "https://a", "expect": {"json": {"path": "status", "equals": 1}}}}),
         "expect.json.path",
     );
-    refused(json!({"http": {"url": "https://a", "method": "TRACE"}}), "http.method");
+    refused(
+        json!({"http": {"url": "https://a", "method": "TRACE"}}),
+        "http.method",
+    );
     refused(json!({"tcp": {"host": "a", "port": 0}}), "tcp");
     refused(json!({"heartbeat": {"cron": "nope"}}), "heartbeat");
     refused(json!({"heartbeat": {"period_ms": 10}}), "period_ms");
-    refused(json!({"http": {"url": "https://a"}, "confirm_after": 0}), "confirm_after");
+    refused(
+        json!({"http": {"url": "https://a"}, "confirm_after": 0}),
+        "confirm_after",
+    );
     spec(json!({"heartbeat": {"cron": "*/5 * * * *", "grace_ms": 60000}}))
         .check()
         .unwrap();
@@ -68,11 +77,26 @@ fn answers_are_judged_against_the_expectations() {
     .unwrap();
     let body = br#"{"checks":[{"status":"x"},{"status":"ok"}]}"#;
     probe.judge(200, body, 10).unwrap();
-    assert!(probe.judge(500, body, 10).unwrap_err().contains("status 500"));
+    assert!(
+        probe
+            .judge(500, body, 10)
+            .unwrap_err()
+            .contains("status 500")
+    );
     assert!(probe.judge(200, body, 101).unwrap_err().contains("101 ms"));
     let wrong = br#"{"checks":[{"status":"ok"},{"status":"bad"}]}"#;
-    assert!(probe.judge(304, wrong, 1).unwrap_err().contains("expected \"ok\""));
-    assert!(probe.judge(200, b"ok but not json", 1).unwrap_err().contains("not JSON"));
+    assert!(
+        probe
+            .judge(304, wrong, 1)
+            .unwrap_err()
+            .contains("expected \"ok\"")
+    );
+    assert!(
+        probe
+            .judge(200, b"ok but not json", 1)
+            .unwrap_err()
+            .contains("not JSON")
+    );
 }
 
 #[test]
@@ -90,7 +114,9 @@ fn an_incident_opens_on_the_confirming_failure_and_resolves_on_recovery() {
     let spec = http();
     let mut state = MonitorState::default();
     let mut changes = Vec::new();
-    for ok in [true, false, true, false, false, false, true, false, true, true, true] {
+    for ok in [
+        true, false, true, false, false, false, true, false, true, true, true,
+    ] {
         let (next, change) = fold(state, &result(ok), &spec);
         state = next;
         changes.push((state.status, change));

@@ -20,6 +20,7 @@ mod flow;
 mod jobs;
 mod keys;
 mod maintenance;
+mod monitors;
 mod namespaces;
 mod notifications;
 mod owner;
@@ -120,6 +121,7 @@ where
         ("audit", audit::CASES),
         ("namespaces", namespaces::CASES),
         ("notifications", notifications::CASES),
+        ("monitors", monitors::CASES),
         ("slos", slos::CASES),
         ("trace", trace::CASES),
     ];

@@ -1,0 +1,3 @@
+-- The unresolved incident under a dedup key, under its row lock.
+SELECT body FROM keel_incidents
+WHERE namespace = $1 AND dedup_key = $2 AND status <> 'resolved' FOR UPDATE

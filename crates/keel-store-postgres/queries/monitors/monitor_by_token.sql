@@ -1,0 +1,1 @@
+SELECT namespace, name FROM keel_monitors WHERE token = $1
