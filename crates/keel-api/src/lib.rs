@@ -16,6 +16,7 @@ pub mod endpoints;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod monitors;
 pub mod namespaces;
 pub mod notifications;
 pub mod queues;

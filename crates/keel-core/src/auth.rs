@@ -108,7 +108,7 @@ impl Access {
 }
 
 /// The kinds of resource a grant can name (`queue:emails*`).
-pub const RESOURCE_KINDS: [&str; 10] = [
+pub const RESOURCE_KINDS: [&str; 11] = [
     "queue",
     "topic",
     "subscription",
@@ -120,6 +120,7 @@ pub const RESOURCE_KINDS: [&str; 10] = [
     "template",
     // A recipient's in-app inbox: `inbox:u1` is a token for one browser.
     "inbox",
+    "monitor",
 ];
 
 /// At most this many namespaces or resource patterns in one grant.

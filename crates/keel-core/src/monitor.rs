@@ -3,9 +3,11 @@
 //! is judged against the expectations; and `fold`, the one rule that turns
 //! a result into the monitor's counters and says when an incident opens or
 //! resolves (`confirm_after` failures in a row, `recover_after` successes).
-//! Incidents and escalation policies are `monitor/incident.rs`.
+//! Incidents and escalation policies are `monitor/incident.rs`; maintenance
+//! windows, `monitor/maintenance.rs`.
 
 mod incident;
+mod maintenance;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +20,7 @@ use crate::schedule::{Cadence, ScheduleSpec, ScheduleTarget};
 use crate::{Error, QueueName, Timestamp};
 
 pub use incident::*;
+pub use maintenance::*;
 
 /// The shortest and longest probe interval.
 pub const MIN_INTERVAL_MS: u64 = 5_000;
@@ -516,12 +519,6 @@ pub enum MonitorJob {
     },
     /// Tell everyone paged for an incident that it resolved.
     Resolved { incident: crate::IncidentId },
-    /// Warn that a monitor's certificate expires within `days`.
-    TlsExpiry {
-        monitor: String,
-        days: i64,
-        threshold: i64,
-    },
 }
 
 /// What a result came from.

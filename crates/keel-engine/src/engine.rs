@@ -13,6 +13,7 @@ use crate::Shutdown;
 use crate::audit::AuditService;
 use crate::endpoints::EndpointService;
 use crate::jobs::{JobDeps, JobService};
+use crate::monitors::{MonitorDeps, MonitorService};
 use crate::namespaces::NamespaceService;
 use crate::notifications::{NotificationDeps, NotificationService};
 use crate::outbound::Guard;
@@ -40,6 +41,7 @@ pub struct Engine {
     subscriptions: Arc<SubscriptionService>,
     sources: SourceService,
     notifications: Arc<NotificationService>,
+    monitors: Arc<MonitorService>,
     endpoints: Arc<EndpointService>,
     schedules: Arc<ScheduleService>,
     workflows: Arc<Driver>,
@@ -197,6 +199,14 @@ impl Engine {
             workflows: workflows.clone(),
             runs: runs.clone(),
         }));
+        let monitors = Arc::new(MonitorService::new(MonitorDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            schedules: schedules.clone(),
+            queues: queues.clone(),
+            notifications: notifications.clone(),
+            guard,
+        }));
         let tokens = TokenService::new(store.clone(), clock.clone());
         let audit = AuditService::new(store.clone());
         Arc::new(Engine {
@@ -211,6 +221,7 @@ impl Engine {
             subscriptions,
             sources,
             notifications,
+            monitors,
             endpoints,
             schedules,
             workflows,
@@ -249,6 +260,11 @@ impl Engine {
     /// Notifications: their settings, accepting them, the inbox.
     pub fn notifications(&self) -> &Arc<NotificationService> {
         &self.notifications
+    }
+
+    /// Monitors, their results, incidents and how they page.
+    pub fn monitors(&self) -> &Arc<MonitorService> {
+        &self.monitors
     }
 
     pub fn endpoints(&self) -> &Arc<EndpointService> {

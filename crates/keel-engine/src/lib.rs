@@ -49,6 +49,7 @@ pub mod jobs;
 #[cfg(test)]
 mod manual_clock;
 pub mod metrics;
+pub mod monitors;
 pub mod namespaces;
 pub mod notifications;
 pub mod outbound;

@@ -182,6 +182,31 @@ pub fn notification_attempt(namespace: &keel_core::Namespace, channel: &str, out
     .increment(1);
 }
 
+/// One probe of a monitor, by outcome (`up`, `down`).
+pub fn monitor_probe(namespace: &keel_core::Namespace, up: bool) {
+    let outcome = if up { "up" } else { "down" };
+    counter!(
+        "keel_monitor_probes_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
+/// An incident's change, by kind (`opened`, `paged`, `acknowledged`, `resolved`).
+pub fn incident(namespace: &keel_core::Namespace, kind: &str) {
+    counter!(
+        "keel_incidents_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("kind", kind.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
 /// One push to an endpoint, by outcome (`succeeded`, `failed`).
 pub fn endpoint_attempt(
     namespace: &keel_core::Namespace,

@@ -517,6 +517,23 @@ impl MonitorStore for PostgresStore {
             .transpose()
     }
 
+    async fn incident_by_key(
+        &self,
+        namespace: &Namespace,
+        dedup_key: &str,
+    ) -> Result<Option<Incident>, Error> {
+        self.client()
+            .await?
+            .query_opt(
+                include_str!("../queries/monitors/incident_by_key.sql"),
+                &[&namespace.as_str(), &dedup_key],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| incident_from_row(&r))
+            .transpose()
+    }
+
     async fn incidents_list(
         &self,
         namespace: &Namespace,

@@ -481,6 +481,16 @@ impl MonitorStore for SqliteStore {
             .await
     }
 
+    async fn incident_by_key(
+        &self,
+        namespace: &Namespace,
+        dedup_key: &str,
+    ) -> Result<Option<Incident>, Error> {
+        let (ns, key) = (namespace.as_str().to_owned(), dedup_key.to_owned());
+        self.read(move |conn| Ok(Ok(unresolved(conn, &ns, &key)?)))
+            .await
+    }
+
     async fn incidents_list(
         &self,
         namespace: &Namespace,

@@ -199,6 +199,13 @@ pub trait MonitorStore: Send + Sync {
         id: &IncidentId,
     ) -> Result<Option<Incident>, Error>;
 
+    /// The unresolved incident under a dedup key.
+    async fn incident_by_key(
+        &self,
+        namespace: &Namespace,
+        dedup_key: &str,
+    ) -> Result<Option<Incident>, Error>;
+
     async fn incidents_list(
         &self,
         namespace: &Namespace,

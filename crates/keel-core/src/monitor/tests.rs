@@ -237,3 +237,28 @@ fn events_are_checked() {
     assert!(event(json!({"dedup_key": "", "action": "resolve"})).is_err());
     assert!(event(json!({"dedup_key": "monitor/api", "action": "resolve"})).is_err());
 }
+
+#[test]
+fn maintenance_windows_open_and_cover() {
+    let range: MaintenanceSpec = serde_json::from_value(json!({
+        "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "monitors": ["api"]}))
+    .unwrap();
+    range.check().unwrap();
+    let t = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+    assert!(range.active(t("2026-01-01T00:30:00Z")));
+    assert!(!range.active(t("2026-01-01T01:00:00Z")));
+    let labels = BTreeMap::from([("team".to_owned(), "db".to_owned())]);
+    assert!(range.covers("api", &BTreeMap::new()));
+    assert!(!range.covers("web", &labels));
+    let nightly: MaintenanceSpec = serde_json::from_value(json!({
+        "cron": "0 2 * * *", "duration_ms": 1_800_000, "labels": {"team": "db"}}))
+    .unwrap();
+    nightly.check().unwrap();
+    assert!(nightly.active(t("2026-03-04T02:10:00Z")));
+    assert!(!nightly.active(t("2026-03-04T02:30:00Z")));
+    assert!(!nightly.active(t("2026-03-04T01:59:00Z")));
+    assert!(nightly.covers("web", &labels));
+    assert!(!nightly.covers("web", &BTreeMap::new()));
+    let bad: MaintenanceSpec = serde_json::from_value(json!({"cron": "0 2 * * *"})).unwrap();
+    assert!(bad.check().is_err());
+}

@@ -193,7 +193,7 @@ impl NotificationService {
         self.store.notifications_list(namespace, query).await
     }
 
-    async fn put<T: Serialize>(
+    pub(crate) async fn put<T: Serialize>(
         &self,
         namespace: &Namespace,
         kind: Setting,
@@ -209,7 +209,7 @@ impl NotificationService {
         put
     }
 
-    async fn get<T: DeserializeOwned>(
+    pub(crate) async fn get<T: DeserializeOwned>(
         &self,
         namespace: &Namespace,
         kind: Setting,
@@ -222,7 +222,7 @@ impl NotificationService {
         typed(stored)
     }
 
-    async fn list<T: DeserializeOwned>(
+    pub(crate) async fn list<T: DeserializeOwned>(
         &self,
         namespace: &Namespace,
         kind: Setting,
@@ -242,7 +242,7 @@ impl NotificationService {
             .collect()
     }
 
-    async fn delete(
+    pub(crate) async fn delete(
         &self,
         namespace: &Namespace,
         kinds: &[Setting],

@@ -6,6 +6,7 @@
 mod deliveries;
 mod maintenance;
 mod notifier;
+mod prober;
 mod pusher;
 mod retention;
 mod slos;
@@ -20,6 +21,7 @@ use tokio::task::JoinHandle;
 pub use deliveries::Deliveries;
 pub use maintenance::Maintenance;
 pub use notifier::Notifier;
+pub use prober::Prober;
 pub use pusher::Pusher;
 pub use retention::Retention;
 pub use slos::Slos;
@@ -70,6 +72,14 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
         tokio::spawn(
             Notifier::new(
                 engine.notifications().clone(),
+                engine.jobs().clone(),
+                engine.queues().clone(),
+            )
+            .run(shutdown.clone()),
+        ),
+        tokio::spawn(
+            Prober::new(
+                engine.monitors().clone(),
                 engine.jobs().clone(),
                 engine.queues().clone(),
             )

@@ -58,7 +58,17 @@ impl Retention {
             self.prune_audit().await;
             self.prune_slo_minutes().await;
             self.prune_notifications().await;
+            self.prune_monitor_results().await;
         }
+    }
+
+    /// Monitors' results past a month, their hourly uptime past a year.
+    async fn prune_monitor_results(&self) {
+        let now = self.clock.now();
+        let results = finished_before(now, crate::monitors::RESULT_RETENTION_MS);
+        let hours = finished_before(now, crate::monitors::UPTIME_RETENTION_MS);
+        let pruned = in_chunks(|chunk| self.store.monitors_prune(results, hours, chunk)).await;
+        report(pruned, "monitor results");
     }
 
     async fn prune_notifications(&self) {

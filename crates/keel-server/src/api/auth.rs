@@ -70,6 +70,7 @@ const SCHEDULE: Shape = on("schedule", "name");
 const CHANNEL: Shape = on("channel", "name");
 const TEMPLATE: Shape = on("template", "name");
 const INBOX: Shape = on("inbox", "id");
+const MONITOR: Shape = on("monitor", "name");
 
 /// Every route's need, as docs/api.md's role table shows it.
 #[rustfmt::skip]
@@ -81,6 +82,11 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/hooks/{ns}/{name}", Need::Open),
     // A signed link is its own authority (RFC 8058 one-click unsubscribe).
     ("POST", "/v1/unsubscribe/{token}", Need::Open),
+    // A heartbeat's token is its own authority, as a ping URL is.
+    ("POST", "/v1/ping/{token}", Need::Open),
+    ("GET", "/v1/ping/{token}", Need::Open),
+    ("POST", "/v1/ping/{token}/{signal}", Need::Open),
+    ("GET", "/v1/ping/{token}/{signal}", Need::Open),
     ("GET", "/v1/unsubscribe/{token}", Need::Open),
     ("POST", "/v1/tokens", Need::Token(Admin, All)),
     ("GET", "/v1/tokens", Need::Token(Admin, All)),
@@ -176,6 +182,25 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/namespaces/{ns}/inbox/{id}/read", Need::Token(Publish, INBOX)),
     ("POST", "/v1/namespaces/{ns}/inbox/{id}/seen", Need::Token(Publish, INBOX)),
     ("POST", "/v1/namespaces/{ns}/inbox/{id}/archive", Need::Token(Publish, INBOX)),
+    ("GET", "/v1/namespaces/{ns}/monitors", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Read, MONITOR)),
+    ("PUT", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Operate, MONITOR)),
+    ("DELETE", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Operate, MONITOR)),
+    ("GET", "/v1/namespaces/{ns}/monitors/{name}/results", Need::Token(Read, MONITOR)),
+    ("GET", "/v1/namespaces/{ns}/maintenance", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/maintenance/{name}", Need::Token(Read, Namespace)),
+    ("PUT", "/v1/namespaces/{ns}/maintenance/{name}", Need::Token(Operate, Namespace)),
+    ("DELETE", "/v1/namespaces/{ns}/maintenance/{name}", Need::Token(Operate, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/escalation-policies", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/escalation-policies/{name}", Need::Token(Read, Namespace)),
+    ("PUT", "/v1/namespaces/{ns}/escalation-policies/{name}", Need::Token(Operate, Namespace)),
+    ("DELETE", "/v1/namespaces/{ns}/escalation-policies/{name}", Need::Token(Operate, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/incidents", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/incidents/{id}", Need::Token(Read, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/incidents/events", Need::Token(Publish, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/incidents/{id}/acknowledge", Need::Token(Publish, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/incidents/{id}/resolve", Need::Token(Publish, Namespace)),
+    ("POST", "/v1/namespaces/{ns}/incidents/{id}/note", Need::Token(Publish, Namespace)),
 ];
 
 static TABLE: LazyLock<HashMap<(&'static str, &'static str), Need>> =

@@ -517,3 +517,51 @@ pub(super) fn count(
     }
     Ok(n)
 }
+
+/// `{ns}` and `{name}` of a monitor, validated.
+pub(super) struct MonitorPath(pub Namespace, pub keel_core::MonitorName);
+
+impl<S: Send + Sync> FromRequestParts<S> for MonitorPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(MonitorPath(
+            user_namespace(segment(&segments, "ns"))?,
+            keel_core::MonitorName::new(segment(&segments, "name"))?,
+        ))
+    }
+}
+
+/// `{ns}` and `{name}` of a setting the engine checks (an escalation
+/// policy, a maintenance window).
+pub(super) struct NamePath(pub Namespace, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        Ok(NamePath(
+            user_namespace(segment(&segments, "ns"))?,
+            segment(&segments, "name").to_owned(),
+        ))
+    }
+}
+
+/// `{ns}` and `{id}` of an incident; an id that does not parse names none: 404.
+pub(super) struct IncidentPath(pub Namespace, pub keel_core::IncidentId);
+
+impl<S: Send + Sync> FromRequestParts<S> for IncidentPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let segments = path_segments(parts, state).await?;
+        let namespace = user_namespace(segment(&segments, "ns"))?;
+        let id = segment(&segments, "id");
+        let id = id.parse().map_err(|_| {
+            ApiError::new(ErrorCode::NotFound, format!("incident {id:?} not found"))
+        })?;
+        Ok(IncidentPath(namespace, id))
+    }
+}

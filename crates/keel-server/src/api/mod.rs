@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod health;
 mod jobs;
+mod monitors;
 mod namespaces;
 mod notifications;
 mod openapi;
@@ -69,6 +70,17 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig) -> Router {
 
 /// Every documented route: each handler's `#[utoipa::path]` gives both its
 /// place in the router and its operation in the OpenAPI document.
+/// 201 with the answer when `new`, else 200.
+fn created<T: serde::Serialize>((answer, new): (T, bool)) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let status = if new {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (status, axum::Json(answer)).into_response()
+}
+
 fn documented() -> OpenApiRouter<Arc<Engine>> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(jobs::enqueue))
@@ -170,6 +182,32 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(
             notifications::unsubscribe::unsubscribe,
             notifications::unsubscribe::unsubscribe_page
+        ))
+        .routes(routes!(monitors::list))
+        .routes(routes!(monitors::get, monitors::put, monitors::delete))
+        .routes(routes!(monitors::results))
+        .routes(routes!(monitors::maintenance_list))
+        .routes(routes!(
+            monitors::maintenance_get,
+            monitors::maintenance_put,
+            monitors::maintenance_delete
+        ))
+        .routes(routes!(monitors::incidents::policies_list))
+        .routes(routes!(
+            monitors::incidents::policy_get,
+            monitors::incidents::policy_put,
+            monitors::incidents::policy_delete
+        ))
+        .routes(routes!(monitors::incidents::list))
+        .routes(routes!(monitors::incidents::event))
+        .routes(routes!(monitors::incidents::get))
+        .routes(routes!(monitors::incidents::acknowledge))
+        .routes(routes!(monitors::incidents::resolve))
+        .routes(routes!(monitors::incidents::note))
+        .routes(routes!(monitors::ping::ping, monitors::ping::ping_get))
+        .routes(routes!(
+            monitors::ping::signal_post,
+            monitors::ping::signal_get
         ));
     OpenApiRouter::with_openapi(openapi::Base::openapi())
         .nest("/v1", v1)

@@ -270,6 +270,8 @@ async fn events_open_one_unresolved_incident_per_key(h: Harness) {
     assert!(!created);
     assert_eq!(same.id, first.id);
     assert_eq!(same.timeline.last().unwrap().kind, "triggered");
+    let found = s.incident_by_key(&ns(), "db").await.unwrap().unwrap();
+    assert_eq!(found.id, first.id);
     let by_key = IncidentRef::Key("db".into());
     let resolve = IncidentMove::Resolve { by: "api".into() };
     assert!(

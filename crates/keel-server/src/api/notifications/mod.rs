@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use keel_api::notifications::{
     ChannelAnswer, ChannelList, ChannelRequest, PreferencesBody, RecipientAnswer, RecipientList,
     RecipientRequest, SettingsPage, TemplateAnswer, TemplateList, TemplateRequest,
@@ -22,23 +22,14 @@ use keel_core::notification::{ChannelSpec, RecipientSpec, TemplateSpec};
 use keel_engine::Engine;
 use keel_engine::notifications::Named;
 
-use super::ApiError;
 use super::extract::{
     ChannelPath, JsonBody, NamespacePath, QueryParams, RecipientPath, TemplatePath,
 };
+use super::{ApiError, created};
 
 type Api<T> = Result<T, ApiError>;
 
 pub(super) const PAGE: u32 = 100;
-
-fn created<T: serde::Serialize>((answer, new): (T, bool)) -> Response {
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (status, Json(answer)).into_response()
-}
 
 fn channel(c: Named<ChannelSpec>) -> ChannelAnswer {
     ChannelAnswer {
