@@ -40,7 +40,10 @@ pub struct NewResult {
     pub result: ProbeResult,
     pub open: NewIncident,
     pub on_open: Vec<OwnedJob>,
+    /// Written when the result resolves `resolving` (the incident the
+    /// writer read as the monitor's open one, whom these jobs name).
     pub on_resolve: Vec<OwnedJob>,
+    pub resolving: Option<IncidentId>,
 }
 
 /// What recording a result came to.
@@ -291,8 +294,10 @@ pub fn fold_result(
             }
             .apply(&mut incident, now);
             folded.open = None;
+            if new.resolving == Some(incident.id) {
+                folded.jobs_of = Some(Change::Resolve);
+            }
             folded.incident = IncidentWrite::Update(incident);
-            folded.jobs_of = Some(Change::Resolve);
         }
         (Change::Resolve, None) => folded.open = None,
         (Change::None, _) => {}

@@ -343,7 +343,8 @@ impl MonitorService {
     ) -> Result<(), Error> {
         let subject = format!("[{}] {}", severity(incident.severity), incident.summary);
         let text = format!(
-            "Incident {} opened at {}.\n{}\nAcknowledge it to stop the escalation: POST /v1/namespaces/{}/incidents/{}/acknowledge",
+            "{}\nIncident {} opened at {}.\n{}\nAcknowledge it to stop the escalation: POST /v1/namespaces/{}/incidents/{}/acknowledge",
+            incident.summary,
             incident.id,
             incident.opened_at.to_rfc3339(),
             incident
@@ -370,7 +371,8 @@ impl MonitorService {
         };
         let subject = format!("[resolved] {}", incident.summary);
         let text = format!(
-            "Incident {} resolved at {}.",
+            "Resolved: {}\nIncident {} resolved at {}.",
+            incident.summary,
             incident.id,
             incident
                 .resolved_at

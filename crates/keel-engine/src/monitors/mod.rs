@@ -265,8 +265,11 @@ impl MonitorService {
                 now,
             )?);
         }
-        if policy.as_ref().is_some_and(|p| p.resolve_notify) {
-            on_resolve.push(self.job(namespace, &MonitorJob::Resolved { incident: id }, now)?);
+        let resolving = monitor.incident;
+        if let Some(incident) = resolving
+            && policy.as_ref().is_some_and(|p| p.resolve_notify)
+        {
+            on_resolve.push(self.job(namespace, &MonitorJob::Resolved { incident }, now)?);
         }
         let summary = match &result.error {
             Some(error) => format!("{} is down: {error}", monitor.name),
@@ -298,6 +301,7 @@ impl MonitorService {
                     result,
                     on_open,
                     on_resolve,
+                    resolving,
                 },
                 now,
             )

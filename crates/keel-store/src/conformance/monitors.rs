@@ -68,6 +68,7 @@ fn result(ok: bool, t: Timestamp) -> NewResult {
         open: incident(1, &monitor_key("api"), Some("api")),
         on_open: vec![page_job(10)],
         on_resolve: vec![page_job(11)],
+        resolving: Some(IncidentId::from_bytes([1; 16])),
     }
 }
 
