@@ -829,3 +829,52 @@ async fn the_notifications_page_searches_and_shows_each_deliverys_attempts() {
     browser.screenshot("notification").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_incident_is_found_from_the_monitors_page_and_acknowledged_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let v1 = "/v1/namespaces/default";
+    for (method, path, body) in [
+        (
+            "PUT",
+            format!("{v1}/monitors/api"),
+            json!({"http": {"url": "https://api.example.com/health"}, "paused": true}),
+        ),
+        (
+            "POST",
+            format!("{v1}/incidents/events"),
+            json!({"dedup_key": "db", "action": "trigger", "summary": "db primary unreachable"}),
+        ),
+    ] {
+        let (status, answer) = s.call_as(Some(&admin), method, &path, Some(body)).await;
+        assert!(status == 201 || status == 202, "{path}: {answer}");
+    }
+    let browser = Browser::start().await;
+    log_in(&browser, &s, &admin).await;
+    browser.click("header nav a[href^=\"/ui/monitors\"]").await;
+    let row = browser.text("#monitors tr[data-monitor=api]").await;
+    assert!(
+        row.contains("pending") && row.contains("api.example.com"),
+        "{row}"
+    );
+    browser.click("header nav a[href^=\"/ui/incidents\"]").await;
+    assert_eq!(browser.find_all("#incidents tbody tr").await.len(), 1);
+    browser.click("#incidents tbody tr a").await;
+    assert_eq!(browser.text("#incident-status").await, "open");
+    browser.click("#acknowledge").await;
+    browser.wait_text("#incident-status", "acknowledged").await;
+    assert!(browser.find_all("#acknowledge").await.is_empty());
+    browser
+        .type_into("#note-text", "failing over to the replica")
+        .await;
+    browser.click("#note").await;
+    browser.find("#timeline tr[data-kind=note]").await;
+    let note = browser.text("#timeline tr[data-kind=note]").await;
+    assert!(note.contains("failing over to the replica"), "{note}");
+    let acked = browser.text("#timeline tr[data-kind=acknowledged]").await;
+    assert!(acked.contains("(dashboard)"), "{acked}");
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.screenshot("incident").await;
+    browser.close().await;
+}

@@ -23,7 +23,8 @@
 //! and the tail of its events), `schedules.rs` (next fires and the
 //! ledger), `endpoints.rs` (health and the attempts log),
 //! `notifications.rs` (search, each delivery's attempts, the channels'
-//! recent outcomes), and for admins
+//! recent outcomes), `monitors.rs` (monitors, incidents, an incident's
+//! timeline; acknowledge, resolve, note), and for admins
 //! `tokens.rs` and `audit.rs`; `live.rs` keeps the overview, a job's, a
 //! run's and a topic's page current over one Server-Sent Events stream
 //! each.
@@ -34,6 +35,7 @@ mod draw;
 mod endpoints;
 mod jobs;
 mod live;
+mod monitors;
 mod notifications;
 mod overview;
 mod runs;
@@ -106,6 +108,10 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/schedules/{name}", get(schedules::detail))
         .route("/ui/endpoints", get(endpoints::list))
         .route("/ui/endpoints/{name}", get(endpoints::detail))
+        .route("/ui/monitors", get(monitors::monitors))
+        .route("/ui/incidents", get(monitors::incidents))
+        .route("/ui/incidents/{id}", get(monitors::incident))
+        .route("/ui/incidents/{id}/{action}", post(monitors::act))
         .route("/ui/notifications", get(notifications::list))
         .route("/ui/notifications/{id}", get(notifications::detail))
         .route("/ui/tokens", get(tokens::list))
@@ -139,7 +145,7 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 21] = [
+const TEMPLATES: [(&str, &str); 24] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -165,6 +171,9 @@ const TEMPLATES: [(&str, &str); 21] = [
         "notification.html",
         include_str!("templates/notification.html"),
     ),
+    ("monitors.html", include_str!("templates/monitors.html")),
+    ("incidents.html", include_str!("templates/incidents.html")),
+    ("incident.html", include_str!("templates/incident.html")),
     ("tokens.html", include_str!("templates/tokens.html")),
     ("audit.html", include_str!("templates/audit.html")),
 ];
@@ -368,6 +377,12 @@ mod tests {
                         }],
                     },
                     request => "<script>",
+                    monitors => vec![context! { name => "<script>", target => "<script>", status => "down" }],
+                    incidents => vec![context! { summary => "<script>", dedup_key => "<script>", status => "open" }],
+                    incident => context! {
+                        id => "<script>", summary => "<script>", status => "open", dedup_key => "<script>",
+                        timeline => vec![context! { kind => "<script>", text => "<script>", pages => vec!["<script>"] }],
+                    },
                     dag => context! { width => 0, height => 0, nodes => Vec::<Value>::new(), edges => Vec::<Value>::new() },
                     waterfall => context! { width => 0, height => 0, rows => Vec::<Value>::new(), ticks => Vec::<Value>::new() },
                     run => context! { id => "<script>", status => "failed", input => "<script>", error => "<script>" },
