@@ -146,3 +146,23 @@ pub struct EventAnswer {
     pub dedup_key: String,
     pub incident: Incident,
 }
+
+/// `PUT …/status-pages/{slug}` takes `keel_core::monitor::StatusPageSpec`.
+pub use keel_core::monitor::StatusPageSpec as StatusPageRequest;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusPageAnswer {
+    pub slug: String,
+    #[serde(flatten)]
+    pub spec: keel_core::monitor::StatusPageSpec,
+    /// Where it is served: `/status/{slug}` (and `.json`, and badges at
+    /// `/status/{slug}/badge/{monitor}.svg`).
+    pub url: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusPageList {
+    pub status_pages: Vec<StatusPageAnswer>,
+}

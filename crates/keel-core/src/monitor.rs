@@ -4,10 +4,10 @@
 //! a result into the monitor's counters and says when an incident opens or
 //! resolves (`confirm_after` failures in a row, `recover_after` successes).
 //! Incidents and escalation policies are `monitor/incident.rs`; maintenance
-//! windows, `monitor/maintenance.rs`.
+//! windows and status pages, `monitor/settings.rs`.
 
 mod incident;
-mod maintenance;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +20,7 @@ use crate::schedule::{Cadence, ScheduleSpec, ScheduleTarget};
 use crate::{Error, QueueName, Timestamp};
 
 pub use incident::*;
-pub use maintenance::*;
+pub use settings::*;
 
 /// The shortest and longest probe interval.
 pub const MIN_INTERVAL_MS: u64 = 5_000;

@@ -1,6 +1,6 @@
 //! The HTTP API: routes per domain, input validation at the edge, and the
-//! answers' shapes; and the dashboard (`ui`), pages rendered from the same
-//! engine. Handlers parse, call the engine's services, and
+//! answers' shapes; the dashboard (`ui`), pages rendered from the same
+//! engine; and the public status pages (`status`). Handlers parse, call the engine's services, and
 //! serialize; the side effects live in `keel-engine`.
 //!
 //! Architecture invariant: this is the only crate that serves HTTP (the
@@ -8,6 +8,7 @@
 
 pub mod api;
 mod connections;
+mod status;
 pub mod tls;
 pub mod ui;
 
@@ -37,6 +38,7 @@ pub async fn run(
     let services = services::start(engine.clone(), shutdown.clone());
     let app = api::router(engine.clone(), auth)
         .merge(ui::router(engine.clone(), auth, tls.is_some()))
+        .merge(status::router(engine.clone()))
         .layer(axum::Extension(api::BodyBounds::new(
             &clients,
             engine.limits().max_body_bytes,

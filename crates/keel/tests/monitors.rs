@@ -549,3 +549,102 @@ async fn the_next_step_still_comes_once_after_a_kill_during_the_wait() {
         "step 1 was not sent again after the restart"
     );
 }
+
+#[tokio::test]
+async fn a_status_page_shows_its_monitors_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &["--allow-private-http"]).await;
+    let target = Target::start().await;
+    for name in ["api", "secret"] {
+        put(
+            &server,
+            &format!("/monitors/{name}"),
+            json!({"http": {"url": target.url}, "confirm_after": 1, "paused": true}),
+        )
+        .await;
+    }
+    probe(&server, "api").await;
+    target.set(false);
+    probe(&server, "api").await;
+    let created = put(
+        &server,
+        "/status-pages/acme",
+        json!({"title": "Acme status", "monitors": ["api"]}),
+    )
+    .await;
+    assert_eq!(created["url"], "/status/acme");
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{}/status/acme", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "public, max-age=30");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Acme status") && html.contains("data-monitor=\"api\""),
+        "{html}"
+    );
+    assert!(html.contains("Some systems are down"), "{html}");
+    assert!(
+        !html.contains("secret") && !html.contains(&target.url),
+        "nothing the page does not name: {html}"
+    );
+    assert_eq!(html.matches("class=\"bar ").count(), 90);
+    let json: Value = http
+        .get(format!("{}/status/acme.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["components"][0]["status"], "down");
+    assert_eq!(json["incidents"][0]["status"], "open");
+    let badge = http
+        .get(format!("{}/status/acme/badge/api.svg", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(badge.headers()["content-type"], "image/svg+xml");
+    assert!(badge.text().await.unwrap().contains(">down</text>"));
+    let uptime = http
+        .get(format!(
+            "{}/status/acme/badge/api.svg?show=uptime",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(uptime.text().await.unwrap().contains("50.00%"));
+    let other = http
+        .get(format!("{}/status/acme/badge/secret.svg", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    // A slug is one namespace's; a draft is not served.
+    let (status, _) = server
+        .call(
+            "PUT",
+            "/namespaces/other/status-pages/acme",
+            Some(json!({"title": "x", "monitors": ["api"]})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    put(
+        &server,
+        "/status-pages/acme",
+        json!({"title": "Acme status", "monitors": ["api"], "public": false}),
+    )
+    .await;
+    let draft = http
+        .get(format!("{}/status/acme", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(draft.status(), 404);
+    let (_, list) = server.get(&format!("{NS}/status-pages")).await;
+    assert_eq!(list["status_pages"][0]["slug"], "acme");
+}

@@ -5,11 +5,12 @@
 //! each result here: one store write folds it into the monitor's counters
 //! and opens or resolves its incident with the jobs that page it.
 //! Incidents, their escalation and the PagerDuty-shaped events are
-//! `incidents.rs`; heartbeats' pings, `ping.rs`.
+//! `incidents.rs`; heartbeats' pings, `ping.rs`; status pages, `status.rs`.
 
 mod incidents;
 mod ping;
 pub(crate) mod probe;
+mod status;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 
 pub use incidents::IncidentAction;
 pub use ping::Ping;
+pub use status::{Component, DAYS, PublicIncident, StatusView};
 
 use crate::metrics;
 use crate::notifications::{Named, NotificationService};
@@ -58,6 +60,8 @@ pub struct MonitorService {
     ids: Mutex<JobIdGenerator>,
     /// Wakes the prober when a namespace gets its first monitor here.
     pub(crate) queues_woken: Notify,
+    /// This node's status pages, as recently shown.
+    views: status::Views,
 }
 
 /// A monitor's uptime: the share of judged results that came outside
@@ -97,6 +101,7 @@ impl MonitorService {
             guard: deps.guard,
             ids: Mutex::new(JobIdGenerator::default()),
             queues_woken: Notify::new(),
+            views: status::Views::default(),
         }
     }
 

@@ -192,6 +192,12 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
             monitors::maintenance_put,
             monitors::maintenance_delete
         ))
+        .routes(routes!(monitors::status::list))
+        .routes(routes!(
+            monitors::status::get,
+            monitors::status::put,
+            monitors::status::delete
+        ))
         .routes(routes!(monitors::incidents::policies_list))
         .routes(routes!(
             monitors::incidents::policy_get,

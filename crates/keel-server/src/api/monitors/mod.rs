@@ -1,9 +1,10 @@
 //! Monitors: put, get (with uptime), list, delete, results; maintenance
 //! windows. Incidents, events and escalation policies are `incidents.rs`;
-//! heartbeats' pings, `ping.rs`.
+//! heartbeats' pings, `ping.rs`; status pages' settings, `status.rs`.
 
 pub(super) mod incidents;
 pub(super) mod ping;
+pub(super) mod status;
 
 use std::sync::Arc;
 

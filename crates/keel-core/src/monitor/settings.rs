@@ -1,6 +1,8 @@
-//! Maintenance windows: a time range or a cron with a duration, and the
-//! monitors (by name or by labels) it covers. While a window is active its
-//! monitors are probed and their incidents open, but nobody is paged.
+//! The monitors' settings beside monitors and policies: maintenance
+//! windows (a time range or a cron with a duration, and the monitors, by
+//! name or by labels, it covers: while one is active its monitors are
+//! probed and their incidents open, but nobody is paged) and status pages
+//! (which monitors a public page shows).
 
 use std::collections::BTreeMap;
 
@@ -90,5 +92,41 @@ impl MaintenanceSpec {
         self.monitors.iter().any(|m| m == name)
             || (!self.labels.is_empty()
                 && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+}
+
+/// `PUT …/status-pages/{slug}`: a public page at `/status/{slug}` showing
+/// these monitors (a slug is unique across namespaces).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageSpec {
+    pub title: String,
+    pub monitors: Vec<String>,
+    /// Served at `/status/{slug}`; `false` keeps it as a draft, not served.
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The most monitors one status page shows.
+pub const MAX_PAGE_MONITORS: usize = 100;
+
+impl StatusPageSpec {
+    pub fn check(&self) -> Result<(), Error> {
+        if self.title.trim().is_empty() || self.title.len() > 200 {
+            return Err(Error::invalid("title: 1 to 200 bytes"));
+        }
+        if self.monitors.is_empty() || self.monitors.len() > MAX_PAGE_MONITORS {
+            return Err(Error::invalid(format!(
+                "monitors: 1 to {MAX_PAGE_MONITORS}"
+            )));
+        }
+        for name in &self.monitors {
+            crate::MonitorName::new(name)?;
+        }
+        Ok(())
     }
 }
