@@ -273,7 +273,7 @@ impl MonitorService {
                 }
             }
         }
-        incidents.sort_by(|a, b| b.opened_at.cmp(&a.opened_at));
+        incidents.sort_by_key(|i| std::cmp::Reverse(i.opened_at));
         Ok(StatusView {
             title: spec.title.clone(),
             overall: match worst {
