@@ -19,6 +19,8 @@ use keel_store::{IncidentQuery, IncidentRef, Moved, incident_not_found};
 use super::MonitorService;
 use crate::metrics;
 
+/// The policy that pages incidents that name none (events, SLO alerts).
+const DEFAULT_POLICY: &str = "default";
 /// Most incidents in one page.
 const MAX_INCIDENTS: u32 = 500;
 /// Most entries an incident's timeline holds before notes are refused.
@@ -130,17 +132,25 @@ impl MonitorService {
             Action::Trigger => {
                 let now = self.clock.now();
                 let id = self.next_incident(now);
+                let escalation = match event.escalation {
+                    Some(name) => {
+                        self.policy(namespace, &name).await?;
+                        Some(name)
+                    }
+                    // Without one, the namespace's `default` policy pages, if any.
+                    None => match self.policy(namespace, DEFAULT_POLICY).await {
+                        Ok(_) => Some(DEFAULT_POLICY.to_owned()),
+                        Err(e) if e.code == ErrorCode::NotFound => None,
+                        Err(e) => return Err(e),
+                    },
+                };
                 let mut jobs = Vec::new();
-                if let Some(name) = &event.escalation {
-                    self.policy(namespace, name).await?;
-                    jobs.push(self.job(
-                        namespace,
-                        &MonitorJob::Escalate {
-                            incident: id,
-                            step: 0,
-                        },
-                        now,
-                    )?);
+                if escalation.is_some() {
+                    let first = MonitorJob::Escalate {
+                        incident: id,
+                        step: 0,
+                    };
+                    jobs.push(self.job(namespace, &first, now)?);
                 }
                 let new = NewIncident {
                     id,
@@ -150,7 +160,7 @@ impl MonitorService {
                     severity: event.severity.unwrap_or(Severity::Critical),
                     source: event.source,
                     details: event.details,
-                    escalation: event.escalation,
+                    escalation,
                 };
                 let (incident, opened) =
                     self.store.incident_open(namespace, new, jobs, now).await?;

@@ -106,8 +106,11 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
         ),
         tokio::spawn(
             Slos::new(
-                engine.slos().clone(),
-                engine.topics().clone(),
+                (
+                    engine.slos().clone(),
+                    engine.topics().clone(),
+                    engine.monitors().clone(),
+                ),
                 store.clone(),
                 clock.clone(),
                 slo_every,

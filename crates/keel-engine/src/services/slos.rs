@@ -2,16 +2,20 @@
 //! counted to the store, re-reads the queues' and topics' objectives, measures each
 //! objective from the store's sums into the `keel_slo_` gauges, and, on the
 //! maintenance leader alone, publishes each alert that starts or stops
-//! firing as an event on its namespace's `keel.alerts` topic.
+//! firing as an event on its namespace's `keel.alerts` topic, and opens or
+//! resolves its incident (keyed `slo/{kind}/{name}/{objective}/{window}`,
+//! paged through the namespace's `default` escalation policy if it has one).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_core::{Clock, Error, NewEvent, TopicName};
+use keel_core::monitor::{Action, IncidentEvent, Severity};
+use keel_core::{Clock, Error, ErrorCode, NewEvent, TopicName};
 use keel_store::MaintenanceStore;
 use serde_json::json;
 
+use crate::monitors::MonitorService;
 use crate::slos::{ALERTS_TOPIC, SloService, Transition};
 use crate::topics::TopicService;
 use crate::{Shutdown, metrics};
@@ -20,6 +24,8 @@ pub struct Slos {
     slos: Arc<SloService>,
     /// Where alerts are published, like any event.
     topics: Arc<TopicService>,
+    /// Where an alert opens its incident.
+    monitors: Arc<MonitorService>,
     leader: Arc<dyn MaintenanceStore>,
     clock: Arc<dyn Clock>,
     every: Duration,
@@ -27,8 +33,7 @@ pub struct Slos {
 
 impl Slos {
     pub fn new(
-        slos: Arc<SloService>,
-        topics: Arc<TopicService>,
+        (slos, topics, monitors): (Arc<SloService>, Arc<TopicService>, Arc<MonitorService>),
         leader: Arc<dyn MaintenanceStore>,
         clock: Arc<dyn Clock>,
         every: Duration,
@@ -36,6 +41,7 @@ impl Slos {
         Slos {
             slos,
             topics,
+            monitors,
             leader,
             clock,
             every,
@@ -126,6 +132,42 @@ impl Slos {
         self.topics
             .publish(&t.subject.namespace, &topic, vec![event])
             .await?;
+        let incident = IncidentEvent {
+            dedup_key: format!(
+                "slo/{}/{}/{objective}/{}",
+                t.subject.kind.as_str(),
+                t.subject.name,
+                alert.long_window().name
+            ),
+            action: if t.firing {
+                Action::Trigger
+            } else {
+                Action::Resolve
+            },
+            summary: Some(format!(
+                "{} {} burns its {objective} error budget ({} window)",
+                t.subject.kind.as_str(),
+                t.subject.name,
+                alert.long_window().name
+            )),
+            severity: Some(match alert.severity {
+                keel_core::slo::Severity::Page => Severity::Critical,
+                keel_core::slo::Severity::Ticket => Severity::Warning,
+            }),
+            source: Some("keel/slo".to_owned()),
+            details: Some(data),
+            escalation: None,
+        };
+        match self
+            .monitors
+            .event(&t.subject.namespace, incident, "keel/slo")
+            .await
+        {
+            Ok(_) => {}
+            // Resolved by hand already.
+            Err(e) if e.code == ErrorCode::NotFound && !t.firing => {}
+            Err(e) => return Err(e),
+        }
         if t.firing {
             tracing::warn!(subject = %t.subject, objective, window = alert.long_window().name, "SLO alert firing");
         } else {
@@ -248,8 +290,11 @@ mod tests {
         /// The SLO pass of this node.
         fn pass(&self) -> Slos {
             Slos::new(
-                self.engine.slos().clone(),
-                self.engine.topics().clone(),
+                (
+                    self.engine.slos().clone(),
+                    self.engine.topics().clone(),
+                    self.engine.monitors().clone(),
+                ),
                 self.store.clone(),
                 self.clock.clone(),
                 Duration::from_secs(10),
@@ -342,6 +387,34 @@ mod tests {
             resolved
                 .iter()
                 .all(|a| a["state"] == "resolved" && a["long_window"] == "6h")
+        );
+        // Each alert opened its incident; the resolved ones resolved theirs.
+        let ns = &node.queue.namespace;
+        let incidents = |status| {
+            let query = keel_store::IncidentQuery {
+                status: Some(status),
+                limit: 10,
+                ..keel_store::IncidentQuery::default()
+            };
+            let monitors = node.engine.monitors().clone();
+            async move { monitors.incidents(ns, &query).await.unwrap() }
+        };
+        use keel_core::monitor::IncidentStatus;
+        let open = incidents(IncidentStatus::Open).await;
+        assert_eq!(open.len(), 2);
+        assert!(
+            open.iter().all(|i| i.dedup_key.ends_with("/3d")),
+            "{open:#?}"
+        );
+        let resolved = incidents(IncidentStatus::Resolved).await;
+        let mut keys: Vec<&str> = resolved.iter().map(|i| i.dedup_key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "slo/queue/emails/success_ratio/6h",
+                "slo/queue/emails/wait_p99_ms/6h"
+            ]
         );
     }
 
