@@ -770,3 +770,92 @@ async fn two_nodes_accepting_one_dedup_key_or_request_key_at_once_write_one_noti
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A monitor on three nodes: each probe slot runs once (one result per
+/// 5-second slot, whichever node leases it), one incident opens, and each
+/// escalation step pages once (one e-mail, one Slack message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_probe_each_slot_once_and_page_once() {
+    use common::receiver::{Receiver, reply};
+    use common::smtp::SmtpSink;
+
+    let db = Database::new().await;
+    let url = db.schema.url();
+    let args = ["--database-url", url.as_str(), "--allow-private-http"];
+    let nodes = [
+        Server::start_with(&args).await,
+        Server::start_with(&args).await,
+        Server::start_with(&args).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(dir.path(), true).await;
+    let mut slack = Receiver::start().await;
+    let target = Receiver::start().await;
+    target.then((0..1000).map(|_| reply(503)));
+    let ns = "/namespaces/default";
+    let smtp = format!("smtp://127.0.0.1:{}?tls=none", sink.port);
+    for (path, body) in [
+        (
+            "channels/mail",
+            json!({"email": {"smtp_url": smtp, "from": "keel@example.com"}}),
+        ),
+        ("recipients/bob", json!({"email": "bob@example.com"})),
+        ("channels/ops", json!({"slack": {"webhook_url": slack.url}})),
+        (
+            "escalation-policies/oncall",
+            json!({"steps": [{"notify": [{"channel": "mail", "to": "bob"}], "wait_ms": 1000},
+                             {"notify": [{"channel": "ops"}], "wait_ms": 1000}]}),
+        ),
+        (
+            "monitors/api",
+            json!({"http": {"url": target.url}, "interval_ms": 5000, "escalation": "oncall"}),
+        ),
+    ] {
+        let (status, answer) = nodes[0]
+            .call("PUT", &format!("{ns}/{path}"), Some(body))
+            .await;
+        assert!(status == 201 || status == 200, "{path}: {answer}");
+    }
+    let page = slack.next().await;
+    assert!(
+        page.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("api is down")
+    );
+    // Two more slots after the last page: any second page would have gone.
+    let seen = probe_results(&nodes[1]).await.len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe_results(&nodes[2]).await.len() < seen + 2 {
+        assert!(Instant::now() < deadline, "probes stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all = probe_results(&nodes[0]).await;
+    let at: Vec<i64> = all
+        .iter()
+        .map(|r| {
+            keel_core::Timestamp::parse_rfc3339(r["at"].as_str().unwrap())
+                .unwrap()
+                .as_millis()
+        })
+        .collect();
+    for pair in at.windows(2) {
+        assert!(pair[1] - pair[0] >= 4000, "a slot probed twice: {at:?}");
+    }
+    let (_, open) = nodes[1].get(&format!("{ns}/incidents")).await;
+    assert_eq!(open["incidents"].as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(sink.count(), 1, "step 1 e-mailed once");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), slack.next())
+            .await
+            .is_err(),
+        "step 2 posted once"
+    );
+}
+
+async fn probe_results(node: &Server) -> Vec<Value> {
+    let (_, answer) = node
+        .get("/namespaces/default/monitors/api/results?limit=1000")
+        .await;
+    answer["results"].as_array().unwrap().clone()
+}
