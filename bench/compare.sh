@@ -14,6 +14,11 @@
 #                                     # pacing, 10,000 inbox streams (about 4
 #                                     # minutes; no peer runs: Novu is on no
 #                                     # registry this machine reaches)
+#   SUITE=monitors bench/compare.sh   # monitors: 10,000 HTTP monitors every 30 s,
+#                                     # the monitors and status pages at that size,
+#                                     # heartbeats (about 6 minutes; no peer runs:
+#                                     # Uptime Kuma and Gatus are on no registry
+#                                     # this machine reaches)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -34,7 +39,9 @@ case $SUITE in
           RESULTS=docs/benchmarks-flow.jsonl ;;
     notify) ONLY=${ONLY:-"keel-notify keel-pg-notify"}
           RESULTS=docs/benchmarks-notify.jsonl ;;
-    *) echo "SUITE is jobs, events, hooks, flow or notify" >&2; exit 2 ;;
+    monitors) ONLY=${ONLY:-"keel-monitors keel-pg-monitors"}
+          RESULTS=docs/benchmarks-monitors.jsonl ;;
+    *) echo "SUITE is jobs, events, hooks, flow, notify or monitors" >&2; exit 2 ;;
 esac
 OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
@@ -196,6 +203,14 @@ if wants keel-notify; then
     run keel-notify "$ROOT/target/release/keel-bench" \
         --notify-n 20000 --phases notify_accept,notify_email,notify_slack,notify_streams
 fi
+if wants keel-monitors; then
+    run keel-monitors "$ROOT/target/release/keel-bench" \
+        --n 50000 --phases monitor_probes,monitor_pages,heartbeats
+fi
+if wants keel-pg-monitors; then
+    run keel-pg-monitors "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --n 20000 --phases monitor_probes,heartbeats
+fi
 if wants keel-pg-notify; then
     run keel-pg-notify "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
         --notify-n 10000 --phases notify_accept,notify_email
@@ -239,5 +254,6 @@ fi
 cp "$OUT" "$ROOT/$RESULTS"
 python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
     "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" \
-    "$ROOT/docs/benchmarks-ui.md" "$ROOT/docs/benchmarks-notify.jsonl" >"$ROOT/docs/benchmarks.md"
+    "$ROOT/docs/benchmarks-ui.md" "$ROOT/docs/benchmarks-notify.jsonl" \
+    "$ROOT/docs/benchmarks-monitors.jsonl" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

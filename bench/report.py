@@ -3,9 +3,9 @@
 of the jobs suite and, when given, one run of the events suite
 (report_events.py writes that section) and one of the webhooks suite
 (report_hooks.py), flow control (report_flow.py) and notifications
-(report_notify.py).
+(report_notify.py), monitors (report_monitors.py).
 
-Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl [ui.md [notify.jsonl]]]]] > docs/benchmarks.md
+Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl [ui.md [notify.jsonl [monitors.jsonl]]]]]] > docs/benchmarks.md
 
 Only the standard library. Every number in the output comes from the input
 file; the prose around them is fixed.
@@ -17,6 +17,7 @@ import sys
 import report_events
 import report_flow
 import report_hooks
+import report_monitors
 import report_notify
 from reportkit import cpu_line, fmt, load, ratio
 
@@ -386,8 +387,11 @@ def main():
     notify = sys.argv[6] if len(sys.argv) > 6 and os.path.exists(sys.argv[6]) else None
     if notify:
         report_notify.section(w, notify)
+    monitors = sys.argv[7] if len(sys.argv) > 7 and os.path.exists(sys.argv[7]) else None
+    if monitors:
+        report_monitors.section(w, monitors)
     w("## Raw results")
-    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify) if p]:
+    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify, monitors) if p]:
         w("")
         w(f"`{os.path.basename(path)}`:")
         w("")

@@ -19,6 +19,7 @@ mod flow;
 mod hooks;
 mod jobs;
 mod keyed;
+mod monitors;
 mod notify;
 mod schedules;
 mod server;
@@ -146,8 +147,9 @@ struct BenchArgs {
     /// memory, idle; and, only when named (they
     /// are long, or measure flow control), keyed_backlog,
     /// events_10m_per_hour, schedules, rate_limit, process_limited,
-    /// starvation, and the notification phases notify_accept,
-    /// notify_email, notify_slack and notify_streams.
+    /// starvation, the notification phases notify_accept, notify_email,
+    /// notify_slack and notify_streams, and the monitor phases
+    /// monitor_probes, monitor_pages (after monitor_probes) and heartbeats.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
     /// Events per event phase (default: n).
@@ -180,6 +182,11 @@ struct BenchArgs {
     /// Inbox streams the `notify_streams` phase holds open.
     #[arg(long, default_value_t = 10_000)]
     inbox_streams: usize,
+    /// HTTP monitors of `monitor_probes` (every 30 s), and seconds measured.
+    #[arg(long, default_value_t = 10_000)]
+    monitors_n: usize,
+    #[arg(long, default_value_t = 60)]
+    monitor_secs: u64,
 }
 
 impl BenchArgs {
@@ -463,26 +470,8 @@ async fn measure(
         let report = hooks::ingest(servers, &clients[0], &servers[0].url, hooks_n).await?;
         emit("ingest(signed webhooks)", report);
     }
-    let notify_n = args.notify_n.unwrap_or(args.n);
-    if args.phases.iter().any(|p| p == "notify_accept") {
-        emit(
-            "notify_accept",
-            notify::accept(servers, &clients[0], notify_n).await?,
-        );
-    }
-    if args.phases.iter().any(|p| p == "notify_email") {
-        emit(
-            "notify_email",
-            notify::email(servers, &clients[0], notify_n).await?,
-        );
-    }
-    if args.phases.iter().any(|p| p == "notify_slack") {
-        emit("notify_slack", notify::slack(&clients[0]).await?);
-    }
-    if args.phases.iter().any(|p| p == "notify_streams") {
-        let report = notify::streams(&args.keel_binary()?, args.inbox_streams, 200).await?;
-        emit("notify_streams", report);
-    }
+    notify::phases(args, servers, &clients[0]).await?;
+    monitors::phases(args, servers, &clients[0]).await?;
     if args.phases.iter().any(|p| p == "events_10m_per_hour") {
         let report = events::paced(
             servers,

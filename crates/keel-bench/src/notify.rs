@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, mpsc};
 
 use crate::server::{BenchServer, CpuMeter};
-use crate::{NS, PHASE_TIMEOUT, per_s, percentile, with};
+use crate::{BenchArgs, NS, PHASE_TIMEOUT, emit, per_s, percentile, with};
 
 /// Notifications posted at once.
 const CONC: usize = 64;
@@ -29,6 +29,30 @@ const CONC: usize = 64;
 const RECIPIENTS: usize = 100;
 /// Notifications a second of the accept phase's steady part.
 const PACED_RATE: u32 = 2000;
+
+/// The notification phases `args` names, in order.
+pub(crate) async fn phases(
+    args: &BenchArgs,
+    servers: &[BenchServer],
+    client: &Client,
+) -> anyhow::Result<()> {
+    let n = args.notify_n.unwrap_or(args.n);
+    let named = |phase: &str| args.phases.iter().any(|p| p == phase);
+    if named("notify_accept") {
+        emit("notify_accept", accept(servers, client, n).await?);
+    }
+    if named("notify_email") {
+        emit("notify_email", email(servers, client, n).await?);
+    }
+    if named("notify_slack") {
+        emit("notify_slack", slack(client).await?);
+    }
+    if named("notify_streams") {
+        let report = streams(&args.keel_binary()?, args.inbox_streams, 200).await?;
+        emit("notify_streams", report);
+    }
+    Ok(())
+}
 
 async fn channel(client: &Client, name: &str, spec: Value) -> anyhow::Result<()> {
     let spec: ChannelRequest = serde_json::from_value(spec)?;

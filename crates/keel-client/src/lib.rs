@@ -14,6 +14,7 @@
 mod client;
 mod endpoints;
 mod events;
+mod monitors;
 mod notifications;
 mod schedules;
 mod slos;
@@ -32,6 +33,10 @@ pub use keel_api::endpoints::{
     RotatedAnswer,
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
+pub use keel_api::monitors::{
+    EventAnswer, IncidentEventRequest, IncidentList, MaintenanceAnswer, MonitorAnswer, MonitorList,
+    MonitorRequest, PolicyAnswer, ResultAnswer, ResultList, StatusPageAnswer, StatusPageRequest,
+};
 pub use keel_api::notifications::{
     ChannelAnswer, ChannelList, ChannelRequest, DeliveryAnswer, DeliveryBrief, InboxAnswer,
     InboxMarkAnswer, InboxMarkRequest, InboxMessageAnswer, NotificationAnswer, NotificationList,

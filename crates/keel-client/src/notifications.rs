@@ -14,7 +14,7 @@ use crate::ClientError;
 use crate::client::{Client, seg};
 
 impl Client {
-    fn setting_url(&self, namespace: &str, kind: &str, name: &str) -> String {
+    pub(crate) fn setting_url(&self, namespace: &str, kind: &str, name: &str) -> String {
         self.url(&format!(
             "/namespaces/{}/{kind}/{}",
             seg(namespace),
@@ -23,7 +23,7 @@ impl Client {
     }
 
     /// A `DELETE` answered 204.
-    async fn delete(&self, url: String) -> Result<(), ClientError> {
+    pub(crate) async fn delete(&self, url: String) -> Result<(), ClientError> {
         let resp = self.authorized(self.http.delete(url)).send().await?;
         if resp.status().is_success() {
             return Ok(());
