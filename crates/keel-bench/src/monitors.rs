@@ -22,9 +22,8 @@ const CONC: usize = 64;
 type Arrivals = Arc<Mutex<Vec<(usize, i64)>>>;
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    use keel_core::Clock as _;
+    keel_core::SystemClock.now().as_millis()
 }
 
 /// The monitor phases `args` names, in order.
@@ -148,6 +147,7 @@ async fn probes(
     Ok(with(
         json!({
             "monitors": n,
+            "secs": (to - from) as f64 / 1000.0,
             "interval_ms": interval_ms,
             "created_per_s": per_s(n, made),
             "probes": late.len(),
@@ -242,6 +242,7 @@ async fn heartbeats(
     Ok(with(
         json!({
             "monitors": monitors,
+            "secs": took.as_secs_f64(),
             "pings": n,
             "pings_per_s": per_s(n, took),
             "p50_ms": percentile(&ms, 50.0),

@@ -99,6 +99,20 @@ impl Client {
         self.send(self.http.put(url).json(page)).await
     }
 
+    /// A setting's `PUT` (`kind` is its path: `monitors`, `channels`,
+    /// `escalation-policies`, …) with a body as JSON, as `keel monitor
+    /// apply` sends them; the answer as JSON.
+    pub async fn put_json(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.setting_url(namespace, kind, name);
+        self.send(self.http.put(url).json(body)).await
+    }
+
     /// Triggers, acknowledges or resolves an incident by its dedup key.
     pub async fn incident_event(
         &self,

@@ -7,6 +7,7 @@ mod admin;
 mod endpoints;
 mod events;
 mod jobs;
+mod monitors;
 mod schedules;
 mod sources;
 mod telemetry;
@@ -76,6 +77,10 @@ enum Command {
     Source(sources::SourceArgs),
     /// Configure endpoints Keel pushes to; read their attempts.
     Endpoint(endpoints::EndpointArgs),
+    /// Apply monitoring settings from a file; read monitors and their results.
+    Monitor(monitors::MonitorArgs),
+    /// List, acknowledge, resolve and trigger incidents.
+    Incident(monitors::IncidentArgs),
     /// Configure schedules; read their next slots and ledger; fire by hand.
     Schedule(schedules::ScheduleArgs),
     /// Create, list and revoke API tokens (`create` also straight on a
@@ -292,6 +297,8 @@ fn main() -> std::process::ExitCode {
             Command::Subscription(args) => events::subscription(args).await,
             Command::Source(args) => sources::source(args).await,
             Command::Endpoint(args) => endpoints::endpoint(args).await,
+            Command::Monitor(args) => monitors::monitor(args).await,
+            Command::Incident(args) => monitors::incident(args).await,
             Command::Schedule(args) => schedules::schedule(args).await,
             Command::Token(args) => tokens::token(args).await,
             Command::Slos(args) => admin::slos(args).await,
