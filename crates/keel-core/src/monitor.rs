@@ -6,6 +6,7 @@
 //! Incidents and escalation policies are `monitor/incident.rs`; maintenance
 //! windows and status pages, `monitor/settings.rs`.
 
+pub mod cert;
 mod incident;
 mod settings;
 #[cfg(test)]
@@ -519,6 +520,8 @@ pub enum MonitorJob {
     },
     /// Tell everyone paged for an incident that it resolved.
     Resolved { incident: crate::IncidentId },
+    /// Warn that a monitor's certificate expires in `days_left` days.
+    TlsExpiry { monitor: String, days_left: i64 },
 }
 
 /// What a result came from.
@@ -597,6 +600,10 @@ pub struct MonitorState {
     /// A heartbeat's last check: the next one looks for a ping after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_at: Option<Timestamp>,
+    /// The smallest certificate-expiry threshold (days) warned of for the
+    /// certificate served now; a renewed certificate clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_warned: Option<i64>,
 }
 
 /// What a result does to the monitor's incident.
@@ -655,6 +662,28 @@ pub fn fold(
             }
         }
     }
+}
+
+/// The certificate-expiry threshold a result crosses for the first time
+/// (once each, across restarts: the state keeps the last one warned of),
+/// moving the state; `None` when there is nothing new to warn of.
+pub fn tls_warning(
+    state: &mut MonitorState,
+    result: &ProbeResult,
+    spec: &MonitorSpec,
+) -> Option<i64> {
+    let warn = spec.http.as_ref()?.tls_expiry_days?;
+    let days = result.tls_days_left?;
+    // A certificate with more days left than the last warning is a new one.
+    if state.tls_warned.is_some_and(|w| days > w) {
+        state.tls_warned = None;
+    }
+    let crossed = *tls_thresholds(warn, days).last()?;
+    if state.tls_warned.is_some_and(|w| w <= crossed) {
+        return None;
+    }
+    state.tls_warned = Some(crossed);
+    Some(crossed)
 }
 
 /// The thresholds a certificate `days_left` from expiry has crossed, for a

@@ -25,6 +25,11 @@ impl Guard {
     /// A client whose every connection passes the guard; `follow` lets it
     /// follow up to five redirects, each target checked again.
     pub fn client(self, follow: bool) -> reqwest::Client {
+        self.builder(follow).build().unwrap_or_default()
+    }
+
+    /// [`Guard::client`]'s builder, for a caller that sets more.
+    pub fn builder(self, follow: bool) -> reqwest::ClientBuilder {
         // reqwest is built without a default crypto provider (ring, not aws-lc).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let redirects = if follow {
@@ -44,8 +49,6 @@ impl Guard {
             .redirect(redirects)
             .dns_resolver(Arc::new(GuardedResolver { guard: self }))
             .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
     }
 
     /// Whether a connection to `ip` is allowed.

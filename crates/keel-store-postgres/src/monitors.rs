@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use keel_core::monitor::{
-    Change, Incident, IncidentMove, IncidentStatus, MonitorSpec, MonitorState, NewIncident, Status,
+    Incident, IncidentMove, IncidentStatus, MonitorSpec, MonitorState, NewIncident, Status,
     TimelineEntry, monitor_key,
 };
 use keel_core::{Error, IncidentId, Namespace, Timestamp};
@@ -149,12 +149,8 @@ impl PostgresStore {
             .transpose()?
             .ok_or_else(|| monitor_not_found(&new.monitor))?;
         let open = unresolved(&tx, &ns, &monitor_key(&new.monitor)).await?;
-        let folded = fold_result(&monitor, open, &new, now);
-        let jobs = match folded.jobs_of {
-            Some(Change::Open) => std::mem::take(&mut new.on_open),
-            Some(Change::Resolve) => std::mem::take(&mut new.on_resolve),
-            _ => Vec::new(),
-        };
+        let mut folded = fold_result(&monitor, open, &mut new, now);
+        let jobs = std::mem::take(&mut folded.jobs);
         set_state(&tx, &ns, &new.monitor, &folded.state, folded.open).await?;
         tx.execute(
             include_str!("../queries/monitors/result_insert.sql"),

@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use keel_core::monitor::{
-    Change, Incident, IncidentMove, IncidentStatus, MonitorSpec, MonitorState, NewIncident,
-    ProbeResult, Status, TimelineEntry, monitor_key,
+    Incident, IncidentMove, IncidentStatus, MonitorSpec, MonitorState, NewIncident, ProbeResult,
+    Status, TimelineEntry, monitor_key,
 };
 use keel_core::{Error, IncidentId, Namespace, Timestamp};
 use keel_store::{
@@ -126,12 +126,8 @@ fn record(w: &mut Writer, mut new: NewResult, now: Timestamp) -> Applied<Recorde
         return Ok(Err(monitor_not_found(&new.monitor)));
     };
     let open = unresolved(&w.conn, &ns, &monitor_key(&new.monitor))?;
-    let folded = fold_result(&monitor, open, &new, now);
-    let jobs = match folded.jobs_of {
-        Some(Change::Open) => std::mem::take(&mut new.on_open),
-        Some(Change::Resolve) => std::mem::take(&mut new.on_resolve),
-        _ => Vec::new(),
-    };
+    let mut folded = fold_result(&monitor, open, &mut new, now);
+    let jobs = std::mem::take(&mut folded.jobs);
     let written = w.write_owned(jobs, now, |conn| {
         set_state(conn, &ns, &new.monitor, &folded.state, folded.open)?;
         conn.prepare_cached(

@@ -44,6 +44,9 @@ pub struct NewResult {
     /// writer read as the monitor's open one, whom these jobs name).
     pub on_resolve: Vec<OwnedJob>,
     pub resolving: Option<IncidentId>,
+    /// Written when the result crosses a certificate-expiry threshold for
+    /// the first time (`keel_core::monitor::tls_warning`).
+    pub on_tls: Vec<OwnedJob>,
 }
 
 /// What recording a result came to.
@@ -236,7 +239,7 @@ pub enum IncidentWrite {
 /// A result folded into a monitor as stored, decided the same on every
 /// backend: the counters after it, what it adds to its hour, the incident
 /// to write and whether the result's jobs go with it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Folded {
     pub state: MonitorState,
     pub change: Change,
@@ -245,19 +248,24 @@ pub struct Folded {
     pub incident: IncidentWrite,
     /// The monitor's open incident after the write.
     pub open: Option<IncidentId>,
-    /// Write the jobs of `on_open` (an incident opened) or `on_resolve`.
-    pub jobs_of: Option<Change>,
+    /// The jobs the write starts: `on_open` (an incident opened),
+    /// `on_resolve` (the incident the jobs name resolved), `on_tls`.
+    pub jobs: Vec<OwnedJob>,
 }
 
 /// Folds `new` into `monitor`, given the unresolved incident under the
-/// monitor's key as stored.
+/// monitor's key as stored; the jobs the write starts are taken from `new`.
 pub fn fold_result(
     monitor: &Monitor,
     unresolved: Option<Incident>,
-    new: &NewResult,
+    new: &mut NewResult,
     now: Timestamp,
 ) -> Folded {
-    let (state, change) = keel_core::monitor::fold(monitor.state, &new.result, &monitor.spec);
+    let (mut state, change) = keel_core::monitor::fold(monitor.state, &new.result, &monitor.spec);
+    let mut jobs = Vec::new();
+    if keel_core::monitor::tls_warning(&mut state, &new.result, &monitor.spec).is_some() {
+        jobs.append(&mut new.on_tls);
+    }
     let judged = u64::from(new.result.ok.is_some());
     let (up, down) = if state.status == keel_core::monitor::Status::Down {
         (0, judged)
@@ -271,7 +279,7 @@ pub fn fold_result(
         down,
         incident: IncidentWrite::None,
         open: monitor.incident,
-        jobs_of: None,
+        jobs,
     };
     match (change, unresolved) {
         (Change::Open, Some(mut incident)) => {
@@ -286,7 +294,7 @@ pub fn fold_result(
             let incident = new.open.clone().open(now);
             folded.open = Some(incident.id);
             folded.incident = IncidentWrite::Insert(incident);
-            folded.jobs_of = Some(Change::Open);
+            folded.jobs.append(&mut new.on_open);
         }
         (Change::Resolve, Some(mut incident)) => {
             IncidentMove::Resolve {
@@ -295,7 +303,7 @@ pub fn fold_result(
             .apply(&mut incident, now);
             folded.open = None;
             if new.resolving == Some(incident.id) {
-                folded.jobs_of = Some(Change::Resolve);
+                folded.jobs.append(&mut new.on_resolve);
             }
             folded.incident = IncidentWrite::Update(incident);
         }

@@ -648,3 +648,101 @@ async fn a_status_page_shows_its_monitors_and_nothing_else() {
     let (_, list) = server.get(&format!("{NS}/status-pages")).await;
     assert_eq!(list["status_pages"][0]["slug"], "acme");
 }
+
+/// An HTTPS target on `localhost` serving the SMTP sink's certificate (made
+/// by openssl for a day, signed by its test CA); its port.
+async fn https_target(dir: &std::path::Path) -> (u16, tokio::process::Child) {
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("content-length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join("cert.pem"))
+        .arg(dir.join("key.pem"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let port = lines.next_line().await.unwrap().unwrap().parse().unwrap();
+    (port, child)
+}
+
+#[tokio::test]
+async fn a_certificate_near_its_expiry_warns_once_per_threshold_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sink makes the certificates (valid for a day) and the CA keel trusts.
+    let sink = SmtpSink::start(dir.path(), false).await;
+    let (port, _target) = https_target(dir.path()).await;
+    let ca = sink.cert.to_str().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let env = [("SSL_CERT_FILE", ca.as_str())];
+    let mut server = Server::start_with_env(&data, &["--allow-private-http"], &env).await;
+    put(&server, "/channels/pager", json!({"in_app": {}})).await;
+    put(&server, "/recipients/ops", json!({})).await;
+    put(
+        &server,
+        "/escalation-policies/oncall",
+        json!({"steps": [{"notify": [{"channel": "pager", "to": "ops"}], "wait_ms": 60000}]}),
+    )
+    .await;
+    let url = format!("https://localhost:{port}/");
+    put(
+        &server,
+        "/monitors/site",
+        json!({"http": {"url": url, "tls_expiry_days": 14}, "escalation": "oncall", "paused": true}),
+    )
+    .await;
+    let first = probe(&server, "site").await;
+    assert_eq!(
+        (first["ok"].as_bool(), first["tls_days_left"].as_i64()),
+        (Some(true), Some(0)),
+        "{first}"
+    );
+    probe(&server, "site").await;
+    server.kill9().await;
+    let server = Server::start_with_env(&data, &["--allow-private-http"], &env).await;
+    probe(&server, "site").await;
+    let (_, monitor) = server.get(&format!("{NS}/monitors/site")).await;
+    assert_eq!(monitor["state"]["tls_warned"], 1, "{monitor}");
+    // Three probes and one warning (the 14-, 7- and 1-day thresholds are
+    // crossed at once: the smallest is warned of), all settled.
+    let jobs = eventually("the monitor's jobs settled", || async {
+        let (_, all) = server
+            .get(&format!("{NS}/jobs?queue=keel.monitor&limit=100"))
+            .await;
+        let all = all["jobs"].as_array().unwrap().clone();
+        all.iter()
+            .all(|j| j["state"] == "succeeded")
+            .then_some(Value::Array(all))
+    })
+    .await;
+    assert_eq!(jobs.as_array().unwrap().len(), 4, "{jobs}");
+    let sent = eventually("the warning", || async {
+        let (_, list) = server
+            .get(&format!("{NS}/notifications?recipient=ops"))
+            .await;
+        let list = list["notifications"].as_array().unwrap().clone();
+        (!list.is_empty()).then_some(Value::Array(list))
+    })
+    .await;
+    let sent = sent.as_array().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let subject = sent[0]["request"]["content"]["subject"].as_str().unwrap_or_default();
+    assert!(
+        subject.contains("certificate expires in 0 days"),
+        "{}",
+        sent[0]
+    );
+}

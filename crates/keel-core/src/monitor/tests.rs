@@ -262,3 +262,46 @@ fn maintenance_windows_open_and_cover() {
     let bad: MaintenanceSpec = serde_json::from_value(json!({"cron": "0 2 * * *"})).unwrap();
     assert!(bad.check().is_err());
 }
+
+#[test]
+fn each_tls_threshold_warns_once_until_the_certificate_is_renewed() {
+    let spec = spec(json!({"http": {"url": "https://a", "tls_expiry_days": 14}}));
+    let mut state = MonitorState::default();
+    let mut warned = Vec::new();
+    for days in [40, 20, 14, 13, 12, 7, 6, 0, 0, 90, 30, 14] {
+        let result = ProbeResult {
+            tls_days_left: Some(days),
+            ..result(true)
+        };
+        warned.push(tls_warning(&mut state, &result, &spec));
+    }
+    let some = Option::Some;
+    let none = Option::None;
+    assert_eq!(
+        warned,
+        [
+            none,
+            none,
+            some(14),
+            none,
+            none,
+            some(7),
+            none,
+            some(1),
+            none,
+            none,
+            none,
+            some(14)
+        ]
+    );
+    // A monitor that does not ask is never warned.
+    let quiet = http();
+    let result = ProbeResult {
+        tls_days_left: Some(1),
+        ..result(true)
+    };
+    assert_eq!(
+        tls_warning(&mut MonitorState::default(), &result, &quiet),
+        None
+    );
+}

@@ -394,6 +394,46 @@ impl MonitorService {
             .await
     }
 
+    /// Warns the first step of a monitor's policy that its certificate
+    /// expires in `days_left` days (a `keel.monitor` job, written once per
+    /// threshold with the result that crossed it).
+    pub(crate) async fn warn_tls(
+        &self,
+        namespace: &Namespace,
+        monitor: &str,
+        days_left: i64,
+        job: keel_core::JobId,
+    ) -> Result<(), Error> {
+        let Some(monitor) = self.store.monitor_get(namespace, monitor).await? else {
+            return Ok(());
+        };
+        let policy = match &monitor.spec.escalation {
+            Some(name) => match self.policy(namespace, name).await {
+                Ok(policy) => policy.spec,
+                Err(e) if e.code == ErrorCode::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            },
+            None => return Ok(()),
+        };
+        let Some(first) = policy.step(0) else {
+            return Ok(());
+        };
+        let url = monitor
+            .spec
+            .http
+            .as_ref()
+            .map(|h| h.url.as_str())
+            .unwrap_or_default();
+        let subject = format!(
+            "[warning] {}: its TLS certificate expires in {days_left} days",
+            monitor.name
+        );
+        let text = format!("{subject}\nThe certificate {url} serves expires in {days_left} days.");
+        let key = format!("keel.tls/{}/{job}", monitor.name);
+        self.send_all(namespace, &first.notify, &subject, &text, &key)
+            .await
+    }
+
     async fn send_all(
         &self,
         namespace: &Namespace,

@@ -270,6 +270,19 @@ impl MonitorService {
                 now,
             )?);
         }
+        let mut on_tls = Vec::new();
+        if let Some(days_left) = result.tls_days_left
+            && spec
+                .http
+                .as_ref()
+                .is_some_and(|h| h.tls_expiry_days.is_some())
+        {
+            let warn = MonitorJob::TlsExpiry {
+                monitor: monitor.name.clone(),
+                days_left,
+            };
+            on_tls.push(self.job(namespace, &warn, now)?);
+        }
         let resolving = monitor.incident;
         if let Some(incident) = resolving
             && policy.as_ref().is_some_and(|p| p.resolve_notify)
@@ -307,6 +320,7 @@ impl MonitorService {
                     on_open,
                     on_resolve,
                     resolving,
+                    on_tls,
                 },
                 now,
             )

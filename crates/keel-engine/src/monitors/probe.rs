@@ -1,13 +1,13 @@
 //! One probe: an HTTP call through the SSRF-guarded client (its answer
 //! judged by the monitor's expectations), or a TCP connect to an address
-//! the same guard allows. A heartbeat's check looks for a ping since the
-//! last check. Each comes back as a result to record; nothing here writes.
+//! the same guard allows (over TLS, the days the server's certificate has
+//! left). A heartbeat's check looks for a ping since the last check. Each comes back as a result to record; nothing here writes.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use keel_core::monitor::{
-    HttpProbe, MAX_ERROR, MAX_PROBE_BODY, ProbeResult, ResultKind, TcpProbe, clip,
+    HttpProbe, MAX_ERROR, MAX_PROBE_BODY, ProbeResult, ResultKind, TcpProbe, cert, clip,
 };
 use keel_core::{Timestamp, monitor::MonitorState};
 use reqwest::Method;
@@ -25,9 +25,17 @@ pub(crate) struct Clients {
 
 impl Clients {
     pub(crate) fn new(guard: Guard) -> Self {
+        // Each answer carries the server's certificate, for its expiry.
+        let client = |follow| {
+            guard
+                .builder(follow)
+                .tls_info(true)
+                .build()
+                .unwrap_or_default()
+        };
         Clients {
-            follow: guard.client(true),
-            stay: guard.client(false),
+            follow: client(true),
+            stay: client(false),
             guard,
         }
     }
@@ -36,17 +44,21 @@ impl Clients {
         let started = Instant::now();
         let outcome = self.call(probe).await;
         let latency_ms = started.elapsed().as_millis() as u64;
-        let (ok, error) = match outcome {
-            Ok((status, body)) => match probe.judge(status, &body, latency_ms) {
-                Ok(()) => (true, None),
-                Err(why) => (false, Some(why)),
+        let (ok, error, expires) = match outcome {
+            Ok((status, body, expires)) => match probe.judge(status, &body, latency_ms) {
+                Ok(()) => (true, None, expires),
+                Err(why) => (false, Some(why), expires),
             },
-            Err(why) => (false, Some(why)),
+            Err(why) => (false, Some(why), None),
         };
-        result(ok, at, Some(latency_ms), error)
+        let mut judged = result(ok, at, Some(latency_ms), error);
+        judged.tls_days_left = expires.map(|e| cert::days_left(e, at));
+        judged
     }
 
-    async fn call(&self, probe: &HttpProbe) -> Result<(u16, Vec<u8>), String> {
+    /// The answer's status and body, and when the server's certificate
+    /// expires (over TLS).
+    async fn call(&self, probe: &HttpProbe) -> Result<(u16, Vec<u8>, Option<Timestamp>), String> {
         let url = reqwest::Url::parse(&probe.url).map_err(|e| format!("bad url: {e}"))?;
         self.guard.check_url(&url)?;
         let method = Method::from_bytes(probe.method.as_bytes()).map_err(|e| e.to_string())?;
@@ -66,10 +78,15 @@ impl Clients {
         }
         let response = request.send().await.map_err(|e| describe(&e))?;
         let status = response.status().as_u16();
+        let expires = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|tls| tls.peer_certificate())
+            .and_then(cert::not_after);
         let (body, _) = read_bounded(response, MAX_PROBE_BODY)
             .await
             .map_err(|e| describe(&e))?;
-        Ok((status, body))
+        Ok((status, body, expires))
     }
 
     pub(crate) async fn tcp(&self, probe: &TcpProbe, at: Timestamp) -> ProbeResult {

@@ -188,6 +188,11 @@ impl Prober {
             MonitorJob::Resolved { incident } => {
                 monitors.notify_resolved(namespace, incident).await
             }
+            MonitorJob::TlsExpiry { monitor, days_left } => {
+                monitors
+                    .warn_tls(namespace, &monitor, days_left, job.id)
+                    .await
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ cases![
     an_incident_moves_only_when_the_move_applies,
     events_open_one_unresolved_incident_per_key,
     old_results_and_hours_are_pruned,
+    a_certificate_threshold_starts_its_job_once_across_a_reopen,
 ];
 
 fn spec(confirm: u32) -> MonitorSpec {
@@ -69,6 +70,7 @@ fn result(ok: bool, t: Timestamp) -> NewResult {
         on_open: vec![page_job(10)],
         on_resolve: vec![page_job(11)],
         resolving: Some(IncidentId::from_bytes([1; 16])),
+        on_tls: Vec::new(),
     }
 }
 
@@ -339,4 +341,26 @@ async fn old_results_and_hours_are_pruned(h: Harness) {
         2
     );
     assert_eq!(s.monitor_uptime(&ns(), "api", T0).await.unwrap().len(), 1);
+}
+
+async fn a_certificate_threshold_starts_its_job_once_across_a_reopen(h: Harness) {
+    let s = h.store.clone();
+    let spec: MonitorSpec = serde_json::from_value(
+        json!({"http": {"url": "https://example.com", "tls_expiry_days": 14}}),
+    )
+    .unwrap();
+    s.monitor_put(&ns(), "api", &spec, "tok", T0).await.unwrap();
+    let expiring = |t: u64, job: u8| {
+        let mut new = result(true, at(t));
+        new.result.tls_days_left = Some(10);
+        new.on_tls = vec![page_job(job)];
+        new
+    };
+    s.monitor_record(expiring(1, 40), at(1)).await.unwrap();
+    s.close().await;
+    let s = (h.reopen)().await;
+    let again = s.monitor_record(expiring(2, 41), at(2)).await.unwrap();
+    assert_eq!(again.monitor.state.tls_warned, Some(14));
+    let jobs = lease(&*s, &queue("keel.monitor"), 10, at(3)).await;
+    assert_eq!(payloads(&jobs), ["40"]);
 }
