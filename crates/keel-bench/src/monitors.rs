@@ -130,15 +130,23 @@ async fn probes(
     let cpu = cpu.report(servers)?;
     let to = now_ms();
     let interval = interval_ms as i64;
-    let mut late: Vec<f64> = arrivals
+    let arrived: Vec<(usize, i64)> = arrivals
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .filter(|(_, at)| (from..to).contains(at))
-        .map(|&(i, at)| {
-            let offset = (keel_core::monitor::offset(NS, &format!("m{i}")) % interval_ms) as i64;
-            ((at - offset).rem_euclid(interval)) as f64
-        })
+        .copied()
+        .collect();
+    let offset = |i: usize| (keel_core::monitor::offset(NS, &format!("m{i}")) % interval_ms) as i64;
+    // A slot whose probe reached the target twice.
+    let slots: std::collections::HashSet<(usize, i64)> = arrived
+        .iter()
+        .map(|&(i, at)| (i, (at - offset(i)).div_euclid(interval)))
+        .collect();
+    let twice = arrived.len() - slots.len();
+    let mut late: Vec<f64> = arrived
+        .iter()
+        .map(|&(i, at)| ((at - offset(i)).rem_euclid(interval)) as f64)
         .collect();
     late.sort_by(f64::total_cmp);
     let expected = n as f64 * (to - from) as f64 / interval as f64;
@@ -152,6 +160,7 @@ async fn probes(
             "created_per_s": per_s(n, made),
             "probes": late.len(),
             "probes_expected": expected.round(),
+            "slots_probed_twice": twice,
             "probes_per_s": (late.len() as f64 / (to - from) as f64 * 1000.0).round(),
             "start_late_p50_ms": percentile(&late, 50.0),
             "start_late_p99_ms": percentile(&late, 99.0),
