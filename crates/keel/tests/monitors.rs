@@ -739,7 +739,9 @@ async fn a_certificate_near_its_expiry_warns_once_per_threshold_across_a_restart
     .await;
     let sent = sent.as_array().unwrap();
     assert_eq!(sent.len(), 1, "{sent:?}");
-    let subject = sent[0]["request"]["content"]["subject"].as_str().unwrap_or_default();
+    let subject = sent[0]["request"]["content"]["subject"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         subject.contains("certificate expires in 0 days"),
         "{}",

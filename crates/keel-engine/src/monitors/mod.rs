@@ -23,7 +23,7 @@ use keel_core::{
     QueueRef, Timestamp,
 };
 use keel_store::{
-    Monitor, NewResult, OwnedJob, Recorded, Setting, Store, StoredResult, UptimeHour,
+    Monitor, MonitorStore, NewResult, OwnedJob, Recorded, Setting, StoredResult, UptimeHour,
     monitor_not_found,
 };
 use serde_json::json;
@@ -51,7 +51,7 @@ const STEP_LEASE_MS: u64 = 30_000;
 const DAY_MS: u64 = 24 * 3_600_000;
 
 pub struct MonitorService {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn MonitorStore>,
     pub(crate) clock: Arc<dyn Clock>,
     schedules: Arc<ScheduleService>,
     queues: Arc<QueueService>,
@@ -82,7 +82,7 @@ pub fn uptime_of<'a>(hours: impl IntoIterator<Item = &'a UptimeHour>) -> Option<
 }
 
 pub(crate) struct MonitorDeps {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn MonitorStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) schedules: Arc<ScheduleService>,
     pub(crate) queues: Arc<QueueService>,
