@@ -16,9 +16,10 @@
 #                                     # registry this machine reaches)
 #   SUITE=monitors bench/compare.sh   # monitors: 10,000 HTTP monitors every 30 s,
 #                                     # the monitors and status pages at that size,
-#                                     # heartbeats (about 6 minutes; no peer runs:
-#                                     # Uptime Kuma and Gatus are on no registry
-#                                     # this machine reaches)
+#                                     # heartbeats (about 10 minutes; no peer runs:
+#                                     # Gatus is on no registry this machine
+#                                     # reaches, Uptime Kuma only as npm's
+#                                     # 2.0.0-dev.0, not measured yet)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at

@@ -22,12 +22,13 @@ def section(w, path):
       "100 monitors 20 times each, and pings 1,000 heartbeat monitors from 64 clients, each ping "
       "answered once it is durable.")
     w("")
-    w("Uptime Kuma and Gatus have no package on the registries this machine reaches (both ship as "
-      "container images or binaries from GitHub), so they are not measured here. Their published "
-      "figures are the comparison: Uptime Kuma's maintainers advise against more than a few hundred "
-      "monitors per instance and users report UI actions taking 45 s at 700 monitors (uptime-kuma#7079); "
-      "it runs as one instance only. Gatus keeps results in memory or one database and alerts from "
-      "every replica (gatus#421).")
+    w("Gatus has no package on the registries this machine reaches (it ships as a Go binary and a "
+      "container image). Uptime Kuma does: npm has `uptime-kuma` 2.0.0-dev.0, a development pre-release; "
+      "it is not measured here yet (it has no REST API: 10,000 monitors would be made over its Socket.IO "
+      "protocol, and its SQLite driver builds natively), so its published figures are the comparison: "
+      "users report UI actions taking 45 s at 700 monitors (uptime-kuma#7079), and it runs as one "
+      "instance only (#18, #3164). Gatus "
+      "keeps results in memory or one database and alerts from every replica (gatus#421).")
     w("")
     w("| system | phase | measured | what it is |")
     w("|---|---|---|---|")

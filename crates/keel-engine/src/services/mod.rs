@@ -8,6 +8,7 @@ mod maintenance;
 mod notifier;
 mod prober;
 mod pusher;
+mod queue_worker;
 mod retention;
 mod slos;
 mod steps;

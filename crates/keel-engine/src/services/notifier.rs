@@ -14,7 +14,7 @@
 //! namespace's `keel.alerts`. A channel failing again and again opens its
 //! breaker for a while: its deliveries go straight to their fallback.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,15 +22,13 @@ use keel_core::notification::{
     ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, queue_channel,
 };
 use keel_core::{
-    ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueRef, Retry, TopicName,
+    ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueName, Retry, TopicName,
 };
-use keel_store::{
-    Ack, AckOutcome, DeliveryMove, LeaseRequest, LeasedJob, NewDelivery, NewInboxMessage,
-};
+use keel_store::{Ack, AckOutcome, DeliveryMove, LeasedJob, NewDelivery, NewInboxMessage};
 use serde_json::json;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Notify;
 
-use super::pusher::flush_acks;
+use super::queue_worker::{self, QueueWorker};
 use crate::jobs::JobService;
 use crate::notifications::email::{self, Mailer};
 use crate::notifications::{
@@ -41,15 +39,36 @@ use crate::queues::QueueService;
 use crate::slos::ALERTS_TOPIC;
 use crate::{Shutdown, metrics};
 
-const RESCAN_EVERY: Duration = Duration::from_secs(5);
-const IDLE_WAKE: Duration = Duration::from_secs(5);
-const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
-/// Deliveries of one channel in flight on this node.
-const IN_FLIGHT: usize = 32;
-const LEASE_BATCH: u32 = 64;
 /// Failures in a row that open a channel's breaker, and for how long.
 const BREAKER_AFTER: u32 = 5;
 const BREAKER_OPEN: Duration = Duration::from_secs(30);
+
+impl QueueWorker for Notifier {
+    const WORKER_ID: &'static str = "keel-notify";
+    /// Deliveries of one channel in flight on this node.
+    const IN_FLIGHT: usize = 32;
+    const LEASE_BATCH: u32 = 64;
+
+    fn picks(&self, queue: &QueueName) -> bool {
+        queue_channel(queue).is_some()
+    }
+
+    fn woken(&self) -> &Notify {
+        &self.notifications.channels_woken
+    }
+
+    fn jobs(&self) -> &Arc<JobService> {
+        &self.jobs
+    }
+
+    fn queues(&self) -> &Arc<QueueService> {
+        &self.queues
+    }
+
+    async fn handle(&self, namespace: &Namespace, job: LeasedJob) -> Ack {
+        self.deliver(namespace, job).await
+    }
+}
 
 /// What the notifier works through.
 #[derive(Clone)]
@@ -94,88 +113,7 @@ impl Notifier {
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let mut running: HashSet<QueueRef> = HashSet::new();
-        let mut tasks = Vec::new();
-        loop {
-            let changed = self.notifications.channels_woken.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match self.queues.policies().await {
-                Ok(policies) => {
-                    for (queue, _) in policies {
-                        if queue_channel(&queue.queue).is_none() || running.contains(&queue) {
-                            continue;
-                        }
-                        running.insert(queue.clone());
-                        let task = self.clone().work(queue, shutdown.clone());
-                        tasks.push(tokio::spawn(task));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the channels to send on"),
-            }
-            tokio::select! {
-                () = changed => {}
-                () = tokio::time::sleep(RESCAN_EVERY) => {}
-                () = shutdown.clone().wait() => break,
-            }
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
-    }
-
-    /// One channel queue's sending, until shutdown; deliveries in flight
-    /// finish and their acks are written.
-    async fn work(self, queue: QueueRef, shutdown: Shutdown) {
-        let (acks, pending) = mpsc::channel(2 * IN_FLIGHT);
-        let flusher = tokio::spawn(flush_acks(
-            self.jobs.clone(),
-            queue.namespace.clone(),
-            pending,
-        ));
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        while !shutdown.is_fired() {
-            let Ok(first) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let more = (slots.available_permits() as u32).min(LEASE_BATCH - 1);
-            let request = LeaseRequest {
-                queue: queue.clone(),
-                worker_id: "keel-notify".to_owned(),
-                max_jobs: 1 + more,
-                lease_ms: None,
-            };
-            let leased = tokio::select! {
-                leased = self.jobs.lease(&request, IDLE_WAKE) => leased,
-                () = shutdown.clone().wait() => break,
-            };
-            let jobs = match leased {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(%queue, error = %e, "cannot lease deliveries");
-                    tokio::time::sleep(RETRY_AFTER_ERROR).await;
-                    continue;
-                }
-            };
-            let mut first = Some(first);
-            for job in jobs {
-                let slot = match first.take() {
-                    Some(slot) => slot,
-                    None => match slots.clone().acquire_owned().await {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                };
-                let (this, namespace, acks) = (self.clone(), queue.namespace.clone(), acks.clone());
-                tokio::spawn(async move {
-                    let ack = this.deliver(&namespace, job).await;
-                    let _ = acks.send((ack, slot)).await;
-                });
-            }
-        }
-        drop(acks);
-        let _ = slots.acquire_many(IN_FLIGHT as u32).await;
-        let _ = flusher.await;
+        queue_worker::run(self, shutdown).await;
     }
 
     /// Sends one delivery; how to ack its job.

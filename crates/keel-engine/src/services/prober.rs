@@ -1,34 +1,67 @@
 //! Runs the jobs of every namespace's `keel.monitor` queue: probes fired
 //! by monitors' hidden schedules, heartbeats' checks, escalation steps and
-//! resolution notices. One task per such queue leases them like any
-//! worker (so on PostgreSQL any node takes any of them, once), does the
-//! work, records the result and acks.
+//! resolution notices, through the loop the notifier shares
+//! (`queue_worker.rs`): leased like any worker's jobs, so on PostgreSQL any
+//! node takes any of them, once.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use keel_core::monitor::{MonitorJob, SCHEDULE_PREFIX, monitor_queue};
-use keel_core::{Error, ErrorCode, Namespace, QueueRef, Retry};
-use keel_store::{Ack, AckOutcome, LeaseRequest, LeasedJob};
-use tokio::sync::{Semaphore, mpsc};
+use keel_core::{Error, ErrorCode, Namespace, QueueName, Retry};
+use keel_store::{Ack, AckOutcome, LeasedJob};
+use tokio::sync::Notify;
 
-use super::pusher::flush_acks;
+use super::queue_worker::{self, QueueWorker};
 use crate::Shutdown;
 use crate::jobs::JobService;
 use crate::monitors::MonitorService;
 use crate::monitors::probe::{Clients, check};
 use crate::queues::QueueService;
 
-const RESCAN_EVERY: Duration = Duration::from_secs(5);
-const IDLE_WAKE: Duration = Duration::from_secs(5);
-const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
-/// Probes of one namespace in flight on this node: mostly waiting on the
-/// network, so many.
-const IN_FLIGHT: usize = 512;
-const LEASE_BATCH: u32 = 128;
 /// The tag a schedule's fire carries: the schedule's name.
 const SCHEDULE_TAG: &str = "keel.schedule";
+
+impl QueueWorker for Prober {
+    const WORKER_ID: &'static str = "keel-prober";
+    /// Probes of one namespace in flight on this node: mostly waiting on
+    /// the network, so many.
+    const IN_FLIGHT: usize = 512;
+    const LEASE_BATCH: u32 = 128;
+
+    fn picks(&self, queue: &QueueName) -> bool {
+        *queue == monitor_queue()
+    }
+
+    fn woken(&self) -> &Notify {
+        &self.monitors.queues_woken
+    }
+
+    fn jobs(&self) -> &Arc<JobService> {
+        &self.jobs
+    }
+
+    fn queues(&self) -> &Arc<QueueService> {
+        &self.queues
+    }
+
+    async fn handle(&self, namespace: &Namespace, job: LeasedJob) -> Ack {
+        let token = job.lease_token;
+        let outcome = match self.work(namespace, &job).await {
+            Ok(()) => AckOutcome::Complete { result: None },
+            Err(e) => {
+                tracing::warn!(%namespace, job = %job.id, error = %e, "a monitor job failed");
+                AckOutcome::Fail {
+                    message: e.message,
+                    retry: Retry {
+                        retry: true,
+                        retry_after_ms: None,
+                    },
+                }
+            }
+        };
+        Ack { token, outcome }
+    }
+}
 
 #[derive(Clone)]
 pub struct Prober {
@@ -54,104 +87,10 @@ impl Prober {
     }
 
     pub async fn run(self, shutdown: Shutdown) {
-        let mut running: HashSet<QueueRef> = HashSet::new();
-        let mut tasks = Vec::new();
-        let ours = monitor_queue();
-        loop {
-            let changed = self.monitors.queues_woken.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            match self.queues.policies().await {
-                Ok(policies) => {
-                    for (queue, _) in policies {
-                        if queue.queue != ours || running.contains(&queue) {
-                            continue;
-                        }
-                        running.insert(queue.clone());
-                        tasks.push(tokio::spawn(self.clone().work(queue, shutdown.clone())));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the monitor queues"),
-            }
-            tokio::select! {
-                () = changed => {}
-                () = tokio::time::sleep(RESCAN_EVERY) => {}
-                () = shutdown.clone().wait() => break,
-            }
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
+        queue_worker::run(self, shutdown).await;
     }
 
-    /// One namespace's queue, until shutdown; work in flight finishes and
-    /// its acks are written.
-    async fn work(self, queue: QueueRef, shutdown: Shutdown) {
-        let (acks, pending) = mpsc::channel(2 * IN_FLIGHT);
-        let flusher = tokio::spawn(flush_acks(
-            self.jobs.clone(),
-            queue.namespace.clone(),
-            pending,
-        ));
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        while !shutdown.is_fired() {
-            let Ok(first) = slots.clone().acquire_owned().await else {
-                break;
-            };
-            let more = (slots.available_permits() as u32).min(LEASE_BATCH - 1);
-            let request = LeaseRequest {
-                queue: queue.clone(),
-                worker_id: "keel-prober".to_owned(),
-                max_jobs: 1 + more,
-                lease_ms: None,
-            };
-            let leased = tokio::select! {
-                leased = self.jobs.lease(&request, IDLE_WAKE) => leased,
-                () = shutdown.clone().wait() => break,
-            };
-            let jobs = match leased {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(%queue, error = %e, "cannot lease monitor jobs");
-                    tokio::time::sleep(RETRY_AFTER_ERROR).await;
-                    continue;
-                }
-            };
-            let mut first = Some(first);
-            for job in jobs {
-                let slot = match first.take() {
-                    Some(slot) => slot,
-                    None => match slots.clone().acquire_owned().await {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                };
-                let (this, namespace, acks) = (self.clone(), queue.namespace.clone(), acks.clone());
-                tokio::spawn(async move {
-                    let token = job.lease_token;
-                    let outcome = match this.handle(&namespace, &job).await {
-                        Ok(()) => AckOutcome::Complete { result: None },
-                        Err(e) => {
-                            tracing::warn!(%namespace, job = %job.id, error = %e, "a monitor job failed");
-                            AckOutcome::Fail {
-                                message: e.message,
-                                retry: Retry {
-                                    retry: true,
-                                    retry_after_ms: None,
-                                },
-                            }
-                        }
-                    };
-                    let _ = acks.send((Ack { token, outcome }, slot)).await;
-                });
-            }
-        }
-        drop(acks);
-        let _ = slots.acquire_many(IN_FLIGHT as u32).await;
-        let _ = flusher.await;
-    }
-
-    async fn handle(&self, namespace: &Namespace, job: &LeasedJob) -> Result<(), Error> {
+    async fn work(&self, namespace: &Namespace, job: &LeasedJob) -> Result<(), Error> {
         let work: MonitorJob = serde_json::from_str(job.payload.get())
             .map_err(|e| Error::internal(format!("not a monitor job: {e}")))?;
         let monitors = &self.monitors;
