@@ -139,7 +139,7 @@ pub struct NoteRequest {
 /// The answer to an event, as PagerDuty's Events API gives it, with the
 /// incident it came to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct EventAnswer {
+pub struct IncidentEventAnswer {
     /// `success`.
     pub status: String,
     pub message: String,

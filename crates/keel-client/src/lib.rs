@@ -34,8 +34,9 @@ pub use keel_api::endpoints::{
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::monitors::{
-    EventAnswer, IncidentEventRequest, IncidentList, MaintenanceAnswer, MonitorAnswer, MonitorList,
-    MonitorRequest, PolicyAnswer, ResultAnswer, ResultList, StatusPageAnswer, StatusPageRequest,
+    IncidentEventAnswer, IncidentEventRequest, IncidentList, MaintenanceAnswer, MonitorAnswer,
+    MonitorList, MonitorRequest, PolicyAnswer, ResultAnswer, ResultList, StatusPageAnswer,
+    StatusPageRequest,
 };
 pub use keel_api::notifications::{
     ChannelAnswer, ChannelList, ChannelRequest, DeliveryAnswer, DeliveryBrief, InboxAnswer,

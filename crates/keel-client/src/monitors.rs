@@ -3,8 +3,8 @@
 //! (PagerDuty's shape) and acknowledgement; and heartbeats' pings.
 
 use keel_api::monitors::{
-    EventAnswer, IncidentEventRequest, IncidentList, MaintenanceAnswer, MonitorAnswer, MonitorList,
-    MonitorRequest, PolicyAnswer, ResultList, StatusPageAnswer, StatusPageRequest,
+    IncidentEventAnswer, IncidentEventRequest, IncidentList, MaintenanceAnswer, MonitorAnswer,
+    MonitorList, MonitorRequest, PolicyAnswer, ResultList, StatusPageAnswer, StatusPageRequest,
 };
 use keel_core::monitor::{EscalationPolicy, Incident, MaintenanceSpec};
 
@@ -118,7 +118,7 @@ impl Client {
         &self,
         namespace: &str,
         event: &IncidentEventRequest,
-    ) -> Result<EventAnswer, ClientError> {
+    ) -> Result<IncidentEventAnswer, ClientError> {
         let url = self.url(&format!("/namespaces/{}/incidents/events", seg(namespace)));
         self.send(self.http.post(url).json(event)).await
     }

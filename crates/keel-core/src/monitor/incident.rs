@@ -57,6 +57,7 @@ impl IncidentStatus {
 /// How bad it is (PagerDuty's four).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = IncidentSeverity)]
 pub enum Severity {
     #[default]
     Critical,

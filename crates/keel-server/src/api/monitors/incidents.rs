@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use keel_api::monitors::{
-    EventAnswer, IncidentEventRequest, IncidentList, IncidentsPage, NoteRequest, PolicyAnswer,
-    PolicyList,
+    IncidentEventAnswer, IncidentEventRequest, IncidentList, IncidentsPage, NoteRequest,
+    PolicyAnswer, PolicyList,
 };
 use keel_api::notifications::SettingsPage;
 use keel_core::Error;
@@ -133,7 +133,7 @@ pub(in super::super) async fn note(
 #[utoipa::path(post, path = "/namespaces/{ns}/incidents/events", tag = "incidents",
     summary = "Trigger, acknowledge or resolve an incident by dedup key (PagerDuty Events v2's shape)",
     request_body = IncidentEventRequest,
-    responses((status = 202, description = "accepted", body = EventAnswer)))]
+    responses((status = 202, description = "accepted", body = IncidentEventAnswer)))]
 pub(in super::super) async fn event(
     State(engine): State<Arc<Engine>>,
     caller: Option<Extension<Caller>>,
@@ -148,7 +148,7 @@ pub(in super::super) async fn event(
     } else {
         "Event processed; the incident was as asked already"
     };
-    let answer = EventAnswer {
+    let answer = IncidentEventAnswer {
         status: "success".to_owned(),
         message: message.to_owned(),
         dedup_key,
