@@ -249,4 +249,18 @@ mod tests {
         }
         assert!(ids.contains("jobs_enqueue") && ids.contains("runs_start"));
     }
+
+    /// Two types of one name would be one schema, the last registered
+    /// winning (the incidents' event answer once replaced the topics').
+    #[test]
+    fn types_that_share_a_name_get_schemas_of_their_own() {
+        let api = document();
+        let schemas = serde_json::to_value(api.components.unwrap_or_default().schemas)
+            .unwrap_or_default();
+        let has = |schema: &str, text: &str| schemas[schema].to_string().contains(text);
+        assert!(has("EventAnswer", "\"seq\""), "{}", schemas["EventAnswer"]);
+        assert!(has("IncidentEventAnswer", "\"dedup_key\""));
+        assert!(has("Severity", "\"ticket\""), "{}", schemas["Severity"]);
+        assert!(has("IncidentSeverity", "\"critical\""));
+    }
 }
