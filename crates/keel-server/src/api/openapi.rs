@@ -255,8 +255,8 @@ mod tests {
     #[test]
     fn types_that_share_a_name_get_schemas_of_their_own() {
         let api = document();
-        let schemas = serde_json::to_value(api.components.unwrap_or_default().schemas)
-            .unwrap_or_default();
+        let schemas =
+            serde_json::to_value(api.components.unwrap_or_default().schemas).unwrap_or_default();
         let has = |schema: &str, text: &str| schemas[schema].to_string().contains(text);
         assert!(has("EventAnswer", "\"seq\""), "{}", schemas["EventAnswer"]);
         assert!(has("IncidentEventAnswer", "\"dedup_key\""));
