@@ -27,7 +27,7 @@ fn page(p: Named<StatusPageSpec>) -> StatusPageAnswer {
     }
 }
 
-#[utoipa::path(put, path = "/namespaces/{ns}/status-pages/{name}", tag = "monitors",
+#[utoipa::path(put, path = "/namespaces/{ns}/status-pages/{name}", tag = "status_pages",
     summary = "Create or change a status page (its slug is unique across namespaces: 409 when another has it)",
     request_body = StatusPageRequest,
     responses((status = 200, description = "OK", body = StatusPageAnswer), (status = 201, description = "created", body = StatusPageAnswer)))]
@@ -40,7 +40,7 @@ pub(in super::super) async fn put(
     Ok(created((page(p), new)))
 }
 
-#[utoipa::path(get, path = "/namespaces/{ns}/status-pages/{name}", tag = "monitors",
+#[utoipa::path(get, path = "/namespaces/{ns}/status-pages/{name}", tag = "status_pages",
     summary = "One status page's settings",
     responses((status = 200, description = "OK", body = StatusPageAnswer)))]
 pub(in super::super) async fn get(
@@ -50,7 +50,7 @@ pub(in super::super) async fn get(
     Ok(Json(page(engine.monitors().status_page(&ns, &slug).await?)))
 }
 
-#[utoipa::path(delete, path = "/namespaces/{ns}/status-pages/{name}", tag = "monitors",
+#[utoipa::path(delete, path = "/namespaces/{ns}/status-pages/{name}", tag = "status_pages",
     summary = "Delete a status page",
     responses((status = 204, description = "deleted")))]
 pub(in super::super) async fn delete(
@@ -61,7 +61,7 @@ pub(in super::super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/namespaces/{ns}/status-pages", tag = "monitors",
+#[utoipa::path(get, path = "/namespaces/{ns}/status-pages", tag = "status_pages",
     summary = "A namespace's status pages",
     responses((status = 200, description = "OK", body = StatusPageList)))]
 pub(in super::super) async fn list(
