@@ -11,6 +11,7 @@ use keel_api::schedules::{
     BackfillAnswer, BackfillRequest, FireTime, ScheduleAnswer, ScheduleList, ScheduleRequest,
     SlotAnswer,
 };
+use keel_core::ScheduleName;
 use keel_core::schedule::Cadence;
 use keel_engine::Engine;
 use keel_store::{LedgerEntry, Schedule};
@@ -19,6 +20,22 @@ use super::ApiError;
 use super::extract::{JsonBody, NamespacePath, SchedulePath};
 
 type Api<T> = Result<T, ApiError>;
+
+/// A monitor's schedule (`keel.monitor.{name}`) changes with its monitor
+/// only; it may be read and triggered (a probe now).
+fn not_a_monitors(name: &ScheduleName) -> Api<()> {
+    match name
+        .as_str()
+        .strip_prefix(keel_core::monitor::SCHEDULE_PREFIX)
+    {
+        Some(monitor) => Err(keel_core::Error::new(
+            keel_core::ErrorCode::Conflict,
+            format!("schedule {name} is monitor {monitor:?}'s: change the monitor instead"),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
 
 /// Slots shown ahead.
 const NEXT_SLOTS: usize = 5;
@@ -81,6 +98,7 @@ pub(super) async fn put(
     SchedulePath(ns, name): SchedulePath,
     JsonBody(spec): JsonBody<ScheduleRequest>,
 ) -> Api<Response> {
+    not_a_monitors(&name)?;
     let put = engine.schedules().put(&ns, name.as_str(), spec).await?;
     let status = if put.created {
         StatusCode::CREATED
@@ -136,6 +154,7 @@ pub(super) async fn delete(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
 ) -> Api<StatusCode> {
+    not_a_monitors(&name)?;
     engine.schedules().delete(&ns, name.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -151,6 +170,7 @@ pub(super) async fn pause(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
 ) -> Api<Json<ScheduleAnswer>> {
+    not_a_monitors(&name)?;
     let schedule = engine.schedules().pause(&ns, name.as_str(), true).await?;
     Ok(Json(full(&engine, schedule).await?))
 }
@@ -166,6 +186,7 @@ pub(super) async fn resume(
     State(engine): State<Arc<Engine>>,
     SchedulePath(ns, name): SchedulePath,
 ) -> Api<Json<ScheduleAnswer>> {
+    not_a_monitors(&name)?;
     let schedule = engine.schedules().pause(&ns, name.as_str(), false).await?;
     Ok(Json(full(&engine, schedule).await?))
 }
@@ -198,6 +219,7 @@ pub(super) async fn backfill(
     SchedulePath(ns, name): SchedulePath,
     JsonBody(range): JsonBody<BackfillRequest>,
 ) -> Api<Json<BackfillAnswer>> {
+    not_a_monitors(&name)?;
     let entries = engine
         .schedules()
         .backfill(&ns, name.as_str(), range.from, range.to)
