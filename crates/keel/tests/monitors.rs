@@ -243,6 +243,11 @@ async fn a_confirmed_outage_pages_escalates_and_resolves_once_each() {
     let day = monitor["uptime"]["24h"].as_f64().unwrap();
     assert!(day > 0.0 && day < 1.0, "{monitor}");
     assert_eq!(sink.count(), 2, "one page and one notice by e-mail");
+    // The incident's opening and its resolution by recovery are counted once each.
+    let counted = |kind: &'static str| server.metric("keel_incidents_total", kind);
+    assert_eq!(counted("kind=\"opened\"").await, 1.0);
+    assert_eq!(counted("kind=\"resolved\"").await, 1.0);
+    assert_eq!(counted("kind=\"acknowledged\"").await, 1.0);
 }
 
 #[tokio::test]

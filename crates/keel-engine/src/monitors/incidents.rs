@@ -351,7 +351,7 @@ impl MonitorService {
         step: u32,
         targets: &[PageTarget],
     ) -> Result<(), Error> {
-        let subject = format!("[{}] {}", severity(incident.severity), incident.summary);
+        let subject = format!("[{}] {}", incident.severity.as_str(), incident.summary);
         let text = format!(
             "{}\nIncident {} opened at {}.\n{}\nAcknowledge it to stop the escalation: POST /v1/namespaces/{}/incidents/{}/acknowledge",
             incident.summary,
@@ -478,14 +478,5 @@ impl MonitorService {
             }
         }
         retry.map_or(Ok(()), Err)
-    }
-}
-
-fn severity(s: Severity) -> &'static str {
-    match s {
-        Severity::Critical => "critical",
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-        Severity::Info => "info",
     }
 }

@@ -328,6 +328,13 @@ impl MonitorService {
         if ok.is_some() && kind != ResultKind::Ping {
             metrics::monitor_probe(namespace, ok == Some(true));
         }
+        match (recorded.change, &recorded.incident) {
+            (keel_core::monitor::Change::Open, Some(_)) => metrics::incident(namespace, "opened"),
+            (keel_core::monitor::Change::Resolve, Some(_)) => {
+                metrics::incident(namespace, "resolved");
+            }
+            _ => {}
+        }
         Ok(recorded)
     }
 

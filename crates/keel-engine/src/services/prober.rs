@@ -115,10 +115,7 @@ impl Prober {
                     (_, Some(tcp)) => self.clients.tcp(tcp, now).await,
                     _ => check(&monitor.state, monitor.created_at, now),
                 };
-                let recorded = monitors.record(namespace, &monitor, result).await?;
-                if recorded.change == keel_core::monitor::Change::Open {
-                    crate::metrics::incident(namespace, "opened");
-                }
+                monitors.record(namespace, &monitor, result).await?;
                 Ok(())
             }
             MonitorJob::Escalate { incident, step } => {

@@ -82,7 +82,7 @@ fn incident_view(ns: &str, i: &Incident) -> Value {
         summary => i.summary.clone(),
         monitor => i.monitor.clone(),
         dedup_key => i.dedup_key.clone(),
-        severity => serde_json::to_value(i.severity).ok().and_then(|s| s.as_str().map(str::to_owned)),
+        severity => i.severity.as_str(),
         source => i.source.clone(),
         opened_at => i.opened_at.to_string(),
         acknowledged_by => i.acknowledged_by.clone(),
