@@ -37,6 +37,8 @@ pub enum ErrorCode {
     Forbidden,
     /// A body or a payload is larger than the limit.
     PayloadTooLarge,
+    /// An `If-Match` named a version that is no longer the current one.
+    VersionMismatch,
     /// The namespace holds as many unfinished jobs as it may.
     NamespaceFull,
     /// A namespace's quota on a size (`max_jobs`, `max_schedules`,
@@ -65,7 +67,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the enum (the OpenAPI document lists them).
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -82,6 +84,7 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::VersionMismatch,
         ErrorCode::NamespaceFull,
         ErrorCode::QuotaExceeded,
         ErrorCode::RateLimited,
@@ -112,6 +115,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::VersionMismatch => "version_mismatch",
             ErrorCode::NamespaceFull => "namespace_full",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::RateLimited => "rate_limited",
@@ -142,6 +146,7 @@ impl ErrorCode {
             | ErrorCode::HasTarget
             | ErrorCode::CursorStale => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::VersionMismatch => 412,
             ErrorCode::IdempotencyKeyReused => 422,
             ErrorCode::NamespaceFull
             | ErrorCode::QuotaExceeded

@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod gate;
+pub mod handler;
 pub mod id;
 pub mod job;
 pub mod limits;
@@ -39,8 +40,8 @@ pub use id::{IncidentId, JobId, JobIdGenerator, LeaseToken, NotificationId};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    ChannelName, EndpointName, MonitorName, Namespace, QueueName, QueueRef, ScheduleName,
-    SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
+    ChannelName, EndpointName, HandlerName, MonitorName, Namespace, QueueName, QueueRef,
+    ScheduleName, SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

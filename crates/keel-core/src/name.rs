@@ -1,5 +1,5 @@
 //! Namespace, queue, workflow, topic, subscription, source, endpoint, schedule,
-//! channel, template and monitor names, checked once at the edge so that every layer below
+//! channel, template, monitor and handler names, checked once at the edge so that every layer below
 //! can trust them (they end up in SQL parameters, metric labels and log lines).
 
 use std::fmt;
@@ -72,6 +72,7 @@ name_type!(ScheduleName, "schedule");
 name_type!(ChannelName, "channel");
 name_type!(TemplateName, "template");
 name_type!(MonitorName, "monitor");
+name_type!(HandlerName, "handler");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Caller, Extern, Linker, ResourceLimiter};
 
 use crate::abi::{MODULE, Op};
-use crate::{Host, Limit, Limits};
+use crate::{HandlerLimits, Host, Limit};
 
 /// Log lines one invocation keeps, and their bytes.
 const LOG_LINES: usize = 100;
@@ -42,7 +42,7 @@ impl CpuMeter {
 
 pub(crate) struct Guest {
     pub(crate) host: Box<dyn Host>,
-    pub(crate) limits: Limits,
+    pub(crate) limits: HandlerLimits,
     pub(crate) cpu: Arc<Mutex<CpuMeter>>,
     /// The limit that stopped the guest, when one did.
     pub(crate) stopped_by: Option<Limit>,
@@ -56,7 +56,7 @@ pub(crate) struct Guest {
 }
 
 impl Guest {
-    pub(crate) fn new(host: Box<dyn Host>, limits: Limits) -> Guest {
+    pub(crate) fn new(host: Box<dyn Host>, limits: HandlerLimits) -> Guest {
         Guest {
             host,
             limits,

@@ -11,11 +11,10 @@
 pub mod abi;
 mod guest;
 mod js;
-mod limits;
 mod sandbox;
 
 pub use abi::Op;
-pub use limits::{Caps, Limit, Limits};
+pub use keel_core::handler::{Caps, HandlerLimits, Limit};
 pub use sandbox::{Failure, Invocation, MAX_MODULE_BYTES, Prepared, Refused, Sandbox};
 
 /// What a handler's host calls reach: the engine's side of one invocation.

@@ -15,7 +15,7 @@ use wasmtime::{
 
 use crate::abi::{self, MODULE};
 use crate::guest::{self, Guest};
-use crate::{Caps, Host, Limit, Limits};
+use crate::{Caps, HandlerLimits, Host, Limit};
 
 /// How often the epoch advances: the CPU limit is checked this often, so a
 /// runaway guest stops within its limit and one tick.
@@ -232,7 +232,7 @@ impl Sandbox {
         &self,
         handler: &Prepared,
         input: &[u8],
-        limits: Limits,
+        limits: HandlerLimits,
         host: Box<dyn Host>,
     ) -> Invocation {
         let started = Instant::now();
@@ -288,10 +288,10 @@ impl Sandbox {
     /// module (a syntax error is refused with its line), with no host.
     pub async fn compile_js(&self, source: &str) -> Result<Vec<u8>, Refused> {
         let pre = self.js_engine()?;
-        let limits = Limits {
+        let limits = HandlerLimits {
             cpu_ms: 2_000,
             wall_ms: 10_000,
-            ..Limits::default()
+            ..HandlerLimits::default()
         };
         let mut store = Store::new(&self.inner.engine, Guest::new(Box::new(NoHost), limits));
         store.limiter(|g| g as &mut dyn ResourceLimiter);
@@ -323,7 +323,7 @@ fn lock(meter: &Mutex<guest::CpuMeter>) -> std::sync::MutexGuard<'_, guest::CpuM
     meter.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn limit_message(limit: Limit, limits: &Limits) -> String {
+fn limit_message(limit: Limit, limits: &HandlerLimits) -> String {
     match limit {
         Limit::Cpu => format!(
             "the handler used more than {} ms of CPU (limits.cpu_ms)",

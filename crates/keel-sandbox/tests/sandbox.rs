@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use keel_sandbox::{Caps, Failure, Host, Limit, Limits, Op, Sandbox};
+use keel_sandbox::{Caps, Failure, HandlerLimits, Host, Limit, Op, Sandbox};
 use serde_json::{Value, json};
 
 /// A host that keeps state in a map and records what it was asked.
@@ -73,7 +73,7 @@ fn module(imports: &str, body: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn invoke(src: &str, limits: Limits, host: MapHost) -> keel_sandbox::Invocation {
+async fn invoke(src: &str, limits: HandlerLimits, host: MapHost) -> keel_sandbox::Invocation {
     let sandbox = sandbox();
     let prepared = sandbox
         .prepare_js(&sandbox.compile_js(src).await.unwrap())
@@ -101,7 +101,7 @@ async fn a_module_answers_its_result_through_the_abi() {
         .invoke(
             &prepared,
             b"{}",
-            Limits::default(),
+            HandlerLimits::default(),
             Box::<MapHost>::default(),
         )
         .await;
@@ -121,7 +121,7 @@ async fn a_module_error_fails_the_attempt_with_its_message() {
         .invoke(
             &prepared,
             b"{}",
-            Limits::default(),
+            HandlerLimits::default(),
             Box::<MapHost>::default(),
         )
         .await;
@@ -172,9 +172,9 @@ async fn a_runaway_loop_stops_at_its_cpu_limit_and_the_next_call_runs() {
     );
     let sandbox = sandbox();
     let prepared = sandbox.prepare_wasm(&wasm).unwrap();
-    let limits = Limits {
+    let limits = HandlerLimits {
         cpu_ms: 100,
-        ..Limits::default()
+        ..HandlerLimits::default()
     };
     let done = sandbox
         .invoke(&prepared, b"{}", limits, Box::<MapHost>::default())
@@ -198,7 +198,7 @@ async fn a_runaway_loop_stops_at_its_cpu_limit_and_the_next_call_runs() {
         .invoke(
             &prepared,
             b"{}",
-            Limits::default(),
+            HandlerLimits::default(),
             Box::<MapHost>::default(),
         )
         .await;
@@ -221,7 +221,7 @@ async fn memory_grow_past_the_limit_fails_cleanly() {
         .invoke(
             &prepared,
             b"{}",
-            Limits::default(),
+            HandlerLimits::default(),
             Box::<MapHost>::default(),
         )
         .await;
@@ -230,9 +230,9 @@ async fn memory_grow_past_the_limit_fails_cleanly() {
         "{:?}",
         done.outcome
     );
-    let roomy = Limits {
+    let roomy = HandlerLimits {
         memory_mb: 128,
-        ..Limits::default()
+        ..HandlerLimits::default()
     };
     let done = sandbox
         .invoke(&prepared, b"{}", roomy, Box::<MapHost>::default())
@@ -253,7 +253,7 @@ async fn javascript_runs_with_its_state_and_result() {
             const r = await ctx.fetch("https://api.example.com/ping");
             return { n, pong: await r.text(), ok: r.ok, now: Date.now() };
         }"#,
-        Limits::default(),
+        HandlerLimits::default(),
         host,
     )
     .await;
@@ -269,7 +269,7 @@ async fn javascript_runs_with_its_state_and_result() {
 async fn a_thrown_error_and_a_refused_host_call_fail_the_attempt() {
     let done = invoke(
         r#"export default async function (job) { throw new Error("no such customer " + job.id); }"#,
-        Limits::default(),
+        HandlerLimits::default(),
         MapHost::default(),
     )
     .await;
@@ -279,7 +279,7 @@ async fn a_thrown_error_and_a_refused_host_call_fail_the_attempt() {
     }
     let done = invoke(
         r#"export default async function (job, ctx) { await ctx.publish("t", {}); }"#,
-        Limits::default(),
+        HandlerLimits::default(),
         MapHost::default(),
     )
     .await;
@@ -309,7 +309,7 @@ async fn javascript_syntax_errors_and_imports_are_refused_at_compile() {
         .invoke(
             &prepared,
             b"{}",
-            Limits::default(),
+            HandlerLimits::default(),
             Box::<MapHost>::default(),
         )
         .await;
@@ -323,9 +323,9 @@ async fn javascript_syntax_errors_and_imports_are_refused_at_compile() {
 async fn javascript_loops_and_allocations_stop_at_their_limits() {
     let spin = invoke(
         "export default function () { for (;;) {} }",
-        Limits {
+        HandlerLimits {
             cpu_ms: 100,
-            ..Limits::default()
+            ..HandlerLimits::default()
         },
         MapHost::default(),
     )
@@ -337,10 +337,10 @@ async fn javascript_loops_and_allocations_stop_at_their_limits() {
     );
     let hog = invoke(
         "export default function () { const a = []; for (;;) a.push('x'.repeat(1 << 16) + a.length); }",
-        Limits {
+        HandlerLimits {
             memory_mb: 16,
             cpu_ms: 5_000,
-            ..Limits::default()
+            ..HandlerLimits::default()
         },
         MapHost::default(),
     )
@@ -364,9 +364,9 @@ async fn time_in_host_calls_is_not_guest_cpu() {
             for (let i = 0; i < 3; i++) await ctx.state.get("k");
             return "done";
         }"#,
-        Limits {
+        HandlerLimits {
             cpu_ms: 50,
-            ..Limits::default()
+            ..HandlerLimits::default()
         },
         host,
     )

@@ -1,12 +1,12 @@
-//! What one invocation may use, and the operator's caps on what a handler
-//! may ask for.
+//! What one invocation of a handler may use, and the operator's caps on
+//! what a handler may ask for.
 
 use serde::{Deserialize, Serialize};
 
 /// Per-handler limits; each is within the operator's [`Caps`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct Limits {
+pub struct HandlerLimits {
     /// Guest CPU time: counted while guest code runs, paused across host
     /// calls and the executor's turns.
     pub cpu_ms: u64,
@@ -20,9 +20,9 @@ pub struct Limits {
     pub response_bytes: u64,
 }
 
-impl Default for Limits {
+impl Default for HandlerLimits {
     fn default() -> Self {
-        Limits {
+        HandlerLimits {
             cpu_ms: 50,
             wall_ms: 30_000,
             memory_mb: 64,
@@ -59,7 +59,7 @@ impl Default for Caps {
 }
 
 /// Which limit stopped an invocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     Cpu,
@@ -81,7 +81,7 @@ impl Limit {
     }
 }
 
-impl Limits {
+impl HandlerLimits {
     /// The first limit above its cap, named, or `Ok`.
     pub fn check(&self, caps: &Caps) -> Result<(), String> {
         let over = |name: &str, v: u64, cap: u64| -> Result<(), String> {
@@ -108,18 +108,18 @@ mod tests {
     #[test]
     fn limits_above_their_caps_are_named() {
         let caps = Caps::default();
-        assert_eq!(Limits::default().check(&caps), Ok(()));
-        let big = Limits {
+        assert_eq!(HandlerLimits::default().check(&caps), Ok(()));
+        let big = HandlerLimits {
             memory_mb: 1024,
-            ..Limits::default()
+            ..HandlerLimits::default()
         };
         assert_eq!(
             big.check(&caps),
             Err("limits.memory_mb is 1024, above this server's cap of 256".into())
         );
-        let zero = Limits {
+        let zero = HandlerLimits {
             cpu_ms: 0,
-            ..Limits::default()
+            ..HandlerLimits::default()
         };
         assert_eq!(
             zero.check(&caps),
