@@ -17,6 +17,7 @@
 mod audit;
 mod bound;
 mod endpoints;
+mod handlers;
 mod jobs;
 mod keys;
 mod maintenance;

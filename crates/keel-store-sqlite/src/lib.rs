@@ -12,6 +12,7 @@ mod endpoints;
 mod enqueue;
 mod fence;
 mod flow;
+mod handlers;
 mod hot;
 mod jobs;
 mod lease;

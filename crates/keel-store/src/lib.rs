@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`], [`MonitorStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`], [`MonitorStore`], [`HandlerStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -18,6 +18,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod endpoints;
+mod handlers;
 mod jobs;
 mod maintenance;
 mod monitors;
@@ -41,6 +42,7 @@ pub use audit::{Actor, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
 pub use endpoints::{
     Attempt, AttemptQuery, Endpoint, EndpointStore, NewAttempt, SecretChoice, endpoint_not_found,
 };
+pub use handlers::{HandlerCommit, HandlerStore, HandlerSummary, handler_not_found, plan_writes};
 pub use jobs::{
     Ack, AckOutcome, Acked, Enqueued, IDEMPOTENCY_WINDOW_MS, JobFilter, JobPage, JobStore,
     LeaseRequest, LeasedJob, RedriveSelection,
@@ -95,6 +97,7 @@ pub trait Store:
     + SloStore
     + NotificationStore
     + MonitorStore
+    + HandlerStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

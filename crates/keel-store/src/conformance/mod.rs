@@ -17,6 +17,7 @@ mod audit;
 mod debounce;
 mod endpoints;
 mod flow;
+mod handlers;
 mod jobs;
 mod keys;
 mod maintenance;
@@ -122,6 +123,7 @@ where
         ("namespaces", namespaces::CASES),
         ("notifications", notifications::CASES),
         ("monitors", monitors::CASES),
+        ("handlers", handlers::CASES),
         ("slos", slos::CASES),
         ("trace", trace::CASES),
     ];

@@ -1,0 +1,1 @@
+SELECT version FROM keel_handlers WHERE namespace = $1 AND name = $2 FOR UPDATE
