@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod endpoints;
 pub mod error;
+pub mod handlers;
 pub mod health;
 pub mod jobs;
 pub mod monitors;

@@ -108,7 +108,7 @@ impl Access {
 }
 
 /// The kinds of resource a grant can name (`queue:emails*`).
-pub const RESOURCE_KINDS: [&str; 11] = [
+pub const RESOURCE_KINDS: [&str; 13] = [
     "queue",
     "topic",
     "subscription",
@@ -121,6 +121,10 @@ pub const RESOURCE_KINDS: [&str; 11] = [
     // A recipient's in-app inbox: `inbox:u1` is a token for one browser.
     "inbox",
     "monitor",
+    "handler",
+    // An object's state, by its type: `object:customer` reaches every
+    // customer's.
+    "object",
 ];
 
 /// At most this many namespaces or resource patterns in one grant.

@@ -104,6 +104,11 @@ pub struct JobRequest {
     /// The trace the job belongs to; when absent, the enqueue request's own
     /// (its `traceparent` header, or the server's span under `otel`).
     pub traceparent: Option<crate::TraceParent>,
+    /// The entity the job works on (`{"type","key"}`): jobs of one object
+    /// run one at a time (it is their ordering key), and a handler reads and
+    /// writes its state.
+    #[serde(default)]
+    pub object: Option<crate::handler::ObjectRef>,
 }
 
 /// `{"key","window_ms"}`: enqueues of one key within a window collapse into
@@ -224,7 +229,7 @@ impl JobRequest {
                 check_key(what, key, limits)?;
             }
         }
-        let tags = self.tags.unwrap_or_default();
+        let mut tags = self.tags.unwrap_or_default();
         if tags.len() > limits.max_tags {
             return Err(Error::invalid(format!(
                 "a job may have at most {} tags",
@@ -240,6 +245,26 @@ impl JobRequest {
                 )));
             }
         }
+        if tags.keys().any(|k| k.starts_with("keel.object.")) {
+            return Err(Error::invalid(
+                "tag keys starting with keel.object. are Keel's (give object instead)",
+            ));
+        }
+        let ordering_key = match (self.object, self.ordering_key) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "give object or ordering_key, not both: an object's jobs are ordered by it",
+                ));
+            }
+            (Some(object), None) => {
+                object.check()?;
+                let key = object.ordering_key();
+                tags.insert(crate::handler::state::TYPE_TAG.to_owned(), object.kind);
+                tags.insert(crate::handler::state::KEY_TAG.to_owned(), object.key);
+                Some(key)
+            }
+            (None, key) => key,
+        };
         Ok(NewJob {
             payload: self.payload,
             priority: priority as i16,
@@ -249,7 +274,7 @@ impl JobRequest {
             lease_ms,
             idempotency_key: self.idempotency_key,
             debounce_key: self.debounce.map(|d| d.key),
-            ordering_key: self.ordering_key,
+            ordering_key,
             tags,
             traceparent: self.traceparent,
         })

@@ -11,7 +11,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::workflow::RunId;
 use crate::{
-    EndpointName, ErrorCode, JobId, Namespace, QueueName, ScheduleName, SourceName,
+    EndpointName, ErrorCode, HandlerName, JobId, Namespace, QueueName, ScheduleName, SourceName,
     SubscriptionName, Timestamp, TopicName, WorkflowName,
 };
 
@@ -78,7 +78,8 @@ name_schema!(
     SubscriptionName,
     SourceName,
     EndpointName,
-    ScheduleName
+    ScheduleName,
+    HandlerName
 );
 
 schema!(

@@ -51,6 +51,10 @@ pub struct QueuePolicy {
     /// for pull workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<Push>,
+    /// Keel runs this handler for each of the queue's jobs instead of
+    /// waiting for pull workers (docs/handlers.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<crate::HandlerName>,
     /// Objectives Keel measures the queue against, with burn-rate alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<crate::slo::Slo>,
@@ -121,6 +125,11 @@ impl QueuePolicy {
                 "push.concurrency must be between 1 and {}",
                 crate::endpoint::MAX_IN_FLIGHT
             )));
+        }
+        if self.push.is_some() && self.handler.is_some() {
+            return Err(Error::invalid(
+                "a queue's jobs go to an endpoint (push) or a handler, not both",
+            ));
         }
         if let Some(slo) = &self.slo {
             slo.check()?;

@@ -12,6 +12,7 @@ use keel_store::Store;
 use crate::Shutdown;
 use crate::audit::AuditService;
 use crate::endpoints::EndpointService;
+use crate::handlers::{HandlerDeps, HandlerService};
 use crate::jobs::{JobDeps, JobService};
 use crate::monitors::{MonitorDeps, MonitorService};
 use crate::namespaces::NamespaceService;
@@ -42,6 +43,7 @@ pub struct Engine {
     sources: SourceService,
     notifications: Arc<NotificationService>,
     monitors: Arc<MonitorService>,
+    handlers: Arc<HandlerService>,
     endpoints: Arc<EndpointService>,
     schedules: Arc<ScheduleService>,
     workflows: Arc<Driver>,
@@ -71,6 +73,9 @@ pub struct EngineConfig {
     /// (`https://keel.example.com`): e-mails' unsubscribe links point there;
     /// none without it.
     pub public_url: Option<String>,
+    /// The operator's ceilings on handlers' limits, and the invocations a
+    /// node runs at once.
+    pub handler_caps: keel_core::handler::Caps,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +87,7 @@ impl Default for EngineConfig {
             audit_retention_ms: DEFAULT_AUDIT_RETENTION_MS,
             slo_pass_ms: DEFAULT_SLO_PASS_MS,
             public_url: None,
+            handler_caps: keel_core::handler::Caps::default(),
         }
     }
 }
@@ -207,6 +213,16 @@ impl Engine {
             notifications: notifications.clone(),
             guard,
         }));
+        let handlers = Arc::new(HandlerService::new(HandlerDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            guard,
+            caps: config.handler_caps,
+            jobs: jobs.clone(),
+            topics: topics.clone(),
+            queues: queues.clone(),
+        }));
+        queues.bind_handlers(&handlers);
         let tokens = TokenService::new(store.clone(), clock.clone());
         let audit = AuditService::new(store.clone());
         Arc::new(Engine {
@@ -222,6 +238,7 @@ impl Engine {
             sources,
             notifications,
             monitors,
+            handlers,
             endpoints,
             schedules,
             workflows,
@@ -265,6 +282,11 @@ impl Engine {
     /// Monitors, their results, incidents and how they page.
     pub fn monitors(&self) -> &Arc<MonitorService> {
         &self.monitors
+    }
+
+    /// Handlers: their versions, test calls, objects' state.
+    pub fn handlers(&self) -> &Arc<HandlerService> {
+        &self.handlers
     }
 
     pub fn endpoints(&self) -> &Arc<EndpointService> {

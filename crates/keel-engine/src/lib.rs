@@ -45,6 +45,7 @@
 pub mod audit;
 pub mod endpoints;
 mod engine;
+pub mod handlers;
 pub mod jobs;
 #[cfg(test)]
 mod manual_clock;

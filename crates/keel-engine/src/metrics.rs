@@ -195,6 +195,47 @@ pub fn monitor_probe(namespace: &keel_core::Namespace, up: bool) {
     .increment(1);
 }
 
+/// One handler invocation: counted by outcome (`ok`, `error`, or the
+/// limit that stopped it), with its guest CPU time and memory high-water.
+pub fn handler_invoked(
+    namespace: &keel_core::Namespace,
+    handler: &keel_core::HandlerName,
+    invocation: &keel_sandbox::Invocation,
+) {
+    let outcome = match &invocation.outcome {
+        Ok(_) => "ok",
+        Err(keel_sandbox::Failure::Limit(limit, _)) => limit.as_str(),
+        Err(_) => "error",
+    };
+    let labels = [
+        ("namespace", namespace.to_string()),
+        ("handler", handler.to_string()),
+    ];
+    counter!(
+        "keel_handler_invocations_total",
+        &[
+            ("namespace", namespace.to_string()),
+            ("handler", handler.to_string()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+    counter!("keel_handler_cpu_seconds_total", &labels)
+        .increment(invocation.cpu.as_micros() as u64);
+    // The high-water mark since this node started, per handler.
+    static HIGH: std::sync::Mutex<Option<std::collections::HashMap<(String, String), usize>>> =
+        std::sync::Mutex::new(None);
+    let mut high = HIGH.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = high
+        .get_or_insert_with(Default::default)
+        .entry((labels[0].1.clone(), labels[1].1.clone()))
+        .or_default();
+    if invocation.memory_bytes > *seen {
+        *seen = invocation.memory_bytes;
+        gauge!("keel_handler_memory_bytes_max", &labels).set(*seen as f64);
+    }
+}
+
 /// An incident's change, by kind (`opened`, `paged`, `acknowledged`, `resolved`).
 pub fn incident(namespace: &keel_core::Namespace, kind: &str) {
     counter!(

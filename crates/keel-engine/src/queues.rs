@@ -9,6 +9,7 @@ use keel_core::{Clock, Error, QueuePolicy, QueueRef};
 use keel_store::{Depth, QueueStats, QueueStore};
 
 use crate::endpoints::EndpointService;
+use crate::handlers::HandlerService;
 use crate::rates::{Hour, Rates, RecentRates};
 use crate::slos::SloService;
 
@@ -27,7 +28,12 @@ pub struct QueueService {
     /// queues: the endpoint service is built after this one and bound once
     /// the engine is assembled (weakly: it holds this service).
     endpoints: OnceLock<Weak<EndpointService>>,
+    /// Handler queues name handlers, bound the same way.
+    handlers: OnceLock<Weak<HandlerService>>,
     slos: Arc<SloService>,
+    /// Fired when a queue's policy is set on this node: the workers that
+    /// pick queues by policy look again at once.
+    pub(crate) policy_changed: tokio::sync::Notify,
 }
 
 impl QueueService {
@@ -42,8 +48,14 @@ impl QueueService {
             clock,
             rates,
             endpoints: OnceLock::new(),
+            handlers: OnceLock::new(),
             slos,
+            policy_changed: tokio::sync::Notify::new(),
         }
+    }
+
+    pub(crate) fn bind_handlers(&self, handlers: &Arc<HandlerService>) {
+        let _ = self.handlers.set(Arc::downgrade(handlers));
     }
 
     pub(crate) fn bind_endpoints(&self, endpoints: &Arc<EndpointService>) {
@@ -92,11 +104,20 @@ impl QueueService {
         if let Some(push) = &policy.push {
             endpoints.get(&queue.namespace, &push.endpoint).await?;
         }
+        if let Some(name) = &policy.handler {
+            let handlers = self
+                .handlers
+                .get()
+                .and_then(Weak::upgrade)
+                .ok_or_else(|| Error::internal("the handler service is not running"))?;
+            handlers.get(&queue.namespace, name, None).await?;
+        }
         let slo = policy.slo;
         self.store
             .queue_policy_set(queue, policy, self.clock.now())
             .await?;
         endpoints.queue_policy_changed();
+        self.policy_changed.notify_waiters();
         self.slos.policy_set(Subject::queue(queue), slo);
         Ok(())
     }

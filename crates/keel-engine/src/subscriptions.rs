@@ -436,5 +436,6 @@ fn job_request(
         tags: Some(tags),
         debounce: None,
         traceparent,
+        object: None,
     })
 }

@@ -126,6 +126,16 @@ struct ServerArgs {
     #[arg(long, env = "KEEL_SLO_PASS_MS", default_value_t = DEFAULT_SLO_PASS_MS,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     slo_pass_ms: u64,
+    /// The most guest CPU time a handler may ask for per invocation, in ms.
+    #[arg(long, env = "KEEL_HANDLER_MAX_CPU_MS", default_value_t = 5_000)]
+    handler_max_cpu_ms: u64,
+    /// The most linear memory a handler may ask for, in MB.
+    #[arg(long, env = "KEEL_HANDLER_MAX_MEMORY_MB", default_value_t = 256)]
+    handler_max_memory_mb: u32,
+    /// Handler invocations this node runs at once.
+    #[arg(long, env = "KEEL_HANDLER_INSTANCES", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    handler_instances: u32,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain,
     /// leaf first; needs --tls-key.
     #[arg(long, env = "KEEL_TLS_CERT", requires = "tls_key")]
@@ -250,6 +260,12 @@ fn main() -> std::process::ExitCode {
                         .map(|u| keel_core::notification::check_public_url(&u))
                         .transpose()
                         .map_err(|e| anyhow::anyhow!("--public-url: {}", e.message))?,
+                    handler_caps: keel_core::handler::Caps {
+                        cpu_ms: args.handler_max_cpu_ms,
+                        memory_mb: args.handler_max_memory_mb,
+                        instances: args.handler_instances,
+                        ..keel_core::handler::Caps::default()
+                    },
                 };
                 let tls = match (&args.tls_cert, &args.tls_key) {
                     (Some(cert), Some(key)) => {

@@ -194,7 +194,20 @@ impl JobService {
         // the job back.
         let outcomes: Vec<AckOutcome> = acks.iter().map(|a| a.outcome.clone()).collect();
         let results = self.store.jobs_ack(namespace, acks, now).await?;
-        for (acked, outcome) in results.iter().zip(&outcomes) {
+        self.ended(namespace, &results, &outcomes, now);
+        Ok(results)
+    }
+
+    /// What follows jobs' ends, however they were written (acks, a
+    /// handler's commits): their owners told, metrics, SLOs and rates.
+    pub(crate) fn ended(
+        &self,
+        namespace: &Namespace,
+        results: &[Result<Acked, Error>],
+        outcomes: &[AckOutcome],
+        now: Timestamp,
+    ) {
+        for (acked, outcome) in results.iter().zip(outcomes) {
             if let Ok(acked) = acked {
                 self.owners.job_ended(namespace, acked, Some(outcome));
             }
@@ -225,7 +238,6 @@ impl JobService {
             self.rates.record(&queue, Event::Completed, completed, now);
             self.rates.record(&queue, Event::Failed, failed, now);
         }
-        Ok(results)
     }
 
     /// Extends a lease; refused (409) for a stale token.

@@ -4,6 +4,7 @@
 //! are assembled from the engine's parts.
 
 mod deliveries;
+mod handlers;
 mod maintenance;
 mod notifier;
 mod prober;
@@ -20,10 +21,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub use deliveries::Deliveries;
+pub use handlers::{EffectsWorker, HandlerRunner};
 pub use maintenance::Maintenance;
 pub use notifier::Notifier;
 pub use prober::Prober;
 pub use pusher::Pusher;
+pub(crate) use queue_worker::ack_all;
 pub use retention::Retention;
 pub use slos::Slos;
 pub use steps::{RunSweep, StepRunner};
@@ -86,6 +89,8 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
             )
             .run(shutdown.clone()),
         ),
+        tokio::spawn(HandlerRunner::new(engine.handlers().clone()).run(shutdown.clone())),
+        tokio::spawn(EffectsWorker::new(engine.handlers().clone()).run(shutdown.clone())),
         tokio::spawn(
             Pusher::new(
                 engine.endpoints().clone(),

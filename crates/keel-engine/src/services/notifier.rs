@@ -22,7 +22,8 @@ use keel_core::notification::{
     ChannelKind, ChannelSpec, DeliveryAttempt, DeliveryStatus, Dispatch, queue_channel,
 };
 use keel_core::{
-    ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueueName, Retry, TopicName,
+    ChannelName, Error, ErrorCode, JobId, Namespace, NewEvent, QueuePolicy, QueueRef, Retry,
+    TopicName,
 };
 use keel_store::{Ack, AckOutcome, DeliveryMove, LeasedJob, NewDelivery, NewInboxMessage};
 use serde_json::json;
@@ -49,8 +50,10 @@ impl QueueWorker for Notifier {
     const IN_FLIGHT: usize = 32;
     const LEASE_BATCH: u32 = 64;
 
-    fn picks(&self, queue: &QueueName) -> bool {
-        queue_channel(queue).is_some()
+    type Done = Ack;
+
+    fn picks(&self, queue: &QueueRef, _policy: &QueuePolicy) -> bool {
+        queue_channel(&queue.queue).is_some()
     }
 
     fn woken(&self) -> &Notify {
@@ -63,6 +66,10 @@ impl QueueWorker for Notifier {
 
     fn queues(&self) -> &Arc<QueueService> {
         &self.queues
+    }
+
+    async fn finish(&self, namespace: &Namespace, acks: Vec<Ack>) {
+        super::queue_worker::ack_all(&self.jobs, namespace, acks).await;
     }
 
     async fn handle(&self, namespace: &Namespace, job: LeasedJob) -> Ack {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use keel_core::monitor::{MonitorJob, SCHEDULE_PREFIX, monitor_queue};
-use keel_core::{Error, ErrorCode, Namespace, QueueName, Retry};
+use keel_core::{Error, ErrorCode, Namespace, QueuePolicy, QueueRef, Retry};
 use keel_store::{Ack, AckOutcome, LeasedJob};
 use tokio::sync::Notify;
 
@@ -28,8 +28,10 @@ impl QueueWorker for Prober {
     const IN_FLIGHT: usize = 512;
     const LEASE_BATCH: u32 = 128;
 
-    fn picks(&self, queue: &QueueName) -> bool {
-        *queue == monitor_queue()
+    type Done = Ack;
+
+    fn picks(&self, queue: &QueueRef, _policy: &QueuePolicy) -> bool {
+        queue.queue == monitor_queue()
     }
 
     fn woken(&self) -> &Notify {
@@ -42,6 +44,10 @@ impl QueueWorker for Prober {
 
     fn queues(&self) -> &Arc<QueueService> {
         &self.queues
+    }
+
+    async fn finish(&self, namespace: &Namespace, acks: Vec<Ack>) {
+        super::queue_worker::ack_all(&self.jobs, namespace, acks).await;
     }
 
     async fn handle(&self, namespace: &Namespace, job: LeasedJob) -> Ack {

@@ -345,8 +345,8 @@ impl Task {
 /// Writes a queue's acks in batches, as they come: one store write for
 /// every ack that finished while the previous write was going on. A
 /// delivery's slot is freed only once its ack is written, so a task never
-/// holds more leases than its slots. (The notifier's too.)
-pub(super) async fn flush_acks(
+/// holds more leases than its slots.
+async fn flush_acks(
     jobs: Arc<JobService>,
     namespace: Namespace,
     mut pending: mpsc::Receiver<(Ack, OwnedSemaphorePermit)>,
@@ -354,18 +354,8 @@ pub(super) async fn flush_acks(
     let mut batch = Vec::with_capacity(ACK_BATCH);
     while pending.recv_many(&mut batch, ACK_BATCH).await > 0 {
         let (acks, slots): (Vec<Ack>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
-        let written = jobs.ack(&namespace, acks).await;
+        super::queue_worker::ack_all(&jobs, &namespace, acks).await;
         drop(slots);
-        match written {
-            Ok(results) => {
-                for e in results.iter().filter_map(|r| r.as_ref().err()) {
-                    tracing::debug!(error = %e, "a delivery's ack was refused");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot ack deliveries; their leases expire and they go again");
-            }
-        }
     }
 }
 

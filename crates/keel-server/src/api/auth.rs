@@ -71,6 +71,8 @@ const CHANNEL: Shape = on("channel", "name");
 const TEMPLATE: Shape = on("template", "name");
 const INBOX: Shape = on("inbox", "id");
 const MONITOR: Shape = on("monitor", "name");
+const HANDLER: Shape = on("handler", "name");
+const OBJECT: Shape = on("object", "type");
 
 /// Every route's need, as docs/api.md's role table shows it.
 #[rustfmt::skip]
@@ -182,6 +184,17 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/namespaces/{ns}/inbox/{id}/read", Need::Token(Publish, INBOX)),
     ("POST", "/v1/namespaces/{ns}/inbox/{id}/seen", Need::Token(Publish, INBOX)),
     ("POST", "/v1/namespaces/{ns}/inbox/{id}/archive", Need::Token(Publish, INBOX)),
+    ("GET", "/v1/namespaces/{ns}/handlers", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/handlers/{name}", Need::Token(Read, HANDLER)),
+    ("PUT", "/v1/namespaces/{ns}/handlers/{name}", Need::Token(Operate, HANDLER)),
+    ("DELETE", "/v1/namespaces/{ns}/handlers/{name}", Need::Token(Operate, HANDLER)),
+    ("PUT", "/v1/namespaces/{ns}/handlers/{name}/secrets", Need::Token(Operate, HANDLER)),
+    ("POST", "/v1/namespaces/{ns}/handlers/{name}/invoke", Need::Token(Operate, HANDLER)),
+    ("GET", "/v1/namespaces/{ns}/objects/{type}/{key}/state", Need::Token(Read, OBJECT)),
+    ("GET", "/v1/namespaces/{ns}/objects/{type}/{key}/state/{k}", Need::Token(Read, OBJECT)),
+    ("PUT", "/v1/namespaces/{ns}/objects/{type}/{key}/state/{k}", Need::Token(Publish, OBJECT)),
+    ("DELETE", "/v1/namespaces/{ns}/objects/{type}/{key}/state/{k}", Need::Token(Publish, OBJECT)),
+    ("POST", "/v1/namespaces/{ns}/objects/{type}/{key}/state:batch", Need::Token(Publish, OBJECT)),
     ("GET", "/v1/namespaces/{ns}/monitors", Need::Token(Read, Namespace)),
     ("GET", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Read, MONITOR)),
     ("PUT", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Operate, MONITOR)),

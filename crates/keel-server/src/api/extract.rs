@@ -255,7 +255,7 @@ pub(super) fn user_namespace(name: &str) -> Result<Namespace, ApiError> {
     Ok(Namespace::new(name)?)
 }
 
-fn segment<'a>(segments: &'a [(String, String)], name: &str) -> &'a str {
+pub(super) fn segment<'a>(segments: &'a [(String, String)], name: &str) -> &'a str {
     segments
         .iter()
         .find(|(k, _)| k == name)

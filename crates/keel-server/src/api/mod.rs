@@ -8,6 +8,7 @@ mod cloudevents;
 pub(crate) mod endpoints;
 mod error;
 mod extract;
+mod handlers;
 mod health;
 mod jobs;
 mod monitors;
@@ -183,6 +184,17 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
             notifications::unsubscribe::unsubscribe,
             notifications::unsubscribe::unsubscribe_page
         ))
+        .routes(routes!(handlers::list))
+        .routes(routes!(handlers::get, handlers::put, handlers::delete))
+        .routes(routes!(handlers::secrets))
+        .routes(routes!(handlers::invoke))
+        .routes(routes!(handlers::state::list))
+        .routes(routes!(
+            handlers::state::get,
+            handlers::state::put,
+            handlers::state::delete
+        ))
+        .routes(routes!(handlers::state::batch))
         .routes(routes!(monitors::list))
         .routes(routes!(monitors::get, monitors::put, monitors::delete))
         .routes(routes!(monitors::results))

@@ -1,0 +1,130 @@
+//! A handler's outbound HTTP: only to the origins its settings allow, and
+//! through the SSRF guard (no redirects followed: each hop is the handler's
+//! own call, checked again). `{{secrets.NAME}}` in a header's value is
+//! filled in here from the handler's secrets, which the guest never sees.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use keel_core::handler::Origin;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::outbound::{Guard, describe};
+
+/// One call's longest wait; the invocation's wall limit bounds it too.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) struct Fetcher {
+    pub(super) client: reqwest::Client,
+    pub(super) guard: Guard,
+    pub(super) origins: Vec<Origin>,
+    /// Bytes of responses this invocation may still read.
+    pub(super) response_bytes: u64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Request {
+    url: String,
+    #[serde(default = "get")]
+    method: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// `value` with every `{{secrets.NAME}}` replaced (an unknown name is an
+/// error: a call must not go out with a placeholder in it).
+fn fill(value: &str, secrets: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find("{{secrets.") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 10..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "an unclosed {{secrets. in a header".to_owned())?;
+        let name = &after[..end];
+        let secret = secrets
+            .get(name)
+            .ok_or_else(|| format!("the handler has no secret {name:?}"))?;
+        out.push_str(secret);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Fetcher {
+    pub(super) async fn fetch(
+        &mut self,
+        request: Request,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Value, String> {
+        let url = reqwest::Url::parse(&request.url)
+            .map_err(|e| format!("{:?} is not a URL: {e}", request.url))?;
+        if !self.origins.iter().any(|o| o.allows(&url)) {
+            let origin = url.origin().ascii_serialization();
+            return Err(format!("{origin} is not in the handler's allow_http"));
+        }
+        self.guard.check_url(&url)?;
+        let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
+        let mut call = self.client.request(method, url).timeout(CALL_TIMEOUT);
+        for (name, value) in &request.headers {
+            call = call.header(name.as_str(), fill(value, secrets)?);
+        }
+        if let Some(body) = request.body {
+            call = call.body(body);
+        }
+        let response = call.send().await.map_err(|e| describe(&e))?;
+        let status = response.status().as_u16();
+        let headers: BTreeMap<String, String> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let room = usize::try_from(self.response_bytes).unwrap_or(usize::MAX);
+        let (body, cut) = crate::outbound::read_bounded(response, room)
+            .await
+            .map_err(|e| describe(&e))?;
+        if cut {
+            self.response_bytes = 0;
+            return Err(
+                "the responses read passed the handler's limit (limits.response_bytes)".into(),
+            );
+        }
+        self.response_bytes -= body.len() as u64;
+        Ok(json!({
+            "status": status,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_fill_their_placeholders_and_unknown_ones_refuse() {
+        let secrets = BTreeMap::from([("TOKEN".to_owned(), "s3cr3t".to_owned())]);
+        assert_eq!(
+            fill("Bearer {{secrets.TOKEN}}", &secrets).unwrap(),
+            "Bearer s3cr3t"
+        );
+        assert_eq!(fill("plain", &secrets).unwrap(), "plain");
+        assert!(
+            fill("{{secrets.NOPE}}", &secrets)
+                .unwrap_err()
+                .contains("NOPE")
+        );
+        assert!(fill("{{secrets.TOKEN", &secrets).is_err());
+    }
+}
