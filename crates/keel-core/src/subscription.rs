@@ -202,6 +202,17 @@ pub enum Target {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         payload: Option<Value>,
     },
+    /// A run of `handler` per event, as a job on Keel's queue
+    /// `keel.handler.{handler}`; `payload` is a template over `event`
+    /// (default: the whole event). With `object` (an object type), each
+    /// event's key names the object whose state the handler keeps.
+    Handler {
+        handler: crate::HandlerName,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object: Option<String>,
+    },
 }
 
 /// What a target may look like on the wire: a queue target's deprecated
@@ -225,6 +236,13 @@ enum TargetWire {
         endpoint: EndpointName,
         #[serde(default)]
         payload: Option<Value>,
+    },
+    Handler {
+        handler: crate::HandlerName,
+        #[serde(default)]
+        payload: Option<Value>,
+        #[serde(default)]
+        object: Option<String>,
     },
 }
 
@@ -255,6 +273,15 @@ impl<'de> Deserialize<'de> for Target {
             } => Target::Queue { queue, job },
             TargetWire::Workflow { workflow, input } => Target::Workflow { workflow, input },
             TargetWire::Endpoint { endpoint, payload } => Target::Endpoint { endpoint, payload },
+            TargetWire::Handler {
+                handler,
+                payload,
+                object,
+            } => Target::Handler {
+                handler,
+                payload,
+                object,
+            },
         })
     }
 }
@@ -264,12 +291,18 @@ impl Target {
     fn template(&self) -> Option<&Value> {
         match self {
             Target::Queue { job, .. } => job.as_ref().and_then(|j| j.payload.as_ref()),
-            Target::Endpoint { payload, .. } => payload.as_ref(),
+            Target::Endpoint { payload, .. } | Target::Handler { payload, .. } => payload.as_ref(),
             Target::Workflow { input, .. } => input.as_ref(),
         }
     }
 
     pub fn check(&self) -> Result<(), Error> {
+        if let Target::Handler {
+            object: Some(kind), ..
+        } = self
+        {
+            crate::handler::ObjectRef::new(kind, "k")?;
+        }
         let template = self.template();
         let mut found = Vec::new();
         if let Some(template) = template {

@@ -126,6 +126,16 @@ impl SubscriptionService {
         if let Some(Target::Endpoint { endpoint, .. }) = &spec.target {
             self.endpoints.get(namespace, endpoint).await?;
         }
+        if let Some(Target::Handler { handler, .. }) = &spec.target {
+            // Its own queue has the handler's policy since its upload.
+            let queue = handler_queue(namespace, handler)?;
+            if self.queues.policy(&queue).await?.handler.as_ref() != Some(handler) {
+                return Err(Error::new(
+                    keel_core::ErrorCode::NotFound,
+                    format!("handler {handler} not found"),
+                ));
+            }
+        }
         let answer = self
             .store
             .subscription_put(namespace, name, spec, start, self.clock.now())
@@ -314,6 +324,11 @@ impl SubscriptionService {
                 )
                 .await?
             }
+            Target::Handler { handler, .. } => {
+                let queue = handler_queue(&sub.namespace, handler)?;
+                self.owned_jobs(sub, target, &queue, None, true, wanted, now)
+                    .await?
+            }
             Target::Workflow { workflow, .. } => {
                 for event in wanted {
                     let input = target.render(event)?;
@@ -376,6 +391,16 @@ impl SubscriptionService {
             if !ordered {
                 request.ordering_key = None;
             }
+            if let (
+                Target::Handler {
+                    object: Some(kind), ..
+                },
+                Some(key),
+            ) = (target, &event.event.key)
+            {
+                request.ordering_key = None;
+                request.object = Some(keel_core::handler::ObjectRef::new(kind, key)?);
+            }
             let job = request.validate(&policy, &self.limits, now).map_err(|e| {
                 Error::new(e.code, format!("event seq {}: {}", event.seq, e.message))
             })?;
@@ -398,6 +423,17 @@ impl SubscriptionService {
         }
         Ok(jobs)
     }
+}
+
+/// The queue a handler target's deliveries go to: `keel.handler.{name}`.
+pub fn handler_queue(
+    namespace: &Namespace,
+    handler: &keel_core::HandlerName,
+) -> Result<QueueRef, Error> {
+    Ok(QueueRef {
+        namespace: namespace.clone(),
+        queue: keel_core::QueueName::new(&format!("keel.handler.{handler}"))?,
+    })
 }
 
 /// Seconds from an event's publish to `now`.

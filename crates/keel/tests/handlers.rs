@@ -466,3 +466,82 @@ async fn object_state_has_versions_batches_and_bounds() {
         "not_found",
     );
 }
+
+#[tokio::test]
+async fn subscriptions_and_workflow_steps_run_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir, &[]).await;
+    let tally = r#"
+        export default async function (job, ctx) {
+            const n = ((await ctx.state.get("orders")) ?? 0) + 1;
+            await ctx.state.put("orders", n);
+            return n;
+        }"#;
+    put_handler(&server, "tally", json!({"js": tally})).await;
+    let missing = server
+        .call(
+            "PUT",
+            &format!("{NS}/subscriptions/nosuch"),
+            Some(json!({"topic": "orders", "target": {"handler": "nosuch"}})),
+        )
+        .await;
+    assert_error(&missing, 404, "not_found");
+    let (status, body) = server
+        .call(
+            "PUT",
+            &format!("{NS}/subscriptions/tally-orders"),
+            Some(json!({"topic": "orders", "start": "earliest", "target": {"handler": "tally", "object": "customer"}})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    for key in ["c1", "c1", "c2"] {
+        let (status, body) = server
+            .post(
+                &format!("{NS}/topics/orders/events"),
+                json!({"key": key, "data": {"total": 1}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let c1 = eventually("c1's orders are counted", || async {
+        let (status, got) = server
+            .get(&format!("{NS}/objects/customer/c1/state/orders"))
+            .await;
+        (status == 200 && got["value"] == 2).then_some(got)
+    })
+    .await;
+    assert_eq!(c1["value"], 2);
+    let (_, c2) = server
+        .get(&format!("{NS}/objects/customer/c2/state/orders"))
+        .await;
+    assert_eq!(c2["value"], 1);
+
+    let double = r#"export default async (job) => ({ doubled: job.payload.n * 2 });"#;
+    put_handler(&server, "double", json!({"js": double})).await;
+    let definition = json!({
+        "name": "math",
+        "steps": {
+            "twice": {"handler": {"name": "double", "input": {"n": "${{ input.n }}"}}},
+            "again": {"needs": ["twice"], "handler": {"name": "double", "input": {"n": "${{ steps.twice.output.doubled }}"}}}
+        }
+    });
+    let (status, body) = server
+        .call("PUT", &format!("{NS}/workflows/math"), Some(definition))
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+    let (status, run) = server
+        .post(
+            &format!("{NS}/workflows/math/runs"),
+            json!({"input": {"n": 5}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let done = eventually("the run ends", || async {
+        let (_, run) = server.get(&format!("{NS}/runs/{id}?wait_ms=3000")).await;
+        (run["status"] != "running").then_some(run)
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"]["again"]["output"]["doubled"], 20, "{done}");
+}

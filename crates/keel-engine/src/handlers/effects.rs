@@ -1,6 +1,6 @@
 //! An attempt's publishes and enqueues. They are collected during the
 //! attempt and committed with its completion as one job on the namespace's
-//! `keel.handler.effects` queue (a transactional outbox on Keel's own
+//! `keel.handler-effects` queue (a transactional outbox on Keel's own
 //! jobs), which the effects worker then carries out. Each event's id and
 //! each job's idempotency key default to the attempt's job id and the
 //! effect's place among the attempt's calls (`{job}.{n}`), so an effects
@@ -23,7 +23,7 @@ use crate::jobs::JobService;
 use crate::topics::TopicService;
 
 /// The queue, per namespace, that effects' jobs go to.
-pub const EFFECTS_QUEUE: &str = "keel.handler.effects";
+pub const EFFECTS_QUEUE: &str = "keel.handler-effects";
 /// Effects one attempt may leave.
 const MAX_EFFECTS: usize = 100;
 

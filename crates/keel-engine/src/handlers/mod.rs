@@ -203,6 +203,7 @@ impl HandlerService {
             .await?;
         self.forget(namespace, name);
         self.effects_queue(namespace).await?;
+        self.own_queue(namespace, name).await?;
         Ok(put)
     }
 
@@ -261,6 +262,22 @@ impl HandlerService {
             .set_own_policy(&queue, QueuePolicy::default())
             .await?;
         lock(&self.effects_ready).insert(namespace.clone());
+        self.queues.policy_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// The handler's own queue, `keel.handler.{name}`, where subscriptions
+    /// and workflow steps that target it put their jobs.
+    async fn own_queue(&self, namespace: &Namespace, name: &HandlerName) -> Result<(), Error> {
+        let queue = crate::subscriptions::handler_queue(namespace, name)?;
+        if self.queues.policy(&queue).await?.handler.as_ref() == Some(name) {
+            return Ok(());
+        }
+        let policy = QueuePolicy {
+            handler: Some(name.clone()),
+            ..QueuePolicy::default()
+        };
+        self.queues.set_own_policy(&queue, policy).await?;
         self.queues.policy_changed.notify_waiters();
         Ok(())
     }

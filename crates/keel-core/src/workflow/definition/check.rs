@@ -16,10 +16,10 @@ use crate::{Backoff, TopicName};
 mod actions;
 
 const HTTP_METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
-const KINDS: [&str; 7] = [
-    "task", "http", "notify", "sleep", "wait_for", "workflow", "for_each",
+const KINDS: [&str; 8] = [
+    "task", "handler", "http", "notify", "sleep", "wait_for", "workflow", "for_each",
 ];
-const FAN_OUT_KINDS: [&str; 4] = ["task", "http", "notify", "workflow"];
+const FAN_OUT_KINDS: [&str; 5] = ["task", "handler", "http", "notify", "workflow"];
 
 #[derive(Default)]
 pub(super) struct Checker {

@@ -40,6 +40,7 @@ impl Checker {
         let map = self.object(path, value)?;
         match kind {
             "task" => self.task(path, map, scope),
+            "handler" => self.handler(path, map, scope),
             "http" => self.http(path, map, scope),
             "notify" => self.notify(path, map, scope),
             "sleep" => self.sleep(path, map, scope),
@@ -84,6 +85,35 @@ impl Checker {
             queue: queue?,
             input,
             priority,
+        })
+    }
+
+    /// A run of a handler Keel keeps: a task on the handler's own queue
+    /// (`keel.handler.{name}`), which the handler runner works; its result
+    /// is the step's output.
+    fn handler(
+        &mut self,
+        path: &str,
+        map: &Map<String, Value>,
+        scope: &Scope<'_>,
+    ) -> Option<Action> {
+        self.unknown_keys(path, map, &["name", "input"]);
+        let name = self.required_string(path, map, "name")?;
+        let queue = match crate::HandlerName::new(&name)
+            .and_then(|h| QueueName::new(&format!("keel.handler.{h}")))
+        {
+            Ok(q) => q,
+            Err(e) => {
+                self.problem(&join(path, "name"), e.message);
+                return None;
+            }
+        };
+        let input = map.get("input").cloned().unwrap_or(Value::Null);
+        self.templates(&join(path, "input"), &input, scope);
+        Some(Action::Task {
+            queue,
+            input,
+            priority: 0,
         })
     }
 
