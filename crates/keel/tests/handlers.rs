@@ -545,3 +545,79 @@ async fn subscriptions_and_workflow_steps_run_handlers() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["steps"]["again"]["output"]["doubled"], 20, "{done}");
 }
+
+/// Kills the server three times while a handler folds 60 ordered jobs of
+/// one object into its state; after each restart the state must be the
+/// fold of the jobs that completed, each once and in order, never a
+/// partial attempt's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_state_is_the_fold_of_the_completed_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir, &[]).await;
+    let fold = r#"
+        export default async function (job, ctx) {
+            const seen = (await ctx.state.get("seen")) ?? [];
+            seen.push(job.payload.n);
+            await ctx.state.put("seen", seen);
+            await ctx.state.put("count", seen.length);
+            return seen.length;
+        }"#;
+    put_handler(&server, "fold", json!({"js": fold})).await;
+    handler_queue(&server, "folded", "fold").await;
+    const JOBS: u64 = 60;
+    for n in 0..JOBS {
+        server
+            .enqueue(
+                "folded",
+                json!({"payload": {"n": n}, "lease_ms": 1000, "object": {"type": "ledger", "key": "l1"}}),
+            )
+            .await;
+    }
+    let mut last = 0;
+    for _ in 0..3 {
+        let progressed = eventually("the handler makes progress", || async {
+            let seen = folded(&server).await;
+            (seen.len() as u64 >= (last + 5).min(JOBS)).then(|| json!(seen.len()))
+        })
+        .await;
+        server.kill9().await;
+        server = Server::start_in(dir.path(), &[]).await;
+        let seen = folded(&server).await;
+        assert_eq!(
+            seen,
+            (0..seen.len() as u64).collect::<Vec<_>>(),
+            "a fold of whole jobs, in order"
+        );
+        assert!(
+            seen.len() as u64 >= progressed.as_u64().unwrap(),
+            "committed state survives"
+        );
+        last = seen.len() as u64;
+    }
+    let all = eventually("every job is folded", || async {
+        let seen = folded(&server).await;
+        (seen.len() as u64 == JOBS).then(|| json!(seen))
+    })
+    .await;
+    assert_eq!(all, json!((0..JOBS).collect::<Vec<_>>()));
+    let (_, count) = server
+        .get(&format!("{NS}/objects/ledger/l1/state/count"))
+        .await;
+    assert_eq!(count["value"], JOBS);
+}
+
+/// The ledger's `seen` list (empty before the first commit).
+async fn folded(server: &Server) -> Vec<u64> {
+    let (status, got) = server
+        .get(&format!("{NS}/objects/ledger/l1/state/seen"))
+        .await;
+    if status == 404 {
+        return Vec::new();
+    }
+    got["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
