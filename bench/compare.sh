@@ -20,6 +20,11 @@
 #                                     # Gatus is on no registry this machine
 #                                     # reaches, Uptime Kuma only as npm's
 #                                     # 2.0.0-dev.0, not measured yet)
+#   SUITE=handlers bench/compare.sh   # handlers: the sandbox alone, JavaScript
+#                                     # handlers on queues with state, state reads,
+#                                     # 10 million events an hour into a handler,
+#                                     # and a push queue beside them (about 10
+#                                     # minutes; no peer runs in-process code)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -42,7 +47,9 @@ case $SUITE in
           RESULTS=docs/benchmarks-notify.jsonl ;;
     monitors) ONLY=${ONLY:-"keel-monitors keel-pg-monitors"}
           RESULTS=docs/benchmarks-monitors.jsonl ;;
-    *) echo "SUITE is jobs, events, hooks, flow, notify or monitors" >&2; exit 2 ;;
+    handlers) ONLY=${ONLY:-"keel-handlers keel-pg-handlers"}
+          RESULTS=docs/benchmarks-handlers.jsonl ;;
+    *) echo "SUITE is jobs, events, hooks, flow, notify, monitors or handlers" >&2; exit 2 ;;
 esac
 OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
@@ -212,6 +219,14 @@ if wants keel-pg-monitors; then
     run keel-pg-monitors "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
         --n 20000 --phases monitor_probes,heartbeats
 fi
+if wants keel-handlers; then
+    run keel-handlers "$ROOT/target/release/keel-bench" --n 20000 --hour-secs 60 \
+        --phases handler_sandbox,handler_jobs,handler_writes10,handler_one_object,state_get,handler_10m_per_hour,push_queue
+fi
+if wants keel-pg-handlers; then
+    run keel-pg-handlers "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --n 10000 --phases handler_jobs,handler_one_object,state_get
+fi
 if wants keel-pg-notify; then
     run keel-pg-notify "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
         --notify-n 10000 --phases notify_accept,notify_email
@@ -256,5 +271,5 @@ cp "$OUT" "$ROOT/$RESULTS"
 python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
     "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" \
     "$ROOT/docs/benchmarks-ui.md" "$ROOT/docs/benchmarks-notify.jsonl" \
-    "$ROOT/docs/benchmarks-monitors.jsonl" >"$ROOT/docs/benchmarks.md"
+    "$ROOT/docs/benchmarks-monitors.jsonl" "$ROOT/docs/benchmarks-handlers.jsonl" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

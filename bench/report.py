@@ -3,7 +3,7 @@
 of the jobs suite and, when given, one run of the events suite
 (report_events.py writes that section) and one of the webhooks suite
 (report_hooks.py), flow control (report_flow.py) and notifications
-(report_notify.py), monitors (report_monitors.py).
+(report_notify.py), monitors (report_monitors.py), handlers (report_handlers.py).
 
 Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl [ui.md [notify.jsonl [monitors.jsonl]]]]]] > docs/benchmarks.md
 
@@ -17,6 +17,7 @@ import sys
 import report_events
 import report_flow
 import report_hooks
+import report_handlers
 import report_monitors
 import report_notify
 from reportkit import cpu_line, fmt, load, ratio
@@ -390,8 +391,11 @@ def main():
     monitors = sys.argv[7] if len(sys.argv) > 7 and os.path.exists(sys.argv[7]) else None
     if monitors:
         report_monitors.section(w, monitors)
+    handlers = sys.argv[8] if len(sys.argv) > 8 and os.path.exists(sys.argv[8]) else None
+    if handlers:
+        report_handlers.section(w, handlers)
     w("## Raw results")
-    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify, monitors) if p]:
+    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify, monitors, handlers) if p]:
         w("")
         w(f"`{os.path.basename(path)}`:")
         w("")

@@ -16,6 +16,7 @@
 
 mod events;
 mod flow;
+mod handlers;
 mod hooks;
 mod jobs;
 mod keyed;
@@ -149,7 +150,10 @@ struct BenchArgs {
     /// events_10m_per_hour, schedules, rate_limit, process_limited,
     /// starvation, the notification phases notify_accept, notify_email,
     /// notify_slack and notify_streams, and the monitor phases
-    /// monitor_probes, monitor_pages (after monitor_probes) and heartbeats.
+    /// monitor_probes, monitor_pages (after monitor_probes) and heartbeats,
+    /// and the handler phases handler_sandbox, handler_jobs,
+    /// handler_writes10, handler_one_object, state_get and
+    /// handler_10m_per_hour.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     phases: Vec<String>,
     /// Events per event phase (default: n).
@@ -472,6 +476,7 @@ async fn measure(
     }
     notify::phases(args, servers, &clients[0]).await?;
     monitors::phases(args, servers, &clients[0]).await?;
+    handlers::phases(args, servers, &clients[0]).await?;
     if args.phases.iter().any(|p| p == "events_10m_per_hour") {
         let report = events::paced(
             servers,

@@ -1,6 +1,5 @@
 //! The HTTP client.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use keel_api::jobs::{
@@ -12,8 +11,8 @@ use keel_api::runs::{CancelRequest, Run, RunPage};
 use keel_api::workflows::{DefinitionAnswer, DefinitionSaved, StartRequest, WorkflowList};
 use keel_api::{ErrorBody, ErrorDetail};
 use keel_core::Timestamp;
-use keel_core::job::Debounce;
-use serde::Serialize;
+
+use crate::JobSpec;
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,39 +42,6 @@ impl ClientError {
         match self {
             ClientError::Api { code, .. } => Some(code),
             _ => None,
-        }
-    }
-}
-
-/// A job to enqueue; every field but `payload` is optional.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct JobSpec {
-    pub payload: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delay_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ordering_key: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub debounce: Option<Debounce>,
-}
-
-impl JobSpec {
-    pub fn new(payload: Value) -> Self {
-        JobSpec {
-            payload,
-            ..JobSpec::default()
         }
     }
 }

@@ -14,6 +14,8 @@
 mod client;
 mod endpoints;
 mod events;
+mod handlers;
+mod jobs;
 mod monitors;
 mod notifications;
 mod schedules;
@@ -24,13 +26,15 @@ mod tokens;
 mod trace;
 mod worker;
 
-pub use client::{
-    Client, ClientError, Job, JobPage, JobSpec, LeasedJob, ListQuery, install_tls_provider,
-};
+pub use client::{Client, ClientError, Job, JobPage, LeasedJob, ListQuery, install_tls_provider};
 pub use events::{Event, NewEvent};
+pub use jobs::JobSpec;
 pub use keel_api::endpoints::{
     AttemptAnswer, AttemptList, EndpointAnswer, EndpointList, EndpointRequest, RecoverAnswer,
     RotatedAnswer,
+};
+pub use keel_api::handlers::{
+    HandlerAnswer, HandlerList, HandlerRequest, InvokeAnswer, StateAnswer, StatePage,
 };
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::monitors::{
@@ -61,6 +65,7 @@ pub use keel_api::workflows::{
     DefinitionAnswer, DefinitionSaved, VersionEntry, WorkflowEntry, WorkflowList,
 };
 pub use keel_core::auth::Role;
+pub use keel_core::handler::{HandlerLimits, ObjectRef};
 pub use keel_core::job::Debounce;
 pub use keel_core::notification::{DeliveryStatus, To};
 /// The types the answers are made of.

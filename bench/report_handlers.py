@@ -1,0 +1,60 @@
+"""The handlers section of docs/benchmarks.md (issue 37), from the JSON lines
+of one `SUITE=handlers bench/compare.sh` run. Imported by report.py; only the
+standard library; every number comes from the input file."""
+
+from reportkit import fmt, load
+
+
+def phase(systems, label, key):
+    s = systems.get(label)
+    return s["phases"].get(key) if s and not s["error"] else None
+
+
+def cpu(row):
+    if "cpu_percent_of_one_core" in row:
+        return f"; {row['cpu_percent_of_one_core']} % of a core"
+    return ""
+
+
+def section(w, path):
+    meta, _versions, systems, order = load(path)
+    w("## Handlers (issue 37)")
+    w("")
+    w(f"From one `SUITE=handlers bench/compare.sh` run on {meta.get('date', '?')} ({meta.get('machine', '?')}). "
+      "*Sandbox* phases call `keel-sandbox` in the benchmark's process, one call after another on one "
+      "task, each call a fresh instance (so *calls/s* is per core); the other phases go through the "
+      "server: jobs enqueued first (queue paused), then drained by the handler runner, each job's state "
+      "committed with its completion.")
+    w("")
+    w("| system | phase | measured |")
+    w("|---|---|---|")
+    for label in order:
+        name = systems[label]["name"]
+        if systems[label]["error"]:
+            w(f"| {label} | – | failed: {systems[label]['error']} |")
+            continue
+        for key, row in systems[label]["phases"].items():
+            if key.startswith("handler_sandbox") and "p50_us" in row:
+                extra = f", engine compiled in {row['engine_compile_ms']} ms" if "engine_compile_ms" in row else ""
+                w(f"| {name} | {key} | p50 {row['p50_us']} µs, p99 {row['p99_us']} µs, "
+                  f"{fmt(row['calls_per_s_one_core'])} calls/s on one core{extra} |")
+            elif key.startswith("handler_sandbox"):
+                w(f"| {name} | {key} | stopped after {row['stopped_after_ms_p50']} ms (p50), "
+                  f"{row['stopped_after_ms_max']} ms at most |")
+            elif key.startswith("state_get"):
+                w(f"| {name} | {key} | {fmt(row['reads_per_s'])} reads/s, p50 {row['p50_ms']} ms, "
+                  f"p99 {row['p99_ms']} ms |")
+            elif key.startswith("handler_10m"):
+                w(f"| {name} | {key} | {fmt(row['events'])} events at {fmt(row['events_per_s'])}/s, "
+                  f"handled {fmt(row['handled_per_s'])}/s, {fmt(row['behind_at_end'])} behind at the end{cpu(row)} |")
+            elif "jobs_per_s" in row:
+                objects = f" over {fmt(row['objects'])} objects" if "objects" in row else ""
+                w(f"| {name} | {key} | {fmt(row['jobs_per_s'])} jobs/s ({fmt(row['n'])} jobs{objects}){cpu(row)} |")
+    w("")
+    w("Published figures of the platforms that run user code per request, for scale (not measured "
+      "here): Fastly's Lucet instantiates a WebAssembly module in under 50 µs, against about 5 ms for "
+      "V8 (fastly.com/blog/lucet-performance-and-lifecycle, 2019); Cloudflare Workers warm a V8 "
+      "isolate in under 5 ms (blog.cloudflare.com/eliminating-cold-starts-with-cloudflare-workers, "
+      "2020). Neither keeps durable state that commits with the invocation; the Lambda-style path in "
+      "Keel, a job pushed to an HTTP function (`push_queue`), is in the same table.")
+    w("")
