@@ -83,7 +83,7 @@ pub struct SecretsRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<ObjectRef>,
@@ -106,7 +106,7 @@ pub struct InvokeError {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct WriteAnswer {
     pub key: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
 }
 
@@ -115,7 +115,7 @@ pub struct WriteAnswer {
 pub struct InvokeAnswer {
     pub version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<InvokeError>,
@@ -127,17 +127,17 @@ pub struct InvokeAnswer {
     pub memory_bytes: u64,
     pub writes: Vec<WriteAnswer>,
     /// Events it would have published: `{"topic","event"}`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub events: Vec<serde_json::Value>,
     /// Jobs it would have enqueued: `{"queue","job"}`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<serde_json::Value>)]
     pub jobs: Vec<serde_json::Value>,
 }
 
 /// `GET .../state/{key}`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct StateAnswer {
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
     pub version: u64,
 }
@@ -146,7 +146,7 @@ pub struct StateAnswer {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatePut {
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
 }
 

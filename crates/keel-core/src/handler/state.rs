@@ -84,7 +84,7 @@ pub const KEY_TAG: &str = "keel.object.key";
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateEntry {
     pub key: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub value: Box<RawValue>,
     pub version: u64,
 }
@@ -104,7 +104,7 @@ impl PartialEq for StateEntry {
 pub struct StateOp {
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub if_version: Option<u64>,
