@@ -878,3 +878,37 @@ async fn an_incident_is_found_from_the_monitors_page_and_acknowledged_with_a_not
     browser.screenshot("incident").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_handlers_invocations_and_logs_are_on_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, admin) = Server::start_secured(&dir, &[]).await;
+    let v1 = "/v1/namespaces/default";
+    let js = "export default async (job, ctx) => { ctx.log('greeting', job.payload.name); return 'hi ' + job.payload.name; }";
+    for (method, path, body) in [
+        ("PUT", format!("{v1}/handlers/greeter"), json!({"js": js})),
+        (
+            "POST",
+            format!("{v1}/handlers/greeter/invoke"),
+            json!({"payload": {"name": "ada"}}),
+        ),
+    ] {
+        let (status, answer) = s.call_as(Some(&admin), method, &path, Some(body)).await;
+        assert!(status == 200 || status == 201, "{path}: {answer}");
+    }
+    let browser = Browser::start().await;
+    log_in(&browser, &s, &admin).await;
+    browser.click("header nav a[href^=\"/ui/handlers\"]").await;
+    let row = browser.text("#handlers tr[data-handler=greeter]").await;
+    assert!(row.contains("js") && row.contains('1'), "{row}");
+    browser.click("#handlers tr[data-handler=greeter] a").await;
+    let invocations = browser.text("#invocations").await;
+    assert!(
+        invocations.contains("greeting ada") && invocations.contains("ok"),
+        "{invocations}"
+    );
+    assert!(browser.text("#source").await.contains("ctx.log"));
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.screenshot("handler").await;
+    browser.close().await;
+}

@@ -7,9 +7,11 @@
 //! completion (`HandlerStore::handler_commit`); its publishes and enqueues
 //! are carried out after the commit by the effects' jobs ([`effects`]).
 
+mod activity;
 pub mod effects;
 mod fetch;
 mod host;
+mod run;
 mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,9 +22,9 @@ use keel_core::handler::state::ObjectRef;
 use keel_core::handler::{
     Caps, HandlerKind, HandlerSettings, HandlerVersion, MAX_SOURCE_BYTES, NewVersion, Origin,
 };
-use keel_core::{Clock, Error, ErrorCode, HandlerName, Namespace, QueuePolicy, Retry};
-use keel_sandbox::{Failure, Invocation, Prepared, Sandbox};
-use keel_store::{Ack, AckOutcome, Acked, HandlerCommit, HandlerStore, HandlerSummary, LeasedJob};
+use keel_core::{Clock, Error, ErrorCode, HandlerName, Namespace, QueuePolicy};
+use keel_sandbox::{Invocation, Prepared, Sandbox};
+use keel_store::{Ack, HandlerCommit, HandlerStore, HandlerSummary};
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
@@ -31,7 +33,9 @@ use crate::outbound::Guard;
 use crate::queues::QueueService;
 use crate::topics::TopicService;
 
+pub use self::activity::{Activity, Recent};
 use self::host::{Collected, JobHost};
+pub use self::run::failure_message;
 
 /// How long a node trusts its copy of a handler's current version: a new
 /// version reaches the other nodes' next jobs within this.
@@ -99,6 +103,7 @@ pub struct HandlerService {
     /// Invocations at once on this node: the sandbox's instance slots.
     slots: Arc<Semaphore>,
     ids: Mutex<keel_core::JobIdGenerator>,
+    activity: activity::Activities,
 }
 
 impl HandlerService {
@@ -118,6 +123,7 @@ impl HandlerService {
             effects_ready: Mutex::default(),
             slots: Arc::new(Semaphore::new(deps.caps.instances as usize)),
             ids: Mutex::default(),
+            activity: activity::Activities::default(),
         }
     }
 
@@ -355,7 +361,7 @@ impl HandlerService {
             handler: version.name.clone(),
             object,
             shared: version.settings.shared,
-            job_id,
+            job_id: job_id.clone(),
             collected: collected.clone(),
         };
         let _slot = self
@@ -369,145 +375,18 @@ impl HandlerService {
             .await;
         let collected = std::mem::take(&mut *lock(&collected));
         crate::metrics::handler_invoked(&version.namespace, &version.name, &invocation);
+        self.activity.record(
+            &version.namespace,
+            &version.name,
+            (self.clock.now(), job_id, version.version),
+            &invocation,
+        );
         Ok((invocation, collected))
     }
 
-    /// A test call: the current version on `payload`, nothing committed.
-    pub async fn invoke(
-        &self,
-        namespace: &Namespace,
-        name: &HandlerName,
-        payload: Box<RawValue>,
-        object: Option<ObjectRef>,
-    ) -> Result<Invoked, Error> {
-        if let Some(o) = &object {
-            o.check()?;
-        }
-        let version = self.current(namespace, name).await?;
-        let input = job_input("invoke", &payload, 1, object.as_ref())?;
-        let (invocation, collected) = self.run(&version, object, "invoke".into(), &input).await?;
-        Ok(Invoked {
-            version: version.version,
-            invocation,
-            writes: collected.writes,
-            effects: collected.effects,
-        })
-    }
-
-    /// Runs a queue's handler for one leased job: how the job ends.
-    pub(crate) async fn run_job(
-        &self,
-        namespace: &Namespace,
-        name: &HandlerName,
-        job: LeasedJob,
-    ) -> Finished {
-        let fail = |message: String| {
-            Finished::Ack(Ack {
-                token: job.lease_token,
-                outcome: AckOutcome::Fail {
-                    message,
-                    retry: Retry {
-                        retry: true,
-                        retry_after_ms: None,
-                    },
-                },
-            })
-        };
-        let object = ObjectRef::from_tags(&job.tags);
-        let ran = async {
-            let version = self.current(namespace, name).await?;
-            let input = job_input(
-                &job.id.to_string(),
-                &job.payload,
-                job.attempt,
-                object.as_ref(),
-            )?;
-            self.run(&version, object.clone(), job.id.to_string(), &input)
-                .await
-        };
-        let (invocation, collected) = match ran.await {
-            Ok(ran) => ran,
-            Err(e) => return fail(e.message),
-        };
-        let result = match invocation.outcome {
-            Ok(result) => result,
-            Err(failure) => return fail(failure_message(&failure)),
-        };
-        let effects = match collected.effects.into_job(
-            namespace,
-            object.as_ref(),
-            &job.id.to_string(),
-            &self.ids,
-            self.clock.now(),
-        ) {
-            Ok(effects) => effects,
-            Err(e) => return fail(e.message),
-        };
-        Finished::Commit(Box::new(HandlerCommit {
-            token: job.lease_token,
-            result: Some(result),
-            object,
-            writes: collected
-                .writes
-                .into_iter()
-                .map(|(key, value)| keel_core::handler::state::StateOp {
-                    key,
-                    value,
-                    if_version: None,
-                })
-                .collect(),
-            effects: effects.into_iter().collect(),
-        }))
-    }
-
-    /// Writes a handler's commit: the job ends with its state and effects,
-    /// or (when the state was refused) fails this attempt.
-    pub(crate) async fn commit(&self, namespace: &Namespace, commit: HandlerCommit) {
-        let token = commit.token;
-        let outcome = AckOutcome::Complete {
-            result: commit.result.clone(),
-        };
-        let now = self.clock.now();
-        match self.store.handler_commit(namespace, commit, now).await {
-            Ok(acked) => self.committed(namespace, acked, outcome, now),
-            Err(e) if e.code == ErrorCode::LeaseLost => {
-                tracing::debug!(%namespace, error = %e, "a handler's attempt lost its lease: nothing committed");
-            }
-            Err(e)
-                if matches!(
-                    e.code,
-                    ErrorCode::StorageFull
-                        | ErrorCode::VersionMismatch
-                        | ErrorCode::PayloadTooLarge
-                        | ErrorCode::NamespaceFull
-                ) =>
-            {
-                let fail = Ack {
-                    token,
-                    outcome: AckOutcome::Fail {
-                        message: format!("the attempt's state was refused: {}", e.message),
-                        retry: Retry {
-                            retry: true,
-                            retry_after_ms: None,
-                        },
-                    },
-                };
-                crate::services::ack_all(&self.jobs, namespace, vec![fail]).await;
-            }
-            Err(e) => {
-                tracing::warn!(%namespace, error = %e, "cannot commit a handler's attempt; its lease expires and it runs again");
-            }
-        }
-    }
-
-    fn committed(
-        &self,
-        namespace: &Namespace,
-        acked: Acked,
-        outcome: AckOutcome,
-        now: keel_core::Timestamp,
-    ) {
-        self.jobs.ended(namespace, &[Ok(acked)], &[outcome], now);
+    /// What this node's invocations of the handler did.
+    pub fn activity(&self, namespace: &Namespace, name: &HandlerName) -> Activity {
+        self.activity.get(namespace, name)
     }
 
     pub(crate) fn now(&self) -> keel_core::Timestamp {
@@ -525,42 +404,6 @@ impl HandlerService {
     pub(crate) fn topics(&self) -> &Arc<TopicService> {
         &self.topics
     }
-}
-
-/// The JSON a handler receives: `id`, `payload`, `attempt`, `object`.
-fn job_input(
-    id: &str,
-    payload: &RawValue,
-    attempt: u32,
-    object: Option<&ObjectRef>,
-) -> Result<Vec<u8>, Error> {
-    #[derive(serde::Serialize)]
-    struct Input<'a> {
-        id: &'a str,
-        payload: &'a RawValue,
-        attempt: u32,
-        object: Option<&'a ObjectRef>,
-    }
-    serde_json::to_vec(&Input {
-        id,
-        payload,
-        attempt,
-        object,
-    })
-    .map_err(|e| Error::internal(format!("a handler's input: {e}")))
-}
-
-/// The message a failed attempt records: the limit's name for a limit.
-pub fn failure_message(failure: &Failure) -> String {
-    let mut message = failure.message().to_owned();
-    if message.len() > 4096 {
-        let mut end = 4096;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
-    message
 }
 
 fn sha256_hex(parts: &[&[u8]]) -> String {

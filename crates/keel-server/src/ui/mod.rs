@@ -23,7 +23,8 @@
 //! and the tail of its events), `schedules.rs` (next fires and the
 //! ledger), `endpoints.rs` (health and the attempts log),
 //! `notifications.rs` (search, each delivery's attempts, the channels'
-//! recent outcomes), `monitors.rs` (monitors, incidents, an incident's
+//! recent outcomes), `handlers.rs` (handlers with this node's invocations
+//! and their logs), `monitors.rs` (monitors, incidents, an incident's
 //! timeline; acknowledge, resolve, note), and for admins
 //! `tokens.rs` and `audit.rs`; `live.rs` keeps the overview, a job's, a
 //! run's and a topic's page current over one Server-Sent Events stream
@@ -33,6 +34,7 @@ mod audit;
 mod bulk;
 mod draw;
 mod endpoints;
+mod handlers;
 mod jobs;
 mod live;
 mod monitors;
@@ -108,6 +110,8 @@ pub fn router(engine: Arc<Engine>, auth: AuthConfig, secure: bool) -> Router {
         .route("/ui/schedules/{name}", get(schedules::detail))
         .route("/ui/endpoints", get(endpoints::list))
         .route("/ui/endpoints/{name}", get(endpoints::detail))
+        .route("/ui/handlers", get(handlers::list))
+        .route("/ui/handlers/{name}", get(handlers::detail))
         .route("/ui/monitors", get(monitors::monitors))
         .route("/ui/incidents", get(monitors::incidents))
         .route("/ui/incidents/{id}", get(monitors::incident))
@@ -145,7 +149,7 @@ fn templates() -> Environment<'static> {
     templates
 }
 
-const TEMPLATES: [(&str, &str); 24] = [
+const TEMPLATES: [(&str, &str); 26] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -171,6 +175,8 @@ const TEMPLATES: [(&str, &str); 24] = [
         "notification.html",
         include_str!("templates/notification.html"),
     ),
+    ("handlers.html", include_str!("templates/handlers.html")),
+    ("handler.html", include_str!("templates/handler.html")),
     ("monitors.html", include_str!("templates/monitors.html")),
     ("incidents.html", include_str!("templates/incidents.html")),
     ("incident.html", include_str!("templates/incident.html")),
@@ -378,6 +384,9 @@ mod tests {
                     },
                     request => "<script>",
                     monitors => vec![context! { name => "<script>", target => "<script>", status => "down" }],
+                    handlers => vec![context! { name => "<script>", link => "/ui", kind => "js" }],
+                    handler => context! { name => "<script>", source => "<script>", allow_http => vec!["<script>"] },
+                    recent => vec![context! { job => "<script>", error => "<script>", logs => vec!["<script>"] }],
                     incidents => vec![context! { summary => "<script>", dedup_key => "<script>", status => "open" }],
                     incident => context! {
                         id => "<script>", summary => "<script>", status => "open", dedup_key => "<script>",
