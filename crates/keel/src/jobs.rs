@@ -41,6 +41,10 @@ pub(crate) struct EnqueueArgs {
     /// A tag as key=value (key:value works too); repeat for more.
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+    /// The object the job works on, TYPE/KEY: its jobs run one at a time
+    /// and a handler keeps its state.
+    #[arg(long, conflicts_with = "ordering_key")]
+    object: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -63,6 +67,17 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> anyhow::Result<()> {
             .debounce_key
             .zip(args.debounce_window_ms)
             .map(|(key, window_ms)| Debounce { key, window_ms }),
+        object: args
+            .object
+            .map(|o| {
+                o.split_once('/')
+                    .map(|(kind, key)| keel_client::ObjectRef {
+                        kind: kind.to_owned(),
+                        key: key.to_owned(),
+                    })
+                    .context("--object is TYPE/KEY")
+            })
+            .transpose()?,
         ..JobSpec::default()
     };
     let enqueued = args

@@ -6,6 +6,7 @@
 mod admin;
 mod endpoints;
 mod events;
+mod handlers;
 mod jobs;
 mod monitors;
 mod schedules;
@@ -77,6 +78,10 @@ enum Command {
     Source(sources::SourceArgs),
     /// Configure endpoints Keel pushes to; read their attempts.
     Endpoint(endpoints::EndpointArgs),
+    /// Handlers Keel runs itself (JavaScript or WebAssembly).
+    Handler(handlers::HandlerArgs),
+    /// An object's state (what handlers keep).
+    State(handlers::StateArgs),
     /// Apply monitoring settings from a file; read monitors and their results.
     Monitor(monitors::MonitorArgs),
     /// List, acknowledge, resolve and trigger incidents.
@@ -313,6 +318,8 @@ fn main() -> std::process::ExitCode {
             Command::Subscription(args) => events::subscription(args).await,
             Command::Source(args) => sources::source(args).await,
             Command::Endpoint(args) => endpoints::endpoint(args).await,
+            Command::Handler(args) => handlers::handler(args).await,
+            Command::State(args) => handlers::state(args).await,
             Command::Monitor(args) => monitors::monitor(args).await,
             Command::Incident(args) => monitors::incident(args).await,
             Command::Schedule(args) => schedules::schedule(args).await,
