@@ -162,7 +162,7 @@ async fn sandbox_wasm(n: usize) -> anyhow::Result<Value> {
 async fn sandbox_js(n: usize) -> anyhow::Result<Value> {
     let sandbox = sandbox()?;
     let started = Instant::now();
-    sandbox.warm_js().map_err(|e| anyhow::anyhow!(e.0))?;
+    sandbox.warm_js().await.map_err(|e| anyhow::anyhow!(e.0))?;
     let engine_compile_ms = started.elapsed().as_millis() as u64;
     let code = sandbox
         .compile_js("export default (job) => job.payload.n + 1;")
@@ -170,6 +170,7 @@ async fn sandbox_js(n: usize) -> anyhow::Result<Value> {
         .map_err(|e| anyhow::anyhow!(e.0))?;
     let handler = sandbox
         .prepare_js(&code)
+        .await
         .map_err(|e| anyhow::anyhow!(e.0))?;
     let report = sequential(&sandbox, &handler, n).await?;
     Ok(with(
@@ -187,6 +188,7 @@ async fn runaway() -> anyhow::Result<Value> {
         .map_err(|e| anyhow::anyhow!(e.0))?;
     let handler = sandbox
         .prepare_js(&code)
+        .await
         .map_err(|e| anyhow::anyhow!(e.0))?;
     let limits = HandlerLimits {
         cpu_ms: 50,

@@ -8,7 +8,9 @@
  * `keel_js_compile` turns a module's source into QuickJS bytecode at
  * upload, and `keel_js_load` evaluates that bytecode before `keel_handle`
  * calls its default export with the job and the `ctx` object the prelude
- * below builds over `call`.
+ * below builds over `call`. `keel_js_init` starts QuickJS ahead of time,
+ * so that Keel can snapshot the started engine's memory; `Math.random` is
+ * then seeded per invocation from the host, not from the snapshot.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -102,6 +104,12 @@ static const char PRELUDE[] =
     "const call = globalThis.__keel_call; delete globalThis.__keel_call;\n"
     "const ask = (op, req) => { const r = JSON.parse(call(op, JSON.stringify(req)));\n"
     "  if (r.error !== undefined) throw new Error(r.error); return r.ok; };\n"
+    "let seed = 0;\n"
+    "Math.random = () => {\n"
+    "  if (seed === 0) seed = (parseInt(ask(11, { bytes: 4 }), 16) >>> 0) || 1;\n"
+    "  seed = (seed + 0x6D2B79F5) >>> 0; let t = seed;\n"
+    "  t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61);\n"
+    "  return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };\n"
     "const show = v => typeof v === 'string' ? v : (v instanceof Error ? String(v) : JSON.stringify(v));\n"
     "const log = (...args) => { ask(1, { line: args.map(show).join(' ') }); };\n"
     "class Headers { constructor(h) { this.h = {}; for (const [k, v] of Object.entries(h || {})) this.h[k.toLowerCase()] = v; }\n"
@@ -144,6 +152,11 @@ static int start(void) {
     JS_FreeValue(ctx, r);
     return 0;
 }
+
+/* Starts the runtime and context, for a snapshot of this instance's
+ * memory that every invocation then starts from (sandbox.rs). */
+__attribute__((export_name("keel_js_init")))
+int32_t keel_js_init(void) { return start(); }
 
 /* Runs queued promise jobs until `p` settles or nothing is left to run. */
 static JSPromiseStateEnum settle(JSValue p) {

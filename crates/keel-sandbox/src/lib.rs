@@ -12,6 +12,7 @@ pub mod abi;
 mod guest;
 mod js;
 mod sandbox;
+mod snapshot;
 
 pub use abi::Op;
 pub use keel_core::handler::{Caps, HandlerLimits, Limit};

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
@@ -84,7 +84,7 @@ struct Inner {
     linker: Linker<Guest>,
     /// The JavaScript engine's: `keel` and the libc shim.
     js_linker: Linker<Guest>,
-    js: OnceLock<Result<InstancePre<Guest>, Refused>>,
+    js: tokio::sync::OnceCell<InstancePre<Guest>>,
     /// Compiled modules by their bytes' SHA-256 (one engine, one config).
     modules: Mutex<HashMap<Vec<u8>, Module>>,
     stop: Arc<AtomicBool>,
@@ -138,7 +138,7 @@ impl Sandbox {
                 caps,
                 linker,
                 js_linker,
-                js: OnceLock::new(),
+                js: tokio::sync::OnceCell::new(),
                 modules: Mutex::default(),
                 stop,
             }),
@@ -173,31 +173,72 @@ impl Sandbox {
     }
 
     /// A JavaScript handler from its bytecode (`compile_js`'s output).
-    pub fn prepare_js(&self, bytecode: &[u8]) -> Result<Prepared, Refused> {
+    pub async fn prepare_js(&self, bytecode: &[u8]) -> Result<Prepared, Refused> {
         Ok(Prepared {
-            pre: self.js_engine()?,
+            pre: self.js_engine().await?,
             bytecode: Some(bytecode.into()),
         })
     }
 
-    /// The JavaScript engine module, compiled on first use (seconds:
-    /// call it off the executor's threads, or early with `warm_js`).
-    fn js_engine(&self) -> Result<InstancePre<Guest>, Refused> {
+    /// The JavaScript engine, compiled on first use and started once: its
+    /// module rewritten to start from the memory of a started engine
+    /// (`snapshot.rs`). About two seconds of compiling, on blocking threads.
+    async fn js_engine(&self) -> Result<InstancePre<Guest>, Refused> {
         self.inner
             .js
-            .get_or_init(|| {
-                let module = self.compile(crate::js::ENGINE)?;
-                self.inner
-                    .js_linker
-                    .instantiate_pre(&module)
-                    .map_err(|e| Refused(format!("the JavaScript engine does not link: {e}")))
+            .get_or_try_init(|| async {
+                let engine = self.compile_off(crate::js::ENGINE.to_vec()).await?;
+                let image = self
+                    .started_memory(&engine)
+                    .await
+                    .map_err(|e| Refused(format!("the JavaScript engine did not start: {e}")))?;
+                let started =
+                    crate::snapshot::with_memory(crate::js::ENGINE, &image).map_err(Refused)?;
+                self.compile_off(started).await
             })
-            .clone()
+            .await
+            .cloned()
     }
 
-    /// Compiles the JavaScript engine now, so the first handler does not wait.
-    pub fn warm_js(&self) -> Result<(), Refused> {
-        self.js_engine().map(|_| ())
+    /// Compiles the engine's `bytes` on a blocking thread and links them.
+    async fn compile_off(&self, bytes: Vec<u8>) -> Result<InstancePre<Guest>, Refused> {
+        let this = self.clone();
+        let module = tokio::task::spawn_blocking(move || this.compile(&bytes))
+            .await
+            .map_err(|e| Refused(format!("the compile task failed: {e}")))??;
+        self.inner
+            .js_linker
+            .instantiate_pre(&module)
+            .map_err(|e| Refused(format!("the JavaScript engine does not link: {e}")))
+    }
+
+    /// The memory of an engine instance once `keel_js_init` has run.
+    async fn started_memory(&self, engine: &InstancePre<Guest>) -> wasmtime::Result<Vec<u8>> {
+        let mut store = Store::new(
+            &self.inner.engine,
+            Guest::new(Box::new(NoHost), HandlerLimits::default()),
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = engine.instantiate_async(&mut store).await?;
+        instance
+            .get_typed_func::<(), ()>(&mut store, "_initialize")?
+            .call_async(&mut store, ())
+            .await?;
+        let started = instance
+            .get_typed_func::<(), i32>(&mut store, "keel_js_init")?
+            .call_async(&mut store, ())
+            .await?;
+        wasmtime::ensure!(started == 0, "keel_js_init answered {started}");
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| wasmtime::format_err!("the engine exports no memory"))?;
+        Ok(memory.data(&store).to_vec())
+    }
+
+    /// Compiles and starts the JavaScript engine now, so the first handler
+    /// does not wait.
+    pub async fn warm_js(&self) -> Result<(), Refused> {
+        self.js_engine().await.map(|_| ())
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Module, Refused> {
@@ -287,7 +328,7 @@ impl Sandbox {
     /// Compiles a JavaScript module to QuickJS bytecode inside the engine
     /// module (a syntax error is refused with its line), with no host.
     pub async fn compile_js(&self, source: &str) -> Result<Vec<u8>, Refused> {
-        let pre = self.js_engine()?;
+        let pre = self.js_engine().await?;
         let limits = HandlerLimits {
             cpu_ms: 2_000,
             wall_ms: 10_000,
@@ -299,7 +340,7 @@ impl Sandbox {
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Interrupt));
         let compiled = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            let mut guest = Instance::new(&mut store, instance).await?;
+            let mut guest = Instance::new(&mut store, instance, false).await?;
             let answer = guest
                 .call(&mut store, "keel_js_compile", source.as_bytes())
                 .await?;
@@ -365,8 +406,16 @@ struct Instance {
 }
 
 impl Instance {
-    async fn new(store: &mut Store<Guest>, instance: wasmtime::Instance) -> wasmtime::Result<Self> {
-        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+    /// `initialize`: call the reactor's `_initialize` (not for the
+    /// started JavaScript engine, whose memory already ran it).
+    async fn new(
+        store: &mut Store<Guest>,
+        instance: wasmtime::Instance,
+        initialize: bool,
+    ) -> wasmtime::Result<Self> {
+        if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+            && initialize
+        {
             init.call_async(&mut *store, ()).await?;
         }
         let memory = instance
@@ -418,7 +467,7 @@ async fn run(
 ) -> wasmtime::Result<Result<Box<RawValue>, String>> {
     lock(&store.data().cpu).resume();
     let instance = handler.pre.instantiate_async(&mut *store).await?;
-    let mut guest = Instance::new(store, instance).await?;
+    let mut guest = Instance::new(store, instance, handler.bytecode.is_none()).await?;
     if let Some(code) = &handler.bytecode {
         let (tag, message) = guest.call(store, "keel_js_load", code).await?;
         if tag == abi::ERROR {

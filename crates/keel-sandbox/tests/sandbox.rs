@@ -36,6 +36,10 @@ impl Host for MapHost {
                 json!({"status": 200, "headers": {"content-type": "text/plain"}, "body": "pong"}),
             ),
             Op::Clock => Ok(json!(self.now_ms())),
+            Op::Random => Ok(json!(format!(
+                "{:08x}",
+                self.calls.len() * 7919 + self.delay.as_millis() as usize
+            ))),
             _ => Err(format!("{op:?} is not served here")),
         }
     }
@@ -77,6 +81,7 @@ async fn invoke(src: &str, limits: HandlerLimits, host: MapHost) -> keel_sandbox
     let sandbox = sandbox();
     let prepared = sandbox
         .prepare_js(&sandbox.compile_js(src).await.unwrap())
+        .await
         .unwrap();
     sandbox
         .invoke(
@@ -304,7 +309,7 @@ async fn javascript_syntax_errors_and_imports_are_refused_at_compile() {
         .unwrap_err();
     assert!(refused.0.contains("fs"), "{refused}");
     let missing = sandbox.compile_js("export const x = 1;").await.unwrap();
-    let prepared = sandbox.prepare_js(&missing).unwrap();
+    let prepared = sandbox.prepare_js(&missing).await.unwrap();
     let done = sandbox
         .invoke(
             &prepared,
@@ -373,4 +378,31 @@ async fn time_in_host_calls_is_not_guest_cpu() {
     .await;
     assert_eq!(done.outcome.unwrap().get(), r#""done""#);
     assert!(done.wall >= Duration::from_millis(180));
+}
+
+#[tokio::test]
+async fn math_random_is_seeded_per_invocation_not_by_the_snapshot() {
+    let sandbox = sandbox();
+    let code = sandbox
+        .compile_js("export default () => [Math.random(), Math.random()];")
+        .await
+        .unwrap();
+    let prepared = sandbox.prepare_js(&code).await.unwrap();
+    let mut seen = Vec::new();
+    for delay in [1, 2] {
+        let host = MapHost {
+            delay: Duration::from_millis(delay),
+            ..MapHost::default()
+        };
+        let done = sandbox
+            .invoke(&prepared, b"{}", HandlerLimits::default(), Box::new(host))
+            .await;
+        let pair: Vec<f64> = serde_json::from_str(done.outcome.unwrap().get()).unwrap();
+        assert!(pair.iter().all(|x| (0.0..1.0).contains(x)) && pair[0] != pair[1]);
+        seen.push(pair);
+    }
+    assert_ne!(
+        seen[0], seen[1],
+        "each invocation draws its own seed from the host"
+    );
 }

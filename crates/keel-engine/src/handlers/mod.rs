@@ -145,16 +145,6 @@ impl HandlerService {
             .map_err(Clone::clone)
     }
 
-    /// The JavaScript engine compiled (seconds, once per node), off the
-    /// executor's threads.
-    async fn warm_js(&self) -> Result<(), Error> {
-        let sandbox = self.sandbox()?.clone();
-        tokio::task::spawn_blocking(move || sandbox.warm_js())
-            .await
-            .map_err(|e| Error::internal(format!("the compile task failed: {e}")))?
-            .map_err(|e| Error::internal(e.0))
-    }
-
     /// Stores a new version (201) unless the upload is the current one
     /// (200): JavaScript compiled to bytecode, a module checked against the
     /// ABI; either refused with a 400 that names the error.
@@ -178,7 +168,6 @@ impl HandlerService {
                         ),
                     ));
                 }
-                self.warm_js().await?;
                 let bytecode = sandbox.compile_js(&source).await.map_err(refused)?;
                 (HandlerKind::Js, Some(source), bytecode)
             }
@@ -317,10 +306,7 @@ impl HandlerService {
         }
         let sandbox = self.sandbox()?.clone();
         let prepared = match v.kind {
-            HandlerKind::Js => {
-                self.warm_js().await?;
-                sandbox.prepare_js(&v.artifact)
-            }
+            HandlerKind::Js => sandbox.prepare_js(&v.artifact).await,
             HandlerKind::Wasm => {
                 let module = v.artifact.clone();
                 tokio::task::spawn_blocking(move || sandbox.prepare_wasm(&module))
