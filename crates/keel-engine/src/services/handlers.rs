@@ -18,12 +18,18 @@ use crate::handlers::{Finished, HandlerService};
 use crate::jobs::JobService;
 use crate::queues::QueueService;
 
+/// Commits in flight on a node: enough for SQLite's writer to group them,
+/// few enough to leave PostgreSQL's pool connections for reads and leases.
+const COMMITS_AT_ONCE: usize = 8;
+
 /// Works the queues whose policy names a handler.
 #[derive(Clone)]
 pub struct HandlerRunner {
     handlers: Arc<HandlerService>,
     /// Each picked queue's handler, as its policy said at the last look.
     named: Arc<Mutex<HashMap<QueueRef, HandlerName>>>,
+    /// Commits written at once on this node, all queues together.
+    writers: Arc<tokio::sync::Semaphore>,
 }
 
 impl HandlerRunner {
@@ -31,6 +37,7 @@ impl HandlerRunner {
         HandlerRunner {
             handlers,
             named: Arc::default(),
+            writers: Arc::new(tokio::sync::Semaphore::new(COMMITS_AT_ONCE)),
         }
     }
 
@@ -107,7 +114,13 @@ impl QueueWorker for HandlerRunner {
                 Finished::Ack(ack) => acks.push(ack),
                 Finished::Commit(commit) => {
                     let (handlers, namespace) = (self.handlers.clone(), namespace.clone());
-                    commits.spawn(async move { handlers.commit(&namespace, *commit).await });
+                    let writers = self.writers.clone();
+                    commits.spawn(async move {
+                        // Bounded: each commit holds a database connection
+                        // on PostgreSQL for its transaction.
+                        let _turn = writers.acquire().await;
+                        handlers.commit(&namespace, *commit).await;
+                    });
                 }
             }
         }
