@@ -2,25 +2,37 @@
 of one `SUITE=handlers bench/compare.sh` run. Imported by report.py; only the
 standard library; every number comes from the input file."""
 
+import json
+
 from reportkit import fmt, load
 
 
-def phase(systems, label, key):
-    s = systems.get(label)
-    return s["phases"].get(key) if s and not s["error"] else None
+def rows(path):
+    """Every measured row, in the file's order, with its full phase name."""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                row = json.loads(line)
+                if "label" in row:
+                    yield row
 
 
 def cpu(row):
-    if "cpu_percent_of_one_core" in row:
-        return f"; {row['cpu_percent_of_one_core']} % of a core"
+    if "server_cpu_s" in row and row.get("n"):
+        return f"; the server's CPU {row['server_cpu_s'] * 1000 / row['n']:.2f} ms a job"
+    if "server_cpu_s" in row and row.get("secs"):
+        return f"; the server used {row['server_cpu_s'] / row['secs'] * 100:.0f} % of a core"
     return ""
 
 
 def section(w, path):
-    meta, _versions, systems, order = load(path)
+    meta, _versions, _systems, _order = load(path)
     w("## Handlers (issue 37)")
     w("")
-    w(f"From one `SUITE=handlers bench/compare.sh` run on {meta.get('date', '?')} ({meta.get('machine', '?')}). "
+    w(f"From `SUITE=handlers bench/compare.sh` on {meta.get('date', '?')} ({meta.get('machine', '?')}); "
+      "the PostgreSQL rows from `ONLY=keel-pg-handlers` just after, with the runner's commits bounded "
+      "(the first run exhausted the database pool). "
       "*Sandbox* phases call `keel-sandbox` in the benchmark's process, one call after another on one "
       "task, each call a fresh instance (so *calls/s* is per core); the other phases go through the "
       "server: jobs enqueued first (queue paused), then drained by the handler runner, each job's state "
@@ -28,28 +40,26 @@ def section(w, path):
     w("")
     w("| system | phase | measured |")
     w("|---|---|---|")
-    for label in order:
-        name = systems[label]["name"]
-        if systems[label]["error"]:
-            w(f"| {label} | – | failed: {systems[label]['error']} |")
-            continue
-        for key, row in systems[label]["phases"].items():
-            if key.startswith("handler_sandbox") and "p50_us" in row:
-                extra = f", engine compiled in {row['engine_compile_ms']} ms" if "engine_compile_ms" in row else ""
-                w(f"| {name} | {key} | p50 {row['p50_us']} µs, p99 {row['p99_us']} µs, "
-                  f"{fmt(row['calls_per_s_one_core'])} calls/s on one core{extra} |")
-            elif key.startswith("handler_sandbox"):
-                w(f"| {name} | {key} | stopped after {row['stopped_after_ms_p50']} ms (p50), "
-                  f"{row['stopped_after_ms_max']} ms at most |")
-            elif key.startswith("state_get"):
-                w(f"| {name} | {key} | {fmt(row['reads_per_s'])} reads/s, p50 {row['p50_ms']} ms, "
-                  f"p99 {row['p99_ms']} ms |")
-            elif key.startswith("handler_10m"):
-                w(f"| {name} | {key} | {fmt(row['events'])} events at {fmt(row['events_per_s'])}/s, "
-                  f"handled {fmt(row['handled_per_s'])}/s, {fmt(row['behind_at_end'])} behind at the end{cpu(row)} |")
-            elif "jobs_per_s" in row:
-                objects = f" over {fmt(row['objects'])} objects" if "objects" in row else ""
-                w(f"| {name} | {key} | {fmt(row['jobs_per_s'])} jobs/s ({fmt(row['n'])} jobs{objects}){cpu(row)} |")
+    for row in rows(path):
+        name, key = row.get("system", row["label"]), row.get("phase", "")
+        if "error" in row:
+            w(f"| {row['label']} | – | failed: {row['error']} |")
+        elif "p50_us" in row:
+            extra = f", the engine compiled and started in {row['engine_compile_ms']} ms" if "engine_compile_ms" in row else ""
+            w(f"| {name} | {key} | p50 {row['p50_us']} µs, p99 {row['p99_us']} µs, "
+              f"{fmt(row['calls_per_s_one_core'])} calls/s on one core{extra} |")
+        elif "stopped_after_ms_p50" in row:
+            w(f"| {name} | {key} | stopped after {row['stopped_after_ms_p50']} ms (p50), "
+              f"{row['stopped_after_ms_max']} ms at most |")
+        elif "reads_per_s" in row:
+            w(f"| {name} | {key} | {fmt(row['reads_per_s'])} reads/s, p50 {row['p50_ms']} ms, "
+              f"p99 {row['p99_ms']} ms |")
+        elif "events_per_s" in row:
+            w(f"| {name} | {key} | {fmt(row['events'])} events at {fmt(row['events_per_s'])}/s, "
+              f"handled {fmt(row['handled_per_s'])}/s, {fmt(row['behind_at_end'])} behind at the end{cpu(row)} |")
+        elif "jobs_per_s" in row:
+            objects = f" over {fmt(row['objects'])} objects" if "objects" in row else ""
+            w(f"| {name} | {key} | {fmt(row['jobs_per_s'])} jobs/s ({fmt(row['n'])} jobs{objects}){cpu(row)} |")
     w("")
     w("Published figures of the platforms that run user code per request, for scale (not measured "
       "here): Fastly's Lucet instantiates a WebAssembly module in under 50 µs, against about 5 ms for "
