@@ -138,6 +138,29 @@ pub struct NewVersion {
     pub settings: HandlerSettings,
 }
 
+impl NewVersion {
+    /// The version as stored under `version`.
+    pub fn stored(
+        self,
+        namespace: &Namespace,
+        name: &HandlerName,
+        version: u32,
+        now: Timestamp,
+    ) -> HandlerVersion {
+        HandlerVersion {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            version,
+            kind: self.kind,
+            hash: self.hash,
+            source: self.source,
+            artifact: self.artifact,
+            settings: self.settings,
+            created_at: now,
+        }
+    }
+}
+
 /// One immutable version of a handler.
 #[derive(Clone, Debug)]
 pub struct HandlerVersion {

@@ -183,20 +183,7 @@ impl HandlerStore for PostgresStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok((
-            HandlerVersion {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                version: version as u32,
-                kind: new.kind,
-                hash: new.hash,
-                source: new.source,
-                artifact: new.artifact,
-                settings: new.settings,
-                created_at: now,
-            },
-            true,
-        ))
+        Ok((new.stored(namespace, name, version as u32, now), true))
     }
 
     async fn handler_get(

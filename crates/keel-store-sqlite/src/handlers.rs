@@ -249,20 +249,7 @@ impl HandlerStore for SqliteStore {
                  SET version = excluded.version, updated_at = excluded.updated_at",
             )?
             .execute(params![ns, n, version, now.as_millis()])?;
-            Ok(Ok((
-                HandlerVersion {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    version,
-                    kind: new.kind,
-                    hash: new.hash,
-                    source: new.source,
-                    artifact: new.artifact,
-                    settings: new.settings,
-                    created_at: now,
-                },
-                true,
-            )))
+            Ok(Ok((new.stored(&namespace, &name, version, now), true)))
         })
         .await
     }
