@@ -30,9 +30,7 @@ def section(w, path):
     meta, _versions, _systems, _order = load(path)
     w("## Handlers (issue 37)")
     w("")
-    w(f"From `SUITE=handlers bench/compare.sh` on {meta.get('date', '?')} ({meta.get('machine', '?')}); "
-      "the PostgreSQL rows from `ONLY=keel-pg-handlers` just after, with the runner's commits bounded "
-      "(the first run exhausted the database pool). "
+    w(f"From one `SUITE=handlers bench/compare.sh` run on {meta.get('date', '?')} ({meta.get('machine', '?')}). "
       "*Sandbox* phases call `keel-sandbox` in the benchmark's process, one call after another on one "
       "task, each call a fresh instance (so *calls/s* is per core); the other phases go through the "
       "server: jobs enqueued first (queue paused), then drained by the handler runner, each job's state "

@@ -57,8 +57,12 @@ pub(crate) async fn phases(
     }
     if named("state_get") {
         emit(
+            "state_get(API, one at a time)",
+            state_get(client, 5_000, 1).await?,
+        );
+        emit(
             "state_get(API, 64 at once)",
-            state_get(client, 20_000).await?,
+            state_get(client, 20_000, 64).await?,
         );
     }
     if named("handler_10m_per_hour") {
@@ -263,8 +267,10 @@ async fn jobs(
     Ok(with(fields, cpu.report(servers)?))
 }
 
-/// `n` reads of existing keys, 64 at once: p50 and p99 in ms.
-async fn state_get(client: &Client, n: usize) -> anyhow::Result<Value> {
+/// `n` reads of existing keys, `at_once` at a time: p50 and p99 in ms
+/// (one at a time: a read's own latency; 64: the rate a loaded server
+/// keeps).
+async fn state_get(client: &Client, n: usize, at_once: usize) -> anyhow::Result<Value> {
     let object = ObjectRef {
         kind: "bench-read".into(),
         key: "o".into(),
@@ -282,19 +288,24 @@ async fn state_get(client: &Client, n: usize) -> anyhow::Result<Value> {
     }
     let latencies = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));
     let (object, seen) = (std::sync::Arc::new(object), latencies.clone());
-    let elapsed = crate::one_by_one(std::slice::from_ref(client), n, 64, move |client, i| {
-        let (object, seen) = (object.clone(), seen.clone());
-        async move {
-            let t = Instant::now();
-            client
-                .get_state(NS, &object, &format!("k{}", i % 100))
-                .await?;
-            seen.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(t.elapsed().as_secs_f64() * 1000.0);
-            Ok(())
-        }
-    })
+    let elapsed = crate::one_by_one(
+        std::slice::from_ref(client),
+        n,
+        at_once,
+        move |client, i| {
+            let (object, seen) = (object.clone(), seen.clone());
+            async move {
+                let t = Instant::now();
+                client
+                    .get_state(NS, &object, &format!("k{}", i % 100))
+                    .await?;
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(t.elapsed().as_secs_f64() * 1000.0);
+                Ok(())
+            }
+        },
+    )
     .await?;
     let mut ms = std::mem::take(
         &mut *latencies

@@ -196,11 +196,13 @@ pub fn monitor_probe(namespace: &keel_core::Namespace, up: bool) {
 }
 
 /// One handler invocation: counted by outcome (`ok`, `error`, or the
-/// limit that stopped it), with its guest CPU time and memory high-water.
+/// limit that stopped it), with its guest CPU time; `peak` is the
+/// handler's memory high-water mark on this node when it rose.
 pub fn handler_invoked(
     namespace: &keel_core::Namespace,
     handler: &keel_core::HandlerName,
     invocation: &keel_sandbox::Invocation,
+    peak: Option<usize>,
 ) {
     let outcome = match &invocation.outcome {
         Ok(_) => "ok",
@@ -220,19 +222,10 @@ pub fn handler_invoked(
         ]
     )
     .increment(1);
-    counter!("keel_handler_cpu_seconds_total", &labels)
+    counter!("keel_handler_cpu_microseconds_total", &labels)
         .increment(invocation.cpu.as_micros() as u64);
-    // The high-water mark since this node started, per handler.
-    static HIGH: std::sync::Mutex<Option<std::collections::HashMap<(String, String), usize>>> =
-        std::sync::Mutex::new(None);
-    let mut high = HIGH.lock().unwrap_or_else(|p| p.into_inner());
-    let seen = high
-        .get_or_insert_with(Default::default)
-        .entry((labels[0].1.clone(), labels[1].1.clone()))
-        .or_default();
-    if invocation.memory_bytes > *seen {
-        *seen = invocation.memory_bytes;
-        gauge!("keel_handler_memory_bytes_max", &labels).set(*seen as f64);
+    if let Some(peak) = peak {
+        gauge!("keel_handler_memory_bytes_max", &labels).set(peak as f64);
     }
 }
 

@@ -20,6 +20,19 @@ use crate::{Caps, HandlerLimits, Host, Limit};
 /// How often the epoch advances: the CPU limit is checked this often, so a
 /// runaway guest stops within its limit and one tick.
 const TICK: Duration = Duration::from_millis(2);
+/// Bytes of an instance's memory its slot keeps mapped when it ends, the
+/// rest given back to the kernel. Where Linux's `PAGEMAP_SCAN` finds the
+/// pages the instance wrote, those (up to this) are copied back from the
+/// image instead of dropped, so the next instance does not fault them in
+/// again: a fault on a copy-on-write page costs a TLB flush on every core
+/// the process runs on, and dominated a JavaScript handler's cost (a cold
+/// call 138 µs → 37 µs). Without the scan the first bytes are copied back
+/// whether written or not, so only 1 MiB is kept.
+const KEEP_RESIDENT_SCANNED: usize = 8 << 20;
+const KEEP_RESIDENT: usize = 1 << 20;
+/// The same for an instance's function table (lazily filled: the entries a
+/// call used are written); QuickJS's holds a few thousand.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 /// A module's bytes, at most.
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
 /// A guest's answer, at most.
@@ -108,7 +121,13 @@ impl Sandbox {
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .max_memory_size((caps.memory_mb as usize) << 20)
-            .linear_memory_keep_resident(1 << 20);
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+                KEEP_RESIDENT_SCANNED
+            } else {
+                KEEP_RESIDENT
+            });
         let mut config = Config::new();
         config
             .epoch_interruption(true)

@@ -42,13 +42,15 @@ pub struct Activity {
 pub(super) struct Activities(Mutex<HashMap<(Namespace, HandlerName), Activity>>);
 
 impl Activities {
+    /// Counts one invocation; answers the handler's new memory high-water
+    /// mark when this invocation raised it.
     pub(super) fn record(
         &self,
         namespace: &Namespace,
         name: &HandlerName,
         recent: (Timestamp, String, u32),
         invocation: &Invocation,
-    ) {
+    ) -> Option<usize> {
         let (at, job, version) = recent;
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let a = all.entry((namespace.clone(), name.clone())).or_default();
@@ -60,6 +62,7 @@ impl Activities {
             .map(|f| f.message().to_owned());
         a.errors += u64::from(error.is_some());
         a.cpu += invocation.cpu;
+        let raised = (invocation.memory_bytes > a.memory_peak).then_some(invocation.memory_bytes);
         a.memory_peak = a.memory_peak.max(invocation.memory_bytes);
         if a.recent.len() == RECENT {
             a.recent.pop_back();
@@ -74,6 +77,7 @@ impl Activities {
             memory_bytes: invocation.memory_bytes,
             logs: invocation.logs.clone(),
         });
+        raised
     }
 
     pub(super) fn get(&self, namespace: &Namespace, name: &HandlerName) -> Activity {

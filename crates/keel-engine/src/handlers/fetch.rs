@@ -18,7 +18,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct Fetcher {
     pub(super) client: reqwest::Client,
     pub(super) guard: Guard,
-    pub(super) origins: Vec<Origin>,
+    pub(super) origins: std::sync::Arc<[Origin]>,
     /// Bytes of responses this invocation may still read.
     pub(super) response_bytes: u64,
 }

@@ -81,6 +81,13 @@ pub struct HandlerDeps {
     pub queues: Arc<QueueService>,
 }
 
+/// A version ready to run: its compiled code and the origins it may call.
+#[derive(Clone)]
+struct Ready {
+    prepared: Prepared,
+    origins: Arc<[Origin]>,
+}
+
 /// A handler's current version as this node read it, and when.
 type Current = (Arc<HandlerVersion>, Instant);
 
@@ -95,7 +102,7 @@ pub struct HandlerService {
     guard: Guard,
     /// Made on first use: a node that runs no handler starts no engine.
     sandbox: OnceLock<Result<Sandbox, Error>>,
-    prepared: Mutex<HashMap<(Namespace, HandlerName, u32), Prepared>>,
+    prepared: Mutex<HashMap<(Namespace, HandlerName, u32), Ready>>,
     current: Mutex<HashMap<(Namespace, HandlerName), Current>>,
     /// Namespaces whose effects' queue has its policy (the effects worker
     /// works queues with one).
@@ -299,11 +306,12 @@ impl HandlerService {
         Ok(v)
     }
 
-    async fn prepared(&self, v: &HandlerVersion) -> Result<Prepared, Error> {
+    async fn ready(&self, v: &HandlerVersion) -> Result<Ready, Error> {
         let key = (v.namespace.clone(), v.name.clone(), v.version);
-        if let Some(p) = lock(&self.prepared).get(&key) {
-            return Ok(p.clone());
+        if let Some(ready) = lock(&self.prepared).get(&key) {
+            return Ok(ready.clone());
         }
+        let origins = v.settings.check(&self.caps)?.into();
         let sandbox = self.sandbox()?.clone();
         let prepared = match v.kind {
             HandlerKind::Js => sandbox.prepare_js(&v.artifact).await,
@@ -315,12 +323,13 @@ impl HandlerService {
             }
         }
         .map_err(|e| Error::internal(format!("handler {} v{}: {e}", v.name, v.version)))?;
+        let ready = Ready { prepared, origins };
         let mut cache = lock(&self.prepared);
         if cache.len() >= PREPARED_KEPT {
             cache.clear();
         }
-        cache.insert(key, prepared.clone());
-        Ok(prepared)
+        cache.insert(key, ready.clone());
+        Ok(ready)
     }
 
     /// Runs `version` once on `input` with a host over `object`'s state.
@@ -331,8 +340,7 @@ impl HandlerService {
         job_id: String,
         input: &[u8],
     ) -> Result<(Invocation, Collected), Error> {
-        let prepared = self.prepared(version).await?;
-        let origins: Vec<Origin> = version.settings.check(&self.caps)?;
+        let Ready { prepared, origins } = self.ready(version).await?;
         let collected = Arc::new(Mutex::new(Collected::default()));
         let host = JobHost {
             store: self.store.clone(),
@@ -360,13 +368,13 @@ impl HandlerService {
             .invoke(&prepared, input, version.settings.limits, Box::new(host))
             .await;
         let collected = std::mem::take(&mut *lock(&collected));
-        crate::metrics::handler_invoked(&version.namespace, &version.name, &invocation);
-        self.activity.record(
+        let peak = self.activity.record(
             &version.namespace,
             &version.name,
             (self.clock.now(), job_id, version.version),
             &invocation,
         );
+        crate::metrics::handler_invoked(&version.namespace, &version.name, &invocation, peak);
         Ok((invocation, collected))
     }
 
