@@ -25,6 +25,9 @@
 #                                     # 10 million events an hour into a handler,
 #                                     # and a push queue beside them (about 10
 #                                     # minutes; no peer runs in-process code)
+#   SUITE=apps bench/compare.sh       # the app developer's loop: `keel import`
+#                                     # of 4 million CSV records (1 million on
+#                                     # PostgreSQL) (about 5 minutes)
 #   ONLY="keel bullmq" bench/compare.sh
 #
 # Every server is bound to 127.0.0.1. Servers this script starts are stopped at
@@ -49,7 +52,9 @@ case $SUITE in
           RESULTS=docs/benchmarks-monitors.jsonl ;;
     handlers) ONLY=${ONLY:-"keel-handlers keel-pg-handlers"}
           RESULTS=docs/benchmarks-handlers.jsonl ;;
-    *) echo "SUITE is jobs, events, hooks, flow, notify, monitors or handlers" >&2; exit 2 ;;
+    apps) ONLY=${ONLY:-"keel-apps keel-pg-apps"}
+          RESULTS=docs/benchmarks-apps.jsonl ;;
+    *) echo "SUITE is jobs, events, hooks, flow, notify, monitors, handlers or apps" >&2; exit 2 ;;
 esac
 OUT="$WORK/results-$SUITE.jsonl"
 HOUR_SECS=${HOUR_SECS:-300} # the 10-million-an-hour phase, per system
@@ -227,6 +232,13 @@ if wants keel-pg-handlers; then
     run keel-pg-handlers "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
         --n 10000 --phases handler_jobs,handler_one_object,state_get
 fi
+if wants keel-apps; then
+    run keel-apps "$ROOT/target/release/keel-bench" --import-n 4000000 --phases import
+fi
+if wants keel-pg-apps; then
+    run keel-pg-apps "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
+        --import-n 1000000 --phases import
+fi
 if wants keel-pg-notify; then
     run keel-pg-notify "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
         --notify-n 10000 --phases notify_accept,notify_email
@@ -271,5 +283,6 @@ cp "$OUT" "$ROOT/$RESULTS"
 python3 "$ROOT/bench/report.py" "$ROOT/docs/benchmarks.jsonl" "$ROOT/docs/benchmarks-events.jsonl" \
     "$ROOT/docs/benchmarks-hooks.jsonl" "$ROOT/docs/benchmarks-flow.jsonl" \
     "$ROOT/docs/benchmarks-ui.md" "$ROOT/docs/benchmarks-notify.jsonl" \
-    "$ROOT/docs/benchmarks-monitors.jsonl" "$ROOT/docs/benchmarks-handlers.jsonl" >"$ROOT/docs/benchmarks.md"
+    "$ROOT/docs/benchmarks-monitors.jsonl" "$ROOT/docs/benchmarks-handlers.jsonl" \
+    "$ROOT/docs/benchmarks-apps.jsonl" >"$ROOT/docs/benchmarks.md"
 echo "wrote $RESULTS and docs/benchmarks.md" >&2

@@ -3,9 +3,11 @@
 of the jobs suite and, when given, one run of the events suite
 (report_events.py writes that section) and one of the webhooks suite
 (report_hooks.py), flow control (report_flow.py) and notifications
-(report_notify.py), monitors (report_monitors.py), handlers (report_handlers.py).
+(report_notify.py), monitors (report_monitors.py), handlers
+(report_handlers.py) and the app developer's loop (report_apps.py).
 
-Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl [ui.md [notify.jsonl [monitors.jsonl]]]]]] > docs/benchmarks.md
+Usage: python3 bench/report.py jobs.jsonl [events.jsonl [hooks.jsonl [flow.jsonl [ui.md
+       [notify.jsonl [monitors.jsonl [handlers.jsonl [apps.jsonl]]]]]]]] > docs/benchmarks.md
 
 Only the standard library. Every number in the output comes from the input
 file; the prose around them is fixed.
@@ -18,6 +20,7 @@ import report_events
 import report_flow
 import report_hooks
 import report_handlers
+import report_apps
 import report_monitors
 import report_notify
 from reportkit import cpu_line, fmt, load, ratio
@@ -394,8 +397,11 @@ def main():
     handlers = sys.argv[8] if len(sys.argv) > 8 and os.path.exists(sys.argv[8]) else None
     if handlers:
         report_handlers.section(w, handlers)
+    apps = sys.argv[9] if len(sys.argv) > 9 and os.path.exists(sys.argv[9]) else None
+    if apps:
+        report_apps.section(w, apps)
     w("## Raw results")
-    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify, monitors, handlers) if p]:
+    for path in [sys.argv[1]] + [p for p in (events, hooks, flow, notify, monitors, handlers, apps) if p]:
         w("")
         w(f"`{os.path.basename(path)}`:")
         w("")

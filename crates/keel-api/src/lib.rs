@@ -16,6 +16,7 @@ pub mod endpoints;
 pub mod error;
 pub mod handlers;
 pub mod health;
+pub mod imports;
 pub mod jobs;
 pub mod monitors;
 pub mod namespaces;

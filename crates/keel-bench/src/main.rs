@@ -18,6 +18,7 @@ mod events;
 mod flow;
 mod handlers;
 mod hooks;
+mod import;
 mod jobs;
 mod keyed;
 mod monitors;
@@ -191,6 +192,9 @@ struct BenchArgs {
     monitors_n: usize,
     #[arg(long, default_value_t = 60)]
     monitor_secs: u64,
+    /// Records of the `import` phase (a CSV file of about 200-byte rows).
+    #[arg(long, default_value_t = 4_000_000)]
+    import_n: usize,
 }
 
 impl BenchArgs {
@@ -477,6 +481,11 @@ async fn measure(
     notify::phases(args, servers, &clients[0]).await?;
     monitors::phases(args, servers, &clients[0]).await?;
     handlers::phases(args, servers, &clients[0]).await?;
+    if args.wants("import") {
+        let keel = args.keel_binary()?;
+        let report = import::import(&keel, servers, &clients[0], args.import_n).await?;
+        emit("import(CSV, keel import, keyed)", report);
+    }
     if args.phases.iter().any(|p| p == "events_10m_per_hour") {
         let report = events::paced(
             servers,

@@ -77,7 +77,7 @@ impl BenchSchema {
 /// tokens required (the default) and an admin token of its own.
 pub(crate) struct BenchServer {
     child: tokio::process::Child,
-    pid: u32,
+    pub(crate) pid: u32,
     pub(crate) url: String,
     /// `None` for a `keel` from before tokens (an A/B against an old build).
     token: Option<String>,

@@ -15,6 +15,7 @@ mod client;
 mod endpoints;
 mod events;
 mod handlers;
+mod imports;
 mod jobs;
 mod monitors;
 mod notifications;
@@ -28,6 +29,7 @@ mod worker;
 
 pub use client::{Client, ClientError, Job, JobPage, LeasedJob, ListQuery, install_tls_provider};
 pub use events::{Event, NewEvent};
+pub use imports::ImportInto;
 pub use jobs::JobSpec;
 pub use keel_api::endpoints::{
     AttemptAnswer, AttemptList, EndpointAnswer, EndpointList, EndpointRequest, RecoverAnswer,
@@ -36,6 +38,7 @@ pub use keel_api::endpoints::{
 pub use keel_api::handlers::{
     HandlerAnswer, HandlerList, HandlerRequest, InvokeAnswer, StateAnswer, StatePage,
 };
+pub use keel_api::imports::{ImportAnswer, ImportQuery, ImportRejection};
 pub use keel_api::jobs::{AckAnswer, AckItem, AcksAnswer, Enqueued};
 pub use keel_api::monitors::{
     IncidentEventAnswer, IncidentEventRequest, IncidentList, MaintenanceAnswer, MonitorAnswer,

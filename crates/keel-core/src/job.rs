@@ -169,6 +169,25 @@ impl NewJob {
 }
 
 impl JobRequest {
+    /// A request for `payload` with every field at its default.
+    pub fn new(payload: Box<RawValue>) -> JobRequest {
+        JobRequest {
+            payload,
+            priority: None,
+            run_at: None,
+            delay_ms: None,
+            max_attempts: None,
+            backoff: None,
+            lease_ms: None,
+            idempotency_key: None,
+            ordering_key: None,
+            tags: None,
+            debounce: None,
+            traceparent: None,
+            object: None,
+        }
+    }
+
     pub fn validate(
         self,
         policy: &QueuePolicy,

@@ -13,6 +13,7 @@ use crate::Shutdown;
 use crate::audit::AuditService;
 use crate::endpoints::EndpointService;
 use crate::handlers::{HandlerDeps, HandlerService};
+use crate::imports::ImportService;
 use crate::jobs::{JobDeps, JobService};
 use crate::monitors::{MonitorDeps, MonitorService};
 use crate::namespaces::NamespaceService;
@@ -44,6 +45,7 @@ pub struct Engine {
     notifications: Arc<NotificationService>,
     monitors: Arc<MonitorService>,
     handlers: Arc<HandlerService>,
+    imports: ImportService,
     endpoints: Arc<EndpointService>,
     schedules: Arc<ScheduleService>,
     workflows: Arc<Driver>,
@@ -223,6 +225,8 @@ impl Engine {
             queues: queues.clone(),
         }));
         queues.bind_handlers(&handlers);
+        let imports =
+            ImportService::new(jobs.clone(), topics.clone(), clock.clone(), limits.clone());
         let tokens = TokenService::new(store.clone(), clock.clone());
         let audit = AuditService::new(store.clone());
         Arc::new(Engine {
@@ -239,6 +243,7 @@ impl Engine {
             notifications,
             monitors,
             handlers,
+            imports,
             endpoints,
             schedules,
             workflows,
@@ -287,6 +292,11 @@ impl Engine {
     /// Handlers: their versions, test calls, objects' state.
     pub fn handlers(&self) -> &Arc<HandlerService> {
         &self.handlers
+    }
+
+    /// Bulk import of records into a queue or a topic.
+    pub fn imports(&self) -> &ImportService {
+        &self.imports
     }
 
     pub fn endpoints(&self) -> &Arc<EndpointService> {

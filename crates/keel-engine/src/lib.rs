@@ -25,6 +25,8 @@
 //! - [`workflows::Driver`] (`workflows()`): definitions, and carrying out
 //!   what the workflow scheduler decides; [`runs::RunService`] (`runs()`):
 //!   runs as read, the long-poll and what holds their steps.
+//! - [`imports::ImportService`]: records of a CSV or NDJSON stream into a
+//!   queue's jobs or a topic's events, deduplicated by a key column.
 //! - [`namespaces::NamespaceService`]: namespaces' quotas set and read with
 //!   their usage, and the rate and byte quotas taken before an enqueue or a
 //!   publish.
@@ -46,6 +48,7 @@ pub mod audit;
 pub mod endpoints;
 mod engine;
 pub mod handlers;
+pub mod imports;
 pub mod jobs;
 #[cfg(test)]
 mod manual_clock;

@@ -7,6 +7,7 @@ mod admin;
 mod endpoints;
 mod events;
 mod handlers;
+mod imports;
 mod jobs;
 mod monitors;
 mod schedules;
@@ -86,6 +87,9 @@ enum Command {
     Monitor(monitors::MonitorArgs),
     /// List, acknowledge, resolve and trigger incidents.
     Incident(monitors::IncidentArgs),
+    /// Import a CSV or NDJSON file into a queue's jobs or a topic's events
+    /// (deduplicated by a key column, resumable, with a progress bar).
+    Import(imports::ImportArgs),
     /// Configure schedules; read their next slots and ledger; fire by hand.
     Schedule(schedules::ScheduleArgs),
     /// Create, list and revoke API tokens (`create` also straight on a
@@ -319,6 +323,7 @@ fn main() -> std::process::ExitCode {
             Command::Source(args) => sources::source(args).await,
             Command::Endpoint(args) => endpoints::endpoint(args).await,
             Command::Handler(args) => handlers::handler(args).await,
+            Command::Import(args) => imports::import(args).await,
             Command::State(args) => handlers::state(args).await,
             Command::Monitor(args) => monitors::monitor(args).await,
             Command::Incident(args) => monitors::incident(args).await,

@@ -169,6 +169,10 @@ const STEPS: &[Step] = &[
     ),
     run("keel schedule get daily-report", &["Europe/London"]),
     run("keel schedule trigger daily-report", &["fired at"]),
+    run(
+        "keel import signups examples/cli/signups.csv",
+        &["3 accepted, 1 duplicate, 1 rejected", "line 5: field age"],
+    ),
     // Events.
     run(
         "curl -X POST localhost:5335/v1/namespaces/default/topics/orders/events",

@@ -48,6 +48,11 @@ impl BodyBounds {
         }
     }
 
+    /// How long a streamed body (an import's) may send nothing.
+    pub fn idle_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The budget a body takes while it is read: its declared length, or
     /// the most a body may be when it declares none (chunked).
     fn reserve(&self, req: &Request) -> Result<Option<OwnedSemaphorePermit>, ApiError> {

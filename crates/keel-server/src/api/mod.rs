@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod handlers;
 mod health;
+mod imports;
 mod jobs;
 mod monitors;
 mod namespaces;
@@ -88,6 +89,8 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(jobs::lease))
         .routes(routes!(stream::stream))
         .routes(routes!(jobs::redrive))
+        .routes(routes!(imports::queue))
+        .routes(routes!(imports::topic))
         .routes(routes!(queues::stats, queues::set_policy))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
