@@ -2,9 +2,7 @@
 JSON lines of one `SUITE=apps bench/compare.sh` run. Imported by report.py;
 only the standard library; every number comes from the input file."""
 
-import json
-
-from reportkit import fmt, load
+from reportkit import fmt, load, rows
 
 
 def section(w, path):
@@ -20,19 +18,12 @@ def section(w, path):
     w("")
     w("| system | records | file | records/s | took | server CPU | importer CPU | server peak | importer peak |")
     w("|---|---|---|---|---|---|---|---|---|")
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            row = json.loads(line)
-            if "label" not in row:
-                continue
-            name = row.get("system", row["label"])
-            if "error" in row:
-                w(f"| {row['label']} | failed: {row['error']} | | | | | | | |")
-                continue
-            w(f"| {name} | {fmt(row['n'])} | {fmt(row['file_mb'])} MB | {fmt(row['records_per_s'])} | "
-              f"{row['secs']:.1f} s | {row['server_cpu_s']} s | {row['importer_cpu_s']} s | "
-              f"{fmt(row['server_peak_mb'])} MB | {fmt(row['importer_peak_mb'])} MB |")
+    for row in rows(path):
+        name = row.get("system", row["label"])
+        if "error" in row:
+            w(f"| {row['label']} | failed: {row['error']} | | | | | | | |")
+            continue
+        w(f"| {name} | {fmt(row['n'])} | {fmt(row['file_mb'])} MB | {fmt(row['records_per_s'])} | "
+          f"{row['secs']:.1f} s | {row['server_cpu_s']} s | {row['importer_cpu_s']} s | "
+          f"{fmt(row['server_peak_mb'])} MB | {fmt(row['importer_peak_mb'])} MB |")
     w("")

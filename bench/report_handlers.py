@@ -2,20 +2,7 @@
 of one `SUITE=handlers bench/compare.sh` run. Imported by report.py; only the
 standard library; every number comes from the input file."""
 
-import json
-
-from reportkit import fmt, load
-
-
-def rows(path):
-    """Every measured row, in the file's order, with its full phase name."""
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                row = json.loads(line)
-                if "label" in row:
-                    yield row
+from reportkit import fmt, load, rows
 
 
 def cpu(row):

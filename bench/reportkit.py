@@ -9,6 +9,17 @@ def phase_key(phase):
     return phase.split("(")[0].strip()
 
 
+def rows(path):
+    """Every measured row, in the file's order, with its full phase name."""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                row = json.loads(line)
+                if "label" in row:
+                    yield row
+
+
 def load(path):
     meta, versions, systems, order = {}, {}, {}, []
     with open(path) as f:
