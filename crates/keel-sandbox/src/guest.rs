@@ -51,6 +51,8 @@ pub(crate) struct Guest {
     log_bytes: usize,
     pub(crate) logs_dropped: u32,
     http_calls: u32,
+    /// Bytes of response bodies the guest has been given.
+    response_bytes: u64,
     /// The answer `take` copies out next.
     answer: Vec<u8>,
 }
@@ -67,6 +69,7 @@ impl Guest {
             log_bytes: 0,
             logs_dropped: 0,
             http_calls: 0,
+            response_bytes: 0,
             answer: Vec::new(),
         }
     }
@@ -103,6 +106,27 @@ impl Guest {
         self.logs.push(line);
     }
 
+    /// A fetch's answer, counted against `limits.response_bytes`: past it,
+    /// the guest is stopped (like the call limit, a guest that catches the
+    /// error still fails). A host reads at most one byte past what is left
+    /// and answers that, so the count passes the limit.
+    fn count_response(
+        &mut self,
+        answered: Result<serde_json::Value, String>,
+    ) -> Result<serde_json::Value, String> {
+        let answer = answered?;
+        let body = answer.get("body").and_then(serde_json::Value::as_str);
+        self.response_bytes += body.map_or(0, str::len) as u64;
+        if self.response_bytes > self.limits.response_bytes {
+            self.stopped_by = Some(Limit::ResponseBytes);
+            return Err(format!(
+                "the responses read passed {} bytes (limits.response_bytes)",
+                self.limits.response_bytes
+            ));
+        }
+        Ok(answer)
+    }
+
     /// One host call, answered as `{"ok"}` or `{"error"}`.
     async fn answer(&mut self, op: Option<Op>, request: &[u8]) -> serde_json::Value {
         let answered = match op {
@@ -118,12 +142,12 @@ impl Guest {
                     self.limits.http_calls
                 ))
             }
-            Some(op) => {
-                if op == Op::Fetch {
-                    self.http_calls += 1;
-                }
-                self.host.call(op, request).await
+            Some(Op::Fetch) => {
+                self.http_calls += 1;
+                let answered = self.host.call(Op::Fetch, request).await;
+                self.count_response(answered)
             }
+            Some(op) => self.host.call(op, request).await,
         };
         match answered {
             Ok(v) => serde_json::json!({ "ok": v }),

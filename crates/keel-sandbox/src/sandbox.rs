@@ -330,9 +330,11 @@ impl Sandbox {
             }
         };
         let guest = store.into_data();
+        // A limit reached fails the attempt, even when the guest caught the
+        // error it saw and went on.
         let outcome = match (outcome, guest.stopped_by) {
-            (Err(_), Some(limit)) => Err(Failure::Limit(limit, limit_message(limit, &limits))),
-            (outcome, _) => outcome,
+            (_, Some(limit)) => Err(Failure::Limit(limit, limit_message(limit, &limits))),
+            (outcome, None) => outcome,
         };
         Invocation {
             outcome,

@@ -406,3 +406,26 @@ async fn math_random_is_seeded_per_invocation_not_by_the_snapshot() {
         "each invocation draws its own seed from the host"
     );
 }
+
+#[tokio::test]
+async fn responses_past_their_limit_stop_the_guest_even_when_it_catches() {
+    let done = invoke(
+        r#"export default async function (job, ctx) {
+            await (await ctx.fetch("https://api.example.com/a")).text();
+            try { await ctx.fetch("https://api.example.com/b"); } catch (e) { return "caught " + e; }
+            return "both";
+        }"#,
+        HandlerLimits {
+            response_bytes: 6,
+            ..HandlerLimits::default()
+        },
+        MapHost::default(),
+    )
+    .await;
+    match done.outcome {
+        Err(Failure::Limit(Limit::ResponseBytes, m)) => {
+            assert!(m.contains("limits.response_bytes"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

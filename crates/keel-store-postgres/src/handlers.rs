@@ -17,9 +17,10 @@ use keel_store::{
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
 
+use crate::jobs::AckWake;
 use crate::jobs::rows::{corrupt, from_json};
 use crate::owner::OwnedRows;
-use crate::{PostgresStore, db};
+use crate::{PostgresStore, Woken, db};
 
 macro_rules! query {
     ($name:literal) => {
@@ -340,32 +341,64 @@ impl HandlerStore for PostgresStore {
         Ok(versions)
     }
 
-    async fn handler_commit(
+    async fn handler_commits(
         &self,
+        namespace: &Namespace,
+        commits: Vec<HandlerCommit>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Acked, Error>>, Error> {
+        let mut client = self.client().await?;
+        let mut tx = client.transaction().await.map_err(db)?;
+        let mut answers = Vec::with_capacity(commits.len());
+        let mut wakes = Vec::new();
+        for c in commits {
+            // A savepoint each: a refused attempt leaves the others.
+            let attempt = tx.savepoint("attempt").await.map_err(db)?;
+            match self.commit_in(&attempt, namespace, c, now).await {
+                Ok((acked, wake, woken)) => {
+                    attempt.commit().await.map_err(db)?;
+                    wakes.push((acked.clone(), wake, woken));
+                    answers.push(Ok(acked));
+                }
+                Err(e) => {
+                    attempt.rollback().await.map_err(db)?;
+                    answers.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        for (acked, wake, woken) in wakes {
+            self.after_ack(namespace, &[Ok(acked)], wake, now).await?;
+            self.wake(woken, now);
+        }
+        Ok(answers)
+    }
+}
+
+impl PostgresStore {
+    /// One attempt's commit inside `tx`: the ack (refused for a stale
+    /// lease), the state writes, the effects' jobs.
+    async fn commit_in(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
         namespace: &Namespace,
         c: HandlerCommit,
         now: Timestamp,
-    ) -> Result<Acked, Error> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
+    ) -> Result<(Acked, AckWake, Woken), Error> {
         let ack = Ack {
             token: c.token,
             outcome: AckOutcome::Complete { result: c.result },
         };
-        let (mut out, wake) = self.ack_in(&tx, namespace, vec![ack], now).await?;
+        let (mut out, wake) = self.ack_in(tx, namespace, vec![ack], now).await?;
         let acked = out
             .pop()
             .unwrap_or_else(|| Err(Error::internal("an ack answered nothing")))?;
         if let Some(object) = c.object.as_ref().filter(|_| !c.writes.is_empty()) {
-            write_state(&tx, namespace.as_str(), object, &c.writes, now).await?;
+            write_state(tx, namespace.as_str(), object, &c.writes, now).await?;
         }
         let woken = self
-            .insert_owned(&tx, OwnedRows::new(&c.effects, now)?, now)
+            .insert_owned(tx, OwnedRows::new(&c.effects, now)?, now)
             .await?;
-        tx.commit().await.map_err(db)?;
-        self.after_ack(namespace, &[Ok(acked.clone())], wake, now)
-            .await?;
-        self.wake(woken, now);
-        Ok(acked)
+        Ok((acked, wake, woken))
     }
 }

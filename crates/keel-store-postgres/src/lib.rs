@@ -195,7 +195,7 @@ fn job_id(id: Uuid) -> JobId {
 
 /// Who to wake once a transaction that created jobs commits.
 #[derive(Default)]
-struct Woken {
+pub(crate) struct Woken {
     /// Queues that gained ready jobs, with how many.
     ready: BTreeMap<QueueRef, usize>,
     due: Option<Timestamp>,

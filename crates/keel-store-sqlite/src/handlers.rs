@@ -430,14 +430,20 @@ impl HandlerStore for SqliteStore {
         .await
     }
 
-    async fn handler_commit(
+    async fn handler_commits(
         &self,
         namespace: &Namespace,
-        c: HandlerCommit,
+        commits: Vec<HandlerCommit>,
         now: Timestamp,
-    ) -> Result<Acked, Error> {
+    ) -> Result<Vec<Result<Acked, Error>>, Error> {
         let namespace = namespace.clone();
-        self.write(move |w: &mut Writer| commit(w, &namespace, c, now))
-            .await
+        self.write(move |w: &mut Writer| {
+            let mut answers = Vec::with_capacity(commits.len());
+            for c in commits {
+                answers.push(commit(w, &namespace, c, now)?);
+            }
+            Ok(Ok(answers))
+        })
+        .await
     }
 }

@@ -2,7 +2,7 @@
 //! secrets; objects' key-value state, read and written from outside
 //! (atomic batches, versions for `If-Match`) and by handlers, whose writes
 //! commit in the same transaction as the job's completion
-//! ([`HandlerStore::handler_commit`]): an attempt that fails, times out or
+//! ([`HandlerStore::handler_commits`]): an attempt that fails, times out or
 //! lost its lease leaves nothing behind.
 
 use std::collections::BTreeMap;
@@ -107,14 +107,18 @@ pub trait HandlerStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Vec<u64>, Error>;
 
-    /// One successful attempt, all or nothing (409 `lease_lost` for a
-    /// stale token: nothing written; 412 and 507 as [`Self::state_write`]).
-    async fn handler_commit(
+    /// Successful attempts, in one transaction, each all or nothing: its
+    /// answer is its job as acked, or why nothing of it was written (409
+    /// `lease_lost` for a stale token; 412 and 507 as
+    /// [`Self::state_write`]) while the others were. One commit for many
+    /// attempts: on PostgreSQL each commit waits for a WAL flush. An
+    /// `Err` of the whole call wrote nothing.
+    async fn handler_commits(
         &self,
         namespace: &Namespace,
-        commit: HandlerCommit,
+        commits: Vec<HandlerCommit>,
         now: Timestamp,
-    ) -> Result<Acked, Error>;
+    ) -> Result<Vec<Result<Acked, Error>>, Error>;
 }
 
 pub fn handler_not_found(name: &HandlerName) -> Error {

@@ -4,7 +4,7 @@
 //! runs them in the sandbox for a queue's jobs and for test calls, and
 //! reads and writes objects' state from outside. An attempt's state writes
 //! and effects are buffered by its [`host`] and committed with the job's
-//! completion (`HandlerStore::handler_commit`); its publishes and enqueues
+//! completion (`HandlerStore::handler_commits`); its publishes and enqueues
 //! are carried out after the commit by the effects' jobs ([`effects`]).
 
 mod activity;

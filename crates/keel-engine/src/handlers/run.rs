@@ -4,7 +4,7 @@
 use keel_core::handler::state::ObjectRef;
 use keel_core::{Error, ErrorCode, HandlerName, Namespace, Retry};
 use keel_sandbox::Failure;
-use keel_store::{Ack, AckOutcome, Acked, HandlerCommit, LeasedJob};
+use keel_store::{Ack, AckOutcome, HandlerCommit, LeasedJob};
 use serde_json::value::RawValue;
 
 use super::{Finished, HandlerService, Invoked};
@@ -98,54 +98,63 @@ impl HandlerService {
         }))
     }
 
-    /// Writes a handler's commit: the job ends with its state and effects,
-    /// or (when the state was refused) fails this attempt.
-    pub(crate) async fn commit(&self, namespace: &Namespace, commit: HandlerCommit) {
-        let token = commit.token;
-        let outcome = AckOutcome::Complete {
-            result: commit.result.clone(),
-        };
+    /// Writes a flush's commits in one store call: each job ends with its
+    /// state and effects, or (when its state was refused) fails this
+    /// attempt; a stale lease's attempt leaves nothing.
+    pub(crate) async fn commit_all(&self, namespace: &Namespace, commits: Vec<HandlerCommit>) {
+        let tokens: Vec<_> = commits
+            .iter()
+            .map(|c| (c.token, c.result.clone()))
+            .collect();
         let now = self.clock.now();
-        match self.store.handler_commit(namespace, commit, now).await {
-            Ok(acked) => self.committed(namespace, acked, outcome, now),
-            Err(e) if e.code == ErrorCode::LeaseLost => {
-                tracing::debug!(%namespace, error = %e, "a handler's attempt lost its lease: nothing committed");
-            }
-            Err(e)
-                if matches!(
-                    e.code,
-                    ErrorCode::StorageFull
-                        | ErrorCode::VersionMismatch
-                        | ErrorCode::PayloadTooLarge
-                        | ErrorCode::NamespaceFull
-                ) =>
-            {
-                let fail = Ack {
-                    token,
-                    outcome: AckOutcome::Fail {
-                        message: format!("the attempt's state was refused: {}", e.message),
-                        retry: Retry {
-                            retry: true,
-                            retry_after_ms: None,
-                        },
-                    },
-                };
-                crate::services::ack_all(&self.jobs, namespace, vec![fail]).await;
-            }
+        let answers = match self.store.handler_commits(namespace, commits, now).await {
+            Ok(answers) => answers,
             Err(e) => {
-                tracing::warn!(%namespace, error = %e, "cannot commit a handler's attempt; its lease expires and it runs again");
+                tracing::warn!(%namespace, error = %e, "cannot commit handlers' attempts; their leases expire and they run again");
+                return;
+            }
+        };
+        let (mut acked, mut outcomes, mut fails) = (Vec::new(), Vec::new(), Vec::new());
+        for ((token, result), answer) in tokens.into_iter().zip(answers) {
+            match answer {
+                Ok(done) => {
+                    acked.push(Ok(done));
+                    outcomes.push(AckOutcome::Complete { result });
+                }
+                Err(e) if e.code == ErrorCode::LeaseLost => {
+                    tracing::debug!(%namespace, error = %e, "a handler's attempt lost its lease: nothing committed");
+                }
+                Err(e)
+                    if matches!(
+                        e.code,
+                        ErrorCode::StorageFull
+                            | ErrorCode::VersionMismatch
+                            | ErrorCode::PayloadTooLarge
+                            | ErrorCode::NamespaceFull
+                    ) =>
+                {
+                    fails.push(Ack {
+                        token,
+                        outcome: AckOutcome::Fail {
+                            message: format!("the attempt's state was refused: {}", e.message),
+                            retry: Retry {
+                                retry: true,
+                                retry_after_ms: None,
+                            },
+                        },
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%namespace, error = %e, "cannot commit a handler's attempt; its lease expires and it runs again");
+                }
             }
         }
-    }
-
-    fn committed(
-        &self,
-        namespace: &Namespace,
-        acked: Acked,
-        outcome: AckOutcome,
-        now: keel_core::Timestamp,
-    ) {
-        self.jobs.ended(namespace, &[Ok(acked)], &[outcome], now);
+        if !acked.is_empty() {
+            self.jobs.ended(namespace, &acked, &outcomes, now);
+        }
+        if !fails.is_empty() {
+            crate::services::ack_all(&self.jobs, namespace, fails).await;
+        }
     }
 }
 

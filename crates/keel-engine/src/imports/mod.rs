@@ -156,12 +156,16 @@ impl ImportService {
             Ok::<(), Error>(())
         }
         .await;
-        drop(batches);
-        reader
-            .await
-            .map_err(|e| Error::internal(format!("the import's reader: {e}")))?;
         match written {
-            Ok(()) => Ok(summary),
+            // The channel is closed: the reader has ended.
+            Ok(()) => {
+                reader
+                    .await
+                    .map_err(|e| Error::internal(format!("the import's reader: {e}")))?;
+                Ok(summary)
+            }
+            // Not waited for: it may be blocked on a body that is still
+            // arriving, and stops at its next batch (the channel is gone).
             Err(mut e) => {
                 e.message = format!(
                     "{} (records before this one: {} accepted, {} duplicates, up to line {})",

@@ -1,8 +1,8 @@
 //! Runs handlers for queues whose policy names one (the handler runner),
 //! and carries out their attempts' effects (the effects worker), both on
-//! the shared queue-worker loop. A handler's job ends with one commit (the
-//! completion, its state writes and its effects' job) or the ack of its
-//! failure.
+//! the shared queue-worker loop. A handler's job ends with a commit (the
+//! completion, its state writes and its effects' job; a flush's commits
+//! share one transaction) or the ack of its failure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,18 +18,12 @@ use crate::handlers::{Finished, HandlerService};
 use crate::jobs::JobService;
 use crate::queues::QueueService;
 
-/// Commits in flight on a node: enough for SQLite's writer to group them,
-/// few enough to leave PostgreSQL's pool connections for reads and leases.
-const COMMITS_AT_ONCE: usize = 8;
-
 /// Works the queues whose policy names a handler.
 #[derive(Clone)]
 pub struct HandlerRunner {
     handlers: Arc<HandlerService>,
     /// Each picked queue's handler, as its policy said at the last look.
     named: Arc<Mutex<HashMap<QueueRef, HandlerName>>>,
-    /// Commits written at once on this node, all queues together.
-    writers: Arc<tokio::sync::Semaphore>,
 }
 
 impl HandlerRunner {
@@ -37,7 +31,6 @@ impl HandlerRunner {
         HandlerRunner {
             handlers,
             named: Arc::default(),
-            writers: Arc::new(tokio::sync::Semaphore::new(COMMITS_AT_ONCE)),
         }
     }
 
@@ -106,28 +99,27 @@ impl QueueWorker for HandlerRunner {
         }
     }
 
+    /// A flush's failures in one ack call, its commits in one store call
+    /// (one transaction: on PostgreSQL, one WAL flush for them all).
     async fn finish(&self, namespace: &Namespace, done: Vec<Finished>) {
-        let mut acks = Vec::new();
-        let mut commits = tokio::task::JoinSet::new();
+        let (mut acks, mut commits) = (Vec::new(), Vec::new());
         for end in done {
             match end {
                 Finished::Ack(ack) => acks.push(ack),
-                Finished::Commit(commit) => {
-                    let (handlers, namespace) = (self.handlers.clone(), namespace.clone());
-                    let writers = self.writers.clone();
-                    commits.spawn(async move {
-                        // Bounded: each commit holds a database connection
-                        // on PostgreSQL for its transaction.
-                        let _turn = writers.acquire().await;
-                        handlers.commit(&namespace, *commit).await;
-                    });
-                }
+                Finished::Commit(commit) => commits.push(*commit),
             }
         }
-        if !acks.is_empty() {
-            ack_all(self.handlers.jobs(), namespace, acks).await;
-        }
-        commits.join_all().await;
+        let failed = async {
+            if !acks.is_empty() {
+                ack_all(self.handlers.jobs(), namespace, acks).await;
+            }
+        };
+        let committed = async {
+            if !commits.is_empty() {
+                self.handlers.commit_all(namespace, commits).await;
+            }
+        };
+        tokio::join!(failed, committed);
     }
 }
 

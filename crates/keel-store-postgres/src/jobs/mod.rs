@@ -24,6 +24,7 @@ use keel_store::{
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+pub(crate) use self::ack::AckWake;
 use self::debounce::{Debounced, debounce_lock};
 use self::rows::{NewRows, from_json, state_of};
 use crate::keys::{Freed, lock_name};

@@ -1,22 +1,24 @@
 //! Handlers and per-entity state: versions (immutable, unchanged uploads
 //! make none), secrets, state batches with versions and bounds, and a
 //! handler's commit: the job's completion, its state writes and its
-//! effects' jobs together, or nothing for a stale lease.
+//! effects' jobs together, or nothing for a stale lease; commits sent
+//! together, each standing or falling alone.
 
 use std::collections::BTreeMap;
 
 use keel_core::handler::state::{StateOp, StateQuery};
 use keel_core::handler::{HandlerKind, HandlerSettings, NewVersion, ObjectRef};
-use keel_core::{HandlerName, JobState};
+use keel_core::{Error, HandlerName, JobState};
 
 use super::*;
-use crate::HandlerCommit;
+use crate::{Acked, HandlerCommit};
 
 cases![
     handler_versions_are_immutable_and_unchanged_uploads_make_none,
     state_batches_are_atomic_with_versions_and_bounds,
     a_commit_completes_the_job_with_its_state_and_effects,
     a_stale_lease_commits_nothing,
+    commits_in_one_call_stand_or_fall_each_alone,
 ];
 
 fn version(code: &str) -> NewVersion {
@@ -230,7 +232,7 @@ async fn a_commit_completes_the_job_with_its_state_and_effects(h: Harness) {
         writes: vec![put("count", "1")],
         effects: vec![effect],
     };
-    let acked = s.handler_commit(&ns(), commit, at(2)).await.unwrap();
+    let acked = one(s.handler_commits(&ns(), vec![commit], at(2)).await).unwrap();
     assert_eq!(acked.state, JobState::Succeeded);
     s.close().await;
     let s = (h.reopen)().await;
@@ -268,10 +270,7 @@ async fn a_stale_lease_commits_nothing(h: Harness) {
         writes: vec![put("count", "1")],
         effects: vec![effect],
     };
-    let refused = s
-        .handler_commit(&ns(), stale, at(40_001))
-        .await
-        .unwrap_err();
+    let refused = one(s.handler_commits(&ns(), vec![stale], at(40_001)).await).unwrap_err();
     assert_eq!(refused.code, ErrorCode::LeaseLost);
     assert!(
         s.state_get(&ns(), &object(), &["count".into()])
@@ -294,11 +293,78 @@ async fn a_stale_lease_commits_nothing(h: Harness) {
         writes: (0..100).map(|i| put(&format!("k{i}"), &big)).collect(),
         effects: Vec::new(),
     };
-    let full = s
-        .handler_commit(&ns(), too_big, at(40_003))
-        .await
-        .unwrap_err();
+    let full = one(s.handler_commits(&ns(), vec![too_big], at(40_003)).await).unwrap_err();
     assert_eq!(full.code, ErrorCode::StorageFull);
     let job = s.job_get(&ns(), second[0].id).await.unwrap();
     assert_eq!(job.state, JobState::Leased);
+}
+
+/// The one answer of a one-commit call.
+fn one(answers: Result<Vec<Result<Acked, Error>>, Error>) -> Result<Acked, Error> {
+    let mut answers = answers.unwrap();
+    assert_eq!(answers.len(), 1);
+    answers.remove(0)
+}
+
+async fn commits_in_one_call_stand_or_fall_each_alone(h: Harness) {
+    let s = h.store.clone();
+    let q = queue("handled");
+    enqueue(&*s, &q, vec![job("1"), job("2"), job("3")]).await;
+    let leased = lease(&*s, &q, 3, at(1)).await;
+    assert_eq!(leased.len(), 3);
+    let object_of = |key: &str| ObjectRef::new("customer", key).unwrap();
+    let commit = |i: usize, writes: Vec<StateOp>| HandlerCommit {
+        token: leased[i].lease_token,
+        result: Some(raw(&format!("{i}"))),
+        object: Some(object_of(&format!("c-{i}"))),
+        writes,
+        effects: Vec::new(),
+    };
+    let mut stale = commit(1, vec![put("count", "1")]);
+    stale.token.lease_seq += 1;
+    let big = format!("\"{}\"", "x".repeat(200_000));
+    let too_big = commit(2, (0..100).map(|i| put(&format!("k{i}"), &big)).collect());
+    let answers = s
+        .handler_commits(
+            &ns(),
+            vec![commit(0, vec![put("count", "1")]), stale, too_big],
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answers[0].as_ref().unwrap().state, JobState::Succeeded);
+    assert_eq!(answers[1].as_ref().unwrap_err().code, ErrorCode::LeaseLost);
+    assert_eq!(
+        answers[2].as_ref().unwrap_err().code,
+        ErrorCode::StorageFull
+    );
+    s.close().await;
+    let s = (h.reopen)().await;
+    let state = |i: usize| {
+        let s = s.clone();
+        async move {
+            s.state_get(
+                &ns(),
+                &object_of(&format!("c-{i}")),
+                &["count".into(), "k0".into()],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(state(0).await.len(), 1, "the first commit stands");
+    assert!(state(1).await.is_empty() && state(2).await.is_empty());
+    let states: Vec<JobState> = job_states(&*s, &leased).await;
+    assert_eq!(
+        states,
+        [JobState::Succeeded, JobState::Leased, JobState::Leased]
+    );
+}
+
+async fn job_states(s: &dyn Store, leased: &[crate::LeasedJob]) -> Vec<JobState> {
+    let mut states = Vec::new();
+    for l in leased {
+        states.push(s.job_get(&ns(), l.id).await.unwrap().state);
+    }
+    states
 }
