@@ -262,6 +262,15 @@ async fn the_endpoint_refuses_what_it_cannot_read() {
     common::assert_error(&answer, 400, "invalid_request");
     let answer = post("?template=%7Bnope", "text/csv", "id\n1\n").await;
     common::assert_error(&answer, 400, "invalid_request");
+    // A body with no records (a header alone, or JSON sent as CSV).
+    let answer = post("", "text/csv", "[]").await;
+    common::assert_error(&answer, 400, "invalid_request");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no records")
+    );
     let answer = post("?format=csv", "text/plain", "a,b\n1,2\n3,4\n").await;
     assert_eq!(answer.0, 200, "{answer:?}");
     assert_eq!(answer.1["accepted"], 2);

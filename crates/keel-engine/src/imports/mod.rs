@@ -162,6 +162,11 @@ impl ImportService {
                 reader
                     .await
                     .map_err(|e| Error::internal(format!("the import's reader: {e}")))?;
+                if summary.records == 0 {
+                    return Err(Error::invalid(
+                        "the body holds no records (CSV: a header line, then records; NDJSON: a JSON value a line)",
+                    ));
+                }
                 Ok(summary)
             }
             // Not waited for: it may be blocked on a body that is still
