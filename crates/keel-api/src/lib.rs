@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod monitors;
 pub mod namespaces;
 pub mod notifications;
+pub mod projects;
 pub mod queues;
 pub mod runs;
 pub mod schedules;

@@ -19,6 +19,7 @@ mod imports;
 mod jobs;
 mod monitors;
 mod notifications;
+mod projects;
 mod schedules;
 mod slos;
 mod sources;
@@ -51,6 +52,7 @@ pub use keel_api::notifications::{
     NotificationsPage, NotifyAnswer, NotifyRequest, PreferencesBody, RecipientAnswer,
     RecipientList, RecipientRequest, TemplateAnswer, TemplateList, TemplateRequest,
 };
+pub use keel_api::projects::{ProjectList, VersionAnswer, VersionList, VersionSummary};
 pub use keel_api::queues::{QueueAnswer, QueueRates};
 pub use keel_api::runs::{Item, Run, RunPage, Step};
 pub use keel_api::schedules::{

@@ -16,7 +16,8 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_WINDOW_MS: u64 = 10 * 365 * 24 * 3_600_000;
 
 /// A topic's policy; every field has a default.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TopicPolicy {
     /// Events older than this (by publish time) are removed.
     pub retention_ms: u64,
@@ -25,6 +26,7 @@ pub struct TopicPolicy {
     /// Largest event (its data, in bytes).
     pub max_event_bytes: u64,
     /// Objectives Keel measures the topic's deliveries against.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub slo: Option<crate::slo::Slo>,
 }
 

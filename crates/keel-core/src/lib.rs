@@ -23,6 +23,7 @@ pub mod name;
 pub mod notification;
 pub mod openapi;
 pub mod policy;
+pub mod project;
 pub mod quota;
 pub mod schedule;
 pub mod slo;
@@ -40,8 +41,8 @@ pub use id::{IncidentId, JobId, JobIdGenerator, LeaseToken, NotificationId};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    ChannelName, EndpointName, HandlerName, MonitorName, Namespace, QueueName, QueueRef,
-    ScheduleName, SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
+    ChannelName, EndpointName, HandlerName, MonitorName, Namespace, ProjectName, QueueName,
+    QueueRef, ScheduleName, SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

@@ -1,5 +1,5 @@
 //! Namespace, queue, workflow, topic, subscription, source, endpoint, schedule,
-//! channel, template, monitor and handler names, checked once at the edge so that every layer below
+//! channel, template, monitor, handler and project names, checked once at the edge so that every layer below
 //! can trust them (they end up in SQL parameters, metric labels and log lines).
 
 use std::fmt;
@@ -73,6 +73,7 @@ name_type!(ChannelName, "channel");
 name_type!(TemplateName, "template");
 name_type!(MonitorName, "monitor");
 name_type!(HandlerName, "handler");
+name_type!(ProjectName, "project");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -332,13 +332,21 @@ impl Target {
     }
 }
 
-/// A subscription as configured.
-#[derive(Clone, Debug, PartialEq)]
+/// A subscription as configured (and as a project file defines one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub topic: crate::TopicName,
+    #[serde(default)]
     pub filter: Filter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    #[serde(default = "default_consumer_timeout")]
     pub consumer_timeout_ms: u64,
+}
+
+fn default_consumer_timeout() -> u64 {
+    DEFAULT_CONSUMER_TIMEOUT_MS
 }
 
 impl SubscriptionSpec {

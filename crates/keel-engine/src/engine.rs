@@ -20,6 +20,7 @@ use crate::namespaces::NamespaceService;
 use crate::notifications::{NotificationDeps, NotificationService};
 use crate::outbound::Guard;
 use crate::owners::Owners;
+use crate::projects::{Kinds, ProjectService};
 use crate::queues::QueueService;
 use crate::rates::Rates;
 use crate::runs::RunService;
@@ -46,6 +47,7 @@ pub struct Engine {
     monitors: Arc<MonitorService>,
     handlers: Arc<HandlerService>,
     imports: ImportService,
+    projects: ProjectService,
     endpoints: Arc<EndpointService>,
     schedules: Arc<ScheduleService>,
     workflows: Arc<Driver>,
@@ -227,6 +229,21 @@ impl Engine {
         queues.bind_handlers(&handlers);
         let imports =
             ImportService::new(jobs.clone(), topics.clone(), clock.clone(), limits.clone());
+        let projects = ProjectService::new(
+            store.clone(),
+            Kinds {
+                endpoints: endpoints.clone(),
+                notifications: notifications.clone(),
+                monitors: monitors.clone(),
+                topics: topics.clone(),
+                queues: queues.clone(),
+                workflows: workflows.clone(),
+                subscriptions: subscriptions.clone(),
+                schedules: schedules.clone(),
+            },
+            clock.clone(),
+            store.sole_writer(),
+        );
         let tokens = TokenService::new(store.clone(), clock.clone());
         let audit = AuditService::new(store.clone());
         Arc::new(Engine {
@@ -244,6 +261,7 @@ impl Engine {
             monitors,
             handlers,
             imports,
+            projects,
             endpoints,
             schedules,
             workflows,
@@ -297,6 +315,11 @@ impl Engine {
     /// Bulk import of records into a queue or a topic.
     pub fn imports(&self) -> &ImportService {
         &self.imports
+    }
+
+    /// Projects: plans, applies and their versions.
+    pub fn projects(&self) -> &ProjectService {
+        &self.projects
     }
 
     pub fn endpoints(&self) -> &Arc<EndpointService> {

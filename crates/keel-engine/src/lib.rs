@@ -58,6 +58,7 @@ pub mod namespaces;
 pub mod notifications;
 pub mod outbound;
 mod owners;
+pub mod projects;
 pub mod queues;
 mod rates;
 pub mod runs;

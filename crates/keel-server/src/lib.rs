@@ -35,6 +35,11 @@ pub async fn run(
     clients: ClientLimits,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    // A version a crash left applying is finished before any request is
+    // answered: nobody sees half of it.
+    if let Err(e) = engine.projects().recover().await {
+        tracing::error!(error = %e.message, "cannot finish a project version left applying");
+    }
     let services = services::start(engine.clone(), shutdown.clone());
     let app = api::router(engine.clone(), auth)
         .merge(ui::router(engine.clone(), auth, tls.is_some()))

@@ -26,6 +26,7 @@ mod namespaces;
 mod notifications;
 mod notify;
 mod owner;
+mod projects;
 mod publisher;
 mod queues;
 mod runs;

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0025_notifications.sql"),
     include_str!("../migrations/0026_monitors.sql"),
     include_str!("../migrations/0027_handlers.sql"),
+    include_str!("../migrations/0028_projects.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

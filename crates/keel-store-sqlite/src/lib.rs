@@ -21,6 +21,7 @@ mod monitors;
 mod namespaces;
 mod notifications;
 mod owner;
+mod projects;
 mod queues;
 mod reload;
 mod rows;

@@ -25,6 +25,7 @@ mod monitors;
 mod namespaces;
 mod notifications;
 mod owner;
+mod projects;
 mod queues;
 mod runs;
 mod schedules;
@@ -61,6 +62,9 @@ pub use notifications::{
     request_key_reused, setting_not_found,
 };
 pub use owner::{JobOwner, OwnedJob};
+pub use projects::{
+    ProjectStore, ProjectVersion, VersionBody, project_moved, settled_already, version_not_found,
+};
 pub use queues::{Depth, QueueStats, QueueStore};
 pub use runs::{NewRun, RunFilter, RunPage, RunStore, StoredRun, run_not_found};
 pub use schedules::{
@@ -98,6 +102,7 @@ pub trait Store:
     + NotificationStore
     + MonitorStore
     + HandlerStore
+    + ProjectStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

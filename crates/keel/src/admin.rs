@@ -33,13 +33,23 @@ impl Target {
     }
 
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        self.client_or(None)
+    }
+
+    /// A client for `--server` (or `KEEL_SERVER`), else for `fallback`
+    /// (a project's `server`), else for the default server.
+    pub(crate) fn client_or(&self, fallback: Option<&str>) -> anyhow::Result<Client> {
+        let server = match fallback {
+            Some(project_server) if self.server == DEFAULT_SERVER => project_server,
+            _ => self.server.as_str(),
+        };
         let ca = match &self.ca_cert {
             Some(path) => {
                 Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
             }
             None => None,
         };
-        let client = Client::with_ca_cert(&self.server, ca.as_deref())?;
+        let client = Client::with_ca_cert(server, ca.as_deref())?;
         Ok(match &self.token {
             Some(token) => client.with_token(token),
             None => client,

@@ -10,6 +10,7 @@ mod handlers;
 mod imports;
 mod jobs;
 mod monitors;
+mod project;
 mod schedules;
 mod sources;
 mod telemetry;
@@ -90,6 +91,16 @@ enum Command {
     /// Import a CSV or NDJSON file into a queue's jobs or a topic's events
     /// (deduplicated by a key column, resumable, with a progress bar).
     Import(imports::ImportArgs),
+    /// Check a project directory offline: schemas, references, cron previews.
+    Validate(project::DirArgs),
+    /// Find what is legal but probably wrong in a project directory.
+    Lint(project::DirArgs),
+    /// Show what applying the project would change (exit 0: nothing, 2: changes).
+    Plan(project::PlanArgs),
+    /// Apply a saved plan, or the project once its plan is confirmed.
+    Apply(project::ApplyArgs),
+    /// A project's versions: list, show, roll back.
+    Versions(project::VersionsArgs),
     /// Configure schedules; read their next slots and ledger; fire by hand.
     Schedule(schedules::ScheduleArgs),
     /// Create, list and revoke API tokens (`create` also straight on a
@@ -330,10 +341,19 @@ fn main() -> std::process::ExitCode {
             Command::Schedule(args) => schedules::schedule(args).await,
             Command::Token(args) => tokens::token(args).await,
             Command::Slos(args) => admin::slos(args).await,
+            Command::Validate(args) => project::validate(&args),
+            Command::Lint(args) => project::lint(&args),
+            Command::Plan(args) => project::plan(args).await,
+            Command::Apply(args) => project::apply(args).await,
+            Command::Versions(args) => project::versions(args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<project::Exit>() => {
+            let code = e.downcast_ref::<project::Exit>().map_or(1, |exit| exit.0);
+            std::process::ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

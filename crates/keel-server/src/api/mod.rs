@@ -16,6 +16,7 @@ mod monitors;
 mod namespaces;
 mod notifications;
 mod openapi;
+mod projects;
 mod queues;
 mod request_id;
 pub(crate) mod schedules;
@@ -91,6 +92,10 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(jobs::redrive))
         .routes(routes!(imports::queue))
         .routes(routes!(imports::topic))
+        .routes(routes!(projects::list))
+        .routes(routes!(projects::plan))
+        .routes(routes!(projects::apply, projects::versions))
+        .routes(routes!(projects::version))
         .routes(routes!(queues::stats, queues::set_policy))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))

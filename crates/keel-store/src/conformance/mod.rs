@@ -25,6 +25,7 @@ mod monitors;
 mod namespaces;
 mod notifications;
 mod owner;
+mod projects;
 mod queues;
 mod runs;
 mod schedules;
@@ -124,6 +125,7 @@ where
         ("notifications", notifications::CASES),
         ("monitors", monitors::CASES),
         ("handlers", handlers::CASES),
+        ("projects", projects::CASES),
         ("slos", slos::CASES),
         ("trace", trace::CASES),
     ];

@@ -1,0 +1,561 @@
+//! Projects: a directory of definitions that `keel plan` compares with the
+//! server and `keel apply` makes true as one. This module is the part both
+//! sides share and that needs no IO: the kinds a project may hold, in the
+//! order they are applied; each kind's schema (the same body its `PUT`
+//! takes) and the canonical form two definitions are compared in; and the
+//! diff, which fields changed and what to create, change or delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::monitor::EscalationPolicy;
+use crate::monitor::MonitorSpec;
+use crate::notification::TemplateSpec;
+use crate::schedule::ScheduleSpec;
+use crate::subscription::SubscriptionSpec;
+use crate::workflow::Definition;
+use crate::{
+    EndpointName, Error, ErrorCode, MonitorName, Namespace, QueueName, QueuePolicy, ScheduleName,
+    SubscriptionName, TemplateName, TopicName, TopicPolicy, WorkflowName,
+};
+
+/// Most resources one project may hold.
+pub const MAX_RESOURCES: usize = 5_000;
+
+/// What a project may define. The order is the order of an apply: what
+/// others name comes first (a subscription's topic, a queue's push endpoint,
+/// a monitor's escalation policy); deletes go in the reverse order.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Endpoint,
+    Template,
+    EscalationPolicy,
+    Topic,
+    Queue,
+    Workflow,
+    Subscription,
+    Schedule,
+    Monitor,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Endpoint,
+        Kind::Template,
+        Kind::EscalationPolicy,
+        Kind::Topic,
+        Kind::Queue,
+        Kind::Workflow,
+        Kind::Subscription,
+        Kind::Schedule,
+        Kind::Monitor,
+    ];
+
+    /// The key a definition file lists this kind's resources under.
+    pub const fn section(self) -> &'static str {
+        match self {
+            Kind::Endpoint => "endpoints",
+            Kind::Template => "templates",
+            Kind::EscalationPolicy => "escalation_policies",
+            Kind::Topic => "topics",
+            Kind::Queue => "queues",
+            Kind::Workflow => "workflows",
+            Kind::Subscription => "subscriptions",
+            Kind::Schedule => "schedules",
+            Kind::Monitor => "monitors",
+        }
+    }
+
+    pub fn from_section(section: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.section() == section)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Endpoint => "endpoint",
+            Kind::Template => "template",
+            Kind::EscalationPolicy => "escalation_policy",
+            Kind::Topic => "topic",
+            Kind::Queue => "queue",
+            Kind::Workflow => "workflow",
+            Kind::Subscription => "subscription",
+            Kind::Schedule => "schedule",
+            Kind::Monitor => "monitor",
+        }
+    }
+
+    /// Whether Keel can remove one. A workflow cannot (runs name its
+    /// versions): one dropped from its project stays and is released.
+    pub const fn deletable(self) -> bool {
+        !matches!(self, Kind::Workflow)
+    }
+
+    /// Checks a definition against the kind's schema and rules, and answers
+    /// its canonical form: every default filled in, keys in order, so that
+    /// the same definition is the same value whichever file format it came
+    /// in. Checks that need the server (a name that must exist there, an
+    /// operator's limits) are the server's.
+    pub fn canonical(self, name: &str, spec: &Value) -> Result<Value, Error> {
+        match self {
+            Kind::Endpoint => {
+                let name = EndpointName::new(name)?;
+                let spec: crate::endpoint::EndpointSpec = parse(self, spec)?;
+                spec.check(&name)?;
+                shown(&spec)
+            }
+            Kind::Template => {
+                TemplateName::new(name)?;
+                let spec: TemplateSpec = parse(self, spec)?;
+                spec.check()?;
+                shown(&spec)
+            }
+            Kind::EscalationPolicy => {
+                crate::monitor::check_policy_name(name)?;
+                let spec: EscalationPolicy = parse(self, spec)?;
+                spec.check()?;
+                shown(&spec)
+            }
+            Kind::Topic => {
+                TopicName::new(name)?;
+                shown(&parse::<TopicPolicy>(self, spec)?)
+            }
+            Kind::Queue => {
+                QueueName::new(name)?;
+                let policy: QueuePolicy = parse(self, spec)?;
+                policy.validate()?;
+                shown(&policy)
+            }
+            Kind::Workflow => {
+                WorkflowName::new(name)?;
+                workflow(name, spec)
+            }
+            Kind::Subscription => {
+                SubscriptionName::new(name)?;
+                let mut spec = spec.clone();
+                let start = spec.as_object_mut().and_then(|o| o.remove("start"));
+                start_at(start.as_ref())?;
+                let parsed: SubscriptionSpec = parse(self, &spec)?;
+                parsed.check()?;
+                let mut value = shown(&parsed)?;
+                if let (Some(start), Some(object)) = (start, value.as_object_mut()) {
+                    object.insert("start".into(), start);
+                }
+                Ok(value)
+            }
+            Kind::Schedule => {
+                ScheduleName::new(name)?;
+                let spec: ScheduleSpec = parse(self, spec)?;
+                spec.check()?;
+                shown(&spec)
+            }
+            Kind::Monitor => {
+                MonitorName::new(name)?;
+                let spec: MonitorSpec = parse(self, spec)?;
+                spec.check()?;
+                shown(&spec)
+            }
+        }
+    }
+
+    /// The fields compared with what the server holds: everything but
+    /// what only a create reads (a subscription's `start`).
+    pub fn compared(self, canonical: &Value) -> Value {
+        let mut value = canonical.clone();
+        if self == Kind::Subscription
+            && let Some(object) = value.as_object_mut()
+        {
+            object.remove("start");
+        }
+        value
+    }
+}
+
+/// Where a subscription a project creates starts: `"latest"` (the default)
+/// or `"earliest"`.
+pub fn start_at(start: Option<&Value>) -> Result<crate::subscription::Start, Error> {
+    match start.map(|s| s.as_str()) {
+        None | Some(Some("latest")) => Ok(crate::subscription::Start::Latest),
+        Some(Some("earliest")) => Ok(crate::subscription::Start::Earliest),
+        Some(_) => Err(Error::invalid(
+            "start must be \"earliest\" or \"latest\" (only read when the subscription is created)",
+        )),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kind: Kind, spec: &Value) -> Result<T, Error> {
+    T::deserialize(spec).map_err(|e| Error::invalid(format!("{}: {e}", kind.as_str())))
+}
+
+fn shown<T: Serialize>(spec: &T) -> Result<Value, Error> {
+    serde_json::to_value(spec).map_err(|e| Error::internal(e.to_string()))
+}
+
+fn workflow(name: &str, spec: &Value) -> Result<Value, Error> {
+    let mut value = spec.clone();
+    let Some(object) = value.as_object_mut() else {
+        return Err(Error::invalid("workflow: a definition is an object"));
+    };
+    match object.get("name").map(Value::as_str) {
+        None => {
+            object.insert("name".into(), Value::String(name.to_owned()));
+        }
+        Some(Some(found)) if found == name => {}
+        Some(_) => {
+            return Err(Error::invalid(format!(
+                "workflow: its name field must be {name:?}, the name it is listed under"
+            )));
+        }
+    }
+    if let Err(problems) = Definition::from_value(&value) {
+        let listed: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        return Err(Error::new(
+            ErrorCode::InvalidDefinition,
+            format!("workflow {name}: {}", listed.join("; ")),
+        ));
+    }
+    Ok(sorted(value))
+}
+
+/// The same value with every object's keys in order (`serde_json`'s map
+/// keeps them sorted already; this makes it so for a value built by hand).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, sorted(v)))
+                .collect::<Map<String, Value>>(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// One definition: a kind, where and what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub kind: Kind,
+    #[schema(value_type = String)]
+    pub namespace: Namespace,
+    pub name: String,
+    /// The body the kind's `PUT` takes (a workflow's: its definition).
+    pub spec: Value,
+}
+
+impl Resource {
+    pub fn id(&self) -> ResourceId {
+        ResourceId {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Which resource: a kind, a namespace, a name. Ordered the way an apply
+/// goes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceId {
+    pub kind: Kind,
+    pub namespace: Namespace,
+    pub name: String,
+}
+
+impl std::fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// Where a version's apply stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// Written; its changes are being made (or were, by a node that died).
+    Applying,
+    /// Every change made: what the project owns now.
+    Applied,
+    /// A change failed and every change made before it was undone.
+    Failed,
+}
+
+impl VersionState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Applying => "applying",
+            VersionState::Applied => "applied",
+            VersionState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<VersionState, Error> {
+        match text {
+            "applying" => Ok(VersionState::Applying),
+            "applied" => Ok(VersionState::Applied),
+            "failed" => Ok(VersionState::Failed),
+            _ => Err(Error::internal(format!("corrupt version state {text:?}"))),
+        }
+    }
+}
+
+/// What an apply does to one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    /// Dropped from the project but kept (a kind Keel cannot delete): no
+    /// longer owned.
+    Release,
+}
+
+/// One line of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Change {
+    pub action: Action,
+    pub kind: Kind,
+    #[schema(value_type = String)]
+    pub namespace: Namespace,
+    pub name: String,
+    /// For an update: the fields that differ, as dotted paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+impl Change {
+    pub fn id(&self) -> ResourceId {
+        ResourceId {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// What an apply would do, as the server computed it (`POST
+/// /v1/projects/{project}/plans`). Applying it sends it back whole: the
+/// server computes it again and refuses when anything it read changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    #[schema(value_type = String)]
+    pub project: crate::ProjectName,
+    /// The project's newest version when planned (0: none); the apply
+    /// makes the next.
+    pub base_version: u64,
+    /// A digest of everything the plan read: the definitions, the server's
+    /// copies, the base version.
+    pub fingerprint: String,
+    pub changes: Vec<Change>,
+    /// The project's definitions, canonical.
+    pub resources: Vec<Resource>,
+}
+
+/// What to do to make `current` what `desired` says. `desired` holds
+/// canonical definitions; `current` the compared form of what the server
+/// holds now, for every resource desired or `owned` (absent ones left
+/// out); `owned` what the project's current version holds. Creates and
+/// updates come in apply order, then deletes in reverse.
+pub fn diff(
+    desired: &[Resource],
+    current: &BTreeMap<ResourceId, Value>,
+    owned: &BTreeSet<ResourceId>,
+) -> Vec<Change> {
+    let mut ahead: Vec<(ResourceId, Action, Vec<String>)> = Vec::new();
+    let wanted: BTreeSet<ResourceId> = desired.iter().map(Resource::id).collect();
+    for resource in desired {
+        let id = resource.id();
+        match current.get(&id) {
+            None => ahead.push((id, Action::Create, Vec::new())),
+            Some(now) => {
+                let mut fields = Vec::new();
+                changed_fields(
+                    "",
+                    now,
+                    &resource.kind.compared(&resource.spec),
+                    &mut fields,
+                );
+                if !fields.is_empty() {
+                    ahead.push((id, Action::Update, fields));
+                }
+            }
+        }
+    }
+    ahead.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut behind: Vec<(ResourceId, Action, Vec<String>)> = owned
+        .iter()
+        .filter(|id| !wanted.contains(id))
+        .filter_map(|id| {
+            if !id.kind.deletable() {
+                Some((id.clone(), Action::Release, Vec::new()))
+            } else {
+                current
+                    .contains_key(id)
+                    .then(|| (id.clone(), Action::Delete, Vec::new()))
+            }
+        })
+        .collect();
+    behind.sort_by(|a, b| b.0.cmp(&a.0));
+    ahead
+        .into_iter()
+        .chain(behind)
+        .map(|(id, action, fields)| Change {
+            action,
+            kind: id.kind,
+            namespace: id.namespace,
+            name: id.name,
+            fields,
+        })
+        .collect()
+}
+
+/// The dotted paths where `before` and `after` differ; arrays and scalars
+/// are compared whole.
+fn changed_fields(path: &str, before: &Value, after: &Value, out: &mut Vec<String>) {
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            for key in keys {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (b.get(key), a.get(key)) {
+                    (Some(x), Some(y)) => changed_fields(&here, x, y, out),
+                    (None, Some(Value::Null)) | (Some(Value::Null), None) => {}
+                    _ => out.push(here),
+                }
+            }
+        }
+        _ if before != after => out.push(if path.is_empty() {
+            "spec".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn resource(kind: Kind, name: &str, spec: Value) -> Resource {
+        let spec = kind.canonical(name, &spec).unwrap();
+        Resource {
+            kind,
+            namespace: Namespace::new("default").unwrap(),
+            name: name.to_owned(),
+            spec,
+        }
+    }
+
+    #[test]
+    fn a_definition_with_its_defaults_written_out_is_the_same_definition() {
+        let short = Kind::Topic.canonical("t", &json!({})).unwrap();
+        let long = Kind::Topic
+            .canonical("t", &json!({"retention_ms": 604_800_000u64}))
+            .unwrap();
+        assert_eq!(short, long);
+        assert!(
+            Kind::Topic
+                .canonical("t", &json!({"retention": 1}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_plan_creates_updates_and_deletes_in_the_order_names_need() {
+        let topic = resource(Kind::Topic, "orders", json!({"retention_ms": 1000}));
+        let sub = resource(
+            Kind::Subscription,
+            "mail",
+            json!({"topic": "orders", "start": "earliest"}),
+        );
+        let mut current = BTreeMap::new();
+        current.insert(
+            topic.id(),
+            Kind::Topic.canonical("orders", &json!({})).unwrap(),
+        );
+        let gone = ResourceId {
+            kind: Kind::Queue,
+            namespace: topic.namespace.clone(),
+            name: "old".into(),
+        };
+        let flow = ResourceId {
+            kind: Kind::Workflow,
+            namespace: topic.namespace.clone(),
+            name: "flow".into(),
+        };
+        current.insert(gone.clone(), json!({}));
+        current.insert(flow.clone(), json!({}));
+        let owned = BTreeSet::from([topic.id(), gone, flow]);
+        let changes = diff(&[sub, topic], &current, &owned);
+        let shown: Vec<(Action, Kind, &str, Vec<String>)> = changes
+            .iter()
+            .map(|c| (c.action, c.kind, c.name.as_str(), c.fields.clone()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (
+                    Action::Update,
+                    Kind::Topic,
+                    "orders",
+                    vec!["retention_ms".to_owned()]
+                ),
+                (Action::Create, Kind::Subscription, "mail", vec![]),
+                (Action::Release, Kind::Workflow, "flow", vec![]),
+                (Action::Delete, Kind::Queue, "old", vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subscriptions_start_is_read_at_create_only() {
+        let sub = resource(
+            Kind::Subscription,
+            "mail",
+            json!({"topic": "orders", "start": "earliest"}),
+        );
+        let mut current = BTreeMap::new();
+        current.insert(sub.id(), Kind::Subscription.compared(&sub.spec));
+        assert!(diff(&[sub], &current, &BTreeSet::new()).is_empty());
+        assert!(
+            Kind::Subscription
+                .canonical("s", &json!({"topic": "t", "start": "middle"}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_workflow_takes_its_name_from_where_it_is_listed() {
+        let steps = json!({"steps": {"a": {"sleep": {"duration_ms": 10}}}});
+        let value = Kind::Workflow.canonical("flow", &steps).unwrap();
+        assert_eq!(value["name"], "flow");
+        let other = json!({"name": "other", "steps": {"a": {"sleep": {"duration_ms": 10}}}});
+        assert!(Kind::Workflow.canonical("flow", &other).is_err());
+    }
+}
