@@ -323,8 +323,9 @@ pub enum Action {
     Create,
     Update,
     Delete,
-    /// Dropped from the project but kept (a kind Keel cannot delete): no
-    /// longer owned.
+    /// Dropped from the project but kept, no longer managed: one the
+    /// project did not create (it existed before), or a kind Keel cannot
+    /// delete (a workflow).
     Release,
 }
 
@@ -372,13 +373,15 @@ pub struct Plan {
 
 /// What to do to make `current` what `desired` says. `desired` holds
 /// canonical definitions; `current` the compared form of what the server
-/// holds now, for every resource desired or `owned` (absent ones left
-/// out); `owned` what the project's current version holds. Creates and
-/// updates come in apply order, then deletes in reverse.
+/// holds now, for every resource desired or managed (absent ones left out);
+/// `managed` what the project's current version defines, each marked true
+/// when the project created it (only those are ever deleted: one it
+/// adopted, that existed before, is released when dropped). Creates and
+/// updates come in apply order, then deletes and releases in reverse.
 pub fn diff(
     desired: &[Resource],
     current: &BTreeMap<ResourceId, Value>,
-    owned: &BTreeSet<ResourceId>,
+    managed: &BTreeMap<ResourceId, bool>,
 ) -> Vec<Change> {
     let mut ahead: Vec<(ResourceId, Action, Vec<String>)> = Vec::new();
     let wanted: BTreeSet<ResourceId> = desired.iter().map(Resource::id).collect();
@@ -388,12 +391,7 @@ pub fn diff(
             None => ahead.push((id, Action::Create, Vec::new())),
             Some(now) => {
                 let mut fields = Vec::new();
-                changed_fields(
-                    "",
-                    now,
-                    &resource.kind.compared(&resource.spec),
-                    &mut fields,
-                );
+                changed_fields("", now, &resource.kind.compared(&resource.spec), &mut fields);
                 if !fields.is_empty() {
                     ahead.push((id, Action::Update, fields));
                 }
@@ -401,11 +399,11 @@ pub fn diff(
         }
     }
     ahead.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut behind: Vec<(ResourceId, Action, Vec<String>)> = owned
+    let mut behind: Vec<(ResourceId, Action, Vec<String>)> = managed
         .iter()
-        .filter(|id| !wanted.contains(id))
-        .filter_map(|id| {
-            if !id.kind.deletable() {
+        .filter(|(id, _)| !wanted.contains(id))
+        .filter_map(|(id, &created)| {
+            if !(created && id.kind.deletable()) {
                 Some((id.clone(), Action::Release, Vec::new()))
             } else {
                 current
@@ -509,10 +507,16 @@ mod tests {
             namespace: topic.namespace.clone(),
             name: "flow".into(),
         };
+        let adopted = ResourceId {
+            kind: Kind::Topic,
+            namespace: topic.namespace.clone(),
+            name: "adopted".into(),
+        };
         current.insert(gone.clone(), json!({}));
         current.insert(flow.clone(), json!({}));
-        let owned = BTreeSet::from([topic.id(), gone, flow]);
-        let changes = diff(&[sub, topic], &current, &owned);
+        current.insert(adopted.clone(), json!({}));
+        let managed = BTreeMap::from([(topic.id(), true), (gone, true), (flow, true), (adopted, false)]);
+        let changes = diff(&[sub, topic], &current, &managed);
         let shown: Vec<(Action, Kind, &str, Vec<String>)> = changes
             .iter()
             .map(|c| (c.action, c.kind, c.name.as_str(), c.fields.clone()))
@@ -529,6 +533,7 @@ mod tests {
                 (Action::Create, Kind::Subscription, "mail", vec![]),
                 (Action::Release, Kind::Workflow, "flow", vec![]),
                 (Action::Delete, Kind::Queue, "old", vec![]),
+                (Action::Release, Kind::Topic, "adopted", vec![]),
             ]
         );
     }
@@ -542,7 +547,7 @@ mod tests {
         );
         let mut current = BTreeMap::new();
         current.insert(sub.id(), Kind::Subscription.compared(&sub.spec));
-        assert!(diff(&[sub], &current, &BTreeSet::new()).is_empty());
+        assert!(diff(&[sub], &current, &BTreeMap::new()).is_empty());
         assert!(
             Kind::Subscription
                 .canonical("s", &json!({"topic": "t", "start": "middle"}))

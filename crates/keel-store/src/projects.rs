@@ -5,7 +5,7 @@
 //! `previous` definitions it keeps, before the project is planned again.
 
 use async_trait::async_trait;
-use keel_core::project::{Change, Resource, VersionState};
+use keel_core::project::{Change, Resource, ResourceId, VersionState};
 use keel_core::{Error, ErrorCode, ProjectName, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,10 @@ pub struct VersionBody {
     pub resources: Vec<Resource>,
     /// What the apply changes, in order.
     pub changes: Vec<Change>,
+    /// The resources this project created and still defines: the only
+    /// ones a later version may delete.
+    #[serde(default)]
+    pub created: Vec<ResourceId>,
     /// The definitions the changed resources had before (the compared
     /// form, which a put takes back), to undo a failed apply with.
     pub previous: Vec<Resource>,

@@ -75,7 +75,7 @@ impl ProjectService {
     ) -> Result<Plan, Error> {
         let _busy = self.busy.lock().await;
         self.finish_abandoned(project, false).await?;
-        self.compute(project, resources).await
+        Ok(self.compute(project, resources).await?.0)
     }
 
     /// Applies `plan` if the server is still as it was when it was made;
@@ -84,7 +84,7 @@ impl ProjectService {
         let _busy = self.busy.lock().await;
         let project = plan.project.clone();
         self.finish_abandoned(&project, false).await?;
-        let fresh = self.compute(&project, plan.resources).await?;
+        let (fresh, created_before) = self.compute(&project, plan.resources).await?;
         if fresh.fingerprint != plan.fingerprint {
             return Err(Error::new(
                 ErrorCode::VersionMismatch,
@@ -119,6 +119,20 @@ impl ProjectService {
                 });
             }
         }
+        let wanted: BTreeSet<ResourceId> = fresh.resources.iter().map(Resource::id).collect();
+        let created = created_before
+            .into_iter()
+            .filter(|id| wanted.contains(id))
+            .chain(
+                fresh
+                    .changes
+                    .iter()
+                    .filter(|c| c.action == Action::Create)
+                    .map(Change::id),
+            )
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let version = ProjectVersion {
             project: project.clone(),
             version: fresh.base_version + 1,
@@ -126,6 +140,7 @@ impl ProjectService {
             body: VersionBody {
                 resources: fresh.resources,
                 changes: fresh.changes,
+                created,
                 previous,
                 note,
                 error: None,
@@ -319,12 +334,13 @@ impl ProjectService {
     }
 
     /// The plan: every definition checked, the owners and the server's
-    /// copies read, the diff and its fingerprint.
+    /// copies read, the diff and its fingerprint; and what the project's
+    /// current version says it created.
     async fn compute(
         &self,
         project: &ProjectName,
         resources: Vec<Resource>,
-    ) -> Result<Plan, Error> {
+    ) -> Result<(Plan, BTreeSet<ResourceId>), Error> {
         if resources.len() > MAX_RESOURCES {
             return Err(Error::new(
                 ErrorCode::PayloadTooLarge,
@@ -346,12 +362,17 @@ impl ProjectService {
         }
         desired.sort_by_key(Resource::id);
 
-        let mut owned = BTreeSet::new();
+        let mut managed = BTreeMap::new();
+        let mut created = BTreeSet::new();
         for owner in self.store.project_owners().await? {
+            if owner.project == *project {
+                created = owner.body.created.iter().cloned().collect();
+            }
             for resource in &owner.body.resources {
                 let id = resource.id();
                 if owner.project == *project {
-                    owned.insert(id);
+                    let made = owner.body.created.contains(&id);
+                    managed.insert(id, made);
                 } else if seen.contains(&id) {
                     return Err(Error::new(
                         ErrorCode::Conflict,
@@ -369,7 +390,7 @@ impl ProjectService {
 
         let policies = self.kinds.policies().await?;
         let mut current = BTreeMap::new();
-        for id in seen.iter().chain(owned.iter()) {
+        for id in seen.iter().chain(managed.keys()) {
             if current.contains_key(id) {
                 continue;
             }
@@ -377,15 +398,16 @@ impl ProjectService {
                 current.insert(id.clone(), value);
             }
         }
-        let changes = project::diff(&desired, &current, &owned);
+        let changes = project::diff(&desired, &current, &managed);
         let fingerprint = fingerprint(project, base_version, &desired, &current)?;
-        Ok(Plan {
+        let plan = Plan {
             project: project.clone(),
             base_version,
             fingerprint,
             changes,
             resources: desired,
-        })
+        };
+        Ok((plan, created))
     }
 }
 
