@@ -391,7 +391,12 @@ pub fn diff(
             None => ahead.push((id, Action::Create, Vec::new())),
             Some(now) => {
                 let mut fields = Vec::new();
-                changed_fields("", now, &resource.kind.compared(&resource.spec), &mut fields);
+                changed_fields(
+                    "",
+                    now,
+                    &resource.kind.compared(&resource.spec),
+                    &mut fields,
+                );
                 if !fields.is_empty() {
                     ahead.push((id, Action::Update, fields));
                 }
@@ -515,7 +520,12 @@ mod tests {
         current.insert(gone.clone(), json!({}));
         current.insert(flow.clone(), json!({}));
         current.insert(adopted.clone(), json!({}));
-        let managed = BTreeMap::from([(topic.id(), true), (gone, true), (flow, true), (adopted, false)]);
+        let managed = BTreeMap::from([
+            (topic.id(), true),
+            (gone, true),
+            (flow, true),
+            (adopted, false),
+        ]);
         let changes = diff(&[sub, topic], &current, &managed);
         let shown: Vec<(Action, Kind, &str, Vec<String>)> = changes
             .iter()

@@ -103,10 +103,16 @@ async fn plans_and_applies_pin_their_exit_codes_and_json() {
     assert_eq!(code, 0, "{err}");
     let applied: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        (&applied["version"], &applied["state"], &applied["change_count"]),
+        (
+            &applied["version"],
+            &applied["state"],
+            &applied["change_count"]
+        ),
         (&json!(1), &json!("applied"), &json!(5))
     );
-    let (status, sub) = server.get("/namespaces/default/subscriptions/billing").await;
+    let (status, sub) = server
+        .get("/namespaces/default/subscriptions/billing")
+        .await;
     assert_eq!(status, 200, "{sub}");
     let (status, _) = server.get("/namespaces/ops/topics/alerts").await;
     assert_eq!(status, 200);
@@ -136,10 +142,17 @@ async fn plans_and_applies_pin_their_exit_codes_and_json() {
     );
 
     // A definition that breaks its schema: exit 1, its file and line.
-    write(dir.path(), "resources/bad.yaml", "queues:\n  x:\n    max_attempt: 3\n");
+    write(
+        dir.path(),
+        "resources/bad.yaml",
+        "queues:\n  x:\n    max_attempt: 3\n",
+    );
     let (code, _, err) = keel(&server, &["plan", "-C", d]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("resources/bad.yaml:2: queue default/x"), "{err}");
+    assert!(
+        err.contains("resources/bad.yaml:2: queue default/x"),
+        "{err}"
+    );
     assert!(err.contains("max_attempt"), "{err}");
     let (code, _, err) = keel(&server, &["validate", "-C", d]).await;
     assert_eq!(code, 1);
@@ -169,7 +182,11 @@ async fn only_what_the_project_created_is_ever_deleted() {
         .await;
     assert_eq!(status, 201);
     let (status, _) = server
-        .call("PUT", "/namespaces/default/topics/untouched", Some(json!({})))
+        .call(
+            "PUT",
+            "/namespaces/default/topics/untouched",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, 201);
 
@@ -198,7 +215,10 @@ async fn only_what_the_project_created_is_ever_deleted() {
     assert_eq!(server.get("/namespaces/default/topics/made").await.0, 404);
     let (status, manual) = server.get("/namespaces/default/topics/manual").await;
     assert_eq!((status, &manual["retention_ms"]), (200, &json!(3_600_000)));
-    assert_eq!(server.get("/namespaces/default/topics/untouched").await.0, 200);
+    assert_eq!(
+        server.get("/namespaces/default/topics/untouched").await.0,
+        200
+    );
 
     // Another project may not take what this one defines.
     write(dir.path(), "resources/t.yaml", "topics:\n  mine: {}\n");
@@ -207,13 +227,12 @@ async fn only_what_the_project_created_is_ever_deleted() {
     let other = tempfile::tempdir().unwrap();
     write(other.path(), "keel.toml", "name = \"other\"\n");
     write(other.path(), "resources/t.yaml", "topics:\n  mine: {}\n");
-    let (code, _, err) = keel(
-        &server,
-        &["plan", "-C", other.path().to_str().unwrap()],
-    )
-    .await;
+    let (code, _, err) = keel(&server, &["plan", "-C", other.path().to_str().unwrap()]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("409 conflict") && err.contains("belongs to project shop"), "{err}");
+    assert!(
+        err.contains("409 conflict") && err.contains("belongs to project shop"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -249,7 +268,11 @@ async fn a_plan_made_before_the_server_changed_is_refused() {
 
     // The API's own check: a plan is for the project of its path.
     let (_, plan) = server
-        .call("POST", "/v1/projects/shop/plans", Some(json!({"resources": []})))
+        .call(
+            "POST",
+            "/v1/projects/shop/plans",
+            Some(json!({"resources": []})),
+        )
         .await;
     let answer = server
         .call(
@@ -268,7 +291,11 @@ async fn an_apply_that_fails_half_way_is_undone() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     write(dir.path(), "keel.toml", "name = \"shop\"\n");
-    write(dir.path(), "resources/t.yaml", "topics:\n  kept: { retention_ms: 60000 }\n");
+    write(
+        dir.path(),
+        "resources/t.yaml",
+        "topics:\n  kept: { retention_ms: 60000 }\n",
+    );
     let (code, _, err) = keel(&server, &["apply", "-C", d, "--yes"]).await;
     assert_eq!(code, 0, "{err}");
     // `a` is created and `kept` changed before `z` fails on the server's
@@ -280,10 +307,16 @@ async fn an_apply_that_fails_half_way_is_undone() {
     );
     let (code, _, err) = keel(&server, &["apply", "-C", d, "--yes"]).await;
     assert_eq!(code, 1);
-    assert!(err.contains("failed and was undone") && err.contains("topic default/z"), "{err}");
+    assert!(
+        err.contains("failed and was undone") && err.contains("topic default/z"),
+        "{err}"
+    );
     assert_eq!(server.get("/namespaces/default/topics/a").await.0, 404);
     let (_, kept) = server.get("/namespaces/default/topics/kept").await;
-    assert_eq!(kept["retention_ms"], 60_000, "the change to kept was undone");
+    assert_eq!(
+        kept["retention_ms"], 60_000,
+        "the change to kept was undone"
+    );
     let (code, out, _) = keel(&server, &["versions", "list", "-C", d, "--json"]).await;
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&out).unwrap();
@@ -295,7 +328,10 @@ async fn an_apply_that_fails_half_way_is_undone() {
         .collect();
     assert_eq!(
         states,
-        vec![(&json!(2), &json!("failed")), (&json!(1), &json!("applied"))]
+        vec![
+            (&json!(2), &json!("failed")),
+            (&json!(1), &json!("applied"))
+        ]
     );
 }
 
@@ -338,7 +374,10 @@ async fn an_apply_killed_half_way_is_whole_after_the_restart() {
     };
     server.kill9().await;
     let _ = apply.await;
-    assert!(seen < TOPICS, "the kill came after the apply ({seen} topics)");
+    assert!(
+        seen < TOPICS,
+        "the kill came after the apply ({seen} topics)"
+    );
 
     let server = Server::start(&data, &[]).await;
     let (_, list) = server.get("/namespaces/default/topics").await;
@@ -348,11 +387,18 @@ async fn an_apply_killed_half_way_is_whole_after_the_restart() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), TOPICS, "all of the new version, none of the old");
+    assert_eq!(
+        names.len(),
+        TOPICS,
+        "all of the new version, none of the old"
+    );
     assert!(!names.contains(&"old"));
     let (code, out, _) = keel(&server, &["versions", "list", "-C", d]).await;
     assert_eq!(code, 0);
-    assert!(out.lines().next().unwrap().contains("big v2  applied"), "{out}");
+    assert!(
+        out.lines().next().unwrap().contains("big v2  applied"),
+        "{out}"
+    );
     let (code, _, _) = keel(&server, &["plan", "-C", d]).await;
     assert_eq!(code, 0, "nothing left to apply");
 }

@@ -214,6 +214,28 @@ const STEPS: &[Step] = &[
         "curl -X PUT localhost:5335/v1/namespaces/default/queues/resize",
         &[r#""endpoint":"resize-fn""#],
     ),
+    // A project.
+    run(
+        "keel validate -C examples/project",
+        &[
+            "shop: 5 resources, valid",
+            "schedule shop/daily-report: next",
+        ],
+    ),
+    run("keel lint -C examples/project", &["nothing to report"]),
+    with(
+        Mode::Fails,
+        "keel plan -C examples/project --out shop.plan.json",
+        &["+ create subscription shop/billing", "5 to create"],
+    ),
+    run(
+        "keel apply shop.plan.json",
+        &["Applied version 1 of project shop: 5 changes."],
+    ),
+    run(
+        "keel versions list -C examples/project",
+        &["shop v1  applied"],
+    ),
     // Workflows, end to end.
     with(Mode::SameServer, "keel dev", &[]),
     with(
