@@ -25,7 +25,7 @@
 #                                     # 10 million events an hour into a handler,
 #                                     # and a push queue beside them (about 10
 #                                     # minutes; no peer runs in-process code)
-#   SUITE=apps bench/compare.sh       # the app developer's loop: `keel import`
+#   SUITE=apps bench/compare.sh       # the app developer's loop: `keel import`, `keel plan`/`apply`
 #                                     # of 4 million CSV records (1 million on
 #                                     # PostgreSQL) (about 5 minutes)
 #   ONLY="keel bullmq" bench/compare.sh
@@ -233,11 +233,11 @@ if wants keel-pg-handlers; then
         --n 10000 --phases handler_jobs,handler_one_object,state_get
 fi
 if wants keel-apps; then
-    run keel-apps "$ROOT/target/release/keel-bench" --import-n 4000000 --phases import
+    run keel-apps "$ROOT/target/release/keel-bench" --import-n 4000000 --phases import,project
 fi
 if wants keel-pg-apps; then
     run keel-pg-apps "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \
-        --import-n 1000000 --phases import
+        --import-n 1000000 --phases import,project
 fi
 if wants keel-pg-notify; then
     run keel-pg-notify "$ROOT/target/release/keel-bench" --database-url postgres://postgres@127.0.0.1:5432/postgres \

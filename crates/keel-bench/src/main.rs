@@ -23,6 +23,7 @@ mod jobs;
 mod keyed;
 mod monitors;
 mod notify;
+mod project;
 mod schedules;
 mod server;
 mod workflows;
@@ -485,6 +486,10 @@ async fn measure(
         let keel = args.keel_binary()?;
         let report = import::import(&keel, servers, &clients[0], args.import_n).await?;
         emit("import(CSV, keel import, keyed)", report);
+    }
+    if args.wants("project") {
+        let report = project::project(&args.keel_binary()?, &servers[0], 500).await?;
+        emit("project(500 resources: keel plan, apply, plan)", report);
     }
     if args.phases.iter().any(|p| p == "events_10m_per_hour") {
         let report = events::paced(
