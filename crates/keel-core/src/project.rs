@@ -45,6 +45,7 @@ pub enum Kind {
     Endpoint,
     Template,
     EscalationPolicy,
+    Handler,
     Topic,
     Queue,
     Workflow,
@@ -54,10 +55,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Endpoint,
         Kind::Template,
         Kind::EscalationPolicy,
+        Kind::Handler,
         Kind::Topic,
         Kind::Queue,
         Kind::Workflow,
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Endpoint => "endpoints",
             Kind::Template => "templates",
             Kind::EscalationPolicy => "escalation_policies",
+            Kind::Handler => "handlers",
             Kind::Topic => "topics",
             Kind::Queue => "queues",
             Kind::Workflow => "workflows",
@@ -90,6 +93,7 @@ impl Kind {
             Kind::Endpoint => "endpoint",
             Kind::Template => "template",
             Kind::EscalationPolicy => "escalation_policy",
+            Kind::Handler => "handler",
             Kind::Topic => "topic",
             Kind::Queue => "queue",
             Kind::Workflow => "workflow",
@@ -128,6 +132,12 @@ impl Kind {
                 crate::monitor::check_policy_name(name)?;
                 let spec: EscalationPolicy = parse(self, spec)?;
                 spec.check()?;
+                shown(&spec)
+            }
+            Kind::Handler => {
+                crate::HandlerName::new(name)?;
+                let spec: HandlerSpec = parse(self, spec)?;
+                spec.code()?;
                 shown(&spec)
             }
             Kind::Topic => {
@@ -182,6 +192,55 @@ impl Kind {
             object.remove("start");
         }
         value
+    }
+}
+
+/// A handler as a project defines one: its code (JavaScript source, or a
+/// WebAssembly module in base64; a project file names a file with `code`,
+/// which `keel` reads into one of these) and the settings of
+/// `PUT …/handlers/{name}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub js: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<String>,
+    #[serde(default)]
+    pub limits: crate::handler::HandlerLimits,
+    #[serde(default)]
+    pub allow_http: Vec<String>,
+    #[serde(default)]
+    pub shared: bool,
+}
+
+/// A handler's code, decoded.
+pub enum HandlerCode {
+    Js(String),
+    Wasm(Vec<u8>),
+}
+
+impl HandlerSpec {
+    pub fn code(&self) -> Result<HandlerCode, Error> {
+        use base64::Engine as _;
+        match (&self.js, &self.wasm) {
+            (Some(js), None) => Ok(HandlerCode::Js(js.clone())),
+            (None, Some(wasm)) => base64::engine::general_purpose::STANDARD
+                .decode(wasm)
+                .map(HandlerCode::Wasm)
+                .map_err(|e| Error::invalid(format!("handler: wasm is not base64: {e}"))),
+            _ => Err(Error::invalid(
+                "handler: exactly one of js (the source) and wasm (a module in base64)",
+            )),
+        }
+    }
+
+    pub fn settings(&self) -> crate::handler::HandlerSettings {
+        crate::handler::HandlerSettings {
+            limits: self.limits,
+            allow_http: self.allow_http.clone(),
+            shared: self.shared,
+        }
     }
 }
 

@@ -235,6 +235,7 @@ impl Engine {
                 endpoints: endpoints.clone(),
                 notifications: notifications.clone(),
                 monitors: monitors.clone(),
+                handlers: handlers.clone(),
                 topics: topics.clone(),
                 queues: queues.clone(),
                 workflows: workflows.clone(),

@@ -341,7 +341,7 @@ fn main() -> std::process::ExitCode {
             Command::Schedule(args) => schedules::schedule(args).await,
             Command::Token(args) => tokens::token(args).await,
             Command::Slos(args) => admin::slos(args).await,
-            Command::Validate(args) => project::validate(&args),
+            Command::Validate(args) => project::validate(&args).await,
             Command::Lint(args) => project::lint(&args),
             Command::Plan(args) => project::plan(args).await,
             Command::Apply(args) => project::apply(args).await,

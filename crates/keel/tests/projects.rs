@@ -5,6 +5,12 @@
 //! fails half-way is undone; and an apply killed with SIGKILL half-way is
 //! whole after the restart.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is a failed check"
+)]
+
 mod common;
 
 use std::path::Path;
@@ -38,6 +44,9 @@ topics:
   orders: { retention_ms: 86400000 }
 queues:
   billing: { max_attempts: 5, lease_ms: 30000 }
+  points: { handler: points }
+handlers:
+  points: { code: handlers/points.js, limits: { cpu_ms: 20 } }
 subscriptions:
   billing:
     topic: orders
@@ -59,8 +68,17 @@ steps:
   charge: { task: { queue: billing, input: { order: "${{ input.order }}" } } }
 "#;
 
+const POINTS: &str = r#"
+export default async function (job, ctx) {
+  const points = (await ctx.state.get("points")) ?? 0;
+  await ctx.state.put("points", points + job.payload.amount);
+  return { points: points + job.payload.amount };
+}
+"#;
+
 fn project(dir: &Path) {
     write(dir, "keel.toml", "name = \"shop\"\n");
+    write(dir, "handlers/points.js", POINTS);
     write(dir, "resources/shop.yaml", SHOP);
     write(dir, "resources/ops.toml", OPS);
     write(dir, "workflows/charge.yaml", CHARGE);
@@ -93,7 +111,7 @@ async fn plans_and_applies_pin_their_exit_codes_and_json() {
 
     let (code, out, err) = keel(&server, &["validate", "-C", d]).await;
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("shop: 5 resources, valid"), "{out}");
+    assert!(out.contains("shop: 7 resources, valid"), "{out}");
 
     let (code, out, err) = keel(&server, &["plan", "-C", d, "--json"]).await;
     assert_eq!(code, 2, "changes: exit 2 ({err})");
@@ -108,8 +126,24 @@ async fn plans_and_applies_pin_their_exit_codes_and_json() {
             &applied["state"],
             &applied["change_count"]
         ),
-        (&json!(1), &json!("applied"), &json!(5))
+        (&json!(1), &json!("applied"), &json!(7))
     );
+    // The handler runs each job on its queue.
+    let (status, _) = server
+        .call(
+            "POST",
+            "/namespaces/default/queues/points/jobs",
+            Some(json!({"payload": {"amount": 3}, "object": {"type": "customer", "key": "c1"}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    common::eventually("the handler's state", || async {
+        let (status, body) = server
+            .get("/namespaces/default/objects/customer/c1/state/points")
+            .await;
+        (status == 200).then_some(body)
+    })
+    .await;
     let (status, sub) = server
         .get("/namespaces/default/subscriptions/billing")
         .await;
@@ -157,6 +191,21 @@ async fn plans_and_applies_pin_their_exit_codes_and_json() {
     let (code, _, err) = keel(&server, &["validate", "-C", d]).await;
     assert_eq!(code, 1);
     assert!(err.contains("resources/bad.yaml:2"), "{err}");
+
+    // A handler that does not compile: its line in the JavaScript.
+    write(dir.path(), "resources/bad.yaml", "topics: {}\n");
+    write(
+        dir.path(),
+        "handlers/points.js",
+        "export default function (job) {\n  return job.\n}\n",
+    );
+    let (code, _, err) = keel(&server, &["validate", "-C", d]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("resources/shop.yaml:8: handler default/points"),
+        "{err}"
+    );
+    write(dir.path(), "handlers/points.js", POINTS);
 
     // A reference to nothing the project defines.
     write(

@@ -218,7 +218,7 @@ const STEPS: &[Step] = &[
     run(
         "keel validate -C examples/project",
         &[
-            "shop: 5 resources, valid",
+            "shop: 7 resources, valid",
             "schedule shop/daily-report: next",
         ],
     ),
@@ -226,11 +226,11 @@ const STEPS: &[Step] = &[
     with(
         Mode::Fails,
         "keel plan -C examples/project --out shop.plan.json",
-        &["+ create subscription shop/billing", "5 to create"],
+        &["+ create handler shop/loyalty", "7 to create"],
     ),
     run(
         "keel apply shop.plan.json",
-        &["Applied version 1 of project shop: 5 changes."],
+        &["Applied version 1 of project shop: 7 changes."],
     ),
     run(
         "keel versions list -C examples/project",

@@ -7,14 +7,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keel_core::project::{Kind, Resource, ResourceId, start_at};
+use keel_core::handler::{HandlerKind, HandlerVersion};
+use keel_core::project::{HandlerCode, HandlerSpec, Kind, Resource, ResourceId, start_at};
 use keel_core::{
-    EndpointName, Error, ErrorCode, QueueName, QueuePolicy, QueueRef, TemplateName, TopicName,
+    EndpointName, Error, ErrorCode, HandlerName, QueueName, QueuePolicy, QueueRef, TemplateName,
+    TopicName,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::endpoints::EndpointService;
+use crate::handlers::{Code, HandlerService, Upload};
 use crate::monitors::MonitorService;
 use crate::notifications::NotificationService;
 use crate::queues::QueueService;
@@ -28,6 +31,7 @@ pub(crate) struct Kinds {
     pub(crate) endpoints: Arc<EndpointService>,
     pub(crate) notifications: Arc<NotificationService>,
     pub(crate) monitors: Arc<MonitorService>,
+    pub(crate) handlers: Arc<HandlerService>,
     pub(crate) topics: Arc<TopicService>,
     pub(crate) queues: Arc<QueueService>,
     pub(crate) workflows: Arc<Driver>,
@@ -68,6 +72,11 @@ impl Kinds {
                 .policy(ns, name)
                 .await
                 .and_then(|p| to_value(&p.spec)),
+            Kind::Handler => self
+                .handlers
+                .get(ns, &HandlerName::new(name)?, None)
+                .await
+                .and_then(|v| to_value(&handler_spec(v))),
             Kind::Topic => self
                 .topics
                 .get(ns, &TopicName::new(name)?)
@@ -121,6 +130,20 @@ impl Kinds {
             Kind::EscalationPolicy => {
                 self.monitors.policy_put(ns, name, &parse(spec)?).await?;
             }
+            Kind::Handler => {
+                let spec: HandlerSpec = parse(spec)?;
+                let code = match spec.code()? {
+                    HandlerCode::Js(source) => Code::Js(source),
+                    HandlerCode::Wasm(module) => Code::Wasm(module),
+                };
+                let upload = Upload {
+                    code,
+                    settings: spec.settings(),
+                };
+                self.handlers
+                    .put(ns, &HandlerName::new(name)?, upload)
+                    .await?;
+            }
             Kind::Topic => {
                 self.topics
                     .put(ns, &TopicName::new(name)?, &parse(spec)?)
@@ -165,6 +188,7 @@ impl Kinds {
                     .await
             }
             Kind::EscalationPolicy => self.monitors.policy_delete(ns, name).await,
+            Kind::Handler => self.handlers.delete(ns, &HandlerName::new(name)?).await,
             Kind::Topic => self.topics.delete(ns, &TopicName::new(name)?).await,
             Kind::Queue => {
                 self.queues
@@ -180,6 +204,26 @@ impl Kinds {
             Err(e) if e.code == ErrorCode::NotFound => Ok(()),
             other => other,
         }
+    }
+}
+
+/// A stored version as a project defines it: the JavaScript source, or
+/// the module in base64.
+fn handler_spec(version: HandlerVersion) -> HandlerSpec {
+    use base64::Engine as _;
+    let (js, wasm) = match version.kind {
+        HandlerKind::Js => (version.source, None),
+        HandlerKind::Wasm => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&version.artifact)),
+        ),
+    };
+    HandlerSpec {
+        js,
+        wasm,
+        limits: version.settings.limits,
+        allow_http: version.settings.allow_http,
+        shared: version.settings.shared,
     }
 }
 

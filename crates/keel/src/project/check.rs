@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keel_core::project::{Kind, Resource, ResourceId};
+use keel_core::project::{HandlerCode, HandlerSpec, Kind, Resource, ResourceId};
 use keel_core::schedule::{Cadence, ScheduleSpec, ScheduleTarget};
 use keel_core::subscription::{SubscriptionSpec, Target};
 use keel_core::workflow::Definition;
@@ -80,6 +80,45 @@ pub(crate) fn validate(defined: &[Defined], now: Timestamp) -> (Vec<Problem>, Ve
     (problems, previews)
 }
 
+/// Each handler's code checked as the server checks it, in the same
+/// sandbox: JavaScript compiled (a syntax error with its line), a module's
+/// imports and exports held against the ABI.
+pub(crate) async fn handlers(defined: &[Defined]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let handlers: Vec<&Defined> = defined
+        .iter()
+        .filter(|d| d.resource.kind == Kind::Handler)
+        .collect();
+    let Some(first) = handlers.first() else {
+        return problems;
+    };
+    let caps = keel_core::handler::Caps {
+        instances: 2,
+        ..keel_core::handler::Caps::default()
+    };
+    let sandbox = match keel_sandbox::Sandbox::new(caps) {
+        Ok(sandbox) => sandbox,
+        Err(e) => {
+            problems.push(at(first, format!("handlers cannot be checked here: {e}")));
+            return problems;
+        }
+    };
+    for d in handlers {
+        let Ok(spec) = serde_json::from_value::<HandlerSpec>(d.resource.spec.clone()) else {
+            continue;
+        };
+        let checked = match spec.code() {
+            Ok(HandlerCode::Js(source)) => sandbox.compile_js(&source).await.map(|_| ()),
+            Ok(HandlerCode::Wasm(module)) => sandbox.prepare_wasm(&module).map(|_| ()),
+            Err(_) => continue,
+        };
+        if let Err(refused) = checked {
+            problems.push(at(d, format!("{}: {}", d.resource.id(), refused.0)));
+        }
+    }
+    problems
+}
+
 /// What `lint` finds: the rule's name with each finding.
 pub(crate) fn lint(defined: &[Defined]) -> Vec<Problem> {
     let mut found = Vec::new();
@@ -126,6 +165,9 @@ fn references(kind: Kind, spec: &Value) -> Vec<(Kind, String)> {
                     Some(Target::Workflow { workflow, .. }) => {
                         names.push((Kind::Workflow, workflow.to_string()));
                     }
+                    Some(Target::Handler { handler, .. }) => {
+                        names.push((Kind::Handler, handler.to_string()));
+                    }
                     Some(Target::Endpoint { endpoint, .. }) => {
                         names.push((Kind::Endpoint, endpoint.to_string()));
                     }
@@ -134,10 +176,13 @@ fn references(kind: Kind, spec: &Value) -> Vec<(Kind, String)> {
             }
         }
         Kind::Queue => {
-            if let Ok(policy) = serde_json::from_value::<QueuePolicy>(spec.clone())
-                && let Some(push) = policy.push
-            {
-                names.push((Kind::Endpoint, push.endpoint.to_string()));
+            if let Ok(policy) = serde_json::from_value::<QueuePolicy>(spec.clone()) {
+                if let Some(push) = policy.push {
+                    names.push((Kind::Endpoint, push.endpoint.to_string()));
+                }
+                if let Some(handler) = policy.handler {
+                    names.push((Kind::Handler, handler.to_string()));
+                }
             }
         }
         Kind::Schedule => {
@@ -179,7 +224,7 @@ fn references(kind: Kind, spec: &Value) -> Vec<(Kind, String)> {
                 }
             }
         }
-        Kind::Endpoint | Kind::Template | Kind::EscalationPolicy | Kind::Topic => {}
+        Kind::Endpoint | Kind::Template | Kind::EscalationPolicy | Kind::Handler | Kind::Topic => {}
     }
     names
 }
@@ -269,6 +314,7 @@ fn findings(r: &Resource, spec: &Value) -> Vec<String> {
         Kind::Endpoint
         | Kind::Template
         | Kind::EscalationPolicy
+        | Kind::Handler
         | Kind::Topic
         | Kind::Schedule
         | Kind::Monitor => {}

@@ -113,14 +113,12 @@ pub(crate) fn load(dir: &Path) -> Result<Project, Vec<Problem>> {
         let shown = relative(dir, &path);
         match parse_file(&path, &shown) {
             Ok((value, text)) => {
-                definitions(
-                    &value,
-                    &text,
-                    &shown,
-                    &namespace,
-                    &mut resources,
-                    &mut problems,
-                );
+                let file = File {
+                    dir,
+                    text: &text,
+                    shown: &shown,
+                };
+                definitions(&value, &file, &namespace, &mut resources, &mut problems);
             }
             Err(p) => problems.push(p),
         }
@@ -162,19 +160,27 @@ pub(crate) fn load(dir: &Path) -> Result<Project, Vec<Problem>> {
     }
 }
 
+/// A definition file being read: the project's directory, its text and
+/// the name it is shown by.
+struct File<'a> {
+    dir: &'a Path,
+    text: &'a str,
+    shown: &'a str,
+}
+
 /// The resources of one definition file: an optional `namespace` (the
 /// project's when absent) and each kind's section.
 fn definitions(
     value: &Value,
-    text: &str,
-    file: &str,
+    file: &File<'_>,
     project_namespace: &Namespace,
     out: &mut Vec<Defined>,
     problems: &mut Vec<Problem>,
 ) {
+    let (text, shown) = (file.text, file.shown);
     let Some(top) = value.as_object() else {
         problems.push(problem(
-            file,
+            shown,
             1,
             "a definition file holds a table of sections",
         ));
@@ -186,7 +192,7 @@ fn definitions(
             Some(Ok(ns)) => ns,
             _ => {
                 problems.push(problem(
-                    file,
+                    shown,
                     line_of_key(text, "namespace", 0),
                     "namespace: not a valid namespace name",
                 ));
@@ -202,7 +208,7 @@ fn definitions(
         let Some(kind) = Kind::from_section(section) else {
             let known: Vec<&str> = Kind::ALL.iter().map(|k| k.section()).collect();
             problems.push(problem(
-                file,
+                shown,
                 section_line,
                 format!(
                     "unknown section {section:?} (expected namespace or one of: {})",
@@ -213,7 +219,7 @@ fn definitions(
         };
         let Some(entries) = entries.as_object() else {
             problems.push(problem(
-                file,
+                shown,
                 section_line,
                 format!("{section}: a table of resources by name"),
             ));
@@ -221,20 +227,63 @@ fn definitions(
         };
         for (name, spec) in entries {
             let line = line_of_key(text, name, section_line);
+            let spec = if kind == Kind::Handler {
+                match with_code(file.dir, spec) {
+                    Ok(spec) => spec,
+                    Err(message) => {
+                        problems.push(problem(shown, line, format!("handler {name}: {message}")));
+                        continue;
+                    }
+                }
+            } else {
+                spec.clone()
+            };
             out.push(Defined {
                 resource: Resource {
                     kind,
                     namespace: namespace.clone(),
                     name: name.clone(),
-                    spec: spec.clone(),
+                    spec,
                 },
                 at: Place {
-                    file: file.to_owned(),
+                    file: shown.to_owned(),
                     line,
                 },
             });
         }
     }
+}
+
+/// A handler's definition with its `code` file (relative to the project's
+/// directory) read in: `.js` or `.mjs` as `js`, `.wasm` as `wasm` in base64.
+fn with_code(dir: &Path, spec: &Value) -> Result<Value, String> {
+    use base64::Engine as _;
+    let mut spec = spec.clone();
+    let Some(object) = spec.as_object_mut() else {
+        return Err("a table of settings with `code`".to_owned());
+    };
+    let Some(code) = object.remove("code") else {
+        return Ok(spec);
+    };
+    let path = code
+        .as_str()
+        .ok_or("code: the path of a .js or .wasm file")?
+        .to_owned();
+    let bytes =
+        std::fs::read(dir.join(&path)).map_err(|e| format!("code: cannot read {path}: {e}"))?;
+    let (key, value) = match Path::new(&path).extension().and_then(|e| e.to_str()) {
+        Some("js" | "mjs") => (
+            "js",
+            String::from_utf8(bytes).map_err(|_| format!("code: {path} is not UTF-8"))?,
+        ),
+        Some("wasm") => (
+            "wasm",
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        ),
+        _ => return Err(format!("code: {path} is neither .js nor .wasm")),
+    };
+    object.insert(key.to_owned(), Value::String(value));
+    Ok(spec)
 }
 
 /// A file's content as JSON, by its extension, and its text.
@@ -248,10 +297,13 @@ fn parse_file(path: &Path, shown: &str) -> Result<(Value, String), Problem> {
         })?,
         "json" => serde_json::from_str::<Value>(&text)
             .map_err(|e| problem(shown, e.line(), e.to_string()))?,
-        _ => serde_yaml_ng::from_str::<Value>(&text).map_err(|e| {
-            let line = e.location().map_or(0, |l| l.line());
-            problem(shown, line, e.to_string())
-        })?,
+        // Through YAML's own value first: it refuses a key written twice.
+        _ => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
+            .and_then(serde_yaml_ng::from_value::<Value>)
+            .map_err(|e| {
+                let line = e.location().map_or(0, |l| l.line());
+                problem(shown, line, e.to_string())
+            })?,
     };
     Ok((empty_as_table(value), text))
 }

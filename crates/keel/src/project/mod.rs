@@ -99,9 +99,10 @@ enum VersionsCommand {
 }
 
 /// `keel validate`: exit 1 with every problem, each at its file and line.
-pub(crate) fn validate(args: &DirArgs) -> anyhow::Result<()> {
+pub(crate) async fn validate(args: &DirArgs) -> anyhow::Result<()> {
     let project = read(&args.dir)?;
-    let (problems, previews) = check::validate(&project.resources, SystemClock.now());
+    let (mut problems, previews) = check::validate(&project.resources, SystemClock.now());
+    problems.extend(check::handlers(&project.resources).await);
     if !problems.is_empty() {
         fail(&problems)?;
     }
