@@ -404,4 +404,13 @@ impl Engine {
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
+
+    /// The clock jumped (a [`crate::ManualClock`] moved on): the services
+    /// that sleep until a time (maintenance's deadlines, the schedule
+    /// timer) look again now.
+    pub fn time_moved(&self) {
+        let signal = self.store.ready_signal();
+        signal.deadline(Timestamp::from_millis(0));
+        signal.schedule_due(Timestamp::from_millis(0));
+    }
 }

@@ -50,7 +50,6 @@ mod engine;
 pub mod handlers;
 pub mod imports;
 pub mod jobs;
-#[cfg(test)]
 mod manual_clock;
 pub mod metrics;
 pub mod monitors;
@@ -76,5 +75,6 @@ pub use engine::{
     DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS,
     DEFAULT_SLO_PASS_MS, Engine, EngineConfig,
 };
+pub use manual_clock::ManualClock;
 pub use rates::{HOUR_MINUTES, Hour, Minute, RecentRates};
 pub use shutdown::{Shutdown, ShutdownTrigger};

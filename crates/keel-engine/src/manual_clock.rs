@@ -1,23 +1,25 @@
-//! A clock the engine's tests move by hand, injected where a service reads
-//! the time, so a test of a time-bound behaviour waits for nothing.
+//! A clock moved by hand, injected where a service reads the time: the
+//! engine's tests use it so that a time-bound behaviour waits for nothing,
+//! and `keel test` runs a project's tests on it (with
+//! [`crate::Engine::time_moved`] waking what waits on the time).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use keel_core::{Clock, Timestamp};
 
-pub(crate) struct ManualClock(AtomicI64);
+pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
-    pub(crate) fn at(t: Timestamp) -> Arc<Self> {
+    pub fn at(t: Timestamp) -> Arc<Self> {
         Arc::new(ManualClock(AtomicI64::new(t.as_millis())))
     }
 
-    pub(crate) fn set(&self, t: Timestamp) {
+    pub fn set(&self, t: Timestamp) {
         self.0.store(t.as_millis(), Ordering::SeqCst);
     }
 
-    pub(crate) fn advance(&self, ms: i64) {
+    pub fn advance(&self, ms: i64) {
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }

@@ -95,6 +95,8 @@ enum Command {
     Validate(project::DirArgs),
     /// Find what is legal but probably wrong in a project directory.
     Lint(project::DirArgs),
+    /// Run a project's tests, each on a Keel of its own with a fake clock.
+    Test(project::TestArgs),
     /// Show what applying the project would change (exit 0: nothing, 2: changes).
     Plan(project::PlanArgs),
     /// Apply a saved plan, or the project once its plan is confirmed.
@@ -343,6 +345,7 @@ fn main() -> std::process::ExitCode {
             Command::Slos(args) => admin::slos(args).await,
             Command::Validate(args) => project::validate(&args).await,
             Command::Lint(args) => project::lint(&args),
+            Command::Test(args) => project::test(args).await,
             Command::Plan(args) => project::plan(args).await,
             Command::Apply(args) => project::apply(args).await,
             Command::Versions(args) => project::versions(args).await,

@@ -222,6 +222,58 @@ async fn plans_and_applies_pin_their_exit_codes_and_json() {
 }
 
 #[tokio::test]
+async fn keel_test_runs_a_projects_tests_and_says_what_failed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    project(dir.path());
+    write(
+        dir.path(),
+        "tests/points.yaml",
+        r#"
+description: points add up per customer
+steps:
+  - enqueue: { queue: points, payload: { amount: 3 }, object: { type: customer, key: c1 } }
+  - enqueue: { queue: points, payload: { amount: 4 }, object: { type: customer, key: c1 } }
+  - expect: { state: { customer/c1: { points: 7 } } }
+"#,
+    );
+    write(
+        dir.path(),
+        "tests/retry.yaml",
+        r#"
+description: a failed job waits out its backoff on the fake clock
+steps:
+  - enqueue: { queue: billing, payload: { n: 1 }, backoff: { base_ms: 60000, max_ms: 60000, factor: 1.0, jitter: false } }
+  - work: { queue: billing, payload: { n: 1 }, fail: down }
+  - advance: 30s
+  - expect: { jobs: { billing: [ { state: scheduled, attempt: 1 } ] } }
+  - advance: 1m
+  - work: { queue: billing, result: { ok: true } }
+  - expect: { jobs: { billing: [ { state: succeeded } ] } }
+"#,
+    );
+    let (code, out, err) = keel(&server, &["test", "-C", d]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 tests: 2 passed, 0 failed"), "{out}");
+
+    // A wrong expectation fails with what was found, and the exit code says so.
+    write(
+        dir.path(),
+        "tests/points.yaml",
+        "steps:\n  - enqueue: { queue: points, payload: { amount: 3 }, object: { type: customer, key: c1 } }\n  - expect: { state: { customer/c1: { points: 4 } } }\n",
+    );
+    let (code, out, _) = keel(&server, &["test", "-C", d, "points"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("FAIL tests/points.yaml")
+            && out.contains("step 2 (expect): state customer/c1 points: expected 4, found 3"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn only_what_the_project_created_is_ever_deleted() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(&data, &[]).await;

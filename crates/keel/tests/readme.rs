@@ -223,6 +223,10 @@ const STEPS: &[Step] = &[
         ],
     ),
     run("keel lint -C examples/project", &["nothing to report"]),
+    run(
+        "keel test -C examples/project",
+        &["PASS tests/loyalty.yaml", "3 tests: 3 passed, 0 failed"],
+    ),
     with(
         Mode::Fails,
         "keel plan -C examples/project --out shop.plan.json",

@@ -39,6 +39,8 @@ fn default_namespace() -> String {
 /// A project as read from its directory.
 pub(crate) struct Project {
     pub name: String,
+    /// Where definitions go unless their file says otherwise.
+    pub namespace: Namespace,
     pub server: Option<String>,
     pub resources: Vec<Defined>,
 }
@@ -152,6 +154,7 @@ pub(crate) fn load(dir: &Path) -> Result<Project, Vec<Problem>> {
     if problems.is_empty() {
         Ok(Project {
             name: manifest.name,
+            namespace,
             server: manifest.server,
             resources,
         })
@@ -287,7 +290,7 @@ fn with_code(dir: &Path, spec: &Value) -> Result<Value, String> {
 }
 
 /// A file's content as JSON, by its extension, and its text.
-fn parse_file(path: &Path, shown: &str) -> Result<(Value, String), Problem> {
+pub(crate) fn parse_file(path: &Path, shown: &str) -> Result<(Value, String), Problem> {
     let text = read(path, shown)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let value = match ext {
@@ -331,7 +334,7 @@ fn read(path: &Path, shown: &str) -> Result<String, Problem> {
 
 /// Files under `dir` with one of `extensions`, in name order; hidden files
 /// and directories are skipped.
-fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(here) = pending.pop() {
@@ -359,7 +362,7 @@ fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
     found
 }
 
-fn relative(dir: &Path, path: &Path) -> String {
+pub(crate) fn relative(dir: &Path, path: &Path) -> String {
     path.strip_prefix(dir)
         .unwrap_or(path)
         .to_string_lossy()

@@ -1,11 +1,12 @@
 //! A project directory and the commands on it: `keel validate` and `keel
-//! lint` (offline), `keel plan` (the server computes the diff; exit code 0
+//! lint` (offline), `keel test` (on a Keel of its own, `testing.rs`), `keel plan` (the server computes the diff; exit code 0
 //! no change, 2 changes, 1 error), `keel apply` (a saved plan, or a fresh
 //! one once confirmed) and `keel versions` (list, show, rollback). The
 //! layout is `load.rs`'s; the offline checks are `check.rs`'s.
 
 mod check;
 mod load;
+mod testing;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,14 @@ pub(crate) struct DirArgs {
     /// The project directory (holding keel.toml).
     #[arg(long = "dir", short = 'C', default_value = ".", global = true)]
     dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct TestArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Only the test files whose path holds this.
+    filter: Option<String>,
 }
 
 #[derive(Args)]
@@ -128,6 +137,21 @@ pub(crate) fn lint(args: &DirArgs) -> anyhow::Result<()> {
     }
     println!("{}: nothing to report", project.name);
     Ok(())
+}
+
+/// `keel test`: exit 1 when a test fails.
+pub(crate) async fn test(args: TestArgs) -> anyhow::Result<()> {
+    let project = read(&args.dir.dir)?;
+    let (mut problems, _) = check::validate(&project.resources, SystemClock.now());
+    problems.extend(check::handlers(&project.resources).await);
+    if !problems.is_empty() {
+        fail(&problems)?;
+    }
+    if testing::run(&args.dir.dir, &project, args.filter.as_deref()).await? {
+        Ok(())
+    } else {
+        Err(Exit(1).into())
+    }
 }
 
 pub(crate) async fn plan(args: PlanArgs) -> anyhow::Result<()> {
