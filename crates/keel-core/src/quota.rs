@@ -104,7 +104,7 @@ pub fn take(
     let now_us = now.as_millis().saturating_mul(1000);
     let interval_us = (BURST_US / i64::from(per_second.max(1))).max(1);
     let tat = tat_us
-        .unwrap_or(now_us + BURST_US - interval_us)
+        .unwrap_or_else(|| burst_spent(per_second, now))
         .max(now_us);
     let cost = i64::try_from(n)
         .unwrap_or(i64::MAX)
@@ -129,6 +129,14 @@ pub fn take(
     );
     e.retry_after_ms = Some((wait_us as u64).div_ceil(1000));
     Err(e)
+}
+
+/// The arrival time to assume when it is unknown (after a restart): the
+/// burst spent, as of `now`. A store keeps it from its first sight on, so
+/// that a refused take waits it out once instead of assuming it anew.
+pub fn burst_spent(per_second: u32, now: Timestamp) -> i64 {
+    let interval_us = (BURST_US / i64::from(per_second.max(1))).max(1);
+    now.as_millis().saturating_mul(1000) + BURST_US - interval_us
 }
 
 /// 429 `quota_exceeded` for a size quota.

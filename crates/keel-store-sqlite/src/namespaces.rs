@@ -130,14 +130,13 @@ impl NamespaceStore for SqliteStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (namespace.clone(), kind);
-        let tat = take(
-            namespace.as_str(),
-            kind,
-            per_second,
-            states.get(&key).copied(),
-            n,
-            now,
-        )?;
+        // Unknown after a restart: the burst counts as spent from the first
+        // sight on, kept even when this take is refused, or every retry
+        // would assume it spent anew and never get through.
+        let known = *states
+            .entry(key.clone())
+            .or_insert_with(|| keel_core::quota::burst_spent(per_second, now));
+        let tat = take(namespace.as_str(), kind, per_second, Some(known), n, now)?;
         states.insert(key, tat);
         Ok(())
     }

@@ -276,3 +276,75 @@ async fn the_endpoint_refuses_what_it_cannot_read() {
     assert_eq!(answer.1["accepted"], 2);
     assert_eq!(answer.1["last_line"], 3);
 }
+
+/// Regression: a server restarted on its data forgot its rate quotas' state
+/// and counted their burst as spent anew at every refused batch, so a
+/// resumed import behind a quota never went on; and a quota smaller than
+/// a batch of 1,000 refused every batch for good.
+#[tokio::test]
+async fn an_import_resumes_after_the_server_was_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = common::free_address();
+    let mut server = Server::start(&dir, &["--listen", &listen]).await;
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/namespaces/default",
+            Some(json!({"max_enqueue_per_second": 600})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    const N: usize = 2400;
+    let file = dir.path().join("orders.ndjson");
+    let lines: String = (0..N)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"order": format!("o-{i}"), "pad": "x".repeat(150)})
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let path = file.to_str().unwrap();
+    let checkpoint = dir.path().join("orders.ndjson.keel-import");
+    let args = [
+        "import",
+        "orders",
+        path,
+        "--key",
+        "order",
+        "--segment-bytes",
+        "131072",
+        "--json",
+    ];
+    let first = tokio::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .args(["--server", &server.url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually("the import checkpoints a segment", || async {
+        let text = std::fs::read(&checkpoint).ok()?;
+        serde_json::from_slice::<Value>(&text).ok()
+    })
+    .await;
+    server.kill9().await;
+    let out = first.wait_with_output().await.unwrap();
+    assert!(!out.status.success(), "the import fails with its server");
+
+    let server = Server::start(&dir, &["--listen", &listen]).await;
+    let (ok, out, err) =
+        tokio::time::timeout(std::time::Duration::from_secs(60), server.cli(&args))
+            .await
+            .expect("the resumed import ends");
+    assert!(ok, "{err}");
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["records"], N as u64, "{summary}");
+    let (_, stats) = server.get("/namespaces/default/queues/orders").await;
+    assert_eq!(
+        stats["counts"]["ready"], N as u64,
+        "each record once: {stats}"
+    );
+}

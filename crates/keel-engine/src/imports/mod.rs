@@ -181,8 +181,9 @@ impl ImportService {
         }
     }
 
-    /// Writes one batch, waiting out the namespace's rate quota: how many
-    /// were stored and how many were duplicates.
+    /// Writes one batch, waiting out the namespace's rate quota (in parts,
+    /// when the quota is smaller than the batch): how many were stored and
+    /// how many were duplicates.
     async fn write(
         &self,
         target: &ImportTarget,
@@ -197,10 +198,22 @@ impl ImportService {
                 }
             };
             match tried {
-                Err(e) if e.code == ErrorCode::RateLimited => {
-                    let wait = e.retry_after_ms.unwrap_or(100).clamp(10, 5_000);
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
+                Err(e) if e.code == ErrorCode::RateLimited => match e.retry_after_ms {
+                    Some(wait) => {
+                        tokio::time::sleep(Duration::from_millis(wait.clamp(10, 5_000))).await;
+                    }
+                    // More at once than the quota allows in a second: in
+                    // halves, down to one record (which the quota cannot
+                    // refuse for its size).
+                    None if records.len() > 1 => {
+                        let mut first = records;
+                        let second = first.split_off(first.len() / 2);
+                        let (a, b) = Box::pin(self.write(target, event_type, first)).await?;
+                        let (c, d) = Box::pin(self.write(target, event_type, second)).await?;
+                        return Ok((a + c, b + d));
+                    }
+                    None => return Err(e),
+                },
                 other => return other,
             }
         }

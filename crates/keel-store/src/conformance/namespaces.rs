@@ -13,6 +13,7 @@ cases![
     quotas_are_stored_listed_and_kept,
     size_quotas_refuse_the_one_too_many_and_name_the_quota,
     a_rate_quota_allows_a_second_of_burst_then_its_pace,
+    a_batch_refused_after_a_reopen_goes_through_once_it_waited,
     stored_bytes_are_payloads_results_and_event_data,
 ];
 
@@ -162,6 +163,33 @@ async fn a_rate_quota_allows_a_second_of_burst_then_its_pace(h: Harness) {
             .await
             .is_err()
     );
+}
+
+/// A store that forgets its rates at a restart counts the burst as spent;
+/// a refused batch must then wait out its pace once, not forever (an
+/// import waiting on its quota after a restart never went on).
+async fn a_batch_refused_after_a_reopen_goes_through_once_it_waited(h: Harness) {
+    let quotas = Quotas {
+        max_enqueue_per_second: Some(10),
+        ..Quotas::default()
+    };
+    h.store.namespace_put(&ns(), &quotas, T0).await.unwrap();
+    h.store.close().await;
+    let s = (h.reopen)().await;
+    let mut now = 0;
+    for _ in 0..3 {
+        match s
+            .namespace_rate_take(&ns(), RateKind::Enqueue, 10, 5, at(now))
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::RateLimited);
+                now += e.retry_after_ms.unwrap();
+            }
+        }
+    }
+    panic!("a batch of 5 at 10 a second still refused {now} ms later");
 }
 
 async fn stored_bytes_are_payloads_results_and_event_data(h: Harness) {
