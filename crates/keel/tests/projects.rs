@@ -503,3 +503,44 @@ async fn an_apply_killed_half_way_is_whole_after_the_restart() {
     let (code, _, _) = keel(&server, &["plan", "-C", d]).await;
     assert_eq!(code, 0, "nothing left to apply");
 }
+
+#[tokio::test]
+async fn two_nodes_applying_the_same_plan_make_one_version() {
+    let schema = keel_store_postgres::testing::TestSchema::create("keel_projects")
+        .await
+        .unwrap();
+    let a = Server::start_with(&["--database-url", &schema.url()]).await;
+    let b = Server::start_with(&["--database-url", &schema.url()]).await;
+    let resources = json!({"resources": [
+        {"kind": "topic", "namespace": "default", "name": "orders", "spec": {}},
+        {"kind": "queue", "namespace": "default", "name": "billing", "spec": {"max_attempts": 3}},
+    ]});
+    let (status, plan) = a
+        .call("POST", "/v1/projects/shop/plans", Some(resources.clone()))
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let (status, same) = b
+        .call("POST", "/v1/projects/shop/plans", Some(resources.clone()))
+        .await;
+    assert_eq!((status, &same), (200, &plan), "both nodes plan alike");
+
+    let body = json!({"plan": plan});
+    let (first, second) = tokio::join!(
+        a.call("POST", "/v1/projects/shop/versions", Some(body.clone())),
+        b.call("POST", "/v1/projects/shop/versions", Some(body.clone())),
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 412], "{first:?} {second:?}");
+    let (_, versions) = b.get("/v1/projects/shop/versions").await;
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
+    let (_, again) = b
+        .call("POST", "/v1/projects/shop/plans", Some(resources))
+        .await;
+    assert_eq!(again["changes"], json!([]), "{again}");
+    assert_eq!(again["base_version"], 1);
+}

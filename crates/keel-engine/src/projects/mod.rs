@@ -83,16 +83,14 @@ impl ProjectService {
     pub async fn apply(&self, plan: Plan, note: String) -> Result<Applied, Error> {
         let _busy = self.busy.lock().await;
         let project = plan.project.clone();
+        let head = self.store.project_versions(&project, 1).await?.pop();
+        if head.map_or(0, |h| h.version) != plan.base_version {
+            return Err(stale(&project));
+        }
         self.finish_abandoned(&project, false).await?;
         let (fresh, created_before) = self.compute(&project, plan.resources).await?;
         if fresh.fingerprint != plan.fingerprint {
-            return Err(Error::new(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "project {project} changed on the server since this plan was made \
-                     (a version applied, or a resource it reads changed): plan again"
-                ),
-            ));
+            return Err(stale(&project));
         }
         let head = self.store.project_versions(&project, 1).await?.pop();
         if fresh.changes.is_empty()
@@ -409,6 +407,17 @@ impl ProjectService {
         };
         Ok((plan, created))
     }
+}
+
+/// 412: the plan was made before the server changed.
+fn stale(project: &ProjectName) -> Error {
+    Error::new(
+        ErrorCode::VersionMismatch,
+        format!(
+            "project {project} changed on the server since this plan was made \
+             (a version applied, or a resource it reads changed): plan again"
+        ),
+    )
 }
 
 /// SHA-256 over what a plan read, as hex.
