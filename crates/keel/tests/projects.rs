@@ -544,3 +544,47 @@ async fn two_nodes_applying_the_same_plan_make_one_version() {
     assert_eq!(again["changes"], json!([]), "{again}");
     assert_eq!(again["base_version"], 1);
 }
+
+#[tokio::test]
+async fn a_rollback_returns_to_a_versions_definitions_as_a_new_version() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&data, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    write(dir.path(), "keel.toml", "name = \"shop\"\n");
+    write(
+        dir.path(),
+        "resources/t.yaml",
+        "topics:\n  a: { retention_ms: 3600000 }\n",
+    );
+    assert_eq!(keel(&server, &["apply", "-C", d, "--yes"]).await.0, 0);
+    write(
+        dir.path(),
+        "resources/t.yaml",
+        "topics:\n  a: { retention_ms: 7200000 }\n  b: {}\n",
+    );
+    assert_eq!(keel(&server, &["apply", "-C", d, "--yes"]).await.0, 0);
+
+    let (code, out, err) = keel(&server, &["versions", "rollback", "1", "-C", d, "--yes"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("~ update topic default/a: retention_ms")
+            && out.contains("- delete topic default/b")
+            && out.contains("Applied version 3 of project shop"),
+        "{out}"
+    );
+    let (_, a) = server.get("/namespaces/default/topics/a").await;
+    assert_eq!(a["retention_ms"], 3_600_000);
+    assert_eq!(server.get("/namespaces/default/topics/b").await.0, 404);
+    let (code, out, _) = keel(&server, &["versions", "list", "-C", d]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().next().unwrap().contains("shop v3  applied")
+            && out.contains("(rollback to version 1)"),
+        "{out}"
+    );
+    // Without a terminal, a rollback that would change something asks for --yes.
+    let (code, _, err) = keel(&server, &["versions", "rollback", "2", "-C", d]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--yes"), "{err}");
+}
