@@ -83,6 +83,8 @@ fn path_parameter(name: &str) -> Parameter {
         "topic" => (Some(NAME_PATTERN), "the topic"),
         "name" => (Some(NAME_PATTERN), "the resource's name"),
         "signal" => (Some("^[A-Za-z0-9._-]{1,64}$"), "the signal's name"),
+        "project" => (Some(NAME_PATTERN), "the project"),
+        "version" => (Some("^[0-9]{1,19}$"), "the version's number"),
         _ => (None, "the id"),
     };
     ParameterBuilder::new()
