@@ -298,7 +298,8 @@ pub(crate) fn parse_file(path: &Path, shown: &str) -> Result<(Value, String), Pr
             let line = e.span().map_or(0, |s| line_of(&text, s.start));
             problem(shown, line, e.message().to_owned())
         })?,
-        "json" => serde_json::from_str::<Value>(&text)
+        "json" => serde_json::from_str::<Unique>(&text)
+            .and_then(|_| serde_json::from_str::<Value>(&text))
             .map_err(|e| problem(shown, e.line(), e.to_string()))?,
         // Through YAML's own value first: it refuses a key written twice.
         _ => serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
@@ -309,6 +310,66 @@ pub(crate) fn parse_file(path: &Path, shown: &str) -> Result<(Value, String), Pr
             })?,
     };
     Ok((empty_as_table(value), text))
+}
+
+/// JSON read only to refuse an object with a key written twice (which
+/// `serde_json`'s own value would keep the last of, silently).
+struct Unique;
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
 }
 
 /// An empty YAML file is `null`: no sections.
@@ -403,6 +464,21 @@ fn line_of_key(text: &str, key: &str, from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_key_written_twice_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, "{\n  \"topics\": {\"a\": {}},\n  \"topics\": {}\n}").unwrap();
+        let problem = parse_file(&path, "a.json").unwrap_err();
+        assert_eq!(problem.at.line, 3, "{problem}");
+        assert!(
+            problem.message.contains("duplicate key \"topics\""),
+            "{problem}"
+        );
+        std::fs::write(&path, "{\"topics\": {\"a\": [1, {\"b\": null}]}}").unwrap();
+        assert!(parse_file(&path, "a.json").is_ok());
+    }
 
     #[test]
     fn a_key_is_found_on_its_line_in_each_format() {
