@@ -84,9 +84,9 @@ async fn the_wal_starts_over_while_writers_never_pause() {
 
     // The writer starts the WAL over once a checkpoint has seen it past
     // the length, so it overruns by what is written meanwhile: on a loaded
-    // machine (CI) 100 MB at 180 MB/s. Without restarts it would hold all
-    // 512 MB written.
-    let bound = 3 * RESTART_AFTER;
+    // machine (CI) 100 MB at 180 MB/s, and once 142 MB (a CI run reached
+    // 206 MB). Without restarts it would hold all 512 MB written.
+    let bound = 4 * RESTART_AFTER;
     assert!(
         longest <= bound,
         "the WAL reached {longest} bytes after {WRITTEN} written; bound {bound}"
