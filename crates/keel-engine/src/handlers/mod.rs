@@ -400,7 +400,7 @@ impl HandlerService {
     }
 }
 
-fn sha256_hex(parts: &[&[u8]]) -> String {
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for part in parts {
         ctx.update(&(part.len() as u64).to_le_bytes());

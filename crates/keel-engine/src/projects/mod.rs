@@ -75,7 +75,7 @@ impl ProjectService {
     ) -> Result<Plan, Error> {
         let _busy = self.busy.lock().await;
         self.finish_abandoned(project, false).await?;
-        Ok(self.compute(project, resources).await?.0)
+        Ok(self.compute(project, resources).await?.plan)
     }
 
     /// Applies `plan` if the server is still as it was when it was made;
@@ -88,7 +88,11 @@ impl ProjectService {
             return Err(stale(&project));
         }
         self.finish_abandoned(&project, false).await?;
-        let (fresh, created_before) = self.compute(&project, plan.resources).await?;
+        let Computed {
+            plan: fresh,
+            created: created_before,
+            current,
+        } = self.compute(&project, plan.resources).await?;
         if fresh.fingerprint != plan.fingerprint {
             return Err(stale(&project));
         }
@@ -101,22 +105,21 @@ impl ProjectService {
                 changed: false,
             });
         }
-        let policies = self.kinds.policies().await?;
-        let mut previous = Vec::new();
-        for change in fresh
+        // What the changed resources are now, as the plan read them (its
+        // fingerprint says nothing moved since): the undo's definitions.
+        let previous = fresh
             .changes
             .iter()
             .filter(|c| matches!(c.action, Action::Update | Action::Delete))
-        {
-            if let Some(spec) = self.kinds.current(&change.id(), &policies).await? {
-                previous.push(Resource {
-                    kind: change.kind,
-                    namespace: change.namespace.clone(),
-                    name: change.name.clone(),
-                    spec,
-                });
-            }
-        }
+            .filter_map(|c| {
+                current.get(&c.id()).map(|spec| Resource {
+                    kind: c.kind,
+                    namespace: c.namespace.clone(),
+                    name: c.name.clone(),
+                    spec: spec.clone(),
+                })
+            })
+            .collect();
         let wanted: BTreeSet<ResourceId> = fresh.resources.iter().map(Resource::id).collect();
         let created = created_before
             .into_iter()
@@ -332,13 +335,12 @@ impl ProjectService {
     }
 
     /// The plan: every definition checked, the owners and the server's
-    /// copies read, the diff and its fingerprint; and what the project's
-    /// current version says it created.
+    /// copies read, the diff and its fingerprint.
     async fn compute(
         &self,
         project: &ProjectName,
         resources: Vec<Resource>,
-    ) -> Result<(Plan, BTreeSet<ResourceId>), Error> {
+    ) -> Result<Computed, Error> {
         if resources.len() > MAX_RESOURCES {
             return Err(Error::new(
                 ErrorCode::PayloadTooLarge,
@@ -405,8 +407,21 @@ impl ProjectService {
             changes,
             resources: desired,
         };
-        Ok((plan, created))
+        Ok(Computed {
+            plan,
+            created,
+            current,
+        })
     }
+}
+
+/// A plan and what it was computed from that an apply needs again.
+struct Computed {
+    plan: Plan,
+    /// What the project's current version says it created.
+    created: BTreeSet<ResourceId>,
+    /// The server's copies the plan read (compared form), by resource.
+    current: BTreeMap<ResourceId, Value>,
 }
 
 /// 412: the plan was made before the server changed.
@@ -430,6 +445,5 @@ fn fingerprint(
     let current: Vec<(&ResourceId, &Value)> = current.iter().collect();
     let read = serde_json::to_vec(&(project, base_version, desired, current))
         .map_err(|e| Error::internal(e.to_string()))?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &read);
-    Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::handlers::sha256_hex(&[&read]))
 }
