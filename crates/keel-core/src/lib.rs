@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod clock;
+pub mod connection;
 pub mod endpoint;
 pub mod error;
 pub mod event;
@@ -41,8 +42,9 @@ pub use id::{IncidentId, JobId, JobIdGenerator, LeaseToken, NotificationId};
 pub use job::{AttemptError, Job, JobLifecycle, JobState, NewJob, Retry, Transition};
 pub use limits::Limits;
 pub use name::{
-    ChannelName, EndpointName, HandlerName, MonitorName, Namespace, ProjectName, QueueName,
-    QueueRef, ScheduleName, SourceName, SubscriptionName, TemplateName, TopicName, WorkflowName,
+    ChannelName, ConnectionName, EndpointName, HandlerName, IntegrationName, MonitorName,
+    Namespace, ProjectName, QueueName, QueueRef, ScheduleName, SourceName, SubscriptionName,
+    TemplateName, TopicName, WorkflowName,
 };
 pub use policy::QueuePolicy;
 pub use time::Timestamp;

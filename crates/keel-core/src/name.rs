@@ -1,5 +1,5 @@
 //! Namespace, queue, workflow, topic, subscription, source, endpoint, schedule,
-//! channel, template, monitor, handler and project names, checked once at the edge so that every layer below
+//! channel, template, monitor, handler, project, integration and connection names, checked once at the edge so that every layer below
 //! can trust them (they end up in SQL parameters, metric labels and log lines).
 
 use std::fmt;
@@ -74,6 +74,8 @@ name_type!(TemplateName, "template");
 name_type!(MonitorName, "monitor");
 name_type!(HandlerName, "handler");
 name_type!(ProjectName, "project");
+name_type!(IntegrationName, "integration");
+name_type!(ConnectionName, "connection");
 
 /// A queue in its namespace: the unit of leasing, policy and statistics.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -16,6 +16,7 @@
 
 mod audit;
 mod bound;
+mod connections;
 mod endpoints;
 mod handlers;
 mod jobs;

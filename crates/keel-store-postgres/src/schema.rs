@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0026_monitors.sql"),
     include_str!("../migrations/0027_handlers.sql"),
     include_str!("../migrations/0028_projects.sql"),
+    include_str!("../migrations/0029_connections.sql"),
 ];
 /// The advisory lock key that serializes migrations ("keel" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6b65_656c;

@@ -8,6 +8,7 @@
 
 mod audit;
 mod checkpointer;
+mod connections;
 mod endpoints;
 mod enqueue;
 mod fence;

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0019_monitors.sql"),
     include_str!("../migrations/0020_handlers.sql"),
     include_str!("../migrations/0021_projects.sql"),
+    include_str!("../migrations/0022_connections.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

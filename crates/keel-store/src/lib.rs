@@ -2,7 +2,7 @@
 //!
 //! One trait per domain ([`JobStore`], [`QueueStore`], [`MaintenanceStore`],
 //! [`WorkflowStore`], [`RunStore`], [`TopicStore`], [`SubscriptionStore`],
-//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`], [`MonitorStore`], [`HandlerStore`]), each in a module of its own with its
+//! [`SourceStore`], [`EndpointStore`], [`ScheduleStore`], [`TokenStore`], [`AuditStore`], [`NamespaceStore`], [`SloStore`], [`NotificationStore`], [`MonitorStore`], [`HandlerStore`], [`ProjectStore`], [`ConnectionStore`]), each in a module of its own with its
 //! argument and answer types; [`Store`] is their sum plus what a backend is as
 //! a whole. Operations are noun-first (`jobs_enqueue`, `job_heartbeat`,
 //! `queue_stats`, `run_update`) and every backend implements all of them with
@@ -17,6 +17,7 @@ mod audit;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod connections;
 mod endpoints;
 mod handlers;
 mod jobs;
@@ -40,6 +41,10 @@ mod workflows;
 use async_trait::async_trait;
 
 pub use audit::{Actor, AuditEntry, AuditQuery, AuditStore, NewAuditEntry};
+pub use connections::{
+    ConnectSession, Connection, ConnectionStore, ConnectionWrite, Integration, Reseal, SealedRef,
+    connection_not_found, integration_not_found,
+};
 pub use endpoints::{
     Attempt, AttemptQuery, Endpoint, EndpointStore, NewAttempt, SecretChoice, endpoint_not_found,
 };
@@ -103,6 +108,7 @@ pub trait Store:
     + MonitorStore
     + HandlerStore
     + ProjectStore
+    + ConnectionStore
     + 'static
 {
     /// True when this process is the only writer of the store (embedded):

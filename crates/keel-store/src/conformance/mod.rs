@@ -14,6 +14,7 @@
 )]
 
 mod audit;
+mod connections;
 mod debounce;
 mod endpoints;
 mod flow;
@@ -126,6 +127,7 @@ where
         ("monitors", monitors::CASES),
         ("handlers", handlers::CASES),
         ("projects", projects::CASES),
+        ("connections", connections::CASES),
         ("slos", slos::CASES),
         ("trace", trace::CASES),
     ];
