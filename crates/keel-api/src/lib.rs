@@ -12,6 +12,7 @@
 //! Architecture invariant: no HTTP, store or engine type appears here.
 
 pub mod audit;
+pub mod connections;
 pub mod endpoints;
 pub mod error;
 pub mod handlers;

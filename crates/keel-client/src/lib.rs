@@ -12,6 +12,7 @@
 //! HTTP client can do.
 
 mod client;
+mod connections;
 mod endpoints;
 mod events;
 mod handlers;
@@ -32,6 +33,10 @@ pub use client::{Client, ClientError, Job, JobPage, LeasedJob, ListQuery, instal
 pub use events::{Event, NewEvent};
 pub use imports::ImportInto;
 pub use jobs::JobSpec;
+pub use keel_api::connections::{
+    ConnectAnswer, ConnectRequest, ConnectionAnswer, ConnectionList, IntegrationAnswer,
+    IntegrationList, IntegrationRequest, KeysRotated, ProxyAnswer, ProxyRequest,
+};
 pub use keel_api::endpoints::{
     AttemptAnswer, AttemptList, EndpointAnswer, EndpointList, EndpointRequest, RecoverAnswer,
     RotatedAnswer,

@@ -6,11 +6,15 @@
 //! integration's checks, the authorize URL, how a token endpoint's answer
 //! reads, and when a token is refreshed.
 
+mod requests;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::handler::Origin;
+pub use requests::{ConnectAnswer, ConnectRequest, ProxyAnswer, ProxyRequest};
+
 use crate::{Error, Timestamp, TopicName};
 
 /// How long a connect session's `state` is good for.

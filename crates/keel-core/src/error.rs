@@ -61,13 +61,16 @@ pub enum ErrorCode {
     /// `Retry-After` says when to try again. A write in flight when the
     /// connection broke may or may not have landed.
     StorageUnavailable,
+    /// A third party Keel called on the client's behalf (an OAuth2
+    /// provider's token endpoint) refused or did not answer in time.
+    UpstreamFailed,
     /// A bug or an unexpected storage failure; the message says which.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the enum (the OpenAPI document lists them).
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidJson,
         ErrorCode::InvalidName,
@@ -94,6 +97,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::RequestTimeout,
         ErrorCode::StorageUnavailable,
+        ErrorCode::UpstreamFailed,
         ErrorCode::Internal,
     ];
 
@@ -125,6 +129,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::UpstreamFailed => "upstream_failed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -155,6 +160,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => 408,
             ErrorCode::ShuttingDown | ErrorCode::StorageUnavailable => 503,
             ErrorCode::StorageFull => 507,
+            ErrorCode::UpstreamFailed => 502,
             ErrorCode::Internal => 500,
         }
     }

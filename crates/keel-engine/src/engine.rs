@@ -11,6 +11,7 @@ use keel_store::Store;
 
 use crate::Shutdown;
 use crate::audit::AuditService;
+use crate::connections::{ConnectionDeps, ConnectionService, Keyring};
 use crate::endpoints::EndpointService;
 use crate::handlers::{HandlerDeps, HandlerService};
 use crate::imports::ImportService;
@@ -46,6 +47,7 @@ pub struct Engine {
     notifications: Arc<NotificationService>,
     monitors: Arc<MonitorService>,
     handlers: Arc<HandlerService>,
+    connections: Arc<ConnectionService>,
     imports: ImportService,
     projects: ProjectService,
     endpoints: Arc<EndpointService>,
@@ -80,6 +82,9 @@ pub struct EngineConfig {
     /// The operator's ceilings on handlers' limits, and the invocations a
     /// node runs at once.
     pub handler_caps: keel_core::handler::Caps,
+    /// The keys connections' secrets are sealed with; without them,
+    /// integrations and connections are refused.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +97,7 @@ impl Default for EngineConfig {
             slo_pass_ms: DEFAULT_SLO_PASS_MS,
             public_url: None,
             handler_caps: keel_core::handler::Caps::default(),
+            keyring: None,
         }
     }
 }
@@ -148,6 +154,19 @@ impl Engine {
             slos: slos.clone(),
             rates,
         }));
+        let guard = Guard {
+            allow_private: config.allow_private_http,
+        };
+        let connections = Arc::new(ConnectionService::new(ConnectionDeps {
+            store: store.clone(),
+            keyring: config.keyring.clone(),
+            clock: clock.clone(),
+            guard,
+            jobs: jobs.clone(),
+            queues: queues.clone(),
+            topics: topics.clone(),
+            public_url: config.public_url.clone(),
+        }));
         let workflows = Driver::new(DriverDeps {
             runs: store.clone(),
             definitions: store.clone(),
@@ -156,11 +175,9 @@ impl Engine {
             jobs: jobs.clone(),
             topics: topics.clone(),
             allow_private_http: config.allow_private_http,
+            connections: connections.clone(),
         });
         owners.bind_workflows(workflows.clone());
-        let guard = Guard {
-            allow_private: config.allow_private_http,
-        };
         let endpoints = Arc::new(EndpointService::new(
             store.clone(),
             (queues.clone(), jobs.clone(), topics.clone()),
@@ -225,6 +242,7 @@ impl Engine {
             jobs: jobs.clone(),
             topics: topics.clone(),
             queues: queues.clone(),
+            connections: connections.clone(),
         }));
         queues.bind_handlers(&handlers);
         let imports =
@@ -261,6 +279,7 @@ impl Engine {
             notifications,
             monitors,
             handlers,
+            connections,
             imports,
             projects,
             endpoints,
@@ -311,6 +330,11 @@ impl Engine {
     /// Handlers: their versions, test calls, objects' state.
     pub fn handlers(&self) -> &Arc<HandlerService> {
         &self.handlers
+    }
+
+    /// OAuth2 integrations and connections, and calls made as them.
+    pub fn connections(&self) -> &Arc<ConnectionService> {
+        &self.connections
     }
 
     /// Bulk import of records into a queue or a topic.

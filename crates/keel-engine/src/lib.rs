@@ -45,6 +45,7 @@
 //! written through the store traits only.
 
 pub mod audit;
+pub mod connections;
 pub mod endpoints;
 mod engine;
 pub mod handlers;

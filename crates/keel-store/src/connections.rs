@@ -80,24 +80,9 @@ impl Connection {
 
     /// Where its access token (or its refresh token) is sealed.
     pub fn sealed_at(&self, refresh: bool) -> SealedRef {
-        let (namespace, integration, connection) = (
-            self.namespace.clone(),
-            self.integration.clone(),
-            self.name.clone(),
-        );
-        if refresh {
-            SealedRef::RefreshToken {
-                namespace,
-                integration,
-                connection,
-            }
-        } else {
-            SealedRef::AccessToken {
-                namespace,
-                integration,
-                connection,
-            }
-        }
+        let (access, refresh_token) =
+            SealedRef::tokens(&self.namespace, &self.integration, &self.name);
+        if refresh { refresh_token } else { access }
     }
 }
 
@@ -125,6 +110,26 @@ pub enum SealedRef {
 }
 
 impl SealedRef {
+    /// Where a connection's access token and refresh token are sealed.
+    pub fn tokens(
+        namespace: &Namespace,
+        integration: &IntegrationName,
+        connection: &ConnectionName,
+    ) -> (SealedRef, SealedRef) {
+        (
+            SealedRef::AccessToken {
+                namespace: namespace.clone(),
+                integration: integration.clone(),
+                connection: connection.clone(),
+            },
+            SealedRef::RefreshToken {
+                namespace: namespace.clone(),
+                integration: integration.clone(),
+                connection: connection.clone(),
+            },
+        )
+    }
+
     /// The additional authenticated data a value is sealed with.
     pub fn context(&self) -> String {
         match self {

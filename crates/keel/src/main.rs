@@ -4,6 +4,7 @@
 //! builds the engine and hands it to `keel_server::run`.
 
 mod admin;
+mod connections;
 mod endpoints;
 mod events;
 mod handlers;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use keel_core::{Limits, SystemClock};
+use keel_engine::connections::Keyring;
 use keel_engine::{
     DEFAULT_ATTEMPT_RETENTION_MS, DEFAULT_AUDIT_RETENTION_MS, DEFAULT_RUN_RETENTION_MS,
     DEFAULT_SLO_PASS_MS, Engine, EngineConfig, ShutdownTrigger,
@@ -78,6 +80,13 @@ enum Command {
     Subscription(events::SubscriptionArgs),
     /// Configure and inspect webhook sources.
     Source(sources::SourceArgs),
+    /// Configure OAuth2 integrations (an app's client at a provider).
+    Integration(connections::IntegrationArgs),
+    /// Connect end users through an integration; read their connections;
+    /// make calls as one.
+    Connection(connections::ConnectionArgs),
+    /// Rotate the keys that seal connections' secrets.
+    Keys(connections::KeysArgs),
     /// Configure endpoints Keel pushes to; read their attempts.
     Endpoint(endpoints::EndpointArgs),
     /// Handlers Keel runs itself (JavaScript or WebAssembly).
@@ -128,6 +137,11 @@ struct ServerArgs {
     /// forgery; cloud metadata addresses stay refused).
     #[arg(long, env = "KEEL_ALLOW_PRIVATE_HTTP")]
     allow_private_http: bool,
+    /// The keys that seal OAuth2 connections' secrets at rest, made when
+    /// missing (default: keys.json in --data-dir; with --database-url,
+    /// give every node the same file).
+    #[arg(long, env = "KEEL_KEYS_FILE")]
+    keys_file: Option<PathBuf>,
     /// Where people and mail clients reach this server
     /// (https://keel.example.com): e-mails carry one-click unsubscribe
     /// links there (RFC 8058); without it they carry none.
@@ -288,6 +302,7 @@ fn main() -> std::process::ExitCode {
                         instances: args.handler_instances,
                         ..keel_core::handler::Caps::default()
                     },
+                    keyring: None,
                 };
                 let tls = match (&args.tls_cert, &args.tls_key) {
                     (Some(cert), Some(key)) => {
@@ -304,7 +319,15 @@ fn main() -> std::process::ExitCode {
                     },
                     clients: args.clients.limits(),
                 };
-                serve(listen, store, args.limits.limits(), config, false).await
+                serve(
+                    listen,
+                    store,
+                    args.limits.limits(),
+                    config,
+                    args.keys_file,
+                    false,
+                )
+                .await
             }
             Command::Dev(args) => {
                 let store = StoreChoice::Embedded(args.data_dir);
@@ -322,9 +345,12 @@ fn main() -> std::process::ExitCode {
                     },
                     clients: ClientLimits::default(),
                 };
-                serve(listen, store, Limits::default(), config, true).await
+                serve(listen, store, Limits::default(), config, None, true).await
             }
             Command::Enqueue(args) => jobs::enqueue(args).await,
+            Command::Integration(args) => connections::integration(args).await,
+            Command::Connection(args) => connections::connection(args).await,
+            Command::Keys(args) => connections::keys(args).await,
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Queues(args) => admin::queues(args).await,
             Command::Workflow(args) => workflows::workflow(args).await,
@@ -371,6 +397,23 @@ enum StoreChoice {
 }
 
 impl StoreChoice {
+    /// The keys connections' secrets are sealed with: `file`, or the
+    /// embedded store's `keys.json`; made when missing. PostgreSQL without
+    /// a file holds no connections (every node needs the same keys).
+    fn keyring(&self, file: Option<PathBuf>) -> anyhow::Result<Option<Arc<Keyring>>> {
+        let path = match (file, self) {
+            (Some(path), _) => path,
+            (None, StoreChoice::Embedded(dir)) => dir.join("keys.json"),
+            (None, StoreChoice::Postgres(_)) => return Ok(None),
+        };
+        let (keyring, made) = Keyring::open(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+        if made {
+            tracing::info!(path = %path.display(), "made a new keys file for connections' secrets");
+        }
+        Ok(Some(Arc::new(keyring)))
+    }
+
     async fn open(&self, limits: &Limits) -> anyhow::Result<Arc<dyn keel_store::Store>> {
         Ok(match self {
             StoreChoice::Embedded(dir) => Arc::new(
@@ -413,12 +456,14 @@ async fn serve(
     listen: Listen,
     choice: StoreChoice,
     limits: Limits,
-    config: EngineConfig,
+    mut config: EngineConfig,
+    keys_file: Option<PathBuf>,
     dev: bool,
 ) -> anyhow::Result<()> {
     let telemetry = tokio::task::spawn_blocking(telemetry::init).await??;
     keel_engine::metrics::init();
     let store = choice.open(&limits).await?;
+    config.keyring = choice.keyring(keys_file)?;
     if !listen.auth.required && !dev {
         tracing::warn!("--auth off: anyone who can reach this server can do anything");
     } else if listen.auth.required && store.tokens_list().await?.is_empty() {

@@ -120,6 +120,9 @@ pub struct HttpSpec {
     pub url: String,
     pub headers: BTreeMap<String, String>,
     pub body: Option<Value>,
+    /// The OAuth2 connection the call is made as (a template): Keel adds
+    /// its `Authorization` header.
+    pub connection: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -68,6 +68,9 @@ pub struct HttpRequest {
     pub body: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The OAuth2 connection the call is made as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,15 +1,20 @@
 //! A handler's outbound HTTP: only to the origins its settings allow, and
 //! through the SSRF guard (no redirects followed: each hop is the handler's
 //! own call, checked again). `{{secrets.NAME}}` in a header's value is
-//! filled in here from the handler's secrets, which the guest never sees.
+//! filled in here from the handler's secrets, which the guest never sees;
+//! a call with `connection` carries that OAuth2 connection's
+//! `Authorization` header, added here (`crate::connections`): the guest
+//! never sees the token either.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use keel_core::handler::Origin;
+use keel_core::{ConnectionName, Namespace};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::connections::ConnectionService;
 use crate::outbound::{Guard, describe};
 
 /// One call's longest wait; the invocation's wall limit bounds it too.
@@ -21,6 +26,8 @@ pub(super) struct Fetcher {
     pub(super) origins: std::sync::Arc<[Origin]>,
     /// Bytes of responses this invocation may still read.
     pub(super) response_bytes: u64,
+    /// The connections its calls may be made as, in its namespace.
+    pub(super) connections: (std::sync::Arc<ConnectionService>, Namespace),
 }
 
 #[derive(Deserialize)]
@@ -32,6 +39,8 @@ pub(super) struct Request {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    connection: Option<String>,
 }
 
 fn get() -> String {
@@ -75,7 +84,33 @@ impl Fetcher {
         self.guard.check_url(&url)?;
         let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("{:?} is not an HTTP method", request.method))?;
+        let authorization = match &request.connection {
+            Some(name) => {
+                if request
+                    .headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("authorization"))
+                {
+                    return Err(
+                        "a call as a connection carries its Authorization header; set none"
+                            .to_owned(),
+                    );
+                }
+                let name = ConnectionName::new(name).map_err(|e| e.message)?;
+                let (connections, namespace) = &self.connections;
+                Some(
+                    connections
+                        .authorization(namespace, &name, &url)
+                        .await
+                        .map_err(|e| e.message)?,
+                )
+            }
+            None => None,
+        };
         let mut call = self.client.request(method, url).timeout(CALL_TIMEOUT);
+        if let Some(value) = authorization {
+            call = call.header("authorization", value);
+        }
         for (name, value) in &request.headers {
             call = call.header(name.as_str(), fill(value, secrets)?);
         }

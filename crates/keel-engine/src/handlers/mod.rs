@@ -79,6 +79,7 @@ pub struct HandlerDeps {
     pub jobs: Arc<JobService>,
     pub topics: Arc<TopicService>,
     pub queues: Arc<QueueService>,
+    pub connections: Arc<crate::connections::ConnectionService>,
 }
 
 /// A version ready to run: its compiled code and the origins it may call.
@@ -98,6 +99,7 @@ pub struct HandlerService {
     jobs: Arc<JobService>,
     topics: Arc<TopicService>,
     queues: Arc<QueueService>,
+    connections: Arc<crate::connections::ConnectionService>,
     client: reqwest::Client,
     guard: Guard,
     /// Made on first use: a node that runs no handler starts no engine.
@@ -122,6 +124,7 @@ impl HandlerService {
             jobs: deps.jobs,
             topics: deps.topics,
             queues: deps.queues,
+            connections: deps.connections,
             client: deps.guard.client(false),
             guard: deps.guard,
             sandbox: OnceLock::new(),
@@ -350,6 +353,7 @@ impl HandlerService {
                 guard: self.guard,
                 origins,
                 response_bytes: version.settings.limits.response_bytes,
+                connections: (self.connections.clone(), version.namespace.clone()),
             },
             namespace: version.namespace.clone(),
             handler: version.name.clone(),

@@ -10,6 +10,7 @@ mod notifier;
 mod prober;
 mod pusher;
 mod queue_worker;
+mod refresher;
 mod retention;
 mod slos;
 mod steps;
@@ -27,6 +28,7 @@ pub use notifier::Notifier;
 pub use prober::Prober;
 pub use pusher::Pusher;
 pub(crate) use queue_worker::ack_all;
+pub use refresher::Refresher;
 pub use retention::Retention;
 pub use slos::Slos;
 pub use steps::{RunSweep, StepRunner};
@@ -89,6 +91,7 @@ pub fn start(engine: Arc<Engine>, shutdown: Shutdown) -> Services {
             )
             .run(shutdown.clone()),
         ),
+        tokio::spawn(Refresher::new(engine.connections().clone()).run(shutdown.clone())),
         tokio::spawn(HandlerRunner::new(engine.handlers().clone()).run(shutdown.clone())),
         tokio::spawn(EffectsWorker::new(engine.handlers().clone()).run(shutdown.clone())),
         tokio::spawn(

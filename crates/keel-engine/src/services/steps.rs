@@ -131,7 +131,19 @@ async fn handle(runner: &StepRunner, job: LeasedJob) {
             run,
             request,
         } => {
-            let outcome = match driver.http.call(&request, job.traceparent.as_ref()).await {
+            let called = match keel_core::Namespace::new(&namespace) {
+                Ok(ns) => {
+                    driver
+                        .http
+                        .call(&ns, &request, job.traceparent.as_ref())
+                        .await
+                }
+                Err(e) => Err(crate::workflows::http::CallError {
+                    message: e.message,
+                    retry: false,
+                }),
+            };
+            let outcome = match called {
                 Ok(body) => AckOutcome::Complete {
                     result: serde_json::value::RawValue::from_string(body.to_string()).ok(),
                 },

@@ -1,12 +1,17 @@
 //! Outbound calls of `http` steps, through the SSRF guard of
 //! [`crate::outbound`]; redirects are not followed (a 3xx is not a success).
+//! A step with `connection` is made as that OAuth2 connection: its
+//! `Authorization` header is added here (`crate::connections`).
 
 use std::time::Duration;
 
-use keel_core::TraceParent;
+use std::sync::Arc;
+
 use keel_core::workflow::HttpRequest;
+use keel_core::{ConnectionName, ErrorCode, Namespace, TraceParent};
 use serde_json::Value;
 
+use crate::connections::ConnectionService;
 use crate::outbound::{Guard, REFUSED, describe, read_bounded};
 
 /// A call's timeout when the step gives none.
@@ -18,6 +23,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub struct HttpCaller {
     client: reqwest::Client,
     guard: Guard,
+    connections: Option<Arc<ConnectionService>>,
 }
 
 /// Why a call did not succeed; `retry` is false when trying again cannot help.
@@ -37,10 +43,11 @@ impl CallError {
 }
 
 impl HttpCaller {
-    pub fn new(guard: Guard) -> Self {
+    pub fn new(guard: Guard, connections: Option<Arc<ConnectionService>>) -> Self {
         HttpCaller {
             client: guard.client(false),
             guard,
+            connections,
         }
     }
 
@@ -49,6 +56,7 @@ impl HttpCaller {
     /// it parses, else text, `null` when empty).
     pub async fn call(
         &self,
+        namespace: &Namespace,
         request: &HttpRequest,
         traceparent: Option<&TraceParent>,
     ) -> Result<Value, CallError> {
@@ -60,7 +68,14 @@ impl HttpCaller {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| CallError::new(format!("invalid method {:?}", request.method), false))?;
         let timeout = Duration::from_millis(request.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
+        let authorization = match &request.connection {
+            Some(name) => Some(self.authorization(namespace, name, &url).await?),
+            None => None,
+        };
         let mut builder = self.client.request(method, url).timeout(timeout);
+        if let Some(value) = authorization {
+            builder = builder.header("authorization", value);
+        }
         if let Some(context) = traceparent
             && !request
                 .headers
@@ -105,15 +120,46 @@ impl HttpCaller {
     }
 }
 
+impl HttpCaller {
+    /// The connection's header; tried again only when its refresh did not
+    /// finish (a connection that is missing or needs its end user will not
+    /// come right by itself).
+    async fn authorization(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        url: &reqwest::Url,
+    ) -> Result<String, CallError> {
+        let connections = self
+            .connections
+            .as_ref()
+            .ok_or_else(|| CallError::new("this node makes no calls as connections", false))?;
+        let name = ConnectionName::new(name).map_err(|e| CallError::new(e.message, false))?;
+        connections
+            .authorization(namespace, &name, url)
+            .await
+            .map_err(|e| {
+                let retry = matches!(
+                    e.code,
+                    ErrorCode::UpstreamFailed | ErrorCode::StorageUnavailable | ErrorCode::Internal
+                );
+                CallError::new(e.message, retry)
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn literal_and_resolved_internal_hosts_are_refused() {
-        let caller = HttpCaller::new(Guard {
-            allow_private: false,
-        });
+        let caller = HttpCaller::new(
+            Guard {
+                allow_private: false,
+            },
+            None,
+        );
         for url in [
             "http://127.0.0.1:9/x",
             "http://[::1]:9/",
@@ -125,8 +171,10 @@ mod tests {
                 headers: Default::default(),
                 body: None,
                 timeout_ms: Some(2000),
+                connection: None,
             };
-            let err = caller.call(&request, None).await.unwrap_err();
+            let namespace = Namespace::new("default").unwrap();
+            let err = caller.call(&namespace, &request, None).await.unwrap_err();
             assert!(err.message.contains(REFUSED), "{url}: {}", err.message);
             assert!(!err.retry, "{url}");
         }

@@ -108,6 +108,7 @@ pub(crate) struct DriverDeps {
     pub jobs: Arc<JobService>,
     pub topics: Arc<TopicService>,
     pub allow_private_http: bool,
+    pub connections: Arc<crate::connections::ConnectionService>,
 }
 
 pub struct Driver {
@@ -149,9 +150,12 @@ impl Driver {
             locks: (0..LOCK_SHARDS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            http: HttpCaller::new(crate::outbound::Guard {
-                allow_private: deps.allow_private_http,
-            }),
+            http: HttpCaller::new(
+                crate::outbound::Guard {
+                    allow_private: deps.allow_private_http,
+                },
+                Some(deps.connections),
+            ),
             waits: EventWaits::default(),
         })
     }

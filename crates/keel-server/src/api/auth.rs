@@ -73,6 +73,8 @@ const INBOX: Shape = on("inbox", "id");
 const MONITOR: Shape = on("monitor", "name");
 const HANDLER: Shape = on("handler", "name");
 const OBJECT: Shape = on("object", "type");
+const INTEGRATION: Shape = on("integration", "name");
+const CONNECTION: Shape = on("connection", "name");
 
 /// Every route's need, as docs/api.md's role table shows it.
 #[rustfmt::skip]
@@ -90,6 +92,8 @@ const RULES: &[(&str, &str, Need)] = &[
     ("POST", "/v1/ping/{token}/{signal}", Need::Open),
     ("GET", "/v1/ping/{token}/{signal}", Need::Open),
     ("GET", "/v1/unsubscribe/{token}", Need::Open),
+    // A session's single-use state is its own authority (RFC 6749 10.12).
+    ("GET", "/oauth/callback", Need::Open),
     ("POST", "/v1/tokens", Need::Token(Admin, All)),
     ("GET", "/v1/tokens", Need::Token(Admin, All)),
     ("DELETE", "/v1/tokens/{id}", Need::Token(Admin, All)),
@@ -202,6 +206,16 @@ const RULES: &[(&str, &str, Need)] = &[
     ("PUT", "/v1/namespaces/{ns}/objects/{type}/{key}/state/{k}", Need::Token(Publish, OBJECT)),
     ("DELETE", "/v1/namespaces/{ns}/objects/{type}/{key}/state/{k}", Need::Token(Publish, OBJECT)),
     ("POST", "/v1/namespaces/{ns}/objects/{type}/{key}/state:batch", Need::Token(Publish, OBJECT)),
+    ("POST", "/v1/keys/rotate", Need::Token(Admin, All)),
+    ("GET", "/v1/namespaces/{ns}/integrations", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/integrations/{name}", Need::Token(Read, INTEGRATION)),
+    ("PUT", "/v1/namespaces/{ns}/integrations/{name}", Need::Token(Operate, INTEGRATION)),
+    ("DELETE", "/v1/namespaces/{ns}/integrations/{name}", Need::Token(Operate, INTEGRATION)),
+    ("POST", "/v1/namespaces/{ns}/integrations/{name}/connect-sessions", Need::Token(Publish, INTEGRATION)),
+    ("GET", "/v1/namespaces/{ns}/connections", Need::Token(Read, Namespace)),
+    ("GET", "/v1/namespaces/{ns}/connections/{name}", Need::Token(Read, CONNECTION)),
+    ("DELETE", "/v1/namespaces/{ns}/connections/{name}", Need::Token(Operate, CONNECTION)),
+    ("POST", "/v1/namespaces/{ns}/connections/{name}/requests", Need::Token(Publish, CONNECTION)),
     ("GET", "/v1/namespaces/{ns}/monitors", Need::Token(Read, Namespace)),
     ("GET", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Read, MONITOR)),
     ("PUT", "/v1/namespaces/{ns}/monitors/{name}", Need::Token(Operate, MONITOR)),

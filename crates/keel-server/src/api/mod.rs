@@ -5,6 +5,7 @@ mod acks;
 pub(crate) mod audit;
 mod auth;
 mod cloudevents;
+mod connections;
 pub(crate) mod endpoints;
 mod error;
 mod extract;
@@ -92,6 +93,20 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         .routes(routes!(jobs::redrive))
         .routes(routes!(imports::queue))
         .routes(routes!(imports::topic))
+        .routes(routes!(connections::integrations_list))
+        .routes(routes!(
+            connections::integration_get,
+            connections::integration_put,
+            connections::integration_delete
+        ))
+        .routes(routes!(connections::connect))
+        .routes(routes!(connections::connections_list))
+        .routes(routes!(
+            connections::connection_get,
+            connections::connection_delete
+        ))
+        .routes(routes!(connections::proxy))
+        .routes(routes!(connections::rotate))
         .routes(routes!(projects::list))
         .routes(routes!(projects::plan))
         .routes(routes!(projects::apply, projects::versions))
@@ -237,6 +252,7 @@ fn documented() -> OpenApiRouter<Arc<Engine>> {
         ));
     OpenApiRouter::with_openapi(openapi::Base::openapi())
         .nest("/v1", v1)
+        .routes(routes!(connections::callback))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

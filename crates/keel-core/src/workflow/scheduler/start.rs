@@ -258,6 +258,7 @@ impl Machine<'_> {
                 url,
                 headers,
                 body,
+                connection,
             }) => Work::Http {
                 request: HttpRequest {
                     method: method.clone(),
@@ -273,6 +274,11 @@ impl Machine<'_> {
                         .transpose()
                         .map_err(|e| format!("http.body: {e}"))?,
                     timeout_ms: step.timeout_ms,
+                    connection: connection
+                        .as_ref()
+                        .map(|c| expr::render_text(c, ctx))
+                        .transpose()
+                        .map_err(|e| format!("http.connection: {e}"))?,
                 },
                 max_attempts: step.max_attempts,
                 backoff: step.backoff,

@@ -119,7 +119,11 @@ impl Checker {
 
     /// A call Keel makes itself.
     fn http(&mut self, path: &str, map: &Map<String, Value>, scope: &Scope<'_>) -> Option<Action> {
-        self.unknown_keys(path, map, &["method", "url", "headers", "body"]);
+        self.unknown_keys(
+            path,
+            map,
+            &["method", "url", "headers", "body", "connection"],
+        );
         let method = self
             .string(path, map, "method")
             .unwrap_or_else(|| "POST".to_owned())
@@ -156,11 +160,30 @@ impl Checker {
         if let Some(b) = &body {
             self.templates(&join(path, "body"), b, scope);
         }
+        let connection = self.string(path, map, "connection");
+        if let Some(name) = &connection {
+            let at = join(path, "connection");
+            if name.contains("${{") {
+                self.templates(&at, &Value::String(name.clone()), scope);
+            } else if let Err(e) = crate::ConnectionName::new(name) {
+                self.problem(&at, e.message);
+            }
+            if headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("authorization"))
+            {
+                self.problem(
+                    &at,
+                    "a call as a connection carries its Authorization header; set none",
+                );
+            }
+        }
         Some(Action::Http(HttpSpec {
             method,
             url: url?,
             headers,
             body,
+            connection,
         }))
     }
 
