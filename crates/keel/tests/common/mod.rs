@@ -8,6 +8,7 @@
 )]
 
 pub(crate) mod browser;
+pub(crate) mod oauth;
 pub(crate) mod receiver;
 pub(crate) mod smtp;
 
