@@ -108,7 +108,7 @@ impl Access {
 }
 
 /// The kinds of resource a grant can name (`queue:emails*`).
-pub const RESOURCE_KINDS: [&str; 13] = [
+pub const RESOURCE_KINDS: [&str; 15] = [
     "queue",
     "topic",
     "subscription",
@@ -125,6 +125,9 @@ pub const RESOURCE_KINDS: [&str; 13] = [
     // An object's state, by its type: `object:customer` reaches every
     // customer's.
     "object",
+    // OAuth2: `connection:user-42` is a token that calls as one end user.
+    "integration",
+    "connection",
 ];
 
 /// At most this many namespaces or resource patterns in one grant.

@@ -96,13 +96,14 @@ impl Provider {
 }
 
 /// An integration as a client sends it. `client_secret` is taken on a put
-/// and never shown again; a put without one keeps the stored secret.
+/// (sealed apart, `None` in the spec the store keeps) and never shown
+/// again; a put without one keeps the stored secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationSpec {
     pub provider: Provider,
     pub client_id: String,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
     /// The provider's authorize URL; the template's when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]

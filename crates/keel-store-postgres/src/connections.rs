@@ -183,7 +183,7 @@ impl ConnectionStore for PostgresStore {
         t: &ConnectionWrite,
         now: Timestamp,
     ) -> Result<Connection, Error> {
-        let (expires, refresh, refreshed, at) = times(t, now);
+        let written = Written::of(t, now);
         let row = self
             .client()
             .await?
@@ -197,21 +197,7 @@ impl ConnectionStore for PostgresStore {
                      refresh_at = $10, refreshed_at = $11, error = $12, updated_at = $13 \
                      RETURNING {CONNECTION}"
                 ),
-                &[
-                    &namespace.as_str(),
-                    &name.as_str(),
-                    &integration.as_str(),
-                    &t.status.as_str(),
-                    &t.access_token,
-                    &t.refresh_token,
-                    &t.token_type,
-                    &t.scope,
-                    &expires,
-                    &refresh,
-                    &refreshed,
-                    &t.error,
-                    &at,
-                ],
+                &written.params([&namespace.as_str(), &name.as_str(), &integration.as_str()]),
             )
             .await
             .map_err(db)?;
@@ -226,7 +212,7 @@ impl ConnectionStore for PostgresStore {
         t: &ConnectionWrite,
         now: Timestamp,
     ) -> Result<Option<Connection>, Error> {
-        let (expires, refresh, refreshed, at) = times(t, now);
+        let written = Written::of(t, now);
         let row = self
             .client()
             .await?
@@ -238,21 +224,7 @@ impl ConnectionStore for PostgresStore {
                      updated_at = $13 WHERE namespace = $1 AND name = $2 AND version = $3 \
                      RETURNING {CONNECTION}"
                 ),
-                &[
-                    &namespace.as_str(),
-                    &name.as_str(),
-                    &(version as i64),
-                    &t.status.as_str(),
-                    &t.access_token,
-                    &t.refresh_token,
-                    &t.token_type,
-                    &t.scope,
-                    &expires,
-                    &refresh,
-                    &refreshed,
-                    &t.error,
-                    &at,
-                ],
+                &written.params([&namespace.as_str(), &name.as_str(), &(version as i64)]),
             )
             .await
             .map_err(db)?;
@@ -419,13 +391,47 @@ async fn update(
     Ok(())
 }
 
-fn times(t: &ConnectionWrite, now: Timestamp) -> (Option<i64>, i64, i64, i64) {
-    (
-        t.expires_at.map(Timestamp::as_millis),
-        t.refresh_at.as_millis(),
-        t.refreshed_at.as_millis(),
-        now.as_millis(),
-    )
+/// A connection's write as parameters $4 to $13, after the three that say
+/// which row.
+struct Written<'a> {
+    t: &'a ConnectionWrite,
+    status: &'static str,
+    expires: Option<i64>,
+    refresh: i64,
+    refreshed: i64,
+    at: i64,
+}
+
+impl<'a> Written<'a> {
+    fn of(t: &'a ConnectionWrite, now: Timestamp) -> Self {
+        Written {
+            t,
+            status: t.status.as_str(),
+            expires: t.expires_at.map(Timestamp::as_millis),
+            refresh: t.refresh_at.as_millis(),
+            refreshed: t.refreshed_at.as_millis(),
+            at: now.as_millis(),
+        }
+    }
+
+    fn params<'b>(&'b self, key: [&'b (dyn ToSql + Sync); 3]) -> [&'b (dyn ToSql + Sync); 13] {
+        let [a, b, c] = key;
+        [
+            a,
+            b,
+            c,
+            &self.status,
+            &self.t.access_token,
+            &self.t.refresh_token,
+            &self.t.token_type,
+            &self.t.scope,
+            &self.expires,
+            &self.refresh,
+            &self.refreshed,
+            &self.t.error,
+            &self.at,
+        ]
+    }
 }
 
 fn corrupt(e: Error) -> Error {

@@ -9,7 +9,8 @@ use keel_store::{
     ConnectSession, Connection, ConnectionStore, ConnectionWrite, Integration, Reseal, SealedRef,
     connection_not_found, integration_not_found,
 };
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use crate::SqliteStore;
 use crate::rows::{corrupt, from_json, to_json};
@@ -190,21 +191,15 @@ impl ConnectionStore for SqliteStore {
                      token_type = ?7, scope = ?8, expires_at = ?9, refresh_at = ?10, \
                      refreshed_at = ?11, error = ?12, updated_at = ?13"
                 ))?
-                .execute(params![
-                    namespace.as_str(),
-                    name.as_str(),
-                    integration.as_str(),
-                    t.status.as_str(),
-                    t.access_token,
-                    t.refresh_token,
-                    t.token_type,
-                    t.scope,
-                    t.expires_at.map(Timestamp::as_millis),
-                    t.refresh_at.as_millis(),
-                    t.refreshed_at.as_millis(),
-                    t.error,
-                    now.as_millis()
-                ])?;
+                .execute(params_from_iter(written(
+                    [
+                        namespace.to_string().into(),
+                        name.to_string().into(),
+                        integration.to_string().into(),
+                    ],
+                    &t,
+                    now,
+                )))?;
             Ok(connection_row(&w.conn, &namespace, &name)?
                 .ok_or_else(|| connection_not_found(&name)))
         })
@@ -229,21 +224,15 @@ impl ConnectionStore for SqliteStore {
                      expires_at = ?9, refresh_at = ?10, refreshed_at = ?11, error = ?12, \
                      updated_at = ?13 WHERE namespace = ?1 AND name = ?2 AND version = ?3",
                 )?
-                .execute(params![
-                    namespace.as_str(),
-                    name.as_str(),
-                    version as i64,
-                    t.status.as_str(),
-                    t.access_token,
-                    t.refresh_token,
-                    t.token_type,
-                    t.scope,
-                    t.expires_at.map(Timestamp::as_millis),
-                    t.refresh_at.as_millis(),
-                    t.refreshed_at.as_millis(),
-                    t.error,
-                    now.as_millis()
-                ])?;
+                .execute(params_from_iter(written(
+                    [
+                        namespace.to_string().into(),
+                        name.to_string().into(),
+                        (version as i64).into(),
+                    ],
+                    &t,
+                    now,
+                )))?;
             if changed == 0 {
                 return Ok(Ok(None));
             }
@@ -398,6 +387,25 @@ impl ConnectionStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A connection's write as parameters ?4 to ?13, after the three that
+/// say which row.
+fn written(key: [Value; 3], t: &ConnectionWrite, now: Timestamp) -> Vec<Value> {
+    let mut values = key.to_vec();
+    values.extend([
+        t.status.as_str().to_owned().into(),
+        t.access_token.clone().into(),
+        t.refresh_token.clone().into(),
+        t.token_type.clone().into(),
+        t.scope.clone().into(),
+        t.expires_at.map(Timestamp::as_millis).into(),
+        t.refresh_at.as_millis().into(),
+        t.refreshed_at.as_millis().into(),
+        t.error.clone().into(),
+        now.as_millis().into(),
+    ]);
+    values
 }
 
 fn in_use(name: &IntegrationName, connections: i64) -> Error {

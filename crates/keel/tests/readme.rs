@@ -240,6 +240,19 @@ const STEPS: &[Step] = &[
         "keel versions list -C examples/project",
         &["shop v1  applied"],
     ),
+    // OAuth2 connections.
+    run(
+        "keel integration put examples/cli/github-app.yaml",
+        &["github-app  github  client Iv1.replace-with-your-client-id  api https://api.github.com"],
+    ),
+    run(
+        "keel connection connect github-app user-42",
+        &[
+            "https://github.com/login/oauth/authorize?response_type=code",
+            "code_challenge_method=S256",
+        ],
+    ),
+    run("keel connection list", &["no connections"]),
     // Workflows, end to end.
     with(Mode::SameServer, "keel dev", &[]),
     with(

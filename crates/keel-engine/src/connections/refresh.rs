@@ -106,6 +106,26 @@ impl ConnectionService {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(%namespace, error = %e, "a connection's refresh failed");
+                // Its last try: the connection is flagged rather than left
+                // behind a dead job its version's idempotency key points to.
+                if job.attempt >= job.max_attempts
+                    && let Ok(asked) = serde_json::from_str::<RefreshJob>(job.payload.get())
+                    && let Ok(connection) = self
+                        .store
+                        .connection_get(namespace, &asked.connection)
+                        .await
+                    && connection.version == asked.version
+                {
+                    let integration = self
+                        .store
+                        .integration_get(namespace, &connection.integration)
+                        .await
+                        .ok();
+                    let why = format!("its refresh failed {} times: {}", job.attempt, e.message);
+                    if let Err(e) = self.give_up(&connection, integration.as_ref(), &why).await {
+                        tracing::warn!(%namespace, error = %e, "cannot flag a connection");
+                    }
+                }
                 retry(e.message)
             }
         }

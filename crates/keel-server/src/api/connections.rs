@@ -72,7 +72,7 @@ fn integration_answer(i: Integration) -> IntegrationAnswer {
             .map(|r| r.token_url.to_string())
             .unwrap_or_default(),
         api_base: resolved
-            .map(|r| r.api_base.iter().map(ToString::to_string).collect())
+            .map(|r| r.api_base.iter().map(origin).collect())
             .unwrap_or_default(),
         scopes: i.spec.scopes,
         pkce: i.spec.pkce,
@@ -84,6 +84,14 @@ fn integration_answer(i: Integration) -> IntegrationAnswer {
             .map_or_else(|| DEFAULT_TOPIC.to_owned(), |t| t.to_string()),
         created_at: i.created_at,
         updated_at: i.updated_at,
+    }
+}
+
+/// An origin as it is written: without its scheme's own port.
+fn origin(o: &keel_core::handler::Origin) -> String {
+    match (o.scheme.as_str(), o.port) {
+        ("https", 443) | ("http", 80) => format!("{}://{}", o.scheme, o.host),
+        _ => o.to_string(),
     }
 }
 
