@@ -298,6 +298,25 @@ async fn a_hundred_calls_across_three_nodes_make_one_refresh() {
     let (_, connection) = nodes[2].get(&format!("{NS}/connections/user-1")).await;
     assert_eq!(connection["version"], 2, "{connection}");
 
+    // Deleted and connected again, it starts at version 1 anew: its
+    // refresh is a new job, not the first one's (same version, same day).
+    let (status, _) = nodes[1]
+        .call("DELETE", &format!("{NS}/connections/user-1"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = connect(&nodes[1], "acme", "user-1", None).await;
+    assert_eq!(status, 200);
+    let (status, answer) = call_me(&nodes[2], &provider, "user-1").await;
+    assert_eq!(
+        (status, answer["status"].clone()),
+        (200, json!(200)),
+        "{answer}"
+    );
+    assert_eq!(
+        provider.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+
     // Nothing secret in the database.
     let mut secrets = provider.tokens();
     secrets.push(CLIENT_SECRET.to_owned());

@@ -8,7 +8,7 @@
 //!
 //! **One refresh at a time, across every node.** A refresh is a job on
 //! the namespace's `keel.connections` queue whose idempotency key names
-//! the connection and the version it read (`refresh/{name}/{version}`):
+//! the connection and the version it read (`refresh/{name}/{created}/{version}`):
 //! however many callers and nodes ask, one job exists per version, and
 //! it writes its tokens by compare-and-set on that version, rotated
 //! refresh token and new access token in one write. Callers that need

@@ -52,9 +52,13 @@ impl ConnectionService {
             max_attempts: Some(REFRESH_ATTEMPTS),
             backoff: Some(Backoff::default()),
             lease_ms: Some(REFRESH_LEASE_MS),
+            // The connection's birth is in the key: one deleted and made
+            // again starts at version 1 anew, within the keys' 24 hours.
             idempotency_key: Some(format!(
-                "refresh/{}/{}",
-                connection.name, connection.version
+                "refresh/{}/{}/{}",
+                connection.name,
+                connection.created_at.as_millis(),
+                connection.version
             )),
             ordering_key: Some(connection.name.to_string()),
             tags: None,
