@@ -156,6 +156,35 @@ impl State {
         Ok((ino, self.backing.join(relative)))
     }
 
+    fn rename(
+        &mut self,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+    ) -> Result<(), Errno> {
+        let (ino, from) = self.child(parent, name)?;
+        if std::fs::symlink_metadata(&from).map_err(io_errno)?.is_dir() {
+            return Err(Errno::EXDEV);
+        }
+        let (_, to) = self.child(newparent, newname)?;
+        std::fs::rename(&from, &to).map_err(io_errno)?;
+        let dirty = self.dirty.remove(&ino);
+        // What was at the new name is gone; the file takes its place.
+        self.forget_path(newparent, newname);
+        self.forget_path(parent, name);
+        let relative = to
+            .strip_prefix(&self.backing)
+            .map_err(|_| Errno::EINVAL)?
+            .to_owned();
+        self.paths.insert(ino, relative.clone());
+        self.inodes.insert(relative, ino);
+        if let Some(dirty) = dirty {
+            self.dirty.insert(ino, dirty);
+        }
+        Ok(())
+    }
+
     fn forget_path(&mut self, parent: INodeNo, name: &OsStr) -> Option<u64> {
         let relative = self.paths.get(&parent.0)?.join(name);
         let ino = self.inodes.remove(&relative)?;
@@ -373,5 +402,32 @@ mod tests {
             on_disk[..PAGE as usize + 10].iter().all(|&b| b == 7),
             "the rest of the page is as it was"
         );
+    }
+
+    #[test]
+    fn a_rename_replaces_the_target_and_keeps_the_files_unsynced_pages() {
+        let (dir, mut state, ino, path) = disk("keys.tmp");
+        std::fs::write(dir.path().join("keys.json"), b"old").unwrap();
+        let (old, _) = state.child(INodeNo::ROOT, OsStr::new("keys.json")).unwrap();
+        state.write(ino, &path, 0, b"new").unwrap();
+        state
+            .rename(
+                INodeNo::ROOT,
+                OsStr::new("keys.tmp"),
+                INodeNo::ROOT,
+                OsStr::new("keys.json"),
+            )
+            .unwrap();
+        let target = dir.path().join("keys.json");
+        assert!(!path.exists());
+        let (found, _) = state.child(INodeNo::ROOT, OsStr::new("keys.json")).unwrap();
+        assert_eq!(
+            found, ino,
+            "the name is the renamed file's now, not {old}'s"
+        );
+        assert_eq!(state.read(ino, &target, 0, 3).unwrap(), b"new");
+        // Not synced: a cut that keeps nothing leaves what was on disk.
+        state.cut(0.0).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"");
     }
 }
