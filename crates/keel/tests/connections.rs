@@ -65,7 +65,7 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
 async fn an_end_user_connects_and_calls_are_made_as_them_without_a_token_shown() {
     let provider = Provider::start(Some(3600), Some(3600)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (server, logs) = Server::start_logged(&dir, &["--allow-private-http"]).await;
+    let (mut server, logs) = Server::start_logged(&dir, &["--allow-private-http"]).await;
     put_integration(&server, &provider).await;
     let (_, shown) = server.get(&format!("{NS}/integrations/acme")).await;
     assert_eq!(shown["client_secret_set"], true, "{shown}");
@@ -215,7 +215,8 @@ async fn an_end_user_connects_and_calls_are_made_as_them_without_a_token_shown()
     let (status, rotated) = server.post("/v1/keys/rotate", json!({})).await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(rotated, json!({"active": 2, "resealed": 3}));
-    drop(server);
+    // Stopped and waited for: the next one opens the same store.
+    assert!(server.terminate().await.success());
     let server = Server::start_in(dir.path(), &["--allow-private-http"]).await;
     let (status, answer) = call_me(&server, &provider, "user-1").await;
     assert_eq!(
